@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs what nsrun's tests and scripts need on a fresh Debian or Ubuntu
+# machine that has only Go: iptables (nft and legacy), conntrack, iproute2
+# and the kernel-module tools. Packages already present are left alone.
+set -euo pipefail
+
+need=()
+command -v iptables >/dev/null || need+=(iptables)
+command -v iptables-legacy >/dev/null || need+=(iptables)
+command -v conntrack >/dev/null || need+=(conntrack)
+command -v ip >/dev/null || need+=(iproute2)
+command -v modprobe >/dev/null || need+=(kmod)
+
+if ((${#need[@]} > 0)); then
+	if [[ $(id -u) -ne 0 ]]; then
+		echo "install-deps: missing ${need[*]}; run as root (sudo $0) to install them" >&2
+		exit 1
+	fi
+	echo "install-deps: installing ${need[*]}" >&2
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi

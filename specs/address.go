@@ -1,0 +1,141 @@
+package specs
+
+import (
+	"encoding/binary"
+	"fmt"
+	"hash/fnv"
+	"net/netip"
+	"sort"
+)
+
+// linkBits is the prefix length of each automatic link subnet: a /30 holds
+// the host side (first usable address) and the namespace side (the next).
+const linkBits = 30
+
+// DefaultPools returns the pools tried, in order, for automatic addresses
+// when a spec sets no subnet. The spec layer assumes the first; the system
+// layer moves on to the next when one overlaps a host route.
+func DefaultPools() []netip.Prefix {
+	pools := make([]netip.Prefix, 0, 8)
+	for i := byte(0); i < 8; i++ {
+		pools = append(pools, netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 203 + i, 0, 0}), 16))
+	}
+	return pools
+}
+
+// HostSide returns the host-side address that pairs with a namespace-side
+// address: the first usable address of its prefix, with the same length.
+func HostSide(ns netip.Prefix) netip.Prefix {
+	return netip.PrefixFrom(ns.Masked().Addr().Next(), ns.Bits())
+}
+
+// checkNamespaceAddress reports why p cannot be a namespace-side address.
+func checkNamespaceAddress(p netip.Prefix) error {
+	if !p.Addr().Is4() {
+		return fmt.Errorf("address %s is not IPv4; IPv6 is not supported", p)
+	}
+	if p.Bits() > linkBits {
+		return fmt.Errorf("address %s leaves no room for the host side; use a prefix of /%d or shorter", p, linkBits)
+	}
+	network := p.Masked().Addr()
+	switch p.Addr() {
+	case network:
+		return fmt.Errorf("address %s is the network address of %s; use e.g. %s", p, p.Masked(), netip.PrefixFrom(network.Next().Next(), p.Bits()))
+	case lastAddr(p.Masked()):
+		return fmt.Errorf("address %s is the broadcast address of %s; use another", p, p.Masked())
+	case network.Next():
+		return fmt.Errorf("address %s is the host side's address (the first usable one of %s); use e.g. %s", p, p.Masked(), netip.PrefixFrom(network.Next().Next(), p.Bits()))
+	}
+	if !p.Addr().IsPrivate() && !p.Addr().IsGlobalUnicast() {
+		return fmt.Errorf("address %s is not a unicast address; use a private range such as 10.203.1.2/24", p)
+	}
+	return nil
+}
+
+// checkPool reports why p cannot be the pool of automatic addresses.
+func checkPool(p netip.Prefix) error {
+	if !p.Addr().Is4() {
+		return fmt.Errorf("subnet %s is not IPv4; IPv6 is not supported", p)
+	}
+	if p.Bits() > linkBits {
+		return fmt.Errorf("subnet %s is too small; use a prefix of /%d or shorter", p, linkBits)
+	}
+	if p.Addr() != p.Masked().Addr() {
+		return fmt.Errorf("subnet %s has host bits set; write %s", p, p.Masked())
+	}
+	if !p.Addr().IsPrivate() && !p.Addr().IsGlobalUnicast() {
+		return fmt.Errorf("subnet %s is not a unicast range; use a private range such as 10.203.0.0/16", p)
+	}
+	return nil
+}
+
+// AssignAddresses gives every namespace without an address of its own a
+// /30 link subnet from pool. A namespace's subnet depends only on its name
+// and on the subnets already taken, not on the order of the spec, so the
+// same spec gets the same addresses on every run and adding a namespace
+// rarely moves another.
+func AssignAddresses(s *Spec, pool netip.Prefix) error {
+	if err := checkPool(pool); err != nil {
+		return err
+	}
+	var taken []netip.Prefix
+	var auto []*Namespace
+	for _, ns := range s.Namespaces {
+		if ns.AutoAddress {
+			auto = append(auto, ns)
+		} else {
+			taken = append(taken, ns.Address.Masked())
+		}
+	}
+	sort.Slice(auto, func(i, j int) bool { return auto[i].Name < auto[j].Name })
+	slots := uint32(1) << (linkBits - pool.Bits())
+	base := binary.BigEndian.Uint32(pool.Addr().AsSlice())
+	for _, ns := range auto {
+		link, ok := freeSlot(base, slots, nameHash(ns.Name)%slots, taken)
+		if !ok {
+			return fmt.Errorf("subnet %s has no room left for namespace %q; use a larger subnet", pool, ns.Name)
+		}
+		taken = append(taken, link)
+		ns.Address = netip.PrefixFrom(link.Addr().Next().Next(), linkBits)
+		ns.HostAddress = HostSide(ns.Address)
+	}
+	s.Subnet = pool
+	return nil
+}
+
+// freeSlot probes the /30 slots of a pool from start for one that overlaps
+// nothing taken.
+func freeSlot(base, slots, start uint32, taken []netip.Prefix) (netip.Prefix, bool) {
+	for i := uint32(0); i < slots; i++ {
+		slot := (start + i) % slots
+		var a [4]byte
+		binary.BigEndian.PutUint32(a[:], base+slot<<(32-linkBits))
+		link := netip.PrefixFrom(netip.AddrFrom4(a), linkBits)
+		if !overlapsAny(link, taken) {
+			return link, true
+		}
+	}
+	return netip.Prefix{}, false
+}
+
+func overlapsAny(p netip.Prefix, list []netip.Prefix) bool {
+	for _, q := range list {
+		if p.Overlaps(q) {
+			return true
+		}
+	}
+	return false
+}
+
+func nameHash(name string) uint32 {
+	h := fnv.New32a()
+	h.Write([]byte(name))
+	return h.Sum32()
+}
+
+func lastAddr(p netip.Prefix) netip.Addr {
+	a := p.Masked().Addr().As4()
+	v := binary.BigEndian.Uint32(a[:]) | (1<<(32-p.Bits()) - 1)
+	binary.BigEndian.PutUint32(a[:], v)
+	return netip.AddrFrom4(a)
+}

@@ -1,0 +1,399 @@
+package specs
+
+import (
+	"net/netip"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// The keys each mapping of the spec accepts, in the order the docs list them.
+var (
+	specKeys      = []string{"name", "subnet", "namespaces"}
+	namespaceKeys = []string{"address", "egress", "ports", "run"}
+	portKeys      = []string{"published", "target", "protocol", "host_ip"}
+	processKeys   = []string{"name", "command", "workdir", "env", "user", "restart", "ready"}
+	readyKeys     = []string{"tcp", "timeout"}
+)
+
+// maxReadyTimeout bounds ready.timeout; longer waits are a typo.
+const maxReadyTimeout = time.Hour
+
+// spec decodes the root mapping and then checks the spec as a whole.
+func (d *decoder) spec(root *yaml.Node) *Spec {
+	s := &Spec{File: d.file, Name: ProjectNameFromFile(d.file)}
+	namePos, subnetPos := position{1, 1}, position{1, 1}
+	var hasNamespaces bool
+	d.mapping(root, "", specKeys, func(key string, k, v *yaml.Node) {
+		switch key {
+		case "name":
+			namePos = at(v)
+			s.Name, _ = d.str(v, key)
+		case "subnet":
+			subnetPos = at(v)
+			s.Subnet, s.SubnetSet = d.prefix(v, key, "10.203.0.0/16")
+			if s.SubnetSet {
+				if err := checkPool(s.Subnet); err != nil {
+					d.add(at(v), key, "%v", err)
+				}
+			}
+		case "namespaces":
+			hasNamespaces = true
+			d.namespaces(s, v)
+		}
+	})
+	if err := CheckProjectName(s.Name); err != nil {
+		if namePos == (position{1, 1}) && root.Kind == yaml.MappingNode {
+			d.add(namePos, "name", "%v (derived from the file name); set name: in the spec", err)
+		} else {
+			d.add(namePos, "name", "%v", err)
+		}
+	}
+	if !hasNamespaces && root.Kind == yaml.MappingNode {
+		d.add(at(root), "namespaces", "is required: a mapping of namespace names, e.g. namespaces: {ns1: {ports: [\"6000:8080\"]}}")
+	}
+	if len(d.list) > 0 {
+		return s
+	}
+	d.checkSpec(s)
+	if len(d.list) > 0 {
+		return s
+	}
+	pool := s.Subnet
+	if !s.SubnetSet {
+		pool = DefaultPools()[0]
+	}
+	if err := AssignAddresses(s, pool); err != nil {
+		d.add(subnetPos, "subnet", "%v", err)
+	}
+	return s
+}
+
+func (d *decoder) namespaces(s *Spec, n *yaml.Node) {
+	ok := d.mapping(n, "namespaces", nil, func(name string, k, v *yaml.Node) {
+		s.Namespaces = append(s.Namespaces, d.namespace(name, k, v, join("namespaces", name)))
+	})
+	if ok && len(n.Content) == 0 {
+		d.add(at(n), "namespaces", "is empty; list at least one namespace")
+	}
+}
+
+func (d *decoder) namespace(name string, k, v *yaml.Node, path string) *Namespace {
+	ns := &Namespace{Name: name, HostLink: HostLinkName(name), Egress: true, AutoAddress: true, pos: at(k)}
+	if err := CheckNamespaceName(name); err != nil {
+		d.add(at(k), path, "%v", err)
+	}
+	if v.Kind == yaml.ScalarNode && v.ShortTag() == "!!null" {
+		return ns // "ns1:" alone: every default
+	}
+	d.mapping(v, path, namespaceKeys, func(key string, k, v *yaml.Node) {
+		switch p := join(path, key); key {
+		case "address":
+			if addr, ok := d.prefix(v, p, "10.203.1.2/24"); ok {
+				if err := checkNamespaceAddress(addr); err != nil {
+					d.add(at(v), p, "%v", err)
+				}
+				ns.Address, ns.HostAddress, ns.AutoAddress = addr, HostSide(addr), false
+				ns.addressPos = at(v)
+			}
+		case "egress":
+			ns.Egress, _ = d.boolean(v, p)
+		case "ports":
+			d.sequence(v, p, func(i int, item *yaml.Node) {
+				if port, ok := d.portEntry(item, index(p, i)); ok {
+					ns.Ports = append(ns.Ports, port)
+				}
+			})
+		case "run":
+			d.sequence(v, p, func(i int, item *yaml.Node) {
+				if proc, ok := d.process(item, index(p, i)); ok {
+					ns.Run = append(ns.Run, proc)
+				}
+			})
+		}
+	})
+	d.checkProcessNames(ns, path)
+	return ns
+}
+
+// prefix decodes an address with its prefix length, e.g. 10.203.1.2/24.
+func (d *decoder) prefix(n *yaml.Node, path, example string) (netip.Prefix, bool) {
+	s, ok := d.str(n, path)
+	if !ok {
+		return netip.Prefix{}, false
+	}
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		d.add(at(n), path, "%s is not an address with a prefix length; write e.g. %s", quote(s), example)
+		return netip.Prefix{}, false
+	}
+	return p, true
+}
+
+// portEntry decodes a port in the short form (a string) or the long form
+// (a mapping with compose's names).
+func (d *decoder) portEntry(n *yaml.Node, path string) (Port, bool) {
+	if n.Kind != yaml.MappingNode {
+		s, ok := d.text(n, path, `a port such as "6000:8080" or a mapping with published and target`)
+		if !ok {
+			return Port{}, false
+		}
+		p, err := ParsePort(s)
+		if err != nil {
+			d.add(at(n), path, "%v", err)
+			return Port{}, false
+		}
+		p.pos = at(n)
+		return p, true
+	}
+	p := Port{HostIP: netip.IPv4Unspecified(), Protocol: TCP, pos: at(n)}
+	var hasPublished, hasTarget, ok = false, false, true
+	d.mapping(n, path, portKeys, func(key string, k, v *yaml.Node) {
+		switch key {
+		case "published":
+			p.Published, hasPublished = d.portRange(v, join(path, key), "host port")
+		case "target":
+			p.Target, hasTarget = d.portRange(v, join(path, key), "port")
+		case "protocol":
+			s, good := d.str(v, join(path, key))
+			if good {
+				var err error
+				if p.Protocol, err = ParseProtocol(s); err != nil {
+					d.add(at(v), join(path, key), "%v", err)
+					good = false
+				}
+			}
+			ok = ok && good
+		case "host_ip":
+			s, good := d.str(v, join(path, key))
+			if good {
+				var err error
+				if p.HostIP, err = ParseHostIP(s); err != nil {
+					d.add(at(v), join(path, key), "%v", err)
+					good = false
+				}
+			}
+			ok = ok && good
+		}
+	})
+	for _, key := range []string{"published", "target"} {
+		if !d.hasKey(n, key) {
+			d.add(at(n), path, "%s is required, e.g. published: 6000, target: 8080", key)
+		}
+	}
+	if !ok || !hasPublished || !hasTarget {
+		return Port{}, false
+	}
+	if err := checkRangeLengths(p); err != nil {
+		d.add(at(n), path, "%v", err)
+		return Port{}, false
+	}
+	return p, true
+}
+
+// portRange decodes a port number or a "FIRST-LAST" string.
+func (d *decoder) portRange(n *yaml.Node, path, what string) (PortRange, bool) {
+	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!str" {
+		r, err := parsePortRange(n.Value, what)
+		if err != nil {
+			d.add(at(n), path, "%v", err)
+			return PortRange{}, false
+		}
+		return r, true
+	}
+	p, ok := d.port(n, path, what)
+	return PortRange{p, p}, ok
+}
+
+// hasKey reports whether mapping n has key, so that a key present with a
+// bad value is not reported as missing too.
+func (d *decoder) hasKey(n *yaml.Node, key string) bool {
+	for i := 0; i < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return true
+		}
+	}
+	return false
+}
+
+func (d *decoder) process(n *yaml.Node, path string) (Process, bool) {
+	p := Process{Restart: RestartNo, pos: at(n)}
+	var hasCommand bool
+	ok := d.mapping(n, path, processKeys, func(key string, k, v *yaml.Node) {
+		switch kp := join(path, key); key {
+		case "name":
+			if s, good := d.str(v, kp); good {
+				if err := CheckProcessName(s); err != nil {
+					d.add(at(v), kp, "%v", err)
+				}
+				p.Name = s
+			}
+		case "command":
+			hasCommand = true
+			p.Command, p.Shell = d.command(v, kp)
+		case "workdir":
+			if s, good := d.str(v, kp); good {
+				if !filepath.IsAbs(s) || strings.ContainsRune(s, 0) {
+					d.add(at(v), kp, "workdir %s must be an absolute path, e.g. /srv/app", quote(s))
+				}
+				p.Workdir = s
+			}
+		case "env":
+			p.Env = d.env(v, kp)
+		case "user":
+			if s, good := d.text(v, kp, "a user name or uid[:gid]"); good {
+				if err := checkUser(s); err != nil {
+					d.add(at(v), kp, "%v", err)
+				}
+				p.User = s
+			}
+		case "restart":
+			p.Restart = d.restart(v, kp)
+		case "ready":
+			p.Ready = d.ready(v, kp)
+		}
+	})
+	if !ok {
+		return p, false
+	}
+	if !hasCommand {
+		d.add(at(n), path, `command is required: a list such as ["python3", "-m", "http.server", "8080"] or a shell string`)
+		return p, false
+	}
+	if p.Name == "" && len(p.Command) > 0 {
+		p.Name = defaultProcessName(p)
+		if err := CheckProcessName(p.Name); err != nil {
+			d.add(at(n), path, "%v (derived from the command); set name:", err)
+		}
+	}
+	return p, true
+}
+
+// defaultProcessName is the base name of the program the command runs.
+func defaultProcessName(p Process) string {
+	prog := p.Command[0]
+	if p.Shell {
+		if f := strings.Fields(p.Command[2]); len(f) > 0 {
+			prog = f[0]
+		}
+	}
+	return filepath.Base(prog)
+}
+
+// command decodes a list (exec'd directly) or a string (run by /bin/sh -c).
+func (d *decoder) command(n *yaml.Node, path string) (argv []string, shell bool) {
+	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!str" {
+		if strings.TrimSpace(n.Value) == "" {
+			d.add(at(n), path, "command is empty; give the program to run")
+			return nil, false
+		}
+		if strings.ContainsRune(n.Value, 0) {
+			d.add(at(n), path, "command contains a NUL character")
+			return nil, false
+		}
+		return []string{"/bin/sh", "-c", n.Value}, true
+	}
+	if n.Kind != yaml.SequenceNode {
+		d.wrongType(n, path, "a list of arguments or a shell string")
+		return nil, false
+	}
+	if len(n.Content) == 0 {
+		d.add(at(n), path, "command is an empty list; give the program to run first")
+		return nil, false
+	}
+	d.sequence(n, path, func(i int, item *yaml.Node) {
+		arg, ok := d.text(item, index(path, i), "a string argument")
+		switch {
+		case !ok:
+		case strings.ContainsRune(arg, 0):
+			d.add(at(item), index(path, i), "argument contains a NUL character")
+		case i == 0 && strings.TrimSpace(arg) == "":
+			d.add(at(item), index(path, i), "program name is empty")
+		default:
+			argv = append(argv, arg)
+		}
+	})
+	if len(argv) != len(n.Content) {
+		return nil, false
+	}
+	return argv, false
+}
+
+// env decodes a mapping of variable names to scalar values.
+func (d *decoder) env(n *yaml.Node, path string) []string {
+	var env []string
+	d.mapping(n, path, nil, func(key string, k, v *yaml.Node) {
+		kp := join(path, key)
+		if key == "" || strings.ContainsAny(key, "=\x00") {
+			d.add(at(k), kp, "environment variable name %s must be non-empty and contain no '=' or NUL", quote(key))
+			return
+		}
+		if v.Kind != yaml.ScalarNode {
+			d.wrongType(v, kp, "a string, number or boolean")
+			return
+		}
+		value := v.Value
+		if v.ShortTag() == "!!null" {
+			value = ""
+		}
+		if strings.ContainsRune(value, 0) {
+			d.add(at(v), kp, "value contains a NUL character")
+			return
+		}
+		env = append(env, key+"="+value)
+	})
+	sort.Strings(env)
+	return env
+}
+
+func (d *decoder) restart(n *yaml.Node, path string) Restart {
+	s, ok := d.str(n, path)
+	if !ok {
+		return RestartNo
+	}
+	switch r := Restart(s); r {
+	case RestartNo, RestartOnFailure, RestartAlways:
+		return r
+	}
+	d.add(at(n), path, "restart %s is not supported; use no, on-failure or always", quote(s))
+	return RestartNo
+}
+
+func (d *decoder) ready(n *yaml.Node, path string) *Ready {
+	r := &Ready{Timeout: DefaultReadyTimeout}
+	var hasTCP bool
+	ok := d.mapping(n, path, readyKeys, func(key string, k, v *yaml.Node) {
+		switch kp := join(path, key); key {
+		case "tcp":
+			r.TCP, hasTCP = d.port(v, kp, "ready port")
+		case "timeout":
+			r.Timeout = d.duration(v, kp)
+		}
+	})
+	if ok && !hasTCP && !d.hasKey(n, "tcp") {
+		d.add(at(n), path, "tcp is required: the port that accepts connections once the process is ready, e.g. ready: {tcp: 8080}")
+	}
+	return r
+}
+
+func (d *decoder) duration(n *yaml.Node, path string) time.Duration {
+	s, ok := d.text(n, path, "a duration such as 30s")
+	if !ok {
+		return DefaultReadyTimeout
+	}
+	t, err := time.ParseDuration(s)
+	switch {
+	case err != nil:
+		d.add(at(n), path, "%s is not a duration; write e.g. 30s or 2m", quote(s))
+	case t <= 0:
+		d.add(at(n), path, "timeout %s must be positive", s)
+	case t > maxReadyTimeout:
+		d.add(at(n), path, "timeout %s is longer than %s", s, maxReadyTimeout)
+	default:
+		return t
+	}
+	return DefaultReadyTimeout
+}

@@ -1,0 +1,161 @@
+// Package specs holds the nsrun spec (version 1): its schema, parsing with
+// source positions, defaults and validation. It is pure: it reads the spec
+// file and nothing else, and it never changes the system.
+package specs
+
+import (
+	"fmt"
+	"net/netip"
+	"time"
+)
+
+// Spec is a parsed, defaulted and validated spec.
+type Spec struct {
+	File string // the path the spec was read from, for messages
+	Name string // project name
+
+	// Subnet is the pool automatic addresses come from. SubnetSet reports
+	// whether the spec chose it; when it did not, Subnet is the first of
+	// DefaultPools and the caller may pick another with AssignAddresses.
+	Subnet    netip.Prefix
+	SubnetSet bool
+
+	// Namespaces in the order the spec lists them.
+	Namespaces []*Namespace
+}
+
+// Namespace is one named network namespace and what lives in it.
+type Namespace struct {
+	Name     string
+	HostLink string // host side of the veth pair, derived from Name
+
+	// Address is the namespace side (eth0) with its prefix length;
+	// HostAddress the host side, the first usable address of the prefix.
+	// AutoAddress reports that the spec gave no address and one was
+	// assigned from the pool.
+	Address     netip.Prefix
+	HostAddress netip.Prefix
+	AutoAddress bool
+
+	Egress bool
+	Ports  []Port
+	Run    []Process
+
+	pos, addressPos position
+}
+
+// Protocol is a transport protocol a port is published for.
+type Protocol string
+
+const (
+	TCP Protocol = "tcp"
+	UDP Protocol = "udp"
+)
+
+// PortRange is an inclusive range of ports; a single port has First == Last.
+type PortRange struct {
+	First, Last uint16
+}
+
+// Len is the number of ports in the range.
+func (r PortRange) Len() int { return int(r.Last) - int(r.First) + 1 }
+
+// Overlaps reports whether the two ranges share a port.
+func (r PortRange) Overlaps(o PortRange) bool { return r.First <= o.Last && o.First <= r.Last }
+
+func (r PortRange) String() string {
+	if r.First == r.Last {
+		return fmt.Sprint(r.First)
+	}
+	return fmt.Sprintf("%d-%d", r.First, r.Last)
+}
+
+// Port publishes host ports on ports inside a namespace.
+type Port struct {
+	HostIP    netip.Addr // 0.0.0.0 publishes on every host address
+	Published PortRange  // on the host
+	Target    PortRange  // inside the namespace; same length as Published
+	Protocol  Protocol
+
+	pos position
+}
+
+// String returns the port in the short form, leaving out the defaults.
+func (p Port) String() string {
+	s := p.Published.String() + ":" + p.Target.String()
+	if !p.HostIP.IsUnspecified() {
+		s = p.HostIP.String() + ":" + s
+	}
+	if p.Protocol != TCP {
+		s += "/" + string(p.Protocol)
+	}
+	return s
+}
+
+// Restart says when the supervisor restarts a process that exited.
+type Restart string
+
+const (
+	RestartNo        Restart = "no"
+	RestartOnFailure Restart = "on-failure"
+	RestartAlways    Restart = "always"
+)
+
+// Process is one `run` entry: a command kept running inside a namespace.
+type Process struct {
+	Name string
+
+	// Command is the argv to execute. A command written as a string is run
+	// by /bin/sh -c, and Shell is true.
+	Command []string
+	Shell   bool
+
+	Workdir string
+	Env     []string // "KEY=value", sorted by key
+	User    string   // name or uid, optionally ":group"; empty means root
+	Restart Restart
+	Ready   *Ready // nil when the process has no readiness check
+
+	pos position
+}
+
+// Ready is a readiness check: the TCP port accepts a connection inside the
+// namespace within Timeout.
+type Ready struct {
+	TCP     uint16
+	Timeout time.Duration
+}
+
+// DefaultReadyTimeout applies when a ready check gives no timeout.
+const DefaultReadyTimeout = 30 * time.Second
+
+// Namespace returns the namespace with the given name, or nil.
+func (s *Spec) Namespace(name string) *Namespace {
+	for _, ns := range s.Namespaces {
+		if ns.Name == name {
+			return ns
+		}
+	}
+	return nil
+}
+
+// Summary is a one-line description of the spec for people.
+func (s *Spec) Summary() string {
+	var ports, procs int
+	for _, ns := range s.Namespaces {
+		ports += len(ns.Ports)
+		procs += len(ns.Run)
+	}
+	return fmt.Sprintf("project %q: %s, %s, %s",
+		s.Name, plural(len(s.Namespaces), "namespace"), plural(ports, "published port"), plural(procs, "process"))
+}
+
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	if noun[len(noun)-1] == 's' {
+		return fmt.Sprintf("%d %ses", n, noun)
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}

@@ -1,0 +1,88 @@
+package specs
+
+import (
+	"net/netip"
+	"sort"
+)
+
+// checkProcessNames reports run entries of one namespace sharing a name.
+func (d *decoder) checkProcessNames(ns *Namespace, path string) {
+	first := make(map[string]int, len(ns.Run))
+	for i, p := range ns.Run {
+		if j, dup := first[p.Name]; dup {
+			d.add(p.pos, index(join(path, "run"), i), "process name %s is already used by run[%d] (line %d); give each a distinct name:",
+				quote(p.Name), j, ns.Run[j].pos.Line)
+			continue
+		}
+		first[p.Name] = i
+	}
+}
+
+// checkSpec checks what involves several namespaces: derived link names,
+// overlapping addresses and host ports published twice.
+func (d *decoder) checkSpec(s *Spec) {
+	links := make(map[string]*Namespace, len(s.Namespaces))
+	for _, ns := range s.Namespaces {
+		if other, dup := links[ns.HostLink]; dup {
+			d.add(ns.pos, join("namespaces", ns.Name), "host link name %s derived from this name is also derived from %s; rename one of them",
+				quote(ns.HostLink), quote(other.Name))
+		}
+		links[ns.HostLink] = ns
+	}
+	for i, ns := range s.Namespaces {
+		if ns.AutoAddress {
+			continue
+		}
+		for _, other := range s.Namespaces[:i] {
+			if !other.AutoAddress && ns.Address.Masked().Overlaps(other.Address.Masked()) {
+				d.add(ns.addressPos, join(join("namespaces", ns.Name), "address"),
+					"address %s overlaps %s of namespace %s (line %d); give each namespace its own subnet",
+					ns.Address, other.Address.Masked(), quote(other.Name), other.addressPos.Line)
+			}
+		}
+	}
+	d.checkPublished(s)
+}
+
+// published is a port with the path it was written at, for messages.
+type published struct {
+	Port
+	path string
+}
+
+// checkPublished reports host ports published twice for one protocol on
+// the same host address (0.0.0.0 covers every address).
+func (d *decoder) checkPublished(s *Spec) {
+	var all []published
+	for _, ns := range s.Namespaces {
+		for i, p := range ns.Ports {
+			all = append(all, published{p, index(join(join("namespaces", ns.Name), "ports"), i)})
+		}
+	}
+	sort.SliceStable(all, func(i, j int) bool {
+		if all[i].Protocol != all[j].Protocol {
+			return all[i].Protocol < all[j].Protocol
+		}
+		return all[i].Published.First < all[j].Published.First
+	})
+	for i, a := range all {
+		for _, b := range all[i+1:] {
+			if b.Protocol != a.Protocol || b.Published.First > a.Published.Last {
+				break
+			}
+			if sameHostIP(a.HostIP, b.HostIP) {
+				first, second := a, b
+				if (b.pos.Line < a.pos.Line) || (b.pos.Line == a.pos.Line && b.pos.Col < a.pos.Col) {
+					first, second = b, a
+				}
+				d.add(second.pos, second.path, "host port %s/%s on %s is already published by %s (line %d); publish another host port",
+					second.Published, second.Protocol, second.HostIP, first.path, first.pos.Line)
+			}
+		}
+	}
+}
+
+// sameHostIP reports whether two host addresses publish on a common address.
+func sameHostIP(a, b netip.Addr) bool {
+	return a == b || a.IsUnspecified() || b.IsUnspecified()
+}
