@@ -89,11 +89,11 @@ func AssignAddresses(s *Spec, pool netip.Prefix) error {
 	}
 	sort.Slice(auto, func(i, j int) bool { return auto[i].Name < auto[j].Name })
 	slots := uint32(1) << (linkBits - pool.Bits())
-	base := binary.BigEndian.Uint32(pool.Addr().AsSlice())
+	base := addrToUint32(pool.Addr())
 	for _, ns := range auto {
 		link, ok := freeSlot(base, slots, nameHash(ns.Name)%slots, taken)
 		if !ok {
-			return fmt.Errorf("subnet %s has no room left for namespace %q; use a larger subnet", pool, ns.Name)
+			return fmt.Errorf("subnet %s has no room left for namespace %q", pool, ns.Name)
 		}
 		taken = append(taken, link)
 		ns.Address = netip.PrefixFrom(link.Addr().Next().Next(), linkBits)
@@ -104,27 +104,46 @@ func AssignAddresses(s *Spec, pool netip.Prefix) error {
 }
 
 // freeSlot probes the /30 slots of a pool from start for one that overlaps
-// nothing taken.
+// nothing taken. A taken prefix larger than a slot is skipped in one step,
+// so a huge pool with a large taken prefix costs no more than a small one.
 func freeSlot(base, slots, start uint32, taken []netip.Prefix) (netip.Prefix, bool) {
-	for i := uint32(0); i < slots; i++ {
-		slot := (start + i) % slots
-		var a [4]byte
-		binary.BigEndian.PutUint32(a[:], base+slot<<(32-linkBits))
-		link := netip.PrefixFrom(netip.AddrFrom4(a), linkBits)
-		if !overlapsAny(link, taken) {
+	slot := start
+	for probed := uint32(0); probed < slots; {
+		addr := base + slot<<(32-linkBits)
+		link := netip.PrefixFrom(addrFromUint32(addr), linkBits)
+		q, hit := overlapping(link, taken)
+		if !hit {
 			return link, true
+		}
+		skip := uint32(1)
+		if q.Bits() < linkBits {
+			skip = (addrToUint32(lastAddr(q))-addr)>>(32-linkBits) + 1
+		}
+		skip = min(skip, slots-slot)
+		probed += skip
+		slot = (slot + skip) % slots
+	}
+	return netip.Prefix{}, false
+}
+
+func overlapping(p netip.Prefix, list []netip.Prefix) (netip.Prefix, bool) {
+	for _, q := range list {
+		if p.Overlaps(q) {
+			return q, true
 		}
 	}
 	return netip.Prefix{}, false
 }
 
-func overlapsAny(p netip.Prefix, list []netip.Prefix) bool {
-	for _, q := range list {
-		if p.Overlaps(q) {
-			return true
-		}
-	}
-	return false
+func addrFromUint32(v uint32) netip.Addr {
+	var a [4]byte
+	binary.BigEndian.PutUint32(a[:], v)
+	return netip.AddrFrom4(a)
+}
+
+func addrToUint32(a netip.Addr) uint32 {
+	b := a.As4()
+	return binary.BigEndian.Uint32(b[:])
 }
 
 func nameHash(name string) uint32 {
@@ -134,8 +153,5 @@ func nameHash(name string) uint32 {
 }
 
 func lastAddr(p netip.Prefix) netip.Addr {
-	a := p.Masked().Addr().As4()
-	v := binary.BigEndian.Uint32(a[:]) | (1<<(32-p.Bits()) - 1)
-	binary.BigEndian.PutUint32(a[:], v)
-	return netip.AddrFrom4(a)
+	return addrFromUint32(addrToUint32(p.Masked().Addr()) | (1<<(32-p.Bits()) - 1))
 }

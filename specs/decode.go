@@ -62,12 +62,14 @@ func (d *decoder) spec(root *yaml.Node) *Spec {
 	if len(d.list) > 0 {
 		return s
 	}
-	pool := s.Subnet
-	if !s.SubnetSet {
-		pool = DefaultPools()[0]
+	if s.SubnetSet {
+		if err := AssignAddresses(s, s.Subnet); err != nil {
+			d.add(subnetPos, "subnet", "%v; use a larger subnet", err)
+		}
+		return s
 	}
-	if err := AssignAddresses(s, pool); err != nil {
-		d.add(subnetPos, "subnet", "%v", err)
+	if err := AssignAddresses(s, DefaultPools()[0]); err != nil {
+		d.add(subnetPos, "subnet", "the default %v; set subnet: to a free range", err)
 	}
 	return s
 }

@@ -41,10 +41,18 @@ type Error struct {
 	Problems []Problem
 }
 
+// maxShown bounds the problems an Error prints; a hostile spec can have
+// one per line.
+const maxShown = 50
+
 func (e *Error) Error() string {
-	lines := make([]string, len(e.Problems))
+	var lines []string
 	for i, p := range e.Problems {
-		lines[i] = p.Error()
+		if i == maxShown {
+			lines = append(lines, fmt.Sprintf("%s: ... and %d more problems", p.File, len(e.Problems)-maxShown))
+			break
+		}
+		lines = append(lines, p.Error())
 	}
 	return strings.Join(lines, "\n")
 }

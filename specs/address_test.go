@@ -1,0 +1,110 @@
+package specs
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+)
+
+func TestDefaultPoolCoveredByAnAddress(t *testing.T) {
+	// c's explicit /16 covers the whole default pool: nothing is left.
+	_, err := Parse("demo.yaml", []byte("namespaces: {a: {}, c: {address: 10.203.0.2/16}}\n"))
+	want := `demo.yaml:1:1: subnet: the default subnet 10.203.0.0/16 has no room left for namespace "a"; set subnet: to a free range`
+	if err == nil || err.Error() != want {
+		t.Errorf("pool covered by an explicit address: %v; want %s", err, want)
+	}
+}
+
+func TestAutomaticAddressesAreStable(t *testing.T) {
+	one := mustParse(t, "subnet: 10.77.0.0/16\nnamespaces: {alpha: {}, beta: {}, gamma: {address: 10.77.1.2/24}}\n")
+	two := mustParse(t, "subnet: 10.77.0.0/16\nnamespaces: {gamma: {address: 10.77.1.2/24}, delta: {}, beta: {}, alpha: {}}\n")
+	for _, name := range []string{"alpha", "beta", "gamma"} {
+		a, b := one.Namespace(name), two.Namespace(name)
+		if a.Address != b.Address || a.HostAddress != b.HostAddress {
+			t.Errorf("%s: %v/%v in one spec, %v/%v in the other; want the same", name, a.Address, a.HostAddress, b.Address, b.HostAddress)
+		}
+	}
+	seen := map[netip.Prefix]string{}
+	pool := netip.MustParsePrefix("10.77.0.0/16")
+	for _, ns := range two.Namespaces {
+		if !ns.AutoAddress {
+			continue
+		}
+		link := ns.Address.Masked()
+		if ns.Address.Bits() != 30 || !pool.Contains(ns.Address.Addr()) {
+			t.Errorf("%s got %v; want a /30 from %v", ns.Name, ns.Address, pool)
+		}
+		if ns.HostAddress.Addr() != link.Addr().Next() || ns.Address.Addr() != link.Addr().Next().Next() {
+			t.Errorf("%s: host %v, namespace %v; want the first and second usable addresses of %v", ns.Name, ns.HostAddress, ns.Address, link)
+		}
+		if link.Overlaps(netip.MustParsePrefix("10.77.1.0/24")) {
+			t.Errorf("%s got %v, inside gamma's explicit subnet", ns.Name, link)
+		}
+		if other, dup := seen[link]; dup {
+			t.Errorf("%s and %s share %v", ns.Name, other, link)
+		}
+		seen[link] = ns.Name
+	}
+}
+
+func TestAssignAddressesFillsASmallPool(t *testing.T) {
+	// A /28 holds exactly four /30s; four namespaces must all fit, whatever
+	// their hashes, and a fifth must not.
+	src := "subnet: 10.1.2.0/28\nnamespaces: {a: {}, b: {}, c: {}, d: {}}\n"
+	s := mustParse(t, src)
+	seen := map[netip.Prefix]bool{}
+	for _, ns := range s.Namespaces {
+		seen[ns.Address.Masked()] = true
+	}
+	if len(seen) != 4 {
+		t.Errorf("four namespaces got %d distinct links", len(seen))
+	}
+	if _, err := Parse("demo.yaml", []byte("subnet: 10.1.2.0/28\nnamespaces: {a: {}, b: {}, c: {}, d: {}, e: {}}\n")); err == nil {
+		t.Error("a fifth namespace fitted into a /28")
+	}
+}
+
+func TestAssignAddressesWithAnotherPool(t *testing.T) {
+	s := mustParse(t, "namespaces: {a: {}, b: {address: 10.50.0.2/24}}\n")
+	pool := DefaultPools()[3]
+	if err := AssignAddresses(s, pool); err != nil {
+		t.Fatal(err)
+	}
+	if a := s.Namespace("a"); !pool.Contains(a.Address.Addr()) || s.Subnet != pool {
+		t.Errorf("a = %v, subnet %v; want both from %v", a.Address, s.Subnet, pool)
+	}
+	if b := s.Namespace("b"); b.Address != netip.MustParsePrefix("10.50.0.2/24") {
+		t.Errorf("explicit address moved to %v", b.Address)
+	}
+	if err := AssignAddresses(s, netip.MustParsePrefix("fd00::/64")); err == nil {
+		t.Error("an IPv6 pool was accepted")
+	}
+}
+
+func TestHostSide(t *testing.T) {
+	for ns, want := range map[string]string{
+		"10.203.1.2/24":   "10.203.1.1/24",
+		"10.203.1.200/24": "10.203.1.1/24",
+		"10.9.0.6/30":     "10.9.0.5/30",
+	} {
+		if got := HostSide(netip.MustParsePrefix(ns)); got.String() != want {
+			t.Errorf("HostSide(%s) = %s, want %s", ns, got, want)
+		}
+	}
+	if len(DefaultPools()) == 0 || DefaultPools()[0] != netip.MustParsePrefix("10.203.0.0/16") {
+		t.Errorf("DefaultPools() = %v", DefaultPools())
+	}
+}
+
+func TestHugePoolCoveredByAnAddress(t *testing.T) {
+	// 2^29 slots, all inside one explicit prefix: must answer at once, not
+	// after probing every slot.
+	_, err := Parse("demo.yaml", []byte("subnet: 128.0.0.0/1\nnamespaces: {a: {}, b: {address: 128.0.0.2/1}}\n"))
+	if err == nil || !strings.Contains(err.Error(), "no room left") {
+		t.Errorf("Parse: %v; want no room left", err)
+	}
+	s := mustParse(t, "subnet: 10.0.0.0/8\nnamespaces: {a: {}, b: {address: 10.0.0.2/9}, c: {address: 10.128.0.2/10}}\n")
+	if a := s.Namespace("a").Address; !netip.MustParsePrefix("10.192.0.0/10").Contains(a.Addr()) {
+		t.Errorf("a got %v; want the only free quarter, 10.192.0.0/10", a)
+	}
+}

@@ -1,0 +1,101 @@
+package specs
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+)
+
+func TestParsePort(t *testing.T) {
+	any4, lo := netip.IPv4Unspecified(), netip.MustParseAddr("127.0.0.1")
+	tests := []struct {
+		in   string
+		want Port
+	}{
+		{"6000:8080", Port{HostIP: any4, Published: PortRange{6000, 6000}, Target: PortRange{8080, 8080}, Protocol: TCP}},
+		{"6000:8080/tcp", Port{HostIP: any4, Published: PortRange{6000, 6000}, Target: PortRange{8080, 8080}, Protocol: TCP}},
+		{"127.0.0.1:6100:9090/udp", Port{HostIP: lo, Published: PortRange{6100, 6100}, Target: PortRange{9090, 9090}, Protocol: UDP}},
+		{"7000-7002:8000-8002", Port{HostIP: any4, Published: PortRange{7000, 7002}, Target: PortRange{8000, 8002}, Protocol: TCP}},
+		{"1:65535", Port{HostIP: any4, Published: PortRange{1, 1}, Target: PortRange{65535, 65535}, Protocol: TCP}},
+		{"0.0.0.0:53:53/udp", Port{HostIP: any4, Published: PortRange{53, 53}, Target: PortRange{53, 53}, Protocol: UDP}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.in, func(t *testing.T) {
+			got, err := ParsePort(tc.in)
+			if err != nil {
+				t.Fatalf("ParsePort(%q): %v", tc.in, err)
+			}
+			if got != tc.want {
+				t.Fatalf("ParsePort(%q) = %+v, want %+v", tc.in, got, tc.want)
+			}
+			again, err := ParsePort(got.String())
+			if err != nil || again != got {
+				t.Errorf("ParsePort(%q.String() = %q) = %+v, %v; want the same port", tc.in, got.String(), again, err)
+			}
+		})
+	}
+}
+
+func TestParsePortErrors(t *testing.T) {
+	tests := map[string]string{
+		"":                      "port is empty",
+		"8080":                  "has no host port",
+		"6000:":                 "port is missing",
+		":8080":                 "host port is missing",
+		"6000:8080/":            `protocol "" is not supported`,
+		"6000:8080/SCTP":        `protocol "SCTP" is not supported`,
+		"70000:8080":            "host port 70000 is out of range 1-65535",
+		"6000:0":                "port 0 is out of range 1-65535",
+		"6000:+80":              `port "+80" is not a number`,
+		"6000:8 0":              `port "8 0" is not a number`,
+		"-1:80":                 `host port "-1" is not a number`,
+		"6000-:8080-":           "host port is missing",
+		"6001-6000:8080-8081":   "ends before it starts",
+		"6000-6001:8080":        "differ in length",
+		"99999999999999999999:1": "out of range",
+		"a.b.c.d:1:2":           "is not an IP address",
+		"::1:6000:8080":         "IPv6 host addresses are not supported",
+		"[::1]:6000:8080":       "IPv6 host addresses are not supported",
+		"224.0.0.1:1:2":         "cannot receive connections",
+		"255.255.255.255:1:2":   "cannot receive connections",
+	}
+	for in, want := range tests {
+		t.Run(in, func(t *testing.T) {
+			_, err := ParsePort(in)
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("ParsePort(%q) error = %v; want one containing %q", in, err, want)
+			}
+		})
+	}
+}
+
+func TestPortRange(t *testing.T) {
+	a, b, c := PortRange{10, 20}, PortRange{20, 30}, PortRange{21, 21}
+	if !a.Overlaps(b) || !b.Overlaps(a) || a.Overlaps(c) || !b.Overlaps(c) {
+		t.Error("Overlaps is wrong at the edges")
+	}
+	if a.Len() != 11 || c.Len() != 1 || c.String() != "21" || a.String() != "10-20" {
+		t.Errorf("Len/String: %d %d %q %q", a.Len(), c.Len(), c.String(), a.String())
+	}
+}
+
+// FuzzParsePort: no input panics, and every accepted port prints in a
+// form that parses back to itself.
+func FuzzParsePort(f *testing.F) {
+	for _, s := range []string{"6000:8080", "127.0.0.1:6100:9090/udp", "7000-7002:8000-8002", "8080", "[::1]:1:2", "1-:2", "::", "/udp", "0:0", "65536:1"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		p, err := ParsePort(s)
+		if err != nil {
+			return
+		}
+		if p.Published.Len() != p.Target.Len() || p.Published.First == 0 || p.Target.First == 0 {
+			t.Fatalf("ParsePort(%q) accepted %+v", s, p)
+		}
+		again, err := ParsePort(p.String())
+		if err != nil || again != p {
+			t.Fatalf("ParsePort(%q) = %+v prints as %q, which parses to %+v, %v", s, p, p.String(), again, err)
+		}
+	})
+}
