@@ -1,0 +1,138 @@
+package netns
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nsrun/nsrun/netns/nstest"
+	"golang.org/x/sys/unix"
+)
+
+// newNamespace creates a throwaway namespace removed at cleanup.
+func newNamespace(t *testing.T) string {
+	t.Helper()
+	nstest.RequireRoot(t)
+	name := nstest.Name("nst-")
+	if err := Create(name); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		KillAll(name, time.Second)
+		if err := Delete(name); err != nil {
+			t.Error(err)
+		}
+	})
+	return name
+}
+
+func TestCreateIsSeenByIproute2(t *testing.T) {
+	name := newNamespace(t)
+	out, err := exec.Command("ip", "netns", "list").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), name) {
+		t.Fatalf("ip netns list: %v\n%s", err, out)
+	}
+	out, err = exec.Command("ip", "netns", "exec", name, "ip", "-o", "link", "show", "lo").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "UP") {
+		t.Errorf("lo inside %s is not up: %v\n%s", name, err, out)
+	}
+	out, err = exec.Command("ip", "netns", "exec", name, "ip", "-o", "link").CombinedOutput()
+	if err != nil || strings.Count(strings.TrimSpace(string(out)), "\n") != 0 {
+		t.Errorf("a new namespace should hold only lo: %v\n%s", err, out)
+	}
+	if ok, err := Exists(name); !ok || err != nil {
+		t.Errorf("Exists(%q) = %v, %v", name, ok, err)
+	}
+	names, err := List()
+	if err != nil || !slices.Contains(names, name) {
+		t.Errorf("List() = %v, %v; want it to contain %q", names, err, name)
+	}
+}
+
+func TestCreateTwiceFails(t *testing.T) {
+	name := newNamespace(t)
+	if err := Create(name); !errors.Is(err, os.ErrExist) {
+		t.Errorf("second Create(%q) = %v; want an error wrapping os.ErrExist", name, err)
+	}
+}
+
+func TestNamespacesAreDistinct(t *testing.T) {
+	a, b := newNamespace(t), newNamespace(t)
+	var sa, sb, self unix.Stat_t
+	unix.Stat(Path(a), &sa)
+	unix.Stat(Path(b), &sb)
+	unix.Stat("/proc/self/ns/net", &self)
+	if sa.Ino == sb.Ino || sa.Ino == self.Ino || sb.Ino == self.Ino {
+		t.Errorf("namespaces share an inode: %d %d (self %d)", sa.Ino, sb.Ino, self.Ino)
+	}
+	// The test's own threads must still be in the host namespace.
+	var now unix.Stat_t
+	unix.Stat("/proc/thread-self/ns/net", &now)
+	if now.Ino != self.Ino {
+		t.Error("the calling thread was left in another namespace")
+	}
+}
+
+func TestDeleteIsIdempotent(t *testing.T) {
+	nstest.RequireRoot(t)
+	name := nstest.Name("nst-")
+	if err := Delete(name); err != nil {
+		t.Errorf("Delete of a missing namespace: %v", err)
+	}
+	if err := Create(name); err != nil {
+		t.Fatal(err)
+	}
+	if err := Delete(name); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := Exists(name); ok {
+		t.Errorf("%s still exists after Delete", name)
+	}
+}
+
+func TestPidsAndKillAll(t *testing.T) {
+	name := newNamespace(t)
+	cmd := exec.Command("ip", "netns", "exec", name, "sleep", "300")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() { cmd.Process.Kill() })
+
+	var procs []Process
+	for i := 0; i < 200 && len(procs) == 0; i++ {
+		procs, _ = Pids(name)
+		time.Sleep(10 * time.Millisecond)
+	}
+	if len(procs) != 1 || procs[0].PID != cmd.Process.Pid {
+		t.Fatalf("Pids(%q) = %v; want the sleep, pid %d", name, procs, cmd.Process.Pid)
+	}
+
+	// A stale start time stands for a recycled PID: it must not be signalled.
+	stale := procs[0]
+	stale.StartTime--
+	if err := Signal(stale, unix.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if !Alive(procs[0]) {
+		t.Fatal("a process was signalled although its start time did not match")
+	}
+
+	if err := KillAll(name, 2*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the sleep inside the namespace did not exit")
+	}
+	if left, _ := Pids(name); len(left) != 0 {
+		t.Errorf("processes left: %v", left)
+	}
+}
