@@ -1,0 +1,110 @@
+package veth
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// HostPrefix is an IPv4 prefix the host routes or owns, and the link it
+// belongs to.
+type HostPrefix struct {
+	Prefix netip.Prefix
+	Link   string
+	What   string // "route" or "address"
+}
+
+// HostPrefixes lists the host's IPv4 routes (all tables, default routes
+// left out) and addresses, for overlap checks before any change.
+func HostPrefixes() ([]HostPrefix, error) {
+	names := map[int]string{}
+	links, err := dump(netlink.LinkList)
+	if err != nil {
+		return nil, fmt.Errorf("listing links: %w", err)
+	}
+	var out []HostPrefix
+	for _, l := range links {
+		names[l.Attrs().Index] = l.Attrs().Name
+		addrs, err := dump(func() ([]netlink.Addr, error) { return netlink.AddrList(l, unix.AF_INET) })
+		if err != nil {
+			return nil, fmt.Errorf("listing addresses of %q: %w", l.Attrs().Name, err)
+		}
+		for _, a := range addrs {
+			if p, ok := prefixOf(a.IPNet); ok {
+				out = append(out, HostPrefix{Prefix: p.Masked(), Link: l.Attrs().Name, What: "address"})
+			}
+		}
+	}
+	routes, err := routeList()
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range routes {
+		if r.Dst == nil || r.Type != unix.RTN_UNICAST {
+			continue
+		}
+		if p, ok := prefixOf(r.Dst); ok && p.Bits() > 0 {
+			out = append(out, HostPrefix{Prefix: p.Masked(), Link: names[r.LinkIndex], What: "route"})
+		}
+	}
+	return out, nil
+}
+
+// routeList lists IPv4 routes of every table.
+func routeList() ([]netlink.Route, error) {
+	filter := &netlink.Route{Table: unix.RT_TABLE_UNSPEC}
+	routes, err := dump(func() ([]netlink.Route, error) {
+		return netlink.RouteListFiltered(unix.AF_INET, filter, netlink.RT_FILTER_TABLE)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing routes: %w", err)
+	}
+	return routes, nil
+}
+
+// dump retries a netlink dump that was interrupted by a concurrent change.
+func dump[T any](f func() (T, error)) (T, error) {
+	for i := 0; ; i++ {
+		v, err := f()
+		if errors.Is(err, netlink.ErrDumpInterrupted) && i < 5 {
+			continue
+		}
+		return v, err
+	}
+}
+
+// Labelled is a host link carrying an nsrun label.
+type Labelled struct {
+	Name, Project, Namespace string
+}
+
+// ListLabelled returns the host links labelled by nsrun.
+func ListLabelled() ([]Labelled, error) {
+	links, err := dump(netlink.LinkList)
+	if err != nil {
+		return nil, fmt.Errorf("listing links: %w", err)
+	}
+	var out []Labelled
+	for _, l := range links {
+		if project, ns, ok := ParseLabel(l.Attrs().Alias); ok {
+			out = append(out, Labelled{Name: l.Attrs().Name, Project: project, Namespace: ns})
+		}
+	}
+	return out, nil
+}
+
+// Exists reports whether a host link of that name exists.
+func Exists(name string) (bool, error) {
+	_, err := netlink.LinkByName(name)
+	var notFound netlink.LinkNotFoundError
+	if errors.As(err, &notFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("looking up link %q: %w", name, err)
+	}
+	return true, nil
+}

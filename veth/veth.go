@@ -1,0 +1,211 @@
+// Package veth joins named namespaces to the host with veth pairs: links,
+// addresses, routes, link state and the sysctls that go with them. It
+// speaks netlink only (no `ip` binary), through handles bound to each
+// namespace, so no thread ever changes namespace.
+package veth
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+
+	"github.com/nsrun/nsrun/netns"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Pair is a veth pair joining the host to a named namespace.
+type Pair struct {
+	Host      string       // host-side name
+	Namespace string       // netns name
+	Peer      string       // name inside the namespace, e.g. eth0
+	HostAddr  netip.Prefix // host side
+	PeerAddr  netip.Prefix // namespace side; its default route goes via HostAddr
+	Alias     string       // label on the host side, see Label
+}
+
+// Label is the alias nsrun puts on a host-side link, so that leftovers can
+// be found and attributed even when state is lost.
+func Label(project, ns string) string { return "nsrun:" + project + "/" + ns }
+
+// ParseLabel splits a label made by Label.
+func ParseLabel(alias string) (project, ns string, ok bool) {
+	rest, ok := strings.CutPrefix(alias, "nsrun:")
+	if !ok {
+		return "", "", false
+	}
+	project, ns, ok = strings.Cut(rest, "/")
+	return project, ns, ok && project != "" && ns != ""
+}
+
+// ErrForeign marks a link that exists with nsrun's name but is not a veth
+// nsrun could have made; nsrun leaves it alone.
+var ErrForeign = errors.New("interface exists and is not an nsrun veth")
+
+// Ensure makes the pair exist as described: it creates what is missing
+// (the peer directly inside the namespace), fixes addresses, brings both
+// sides up and sets the default route inside. It changes nothing that is
+// already right.
+func Ensure(p Pair) error {
+	nh, err := netns.Netlink(p.Namespace)
+	if err != nil {
+		return err
+	}
+	defer nh.Close()
+	host, err := ensureLink(p, nh)
+	if err != nil {
+		return err
+	}
+	if err := ensureHostSide(p, host); err != nil {
+		return err
+	}
+	return ensurePeerSide(p, nh)
+}
+
+// ensureLink returns the host side, creating the pair when it is missing
+// or when its peer is not inside the namespace.
+func ensureLink(p Pair, nh *netlink.Handle) (netlink.Link, error) {
+	host, err := netlink.LinkByName(p.Host)
+	var notFound netlink.LinkNotFoundError
+	switch {
+	case errors.As(err, &notFound):
+		return create(p)
+	case err != nil:
+		return nil, fmt.Errorf("looking up link %q: %w", p.Host, err)
+	case host.Type() != "veth":
+		return nil, fmt.Errorf("link %q is a %s: %w; rename the namespace or remove the link", p.Host, host.Type(), ErrForeign)
+	}
+	if peer, err := nh.LinkByName(p.Peer); err == nil && peer.Attrs().ParentIndex == host.Attrs().Index {
+		return host, nil
+	}
+	if host.Attrs().Alias != p.Alias {
+		return nil, fmt.Errorf("link %q joins another namespace and is labelled %q: %w", p.Host, host.Attrs().Alias, ErrForeign)
+	}
+	// Ours, but its peer is gone or elsewhere: make it again.
+	if err := Delete(p.Host); err != nil {
+		return nil, err
+	}
+	return create(p)
+}
+
+func create(p Pair) (netlink.Link, error) {
+	ns, err := netns.Handle(p.Namespace)
+	if err != nil {
+		return nil, err
+	}
+	defer ns.Close()
+	attrs := netlink.NewLinkAttrs()
+	attrs.Name = p.Host
+	link := &netlink.Veth{LinkAttrs: attrs, PeerName: p.Peer, PeerNamespace: netlink.NsFd(int(ns))}
+	if err := netlink.LinkAdd(link); err != nil {
+		return nil, fmt.Errorf("creating veth %q with peer %q in netns %q: %w", p.Host, p.Peer, p.Namespace, err)
+	}
+	host, err := netlink.LinkByName(p.Host)
+	if err != nil {
+		return nil, fmt.Errorf("looking up new veth %q: %w", p.Host, err)
+	}
+	return host, nil
+}
+
+func ensureHostSide(p Pair, host netlink.Link) error {
+	if host.Attrs().Alias != p.Alias {
+		if err := netlink.LinkSetAlias(host, p.Alias); err != nil {
+			return fmt.Errorf("labelling link %q: %w", p.Host, err)
+		}
+	}
+	hh, err := netlink.NewHandle()
+	if err != nil {
+		return fmt.Errorf("netlink handle: %w", err)
+	}
+	defer hh.Close()
+	if err := ensureAddr(hh, host, p.HostAddr); err != nil {
+		return err
+	}
+	// route_localnet lets DNAT'd connections from 127.0.0.0/8 leave through
+	// this link; the INPUT guard keeps it from exposing the host's loopback.
+	if err := SetLinkSysctl(p.Host, "route_localnet", "1"); err != nil {
+		return err
+	}
+	if err := netlink.LinkSetUp(host); err != nil {
+		return fmt.Errorf("setting link %q up: %w", p.Host, err)
+	}
+	return nil
+}
+
+func ensurePeerSide(p Pair, nh *netlink.Handle) error {
+	peer, err := nh.LinkByName(p.Peer)
+	if err != nil {
+		return fmt.Errorf("looking up %q in netns %q: %w", p.Peer, p.Namespace, err)
+	}
+	if err := ensureAddr(nh, peer, p.PeerAddr); err != nil {
+		return fmt.Errorf("netns %q: %w", p.Namespace, err)
+	}
+	if err := nh.LinkSetUp(peer); err != nil {
+		return fmt.Errorf("setting %q up in netns %q: %w", p.Peer, p.Namespace, err)
+	}
+	if lo, err := nh.LinkByName("lo"); err == nil {
+		if err := nh.LinkSetUp(lo); err != nil {
+			return fmt.Errorf("setting lo up in netns %q: %w", p.Namespace, err)
+		}
+	}
+	route := &netlink.Route{LinkIndex: peer.Attrs().Index, Gw: net.IP(p.HostAddr.Addr().AsSlice()), Dst: nil}
+	if err := nh.RouteReplace(route); err != nil {
+		return fmt.Errorf("default route via %s in netns %q: %w", p.HostAddr.Addr(), p.Namespace, err)
+	}
+	return nil
+}
+
+// ensureAddr makes want the only IPv4 address of link.
+func ensureAddr(h *netlink.Handle, link netlink.Link, want netip.Prefix) error {
+	addrs, err := dump(func() ([]netlink.Addr, error) { return h.AddrList(link, unix.AF_INET) })
+	if err != nil {
+		return fmt.Errorf("listing addresses of %q: %w", link.Attrs().Name, err)
+	}
+	have := false
+	for _, a := range addrs {
+		p, ok := prefixOf(a.IPNet)
+		if ok && p == want {
+			have = true
+			continue
+		}
+		if err := h.AddrDel(link, &a); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
+			return fmt.Errorf("removing address %s from %q: %w", a.IPNet, link.Attrs().Name, err)
+		}
+	}
+	if have {
+		return nil
+	}
+	addr := &netlink.Addr{IPNet: &net.IPNet{IP: net.IP(want.Addr().AsSlice()), Mask: net.CIDRMask(want.Bits(), 32)}}
+	if err := h.AddrAdd(link, addr); err != nil && !errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("adding address %s to %q: %w", want, link.Attrs().Name, err)
+	}
+	return nil
+}
+
+func prefixOf(n *net.IPNet) (netip.Prefix, bool) {
+	a, ok := netip.AddrFromSlice(n.IP)
+	if !ok {
+		return netip.Prefix{}, false
+	}
+	bits, _ := n.Mask.Size()
+	return netip.PrefixFrom(a.Unmap(), bits), true
+}
+
+// Delete removes a host-side link, and with it its peer. A missing link is
+// not an error.
+func Delete(host string) error {
+	link, err := netlink.LinkByName(host)
+	var notFound netlink.LinkNotFoundError
+	if errors.As(err, &notFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("looking up link %q: %w", host, err)
+	}
+	if err := netlink.LinkDel(link); err != nil && !errors.Is(err, unix.ENODEV) {
+		return fmt.Errorf("deleting link %q: %w", host, err)
+	}
+	return nil
+}

@@ -1,0 +1,191 @@
+package veth
+
+import (
+	"net/netip"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/nsrun/nsrun/netns"
+	"github.com/nsrun/nsrun/netns/nstest"
+	"github.com/vishvananda/netlink"
+)
+
+// newPair creates a namespace and describes a pair into it; cleanup removes both.
+func newPair(t *testing.T) Pair {
+	t.Helper()
+	nstest.RequireRoot(t)
+	nstest.DumpOnFailure(t)
+	name := nstest.Name("vt-")
+	if err := netns.Create(name); err != nil {
+		t.Fatal(err)
+	}
+	p := Pair{
+		Host: "h" + name, Namespace: name, Peer: "eth0",
+		HostAddr: netip.MustParsePrefix("10.231.7.1/30"), PeerAddr: netip.MustParsePrefix("10.231.7.2/30"),
+		Alias: Label("test", name),
+	}
+	t.Cleanup(func() {
+		if err := Delete(p.Host); err != nil {
+			t.Error(err)
+		}
+		if err := netns.Delete(name); err != nil {
+			t.Error(err)
+		}
+	})
+	return p
+}
+
+func ip(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command("ip", args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip %v: %v\n%s", args, err, out)
+	}
+	return string(out)
+}
+
+func TestEnsureBuildsThePair(t *testing.T) {
+	p := newPair(t)
+	if err := Ensure(p); err != nil {
+		t.Fatal(err)
+	}
+	host := ip(t, "-d", "addr", "show", "dev", p.Host)
+	for _, want := range []string{"veth", "state UP", "inet 10.231.7.1/30", "alias nsrun:test/" + p.Namespace} {
+		if !strings.Contains(host, want) {
+			t.Errorf("host side lacks %q:\n%s", want, host)
+		}
+	}
+	peer := ip(t, "-n", p.Namespace, "addr", "show", "dev", "eth0")
+	if !strings.Contains(peer, "inet 10.231.7.2/30") || !strings.Contains(peer, "state UP") {
+		t.Errorf("namespace side:\n%s", peer)
+	}
+	if routes := ip(t, "-n", p.Namespace, "route"); !strings.Contains(routes, "default via 10.231.7.1 dev eth0") {
+		t.Errorf("routes inside:\n%s", routes)
+	}
+	if v, _ := GetSysctl(LinkSysctl(p.Host, "route_localnet")); v != "1" {
+		t.Errorf("route_localnet on %s = %q, want 1", p.Host, v)
+	}
+	if v, _ := GetSysctl("net/ipv4/conf/all/route_localnet"); v != "0" {
+		t.Errorf("route_localnet on all = %q; nsrun must never set it", v)
+	}
+	// The host reaches the namespace over the link.
+	if out, err := exec.Command("ip", "netns", "exec", p.Namespace, "ip", "neigh").CombinedOutput(); err != nil {
+		t.Errorf("ip neigh: %v %s", err, out)
+	}
+}
+
+func TestEnsureIsIdempotentAndRepairs(t *testing.T) {
+	p := newPair(t)
+	if err := Ensure(p); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := netlink.LinkByName(p.Host)
+	if err := Ensure(p); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := netlink.LinkByName(p.Host)
+	if before.Attrs().Index != after.Attrs().Index {
+		t.Error("a second Ensure recreated the link")
+	}
+
+	// Drift: a stray address, a lost route, the link down.
+	ip(t, "addr", "add", "10.231.9.1/24", "dev", p.Host)
+	ip(t, "-n", p.Namespace, "route", "del", "default")
+	ip(t, "link", "set", p.Host, "down")
+	if err := Ensure(p); err != nil {
+		t.Fatal(err)
+	}
+	host := ip(t, "addr", "show", "dev", p.Host)
+	if strings.Contains(host, "10.231.9.1") || !strings.Contains(host, "10.231.7.1/30") || !strings.Contains(host, "UP") {
+		t.Errorf("host side not repaired:\n%s", host)
+	}
+	if routes := ip(t, "-n", p.Namespace, "route"); !strings.Contains(routes, "default via 10.231.7.1") {
+		t.Errorf("default route not repaired:\n%s", routes)
+	}
+
+	// The peer deleted from inside: the pair is made again.
+	ip(t, "-n", p.Namespace, "link", "del", "eth0")
+	if err := Ensure(p); err != nil {
+		t.Fatal(err)
+	}
+	if peer := ip(t, "-n", p.Namespace, "addr", "show", "dev", "eth0"); !strings.Contains(peer, "10.231.7.2/30") {
+		t.Errorf("pair not recreated:\n%s", peer)
+	}
+}
+
+func TestEnsureRefusesAForeignLink(t *testing.T) {
+	p := newPair(t)
+	ip(t, "link", "add", p.Host, "type", "bridge")
+	if err := Ensure(p); err == nil || !strings.Contains(err.Error(), "is a bridge") {
+		t.Errorf("Ensure over a dummy link: %v", err)
+	}
+}
+
+func TestDeleteRemovesBothSides(t *testing.T) {
+	p := newPair(t)
+	if err := Ensure(p); err != nil {
+		t.Fatal(err)
+	}
+	if err := Delete(p.Host); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := Exists(p.Host); ok {
+		t.Error("host side still exists")
+	}
+	if out := ip(t, "-n", p.Namespace, "-o", "link"); strings.Contains(out, "eth0") {
+		t.Errorf("peer still inside:\n%s", out)
+	}
+	if err := Delete(p.Host); err != nil {
+		t.Errorf("second Delete: %v", err)
+	}
+}
+
+func TestHostPrefixesAndLabels(t *testing.T) {
+	p := newPair(t)
+	if err := Ensure(p); err != nil {
+		t.Fatal(err)
+	}
+	prefixes, err := HostPrefixes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var route, addr bool
+	for _, hp := range prefixes {
+		if hp.Link == p.Host && hp.Prefix == netip.MustParsePrefix("10.231.7.0/30") {
+			route = route || hp.What == "route"
+			addr = addr || hp.What == "address"
+		}
+	}
+	if !route || !addr {
+		t.Errorf("HostPrefixes lacks the link's route (%v) or address (%v): %v", route, addr, prefixes)
+	}
+	labelled, err := ListLabelled()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, l := range labelled {
+		found = found || (l.Name == p.Host && l.Project == "test" && l.Namespace == p.Namespace)
+	}
+	if !found {
+		t.Errorf("ListLabelled() = %v; want %s", labelled, p.Host)
+	}
+}
+
+func TestParseLabel(t *testing.T) {
+	for alias, want := range map[string][2]string{
+		"nsrun:blog/ns1": {"blog", "ns1"},
+		"nsrun:a/b/c":    {"a", "b/c"},
+	} {
+		project, ns, ok := ParseLabel(alias)
+		if !ok || project != want[0] || ns != want[1] {
+			t.Errorf("ParseLabel(%q) = %q %q %v", alias, project, ns, ok)
+		}
+	}
+	for _, alias := range []string{"", "docker0", "nsrun:", "nsrun:/x", "nsrun:x/", "nsrun:x"} {
+		if _, _, ok := ParseLabel(alias); ok {
+			t.Errorf("ParseLabel(%q) accepted it", alias)
+		}
+	}
+}
