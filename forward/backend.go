@@ -1,0 +1,139 @@
+package forward
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os/exec"
+	"strings"
+	"time"
+)
+
+// Backend is an iptables variant: the nf_tables one or the legacy
+// x_tables one. Both can be active at once, and a packet must pass both.
+type Backend string
+
+const (
+	NFT    Backend = "nft"
+	Legacy Backend = "legacy"
+)
+
+func (b Backend) save() string    { return "iptables-" + string(b) + "-save" }
+func (b Backend) restore() string { return "iptables-" + string(b) + "-restore" }
+
+// Available reports whether the backend's save and restore programs exist.
+func (b Backend) Available() bool {
+	_, err1 := exec.LookPath(b.save())
+	_, err2 := exec.LookPath(b.restore())
+	return err1 == nil && err2 == nil
+}
+
+// Other returns the other backend.
+func (b Backend) Other() Backend {
+	if b == NFT {
+		return Legacy
+	}
+	return NFT
+}
+
+// ErrNoIptables is returned when neither backend is installed.
+var ErrNoIptables = errors.New("iptables is not installed; install it (apt-get install iptables) and try again")
+
+// Choose picks the backend for nsrun's rules from what each holds:
+// nsrun's own chains first (a backend once chosen stays), then the one
+// whose FORWARD drops packets (accepts elsewhere would not help), then the
+// one in use, else nft. A nil snapshot means the backend is not installed.
+// It fails when the backend not chosen drops forwarded packets, because
+// accepts in one backend do not override a DROP in the other.
+func Choose(nft, legacy *Snapshot) (Backend, error) {
+	snaps := map[Backend]*Snapshot{NFT: nft, Legacy: legacy}
+	var b Backend
+	switch {
+	case nft == nil && legacy == nil:
+		return "", ErrNoIptables
+	case nft == nil:
+		b = Legacy
+	case legacy == nil:
+		b = NFT
+	case nft.HasNsrun() && legacy.HasNsrun():
+		return "", errors.New("nsrun's chains exist in both iptables-nft and iptables-legacy; remove them with 'nsrun down --all' and try again")
+	case legacy.HasNsrun():
+		b = Legacy
+	case nft.HasNsrun():
+		b = NFT
+	case legacy.DropsForward() && !nft.DropsForward():
+		b = Legacy
+	case nft.DropsForward():
+		b = NFT
+	case legacy.InUse() && !nft.InUse():
+		b = Legacy
+	default:
+		b = NFT
+	}
+	if other := snaps[b.Other()]; other != nil && other.DropsForward() {
+		return "", fmt.Errorf("the FORWARD chain of iptables-%s drops forwarded packets, but nsrun's rules are in iptables-%s, "+
+			"and an accept in one does not override a drop in the other; allow nsrun's links there "+
+			"(iptables-%s -I FORWARD -i nsr-+ -j ACCEPT; iptables-%s -I FORWARD -o nsr-+ -j ACCEPT) or use one iptables backend",
+			b.Other(), b, b.Other(), b.Other())
+	}
+	return b, nil
+}
+
+// Firewall runs one backend's save and restore programs.
+type Firewall struct {
+	Backend Backend
+	// Wait bounds how long restore waits for the xtables lock.
+	Wait time.Duration
+}
+
+// Snapshot reads the backend's nat and filter tables.
+func (f Firewall) Snapshot(ctx context.Context) (*Snapshot, error) {
+	return SaveOf(ctx, f.Backend)
+}
+
+// SaveOf runs BACKEND-save and parses it; it does not load any module.
+func SaveOf(ctx context.Context, b Backend) (*Snapshot, error) {
+	var out, errOut bytes.Buffer
+	cmd := exec.CommandContext(ctx, b.save())
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("%s: %w: %s", b.save(), err, strings.TrimSpace(errOut.String()))
+	}
+	return ParseSave(out.String())
+}
+
+// Apply runs BACKEND-restore --noflush with the script, waiting a bounded
+// time for the xtables lock. An empty script runs nothing.
+func (f Firewall) Apply(ctx context.Context, script string) error {
+	if script == "" {
+		return nil
+	}
+	wait := f.Wait
+	if wait <= 0 {
+		wait = 30 * time.Second
+	}
+	var errOut bytes.Buffer
+	cmd := exec.CommandContext(ctx, f.Backend.restore(), "--noflush", "-w", fmt.Sprint(int(wait.Seconds())))
+	cmd.Stdin, cmd.Stderr = strings.NewReader(script), &errOut
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("%s: %w: %s\ninput was:\n%s", f.Backend.restore(), err, strings.TrimSpace(errOut.String()), script)
+	}
+	return nil
+}
+
+// Detect snapshots both backends and chooses one (see Choose).
+func Detect(ctx context.Context) (Backend, error) {
+	var snaps [2]*Snapshot
+	for i, b := range []Backend{NFT, Legacy} {
+		if !b.Available() {
+			continue
+		}
+		s, err := SaveOf(ctx, b)
+		if err != nil {
+			return "", err
+		}
+		snaps[i] = s
+	}
+	return Choose(snaps[0], snaps[1])
+}

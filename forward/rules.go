@@ -1,0 +1,209 @@
+// Package forward publishes host ports onto ports inside namespaces with
+// kernel DNAT, and lets the traffic through: nsrun's own iptables chains,
+// jumped to from the built-in ones, every rule commented with its project
+// and namespace.
+//
+// The rules are rendered as plain values (pure, tested without root) and
+// applied in one iptables-restore --noflush batch per change.
+package forward
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/nsrun/nsrun/specs"
+)
+
+// nsrun's shared chains, one of each per host and backend.
+const (
+	ChainDNAT    = "NSRUN-DNAT"        // nat: from PREROUTING and OUTPUT, for local destinations
+	ChainPost    = "NSRUN-POSTROUTING" // nat: from POSTROUTING
+	ChainForward = "NSRUN-FORWARD"     // filter: from FORWARD, first
+	ChainInput   = "NSRUN-INPUT"       // filter: from INPUT, first: the route_localnet guard
+)
+
+const loopback = "127.0.0.0/8"
+
+// Project is what one project publishes and lets through.
+type Project struct {
+	Name       string
+	Namespaces []Namespace
+}
+
+// Namespace is one namespace of a project as the firewall sees it.
+type Namespace struct {
+	Name    string
+	Link    string       // host side of its veth
+	Address netip.Prefix // namespace side, with the link's prefix length
+	Egress  bool
+	Ports   []specs.Port
+}
+
+// Rule is one iptables rule: its table, chain and match/target arguments,
+// written the way iptables-save prints them.
+type Rule struct {
+	Table, Chain string
+	Args         []string
+}
+
+// String renders the rule as an iptables-save line: -A CHAIN args...
+func (r Rule) String() string {
+	return "-A " + r.Chain + " " + joinArgs(r.Args)
+}
+
+// joinArgs quotes arguments with spaces the way iptables-save does.
+func joinArgs(args []string) string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		if strings.ContainsAny(a, " \t\"'") {
+			a = `"` + strings.ReplaceAll(a, `"`, `\"`) + `"`
+		}
+		out[i] = a
+	}
+	return strings.Join(out, " ")
+}
+
+// Chains are the names of one project's own chains.
+type Chains struct {
+	DNAT, Post, Forward string
+}
+
+// ProjectChains names a project's chains: NSR-<project>-DNAT and so on,
+// within iptables' 28 characters. Long project names are shortened with a
+// hash in upper case, which no project name can contain.
+func ProjectChains(project string) Chains {
+	base := project
+	if len(base) > 19 {
+		sum := sha256.Sum256([]byte(project))
+		base = project[:10] + strings.ToUpper(hex.EncodeToString(sum[:4]))
+	}
+	return Chains{DNAT: "NSR-" + base + "-DNAT", Post: "NSR-" + base + "-POST", Forward: "NSR-" + base + "-FWD"}
+}
+
+// Comment is the comment on every rule of a project's namespace.
+func Comment(project, ns string) string { return "nsrun " + project + "/" + ns }
+
+func projectComment(project string) string { return "nsrun " + project }
+
+func comment(c string) []string { return []string{"-m", "comment", "--comment", c} }
+
+// Base returns the jumps from the built-in chains into nsrun's shared
+// chains, and the guard, in the order they are applied. Insert reports the
+// jumps that go first in their built-in chain.
+func Base() []BaseRule {
+	c := comment("nsrun")
+	return []BaseRule{
+		// DNAT only for local destinations, so forwarded traffic to other
+		// addresses is never caught; PREROUTING leaves 127.0.0.0/8 alone,
+		// so a neighbour routing 127.0.0.1 via this host reaches nothing.
+		{Rule: Rule{"nat", "PREROUTING", cat([]string{"!", "-d", loopback, "-m", "addrtype", "--dst-type", "LOCAL"}, c, []string{"-j", ChainDNAT})}},
+		{Rule: Rule{"nat", "OUTPUT", cat([]string{"-m", "addrtype", "--dst-type", "LOCAL"}, c, []string{"-j", ChainDNAT})}},
+		{Rule: Rule{"nat", "POSTROUTING", cat(c, []string{"-j", ChainPost})}},
+		{Rule: Rule{"filter", "FORWARD", cat(c, []string{"-j", ChainForward})}, Insert: true},
+		{Rule: Rule{"filter", "INPUT", cat(c, []string{"-j", ChainInput})}, Insert: true},
+	}
+}
+
+// BaseRule is a jump from a built-in chain.
+type BaseRule struct {
+	Rule
+	Insert bool // first in the chain rather than last
+}
+
+// Guard is the only rule of NSRUN-INPUT. route_localnet on nsrun's links
+// would let a namespace reach services bound to the host's loopback by
+// routing 127.0.0.1 via the host (CVE-2020-8558); as kube-proxy does, drop
+// such packets unless they belong to nsrun's own DNAT'd connections.
+func Guard() Rule {
+	return Rule{"filter", ChainInput, cat(
+		[]string{"!", "-s", loopback, "-d", loopback, "-m", "conntrack", "!", "--ctstate", "RELATED,ESTABLISHED,DNAT"},
+		comment("nsrun: drop non-loopback traffic to 127.0.0.0/8 (CVE-2020-8558)"),
+		[]string{"-j", "DROP"})}
+}
+
+// Jumps returns the rules that jump from the shared chains into the
+// project's own chains.
+func Jumps(project string) []Rule {
+	ch, c := ProjectChains(project), comment(projectComment(project))
+	return []Rule{
+		{"nat", ChainDNAT, cat(c, []string{"-j", ch.DNAT})},
+		{"nat", ChainPost, cat(c, []string{"-j", ch.Post})},
+		{"filter", ChainForward, cat(c, []string{"-j", ch.Forward})},
+	}
+}
+
+// Rules renders the contents of the project's own chains.
+func Rules(p Project) []Rule {
+	ch := ProjectChains(p.Name)
+	var dnat, post, fwd []Rule
+	for _, ns := range p.Namespaces {
+		c := comment(Comment(p.Name, ns.Name))
+		addr := ns.Address.Addr().String()
+		for _, port := range ns.Ports {
+			dnat = append(dnat, Rule{"nat", ch.DNAT, cat(dnatMatch(port), c, []string{"-j", "DNAT", "--to-destination", dnatTarget(addr, port)})})
+		}
+		// Connections from the host's loopback (any 127.0.0.0/8 source) and
+		// a namespace reaching its own published port need a source the
+		// namespace can answer.
+		post = append(post,
+			Rule{"nat", ch.Post, cat([]string{"-s", loopback, "-o", ns.Link}, c, []string{"-j", "MASQUERADE"})},
+			Rule{"nat", ch.Post, cat([]string{"-s", addr + "/32", "-d", addr + "/32"}, c, []string{"-j", "MASQUERADE"})},
+		)
+		if ns.Egress {
+			post = append(post, Rule{"nat", ch.Post, cat([]string{"-s", ns.Address.Masked().String(), "!", "-o", ns.Link}, c, []string{"-j", "MASQUERADE"})})
+		}
+		fwd = append(fwd, forwardRules(ch.Forward, ns, c)...)
+	}
+	return cat(dnat, post, fwd)
+}
+
+// forwardRules let published, returning and (with egress) outgoing traffic
+// through FORWARD, so a DROP policy (as Docker sets) does not block it.
+func forwardRules(chain string, ns Namespace, c []string) []Rule {
+	rules := []Rule{
+		{"filter", chain, cat([]string{"-o", ns.Link, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED,DNAT"}, c, []string{"-j", "ACCEPT"})},
+		{"filter", chain, cat([]string{"-i", ns.Link, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED"}, c, []string{"-j", "ACCEPT"})},
+	}
+	if ns.Egress {
+		return append(rules, Rule{"filter", chain, cat([]string{"-i", ns.Link}, c, []string{"-j", "ACCEPT"})})
+	}
+	// No egress: the host's other nsrun namespaces only.
+	return append(rules,
+		Rule{"filter", chain, cat([]string{"-i", ns.Link, "-o", "nsr-+"}, c, []string{"-j", "ACCEPT"})},
+		Rule{"filter", chain, cat([]string{"-i", ns.Link, "-o", "nsh-+"}, c, []string{"-j", "ACCEPT"})},
+		Rule{"filter", chain, cat([]string{"-i", ns.Link}, c, []string{"-j", "DROP"})},
+	)
+}
+
+func dnatMatch(p specs.Port) []string {
+	var m []string
+	if !p.HostIP.IsUnspecified() {
+		m = append(m, "-d", p.HostIP.String()+"/32")
+	}
+	proto := string(p.Protocol)
+	dport := fmt.Sprint(p.Published.First)
+	if p.Published.Len() > 1 {
+		dport = fmt.Sprintf("%d:%d", p.Published.First, p.Published.Last)
+	}
+	return append(m, "-p", proto, "-m", proto, "--dport", dport)
+}
+
+// dnatTarget maps a host port (range) onto the namespace; a range keeps
+// each port's offset (ADDR:FIRST-LAST/BASE).
+func dnatTarget(addr string, p specs.Port) string {
+	if p.Target.Len() == 1 {
+		return fmt.Sprintf("%s:%d", addr, p.Target.First)
+	}
+	return fmt.Sprintf("%s:%d-%d/%d", addr, p.Target.First, p.Target.Last, p.Published.First)
+}
+
+func cat[T any](parts ...[]T) []T {
+	var out []T
+	for _, p := range parts {
+		out = append(out, p...)
+	}
+	return out
+}

@@ -1,0 +1,142 @@
+package forward
+
+import (
+	"bufio"
+	"fmt"
+	"strings"
+)
+
+// Snapshot is the parsed output of iptables-save: per table, each chain's
+// policy ("-" for user chains) and rules, as printed.
+type Snapshot struct {
+	Tables map[string]map[string]*Chain
+}
+
+// Chain is one chain of a snapshot.
+type Chain struct {
+	Policy string
+	Rules  []string // each "-A CHAIN ..." line
+}
+
+// ParseSave parses iptables-save output.
+func ParseSave(text string) (*Snapshot, error) {
+	s := &Snapshot{Tables: map[string]map[string]*Chain{}}
+	var table map[string]*Chain
+	sc := bufio.NewScanner(strings.NewReader(text))
+	sc.Buffer(make([]byte, 0, 64*1024), 16*1024*1024)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		switch {
+		case line == "" || strings.HasPrefix(line, "#") || line == "COMMIT":
+		case strings.HasPrefix(line, "*"):
+			table = map[string]*Chain{}
+			s.Tables[line[1:]] = table
+		case table == nil:
+			return nil, fmt.Errorf("iptables-save line %d: %q before any table", n, line)
+		case strings.HasPrefix(line, ":"):
+			f := strings.Fields(line[1:])
+			if len(f) < 2 {
+				return nil, fmt.Errorf("iptables-save line %d: bad chain line %q", n, line)
+			}
+			table[f[0]] = &Chain{Policy: f[1]}
+		case strings.HasPrefix(line, "-A "):
+			f := strings.SplitN(line, " ", 3)
+			c := table[f[1]]
+			if c == nil {
+				c = &Chain{Policy: "-"}
+				table[f[1]] = c
+			}
+			c.Rules = append(c.Rules, line)
+		default:
+			return nil, fmt.Errorf("iptables-save line %d: unexpected %q", n, line)
+		}
+	}
+	return s, sc.Err()
+}
+
+// Chain returns a chain, or nil when the table or chain does not exist.
+func (s *Snapshot) Chain(table, chain string) *Chain {
+	return s.Tables[table][chain]
+}
+
+// Has reports whether a rule is present.
+func (s *Snapshot) Has(r Rule) bool {
+	c := s.Chain(r.Table, r.Chain)
+	if c == nil {
+		return false
+	}
+	line := r.String()
+	for _, have := range c.Rules {
+		if have == line {
+			return true
+		}
+	}
+	return false
+}
+
+// InUse reports whether a backend holds anything: a rule, or a built-in
+// chain whose policy is not ACCEPT.
+func (s *Snapshot) InUse() bool {
+	for _, chains := range s.Tables {
+		for _, c := range chains {
+			if len(c.Rules) > 0 || (c.Policy != "-" && c.Policy != "ACCEPT") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// HasNsrun reports whether nsrun's shared chains exist in this backend.
+func (s *Snapshot) HasNsrun() bool {
+	return s.Chain("nat", ChainDNAT) != nil || s.Chain("filter", ChainForward) != nil ||
+		s.Chain("nat", ChainPost) != nil || s.Chain("filter", ChainInput) != nil
+}
+
+// DropsForward reports whether forwarded packets may be dropped here: a
+// FORWARD policy other than ACCEPT, or a DROP or REJECT rule in FORWARD.
+func (s *Snapshot) DropsForward() bool {
+	c := s.Chain("filter", "FORWARD")
+	if c == nil {
+		return false
+	}
+	if c.Policy != "ACCEPT" {
+		return true
+	}
+	for _, r := range c.Rules {
+		if strings.HasSuffix(r, "-j DROP") || strings.Contains(r, "-j REJECT") {
+			return true
+		}
+	}
+	return false
+}
+
+// Projects returns the projects whose jumps are in the shared chains.
+func (s *Snapshot) Projects() []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, tc := range [][2]string{{"nat", ChainDNAT}, {"nat", ChainPost}, {"filter", ChainForward}} {
+		c := s.Chain(tc[0], tc[1])
+		if c == nil {
+			continue
+		}
+		for _, r := range c.Rules {
+			if p := projectOfJump(r); p != "" && !seen[p] {
+				seen[p] = true
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
+// projectOfJump reads the project name from a jump's comment, which
+// iptables-save prints quoted ("nsrun PROJECT").
+func projectOfJump(line string) string {
+	_, rest, ok := strings.Cut(line, `--comment "nsrun `)
+	if !ok {
+		return ""
+	}
+	name, _, _ := strings.Cut(rest, `"`)
+	return name
+}

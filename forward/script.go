@@ -1,0 +1,193 @@
+package forward
+
+import (
+	"slices"
+	"strings"
+)
+
+// script is iptables-restore --noflush input, built per table in three
+// parts so that chains are declared before rules use them and deleted
+// after the rules that jump to them are gone.
+type script struct {
+	tables  []string
+	decls   map[string][]string // ":CHAIN - [0:0]": creates, or flushes an existing chain
+	rules   map[string][]string // -A / -I / -D lines
+	deletes map[string][]string // -X lines
+}
+
+func newScript() *script {
+	return &script{decls: map[string][]string{}, rules: map[string][]string{}, deletes: map[string][]string{}}
+}
+
+func (s *script) table(t string) {
+	if !slices.Contains(s.tables, t) {
+		s.tables = append(s.tables, t)
+	}
+}
+
+func (s *script) declare(table, chain string) {
+	s.table(table)
+	s.decls[table] = append(s.decls[table], ":"+chain+" - [0:0]")
+}
+
+func (s *script) rule(table, line string) {
+	s.table(table)
+	s.rules[table] = append(s.rules[table], line)
+}
+
+func (s *script) remove(table, chain string) {
+	s.declare(table, chain) // flush first: a chain must be empty to go
+	s.deletes[table] = append(s.deletes[table], "-X "+chain)
+}
+
+// String renders the script; it is empty when there is nothing to do.
+func (s *script) String() string {
+	var b strings.Builder
+	for _, t := range []string{"nat", "filter"} { // a fixed order keeps scripts comparable
+		if !slices.Contains(s.tables, t) {
+			continue
+		}
+		b.WriteString("*" + t + "\n")
+		for _, part := range [][]string{s.decls[t], s.rules[t], s.deletes[t]} {
+			for _, l := range part {
+				b.WriteString(l + "\n")
+			}
+		}
+		b.WriteString("COMMIT\n")
+	}
+	return b.String()
+}
+
+// sharedChains are nsrun's shared chains with their tables.
+var sharedChains = [][2]string{{"nat", ChainDNAT}, {"nat", ChainPost}, {"filter", ChainForward}, {"filter", ChainInput}}
+
+// UpScript returns the iptables-restore --noflush input that brings snap
+// to holding p's rules, the shared chains, their jumps and the guard. Only
+// what differs is in it: it is empty when everything is in place.
+func UpScript(snap *Snapshot, p Project) string {
+	s := newScript()
+	for _, tc := range sharedChains {
+		if snap.Chain(tc[0], tc[1]) == nil {
+			s.declare(tc[0], tc[1])
+		}
+	}
+	for _, b := range Base() {
+		if snap.Has(b.Rule) {
+			continue
+		}
+		if b.Insert {
+			s.rule(b.Table, "-I "+b.Chain+" 1 "+joinArgs(b.Args))
+		} else {
+			s.rule(b.Table, b.String())
+		}
+	}
+	replaceChain(s, snap, "filter", ChainInput, []Rule{Guard()})
+	ch := ProjectChains(p.Name)
+	rules := Rules(p)
+	replaceChain(s, snap, "nat", ch.DNAT, inChain(rules, ch.DNAT))
+	replaceChain(s, snap, "nat", ch.Post, inChain(rules, ch.Post))
+	replaceChain(s, snap, "filter", ch.Forward, inChain(rules, ch.Forward))
+	for _, j := range Jumps(p.Name) {
+		if !snap.Has(j) {
+			s.rule(j.Table, j.String())
+		}
+	}
+	return s.String()
+}
+
+// replaceChain declares (so creates or flushes) a chain and writes its
+// rules, unless it already holds exactly those rules.
+func replaceChain(s *script, snap *Snapshot, table, chain string, want []Rule) {
+	lines := make([]string, len(want))
+	for i, r := range want {
+		lines[i] = r.String()
+	}
+	if c := snap.Chain(table, chain); c != nil && slices.Equal(c.Rules, lines) {
+		return
+	}
+	s.declare(table, chain)
+	for _, l := range lines {
+		s.rule(table, l)
+	}
+}
+
+func inChain(rules []Rule, chain string) []Rule {
+	var out []Rule
+	for _, r := range rules {
+		if r.Chain == chain {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// DownScript returns the input that removes a project's jumps and chains.
+// When no other project's jumps remain, it removes the shared chains, the
+// jumps to them and the guard too. Rules nsrun did not make are never in it.
+func DownScript(snap *Snapshot, project string) string {
+	s := newScript()
+	for _, j := range Jumps(project) {
+		if snap.Has(j) {
+			s.rule(j.Table, "-D "+j.Chain+" "+joinArgs(j.Args))
+		}
+	}
+	ch := ProjectChains(project)
+	for _, tc := range [][2]string{{"nat", ch.DNAT}, {"nat", ch.Post}, {"filter", ch.Forward}} {
+		if snap.Chain(tc[0], tc[1]) != nil {
+			s.remove(tc[0], tc[1])
+		}
+	}
+	others := slices.DeleteFunc(snap.Projects(), func(p string) bool { return p == project })
+	if len(others) > 0 {
+		return s.String()
+	}
+	for _, b := range Base() {
+		if snap.Has(b.Rule) {
+			s.rule(b.Table, "-D "+b.Chain+" "+joinArgs(b.Args))
+		}
+	}
+	for _, tc := range sharedChains {
+		if snap.Chain(tc[0], tc[1]) != nil {
+			s.remove(tc[0], tc[1])
+		}
+	}
+	return s.String()
+}
+
+// SweepScript removes every chain that looks like nsrun's (NSRUN-* and
+// NSR-*) and every rule that jumps to one, for `down --all` when state is
+// lost.
+func SweepScript(snap *Snapshot) string {
+	s := newScript()
+	for _, table := range []string{"nat", "filter"} {
+		chains := snap.Tables[table]
+		for name, c := range chains {
+			if isNsrunChain(name) {
+				s.remove(table, name)
+				continue
+			}
+			for _, r := range c.Rules {
+				if target := jumpTarget(r); isNsrunChain(target) {
+					s.rule(table, "-D"+strings.TrimPrefix(r, "-A"))
+				}
+			}
+		}
+		slices.Sort(s.decls[table])
+		slices.Sort(s.rules[table])
+		slices.Sort(s.deletes[table])
+	}
+	return s.String()
+}
+
+func isNsrunChain(name string) bool {
+	return strings.HasPrefix(name, "NSRUN-") || strings.HasPrefix(name, "NSR-")
+}
+
+func jumpTarget(rule string) string {
+	_, target, ok := strings.Cut(rule, " -j ")
+	if !ok {
+		return ""
+	}
+	target, _, _ = strings.Cut(target, " ")
+	return target
+}
