@@ -27,7 +27,9 @@ func (s *script) table(t string) {
 
 func (s *script) declare(table, chain string) {
 	s.table(table)
-	s.decls[table] = append(s.decls[table], ":"+chain+" - [0:0]")
+	if line := ":" + chain + " - [0:0]"; !slices.Contains(s.decls[table], line) {
+		s.decls[table] = append(s.decls[table], line)
+	}
 }
 
 func (s *script) rule(table, line string) {
@@ -126,9 +128,13 @@ func inChain(rules []Rule, chain string) []Rule {
 // jumps to them and the guard too. Rules nsrun did not make are never in it.
 func DownScript(snap *Snapshot, project string) string {
 	s := newScript()
-	for _, j := range Jumps(project) {
-		if snap.Has(j) {
-			s.rule(j.Table, "-D "+j.Chain+" "+joinArgs(j.Args))
+	others := slices.DeleteFunc(snap.Projects(), func(p string) bool { return p == project })
+	last := len(others) == 0
+	if !last { // when last, the shared chains go whole, with the jumps in them
+		for _, j := range Jumps(project) {
+			if snap.Has(j) {
+				s.rule(j.Table, "-D "+j.Chain+" "+joinArgs(j.Args))
+			}
 		}
 	}
 	ch := ProjectChains(project)
@@ -137,8 +143,7 @@ func DownScript(snap *Snapshot, project string) string {
 			s.remove(tc[0], tc[1])
 		}
 	}
-	others := slices.DeleteFunc(snap.Projects(), func(p string) bool { return p == project })
-	if len(others) > 0 {
+	if !last {
 		return s.String()
 	}
 	for _, b := range Base() {
