@@ -70,15 +70,16 @@ func checkPool(p netip.Prefix) error {
 }
 
 // AssignAddresses gives every namespace without an address of its own a
-// /30 link subnet from pool. A namespace's subnet depends only on its name
-// and on the subnets already taken, not on the order of the spec, so the
-// same spec gets the same addresses on every run and adding a namespace
-// rarely moves another.
-func AssignAddresses(s *Spec, pool netip.Prefix) error {
+// /30 link subnet from pool, avoiding the reserved prefixes (other
+// projects' links, say). A namespace keeps its previous subnet when that is
+// still free; otherwise its subnet depends only on its name and on what is
+// taken, not on the order of the spec, so the same spec gets the same
+// addresses on every run and adding a namespace rarely moves another.
+func AssignAddresses(s *Spec, pool netip.Prefix, reserved []netip.Prefix, previous map[string]netip.Prefix) error {
 	if err := checkPool(pool); err != nil {
 		return err
 	}
-	var taken []netip.Prefix
+	taken := append([]netip.Prefix(nil), reserved...)
 	var auto []*Namespace
 	for _, ns := range s.Namespaces {
 		if ns.AutoAddress {
@@ -88,19 +89,41 @@ func AssignAddresses(s *Spec, pool netip.Prefix) error {
 		}
 	}
 	sort.Slice(auto, func(i, j int) bool { return auto[i].Name < auto[j].Name })
+	var rest []*Namespace
+	for _, ns := range auto { // previous subnets first, so none is taken by a newcomer
+		prev, ok := previous[ns.Name]
+		link := prev.Masked()
+		if ok && prev.Bits() == linkBits && pool.Contains(link.Addr()) && !overlapsAny(link, taken) {
+			setLink(ns, link)
+			taken = append(taken, link)
+			continue
+		}
+		rest = append(rest, ns)
+	}
 	slots := uint32(1) << (linkBits - pool.Bits())
 	base := addrToUint32(pool.Addr())
-	for _, ns := range auto {
+	for _, ns := range rest {
 		link, ok := freeSlot(base, slots, nameHash(ns.Name)%slots, taken)
 		if !ok {
 			return fmt.Errorf("subnet %s has no room left for namespace %q", pool, ns.Name)
 		}
 		taken = append(taken, link)
-		ns.Address = netip.PrefixFrom(link.Addr().Next().Next(), linkBits)
-		ns.HostAddress = HostSide(ns.Address)
+		setLink(ns, link)
 	}
 	s.Subnet = pool
 	return nil
+}
+
+// setLink gives ns the namespace side of a /30 link subnet.
+func setLink(ns *Namespace, link netip.Prefix) {
+	ns.Address = netip.PrefixFrom(link.Addr().Next().Next(), linkBits)
+	ns.HostAddress = HostSide(ns.Address)
+}
+
+// overlapsAny reports whether p overlaps any prefix of list.
+func overlapsAny(p netip.Prefix, list []netip.Prefix) bool {
+	_, hit := overlapping(p, list)
+	return hit
 }
 
 // freeSlot probes the /30 slots of a pool from start for one that overlaps

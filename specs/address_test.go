@@ -67,7 +67,7 @@ func TestAssignAddressesFillsASmallPool(t *testing.T) {
 func TestAssignAddressesWithAnotherPool(t *testing.T) {
 	s := mustParse(t, "namespaces: {a: {}, b: {address: 10.50.0.2/24}}\n")
 	pool := DefaultPools()[3]
-	if err := AssignAddresses(s, pool); err != nil {
+	if err := AssignAddresses(s, pool, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	if a := s.Namespace("a"); !pool.Contains(a.Address.Addr()) || s.Subnet != pool {
@@ -76,7 +76,7 @@ func TestAssignAddressesWithAnotherPool(t *testing.T) {
 	if b := s.Namespace("b"); b.Address != netip.MustParsePrefix("10.50.0.2/24") {
 		t.Errorf("explicit address moved to %v", b.Address)
 	}
-	if err := AssignAddresses(s, netip.MustParsePrefix("fd00::/64")); err == nil {
+	if err := AssignAddresses(s, netip.MustParsePrefix("fd00::/64"), nil, nil); err == nil {
 		t.Error("an IPv6 pool was accepted")
 	}
 }
@@ -106,5 +106,30 @@ func TestHugePoolCoveredByAnAddress(t *testing.T) {
 	s := mustParse(t, "subnet: 10.0.0.0/8\nnamespaces: {a: {}, b: {address: 10.0.0.2/9}, c: {address: 10.128.0.2/10}}\n")
 	if a := s.Namespace("a").Address; !netip.MustParsePrefix("10.192.0.0/10").Contains(a.Addr()) {
 		t.Errorf("a got %v; want the only free quarter, 10.192.0.0/10", a)
+	}
+}
+
+func TestAssignAddressesKeepsPreviousAndAvoidsReserved(t *testing.T) {
+	s := mustParse(t, "subnet: 10.60.0.0/24\nnamespaces: {a: {}, b: {}, c: {}}\n")
+	first := map[string]netip.Prefix{}
+	for _, ns := range s.Namespaces {
+		first[ns.Name] = ns.Address
+	}
+	// Reserve a's subnet (another project took it) and ask again, with the
+	// previous addresses: b and c keep theirs, a moves.
+	reserved := []netip.Prefix{first["a"].Masked()}
+	if err := AssignAddresses(s, netip.MustParsePrefix("10.60.0.0/24"), reserved, first); err != nil {
+		t.Fatal(err)
+	}
+	if s.Namespace("b").Address != first["b"] || s.Namespace("c").Address != first["c"] {
+		t.Errorf("b or c moved: %v %v, were %v %v", s.Namespace("b").Address, s.Namespace("c").Address, first["b"], first["c"])
+	}
+	if a := s.Namespace("a").Address; a == first["a"] || a.Masked().Overlaps(reserved[0]) {
+		t.Errorf("a got %v, inside the reserved %v", a, reserved[0])
+	}
+	// A previous address outside the pool is not kept.
+	prev := map[string]netip.Prefix{"a": netip.MustParsePrefix("10.99.0.2/30")}
+	if err := AssignAddresses(s, netip.MustParsePrefix("10.60.0.0/24"), nil, prev); err != nil || s.Namespace("a").Address == prev["a"] {
+		t.Errorf("a kept %v from outside the pool (%v)", s.Namespace("a").Address, err)
 	}
 }

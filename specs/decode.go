@@ -63,12 +63,12 @@ func (d *decoder) spec(root *yaml.Node) *Spec {
 		return s
 	}
 	if s.SubnetSet {
-		if err := AssignAddresses(s, s.Subnet); err != nil {
+		if err := AssignAddresses(s, s.Subnet, nil, nil); err != nil {
 			d.add(subnetPos, "subnet", "%v; use a larger subnet", err)
 		}
 		return s
 	}
-	if err := AssignAddresses(s, DefaultPools()[0]); err != nil {
+	if err := AssignAddresses(s, DefaultPools()[0], nil, nil); err != nil {
 		d.add(subnetPos, "subnet", "the default %v; set subnet: to a free range", err)
 	}
 	return s

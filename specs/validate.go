@@ -82,6 +82,12 @@ func (d *decoder) checkPublished(s *Spec) {
 	}
 }
 
+// Conflicts reports whether two ports publish a common host port for the
+// same protocol on a common host address.
+func Conflicts(a, b Port) bool {
+	return a.Protocol == b.Protocol && a.Published.Overlaps(b.Published) && sameHostIP(a.HostIP, b.HostIP)
+}
+
 // sameHostIP reports whether two host addresses publish on a common address.
 func sameHostIP(a, b netip.Addr) bool {
 	return a == b || a.IsUnspecified() || b.IsUnspecified()
