@@ -108,3 +108,16 @@ func Exists(name string) (bool, error) {
 	}
 	return true, nil
 }
+
+// Links returns every host link's name with its alias (empty when none).
+func Links() (map[string]string, error) {
+	links, err := dump(netlink.LinkList)
+	if err != nil {
+		return nil, fmt.Errorf("listing links: %w", err)
+	}
+	out := make(map[string]string, len(links))
+	for _, l := range links {
+		out[l.Attrs().Name] = l.Attrs().Alias
+	}
+	return out, nil
+}

@@ -1,0 +1,119 @@
+package project
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/nsrun/nsrun/forward"
+	"github.com/nsrun/nsrun/specs"
+	"github.com/nsrun/nsrun/veth"
+)
+
+// System is the thin layer that touches the kernel. Every method is
+// idempotent: creating what exists and removing what is gone succeed.
+type System interface {
+	IPForward() (string, error)
+	SetIPForward(value string) error
+	CreateNamespace(name string) error
+	DeleteNamespace(name string) error
+	KillNamespace(name string) error
+	EnsureLink(p veth.Pair) error
+	DeleteLink(name string) error
+	ApplyForwards(ctx context.Context, p forward.Project) error
+	RemoveForwards(ctx context.Context, project string) error
+	FlushUDP(ports []specs.PortRange) error
+}
+
+// executor runs steps, remembering how to undo the ones that created
+// something.
+type executor struct {
+	ctx      context.Context
+	sys      System
+	store    Store
+	progress func(Step)
+	undo     []func() error
+}
+
+func (e *executor) run(steps []Step) error {
+	for _, s := range steps {
+		if err := e.step(s); err != nil {
+			return fmt.Errorf("%s: %w", s.Op, err)
+		}
+		if e.progress != nil {
+			e.progress(s)
+		}
+	}
+	return nil
+}
+
+// rollback undoes, newest first, what run created; it returns what it
+// could not undo.
+func (e *executor) rollback() error {
+	var errs []error
+	for i := len(e.undo) - 1; i >= 0; i-- {
+		errs = append(errs, e.undo[i]())
+	}
+	e.undo = nil
+	return errors.Join(errs...)
+}
+
+func (e *executor) step(s Step) error {
+	switch s.Op {
+	case OpIPForward:
+		return e.ipForward()
+	case OpCreateNamespace:
+		if err := e.sys.CreateNamespace(s.Namespace); err != nil {
+			return err
+		}
+		e.undo = append(e.undo, func() error {
+			return errors.Join(e.sys.KillNamespace(s.Namespace), e.sys.DeleteNamespace(s.Namespace))
+		})
+	case OpLink:
+		if s.Created {
+			e.undo = append(e.undo, func() error { return e.sys.DeleteLink(s.Pair.Host) })
+		}
+		return e.sys.EnsureLink(s.Pair)
+	case OpForwards:
+		e.undo = append(e.undo, func() error {
+			if s.Previous == nil {
+				return e.sys.RemoveForwards(e.ctx, s.Firewall.Name)
+			}
+			return e.sys.ApplyForwards(e.ctx, *s.Previous)
+		})
+		return e.sys.ApplyForwards(e.ctx, s.Firewall)
+	case OpFlushUDP:
+		return e.sys.FlushUDP(s.Ports)
+	case OpKill:
+		return e.sys.KillNamespace(s.Namespace)
+	case OpDeleteLink:
+		return e.sys.DeleteLink(s.Link)
+	case OpDeleteNamespace:
+		return e.sys.DeleteNamespace(s.Namespace)
+	case OpRemoveForwards:
+		return e.sys.RemoveForwards(e.ctx, s.Project)
+	default:
+		return fmt.Errorf("unknown step %q", s.Op)
+	}
+	return nil
+}
+
+// ipForward turns forwarding on, first recording the old value so the
+// last down can put it back.
+func (e *executor) ipForward() error {
+	old, err := e.sys.IPForward()
+	if err != nil || old == "1" {
+		return err
+	}
+	host, err := e.store.LoadHost()
+	if err != nil {
+		return err
+	}
+	if host.IPForward == "" {
+		host.IPForward = old
+		if err := e.store.SaveHost(host); err != nil {
+			return err
+		}
+	}
+	return e.sys.SetIPForward("1")
+}

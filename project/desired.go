@@ -1,0 +1,93 @@
+package project
+
+import (
+	"fmt"
+	"net/netip"
+
+	"github.com/nsrun/nsrun/specs"
+	"github.com/nsrun/nsrun/veth"
+)
+
+// Desire turns a validated spec into the state up should reach. Automatic
+// addresses come from the spec's subnet, else the recorded one, else the
+// first default pool that overlaps nothing of the host's (foreign: routes
+// and addresses not on nsrun's links). They avoid other projects' subnets
+// and keep the recorded ones.
+func Desire(s *specs.Spec, recorded *State, others []*State, foreign []netip.Prefix) (*State, error) {
+	pool, err := choosePool(s, recorded, foreign)
+	if err != nil {
+		return nil, err
+	}
+	var reserved []netip.Prefix
+	for _, o := range others {
+		for _, ns := range o.Namespaces {
+			reserved = append(reserved, ns.Address.Masked())
+		}
+	}
+	previous := map[string]netip.Prefix{}
+	if recorded != nil {
+		for _, ns := range recorded.Namespaces {
+			if ns.AutoAddress {
+				previous[ns.Name] = ns.Address
+			}
+		}
+	}
+	if err := specs.AssignAddresses(s, pool, reserved, previous); err != nil {
+		return nil, fmt.Errorf("%v; set subnet: in the spec to a free range", err)
+	}
+	return FromSpec(s), nil
+}
+
+// FromSpec records a spec's namespaces as they are, addresses included.
+func FromSpec(s *specs.Spec) *State {
+	st := &State{Version: StateVersion, Project: s.Name, SpecFile: s.File, Subnet: s.Subnet}
+	for _, ns := range s.Namespaces {
+		rec := &NamespaceState{
+			Name: ns.Name, Link: ns.HostLink, Address: ns.Address, HostAddress: ns.HostAddress,
+			AutoAddress: ns.AutoAddress, Egress: ns.Egress,
+		}
+		for _, p := range ns.Ports {
+			rec.Ports = append(rec.Ports, full(p))
+		}
+		st.Namespaces = append(st.Namespaces, rec)
+	}
+	return st
+}
+
+// full writes a port in the short form with every part, so the record
+// does not depend on defaults.
+func full(p specs.Port) string {
+	return fmt.Sprintf("%s:%s:%s/%s", p.HostIP, p.Published, p.Target, p.Protocol)
+}
+
+func choosePool(s *specs.Spec, recorded *State, foreign []netip.Prefix) (netip.Prefix, error) {
+	if s.SubnetSet {
+		return s.Subnet, nil
+	}
+	if recorded != nil && recorded.Subnet.IsValid() {
+		return recorded.Subnet, nil
+	}
+	for _, pool := range specs.DefaultPools() {
+		if !overlaps(pool, foreign) {
+			return pool, nil
+		}
+	}
+	return netip.Prefix{}, fmt.Errorf("every default address pool (%v...) overlaps a host route or address; set subnet: in the spec to a free range", specs.DefaultPools()[0])
+}
+
+func overlaps(p netip.Prefix, list []netip.Prefix) bool {
+	for _, q := range list {
+		if p.Overlaps(q) {
+			return true
+		}
+	}
+	return false
+}
+
+// Pair describes the veth pair of a recorded namespace.
+func (ns *NamespaceState) Pair(project string) veth.Pair {
+	return veth.Pair{
+		Host: ns.Link, Namespace: ns.Name, Peer: "eth0",
+		HostAddr: ns.HostAddress, PeerAddr: ns.Address, Alias: veth.Label(project, ns.Name),
+	}
+}

@@ -1,0 +1,110 @@
+package project
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Lock is held around every up and down, so they never interleave on the
+// shared chains, sysctls and state.
+type Lock struct {
+	f *os.File
+}
+
+// Lock takes the exclusive lock, waiting while another nsrun holds it. It
+// calls waiting once if it has to wait, and gives up when ctx ends.
+func (st Store) Lock(ctx context.Context, waiting func()) (*Lock, error) {
+	if err := os.MkdirAll(st.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating %s: %w", st.Dir, err)
+	}
+	path := filepath.Join(st.Dir, "lock")
+	told := false
+	for {
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("opening lock %s: %w", path, err)
+		}
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil && sameFile(f, path) {
+			return &Lock{f: f}, nil
+		}
+		f.Close()
+		if err != nil && !errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("locking %s: %w", path, err)
+		}
+		if err != nil && !told && waiting != nil {
+			waiting()
+			told = true
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("another nsrun up or down holds %s: %w; wait for it to finish and try again", path, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// sameFile reports whether f is still the file at path: the last down
+// removes the lock file, and a lock on a removed file protects nothing.
+func sameFile(f *os.File, path string) bool {
+	a, err1 := f.Stat()
+	b, err2 := os.Stat(path)
+	return err1 == nil && err2 == nil && os.SameFile(a, b)
+}
+
+// Unlock releases the lock.
+func (l *Lock) Unlock() {
+	l.f.Close()
+}
+
+// Host is nsrun's record of the host settings it changed, so that the
+// last down can put them back.
+type Host struct {
+	// IPForward is net.ipv4.ip_forward as it was before nsrun set it to 1;
+	// empty when nsrun did not change it.
+	IPForward string `json:"ip_forward,omitempty"`
+}
+
+func (st Store) hostPath() string { return filepath.Join(st.Dir, "host.json") }
+
+// LoadHost reads the host record; a missing one is empty.
+func (st Store) LoadHost() (Host, error) {
+	var h Host
+	data, err := os.ReadFile(st.hostPath())
+	if errors.Is(err, os.ErrNotExist) {
+		return h, nil
+	}
+	if err != nil {
+		return h, fmt.Errorf("reading %s: %w", st.hostPath(), err)
+	}
+	if err := json.Unmarshal(data, &h); err != nil {
+		return Host{}, nil // corrupt: nothing known to restore
+	}
+	return h, nil
+}
+
+// SaveHost writes the host record atomically.
+func (st Store) SaveHost(h Host) error {
+	data, _ := json.Marshal(h)
+	tmp := st.hostPath() + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return fmt.Errorf("writing %s: %w", tmp, err)
+	}
+	return os.Rename(tmp, st.hostPath())
+}
+
+// RemoveAll removes the state directory itself, once no project is left.
+// The caller holds the lock; the lock file goes too.
+func (st Store) RemoveAll() error {
+	if err := os.RemoveAll(st.Dir); err != nil {
+		return fmt.Errorf("removing %s: %w", st.Dir, err)
+	}
+	return nil
+}

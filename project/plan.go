@@ -1,0 +1,162 @@
+package project
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/nsrun/nsrun/forward"
+	"github.com/nsrun/nsrun/specs"
+	"github.com/nsrun/nsrun/veth"
+)
+
+// Op is what a step does.
+type Op string
+
+const (
+	OpIPForward       Op = "ip-forward"       // turn on IPv4 forwarding
+	OpCreateNamespace Op = "create-namespace" // ip netns add
+	OpLink            Op = "link"             // make the veth pair as described
+	OpForwards        Op = "forwards"         // publish the project's ports
+	OpFlushUDP        Op = "flush-udp"        // drop stale UDP conntrack entries
+	OpKill            Op = "kill"             // stop every process inside a namespace
+	OpDeleteLink      Op = "delete-link"
+	OpDeleteNamespace Op = "delete-namespace"
+	OpRemoveForwards  Op = "remove-forwards"
+)
+
+// Step is one change to the system, as a plain value.
+type Step struct {
+	Op        Op
+	Namespace string
+	Link      string
+	Pair      veth.Pair
+	Firewall  forward.Project
+	Ports     []specs.PortRange
+	Project   string
+	// Previous is, for OpForwards, the project's forwards before the step
+	// (nil when it had none), which a rollback puts back.
+	Previous *forward.Project
+	// Created reports, for OpLink, that the link does not exist yet, so
+	// that a rollback removes it.
+	Created bool
+}
+
+// String describes the step for progress lines.
+func (s Step) String() string {
+	switch s.Op {
+	case OpIPForward:
+		return "IPv4 forwarding on"
+	case OpCreateNamespace:
+		return fmt.Sprintf("namespace %s created", s.Namespace)
+	case OpLink:
+		return fmt.Sprintf("link %s <-> %s:eth0 (%s, %s)", s.Pair.Host, s.Namespace, s.Pair.HostAddr, s.Pair.PeerAddr)
+	case OpForwards:
+		return fmt.Sprintf("forwards of project %s in place", s.Firewall.Name)
+	case OpFlushUDP:
+		return fmt.Sprintf("stale UDP conntrack entries for ports %v removed", s.Ports)
+	case OpKill:
+		return fmt.Sprintf("processes in namespace %s stopped", s.Namespace)
+	case OpDeleteLink:
+		return fmt.Sprintf("link %s removed", s.Link)
+	case OpDeleteNamespace:
+		return fmt.Sprintf("namespace %s removed", s.Namespace)
+	case OpRemoveForwards:
+		return fmt.Sprintf("forwards of project %s removed", s.Project)
+	}
+	return string(s.Op)
+}
+
+// PlanUp returns the steps that take the host from recorded (nil for a
+// new project) to want. Steps that create come first, removals of what
+// the spec no longer has come last.
+func PlanUp(want, recorded *State, obs Observed) ([]Step, error) {
+	fw, err := want.Firewall()
+	if err != nil {
+		return nil, err
+	}
+	steps := []Step{{Op: OpIPForward}}
+	for _, ns := range want.Namespaces {
+		if !slices.Contains(obs.Namespaces, ns.Name) {
+			steps = append(steps, Step{Op: OpCreateNamespace, Namespace: ns.Name})
+		}
+	}
+	for _, ns := range want.Namespaces {
+		_, exists := obs.Links[ns.Link]
+		steps = append(steps, Step{Op: OpLink, Namespace: ns.Name, Pair: ns.Pair(want.Project), Created: !exists})
+	}
+	step := Step{Op: OpForwards, Firewall: fw}
+	if recorded != nil {
+		prev, err := recorded.Firewall()
+		if err != nil {
+			return nil, err
+		}
+		step.Previous = &prev
+	}
+	steps = append(steps, step)
+	if changed := changedUDP(recorded, want); len(changed) > 0 {
+		steps = append(steps, Step{Op: OpFlushUDP, Ports: changed})
+	}
+	if recorded != nil {
+		for _, ns := range recorded.Namespaces {
+			if want.Namespace(ns.Name) == nil {
+				steps = append(steps, removeNamespace(ns)...)
+			}
+		}
+	}
+	return steps, nil
+}
+
+// PlanDown returns the steps that remove everything recorded.
+func PlanDown(recorded *State) []Step {
+	var steps []Step
+	for _, ns := range recorded.Namespaces {
+		steps = append(steps, Step{Op: OpKill, Namespace: ns.Name})
+	}
+	steps = append(steps, Step{Op: OpRemoveForwards, Project: recorded.Project})
+	if udp := changedUDP(recorded, &State{}); len(udp) > 0 {
+		steps = append(steps, Step{Op: OpFlushUDP, Ports: udp})
+	}
+	for _, ns := range recorded.Namespaces {
+		steps = append(steps, Step{Op: OpDeleteLink, Namespace: ns.Name, Link: ns.Link}, Step{Op: OpDeleteNamespace, Namespace: ns.Name})
+	}
+	return steps
+}
+
+func removeNamespace(ns *NamespaceState) []Step {
+	return []Step{
+		{Op: OpKill, Namespace: ns.Name},
+		{Op: OpDeleteLink, Namespace: ns.Name, Link: ns.Link},
+		{Op: OpDeleteNamespace, Namespace: ns.Name},
+	}
+}
+
+// changedUDP returns the host ports of UDP forwards in one state but not
+// the other (in either direction), or whose target changed.
+func changedUDP(a, b *State) []specs.PortRange {
+	udp := func(s *State) map[string]specs.PortRange {
+		out := map[string]specs.PortRange{}
+		if s == nil {
+			return out
+		}
+		for _, ns := range s.Namespaces {
+			ports, _ := ns.ParsedPorts()
+			for _, p := range ports {
+				if p.Protocol == specs.UDP {
+					out[ns.Address.Addr().String()+"|"+full(p)] = p.Published
+				}
+			}
+		}
+		return out
+	}
+	pa, pb := udp(a), udp(b)
+	var out []specs.PortRange
+	for _, m := range []struct{ x, y map[string]specs.PortRange }{{pa, pb}, {pb, pa}} {
+		for k, r := range m.x {
+			if _, same := m.y[k]; !same && !slices.Contains(out, r) {
+				out = append(out, r)
+			}
+		}
+	}
+	slices.SortFunc(out, func(x, y specs.PortRange) int { return int(x.First) - int(y.First) })
+	return out
+}

@@ -1,0 +1,121 @@
+package project
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+
+	"github.com/nsrun/nsrun/forward"
+	"github.com/nsrun/nsrun/specs"
+	"github.com/nsrun/nsrun/veth"
+)
+
+// Observed is what exists on the host, read before any change.
+type Observed struct {
+	Namespaces []string          // named network namespaces
+	Links      map[string]string // host link name -> its alias
+	Prefixes   []veth.HostPrefix // host routes and addresses
+	Listeners  []forward.Listener
+}
+
+// Foreign returns the host prefixes that are not on nsrun's links.
+func (o Observed) Foreign() []netip.Prefix {
+	var out []netip.Prefix
+	for _, p := range o.Prefixes {
+		if _, _, ours := veth.ParseLabel(o.Links[p.Link]); !ours {
+			out = append(out, p.Prefix)
+		}
+	}
+	return out
+}
+
+// Preflight checks, before any change, that want can be built on this
+// host next to the other projects. It reports every conflict at once.
+func Preflight(want, recorded *State, others []*State, obs Observed) error {
+	var errs []error
+	for _, ns := range want.Namespaces {
+		errs = append(errs, checkNamespace(want.Project, ns, recorded, others, obs)...)
+	}
+	errs = append(errs, checkPorts(want, recorded, others, obs.Listeners)...)
+	return errors.Join(errs...)
+}
+
+func checkNamespace(project string, ns *NamespaceState, recorded *State, others []*State, obs Observed) []error {
+	var errs []error
+	mine := recorded.Namespace(ns.Name) != nil || obs.Links[ns.Link] == veth.Label(project, ns.Name)
+	if slices.Contains(obs.Namespaces, ns.Name) && !mine {
+		if owner := ownerOf(others, ns.Name); owner != "" {
+			errs = append(errs, fmt.Errorf("namespace %q belongs to nsrun project %q; choose another name, or take that project down with 'sudo nsrun down -p %s'", ns.Name, owner, owner))
+		} else {
+			errs = append(errs, fmt.Errorf("namespace %q already exists and was not made by project %q; choose another name, or remove it with 'sudo ip netns del %s' if nothing needs it", ns.Name, project, ns.Name))
+		}
+	}
+	if alias, taken := obs.Links[ns.Link]; taken && alias != veth.Label(project, ns.Name) {
+		errs = append(errs, fmt.Errorf("interface %q, which namespace %q needs on the host, already exists (alias %q); rename the namespace or remove the interface", ns.Link, ns.Name, alias))
+	}
+	link := ns.Address.Masked()
+	for _, hp := range obs.Prefixes {
+		if _, _, ours := veth.ParseLabel(obs.Links[hp.Link]); !ours && hp.Prefix.Overlaps(link) {
+			errs = append(errs, fmt.Errorf("namespace %q's subnet %s overlaps the host's %s %s on %s; give it another address, or set subnet: to a free range", ns.Name, link, hp.What, hp.Prefix, hp.Link))
+		}
+	}
+	for _, o := range others {
+		for _, ons := range o.Namespaces {
+			if ons.Address.Masked().Overlaps(link) {
+				errs = append(errs, fmt.Errorf("namespace %q's subnet %s overlaps namespace %q of project %q (%s); give it another address or subnet", ns.Name, link, ons.Name, o.Project, ons.Address.Masked()))
+			}
+		}
+	}
+	return errs
+}
+
+func ownerOf(states []*State, ns string) string {
+	for _, s := range states {
+		if s.Namespace(ns) != nil {
+			return s.Project
+		}
+	}
+	return ""
+}
+
+// checkPorts reports host ports another project publishes, and new host
+// ports that a host process is bound to (DNAT would steal its traffic).
+func checkPorts(want, recorded *State, others []*State, listeners []forward.Listener) []error {
+	var errs []error
+	for _, ns := range want.Namespaces {
+		ports, _ := ns.ParsedPorts()
+		var had []string
+		if r := recorded.Namespace(ns.Name); r != nil {
+			had = r.Ports
+		}
+		for _, p := range ports {
+			if owner, ons, ok := publisherOf(others, p); ok {
+				errs = append(errs, fmt.Errorf("host port %s/%s is already published by project %q (namespace %q); publish another port, or take that project down with 'sudo nsrun down -p %s'", p.Published, p.Protocol, owner, ons, owner))
+			}
+			if slices.Contains(had, full(p)) {
+				continue // published by this project already: its traffic is ours
+			}
+			for _, l := range listeners {
+				if l.Blocks(p) {
+					errs = append(errs, fmt.Errorf("port %d/%s is already in use by %s on the host; stop it or publish another port", l.Port, l.Protocol, l))
+				}
+			}
+		}
+	}
+	return errs
+}
+
+func publisherOf(states []*State, p specs.Port) (project, ns string, ok bool) {
+	for _, s := range states {
+		for _, n := range s.Namespaces {
+			ports, _ := n.ParsedPorts()
+			for _, q := range ports {
+				if specs.Conflicts(p, q) {
+					return s.Project, n.Name, true
+				}
+			}
+		}
+	}
+	return "", "", false
+}

@@ -1,0 +1,228 @@
+// Package project brings a spec to life and takes it away again: it turns
+// a spec into the desired state (pure), checks it against the host before
+// any change, plans the steps, applies them with rollback, and records
+// what it made in /run/nsrun/PROJECT so that down works from the record.
+package project
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"github.com/nsrun/nsrun/forward"
+	"github.com/nsrun/nsrun/specs"
+)
+
+// StateVersion is the version of state.json this code writes and reads.
+const StateVersion = 1
+
+// State is what nsrun records of a project: enough to remove everything
+// it made without the spec.
+type State struct {
+	Version    int               `json:"version"`
+	Project    string            `json:"project"`
+	SpecFile   string            `json:"spec_file,omitempty"`
+	Backend    forward.Backend   `json:"backend,omitempty"`
+	Subnet     netip.Prefix      `json:"subnet"`
+	Namespaces []*NamespaceState `json:"namespaces"`
+}
+
+// NamespaceState is one namespace as recorded.
+type NamespaceState struct {
+	Name        string       `json:"name"`
+	Link        string       `json:"link"`
+	Address     netip.Prefix `json:"address"`
+	HostAddress netip.Prefix `json:"host_address"`
+	AutoAddress bool         `json:"auto_address,omitempty"`
+	Egress      bool         `json:"egress"`
+	Ports       []string     `json:"ports,omitempty"` // short form, e.g. 127.0.0.1:6000:8080/udp
+}
+
+// Namespace returns the recorded namespace of that name, or nil.
+func (s *State) Namespace(name string) *NamespaceState {
+	if s == nil {
+		return nil
+	}
+	for _, ns := range s.Namespaces {
+		if ns.Name == name {
+			return ns
+		}
+	}
+	return nil
+}
+
+// ParsedPorts returns the namespace's ports.
+func (ns *NamespaceState) ParsedPorts() ([]specs.Port, error) {
+	out := make([]specs.Port, 0, len(ns.Ports))
+	for _, s := range ns.Ports {
+		p, err := specs.ParsePort(s)
+		if err != nil {
+			return nil, fmt.Errorf("recorded port %q of namespace %q: %w", s, ns.Name, err)
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// Firewall returns the project as the forward package sees it.
+func (s *State) Firewall() (forward.Project, error) {
+	p := forward.Project{Name: s.Project}
+	for _, ns := range s.Namespaces {
+		ports, err := ns.ParsedPorts()
+		if err != nil {
+			return p, err
+		}
+		p.Namespaces = append(p.Namespaces, forward.Namespace{Name: ns.Name, Link: ns.Link, Address: ns.Address, Egress: ns.Egress, Ports: ports})
+	}
+	return p, nil
+}
+
+// Merge returns the state that covers both a and b: b's namespaces, and
+// a's that b lacks. It is recorded before a change, so that a down after
+// a crash finds everything either side may have made.
+func Merge(a, b *State) *State {
+	if a == nil {
+		return b
+	}
+	out := *b
+	out.Namespaces = append([]*NamespaceState(nil), b.Namespaces...)
+	for _, ns := range a.Namespaces {
+		if b.Namespace(ns.Name) == nil {
+			out.Namespaces = append(out.Namespaces, ns)
+		}
+	}
+	return &out
+}
+
+// Store is the directory that holds every project's state.
+type Store struct {
+	Dir string // /run/nsrun
+}
+
+// DefaultDir is where state lives; it vanishes on reboot together with the
+// namespaces and rules it describes.
+const DefaultDir = "/run/nsrun"
+
+func (st Store) projectDir(project string) string { return filepath.Join(st.Dir, project) }
+func (st Store) statePath(project string) string {
+	return filepath.Join(st.projectDir(project), "state.json")
+}
+
+// ErrNoState means a project has no recorded state.
+var ErrNoState = errors.New("no recorded state")
+
+// Load reads a project's state. A missing state is ErrNoState; a corrupt
+// one is an error that says so.
+func (st Store) Load(project string) (*State, error) {
+	data, err := os.ReadFile(st.statePath(project))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("project %q: %w", project, ErrNoState)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading state of project %q: %w", project, err)
+	}
+	return DecodeState(project, data)
+}
+
+// DecodeState parses and checks a state file's contents.
+func DecodeState(project string, data []byte) (*State, error) {
+	var s State
+	if err := json.Unmarshal(data, &s); err != nil {
+		return nil, fmt.Errorf("state of project %q is corrupt (%v); remove what is left with 'nsrun down --all'", project, err)
+	}
+	if s.Version != StateVersion || s.Project != project {
+		return nil, fmt.Errorf("state of project %q has version %d for project %q; remove what is left with 'nsrun down --all'", project, s.Version, s.Project)
+	}
+	for _, ns := range s.Namespaces {
+		if ns == nil || specs.CheckNamespaceName(ns.Name) != nil || ns.Link == "" {
+			return nil, fmt.Errorf("state of project %q holds a bad namespace entry; remove what is left with 'nsrun down --all'", project)
+		}
+		if _, err := ns.ParsedPorts(); err != nil {
+			return nil, fmt.Errorf("state of project %q: %v; remove what is left with 'nsrun down --all'", project, err)
+		}
+	}
+	return &s, nil
+}
+
+// Save writes a project's state atomically (a temporary file renamed over
+// the old one), in a directory only root can read.
+func (st Store) Save(s *State) error {
+	dir := st.projectDir(s.Project)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("creating %s: %w", dir, err)
+	}
+	data, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(dir, ".state-*.json")
+	if err != nil {
+		return fmt.Errorf("writing state: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(append(data, '\n')); err != nil {
+		tmp.Close()
+		return fmt.Errorf("writing state: %w", err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("writing state: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("writing state: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), st.statePath(s.Project)); err != nil {
+		return fmt.Errorf("writing state: %w", err)
+	}
+	return nil
+}
+
+// Remove deletes a project's state directory.
+func (st Store) Remove(project string) error {
+	if err := os.RemoveAll(st.projectDir(project)); err != nil {
+		return fmt.Errorf("removing state of project %q: %w", project, err)
+	}
+	return nil
+}
+
+// Projects lists the projects that have a state directory, sorted.
+func (st Store) Projects() ([]string, error) {
+	entries, err := os.ReadDir(st.Dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listing %s: %w", st.Dir, err)
+	}
+	var out []string
+	for _, e := range entries {
+		if e.IsDir() && specs.CheckProjectName(e.Name()) == nil {
+			out = append(out, e.Name())
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// Others loads the state of every project but one; unreadable states are
+// skipped (down --all deals with them).
+func (st Store) Others(project string) ([]*State, error) {
+	names, err := st.Projects()
+	if err != nil {
+		return nil, err
+	}
+	var out []*State
+	for _, name := range names {
+		if name == project {
+			continue
+		}
+		if s, err := st.Load(name); err == nil {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
