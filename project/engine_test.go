@@ -1,0 +1,233 @@
+package project
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/nsrun/nsrun/specs"
+)
+
+func spec(t *testing.T, src string) *specs.Spec {
+	t.Helper()
+	s, err := specs.Parse("demo.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+const twoNamespaces = `namespaces:
+  ns1: {ports: ["6000:8080", "6100:9090/udp"]}
+  ns2: {ports: ["6001:8080"]}
+`
+
+func newEngine(t *testing.T, sys *fakeSystem) *Engine {
+	return &Engine{Store: Store{Dir: filepath.Join(t.TempDir(), "nsrun")}, System: sys, Sweeper: sys, Observe: sys.observe, Backend: "nft"}
+}
+
+func TestUpAndDown(t *testing.T) {
+	sys := newFake()
+	e := newEngine(t, sys)
+	ctx := context.Background()
+	clean := sys.fingerprint()
+	st, err := e.Up(ctx, spec(t, twoNamespaces))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sys.namespaces) != 2 || len(sys.links) != 2 || len(sys.forwards) != 1 || sys.ipForward != "1" {
+		t.Fatalf("after up: %s", sys.fingerprint())
+	}
+	loaded, err := e.Store.Load("demo")
+	if err != nil || len(loaded.Namespaces) != 2 || loaded.Backend != "nft" || loaded.Namespace("ns1").Address != st.Namespace("ns1").Address {
+		t.Fatalf("recorded state %+v, %v", loaded, err)
+	}
+	info, err := os.Stat(filepath.Join(e.Store.Dir, "demo"))
+	if err != nil || info.Mode().Perm() != 0o700 {
+		t.Errorf("state directory mode %v, %v; want 0700", info.Mode().Perm(), err)
+	}
+	// A second up creates nothing.
+	sys.log = nil
+	if _, err := e.Up(ctx, spec(t, twoNamespaces)); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range sys.log {
+		if strings.HasPrefix(l, "netns add") || strings.Contains(l, "del") || strings.HasPrefix(l, "sysctl") {
+			t.Errorf("second up changed something: %v", sys.log)
+		}
+	}
+	found, err := e.Down(ctx, "demo")
+	if err != nil || !found {
+		t.Fatalf("Down = %v, %v", found, err)
+	}
+	if sys.fingerprint() != clean {
+		t.Errorf("after down: %s, want %s", sys.fingerprint(), clean)
+	}
+	if _, err := os.Stat(e.Store.Dir); !os.IsNotExist(err) {
+		t.Errorf("state directory left after the last down: %v", err)
+	}
+	if found, err := e.Down(ctx, "demo"); err != nil || found {
+		t.Errorf("down of a vanished project = %v, %v; want false, nil", found, err)
+	}
+}
+
+// TestRollbackAfterEveryStep fails the k-th change of an up for every k
+// and checks that the host and the record are as before.
+func TestRollbackAfterEveryStep(t *testing.T) {
+	for k := 1; ; k++ {
+		sys := newFake()
+		e := newEngine(t, sys)
+		clean := sys.fingerprint()
+		sys.failAt = k
+		_, err := e.Up(context.Background(), spec(t, twoNamespaces))
+		if err == nil {
+			if k < 3 {
+				t.Fatal("no change was made at all")
+			}
+			return // k is past the last change
+		}
+		if !strings.Contains(err.Error(), "injected failure") || !strings.Contains(err.Error(), "what this run created was removed") {
+			t.Errorf("k=%d: error %v", k, err)
+		}
+		if sys.fingerprint() != clean {
+			t.Errorf("k=%d: after rollback %s, want %s (changes: %v)", k, sys.fingerprint(), clean, sys.log)
+		}
+		if _, err := os.Stat(e.Store.Dir); !os.IsNotExist(err) {
+			t.Errorf("k=%d: state left behind", k)
+		}
+	}
+}
+
+// TestRollbackOfAReconcile fails a reconcile at every step: the project
+// must be as it was, its first namespaces untouched.
+func TestRollbackOfAReconcile(t *testing.T) {
+	edited := `namespaces:
+  ns1: {ports: ["6000:8080"]}
+  ns3: {ports: ["6003:8080"]}
+`
+	for k := 1; ; k++ {
+		sys := newFake()
+		e := newEngine(t, sys)
+		if _, err := e.Up(context.Background(), spec(t, twoNamespaces)); err != nil {
+			t.Fatal(err)
+		}
+		before := sys.fingerprint()
+		sys.calls, sys.failAt = 0, k
+		_, err := e.Up(context.Background(), spec(t, edited))
+		if err == nil {
+			if !sys.namespaces["ns3"] || sys.namespaces["ns2"] {
+				t.Errorf("reconcile result %s", sys.fingerprint())
+			}
+			return
+		}
+		st, lerr := e.Store.Load("demo")
+		if lerr != nil || st.Namespace("ns2") == nil || st.Namespace("ns3") != nil {
+			t.Errorf("k=%d: record after a failed reconcile: %+v, %v", k, st, lerr)
+		}
+		// A failure among the removals at the end leaves ns2 half-removed;
+		// everything else must be as before.
+		if !strings.Contains(strings.Join(sys.log, ","), "del ns2") && sys.fingerprint() != before {
+			t.Errorf("k=%d: %s, want %s (changes %v)", k, sys.fingerprint(), before, sys.log)
+		}
+		if sys.namespaces["ns3"] || sys.links["nsr-ns3"].Host != "" {
+			t.Errorf("k=%d: ns3 left after rollback", k)
+		}
+	}
+}
+
+func TestDownAfterACrash(t *testing.T) {
+	// up killed after recording and creating a namespace: the record holds
+	// both namespaces, and down removes what exists.
+	sys := newFake()
+	e := newEngine(t, sys)
+	want := FromSpec(spec(t, twoNamespaces))
+	if err := e.Store.Save(want); err != nil {
+		t.Fatal(err)
+	}
+	sys.CreateNamespace("ns1")
+	if found, err := e.Down(context.Background(), "demo"); err != nil || !found {
+		t.Fatalf("Down = %v, %v", found, err)
+	}
+	if len(sys.namespaces) != 0 {
+		t.Errorf("left: %s", sys.fingerprint())
+	}
+}
+
+func TestDownWithoutStateSweepsLabels(t *testing.T) {
+	sys := newFake()
+	e := newEngine(t, sys)
+	if _, err := e.Up(context.Background(), spec(t, twoNamespaces)); err != nil {
+		t.Fatal(err)
+	}
+	os.RemoveAll(e.Store.Dir) // state lost
+	found, err := e.Down(context.Background(), "demo")
+	if err != nil || !found || len(sys.namespaces) != 0 || len(sys.links) != 0 || len(sys.forwards) != 0 {
+		t.Errorf("Down = %v, %v; left %s", found, err, sys.fingerprint())
+	}
+}
+
+func TestDownAllWithCorruptState(t *testing.T) {
+	sys := newFake()
+	e := newEngine(t, sys)
+	if _, err := e.Up(context.Background(), spec(t, twoNamespaces)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(e.Store.Dir, "demo", "state.json"), []byte("{garbage"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Down(context.Background(), "demo"); err == nil || !strings.Contains(err.Error(), "corrupt") || !strings.Contains(err.Error(), "down --all") {
+		t.Errorf("Down with corrupt state: %v", err)
+	}
+	if err := e.DownAll(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(sys.namespaces) != 0 || len(sys.links) != 0 || sys.ipForward != "0" {
+		t.Errorf("down --all left %s", sys.fingerprint())
+	}
+}
+
+func TestPreflightStopsBeforeAnyChange(t *testing.T) {
+	sys := newFake()
+	sys.namespaces["ns1"] = true // made by someone else
+	e := newEngine(t, sys)
+	_, err := e.Up(context.Background(), spec(t, twoNamespaces))
+	var pf *PreflightError
+	if !errors.As(err, &pf) || !strings.Contains(err.Error(), `namespace "ns1" already exists and was not made by project "demo"`) {
+		t.Fatalf("Up = %v; want a preflight error about ns1", err)
+	}
+	if sys.calls != 0 {
+		t.Errorf("preflight failure changed things: %v", sys.log)
+	}
+}
+
+func TestTwoProjects(t *testing.T) {
+	sys := newFake()
+	e := newEngine(t, sys)
+	ctx := context.Background()
+	if _, err := e.Up(ctx, spec(t, twoNamespaces)); err != nil {
+		t.Fatal(err)
+	}
+	other, _ := specs.Parse("other.yaml", []byte("namespaces: {o1: {ports: [\"6000:80\"]}}\n"))
+	if _, err := e.Up(ctx, other); err == nil || !strings.Contains(err.Error(), `host port 6000/tcp is already published by project "demo" (namespace "ns1")`) {
+		t.Errorf("second project on a taken port: %v", err)
+	}
+	other, _ = specs.Parse("other.yaml", []byte("namespaces: {o1: {ports: [\"7000:80\"]}}\n"))
+	if _, err := e.Up(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Down(ctx, "demo"); err != nil {
+		t.Fatal(err)
+	}
+	if sys.ipForward != "1" || len(sys.forwards) != 1 {
+		t.Errorf("down of one project undid shared settings: %s", sys.fingerprint())
+	}
+	if _, err := e.Down(ctx, "other"); err != nil {
+		t.Fatal(err)
+	}
+	if sys.ipForward != "0" {
+		t.Error("the last down did not restore ip_forward")
+	}
+}

@@ -1,0 +1,124 @@
+package project
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+
+	"github.com/nsrun/nsrun/forward"
+	"github.com/nsrun/nsrun/specs"
+	"github.com/nsrun/nsrun/veth"
+)
+
+// fakeSystem is an in-memory host that enforces what the kernel would
+// (a link needs its namespace) and can fail its k-th change.
+type fakeSystem struct {
+	ipForward  string
+	namespaces map[string]bool
+	links      map[string]veth.Pair
+	forwards   map[string]forward.Project
+	calls      int
+	failAt     int // 1-based index of the change that fails; 0 never
+	log        []string
+}
+
+func newFake() *fakeSystem {
+	return &fakeSystem{ipForward: "0", namespaces: map[string]bool{}, links: map[string]veth.Pair{}, forwards: map[string]forward.Project{}}
+}
+
+// fingerprint is the fake host's state, for comparing before and after.
+func (f *fakeSystem) fingerprint() string {
+	return fmt.Sprint(f.ipForward, slices.Sorted(maps.Keys(f.namespaces)), slices.Sorted(maps.Keys(f.links)), slices.Sorted(maps.Keys(f.forwards)))
+}
+
+func (f *fakeSystem) change(what string) error {
+	f.calls++
+	f.log = append(f.log, what)
+	if f.calls == f.failAt {
+		return fmt.Errorf("injected failure at change %d (%s)", f.calls, what)
+	}
+	return nil
+}
+
+func (f *fakeSystem) IPForward() (string, error) { return f.ipForward, nil }
+func (f *fakeSystem) SetIPForward(v string) error {
+	if err := f.change("sysctl " + v); err != nil {
+		return err
+	}
+	f.ipForward = v
+	return nil
+}
+func (f *fakeSystem) CreateNamespace(name string) error {
+	if f.namespaces[name] {
+		return fmt.Errorf("netns %q exists", name)
+	}
+	if err := f.change("netns add " + name); err != nil {
+		return err
+	}
+	f.namespaces[name] = true
+	return nil
+}
+func (f *fakeSystem) DeleteNamespace(name string) error {
+	if err := f.change("netns del " + name); err != nil {
+		return err
+	}
+	delete(f.namespaces, name)
+	return nil
+}
+func (f *fakeSystem) KillNamespace(name string) error { return f.change("kill " + name) }
+func (f *fakeSystem) EnsureLink(p veth.Pair) error {
+	if !f.namespaces[p.Namespace] {
+		return fmt.Errorf("netns %q does not exist", p.Namespace)
+	}
+	if err := f.change("link " + p.Host); err != nil {
+		return err
+	}
+	f.links[p.Host] = p
+	return nil
+}
+func (f *fakeSystem) DeleteLink(name string) error {
+	if err := f.change("link del " + name); err != nil {
+		return err
+	}
+	delete(f.links, name)
+	return nil
+}
+func (f *fakeSystem) ApplyForwards(_ context.Context, p forward.Project) error {
+	if err := f.change("forwards " + p.Name); err != nil {
+		return err
+	}
+	f.forwards[p.Name] = p
+	return nil
+}
+func (f *fakeSystem) RemoveForwards(_ context.Context, project string) error {
+	if err := f.change("forwards del " + project); err != nil {
+		return err
+	}
+	delete(f.forwards, project)
+	return nil
+}
+func (f *fakeSystem) FlushUDP([]specs.PortRange) error { return f.change("conntrack") }
+
+func (f *fakeSystem) LabelledLinks() ([]veth.Labelled, error) {
+	var out []veth.Labelled
+	for name, p := range f.links {
+		if project, ns, ok := veth.ParseLabel(p.Alias); ok {
+			out = append(out, veth.Labelled{Name: name, Project: project, Namespace: ns})
+		}
+	}
+	return out, nil
+}
+func (f *fakeSystem) SweepFirewall(context.Context) error {
+	f.forwards = map[string]forward.Project{}
+	return nil
+}
+
+func (f *fakeSystem) observe() (Observed, error) {
+	obs := Observed{Links: map[string]string{}}
+	obs.Namespaces = slices.Sorted(maps.Keys(f.namespaces))
+	for name, p := range f.links {
+		obs.Links[name] = p.Alias
+	}
+	return obs, nil
+}

@@ -1,0 +1,142 @@
+package project
+
+import (
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/nsrun/nsrun/forward"
+	"github.com/nsrun/nsrun/specs"
+	"github.com/nsrun/nsrun/veth"
+)
+
+func TestPreflightConflicts(t *testing.T) {
+	want := FromSpec(spec(t, "namespaces:\n  ns1: {address: 10.9.1.2/24, ports: [\"6000:8080\", \"127.0.0.1:6100:53/udp\"]}\n  ns2: {address: 10.9.2.2/24}\n"))
+	other := FromSpec(spec(t, "name: other\nnamespaces:\n  o1: {address: 10.9.2.100/25, ports: [\"6000-6010:7000-7010\"]}\n  taken: {address: 10.77.0.2/24}\n"))
+	obs := Observed{
+		Namespaces: []string{"ns1", "taken"},
+		Links:      map[string]string{"nsr-ns2": "", "eth0": ""},
+		Prefixes:   []veth.HostPrefix{{Prefix: netip.MustParsePrefix("10.9.1.0/24"), Link: "eth0", What: "route"}},
+		Listeners:  []forward.Listener{{Protocol: specs.UDP, Addr: netip.MustParseAddr("0.0.0.0"), Port: 6100, PID: 4242, Command: "dnsmasq"}},
+	}
+	err := Preflight(want, nil, []*State{other}, obs)
+	if err == nil {
+		t.Fatal("no conflict found")
+	}
+	for _, msg := range []string{
+		`namespace "ns1" already exists and was not made by project "demo"; choose another name, or remove it with 'sudo ip netns del ns1'`,
+		`interface "nsr-ns2", which namespace "ns2" needs on the host, already exists`,
+		`namespace "ns1"'s subnet 10.9.1.0/24 overlaps the host's route 10.9.1.0/24 on eth0`,
+		`namespace "ns2"'s subnet 10.9.2.0/24 overlaps namespace "o1" of project "other" (10.9.2.0/25)`,
+		`host port 6000/tcp is already published by project "other" (namespace "o1")`,
+		`port 6100/udp is already in use by dnsmasq (pid 4242) on the host; stop it or publish another port`,
+	} {
+		if !strings.Contains(err.Error(), msg) {
+			t.Errorf("missing %q in:\n%v", msg, err)
+		}
+	}
+	// The same project, recorded: its own namespace, link and ports are no conflict.
+	ownObs := Observed{Namespaces: []string{"ns1"}, Links: map[string]string{"nsr-ns1": veth.Label("demo", "ns1")}, Prefixes: []veth.HostPrefix{
+		{Prefix: netip.MustParsePrefix("10.9.1.0/24"), Link: "nsr-ns1", What: "route"}},
+		Listeners: obs.Listeners[:0]}
+	if err := Preflight(want, want, nil, ownObs); err != nil {
+		t.Errorf("re-up of a recorded project: %v", err)
+	}
+	// A namespace of another nsrun project is named as such.
+	clash := FromSpec(spec(t, "namespaces:\n  taken: {}\n"))
+	if err := Preflight(clash, nil, []*State{other}, obs); err == nil || !strings.Contains(err.Error(), `namespace "taken" belongs to nsrun project "other"`) {
+		t.Errorf("clash with another project: %v", err)
+	}
+}
+
+func TestDesireChoosesAFreePool(t *testing.T) {
+	s := spec(t, "namespaces: {a: {}, b: {}}\n")
+	pools := specs.DefaultPools()
+	st, err := Desire(s, nil, nil, []netip.Prefix{netip.MustParsePrefix("10.203.7.0/24")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Subnet != pools[1] || !pools[1].Contains(st.Namespace("a").Address.Addr()) {
+		t.Errorf("subnet %v, a %v; want the second default pool", st.Subnet, st.Namespace("a").Address)
+	}
+	// Recorded addresses are kept, even when the first pool is free again.
+	again, err := Desire(spec(t, "namespaces: {a: {}, b: {}}\n"), st, nil, nil)
+	if err != nil || again.Namespace("a").Address != st.Namespace("a").Address || again.Subnet != st.Subnet {
+		t.Errorf("re-up moved addresses: %v -> %v (%v)", st.Namespace("a").Address, again.Namespace("a").Address, err)
+	}
+	// Every pool taken.
+	if _, err := Desire(spec(t, "namespaces: {a: {}}\n"), nil, nil, []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}); err == nil || !strings.Contains(err.Error(), "set subnet:") {
+		t.Errorf("all pools overlapping: %v", err)
+	}
+}
+
+func TestPlanUp(t *testing.T) {
+	want := FromSpec(spec(t, twoNamespaces))
+	steps, err := PlanUp(want, nil, Observed{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ops []string
+	for _, s := range steps {
+		ops = append(ops, string(s.Op)+" "+s.Namespace)
+	}
+	wantOps := []string{"ip-forward ", "create-namespace ns1", "create-namespace ns2", "link ns1", "link ns2", "forwards ", "flush-udp "}
+	if !slices.Equal(ops, wantOps) {
+		t.Errorf("steps %q, want %q", ops, wantOps)
+	}
+	// Removing ns2 and the UDP port: ns2 is stopped and removed last, and
+	// the stale UDP entries are flushed.
+	edited := FromSpec(spec(t, "namespaces:\n  ns1: {ports: [\"6000:8080\"]}\n"))
+	obs := Observed{Namespaces: []string{"ns1", "ns2"}, Links: map[string]string{"nsr-ns1": "", "nsr-ns2": ""}}
+	steps, _ = PlanUp(edited, want, obs)
+	ops = nil
+	for _, s := range steps {
+		ops = append(ops, string(s.Op)+" "+s.Namespace)
+	}
+	wantOps = []string{"ip-forward ", "link ns1", "forwards ", "flush-udp ", "kill ns2", "delete-link ns2", "delete-namespace ns2"}
+	if !slices.Equal(ops, wantOps) {
+		t.Errorf("reconcile steps %q, want %q", ops, wantOps)
+	}
+	if steps[3].Ports[0] != (specs.PortRange{First: 6100, Last: 6100}) {
+		t.Errorf("flush-udp ports %v", steps[3].Ports)
+	}
+}
+
+func TestStateRoundTripAndCorruption(t *testing.T) {
+	st := Store{Dir: t.TempDir()}
+	want := FromSpec(spec(t, twoNamespaces))
+	if err := st.Save(want); err != nil {
+		t.Fatal(err)
+	}
+	got, err := st.Load("demo")
+	if err != nil || len(got.Namespaces) != 2 || got.Namespace("ns1").Ports[1] != "0.0.0.0:6100:9090/udp" {
+		t.Fatalf("Load = %+v, %v", got, err)
+	}
+	for name, data := range map[string]string{
+		"truncated":  `{"version": 1, "project": "demo", "namesp`,
+		"garbage":    "\x00\x01",
+		"bad port":   `{"version": 1, "project": "demo", "namespaces": [{"name": "a", "link": "nsr-a", "ports": ["70000:1"]}]}`,
+		"bad name":   `{"version": 1, "project": "demo", "namespaces": [{"name": "../x", "link": "l"}]}`,
+		"null entry": `{"version": 1, "project": "demo", "namespaces": [null]}`,
+		"other proj": `{"version": 1, "project": "x", "namespaces": []}`,
+	} {
+		if _, err := DecodeState("demo", []byte(data)); err == nil || !strings.Contains(err.Error(), "nsrun down --all") {
+			t.Errorf("%s: DecodeState = %v", name, err)
+		}
+	}
+}
+
+// FuzzDecodeState: no state file, however damaged, panics the loader.
+func FuzzDecodeState(f *testing.F) {
+	f.Add([]byte(`{"version": 1, "project": "demo", "namespaces": [{"name": "ns1", "link": "nsr-ns1", "ports": ["0.0.0.0:6000:8080/tcp"]}]}`))
+	f.Add([]byte(`{"version": 1, "project": "demo", "namespaces": [null]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		s, err := DecodeState("demo", data)
+		if err == nil {
+			if _, err := s.Firewall(); err != nil {
+				t.Fatalf("accepted state whose ports do not parse: %v", err)
+			}
+		}
+	})
+}
