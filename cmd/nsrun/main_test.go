@@ -87,7 +87,7 @@ func TestUsageErrors(t *testing.T) {
 }
 
 func TestNotImplementedYet(t *testing.T) {
-	for _, args := range [][]string{{"down", "--all"}, {"status"}, {"logs", "-p", "x"}, {"exec", "ns1", "--", "true"}} {
+	for _, args := range [][]string{{"status"}, {"logs", "-p", "x"}, {"exec", "ns1", "--", "true"}} {
 		code, _, errOut := nsrun(t, args...)
 		if code != exitFailure || !strings.Contains(errOut, "is not implemented in this version yet") {
 			t.Errorf("%v: exit %d, stderr %q", args, code, errOut)
@@ -148,6 +148,12 @@ func TestAsOrdinaryUser(t *testing.T) {
 	blog := filepath.Join(dir, "blog.yaml")
 	if code, out := nobody.run(t, "up", blog); code != exitFailure || !strings.Contains(out, "needs root") || !strings.Contains(out, "sudo nsrun up "+blog) {
 		t.Errorf("up as nobody: exit %d, %q; want 1 and a message suggesting sudo", code, out)
+	}
+	if code, out := nobody.run(t, "down", "-p", "blog"); code != exitFailure || !strings.Contains(out, "sudo nsrun down -p blog") {
+		t.Errorf("down as nobody: exit %d, %q; want 1 and a message suggesting sudo", code, out)
+	}
+	if code, out := nobody.run(t, "plan", blog); code != 0 || !strings.Contains(out, "ip netns add ns1") {
+		t.Errorf("plan as nobody: exit %d, %q", code, out)
 	}
 	bad := filepath.Join(dir, "bad.yaml")
 	if err := os.WriteFile(bad, []byte("namespaces: {}\n"), 0o644); err != nil {

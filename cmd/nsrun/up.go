@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -49,6 +50,9 @@ func runUp(c *cobra.Command, path string, flags upFlags) error {
 	}
 	if err := requireRoot("nsrun up " + path); err != nil {
 		return err
+	}
+	if abs, err := filepath.Abs(path); err == nil {
+		s.File = abs // recorded, so that 'down SPEC' finds the project after the file is gone
 	}
 	if flags.attach {
 		return usageError(fmt.Errorf("--attach is not implemented in this version yet; run 'nsrun up' without it"))

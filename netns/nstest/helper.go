@@ -1,0 +1,168 @@
+package nstest
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Main is TestMain for packages with integration tests. The test binary
+// doubles as the test server and client: run with NSRUN_TEST_HELPER set,
+// it serves or dials instead of testing, so the suite needs nothing beyond
+// Go (and runs the same program inside namespaces through `ip netns
+// exec`). As root, it fails the run when the tests left the host changed.
+func Main(m *testing.M) {
+	switch os.Getenv("NSRUN_TEST_HELPER") {
+	case "serve":
+		serve(os.Getenv("NAME"), os.Getenv("TCP"), os.Getenv("UDP"))
+		return
+	case "dial":
+		os.Exit(dialMain(os.Getenv("PROTO"), os.Getenv("ADDR"), os.Getenv("SRC")))
+	}
+	if os.Geteuid() != 0 {
+		os.Exit(m.Run())
+	}
+	before := Snapshot()
+	code := m.Run()
+	if after := Snapshot(); after != before {
+		fmt.Fprintf(os.Stderr, "FAIL: the suite left the host changed\nbefore:\n%s\nafter:\n%s\n", before, after)
+		code = 1
+	}
+	os.Exit(code)
+}
+
+// serve answers on TCP and UDP ports: each TCP connection gets
+// "NAME from REMOTE\n" and then an echo of what it sends; each datagram
+// gets "NAME from REMOTE".
+func serve(name, tcpPorts, udpPorts string) {
+	for _, p := range strings.Fields(tcpPorts) {
+		ln, err := net.Listen("tcp4", ":"+p)
+		if err != nil {
+			fmt.Println("error:", err)
+			os.Exit(1)
+		}
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				go func() {
+					defer c.Close()
+					fmt.Fprintf(c, "%s from %s\n", name, c.RemoteAddr())
+					io.Copy(c, c)
+				}()
+			}
+		}()
+	}
+	for _, p := range strings.Fields(udpPorts) {
+		pc, err := net.ListenPacket("udp4", ":"+p)
+		if err != nil {
+			fmt.Println("error:", err)
+			os.Exit(1)
+		}
+		go func() {
+			buf := make([]byte, 1500)
+			for {
+				_, from, err := pc.ReadFrom(buf)
+				if err != nil {
+					return
+				}
+				pc.WriteTo([]byte(fmt.Sprintf("%s from %s", name, from)), from)
+			}
+		}()
+	}
+	fmt.Println("ready")
+	time.Sleep(10 * time.Minute) // ended by the test, or by down
+}
+
+func dialMain(proto, addr, src string) int {
+	reply, err := Dial(proto, addr, src)
+	if err != nil {
+		fmt.Println("error:", err)
+		return 1
+	}
+	fmt.Println(reply)
+	return 0
+}
+
+// Dial connects (or sends a datagram) and returns the first line of the
+// answer. It gives up after a second: test traffic never waits long.
+func Dial(proto, addr, src string) (string, error) {
+	d := net.Dialer{Timeout: time.Second}
+	if src != "" {
+		var err error
+		if proto == "udp" {
+			d.LocalAddr, err = net.ResolveUDPAddr("udp4", src)
+		} else {
+			d.LocalAddr, err = net.ResolveTCPAddr("tcp4", src)
+		}
+		if err != nil {
+			return "", err
+		}
+	}
+	c, err := d.Dial(proto+"4", addr)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(time.Second))
+	if proto == "udp" {
+		if _, err := c.Write([]byte("hello")); err != nil {
+			return "", err
+		}
+		buf := make([]byte, 1500)
+		n, err := c.Read(buf)
+		return string(buf[:n]), err
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	return strings.TrimSpace(line), err
+}
+
+// StartServer runs the helper server inside a namespace: it answers on
+// the TCP and UDP ports (space-separated) with "NAME from CLIENT". The
+// process is ended at cleanup (or earlier, by down, which kills what is
+// inside).
+func StartServer(t *testing.T, ns, name, tcp, udp string) {
+	t.Helper()
+	exe, _ := os.Executable()
+	cmd := exec.Command("ip", "netns", "exec", ns, exe)
+	cmd.Env = append(os.Environ(), "NSRUN_TEST_HELPER=serve", "NAME="+name, "TCP="+tcp, "UDP="+udp)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-done
+	})
+	line, _ := bufio.NewReader(out).ReadString('\n')
+	if strings.TrimSpace(line) != "ready" {
+		t.Fatalf("server %s in %s: %q", name, ns, line)
+	}
+}
+
+// DialFrom dials from inside a namespace with the helper client.
+func DialFrom(t *testing.T, ns, proto, addr, src string) (string, error) {
+	t.Helper()
+	exe, _ := os.Executable()
+	cmd := exec.Command("ip", "netns", "exec", ns, exe)
+	cmd.Env = append(os.Environ(), "NSRUN_TEST_HELPER=dial", "PROTO="+proto, "ADDR="+addr, "SRC="+src)
+	out, err := cmd.CombinedOutput()
+	reply := strings.TrimSpace(string(out))
+	if err != nil {
+		return "", fmt.Errorf("%v: %s", err, reply)
+	}
+	return reply, nil
+}

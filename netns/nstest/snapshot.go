@@ -1,0 +1,82 @@
+package nstest
+
+import (
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+)
+
+var counters = regexp.MustCompile(`\[\d+:\d+\]`)
+
+// Snapshot describes the host's network state: named namespaces, links,
+// both iptables backends, the sysctls nsrun touches and /run/nsrun. Two
+// equal snapshots mean nothing was left behind.
+func Snapshot() string {
+	var b strings.Builder
+	section := func(name string, args ...string) {
+		out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+		if err != nil && len(out) == 0 {
+			out = []byte(err.Error())
+		}
+		b.WriteString("== " + name + "\n" + string(out))
+	}
+	section("netns", "ip", "netns", "list")
+	section("links", "ip", "-o", "link", "show")
+	for _, save := range []string{"iptables-nft-save", "iptables-legacy-save"} {
+		out, _ := exec.Command(save).Output()
+		b.WriteString("== " + save + "\n" + normaliseSave(string(out)))
+	}
+	for _, key := range []string{"net/ipv4/ip_forward", "net/ipv4/conf/all/route_localnet"} {
+		v, _ := os.ReadFile("/proc/sys/" + key)
+		b.WriteString("== " + key + " " + string(v))
+	}
+	entries, _ := os.ReadDir("/run/nsrun")
+	b.WriteString("== /run/nsrun")
+	for _, e := range entries {
+		b.WriteString(" " + e.Name())
+	}
+	b.WriteString("\n")
+	return linkNamesOnly(b.String())
+}
+
+// normaliseSave drops comments and counters, and tables that hold only
+// empty built-in chains with ACCEPT policies (looking at a legacy table
+// creates it), so that only real differences remain.
+func normaliseSave(s string) string {
+	var out []string
+	var table []string
+	keep := false
+	for _, line := range strings.Split(s, "\n") {
+		line = counters.ReplaceAllString(line, "")
+		switch {
+		case strings.HasPrefix(line, "#") || line == "":
+		case strings.HasPrefix(line, "*"):
+			table, keep = []string{line}, false
+		case line == "COMMIT":
+			if keep {
+				out = append(out, table...)
+				out = append(out, line)
+			}
+		default:
+			table = append(table, line)
+			if !strings.HasPrefix(line, ":") || !strings.Contains(line, " ACCEPT") {
+				keep = true
+			}
+		}
+	}
+	return strings.Join(out, "\n") + "\n"
+}
+
+// linkNamesOnly keeps of `ip -o link` the index, name, and state, which
+// change only when links do.
+func linkNamesOnly(s string) string {
+	lines := strings.Split(s, "\n")
+	for i, l := range lines {
+		f := strings.Fields(l)
+		if len(f) > 2 && strings.HasSuffix(f[0], ":") && strings.HasSuffix(f[1], ":") {
+			lines[i] = f[0] + " " + f[1]
+		}
+	}
+	return strings.Join(lines, "\n")
+}

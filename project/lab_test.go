@@ -1,0 +1,185 @@
+package project
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"math/big"
+	"net"
+	"net/netip"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nsrun/nsrun/forward"
+	"github.com/nsrun/nsrun/netns"
+	"github.com/nsrun/nsrun/netns/nstest"
+	"github.com/nsrun/nsrun/specs"
+	"github.com/nsrun/nsrun/veth"
+)
+
+// lab is a real host setup for one test: an engine on the real kernel
+// with its own state directory, and an "outside" namespace joined to the
+// host by its own veth, standing for another machine.
+type lab struct {
+	t        *testing.T
+	e        *Engine
+	id       string
+	outside  string
+	outLink  string
+	outHost  netip.Addr // the host's address on the outside link: "a host address"
+	outPeer  netip.Addr // the outside machine's address
+	projects []string
+}
+
+func newLab(t *testing.T) *lab {
+	t.Helper()
+	nstest.RequireRoot(t)
+	nstest.DumpOnFailure(t)
+	b := make([]byte, 3)
+	rand.Read(b)
+	l := &lab{t: t, id: hex.EncodeToString(b)}
+	l.e = l.engine()
+	t.Cleanup(func() {
+		for _, p := range l.projects {
+			if _, err := l.engine().Down(context.Background(), p); err != nil {
+				t.Errorf("cleanup: down %s: %v", p, err)
+			}
+		}
+	})
+	l.makeOutside()
+	return l
+}
+
+// engine returns an engine on the real kernel with the backend that suits
+// the host now (tests change FORWARD policies).
+func (l *lab) engine() *Engine {
+	l.t.Helper()
+	backend, err := forward.Detect(context.Background())
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	k := Kernel{Firewall: forward.Firewall{Backend: backend, Wait: 30 * time.Second}, Grace: 2 * time.Second}
+	dir := filepath.Join(l.tempDir(), "nsrun")
+	return &Engine{Store: Store{Dir: dir}, System: k, Sweeper: k, Observe: Observe, Backend: backend}
+}
+
+func (l *lab) tempDir() string {
+	if l.e != nil {
+		return filepath.Dir(l.e.Store.Dir)
+	}
+	return l.t.TempDir()
+}
+
+func (l *lab) makeOutside() {
+	n, _ := rand.Int(rand.Reader, big.NewInt(250))
+	third := byte(n.Int64() + 1)
+	l.outside, l.outLink = "out"+l.id, "o"+l.id
+	l.outHost = netip.AddrFrom4([4]byte{10, 252, third, 1})
+	l.outPeer = netip.AddrFrom4([4]byte{10, 252, third, 2})
+	if err := netns.Create(l.outside); err != nil {
+		l.t.Fatal(err)
+	}
+	l.t.Cleanup(func() {
+		netns.KillAll(l.outside, time.Second)
+		veth.Delete(l.outLink)
+		netns.Delete(l.outside)
+	})
+	p := veth.Pair{Host: l.outLink, Namespace: l.outside, Peer: "eth0",
+		HostAddr: netip.PrefixFrom(l.outHost, 30), PeerAddr: netip.PrefixFrom(l.outPeer, 30)}
+	if err := veth.Ensure(p); err != nil {
+		l.t.Fatal(err)
+	}
+	// An ordinary link, not one of nsrun's: no route_localnet.
+	if err := veth.SetLinkSysctl(l.outLink, "route_localnet", "0"); err != nil {
+		l.t.Fatal(err)
+	}
+}
+
+// ns names a namespace of this lab.
+func (l *lab) ns(prefix string) string { return prefix + l.id }
+
+// up brings up a spec whose text uses {ID} for the lab's id.
+func (l *lab) up(src string) *State {
+	l.t.Helper()
+	st, err := l.tryUp(src)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	return st
+}
+
+func (l *lab) tryUp(src string) (*State, error) {
+	l.t.Helper()
+	src = strings.ReplaceAll(src, "{ID}", l.id)
+	s, err := specs.Parse(filepath.Join(l.tempDir(), "t"+l.id+".yaml"), []byte(src))
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	l.remember(s.Name)
+	return l.e.Up(context.Background(), s)
+}
+
+func (l *lab) remember(project string) {
+	for _, p := range l.projects {
+		if p == project {
+			return
+		}
+	}
+	l.projects = append(l.projects, project)
+}
+
+// expect checks that a dial answers from the named namespace.
+func (l *lab) expect(reply string, err error, from, what string) {
+	l.t.Helper()
+	if err != nil || !strings.HasPrefix(reply, from+" ") {
+		l.t.Errorf("%s: got %q, %v; want an answer from %s", what, reply, err, from)
+	}
+}
+
+// refuse checks that a dial got no answer.
+func (l *lab) refuse(reply string, err error, what string) {
+	l.t.Helper()
+	if err == nil {
+		l.t.Errorf("%s: answered %q; want no answer", what, reply)
+	}
+}
+
+// freePorts returns n host ports that nothing is bound to.
+func freePorts(t *testing.T, n int) []int {
+	t.Helper()
+	listeners, err := forward.Listeners()
+	if err != nil {
+		t.Fatal(err)
+	}
+	used := map[uint16]bool{}
+	for _, l := range listeners {
+		used[l.Port] = true
+	}
+	var out []int
+	for len(out) < n {
+		r, _ := rand.Int(rand.Reader, big.NewInt(20000))
+		p := 20000 + int(r.Int64())
+		if !used[uint16(p)] {
+			used[uint16(p)] = true
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func hostDial(proto, addr, src string) (string, error) { return nstest.Dial(proto, addr, src) }
+
+func addr(a netip.Addr, port int) string { return net.JoinHostPort(a.String(), fmt.Sprint(port)) }
+
+func run(t *testing.T, args ...string) {
+	t.Helper()
+	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+		t.Fatalf("%v: %v\n%s", args, err, out)
+	}
+}
+
+func specsParse(src string) (*specs.Spec, error) { return specs.Parse("plan.yaml", []byte(src)) }
