@@ -248,6 +248,16 @@ func TestDownKeepsSharedChainsForOtherProjects(t *testing.T) {
 	}
 }
 
+func TestDownRemovesAJumpEditedByHand(t *testing.T) {
+	clean := emptySnapshot(t)
+	up := applied(t, clean, UpScript(clean, blog(t)))
+	pre := up.Chain("nat", "PREROUTING")
+	pre.Rules[0] = "-A PREROUTING -m addrtype --dst-type LOCAL -j NSRUN-DNAT" // someone edited it
+	if down := applied(t, up, DownScript(up, "blog")); !equalSnapshots(down, clean) {
+		t.Errorf("down left the edited jump or a chain:\n%s", DownScript(up, "blog"))
+	}
+}
+
 func TestSweepScript(t *testing.T) {
 	clean := emptySnapshot(t)
 	up := applied(t, clean, UpScript(clean, blog(t)))

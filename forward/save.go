@@ -59,6 +59,14 @@ func (s *Snapshot) Chain(table, chain string) *Chain {
 	return s.Tables[table][chain]
 }
 
+// rules returns the chain's rules; a missing chain has none.
+func (c *Chain) rules() []string {
+	if c == nil {
+		return nil
+	}
+	return c.Rules
+}
+
 // Has reports whether a rule is present.
 func (s *Snapshot) Has(r Rule) bool {
 	c := s.Chain(r.Table, r.Chain)

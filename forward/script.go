@@ -146,9 +146,13 @@ func DownScript(snap *Snapshot, project string) string {
 	if !last {
 		return s.String()
 	}
+	// Every jump into a shared chain goes, even one edited by hand: a chain
+	// still referenced cannot be deleted, and the whole batch would fail.
 	for _, b := range Base() {
-		if snap.Has(b.Rule) {
-			s.rule(b.Table, "-D "+b.Chain+" "+joinArgs(b.Args))
+		for _, r := range snap.Chain(b.Table, b.Chain).rules() {
+			if target := jumpTarget(r); slices.Contains(sharedNames(), target) {
+				s.rule(b.Table, "-D"+strings.TrimPrefix(r, "-A"))
+			}
 		}
 	}
 	for _, tc := range sharedChains {
@@ -157,6 +161,14 @@ func DownScript(snap *Snapshot, project string) string {
 		}
 	}
 	return s.String()
+}
+
+func sharedNames() []string {
+	out := make([]string, len(sharedChains))
+	for i, tc := range sharedChains {
+		out[i] = tc[1]
+	}
+	return out
 }
 
 // SweepScript removes every chain that looks like nsrun's (NSRUN-* and

@@ -157,6 +157,8 @@ func TestRouteLocalnetGuard(t *testing.T) {
 			c.Close()
 		}
 	}()
+	// The attacker is root in its namespace: its own sysctls are its to set.
+	run(t, "ip", "netns", "exec", a, "sysctl", "-qw", "net.ipv4.conf.all.route_localnet=1", "net.ipv4.conf.eth0.route_localnet=1")
 	run(t, "ip", "-n", a, "addr", "flush", "dev", "lo")
 	run(t, "ip", "-n", a, "route", "add", "127.0.0.0/8", "via", st.Namespace(a).HostAddress.Addr().String())
 	r, err := nstest.DialFrom(t, a, "tcp", ln.Addr().String(), "")
