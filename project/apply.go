@@ -48,8 +48,10 @@ func (e *executor) run(steps []Step) error {
 }
 
 // rollback undoes, newest first, what run created; it returns what it
-// could not undo.
+// could not undo. It runs to the end even when the run was interrupted
+// (Ctrl-C cancels the context of the run, not of its undoing).
 func (e *executor) rollback() error {
+	e.ctx = context.WithoutCancel(e.ctx)
 	var errs []error
 	for i := len(e.undo) - 1; i >= 0; i-- {
 		errs = append(errs, e.undo[i]())

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/specs"
@@ -25,6 +26,19 @@ type Engine struct {
 	Backend  forward.Backend
 	Progress func(Step) // called after each step; may be nil
 	Waiting  func()     // called once when another nsrun holds the lock; may be nil
+	// LockTimeout bounds the wait for another up or down; 0 means 5 minutes.
+	LockTimeout time.Duration
+}
+
+// lock takes the state lock, waiting at most LockTimeout.
+func (e *Engine) lock(ctx context.Context) (*Lock, error) {
+	timeout := e.LockTimeout
+	if timeout <= 0 {
+		timeout = 5 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	return e.Store.Lock(ctx, e.Waiting)
 }
 
 // PreflightError means up found a conflict before changing anything.
@@ -38,7 +52,7 @@ func (e *PreflightError) Unwrap() error { return e.Err }
 // Up creates or reconciles the project of a validated spec. On failure it
 // removes what this call created and restores the previous record.
 func (e *Engine) Up(ctx context.Context, s *specs.Spec) (*State, error) {
-	lock, err := e.Store.Lock(ctx, e.Waiting)
+	lock, err := e.lock(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -104,7 +118,7 @@ func (e *Engine) rollback(ex *executor, cause error, project string, recorded *S
 // it. Without a record it removes what is labelled as the project's. It
 // reports whether there was anything to remove.
 func (e *Engine) Down(ctx context.Context, project string) (bool, error) {
-	lock, err := e.Store.Lock(ctx, e.Waiting)
+	lock, err := e.lock(ctx)
 	if err != nil {
 		return false, err
 	}
@@ -135,7 +149,7 @@ func (e *Engine) down(ctx context.Context, project string) (bool, error) {
 // DownAll removes every recorded project, then every leftover that is
 // recognisably nsrun's: labelled links with their namespaces, and chains.
 func (e *Engine) DownAll(ctx context.Context) error {
-	lock, err := e.Store.Lock(ctx, e.Waiting)
+	lock, err := e.lock(ctx)
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nsrun/nsrun/specs"
 )
@@ -229,5 +230,28 @@ func TestTwoProjects(t *testing.T) {
 	}
 	if sys.ipForward != "0" {
 		t.Error("the last down did not restore ip_forward")
+	}
+}
+
+func TestLockWaitsAndTimesOut(t *testing.T) {
+	sys := newFake()
+	e := newEngine(t, sys)
+	e.LockTimeout = 200 * time.Millisecond
+	waited := false
+	e.Waiting = func() { waited = true }
+	held, err := e.Store.Lock(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.Up(context.Background(), spec(t, twoNamespaces))
+	if err == nil || !waited || !strings.Contains(err.Error(), "another nsrun up or down holds") {
+		t.Errorf("Up while locked: %v (waited %v)", err, waited)
+	}
+	if sys.calls != 0 {
+		t.Errorf("changes made without the lock: %v", sys.log)
+	}
+	held.Unlock()
+	if _, err := e.Up(context.Background(), spec(t, twoNamespaces)); err != nil {
+		t.Errorf("Up after the lock was released: %v", err)
 	}
 }
