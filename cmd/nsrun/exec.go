@@ -1,6 +1,12 @@
 package main
 
 import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/nsrun/nsrun/netns"
 	"github.com/spf13/cobra"
 )
 
@@ -13,20 +19,65 @@ type execFlags struct {
 func newExecCommand() *cobra.Command {
 	var flags execFlags
 	c := &cobra.Command{
-		Use:   "exec NS [flags] -- CMD [ARG...]",
+		Use:   "exec NS [flags] [--] CMD [ARG...]",
 		Short: "Run a command inside a named network namespace, like ip netns exec",
 		Long: `Exec runs CMD inside the named network namespace NS (nsrun's or any other
-that ip netns list shows), with /sys showing the namespace's interfaces and
-the files of /etc/netns/NS/ in place of those in /etc. The exit status is the
-command's own.`,
-		Example: `  nsrun exec ns1 -- ip addr
-  nsrun exec ns1 --user nobody --env GREETING=hi --workdir /tmp -- python3 -m http.server 8080`,
-		Args: usageArgs(cobra.MinimumNArgs(2)),
-		RunE: notImplemented,
+that ip netns list shows), in a mount namespace of its own where /sys shows
+the namespace's interfaces and each file of /etc/netns/NS/ stands in for the
+same name in /etc. The command replaces nsrun: stdin, stdout, stderr, the
+terminal and signals are its own, and so is the exit status (127: not found,
+126: not executable, 128+N: killed by signal N). Needs root.`,
+		Example: `  sudo nsrun exec ns1 -- ip addr
+  sudo nsrun exec ns1 --user nobody --env GREETING=hi --workdir /tmp -- python3 -m http.server 8080`,
+		ValidArgsFunction: completeNamespaces,
+		// Flags come after NS and end at the command (or at --), so that
+		// 'nsrun exec ns1 ls -l' passes -l to ls, as ip netns exec does.
+		DisableFlagParsing: true,
+		RunE: func(c *cobra.Command, args []string) error {
+			if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+				return c.Help()
+			}
+			if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+				return usageError(errors.New("name the namespace first; usage: " + c.UseLine()))
+			}
+			if err := c.Flags().Parse(args[1:]); err != nil {
+				return usageError(fmt.Errorf("%w; usage: %s", err, c.UseLine()))
+			}
+			if len(c.Flags().Args()) == 0 {
+				return usageError(errors.New("no command to run; usage: " + c.UseLine()))
+			}
+			return runExec(args[0], c.Flags().Args(), flags)
+		},
 	}
 	c.Flags().SetInterspersed(false)
-	c.Flags().StringVar(&flags.user, "user", "", "run as this user: name or uid[:gid]")
+	c.Flags().StringVar(&flags.user, "user", "", "run as this user: name or uid, optionally :group or :gid")
 	c.Flags().StringArrayVar(&flags.env, "env", nil, "set an environment variable, KEY=VALUE (repeatable)")
 	c.Flags().StringVar(&flags.workdir, "workdir", "", "run in this directory")
 	return c
+}
+
+func runExec(ns string, argv []string, flags execFlags) error {
+	for _, kv := range flags.env {
+		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
+			return usageError(fmt.Errorf("--env %q is not KEY=VALUE", kv))
+		}
+	}
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("exec needs root to enter a network namespace; run it again with sudo: sudo nsrun exec %s -- %s", ns, strings.Join(argv, " "))
+	}
+	err := netns.Exec(ns, argv, netns.ExecOptions{User: flags.user, Env: flags.env, Workdir: flags.workdir})
+	var exitErr *netns.ExitError
+	if errors.As(err, &exitErr) {
+		return &exitError{code: exitErr.Code, err: err}
+	}
+	return err
+}
+
+// completeNamespaces completes the names of existing namespaces.
+func completeNamespaces(_ *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+	if len(args) > 0 {
+		return nil, cobra.ShellCompDirectiveDefault
+	}
+	names, _ := netns.List()
+	return names, cobra.ShellCompDirectiveNoFileComp
 }

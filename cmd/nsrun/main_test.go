@@ -70,7 +70,11 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"frobnicate"}, `unknown command "frobnicate"; see 'nsrun --help'`},
 		{[]string{"up", "--bogus", "x.yaml"}, "unknown flag: --bogus; see 'nsrun up --help'"},
 		{[]string{"up", "--timeout", "soon", "x.yaml"}, `invalid argument "soon" for "--timeout"`},
-		{[]string{"exec", "ns1"}, "requires at least 2 arg(s)"},
+		{[]string{"exec", "ns1"}, "no command to run"},
+		{[]string{"exec", "ns1", "--"}, "no command to run"},
+		{[]string{"exec", "--user", "x", "ns1", "true"}, "name the namespace first"},
+		{[]string{"exec", "ns1", "--bogus", "true"}, "unknown flag: --bogus"},
+		{[]string{"exec", "ns1", "--env", "NOEQUALS", "true"}, `--env "NOEQUALS" is not KEY=VALUE`},
 		{[]string{"version", "extra"}, `unknown command "extra"`},
 	}
 	for _, tc := range tests {
@@ -87,7 +91,7 @@ func TestUsageErrors(t *testing.T) {
 }
 
 func TestNotImplementedYet(t *testing.T) {
-	for _, args := range [][]string{{"status"}, {"logs", "-p", "x"}, {"exec", "ns1", "--", "true"}} {
+	for _, args := range [][]string{{"status"}, {"logs", "-p", "x"}} {
 		code, _, errOut := nsrun(t, args...)
 		if code != exitFailure || !strings.Contains(errOut, "is not implemented in this version yet") {
 			t.Errorf("%v: exit %d, stderr %q", args, code, errOut)
