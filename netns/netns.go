@@ -180,3 +180,40 @@ func setLoopbackUp(name string) error {
 	}
 	return nil
 }
+
+// Do runs fn with the calling goroutine's thread inside the named
+// namespace, as CNI's ns.Do does: on a locked thread, switched back
+// afterwards. If switching back fails the thread stays locked, and the Go
+// runtime discards it rather than reuse a thread in the wrong namespace.
+// Only short-lived commands use it; the supervisor never does.
+func Do(name string, fn func() error) error {
+	target, err := Handle(name)
+	if err != nil {
+		return err
+	}
+	defer target.Close()
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := vnetns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("opening the current netns: %w", err)
+			return
+		}
+		defer orig.Close()
+		if err := vnetns.Set(target); err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("entering netns %q: %w", name, err)
+			return
+		}
+		ferr := fn()
+		if err := vnetns.Set(orig); err != nil {
+			errc <- fmt.Errorf("leaving netns %q: %w", name, err) // thread stays locked: discarded
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- ferr
+	}()
+	return <-errc
+}

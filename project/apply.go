@@ -23,6 +23,8 @@ type System interface {
 	ApplyForwards(ctx context.Context, p forward.Project) error
 	RemoveForwards(ctx context.Context, project string) error
 	FlushUDP(ports []specs.PortRange) error
+	WriteEtc(ns string, files map[string]string) error
+	RemoveEtc(ns string) error
 }
 
 // executor runs steps, remembering how to undo the ones that created
@@ -94,6 +96,13 @@ func (e *executor) step(s Step) error {
 		return e.sys.DeleteNamespace(s.Namespace)
 	case OpRemoveForwards:
 		return e.sys.RemoveForwards(e.ctx, s.Project)
+	case OpEtc:
+		if s.Created {
+			e.undo = append(e.undo, func() error { return e.sys.RemoveEtc(s.Namespace) })
+		}
+		return e.sys.WriteEtc(s.Namespace, s.Files)
+	case OpRemoveEtc:
+		return e.sys.RemoveEtc(s.Namespace)
 	default:
 		return fmt.Errorf("unknown step %q", s.Op)
 	}

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 
 	"github.com/nsrun/nsrun/specs"
+	"github.com/nsrun/nsrun/supervise"
 	"github.com/nsrun/nsrun/veth"
 )
 
@@ -48,6 +49,16 @@ func FromSpec(s *specs.Spec) *State {
 		}
 		for _, p := range ns.Ports {
 			rec.Ports = append(rec.Ports, full(p))
+		}
+		for _, r := range ns.Run {
+			ps := ProcessState{Process: supervise.Process{
+				Namespace: ns.Name, Name: r.Name, Command: r.Command, Workdir: r.Workdir,
+				Env: r.Env, User: r.User, Restart: string(r.Restart),
+			}}
+			if r.Ready != nil {
+				ps.ReadyTCP, ps.ReadyTimeout = r.Ready.TCP, r.Ready.Timeout
+			}
+			rec.Run = append(rec.Run, ps)
 		}
 		st.Namespaces = append(st.Namespaces, rec)
 	}

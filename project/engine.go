@@ -19,15 +19,19 @@ type Sweeper interface {
 
 // Engine brings projects up and down under the state lock.
 type Engine struct {
-	Store    Store
-	System   System
-	Sweeper  Sweeper
-	Observe  func() (Observed, error)
-	Backend  forward.Backend
-	Progress func(Step) // called after each step; may be nil
-	Waiting  func()     // called once when another nsrun holds the lock; may be nil
+	Store       Store
+	System      System
+	Sweeper     Sweeper
+	Supervision Supervision
+	Observe     func() (Observed, error)
+	Backend     forward.Backend
+	Progress    func(Step) // called after each step; may be nil
+	Waiting     func()     // called once when another nsrun holds the lock; may be nil
 	// LockTimeout bounds the wait for another up or down; 0 means 5 minutes.
 	LockTimeout time.Duration
+	// ReadyWait bounds the wait for all ready checks together; 0: none
+	// beyond each check's own timeout.
+	ReadyWait time.Duration
 }
 
 // lock takes the state lock, waiting at most LockTimeout.
@@ -76,6 +80,10 @@ func (e *Engine) Up(ctx context.Context, s *specs.Spec) (*State, error) {
 		return nil, &PreflightError{err}
 	}
 	want.Backend = e.Backend
+	if recorded != nil {
+		want.Generation = recorded.Generation
+	}
+	want.Generation++
 	if err := Preflight(want, recorded, others, obs); err != nil {
 		return nil, &PreflightError{err}
 	}
@@ -93,6 +101,10 @@ func (e *Engine) Up(ctx context.Context, s *specs.Spec) (*State, error) {
 		return nil, e.rollback(ex, err, s.Name, recorded)
 	}
 	if err := e.Store.Save(want); err != nil {
+		return nil, err
+	}
+	// The network is complete. Process failures leave it up for a look.
+	if err := e.startProcesses(ctx, want); err != nil {
 		return nil, err
 	}
 	return want, nil
@@ -136,7 +148,9 @@ func (e *Engine) down(ctx context.Context, project string) (bool, error) {
 		return false, err
 	}
 	ex := &executor{ctx: ctx, sys: e.System, store: e.Store, progress: e.Progress}
-	var errs []error
+	// The supervisor first, so nothing is restarted while it all goes; the
+	// namespaces' process lists catch whatever it leaves (say, after kill -9).
+	errs := []error{e.Supervision.Stop(e.Store.ProjectDir(project))}
 	for _, s := range PlanDown(recorded) {
 		errs = append(errs, ex.run([]Step{s})) // go on: remove as much as possible
 	}
@@ -179,6 +193,9 @@ func (e *Engine) sweep(ctx context.Context, project string) (int, error) {
 		return 0, err
 	}
 	var errs []error
+	if project != "" {
+		errs = append(errs, e.Supervision.Stop(e.Store.ProjectDir(project)))
+	}
 	n := 0
 	for _, l := range links {
 		if project != "" && l.Project != project {
@@ -186,7 +203,7 @@ func (e *Engine) sweep(ctx context.Context, project string) (int, error) {
 		}
 		n++
 		ns := l.Namespace
-		errs = append(errs, e.System.KillNamespace(ns), e.System.DeleteLink(l.Name), e.System.DeleteNamespace(ns))
+		errs = append(errs, e.System.KillNamespace(ns), e.System.DeleteLink(l.Name), e.System.DeleteNamespace(ns), e.System.RemoveEtc(ns))
 	}
 	if project != "" {
 		errs = append(errs, e.System.RemoveForwards(ctx, project))

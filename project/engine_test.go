@@ -27,7 +27,8 @@ const twoNamespaces = `namespaces:
 `
 
 func newEngine(t *testing.T, sys *fakeSystem) *Engine {
-	return &Engine{Store: Store{Dir: filepath.Join(t.TempDir(), "nsrun")}, System: sys, Sweeper: sys, Observe: sys.observe, Backend: "nft"}
+	return &Engine{Store: Store{Dir: filepath.Join(t.TempDir(), "nsrun")}, System: sys, Sweeper: sys, Supervision: &fakeSupervision{},
+		Observe: sys.observe, Backend: "nft"}
 }
 
 func TestUpAndDown(t *testing.T) {

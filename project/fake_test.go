@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"net/netip"
 	"slices"
 
 	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/specs"
+	"github.com/nsrun/nsrun/supervise"
 	"github.com/nsrun/nsrun/veth"
 )
 
@@ -122,3 +124,16 @@ func (f *fakeSystem) observe() (Observed, error) {
 	}
 	return obs, nil
 }
+
+func (f *fakeSystem) WriteEtc(ns string, _ map[string]string) error { return f.change("etc " + ns) }
+func (f *fakeSystem) RemoveEtc(ns string) error                     { return f.change("etc del " + ns) }
+
+// fakeSupervision records the plans it is given.
+type fakeSupervision struct{ plans []supervise.Plan }
+
+func (f *fakeSupervision) Apply(_ context.Context, _ string, p supervise.Plan) error {
+	f.plans = append(f.plans, p)
+	return nil
+}
+func (f *fakeSupervision) Stop(string) error                       { return nil }
+func (f *fakeSupervision) Dial(string, []netip.Addr, uint16) error { return nil }

@@ -64,7 +64,8 @@ func (l *lab) engine() *Engine {
 	}
 	k := Kernel{Firewall: forward.Firewall{Backend: backend, Wait: 30 * time.Second}, Grace: 2 * time.Second}
 	dir := filepath.Join(l.tempDir(), "nsrun")
-	return &Engine{Store: Store{Dir: dir}, System: k, Sweeper: k, Observe: Observe, Backend: backend}
+	return &Engine{Store: Store{Dir: dir}, System: k, Sweeper: k, Observe: Observe, Backend: backend,
+		Supervision: Supervisor{Self: nstest.Binary(l.t), Grace: 2 * time.Second}}
 }
 
 func (l *lab) tempDir() string {

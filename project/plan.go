@@ -22,6 +22,10 @@ const (
 	OpDeleteLink      Op = "delete-link"
 	OpDeleteNamespace Op = "delete-namespace"
 	OpRemoveForwards  Op = "remove-forwards"
+	OpEtc             Op = "etc"        // write /etc/netns/NS/hosts and resolv.conf
+	OpRemoveEtc       Op = "remove-etc" // remove them
+	OpStarted         Op = "started"    // progress only: the supervisor runs the processes
+	OpReady           Op = "ready"      // progress only: a process passed its ready check
 )
 
 // Step is one change to the system, as a plain value.
@@ -36,9 +40,11 @@ type Step struct {
 	// Previous is, for OpForwards, the project's forwards before the step
 	// (nil when it had none), which a rollback puts back.
 	Previous *forward.Project
-	// Created reports, for OpLink, that the link does not exist yet, so
-	// that a rollback removes it.
+	// Created reports, for OpLink and OpEtc, that the link or files do
+	// not exist yet, so that a rollback removes them.
 	Created bool
+	Files   map[string]string // OpEtc: file name in /etc/netns/NS -> content
+	Process string            // OpReady: the process's name
 }
 
 // String describes the step for progress lines.
@@ -62,6 +68,14 @@ func (s Step) String() string {
 		return fmt.Sprintf("namespace %s removed", s.Namespace)
 	case OpRemoveForwards:
 		return fmt.Sprintf("forwards of project %s removed", s.Project)
+	case OpEtc:
+		return fmt.Sprintf("/etc/netns/%s written", s.Namespace)
+	case OpRemoveEtc:
+		return fmt.Sprintf("/etc/netns/%s removed", s.Namespace)
+	case OpStarted:
+		return fmt.Sprintf("processes of project %s started", s.Project)
+	case OpReady:
+		return fmt.Sprintf("process %s/%s ready", s.Namespace, s.Process)
 	}
 	return string(s.Op)
 }
@@ -83,6 +97,10 @@ func PlanUp(want, recorded *State, obs Observed) ([]Step, error) {
 	for _, ns := range want.Namespaces {
 		_, exists := obs.Links[ns.Link]
 		steps = append(steps, Step{Op: OpLink, Namespace: ns.Name, Pair: ns.Pair(want.Project), Created: !exists})
+	}
+	files := EtcFiles(want, obs.HostResolv, obs.SystemdResolv)
+	for _, ns := range want.Namespaces {
+		steps = append(steps, Step{Op: OpEtc, Namespace: ns.Name, Files: files, Created: recorded.Namespace(ns.Name) == nil})
 	}
 	step := Step{Op: OpForwards, Firewall: fw}
 	if recorded != nil {
@@ -117,7 +135,8 @@ func PlanDown(recorded *State) []Step {
 		steps = append(steps, Step{Op: OpFlushUDP, Ports: udp})
 	}
 	for _, ns := range recorded.Namespaces {
-		steps = append(steps, Step{Op: OpDeleteLink, Namespace: ns.Name, Link: ns.Link}, Step{Op: OpDeleteNamespace, Namespace: ns.Name})
+		steps = append(steps, Step{Op: OpDeleteLink, Namespace: ns.Name, Link: ns.Link}, Step{Op: OpDeleteNamespace, Namespace: ns.Name},
+			Step{Op: OpRemoveEtc, Namespace: ns.Name})
 	}
 	return steps
 }
@@ -127,6 +146,7 @@ func removeNamespace(ns *NamespaceState) []Step {
 		{Op: OpKill, Namespace: ns.Name},
 		{Op: OpDeleteLink, Namespace: ns.Name, Link: ns.Link},
 		{Op: OpDeleteNamespace, Namespace: ns.Name},
+		{Op: OpRemoveEtc, Namespace: ns.Name},
 	}
 }
 

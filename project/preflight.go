@@ -17,6 +17,9 @@ type Observed struct {
 	Links      map[string]string // host link name -> its alias
 	Prefixes   []veth.HostPrefix // host routes and addresses
 	Listeners  []forward.Listener
+	// The host's /etc/resolv.conf and systemd-resolved's upstream one,
+	// for the namespaces' resolv.conf.
+	HostResolv, SystemdResolv string
 }
 
 // Foreign returns the host prefixes that are not on nsrun's links.

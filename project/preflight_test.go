@@ -81,7 +81,7 @@ func TestPlanUp(t *testing.T) {
 	for _, s := range steps {
 		ops = append(ops, string(s.Op)+" "+s.Namespace)
 	}
-	wantOps := []string{"ip-forward ", "create-namespace ns1", "create-namespace ns2", "link ns1", "link ns2", "forwards ", "flush-udp "}
+	wantOps := []string{"ip-forward ", "create-namespace ns1", "create-namespace ns2", "link ns1", "link ns2", "etc ns1", "etc ns2", "forwards ", "flush-udp "}
 	if !slices.Equal(ops, wantOps) {
 		t.Errorf("steps %q, want %q", ops, wantOps)
 	}
@@ -94,12 +94,12 @@ func TestPlanUp(t *testing.T) {
 	for _, s := range steps {
 		ops = append(ops, string(s.Op)+" "+s.Namespace)
 	}
-	wantOps = []string{"ip-forward ", "link ns1", "forwards ", "flush-udp ", "kill ns2", "delete-link ns2", "delete-namespace ns2"}
+	wantOps = []string{"ip-forward ", "link ns1", "etc ns1", "forwards ", "flush-udp ", "kill ns2", "delete-link ns2", "delete-namespace ns2", "remove-etc ns2"}
 	if !slices.Equal(ops, wantOps) {
 		t.Errorf("reconcile steps %q, want %q", ops, wantOps)
 	}
-	if steps[3].Ports[0] != (specs.PortRange{First: 6100, Last: 6100}) {
-		t.Errorf("flush-udp ports %v", steps[3].Ports)
+	if steps[4].Op != OpFlushUDP || steps[4].Ports[0] != (specs.PortRange{First: 6100, Last: 6100}) {
+		t.Errorf("flush-udp step %+v", steps[4])
 	}
 }
 
@@ -139,4 +139,26 @@ func FuzzDecodeState(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestEtcFilesContent(t *testing.T) {
+	st := FromSpec(spec(t, "namespaces:\n  ns1: {address: 10.9.1.2/24}\n  ns2: {address: 10.9.2.2/24}\n"))
+	files := EtcFiles(st, "nameserver 127.0.0.53\noptions edns0 trust-ad\nsearch example.org\n", "nameserver 192.0.2.1\nnameserver 192.0.2.2\nsearch lan\n")
+	wantHosts := etcMarker + " for project demo; removed by nsrun down\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n10.9.1.2\tns1\n10.9.2.2\tns2\n"
+	if files["hosts"] != wantHosts {
+		t.Errorf("hosts:\n%s\nwant:\n%s", files["hosts"], wantHosts)
+	}
+	wantResolv := etcMarker + "; removed by nsrun down\nnameserver 192.0.2.1\nnameserver 192.0.2.2\nsearch lan\n"
+	if files["resolv.conf"] != wantResolv {
+		t.Errorf("resolv.conf behind the systemd stub:\n%s\nwant:\n%s", files["resolv.conf"], wantResolv)
+	}
+	if got, ok := ResolvConf("nameserver 10.0.0.1\n", ""); !ok || !strings.Contains(got, "nameserver 10.0.0.1\n") {
+		t.Errorf("plain resolv.conf: %q %v", got, ok)
+	}
+	if _, ok := ResolvConf("nameserver 127.0.0.53\n", ""); ok {
+		t.Error("a loopback-only resolv.conf gave nameservers")
+	}
+	if _, has := EtcFiles(st, "", "")["resolv.conf"]; has {
+		t.Error("resolv.conf written with no nameserver")
+	}
 }

@@ -12,9 +12,11 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"time"
 
 	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/specs"
+	"github.com/nsrun/nsrun/supervise"
 )
 
 // StateVersion is the version of state.json this code writes and reads.
@@ -29,17 +31,39 @@ type State struct {
 	Backend    forward.Backend   `json:"backend,omitempty"`
 	Subnet     netip.Prefix      `json:"subnet"`
 	Namespaces []*NamespaceState `json:"namespaces"`
+	// Generation counts the ups; the supervisor reports the generation
+	// whose processes it runs.
+	Generation int `json:"generation"`
 }
 
 // NamespaceState is one namespace as recorded.
 type NamespaceState struct {
-	Name        string       `json:"name"`
-	Link        string       `json:"link"`
-	Address     netip.Prefix `json:"address"`
-	HostAddress netip.Prefix `json:"host_address"`
-	AutoAddress bool         `json:"auto_address,omitempty"`
-	Egress      bool         `json:"egress"`
-	Ports       []string     `json:"ports,omitempty"` // short form, e.g. 127.0.0.1:6000:8080/udp
+	Name        string         `json:"name"`
+	Link        string         `json:"link"`
+	Address     netip.Prefix   `json:"address"`
+	HostAddress netip.Prefix   `json:"host_address"`
+	AutoAddress bool           `json:"auto_address,omitempty"`
+	Egress      bool           `json:"egress"`
+	Ports       []string       `json:"ports,omitempty"` // short form, e.g. 127.0.0.1:6000:8080/udp
+	Run         []ProcessState `json:"run,omitempty"`
+}
+
+// ProcessState is a run entry as recorded.
+type ProcessState struct {
+	supervise.Process
+	ReadyTCP     uint16        `json:"ready_tcp,omitempty"`
+	ReadyTimeout time.Duration `json:"ready_timeout,omitempty"`
+}
+
+// Plan is what the supervisor should run for this state.
+func (s *State) Plan() supervise.Plan {
+	p := supervise.Plan{Generation: s.Generation}
+	for _, ns := range s.Namespaces {
+		for _, r := range ns.Run {
+			p.Processes = append(p.Processes, r.Process)
+		}
+	}
+	return p
 }
 
 // Namespace returns the recorded namespace of that name, or nil.
@@ -107,9 +131,10 @@ type Store struct {
 // namespaces and rules it describes.
 const DefaultDir = "/run/nsrun"
 
-func (st Store) projectDir(project string) string { return filepath.Join(st.Dir, project) }
+// ProjectDir is where a project's state, plan, status and logs live.
+func (st Store) ProjectDir(project string) string { return filepath.Join(st.Dir, project) }
 func (st Store) statePath(project string) string {
-	return filepath.Join(st.projectDir(project), "state.json")
+	return filepath.Join(st.ProjectDir(project), "state.json")
 }
 
 // ErrNoState means a project has no recorded state.
@@ -151,7 +176,7 @@ func DecodeState(project string, data []byte) (*State, error) {
 // Save writes a project's state atomically (a temporary file renamed over
 // the old one), in a directory only root can read.
 func (st Store) Save(s *State) error {
-	dir := st.projectDir(s.Project)
+	dir := st.ProjectDir(s.Project)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("creating %s: %w", dir, err)
 	}
@@ -183,7 +208,7 @@ func (st Store) Save(s *State) error {
 
 // Remove deletes a project's state directory.
 func (st Store) Remove(project string) error {
-	if err := os.RemoveAll(st.projectDir(project)); err != nil {
+	if err := os.RemoveAll(st.ProjectDir(project)); err != nil {
 		return fmt.Errorf("removing state of project %q: %w", project, err)
 	}
 	return nil

@@ -3,6 +3,7 @@ package project
 import (
 	"context"
 	"errors"
+	"os"
 	"time"
 
 	"github.com/nsrun/nsrun/forward"
@@ -31,6 +32,9 @@ func (k Kernel) DeleteLink(name string) error      { return veth.Delete(name) }
 func (k Kernel) FlushUDP(ports []specs.PortRange) error {
 	return forward.DeleteUDPConntrack(ports)
 }
+
+func (k Kernel) WriteEtc(ns string, files map[string]string) error { return writeEtc(ns, files) }
+func (k Kernel) RemoveEtc(ns string) error                         { return removeEtc(ns) }
 
 func (k Kernel) ApplyForwards(ctx context.Context, p forward.Project) error {
 	snap, err := k.Firewall.Snapshot(ctx)
@@ -66,6 +70,9 @@ func Observe() (Observed, error) {
 	if obs.Listeners, err = forward.Listeners(); err != nil {
 		return obs, err
 	}
+	hostResolv, _ := os.ReadFile("/etc/resolv.conf")
+	systemdResolv, _ := os.ReadFile("/run/systemd/resolve/resolv.conf")
+	obs.HostResolv, obs.SystemdResolv = string(hostResolv), string(systemdResolv)
 	return obs, nil
 }
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what nsrun's tests and scripts need on a fresh Debian or Ubuntu
-# machine that has only Go: iptables (nft and legacy), conntrack, iproute2
-# and the kernel-module tools. Packages already present are left alone.
+# machine that has only Go: iptables (nft and legacy), conntrack, iproute2,
+# the kernel-module tools, and python3 for the bundled examples. Packages
+# already present are left alone.
 set -euo pipefail
 
 need=()
@@ -10,6 +11,7 @@ command -v iptables-legacy >/dev/null || need+=(iptables)
 command -v conntrack >/dev/null || need+=(conntrack)
 command -v ip >/dev/null || need+=(iproute2)
 command -v modprobe >/dev/null || need+=(kmod)
+command -v python3 >/dev/null || need+=(python3) # the bundled examples serve with python3 -m http.server
 
 if ((${#need[@]} > 0)); then
 	if [[ $(id -u) -ne 0 ]]; then

@@ -1,18 +1,43 @@
 package main
 
 import (
+	"bufio"
+	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nsrun/nsrun/netns/nstest"
+	"github.com/nsrun/nsrun/supervise"
 )
 
 func TestMain(m *testing.M) { nstest.Main(m) }
 
+// nsrunCmd runs the built nsrun binary in dir and returns its exit status
+// and output.
+func nsrunCmd(t *testing.T, dir string, args ...string) (int, string, string) {
+	t.Helper()
+	cmd := exec.Command(nstest.Binary(t), args...)
+	cmd.Dir = dir
+	var out, errOut strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	code := 0
+	if exitErr, ok := err.(*exec.ExitError); ok {
+		code = exitErr.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return code, out.String(), errOut.String()
+}
+
 // TestBlogExample is the lab exercise through the command line: up the
-// bundled example, two servers on 8080 answer on host ports 6000 and 6001,
-// down leaves the host exactly as before.
+// bundled example, its two python3 servers on 8080 answer on host ports
+// 6000 and 6001 the moment up returns, and down leaves the host exactly as
+// before, also when the spec file is gone by then.
 func TestBlogExample(t *testing.T) {
 	nstest.RequireRoot(t)
 	nstest.DumpOnFailure(t)
@@ -21,58 +46,93 @@ func TestBlogExample(t *testing.T) {
 		t.Fatal(err)
 	}
 	spec := writeSpec(t, "renamed.yaml", string(data)) // its own name: blog
+	dir := filepath.Dir(spec)                          // the servers list this directory
 	before := nstest.Snapshot()
-	t.Cleanup(func() { nsrun(t, "down", "-q", "-p", "blog") })
-	code, out, errOut := nsrun(t, "up", spec)
+	t.Cleanup(func() { nsrunCmd(t, dir, "down", "-q", "-p", "blog") })
+	code, out, errOut := nsrunCmd(t, dir, "up", spec)
 	if code != 0 {
 		t.Fatalf("up: exit %d\n%s", code, errOut)
 	}
-	if !strings.Contains(out, "127.0.0.1:6000/tcp -> ") || !strings.Contains(errOut, "namespace ns1 created") {
+	if !strings.Contains(out, "127.0.0.1:6000/tcp -> ") || !strings.Contains(errOut, "namespace ns1 created") || !strings.Contains(errOut, "process ns2/web ready") {
 		t.Errorf("up printed:\n%s\n%s", out, errOut)
 	}
-	nstest.StartServer(t, "ns1", "ns1", "8080", "")
-	nstest.StartServer(t, "ns2", "ns2", "8080", "")
-	for port, want := range map[string]string{"6000": "ns1 ", "6001": "ns2 "} {
-		if r, err := nstest.Dial("tcp", "127.0.0.1:"+port, ""); err != nil || !strings.HasPrefix(r, want) {
-			t.Errorf("127.0.0.1:%s answered %q, %v; want %s", port, r, err, want)
+	client := http.Client{Timeout: 2 * time.Second}
+	for port, ns := range map[string]string{"6000": "ns1", "6001": "ns2"} {
+		resp, err := client.Get("http://127.0.0.1:" + port + "/renamed.yaml")
+		if err != nil {
+			t.Errorf("GET 127.0.0.1:%s: %v", port, err)
+			continue
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("GET 127.0.0.1:%s: %s", port, resp.Status)
+		}
+		// The request shows in the log of the namespace's own server.
+		log := supervise.LogPath("/run/nsrun/blog", ns, "web")
+		if tail := strings.Join(supervise.Tail(log, 20), "\n"); !strings.Contains(tail, "GET /renamed.yaml") {
+			t.Errorf("%s's log lacks the request to port %s:\n%s", ns, port, tail)
 		}
 	}
-	// The spec file gone: down by the spec's path still finds the project.
+	if code, out, _ := nsrunCmd(t, dir, "status", "-p", "blog"); code != 0 || strings.Count(out, "running") != 3 {
+		t.Errorf("status: exit %d\n%s", code, out)
+	}
 	if err := os.Remove(spec); err != nil {
 		t.Fatal(err)
 	}
-	code, out, errOut = nsrun(t, "down", spec)
+	code, out, errOut = nsrunCmd(t, dir, "down", spec)
 	if code != 0 || out != "project blog is down\n" {
 		t.Fatalf("down: exit %d\n%s%s", code, out, errOut)
 	}
 	if after := nstest.Snapshot(); after != before {
 		t.Errorf("down left the host changed:\nbefore:\n%s\nafter:\n%s", before, after)
 	}
-	if code, out, _ := nsrun(t, "down", "-p", "blog"); code != 0 || !strings.Contains(out, "not up; nothing to remove") {
+	if code, out, _ := nsrunCmd(t, dir, "down", "-p", "blog"); code != 0 || !strings.Contains(out, "not up; nothing to remove") {
 		t.Errorf("second down: exit %d, %q", code, out)
 	}
 }
 
-// TestBadSpecChangesNothing runs up on bad specs as root: exit 2, and the
-// host as before.
-func TestBadSpecChangesNothing(t *testing.T) {
+// TestAttach: up --attach streams the processes' output prefixed, and
+// Ctrl-C takes the project down.
+func TestAttach(t *testing.T) {
 	nstest.RequireRoot(t)
+	name := strings.ToLower(nstest.Name("at"))
+	spec := writeSpec(t, name+".yaml", "namespaces:\n  "+name+":\n    run:\n      - name: talker\n        command: while true; do echo tick; sleep 0.2; done\n")
 	before := nstest.Snapshot()
-	for _, src := range []string{
-		"namespaces:\n  ns1: {ports: [\"70000:8080\"]}\n",
-		"namespaces:\n  a/b: {}\n",
-		"namespaces:\n  ns1: {address: 10.1.1.1/24}\n",
-		"name: x\nnamespaces: {}\n",
-	} {
-		path := writeSpec(t, "bad.yaml", src)
-		if code, _, errOut := nsrun(t, "up", path); code != exitUsage || !strings.Contains(errOut, path+":") {
-			t.Errorf("up of %q: exit %d, %q", src, code, errOut)
+	cmd := exec.Command(nstest.Binary(t), "up", "--attach", spec)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var errOut strings.Builder
+	cmd.Stderr = &errOut
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); nsrunCmd(t, "/", "down", "-q", "-p", name) })
+	lines := bufio.NewScanner(stdout)
+	want := name + "/talker | tick"
+	found := false
+	for lines.Scan() {
+		if lines.Text() == want {
+			found = true
+			break
 		}
 	}
-	if after := nstest.Snapshot(); after != before {
-		t.Errorf("a bad spec changed the host:\n%s\n%s", before, after)
+	if !found {
+		t.Fatalf("no %q line in the attached output; stderr:\n%s", want, errOut.String())
 	}
-	if _, err := os.Stat("/run/nsrun"); err == nil && !strings.Contains(before, "/run/nsrun ") {
-		t.Error("a bad spec created /run/nsrun")
+	cmd.Process.Signal(os.Interrupt)
+	go func() {
+		for lines.Scan() {
+		}
+	}()
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("up --attach after Ctrl-C: %v\n%s", err, errOut.String())
+	}
+	if !strings.Contains(errOut.String(), "taking project "+name+" down") {
+		t.Errorf("stderr:\n%s", errOut.String())
+	}
+	if after := nstest.Snapshot(); after != before {
+		t.Errorf("Ctrl-C did not take it all down:\n%s\n%s", before, after)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"github.com/nsrun/nsrun/forward"
@@ -17,14 +18,19 @@ func newEngine(ctx context.Context, w io.Writer, quiet bool) (*project.Engine, e
 	if err != nil {
 		return nil, err
 	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
 	k := project.Kernel{Firewall: forward.Firewall{Backend: backend, Wait: 30 * time.Second}, Grace: 5 * time.Second}
 	e := &project.Engine{
-		Store:   project.Store{Dir: project.DefaultDir},
-		System:  k,
-		Sweeper: k,
-		Observe: project.Observe,
-		Backend: backend,
-		Waiting: func() { fmt.Fprintln(w, "nsrun: waiting for another nsrun up or down to finish...") },
+		Store:       project.Store{Dir: project.DefaultDir},
+		System:      k,
+		Sweeper:     k,
+		Supervision: project.Supervisor{Self: self, Grace: 5 * time.Second},
+		Observe:     project.Observe,
+		Backend:     backend,
+		Waiting:     func() { fmt.Fprintln(w, "nsrun: waiting for another nsrun up or down to finish...") },
 	}
 	if !quiet {
 		start := time.Now()

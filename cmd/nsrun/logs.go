@@ -1,6 +1,13 @@
 package main
 
 import (
+	"fmt"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/nsrun/nsrun/project"
+	"github.com/nsrun/nsrun/supervise"
 	"github.com/spf13/cobra"
 )
 
@@ -16,14 +23,69 @@ func newLogsCommand() *cobra.Command {
 		Use:   "logs [SPEC | -p NAME] [NS[/PROC]]",
 		Short: "Show the output of a project's processes",
 		Long: `Logs prints what the project's processes wrote to stdout and stderr, each
-line prefixed with NS/PROC. Name a namespace or one process to narrow it.`,
-		Example: `  nsrun logs -p blog
-  nsrun logs -p blog ns1/web -f --tail 20`,
+line prefixed with NS/PROC. Name a namespace or one process to narrow it;
+-f keeps printing new lines until Ctrl-C. Needs root (the logs live in
+/run/nsrun/PROJECT/logs).`,
+		Example: `  sudo nsrun logs -p blog
+  sudo nsrun logs specs/examples/blog.yaml ns1/web -f --tail 20`,
 		Args: usageArgs(cobra.MaximumNArgs(2)),
-		RunE: notImplemented,
+		RunE: func(c *cobra.Command, args []string) error {
+			return runLogs(c, args, flags)
+		},
 	}
 	c.Flags().StringVarP(&flags.project, "project", "p", "", "the project, by name")
 	c.Flags().BoolVarP(&flags.follow, "follow", "f", false, "keep printing new output")
 	c.Flags().IntVar(&flags.tail, "tail", -1, "print only the last N lines of each log (-1: all)")
 	return c
+}
+
+func runLogs(c *cobra.Command, args []string, flags logsFlags) error {
+	if err := requireRootToRead("logs"); err != nil {
+		return err
+	}
+	st := store()
+	name, rest, err := pickProject(st, flags.project, args)
+	if err != nil {
+		return err
+	}
+	if len(rest) > 1 {
+		return usageError(fmt.Errorf("too many arguments; usage: %s", c.UseLine()))
+	}
+	state, err := loadState(st, name)
+	if err != nil {
+		return err
+	}
+	filter := ""
+	if len(rest) == 1 {
+		filter = rest[0]
+	}
+	sources, err := logSources(st, state, filter)
+	if err != nil {
+		return err
+	}
+	supervise.Print(c.OutOrStdout(), sources, flags.tail)
+	if flags.follow {
+		ctx, stop := signal.NotifyContext(c.Context(), syscall.SIGINT, syscall.SIGTERM)
+		defer stop()
+		supervise.Follow(ctx, c.OutOrStdout(), sources)
+	}
+	return nil
+}
+
+// logSources lists the logs of a project's processes, narrowed to NS or
+// NS/PROC.
+func logSources(st project.Store, state *project.State, filter string) ([]supervise.Source, error) {
+	wantNS, wantProc, _ := strings.Cut(filter, "/")
+	var out []supervise.Source
+	for _, ns := range state.Namespaces {
+		for _, r := range ns.Run {
+			if (wantNS == "" || wantNS == ns.Name) && (wantProc == "" || wantProc == r.Name) {
+				out = append(out, supervise.Source{Prefix: ns.Name + "/" + r.Name, Path: supervise.LogPath(st.ProjectDir(state.Project), ns.Name, r.Name), From: supervise.FromEnd})
+			}
+		}
+	}
+	if len(out) == 0 && filter != "" {
+		return nil, usageError(fmt.Errorf("project %s has no process %q; give NS or NS/PROC, as 'nsrun status -p %s' lists them", state.Project, filter, state.Project))
+	}
+	return out, nil
 }

@@ -90,15 +90,6 @@ func TestUsageErrors(t *testing.T) {
 	}
 }
 
-func TestNotImplementedYet(t *testing.T) {
-	for _, args := range [][]string{{"status"}, {"logs", "-p", "x"}} {
-		code, _, errOut := nsrun(t, args...)
-		if code != exitFailure || !strings.Contains(errOut, "is not implemented in this version yet") {
-			t.Errorf("%v: exit %d, stderr %q", args, code, errOut)
-		}
-	}
-}
-
 func TestVersionAndCompletion(t *testing.T) {
 	code, out, _ := nsrun(t, "version")
 	if code != 0 || !strings.HasPrefix(out, "nsrun ") {

@@ -91,6 +91,7 @@ ip netns / ip link / iptables / sysctl steps, and removes exactly what it made.`
 		newValidateCommand(),
 		newPlanCommand(),
 		newVersionCommand(),
+		newSuperviseCommand(),
 	)
 	return root
 }

@@ -1,6 +1,16 @@
 package main
 
 import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nsrun/nsrun/netns"
+	"github.com/nsrun/nsrun/project"
+	"github.com/nsrun/nsrun/supervise"
 	"github.com/spf13/cobra"
 )
 
@@ -14,17 +24,189 @@ func newStatusCommand() *cobra.Command {
 	c := &cobra.Command{
 		Use:     "status [SPEC | -p NAME]",
 		Aliases: []string{"ps"},
-		Short:   "Show what exists, what runs and what drifted",
-		Long: `Status shows each project's namespaces, links, published ports and
-processes, compares them with what the kernel has, and exits 3 when anything
-drifted from what up recorded.`,
-		Example: `  nsrun status
-  nsrun status -p blog -o json`,
+		Short:   "Show each project's namespaces, published ports and processes",
+		Long: `Status shows a project's namespaces with their addresses and host-side
+links, its published ports, and its processes with PID, state, restarts and
+uptime. Without a project it prints one line per project. Needs root.`,
+		Example: `  sudo nsrun status
+  sudo nsrun status -p blog -o json`,
 		Args:              usageArgs(cobra.MaximumNArgs(1)),
 		ValidArgsFunction: completeSpecFiles,
-		RunE:              notImplemented,
+		RunE: func(c *cobra.Command, args []string) error {
+			return runStatus(c, args, flags)
+		},
 	}
 	c.Flags().StringVarP(&flags.project, "project", "p", "", "the project to show, by name")
 	c.Flags().StringVarP(&flags.output, "output", "o", "table", "output format: table or json")
 	return c
+}
+
+func runStatus(c *cobra.Command, args []string, flags statusFlags) error {
+	if flags.output != "table" && flags.output != "json" {
+		return usageError(fmt.Errorf("-o %q: use table or json", flags.output))
+	}
+	if err := requireRootToRead("status"); err != nil {
+		return err
+	}
+	st := store()
+	var names []string
+	if flags.project != "" || len(args) > 0 {
+		name, _, err := pickProject(st, flags.project, args)
+		if err != nil {
+			return err
+		}
+		names = []string{name}
+	} else {
+		var err error
+		if names, err = st.Projects(); err != nil {
+			return err
+		}
+	}
+	var reports []projectReport
+	for _, name := range names {
+		state, err := loadState(st, name)
+		if err != nil {
+			return err
+		}
+		sup, _ := supervise.ReadStatus(st.ProjectDir(name))
+		reports = append(reports, report(state, sup))
+	}
+	if flags.output == "json" {
+		enc := json.NewEncoder(c.OutOrStdout())
+		enc.SetIndent("", "  ")
+		return enc.Encode(statusDoc{Version: 1, Projects: reports})
+	}
+	if len(names) != 1 || (flags.project == "" && len(args) == 0) {
+		printSummary(c.OutOrStdout(), reports)
+		return nil
+	}
+	printProject(c.OutOrStdout(), reports[0])
+	return nil
+}
+
+// statusDoc is the JSON document of status -o json.
+type statusDoc struct {
+	Version  int             `json:"version"`
+	Projects []projectReport `json:"projects"`
+}
+
+type projectReport struct {
+	Name       string            `json:"name"`
+	Spec       string            `json:"spec,omitempty"`
+	Backend    string            `json:"backend"`
+	Namespaces []namespaceReport `json:"namespaces"`
+	Supervisor *processReport    `json:"supervisor,omitempty"`
+	Processes  []processReport   `json:"processes"`
+}
+
+type namespaceReport struct {
+	Name        string   `json:"name"`
+	Address     string   `json:"address"`
+	HostLink    string   `json:"host_link"`
+	HostAddress string   `json:"host_address"`
+	Egress      bool     `json:"egress"`
+	Ports       []string `json:"ports"` // HOST_IP:HOST_PORT/PROTO -> ADDRESS:PORT
+}
+
+type processReport struct {
+	Name     string `json:"name"` // NS/PROC, or "supervisor"
+	State    string `json:"state"`
+	PID      int    `json:"pid,omitempty"`
+	Restarts int    `json:"restarts"`
+	Uptime   string `json:"uptime,omitempty"`
+	ExitCode int    `json:"exit_code"`
+}
+
+func report(s *project.State, sup supervise.Status) projectReport {
+	r := projectReport{Name: s.Project, Spec: s.SpecFile, Backend: string(s.Backend), Namespaces: []namespaceReport{}, Processes: []processReport{}}
+	for _, ns := range s.Namespaces {
+		nr := namespaceReport{Name: ns.Name, Address: ns.Address.String(), HostLink: ns.Link, HostAddress: ns.HostAddress.String(), Egress: ns.Egress, Ports: []string{}}
+		ports, _ := ns.ParsedPorts()
+		for _, p := range ports {
+			nr.Ports = append(nr.Ports, fmt.Sprintf("%s:%s/%s -> %s:%s", p.HostIP, p.Published, p.Protocol, ns.Address.Addr(), p.Target))
+		}
+		r.Namespaces = append(r.Namespaces, nr)
+	}
+	supAlive := sup.PID != 0 && netns.Alive(netns.Process{PID: sup.PID, StartTime: sup.StartTime})
+	if sup.PID != 0 {
+		state := "running"
+		if !supAlive {
+			state = "gone"
+		}
+		r.Supervisor = &processReport{Name: "supervisor", State: state, PID: sup.PID}
+	}
+	seen := map[string]supervise.ProcessStatus{}
+	for _, p := range sup.Processes {
+		seen[p.Key()] = p
+	}
+	for _, ns := range s.Namespaces {
+		for _, run := range ns.Run {
+			p, ok := seen[run.Key()]
+			pr := processReport{Name: run.Key(), State: "not started"}
+			if ok {
+				pr = processReport{Name: run.Key(), State: p.State, PID: p.PID, Restarts: p.Restarts, ExitCode: p.ExitCode}
+				if p.State == supervise.Running && !p.StartedAt.IsZero() {
+					pr.Uptime = time.Since(p.StartedAt).Round(time.Second).String()
+				}
+				if !supAlive && p.State == supervise.Running {
+					pr.State = "unsupervised"
+				}
+			}
+			r.Processes = append(r.Processes, pr)
+		}
+	}
+	return r
+}
+
+func printSummary(w io.Writer, reports []projectReport) {
+	if len(reports) == 0 {
+		fmt.Fprintln(w, "no project is up")
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PROJECT\tNAMESPACES\tPORTS\tPROCESSES\tSPEC")
+	for _, r := range reports {
+		ports, running := 0, 0
+		for _, ns := range r.Namespaces {
+			ports += len(ns.Ports)
+		}
+		for _, p := range r.Processes {
+			if p.State == supervise.Running {
+				running++
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d/%d running\t%s\n", r.Name, len(r.Namespaces), ports, running, len(r.Processes), r.Spec)
+	}
+	tw.Flush()
+}
+
+func printProject(w io.Writer, r projectReport) {
+	fmt.Fprintf(w, "project %s (spec %s, iptables-%s)\n\n", r.Name, r.Spec, r.Backend)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAMESPACE\tADDRESS\tHOST LINK\tPUBLISHED")
+	for _, ns := range r.Namespaces {
+		fmt.Fprintf(tw, "%s\t%s\t%s %s\t%s\n", ns.Name, ns.Address, ns.HostLink, strings.Split(ns.HostAddress, "/")[0], strings.Join(ns.Ports, ", "))
+	}
+	tw.Flush()
+	if len(r.Processes) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PROCESS\tSTATE\tPID\tRESTARTS\tUPTIME\tLAST EXIT")
+	for _, p := range append(r.Processes, supervisorRow(r)...) {
+		pid := "-"
+		if p.PID != 0 {
+			pid = fmt.Sprint(p.PID)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%d\n", p.Name, p.State, pid, p.Restarts, p.Uptime, p.ExitCode)
+	}
+	tw.Flush()
+}
+
+func supervisorRow(r projectReport) []processReport {
+	if r.Supervisor == nil {
+		return nil
+	}
+	return []processReport{*r.Supervisor}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os/signal"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/nsrun/nsrun/project"
 	"github.com/nsrun/nsrun/specs"
+	"github.com/nsrun/nsrun/supervise"
 	"github.com/spf13/cobra"
 )
 
@@ -23,22 +25,26 @@ func newUpCommand() *cobra.Command {
 	var flags upFlags
 	c := &cobra.Command{
 		Use:   "up SPEC",
-		Short: "Create or update the namespaces, links and published ports of a spec",
+		Short: "Create or update the namespaces, links, published ports and processes of a spec",
 		Long: `Up validates the spec, checks the host for conflicts, then creates what the
 spec describes: a named network namespace per entry, a veth pair joining it
-to the host, and the published host ports. Running it again changes nothing;
-running it on an edited spec brings the host to the new spec. If it fails
-half-way it removes what it created. Needs root.`,
+to the host, the published host ports, and the processes, kept running by a
+detached supervisor. It returns once every ready check passed. Running it
+again changes nothing; running it on an edited spec brings the host to the
+new spec, restarting only changed processes. If the network fails half-way it
+removes what it created; if a process fails, the network stays up for a look.
+Needs root.`,
 		Example: `  sudo nsrun up specs/examples/blog.yaml
-  curl http://127.0.0.1:6000`,
+  curl http://127.0.0.1:6000
+  sudo nsrun up --attach specs/examples/blog.yaml   # stay in the foreground; Ctrl-C removes it all`,
 		Args:              usageArgs(cobra.ExactArgs(1)),
 		ValidArgsFunction: completeSpecFiles,
 		RunE: func(c *cobra.Command, args []string) error {
 			return runUp(c, args[0], flags)
 		},
 	}
-	c.Flags().BoolVar(&flags.attach, "attach", false, "stay in the foreground and tear down on Ctrl-C (comes with process supervision)")
-	c.Flags().DurationVar(&flags.timeout, "timeout", 60*time.Second, "how long to wait for every ready check (comes with process supervision)")
+	c.Flags().BoolVar(&flags.attach, "attach", false, "stay in the foreground, stream the processes' output as NS/PROC | line, and take it all down on Ctrl-C or SIGTERM")
+	c.Flags().DurationVar(&flags.timeout, "timeout", 60*time.Second, "how long to wait, in all, for the ready checks")
 	c.Flags().BoolVarP(&flags.quiet, "quiet", "q", false, "print no progress lines")
 	return c
 }
@@ -54,22 +60,47 @@ func runUp(c *cobra.Command, path string, flags upFlags) error {
 	if abs, err := filepath.Abs(path); err == nil {
 		s.File = abs // recorded, so that 'down SPEC' finds the project after the file is gone
 	}
-	if flags.attach {
-		return usageError(fmt.Errorf("--attach is not implemented in this version yet; run 'nsrun up' without it"))
-	}
 	ctx, stop := signal.NotifyContext(c.Context(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	e, err := newEngine(ctx, c.ErrOrStderr(), flags.quiet)
 	if err != nil {
 		return err
 	}
+	e.ReadyWait = flags.timeout
+	var sources []supervise.Source
+	if flags.attach {
+		sources = attachSources(e.Store, s)
+	}
 	state, err := e.Up(ctx, s)
 	if err != nil {
 		return fmt.Errorf("up %s: %w", path, err)
 	}
 	printReachable(c.OutOrStdout(), state)
-	warnProcesses(c.ErrOrStderr(), s)
+	if !flags.attach {
+		return nil
+	}
+	// Attached: stream the output until Ctrl-C or SIGTERM, then take the
+	// project down as down does.
+	fmt.Fprintf(c.ErrOrStderr(), "nsrun: attached to project %s; Ctrl-C stops and removes it\n", s.Name)
+	supervise.Follow(ctx, c.OutOrStdout(), sources)
+	fmt.Fprintf(c.ErrOrStderr(), "nsrun: taking project %s down\n", s.Name)
+	if _, err := e.Down(context.WithoutCancel(ctx), s.Name); err != nil {
+		return fmt.Errorf("down %s: %w", s.Name, err)
+	}
 	return nil
+}
+
+// attachSources lists the spec's process logs, each to be followed from
+// where it ends before up, so that attach shows all this run's output.
+func attachSources(st project.Store, s *specs.Spec) []supervise.Source {
+	var out []supervise.Source
+	for _, ns := range s.Namespaces {
+		for _, r := range ns.Run {
+			path := supervise.LogPath(st.ProjectDir(s.Name), ns.Name, r.Name)
+			out = append(out, supervise.Source{Prefix: ns.Name + "/" + r.Name, Path: path, From: supervise.Size(path)})
+		}
+	}
+	return out
 }
 
 // printReachable says what is reachable where, one line per published port.
@@ -84,15 +115,6 @@ func printReachable(w io.Writer, s *project.State) {
 				host = "127.0.0.1"
 			}
 			fmt.Fprintf(w, "    %s:%s/%s -> %s:%s\n", host, p.Published, p.Protocol, ns.Address.Addr(), p.Target)
-		}
-	}
-}
-
-func warnProcesses(w io.Writer, s *specs.Spec) {
-	for _, ns := range s.Namespaces {
-		if len(ns.Run) > 0 {
-			fmt.Fprintf(w, "nsrun: note: this version does not start run: entries yet; start them with 'sudo ip netns exec NS CMD'\n")
-			return
 		}
 	}
 }

@@ -26,10 +26,13 @@ func Main(m *testing.M) {
 		os.Exit(dialMain(os.Getenv("PROTO"), os.Getenv("ADDR"), os.Getenv("SRC")))
 	}
 	if os.Geteuid() != 0 {
-		os.Exit(m.Run())
+		code := m.Run()
+		removeBinary()
+		os.Exit(code)
 	}
 	before := Snapshot()
 	code := m.Run()
+	removeBinary()
 	if after := Snapshot(); after != before {
 		fmt.Fprintf(os.Stderr, "FAIL: the suite left the host changed\nbefore:\n%s\nafter:\n%s\n", before, after)
 		code = 1

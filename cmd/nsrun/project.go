@@ -1,0 +1,66 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/nsrun/nsrun/project"
+	"github.com/nsrun/nsrun/specs"
+)
+
+// store is where nsrun records its projects.
+func store() project.Store { return project.Store{Dir: project.DefaultDir} }
+
+// requireRootToRead fails plainly when the state cannot be read.
+func requireRootToRead(command string) error {
+	if os.Geteuid() == 0 {
+		return nil
+	}
+	return fmt.Errorf("%s reads %s, which only root can; run it again with sudo: sudo nsrun %s", command, project.DefaultDir, command)
+}
+
+// pickProject finds the project a command is about, and the arguments
+// left after it: -p NAME, else a spec file as first argument, else the
+// only project there is.
+func pickProject(st project.Store, flagProject string, args []string) (string, []string, error) {
+	if flagProject != "" {
+		if err := specs.CheckProjectName(flagProject); err != nil {
+			return "", nil, usageError(err)
+		}
+		return flagProject, args, nil
+	}
+	if len(args) > 0 && isSpecFile(args[0]) {
+		name, err := projectOfSpec(st, args[0])
+		return name, args[1:], err
+	}
+	names, err := st.Projects()
+	if err != nil {
+		return "", nil, err
+	}
+	switch len(names) {
+	case 0:
+		return "", nil, errors.New("no project is up; start one with 'sudo nsrun up SPEC'")
+	case 1:
+		return names[0], args, nil
+	}
+	return "", nil, usageError(fmt.Errorf("several projects are up (%s); name one with -p NAME", strings.Join(names, ", ")))
+}
+
+func isSpecFile(arg string) bool {
+	if strings.HasSuffix(arg, ".yaml") || strings.HasSuffix(arg, ".yml") {
+		return true
+	}
+	st, err := os.Stat(arg)
+	return err == nil && st.Mode().IsRegular()
+}
+
+// loadState loads a project's record, saying plainly when there is none.
+func loadState(st project.Store, name string) (*project.State, error) {
+	s, err := st.Load(name)
+	if errors.Is(err, project.ErrNoState) {
+		return nil, fmt.Errorf("project %s is not up (nothing recorded in %s); start it with 'sudo nsrun up SPEC'", name, st.ProjectDir(name))
+	}
+	return s, err
+}

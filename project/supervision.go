@@ -1,0 +1,128 @@
+package project
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/nsrun/nsrun/netns"
+	"github.com/nsrun/nsrun/supervise"
+	"golang.org/x/sys/unix"
+)
+
+// Supervision starts, reloads and stops a project's supervisor.
+type Supervision interface {
+	// Apply makes the supervisor of dir run plan: it starts one, or tells
+	// the running one to reload, and returns once it runs the plan.
+	Apply(ctx context.Context, dir string, plan supervise.Plan) error
+	// Stop stops the supervisor of dir and, through it, its processes.
+	Stop(dir string) error
+	// Dial tries once to connect to a TCP port inside a namespace.
+	Dial(ns string, addrs []netip.Addr, port uint16) error
+}
+
+// Supervisor is the real Supervision: it runs `Self supervise DIR` as a
+// detached process (its own session, output to DIR/supervisor.log).
+type Supervisor struct {
+	Self  string        // the nsrun binary
+	Grace time.Duration // the supervisor's own grace for its processes
+}
+
+func (s Supervisor) Apply(ctx context.Context, dir string, plan supervise.Plan) error {
+	if err := supervise.WritePlan(dir, plan); err != nil {
+		return err
+	}
+	st, err := supervise.ReadStatus(dir)
+	running := err == nil && netns.Alive(netns.Process{PID: st.PID, StartTime: st.StartTime})
+	switch {
+	case len(plan.Processes) == 0:
+		if running {
+			return s.Stop(dir)
+		}
+		return nil
+	case running:
+		if err := netns.Signal(netns.Process{PID: st.PID, StartTime: st.StartTime}, unix.SIGHUP); err != nil {
+			return err
+		}
+	default:
+		os.Remove(supervise.StatusPath(dir))
+		if err := s.start(dir); err != nil {
+			return err
+		}
+	}
+	return waitGeneration(ctx, dir, plan.Generation)
+}
+
+func (s Supervisor) start(dir string) error {
+	logf, err := os.OpenFile(supervise.SupervisorLog(dir), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	cmd := exec.Command(s.Self, "supervise", "--grace", s.Grace.String(), dir)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting the supervisor: %w", err)
+	}
+	go cmd.Wait() // reaps it if it exits while this process lives
+	return nil
+}
+
+// waitGeneration waits until the supervisor reports the plan's generation.
+func waitGeneration(ctx context.Context, dir string, gen int) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for {
+		st, err := supervise.ReadStatus(dir)
+		if err == nil && st.Generation == gen && netns.Alive(netns.Process{PID: st.PID, StartTime: st.StartTime}) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the supervisor did not take up the new processes; see %s", supervise.SupervisorLog(dir))
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func (s Supervisor) Stop(dir string) error {
+	st, err := supervise.ReadStatus(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return nil // corrupt: the namespaces' process lists catch what is left
+	}
+	p := netns.Process{PID: st.PID, StartTime: st.StartTime}
+	if err := netns.Signal(p, unix.SIGTERM); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(s.Grace + 5*time.Second)
+	for netns.Alive(p) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	return netns.Signal(p, unix.SIGKILL)
+}
+
+func (s Supervisor) Dial(ns string, addrs []netip.Addr, port uint16) error {
+	return netns.Do(ns, func() error {
+		var err error
+		for _, a := range addrs {
+			var c net.Conn
+			c, err = net.DialTimeout("tcp4", net.JoinHostPort(a.String(), strconv.Itoa(int(port))), 200*time.Millisecond)
+			if err == nil {
+				c.Close()
+				return nil
+			}
+		}
+		return err
+	})
+}

@@ -1,0 +1,147 @@
+// Package supervise keeps a project's processes running: a detached
+// supervisor per project starts each through `nsrun exec` (the one code
+// path that enters a namespace), writes their output to size-capped logs,
+// restarts them by policy with backoff, and records their status. It
+// never changes namespace itself.
+package supervise
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Process is one process to keep running.
+type Process struct {
+	Namespace string   `json:"namespace"`
+	Name      string   `json:"name"`
+	Command   []string `json:"command"`
+	Workdir   string   `json:"workdir,omitempty"`
+	Env       []string `json:"env,omitempty"`
+	User      string   `json:"user,omitempty"`
+	Restart   string   `json:"restart"` // no | on-failure | always
+}
+
+// Key names a process within its project: NS/NAME.
+func (p Process) Key() string { return p.Namespace + "/" + p.Name }
+
+// Hash identifies a process definition; a process whose hash changes is
+// restarted, one whose hash stays is left running.
+func (p Process) Hash() string {
+	data, _ := json.Marshal(p)
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:8])
+}
+
+// Plan is what the supervisor should run; up writes it, the supervisor
+// reads it at start and on SIGHUP.
+type Plan struct {
+	Generation int       `json:"generation"`
+	Processes  []Process `json:"processes"`
+}
+
+// Status is what the supervisor reports.
+type Status struct {
+	PID        int             `json:"pid"`
+	StartTime  uint64          `json:"start_time"` // of the supervisor, in clock ticks since boot
+	Generation int             `json:"generation"` // of the plan it runs
+	Processes  []ProcessStatus `json:"processes"`
+}
+
+// Process states.
+const (
+	Starting = "starting"
+	Running  = "running"
+	Backoff  = "backoff" // exited, restarting after a pause
+	Exited   = "exited"  // exited, not to be restarted
+	Stopped  = "stopped" // stopped by the supervisor
+)
+
+// ProcessStatus is one process as the supervisor last saw it.
+type ProcessStatus struct {
+	Namespace string    `json:"namespace"`
+	Name      string    `json:"name"`
+	Hash      string    `json:"hash"`
+	State     string    `json:"state"`
+	PID       int       `json:"pid,omitempty"`
+	StartTime uint64    `json:"start_time,omitempty"`
+	StartedAt time.Time `json:"started_at,omitempty"`
+	Restarts  int       `json:"restarts"`
+	ExitCode  int       `json:"exit_code"` // of the last exit; 128+N for signal N
+	Error     string    `json:"error,omitempty"`
+}
+
+// Key names the process: NS/NAME.
+func (s ProcessStatus) Key() string { return s.Namespace + "/" + s.Name }
+
+// Files in a project's state directory.
+func planPath(dir string) string   { return filepath.Join(dir, "processes.json") }
+func statusPath(dir string) string { return StatusPath(dir) }
+
+// StatusPath is where the supervisor writes its status.
+func StatusPath(dir string) string { return filepath.Join(dir, "status.json") }
+
+// LogPath is where a process's output goes.
+func LogPath(dir, ns, name string) string { return filepath.Join(dir, "logs", ns, name+".log") }
+
+// SupervisorLog is where the supervisor's own messages go.
+func SupervisorLog(dir string) string { return filepath.Join(dir, "supervisor.log") }
+
+// WritePlan records the plan for the supervisor.
+func WritePlan(dir string, p Plan) error { return writeJSON(planPath(dir), p) }
+
+// ReadPlan reads the plan; a missing plan is an empty one.
+func ReadPlan(dir string) (Plan, error) {
+	var p Plan
+	err := readJSON(planPath(dir), &p)
+	if errors.Is(err, os.ErrNotExist) {
+		return Plan{}, nil
+	}
+	return p, err
+}
+
+// ReadStatus reads the supervisor's status; a missing one is ErrNotExist.
+func ReadStatus(dir string) (Status, error) {
+	var s Status
+	err := readJSON(statusPath(dir), &s)
+	return s, err
+}
+
+func writeJSON(path string, v any) error {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(append(data, '\n')); err != nil {
+		tmp.Close()
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+func readJSON(path string, v any) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return fmt.Errorf("%s is corrupt: %w", path, err)
+	}
+	return nil
+}

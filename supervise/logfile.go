@@ -1,0 +1,99 @@
+package supervise
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+)
+
+// MaxLogSize is the size at which a log is rotated: PROC.log becomes
+// PROC.log.1 (replacing the older one) and a new PROC.log starts.
+const MaxLogSize = 10 << 20
+
+// logFile is an append-only log that rotates itself when it grows past max.
+type logFile struct {
+	mu   sync.Mutex
+	path string
+	max  int64
+	f    *os.File
+	size int64
+}
+
+func openLog(path string, max int64) (*logFile, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, err
+	}
+	l := &logFile{path: path, max: max}
+	return l, l.open()
+}
+
+func (l *logFile) open() error {
+	f, err := os.OpenFile(l.path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return err
+	}
+	l.f, l.size = f, st.Size()
+	return nil
+}
+
+func (l *logFile) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.size > 0 && l.size+int64(len(p)) > l.max {
+		l.f.Close()
+		os.Rename(l.path, l.path+".1")
+		if err := l.open(); err != nil {
+			return 0, err
+		}
+	}
+	n, err := l.f.Write(p)
+	l.size += int64(n)
+	return n, err
+}
+
+func (l *logFile) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.f.Close()
+}
+
+// Tail returns the last n lines of a log (and of its rotated part, when
+// the log itself is shorter).
+func Tail(path string, n int) []string {
+	var lines []string
+	for _, p := range []string{path + ".1", path} {
+		lines = append(lines, readLines(p)...)
+	}
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return lines
+}
+
+func readLines(path string) []string {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	// Read at most the last 64 KiB: a tail needs no more.
+	if st, err := f.Stat(); err == nil && st.Size() > 64<<10 {
+		f.Seek(-64<<10, io.SeekEnd)
+	}
+	data, _ := io.ReadAll(f)
+	var lines []string
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+	}
+	return lines
+}

@@ -1,0 +1,273 @@
+package supervise
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"os"
+	"os/exec"
+	"os/signal"
+	"sort"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/nsrun/nsrun/netns"
+)
+
+// Backoff bounds for restarts: the pause doubles from the first to the
+// cap, and starts over once a process has run for resetAfter.
+const (
+	firstBackoff = time.Second
+	maxBackoff   = 30 * time.Second
+	resetAfter   = 10 * time.Second
+)
+
+// Supervisor runs the processes of one project.
+type Supervisor struct {
+	Dir   string        // the project's state directory
+	Self  string        // the nsrun binary: processes start through `nsrun exec`
+	Grace time.Duration // between SIGTERM and SIGKILL when stopping
+
+	mu     sync.Mutex
+	procs  map[string]*proc
+	status Status
+}
+
+type proc struct {
+	def  Process
+	st   ProcessStatus
+	stop chan struct{} // closed to stop the process for good
+	done chan struct{} // closed when its monitor has ended
+}
+
+// Run supervises until ctx ends, then stops every process. SIGHUP makes
+// it read the plan again: new and changed processes start, removed and
+// changed ones stop, unchanged ones are left alone.
+func (s *Supervisor) Run(ctx context.Context) error {
+	s.procs = map[string]*proc{}
+	s.status.PID = os.Getpid()
+	start, err := netns.StartTime(s.status.PID)
+	if err != nil {
+		return err
+	}
+	s.status.StartTime = start
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	s.reload()
+	for {
+		select {
+		case <-hup:
+			s.reload()
+		case <-ctx.Done():
+			s.stopAll()
+			return nil
+		}
+	}
+}
+
+func (s *Supervisor) reload() {
+	plan, err := ReadPlan(s.Dir)
+	if err != nil {
+		log.Printf("reading the plan: %v; keeping what runs", err)
+		return
+	}
+	want := map[string]Process{}
+	for _, p := range plan.Processes {
+		want[p.Key()] = p
+	}
+	s.mu.Lock()
+	var stale []*proc
+	for key, p := range s.procs {
+		if w, ok := want[key]; !ok || w.Hash() != p.def.Hash() {
+			stale = append(stale, p)
+			delete(s.procs, key)
+		}
+	}
+	s.mu.Unlock()
+	stopEach(stale)
+	s.mu.Lock()
+	for key, def := range want {
+		if _, running := s.procs[key]; !running {
+			p := &proc{def: def, stop: make(chan struct{}), done: make(chan struct{}),
+				st: ProcessStatus{Namespace: def.Namespace, Name: def.Name, Hash: def.Hash(), State: Starting}}
+			s.procs[key] = p
+			go s.monitor(p)
+		}
+	}
+	s.status.Generation = plan.Generation
+	s.writeStatusLocked()
+	s.mu.Unlock()
+}
+
+func (s *Supervisor) stopAll() {
+	s.mu.Lock()
+	var all []*proc
+	for _, p := range s.procs {
+		all = append(all, p)
+	}
+	s.mu.Unlock()
+	stopEach(all)
+}
+
+// stopEach stops processes in parallel and waits for all of them.
+func stopEach(procs []*proc) {
+	for _, p := range procs {
+		close(p.stop)
+	}
+	for _, p := range procs {
+		<-p.done
+	}
+}
+
+// monitor runs one process for as long as its restart policy says.
+func (s *Supervisor) monitor(p *proc) {
+	defer close(p.done)
+	logf, err := openLog(LogPath(s.Dir, p.def.Namespace, p.def.Name), MaxLogSize)
+	if err != nil {
+		s.update(p, func(st *ProcessStatus) { st.State, st.Error = Exited, err.Error() })
+		return
+	}
+	defer logf.Close()
+	backoff := firstBackoff
+	for {
+		started := time.Now()
+		code, stopped := s.runOnce(p, logf)
+		if stopped {
+			s.update(p, func(st *ProcessStatus) { st.State, st.PID, st.ExitCode = Stopped, 0, code })
+			return
+		}
+		if !shouldRestart(p.def.Restart, code) {
+			s.update(p, func(st *ProcessStatus) { st.State, st.PID, st.ExitCode = Exited, 0, code })
+			return
+		}
+		if time.Since(started) >= resetAfter {
+			backoff = firstBackoff
+		}
+		s.update(p, func(st *ProcessStatus) { st.State, st.PID, st.ExitCode = Backoff, 0, code })
+		fmt.Fprintf(logf, "[nsrun] exited with status %d; restarting in %s\n", code, backoff)
+		select {
+		case <-time.After(backoff):
+		case <-p.stop:
+			s.update(p, func(st *ProcessStatus) { st.State = Stopped })
+			return
+		}
+		backoff = min(backoff*2, maxBackoff)
+		s.update(p, func(st *ProcessStatus) { st.Restarts++ })
+	}
+}
+
+// runOnce starts the process and waits for it to exit, or stops it when
+// asked. It returns the exit status (128+N for signal N).
+func (s *Supervisor) runOnce(p *proc, logf *logFile) (code int, stopped bool) {
+	cmd := exec.Command(s.Self, execArgs(p.def)...)
+	cmd.Env = baseEnv()
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		fmt.Fprintf(logf, "[nsrun] cannot start: %v\n", err)
+		return 127, false
+	}
+	start, _ := netns.StartTime(cmd.Process.Pid)
+	s.update(p, func(st *ProcessStatus) {
+		st.State, st.PID, st.StartTime, st.StartedAt, st.Error = Running, cmd.Process.Pid, start, time.Now(), ""
+	})
+	waited := make(chan error, 1)
+	go func() { waited <- cmd.Wait() }()
+	select {
+	case err := <-waited:
+		return exitCode(cmd, err), false
+	case <-p.stop:
+		s.terminate(cmd.Process.Pid, waited)
+		return exitCode(cmd, nil), true
+	}
+}
+
+// terminate sends SIGTERM to the process group, then SIGKILL after the
+// grace period.
+func (s *Supervisor) terminate(pid int, waited chan error) {
+	syscall.Kill(-pid, syscall.SIGTERM)
+	select {
+	case <-waited:
+	case <-time.After(s.Grace):
+		syscall.Kill(-pid, syscall.SIGKILL)
+		<-waited
+	}
+	syscall.Kill(-pid, syscall.SIGKILL) // what is left of the group
+}
+
+func exitCode(cmd *exec.Cmd, err error) int {
+	st := cmd.ProcessState
+	if st == nil {
+		return 127
+	}
+	if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	var exitErr *exec.ExitError
+	if errors.As(err, &exitErr) || err == nil {
+		return st.ExitCode()
+	}
+	return 127
+}
+
+func shouldRestart(policy string, code int) bool {
+	switch policy {
+	case "always":
+		return true
+	case "on-failure":
+		return code != 0
+	}
+	return false
+}
+
+// execArgs runs a process through `nsrun exec`.
+func execArgs(p Process) []string {
+	args := []string{"exec", p.Namespace}
+	if p.User != "" {
+		args = append(args, "--user", p.User)
+	}
+	for _, kv := range p.Env {
+		args = append(args, "--env", kv)
+	}
+	if p.Workdir != "" {
+		args = append(args, "--workdir", p.Workdir)
+	}
+	return append(append(args, "--"), p.Command...)
+}
+
+// baseEnv is the environment processes start from: the supervisor's PATH
+// and locale, and root's HOME (nsrun exec sets the user's own).
+func baseEnv() []string {
+	path := os.Getenv("PATH")
+	if path == "" {
+		path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	}
+	env := []string{"PATH=" + path, "HOME=/root"}
+	for _, key := range []string{"LANG", "LC_ALL", "TZ"} {
+		if v, ok := os.LookupEnv(key); ok {
+			env = append(env, key+"="+v)
+		}
+	}
+	return env
+}
+
+func (s *Supervisor) update(p *proc, change func(*ProcessStatus)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	change(&p.st)
+	s.writeStatusLocked()
+}
+
+func (s *Supervisor) writeStatusLocked() {
+	s.status.Processes = s.status.Processes[:0]
+	for _, p := range s.procs {
+		s.status.Processes = append(s.status.Processes, p.st)
+	}
+	sort.Slice(s.status.Processes, func(i, j int) bool { return s.status.Processes[i].Key() < s.status.Processes[j].Key() })
+	if err := writeJSON(statusPath(s.Dir), s.status); err != nil {
+		log.Printf("writing status: %v", err)
+	}
+}
