@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -32,6 +33,10 @@ func Main(m *testing.M) {
 	}
 	before := Snapshot()
 	code := m.Run()
+	if left := leftoverProcesses(); len(left) > 0 {
+		fmt.Fprintf(os.Stderr, "FAIL: processes started by the tests are still running:\n%s\n", strings.Join(left, "\n"))
+		code = 1
+	}
 	removeBinary()
 	if after := Snapshot(); after != before {
 		fmt.Fprintf(os.Stderr, "FAIL: the suite left the host changed\nbefore:\n%s\nafter:\n%s\n", before, after)
@@ -168,4 +173,27 @@ func DialFrom(t *testing.T, ns, proto, addr, src string) (string, error) {
 		return "", fmt.Errorf("%v: %s", err, reply)
 	}
 	return reply, nil
+}
+
+// leftoverProcesses lists live processes running the nsrun binary built
+// for the tests, or the test binary as a helper, other than this one.
+func leftoverProcesses() []string {
+	self, _ := os.Executable()
+	var left []string
+	dirs, _ := os.ReadDir("/proc")
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		cmdline, err := os.ReadFile("/proc/" + d.Name() + "/cmdline")
+		if err != nil || len(cmdline) == 0 {
+			continue // gone, or a zombie
+		}
+		argv0, _, _ := strings.Cut(string(cmdline), "\x00")
+		if (build.path != "" && argv0 == build.path) || (argv0 == self && strings.Contains(string(cmdline), "NSRUN_TEST_HELPER")) || argv0 == self {
+			left = append(left, fmt.Sprintf("pid %d: %s", pid, strings.ReplaceAll(string(cmdline), "\x00", " ")))
+		}
+	}
+	return left
 }
