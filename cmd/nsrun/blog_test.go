@@ -136,3 +136,34 @@ func TestAttach(t *testing.T) {
 		t.Errorf("Ctrl-C did not take it all down:\n%s\n%s", before, after)
 	}
 }
+
+// TestLogs: logs prints each process's output prefixed NS/PROC, narrowed
+// to one process, the last N lines.
+func TestLogs(t *testing.T) {
+	nstest.RequireRoot(t)
+	name := strings.ToLower(nstest.Name("lg"))
+	spec := writeSpec(t, name+".yaml", "namespaces:\n  "+name+":\n    run:\n"+
+		"      - {name: one, command: 'echo first; echo second; echo third >&2; sleep 300'}\n"+
+		"      - {name: two, command: 'echo other; sleep 300'}\n")
+	t.Cleanup(func() { nsrunCmd(t, "/", "down", "-q", "-p", name) })
+	if code, _, errOut := nsrunCmd(t, "/", "up", "-q", spec); code != 0 {
+		t.Fatalf("up: %s", errOut)
+	}
+	var out string
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if _, out, _ = nsrunCmd(t, "/", "logs", "-p", name); strings.Count(out, "\n") == 4 {
+			break
+		}
+	}
+	for _, want := range []string{name + "/one | first\n", name + "/one | third\n", name + "/two | other\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("logs lacks %q:\n%s", want, out)
+		}
+	}
+	if _, out, _ := nsrunCmd(t, "/", "logs", spec, name+"/one", "--tail", "1"); out != name+"/one | third\n" {
+		t.Errorf("logs NS/PROC --tail 1 = %q", out)
+	}
+	if code, _, errOut := nsrunCmd(t, "/", "logs", "-p", name, name+"/nope"); code != exitUsage || !strings.Contains(errOut, "has no process") {
+		t.Errorf("logs of an unknown process: %d %q", code, errOut)
+	}
+}
