@@ -27,14 +27,6 @@ func blog(t *testing.T) Project {
 	}}
 }
 
-func lines(rules []Rule) []string {
-	out := make([]string, len(rules))
-	for i, r := range rules {
-		out[i] = r.String()
-	}
-	return out
-}
-
 func TestRules(t *testing.T) {
 	got := lines(Rules(blog(t)))
 	want := []string{

@@ -81,7 +81,8 @@ func (s *Supervisor) reload() {
 	s.mu.Lock()
 	var stale []*proc
 	for key, p := range s.procs {
-		if w, ok := want[key]; !ok || w.Hash() != p.def.Hash() {
+		// Removed, changed and exited ones go; changed and exited start anew.
+		if w, ok := want[key]; !ok || w.Hash() != p.def.Hash() || p.st.State == Exited {
 			stale = append(stale, p)
 			delete(s.procs, key)
 		}

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bufio"
+	"encoding/json"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -46,35 +48,61 @@ func TestBlogExample(t *testing.T) {
 		t.Fatal(err)
 	}
 	spec := writeSpec(t, "renamed.yaml", string(data)) // its own name: blog
-	dir := filepath.Dir(spec)                          // the servers list this directory
+	dir := filepath.Dir(spec)
 	before := nstest.Snapshot()
 	t.Cleanup(func() { nsrunCmd(t, dir, "down", "-q", "-p", "blog") })
 	code, out, errOut := nsrunCmd(t, dir, "up", spec)
 	if code != 0 {
 		t.Fatalf("up: exit %d\n%s", code, errOut)
 	}
-	if !strings.Contains(out, "127.0.0.1:6000/tcp -> ") || !strings.Contains(errOut, "namespace ns1 created") || !strings.Contains(errOut, "process ns2/web ready") {
+	if !strings.Contains(out, "http://127.0.0.1:6000 -> ns1:8080\n") || !strings.Contains(errOut, "namespace ns1 created") || !strings.Contains(errOut, "process ns2/web ready") {
 		t.Errorf("up printed:\n%s\n%s", out, errOut)
 	}
 	client := http.Client{Timeout: 2 * time.Second}
 	for port, ns := range map[string]string{"6000": "ns1", "6001": "ns2"} {
-		resp, err := client.Get("http://127.0.0.1:" + port + "/renamed.yaml")
+		resp, err := client.Get("http://127.0.0.1:" + port + "/")
 		if err != nil {
 			t.Errorf("GET 127.0.0.1:%s: %v", port, err)
 			continue
 		}
+		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			t.Errorf("GET 127.0.0.1:%s: %s", port, resp.Status)
+		if resp.StatusCode != http.StatusOK || string(body) != "hello from "+ns+"\n" {
+			t.Errorf("GET 127.0.0.1:%s: %s %q; want hello from %s", port, resp.Status, body, ns)
 		}
 		// The request shows in the log of the namespace's own server.
 		log := supervise.LogPath("/run/nsrun/blog", ns, "web")
-		if tail := strings.Join(supervise.Tail(log, 20), "\n"); !strings.Contains(tail, "GET /renamed.yaml") {
+		if tail := strings.Join(supervise.Tail(log, 20), "\n"); !strings.Contains(tail, "GET / HTTP/1.1") {
 			t.Errorf("%s's log lacks the request to port %s:\n%s", ns, port, tail)
 		}
 	}
 	if code, out, _ := nsrunCmd(t, dir, "status", "-p", "blog"); code != 0 || strings.Count(out, "running") != 3 {
 		t.Errorf("status: exit %d\n%s", code, out)
+	}
+	doc := readStatus(t, dir, exitSuccess)
+	if len(doc.Projects) != 1 || len(doc.Projects[0].Namespaces) != 2 || doc.Projects[0].Processes[0].State != "running" || len(doc.Projects[0].Drift) != 0 {
+		t.Errorf("status -o json: %+v", doc)
+	}
+
+	// Drift: a link deleted behind nsrun's back is reported (exit 3), and
+	// a following up repairs it.
+	if out, err := exec.Command("ip", "link", "del", "nsr-ns1").CombinedOutput(); err != nil {
+		t.Fatalf("ip link del: %v %s", err, out)
+	}
+	doc = readStatus(t, dir, exitDrift)
+	if drift := strings.Join(doc.Projects[0].Drift, "\n"); !strings.Contains(drift, "link nsr-ns1 is missing") {
+		t.Errorf("drift after deleting nsr-ns1:\n%s", drift)
+	}
+	if code, _, errOut := nsrunCmd(t, dir, "up", "-q", spec); code != 0 {
+		t.Fatalf("up to repair: %s", errOut)
+	}
+	if doc = readStatus(t, dir, exitSuccess); len(doc.Projects[0].Drift) != 0 {
+		t.Errorf("drift after up: %v", doc.Projects[0].Drift)
+	}
+	if resp, err := client.Get("http://127.0.0.1:6000/"); err != nil || resp.StatusCode != http.StatusOK {
+		t.Errorf("port 6000 after the repair: %v", err)
+	} else {
+		resp.Body.Close()
 	}
 	if err := os.Remove(spec); err != nil {
 		t.Fatal(err)
@@ -166,4 +194,20 @@ func TestLogs(t *testing.T) {
 	if code, _, errOut := nsrunCmd(t, "/", "logs", "-p", name, name+"/nope"); code != exitUsage || !strings.Contains(errOut, "has no process") {
 		t.Errorf("logs of an unknown process: %d %q", code, errOut)
 	}
+}
+
+const exitSuccess = 0
+
+// readStatus runs status -o json and checks its exit status.
+func readStatus(t *testing.T, dir string, wantCode int) statusDoc {
+	t.Helper()
+	code, out, errOut := nsrunCmd(t, dir, "status", "-p", "blog", "-o", "json")
+	if code != wantCode {
+		t.Fatalf("status -o json: exit %d, want %d\n%s%s", code, wantCode, out, errOut)
+	}
+	var doc statusDoc
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatalf("status -o json: %v\n%s", err, out)
+	}
+	return doc
 }

@@ -38,7 +38,7 @@ Needs root.`,
 			return runDown(c, args, flags)
 		},
 	}
-	c.Flags().StringVarP(&flags.project, "project", "p", "", "the project to remove, by name")
+	projectFlag(c, &flags.project, "the project to remove, by name")
 	c.Flags().BoolVar(&flags.all, "all", false, "remove every project and nsrun's leftovers")
 	c.Flags().BoolVarP(&flags.quiet, "quiet", "q", false, "print no progress lines")
 	return c

@@ -72,12 +72,3 @@ func runExec(ns string, argv []string, flags execFlags) error {
 	}
 	return err
 }
-
-// completeNamespaces completes the names of existing namespaces.
-func completeNamespaces(_ *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
-	if len(args) > 0 {
-		return nil, cobra.ShellCompDirectiveDefault
-	}
-	names, _ := netns.List()
-	return names, cobra.ShellCompDirectiveNoFileComp
-}

@@ -28,12 +28,13 @@ line prefixed with NS/PROC. Name a namespace or one process to narrow it;
 /run/nsrun/PROJECT/logs).`,
 		Example: `  sudo nsrun logs -p blog
   sudo nsrun logs specs/examples/blog.yaml ns1/web -f --tail 20`,
-		Args: usageArgs(cobra.MaximumNArgs(2)),
+		Args:              usageArgs(cobra.MaximumNArgs(2)),
+		ValidArgsFunction: completeProcesses,
 		RunE: func(c *cobra.Command, args []string) error {
 			return runLogs(c, args, flags)
 		},
 	}
-	c.Flags().StringVarP(&flags.project, "project", "p", "", "the project, by name")
+	projectFlag(c, &flags.project, "the project, by name")
 	c.Flags().BoolVarP(&flags.follow, "follow", "f", false, "keep printing new output")
 	c.Flags().IntVar(&flags.tail, "tail", -1, "print only the last N lines of each log (-1: all)")
 	return c

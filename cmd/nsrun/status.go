@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/netns"
 	"github.com/nsrun/nsrun/project"
 	"github.com/nsrun/nsrun/supervise"
@@ -24,10 +25,14 @@ func newStatusCommand() *cobra.Command {
 	c := &cobra.Command{
 		Use:     "status [SPEC | -p NAME]",
 		Aliases: []string{"ps"},
-		Short:   "Show each project's namespaces, published ports and processes",
+		Short:   "Show each project's namespaces, published ports and processes, and what drifted",
 		Long: `Status shows a project's namespaces with their addresses and host-side
-links, its published ports, and its processes with PID, state, restarts and
-uptime. Without a project it prints one line per project. Needs root.`,
+links, its published ports, its processes with PID, state, restarts and
+uptime, and its supervisor. Without a project it prints one line per project.
+It compares the record with what the kernel has (namespaces, links,
+addresses, routes, rules, processes), prints each difference on its own line
+and exits 3 when anything drifted (a following up repairs it). -o json prints
+one document with a version field. Needs root.`,
 		Example: `  sudo nsrun status
   sudo nsrun status -p blog -o json`,
 		Args:              usageArgs(cobra.MaximumNArgs(1)),
@@ -36,7 +41,7 @@ uptime. Without a project it prints one line per project. Needs root.`,
 			return runStatus(c, args, flags)
 		},
 	}
-	c.Flags().StringVarP(&flags.project, "project", "p", "", "the project to show, by name")
+	projectFlag(c, &flags.project, "the project to show, by name")
 	c.Flags().StringVarP(&flags.output, "output", "o", "table", "output format: table or json")
 	return c
 }
@@ -62,27 +67,52 @@ func runStatus(c *cobra.Command, args []string, flags statusFlags) error {
 			return err
 		}
 	}
-	var reports []projectReport
+	reports := []projectReport{}
+	var drifted []string
 	for _, name := range names {
 		state, err := loadState(st, name)
 		if err != nil {
 			return err
 		}
 		sup, _ := supervise.ReadStatus(st.ProjectDir(name))
-		reports = append(reports, report(state, sup))
+		r := report(state, sup, time.Now())
+		k := project.Kernel{Firewall: forward.Firewall{Backend: state.Backend}}
+		if r.Drift, err = k.Drift(c.Context(), state, sup); err != nil {
+			return fmt.Errorf("checking project %s: %w", name, err)
+		}
+		if len(r.Drift) > 0 {
+			drifted = append(drifted, name)
+		}
+		reports = append(reports, r)
 	}
 	if flags.output == "json" {
 		enc := json.NewEncoder(c.OutOrStdout())
 		enc.SetIndent("", "  ")
-		return enc.Encode(statusDoc{Version: 1, Projects: reports})
-	}
-	if len(names) != 1 || (flags.project == "" && len(args) == 0) {
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(statusDoc{Version: statusVersion, Projects: reports}); err != nil {
+			return err
+		}
+	} else if len(names) != 1 || (flags.project == "" && len(args) == 0) {
 		printSummary(c.OutOrStdout(), reports)
-		return nil
+	} else {
+		printProject(c.OutOrStdout(), reports[0])
 	}
-	printProject(c.OutOrStdout(), reports[0])
+	if len(drifted) > 0 {
+		return &exitError{code: exitDrift, err: fmt.Errorf("%s drifted from what up recorded; 'sudo nsrun up SPEC' repairs it", projectsPhrase(drifted))}
+	}
 	return nil
 }
+
+func projectsPhrase(names []string) string {
+	if len(names) == 1 {
+		return "project " + names[0]
+	}
+	return "projects " + strings.Join(names, ", ")
+}
+
+// statusVersion is the version of the status -o json document; it changes
+// only when the document's shape does.
+const statusVersion = 1
 
 // statusDoc is the JSON document of status -o json.
 type statusDoc struct {
@@ -97,15 +127,28 @@ type projectReport struct {
 	Namespaces []namespaceReport `json:"namespaces"`
 	Supervisor *processReport    `json:"supervisor,omitempty"`
 	Processes  []processReport   `json:"processes"`
+	Drift      []string          `json:"drift"` // each difference from the record; empty when none
 }
 
 type namespaceReport struct {
-	Name        string   `json:"name"`
-	Address     string   `json:"address"`
-	HostLink    string   `json:"host_link"`
-	HostAddress string   `json:"host_address"`
-	Egress      bool     `json:"egress"`
-	Ports       []string `json:"ports"` // HOST_IP:HOST_PORT/PROTO -> ADDRESS:PORT
+	Name        string       `json:"name"`
+	Address     string       `json:"address"`
+	HostLink    string       `json:"host_link"`
+	HostAddress string       `json:"host_address"`
+	Egress      bool         `json:"egress"`
+	Ports       []portReport `json:"ports"`
+}
+
+type portReport struct {
+	HostIP    string `json:"host_ip"`   // 0.0.0.0: every host address
+	Published string `json:"published"` // host port or range, e.g. 6000 or 7000-7002
+	Protocol  string `json:"protocol"`
+	Address   string `json:"address"` // the namespace's address
+	Target    string `json:"target"`  // port or range inside
+}
+
+func (p portReport) String() string {
+	return fmt.Sprintf("%s:%s/%s -> %s:%s", p.HostIP, p.Published, p.Protocol, p.Address, p.Target)
 }
 
 type processReport struct {
@@ -117,13 +160,14 @@ type processReport struct {
 	ExitCode int    `json:"exit_code"`
 }
 
-func report(s *project.State, sup supervise.Status) projectReport {
-	r := projectReport{Name: s.Project, Spec: s.SpecFile, Backend: string(s.Backend), Namespaces: []namespaceReport{}, Processes: []processReport{}}
+func report(s *project.State, sup supervise.Status, now time.Time) projectReport {
+	r := projectReport{Name: s.Project, Spec: s.SpecFile, Backend: string(s.Backend), Namespaces: []namespaceReport{}, Processes: []processReport{}, Drift: []string{}}
 	for _, ns := range s.Namespaces {
-		nr := namespaceReport{Name: ns.Name, Address: ns.Address.String(), HostLink: ns.Link, HostAddress: ns.HostAddress.String(), Egress: ns.Egress, Ports: []string{}}
+		nr := namespaceReport{Name: ns.Name, Address: ns.Address.String(), HostLink: ns.Link, HostAddress: ns.HostAddress.String(), Egress: ns.Egress, Ports: []portReport{}}
 		ports, _ := ns.ParsedPorts()
 		for _, p := range ports {
-			nr.Ports = append(nr.Ports, fmt.Sprintf("%s:%s/%s -> %s:%s", p.HostIP, p.Published, p.Protocol, ns.Address.Addr(), p.Target))
+			nr.Ports = append(nr.Ports, portReport{HostIP: p.HostIP.String(), Published: p.Published.String(), Protocol: string(p.Protocol),
+				Address: ns.Address.Addr().String(), Target: p.Target.String()})
 		}
 		r.Namespaces = append(r.Namespaces, nr)
 	}
@@ -146,7 +190,7 @@ func report(s *project.State, sup supervise.Status) projectReport {
 			if ok {
 				pr = processReport{Name: run.Key(), State: p.State, PID: p.PID, Restarts: p.Restarts, ExitCode: p.ExitCode}
 				if p.State == supervise.Running && !p.StartedAt.IsZero() {
-					pr.Uptime = time.Since(p.StartedAt).Round(time.Second).String()
+					pr.Uptime = now.Sub(p.StartedAt).Round(time.Second).String()
 				}
 				if !supAlive && p.State == supervise.Running {
 					pr.State = "unsupervised"
@@ -164,7 +208,7 @@ func printSummary(w io.Writer, reports []projectReport) {
 		return
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PROJECT\tNAMESPACES\tPORTS\tPROCESSES\tSPEC")
+	fmt.Fprintln(tw, "PROJECT\tNAMESPACES\tPORTS\tPROCESSES\tSTATE\tSPEC")
 	for _, r := range reports {
 		ports, running := 0, 0
 		for _, ns := range r.Namespaces {
@@ -175,7 +219,11 @@ func printSummary(w io.Writer, reports []projectReport) {
 				running++
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d/%d running\t%s\n", r.Name, len(r.Namespaces), ports, running, len(r.Processes), r.Spec)
+		state := "as recorded"
+		if len(r.Drift) > 0 {
+			state = fmt.Sprintf("drifted (%d)", len(r.Drift))
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d/%d running\t%s\t%s\n", r.Name, len(r.Namespaces), ports, running, len(r.Processes), state, r.Spec)
 	}
 	tw.Flush()
 }
@@ -185,9 +233,14 @@ func printProject(w io.Writer, r projectReport) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAMESPACE\tADDRESS\tHOST LINK\tPUBLISHED")
 	for _, ns := range r.Namespaces {
-		fmt.Fprintf(tw, "%s\t%s\t%s %s\t%s\n", ns.Name, ns.Address, ns.HostLink, strings.Split(ns.HostAddress, "/")[0], strings.Join(ns.Ports, ", "))
+		var ports []string
+		for _, p := range ns.Ports {
+			ports = append(ports, p.String())
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s %s\t%s\n", ns.Name, ns.Address, ns.HostLink, strings.Split(ns.HostAddress, "/")[0], strings.Join(ports, ", "))
 	}
 	tw.Flush()
+	defer printDrift(w, r.Drift)
 	if len(r.Processes) == 0 {
 		return
 	}
@@ -209,4 +262,14 @@ func supervisorRow(r projectReport) []processReport {
 		return nil
 	}
 	return []processReport{*r.Supervisor}
+}
+
+func printDrift(w io.Writer, drift []string) {
+	if len(drift) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\nDRIFT (%d)\n", len(drift))
+	for _, d := range drift {
+		fmt.Fprintln(w, "  "+d)
+	}
 }

@@ -103,18 +103,22 @@ func attachSources(st project.Store, s *specs.Spec) []supervise.Source {
 	return out
 }
 
-// printReachable says what is reachable where, one line per published port.
+// printReachable says what is reachable where, one line per published
+// port: http://127.0.0.1:6000 -> ns1:8080.
 func printReachable(w io.Writer, s *project.State) {
 	fmt.Fprintf(w, "project %s is up\n", s.Project)
 	for _, ns := range s.Namespaces {
 		ports, _ := ns.ParsedPorts()
-		fmt.Fprintf(w, "  %-12s %s (host side %s on %s)\n", ns.Name, ns.Address, ns.HostAddress.Addr(), ns.Link)
 		for _, p := range ports {
 			host := p.HostIP.String()
 			if p.HostIP.IsUnspecified() {
-				host = "127.0.0.1"
+				host = "127.0.0.1" // and every other host address
 			}
-			fmt.Fprintf(w, "    %s:%s/%s -> %s:%s\n", host, p.Published, p.Protocol, ns.Address.Addr(), p.Target)
+			scheme := "http"
+			if p.Protocol == specs.UDP {
+				scheme = "udp"
+			}
+			fmt.Fprintf(w, "  %s://%s:%s -> %s:%s\n", scheme, host, p.Published, ns.Name, p.Target)
 		}
 	}
 }

@@ -26,8 +26,3 @@ or prints every problem as FILE:LINE:COL: FIELD: message and exits 2.`,
 		},
 	}
 }
-
-// completeSpecFiles completes YAML file names.
-func completeSpecFiles(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
-	return []string{"yaml", "yml"}, cobra.ShellCompDirectiveFilterFileExt
-}

@@ -1,0 +1,132 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nsrun/nsrun/netns"
+	"github.com/nsrun/nsrun/netns/nstest"
+	"github.com/nsrun/nsrun/project"
+	"github.com/nsrun/nsrun/specs"
+	"github.com/nsrun/nsrun/supervise"
+)
+
+// TestStatusJSONShape fails when the status document changes shape: a
+// change here is a change for every script that reads it, and needs a new
+// version and a note in the README.
+func TestStatusJSONShape(t *testing.T) {
+	s, err := specs.Parse("blog.yaml", []byte("name: blog\nnamespaces:\n  ns1:\n    address: 10.9.1.2/24\n    ports: [\"6000:8080\", \"127.0.0.1:6100:9090/udp\"]\n    run: [{name: web, command: [srv]}]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := project.FromSpec(s)
+	st.Backend = "nft"
+	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	sup := supervise.Status{PID: 1 << 30, Processes: []supervise.ProcessStatus{
+		{Namespace: "ns1", Name: "web", State: "running", PID: 4242, Restarts: 2, StartedAt: now.Add(-90 * time.Second)},
+	}}
+	r := report(st, sup, now)
+	r.Drift = []string{"link nsr-ns1 is missing"}
+	var got bytes.Buffer
+	enc := json.NewEncoder(&got)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(statusDoc{Version: statusVersion, Projects: []projectReport{r}}); err != nil {
+		t.Fatal(err)
+	}
+	want := `{
+  "version": 1,
+  "projects": [
+    {
+      "name": "blog",
+      "spec": "blog.yaml",
+      "backend": "nft",
+      "namespaces": [
+        {
+          "name": "ns1",
+          "address": "10.9.1.2/24",
+          "host_link": "nsr-ns1",
+          "host_address": "10.9.1.1/24",
+          "egress": true,
+          "ports": [
+            {
+              "host_ip": "0.0.0.0",
+              "published": "6000",
+              "protocol": "tcp",
+              "address": "10.9.1.2",
+              "target": "8080"
+            },
+            {
+              "host_ip": "127.0.0.1",
+              "published": "6100",
+              "protocol": "udp",
+              "address": "10.9.1.2",
+              "target": "9090"
+            }
+          ]
+        }
+      ],
+      "supervisor": {
+        "name": "supervisor",
+        "state": "gone",
+        "pid": 1073741824,
+        "restarts": 0,
+        "exit_code": 0
+      },
+      "processes": [
+        {
+          "name": "ns1/web",
+          "state": "unsupervised",
+          "pid": 4242,
+          "restarts": 2,
+          "uptime": "1m30s",
+          "exit_code": 0
+        }
+      ],
+      "drift": [
+        "link nsr-ns1 is missing"
+      ]
+    }
+  ]
+}
+`
+	if got.String() != want {
+		t.Errorf("status document:\n%s\nwant:\n%s", got.String(), want)
+	}
+}
+
+// TestCompletion: exec completes namespace names; logs completes NS/PROC.
+func TestCompletion(t *testing.T) {
+	nstest.RequireRoot(t)
+	name := nstest.Name("cp")
+	if err := netns.Create(name); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { netns.Delete(name) })
+	out, err := exec.Command(nstest.Binary(t), "__complete", "exec", "").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), name+"\n") {
+		t.Errorf("completion of exec: %v\n%s", err, out)
+	}
+	for _, shell := range []string{"bash", "zsh", "fish"} {
+		if out, err := exec.Command(nstest.Binary(t), "completion", shell).Output(); err != nil || !strings.Contains(string(out), "__complete") {
+			t.Errorf("completion %s: %v", shell, err)
+		}
+	}
+	// Projects for -p, and NS/PROC for logs, from the record.
+	proj := strings.ToLower(nstest.Name("cq"))
+	spec := writeSpec(t, proj+".yaml", "namespaces:\n  "+proj+":\n    run: [{name: idle, command: [sleep, \"300\"]}]\n")
+	t.Cleanup(func() { nsrunCmd(t, "/", "down", "-q", "-p", proj) })
+	if code, _, errOut := nsrunCmd(t, "/", "up", "-q", spec); code != 0 {
+		t.Fatal(errOut)
+	}
+	if out, _ := exec.Command(nstest.Binary(t), "__complete", "logs", "-p", "").Output(); !strings.Contains(string(out), proj+"\n") {
+		t.Errorf("completion of -p:\n%s", out)
+	}
+	if out, _ := exec.Command(nstest.Binary(t), "__complete", "logs", "-p", proj, "").Output(); !strings.Contains(string(out), proj+"/idle\n") {
+		t.Errorf("completion of logs NS/PROC:\n%s", out)
+	}
+}
