@@ -49,7 +49,7 @@ func (e *Engine) lock(ctx context.Context) (*Lock, error) {
 type PreflightError struct{ Err error }
 
 func (e *PreflightError) Error() string {
-	return "nothing was changed:\n" + e.Err.Error()
+	return e.Err.Error() + "\nnothing was changed"
 }
 func (e *PreflightError) Unwrap() error { return e.Err }
 

@@ -1,17 +1,16 @@
 #!/usr/bin/env bash
 # Installs what nsrun's tests and scripts need on a fresh Debian or Ubuntu
-# machine that has only Go: iptables (nft and legacy), conntrack, iproute2,
-# the kernel-module tools, and python3 for the bundled examples. Packages
-# already present are left alone.
+# machine that has only Go: iptables (nft and legacy), iproute2, python3 for
+# the bundled examples and curl for the demo. Packages already present are
+# left alone.
 set -euo pipefail
 
 need=()
 command -v iptables >/dev/null || need+=(iptables)
 command -v iptables-legacy >/dev/null || need+=(iptables)
-command -v conntrack >/dev/null || need+=(conntrack)
-command -v ip >/dev/null || need+=(iproute2)
-command -v modprobe >/dev/null || need+=(kmod)
-command -v python3 >/dev/null || need+=(python3) # the bundled examples serve with python3 -m http.server
+command -v ip >/dev/null || need+=(iproute2) # the tests and the demo check with ip
+command -v python3 >/dev/null || need+=(python3) # the bundled examples' web servers
+command -v curl >/dev/null || need+=(curl)       # the demo's client
 
 if ((${#need[@]} > 0)); then
 	if [[ $(id -u) -ne 0 ]]; then
@@ -22,4 +21,8 @@ if ((${#need[@]} > 0)); then
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq
 	apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+	command -v iptables-legacy >/dev/null || {
+		echo "install-deps: iptables-legacy is still missing after installing iptables" >&2
+		exit 1
+	}
 fi

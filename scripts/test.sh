@@ -26,3 +26,7 @@ go vet ./...
 # the host as it found it, which only holds if no other package runs.
 echo "== go test -race -p 1 ./..."
 go test -race -count=1 -p 1 ./...
+
+# The README's other command, on the real machine, as a user runs it.
+echo "== scripts/demo.sh"
+scripts/demo.sh

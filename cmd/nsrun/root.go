@@ -4,8 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 
+	"github.com/nsrun/nsrun/specs"
 	"github.com/spf13/cobra"
 )
 
@@ -51,14 +51,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return exitCode(err)
 }
 
-// formatError prefixes the first line with "nsrun: "; spec problems, one
-// per line in FILE:LINE:COL form, are printed as they are.
+// formatError prefixes the message with "nsrun: "; spec problems, one per
+// line in FILE:LINE:COL form, are printed as they are.
 func formatError(err error) string {
-	msg := err.Error()
-	if strings.Contains(msg, "\n") {
-		return msg
+	var problems *specs.Error
+	if errors.As(err, &problems) {
+		return err.Error()
 	}
-	return "nsrun: " + msg
+	return "nsrun: " + err.Error()
 }
 
 func newRootCommand() *cobra.Command {

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# The main job on the bundled example: sudo scripts/demo.sh [--keep]
+#
+# Two web servers, both on port 8080, each in its own network namespace,
+# published on the host as ports 6000 and 6001 (specs/examples/blog.yaml).
+# It installs what is missing (Debian packages), builds nsrun into bin/,
+# brings the example up, reaches both servers from the host and from an
+# "outside" machine (a namespace of the demo's, joined to the host by its
+# own veth), prints the status, and takes it all down again. With --keep it
+# leaves the example running and says how to remove it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+keep=false
+case "${1:-}" in
+--keep) keep=true ;;
+"") ;;
+*)
+	echo "usage: sudo $0 [--keep]" >&2
+	exit 2
+	;;
+esac
+if [[ $(id -u) -ne 0 ]]; then
+	echo "demo.sh creates namespaces and firewall rules; run it as root: sudo $0" >&2
+	exit 1
+fi
+
+if [[ -t 1 ]]; then
+	say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+else
+	say() { printf '\n== %s\n' "$*"; }
+fi
+
+say "installing what is missing"
+scripts/install-deps.sh
+
+say "building nsrun"
+go build -o bin/nsrun ./cmd/nsrun
+nsrun=bin/nsrun
+spec=specs/examples/blog.yaml
+
+# The demo's "outside" machine: its own namespace and veth, not nsrun's.
+outside=nsrun-demo-out
+outlink=nsrdemo-out
+outhost=10.254.254.1
+remove_outside() {
+	ip link del "$outlink" 2>/dev/null || true
+	ip netns del "$outside" 2>/dev/null || true
+}
+finish() {
+	status=$?
+	remove_outside
+	if ! $keep || ((status != 0)); then
+		"$nsrun" down -q "$spec" >/dev/null 2>&1 || true
+	fi
+	exit $status
+}
+trap finish EXIT
+
+say "nsrun up $spec"
+"$nsrun" up "$spec"
+
+say "from the host"
+for port in 6000 6001; do
+	printf 'curl http://127.0.0.1:%s  ->  ' "$port"
+	curl -sS --max-time 5 "http://127.0.0.1:$port/"
+done
+
+say "from another machine (namespace $outside, routed through the host)"
+remove_outside
+ip netns add "$outside"
+ip link add "$outlink" type veth peer name eth0 netns "$outside"
+ip addr add "$outhost/30" dev "$outlink"
+ip link set "$outlink" up
+ip -n "$outside" addr add 10.254.254.2/30 dev eth0
+ip -n "$outside" link set eth0 up
+ip -n "$outside" link set lo up
+ip -n "$outside" route add default via "$outhost"
+for port in 6000 6001; do
+	printf 'curl http://%s:%s  ->  ' "$outhost" "$port"
+	ip netns exec "$outside" curl -sS --max-time 5 "http://$outhost:$port/"
+done
+
+say "nsrun status -p blog"
+"$nsrun" status -p blog
+
+if $keep; then
+	say "left running"
+	echo "remove it with: sudo $nsrun down $spec"
+	exit 0
+fi
+
+say "nsrun down $spec"
+"$nsrun" down "$spec"
