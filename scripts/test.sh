@@ -21,12 +21,12 @@ if [[ -n $unformatted ]]; then
 fi
 echo "== go vet ./..."
 go vet ./...
+# The README's other command, on the real machine, as a user runs it.
+echo "== scripts/demo.sh"
+scripts/demo.sh
+
 # -p 1: packages one at a time. Their integration tests share the host's
 # nat table and sysctls, and each package checks afterwards that it left
 # the host as it found it, which only holds if no other package runs.
 echo "== go test -race -p 1 ./..."
 go test -race -count=1 -p 1 ./...
-
-# The README's other command, on the real machine, as a user runs it.
-echo "== scripts/demo.sh"
-scripts/demo.sh
