@@ -366,3 +366,62 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+// TestForeignRulesAreLeftAlone: other tools' chains and rules, and their
+// order, are the same after up and after down.
+func TestForeignRulesAreLeftAlone(t *testing.T) {
+	l := newLab(t)
+	tool := "iptables-" + string(l.e.Backend)
+	foreign := [][]string{
+		{"-t", "nat", "-N", "FOREIGN-" + l.id},
+		{"-t", "nat", "-A", "FOREIGN-" + l.id, "-p", "tcp", "--dport", "9", "-j", "RETURN"},
+		{"-t", "nat", "-A", "PREROUTING", "-p", "tcp", "--dport", "9", "-j", "FOREIGN-" + l.id},
+		{"-t", "nat", "-A", "POSTROUTING", "-o", "nowhere0", "-j", "MASQUERADE"},
+		{"-A", "FORWARD", "-i", "nowhere0", "-j", "DROP"},
+		{"-A", "FORWARD", "-o", "nowhere0", "-j", "ACCEPT"},
+		{"-A", "INPUT", "-i", "nowhere0", "-j", "DROP"},
+	}
+	before := nstest.Snapshot()
+	for _, args := range foreign {
+		run(t, append([]string{tool}, args...)...)
+	}
+	t.Cleanup(func() {
+		for i := len(foreign) - 1; i >= 0; i-- {
+			args := append([]string(nil), foreign[i]...)
+			for j, a := range args {
+				switch a {
+				case "-A":
+					args[j] = "-D"
+				case "-N":
+					args[j] = "-X"
+				}
+			}
+			exec.Command(tool, args...).Run()
+		}
+		if after := nstest.Snapshot(); after != before {
+			t.Errorf("foreign rules not cleaned up:\n%s\n%s", before, after)
+		}
+	})
+	theirs := func() string {
+		out, _ := exec.Command(tool + "-save").Output()
+		var keep []string
+		for _, line := range strings.Split(string(out), "\n") {
+			if strings.HasPrefix(line, "-A ") && !strings.Contains(line, "nsrun") {
+				keep = append(keep, line)
+			}
+		}
+		return strings.Join(keep, "\n")
+	}
+	want := theirs()
+	ports := freePorts(t, 3)
+	l.up(twoServers(ports))
+	if got := theirs(); got != want {
+		t.Errorf("up changed other rules:\nbefore:\n%s\nafter:\n%s", want, got)
+	}
+	if _, err := l.e.Down(context.Background(), "t"+l.id); err != nil {
+		t.Fatal(err)
+	}
+	if got := theirs(); got != want {
+		t.Errorf("down changed other rules:\nbefore:\n%s\nafter:\n%s", want, got)
+	}
+}

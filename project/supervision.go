@@ -8,7 +8,9 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -93,23 +95,53 @@ func waitGeneration(ctx context.Context, dir string, gen int) error {
 	}
 }
 
+// Stop stops the supervisor of dir: the one its status names, and any
+// other found running for dir (one started by an up that was killed
+// before the supervisor wrote its status).
 func (s Supervisor) Stop(dir string) error {
-	st, err := supervise.ReadStatus(dir)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
+	procs := supervisorsOf(dir)
+	// A missing or corrupt status names none: the scan above and the
+	// namespaces' process lists catch what is left.
+	if st, err := supervise.ReadStatus(dir); err == nil && st.PID != 0 {
+		procs = append(procs, netns.Process{PID: st.PID, StartTime: st.StartTime})
 	}
-	if err != nil {
-		return nil // corrupt: the namespaces' process lists catch what is left
-	}
-	p := netns.Process{PID: st.PID, StartTime: st.StartTime}
-	if err := netns.Signal(p, unix.SIGTERM); err != nil {
-		return err
+	var errs []error
+	for _, p := range procs {
+		errs = append(errs, netns.Signal(p, unix.SIGTERM))
 	}
 	deadline := time.Now().Add(s.Grace + 5*time.Second)
-	for netns.Alive(p) && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
+	for _, p := range procs {
+		for netns.Alive(p) && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		errs = append(errs, netns.Signal(p, unix.SIGKILL))
 	}
-	return netns.Signal(p, unix.SIGKILL)
+	return errors.Join(errs...)
+}
+
+// supervisorsOf finds running supervisors of dir by their command line:
+// ... supervise [--grace D] DIR.
+func supervisorsOf(dir string) []netns.Process {
+	var out []netns.Process
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cmdline, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err != nil {
+			continue
+		}
+		args := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
+		if len(args) < 3 || args[len(args)-1] != dir || !slices.Contains(args[1:], "supervise") {
+			continue
+		}
+		if start, err := netns.StartTime(pid); err == nil {
+			out = append(out, netns.Process{PID: pid, StartTime: start})
+		}
+	}
+	return out
 }
 
 func (s Supervisor) Dial(ns string, addrs []netip.Addr, port uint16) error {

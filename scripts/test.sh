@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one test command: sudo scripts/test.sh
-# Installs what the tests need, then runs go vet and every test with the
-# race detector. Root-only tests fail instead of skipping (NSRUN_REQUIRE_ROOT=1).
+# Installs what the tests need, checks formatting and go vet, runs the demo
+# as a user would, then every test with the race detector. Root-only tests
+# fail instead of skipping (NSRUN_REQUIRE_ROOT=1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -345,7 +345,8 @@ func TestHostileInput(t *testing.T) {
 		"too large":        {strings.Repeat("#", MaxFileSize+1), "larger than"},
 		"deep nesting":     {"namespaces: " + strings.Repeat("[", 20000) + strings.Repeat("]", 20000), "not valid YAML"},
 		"alias bomb":       {bomb, "more than 200000 values"},
-		"10,000 ports":     {manyPorts(10000), ""},
+		"10,000 ports":     {manyPorts(10000), "spec has 10000 port entries; the limit is 4096"},
+		"4,000 ports":      {manyPorts(4000), ""},
 		"huge number":      {"namespaces:\n  ns1:\n    ports: [{published: 1e400, target: 1}]\n", `host port "1e400" is not a number`},
 		"control in value": {"namespaces:\n  ns1:\n    run: [{command: \"a\\u0000b\"}]\n", "NUL"},
 	}

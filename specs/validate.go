@@ -21,6 +21,7 @@ func (d *decoder) checkProcessNames(ns *Namespace, path string) {
 // checkSpec checks what involves several namespaces: derived link names,
 // overlapping addresses and host ports published twice.
 func (d *decoder) checkSpec(s *Spec) {
+	d.checkLimits(s)
 	links := make(map[string]*Namespace, len(s.Namespaces))
 	for _, ns := range s.Namespaces {
 		if other, dup := links[ns.HostLink]; dup {
@@ -91,4 +92,28 @@ func Conflicts(a, b Port) bool {
 // sameHostIP reports whether two host addresses publish on a common address.
 func sameHostIP(a, b netip.Addr) bool {
 	return a == b || a.IsUnspecified() || b.IsUnspecified()
+}
+
+// Limits on the size of a spec: beyond them a spec is a mistake or an
+// attack, and would make up slow for everyone.
+const (
+	MaxNamespaces = 1024
+	MaxPorts      = 4096 // port entries (a range counts once)
+	MaxProcesses  = 1024
+)
+
+func (d *decoder) checkLimits(s *Spec) {
+	var ports, procs int
+	for _, ns := range s.Namespaces {
+		ports += len(ns.Ports)
+		procs += len(ns.Run)
+	}
+	for _, l := range []struct {
+		n, max int
+		what   string
+	}{{len(s.Namespaces), MaxNamespaces, "namespaces"}, {ports, MaxPorts, "port entries"}, {procs, MaxProcesses, "run entries"}} {
+		if l.n > l.max {
+			d.add(position{1, 1}, "", "spec has %d %s; the limit is %d (use port ranges, or split the spec into projects)", l.n, l.what, l.max)
+		}
+	}
 }
