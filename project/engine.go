@@ -141,8 +141,10 @@ func (e *Engine) Down(ctx context.Context, project string) (bool, error) {
 func (e *Engine) down(ctx context.Context, project string) (bool, error) {
 	recorded, err := e.Store.Load(project)
 	if errors.Is(err, ErrNoState) {
+		// Nothing recorded (or only the start of a record, from an up
+		// killed before it was written): sweep what is labelled.
 		n, err := e.sweep(ctx, project)
-		return n > 0, errors.Join(err, e.finishIfLast())
+		return n > 0, errors.Join(err, e.Store.Remove(project), e.finishIfLast())
 	}
 	if err != nil {
 		return false, err

@@ -256,3 +256,21 @@ func TestLockWaitsAndTimesOut(t *testing.T) {
 		t.Errorf("Up after the lock was released: %v", err)
 	}
 }
+
+func TestDownAfterUpKilledBeforeItsRecord(t *testing.T) {
+	sys := newFake()
+	e := newEngine(t, sys)
+	// up got as far as the lock and the project's directory, with a
+	// temporary file but no state.json.
+	dir := e.Store.ProjectDir("demo")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, ".state-123.json"), []byte("{"), 0o600)
+	if found, err := e.Down(context.Background(), "demo"); err != nil || found {
+		t.Errorf("Down = %v, %v", found, err)
+	}
+	if _, err := os.Stat(e.Store.Dir); !os.IsNotExist(err) {
+		t.Errorf("state directory left: %v", err)
+	}
+}

@@ -214,7 +214,9 @@ func (st Store) Remove(project string) error {
 	return nil
 }
 
-// Projects lists the projects that have a state directory, sorted.
+// Projects lists the projects that have a state directory, sorted: those
+// with a record, and those whose record an interrupted up did not get to
+// write (down removes them).
 func (st Store) Projects() ([]string, error) {
 	entries, err := os.ReadDir(st.Dir)
 	if errors.Is(err, os.ErrNotExist) {

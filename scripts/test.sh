@@ -26,6 +26,10 @@ go vet ./...
 echo "== scripts/demo.sh"
 scripts/demo.sh
 
+# up killed with SIGKILL at random instants; down must converge every time.
+echo "== scripts/chaos.sh 20"
+scripts/chaos.sh 20
+
 # -p 1: packages one at a time. Their integration tests share the host's
 # nat table and sysctls, and each package checks afterwards that it left
 # the host as it found it, which only holds if no other package runs.
