@@ -274,3 +274,20 @@ func TestDownAfterUpKilledBeforeItsRecord(t *testing.T) {
 		t.Errorf("state directory left: %v", err)
 	}
 }
+
+// TestRollbackAfterCtrlC: an up interrupted (its context cancelled) after
+// the forwards were applied still removes them and the rest.
+func TestRollbackAfterCtrlC(t *testing.T) {
+	sys := newFake()
+	e := newEngine(t, sys)
+	clean := sys.fingerprint()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sys.failAt, sys.onFail = 9, cancel // the UDP conntrack flush, after the forwards
+	if _, err := e.Up(ctx, spec(t, twoNamespaces)); err == nil {
+		t.Fatal("up did not fail")
+	}
+	if sys.fingerprint() != clean {
+		t.Errorf("after an interrupted up: %s, want %s (changes %v)", sys.fingerprint(), clean, sys.log)
+	}
+}

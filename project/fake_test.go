@@ -23,6 +23,7 @@ type fakeSystem struct {
 	calls      int
 	failAt     int // 1-based index of the change that fails; 0 never
 	log        []string
+	onFail     func() // called when the change fails, e.g. to cancel the context
 }
 
 func newFake() *fakeSystem {
@@ -38,6 +39,9 @@ func (f *fakeSystem) change(what string) error {
 	f.calls++
 	f.log = append(f.log, what)
 	if f.calls == f.failAt {
+		if f.onFail != nil {
+			f.onFail()
+		}
 		return fmt.Errorf("injected failure at change %d (%s)", f.calls, what)
 	}
 	return nil
@@ -86,14 +90,20 @@ func (f *fakeSystem) DeleteLink(name string) error {
 	delete(f.links, name)
 	return nil
 }
-func (f *fakeSystem) ApplyForwards(_ context.Context, p forward.Project) error {
+func (f *fakeSystem) ApplyForwards(ctx context.Context, p forward.Project) error {
+	if ctx.Err() != nil {
+		return ctx.Err() // as iptables-restore run with a cancelled context
+	}
 	if err := f.change("forwards " + p.Name); err != nil {
 		return err
 	}
 	f.forwards[p.Name] = p
 	return nil
 }
-func (f *fakeSystem) RemoveForwards(_ context.Context, project string) error {
+func (f *fakeSystem) RemoveForwards(ctx context.Context, project string) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
 	if err := f.change("forwards del " + project); err != nil {
 		return err
 	}
