@@ -20,6 +20,9 @@ type System interface {
 	KillNamespace(name string) error
 	EnsureLink(p veth.Pair) error
 	DeleteLink(name string) error
+	// LinkGone waits a bounded time for a link whose namespace was deleted
+	// to go with it, and deletes it if it stays.
+	LinkGone(name string) error
 	ApplyForwards(ctx context.Context, p forward.Project) error
 	RemoveForwards(ctx context.Context, project string) error
 	FlushUDP(ports []specs.PortRange) error
@@ -92,6 +95,8 @@ func (e *executor) step(s Step) error {
 		return e.sys.KillNamespace(s.Namespace)
 	case OpDeleteLink:
 		return e.sys.DeleteLink(s.Link)
+	case OpLinkGone:
+		return e.sys.LinkGone(s.Link)
 	case OpDeleteNamespace:
 		return e.sys.DeleteNamespace(s.Namespace)
 	case OpRemoveForwards:

@@ -205,7 +205,7 @@ func (e *Engine) sweep(ctx context.Context, project string) (int, error) {
 		}
 		n++
 		ns := l.Namespace
-		errs = append(errs, e.System.KillNamespace(ns), e.System.DeleteLink(l.Name), e.System.DeleteNamespace(ns), e.System.RemoveEtc(ns))
+		errs = append(errs, e.System.KillNamespace(ns), e.System.DeleteNamespace(ns), e.System.RemoveEtc(ns), e.System.LinkGone(l.Name))
 	}
 	if project != "" {
 		errs = append(errs, e.System.RemoveForwards(ctx, project))

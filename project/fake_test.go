@@ -83,6 +83,12 @@ func (f *fakeSystem) EnsureLink(p veth.Pair) error {
 	f.links[p.Host] = p
 	return nil
 }
+func (f *fakeSystem) LinkGone(name string) error {
+	if _, ok := f.links[name]; !ok {
+		return nil
+	}
+	return f.DeleteLink(name)
+}
 func (f *fakeSystem) DeleteLink(name string) error {
 	if err := f.change("link del " + name); err != nil {
 		return err

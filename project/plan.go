@@ -19,7 +19,8 @@ const (
 	OpForwards        Op = "forwards"         // publish the project's ports
 	OpFlushUDP        Op = "flush-udp"        // drop stale UDP conntrack entries
 	OpKill            Op = "kill"             // stop every process inside a namespace
-	OpDeleteLink      Op = "delete-link"
+	OpDeleteLink      Op = "delete-link"      // remove a link now
+	OpLinkGone        Op = "link-gone"        // a link goes with its namespace: wait for it, remove it if it stays
 	OpDeleteNamespace Op = "delete-namespace"
 	OpRemoveForwards  Op = "remove-forwards"
 	OpEtc             Op = "etc"        // write /etc/netns/NS/hosts and resolv.conf
@@ -62,7 +63,7 @@ func (s Step) String() string {
 		return fmt.Sprintf("stale UDP conntrack entries for ports %v removed", s.Ports)
 	case OpKill:
 		return fmt.Sprintf("processes in namespace %s stopped", s.Namespace)
-	case OpDeleteLink:
+	case OpDeleteLink, OpLinkGone:
 		return fmt.Sprintf("link %s removed", s.Link)
 	case OpDeleteNamespace:
 		return fmt.Sprintf("namespace %s removed", s.Namespace)
@@ -134,9 +135,13 @@ func PlanDown(recorded *State) []Step {
 	if udp := changedUDP(recorded, &State{}); len(udp) > 0 {
 		steps = append(steps, Step{Op: OpFlushUDP, Ports: udp})
 	}
+	// Namespaces first: the kernel then removes their veth pairs in one
+	// batch, where deleting each link would wait for the others.
 	for _, ns := range recorded.Namespaces {
-		steps = append(steps, Step{Op: OpDeleteLink, Namespace: ns.Name, Link: ns.Link}, Step{Op: OpDeleteNamespace, Namespace: ns.Name},
-			Step{Op: OpRemoveEtc, Namespace: ns.Name})
+		steps = append(steps, Step{Op: OpDeleteNamespace, Namespace: ns.Name}, Step{Op: OpRemoveEtc, Namespace: ns.Name})
+	}
+	for _, ns := range recorded.Namespaces {
+		steps = append(steps, Step{Op: OpLinkGone, Namespace: ns.Name, Link: ns.Link})
 	}
 	return steps
 }
@@ -144,9 +149,9 @@ func PlanDown(recorded *State) []Step {
 func removeNamespace(ns *NamespaceState) []Step {
 	return []Step{
 		{Op: OpKill, Namespace: ns.Name},
-		{Op: OpDeleteLink, Namespace: ns.Name, Link: ns.Link},
 		{Op: OpDeleteNamespace, Namespace: ns.Name},
 		{Op: OpRemoveEtc, Namespace: ns.Name},
+		{Op: OpLinkGone, Namespace: ns.Name, Link: ns.Link},
 	}
 }
 

@@ -94,7 +94,7 @@ func TestPlanUp(t *testing.T) {
 	for _, s := range steps {
 		ops = append(ops, string(s.Op)+" "+s.Namespace)
 	}
-	wantOps = []string{"ip-forward ", "link ns1", "etc ns1", "forwards ", "flush-udp ", "kill ns2", "delete-link ns2", "delete-namespace ns2", "remove-etc ns2"}
+	wantOps = []string{"ip-forward ", "link ns1", "etc ns1", "forwards ", "flush-udp ", "kill ns2", "delete-namespace ns2", "remove-etc ns2", "link-gone ns2"}
 	if !slices.Equal(ops, wantOps) {
 		t.Errorf("reconcile steps %q, want %q", ops, wantOps)
 	}

@@ -29,6 +29,7 @@ func (k Kernel) DeleteNamespace(name string) error { return netns.Delete(name) }
 func (k Kernel) KillNamespace(name string) error   { return netns.KillAll(name, k.Grace) }
 func (k Kernel) EnsureLink(p veth.Pair) error      { return veth.Ensure(p) }
 func (k Kernel) DeleteLink(name string) error      { return veth.Delete(name) }
+func (k Kernel) LinkGone(name string) error        { return veth.WaitGone(name, 5*time.Second) }
 func (k Kernel) FlushUDP(ports []specs.PortRange) error {
 	return forward.DeleteUDPConntrack(ports)
 }

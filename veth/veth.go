@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"time"
 
 	"github.com/nsrun/nsrun/netns"
 	"github.com/vishvananda/netlink"
@@ -208,4 +209,17 @@ func Delete(host string) error {
 		return fmt.Errorf("deleting link %q: %w", host, err)
 	}
 	return nil
+}
+
+// WaitGone waits up to timeout for a host-side link to go, as it does once
+// its peer's namespace is destroyed, then deletes it if it is still there.
+// Letting the kernel remove many pairs with their namespaces is much faster
+// than deleting each link, which waits for the network stack to settle.
+func WaitGone(host string, timeout time.Duration) error {
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if ok, err := Exists(host); err != nil || !ok {
+			return err
+		}
+	}
+	return Delete(host)
 }
