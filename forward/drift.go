@@ -26,8 +26,7 @@ func Drift(snap *Snapshot, p Project) []string {
 	for _, r := range rules {
 		missing(r)
 	}
-	ch := ProjectChains(p.Name)
-	for _, tc := range [][2]string{{"nat", ch.DNAT}, {"nat", ch.Post}, {"filter", ch.Forward}} {
+	for _, tc := range projectChainsIn(snap, p.Name) {
 		want := lines(inChain(rules, tc[1]))
 		for _, have := range snap.Chain(tc[0], tc[1]).rules() {
 			if !slices.Contains(want, have) {

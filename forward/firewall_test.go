@@ -2,6 +2,7 @@ package forward
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -30,6 +31,10 @@ func TestRestoreRoundTrip(t *testing.T) {
 				{Name: "b", Link: "nsh-b" + project[2:6], Address: netip.MustParsePrefix("10.231.2.2/24"), Egress: false,
 					Ports: []specs.Port{port(t, "192.0.2.1:16001:8080")}},
 			}}
+			// Enough ports for a dispatch tree, whose jumps must print as rendered too.
+			for i := 0; i < 40; i++ {
+				p.Namespaces[1].Ports = append(p.Namespaces[1].Ports, port(t, fmt.Sprintf("%d:80", 18000+i)))
+			}
 			before, err := fw.Snapshot(ctx)
 			if err != nil {
 				t.Fatal(err)

@@ -71,14 +71,15 @@ type Chains struct {
 	DNAT, Post, Forward string
 }
 
-// ProjectChains names a project's chains: NSR-<project>-DNAT and so on,
-// within iptables' 28 characters. Long project names are shortened with a
-// hash in upper case, which no project name can contain.
+// ProjectChains names a project's chains: NSR-<project>-DNAT and so on
+// (and NSR-<project>-D<n> for the DNAT dispatch tree), within iptables' 28
+// characters. Long project names are shortened with a hash in upper case,
+// which no project name can contain.
 func ProjectChains(project string) Chains {
 	base := project
-	if len(base) > 19 {
+	if len(base) > 17 {
 		sum := sha256.Sum256([]byte(project))
-		base = project[:10] + strings.ToUpper(hex.EncodeToString(sum[:4]))
+		base = project[:9] + strings.ToUpper(hex.EncodeToString(sum[:4]))
 	}
 	return Chains{DNAT: "NSR-" + base + "-DNAT", Post: "NSR-" + base + "-POST", Forward: "NSR-" + base + "-FWD"}
 }
@@ -138,12 +139,14 @@ func Jumps(project string) []Rule {
 // Rules renders the contents of the project's own chains.
 func Rules(p Project) []Rule {
 	ch := ProjectChains(p.Name)
-	var dnat, post, fwd []Rule
+	var entries []dnatEntry
+	var post, fwd []Rule
 	for _, ns := range p.Namespaces {
 		c := comment(Comment(p.Name, ns.Name))
 		addr := ns.Address.Addr().String()
 		for _, port := range ns.Ports {
-			dnat = append(dnat, Rule{"nat", ch.DNAT, cat(dnatMatch(port), c, []string{"-j", "DNAT", "--to-destination", dnatTarget(addr, port)})})
+			entries = append(entries, dnatEntry{proto: port.Protocol, first: port.Published.First, last: port.Published.Last,
+				args: cat(dnatMatch(port), c, []string{"-j", "DNAT", "--to-destination", dnatTarget(addr, port)})})
 		}
 		// Connections from the host's loopback (any 127.0.0.0/8 source) and
 		// a namespace reaching its own published port need a source the
@@ -157,7 +160,7 @@ func Rules(p Project) []Rule {
 		}
 		fwd = append(fwd, forwardRules(ch.Forward, ns, c)...)
 	}
-	return cat(dnat, post, fwd)
+	return cat(dispatch(ch, p.Name, entries), post, fwd)
 }
 
 // forwardRules let published, returning and (with egress) outgoing traffic

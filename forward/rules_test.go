@@ -1,6 +1,7 @@
 package forward
 
 import (
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -31,9 +32,9 @@ func TestRules(t *testing.T) {
 	got := lines(Rules(blog(t)))
 	want := []string{
 		`-A NSR-blog-DNAT -p tcp -m tcp --dport 6000 -m comment --comment "nsrun blog/ns1" -j DNAT --to-destination 10.203.45.214:8080`,
-		`-A NSR-blog-DNAT -d 127.0.0.1/32 -p udp -m udp --dport 6100 -m comment --comment "nsrun blog/ns1" -j DNAT --to-destination 10.203.45.214:9090`,
-		`-A NSR-blog-DNAT -p tcp -m tcp --dport 7000:7002 -m comment --comment "nsrun blog/ns1" -j DNAT --to-destination 10.203.45.214:8000-8002/7000`,
 		`-A NSR-blog-DNAT -p tcp -m tcp --dport 6001 -m comment --comment "nsrun blog/ns2" -j DNAT --to-destination 10.203.26.242:8080`,
+		`-A NSR-blog-DNAT -p tcp -m tcp --dport 7000:7002 -m comment --comment "nsrun blog/ns1" -j DNAT --to-destination 10.203.45.214:8000-8002/7000`,
+		`-A NSR-blog-DNAT -d 127.0.0.1/32 -p udp -m udp --dport 6100 -m comment --comment "nsrun blog/ns1" -j DNAT --to-destination 10.203.45.214:9090`,
 		`-A NSR-blog-POST -s 127.0.0.0/8 -o nsr-ns1 -m comment --comment "nsrun blog/ns1" -j MASQUERADE`,
 		`-A NSR-blog-POST -s 10.203.45.214/32 -d 10.203.45.214/32 -m comment --comment "nsrun blog/ns1" -j MASQUERADE`,
 		`-A NSR-blog-POST -s 10.203.45.212/30 ! -o nsr-ns1 -m comment --comment "nsrun blog/ns1" -j MASQUERADE`,
@@ -59,8 +60,8 @@ func TestProjectChains(t *testing.T) {
 	}
 	long := strings.Repeat("p", 32)
 	a, b := ProjectChains(long), ProjectChains(long[:31]+"q")
-	for _, c := range []Chains{a, b, ProjectChains(strings.Repeat("x", 19))} {
-		for _, name := range []string{c.DNAT, c.Post, c.Forward} {
+	for _, c := range []Chains{a, b, ProjectChains(strings.Repeat("x", 17)), ProjectChains(strings.Repeat("y", 18))} {
+		for _, name := range []string{c.DNAT, c.Post, c.Forward, c.DNAT[:len(c.DNAT)-3] + "9999"} {
 			if len(name) > 28 {
 				t.Errorf("chain %q is longer than 28 characters", name)
 			}
@@ -335,5 +336,113 @@ func TestUDPPortsMatch(t *testing.T) {
 	u := udpPorts(UDPPorts(p))
 	if len(u) != 1 || u[0] != (specs.PortRange{First: 6100, Last: 6100}) {
 		t.Fatalf("UDPPorts = %v", u)
+	}
+}
+
+// manyPorts is a project publishing n TCP ports and n/10 UDP ranges.
+func manyPorts(t *testing.T, n int) Project {
+	ns := Namespace{Name: "ns1", Link: "nsr-ns1", Address: netip.MustParsePrefix("10.9.0.2/24"), Egress: true}
+	for i := 0; i < n; i++ {
+		ns.Ports = append(ns.Ports, port(t, fmt.Sprintf("%d:8080", 20000+i)))
+	}
+	for i := 0; i < n/10; i++ {
+		ns.Ports = append(ns.Ports, port(t, fmt.Sprintf("%d-%d:9000-9001/udp", 40000+2*i, 40001+2*i)))
+	}
+	return Project{Name: "many", Namespaces: []Namespace{ns}}
+}
+
+// walk follows a new connection through the DNAT chains as the kernel
+// would (for rules matching on protocol and destination port only) and
+// returns the DNAT target and how many rules it was matched against.
+func walk(rules []Rule, chain, proto string, dport int) (string, int) {
+	evaluated := 0
+	for _, r := range rules {
+		if r.Chain != chain {
+			continue
+		}
+		evaluated++
+		args := strings.Join(r.Args, " ")
+		if !strings.Contains(args, "-p "+proto+" ") {
+			continue
+		}
+		var lo, hi int
+		f := strings.Fields(args[strings.Index(args, "--dport ")+len("--dport "):])[0]
+		if _, err := fmt.Sscanf(f, "%d:%d", &lo, &hi); err != nil {
+			fmt.Sscanf(f, "%d", &lo)
+			hi = lo
+		}
+		if dport < lo || dport > hi {
+			continue
+		}
+		target := r.Args[slices.Index(r.Args, "-j")+1]
+		if target == "DNAT" {
+			return r.Args[len(r.Args)-1], evaluated
+		}
+		got, n := walk(rules, target, proto, dport)
+		if got != "" {
+			return got, evaluated + n
+		}
+	}
+	return "", evaluated
+}
+
+func TestDispatchTree(t *testing.T) {
+	for _, n := range []int{10, 16, 17, 100, 1000, 4000} {
+		p := manyPorts(t, n)
+		rules := Rules(p)
+		ch := ProjectChains("many")
+		perChain := map[string]int{}
+		for _, r := range rules {
+			if r.Table == "nat" && r.Chain != ch.Post {
+				perChain[r.Chain]++
+			}
+		}
+		for chain, count := range perChain {
+			if count > fanout {
+				t.Errorf("n=%d: chain %s holds %d rules; want at most %d", n, chain, count, fanout)
+			}
+			if len(chain) > 28 {
+				t.Errorf("chain name %s is too long", chain)
+			}
+		}
+		worst := 0
+		for i := 0; i < n; i++ {
+			target, evaluated := walk(rules, ch.DNAT, "tcp", 20000+i)
+			if target != "10.9.0.2:8080" {
+				t.Fatalf("n=%d: port %d reaches %q", n, 20000+i, target)
+			}
+			worst = max(worst, evaluated)
+		}
+		if target, _ := walk(rules, ch.DNAT, "udp", 40001); n >= 10 && target != "10.9.0.2:9000-9001/40000" {
+			t.Errorf("n=%d: udp 40001 reaches %q", n, target)
+		}
+		if target, _ := walk(rules, ch.DNAT, "tcp", 20000+n); target != "" {
+			t.Errorf("n=%d: an unpublished port reaches %q", n, target)
+		}
+		// At most fanout rules per level of a tree of fanout-wide chains.
+		levels := 1
+		for size := fanout; size < n+n/10; size *= fanout {
+			levels++
+		}
+		if worst > fanout*levels {
+			t.Errorf("n=%d: a connection is matched against %d rules; want at most %d", n, worst, fanout*levels)
+		}
+	}
+}
+
+func TestDispatchTreeShrinks(t *testing.T) {
+	clean := emptySnapshot(t)
+	big := applied(t, clean, UpScript(clean, manyPorts(t, 100)))
+	small := applied(t, big, UpScript(big, manyPorts(t, 3)))
+	for name := range small.Tables["nat"] {
+		if isSubChain(ProjectChains("many"), name) {
+			t.Errorf("sub-chain %s left after the project shrank", name)
+		}
+	}
+	if again := UpScript(small, manyPorts(t, 3)); again != "" {
+		t.Errorf("not settled:\n%s", again)
+	}
+	if down := applied(t, big, DownScript(big, "many")); !equalSnapshots(down, clean) {
+		t.Error("down of a project with a dispatch tree left chains")
 	}
 }

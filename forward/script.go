@@ -84,11 +84,18 @@ func UpScript(snap *Snapshot, p Project) string {
 		}
 	}
 	replaceChain(s, snap, "filter", ChainInput, []Rule{Guard()})
-	ch := ProjectChains(p.Name)
 	rules := Rules(p)
-	replaceChain(s, snap, "nat", ch.DNAT, inChain(rules, ch.DNAT))
-	replaceChain(s, snap, "nat", ch.Post, inChain(rules, ch.Post))
-	replaceChain(s, snap, "filter", ch.Forward, inChain(rules, ch.Forward))
+	for _, tc := range ruleChains(rules) {
+		replaceChain(s, snap, tc[0], tc[1], inChain(rules, tc[1]))
+	}
+	// Sub-chains of the dispatch tree that are no longer used go, once the
+	// chains that jumped to them are rewritten.
+	ch := ProjectChains(p.Name)
+	for name := range snap.Tables["nat"] {
+		if isSubChain(ch, name) && len(inChain(rules, name)) == 0 {
+			s.remove("nat", name)
+		}
+	}
 	for _, j := range Jumps(p.Name) {
 		if !snap.Has(j) {
 			s.rule(j.Table, j.String())
@@ -111,6 +118,36 @@ func replaceChain(s *script, snap *Snapshot, table, chain string, want []Rule) {
 	for _, l := range lines {
 		s.rule(table, l)
 	}
+}
+
+// ruleChains lists the (table, chain) pairs the rules are in, in order.
+func ruleChains(rules []Rule) [][2]string {
+	var out [][2]string
+	for _, r := range rules {
+		if tc := [2]string{r.Table, r.Chain}; !slices.Contains(out, tc) {
+			out = append(out, tc)
+		}
+	}
+	return out
+}
+
+// projectChainsIn lists the project's chains that exist in snap, sorted.
+func projectChainsIn(snap *Snapshot, project string) [][2]string {
+	ch := ProjectChains(project)
+	var out [][2]string
+	for _, table := range []string{"nat", "filter"} {
+		var names []string
+		for name := range snap.Tables[table] {
+			if name == ch.DNAT || name == ch.Post || name == ch.Forward || isSubChain(ch, name) {
+				names = append(names, name)
+			}
+		}
+		slices.Sort(names)
+		for _, name := range names {
+			out = append(out, [2]string{table, name})
+		}
+	}
+	return out
 }
 
 func inChain(rules []Rule, chain string) []Rule {
@@ -137,11 +174,8 @@ func DownScript(snap *Snapshot, project string) string {
 			}
 		}
 	}
-	ch := ProjectChains(project)
-	for _, tc := range [][2]string{{"nat", ch.DNAT}, {"nat", ch.Post}, {"filter", ch.Forward}} {
-		if snap.Chain(tc[0], tc[1]) != nil {
-			s.remove(tc[0], tc[1])
-		}
+	for _, tc := range projectChainsIn(snap, project) {
+		s.remove(tc[0], tc[1])
 	}
 	if !last {
 		return s.String()
