@@ -446,3 +446,12 @@ func TestDispatchTreeShrinks(t *testing.T) {
 		t.Error("down of a project with a dispatch tree left chains")
 	}
 }
+
+func TestProjectWithoutPorts(t *testing.T) {
+	clean := emptySnapshot(t)
+	p := Project{Name: "quiet", Namespaces: []Namespace{{Name: "ns1", Link: "nsr-ns1", Address: netip.MustParsePrefix("10.9.0.2/24"), Egress: true}}}
+	up := applied(t, clean, UpScript(clean, p))
+	if up.Chain("nat", "NSR-quiet-DNAT") == nil || UpScript(up, p) != "" {
+		t.Errorf("a project without ports: %s", UpScript(clean, p))
+	}
+}

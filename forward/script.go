@@ -85,12 +85,19 @@ func UpScript(snap *Snapshot, p Project) string {
 	}
 	replaceChain(s, snap, "filter", ChainInput, []Rule{Guard()})
 	rules := Rules(p)
+	ch := ProjectChains(p.Name)
+	// The project's three chains exist even when empty: the jumps need them.
+	chains := [][2]string{{"nat", ch.DNAT}, {"nat", ch.Post}, {"filter", ch.Forward}}
 	for _, tc := range ruleChains(rules) {
+		if !slices.Contains(chains, tc) {
+			chains = append(chains, tc)
+		}
+	}
+	for _, tc := range chains {
 		replaceChain(s, snap, tc[0], tc[1], inChain(rules, tc[1]))
 	}
 	// Sub-chains of the dispatch tree that are no longer used go, once the
 	// chains that jumped to them are rewritten.
-	ch := ProjectChains(p.Name)
 	for name := range snap.Tables["nat"] {
 		if isSubChain(ch, name) && len(inChain(rules, name)) == 0 {
 			s.remove("nat", name)
