@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -43,9 +44,10 @@ func (l Listener) String() string {
 	return fmt.Sprintf("%s (pid %d)", l.Command, l.PID)
 }
 
-// Listeners lists the host's bound sockets from /proc/net/{tcp,udp}{,6},
-// each with the process that holds it when it can be found.
-func Listeners() ([]Listener, error) {
+// Listeners lists the host's sockets bound to any of the ports (all of
+// them when ports is nil), from /proc/net/{tcp,udp}{,6}, each with the
+// process that holds it when it can be found.
+func Listeners(ports []specs.Port) ([]Listener, error) {
 	var out []Listener
 	for _, src := range []struct {
 		file  string
@@ -63,9 +65,16 @@ func Listeners() ([]Listener, error) {
 		if err != nil {
 			return nil, fmt.Errorf("/proc/net/%s: %w", src.file, err)
 		}
-		out = append(out, ls...)
+		for _, l := range ls {
+			if ports == nil || slices.ContainsFunc(ports, l.Blocks) {
+				out = append(out, l)
+			}
+		}
 	}
-	owners := socketOwners()
+	if len(out) == 0 {
+		return nil, nil
+	}
+	owners := socketOwners() // every process's descriptors: only when needed
 	for i := range out {
 		if pid, ok := owners[out[i].Inode]; ok {
 			out[i].PID = pid

@@ -1,6 +1,7 @@
 package forward
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -61,7 +62,7 @@ func TestListenersFindsThisProcess(t *testing.T) {
 	}
 	defer ln.Close()
 	p := uint16(ln.Addr().(*net.TCPAddr).Port)
-	ls, err := Listeners()
+	ls, err := Listeners(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,4 +75,20 @@ func TestListenersFindsThisProcess(t *testing.T) {
 		}
 	}
 	t.Errorf("listener on port %d not found among %d", p, len(ls))
+}
+
+func TestListenersOnPortsOnly(t *testing.T) {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	p := ln.Addr().(*net.TCPAddr).Port
+	ls, err := Listeners([]specs.Port{port(t, fmt.Sprintf("%d:80", p))})
+	if err != nil || len(ls) != 1 || ls[0].PID != os.Getpid() {
+		t.Errorf("Listeners on port %d = %+v, %v", p, ls, err)
+	}
+	if ls, _ := Listeners([]specs.Port{port(t, fmt.Sprintf("%d:80/udp", p))}); len(ls) != 0 {
+		t.Errorf("a TCP listener blocks a UDP port: %+v", ls)
+	}
 }

@@ -23,7 +23,7 @@ type Engine struct {
 	System      System
 	Sweeper     Sweeper
 	Supervision Supervision
-	Observe     func() (Observed, error)
+	Observe     func(published []specs.Port) (Observed, error)
 	Backend     forward.Backend
 	Progress    func(Step) // called after each step; may be nil
 	Waiting     func()     // called once when another nsrun holds the lock; may be nil
@@ -71,7 +71,7 @@ func (e *Engine) Up(ctx context.Context, s *specs.Spec) (*State, error) {
 	if err != nil {
 		return nil, err
 	}
-	obs, err := e.Observe()
+	obs, err := e.Observe(publishedPorts(s))
 	if err != nil {
 		return nil, err
 	}
@@ -152,11 +152,8 @@ func (e *Engine) down(ctx context.Context, project string) (bool, error) {
 	ex := &executor{ctx: ctx, sys: e.System, store: e.Store, progress: e.Progress}
 	// The supervisor first, so nothing is restarted while it all goes; the
 	// namespaces' process lists catch whatever it leaves (say, after kill -9).
-	errs := []error{e.Supervision.Stop(e.Store.ProjectDir(project))}
-	for _, s := range PlanDown(recorded) {
-		errs = append(errs, ex.run([]Step{s})) // go on: remove as much as possible
-	}
-	if err := errors.Join(errs...); err != nil {
+	err = errors.Join(e.Supervision.Stop(e.Store.ProjectDir(project)), ex.runAll(PlanDown(recorded)))
+	if err != nil {
 		return true, fmt.Errorf("%w\nthe record is kept; run 'sudo nsrun down -p %s' again once the cause is fixed", err, project)
 	}
 	return true, errors.Join(e.Store.Remove(project), e.finishIfLast())
@@ -230,4 +227,13 @@ func (e *Engine) finishIfLast() error {
 		}
 	}
 	return e.Store.RemoveAll()
+}
+
+// publishedPorts lists every port a spec publishes.
+func publishedPorts(s *specs.Spec) []specs.Port {
+	var out []specs.Port
+	for _, ns := range s.Namespaces {
+		out = append(out, ns.Ports...)
+	}
+	return out
 }

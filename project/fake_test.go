@@ -6,6 +6,7 @@ import (
 	"maps"
 	"net/netip"
 	"slices"
+	"sync"
 
 	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/specs"
@@ -16,6 +17,7 @@ import (
 // fakeSystem is an in-memory host that enforces what the kernel would
 // (a link needs its namespace) and can fail its k-th change.
 type fakeSystem struct {
+	mu         sync.Mutex // steps run in parallel
 	ipForward  string
 	namespaces map[string]bool
 	links      map[string]veth.Pair
@@ -32,6 +34,8 @@ func newFake() *fakeSystem {
 
 // fingerprint is the fake host's state, for comparing before and after.
 func (f *fakeSystem) fingerprint() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	return fmt.Sprint(f.ipForward, slices.Sorted(maps.Keys(f.namespaces)), slices.Sorted(maps.Keys(f.links)), slices.Sorted(maps.Keys(f.forwards)))
 }
 
@@ -47,8 +51,14 @@ func (f *fakeSystem) change(what string) error {
 	return nil
 }
 
-func (f *fakeSystem) IPForward() (string, error) { return f.ipForward, nil }
+func (f *fakeSystem) IPForward() (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.ipForward, nil
+}
 func (f *fakeSystem) SetIPForward(v string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	if err := f.change("sysctl " + v); err != nil {
 		return err
 	}
@@ -56,6 +66,8 @@ func (f *fakeSystem) SetIPForward(v string) error {
 	return nil
 }
 func (f *fakeSystem) CreateNamespace(name string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	if f.namespaces[name] {
 		return fmt.Errorf("netns %q exists", name)
 	}
@@ -66,14 +78,22 @@ func (f *fakeSystem) CreateNamespace(name string) error {
 	return nil
 }
 func (f *fakeSystem) DeleteNamespace(name string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	if err := f.change("netns del " + name); err != nil {
 		return err
 	}
 	delete(f.namespaces, name)
 	return nil
 }
-func (f *fakeSystem) KillNamespace(name string) error { return f.change("kill " + name) }
+func (f *fakeSystem) KillNamespace(name string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.change("kill " + name)
+}
 func (f *fakeSystem) EnsureLink(p veth.Pair) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	if !f.namespaces[p.Namespace] {
 		return fmt.Errorf("netns %q does not exist", p.Namespace)
 	}
@@ -84,12 +104,20 @@ func (f *fakeSystem) EnsureLink(p veth.Pair) error {
 	return nil
 }
 func (f *fakeSystem) LinkGone(name string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	if _, ok := f.links[name]; !ok {
 		return nil
 	}
-	return f.DeleteLink(name)
+	if err := f.change("link del " + name); err != nil {
+		return err
+	}
+	delete(f.links, name)
+	return nil
 }
 func (f *fakeSystem) DeleteLink(name string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	if err := f.change("link del " + name); err != nil {
 		return err
 	}
@@ -97,6 +125,8 @@ func (f *fakeSystem) DeleteLink(name string) error {
 	return nil
 }
 func (f *fakeSystem) ApplyForwards(ctx context.Context, p forward.Project) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	if ctx.Err() != nil {
 		return ctx.Err() // as iptables-restore run with a cancelled context
 	}
@@ -107,6 +137,8 @@ func (f *fakeSystem) ApplyForwards(ctx context.Context, p forward.Project) error
 	return nil
 }
 func (f *fakeSystem) RemoveForwards(ctx context.Context, project string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
@@ -116,9 +148,15 @@ func (f *fakeSystem) RemoveForwards(ctx context.Context, project string) error {
 	delete(f.forwards, project)
 	return nil
 }
-func (f *fakeSystem) FlushUDP([]specs.PortRange) error { return f.change("conntrack") }
+func (f *fakeSystem) FlushUDP([]specs.PortRange) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.change("conntrack")
+}
 
 func (f *fakeSystem) LabelledLinks() ([]veth.Labelled, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	var out []veth.Labelled
 	for name, p := range f.links {
 		if project, ns, ok := veth.ParseLabel(p.Alias); ok {
@@ -128,11 +166,15 @@ func (f *fakeSystem) LabelledLinks() ([]veth.Labelled, error) {
 	return out, nil
 }
 func (f *fakeSystem) SweepFirewall(context.Context) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	f.forwards = map[string]forward.Project{}
 	return nil
 }
 
-func (f *fakeSystem) observe() (Observed, error) {
+func (f *fakeSystem) observe([]specs.Port) (Observed, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	obs := Observed{Links: map[string]string{}}
 	obs.Namespaces = slices.Sorted(maps.Keys(f.namespaces))
 	for name, p := range f.links {
@@ -141,8 +183,16 @@ func (f *fakeSystem) observe() (Observed, error) {
 	return obs, nil
 }
 
-func (f *fakeSystem) WriteEtc(ns string, _ map[string]string) error { return f.change("etc " + ns) }
-func (f *fakeSystem) RemoveEtc(ns string) error                     { return f.change("etc del " + ns) }
+func (f *fakeSystem) WriteEtc(ns string, _ map[string]string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.change("etc " + ns)
+}
+func (f *fakeSystem) RemoveEtc(ns string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.change("etc del " + ns)
+}
 
 // fakeSupervision records the plans it is given.
 type fakeSupervision struct{ plans []supervise.Plan }

@@ -152,7 +152,7 @@ func (l *lab) refuse(reply string, err error, what string) {
 // freePorts returns n host ports that nothing is bound to.
 func freePorts(t *testing.T, n int) []int {
 	t.Helper()
-	listeners, err := forward.Listeners()
+	listeners, err := forward.Listeners(nil)
 	if err != nil {
 		t.Fatal(err)
 	}

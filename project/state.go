@@ -174,7 +174,9 @@ func DecodeState(project string, data []byte) (*State, error) {
 }
 
 // Save writes a project's state atomically (a temporary file renamed over
-// the old one), in a directory only root can read.
+// the old one), in a directory only root can read. It does not fsync: the
+// record lives in /run, and a power loss takes the namespaces and rules it
+// describes with it.
 func (st Store) Save(s *State) error {
 	dir := st.ProjectDir(s.Project)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -190,10 +192,6 @@ func (st Store) Save(s *State) error {
 	}
 	defer os.Remove(tmp.Name())
 	if _, err := tmp.Write(append(data, '\n')); err != nil {
-		tmp.Close()
-		return fmt.Errorf("writing state: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
 		tmp.Close()
 		return fmt.Errorf("writing state: %w", err)
 	}

@@ -53,8 +53,9 @@ func (k Kernel) RemoveForwards(ctx context.Context, project string) error {
 	return k.Firewall.Apply(ctx, forward.DownScript(snap, project))
 }
 
-// Observe reads what exists on the host before any change.
-func Observe() (Observed, error) {
+// Observe reads what exists on the host before any change; of the bound
+// sockets, those on the ports to be published, with their processes.
+func Observe(published []specs.Port) (Observed, error) {
 	var obs Observed
 	var err error
 	if obs.Namespaces, err = netns.List(); err != nil {
@@ -68,7 +69,7 @@ func Observe() (Observed, error) {
 	if obs.Prefixes, err = veth.HostPrefixes(); err != nil {
 		return obs, err
 	}
-	if obs.Listeners, err = forward.Listeners(); err != nil {
+	if obs.Listeners, err = forward.Listeners(published); err != nil {
 		return obs, err
 	}
 	hostResolv, _ := os.ReadFile("/etc/resolv.conf")

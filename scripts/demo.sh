@@ -35,7 +35,7 @@ say "installing what is missing"
 scripts/install-deps.sh
 
 say "building nsrun"
-go build -o bin/nsrun ./cmd/nsrun
+CGO_ENABLED=0 go build -o bin/nsrun ./cmd/nsrun
 nsrun=bin/nsrun
 spec=specs/examples/blog.yaml
 

@@ -50,48 +50,57 @@ var ErrForeign = errors.New("interface exists and is not an nsrun veth")
 // sides up and sets the default route inside. It changes nothing that is
 // already right.
 func Ensure(p Pair) error {
+	hh, err := netlink.NewHandle()
+	if err != nil {
+		return fmt.Errorf("netlink handle: %w", err)
+	}
+	defer hh.Close()
 	nh, err := netns.Netlink(p.Namespace)
 	if err != nil {
 		return err
 	}
 	defer nh.Close()
-	host, err := ensureLink(p, nh)
+	host, fresh, err := ensureLink(p, hh, nh)
 	if err != nil {
 		return err
 	}
-	if err := ensureHostSide(p, host); err != nil {
+	if err := ensureHostSide(p, hh, host, fresh); err != nil {
 		return err
 	}
-	return ensurePeerSide(p, nh)
+	return ensurePeerSide(p, nh, fresh)
 }
 
 // ensureLink returns the host side, creating the pair when it is missing
-// or when its peer is not inside the namespace.
-func ensureLink(p Pair, nh *netlink.Handle) (netlink.Link, error) {
-	host, err := netlink.LinkByName(p.Host)
+// or when its peer is not inside the namespace; fresh reports a new pair.
+func ensureLink(p Pair, hh, nh *netlink.Handle) (link netlink.Link, fresh bool, err error) {
+	host, err := hh.LinkByName(p.Host)
 	var notFound netlink.LinkNotFoundError
 	switch {
 	case errors.As(err, &notFound):
-		return create(p)
+		link, err := create(p, hh)
+		return link, true, err
 	case err != nil:
-		return nil, fmt.Errorf("looking up link %q: %w", p.Host, err)
+		return nil, false, fmt.Errorf("looking up link %q: %w", p.Host, err)
 	case host.Type() != "veth":
-		return nil, fmt.Errorf("link %q is a %s: %w; rename the namespace or remove the link", p.Host, host.Type(), ErrForeign)
+		return nil, false, fmt.Errorf("link %q is a %s: %w; rename the namespace or remove the link", p.Host, host.Type(), ErrForeign)
 	}
 	if peer, err := nh.LinkByName(p.Peer); err == nil && peer.Attrs().ParentIndex == host.Attrs().Index {
-		return host, nil
+		return host, false, nil
 	}
 	if host.Attrs().Alias != p.Alias {
-		return nil, fmt.Errorf("link %q joins another namespace and is labelled %q: %w", p.Host, host.Attrs().Alias, ErrForeign)
+		return nil, false, fmt.Errorf("link %q joins another namespace and is labelled %q: %w", p.Host, host.Attrs().Alias, ErrForeign)
 	}
 	// Ours, but its peer is gone or elsewhere: make it again.
 	if err := Delete(p.Host); err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	return create(p)
+	link, err = create(p, hh)
+	return link, true, err
 }
 
-func create(p Pair) (netlink.Link, error) {
+// create makes the pair, the peer directly inside the namespace (moving
+// it there afterwards would wait on the network stack), the host side up.
+func create(p Pair, hh *netlink.Handle) (netlink.Link, error) {
 	ns, err := netns.Handle(p.Namespace)
 	if err != nil {
 		return nil, err
@@ -99,29 +108,25 @@ func create(p Pair) (netlink.Link, error) {
 	defer ns.Close()
 	attrs := netlink.NewLinkAttrs()
 	attrs.Name = p.Host
+	attrs.Flags = net.FlagUp
 	link := &netlink.Veth{LinkAttrs: attrs, PeerName: p.Peer, PeerNamespace: netlink.NsFd(int(ns))}
-	if err := netlink.LinkAdd(link); err != nil {
+	if err := hh.LinkAdd(link); err != nil {
 		return nil, fmt.Errorf("creating veth %q with peer %q in netns %q: %w", p.Host, p.Peer, p.Namespace, err)
 	}
-	host, err := netlink.LinkByName(p.Host)
+	host, err := hh.LinkByName(p.Host)
 	if err != nil {
 		return nil, fmt.Errorf("looking up new veth %q: %w", p.Host, err)
 	}
 	return host, nil
 }
 
-func ensureHostSide(p Pair, host netlink.Link) error {
+func ensureHostSide(p Pair, hh *netlink.Handle, host netlink.Link, fresh bool) error {
 	if host.Attrs().Alias != p.Alias {
-		if err := netlink.LinkSetAlias(host, p.Alias); err != nil {
+		if err := hh.LinkSetAlias(host, p.Alias); err != nil {
 			return fmt.Errorf("labelling link %q: %w", p.Host, err)
 		}
 	}
-	hh, err := netlink.NewHandle()
-	if err != nil {
-		return fmt.Errorf("netlink handle: %w", err)
-	}
-	defer hh.Close()
-	if err := ensureAddr(hh, host, p.HostAddr); err != nil {
+	if err := setAddr(hh, host, p.HostAddr, fresh); err != nil {
 		return err
 	}
 	// route_localnet lets DNAT'd connections from 127.0.0.0/8 leave through
@@ -129,24 +134,28 @@ func ensureHostSide(p Pair, host netlink.Link) error {
 	if err := SetLinkSysctl(p.Host, "route_localnet", "1"); err != nil {
 		return err
 	}
-	if err := netlink.LinkSetUp(host); err != nil {
-		return fmt.Errorf("setting link %q up: %w", p.Host, err)
+	if host.Attrs().Flags&net.FlagUp == 0 {
+		if err := hh.LinkSetUp(host); err != nil {
+			return fmt.Errorf("setting link %q up: %w", p.Host, err)
+		}
 	}
 	return nil
 }
 
-func ensurePeerSide(p Pair, nh *netlink.Handle) error {
+func ensurePeerSide(p Pair, nh *netlink.Handle, fresh bool) error {
 	peer, err := nh.LinkByName(p.Peer)
 	if err != nil {
 		return fmt.Errorf("looking up %q in netns %q: %w", p.Peer, p.Namespace, err)
 	}
-	if err := ensureAddr(nh, peer, p.PeerAddr); err != nil {
+	if err := setAddr(nh, peer, p.PeerAddr, fresh); err != nil {
 		return fmt.Errorf("netns %q: %w", p.Namespace, err)
 	}
-	if err := nh.LinkSetUp(peer); err != nil {
-		return fmt.Errorf("setting %q up in netns %q: %w", p.Peer, p.Namespace, err)
+	if peer.Attrs().Flags&net.FlagUp == 0 {
+		if err := nh.LinkSetUp(peer); err != nil {
+			return fmt.Errorf("setting %q up in netns %q: %w", p.Peer, p.Namespace, err)
+		}
 	}
-	if lo, err := nh.LinkByName("lo"); err == nil {
+	if lo, err := nh.LinkByName("lo"); err == nil && lo.Attrs().Flags&net.FlagUp == 0 {
 		if err := nh.LinkSetUp(lo); err != nil {
 			return fmt.Errorf("setting lo up in netns %q: %w", p.Namespace, err)
 		}
@@ -154,6 +163,19 @@ func ensurePeerSide(p Pair, nh *netlink.Handle) error {
 	route := &netlink.Route{LinkIndex: peer.Attrs().Index, Gw: net.IP(p.HostAddr.Addr().AsSlice()), Dst: nil}
 	if err := nh.RouteReplace(route); err != nil {
 		return fmt.Errorf("default route via %s in netns %q: %w", p.HostAddr.Addr(), p.Namespace, err)
+	}
+	return nil
+}
+
+// setAddr gives a link its address: on a fresh link it just adds it, on
+// an old one it makes it the only IPv4 address.
+func setAddr(h *netlink.Handle, link netlink.Link, want netip.Prefix, fresh bool) error {
+	if !fresh {
+		return ensureAddr(h, link, want)
+	}
+	addr := &netlink.Addr{IPNet: &net.IPNet{IP: net.IP(want.Addr().AsSlice()), Mask: net.CIDRMask(want.Bits(), 32)}}
+	if err := h.AddrAdd(link, addr); err != nil && !errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("adding address %s to %q: %w", want, link.Attrs().Name, err)
 	}
 	return nil
 }

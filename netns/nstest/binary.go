@@ -31,6 +31,7 @@ func Binary(t testing.TB) string {
 		_, file, _, _ := runtime.Caller(0)
 		root := filepath.Join(filepath.Dir(file), "..", "..")
 		cmd := exec.Command("go", "build", "-o", build.path, "./cmd/nsrun")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0") // as released: static, quicker to start
 		cmd.Dir = root
 		build.out, build.err = cmd.CombinedOutput()
 	})

@@ -1,0 +1,214 @@
+#!/usr/bin/env bash
+# Benchmarks nsrun side by side with the manual method and a userland
+# proxy, in one run, as ratios (this machine is shared and noisy):
+#
+#   sudo scripts/bench.sh [--quick]
+#
+# 1. up and down of N namespaces with one published port each (N = 1, 10,
+#    100), against the same setup done the manual way: one ip / iptables /
+#    sysctl call per step, as the classic lab notes do;
+# 2. the data path: HTTP requests/s with wrk (keep-alive and
+#    Connection: close) through the published port, straight to the
+#    namespace's address, and through socat; iperf3 throughput through the
+#    published port and through socat;
+# 3. new connections/s to the last of 100 published ports against the first;
+# 4. 'nsrun exec NS -- true' against 'ip netns exec NS true';
+# 5. the supervisor's memory with 10 processes.
+#
+# It installs wrk, iperf3, socat and hyperfine from Debian when missing,
+# prints a table of medians and ratios, and leaves nothing behind.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+quick=false
+[[ ${1:-} == --quick ]] && quick=true
+if [[ $(id -u) -ne 0 ]]; then
+	echo "bench.sh creates namespaces and firewall rules; run it as root: sudo $0" >&2
+	exit 1
+fi
+scripts/install-deps.sh
+need=()
+for tool in wrk iperf3 socat hyperfine; do command -v "$tool" >/dev/null || need+=("$tool"); done
+if ((${#need[@]} > 0)); then
+	echo "bench.sh: installing ${need[*]}" >&2
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+work=$(mktemp -d)
+CGO_ENABLED=0 go build -o bin/nsrun ./cmd/nsrun
+go build -o "$work/benchserver" ./scripts/benchserver
+nsrun=$PWD/bin/nsrun
+runs=5 secs=5
+$quick && runs=3 secs=2
+
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	for p in bench1 bench10 bench100 benchdata benchscale benchmem; do
+		"$nsrun" down -q -p "$p" >/dev/null 2>&1 || true
+	done
+	[[ -f $work/manual-down.sh ]] && bash "$work/manual-down.sh" >/dev/null 2>&1 || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+median() { python3 -c 'import sys,statistics; print(statistics.median(float(x) for x in sys.argv[1:]))' "$@"; }
+ratio() { python3 -c 'import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print(f"{a/b:.2f}x" if b else "n/a")' "$1" "$2"; }
+hyper() { # hyper PREPARE COMMAND -> median seconds
+	hyperfine -N --runs "$runs" --prepare "$1" --export-json "$work/h.json" "$2" >/dev/null 2>&1 || hyperfine --runs "$runs" --prepare "$1" --export-json "$work/h.json" "$2" >/dev/null
+	python3 -c 'import json; print(json.load(open("'"$work"'/h.json"))["results"][0]["median"])'
+}
+rows=()
+row() { rows+=("$(printf '%-52s %14s %14s %9s %s' "$@")"); }
+
+# --- 1. up and down at scale ------------------------------------------------
+spec_n() { # spec_n N: N namespaces, one published port each, no processes
+	echo "name: bench$1"
+	echo "subnet: 10.240.0.0/16"
+	echo "namespaces:"
+	for ((i = 0; i < $1; i++)); do echo "  b$1x$i: {ports: [\"$((30000 + i)):8080\"]}"; done
+}
+manual_n() { # manual_n N: the same by hand, one command per step
+	local n=$1
+	echo "sysctl -qw net.ipv4.ip_forward=1"
+	for ((i = 0; i < n; i++)); do
+		local ns=m$1x$i h=mh$1x$i a=10.241.$((i / 64)).$(((i % 64) * 4))
+		local host=${a%.*}.$((${a##*.} + 1)) peer=${a%.*}.$((${a##*.} + 2))
+		echo "ip netns add $ns"
+		echo "ip -n $ns link set lo up"
+		echo "ip link add $h type veth peer name eth0 netns $ns"
+		echo "ip addr add $host/30 dev $h"
+		echo "ip link set $h up"
+		echo "sysctl -qw net.ipv4.conf.$h.route_localnet=1"
+		echo "ip -n $ns addr add $peer/30 dev eth0"
+		echo "ip -n $ns link set eth0 up"
+		echo "ip -n $ns route add default via $host"
+		echo "iptables -t nat -A PREROUTING -p tcp --dport $((31000 + i)) -m addrtype --dst-type LOCAL -j DNAT --to-destination $peer:8080"
+		echo "iptables -t nat -A OUTPUT -p tcp --dport $((31000 + i)) -m addrtype --dst-type LOCAL -j DNAT --to-destination $peer:8080"
+		echo "iptables -t nat -A POSTROUTING -s $a/30 ! -o $h -j MASQUERADE"
+		echo "iptables -A FORWARD -o $h -m conntrack --ctstate RELATED,ESTABLISHED,DNAT -j ACCEPT"
+		echo "iptables -A FORWARD -i $h -j ACCEPT"
+	done
+}
+manual_down_n() {
+	local n=$1
+	for ((i = 0; i < n; i++)); do
+		local h=mh$1x$i a=10.241.$((i / 64)).$(((i % 64) * 4))
+		local peer=${a%.*}.$((${a##*.} + 2))
+		echo "iptables -t nat -D PREROUTING -p tcp --dport $((31000 + i)) -m addrtype --dst-type LOCAL -j DNAT --to-destination $peer:8080"
+		echo "iptables -t nat -D OUTPUT -p tcp --dport $((31000 + i)) -m addrtype --dst-type LOCAL -j DNAT --to-destination $peer:8080"
+		echo "iptables -t nat -D POSTROUTING -s $a/30 ! -o $h -j MASQUERADE"
+		echo "iptables -D FORWARD -o $h -m conntrack --ctstate RELATED,ESTABLISHED,DNAT -j ACCEPT"
+		echo "iptables -D FORWARD -i $h -j ACCEPT"
+		echo "ip link del $h"
+		echo "ip netns del m$1x$i"
+	done
+	echo "sysctl -qw net.ipv4.ip_forward=$(sysctl -n net.ipv4.ip_forward)"
+}
+
+declare -A upms
+for n in 1 10 100; do
+	spec_n "$n" >"$work/bench$n.yaml"
+	manual_n "$n" >"$work/manual-up.sh"
+	manual_down_n "$n" >"$work/manual-down.sh"
+	nsrun_up=$(hyper "$nsrun down -q -p bench$n" "$nsrun up -q $work/bench$n.yaml")
+	nsrun_down=$(hyper "$nsrun up -q $work/bench$n.yaml" "$nsrun down -q -p bench$n")
+	manual_up=$(hyper "bash $work/manual-down.sh" "bash $work/manual-up.sh")
+	manual_down=$(hyper "bash $work/manual-up.sh" "bash $work/manual-down.sh")
+	bash "$work/manual-down.sh" >/dev/null 2>&1 || true
+	upms[$n]=$nsrun_up
+	row "up, $n namespace(s) (nsrun vs manual, ms)" "$(median "$nsrun_up" | awk '{printf "%.1f", $1*1000}')" "$(awk -v x="$manual_up" 'BEGIN{printf "%.1f", x*1000}')" "$(ratio "$manual_up" "$nsrun_up")" "faster (target at N=100: >= 10x)"
+	row "down, $n namespace(s) (nsrun vs manual, ms)" "$(awk -v x="$nsrun_down" 'BEGIN{printf "%.1f", x*1000}')" "$(awk -v x="$manual_down" 'BEGIN{printf "%.1f", x*1000}')" "$(ratio "$manual_down" "$nsrun_down")" "faster (target at N=100: >= 10x)"
+done
+rm -f "$work/manual-down.sh"
+per_ns=$(python3 -c "print(f'{(${upms[100]}-${upms[1]})/99*1000:.2f}')")
+row "up, extra time per extra namespace (ms)" "$per_ns" "" "" "(target: about 5 ms or less)"
+
+# --- 2. the data path -------------------------------------------------------
+cat >"$work/data.yaml" <<YAML
+name: benchdata
+subnet: 10.242.0.0/16
+namespaces:
+  benchd:
+    ports: ["6500:8080", "6501:5201"]
+    run:
+      - {name: web, command: ["$work/benchserver", "-addr", ":8080"], ready: {tcp: 8080}}
+      - {name: iperf, command: [iperf3, -s, -p, "5201"], ready: {tcp: 5201}}
+YAML
+"$nsrun" up -q "$work/data.yaml" >/dev/null
+addr=$("$nsrun" status -p benchdata -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["projects"][0]["namespaces"][0]["ports"][0]["address"])')
+socat TCP-LISTEN:6600,fork,reuseaddr "TCP:$addr:8080" &
+pids+=($!)
+socat TCP-LISTEN:6601,fork,reuseaddr "TCP:$addr:5201" &
+pids+=($!)
+sleep 0.5
+rps() { # rps URL [HEADER] -> requests/s
+	wrk -t2 -c32 -d"${secs}s" ${2:+-H "$2"} "$1" | awk '/Requests\/sec/ {print $2}'
+}
+declare -A r
+for mode in keepalive close; do
+	header=""
+	[[ $mode == close ]] && header="Connection: close"
+	for target in published direct socat; do r[$mode$target]=""; done
+	for ((i = 0; i < 3; i++)); do # interleaved, so drift of the machine hits all alike
+		r[${mode}published]+=" $(rps http://127.0.0.1:6500/ "$header")"
+		r[${mode}direct]+=" $(rps "http://$addr:8080/" "$header")"
+		r[${mode}socat]+=" $(rps http://127.0.0.1:6600/ "$header")"
+	done
+	pub=$(median ${r[${mode}published]}) dir=$(median ${r[${mode}direct]}) soc=$(median ${r[${mode}socat]})
+	row "HTTP req/s, $mode: published port vs direct" "$pub" "$dir" "$(ratio "$pub" "$dir")" "(target: >= 0.95x)"
+	row "HTTP req/s, $mode: published port vs socat" "$pub" "$soc" "$(ratio "$pub" "$soc")" "(target: >= 1.5x)"
+done
+bps() { iperf3 -c 127.0.0.1 -p "$1" -t "$secs" -J | python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"])'; }
+ip_pub="" ip_soc=""
+for ((i = 0; i < 3; i++)); do ip_pub+=" $(bps 6501)"; ip_soc+=" $(bps 6601)"; done
+pub=$(median $ip_pub) soc=$(median $ip_soc)
+row "iperf3 Gbit/s: published port vs socat" "$(awk -v x="$pub" 'BEGIN{printf "%.2f", x/1e9}')" "$(awk -v x="$soc" 'BEGIN{printf "%.2f", x/1e9}')" "$(ratio "$pub" "$soc")" "(target: >= 3x)"
+
+# --- 4. exec startup ---------------------------------------------------------
+hyperfine -N --warmup 3 --runs 30 --export-json "$work/e.json" "$nsrun exec benchd true" "ip netns exec benchd true" >/dev/null 2>&1 ||
+	hyperfine --warmup 3 --runs 30 --export-json "$work/e.json" "$nsrun exec benchd true" "ip netns exec benchd true" >/dev/null
+read -r ex ipx < <(python3 -c 'import json; r=json.load(open("'"$work"'/e.json"))["results"]; print(r[0]["median"], r[1]["median"])')
+row "exec startup, ms: nsrun exec vs ip netns exec" "$(awk -v x="$ex" 'BEGIN{printf "%.2f", x*1000}')" "$(awk -v x="$ipx" 'BEGIN{printf "%.2f", x*1000}')" "$(ratio "$ipx" "$ex")" "(target: >= 1x)"
+for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+pids=()
+"$nsrun" down -q -p benchdata >/dev/null
+
+# --- 3. the last of 100 published ports --------------------------------------
+{
+	echo "name: benchscale"
+	echo "subnet: 10.243.0.0/16"
+	echo "namespaces:"
+	echo "  benchs:"
+	echo "    ports: [$(for ((i = 0; i < 100; i++)); do printf '"%d:8080",' $((6700 + i)); done | sed 's/,$//')]"
+	echo "    run: [{name: web, command: [\"$work/benchserver\", \"-addr\", \":8080\"], ready: {tcp: 8080}}]"
+} >"$work/scale.yaml"
+"$nsrun" up -q "$work/scale.yaml" >/dev/null
+first="" last=""
+for ((i = 0; i < 3; i++)); do
+	first+=" $(rps http://127.0.0.1:6700/ "Connection: close")"
+	last+=" $(rps http://127.0.0.1:6799/ "Connection: close")"
+done
+f=$(median $first) l=$(median $last)
+row "new connections/s: last vs first of 100 ports" "$l" "$f" "$(ratio "$l" "$f")" "(target: >= 0.95x)"
+"$nsrun" down -q -p benchscale >/dev/null
+
+# --- 5. the supervisor's memory -----------------------------------------------
+{
+	echo "name: benchmem"
+	echo "subnet: 10.244.0.0/16"
+	echo "namespaces:"
+	echo "  benchm:"
+	echo "    run:"
+	for ((i = 0; i < 10; i++)); do echo "      - {name: p$i, command: [sleep, \"600\"]}"; done
+} >"$work/mem.yaml"
+"$nsrun" up -q "$work/mem.yaml" >/dev/null
+sup=$("$nsrun" status -p benchmem -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["projects"][0]["supervisor"]["pid"])')
+rss=$(awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$sup/status")
+row "supervisor RSS with 10 processes (MiB)" "$rss" "" "" "(target: < 20)"
+"$nsrun" down -q -p benchmem >/dev/null
+
+printf '\n%-52s %14s %14s %9s %s\n' "measure" "nsrun" "other" "ratio" ""
+printf '%s\n' "${rows[@]}"
+echo
+echo "machine: $(nproc) cores, $(uname -r), $(iptables --version), $(date -u +%Y-%m-%d)"
