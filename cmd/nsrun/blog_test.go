@@ -70,9 +70,16 @@ func TestBlogExample(t *testing.T) {
 		if resp.StatusCode != http.StatusOK || string(body) != "hello from "+ns+"\n" {
 			t.Errorf("GET 127.0.0.1:%s: %s %q; want hello from %s", port, resp.Status, body, ns)
 		}
-		// The request shows in the log of the namespace's own server.
+		// The request shows in the log of the namespace's own server, once
+		// the supervisor has copied it there.
 		log := supervise.LogPath("/run/nsrun/blog", ns, "web")
-		if tail := strings.Join(supervise.Tail(log, 20), "\n"); !strings.Contains(tail, "GET / HTTP/1.1") {
+		var tail string
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if tail = strings.Join(supervise.Tail(log, 20), "\n"); strings.Contains(tail, "GET / HTTP/1.1") {
+				break
+			}
+		}
+		if !strings.Contains(tail, "GET / HTTP/1.1") {
 			t.Errorf("%s's log lacks the request to port %s:\n%s", ns, port, tail)
 		}
 	}
