@@ -2,7 +2,6 @@ package forward
 
 import (
 	"fmt"
-	"slices"
 )
 
 // Drift reports how the firewall differs from what a project needs: each
@@ -10,8 +9,16 @@ import (
 // not render, one line per difference.
 func Drift(snap *Snapshot, p Project) []string {
 	var out []string
+	have := map[[2]string]map[string]bool{} // each chain's rules as a set: chains may hold thousands
 	missing := func(r Rule) {
-		if !snap.Has(r) {
+		key := [2]string{r.Table, r.Chain}
+		if have[key] == nil {
+			have[key] = map[string]bool{}
+			for _, line := range snap.Chain(r.Table, r.Chain).rules() {
+				have[key][line] = true
+			}
+		}
+		if !have[key][r.String()] {
 			out = append(out, fmt.Sprintf("rule missing from %s/%s: %s", r.Table, r.Chain, r))
 		}
 	}
@@ -26,21 +33,16 @@ func Drift(snap *Snapshot, p Project) []string {
 	for _, r := range rules {
 		missing(r)
 	}
+	rendered := map[string]bool{}
+	for _, r := range rules {
+		rendered[r.String()] = true
+	}
 	for _, tc := range projectChainsIn(snap, p.Name) {
-		want := lines(inChain(rules, tc[1]))
-		for _, have := range snap.Chain(tc[0], tc[1]).rules() {
-			if !slices.Contains(want, have) {
-				out = append(out, fmt.Sprintf("rule not made by nsrun in %s/%s: %s", tc[0], tc[1], have))
+		for _, line := range snap.Chain(tc[0], tc[1]).rules() {
+			if !rendered[line] {
+				out = append(out, fmt.Sprintf("rule not made by nsrun in %s/%s: %s", tc[0], tc[1], line))
 			}
 		}
-	}
-	return out
-}
-
-func lines(rules []Rule) []string {
-	out := make([]string, len(rules))
-	for i, r := range rules {
-		out[i] = r.String()
 	}
 	return out
 }

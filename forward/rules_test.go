@@ -455,3 +455,34 @@ func TestProjectWithoutPorts(t *testing.T) {
 		t.Errorf("a project without ports: %s", UpScript(clean, p))
 	}
 }
+
+func lines(rules []Rule) []string {
+	out := make([]string, len(rules))
+	for i, r := range rules {
+		out[i] = r.String()
+	}
+	return out
+}
+
+func TestDrift(t *testing.T) {
+	clean := emptySnapshot(t)
+	p := blog(t)
+	up := applied(t, clean, UpScript(clean, p))
+	if d := Drift(up, p); len(d) != 0 {
+		t.Fatalf("drift right after up: %v", d)
+	}
+	dnat := up.Chain("nat", "NSR-blog-DNAT")
+	removed := dnat.Rules[0]
+	dnat.Rules = append(dnat.Rules[1:], "-A NSR-blog-DNAT -p tcp -m tcp --dport 1 -j DNAT --to-destination 10.0.0.1:1")
+	d := Drift(up, p)
+	want := []string{
+		"rule missing from nat/NSR-blog-DNAT: " + removed,
+		"rule not made by nsrun in nat/NSR-blog-DNAT: -A NSR-blog-DNAT -p tcp -m tcp --dport 1 -j DNAT --to-destination 10.0.0.1:1",
+	}
+	if !slices.Equal(d, want) {
+		t.Errorf("Drift = %q\nwant %q", d, want)
+	}
+	if d := Drift(clean, p); len(d) < 10 {
+		t.Errorf("Drift of a clean host lists %d missing rules", len(d))
+	}
+}

@@ -158,7 +158,7 @@ func Netlink(name string) (*netlink.Handle, error) {
 		return nil, err
 	}
 	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns)
+	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE) // one socket; the default opens one per family
 	if err != nil {
 		return nil, fmt.Errorf("netlink handle in netns %q: %w", name, err)
 	}

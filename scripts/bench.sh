@@ -42,7 +42,12 @@ runs=5 secs=5
 $quick && runs=3 secs=2
 
 pids=()
+# Closed connections leave TIME_WAIT on the client side; reuse them on
+# every path alike (the default reuses them on loopback only).
+tw_reuse=$(sysctl -n net.ipv4.tcp_tw_reuse)
+sysctl -qw net.ipv4.tcp_tw_reuse=1
 cleanup() {
+	sysctl -qw net.ipv4.tcp_tw_reuse="$tw_reuse"
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
 	for p in bench1 bench10 bench100 benchdata benchscale benchmem; do
 		"$nsrun" down -q -p "$p" >/dev/null 2>&1 || true
@@ -132,14 +137,19 @@ namespaces:
   benchd:
     ports: ["6500:8080", "6501:5201"]
     run:
+      # One server port per path measured: connections closed on one path
+      # leave TIME_WAIT entries that would slow another path's new ones.
       - {name: web, command: ["$work/benchserver", "-addr", ":8080"], ready: {tcp: 8080}}
+      - {name: direct, command: ["$work/benchserver", "-addr", ":8081"], ready: {tcp: 8081}}
+      - {name: socat, command: ["$work/benchserver", "-addr", ":8082"], ready: {tcp: 8082}}
       - {name: iperf, command: [iperf3, -s, -p, "5201"], ready: {tcp: 5201}}
+      - {name: iperf2, command: [iperf3, -s, -p, "5202"], ready: {tcp: 5202}}
 YAML
 "$nsrun" up -q "$work/data.yaml" >/dev/null
 addr=$("$nsrun" status -p benchdata -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["projects"][0]["namespaces"][0]["ports"][0]["address"])')
-socat TCP-LISTEN:6600,fork,reuseaddr "TCP:$addr:8080" &
+socat TCP-LISTEN:6600,fork,reuseaddr "TCP:$addr:8082" &
 pids+=($!)
-socat TCP-LISTEN:6601,fork,reuseaddr "TCP:$addr:5201" &
+socat TCP-LISTEN:6601,fork,reuseaddr "TCP:$addr:5202" &
 pids+=($!)
 sleep 0.5
 rps() { # rps URL [HEADER] -> requests/s
@@ -152,7 +162,7 @@ for mode in keepalive close; do
 	for target in published direct socat; do r[$mode$target]=""; done
 	for ((i = 0; i < 3; i++)); do # interleaved, so drift of the machine hits all alike
 		r[${mode}published]+=" $(rps http://127.0.0.1:6500/ "$header")"
-		r[${mode}direct]+=" $(rps "http://$addr:8080/" "$header")"
+		r[${mode}direct]+=" $(rps "http://$addr:8081/" "$header")"
 		r[${mode}socat]+=" $(rps http://127.0.0.1:6600/ "$header")"
 	done
 	pub=$(median ${r[${mode}published]}) dir=$(median ${r[${mode}direct]}) soc=$(median ${r[${mode}socat]})
@@ -180,8 +190,11 @@ pids=()
 	echo "subnet: 10.243.0.0/16"
 	echo "namespaces:"
 	echo "  benchs:"
-	echo "    ports: [$(for ((i = 0; i < 100; i++)); do printf '"%d:8080",' $((6700 + i)); done | sed 's/,$//')]"
-	echo "    run: [{name: web, command: [\"$work/benchserver\", \"-addr\", \":8080\"], ready: {tcp: 8080}}]"
+	# The first 99 ports go to 8080, the last to 8081 (see TIME_WAIT above).
+	echo "    ports: [$(for ((i = 0; i < 99; i++)); do printf '"%d:8080",' $((6700 + i)); done) \"6799:8081\"]"
+	echo "    run:"
+	echo "      - {name: first, command: [\"$work/benchserver\", \"-addr\", \":8080\"], ready: {tcp: 8080}}"
+	echo "      - {name: last, command: [\"$work/benchserver\", \"-addr\", \":8081\"], ready: {tcp: 8081}}"
 } >"$work/scale.yaml"
 "$nsrun" up -q "$work/scale.yaml" >/dev/null
 first="" last=""

@@ -50,7 +50,7 @@ var ErrForeign = errors.New("interface exists and is not an nsrun veth")
 // sides up and sets the default route inside. It changes nothing that is
 // already right.
 func Ensure(p Pair) error {
-	hh, err := netlink.NewHandle()
+	hh, err := netlink.NewHandle(unix.NETLINK_ROUTE)
 	if err != nil {
 		return fmt.Errorf("netlink handle: %w", err)
 	}
