@@ -44,14 +44,20 @@ func BenchmarkUpScript1000(b *testing.B) {
 // diff against iptables-save finds nothing to do.
 func BenchmarkUpScriptUnchanged1000(b *testing.B) {
 	p := bigProject(b, 1000)
-	snap, err := ParseSave("*nat\n" + filterTable(Rules(p), "nat") + "COMMIT\n*filter\n" + filterTable(Rules(p), "filter") + "COMMIT\n")
-	if err != nil {
-		b.Fatal(err)
-	}
+	snap := savedSnapshot(b, p)
 	b.ReportAllocs()
 	for b.Loop() {
 		UpScript(snap, p)
 	}
+}
+
+// savedSnapshot is what iptables-save prints once p's rules are in place.
+func savedSnapshot(b *testing.B, p Project) *Snapshot {
+	snap, err := ParseSave("*nat\n" + filterTable(Rules(p), "nat") + "COMMIT\n*filter\n" + filterTable(Rules(p), "filter") + "COMMIT\n")
+	if err != nil {
+		b.Fatal(err)
+	}
+	return snap
 }
 
 func filterTable(rules []Rule, table string) string {
@@ -66,10 +72,7 @@ func filterTable(rules []Rule, table string) string {
 
 func BenchmarkDrift1000(b *testing.B) {
 	p := bigProject(b, 1000)
-	snap, err := ParseSave("*nat\n" + filterTable(Rules(p), "nat") + "COMMIT\n*filter\n" + filterTable(Rules(p), "filter") + "COMMIT\n")
-	if err != nil {
-		b.Fatal(err)
-	}
+	snap := savedSnapshot(b, p)
 	b.ReportAllocs()
 	for b.Loop() {
 		Drift(snap, p)
