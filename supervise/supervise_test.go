@@ -64,8 +64,10 @@ func TestExecArgs(t *testing.T) {
 	}
 	q := p
 	q.Env = []string{"A=2", "B=2"}
-	if p.Hash() == q.Hash() || p.Hash() != p.Hash() {
-		t.Error("Hash does not tell changed definitions apart")
+	same := p
+	same.Command = append([]string(nil), p.Command...)
+	if p.Hash() == q.Hash() || p.Hash() != same.Hash() {
+		t.Error("Hash does not tell changed definitions apart, or tells equal ones apart")
 	}
 }
 

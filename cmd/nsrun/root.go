@@ -117,8 +117,3 @@ func usageArgs(check cobra.PositionalArgs) cobra.PositionalArgs {
 		return nil
 	}
 }
-
-// notImplemented is the RunE of commands whose issue has not landed yet.
-func notImplemented(c *cobra.Command, _ []string) error {
-	return fmt.Errorf("'%s' is not implemented in this version yet; see 'nsrun --help' for the commands that are", c.CommandPath())
-}
