@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
+	"sync"
 
 	"github.com/vishvananda/netlink"
 	vnetns "github.com/vishvananda/netns"
@@ -78,9 +79,15 @@ func Create(name string) error {
 	return nil
 }
 
+// runDirMu serialises prepareRunDir: namespaces are created in parallel,
+// and two binds of /run/netns onto itself would stack.
+var runDirMu sync.Mutex
+
 // prepareRunDir makes /run/netns a shared mount, as iproute2 does, so a
 // namespace mounted there appears in every mount namespace.
 func prepareRunDir() error {
+	runDirMu.Lock()
+	defer runDirMu.Unlock()
 	if err := os.MkdirAll(RunDir, 0o755); err != nil {
 		return fmt.Errorf("creating %s: %w", RunDir, err)
 	}

@@ -136,3 +136,43 @@ func TestPidsAndKillAll(t *testing.T) {
 		t.Errorf("processes left: %v", left)
 	}
 }
+
+// TestParallelCreateMountsRunDirOnce: namespaces made at once bind
+// /run/netns onto itself once, not once per caller.
+func TestParallelCreateMountsRunDirOnce(t *testing.T) {
+	nstest.RequireRoot(t)
+	before := runDirMounts(t)
+	var names []string
+	for i := 0; i < 8; i++ {
+		names = append(names, nstest.Name("npc"))
+	}
+	errs := make(chan error, len(names))
+	for _, n := range names {
+		go func() { errs <- Create(n) }()
+	}
+	for range names {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	for _, n := range names {
+		Delete(n)
+	}
+	if after := runDirMounts(t); after > max(before, 1) {
+		t.Errorf("/run/netns is mounted %d times (was %d)", after, before)
+	}
+}
+
+func runDirMounts(t *testing.T) int {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && f[4] == RunDir {
+			n++
+		}
+	}
+	return n
+}

@@ -32,7 +32,12 @@ func Main(m *testing.M) {
 		os.Exit(code)
 	}
 	before := Snapshot()
+	_, err := os.Stat("/run/netns")
+	runDirBefore := err == nil
 	code := m.Run()
+	if !runDirBefore {
+		removeEmptyRunDir()
+	}
 	if left := leftoverProcesses(); len(left) > 0 {
 		fmt.Fprintf(os.Stderr, "FAIL: processes started by the tests are still running:\n%s\n", strings.Join(left, "\n"))
 		code = 1
@@ -196,4 +201,17 @@ func leftoverProcesses() []string {
 		}
 	}
 	return left
+}
+
+// removeEmptyRunDir removes /run/netns (a shared bind mount on itself, as
+// iproute2 makes it) when the tests created it and left it empty, so the
+// host is as before they ran.
+func removeEmptyRunDir() {
+	if entries, err := os.ReadDir("/run/netns"); err != nil || len(entries) > 0 {
+		return
+	}
+	for i := 0; i < 5 && exec.Command("mountpoint", "-q", "/run/netns").Run() == nil; i++ {
+		exec.Command("umount", "-l", "/run/netns").Run()
+	}
+	os.Remove("/run/netns")
 }
