@@ -42,6 +42,8 @@ runs=5 secs=5
 $quick && runs=3 secs=2
 
 pids=()
+had_run_netns=false
+[[ -d /run/netns ]] && had_run_netns=true
 # Closed connections leave TIME_WAIT on the client side; reuse them on
 # every path alike (the default reuses them on loopback only).
 tw_reuse=$(sysctl -n net.ipv4.tcp_tw_reuse)
@@ -54,6 +56,10 @@ cleanup() {
 	done
 	[[ -f $work/manual-down.sh ]] && bash "$work/manual-down.sh" >/dev/null 2>&1 || true
 	rm -rf "$work"
+	if ! $had_run_netns && [[ -d /run/netns && -z $(ls -A /run/netns) ]]; then
+		for _ in 1 2 3 4 5; do mountpoint -q /run/netns && umount -l /run/netns; done
+		rmdir /run/netns 2>/dev/null || true
+	fi
 }
 trap cleanup EXIT
 
