@@ -42,8 +42,7 @@ runs=5 secs=5
 $quick && runs=3 secs=2
 
 pids=()
-had_run_netns=false
-[[ -d /run/netns ]] && had_run_netns=true
+source scripts/lib.sh
 # Closed connections leave TIME_WAIT on the client side; reuse them on
 # every path alike (the default reuses them on loopback only).
 tw_reuse=$(sysctl -n net.ipv4.tcp_tw_reuse)
@@ -56,10 +55,7 @@ cleanup() {
 	done
 	[[ -f $work/manual-down.sh ]] && bash "$work/manual-down.sh" >/dev/null 2>&1 || true
 	rm -rf "$work"
-	if ! $had_run_netns && [[ -d /run/netns && -z $(ls -A /run/netns) ]]; then
-		for _ in 1 2 3 4 5; do mountpoint -q /run/netns && umount -l /run/netns; done
-		rmdir /run/netns 2>/dev/null || true
-	fi
+	remove_run_netns_if_new
 }
 trap cleanup EXIT
 

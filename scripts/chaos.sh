@@ -37,16 +37,11 @@ namespaces:
   chaos3:
     ports: ["127.0.0.1:16002:8080", "17000-17010:8000-8010"]
 YAML
-had_run_netns=false
-[[ -d /run/netns ]] && had_run_netns=true
+source scripts/lib.sh
 cleanup() {
 	"$nsrun" down -q -p chaos >/dev/null 2>&1 || true
 	rm -rf "$work"
-	# /run/netns is made on first use; it goes if it was not there before.
-	if ! $had_run_netns && [[ -d /run/netns && -z $(ls -A /run/netns) ]]; then
-		for _ in 1 2 3 4 5; do mountpoint -q /run/netns && umount -l /run/netns; done
-		rmdir /run/netns 2>/dev/null || true
-	fi
+	remove_run_netns_if_new
 }
 trap cleanup EXIT
 

@@ -39,10 +39,7 @@ CGO_ENABLED=0 go build -o bin/nsrun ./cmd/nsrun
 nsrun=bin/nsrun
 spec=specs/examples/blog.yaml
 
-# /run/netns is made on first use (as ip netns add makes it); if it was not
-# there before, it goes at the end once empty.
-had_run_netns=false
-[[ -d /run/netns ]] && had_run_netns=true
+source scripts/lib.sh
 
 # The demo's "outside" machine: its own namespace and veth, not nsrun's.
 outside=nsrun-demo-out
@@ -58,10 +55,7 @@ finish() {
 	if ! $keep || ((status != 0)); then
 		"$nsrun" down -q "$spec" >/dev/null 2>&1 || true
 	fi
-	if ! $had_run_netns && [[ -d /run/netns && -z $(ls -A /run/netns) ]]; then
-		for _ in 1 2 3 4 5; do mountpoint -q /run/netns && umount -l /run/netns; done
-		rmdir /run/netns 2>/dev/null || true
-	fi
+	remove_run_netns_if_new
 	exit $status
 }
 trap finish EXIT
