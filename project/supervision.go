@@ -54,6 +54,11 @@ func (s Supervisor) Apply(ctx context.Context, dir string, plan supervise.Plan) 
 			return err
 		}
 	default:
+		// One that runs without a status (its up was killed before it wrote
+		// one) must not go on beside the new one.
+		if err := s.Stop(dir); err != nil {
+			return err
+		}
 		os.Remove(supervise.StatusPath(dir))
 		if err := s.start(dir); err != nil {
 			return err
