@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -240,7 +241,7 @@ namespaces:
 `, ports[0], ports[3], ports[4]))
 	nstest.StartServer(t, c, c, "8080", "")
 	names, _ := netns.List()
-	if contains(names, b) || !contains(names, c) || !contains(names, a) {
+	if slices.Contains(names, b) || !slices.Contains(names, c) || !slices.Contains(names, a) {
 		t.Errorf("namespaces after reconcile: %v", names)
 	}
 	if again, _ := netlink.LinkByName("nsr-" + a); linkA == nil || again == nil || again.Attrs().Index != linkA.Attrs().Index {
@@ -356,15 +357,6 @@ func TestDownOfAVanishedProject(t *testing.T) {
 	if _, err := l.e.Down(context.Background(), "t"+l.id); err != nil {
 		t.Errorf("down after removals behind its back: %v", err)
 	}
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // TestForeignRulesAreLeftAlone: other tools' chains and rules, and their

@@ -92,12 +92,7 @@ func (st Store) LoadHost() (Host, error) {
 
 // SaveHost writes the host record atomically.
 func (st Store) SaveHost(h Host) error {
-	data, _ := json.Marshal(h)
-	tmp := st.hostPath() + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return fmt.Errorf("writing %s: %w", tmp, err)
-	}
-	return os.Rename(tmp, st.hostPath())
+	return writeJSON(st.hostPath(), h)
 }
 
 // RemoveAll removes the state directory itself, once no project is left.

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -173,7 +174,7 @@ func (d *decoder) mapping(n *yaml.Node, path string, known []string, each func(k
 			d.add(at(k), path, "merge keys (<<) are not supported; write the fields out")
 		case seen[k.Value]:
 			d.add(at(k), join(path, k.Value), "duplicate key %s", quote(k.Value))
-		case known != nil && !contains(known, k.Value):
+		case known != nil && !slices.Contains(known, k.Value):
 			d.add(at(k), join(path, k.Value), "unknown key %s; known keys here: %s", quote(k.Value), strings.Join(known, ", "))
 		default:
 			seen[k.Value] = true
@@ -248,13 +249,4 @@ func (d *decoder) port(n *yaml.Node, path, what string) (uint16, bool) {
 		return 0, false
 	}
 	return p, true
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

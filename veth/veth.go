@@ -173,11 +173,7 @@ func setAddr(h *netlink.Handle, link netlink.Link, want netip.Prefix, fresh bool
 	if !fresh {
 		return ensureAddr(h, link, want)
 	}
-	addr := &netlink.Addr{IPNet: &net.IPNet{IP: net.IP(want.Addr().AsSlice()), Mask: net.CIDRMask(want.Bits(), 32)}}
-	if err := h.AddrAdd(link, addr); err != nil && !errors.Is(err, unix.EEXIST) {
-		return fmt.Errorf("adding address %s to %q: %w", want, link.Attrs().Name, err)
-	}
-	return nil
+	return addAddr(h, link, want)
 }
 
 // ensureAddr makes want the only IPv4 address of link.
@@ -200,6 +196,11 @@ func ensureAddr(h *netlink.Handle, link netlink.Link, want netip.Prefix) error {
 	if have {
 		return nil
 	}
+	return addAddr(h, link, want)
+}
+
+// addAddr adds an address to a link; one it already has is no error.
+func addAddr(h *netlink.Handle, link netlink.Link, want netip.Prefix) error {
 	addr := &netlink.Addr{IPNet: &net.IPNet{IP: net.IP(want.Addr().AsSlice()), Mask: net.CIDRMask(want.Bits(), 32)}}
 	if err := h.AddrAdd(link, addr); err != nil && !errors.Is(err, unix.EEXIST) {
 		return fmt.Errorf("adding address %s to %q: %w", want, link.Attrs().Name, err)

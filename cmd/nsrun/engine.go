@@ -24,7 +24,7 @@ func newEngine(ctx context.Context, w io.Writer, quiet bool) (*project.Engine, e
 	}
 	k := project.Kernel{Firewall: forward.Firewall{Backend: backend, Wait: 30 * time.Second}, Grace: 5 * time.Second}
 	e := &project.Engine{
-		Store:       project.Store{Dir: project.DefaultDir},
+		Store:       store(),
 		System:      k,
 		Sweeper:     k,
 		Supervision: project.Supervisor{Self: self, Grace: 5 * time.Second},
