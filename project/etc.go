@@ -93,15 +93,25 @@ func writeEtc(ns string, files map[string]string) error {
 		if !ours(path) {
 			continue
 		}
-		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		// Written beside and renamed into place: a file nsrun was killed
+		// while writing would lack the marker and never be removed.
+		tmp := filepath.Join(dir, etcTemp+name)
+		if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
+			return fmt.Errorf("writing %s: %w", tmp, err)
+		}
+		if err := os.Rename(tmp, path); err != nil {
 			return fmt.Errorf("writing %s: %w", path, err)
 		}
 	}
 	return nil
 }
 
-// removeEtc removes the files nsrun wrote in /etc/netns/NS/, then the
-// directory and /etc/netns when they are left empty.
+// etcTemp starts the name of a file of /etc/netns/NS/ being written.
+const etcTemp = ".nsrun-tmp-"
+
+// removeEtc removes the files nsrun wrote in /etc/netns/NS/ (and any it
+// was killed while writing), then the directory and /etc/netns when they
+// are left empty.
 func removeEtc(ns string) error {
 	dir := filepath.Join(netns.EtcDir, ns)
 	entries, err := os.ReadDir(dir)
@@ -113,7 +123,7 @@ func removeEtc(ns string) error {
 	}
 	for _, e := range entries {
 		path := filepath.Join(dir, e.Name())
-		if _, err := os.Stat(path); err == nil && ours(path) {
+		if _, err := os.Stat(path); err == nil && (ours(path) || strings.HasPrefix(e.Name(), etcTemp)) {
 			if err := os.Remove(path); err != nil {
 				return err
 			}

@@ -273,3 +273,25 @@ func TestEtcFilesOfOthersAreLeftAlone(t *testing.T) {
 		t.Error("down removed a resolv.conf nsrun did not write")
 	}
 }
+
+// TestEtcFilesHalfWritten: a file nsrun was killed while writing is
+// removed by down, and a write leaves no temporary file behind.
+func TestEtcFilesHalfWritten(t *testing.T) {
+	nstest.RequireRoot(t)
+	ns := nstest.Name("etc")
+	dir := filepath.Join(netns.EtcDir, ns)
+	t.Cleanup(func() { os.RemoveAll(dir); os.Remove(netns.EtcDir) })
+	if err := writeEtc(ns, map[string]string{"hosts": etcMarker + "\n"}); err != nil {
+		t.Fatal(err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 || entries[0].Name() != "hosts" {
+		t.Errorf("after writeEtc: %v", entries)
+	}
+	os.WriteFile(filepath.Join(dir, etcTemp+"resolv.conf"), nil, 0o644) // killed half-way
+	if err := removeEtc(ns); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("%s left: %v", dir, err)
+	}
+}
