@@ -12,7 +12,8 @@
 #    namespace's address, and through socat; iperf3 throughput through the
 #    published port and through socat;
 # 3. new connections/s to the last of 100 published ports against the first;
-# 4. 'nsrun exec NS -- true' against 'ip netns exec NS true';
+# 4. 'nsrun exec NS true' against 'ip netns exec NS true', with nsrun as
+#    released and built without cgo;
 # 5. the supervisor's memory with 10 processes.
 #
 # It installs wrk, iperf3, socat and hyperfine from Debian when missing,
@@ -35,7 +36,7 @@ if ((${#need[@]} > 0)); then
 fi
 
 work=$(mktemp -d)
-CGO_ENABLED=0 go build -o bin/nsrun ./cmd/nsrun
+scripts/build.sh
 go build -o "$work/benchserver" ./scripts/benchserver
 nsrun=$PWD/bin/nsrun
 runs=5 secs=5
@@ -184,10 +185,15 @@ pub=$(median $ip_pub) soc=$(median $ip_soc)
 row "iperf3 Gbit/s: published port vs socat" "$(awk -v x="$pub" 'BEGIN{printf "%.2f", x/1e9}')" "$(awk -v x="$soc" 'BEGIN{printf "%.2f", x/1e9}')" "$(ratio "$pub" "$soc")" "(target: >= 3x)"
 
 # --- 4. exec startup ---------------------------------------------------------
-hyperfine -N --warmup 3 --runs 30 --export-json "$work/e.json" "$nsrun exec benchd true" "ip netns exec benchd true" >/dev/null 2>&1 ||
-	hyperfine --warmup 3 --runs 30 --export-json "$work/e.json" "$nsrun exec benchd true" "ip netns exec benchd true" >/dev/null
-read -r ex ipx < <(python3 -c 'import json; r=json.load(open("'"$work"'/e.json"))["results"]; print(r[0]["median"], r[1]["median"])')
-row "exec startup, ms: nsrun exec vs ip netns exec" "$(awk -v x="$ex" 'BEGIN{printf "%.2f", x*1000}')" "$(awk -v x="$ipx" 'BEGIN{printf "%.2f", x*1000}')" "$(ratio "$ipx" "$ex")" "(target: >= 1x)"
+# nsrun as released (the C fast path) and built without cgo (the Go path).
+CGO_ENABLED=0 go build -o "$work/nsrun-purego" ./cmd/nsrun
+execs=("$nsrun exec benchd true" "ip netns exec benchd true" "$work/nsrun-purego exec benchd true")
+hyperfine -N --warmup 5 --runs 100 --export-json "$work/e.json" "${execs[@]}" >/dev/null 2>&1 ||
+	hyperfine --warmup 5 --runs 100 --export-json "$work/e.json" "${execs[@]}" >/dev/null
+read -r ex ipx gox < <(python3 -c 'import json; r=json.load(open("'"$work"'/e.json"))["results"]; print(r[0]["median"], r[1]["median"], r[2]["median"])')
+ms() { awk -v x="$1" 'BEGIN{printf "%.2f", x*1000}'; }
+row "exec startup, ms: nsrun exec vs ip netns exec" "$(ms "$ex")" "$(ms "$ipx")" "$(ratio "$ipx" "$ex")" "(target: >= 1x)"
+row "exec startup, ms: built without cgo vs ip netns exec" "$(ms "$gox")" "$(ms "$ipx")" "$(ratio "$ipx" "$gox")" "(information: the Go path)"
 for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
 pids=()
 "$nsrun" down -q -p benchdata >/dev/null

@@ -16,7 +16,7 @@ if [[ $(id -u) -ne 0 ]]; then
 	exit 1
 fi
 scripts/install-deps.sh
-CGO_ENABLED=0 go build -o bin/nsrun ./cmd/nsrun
+scripts/build.sh
 nsrun=$PWD/bin/nsrun
 
 work=$(mktemp -d)

@@ -35,7 +35,7 @@ say "installing what is missing"
 scripts/install-deps.sh
 
 say "building nsrun"
-CGO_ENABLED=0 go build -o bin/nsrun ./cmd/nsrun
+scripts/build.sh
 nsrun=bin/nsrun
 spec=specs/examples/blog.yaml
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what nsrun's tests and scripts need on a fresh Debian or Ubuntu
 # machine that has only Go: iptables (nft and legacy), iproute2, python3 for
-# the bundled examples and curl for the demo. Packages already present are
-# left alone.
+# the bundled examples, curl for the demo, and gcc with the C library's
+# headers for cgo (nsrun's fast exec path). Packages already present are left
+# alone.
 set -euo pipefail
 
 need=()
@@ -11,6 +12,8 @@ command -v iptables-legacy >/dev/null || need+=(iptables)
 command -v ip >/dev/null || need+=(iproute2) # the tests and the demo check with ip
 command -v python3 >/dev/null || need+=(python3) # the bundled examples' web servers
 command -v curl >/dev/null || need+=(curl)       # the demo's client
+command -v gcc >/dev/null || need+=(gcc)         # cgo: netns/fastexec
+[[ -e /usr/include/stdio.h ]] || need+=(libc6-dev)
 
 if ((${#need[@]} > 0)); then
 	if [[ $(id -u) -ne 0 ]]; then

@@ -4,6 +4,9 @@ package main
 
 import (
 	"os"
+
+	// 'nsrun exec NS CMD' without starting the Go runtime, when built with cgo.
+	_ "github.com/nsrun/nsrun/netns/fastexec"
 )
 
 func main() {

@@ -9,36 +9,64 @@ import (
 	"testing"
 )
 
+// The binaries are built once per test run into one directory, which Main
+// removes at the end.
 var build struct {
-	once sync.Once
+	mu   sync.Mutex
 	dir  string
-	path string
-	err  error
-	out  []byte
+	done map[bool]string // cgo -> path
 }
 
-// Binary builds nsrun once per test run and returns its path; Main
-// removes it at the end.
+// Binary builds nsrun as released, with cgo so that 'nsrun exec' takes
+// the fast path of package fastexec, and returns its path. It fails the
+// test when no C compiler is installed (scripts/install-deps.sh installs
+// one).
 func Binary(t testing.TB) string {
 	t.Helper()
-	build.once.Do(func() {
-		build.dir, build.err = os.MkdirTemp("", "nsrun-test-")
-		if build.err != nil {
-			return
-		}
-		os.Chmod(build.dir, 0o755) // so tests can run it as another user
-		build.path = filepath.Join(build.dir, "nsrun")
-		_, file, _, _ := runtime.Caller(0)
-		root := filepath.Join(filepath.Dir(file), "..", "..")
-		cmd := exec.Command("go", "build", "-o", build.path, "./cmd/nsrun")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0") // as released: static, quicker to start
-		cmd.Dir = root
-		build.out, build.err = cmd.CombinedOutput()
-	})
-	if build.err != nil {
-		t.Fatalf("building nsrun: %v\n%s", build.err, build.out)
+	return binary(t, true)
+}
+
+// PureGoBinary builds nsrun without cgo, where every command, exec
+// included, runs in Go; the tests compare the two.
+func PureGoBinary(t testing.TB) string {
+	t.Helper()
+	return binary(t, false)
+}
+
+func binary(t testing.TB, cgo bool) string {
+	t.Helper()
+	build.mu.Lock()
+	defer build.mu.Unlock()
+	if path, ok := build.done[cgo]; ok {
+		return path
 	}
-	return build.path
+	if build.dir == "" {
+		dir, err := os.MkdirTemp("", "nsrun-test-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.Chmod(dir, 0o755) // so tests can run it as another user
+		build.dir, build.done = dir, map[bool]string{}
+	}
+	name, env := "nsrun", "CGO_ENABLED=1"
+	if !cgo {
+		name, env = "nsrun-purego", "CGO_ENABLED=0"
+	}
+	path := filepath.Join(build.dir, name)
+	_, file, _, _ := runtime.Caller(0)
+	cmd := exec.Command("go", "build", "-o", path, "./cmd/nsrun")
+	cmd.Env = append(os.Environ(), env)
+	cmd.Dir = filepath.Join(filepath.Dir(file), "..", "..")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building nsrun (%s): %v\n%s", env, err, out)
+	}
+	build.done[cgo] = path
+	return path
+}
+
+// isBinary says whether path is one of the binaries built for the tests.
+func isBinary(path string) bool {
+	return build.dir != "" && filepath.Dir(path) == build.dir
 }
 
 func removeBinary() {

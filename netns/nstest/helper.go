@@ -196,7 +196,7 @@ func leftoverProcesses() []string {
 			continue // gone, or a zombie
 		}
 		argv0, _, _ := strings.Cut(string(cmdline), "\x00")
-		if (build.path != "" && argv0 == build.path) || (argv0 == self && strings.Contains(string(cmdline), "NSRUN_TEST_HELPER")) || argv0 == self {
+		if isBinary(argv0) || (argv0 == self && strings.Contains(string(cmdline), "NSRUN_TEST_HELPER")) || argv0 == self {
 			left = append(left, fmt.Sprintf("pid %d: %s", pid, strings.ReplaceAll(string(cmdline), "\x00", " ")))
 		}
 	}
