@@ -8,9 +8,10 @@
 #    100), against the same setup done the manual way: one ip / iptables /
 #    sysctl call per step, as the classic lab notes do;
 # 2. the data path: HTTP requests/s with wrk (keep-alive and
-#    Connection: close) through the published port, straight to the
-#    namespace's address, and through socat; iperf3 throughput through the
-#    published port and through socat;
+#    Connection: close) through the published port and straight to the
+#    namespace's address, from another machine (a namespace routed through
+#    the host) and from the host itself, and through socat; iperf3
+#    throughput through the published port and through socat;
 # 3. new connections/s to the last of 100 published ports against the first;
 # 4. 'nsrun exec NS true' against 'ip netns exec NS true', with nsrun as
 #    released and built without cgo;
@@ -39,8 +40,8 @@ work=$(mktemp -d)
 scripts/build.sh
 go build -o "$work/benchserver" ./scripts/benchserver
 nsrun=$PWD/bin/nsrun
-runs=5 secs=5
-$quick && runs=3 secs=2
+runs=5 secs=4 rounds=5
+$quick && runs=3 secs=2 rounds=3
 
 pids=()
 source scripts/lib.sh
@@ -55,6 +56,12 @@ cleanup() {
 		"$nsrun" down -q -p "$p" >/dev/null 2>&1 || true
 	done
 	[[ -f $work/manual-down.sh ]] && bash "$work/manual-down.sh" >/dev/null 2>&1 || true
+	if [[ -n ${fw:-} ]]; then
+		for dir in -i -o; do "$fw" -w -D FORWARD "$dir" benchout-h -j ACCEPT 2>/dev/null || true; done
+		[[ -n ${bare[*]:-} ]] && "$fw" -w -t nat -D OUTPUT "${bare[@]}" 2>/dev/null || true
+	fi
+	ip link del benchout-h 2>/dev/null || true
+	ip netns del benchout 2>/dev/null || true
 	rm -rf "$work"
 	remove_run_netns_if_new
 }
@@ -114,15 +121,20 @@ manual_down_n() {
 	echo "sysctl -qw net.ipv4.ip_forward=$(sysctl -n net.ipv4.ip_forward)"
 }
 
+settle="sleep 2"
 declare -A upms
 for n in 1 10 100; do
 	spec_n "$n" >"$work/bench$n.yaml"
 	manual_n "$n" >"$work/manual-up.sh"
 	manual_down_n "$n" >"$work/manual-down.sh"
-	nsrun_up=$(hyper "$nsrun down -q -p bench$n" "$nsrun up -q $work/bench$n.yaml")
-	nsrun_down=$(hyper "$nsrun up -q $work/bench$n.yaml" "$nsrun down -q -p bench$n")
-	manual_up=$(hyper "bash $work/manual-down.sh" "bash $work/manual-up.sh")
-	manual_down=$(hyper "bash $work/manual-up.sh" "bash $work/manual-down.sh")
+	# The kernel finishes removing deleted namespaces in the background,
+	# for a while after down returns; each prepare waits for it ("settle"),
+	# so that neither side's figure holds the previous round's cleanup.
+	nsrun_up=$(hyper "bash -c '$nsrun down -q -p bench$n; $settle'" "$nsrun up -q $work/bench$n.yaml")
+	nsrun_down=$(hyper "bash -c '$nsrun up -q $work/bench$n.yaml; $settle'" "$nsrun down -q -p bench$n")
+	manual_up=$(hyper "bash -c 'bash $work/manual-down.sh; $settle'" "bash $work/manual-up.sh")
+	manual_down=$(hyper "bash -c 'bash $work/manual-up.sh; $settle'" "bash $work/manual-down.sh")
+	((n == 100)) && nsrun_up_now=$(hyper "$nsrun down -q -p bench$n" "$nsrun up -q $work/bench$n.yaml")
 	bash "$work/manual-down.sh" >/dev/null 2>&1 || true
 	upms[$n]=$nsrun_up
 	row "up, $n namespace(s) (nsrun vs manual, ms)" "$(median "$nsrun_up" | awk '{printf "%.1f", $1*1000}')" "$(awk -v x="$manual_up" 'BEGIN{printf "%.1f", x*1000}')" "$(ratio "$manual_up" "$nsrun_up")" "faster (target at N=100: >= 10x)"
@@ -131,6 +143,7 @@ done
 rm -f "$work/manual-down.sh"
 per_ns=$(python3 -c "print(f'{(${upms[100]}-${upms[1]})/99*1000:.2f}')")
 row "up, extra time per extra namespace (ms)" "$per_ns" "" "" "(target: about 5 ms or less)"
+row "up, 100 namespaces right after their down (ms)" "$(awk -v x="$nsrun_up_now" 'BEGIN{printf "%.1f", x*1000}')" "" "" "(information: waits for the kernel's cleanup)"
 
 # --- 2. the data path -------------------------------------------------------
 cat >"$work/data.yaml" <<YAML
@@ -146,6 +159,8 @@ namespaces:
       - {name: direct, command: ["$work/benchserver", "-addr", ":8081"], ready: {tcp: 8081}}
       - {name: socat, command: ["$work/benchserver", "-addr", ":8082"], ready: {tcp: 8082}}
       - {name: local, command: ["$work/benchserver", "-addr", ":8083"], ready: {tcp: 8083}}
+      - {name: outside, command: ["$work/benchserver", "-addr", ":8084"], ready: {tcp: 8084}}
+      - {name: bare, command: ["$work/benchserver", "-addr", ":8085"], ready: {tcp: 8085}}
       - {name: iperf, command: [iperf3, -s, -p, "5201"], ready: {tcp: 5201}}
       - {name: iperf2, command: [iperf3, -s, -p, "5202"], ready: {tcp: 5202}}
 YAML
@@ -158,26 +173,53 @@ socat TCP-LISTEN:6600,fork,reuseaddr "TCP:$addr:8082" &
 pids+=($!)
 socat TCP-LISTEN:6601,fork,reuseaddr "TCP:$addr:5202" &
 pids+=($!)
+# Another machine: a namespace of the bench's own behind a veth, routed
+# through the host like a LAN client (made by hand, not by nsrun). Its
+# direct path is forwarded, which nsrun does not open; these two rules do.
+ip netns add benchout
+ip link add benchout-h type veth peer name eth0 netns benchout
+ip addr add 10.239.0.1/30 dev benchout-h
+ip link set benchout-h up
+ip -n benchout addr add 10.239.0.2/30 dev eth0
+ip -n benchout link set eth0 up
+ip -n benchout link set lo up
+ip -n benchout route add default via 10.239.0.1
+ip netns exec benchout sysctl -qw net.ipv4.tcp_tw_reuse=1
+fw=iptables-$("$nsrun" status -p benchdata -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["projects"][0]["backend"])')
+for dir in -i -o; do "$fw" -w -I FORWARD "$dir" benchout-h -j ACCEPT; done
+# The least a port forward can be: one DNAT rule, first in OUTPUT. Against
+# it, the published port shows what nsrun's own rules cost.
+bare=(-d "$hostaddr/32" -p tcp --dport 6510 -j DNAT --to-destination "$addr:8085")
+"$fw" -w -t nat -I OUTPUT 1 "${bare[@]}"
 sleep 0.5
-rps() { # rps URL [HEADER] -> requests/s
-	wrk -t2 -c32 -d"${secs}s" ${2:+-H "$2"} "$1" | awk '/Requests\/sec/ {print $2}'
+rps() { # rps URL [HEADER] -> requests/s, from the host, or from namespace $client_ns when set
+	${client_ns:+ip netns exec "$client_ns"} wrk -t2 -c32 -d"${secs}s" ${2:+-H "$2"} "$1" | awk '/Requests\/sec/ {print $2}'
 }
 declare -A r
 for mode in keepalive close; do
 	header=""
 	[[ $mode == close ]] && header="Connection: close"
-	for target in published local direct socat; do r[$mode$target]=""; done
-	for ((i = 0; i < 3; i++)); do # interleaved, so drift of the machine hits all alike
+	for target in published local direct socat outpub outdir bare; do r[$mode$target]=""; done
+	for ((i = 0; i < rounds; i++)); do # interleaved, so drift of the machine hits all alike
 		r[${mode}published]+=" $(rps "http://$hostaddr:6500/" "$header")"
 		r[${mode}direct]+=" $(rps "http://$addr:8081/" "$header")"
+		r[${mode}bare]+=" $(rps "http://$hostaddr:6510/" "$header")"
 		r[${mode}socat]+=" $(rps http://127.0.0.1:6600/ "$header")"
 		r[${mode}local]+=" $(rps http://127.0.0.1:6502/ "$header")"
+		r[${mode}outpub]+=" $(client_ns=benchout rps "http://10.239.0.1:6500/" "$header")"
+		r[${mode}outdir]+=" $(client_ns=benchout rps "http://$addr:8084/" "$header")"
 	done
 	pub=$(median ${r[${mode}published]}) dir=$(median ${r[${mode}direct]}) soc=$(median ${r[${mode}socat]}) loc=$(median ${r[${mode}local]})
-	row "HTTP req/s, $mode: published port vs direct" "$pub" "$dir" "$(ratio "$pub" "$dir")" "(target: >= 0.95x)"
+	opub=$(median ${r[${mode}outpub]}) odir=$(median ${r[${mode}outdir]})
+	row "HTTP req/s, $mode: from outside, published vs direct" "$opub" "$odir" "$(ratio "$opub" "$odir")" "(target: >= 0.95x)"
+	row "HTTP req/s, $mode: from the host, published vs direct" "$pub" "$dir" "$(ratio "$pub" "$dir")" "(target: >= 0.95x)"
+	bar=$(median ${r[${mode}bare]})
+	row "HTTP req/s, $mode: from the host, published vs bare DNAT" "$pub" "$bar" "$(ratio "$pub" "$bar")" "(nsrun's rules against one hand-made rule)"
 	row "HTTP req/s, $mode: at 127.0.0.1 vs socat there" "$loc" "$soc" "$(ratio "$loc" "$soc")" "(target: >= 1.5x)"
 	row "HTTP req/s, $mode: at 127.0.0.1 vs direct" "$loc" "$dir" "$(ratio "$loc" "$dir")" "(DNAT and masquerade)"
 done
+"$fw" -w -t nat -D OUTPUT "${bare[@]}"
+bare=()
 bps() { iperf3 -c 127.0.0.1 -p "$1" -t "$secs" -J | python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"])'; }
 ip_pub="" ip_soc=""
 for ((i = 0; i < 3; i++)); do ip_pub+=" $(bps 6501)"; ip_soc+=" $(bps 6601)"; done # both at 127.0.0.1
