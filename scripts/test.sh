@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The one test command: sudo scripts/test.sh
 # Installs what the tests need, checks formatting and go vet, runs the demo
-# as a user would, then every test with the race detector. Root-only tests
-# fail instead of skipping (NSRUN_REQUIRE_ROOT=1).
+# as a user would, then every test with the race detector. Tests that need
+# root or a C compiler (the fast exec path) fail instead of skipping
+# (NSRUN_REQUIRE_ROOT=1, NSRUN_REQUIRE_CGO=1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,7 +14,7 @@ fi
 
 scripts/install-deps.sh
 
-export NSRUN_REQUIRE_ROOT=1
+export NSRUN_REQUIRE_ROOT=1 NSRUN_REQUIRE_CGO=1
 echo "== gofmt -l ."
 unformatted=$(gofmt -l .)
 if [[ -n $unformatted ]]; then
