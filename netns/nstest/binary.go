@@ -49,8 +49,8 @@ func PureGoBinary(t testing.TB) string {
 }
 
 // haveCompiler says whether go build can use cgo: the C compiler of 'go
-// env CC' is installed.
-func haveCompiler() bool {
+// env CC' is installed. Asked once per test run.
+var haveCompiler = sync.OnceValue(func() bool {
 	out, err := exec.Command("go", "env", "CC").Output()
 	if err != nil {
 		return false
@@ -61,7 +61,7 @@ func haveCompiler() bool {
 	}
 	_, err = exec.LookPath(cc[0])
 	return err == nil
-}
+})
 
 func binary(t testing.TB, cgo bool) string {
 	t.Helper()
