@@ -136,6 +136,46 @@ func TestLocalhostOnlyPort(t *testing.T) {
 	l.refuse(r, err, "neighbour routing 127.0.0.1 via the host -> 127.0.0.1:P")
 }
 
+// TestLoopbackShortcut: TCP from the host to a published port on
+// 127.0.0.1 goes straight to the namespace at connect(), so the socket's
+// own address is the link's while its peer is still 127.0.0.1:P. Without
+// the programs the same connection goes through DNAT, from 127.0.0.1, and
+// the next up puts them back.
+func TestLoopbackShortcut(t *testing.T) {
+	l := newLab(t)
+	ports := freePorts(t, 2)
+	src := fmt.Sprintf("name: t{ID}\nnamespaces:\n  a{ID}: {ports: [\"%d:8080\", \"127.0.0.1:%d:8080\"]}\n", ports[0], ports[1])
+	st := l.up(src)
+	a := l.ns("a")
+	nstest.StartServer(t, a, a, "8080", "")
+	link := st.Namespace(a).HostAddress.Addr()
+	check := func(port int, want netip.Addr, what string) {
+		t.Helper()
+		c, err := net.DialTimeout("tcp4", addr(localhost, port), time.Second)
+		if err != nil {
+			t.Errorf("%s: %v", what, err)
+			return
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(time.Second))
+		line, err := bufio.NewReader(c).ReadString('\n')
+		l.expect(strings.TrimSpace(line), err, a, what)
+		local := netip.MustParseAddrPort(c.LocalAddr().String()).Addr()
+		if local != want || c.RemoteAddr().String() != addr(localhost, port) {
+			t.Errorf("%s: socket %s -> %s; want %s -> %s", what, c.LocalAddr(), c.RemoteAddr(), want, addr(localhost, port))
+		}
+	}
+	check(ports[0], link, "host -> 127.0.0.1:P0 by the shortcut")
+	check(ports[1], link, "host -> 127.0.0.1:P1 (loopback only) by the shortcut")
+	if err := forward.SweepShortcuts(); err != nil {
+		t.Fatal(err)
+	}
+	check(ports[0], localhost, "host -> 127.0.0.1:P0 by DNAT, without the programs")
+	check(ports[1], localhost, "host -> 127.0.0.1:P1 by DNAT, without the programs")
+	l.up(src)
+	check(ports[0], link, "host -> 127.0.0.1:P0 by the shortcut after up again")
+}
+
 // TestRouteLocalnetGuard is the CVE-2020-8558 attack from inside a
 // namespace: route 127.0.0.1 via the host (whose nsrun link has
 // route_localnet on) and reach a service bound to the host's loopback.

@@ -37,20 +37,37 @@ func (k Kernel) FlushUDP(ports []specs.PortRange) error {
 func (k Kernel) WriteEtc(ns string, files map[string]string) error { return writeEtc(ns, files) }
 func (k Kernel) RemoveEtc(ns string) error                         { return removeEtc(ns) }
 
+// ApplyForwards puts the project's rules in place, then its loopback
+// shortcuts (see forward.Shortcut); where the kernel cannot take those,
+// the rules carry the connections alone.
 func (k Kernel) ApplyForwards(ctx context.Context, p forward.Project) error {
 	snap, err := k.Firewall.Snapshot(ctx)
 	if err != nil {
 		return err
 	}
-	return k.Firewall.Apply(ctx, forward.UpScript(snap, p))
+	if err := k.Firewall.Apply(ctx, forward.UpScript(snap, p)); err != nil {
+		return err
+	}
+	return shortcuts(p.Name, forward.Shortcuts(p))
 }
 
+// RemoveForwards removes the project's shortcuts, then its rules.
 func (k Kernel) RemoveForwards(ctx context.Context, project string) error {
+	if err := shortcuts(project, nil); err != nil {
+		return err
+	}
 	snap, err := k.Firewall.Snapshot(ctx)
 	if err != nil {
 		return err
 	}
 	return k.Firewall.Apply(ctx, forward.DownScript(snap, project))
+}
+
+func shortcuts(project string, want []forward.Shortcut) error {
+	if err := forward.SetShortcuts(project, want); err != nil && !errors.Is(err, forward.ErrNoShortcut) {
+		return err
+	}
+	return nil
 }
 
 // Observe reads what exists on the host before any change; of the bound
@@ -82,7 +99,7 @@ func Observe(published []specs.Port) (Observed, error) {
 func (k Kernel) LabelledLinks() ([]veth.Labelled, error) { return veth.ListLabelled() }
 
 // SweepFirewall removes nsrun's chains, and the rules that jump to them,
-// from every installed iptables backend.
+// from every installed iptables backend, and the loopback shortcut.
 func (k Kernel) SweepFirewall(ctx context.Context) error {
 	var errs []error
 	for _, b := range []forward.Backend{forward.NFT, forward.Legacy} {
@@ -95,5 +112,5 @@ func (k Kernel) SweepFirewall(ctx context.Context) error {
 		}
 		errs = append(errs, err)
 	}
-	return errors.Join(errs...)
+	return errors.Join(append(errs, forward.SweepShortcuts())...)
 }

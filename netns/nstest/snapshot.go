@@ -1,16 +1,22 @@
 package nstest
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"regexp"
 	"strings"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
 )
 
 var counters = regexp.MustCompile(`\[\d+:\d+\]`)
 
 // Snapshot describes the host's network state: named namespaces, links,
-// both iptables backends, the sysctls nsrun touches and /run/nsrun. Two
+// both iptables backends, the sysctls nsrun touches, the programs on the
+// root cgroup's connect and getpeername hooks, and /run/nsrun. Two
 // equal snapshots mean nothing was left behind.
 func Snapshot() string {
 	var b strings.Builder
@@ -31,6 +37,7 @@ func Snapshot() string {
 		v, _ := os.ReadFile("/proc/sys/" + key)
 		b.WriteString("== " + key + " " + string(v))
 	}
+	b.WriteString("== cgroup programs" + cgroupPrograms() + "\n")
 	entries, _ := os.ReadDir("/run/nsrun")
 	b.WriteString("== /run/nsrun")
 	for _, e := range entries {
@@ -79,4 +86,40 @@ func linkNamesOnly(s string) string {
 		}
 	}
 	return strings.Join(lines, "\n")
+}
+
+// cgroupPrograms names the programs attached to the root cgroup's IPv4
+// connect and getpeername hooks, where the loopback shortcut goes.
+func cgroupPrograms() string {
+	var out strings.Builder
+	for _, root := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified"} {
+		var fs unix.Statfs_t
+		if unix.Statfs(root, &fs) != nil || fs.Type != unix.CGROUP2_SUPER_MAGIC {
+			continue
+		}
+		cg, err := os.Open(root)
+		if err != nil {
+			return " " + err.Error()
+		}
+		defer cg.Close()
+		for _, typ := range []ebpf.AttachType{ebpf.AttachCGroupInet4Connect, ebpf.AttachCgroupInet4GetPeername} {
+			res, err := link.QueryPrograms(link.QueryOptions{Target: int(cg.Fd()), Attach: typ})
+			if err != nil {
+				fmt.Fprintf(&out, " %s: %v", typ, err)
+				continue
+			}
+			for _, p := range res.Programs {
+				name := "?"
+				if prog, err := ebpf.NewProgramFromID(p.ID); err == nil {
+					if info, err := prog.Info(); err == nil {
+						name = info.Name
+					}
+					prog.Close()
+				}
+				fmt.Fprintf(&out, " %s:%s", typ, name)
+			}
+		}
+		break
+	}
+	return out.String()
 }

@@ -1,0 +1,51 @@
+package forward
+
+import (
+	"net/netip"
+
+	"github.com/nsrun/nsrun/specs"
+)
+
+// A connection from the host to one of its own addresses is DNAT'd in nat
+// OUTPUT after its route was chosen, so the kernel routes every packet of
+// it a second time (ip_route_me_harder). For TCP to a published port on
+// 127.0.0.0/8 nsrun takes a shortcut instead, as Cilium's socket load
+// balancing does: a cgroup connect4 program changes the address the
+// socket connects to, and the connection goes straight to the namespace.
+// A getpeername4 program still gives the address the program asked for.
+// The DNAT rules stay, and carry everything else (and these connections
+// too where the kernel lacks the programs).
+//
+// Only 127.0.0.0/8 is taken this way: it is local in every case, whereas
+// whether another address is local is known only when the packet is
+// routed, and a shortcut taken for an address no longer the host's would
+// send its connections to a namespace rather than to the network.
+
+// Shortcut is one published TCP host port reached from the host at a
+// loopback address. Host's address is 0.0.0.0 for a port published on
+// every address, which covers all of 127.0.0.0/8.
+type Shortcut struct {
+	Host   netip.AddrPort
+	Target netip.AddrPort
+}
+
+// Shortcuts lists the project's TCP ports that the shortcut serves: those
+// published on every address or on a loopback address, one entry per host
+// port of a range.
+func Shortcuts(p Project) []Shortcut {
+	var out []Shortcut
+	for _, ns := range p.Namespaces {
+		for _, port := range ns.Ports {
+			if port.Protocol != specs.TCP || !(port.HostIP.IsUnspecified() || port.HostIP.IsLoopback()) {
+				continue
+			}
+			for i := 0; i < port.Published.Len(); i++ {
+				out = append(out, Shortcut{
+					Host:   netip.AddrPortFrom(port.HostIP, port.Published.First+uint16(i)),
+					Target: netip.AddrPortFrom(ns.Address.Addr(), port.Target.First+uint16(i)),
+				})
+			}
+		}
+	}
+	return out
+}

@@ -1,0 +1,460 @@
+package forward
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+)
+
+// ErrNoShortcut means the kernel cannot run the shortcut's programs here
+// (no cgroup v2 hierarchy, or BPF not allowed or too old). The DNAT rules
+// then carry loopback connections as they carry all others.
+var ErrNoShortcut = errors.New("the loopback shortcut is not available")
+
+// The names the programs and maps are loaded under: how a later nsrun
+// finds them on the root cgroup. The kernel keeps at most 15 characters.
+const (
+	progConnect     = "nsrun_connect4"
+	progGetpeername = "nsrun_peername4"
+	mapPorts        = "nsrun_ports"
+	mapPeers        = "nsrun_peers"
+)
+
+// shortcutKey is a published port as connect() gives it to the program:
+// address and port in network byte order, as struct bpf_sock_addr holds
+// them; the zero address stands for all of 127.0.0.0/8.
+type shortcutKey struct {
+	Addr uint32
+	Port uint32
+}
+
+// shortcutValue is where connections to the key go, and which project
+// put it there.
+type shortcutValue struct {
+	Addr  uint32
+	Port  uint32
+	Owner uint64
+}
+
+// sockAddr gives an address and port as struct bpf_sock_addr holds them.
+func sockAddr(a [4]byte, port uint16) (uint32, uint32) {
+	var p [2]byte
+	binary.BigEndian.PutUint16(p[:], port)
+	return binary.NativeEndian.Uint32(a[:]), uint32(binary.NativeEndian.Uint16(p[:]))
+}
+
+// owner identifies a project's entries.
+func owner(project string) uint64 {
+	sum := sha256.Sum256([]byte(project))
+	return binary.BigEndian.Uint64(sum[:8])
+}
+
+// Offsets in struct bpf_sock_addr (include/uapi/linux/bpf.h).
+const (
+	ctxUserIP4  = 4
+	ctxUserPort = 24
+	ctxProtocol = 36
+	ctxSk       = 64
+)
+
+// connectProgram redirects a host TCP connect() to a published loopback
+// port, and records in the socket's storage what was asked for; any
+// other connect() of a socket clears that record.
+func connectProgram(ports, peers *ebpf.Map, hostNetns uint64) asm.Instructions {
+	loopNet := binary.NativeEndian.Uint32([]byte{127, 0, 0, 0})
+	loopMask := binary.NativeEndian.Uint32([]byte{255, 0, 0, 0})
+	return asm.Instructions{
+		asm.Mov.Reg(asm.R6, asm.R1),
+		asm.LoadMem(asm.R2, asm.R6, ctxProtocol, asm.Word),
+		asm.JNE.Imm(asm.R2, unix.IPPROTO_TCP, "out"),
+		asm.LoadMem(asm.R7, asm.R6, ctxUserIP4, asm.Word),
+		asm.LoadMem(asm.R8, asm.R6, ctxUserPort, asm.Word),
+		asm.Mov.Reg32(asm.R2, asm.R7),
+		asm.And.Imm32(asm.R2, int32(loopMask)),
+		asm.JNE.Imm32(asm.R2, int32(loopNet), "miss"),
+		// Only sockets of the host's own network namespace.
+		asm.Mov.Reg(asm.R1, asm.R6),
+		asm.FnGetNetnsCookie.Call(),
+		asm.LoadImm(asm.R1, int64(hostNetns), asm.DWord),
+		asm.JNE.Reg(asm.R0, asm.R1, "miss"),
+		// The exact address first, then the port on every address.
+		asm.StoreMem(asm.RFP, -8, asm.R7, asm.Word),
+		asm.StoreMem(asm.RFP, -4, asm.R8, asm.Word),
+		asm.LoadMapPtr(asm.R1, ports.FD()),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, -8),
+		asm.FnMapLookupElem.Call(),
+		asm.JNE.Imm(asm.R0, 0, "hit"),
+		asm.StoreImm(asm.RFP, -8, 0, asm.Word),
+		asm.LoadMapPtr(asm.R1, ports.FD()),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, -8),
+		asm.FnMapLookupElem.Call(),
+		asm.JEq.Imm(asm.R0, 0, "miss"),
+		asm.Mov.Reg(asm.R9, asm.R0).WithSymbol("hit"),
+		asm.LoadMapPtr(asm.R1, peers.FD()),
+		asm.LoadMem(asm.R2, asm.R6, ctxSk, asm.DWord),
+		asm.Mov.Imm(asm.R3, 0),
+		asm.Mov.Imm(asm.R4, 1), // BPF_SK_STORAGE_GET_F_CREATE
+		asm.FnSkStorageGet.Call(),
+		asm.JEq.Imm(asm.R0, 0, "redirect"),
+		asm.StoreMem(asm.R0, 0, asm.R7, asm.Word),
+		asm.StoreMem(asm.R0, 4, asm.R8, asm.Word),
+		asm.LoadMem(asm.R2, asm.R9, 0, asm.Word).WithSymbol("redirect"),
+		asm.StoreMem(asm.R6, ctxUserIP4, asm.R2, asm.Word),
+		asm.LoadMem(asm.R2, asm.R9, 4, asm.Word),
+		asm.StoreMem(asm.R6, ctxUserPort, asm.R2, asm.Word),
+		asm.Ja.Label("out"),
+		// Not redirected: forget an earlier connect() of this socket.
+		asm.LoadMapPtr(asm.R1, peers.FD()).WithSymbol("miss"),
+		asm.LoadMem(asm.R2, asm.R6, ctxSk, asm.DWord),
+		asm.Mov.Imm(asm.R3, 0),
+		asm.Mov.Imm(asm.R4, 0),
+		asm.FnSkStorageGet.Call(),
+		asm.JEq.Imm(asm.R0, 0, "out"),
+		asm.StoreImm(asm.R0, 4, 0, asm.Word),
+		asm.Mov.Imm(asm.R0, 1).WithSymbol("out"),
+		asm.Return(),
+	}
+}
+
+// getpeernameProgram gives a redirected socket's peer as the address its
+// connect() asked for.
+func getpeernameProgram(peers *ebpf.Map) asm.Instructions {
+	return asm.Instructions{
+		asm.Mov.Reg(asm.R6, asm.R1),
+		asm.LoadMapPtr(asm.R1, peers.FD()),
+		asm.LoadMem(asm.R2, asm.R6, ctxSk, asm.DWord),
+		asm.Mov.Imm(asm.R3, 0),
+		asm.Mov.Imm(asm.R4, 0),
+		asm.FnSkStorageGet.Call(),
+		asm.JEq.Imm(asm.R0, 0, "out"),
+		asm.LoadMem(asm.R2, asm.R0, 4, asm.Word),
+		asm.JEq.Imm(asm.R2, 0, "out"),
+		asm.StoreMem(asm.R6, ctxUserPort, asm.R2, asm.Word),
+		asm.LoadMem(asm.R2, asm.R0, 0, asm.Word),
+		asm.StoreMem(asm.R6, ctxUserIP4, asm.R2, asm.Word),
+		asm.Mov.Imm(asm.R0, 1).WithSymbol("out"),
+		asm.Return(),
+	}
+}
+
+// shortcut is the attached programs' port map, and the cgroup they are
+// attached to.
+type shortcut struct {
+	cgroup *os.File
+	ports  *ebpf.Map
+}
+
+func (s *shortcut) Close() {
+	s.ports.Close()
+	s.cgroup.Close()
+}
+
+// cgroup2Root returns where the cgroup v2 hierarchy is mounted: its root
+// cgroup holds every process of the host.
+func cgroup2Root() (string, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		// ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS... - FSTYPE SOURCE SUPER
+		fields := strings.Fields(sc.Text())
+		sep := -1
+		for i, f := range fields {
+			if f == "-" {
+				sep = i
+				break
+			}
+		}
+		if sep > 4 && sep+1 < len(fields) && fields[sep+1] == "cgroup2" && fields[3] == "/" {
+			return fields[4], nil
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return "", err
+	}
+	return "", fmt.Errorf("%w: no cgroup v2 hierarchy is mounted", ErrNoShortcut)
+}
+
+// openShortcut finds nsrun's programs on the root cgroup. When they are
+// not there it loads and attaches them if create is set, and otherwise
+// returns nil.
+func openShortcut(create bool) (*shortcut, error) {
+	root, err := cgroup2Root()
+	if err != nil {
+		return nil, err
+	}
+	cg, err := os.Open(root)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrNoShortcut, err)
+	}
+	ports, err := findPorts(cg)
+	if err != nil || ports != nil || !create {
+		if ports == nil {
+			cg.Close()
+		}
+		if err != nil || ports == nil {
+			return nil, err
+		}
+		return &shortcut{cgroup: cg, ports: ports}, nil
+	}
+	ports, err = attachShortcut(cg)
+	if err != nil {
+		cg.Close()
+		return nil, err
+	}
+	return &shortcut{cgroup: cg, ports: ports}, nil
+}
+
+// attached lists the IDs of nsrun's programs of one attach type on the cgroup.
+func attached(cg *os.File, typ ebpf.AttachType, name string) ([]ebpf.ProgramID, error) {
+	res, err := link.QueryPrograms(link.QueryOptions{Target: int(cg.Fd()), Attach: typ})
+	if err != nil {
+		return nil, fmt.Errorf("%w: listing the programs on %s: %v", ErrNoShortcut, cg.Name(), err)
+	}
+	var out []ebpf.ProgramID
+	for _, p := range res.Programs {
+		prog, err := ebpf.NewProgramFromID(p.ID)
+		if err != nil {
+			continue // detached meanwhile
+		}
+		info, err := prog.Info()
+		prog.Close()
+		if err == nil && info.Name == name {
+			out = append(out, p.ID)
+		}
+	}
+	return out, nil
+}
+
+// findPorts opens the port map of nsrun's connect program on the cgroup,
+// or returns nil when there is none.
+func findPorts(cg *os.File) (*ebpf.Map, error) {
+	ids, err := attached(cg, ebpf.AttachCGroupInet4Connect, progConnect)
+	if err != nil || len(ids) == 0 {
+		return nil, err
+	}
+	prog, err := ebpf.NewProgramFromID(ids[0])
+	if err != nil {
+		return nil, fmt.Errorf("opening nsrun's connect program: %w", err)
+	}
+	defer prog.Close()
+	info, err := prog.Info()
+	if err != nil {
+		return nil, fmt.Errorf("reading nsrun's connect program: %w", err)
+	}
+	mapIDs, _ := info.MapIDs()
+	for _, id := range mapIDs {
+		m, err := ebpf.NewMapFromID(id)
+		if err != nil {
+			return nil, fmt.Errorf("opening the maps of nsrun's connect program: %w", err)
+		}
+		if mi, err := m.Info(); err == nil && mi.Name == mapPorts {
+			return m, nil
+		}
+		m.Close()
+	}
+	return nil, fmt.Errorf("nsrun's connect program on %s has no %s map; remove it with 'nsrun down --all'", cg.Name(), mapPorts)
+}
+
+// hostNetnsCookie returns the cookie of nsrun's own network namespace,
+// the host's.
+func hostNetnsCookie() (uint64, error) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return 0, err
+	}
+	defer unix.Close(fd)
+	return unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_NETNS_COOKIE)
+}
+
+// attachShortcut loads the maps and programs and attaches them to the
+// cgroup, getpeername first so that no redirected socket misses it (and
+// after detaching any program an nsrun killed while attaching left).
+// The cgroup then holds them: they stay after nsrun exits.
+func attachShortcut(cg *os.File) (*ebpf.Map, error) {
+	if err := detachShortcut(cg); err != nil {
+		return nil, err
+	}
+	cookie, err := hostNetnsCookie()
+	if err != nil {
+		return nil, fmt.Errorf("%w: reading the network namespace's cookie: %v", ErrNoShortcut, err)
+	}
+	ports, err := ebpf.NewMap(&ebpf.MapSpec{
+		Name: mapPorts, Type: ebpf.Hash, MaxEntries: 1 << 16, Flags: unix.BPF_F_NO_PREALLOC,
+		KeySize: uint32(binary.Size(shortcutKey{})), ValueSize: uint32(binary.Size(shortcutValue{})),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: creating the port map: %v", ErrNoShortcut, err)
+	}
+	peers, err := newPeersMap()
+	if err != nil {
+		ports.Close()
+		return nil, err
+	}
+	defer peers.Close()
+	if err := attachProgram(cg, progGetpeername, ebpf.AttachCgroupInet4GetPeername, getpeernameProgram(peers)); err != nil {
+		ports.Close()
+		return nil, errors.Join(err, detachShortcut(cg))
+	}
+	if err := attachProgram(cg, progConnect, ebpf.AttachCGroupInet4Connect, connectProgram(ports, peers, cookie)); err != nil {
+		ports.Close()
+		return nil, errors.Join(err, detachShortcut(cg))
+	}
+	return ports, nil
+}
+
+// newPeersMap makes the socket storage where the connect program
+// records the address a redirected socket asked for.
+func newPeersMap() (*ebpf.Map, error) {
+	u32 := &btf.Int{Name: "u32", Size: 4}
+	m, err := ebpf.NewMap(&ebpf.MapSpec{
+		Name: mapPeers, Type: ebpf.SkStorage, Flags: unix.BPF_F_NO_PREALLOC,
+		KeySize: 4, ValueSize: 8,
+		Key: &btf.Int{Name: "int", Size: 4, Encoding: btf.Signed},
+		Value: &btf.Struct{Name: "nsrun_peer", Size: 8, Members: []btf.Member{
+			{Name: "addr", Type: u32}, {Name: "port", Type: u32, Offset: 32},
+		}},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: creating the peer map: %v", ErrNoShortcut, err)
+	}
+	return m, nil
+}
+
+// attachProgram loads a program and attaches it to the cgroup, which then
+// holds it.
+func attachProgram(cg *os.File, name string, typ ebpf.AttachType, insns asm.Instructions) error {
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Name: name, Type: ebpf.CGroupSockAddr, AttachType: typ, Instructions: insns, License: "GPL",
+	})
+	if err != nil {
+		return fmt.Errorf("%w: loading %s: %v", ErrNoShortcut, name, err)
+	}
+	defer prog.Close()
+	err = link.RawAttachProgram(link.RawAttachProgramOptions{Target: int(cg.Fd()), Program: prog, Attach: typ, Flags: unix.BPF_F_ALLOW_MULTI})
+	if err != nil {
+		return fmt.Errorf("%w: attaching %s to %s: %v", ErrNoShortcut, name, cg.Name(), err)
+	}
+	return nil
+}
+
+// hooks are the programs' names and attach points, connect first: the
+// order they are detached in.
+var hooks = []struct {
+	name   string
+	attach ebpf.AttachType
+}{
+	{progConnect, ebpf.AttachCGroupInet4Connect},
+	{progGetpeername, ebpf.AttachCgroupInet4GetPeername},
+}
+
+// detachShortcut detaches every nsrun program from the cgroup, connect
+// first.
+func detachShortcut(cg *os.File) error {
+	var errs []error
+	for _, p := range hooks {
+		ids, err := attached(cg, p.attach, p.name)
+		if err != nil {
+			return err
+		}
+		for _, id := range ids {
+			prog, err := ebpf.NewProgramFromID(id)
+			if err != nil {
+				continue
+			}
+			err = link.RawDetachProgram(link.RawDetachProgramOptions{Target: int(cg.Fd()), Program: prog, Attach: p.attach})
+			prog.Close()
+			if err != nil && !errors.Is(err, unix.ENOENT) {
+				errs = append(errs, fmt.Errorf("detaching %s from %s: %w", p.name, cg.Name(), err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func entry(s Shortcut, own uint64) (shortcutKey, shortcutValue) {
+	var k shortcutKey
+	v := shortcutValue{Owner: own}
+	k.Addr, k.Port = sockAddr(s.Host.Addr().As4(), s.Host.Port()) // 0.0.0.0: every loopback address
+	v.Addr, v.Port = sockAddr(s.Target.Addr().As4(), s.Target.Port())
+	return k, v
+}
+
+// SetShortcuts makes the project's shortcuts exactly these: it loads and
+// attaches the programs for the first shortcut of the host, and detaches
+// them once the last is gone. It returns ErrNoShortcut (wrapped) when
+// the kernel cannot take them.
+func SetShortcuts(project string, want []Shortcut) error {
+	s, err := openShortcut(len(want) > 0)
+	if err != nil {
+		return err
+	}
+	if s == nil {
+		// No connect program, so no shortcut anywhere; a getpeername
+		// program alone is left from an nsrun killed while attaching.
+		return SweepShortcuts()
+	}
+	defer s.Close()
+	own := owner(project)
+	keep := map[shortcutKey]bool{}
+	for _, sc := range want {
+		k, v := entry(sc, own)
+		if err := s.ports.Put(k, v); err != nil {
+			return fmt.Errorf("adding the loopback shortcut %s -> %s: %w", sc.Host, sc.Target, err)
+		}
+		keep[k] = true
+	}
+	var stale []shortcutKey
+	left := 0
+	var k shortcutKey
+	var v shortcutValue
+	for it := s.ports.Iterate(); it.Next(&k, &v); {
+		if v.Owner == own && !keep[k] {
+			stale = append(stale, k)
+		} else {
+			left++
+		}
+	}
+	for _, k := range stale {
+		if err := s.ports.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("removing a loopback shortcut of project %s: %w", project, err)
+		}
+	}
+	if left == 0 {
+		return detachShortcut(s.cgroup)
+	}
+	return nil
+}
+
+// SweepShortcuts detaches nsrun's programs, whatever they hold.
+func SweepShortcuts() error {
+	root, err := cgroup2Root()
+	if err != nil {
+		return nil
+	}
+	cg, err := os.Open(root)
+	if err != nil {
+		return nil
+	}
+	defer cg.Close()
+	err = detachShortcut(cg)
+	if errors.Is(err, ErrNoShortcut) {
+		return nil
+	}
+	return err
+}

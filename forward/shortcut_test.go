@@ -1,0 +1,329 @@
+package forward
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/cilium/ebpf"
+	"github.com/nsrun/nsrun/netns"
+	"github.com/nsrun/nsrun/netns/nstest"
+	"github.com/nsrun/nsrun/specs"
+	"golang.org/x/sys/unix"
+)
+
+func TestShortcuts(t *testing.T) {
+	p := Project{Name: "demo", Namespaces: []Namespace{
+		{Name: "a", Address: netip.MustParsePrefix("10.9.1.2/24"), Ports: []specs.Port{
+			port(t, "6000:8080"), port(t, "127.0.0.1:6100:9090/udp"), port(t, "7000-7002:8000-8002"),
+		}},
+		{Name: "b", Address: netip.MustParsePrefix("10.9.2.2/24"), Ports: []specs.Port{
+			port(t, "192.0.2.1:6001:8080"), port(t, "127.0.0.2:6002:80"),
+		}},
+	}}
+	got := Shortcuts(p)
+	want := []Shortcut{
+		{netip.MustParseAddrPort("0.0.0.0:6000"), netip.MustParseAddrPort("10.9.1.2:8080")},
+		{netip.MustParseAddrPort("0.0.0.0:7000"), netip.MustParseAddrPort("10.9.1.2:8000")},
+		{netip.MustParseAddrPort("0.0.0.0:7001"), netip.MustParseAddrPort("10.9.1.2:8001")},
+		{netip.MustParseAddrPort("0.0.0.0:7002"), netip.MustParseAddrPort("10.9.1.2:8002")},
+		{netip.MustParseAddrPort("127.0.0.2:6002"), netip.MustParseAddrPort("10.9.2.2:80")},
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("Shortcuts:\n got %v\nwant %v (TCP on every address or on loopback only)", got, want)
+	}
+}
+
+// TestShortcutEntryLayout checks the map entry against struct
+// bpf_sock_addr: address bytes in network order, then the port's two
+// bytes in network order in the low half of a native 32-bit word.
+func TestShortcutEntryLayout(t *testing.T) {
+	k, v := entry(Shortcut{netip.MustParseAddrPort("127.0.0.1:16000"), netip.MustParseAddrPort("10.9.1.2:8080")}, owner("demo"))
+	var port [4]byte
+	binary.NativeEndian.PutUint32(port[:], uint32(binary.NativeEndian.Uint16([]byte{0x3e, 0x80})))
+	want := append([]byte{127, 0, 0, 1}, port[:]...)
+	if got, _ := binary.Append(nil, binary.NativeEndian, k); !bytes.Equal(got, want) {
+		t.Errorf("key bytes %x; want %x", got, want)
+	}
+	binary.NativeEndian.PutUint32(port[:], uint32(binary.NativeEndian.Uint16([]byte{0x1f, 0x90})))
+	want = append([]byte{10, 9, 1, 2}, port[:]...)
+	if got, _ := binary.Append(nil, binary.NativeEndian, v); !bytes.Equal(got[:8], want) || v.Owner != owner("demo") || owner("demo") == owner("demo2") {
+		t.Errorf("value bytes %x; want %x and the owner", got, want)
+	}
+}
+
+// loopbackServer listens on 127.0.0.1 and answers each connection with
+// "NAME <the client's address>".
+func loopbackServer(t *testing.T, name string) netip.AddrPort {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			fmt.Fprintf(c, "%s %s\n", name, c.RemoteAddr())
+			c.Close()
+		}
+	}()
+	return netip.MustParseAddrPort(ln.Addr().String())
+}
+
+// freePort returns a TCP port that nothing on 127.0.0.1 listens on.
+func freePort(t *testing.T) uint16 {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return netip.MustParseAddrPort(ln.Addr().String()).Port()
+}
+
+// dial connects from the host and returns the server's line and the
+// peer the socket reports.
+func dial(addr string) (string, string, error) {
+	c, err := net.DialTimeout("tcp4", addr, 2*time.Second)
+	if err != nil {
+		return "", "", err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(2 * time.Second))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	return strings.TrimSpace(line), c.RemoteAddr().String(), err
+}
+
+func shortcutAttached(t *testing.T) bool {
+	t.Helper()
+	s, err := openShortcut(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s != nil {
+		s.Close()
+	}
+	return s != nil
+}
+
+// TestShortcutRedirect runs the programs for real, between two loopback
+// ports of the host: the published one, where nothing listens, and the
+// target.
+func TestShortcutRedirect(t *testing.T) {
+	nstest.RequireRoot(t)
+	project := strings.ToLower(nstest.Name("sc"))
+	other := project + "-other"
+	t.Cleanup(func() { SetShortcuts(project, nil); SetShortcuts(other, nil) })
+	if shortcutAttached(t) {
+		t.Fatal("nsrun's programs are on the root cgroup before the test; remove them with 'nsrun down --all'")
+	}
+	target := loopbackServer(t, "target")
+	second := loopbackServer(t, "second")
+	pAll, pExact, pOther := freePort(t), freePort(t), freePort(t)
+	err := SetShortcuts(project, []Shortcut{
+		{netip.AddrPortFrom(netip.IPv4Unspecified(), pAll), target},
+		{netip.AddrPortFrom(netip.MustParseAddr("127.0.0.2"), pExact), target},
+	})
+	if err != nil {
+		t.Fatalf("SetShortcuts: %v (this kernel should take the programs)", err)
+	}
+	if err := SetShortcuts(other, []Shortcut{{netip.AddrPortFrom(netip.IPv4Unspecified(), pOther), second}}); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, a := range []string{"127.0.0.1", "127.0.0.3", "127.0.0.2"} {
+		at := net.JoinHostPort(a, strconv.Itoa(int(pAll)))
+		line, peer, err := dial(at)
+		if err != nil || !strings.HasPrefix(line, "target ") || peer != at {
+			t.Errorf("host -> %s (published on every address): %q, peer %s, %v; want the target, peer %s", at, line, peer, err, at)
+		}
+	}
+	at := fmt.Sprintf("127.0.0.2:%d", pExact)
+	if line, peer, err := dial(at); err != nil || !strings.HasPrefix(line, "target ") || peer != at {
+		t.Errorf("host -> %s (published on 127.0.0.2): %q, peer %s, %v; want the target", at, line, peer, err)
+	}
+	if line, _, err := dial(fmt.Sprintf("127.0.0.1:%d", pExact)); err == nil {
+		t.Errorf("host -> 127.0.0.1:%d (published on 127.0.0.2 only) was redirected: %q", pExact, line)
+	}
+	if line, _, err := dial(fmt.Sprintf("127.0.0.1:%d", pOther)); err != nil || !strings.HasPrefix(line, "second ") {
+		t.Errorf("host -> the other project's port: %q, %v", line, err)
+	}
+
+	t.Run("udp is left to DNAT", func(t *testing.T) {
+		pc, err := net.ListenPacket("udp4", fmt.Sprintf("127.0.0.1:%d", pAll))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pc.Close()
+		c, err := net.Dial("udp4", pc.LocalAddr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.Write([]byte("hello"))
+		pc.SetReadDeadline(time.Now().Add(2 * time.Second))
+		if _, _, err := pc.ReadFrom(make([]byte, 16)); err != nil {
+			t.Errorf("a datagram to 127.0.0.1:%d did not arrive there: %v", pAll, err)
+		}
+	})
+
+	t.Run("a socket connected again forgets the published address", func(t *testing.T) {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unix.Close(fd)
+		if err := unix.Connect(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}, Port: int(pAll)}); err != nil {
+			t.Fatal(err)
+		}
+		// connect(2) to an AF_UNSPEC address disconnects a TCP socket.
+		var unspec unix.RawSockaddrInet4 // Family 0: AF_UNSPEC
+		if _, _, errno := unix.Syscall(unix.SYS_CONNECT, uintptr(fd), uintptr(unsafe.Pointer(&unspec)), unsafe.Sizeof(unspec)); errno != 0 {
+			t.Fatalf("disconnecting: %v", errno)
+		}
+		if err := unix.Connect(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}, Port: int(second.Port())}); err != nil {
+			t.Fatal(err)
+		}
+		sa, err := unix.Getpeername(fd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if in4, ok := sa.(*unix.SockaddrInet4); !ok || in4.Port != int(second.Port()) {
+			t.Errorf("peer after the second connect: %+v; want 127.0.0.1:%d", sa, second.Port())
+		}
+	})
+
+	t.Run("other network namespaces are left alone", func(t *testing.T) {
+		ns := nstest.Name("sc")
+		if err := netns.Create(ns); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { netns.Delete(ns) })
+		nstest.StartServer(t, ns, "inner", strconv.Itoa(int(pAll)), "")
+		r, err := nstest.DialFrom(t, ns, "tcp", fmt.Sprintf("127.0.0.1:%d", pAll), "")
+		if err != nil || !strings.HasPrefix(r, "inner from 127.0.0.1:") {
+			t.Errorf("in a namespace, 127.0.0.1:%d: %q, %v; want its own server", pAll, r, err)
+		}
+	})
+
+	// Removing one project keeps the other's shortcut; the last takes the
+	// programs with it.
+	if err := SetShortcuts(project, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := dial(fmt.Sprintf("127.0.0.1:%d", pAll)); err == nil {
+		t.Errorf("127.0.0.1:%d is still redirected after its project's shortcuts were removed", pAll)
+	}
+	if line, _, err := dial(fmt.Sprintf("127.0.0.1:%d", pOther)); err != nil || !strings.HasPrefix(line, "second ") {
+		t.Errorf("the other project's port after the first was removed: %q, %v", line, err)
+	}
+	if err := SetShortcuts(other, nil); err != nil {
+		t.Fatal(err)
+	}
+	if shortcutAttached(t) {
+		t.Error("the programs are still attached after the last shortcut was removed")
+	}
+}
+
+// TestSweepShortcuts detaches the programs whatever they hold.
+func TestSweepShortcuts(t *testing.T) {
+	nstest.RequireRoot(t)
+	project := strings.ToLower(nstest.Name("sc"))
+	t.Cleanup(func() { SetShortcuts(project, nil) })
+	target := loopbackServer(t, "target")
+	p := freePort(t)
+	if err := SetShortcuts(project, []Shortcut{{netip.AddrPortFrom(netip.IPv4Unspecified(), p), target}}); err != nil {
+		t.Fatal(err)
+	}
+	if !shortcutAttached(t) {
+		t.Fatal("the programs are not attached")
+	}
+	if err := SweepShortcuts(); err != nil {
+		t.Fatal(err)
+	}
+	if shortcutAttached(t) {
+		t.Error("the programs are still attached after the sweep")
+	}
+	if _, _, err := dial(fmt.Sprintf("127.0.0.1:%d", p)); err == nil {
+		t.Errorf("127.0.0.1:%d is still redirected after the sweep", p)
+	}
+}
+
+// TestShortcutStray: an nsrun killed between attaching its two programs
+// leaves the getpeername one alone. Removing a project's shortcuts takes
+// it away, and so does adding the first shortcut, which attaches a fresh
+// pair.
+func TestShortcutStray(t *testing.T) {
+	nstest.RequireRoot(t)
+	project := strings.ToLower(nstest.Name("sc"))
+	t.Cleanup(func() { SweepShortcuts() })
+	root, err := cgroup2Root()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cg, err := os.Open(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cg.Close()
+	stray := func() {
+		t.Helper()
+		peers, err := newPeersMap()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer peers.Close()
+		if err := attachProgram(cg, progGetpeername, ebpf.AttachCgroupInet4GetPeername, getpeernameProgram(peers)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	programs := func() []string {
+		t.Helper()
+		var out []string
+		for _, h := range hooks {
+			ids, err := attached(cg, h.attach, h.name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for range ids {
+				out = append(out, h.name)
+			}
+		}
+		return out
+	}
+	stray()
+	if err := SetShortcuts(project, nil); err != nil {
+		t.Fatal(err)
+	}
+	if p := programs(); len(p) != 0 {
+		t.Errorf("after removing shortcuts: %v attached; want none", p)
+	}
+	stray()
+	if err := SetShortcuts(project, []Shortcut{{netip.MustParseAddrPort("0.0.0.0:1"), netip.MustParseAddrPort("127.0.0.1:1")}}); err != nil {
+		t.Fatal(err)
+	}
+	if p := programs(); !slices.Equal(p, []string{progConnect, progGetpeername}) {
+		t.Errorf("after the first shortcut: %v attached; want one of each", p)
+	}
+	if err := SetShortcuts(project, nil); err != nil {
+		t.Fatal(err)
+	}
+	if p := programs(); len(p) != 0 {
+		t.Errorf("after removing the last shortcut: %v attached; want none", p)
+	}
+}
