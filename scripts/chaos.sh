@@ -20,6 +20,7 @@ scripts/build.sh
 nsrun=$PWD/bin/nsrun
 
 work=$(mktemp -d)
+go build -o "$work/hoststate" ./scripts/hoststate
 spec=$work/chaos.yaml
 cat >"$spec" <<'YAML'
 name: chaos
@@ -45,20 +46,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Everything nsrun could leave behind.
+# Everything nsrun could leave behind: what the test suite compares
+# (namespaces, links, rules, sysctls, cgroup programs, /run/nsrun), and more.
 snapshot() {
-	echo "== netns"
-	ip netns list
-	echo "== links"
-	ip -o link show | awk '{print $2}'
-	for save in iptables-nft-save iptables-legacy-save; do
-		echo "== $save"
-		"$save" 2>/dev/null | grep -v '^#' | sed 's/\[[0-9]*:[0-9]*\]//' | grep -Ei 'nsr|^-A' || true
-	done
-	echo "== sysctl"
-	sysctl -n net.ipv4.ip_forward net.ipv4.conf.all.route_localnet
-	echo "== /run/nsrun"
-	ls -A /run/nsrun 2>/dev/null || true
+	"$work/hoststate"
 	echo "== /etc/netns"
 	ls -A /etc/netns 2>/dev/null || true
 	echo "== processes"
