@@ -190,10 +190,9 @@ func cgroup2Root() (string, error) {
 	return "", fmt.Errorf("%w: no cgroup v2 hierarchy is mounted", ErrNoShortcut)
 }
 
-// openShortcut finds nsrun's programs on the root cgroup. When they are
-// not there it loads and attaches them if create is set, and otherwise
-// returns nil.
-func openShortcut(create bool) (*shortcut, error) {
+// openCgroup opens the root of the cgroup v2 hierarchy, which every
+// process of the host is under.
+func openCgroup() (*os.File, error) {
 	root, err := cgroup2Root()
 	if err != nil {
 		return nil, err
@@ -202,18 +201,22 @@ func openShortcut(create bool) (*shortcut, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrNoShortcut, err)
 	}
-	ports, err := findPorts(cg)
-	if err != nil || ports != nil || !create {
-		if ports == nil {
-			cg.Close()
-		}
-		if err != nil || ports == nil {
-			return nil, err
-		}
-		return &shortcut{cgroup: cg, ports: ports}, nil
-	}
-	ports, err = attachShortcut(cg)
+	return cg, nil
+}
+
+// openShortcut finds nsrun's programs on the root cgroup. When they are
+// not there it loads and attaches them if create is set, and otherwise
+// returns nil.
+func openShortcut(create bool) (*shortcut, error) {
+	cg, err := openCgroup()
 	if err != nil {
+		return nil, err
+	}
+	ports, err := findPorts(cg)
+	if err == nil && ports == nil && create {
+		ports, err = attachShortcut(cg)
+	}
+	if err != nil || ports == nil {
 		cg.Close()
 		return nil, err
 	}
@@ -423,12 +426,16 @@ func SetShortcuts(project string, want []Shortcut) error {
 	left := 0
 	var k shortcutKey
 	var v shortcutValue
-	for it := s.ports.Iterate(); it.Next(&k, &v); {
+	it := s.ports.Iterate()
+	for it.Next(&k, &v) {
 		if v.Owner == own && !keep[k] {
 			stale = append(stale, k)
 		} else {
 			left++
 		}
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("reading the loopback shortcuts: %w", err)
 	}
 	for _, k := range stale {
 		if err := s.ports.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
@@ -443,18 +450,13 @@ func SetShortcuts(project string, want []Shortcut) error {
 
 // SweepShortcuts detaches nsrun's programs, whatever they hold.
 func SweepShortcuts() error {
-	root, err := cgroup2Root()
-	if err != nil {
-		return nil
+	cg, err := openCgroup()
+	if err == nil {
+		err = detachShortcut(cg)
+		cg.Close()
 	}
-	cg, err := os.Open(root)
-	if err != nil {
-		return nil
-	}
-	defer cg.Close()
-	err = detachShortcut(cg)
 	if errors.Is(err, ErrNoShortcut) {
-		return nil
+		return nil // nothing can be attached
 	}
 	return err
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 
 	"slices"
 	"strconv"
@@ -272,11 +271,7 @@ func TestShortcutStray(t *testing.T) {
 	nstest.RequireRoot(t)
 	project := strings.ToLower(nstest.Name("sc"))
 	t.Cleanup(func() { SweepShortcuts() })
-	root, err := cgroup2Root()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cg, err := os.Open(root)
+	cg, err := openCgroup()
 	if err != nil {
 		t.Fatal(err)
 	}
