@@ -71,6 +71,10 @@ trap cleanup EXIT
 
 median() { python3 -c 'import sys,statistics; print(statistics.median(float(x) for x in sys.argv[1:]))' "$@"; }
 ratio() { python3 -c 'import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print(f"{a/b:.2f}x" if b else "n/a")' "$1" "$2"; }
+# pratio "A1 A2 ..." "B1 B2 ..." -> the median of the rounds' ratios Ai/Bi:
+# each pair is measured close together, so the machine's drift from one
+# round to the next cancels out.
+pratio() { python3 -c 'import sys,statistics; r=[float(a)/float(b) for a,b in zip(sys.argv[1].split(),sys.argv[2].split())]; print(f"{statistics.median(r):.2f}x")' "$1" "$2"; }
 hyper() { # hyper PREPARE COMMAND -> median seconds
 	hyperfine -N --runs "$runs" --prepare "$1" --export-json "$work/h.json" "$2" >/dev/null 2>&1 || hyperfine --runs "$runs" --prepare "$1" --export-json "$work/h.json" "$2" >/dev/null
 	python3 -c 'import json; print(json.load(open("'"$work"'/h.json"))["results"][0]["median"])'
@@ -88,10 +92,23 @@ spec_n() { # spec_n N: N namespaces, one published port each, no processes
 manual_n() { # manual_n N: the same by hand, one command per step
 	local n=$1
 	echo "sysctl -qw net.ipv4.ip_forward=1"
+	# The files nsrun writes for 'ip netns exec': hosts naming every
+	# namespace, and resolv.conf without loopback nameservers (shell
+	# builtins write them; only mkdir is a process).
+	printf "hosts='127.0.0.1\tlocalhost\n"
+	for ((i = 0; i < n; i++)); do
+		local a=10.241.$((i / 64)).$(((i % 64) * 4))
+		printf '%s\tm%sx%s\n' "${a%.*}.$((${a##*.} + 2))" "$1" "$i"
+	done
+	echo "'"
+	echo "resolv='$(grep -v '^nameserver 127\.' /etc/resolv.conf)'"
 	for ((i = 0; i < n; i++)); do
 		local ns=m$1x$i h=mh$1x$i a=10.241.$((i / 64)).$(((i % 64) * 4))
 		local host=${a%.*}.$((${a##*.} + 1)) peer=${a%.*}.$((${a##*.} + 2))
 		echo "ip netns add $ns"
+		echo "mkdir -p /etc/netns/$ns"
+		echo "printf '%b' \"\$hosts\" >/etc/netns/$ns/hosts"
+		echo "printf '%s\\n' \"\$resolv\" >/etc/netns/$ns/resolv.conf"
 		echo "ip -n $ns link set lo up"
 		echo "ip link add $h type veth peer name eth0 netns $ns"
 		echo "ip addr add $host/30 dev $h"
@@ -119,10 +136,18 @@ manual_down_n() {
 		echo "iptables -D FORWARD -i $h -j ACCEPT"
 		echo "ip link del $h"
 		echo "ip netns del m$1x$i"
+		echo "rm -rf /etc/netns/m$1x$i"
 	done
+	echo "rmdir /etc/netns 2>/dev/null || true"
 	echo "sysctl -qw net.ipv4.ip_forward=$(sysctl -n net.ipv4.ip_forward)"
 }
 
+# The root file system here (ext4 without a journal) passes over inodes
+# freed in the last minutes when it makes a file, so after many files were
+# deleted (by earlier tests or runs) making files is slow, for nsrun's
+# /etc/netns files and the manual script's alike. Start from a settled file
+# system: written out, and a minute with nothing deleted.
+$quick || { sync; sleep 60; }
 settle="sleep 2"
 declare -A upms
 for n in 1 10 100; do
@@ -203,22 +228,27 @@ for mode in keepalive close; do
 	header=""
 	[[ $mode == close ]] && header="Connection: close"
 	for target in published local direct socat outpub outdir bare; do r[$mode$target]=""; done
-	for ((i = 0; i < rounds; i++)); do # interleaved, so drift of the machine hits all alike
-		r[${mode}published]+=" $(rps "http://$hostaddr:6500/" "$header")"
+	# Interleaved, so drift of the machine hits all alike; what is compared
+	# is measured back to back, and each ratio is the median of the rounds'.
+	for ((i = 0; i < rounds; i++)); do
 		r[${mode}direct]+=" $(rps "http://$addr:8081/" "$header")"
+		r[${mode}local]+=" $(rps http://127.0.0.1:6502/ "$header")"
+		r[${mode}published]+=" $(rps "http://$hostaddr:6500/" "$header")"
 		r[${mode}bare]+=" $(rps "http://$hostaddr:6510/" "$header")"
 		r[${mode}socat]+=" $(rps http://127.0.0.1:6600/ "$header")"
-		r[${mode}local]+=" $(rps http://127.0.0.1:6502/ "$header")"
-		r[${mode}outpub]+=" $(client_ns=benchout rps "http://10.239.0.1:6500/" "$header")"
 		r[${mode}outdir]+=" $(client_ns=benchout rps "http://$addr:8084/" "$header")"
+		r[${mode}outpub]+=" $(client_ns=benchout rps "http://10.239.0.1:6500/" "$header")"
+	done
+	for target in direct local published bare socat outdir outpub; do
+		echo "bench: $mode $target req/s by round:${r[$mode$target]}" >&2
 	done
 	pub=$(median ${r[${mode}published]}) dir=$(median ${r[${mode}direct]}) soc=$(median ${r[${mode}socat]}) loc=$(median ${r[${mode}local]})
 	opub=$(median ${r[${mode}outpub]}) odir=$(median ${r[${mode}outdir]}) bar=$(median ${r[${mode}bare]})
-	row "HTTP req/s, $mode: from outside, published vs direct" "$opub" "$odir" "$(ratio "$opub" "$odir")" "(target: >= 0.95x)"
-	row "HTTP req/s, $mode: host at 127.0.0.1, published vs direct" "$loc" "$dir" "$(ratio "$loc" "$dir")" "(target: >= 0.95x; the shortcut)"
-	row "HTTP req/s, $mode: host at its address, published vs direct" "$pub" "$dir" "$(ratio "$pub" "$dir")" "(DNAT in OUTPUT: the kernel's re-route)"
-	row "HTTP req/s, $mode: host at its address, published vs bare DNAT" "$pub" "$bar" "$(ratio "$pub" "$bar")" "(nsrun's rules against one hand-made rule)"
-	row "HTTP req/s, $mode: at 127.0.0.1 vs socat there" "$loc" "$soc" "$(ratio "$loc" "$soc")" "(target: >= 1.5x)"
+	row "HTTP req/s, $mode: from outside, published vs direct" "$opub" "$odir" "$(pratio "${r[${mode}outpub]}" "${r[${mode}outdir]}")" "(target: >= 0.95x)"
+	row "HTTP req/s, $mode: host at 127.0.0.1, published vs direct" "$loc" "$dir" "$(pratio "${r[${mode}local]}" "${r[${mode}direct]}")" "(target: >= 0.95x; the shortcut)"
+	row "HTTP req/s, $mode: host at its address, published vs direct" "$pub" "$dir" "$(pratio "${r[${mode}published]}" "${r[${mode}direct]}")" "(DNAT in OUTPUT: the kernel's re-route)"
+	row "HTTP req/s, $mode: host at its address, published vs bare DNAT" "$pub" "$bar" "$(pratio "${r[${mode}published]}" "${r[${mode}bare]}")" "(nsrun's rules against one hand-made rule)"
+	row "HTTP req/s, $mode: at 127.0.0.1 vs socat there" "$loc" "$soc" "$(pratio "${r[${mode}local]}" "${r[${mode}socat]}")" "(target: >= 1.5x)"
 done
 "$fw" -w -t nat -D OUTPUT "${bare[@]}"
 bare=()
@@ -226,7 +256,7 @@ bps() { iperf3 -c 127.0.0.1 -p "$1" -t "$secs" -J | python3 -c 'import json,sys;
 ip_pub="" ip_soc=""
 for ((i = 0; i < 3; i++)); do ip_pub+=" $(bps 6501)"; ip_soc+=" $(bps 6601)"; done # both at 127.0.0.1
 pub=$(median $ip_pub) soc=$(median $ip_soc)
-row "iperf3 Gbit/s: published port at 127.0.0.1 vs socat there" "$(awk -v x="$pub" 'BEGIN{printf "%.2f", x/1e9}')" "$(awk -v x="$soc" 'BEGIN{printf "%.2f", x/1e9}')" "$(ratio "$pub" "$soc")" "(target: >= 3x)"
+row "iperf3 Gbit/s: published port at 127.0.0.1 vs socat there" "$(awk -v x="$pub" 'BEGIN{printf "%.2f", x/1e9}')" "$(awk -v x="$soc" 'BEGIN{printf "%.2f", x/1e9}')" "$(pratio "$ip_pub" "$ip_soc")" "(target: >= 3x)"
 
 # --- 4. exec startup ---------------------------------------------------------
 # nsrun as released (the C fast path) and built without cgo (the Go path).
@@ -268,7 +298,7 @@ for path in outside loopback; do
 	done
 	client_ns=""
 	f=$(median $first) l=$(median $last)
-	row "new connections/s: last vs first of 100 ports, $path" "$l" "$f" "$(ratio "$l" "$f")" "(target: >= 0.95x)"
+	row "new connections/s: last vs first of 100 ports, $path" "$l" "$f" "$(pratio "$last" "$first")" "(target: >= 0.95x)"
 done
 "$nsrun" down -q -p benchscale >/dev/null
 
