@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-
 	"slices"
 	"strconv"
 	"strings"
