@@ -223,40 +223,43 @@ func openShortcut(create bool) (*shortcut, error) {
 	return &shortcut{cgroup: cg, ports: ports}, nil
 }
 
-// attached lists the IDs of nsrun's programs of one attach type on the cgroup.
-func attached(cg *os.File, typ ebpf.AttachType, name string) ([]ebpf.ProgramID, error) {
+// attached opens nsrun's programs of one attach type on the cgroup, by
+// name; the caller closes them.
+func attached(cg *os.File, typ ebpf.AttachType, name string) ([]*ebpf.Program, error) {
 	res, err := link.QueryPrograms(link.QueryOptions{Target: int(cg.Fd()), Attach: typ})
 	if err != nil {
 		return nil, fmt.Errorf("%w: listing the programs on %s: %v", ErrNoShortcut, cg.Name(), err)
 	}
-	var out []ebpf.ProgramID
+	var out []*ebpf.Program
 	for _, p := range res.Programs {
 		prog, err := ebpf.NewProgramFromID(p.ID)
 		if err != nil {
 			continue // detached meanwhile
 		}
-		info, err := prog.Info()
-		prog.Close()
-		if err == nil && info.Name == name {
-			out = append(out, p.ID)
+		if info, err := prog.Info(); err == nil && info.Name == name {
+			out = append(out, prog)
+		} else {
+			prog.Close()
 		}
 	}
 	return out, nil
 }
 
+func closeAll(progs []*ebpf.Program) {
+	for _, p := range progs {
+		p.Close()
+	}
+}
+
 // findPorts opens the port map of nsrun's connect program on the cgroup,
 // or returns nil when there is none.
 func findPorts(cg *os.File) (*ebpf.Map, error) {
-	ids, err := attached(cg, ebpf.AttachCGroupInet4Connect, progConnect)
-	if err != nil || len(ids) == 0 {
+	progs, err := attached(cg, ebpf.AttachCGroupInet4Connect, progConnect)
+	defer closeAll(progs)
+	if err != nil || len(progs) == 0 {
 		return nil, err
 	}
-	prog, err := ebpf.NewProgramFromID(ids[0])
-	if err != nil {
-		return nil, fmt.Errorf("opening nsrun's connect program: %w", err)
-	}
-	defer prog.Close()
-	info, err := prog.Info()
+	info, err := progs[0].Info()
 	if err != nil {
 		return nil, fmt.Errorf("reading nsrun's connect program: %w", err)
 	}
@@ -371,21 +374,17 @@ var hooks = []struct {
 func detachShortcut(cg *os.File) error {
 	var errs []error
 	for _, p := range hooks {
-		ids, err := attached(cg, p.attach, p.name)
+		progs, err := attached(cg, p.attach, p.name)
 		if err != nil {
 			return err
 		}
-		for _, id := range ids {
-			prog, err := ebpf.NewProgramFromID(id)
-			if err != nil {
-				continue
-			}
-			err = link.RawDetachProgram(link.RawDetachProgramOptions{Target: int(cg.Fd()), Program: prog, Attach: p.attach})
-			prog.Close()
+		for _, prog := range progs {
+			err := link.RawDetachProgram(link.RawDetachProgramOptions{Target: int(cg.Fd()), Program: prog, Attach: p.attach})
 			if err != nil && !errors.Is(err, unix.ENOENT) {
 				errs = append(errs, fmt.Errorf("detaching %s from %s: %w", p.name, cg.Name(), err))
 			}
 		}
+		closeAll(progs)
 	}
 	return errors.Join(errs...)
 }

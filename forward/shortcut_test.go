@@ -290,11 +290,12 @@ func TestShortcutStray(t *testing.T) {
 		t.Helper()
 		var out []string
 		for _, h := range hooks {
-			ids, err := attached(cg, h.attach, h.name)
+			progs, err := attached(cg, h.attach, h.name)
 			if err != nil {
 				t.Fatal(err)
 			}
-			for range ids {
+			closeAll(progs)
+			for range progs {
 				out = append(out, h.name)
 			}
 		}
