@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/nsrun/nsrun/internal/atomicfile"
 	"github.com/nsrun/nsrun/netns"
 )
 
@@ -82,7 +83,9 @@ func parseResolv(text string) (servers, rest []string) {
 }
 
 // writeEtc writes nsrun's files into /etc/netns/NS/, leaving alone any
-// file of that name nsrun did not write.
+// file of that name nsrun did not write, and any that already holds the
+// content. Each is written beside and renamed into place: a file nsrun
+// was killed while writing would lack the marker and never be removed.
 func writeEtc(ns string, files map[string]string) error {
 	dir := filepath.Join(netns.EtcDir, ns)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -90,24 +93,16 @@ func writeEtc(ns string, files map[string]string) error {
 	}
 	for name, content := range files {
 		path := filepath.Join(dir, name)
-		if !ours(path) {
+		old, err := os.ReadFile(path)
+		if err == nil && (string(old) == content || !strings.HasPrefix(string(old), etcMarker)) {
 			continue
 		}
-		// Written beside and renamed into place: a file nsrun was killed
-		// while writing would lack the marker and never be removed.
-		tmp := filepath.Join(dir, etcTemp+name)
-		if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
-			return fmt.Errorf("writing %s: %w", tmp, err)
-		}
-		if err := os.Rename(tmp, path); err != nil {
-			return fmt.Errorf("writing %s: %w", path, err)
+		if err := atomicfile.Write(path, []byte(content), 0o644); err != nil {
+			return err
 		}
 	}
 	return nil
 }
-
-// etcTemp starts the name of a file of /etc/netns/NS/ being written.
-const etcTemp = ".nsrun-tmp-"
 
 // removeEtc removes the files nsrun wrote in /etc/netns/NS/ (and any it
 // was killed while writing), then the directory and /etc/netns when they
@@ -123,7 +118,7 @@ func removeEtc(ns string) error {
 	}
 	for _, e := range entries {
 		path := filepath.Join(dir, e.Name())
-		if _, err := os.Stat(path); err == nil && (ours(path) || strings.HasPrefix(e.Name(), etcTemp)) {
+		if _, err := os.Stat(path); err == nil && (ours(path) || atomicfile.IsTemp(e.Name())) {
 			if err := os.Remove(path); err != nil {
 				return err
 			}

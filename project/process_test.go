@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nsrun/nsrun/internal/atomicfile"
 	"github.com/nsrun/nsrun/netns"
 	"github.com/nsrun/nsrun/netns/nstest"
 	"github.com/nsrun/nsrun/supervise"
@@ -287,7 +288,7 @@ func TestEtcFilesHalfWritten(t *testing.T) {
 	if entries, _ := os.ReadDir(dir); len(entries) != 1 || entries[0].Name() != "hosts" {
 		t.Errorf("after writeEtc: %v", entries)
 	}
-	os.WriteFile(filepath.Join(dir, etcTemp+"resolv.conf"), nil, 0o644) // killed half-way
+	os.WriteFile(filepath.Join(dir, atomicfile.TempPrefix+"resolv.conf-123"), nil, 0o644) // killed half-way
 	if err := removeEtc(ns); err != nil {
 		t.Fatal(err)
 	}
