@@ -47,9 +47,7 @@ func FromSpec(s *specs.Spec) *State {
 			Name: ns.Name, Link: ns.HostLink, Address: ns.Address, HostAddress: ns.HostAddress,
 			AutoAddress: ns.AutoAddress, Egress: ns.Egress,
 		}
-		for _, p := range ns.Ports {
-			rec.Ports = append(rec.Ports, full(p))
-		}
+		rec.Ports = append(rec.Ports, ns.Ports...)
 		for _, r := range ns.Run {
 			ps := ProcessState{Process: supervise.Process{
 				Namespace: ns.Name, Name: r.Name, Command: r.Command, Workdir: r.Workdir,
@@ -63,12 +61,6 @@ func FromSpec(s *specs.Spec) *State {
 		st.Namespaces = append(st.Namespaces, rec)
 	}
 	return st
-}
-
-// full writes a port in the short form with every part, so the record
-// does not depend on defaults.
-func full(p specs.Port) string {
-	return fmt.Sprintf("%s:%s:%s/%s", p.HostIP, p.Published, p.Target, p.Protocol)
 }
 
 func choosePool(s *specs.Spec, recorded *State, foreign []netip.Prefix) (netip.Prefix, error) {

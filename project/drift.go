@@ -22,10 +22,7 @@ func (k Kernel) Drift(ctx context.Context, st *State, sup supervise.Status) ([]s
 		}
 		out = append(out, veth.Check(ns.Pair(st.Project))...)
 	}
-	fw, err := st.Firewall()
-	if err != nil {
-		return nil, err
-	}
+	fw := st.Firewall()
 	snap, err := k.Firewall.Snapshot(ctx)
 	if err != nil {
 		return nil, err

@@ -85,10 +85,7 @@ func (s Step) String() string {
 // new project) to want. Steps that create come first, removals of what
 // the spec no longer has come last.
 func PlanUp(want, recorded *State, obs Observed) ([]Step, error) {
-	fw, err := want.Firewall()
-	if err != nil {
-		return nil, err
-	}
+	fw := want.Firewall()
 	steps := []Step{{Op: OpIPForward}}
 	for _, ns := range want.Namespaces {
 		if !slices.Contains(obs.Namespaces, ns.Name) {
@@ -105,10 +102,7 @@ func PlanUp(want, recorded *State, obs Observed) ([]Step, error) {
 	}
 	step := Step{Op: OpForwards, Firewall: fw}
 	if recorded != nil {
-		prev, err := recorded.Firewall()
-		if err != nil {
-			return nil, err
-		}
+		prev := recorded.Firewall()
 		step.Previous = &prev
 	}
 	steps = append(steps, step)
@@ -164,10 +158,9 @@ func changedUDP(a, b *State) []specs.PortRange {
 			return out
 		}
 		for _, ns := range s.Namespaces {
-			ports, _ := ns.ParsedPorts()
-			for _, p := range ports {
+			for _, p := range ns.Ports {
 				if p.Protocol == specs.UDP {
-					out[ns.Address.Addr().String()+"|"+full(p)] = p.Published
+					out[ns.Address.Addr().String()+"|"+p.Full()] = p.Published
 				}
 			}
 		}

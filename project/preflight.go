@@ -87,16 +87,15 @@ func ownerOf(states []*State, ns string) string {
 func checkPorts(want, recorded *State, others []*State, listeners []forward.Listener) []error {
 	var errs []error
 	for _, ns := range want.Namespaces {
-		ports, _ := ns.ParsedPorts()
-		var had []string
+		var had []specs.Port
 		if r := recorded.Namespace(ns.Name); r != nil {
 			had = r.Ports
 		}
-		for _, p := range ports {
+		for _, p := range ns.Ports {
 			if owner, ons, ok := publisherOf(others, p); ok {
 				errs = append(errs, fmt.Errorf("host port %s/%s is already published by project %q (namespace %q); publish another port, or take that project down with 'sudo nsrun down -p %s'", p.Published, p.Protocol, owner, ons, owner))
 			}
-			if slices.Contains(had, full(p)) {
+			if slices.ContainsFunc(had, func(q specs.Port) bool { return q.Full() == p.Full() }) {
 				continue // published by this project already: its traffic is ours
 			}
 			for _, l := range listeners {
@@ -112,8 +111,7 @@ func checkPorts(want, recorded *State, others []*State, listeners []forward.List
 func publisherOf(states []*State, p specs.Port) (project, ns string, ok bool) {
 	for _, s := range states {
 		for _, n := range s.Namespaces {
-			ports, _ := n.ParsedPorts()
-			for _, q := range ports {
+			for _, q := range n.Ports {
 				if specs.Conflicts(p, q) {
 					return s.Project, n.Name, true
 				}

@@ -45,7 +45,7 @@ type NamespaceState struct {
 	HostAddress netip.Prefix   `json:"host_address"`
 	AutoAddress bool           `json:"auto_address,omitempty"`
 	Egress      bool           `json:"egress"`
-	Ports       []string       `json:"ports,omitempty"` // short form, e.g. 127.0.0.1:6000:8080/udp
+	Ports       []specs.Port   `json:"ports,omitempty"` // in the full short form, e.g. 127.0.0.1:6000:8080/udp
 	Run         []ProcessState `json:"run,omitempty"`
 }
 
@@ -80,30 +80,13 @@ func (s *State) Namespace(name string) *NamespaceState {
 	return nil
 }
 
-// ParsedPorts returns the namespace's ports.
-func (ns *NamespaceState) ParsedPorts() ([]specs.Port, error) {
-	out := make([]specs.Port, 0, len(ns.Ports))
-	for _, s := range ns.Ports {
-		p, err := specs.ParsePort(s)
-		if err != nil {
-			return nil, fmt.Errorf("recorded port %q of namespace %q: %w", s, ns.Name, err)
-		}
-		out = append(out, p)
-	}
-	return out, nil
-}
-
 // Firewall returns the project as the forward package sees it.
-func (s *State) Firewall() (forward.Project, error) {
+func (s *State) Firewall() forward.Project {
 	p := forward.Project{Name: s.Project}
 	for _, ns := range s.Namespaces {
-		ports, err := ns.ParsedPorts()
-		if err != nil {
-			return p, err
-		}
-		p.Namespaces = append(p.Namespaces, forward.Namespace{Name: ns.Name, Link: ns.Link, Address: ns.Address, Egress: ns.Egress, Ports: ports})
+		p.Namespaces = append(p.Namespaces, forward.Namespace{Name: ns.Name, Link: ns.Link, Address: ns.Address, Egress: ns.Egress, Ports: ns.Ports})
 	}
-	return p, nil
+	return p
 }
 
 // Merge returns the state that covers both a and b: b's namespaces, and
@@ -166,9 +149,6 @@ func DecodeState(project string, data []byte) (*State, error) {
 	for _, ns := range s.Namespaces {
 		if ns == nil || specs.CheckNamespaceName(ns.Name) != nil || ns.Link == "" {
 			return nil, fmt.Errorf("state of project %q holds a bad namespace entry; remove what is left with 'nsrun down --all'", project)
-		}
-		if _, err := ns.ParsedPorts(); err != nil {
-			return nil, fmt.Errorf("state of project %q: %v; remove what is left with 'nsrun down --all'", project, err)
 		}
 	}
 	return &s, nil

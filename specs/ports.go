@@ -126,3 +126,23 @@ func checkRangeLengths(p Port) error {
 	}
 	return nil
 }
+
+// Full writes the port in the short form with every part, e.g.
+// 0.0.0.0:6000:8080/tcp, so that it does not depend on defaults. Two ports
+// publish the same thing exactly when their Full forms are equal.
+func (p Port) Full() string {
+	return fmt.Sprintf("%s:%s:%s/%s", p.HostIP, p.Published, p.Target, p.Protocol)
+}
+
+// MarshalText records a port in its full short form.
+func (p Port) MarshalText() ([]byte, error) { return []byte(p.Full()), nil }
+
+// UnmarshalText reads a port in the short form.
+func (p *Port) UnmarshalText(text []byte) error {
+	q, err := ParsePort(string(text))
+	if err != nil {
+		return err
+	}
+	*p = q
+	return nil
+}

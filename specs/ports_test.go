@@ -99,3 +99,29 @@ func FuzzParsePort(f *testing.F) {
 		}
 	})
 }
+
+func TestPortText(t *testing.T) {
+	for in, full := range map[string]string{
+		"6000:8080":                    "0.0.0.0:6000:8080/tcp",
+		"127.0.0.1:6100:9090/udp":      "127.0.0.1:6100:9090/udp",
+		"7000-7002:8000-8002":          "0.0.0.0:7000-7002:8000-8002/tcp",
+		"10.1.2.3:7000-7002:80-82/tcp": "10.1.2.3:7000-7002:80-82/tcp",
+	} {
+		p, err := ParsePort(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		text, _ := p.MarshalText()
+		if string(text) != full {
+			t.Errorf("%s: text %q, want %q", in, text, full)
+		}
+		var q Port
+		if err := q.UnmarshalText(text); err != nil || q.Full() != full {
+			t.Errorf("%s: read back as %q, %v", in, q.Full(), err)
+		}
+	}
+	var q Port
+	if err := q.UnmarshalText([]byte("70000:1")); err == nil {
+		t.Error("a bad port was read without error")
+	}
+}

@@ -164,8 +164,7 @@ func report(s *project.State, sup supervise.Status, now time.Time) projectReport
 	r := projectReport{Name: s.Project, Spec: s.SpecFile, Backend: string(s.Backend), Namespaces: []namespaceReport{}, Processes: []processReport{}, Drift: []string{}}
 	for _, ns := range s.Namespaces {
 		nr := namespaceReport{Name: ns.Name, Address: ns.Address.String(), HostLink: ns.Link, HostAddress: ns.HostAddress.String(), Egress: ns.Egress, Ports: []portReport{}}
-		ports, _ := ns.ParsedPorts()
-		for _, p := range ports {
+		for _, p := range ns.Ports {
 			nr.Ports = append(nr.Ports, portReport{HostIP: p.HostIP.String(), Published: p.Published.String(), Protocol: string(p.Protocol),
 				Address: ns.Address.Addr().String(), Target: p.Target.String()})
 		}

@@ -108,8 +108,7 @@ func attachSources(st project.Store, s *specs.Spec) []supervise.Source {
 func printReachable(w io.Writer, s *project.State) {
 	fmt.Fprintf(w, "project %s is up\n", s.Project)
 	for _, ns := range s.Namespaces {
-		ports, _ := ns.ParsedPorts()
-		for _, p := range ports {
+		for _, p := range ns.Ports {
 			host := p.HostIP.String()
 			if p.HostIP.IsUnspecified() {
 				host = "127.0.0.1" // and every other host address
