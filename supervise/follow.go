@@ -31,21 +31,21 @@ func Size(path string) int64 {
 	return st.Size()
 }
 
-// Print writes the last tail lines of each log (all when tail < 0), each
-// line prefixed "PREFIX | ".
-func Print(w io.Writer, sources []Source, tail int) {
-	for _, s := range sources {
-		lines := readLines(s.Path)
-		if len(lines) < tail || tail < 0 {
-			lines = append(readLines(s.Path+".1"), lines...)
+// Print writes the last tail whole lines of each log, across its rotation
+// (every line when tail < 0), oldest first, each prefixed "PREFIX | ". It
+// streams them, so a log of any size takes the same memory. It returns
+// the sources set to be followed from where it stopped.
+func Print(w io.Writer, sources []Source, tail int) ([]Source, error) {
+	out := make([]Source, len(sources))
+	for i, s := range sources {
+		parts, end := lastLines(s.Path, tail)
+		if err := write(w, s.Prefix+" | ", parts); err != nil {
+			return nil, err
 		}
-		if tail >= 0 && len(lines) > tail {
-			lines = lines[len(lines)-tail:]
-		}
-		for _, l := range lines {
-			fmt.Fprintf(w, "%s | %s\n", s.Prefix, l)
-		}
+		s.From = end
+		out[i] = s
 	}
+	return out, nil
 }
 
 // Follow writes lines as they are appended to the logs, prefixed, until

@@ -1,9 +1,6 @@
 package supervise
 
 import (
-	"bufio"
-	"bytes"
-	"io"
 	"os"
 	"path/filepath"
 	"sync"
@@ -63,37 +60,4 @@ func (l *logFile) Close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.f.Close()
-}
-
-// Tail returns the last n lines of a log (and of its rotated part, when
-// the log itself is shorter).
-func Tail(path string, n int) []string {
-	var lines []string
-	for _, p := range []string{path + ".1", path} {
-		lines = append(lines, readLines(p)...)
-	}
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return lines
-}
-
-func readLines(path string) []string {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	// Read at most the last 64 KiB: a tail needs no more.
-	if st, err := f.Stat(); err == nil && st.Size() > 64<<10 {
-		f.Seek(-64<<10, io.SeekEnd)
-	}
-	data, _ := io.ReadAll(f)
-	var lines []string
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for sc.Scan() {
-		lines = append(lines, sc.Text())
-	}
-	return lines
 }

@@ -64,7 +64,10 @@ func runLogs(c *cobra.Command, args []string, flags logsFlags) error {
 	if err != nil {
 		return err
 	}
-	supervise.Print(c.OutOrStdout(), sources, flags.tail)
+	sources, err = supervise.Print(c.OutOrStdout(), sources, flags.tail)
+	if err != nil {
+		return err
+	}
 	if flags.follow {
 		ctx, stop := signal.NotifyContext(c.Context(), syscall.SIGINT, syscall.SIGTERM)
 		defer stop()
@@ -81,7 +84,7 @@ func logSources(st project.Store, state *project.State, filter string) ([]superv
 	for _, ns := range state.Namespaces {
 		for _, r := range ns.Run {
 			if (wantNS == "" || wantNS == ns.Name) && (wantProc == "" || wantProc == r.Name) {
-				out = append(out, supervise.Source{Prefix: ns.Name + "/" + r.Name, Path: supervise.LogPath(st.ProjectDir(state.Project), ns.Name, r.Name), From: supervise.FromEnd})
+				out = append(out, supervise.Source{Prefix: ns.Name + "/" + r.Name, Path: supervise.LogPath(st.ProjectDir(state.Project), ns.Name, r.Name)})
 			}
 		}
 	}
