@@ -115,6 +115,19 @@ func KillAll(name string, grace time.Duration) error {
 	if err != nil || len(procs) == 0 {
 		return err
 	}
+	if err := Stop(procs, grace); err != nil {
+		return err
+	}
+	if left, _ := Pids(name); len(left) > 0 {
+		return fmt.Errorf("processes still in netns %q after SIGKILL: %v", name, left)
+	}
+	return nil
+}
+
+// Stop ends processes: SIGTERM to each, up to grace for all to exit, then
+// SIGKILL to those left, and a short wait for them to go. Each signal
+// checks that the PID is still the process it names.
+func Stop(procs []Process, grace time.Duration) error {
 	for _, p := range procs {
 		if err := Signal(p, unix.SIGTERM); err != nil {
 			return err
@@ -131,9 +144,6 @@ func KillAll(name string, grace time.Duration) error {
 	}
 	for i := 0; i < 100 && anyAlive(procs); i++ {
 		time.Sleep(10 * time.Millisecond)
-	}
-	if left, _ := Pids(name); len(left) > 0 {
-		return fmt.Errorf("processes still in netns %q after SIGKILL: %v", name, left)
 	}
 	return nil
 }

@@ -167,6 +167,11 @@ func (e *Engine) DownAll(ctx context.Context) error {
 		return err
 	}
 	defer lock.Unlock()
+	// Every supervisor first, recorded or not: one whose record was lost
+	// would otherwise restart what is removed, and write its status back.
+	if err := e.Supervision.StopAll(e.Store.Dir); err != nil {
+		return err
+	}
 	projects, err := e.Store.Projects()
 	if err != nil {
 		return err

@@ -202,4 +202,5 @@ func (f *fakeSupervision) Apply(_ context.Context, _ string, p supervise.Plan) e
 	return nil
 }
 func (f *fakeSupervision) Stop(string) error                       { return nil }
+func (f *fakeSupervision) StopAll(string) error                    { return nil }
 func (f *fakeSupervision) Dial(string, []netip.Addr, uint16) error { return nil }

@@ -296,3 +296,37 @@ func TestEtcFilesHalfWritten(t *testing.T) {
 		t.Errorf("%s left: %v", dir, err)
 	}
 }
+
+// TestDownAllAfterTheRecordsWereLost: with /run/nsrun removed under a
+// running project, one down --all stops its supervisor and processes, and
+// nothing brings the state directory back.
+func TestDownAllAfterTheRecordsWereLost(t *testing.T) {
+	l := newLab(t)
+	l.up("name: t{ID}\nnamespaces:\n  a{ID}:\n    run:\n      - command: [sleep, \"300\"]\n  b{ID}:\n    run:\n      - command: [sleep, \"301\"]\n        restart: always\n")
+	sup := l.status()
+	var procs []netns.Process
+	for _, ns := range []string{l.ns("a"), l.ns("b")} {
+		pids, _ := netns.Pids(ns)
+		procs = append(procs, pids...)
+	}
+	if len(procs) != 2 {
+		t.Fatalf("processes in the namespaces: %v; want 2", procs)
+	}
+	if err := os.RemoveAll(l.e.Store.Dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.e.DownAll(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if netns.Alive(netns.Process{PID: sup.PID, StartTime: sup.StartTime}) {
+		t.Errorf("the supervisor (pid %d) survived down --all", sup.PID)
+	}
+	for _, p := range procs {
+		if netns.Alive(p) {
+			t.Errorf("process %d survived down --all", p.PID)
+		}
+	}
+	if _, err := os.Stat(l.e.Store.Dir); !os.IsNotExist(err) {
+		t.Errorf("%s exists after down --all: %v", l.e.Store.Dir, err)
+	}
+}

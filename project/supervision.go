@@ -2,13 +2,12 @@ package project
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
-	"slices"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -26,6 +25,8 @@ type Supervision interface {
 	Apply(ctx context.Context, dir string, plan supervise.Plan) error
 	// Stop stops the supervisor of dir and, through it, its processes.
 	Stop(dir string) error
+	// StopAll stops every supervisor of a project below root, recorded or not.
+	StopAll(root string) error
 	// Dial tries once to connect to a TCP port inside a namespace.
 	Dial(ns string, addrs []netip.Addr, port uint16) error
 }
@@ -104,29 +105,25 @@ func waitGeneration(ctx context.Context, dir string, gen int) error {
 // other found running for dir (one started by an up that was killed
 // before the supervisor wrote its status).
 func (s Supervisor) Stop(dir string) error {
-	procs := supervisorsOf(dir)
+	procs := supervisors(func(d string) bool { return d == dir })
 	// A missing or corrupt status names none: the scan above and the
 	// namespaces' process lists catch what is left.
 	if st, err := supervise.ReadStatus(dir); err == nil && st.PID != 0 {
 		procs = append(procs, netns.Process{PID: st.PID, StartTime: st.StartTime})
 	}
-	var errs []error
-	for _, p := range procs {
-		errs = append(errs, netns.Signal(p, unix.SIGTERM))
-	}
-	deadline := time.Now().Add(s.Grace + 5*time.Second)
-	for _, p := range procs {
-		for netns.Alive(p) && time.Now().Before(deadline) {
-			time.Sleep(20 * time.Millisecond)
-		}
-		errs = append(errs, netns.Signal(p, unix.SIGKILL))
-	}
-	return errors.Join(errs...)
+	return netns.Stop(procs, s.Grace+5*time.Second)
 }
 
-// supervisorsOf finds running supervisors of dir by their command line:
-// ... supervise [--grace D] DIR.
-func supervisorsOf(dir string) []netns.Process {
+// StopAll stops every supervisor of a project directory below root,
+// recorded or not: down --all after the records were lost.
+func (s Supervisor) StopAll(root string) error {
+	return netns.Stop(supervisors(func(d string) bool { return filepath.Dir(d) == root }), s.Grace+5*time.Second)
+}
+
+// supervisors finds running nsrun supervisors by their command line,
+// NSRUN supervise [--grace D] DIR, and their executable (the program the
+// command line names), for the project directories that match.
+func supervisors(match func(dir string) bool) []netns.Process {
 	var out []netns.Process
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
@@ -139,7 +136,7 @@ func supervisorsOf(dir string) []netns.Process {
 			continue
 		}
 		args := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
-		if len(args) < 3 || args[len(args)-1] != dir || !slices.Contains(args[1:], "supervise") {
+		if len(args) < 3 || args[1] != "supervise" || !match(args[len(args)-1]) || !runs(pid, args[0]) {
 			continue
 		}
 		if start, err := netns.StartTime(pid); err == nil {
@@ -147,6 +144,13 @@ func supervisorsOf(dir string) []netns.Process {
 		}
 	}
 	return out
+}
+
+// runs reports whether the process's executable is the program its
+// command line names (also after that file was replaced or removed).
+func runs(pid int, argv0 string) bool {
+	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	return err == nil && filepath.Base(strings.TrimSuffix(exe, " (deleted)")) == filepath.Base(argv0)
 }
 
 func (s Supervisor) Dial(ns string, addrs []netip.Addr, port uint16) error {

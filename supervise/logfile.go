@@ -1,6 +1,7 @@
 package supervise
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"sync"
@@ -19,9 +20,15 @@ type logFile struct {
 	size int64
 }
 
-func openLog(path string, max int64) (*logFile, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, err
+// openLog opens the log of process NS/NAME of the project in dir. It makes
+// the logs directories below dir, but never dir itself: a project whose
+// directory was removed is gone.
+func openLog(dir, ns, name string, max int64) (*logFile, error) {
+	path := LogPath(dir, ns, name)
+	for _, d := range []string{filepath.Dir(filepath.Dir(path)), filepath.Dir(path)} {
+		if err := os.Mkdir(d, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+			return nil, err
+		}
 	}
 	l := &logFile{path: path, max: max}
 	return l, l.open()

@@ -17,8 +17,9 @@ import (
 // rotates at max bytes, and returns the log's path.
 func writeLog(t *testing.T, n int, max int64) string {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "logs", "ns1", "web.log")
-	l, err := openLog(path, max)
+	dir := t.TempDir()
+	path := LogPath(dir, "ns1", "web")
+	l, err := openLog(dir, "ns1", "web", max)
 	if err != nil {
 		t.Fatal(err)
 	}

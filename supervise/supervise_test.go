@@ -14,8 +14,9 @@ import (
 )
 
 func TestLogRotation(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "logs", "ns1", "web.log")
-	l, err := openLog(path, 100)
+	dir := t.TempDir()
+	path := LogPath(dir, "ns1", "web")
+	l, err := openLog(dir, "ns1", "web", 100)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,4 +135,45 @@ func waitFor(t *testing.T, out *syncBuffer, want string) {
 		}
 	}
 	t.Fatalf("never saw %q in:\n%s", want, out.String())
+}
+
+// A supervisor whose project directory is removed stops its processes and
+// exits, and never makes the directory again, though its processes keep
+// exiting and being restarted until then.
+func TestSupervisorEndsWhenItsDirectoryGoes(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "demo")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	// Self is a shell, so "exec NS -- CMD" fails at once: the process
+	// exits and is restarted, and its status is written, over and over.
+	plan := Plan{Generation: 1, Processes: []Process{{Namespace: "ns1", Name: "p", Command: []string{"true"}, Restart: "always"}}}
+	if err := WritePlan(dir, plan); err != nil {
+		t.Fatal(err)
+	}
+	s := &Supervisor{Dir: dir, Self: "/bin/sh", Grace: time.Second}
+	done := make(chan error, 1)
+	go func() { done <- s.Run(context.Background()) }()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if st, err := ReadStatus(dir); err == nil && len(st.Processes) == 1 && st.Processes[0].State == Backoff {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the supervisor never reported its process restarting")
+		}
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run = %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the supervisor did not end after its directory was removed")
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("the supervisor made its directory again: %v", err)
+	}
 }

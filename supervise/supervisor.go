@@ -57,16 +57,29 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	s.reload()
+	check := time.NewTicker(dirCheck)
+	defer check.Stop()
 	for {
 		select {
 		case <-hup:
 			s.reload()
+		case <-check.C:
+			if _, err := os.Stat(s.Dir); errors.Is(err, os.ErrNotExist) {
+				log.Printf("%s was removed: stopping every process and exiting", s.Dir)
+				s.stopAll()
+				return nil
+			}
 		case <-ctx.Done():
 			s.stopAll()
 			return nil
 		}
 	}
 }
+
+// dirCheck is how often the supervisor checks that its project directory
+// still exists: once it is gone (rm -rf /run/nsrun, then down --all), the
+// project is, and the supervisor ends rather than run what nobody records.
+const dirCheck = time.Second
 
 func (s *Supervisor) reload() {
 	plan, err := ReadPlan(s.Dir)
@@ -126,7 +139,7 @@ func stopEach(procs []*proc) {
 // monitor runs one process for as long as its restart policy says.
 func (s *Supervisor) monitor(p *proc) {
 	defer close(p.done)
-	logf, err := openLog(LogPath(s.Dir, p.def.Namespace, p.def.Name), MaxLogSize)
+	logf, err := openLog(s.Dir, p.def.Namespace, p.def.Name, MaxLogSize)
 	if err != nil {
 		s.update(p, func(st *ProcessStatus) { st.State, st.Error = Exited, err.Error() })
 		return
