@@ -29,55 +29,71 @@ func (b Backend) Available() bool {
 	return err1 == nil && err2 == nil
 }
 
-// Other returns the other backend.
-func (b Backend) Other() Backend {
-	if b == NFT {
-		return Legacy
-	}
-	return NFT
-}
+// Backends are the iptables backends nsrun knows, in the order it looks
+// at them.
+var Backends = []Backend{NFT, Legacy}
 
 // ErrNoIptables is returned when neither backend is installed.
 var ErrNoIptables = errors.New("iptables is not installed; install it (apt-get install iptables) and try again")
 
-// Choose picks the backend for nsrun's rules from what each holds:
-// nsrun's own chains first (a backend once chosen stays), then the one
-// whose FORWARD drops packets (accepts elsewhere would not help), then the
-// one in use, else nft. A nil snapshot means the backend is not installed.
-// It fails when the backend not chosen drops forwarded packets, because
-// accepts in one backend do not override a DROP in the other.
+// Choose picks the backend for a new project's rules from what each
+// holds: nsrun's own chains first (a backend once chosen stays), then the
+// one whose FORWARD drops packets (accepts elsewhere would not help), then
+// the one in use, else nft. A nil snapshot means the backend is not
+// installed.
 func Choose(nft, legacy *Snapshot) (Backend, error) {
-	snaps := map[Backend]*Snapshot{NFT: nft, Legacy: legacy}
-	var b Backend
 	switch {
 	case nft == nil && legacy == nil:
 		return "", ErrNoIptables
 	case nft == nil:
-		b = Legacy
+		return Legacy, nil
 	case legacy == nil:
-		b = NFT
+		return NFT, nil
 	case nft.HasNsrun() && legacy.HasNsrun():
 		return "", errors.New("nsrun's chains exist in both iptables-nft and iptables-legacy; remove them with 'nsrun down --all' and try again")
 	case legacy.HasNsrun():
-		b = Legacy
+		return Legacy, nil
 	case nft.HasNsrun():
-		b = NFT
+		return NFT, nil
 	case legacy.DropsForward() && !nft.DropsForward():
-		b = Legacy
+		return Legacy, nil
 	case nft.DropsForward():
-		b = NFT
+		return NFT, nil
 	case legacy.InUse() && !nft.InUse():
-		b = Legacy
-	default:
-		b = NFT
+		return Legacy, nil
 	}
-	if other := snaps[b.Other()]; other != nil && other.DropsForward() {
-		return "", fmt.Errorf("the FORWARD chain of iptables-%s drops forwarded packets, but nsrun's rules are in iptables-%s, "+
-			"and an accept in one does not override a drop in the other; allow nsrun's links there "+
-			"(iptables-%s -I FORWARD -i nsr-+ -j ACCEPT; iptables-%s -I FORWARD -o nsr-+ -j ACCEPT) or use one iptables backend",
-			b.Other(), b, b.Other(), b.Other())
+	return NFT, nil
+}
+
+// Placement says where a project's rules go: all of them in Backend, and
+// its FORWARD accepts also in each backend of Accepts, whose FORWARD
+// drops: a packet must pass both backends, and an accept in one does not
+// override a drop in the other.
+type Placement struct {
+	Backend Backend
+	Accepts []Backend
+}
+
+// Place decides a project's placement from the backend it recorded ("" for
+// a new project, which Choose decides) and a snapshot of each installed
+// backend (nil when not installed).
+func Place(recorded Backend, snaps map[Backend]*Snapshot) (Placement, error) {
+	b := recorded
+	if b == "" {
+		var err error
+		if b, err = Choose(snaps[NFT], snaps[Legacy]); err != nil {
+			return Placement{}, err
+		}
+	} else if snaps[b] == nil {
+		return Placement{}, fmt.Errorf("the project's rules are in iptables-%s, which is not installed now; install it (apt-get install iptables) or take the project down first", b)
 	}
-	return b, nil
+	pl := Placement{Backend: b}
+	for _, other := range Backends {
+		if other != b && snaps[other] != nil && snaps[other].DropsForward() {
+			pl.Accepts = append(pl.Accepts, other)
+		}
+	}
+	return pl, nil
 }
 
 // Firewall runs one backend's save and restore programs.

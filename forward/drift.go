@@ -7,10 +7,19 @@ import (
 // Drift reports how the firewall differs from what a project needs: each
 // missing rule, and each rule in the project's own chains that nsrun did
 // not render, one line per difference.
-func Drift(snap *Snapshot, p Project) []string {
+func Drift(snap *Snapshot, p Project) []string { return drift(snap, p, everything) }
+
+// AcceptDrift is Drift for a backend that holds only the project's FORWARD
+// accepts (see AcceptScript).
+func AcceptDrift(snap *Snapshot, p Project) []string { return drift(snap, p, isAccept) }
+
+func drift(snap *Snapshot, p Project, keep func(table, chain string) bool) []string {
 	var out []string
 	have := map[[2]string]map[string]bool{} // each chain's rules as a set: chains may hold thousands
 	missing := func(r Rule) {
+		if !keep(r.Table, r.Chain) {
+			return
+		}
 		key := [2]string{r.Table, r.Chain}
 		if have[key] == nil {
 			have[key] = map[string]bool{}
@@ -38,6 +47,9 @@ func Drift(snap *Snapshot, p Project) []string {
 		rendered[r.String()] = true
 	}
 	for _, tc := range projectChainsIn(snap, p.Name) {
+		if !keep(tc[0], tc[1]) {
+			continue
+		}
 		for _, line := range snap.Chain(tc[0], tc[1]).rules() {
 			if !rendered[line] {
 				out = append(out, fmt.Sprintf("rule not made by nsrun in %s/%s: %s", tc[0], tc[1], line))

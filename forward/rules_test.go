@@ -132,55 +132,13 @@ COMMIT
 }
 
 // applied returns what iptables-save would print after the script ran on
-// snap, for scripts made of declarations, -A, -I, -D and -X lines.
+// snap (see Snapshot.Restore), failing the test where iptables-restore
+// would fail.
 func applied(t *testing.T, snap *Snapshot, script string) *Snapshot {
 	t.Helper()
-	out := &Snapshot{Tables: map[string]map[string]*Chain{}}
-	for table, chains := range snap.Tables {
-		out.Tables[table] = map[string]*Chain{}
-		for name, c := range chains {
-			out.Tables[table][name] = &Chain{Policy: c.Policy, Rules: slices.Clone(c.Rules)}
-		}
-	}
-	var table string
-	for _, line := range strings.Split(script, "\n") {
-		f := strings.Fields(line)
-		switch {
-		case line == "" || line == "COMMIT":
-		case line[0] == '*':
-			table = line[1:]
-			if out.Tables[table] == nil {
-				out.Tables[table] = map[string]*Chain{}
-			}
-		case line[0] == ':':
-			name := f[0][1:]
-			if c := out.Tables[table][name]; c != nil {
-				c.Rules = nil
-			} else {
-				out.Tables[table][name] = &Chain{Policy: "-"}
-			}
-		case f[0] == "-A":
-			c := mustChain(t, out, table, f[1])
-			c.Rules = append(c.Rules, line)
-		case f[0] == "-I":
-			c := mustChain(t, out, table, f[1])
-			c.Rules = slices.Insert(c.Rules, 0, "-A "+f[1]+" "+strings.Join(f[3:], " "))
-		case f[0] == "-D":
-			c := mustChain(t, out, table, f[1])
-			i := slices.Index(c.Rules, "-A"+line[2:])
-			if i < 0 {
-				t.Fatalf("script deletes a rule that is not there: %s", line)
-			}
-			c.Rules = slices.Delete(c.Rules, i, i+1)
-		case f[0] == "-X":
-			c := mustChain(t, out, table, f[1])
-			if len(c.Rules) > 0 {
-				t.Fatalf("script deletes non-empty chain %s", f[1])
-			}
-			delete(out.Tables[table], f[1])
-		default:
-			t.Fatalf("unexpected script line %q", line)
-		}
+	out, err := snap.Restore(script)
+	if err != nil {
+		t.Fatalf("iptables-restore would fail: %v\nscript:\n%s", err, script)
 	}
 	return out
 }
@@ -189,7 +147,7 @@ func mustChain(t *testing.T, s *Snapshot, table, chain string) *Chain {
 	t.Helper()
 	c := s.Tables[table][chain]
 	if c == nil {
-		t.Fatalf("script uses chain %s/%s before declaring it", table, chain)
+		t.Fatalf("chain %s/%s does not exist", table, chain)
 	}
 	return c
 }
@@ -303,9 +261,10 @@ func TestChoose(t *testing.T) {
 		{"drop in nft", drop, used, NFT, ""},
 		{"drop rule in legacy", used, dropRule, Legacy, ""},
 		{"ours stay in legacy", empty, ours, Legacy, ""},
-		{"ours in nft but legacy drops", ours, drop, "", "iptables-legacy drops forwarded packets"},
-		{"drops in both", drop, drop, "", "the FORWARD chain of iptables-legacy drops"},
+		{"ours in nft but legacy drops", ours, drop, NFT, ""},
+		{"drops in both", drop, drop, NFT, ""},
 		{"ours in both", ours, ours, "", "nsrun down --all"},
+		{"only our accepts in legacy", empty, parse("*filter\n:NSRUN-FORWARD - [0:0]\nCOMMIT\n"), NFT, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -484,5 +443,101 @@ func TestDrift(t *testing.T) {
 	}
 	if d := Drift(clean, p); len(d) < 10 {
 		t.Errorf("Drift of a clean host lists %d missing rules", len(d))
+	}
+}
+
+func TestRestoreFailsAsIptablesRestore(t *testing.T) {
+	base := emptySnapshot(t)
+	for name, script := range map[string]string{
+		"undeclared chain":      "*nat\n-A NSRUN-NOPE -j ACCEPT\nCOMMIT\n",
+		"delete a missing rule": "*filter\n-D FORWARD -j ACCEPT\nCOMMIT\n",
+		"delete a full chain":   "*filter\n:X - [0:0]\n-A X -j ACCEPT\n-X X\nCOMMIT\n",
+		"no table":              "-A FORWARD -j ACCEPT\n",
+	} {
+		if _, err := base.Restore(script); err == nil {
+			t.Errorf("%s: Restore accepted\n%s", name, script)
+		}
+	}
+	before := base.String()
+	if _, err := base.Restore("*filter\n:X - [0:0]\n-A X -j ACCEPT\n-D FORWARD -j NOPE\nCOMMIT\n"); err == nil || base.String() != before {
+		t.Errorf("a failed batch changed the snapshot (err %v)", err)
+	}
+}
+
+func TestPlace(t *testing.T) {
+	parse := func(s string) *Snapshot {
+		snap, err := ParseSave(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return snap
+	}
+	accept := parse("*filter\n:FORWARD ACCEPT [0:0]\nCOMMIT\n")
+	drop := parse("*filter\n:FORWARD DROP [0:0]\nCOMMIT\n")
+	ours := parse("*nat\n:NSRUN-DNAT - [0:0]\nCOMMIT\n*filter\n:FORWARD ACCEPT [0:0]\nCOMMIT\n")
+	tests := []struct {
+		name        string
+		recorded    Backend
+		nft, legacy *Snapshot
+		want        Placement
+		err         string
+	}{
+		{"new, nothing drops", "", accept, accept, Placement{Backend: NFT}, ""},
+		{"new, legacy drops", "", accept, drop, Placement{Backend: Legacy}, ""},
+		{"new, ours in nft, legacy drops", "", ours, drop, Placement{Backend: NFT, Accepts: []Backend{Legacy}}, ""},
+		{"recorded nft, legacy drops since", NFT, accept, drop, Placement{Backend: NFT, Accepts: []Backend{Legacy}}, ""},
+		{"recorded legacy, nft drops since", Legacy, drop, accept, Placement{Backend: Legacy, Accepts: []Backend{NFT}}, ""},
+		{"recorded nft, both drop", NFT, drop, drop, Placement{Backend: NFT, Accepts: []Backend{Legacy}}, ""},
+		{"recorded backend gone", Legacy, accept, nil, Placement{}, "iptables-legacy, which is not installed"},
+		{"nothing installed", "", nil, nil, Placement{}, "apt-get install iptables"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := Place(tc.recorded, map[Backend]*Snapshot{NFT: tc.nft, Legacy: tc.legacy})
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Errorf("Place = %v, %v; want an error containing %q", got, err, tc.err)
+				}
+				return
+			}
+			if err != nil || got.Backend != tc.want.Backend || !slices.Equal(got.Accepts, tc.want.Accepts) {
+				t.Errorf("Place = %+v, %v; want %+v", got, err, tc.want)
+			}
+		})
+	}
+}
+
+// The FORWARD accepts in a backend that drops: only the filter table's
+// forward chains, first in FORWARD; no drift once applied; removed whole
+// by DownScript, leaving the backend as it was.
+func TestAcceptScript(t *testing.T) {
+	p := blog(t)
+	clean, err := ParseSave("*nat\n:PREROUTING ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\nCOMMIT\n*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n-A FORWARD -o docker0 -j DOCKER\nCOMMIT\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := AcceptDrift(clean, p); len(d) == 0 {
+		t.Error("AcceptDrift of a backend without the accepts reports nothing")
+	}
+	script := AcceptScript(clean, p)
+	if strings.Contains(script, "*nat") || strings.Contains(script, ChainInput) {
+		t.Errorf("the accepts touch more than filter FORWARD:\n%s", script)
+	}
+	up := applied(t, clean, script)
+	if c := up.Chain("filter", "FORWARD"); c.Rules[0] != "-A FORWARD -m comment --comment nsrun -j NSRUN-FORWARD" {
+		t.Errorf("nsrun's jump is not first in FORWARD: %q", c.Rules)
+	}
+	if d := AcceptDrift(up, p); len(d) != 0 {
+		t.Errorf("drift after the accepts were applied: %q", d)
+	}
+	if again := AcceptScript(up, p); again != "" {
+		t.Errorf("a second AcceptScript is not empty:\n%s", again)
+	}
+	if !up.DropsForward() || up.HasNsrun() {
+		t.Error("a backend with only the accepts must still drop elsewhere and not count as publishing")
+	}
+	down := applied(t, up, DownScript(up, p.Name))
+	if down.String() != clean.String() {
+		t.Errorf("down left:\n%s\nwant:\n%s", down, clean)
 	}
 }

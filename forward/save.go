@@ -95,28 +95,33 @@ func (s *Snapshot) InUse() bool {
 	return false
 }
 
-// HasNsrun reports whether nsrun's shared chains exist in this backend.
+// HasNsrun reports whether nsrun publishes ports in this backend: its
+// shared nat chains exist. (A backend may hold only nsrun's FORWARD
+// accepts, see AcceptScript; that does not count.)
 func (s *Snapshot) HasNsrun() bool {
-	return s.Chain("nat", ChainDNAT) != nil || s.Chain("filter", ChainForward) != nil ||
-		s.Chain("nat", ChainPost) != nil || s.Chain("filter", ChainInput) != nil
+	return s.Chain("nat", ChainDNAT) != nil || s.Chain("nat", ChainPost) != nil
 }
 
-// DropsForward reports whether forwarded packets may be dropped here: a
-// FORWARD policy other than ACCEPT, or a DROP or REJECT rule in FORWARD.
-func (s *Snapshot) DropsForward() bool {
+// DropsForward reports whether forwarded packets may be dropped here.
+func (s *Snapshot) DropsForward() bool { return s.DropReason() != "" }
+
+// DropReason says what in FORWARD may drop forwarded packets: a policy
+// other than ACCEPT ("policy DROP"), or a DROP or REJECT rule; "" when
+// nothing does.
+func (s *Snapshot) DropReason() string {
 	c := s.Chain("filter", "FORWARD")
 	if c == nil {
-		return false
+		return ""
 	}
 	if c.Policy != "ACCEPT" {
-		return true
+		return "policy " + c.Policy
 	}
 	for _, r := range c.Rules {
 		if strings.HasSuffix(r, "-j DROP") || strings.Contains(r, "-j REJECT") {
-			return true
+			return "rule " + r
 		}
 	}
-	return false
+	return ""
 }
 
 // Projects returns the projects whose jumps are in the shared chains.

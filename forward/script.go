@@ -66,15 +66,31 @@ var sharedChains = [][2]string{{"nat", ChainDNAT}, {"nat", ChainPost}, {"filter"
 // UpScript returns the iptables-restore --noflush input that brings snap
 // to holding p's rules, the shared chains, their jumps and the guard. Only
 // what differs is in it: it is empty when everything is in place.
-func UpScript(snap *Snapshot, p Project) string {
+func UpScript(snap *Snapshot, p Project) string { return upScript(snap, p, everything) }
+
+// AcceptScript is UpScript for a backend that holds only the project's
+// FORWARD accepts (see Placement): the jump first in FORWARD,
+// NSRUN-FORWARD, and the project's chain of accepts.
+func AcceptScript(snap *Snapshot, p Project) string { return upScript(snap, p, isAccept) }
+
+func everything(table, chain string) bool { return true }
+
+// isAccept tells the chains of the FORWARD accepts: those of the filter
+// table but the INPUT guard's.
+func isAccept(table, chain string) bool {
+	return table == "filter" && chain != "INPUT" && chain != ChainInput
+}
+
+// upScript renders UpScript for the chains that keep reports.
+func upScript(snap *Snapshot, p Project, keep func(table, chain string) bool) string {
 	s := newScript()
 	for _, tc := range sharedChains {
-		if snap.Chain(tc[0], tc[1]) == nil {
+		if snap.Chain(tc[0], tc[1]) == nil && keep(tc[0], tc[1]) {
 			s.declare(tc[0], tc[1])
 		}
 	}
 	for _, b := range Base() {
-		if snap.Has(b.Rule) {
+		if snap.Has(b.Rule) || !keep(b.Table, b.Chain) {
 			continue
 		}
 		if b.Insert {
@@ -83,7 +99,9 @@ func UpScript(snap *Snapshot, p Project) string {
 			s.rule(b.Table, b.String())
 		}
 	}
-	replaceChain(s, snap, "filter", ChainInput, []Rule{Guard()})
+	if keep("filter", ChainInput) {
+		replaceChain(s, snap, "filter", ChainInput, []Rule{Guard()})
+	}
 	rules := Rules(p)
 	ch := ProjectChains(p.Name)
 	// The project's three chains exist even when empty: the jumps need them.
@@ -94,17 +112,19 @@ func UpScript(snap *Snapshot, p Project) string {
 		}
 	}
 	for _, tc := range chains {
-		replaceChain(s, snap, tc[0], tc[1], inChain(rules, tc[1]))
+		if keep(tc[0], tc[1]) {
+			replaceChain(s, snap, tc[0], tc[1], inChain(rules, tc[1]))
+		}
 	}
 	// Sub-chains of the dispatch tree that are no longer used go, once the
 	// chains that jumped to them are rewritten.
 	for name := range snap.Tables["nat"] {
-		if isSubChain(ch, name) && len(inChain(rules, name)) == 0 {
+		if isSubChain(ch, name) && len(inChain(rules, name)) == 0 && keep("nat", name) {
 			s.remove("nat", name)
 		}
 	}
 	for _, j := range Jumps(p.Name) {
-		if !snap.Has(j) {
+		if !snap.Has(j) && keep(j.Table, j.Chain) {
 			s.rule(j.Table, j.String())
 		}
 	}
