@@ -137,19 +137,3 @@ func (f Firewall) Apply(ctx context.Context, script string) error {
 	}
 	return nil
 }
-
-// Detect snapshots both backends and chooses one (see Choose).
-func Detect(ctx context.Context) (Backend, error) {
-	var snaps [2]*Snapshot
-	for i, b := range []Backend{NFT, Legacy} {
-		if !b.Available() {
-			continue
-		}
-		s, err := SaveOf(ctx, b)
-		if err != nil {
-			return "", err
-		}
-		snaps[i] = s
-	}
-	return Choose(snaps[0], snaps[1])
-}

@@ -1,6 +1,7 @@
 package forward
 
 import (
+	"fmt"
 	"net/netip"
 
 	"github.com/nsrun/nsrun/specs"
@@ -48,4 +49,47 @@ func Shortcuts(p Project) []Shortcut {
 		}
 	}
 	return out
+}
+
+// ShortcutTable is what the loopback shortcut's map holds: each entry,
+// with the hash of the project that put it there.
+type ShortcutTable struct {
+	Supported bool // the kernel can run the programs; when not, none are expected
+	Entries   map[Shortcut]uint64
+}
+
+// ShortcutDrift reports how the table differs from the project's
+// shortcuts: those missing, and entries of the project that it no longer
+// has. Pure.
+func ShortcutDrift(t ShortcutTable, project string, want []Shortcut) []string {
+	if !t.Supported {
+		return nil
+	}
+	own := owner(project)
+	wanted := map[Shortcut]bool{}
+	var missing, stale int
+	var first string
+	for _, s := range want {
+		wanted[s] = true
+		if t.Entries[s] != own {
+			if missing++; first == "" {
+				first = fmt.Sprintf("loopback shortcut %s -> %s is missing", s.Host, s.Target)
+			}
+		}
+	}
+	for s, o := range t.Entries {
+		if o == own && !wanted[s] {
+			if stale++; first == "" {
+				first = fmt.Sprintf("loopback shortcut %s -> %s is no longer the project's", s.Host, s.Target)
+			}
+		}
+	}
+	switch n := missing + stale; {
+	case n == 0:
+		return nil
+	case n == 1:
+		return []string{first}
+	default:
+		return []string{fmt.Sprintf("%s, and %d more loopback shortcut entries differ", first, n-1)}
+	}
 }

@@ -6,12 +6,14 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"strings"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/features"
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 )
@@ -458,4 +460,51 @@ func SweepShortcuts() error {
 		return nil // nothing can be attached
 	}
 	return err
+}
+
+// ReadShortcuts reads every entry of the shortcut's port map. Supported
+// is false where the kernel cannot run the programs (no cgroup v2
+// hierarchy, no cgroup socket-address programs): nothing is expected then.
+func ReadShortcuts() (ShortcutTable, error) {
+	t := ShortcutTable{Entries: map[Shortcut]uint64{}}
+	cg, err := openCgroup()
+	if errors.Is(err, ErrNoShortcut) {
+		return t, nil
+	}
+	if err != nil {
+		return t, err
+	}
+	defer cg.Close()
+	ports, err := findPorts(cg)
+	if errors.Is(err, ErrNoShortcut) {
+		return t, nil
+	}
+	if err != nil {
+		return t, err
+	}
+	if ports == nil { // not attached: could it be?
+		t.Supported = features.HaveProgramType(ebpf.CGroupSockAddr) == nil
+		return t, nil
+	}
+	defer ports.Close()
+	t.Supported = true
+	var k shortcutKey
+	var v shortcutValue
+	it := ports.Iterate()
+	for it.Next(&k, &v) {
+		t.Entries[Shortcut{Host: fromSockAddr(k.Addr, k.Port), Target: fromSockAddr(v.Addr, v.Port)}] = v.Owner
+	}
+	if err := it.Err(); err != nil {
+		return t, fmt.Errorf("reading the loopback shortcuts: %w", err)
+	}
+	return t, nil
+}
+
+// fromSockAddr is the inverse of sockAddr.
+func fromSockAddr(addr, port uint32) netip.AddrPort {
+	var a [4]byte
+	binary.NativeEndian.PutUint32(a[:], addr)
+	var p [2]byte
+	binary.NativeEndian.PutUint16(p[:], uint16(port))
+	return netip.AddrPortFrom(netip.AddrFrom4(a), binary.BigEndian.Uint16(p[:]))
 }

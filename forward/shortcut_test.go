@@ -322,3 +322,28 @@ func TestShortcutStray(t *testing.T) {
 		t.Errorf("after removing the last shortcut: %v attached; want none", p)
 	}
 }
+
+func TestShortcutDrift(t *testing.T) {
+	a := Shortcut{Host: netip.MustParseAddrPort("0.0.0.0:6000"), Target: netip.MustParseAddrPort("10.203.1.2:8080")}
+	b := Shortcut{Host: netip.MustParseAddrPort("127.0.0.1:6001"), Target: netip.MustParseAddrPort("10.203.2.2:8080")}
+	c := Shortcut{Host: netip.MustParseAddrPort("0.0.0.0:7000"), Target: netip.MustParseAddrPort("10.203.3.2:80")}
+	table := ShortcutTable{Supported: true, Entries: map[Shortcut]uint64{a: owner("blog"), b: owner("blog"), c: owner("other")}}
+	if d := ShortcutDrift(table, "blog", []Shortcut{a, b}); len(d) != 0 {
+		t.Errorf("drift of a table as wanted: %q", d)
+	}
+	if d := ShortcutDrift(table, "blog", []Shortcut{a}); len(d) != 1 || !strings.Contains(d[0], "127.0.0.1:6001 -> 10.203.2.2:8080 is no longer the project's") {
+		t.Errorf("a stale entry: %q", d)
+	}
+	empty := ShortcutTable{Supported: true, Entries: map[Shortcut]uint64{}}
+	if d := ShortcutDrift(empty, "blog", []Shortcut{a, b}); len(d) != 1 || !strings.Contains(d[0], "is missing, and 1 more") {
+		t.Errorf("missing entries: %q", d)
+	}
+	if d := ShortcutDrift(ShortcutTable{}, "blog", []Shortcut{a}); d != nil {
+		t.Errorf("drift where the kernel has no shortcut: %q", d)
+	}
+	// Entries read back from the map's encoding are what was put there.
+	k, v := entry(b, 1)
+	if got := (Shortcut{Host: fromSockAddr(k.Addr, k.Port), Target: fromSockAddr(v.Addr, v.Port)}); got != b {
+		t.Errorf("entry read back as %v; want %v", got, b)
+	}
+}

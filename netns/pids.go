@@ -22,34 +22,54 @@ type Process struct {
 // Pids returns the processes whose network namespace is the named one, as
 // `ip netns pids` finds them.
 func Pids(name string) ([]Process, error) {
-	var want unix.Stat_t
-	if err := unix.Stat(Path(name), &want); err != nil {
-		if errors.Is(err, unix.ENOENT) {
-			return nil, nil
+	all, err := PidsIn([]string{name})
+	return all[name], err
+}
+
+// PidsIn returns the processes inside each of the named namespaces, from
+// one scan of /proc for all of them. A namespace that does not exist has
+// none.
+func PidsIn(names []string) (map[string][]Process, error) {
+	type ident struct{ dev, ino uint64 }
+	want := map[ident]string{}
+	for _, name := range names {
+		var st unix.Stat_t
+		if err := unix.Stat(Path(name), &st); err != nil {
+			if errors.Is(err, unix.ENOENT) {
+				continue
+			}
+			return nil, fmt.Errorf("netns %q: %w", name, err)
 		}
-		return nil, fmt.Errorf("netns %q: %w", name, err)
+		want[ident{st.Dev, st.Ino}] = name
+	}
+	out := map[string][]Process{}
+	if len(want) == 0 {
+		return out, nil
 	}
 	dirs, err := os.ReadDir("/proc")
 	if err != nil {
 		return nil, fmt.Errorf("listing processes: %w", err)
 	}
-	var procs []Process
 	for _, d := range dirs {
 		pid, err := strconv.Atoi(d.Name())
 		if err != nil {
 			continue
 		}
 		var st unix.Stat_t
-		if unix.Stat(filepath.Join("/proc", d.Name(), "ns", "net"), &st) != nil || st.Dev != want.Dev || st.Ino != want.Ino {
+		if unix.Stat(filepath.Join("/proc", d.Name(), "ns", "net"), &st) != nil {
+			continue
+		}
+		name, ok := want[ident{st.Dev, st.Ino}]
+		if !ok {
 			continue
 		}
 		start, err := StartTime(pid)
 		if err != nil {
 			continue // exited meanwhile
 		}
-		procs = append(procs, Process{PID: pid, StartTime: start})
+		out[name] = append(out[name], Process{PID: pid, StartTime: start})
 	}
-	return procs, nil
+	return out, nil
 }
 
 // StartTime returns a process's start time in clock ticks since boot
@@ -107,19 +127,35 @@ func Alive(p Process) bool {
 	return err == nil && start == p.StartTime && state != 'Z' && state != 'X'
 }
 
-// KillAll stops every process inside the named namespace: SIGTERM, up to
-// grace to exit, then SIGKILL. It returns once none is left or after
-// SIGKILL could not clear them.
-func KillAll(name string, grace time.Duration) error {
-	procs, err := Pids(name)
-	if err != nil || len(procs) == 0 {
+// KillAll stops every process inside the named namespace (see KillAllIn).
+func KillAll(name string, grace time.Duration) error { return KillAllIn([]string{name}, grace) }
+
+// KillAllIn stops every process inside the named namespaces, all at once:
+// SIGTERM, up to grace to exit, then SIGKILL. It returns once none is
+// left, or an error naming those SIGKILL could not clear.
+func KillAllIn(names []string, grace time.Duration) error {
+	inside, err := PidsIn(names)
+	if err != nil {
 		return err
+	}
+	var procs []Process
+	for _, ps := range inside {
+		procs = append(procs, ps...)
+	}
+	if len(procs) == 0 {
+		return nil
 	}
 	if err := Stop(procs, grace); err != nil {
 		return err
 	}
-	if left, _ := Pids(name); len(left) > 0 {
-		return fmt.Errorf("processes still in netns %q after SIGKILL: %v", name, left)
+	left, err := PidsIn(names)
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		if len(left[name]) > 0 {
+			return fmt.Errorf("processes still in netns %q after SIGKILL: %v", name, left[name])
+		}
 	}
 	return nil
 }

@@ -11,24 +11,91 @@ import (
 	"github.com/nsrun/nsrun/veth"
 )
 
-// System is the thin layer that touches the kernel. Every method is
+// System is the thin layer that changes the kernel. Every method is
 // idempotent: creating what exists and removing what is gone succeed.
 type System interface {
 	IPForward() (string, error)
 	SetIPForward(value string) error
 	CreateNamespace(name string) error
 	DeleteNamespace(name string) error
-	KillNamespace(name string) error
+	// KillNamespaces stops every process inside the namespaces.
+	KillNamespaces(names []string) error
 	EnsureLink(p veth.Pair) error
 	DeleteLink(name string) error
-	// LinkGone waits a bounded time for a link whose namespace was deleted
-	// to go with it, and deletes it if it stays.
-	LinkGone(name string) error
-	ApplyForwards(ctx context.Context, p forward.Project) error
+	// LinksGone waits a bounded time for links whose namespaces were
+	// deleted to go with them, and deletes those that stay.
+	LinksGone(names []string) error
+	// ApplyForwards puts a project's rules where the placement says.
+	ApplyForwards(ctx context.Context, at forward.Placement, p forward.Project) error
+	// RemoveForwards removes a project's rules from every backend.
 	RemoveForwards(ctx context.Context, project string) error
 	FlushUDP(ports []specs.PortRange) error
 	WriteEtc(ns string, files map[string]string) error
 	RemoveEtc(ns string) error
+}
+
+// opKind is what one op means: the stage its steps run in (steps of one
+// stage in a row are independent and run on several workers; 0: alone),
+// how a step is described, and how it is done, registering its undo.
+type opKind struct {
+	stage    int
+	describe func(Step) string
+	do       func(e *executor, s Step) error
+}
+
+var ops = map[Op]opKind{
+	OpIPForward: {0, func(Step) string { return "IPv4 forwarding on" },
+		func(e *executor, _ Step) error { return e.ipForward() }},
+	OpCreateNamespace: {1, func(s Step) string { return fmt.Sprintf("namespace %s created", s.Namespace) },
+		func(e *executor, s Step) error {
+			if err := e.sys.CreateNamespace(s.Namespace); err != nil {
+				return err
+			}
+			e.onUndo(func() error {
+				return errors.Join(e.sys.KillNamespaces([]string{s.Namespace}), e.sys.DeleteNamespace(s.Namespace))
+			})
+			return nil
+		}},
+	OpLink: {2, func(s Step) string {
+		return fmt.Sprintf("link %s <-> %s:%s (%s, %s)", s.Pair.Host, s.Namespace, s.Pair.Peer, s.Pair.HostAddr, s.Pair.PeerAddr)
+	}, func(e *executor, s Step) error {
+		if s.Created {
+			e.onUndo(func() error { return e.sys.DeleteLink(s.Pair.Host) })
+		}
+		return e.sys.EnsureLink(s.Pair)
+	}},
+	OpEtc: {2, func(s Step) string { return fmt.Sprintf("/etc/netns/%s written", s.Namespace) },
+		func(e *executor, s Step) error {
+			if s.Created {
+				e.onUndo(func() error { return e.sys.RemoveEtc(s.Namespace) })
+			}
+			return e.sys.WriteEtc(s.Namespace, s.Files)
+		}},
+	OpForwards: {2, func(s Step) string {
+		return fmt.Sprintf("forwards of project %s in place (iptables-%s)", s.Firewall.Name, s.Placement.Backend)
+	}, func(e *executor, s Step) error {
+		e.onUndo(func() error {
+			if s.Previous == nil {
+				return e.sys.RemoveForwards(e.ctx, s.Firewall.Name)
+			}
+			return e.sys.ApplyForwards(e.ctx, s.Previous.Placement, s.Previous.Project)
+		})
+		return e.sys.ApplyForwards(e.ctx, s.Placement, s.Firewall)
+	}},
+	OpFlushUDP: {0, func(s Step) string { return fmt.Sprintf("stale UDP conntrack entries for ports %v removed", s.Ports) },
+		func(e *executor, s Step) error { return e.sys.FlushUDP(s.Ports) }},
+	OpKill: {0, func(s Step) string { return "processes stopped in " + plural(len(s.Namespaces), "namespace") },
+		func(e *executor, s Step) error { return e.sys.KillNamespaces(s.Namespaces) }},
+	OpRemoveForwards: {0, func(s Step) string { return fmt.Sprintf("forwards of project %s removed", s.Project) },
+		func(e *executor, s Step) error { return e.sys.RemoveForwards(e.ctx, s.Project) }},
+	OpDeleteNamespace: {3, func(s Step) string { return fmt.Sprintf("namespace %s removed", s.Namespace) },
+		func(e *executor, s Step) error { return e.sys.DeleteNamespace(s.Namespace) }},
+	OpRemoveEtc: {3, func(s Step) string { return fmt.Sprintf("/etc/netns/%s removed", s.Namespace) },
+		func(e *executor, s Step) error { return e.sys.RemoveEtc(s.Namespace) }},
+	OpLinksGone: {0, func(s Step) string { return plural(len(s.Links), "link") + " removed: " + names(s.Links) },
+		func(e *executor, s Step) error { return e.sys.LinksGone(s.Links) }},
+	OpStarted: {0, func(s Step) string { return fmt.Sprintf("processes of project %s started", s.Project) }, nil},
+	OpReady:   {0, func(s Step) string { return fmt.Sprintf("process %s/%s ready", s.Namespace, s.Process) }, nil},
 }
 
 // executor runs steps, remembering how to undo the ones that created
@@ -40,18 +107,6 @@ type executor struct {
 	progress func(Step)
 	mu       sync.Mutex // guards undo while steps run in parallel
 	undo     []func() error
-}
-
-// stage groups the ops whose steps are independent of each other, so that
-// a run of steps of one stage goes to several workers at once: each
-// namespace's links and files, and the firewall, once the namespaces exist.
-// Steps of other ops run alone.
-var stage = map[Op]int{
-	OpCreateNamespace: 1,
-	OpLink:            2, OpEtc: 2, OpForwards: 2,
-	OpKill:            3,
-	OpDeleteNamespace: 4, OpRemoveEtc: 4,
-	OpLinkGone: 5,
 }
 
 // workers bounds how many steps run at once.
@@ -82,7 +137,7 @@ func batches(steps []Step) [][]Step {
 	var out [][]Step
 	for len(steps) > 0 {
 		n := 1
-		for s := stage[steps[0].Op]; s != 0 && n < len(steps) && stage[steps[n].Op] == s; {
+		for s := ops[steps[0].Op].stage; s != 0 && n < len(steps) && ops[steps[n].Op].stage == s; {
 			n++
 		}
 		out = append(out, steps[:n])
@@ -91,9 +146,9 @@ func batches(steps []Step) [][]Step {
 	return out
 }
 
-// batch runs steps of one op on up to workers goroutines and returns their
-// failures in step order, once all have ended; it reports progress for the
-// steps that succeeded.
+// batch runs steps of one stage on up to workers goroutines and returns
+// their failures in step order, once all have ended; it reports progress
+// for the steps that succeeded.
 func (e *executor) batch(steps []Step) []error {
 	results := make([]error, len(steps))
 	sem := make(chan struct{}, workers)
@@ -118,6 +173,14 @@ func (e *executor) batch(steps []Step) []error {
 	return errs
 }
 
+func (e *executor) step(s Step) error {
+	k, ok := ops[s.Op]
+	if !ok || k.do == nil {
+		return fmt.Errorf("unknown step %q", s.Op)
+	}
+	return k.do(e, s)
+}
+
 func (e *executor) onUndo(f func() error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -135,55 +198,6 @@ func (e *executor) rollback() error {
 	}
 	e.undo = nil
 	return errors.Join(errs...)
-}
-
-func (e *executor) step(s Step) error {
-	switch s.Op {
-	case OpIPForward:
-		return e.ipForward()
-	case OpCreateNamespace:
-		if err := e.sys.CreateNamespace(s.Namespace); err != nil {
-			return err
-		}
-		e.onUndo(func() error {
-			return errors.Join(e.sys.KillNamespace(s.Namespace), e.sys.DeleteNamespace(s.Namespace))
-		})
-	case OpLink:
-		if s.Created {
-			e.onUndo(func() error { return e.sys.DeleteLink(s.Pair.Host) })
-		}
-		return e.sys.EnsureLink(s.Pair)
-	case OpForwards:
-		e.onUndo(func() error {
-			if s.Previous == nil {
-				return e.sys.RemoveForwards(e.ctx, s.Firewall.Name)
-			}
-			return e.sys.ApplyForwards(e.ctx, *s.Previous)
-		})
-		return e.sys.ApplyForwards(e.ctx, s.Firewall)
-	case OpFlushUDP:
-		return e.sys.FlushUDP(s.Ports)
-	case OpKill:
-		return e.sys.KillNamespace(s.Namespace)
-	case OpDeleteLink:
-		return e.sys.DeleteLink(s.Link)
-	case OpLinkGone:
-		return e.sys.LinkGone(s.Link)
-	case OpDeleteNamespace:
-		return e.sys.DeleteNamespace(s.Namespace)
-	case OpRemoveForwards:
-		return e.sys.RemoveForwards(e.ctx, s.Project)
-	case OpEtc:
-		if s.Created {
-			e.onUndo(func() error { return e.sys.RemoveEtc(s.Namespace) })
-		}
-		return e.sys.WriteEtc(s.Namespace, s.Files)
-	case OpRemoveEtc:
-		return e.sys.RemoveEtc(s.Namespace)
-	default:
-		return fmt.Errorf("unknown step %q", s.Op)
-	}
-	return nil
 }
 
 // ipForward turns forwarding on, first recording the old value so the

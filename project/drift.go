@@ -1,60 +1,151 @@
 package project
 
 import (
-	"context"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/nsrun/nsrun/forward"
-	"github.com/nsrun/nsrun/netns"
-	"github.com/nsrun/nsrun/supervise"
 	"github.com/nsrun/nsrun/veth"
 )
 
-// Drift reports how the host differs from a project's record, one line per
-// difference: namespaces, links, addresses, routes, rules and processes.
-// A following up repairs all of it.
-func (k Kernel) Drift(ctx context.Context, st *State, sup supervise.Status) ([]string, error) {
-	var out []string
-	for _, ns := range st.Namespaces {
-		if ok, _ := netns.Exists(ns.Name); !ok {
-			out = append(out, fmt.Sprintf("namespace %s is missing", ns.Name))
-			continue
-		}
-		out = append(out, veth.Check(ns.Pair(st.Project))...)
-	}
-	fw := st.Firewall()
-	snap, err := k.Firewall.Snapshot(ctx)
-	if err != nil {
-		return nil, err
-	}
-	out = append(out, forward.Drift(snap, fw)...)
-	return append(out, processDrift(st, sup)...), nil
+// DriftKind says what a drift is about, and so what up repairs for it.
+type DriftKind string
+
+const (
+	DriftForwarding DriftKind = "ip-forward" // the host's forwarding is off
+	DriftNamespace  DriftKind = "namespace"  // a namespace is missing
+	DriftLink       DriftKind = "link"       // a pair, its addresses, route or route_localnet
+	DriftEtc        DriftKind = "etc"        // nsrun's /etc/netns files
+	DriftFirewall   DriftKind = "firewall"   // the project's rules, or the accepts a backend needs
+	DriftProcess    DriftKind = "process"    // the supervisor or a process is not running
+)
+
+// Drift is one way the host differs from a project's record.
+type Drift struct {
+	Kind      DriftKind
+	Namespace string // the namespace it concerns; "" for the project as a whole
+	Message   string
 }
 
-// processDrift reports the supervisor or processes that are not running.
-func processDrift(st *State, sup supervise.Status) []string {
-	plan := st.Plan()
-	if len(plan.Processes) == 0 {
-		return nil
+// NetworkDrift compares a project's record with what was observed: the
+// host's forwarding, each namespace with its pair and files, and the
+// firewall. It is pure.
+func NetworkDrift(st *State, obs Observed) []Drift {
+	var out []Drift
+	if obs.IPForward != "1" {
+		out = append(out, Drift{Kind: DriftForwarding, Message: fmt.Sprintf("net.ipv4.ip_forward is %s: the host forwards nothing to the namespaces", obs.IPForward)})
 	}
-	if sup.PID == 0 || !netns.Alive(netns.Process{PID: sup.PID, StartTime: sup.StartTime}) {
-		return []string{"the supervisor is not running"}
+	files := EtcFiles(st, obs.HostResolv, obs.SystemdResolv)
+	for _, ns := range st.Namespaces {
+		if !obs.Namespaces[ns.Name] {
+			out = append(out, Drift{Kind: DriftNamespace, Namespace: ns.Name, Message: fmt.Sprintf("namespace %s is missing", ns.Name)})
+			continue
+		}
+		out = append(out, linkDrift(st.Project, ns, obs)...)
+		for _, name := range etcDiffers(obs.Etc[ns.Name], files) {
+			out = append(out, Drift{Kind: DriftEtc, Namespace: ns.Name, Message: fmt.Sprintf("%s/%s/%s is missing or out of date", "/etc/netns", ns.Name, name)})
+		}
 	}
-	seen := map[string]supervise.ProcessStatus{}
-	for _, p := range sup.Processes {
-		seen[p.Key()] = p
+	out = append(out, firewallDrift(st, obs.Firewall)...)
+	for _, m := range forward.ShortcutDrift(obs.Shortcuts, st.Project, forward.Shortcuts(st.Firewall())) {
+		out = append(out, Drift{Kind: DriftFirewall, Message: m})
 	}
+	return out
+}
+
+func linkDrift(project string, ns *NamespaceState, obs Observed) []Drift {
+	if err := obs.PeerErrors[ns.Name]; err != nil {
+		return []Drift{{Kind: DriftLink, Namespace: ns.Name, Message: fmt.Sprintf("namespace %s cannot be read: %v", ns.Name, err)}}
+	}
+	var host *veth.Link
+	if l, ok := obs.Links[ns.Link]; ok {
+		host = &l
+	}
+	var out []Drift
+	for _, m := range veth.Drift(ns.Pair(project), host, obs.RouteLocalnet[ns.Link], obs.Peers[ns.Name]) {
+		out = append(out, Drift{Kind: DriftLink, Namespace: ns.Name, Message: m})
+	}
+	return out
+}
+
+// etcDiffers names the files of want that a namespace lacks or holds in
+// an older version of nsrun's; a file nsrun did not write is left alone.
+func etcDiffers(have, want map[string]string) []string {
 	var out []string
-	for _, p := range plan.Processes {
-		s, ok := seen[p.Key()]
-		switch {
-		case !ok:
-			out = append(out, fmt.Sprintf("process %s is not started", p.Key()))
-		case s.State == supervise.Running && !netns.Alive(netns.Process{PID: s.PID, StartTime: s.StartTime}):
-			out = append(out, fmt.Sprintf("process %s (pid %d) is gone", p.Key(), s.PID))
-		case s.State != supervise.Running:
-			out = append(out, fmt.Sprintf("process %s is %s (last exit status %d)", p.Key(), s.State, s.ExitCode))
+	for _, name := range etcNames {
+		content, wanted := want[name]
+		old, exists := have[name]
+		if wanted && (!exists || (old != content && strings.HasPrefix(old, etcMarker))) {
+			out = append(out, name)
 		}
 	}
 	return out
+}
+
+// firewallDrift checks the project's rules in its backend, and its FORWARD
+// accepts in every other backend whose FORWARD drops.
+func firewallDrift(st *State, snaps map[forward.Backend]*forward.Snapshot) []Drift {
+	fw := st.Firewall()
+	snap := snaps[st.Backend]
+	if snap == nil {
+		return []Drift{{Kind: DriftFirewall, Message: fmt.Sprintf("iptables-%s, which holds the project's rules, is not installed", st.Backend)}}
+	}
+	var out []Drift
+	for _, m := range forward.Drift(snap, fw) {
+		out = append(out, Drift{Kind: DriftFirewall, Message: m})
+	}
+	for _, b := range forward.Backends {
+		other := snaps[b]
+		if b == st.Backend || other == nil || !other.DropsForward() || len(forward.AcceptDrift(other, fw)) == 0 {
+			continue
+		}
+		out = append(out, Drift{Kind: DriftFirewall, Message: fmt.Sprintf(
+			"the FORWARD chain of iptables-%s drops forwarded packets (%s) and holds no accepts for project %s: other machines cannot reach its published ports",
+			b, other.DropReason(), st.Project)})
+	}
+	return out
+}
+
+// processDrift reports the supervisor or processes that are not running.
+func processDrift(st *State, r *Report) []Drift {
+	if len(st.Plan().Processes) == 0 {
+		return nil
+	}
+	if r.Supervisor == nil || r.Supervisor.State != "running" {
+		return []Drift{{Kind: DriftProcess, Message: "the supervisor is not running"}}
+	}
+	var out []Drift
+	for _, p := range r.Processes {
+		var m string
+		switch p.State {
+		case "running":
+			continue
+		case "not started":
+			m = fmt.Sprintf("process %s is not started", p.Name)
+		case "gone":
+			m = fmt.Sprintf("process %s (pid %d) is gone", p.Name, p.PID)
+		default:
+			m = fmt.Sprintf("process %s is %s (last exit status %d)", p.Name, p.State, p.ExitCode)
+		}
+		ns, _, _ := strings.Cut(p.Name, "/")
+		out = append(out, Drift{Kind: DriftProcess, Namespace: ns, Message: m})
+	}
+	return out
+}
+
+// messages returns the messages of the drift of one namespace ("" for the
+// project as a whole) of the given kinds.
+func messages(drift []Drift, ns string, kinds ...DriftKind) []string {
+	var out []string
+	for _, d := range drift {
+		if d.Namespace == ns && slices.Contains(kinds, d.Kind) {
+			out = append(out, d.Message)
+		}
+	}
+	return out
+}
+
+func hasKind(drift []Drift, kind DriftKind) bool {
+	return slices.ContainsFunc(drift, func(d Drift) bool { return d.Kind == kind })
 }

@@ -1,13 +1,17 @@
 package project
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/specs"
+	"github.com/nsrun/nsrun/supervise"
 	"github.com/nsrun/nsrun/veth"
 )
 
@@ -23,8 +27,7 @@ type Engine struct {
 	System      System
 	Sweeper     Sweeper
 	Supervision Supervision
-	Observe     func(published []specs.Port) (Observed, error)
-	Backend     forward.Backend
+	Observe     func(ctx context.Context, q Query) (Observed, error)
 	Progress    func(Step) // called after each step; may be nil
 	Waiting     func()     // called once when another nsrun holds the lock; may be nil
 	// LockTimeout bounds the wait for another up or down; 0 means 5 minutes.
@@ -53,61 +56,98 @@ func (e *PreflightError) Error() string {
 }
 func (e *PreflightError) Unwrap() error { return e.Err }
 
-// Up creates or reconciles the project of a validated spec. On failure it
-// removes what this call created and restores the previous record.
-func (e *Engine) Up(ctx context.Context, s *specs.Spec) (*State, error) {
+// Outcome is what an up did.
+type Outcome struct {
+	State    *State
+	UpToDate bool // everything was as the spec says: nothing was changed
+}
+
+// Up creates or reconciles the project of a validated spec: it changes
+// only what is new, changed or drifted, and nothing at all when all is as
+// the spec says. On failure it removes what this call created and
+// restores the previous record; refused before any change, it leaves the
+// host as it found it, /run/nsrun included.
+func (e *Engine) Up(ctx context.Context, s *specs.Spec) (*Outcome, error) {
 	lock, err := e.lock(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer lock.Unlock()
+	out, changed, err := e.up(ctx, s)
+	if err != nil && !changed {
+		// The lock made the state directory: it goes if nothing else is there.
+		err = errors.Join(err, e.finishIfLast())
+	}
+	return out, err
+}
+
+// up does Up's work and reports whether it changed anything.
+func (e *Engine) up(ctx context.Context, s *specs.Spec) (*Outcome, bool, error) {
 	recorded, err := e.Store.Load(s.Name)
 	if errors.Is(err, ErrNoState) {
 		recorded = nil
 	} else if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	others, err := e.Store.Others(s.Name)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	obs, err := e.Observe(publishedPorts(s))
+	q := Query{Published: publishedPorts(s)}
+	for _, ns := range s.Namespaces {
+		q.Namespaces = append(q.Namespaces, ns.Name)
+	}
+	if recorded != nil {
+		q.Namespaces = append(q.Namespaces, namespaceNames(recorded)...)
+	}
+	obs, err := e.Observe(ctx, q)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	want, err := Desire(s, recorded, others, obs.Foreign())
 	if err != nil {
-		return nil, &PreflightError{err}
+		return nil, false, &PreflightError{err}
 	}
-	want.Backend = e.Backend
+	at, err := forward.Place(recorded.backend(), obs.Firewall)
+	if err != nil {
+		return nil, false, &PreflightError{err}
+	}
+	want.Backend, want.Accepts = at.Backend, at.Accepts
+	if err := Preflight(want, recorded, others, obs); err != nil {
+		return nil, false, &PreflightError{err}
+	}
+	var drift []Drift
 	if recorded != nil {
+		drift = e.report(recorded, obs).Drift
 		want.Generation = recorded.Generation
 	}
-	want.Generation++
-	if err := Preflight(want, recorded, others, obs); err != nil {
-		return nil, &PreflightError{err}
+	steps := PlanUp(want, recorded, obs, drift)
+	restart := recorded == nil || processesChanged(recorded, want) || hasKind(drift, DriftProcess)
+	if restart {
+		want.Generation++
 	}
-	steps, err := PlanUp(want, recorded, obs)
-	if err != nil {
-		return nil, err
+	same := recorded != nil && sameRecord(recorded, want)
+	if len(steps) == 0 && !restart && same {
+		return &Outcome{State: recorded, UpToDate: true}, false, nil
 	}
-	// Record everything either side may hold before the first change, so
-	// that a down after a crash finds it all.
-	if err := e.Store.Save(Merge(recorded, want)); err != nil {
-		return nil, err
+	if !same {
+		// Record everything either side may hold before the first change,
+		// so that a down after a crash finds it all.
+		if err := e.Store.Save(Merge(recorded, want)); err != nil {
+			return nil, false, err
+		}
 	}
 	ex := &executor{ctx: ctx, sys: e.System, store: e.Store, progress: e.Progress}
 	if err := ex.run(steps); err != nil {
-		return nil, e.rollback(ex, err, s.Name, recorded)
+		return nil, true, e.rollback(ex, err, s.Name, recorded)
 	}
-	if err := e.Store.Save(want); err != nil {
-		return nil, err
+	if !same {
+		if err := e.Store.Save(want); err != nil {
+			return nil, true, err
+		}
 	}
 	// The network is complete. Process failures leave it up for a look.
-	if err := e.startProcesses(ctx, want); err != nil {
-		return nil, err
-	}
-	return want, nil
+	return &Outcome{State: want}, true, e.startProcesses(ctx, want, restart)
 }
 
 func (e *Engine) rollback(ex *executor, cause error, project string, recorded *State) error {
@@ -200,19 +240,23 @@ func (e *Engine) sweep(ctx context.Context, project string) (int, error) {
 	if project != "" {
 		errs = append(errs, e.Supervision.Stop(e.Store.ProjectDir(project)))
 	}
-	n := 0
+	var names, hosts []string
 	for _, l := range links {
-		if project != "" && l.Project != project {
-			continue
+		if project == "" || l.Project == project {
+			names, hosts = append(names, l.Namespace), append(hosts, l.Name)
 		}
-		n++
-		ns := l.Namespace
-		errs = append(errs, e.System.KillNamespace(ns), e.System.DeleteNamespace(ns), e.System.RemoveEtc(ns), e.System.LinkGone(l.Name))
+	}
+	if len(names) > 0 {
+		errs = append(errs, e.System.KillNamespaces(names))
+		for _, ns := range names {
+			errs = append(errs, e.System.DeleteNamespace(ns), e.System.RemoveEtc(ns))
+		}
+		errs = append(errs, e.System.LinksGone(hosts))
 	}
 	if project != "" {
 		errs = append(errs, e.System.RemoveForwards(ctx, project))
 	}
-	return n, errors.Join(errs...)
+	return len(names), errors.Join(errs...)
 }
 
 // finishIfLast puts back the host settings nsrun changed and removes the
@@ -241,4 +285,37 @@ func publishedPorts(s *specs.Spec) []specs.Port {
 		out = append(out, ns.Ports...)
 	}
 	return out
+}
+
+// backend is the backend a record names; "" for no record.
+func (s *State) backend() forward.Backend {
+	if s == nil {
+		return ""
+	}
+	return s.Backend
+}
+
+// processesChanged reports whether two records run different processes.
+func processesChanged(a, b *State) bool {
+	pa, pb := a.Plan().Processes, b.Plan().Processes
+	return !slices.EqualFunc(pa, pb, func(x, y supervise.Process) bool { return x.Hash() == y.Hash() }) ||
+		!slices.EqualFunc(a.Namespaces, b.Namespaces, sameReady)
+}
+
+// sameReady reports whether two namespaces' processes have the same ready
+// checks (which the supervisor's plan does not hold).
+func sameReady(a, b *NamespaceState) bool {
+	return slices.EqualFunc(a.Run, b.Run, func(x, y ProcessState) bool {
+		return x.ReadyTCP == y.ReadyTCP && x.ReadyTimeout == y.ReadyTimeout
+	})
+}
+
+// sameRecord reports whether two records are alike but for their
+// generation: writing one over the other would change nothing.
+func sameRecord(a, b *State) bool {
+	x, y := *a, *b
+	x.Generation, y.Generation = 0, 0
+	ja, err1 := json.Marshal(&x)
+	jb, err2 := json.Marshal(&y)
+	return err1 == nil && err2 == nil && bytes.Equal(ja, jb)
 }

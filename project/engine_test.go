@@ -28,7 +28,7 @@ const twoNamespaces = `namespaces:
 
 func newEngine(t *testing.T, sys *fakeSystem) *Engine {
 	return &Engine{Store: Store{Dir: filepath.Join(t.TempDir(), "nsrun")}, System: sys, Sweeper: sys, Supervision: &fakeSupervision{},
-		Observe: sys.observe, Backend: "nft"}
+		Observe: sys.observe}
 }
 
 func TestUpAndDown(t *testing.T) {
@@ -36,11 +36,12 @@ func TestUpAndDown(t *testing.T) {
 	e := newEngine(t, sys)
 	ctx := context.Background()
 	clean := sys.fingerprint()
-	st, err := e.Up(ctx, spec(t, twoNamespaces))
+	out, err := e.Up(ctx, spec(t, twoNamespaces))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(sys.namespaces) != 2 || len(sys.links) != 2 || len(sys.forwards) != 1 || sys.ipForward != "1" {
+	st := out.State
+	if len(sys.namespaces) != 2 || len(sys.links) != 2 || len(sys.projects()) != 1 || sys.ipForward != "1" {
 		t.Fatalf("after up: %s", sys.fingerprint())
 	}
 	loaded, err := e.Store.Load("demo")
@@ -166,7 +167,7 @@ func TestDownWithoutStateSweepsLabels(t *testing.T) {
 	}
 	os.RemoveAll(e.Store.Dir) // state lost
 	found, err := e.Down(context.Background(), "demo")
-	if err != nil || !found || len(sys.namespaces) != 0 || len(sys.links) != 0 || len(sys.forwards) != 0 {
+	if err != nil || !found || len(sys.namespaces) != 0 || len(sys.links) != 0 || len(sys.projects()) != 0 {
 		t.Errorf("Down = %v, %v; left %s", found, err, sys.fingerprint())
 	}
 }
@@ -223,7 +224,7 @@ func TestTwoProjects(t *testing.T) {
 	if _, err := e.Down(ctx, "demo"); err != nil {
 		t.Fatal(err)
 	}
-	if sys.ipForward != "1" || len(sys.forwards) != 1 {
+	if sys.ipForward != "1" || len(sys.projects()) != 1 {
 		t.Errorf("down of one project undid shared settings: %s", sys.fingerprint())
 	}
 	if _, err := e.Down(ctx, "other"); err != nil {

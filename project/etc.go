@@ -17,6 +17,9 @@ import (
 // without it is someone else's and is left alone.
 const etcMarker = "# written by nsrun"
 
+// etcNames are the files nsrun writes in /etc/netns/NS/.
+var etcNames = []string{"hosts", "resolv.conf"}
+
 // EtcFiles returns the files of /etc/netns/NS/ for each namespace of a
 // project: hosts naming every namespace of the project, and resolv.conf
 // with the host's real upstream nameservers, when it has any.

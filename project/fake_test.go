@@ -3,40 +3,70 @@ package project
 import (
 	"context"
 	"fmt"
+	"hash/crc32"
 	"maps"
 	"net/netip"
+	"os"
 	"slices"
 	"sync"
 
 	"github.com/nsrun/nsrun/forward"
+	"github.com/nsrun/nsrun/netns"
 	"github.com/nsrun/nsrun/specs"
 	"github.com/nsrun/nsrun/supervise"
 	"github.com/nsrun/nsrun/veth"
 )
 
-// fakeSystem is an in-memory host that enforces what the kernel would
-// (a link needs its namespace) and can fail its k-th change.
+// fakeSystem is an in-memory host that enforces what the kernel would (a
+// link needs its namespace; iptables-restore's rules, through
+// forward.Snapshot.Restore) and can fail its k-th change.
 type fakeSystem struct {
 	mu         sync.Mutex // steps run in parallel
 	ipForward  string
 	namespaces map[string]bool
 	links      map[string]veth.Pair
-	forwards   map[string]forward.Project
+	fw         map[forward.Backend]*forward.Snapshot
+	etc        map[string]map[string]string
 	calls      int
 	failAt     int // 1-based index of the change that fails; 0 never
 	log        []string
 	onFail     func() // called when the change fails, e.g. to cancel the context
 }
 
+// cleanTables is what a backend holds on a host no one has configured.
+const cleanTables = "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\nCOMMIT\n" +
+	"*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n"
+
 func newFake() *fakeSystem {
-	return &fakeSystem{ipForward: "0", namespaces: map[string]bool{}, links: map[string]veth.Pair{}, forwards: map[string]forward.Project{}}
+	f := &fakeSystem{ipForward: "0", namespaces: map[string]bool{}, links: map[string]veth.Pair{},
+		fw: map[forward.Backend]*forward.Snapshot{}, etc: map[string]map[string]string{}}
+	for _, b := range forward.Backends {
+		f.fw[b], _ = forward.ParseSave(cleanTables)
+	}
+	return f
 }
 
 // fingerprint is the fake host's state, for comparing before and after.
 func (f *fakeSystem) fingerprint() string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return fmt.Sprint(f.ipForward, slices.Sorted(maps.Keys(f.namespaces)), slices.Sorted(maps.Keys(f.links)), slices.Sorted(maps.Keys(f.forwards)))
+	return fmt.Sprint(f.ipForward, slices.Sorted(maps.Keys(f.namespaces)), slices.Sorted(maps.Keys(f.links)),
+		slices.Sorted(maps.Keys(f.etc)), f.fw[forward.NFT], f.fw[forward.Legacy])
+}
+
+// projects lists the projects whose rules any backend holds.
+func (f *fakeSystem) projects() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for _, snap := range f.fw {
+		for _, p := range snap.Projects() {
+			if !slices.Contains(out, p) {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
 }
 
 func (f *fakeSystem) change(what string) error {
@@ -86,10 +116,10 @@ func (f *fakeSystem) DeleteNamespace(name string) error {
 	delete(f.namespaces, name)
 	return nil
 }
-func (f *fakeSystem) KillNamespace(name string) error {
+func (f *fakeSystem) KillNamespaces(names []string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.change("kill " + name)
+	return f.change(fmt.Sprint("kill ", names))
 }
 func (f *fakeSystem) EnsureLink(p veth.Pair) error {
 	f.mu.Lock()
@@ -103,16 +133,18 @@ func (f *fakeSystem) EnsureLink(p veth.Pair) error {
 	f.links[p.Host] = p
 	return nil
 }
-func (f *fakeSystem) LinkGone(name string) error {
+func (f *fakeSystem) LinksGone(names []string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if _, ok := f.links[name]; !ok {
-		return nil
+	for _, name := range names {
+		if _, ok := f.links[name]; !ok {
+			continue
+		}
+		if err := f.change("link del " + name); err != nil {
+			return err
+		}
+		delete(f.links, name)
 	}
-	if err := f.change("link del " + name); err != nil {
-		return err
-	}
-	delete(f.links, name)
 	return nil
 }
 func (f *fakeSystem) DeleteLink(name string) error {
@@ -124,7 +156,19 @@ func (f *fakeSystem) DeleteLink(name string) error {
 	delete(f.links, name)
 	return nil
 }
-func (f *fakeSystem) ApplyForwards(ctx context.Context, p forward.Project) error {
+
+// restore applies a script to a backend as iptables-restore would: whole
+// or not at all.
+func (f *fakeSystem) restore(b forward.Backend, script func(*forward.Snapshot) string) error {
+	next, err := f.fw[b].Restore(script(f.fw[b]))
+	if err != nil {
+		return fmt.Errorf("iptables-%s-restore: %w", b, err)
+	}
+	f.fw[b] = next
+	return nil
+}
+
+func (f *fakeSystem) ApplyForwards(ctx context.Context, at forward.Placement, p forward.Project) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if ctx.Err() != nil {
@@ -133,7 +177,14 @@ func (f *fakeSystem) ApplyForwards(ctx context.Context, p forward.Project) error
 	if err := f.change("forwards " + p.Name); err != nil {
 		return err
 	}
-	f.forwards[p.Name] = p
+	if err := f.restore(at.Backend, func(s *forward.Snapshot) string { return forward.UpScript(s, p) }); err != nil {
+		return err
+	}
+	for _, b := range at.Accepts {
+		if err := f.restore(b, func(s *forward.Snapshot) string { return forward.AcceptScript(s, p) }); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 func (f *fakeSystem) RemoveForwards(ctx context.Context, project string) error {
@@ -145,7 +196,11 @@ func (f *fakeSystem) RemoveForwards(ctx context.Context, project string) error {
 	if err := f.change("forwards del " + project); err != nil {
 		return err
 	}
-	delete(f.forwards, project)
+	for _, b := range forward.Backends {
+		if err := f.restore(b, func(s *forward.Snapshot) string { return forward.DownScript(s, project) }); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 func (f *fakeSystem) FlushUDP([]specs.PortRange) error {
@@ -168,33 +223,66 @@ func (f *fakeSystem) LabelledLinks() ([]veth.Labelled, error) {
 func (f *fakeSystem) SweepFirewall(context.Context) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.forwards = map[string]forward.Project{}
+	for _, b := range forward.Backends {
+		if err := f.restore(b, forward.SweepScript); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
-func (f *fakeSystem) observe([]specs.Port) (Observed, error) {
+// observe shows the fake host as Observe shows the real one.
+func (f *fakeSystem) observe(_ context.Context, q Query) (Observed, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	obs := Observed{Links: map[string]string{}}
-	obs.Namespaces = slices.Sorted(maps.Keys(f.namespaces))
+	obs := Observed{Namespaces: maps.Clone(f.namespaces), Links: map[string]veth.Link{}, IPForward: f.ipForward,
+		Firewall: map[forward.Backend]*forward.Snapshot{}, RouteLocalnet: map[string]string{},
+		Peers: map[string]veth.Peer{}, Etc: map[string]map[string]string{}}
+	for b, snap := range f.fw {
+		obs.Firewall[b], _ = snap.Restore("") // a copy
+	}
 	for name, p := range f.links {
-		obs.Links[name] = p.Alias
+		obs.Links[name] = veth.Link{Name: name, Alias: p.Alias, Type: "veth", Index: index(name), Up: true, Addrs: []netip.Prefix{p.HostAddr}}
+		obs.RouteLocalnet[name] = "1"
+	}
+	for _, ns := range q.Namespaces {
+		if !f.namespaces[ns] {
+			continue
+		}
+		for name, p := range f.links {
+			if p.Namespace == ns {
+				obs.Peers[ns] = veth.Peer{Exists: true, ParentIndex: index(name), Up: true, Addrs: []netip.Prefix{p.PeerAddr},
+					Gateways: []netip.Addr{p.HostAddr.Addr()}}
+			}
+		}
+		obs.Etc[ns] = maps.Clone(f.etc[ns])
 	}
 	return obs, nil
 }
 
-func (f *fakeSystem) WriteEtc(ns string, _ map[string]string) error {
+func index(link string) int { return int(crc32.ChecksumIEEE([]byte(link)) & 0xffffff) }
+
+func (f *fakeSystem) WriteEtc(ns string, files map[string]string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.change("etc " + ns)
+	if err := f.change("etc " + ns); err != nil {
+		return err
+	}
+	f.etc[ns] = maps.Clone(files)
+	return nil
 }
 func (f *fakeSystem) RemoveEtc(ns string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.change("etc del " + ns)
+	if err := f.change("etc del " + ns); err != nil {
+		return err
+	}
+	delete(f.etc, ns)
+	return nil
 }
 
-// fakeSupervision records the plans it is given.
+// fakeSupervision records the plans it is given and reports their
+// processes as running (as this test process).
 type fakeSupervision struct{ plans []supervise.Plan }
 
 func (f *fakeSupervision) Apply(_ context.Context, _ string, p supervise.Plan) error {
@@ -204,3 +292,17 @@ func (f *fakeSupervision) Apply(_ context.Context, _ string, p supervise.Plan) e
 func (f *fakeSupervision) Stop(string) error                       { return nil }
 func (f *fakeSupervision) StopAll(string) error                    { return nil }
 func (f *fakeSupervision) Dial(string, []netip.Addr, uint16) error { return nil }
+func (f *fakeSupervision) Status(string) (supervise.Status, error) {
+	if len(f.plans) == 0 {
+		return supervise.Status{}, os.ErrNotExist
+	}
+	plan := f.plans[len(f.plans)-1]
+	pid := os.Getpid()
+	start, _ := netns.StartTime(pid)
+	st := supervise.Status{PID: pid, StartTime: start, Generation: plan.Generation}
+	for _, p := range plan.Processes {
+		st.Processes = append(st.Processes, supervise.ProcessStatus{Namespace: p.Namespace, Name: p.Name, Hash: p.Hash(),
+			State: supervise.Running, PID: pid, StartTime: start})
+	}
+	return st, nil
+}

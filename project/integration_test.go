@@ -98,11 +98,10 @@ func TestForwardPolicyDrop(t *testing.T) {
 			run(t, tool, "-P", "FORWARD", "DROP")
 			t.Cleanup(func() { exec.Command(tool, "-P", "FORWARD", "ACCEPT").Run() })
 			l := newLab(t)
-			if l.e.Backend != backend {
-				t.Fatalf("backend chosen: %s; want %s, where FORWARD drops", l.e.Backend, backend)
-			}
 			ports := freePorts(t, 3)
-			l.up(twoServers(ports))
+			if st := l.up(twoServers(ports)); st.Backend != backend || len(st.Accepts) != 0 {
+				t.Fatalf("placement chosen: %s, accepts in %v; want all in %s, where FORWARD drops", st.Backend, st.Accepts, backend)
+			}
 			a := l.ns("a")
 			nstest.StartServer(t, a, a, "8080", "")
 			nstest.StartServer(t, l.outside, l.outside, "9999", "")
@@ -329,8 +328,8 @@ func processName() string {
 // half-way.
 type failingForwards struct{ Kernel }
 
-func (f failingForwards) ApplyForwards(ctx context.Context, p forward.Project) error {
-	if err := f.Kernel.ApplyForwards(ctx, p); err != nil {
+func (f failingForwards) ApplyForwards(ctx context.Context, at forward.Placement, p forward.Project) error {
+	if err := f.Kernel.ApplyForwards(ctx, at, p); err != nil {
 		return err
 	}
 	return errors.New("injected failure after applying forwards")
@@ -364,7 +363,7 @@ func TestPlanScriptBuildsTheSameSetup(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The script uses the default iptables; use the backend nsrun chose.
-	script = strings.ReplaceAll(script, "iptables-restore ", "iptables-"+string(l.e.Backend)+"-restore ")
+	script = strings.ReplaceAll(script, "iptables-restore ", "iptables-"+string(l.backend())+"-restore ")
 	l.remember(s.Name)
 	// The script turns forwarding on without a record for down to undo.
 	forwarding, _ := os.ReadFile("/proc/sys/net/ipv4/ip_forward")
@@ -403,7 +402,7 @@ func TestDownOfAVanishedProject(t *testing.T) {
 // order, are the same after up and after down.
 func TestForeignRulesAreLeftAlone(t *testing.T) {
 	l := newLab(t)
-	tool := "iptables-" + string(l.e.Backend)
+	tool := "iptables-" + string(l.backend())
 	foreign := [][]string{
 		{"-t", "nat", "-N", "FOREIGN-" + l.id},
 		{"-t", "nat", "-A", "FOREIGN-" + l.id, "-p", "tcp", "--dport", "9", "-j", "RETURN"},

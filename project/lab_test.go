@@ -54,18 +54,28 @@ func newLab(t *testing.T) *lab {
 	return l
 }
 
-// engine returns an engine on the real kernel with the backend that suits
-// the host now (tests change FORWARD policies).
+// engine returns an engine on the real kernel, with its own state directory.
 func (l *lab) engine() *Engine {
 	l.t.Helper()
-	backend, err := forward.Detect(context.Background())
+	k := Kernel{Wait: 30 * time.Second, Grace: 2 * time.Second}
+	dir := filepath.Join(l.tempDir(), "nsrun")
+	return &Engine{Store: Store{Dir: dir}, System: k, Sweeper: k, Observe: Observe,
+		Supervision: Supervisor{Self: nstest.Binary(l.t), Grace: 2 * time.Second}}
+}
+
+// backend is the iptables backend a new project gets on the host now
+// (tests change FORWARD policies).
+func (l *lab) backend() forward.Backend {
+	l.t.Helper()
+	snaps, err := snapshots(context.Background())
 	if err != nil {
 		l.t.Fatal(err)
 	}
-	k := Kernel{Firewall: forward.Firewall{Backend: backend, Wait: 30 * time.Second}, Grace: 2 * time.Second}
-	dir := filepath.Join(l.tempDir(), "nsrun")
-	return &Engine{Store: Store{Dir: dir}, System: k, Sweeper: k, Observe: Observe, Backend: backend,
-		Supervision: Supervisor{Self: nstest.Binary(l.t), Grace: 2 * time.Second}}
+	at, err := forward.Place("", snaps)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	return at.Backend
 }
 
 func (l *lab) tempDir() string {
@@ -121,7 +131,11 @@ func (l *lab) tryUp(src string) (*State, error) {
 		l.t.Fatal(err)
 	}
 	l.remember(s.Name)
-	return l.e.Up(context.Background(), s)
+	out, err := l.e.Up(context.Background(), s)
+	if err != nil {
+		return nil, err
+	}
+	return out.State, nil
 }
 
 func (l *lab) remember(project string) {

@@ -3,150 +3,169 @@ package project
 import (
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/specs"
 	"github.com/nsrun/nsrun/veth"
 )
 
-// Op is what a step does.
+// Op is what a step does; ops (apply.go) holds what each one means.
 type Op string
 
 const (
 	OpIPForward       Op = "ip-forward"       // turn on IPv4 forwarding
 	OpCreateNamespace Op = "create-namespace" // ip netns add
 	OpLink            Op = "link"             // make the veth pair as described
+	OpEtc             Op = "etc"              // write /etc/netns/NS/hosts and resolv.conf
 	OpForwards        Op = "forwards"         // publish the project's ports
 	OpFlushUDP        Op = "flush-udp"        // drop stale UDP conntrack entries
-	OpKill            Op = "kill"             // stop every process inside a namespace
-	OpDeleteLink      Op = "delete-link"      // remove a link now
-	OpLinkGone        Op = "link-gone"        // a link goes with its namespace: wait for it, remove it if it stays
+	OpKill            Op = "kill"             // stop every process inside the namespaces
 	OpDeleteNamespace Op = "delete-namespace"
+	OpRemoveEtc       Op = "remove-etc" // remove nsrun's /etc/netns files
 	OpRemoveForwards  Op = "remove-forwards"
-	OpEtc             Op = "etc"        // write /etc/netns/NS/hosts and resolv.conf
-	OpRemoveEtc       Op = "remove-etc" // remove them
+	OpLinksGone       Op = "links-gone" // links go with their namespaces: wait for them, remove those that stay
 	OpStarted         Op = "started"    // progress only: the supervisor runs the processes
 	OpReady           Op = "ready"      // progress only: a process passed its ready check
 )
 
 // Step is one change to the system, as a plain value.
 type Step struct {
-	Op        Op
-	Namespace string
-	Link      string
-	Pair      veth.Pair
-	Firewall  forward.Project
-	Ports     []specs.PortRange
-	Project   string
+	Op         Op
+	Namespace  string
+	Namespaces []string // OpKill
+	Links      []string // OpLinksGone
+	Pair       veth.Pair
+	Firewall   forward.Project
+	Placement  forward.Placement
+	Ports      []specs.PortRange
+	Project    string
 	// Previous is, for OpForwards, the project's forwards before the step
 	// (nil when it had none), which a rollback puts back.
-	Previous *forward.Project
+	Previous *Forwards
 	// Created reports, for OpLink and OpEtc, that the link or files do
 	// not exist yet, so that a rollback removes them.
 	Created bool
 	Files   map[string]string // OpEtc: file name in /etc/netns/NS -> content
 	Process string            // OpReady: the process's name
+	// Repair is the drift the step repairs, for its progress line.
+	Repair []string
+}
+
+// Forwards are a project's rules and where they go.
+type Forwards struct {
+	Project   forward.Project
+	Placement forward.Placement
 }
 
 // String describes the step for progress lines.
 func (s Step) String() string {
-	switch s.Op {
-	case OpIPForward:
-		return "IPv4 forwarding on"
-	case OpCreateNamespace:
-		return fmt.Sprintf("namespace %s created", s.Namespace)
-	case OpLink:
-		return fmt.Sprintf("link %s <-> %s:eth0 (%s, %s)", s.Pair.Host, s.Namespace, s.Pair.HostAddr, s.Pair.PeerAddr)
-	case OpForwards:
-		return fmt.Sprintf("forwards of project %s in place", s.Firewall.Name)
-	case OpFlushUDP:
-		return fmt.Sprintf("stale UDP conntrack entries for ports %v removed", s.Ports)
-	case OpKill:
-		return fmt.Sprintf("processes in namespace %s stopped", s.Namespace)
-	case OpDeleteLink, OpLinkGone:
-		return fmt.Sprintf("link %s removed", s.Link)
-	case OpDeleteNamespace:
-		return fmt.Sprintf("namespace %s removed", s.Namespace)
-	case OpRemoveForwards:
-		return fmt.Sprintf("forwards of project %s removed", s.Project)
-	case OpEtc:
-		return fmt.Sprintf("/etc/netns/%s written", s.Namespace)
-	case OpRemoveEtc:
-		return fmt.Sprintf("/etc/netns/%s removed", s.Namespace)
-	case OpStarted:
-		return fmt.Sprintf("processes of project %s started", s.Project)
-	case OpReady:
-		return fmt.Sprintf("process %s/%s ready", s.Namespace, s.Process)
+	d := string(s.Op)
+	if k, ok := ops[s.Op]; ok {
+		d = k.describe(s)
 	}
-	return string(s.Op)
+	switch len(s.Repair) {
+	case 0:
+		return d
+	case 1:
+		return d + " (repaired: " + s.Repair[0] + ")"
+	}
+	return fmt.Sprintf("%s (repaired: %s, and %d more)", d, s.Repair[0], len(s.Repair)-1)
 }
 
 // PlanUp returns the steps that take the host from recorded (nil for a
-// new project) to want. Steps that create come first, removals of what
-// the spec no longer has come last.
-func PlanUp(want, recorded *State, obs Observed) ([]Step, error) {
-	fw := want.Firewall()
-	steps := []Step{{Op: OpIPForward}}
+// new project) to want, given what was observed and how the host drifted
+// from the record: only what is new, changed or drifted. Steps that
+// create come first, removals of what the spec no longer has come last.
+func PlanUp(want, recorded *State, obs Observed, drift []Drift) []Step {
+	var steps []Step
+	if obs.IPForward != "1" {
+		steps = append(steps, Step{Op: OpIPForward, Repair: messages(drift, "", DriftForwarding)})
+	}
 	for _, ns := range want.Namespaces {
-		if !slices.Contains(obs.Namespaces, ns.Name) {
-			steps = append(steps, Step{Op: OpCreateNamespace, Namespace: ns.Name})
+		if !obs.Namespaces[ns.Name] {
+			steps = append(steps, Step{Op: OpCreateNamespace, Namespace: ns.Name, Repair: messages(drift, ns.Name, DriftNamespace)})
 		}
 	}
 	for _, ns := range want.Namespaces {
-		_, exists := obs.Links[ns.Link]
-		steps = append(steps, Step{Op: OpLink, Namespace: ns.Name, Pair: ns.Pair(want.Project), Created: !exists})
+		r, pair := recorded.Namespace(ns.Name), ns.Pair(want.Project)
+		repair := messages(drift, ns.Name, DriftLink)
+		if r == nil || r.Pair(want.Project) != pair || len(repair) > 0 || !obs.Namespaces[ns.Name] {
+			_, exists := obs.Links[ns.Link]
+			steps = append(steps, Step{Op: OpLink, Namespace: ns.Name, Pair: pair, Created: !exists, Repair: repair})
+		}
 	}
 	files := EtcFiles(want, obs.HostResolv, obs.SystemdResolv)
 	for _, ns := range want.Namespaces {
-		steps = append(steps, Step{Op: OpEtc, Namespace: ns.Name, Files: files, Created: recorded.Namespace(ns.Name) == nil})
+		if len(etcDiffers(obs.Etc[ns.Name], files)) > 0 {
+			steps = append(steps, Step{Op: OpEtc, Namespace: ns.Name, Files: files, Created: recorded.Namespace(ns.Name) == nil,
+				Repair: messages(drift, ns.Name, DriftEtc)})
+		}
 	}
-	step := Step{Op: OpForwards, Firewall: fw}
-	if recorded != nil {
-		prev := recorded.Firewall()
-		step.Previous = &prev
+	if repair := messages(drift, "", DriftFirewall); recorded == nil || !sameForwards(recorded, want) || len(repair) > 0 {
+		step := Step{Op: OpForwards, Firewall: want.Firewall(), Placement: want.Placement(), Repair: repair}
+		if recorded != nil {
+			step.Previous = &Forwards{Project: recorded.Firewall(), Placement: recorded.Placement()}
+		}
+		steps = append(steps, step)
 	}
-	steps = append(steps, step)
 	if changed := changedUDP(recorded, want); len(changed) > 0 {
 		steps = append(steps, Step{Op: OpFlushUDP, Ports: changed})
 	}
 	if recorded != nil {
 		for _, ns := range recorded.Namespaces {
 			if want.Namespace(ns.Name) == nil {
-				steps = append(steps, removeNamespace(ns)...)
+				steps = append(steps, removeNamespaces(recorded.Project, []*NamespaceState{ns})...)
 			}
 		}
-	}
-	return steps, nil
-}
-
-// PlanDown returns the steps that remove everything recorded.
-func PlanDown(recorded *State) []Step {
-	var steps []Step
-	for _, ns := range recorded.Namespaces {
-		steps = append(steps, Step{Op: OpKill, Namespace: ns.Name})
-	}
-	steps = append(steps, Step{Op: OpRemoveForwards, Project: recorded.Project})
-	if udp := changedUDP(recorded, &State{}); len(udp) > 0 {
-		steps = append(steps, Step{Op: OpFlushUDP, Ports: udp})
-	}
-	// Namespaces first: the kernel then removes their veth pairs in one
-	// batch, where deleting each link would wait for the others.
-	for _, ns := range recorded.Namespaces {
-		steps = append(steps, Step{Op: OpDeleteNamespace, Namespace: ns.Name}, Step{Op: OpRemoveEtc, Namespace: ns.Name})
-	}
-	for _, ns := range recorded.Namespaces {
-		steps = append(steps, Step{Op: OpLinkGone, Namespace: ns.Name, Link: ns.Link})
 	}
 	return steps
 }
 
-func removeNamespace(ns *NamespaceState) []Step {
-	return []Step{
-		{Op: OpKill, Namespace: ns.Name},
-		{Op: OpDeleteNamespace, Namespace: ns.Name},
-		{Op: OpRemoveEtc, Namespace: ns.Name},
-		{Op: OpLinkGone, Namespace: ns.Name, Link: ns.Link},
+// PlanDown returns the steps that remove everything recorded, each kind
+// of object in bulk.
+func PlanDown(recorded *State) []Step {
+	return removeNamespaces(recorded.Project, recorded.Namespaces, Step{Op: OpRemoveForwards, Project: recorded.Project})
+}
+
+// removeNamespaces stops the processes of the namespaces, runs the extra
+// steps (down removes the project's forwards there), flushes their UDP
+// forwards' conntrack entries, and removes the namespaces, their files
+// and links. Namespaces go before links: the kernel then removes their
+// veth pairs in one batch, where deleting each link would wait for the
+// others.
+func removeNamespaces(project string, namespaces []*NamespaceState, extra ...Step) []Step {
+	var names, links []string
+	for _, ns := range namespaces {
+		names, links = append(names, ns.Name), append(links, ns.Link)
 	}
+	steps := append([]Step{{Op: OpKill, Namespaces: names}}, extra...)
+	if udp := changedUDP(&State{Project: project, Namespaces: namespaces}, &State{}); len(udp) > 0 {
+		steps = append(steps, Step{Op: OpFlushUDP, Ports: udp})
+	}
+	for _, ns := range names {
+		steps = append(steps, Step{Op: OpDeleteNamespace, Namespace: ns}, Step{Op: OpRemoveEtc, Namespace: ns})
+	}
+	return append(steps, Step{Op: OpLinksGone, Links: links})
+}
+
+// sameForwards reports whether two records publish the same rules in the
+// same places.
+func sameForwards(a, b *State) bool {
+	if a.Backend != b.Backend || !slices.Equal(a.Accepts, b.Accepts) {
+		return false
+	}
+	fa, fb := a.Firewall(), b.Firewall()
+	return slices.Equal(ruleLines(fa), ruleLines(fb)) && slices.Equal(forward.Shortcuts(fa), forward.Shortcuts(fb))
+}
+
+func ruleLines(p forward.Project) []string {
+	rules := forward.Rules(p)
+	out := make([]string, len(rules))
+	for i, r := range rules {
+		out[i] = r.Table + " " + r.String()
+	}
+	return out
 }
 
 // changedUDP returns the host ports of UDP forwards in one state but not
@@ -177,4 +196,18 @@ func changedUDP(a, b *State) []specs.PortRange {
 	}
 	slices.SortFunc(out, func(x, y specs.PortRange) int { return int(x.First) - int(y.First) })
 	return out
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
+}
+
+func names(list []string) string {
+	if len(list) <= 3 {
+		return strings.Join(list, ", ")
+	}
+	return fmt.Sprintf("%s, ... (%d)", strings.Join(list[:3], ", "), len(list))
 }

@@ -3,35 +3,12 @@ package project
 import (
 	"errors"
 	"fmt"
-	"net/netip"
 	"slices"
 
 	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/specs"
 	"github.com/nsrun/nsrun/veth"
 )
-
-// Observed is what exists on the host, read before any change.
-type Observed struct {
-	Namespaces []string          // named network namespaces
-	Links      map[string]string // host link name -> its alias
-	Prefixes   []veth.HostPrefix // host routes and addresses
-	Listeners  []forward.Listener
-	// The host's /etc/resolv.conf and systemd-resolved's upstream one,
-	// for the namespaces' resolv.conf.
-	HostResolv, SystemdResolv string
-}
-
-// Foreign returns the host prefixes that are not on nsrun's links.
-func (o Observed) Foreign() []netip.Prefix {
-	var out []netip.Prefix
-	for _, p := range o.Prefixes {
-		if _, _, ours := veth.ParseLabel(o.Links[p.Link]); !ours {
-			out = append(out, p.Prefix)
-		}
-	}
-	return out
-}
 
 // Preflight checks, before any change, that want can be built on this
 // host next to the other projects. It reports every conflict at once.
@@ -46,20 +23,21 @@ func Preflight(want, recorded *State, others []*State, obs Observed) error {
 
 func checkNamespace(project string, ns *NamespaceState, recorded *State, others []*State, obs Observed) []error {
 	var errs []error
-	mine := recorded.Namespace(ns.Name) != nil || obs.Links[ns.Link] == veth.Label(project, ns.Name)
-	if slices.Contains(obs.Namespaces, ns.Name) && !mine {
+	mine := recorded.Namespace(ns.Name) != nil || obs.alias(ns.Link) == veth.Label(project, ns.Name)
+	if obs.Namespaces[ns.Name] && !mine {
 		if owner := ownerOf(others, ns.Name); owner != "" {
 			errs = append(errs, fmt.Errorf("namespace %q belongs to nsrun project %q; choose another name, or take that project down with 'sudo nsrun down -p %s'", ns.Name, owner, owner))
 		} else {
 			errs = append(errs, fmt.Errorf("namespace %q already exists and was not made by project %q; choose another name, or remove it with 'sudo ip netns del %s' if nothing needs it", ns.Name, project, ns.Name))
 		}
 	}
-	if alias, taken := obs.Links[ns.Link]; taken && alias != veth.Label(project, ns.Name) {
+	if l, taken := obs.Links[ns.Link]; taken && l.Alias != veth.Label(project, ns.Name) {
+		alias := l.Alias
 		errs = append(errs, fmt.Errorf("interface %q, which namespace %q needs on the host, already exists (alias %q); rename the namespace or remove the interface", ns.Link, ns.Name, alias))
 	}
 	link := ns.Address.Masked()
 	for _, hp := range obs.Prefixes {
-		if _, _, ours := veth.ParseLabel(obs.Links[hp.Link]); !ours && hp.Prefix.Overlaps(link) {
+		if _, _, ours := veth.ParseLabel(obs.alias(hp.Link)); !ours && hp.Prefix.Overlaps(link) {
 			errs = append(errs, fmt.Errorf("namespace %q's subnet %s overlaps the host's %s %s on %s; give it another address, or set subnet: to a free range", ns.Name, link, hp.What, hp.Prefix, hp.Link))
 		}
 	}

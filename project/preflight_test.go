@@ -17,8 +17,8 @@ func TestPreflightConflicts(t *testing.T) {
 	want := FromSpec(spec(t, "namespaces:\n  ns1: {address: 10.9.1.2/24, ports: [\"6000:8080\", \"127.0.0.1:6100:53/udp\"]}\n  ns2: {address: 10.9.2.2/24}\n"))
 	other := FromSpec(spec(t, "name: other\nnamespaces:\n  o1: {address: 10.9.2.100/25, ports: [\"6000-6010:7000-7010\"]}\n  taken: {address: 10.77.0.2/24}\n"))
 	obs := Observed{
-		Namespaces: []string{"ns1", "taken"},
-		Links:      map[string]string{"nsr-ns2": "", "eth0": ""},
+		Namespaces: map[string]bool{"ns1": true, "taken": true},
+		Links:      map[string]veth.Link{"nsr-ns2": {Name: "nsr-ns2"}, "eth0": {Name: "eth0"}},
 		Prefixes:   []veth.HostPrefix{{Prefix: netip.MustParsePrefix("10.9.1.0/24"), Link: "eth0", What: "route"}},
 		Listeners:  []forward.Listener{{Protocol: specs.UDP, Addr: netip.MustParseAddr("0.0.0.0"), Port: 6100, PID: 4242, Command: "dnsmasq"}},
 	}
@@ -39,7 +39,7 @@ func TestPreflightConflicts(t *testing.T) {
 		}
 	}
 	// The same project, recorded: its own namespace, link and ports are no conflict.
-	ownObs := Observed{Namespaces: []string{"ns1"}, Links: map[string]string{"nsr-ns1": veth.Label("demo", "ns1")}, Prefixes: []veth.HostPrefix{
+	ownObs := Observed{Namespaces: map[string]bool{"ns1": true}, Links: map[string]veth.Link{"nsr-ns1": {Name: "nsr-ns1", Alias: veth.Label("demo", "ns1")}}, Prefixes: []veth.HostPrefix{
 		{Prefix: netip.MustParsePrefix("10.9.1.0/24"), Link: "nsr-ns1", What: "route"}},
 		Listeners: obs.Listeners[:0]}
 	if err := Preflight(want, want, nil, ownObs); err != nil {
@@ -73,35 +73,106 @@ func TestDesireChoosesAFreePool(t *testing.T) {
 	}
 }
 
-func TestPlanUp(t *testing.T) {
-	want := FromSpec(spec(t, twoNamespaces))
-	steps, err := PlanUp(want, nil, Observed{})
+// observedOf is what Observe shows of a host where st is in place exactly.
+func observedOf(t *testing.T, st *State) Observed {
+	t.Helper()
+	obs := Observed{Namespaces: map[string]bool{}, Links: map[string]veth.Link{}, IPForward: "1",
+		RouteLocalnet: map[string]string{}, Peers: map[string]veth.Peer{}, Etc: map[string]map[string]string{}}
+	files := EtcFiles(st, "nameserver 192.0.2.53\n", "")
+	obs.HostResolv = "nameserver 192.0.2.53\n"
+	for i, ns := range st.Namespaces {
+		obs.Namespaces[ns.Name] = true
+		obs.Links[ns.Link] = veth.Link{Name: ns.Link, Alias: veth.Label(st.Project, ns.Name), Type: "veth", Index: 10 + i, Up: true, Addrs: []netip.Prefix{ns.HostAddress}}
+		obs.RouteLocalnet[ns.Link] = "1"
+		obs.Peers[ns.Name] = veth.Peer{Exists: true, ParentIndex: 10 + i, Up: true, Addrs: []netip.Prefix{ns.Address}, Gateways: []netip.Addr{ns.HostAddress.Addr()}}
+		obs.Etc[ns.Name] = files
+	}
+	clean, err := forward.ParseSave(cleanTables)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var ops []string
+	up, err := clean.Restore(forward.UpScript(clean, st.Firewall()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	obs.Firewall = map[forward.Backend]*forward.Snapshot{st.Backend: up}
+	return obs
+}
+
+func opsOf(steps []Step) []string {
+	var out []string
 	for _, s := range steps {
-		ops = append(ops, string(s.Op)+" "+s.Namespace)
+		out = append(out, strings.TrimSpace(string(s.Op)+" "+s.Namespace))
 	}
-	wantOps := []string{"ip-forward ", "create-namespace ns1", "create-namespace ns2", "link ns1", "link ns2", "etc ns1", "etc ns2", "forwards ", "flush-udp "}
-	if !slices.Equal(ops, wantOps) {
-		t.Errorf("steps %q, want %q", ops, wantOps)
+	return out
+}
+
+func TestPlanUp(t *testing.T) {
+	want := FromSpec(spec(t, twoNamespaces))
+	want.Backend = forward.NFT
+	steps := PlanUp(want, nil, Observed{}, nil)
+	wantOps := []string{"ip-forward", "create-namespace ns1", "create-namespace ns2", "link ns1", "link ns2", "etc ns1", "etc ns2", "forwards", "flush-udp"}
+	if got := opsOf(steps); !slices.Equal(got, wantOps) {
+		t.Errorf("steps %q, want %q", got, wantOps)
 	}
-	// Removing ns2 and the UDP port: ns2 is stopped and removed last, and
-	// the stale UDP entries are flushed.
-	edited := FromSpec(spec(t, "namespaces:\n  ns1: {ports: [\"6000:8080\"]}\n"))
-	obs := Observed{Namespaces: []string{"ns1", "ns2"}, Links: map[string]string{"nsr-ns1": "", "nsr-ns2": ""}}
-	steps, _ = PlanUp(edited, want, obs)
-	ops = nil
-	for _, s := range steps {
-		ops = append(ops, string(s.Op)+" "+s.Namespace)
+	obs := observedOf(t, want)
+	if d := NetworkDrift(want, obs); len(d) != 0 {
+		t.Fatalf("drift of a host as recorded: %+v", d)
 	}
-	wantOps = []string{"ip-forward ", "link ns1", "etc ns1", "forwards ", "flush-udp ", "kill ns2", "delete-namespace ns2", "remove-etc ns2", "link-gone ns2"}
-	if !slices.Equal(ops, wantOps) {
-		t.Errorf("reconcile steps %q, want %q", ops, wantOps)
-	}
-	if steps[4].Op != OpFlushUDP || steps[4].Ports[0] != (specs.PortRange{First: 6100, Last: 6100}) {
-		t.Errorf("flush-udp step %+v", steps[4])
+	t.Run("unchanged", func(t *testing.T) {
+		if steps := PlanUp(want, want, obs, nil); len(steps) != 0 {
+			t.Errorf("an unchanged spec on a host as recorded plans %q", opsOf(steps))
+		}
+	})
+	t.Run("drifted", func(t *testing.T) {
+		drifted := observedOf(t, want)
+		l := drifted.Links["nsr-ns2"]
+		l.Up = false
+		drifted.Links["nsr-ns2"] = l
+		delete(drifted.Etc, "ns1")
+		drifted.Firewall[forward.NFT], _ = drifted.Firewall[forward.NFT].Restore("*nat\n:NSRUN-DNAT - [0:0]\nCOMMIT\n") // flushed
+		drift := NetworkDrift(want, drifted)
+		steps := PlanUp(want, want, drifted, drift)
+		if got, w := opsOf(steps), []string{"link ns2", "etc ns1", "forwards"}; !slices.Equal(got, w) {
+			t.Fatalf("steps %q, want only the repairs %q (drift %+v)", got, w, drift)
+		}
+		if got := steps[0].String(); got != "link nsr-ns2 <-> ns2:eth0 ("+want.Namespace("ns2").HostAddress.String()+", "+want.Namespace("ns2").Address.String()+") (repaired: link nsr-ns2 is down)" {
+			t.Errorf("progress line %q", got)
+		}
+		if got := steps[2].String(); !strings.HasPrefix(got, "forwards of project demo in place (iptables-nft) (repaired: rule missing from nat/NSRUN-DNAT") {
+			t.Errorf("progress line %q", got)
+		}
+	})
+	t.Run("reconcile", func(t *testing.T) {
+		// Removing ns2 and the UDP port: ns1's files name one namespace
+		// fewer, the rules change, ns2 is stopped and removed last, and
+		// the stale UDP entries are flushed. ns1's link stays as it is.
+		edited := FromSpec(spec(t, "namespaces:\n  ns1: {ports: [\"6000:8080\"]}\n"))
+		edited.Backend = forward.NFT
+		steps := PlanUp(edited, want, obs, nil)
+		w := []string{"etc ns1", "forwards", "flush-udp", "kill", "delete-namespace ns2", "remove-etc ns2", "links-gone"}
+		if got := opsOf(steps); !slices.Equal(got, w) {
+			t.Errorf("reconcile steps %q, want %q", got, w)
+		}
+		if steps[2].Ports[0] != (specs.PortRange{First: 6100, Last: 6100}) || !slices.Equal(steps[3].Namespaces, []string{"ns2"}) || !slices.Equal(steps[6].Links, []string{"nsr-ns2"}) {
+			t.Errorf("steps %+v", steps)
+		}
+	})
+	t.Run("placement", func(t *testing.T) {
+		moved := *want
+		moved.Accepts = []forward.Backend{forward.Legacy}
+		if got := opsOf(PlanUp(&moved, want, obs, nil)); !slices.Equal(got, []string{"forwards"}) {
+			t.Errorf("new accepts plan %q; want the forwards alone", got)
+		}
+	})
+}
+
+func TestPlanDown(t *testing.T) {
+	st := FromSpec(spec(t, twoNamespaces))
+	got := opsOf(PlanDown(st))
+	w := []string{"kill", "remove-forwards", "flush-udp", "delete-namespace ns1", "remove-etc ns1", "delete-namespace ns2", "remove-etc ns2", "links-gone"}
+	if !slices.Equal(got, w) {
+		t.Errorf("down steps %q, want %q: each kind of object in bulk", got, w)
 	}
 }
 

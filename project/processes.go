@@ -36,8 +36,12 @@ func (e *ProcessError) Error() string {
 }
 
 // startProcesses hands the processes to the supervisor and waits for every
-// ready check.
-func (e *Engine) startProcesses(ctx context.Context, st *State) error {
+// ready check; without restart (the processes did not change and run) it
+// has nothing to do.
+func (e *Engine) startProcesses(ctx context.Context, st *State, restart bool) error {
+	if !restart {
+		return nil
+	}
 	dir := e.Store.ProjectDir(st.Project)
 	plan := st.Plan()
 	if e.ReadyWait > 0 {

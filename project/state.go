@@ -26,10 +26,13 @@ const StateVersion = 1
 // State is what nsrun records of a project: enough to remove everything
 // it made without the spec.
 type State struct {
-	Version    int               `json:"version"`
-	Project    string            `json:"project"`
-	SpecFile   string            `json:"spec_file,omitempty"`
-	Backend    forward.Backend   `json:"backend,omitempty"`
+	Version  int             `json:"version"`
+	Project  string          `json:"project"`
+	SpecFile string          `json:"spec_file,omitempty"`
+	Backend  forward.Backend `json:"backend,omitempty"` // where the project's rules are
+	// Accepts are the other backends that hold the project's FORWARD
+	// accepts, because their FORWARD drops (see forward.Placement).
+	Accepts    []forward.Backend `json:"forward_accepts,omitempty"`
 	Subnet     netip.Prefix      `json:"subnet"`
 	Namespaces []*NamespaceState `json:"namespaces"`
 	// Generation counts the ups; the supervisor reports the generation
@@ -87,6 +90,11 @@ func (s *State) Firewall() forward.Project {
 		p.Namespaces = append(p.Namespaces, forward.Namespace{Name: ns.Name, Link: ns.Link, Address: ns.Address, Egress: ns.Egress, Ports: ns.Ports})
 	}
 	return p
+}
+
+// Placement is where the project's rules are.
+func (s *State) Placement() forward.Placement {
+	return forward.Placement{Backend: s.Backend, Accepts: s.Accepts}
 }
 
 // Merge returns the state that covers both a and b: b's namespaces, and

@@ -27,6 +27,8 @@ type Supervision interface {
 	Stop(dir string) error
 	// StopAll stops every supervisor of a project below root, recorded or not.
 	StopAll(root string) error
+	// Status is what the supervisor of dir last reported.
+	Status(dir string) (supervise.Status, error)
 	// Dial tries once to connect to a TCP port inside a namespace.
 	Dial(ns string, addrs []netip.Addr, port uint16) error
 }
@@ -152,6 +154,8 @@ func runs(pid int, argv0 string) bool {
 	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
 	return err == nil && filepath.Base(strings.TrimSuffix(exe, " (deleted)")) == filepath.Base(argv0)
 }
+
+func (s Supervisor) Status(dir string) (supervise.Status, error) { return supervise.ReadStatus(dir) }
 
 func (s Supervisor) Dial(ns string, addrs []netip.Addr, port uint16) error {
 	return netns.Do(ns, func() error {

@@ -3,7 +3,6 @@ package project
 import (
 	"context"
 	"errors"
-	"os"
 	"time"
 
 	"github.com/nsrun/nsrun/forward"
@@ -15,21 +14,22 @@ import (
 // Kernel is the System that changes the real host, through the netns,
 // veth and forward packages.
 type Kernel struct {
-	Firewall forward.Firewall
+	// Wait bounds how long iptables-restore waits for the xtables lock.
+	Wait time.Duration
 	// Grace is how long processes get to exit after SIGTERM.
 	Grace time.Duration
 }
 
-func (k Kernel) IPForward() (string, error)      { return veth.GetSysctl(veth.IPForward) }
-func (k Kernel) SetIPForward(value string) error { return veth.SetSysctl(veth.IPForward, value) }
-func (k Kernel) CreateNamespace(name string) error {
-	return netns.Create(name)
-}
+func (k Kernel) IPForward() (string, error)        { return veth.GetSysctl(veth.IPForward) }
+func (k Kernel) SetIPForward(value string) error   { return veth.SetSysctl(veth.IPForward, value) }
+func (k Kernel) CreateNamespace(name string) error { return netns.Create(name) }
 func (k Kernel) DeleteNamespace(name string) error { return netns.Delete(name) }
-func (k Kernel) KillNamespace(name string) error   { return netns.KillAll(name, k.Grace) }
-func (k Kernel) EnsureLink(p veth.Pair) error      { return veth.Ensure(p) }
-func (k Kernel) DeleteLink(name string) error      { return veth.Delete(name) }
-func (k Kernel) LinkGone(name string) error        { return veth.WaitGone(name, 5*time.Second) }
+func (k Kernel) KillNamespaces(names []string) error {
+	return netns.KillAllIn(names, k.Grace)
+}
+func (k Kernel) EnsureLink(p veth.Pair) error   { return veth.Ensure(p) }
+func (k Kernel) DeleteLink(name string) error   { return veth.Delete(name) }
+func (k Kernel) LinksGone(names []string) error { return veth.WaitGone(names, 5*time.Second) }
 func (k Kernel) FlushUDP(ports []specs.PortRange) error {
 	return forward.DeleteUDPConntrack(ports)
 }
@@ -37,30 +37,50 @@ func (k Kernel) FlushUDP(ports []specs.PortRange) error {
 func (k Kernel) WriteEtc(ns string, files map[string]string) error { return writeEtc(ns, files) }
 func (k Kernel) RemoveEtc(ns string) error                         { return removeEtc(ns) }
 
-// ApplyForwards puts the project's rules in place, then its loopback
-// shortcuts (see forward.Shortcut); where the kernel cannot take those,
-// the rules carry the connections alone.
-func (k Kernel) ApplyForwards(ctx context.Context, p forward.Project) error {
-	snap, err := k.Firewall.Snapshot(ctx)
-	if err != nil {
+func (k Kernel) firewall(b forward.Backend) forward.Firewall {
+	return forward.Firewall{Backend: b, Wait: k.Wait}
+}
+
+// ApplyForwards puts the project's rules in their backend and its FORWARD
+// accepts in the others the placement names, then its loopback shortcuts
+// (see forward.Shortcut); where the kernel cannot take those, the rules
+// carry the connections alone.
+func (k Kernel) ApplyForwards(ctx context.Context, at forward.Placement, p forward.Project) error {
+	if err := k.apply(ctx, at.Backend, func(snap *forward.Snapshot) string { return forward.UpScript(snap, p) }); err != nil {
 		return err
 	}
-	if err := k.Firewall.Apply(ctx, forward.UpScript(snap, p)); err != nil {
-		return err
+	for _, b := range at.Accepts {
+		if err := k.apply(ctx, b, func(snap *forward.Snapshot) string { return forward.AcceptScript(snap, p) }); err != nil {
+			return err
+		}
 	}
 	return shortcuts(p.Name, forward.Shortcuts(p))
 }
 
-// RemoveForwards removes the project's shortcuts, then its rules.
+// RemoveForwards removes the project's shortcuts, then whatever of its
+// rules any installed backend holds: removal does not depend on which
+// backend up chose, nor on any backend's policy.
 func (k Kernel) RemoveForwards(ctx context.Context, project string) error {
 	if err := shortcuts(project, nil); err != nil {
 		return err
 	}
-	snap, err := k.Firewall.Snapshot(ctx)
+	var errs []error
+	for _, b := range forward.Backends {
+		if b.Available() {
+			errs = append(errs, k.apply(ctx, b, func(snap *forward.Snapshot) string { return forward.DownScript(snap, project) }))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// apply reads a backend and applies the script rendered from what it holds.
+func (k Kernel) apply(ctx context.Context, b forward.Backend, script func(*forward.Snapshot) string) error {
+	fw := k.firewall(b)
+	snap, err := fw.Snapshot(ctx)
 	if err != nil {
 		return err
 	}
-	return k.Firewall.Apply(ctx, forward.DownScript(snap, project))
+	return fw.Apply(ctx, script(snap))
 }
 
 func shortcuts(project string, want []forward.Shortcut) error {
@@ -70,31 +90,6 @@ func shortcuts(project string, want []forward.Shortcut) error {
 	return nil
 }
 
-// Observe reads what exists on the host before any change; of the bound
-// sockets, those on the ports to be published, with their processes.
-func Observe(published []specs.Port) (Observed, error) {
-	var obs Observed
-	var err error
-	if obs.Namespaces, err = netns.List(); err != nil {
-		return obs, err
-	}
-	labelled, err := veth.Links()
-	if err != nil {
-		return obs, err
-	}
-	obs.Links = labelled
-	if obs.Prefixes, err = veth.HostPrefixes(); err != nil {
-		return obs, err
-	}
-	if obs.Listeners, err = forward.Listeners(published); err != nil {
-		return obs, err
-	}
-	hostResolv, _ := os.ReadFile("/etc/resolv.conf")
-	systemdResolv, _ := os.ReadFile("/run/systemd/resolve/resolv.conf")
-	obs.HostResolv, obs.SystemdResolv = string(hostResolv), string(systemdResolv)
-	return obs, nil
-}
-
 // LabelledLinks lists the host links nsrun labelled.
 func (k Kernel) LabelledLinks() ([]veth.Labelled, error) { return veth.ListLabelled() }
 
@@ -102,15 +97,10 @@ func (k Kernel) LabelledLinks() ([]veth.Labelled, error) { return veth.ListLabel
 // from every installed iptables backend, and the loopback shortcut.
 func (k Kernel) SweepFirewall(ctx context.Context) error {
 	var errs []error
-	for _, b := range []forward.Backend{forward.NFT, forward.Legacy} {
-		if !b.Available() {
-			continue
+	for _, b := range forward.Backends {
+		if b.Available() {
+			errs = append(errs, k.apply(ctx, b, forward.SweepScript))
 		}
-		snap, err := forward.SaveOf(ctx, b)
-		if err == nil {
-			err = forward.Firewall{Backend: b, Wait: k.Firewall.Wait}.Apply(ctx, forward.SweepScript(snap))
-		}
-		errs = append(errs, err)
 	}
 	return errors.Join(append(errs, forward.SweepShortcuts())...)
 }

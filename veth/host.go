@@ -18,24 +18,15 @@ type HostPrefix struct {
 }
 
 // HostPrefixes lists the host's IPv4 routes (all tables, default routes
-// left out) and addresses, for overlap checks before any change.
-func HostPrefixes() ([]HostPrefix, error) {
+// left out) and the addresses of its links, as HostLinks returned them,
+// for overlap checks before any change.
+func HostPrefixes(links map[string]Link) ([]HostPrefix, error) {
 	names := map[int]string{}
-	links, err := dump(netlink.LinkList)
-	if err != nil {
-		return nil, fmt.Errorf("listing links: %w", err)
-	}
 	var out []HostPrefix
 	for _, l := range links {
-		names[l.Attrs().Index] = l.Attrs().Name
-		addrs, err := dump(func() ([]netlink.Addr, error) { return netlink.AddrList(l, unix.AF_INET) })
-		if err != nil {
-			return nil, fmt.Errorf("listing addresses of %q: %w", l.Attrs().Name, err)
-		}
-		for _, a := range addrs {
-			if p, ok := prefixOf(a.IPNet); ok {
-				out = append(out, HostPrefix{Prefix: p.Masked(), Link: l.Attrs().Name, What: "address"})
-			}
+		names[l.Index] = l.Name
+		for _, p := range l.Addrs {
+			out = append(out, HostPrefix{Prefix: p.Masked(), Link: l.Name, What: "address"})
 		}
 	}
 	routes, err := routeList()
@@ -107,17 +98,4 @@ func Exists(name string) (bool, error) {
 		return false, fmt.Errorf("looking up link %q: %w", name, err)
 	}
 	return true, nil
-}
-
-// Links returns every host link's name with its alias (empty when none).
-func Links() (map[string]string, error) {
-	links, err := dump(netlink.LinkList)
-	if err != nil {
-		return nil, fmt.Errorf("listing links: %w", err)
-	}
-	out := make(map[string]string, len(links))
-	for _, l := range links {
-		out[l.Attrs().Name] = l.Attrs().Alias
-	}
-	return out, nil
 }

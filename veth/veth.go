@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -234,15 +235,27 @@ func Delete(host string) error {
 	return nil
 }
 
-// WaitGone waits up to timeout for a host-side link to go, as it does once
-// its peer's namespace is destroyed, then deletes it if it is still there.
-// Letting the kernel remove many pairs with their namespaces is much faster
-// than deleting each link, which waits for the network stack to settle.
-func WaitGone(host string, timeout time.Duration) error {
-	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-		if ok, err := Exists(host); err != nil || !ok {
-			return err
+// WaitGone waits up to timeout for host-side links to go, as they do once
+// their peers' namespaces are destroyed, then deletes those still there.
+// Letting the kernel remove many pairs with their namespaces is much
+// faster than deleting each link, which waits for the network stack to
+// settle. Each look is one dump of the host's links, for all of them.
+func WaitGone(names []string, timeout time.Duration) error {
+	left := names
+	for deadline := time.Now().Add(timeout); len(left) > 0 && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		links, err := dump(netlink.LinkList)
+		if err != nil {
+			return fmt.Errorf("listing links: %w", err)
 		}
+		present := map[string]bool{}
+		for _, l := range links {
+			present[l.Attrs().Name] = true
+		}
+		left = slices.DeleteFunc(slices.Clone(left), func(n string) bool { return !present[n] })
 	}
-	return Delete(host)
+	var errs []error
+	for _, name := range left {
+		errs = append(errs, Delete(name))
+	}
+	return errors.Join(errs...)
 }

@@ -146,7 +146,11 @@ func TestHostPrefixesAndLabels(t *testing.T) {
 	if err := Ensure(p); err != nil {
 		t.Fatal(err)
 	}
-	prefixes, err := HostPrefixes()
+	links, err := HostLinks()
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefixes, err := HostPrefixes(links)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,5 +191,61 @@ func TestParseLabel(t *testing.T) {
 		if _, _, ok := ParseLabel(alias); ok {
 			t.Errorf("ParseLabel(%q) accepted it", alias)
 		}
+	}
+}
+
+// observe reads a pair the way status and up do, in bulk.
+func observe(t *testing.T, p Pair) []string {
+	t.Helper()
+	links, err := HostLinks()
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer, err := ObservePeer(p.Namespace, p.Peer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	localnet, _ := GetSysctl(LinkSysctl(p.Host, "route_localnet"))
+	var host *Link
+	if l, ok := links[p.Host]; ok {
+		host = &l
+	}
+	return Drift(p, host, localnet, peer)
+}
+
+func TestObserveAndDrift(t *testing.T) {
+	p := newPair(t)
+	if d := observe(t, p); len(d) != 1 || d[0] != "link "+p.Host+" is missing" {
+		t.Errorf("drift before Ensure: %q", d)
+	}
+	if err := Ensure(p); err != nil {
+		t.Fatal(err)
+	}
+	if d := observe(t, p); len(d) != 0 {
+		t.Fatalf("drift of a pair just made: %q", d)
+	}
+	ip(t, "link", "set", p.Host, "down")
+	ip(t, "-n", p.Namespace, "addr", "flush", "dev", "eth0") // takes the default route with it
+	if err := SetLinkSysctl(p.Host, "route_localnet", "0"); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"link " + p.Host + " is down",
+		"route_localnet is off on link " + p.Host,
+		"eth0 in namespace " + p.Namespace + " lacks its address 10.231.7.2/30",
+		"namespace " + p.Namespace + " has no default route via 10.231.7.1",
+	}
+	if d := observe(t, p); strings.Join(d, "\n") != strings.Join(want, "\n") {
+		t.Errorf("drift:\n%s\nwant:\n%s", strings.Join(d, "\n"), strings.Join(want, "\n"))
+	}
+	if err := Ensure(p); err != nil {
+		t.Fatal(err)
+	}
+	if d := observe(t, p); len(d) != 0 {
+		t.Errorf("drift after Ensure repaired it: %q", d)
+	}
+	ip(t, "-n", p.Namespace, "link", "del", "eth0")
+	if d := observe(t, p); len(d) != 1 || !strings.Contains(d[0], "link "+p.Host+" is missing") {
+		t.Errorf("drift after the peer was deleted (the pair goes whole): %q", d)
 	}
 }

@@ -60,7 +60,7 @@ func runDown(c *cobra.Command, args []string, flags downFlags) error {
 	}
 	ctx, stop := signal.NotifyContext(c.Context(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	e, err := newEngine(ctx, c.ErrOrStderr(), flags.quiet)
+	e, err := newEngine(c.ErrOrStderr(), flags.quiet)
 	if err != nil {
 		return err
 	}

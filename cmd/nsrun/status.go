@@ -2,14 +2,13 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"github.com/nsrun/nsrun/forward"
-	"github.com/nsrun/nsrun/netns"
 	"github.com/nsrun/nsrun/project"
 	"github.com/nsrun/nsrun/supervise"
 	"github.com/spf13/cobra"
@@ -53,49 +52,53 @@ func runStatus(c *cobra.Command, args []string, flags statusFlags) error {
 	if err := requireRootToRead("status"); err != nil {
 		return err
 	}
-	st := store()
-	var names []string
-	if flags.project != "" || len(args) > 0 {
-		name, _, err := pickProject(st, flags.project, args)
-		if err != nil {
-			return err
-		}
-		names = []string{name}
-	} else {
-		var err error
-		if names, err = st.Projects(); err != nil {
-			return err
-		}
+	e, err := newEngine(c.ErrOrStderr(), true)
+	if err != nil {
+		return err
 	}
-	reports := []projectReport{}
-	var drifted []string
-	for _, name := range names {
-		state, err := loadState(st, name)
+	one := flags.project != "" || len(args) > 0
+	var reports []*project.Report
+	if one {
+		name, _, err := pickProject(e.Store, flags.project, args)
 		if err != nil {
 			return err
 		}
-		sup, _ := supervise.ReadStatus(st.ProjectDir(name))
-		r := report(state, sup, time.Now())
-		k := project.Kernel{Firewall: forward.Firewall{Backend: state.Backend}}
-		if r.Drift, err = k.Drift(c.Context(), state, sup); err != nil {
-			return fmt.Errorf("checking project %s: %w", name, err)
+		r, err := e.Status(c.Context(), name)
+		if errors.Is(err, project.ErrNoState) {
+			_, err = loadState(e.Store, name) // says how to start it
 		}
-		if len(r.Drift) > 0 {
-			drifted = append(drifted, name)
+		if err != nil {
+			return err
 		}
-		reports = append(reports, r)
+		reports = []*project.Report{r}
+	} else if reports, err = e.StatusAll(c.Context()); err != nil {
+		return err
+	}
+	docs := []projectReport{}
+	var drifted, unreadable []string
+	for _, r := range reports {
+		docs = append(docs, report(r, time.Now()))
+		switch {
+		case r.Err != nil:
+			unreadable = append(unreadable, r.Project)
+		case len(r.Drift) > 0:
+			drifted = append(drifted, r.Project)
+		}
 	}
 	if flags.output == "json" {
 		enc := json.NewEncoder(c.OutOrStdout())
 		enc.SetIndent("", "  ")
 		enc.SetEscapeHTML(false)
-		if err := enc.Encode(statusDoc{Version: statusVersion, Projects: reports}); err != nil {
+		if err := enc.Encode(statusDoc{Version: statusVersion, Projects: docs}); err != nil {
 			return err
 		}
-	} else if len(names) != 1 || (flags.project == "" && len(args) == 0) {
-		printSummary(c.OutOrStdout(), reports)
+	} else if one {
+		printProject(c.OutOrStdout(), docs[0])
 	} else {
-		printProject(c.OutOrStdout(), reports[0])
+		printSummary(c.OutOrStdout(), docs)
+	}
+	if len(unreadable) > 0 {
+		return fmt.Errorf("the record of %s cannot be read; 'sudo nsrun down --all' removes what is left", projectsPhrase(unreadable))
 	}
 	if len(drifted) > 0 {
 		return &exitError{code: exitDrift, err: fmt.Errorf("%s drifted from what up recorded; 'sudo nsrun up SPEC' repairs it", projectsPhrase(drifted))}
@@ -121,13 +124,19 @@ type statusDoc struct {
 }
 
 type projectReport struct {
-	Name       string            `json:"name"`
-	Spec       string            `json:"spec,omitempty"`
-	Backend    string            `json:"backend"`
-	Namespaces []namespaceReport `json:"namespaces"`
-	Supervisor *processReport    `json:"supervisor,omitempty"`
-	Processes  []processReport   `json:"processes"`
-	Drift      []string          `json:"drift"` // each difference from the record; empty when none
+	Name string `json:"name"`
+	// Error says why the project's record cannot be read; the other
+	// fields are then empty.
+	Error   string `json:"error,omitempty"`
+	Spec    string `json:"spec,omitempty"`
+	Backend string `json:"backend"`
+	// ForwardAccepts are the other iptables backends that hold the
+	// project's FORWARD accepts, because their FORWARD drops.
+	ForwardAccepts []string          `json:"forward_accepts,omitempty"`
+	Namespaces     []namespaceReport `json:"namespaces"`
+	Supervisor     *processReport    `json:"supervisor,omitempty"`
+	Processes      []processReport   `json:"processes"`
+	Drift          []string          `json:"drift"` // each difference from the record; empty when none
 }
 
 type namespaceReport struct {
@@ -160,45 +169,45 @@ type processReport struct {
 	ExitCode int    `json:"exit_code"`
 }
 
-func report(s *project.State, sup supervise.Status, now time.Time) projectReport {
-	r := projectReport{Name: s.Project, Spec: s.SpecFile, Backend: string(s.Backend), Namespaces: []namespaceReport{}, Processes: []processReport{}, Drift: []string{}}
+// report renders what project reports for people and for JSON.
+func report(r *project.Report, now time.Time) projectReport {
+	out := projectReport{Name: r.Project, Namespaces: []namespaceReport{}, Processes: []processReport{}, Drift: []string{}}
+	if r.Err != nil {
+		out.Error = r.Err.Error()
+		return out
+	}
+	s := r.State
+	out.Spec, out.Backend = s.SpecFile, string(s.Backend)
+	for _, b := range s.Accepts {
+		out.ForwardAccepts = append(out.ForwardAccepts, string(b))
+	}
 	for _, ns := range s.Namespaces {
 		nr := namespaceReport{Name: ns.Name, Address: ns.Address.String(), HostLink: ns.Link, HostAddress: ns.HostAddress.String(), Egress: ns.Egress, Ports: []portReport{}}
 		for _, p := range ns.Ports {
 			nr.Ports = append(nr.Ports, portReport{HostIP: p.HostIP.String(), Published: p.Published.String(), Protocol: string(p.Protocol),
 				Address: ns.Address.Addr().String(), Target: p.Target.String()})
 		}
-		r.Namespaces = append(r.Namespaces, nr)
+		out.Namespaces = append(out.Namespaces, nr)
 	}
-	supAlive := sup.PID != 0 && netns.Alive(netns.Process{PID: sup.PID, StartTime: sup.StartTime})
-	if sup.PID != 0 {
-		state := "running"
-		if !supAlive {
-			state = "gone"
-		}
-		r.Supervisor = &processReport{Name: "supervisor", State: state, PID: sup.PID}
+	if r.Supervisor != nil {
+		sup := processRow(*r.Supervisor, now)
+		out.Supervisor = &sup
 	}
-	seen := map[string]supervise.ProcessStatus{}
-	for _, p := range sup.Processes {
-		seen[p.Key()] = p
+	for _, p := range r.Processes {
+		out.Processes = append(out.Processes, processRow(p, now))
 	}
-	for _, ns := range s.Namespaces {
-		for _, run := range ns.Run {
-			p, ok := seen[run.Key()]
-			pr := processReport{Name: run.Key(), State: "not started"}
-			if ok {
-				pr = processReport{Name: run.Key(), State: p.State, PID: p.PID, Restarts: p.Restarts, ExitCode: p.ExitCode}
-				if p.State == supervise.Running && !p.StartedAt.IsZero() {
-					pr.Uptime = now.Sub(p.StartedAt).Round(time.Second).String()
-				}
-				if !supAlive && p.State == supervise.Running {
-					pr.State = "unsupervised"
-				}
-			}
-			r.Processes = append(r.Processes, pr)
-		}
+	for _, d := range r.Drift {
+		out.Drift = append(out.Drift, d.Message)
 	}
-	return r
+	return out
+}
+
+func processRow(p project.ProcessReport, now time.Time) processReport {
+	row := processReport{Name: p.Name, State: p.State, PID: p.PID, Restarts: p.Restarts, ExitCode: p.ExitCode}
+	if !p.StartedAt.IsZero() {
+		row.Uptime = now.Sub(p.StartedAt).Round(time.Second).String()
+	}
+	return row
 }
 
 func printSummary(w io.Writer, reports []projectReport) {
@@ -209,6 +218,10 @@ func printSummary(w io.Writer, reports []projectReport) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "PROJECT\tNAMESPACES\tPORTS\tPROCESSES\tSTATE\tSPEC")
 	for _, r := range reports {
+		if r.Error != "" {
+			fmt.Fprintf(tw, "%s\t-\t-\t-\tunreadable record\t%s\n", r.Name, r.Error)
+			continue
+		}
 		ports, running := 0, 0
 		for _, ns := range r.Namespaces {
 			ports += len(ns.Ports)
@@ -228,7 +241,15 @@ func printSummary(w io.Writer, reports []projectReport) {
 }
 
 func printProject(w io.Writer, r projectReport) {
-	fmt.Fprintf(w, "project %s (spec %s, iptables-%s)\n\n", r.Name, r.Spec, r.Backend)
+	if r.Error != "" {
+		fmt.Fprintf(w, "project %s: %s\n", r.Name, r.Error)
+		return
+	}
+	accepts := ""
+	for _, b := range r.ForwardAccepts {
+		accepts += ", FORWARD accepts in iptables-" + b
+	}
+	fmt.Fprintf(w, "project %s (spec %s, iptables-%s%s)\n\n", r.Name, r.Spec, r.Backend, accepts)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAMESPACE\tADDRESS\tHOST LINK\tPUBLISHED")
 	for _, ns := range r.Namespaces {

@@ -3,16 +3,17 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/netns"
 	"github.com/nsrun/nsrun/netns/nstest"
 	"github.com/nsrun/nsrun/project"
 	"github.com/nsrun/nsrun/specs"
-	"github.com/nsrun/nsrun/supervise"
 )
 
 // TestStatusJSONShape fails when the status document changes shape: a
@@ -24,18 +25,19 @@ func TestStatusJSONShape(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := project.FromSpec(s)
-	st.Backend = "nft"
+	st.Backend, st.Accepts = "nft", []forward.Backend{"legacy"}
 	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
-	sup := supervise.Status{PID: 1 << 30, Processes: []supervise.ProcessStatus{
-		{Namespace: "ns1", Name: "web", State: "running", PID: 4242, Restarts: 2, StartedAt: now.Add(-90 * time.Second)},
-	}}
-	r := report(st, sup, now)
-	r.Drift = []string{"link nsr-ns1 is missing"}
+	r := report(&project.Report{Project: "blog", State: st,
+		Supervisor: &project.ProcessReport{Name: "supervisor", State: "gone", PID: 1 << 30},
+		Processes:  []project.ProcessReport{{Name: "ns1/web", State: "unsupervised", PID: 4242, Restarts: 2, StartedAt: now.Add(-90 * time.Second)}},
+		Drift:      []project.Drift{{Kind: project.DriftLink, Namespace: "ns1", Message: "link nsr-ns1 is missing"}},
+	}, now)
+	bad := report(&project.Report{Project: "old", Err: errors.New("state of project \"old\" is corrupt")}, now)
 	var got bytes.Buffer
 	enc := json.NewEncoder(&got)
 	enc.SetIndent("", "  ")
 	enc.SetEscapeHTML(false)
-	if err := enc.Encode(statusDoc{Version: statusVersion, Projects: []projectReport{r}}); err != nil {
+	if err := enc.Encode(statusDoc{Version: statusVersion, Projects: []projectReport{r, bad}}); err != nil {
 		t.Fatal(err)
 	}
 	want := `{
@@ -45,6 +47,9 @@ func TestStatusJSONShape(t *testing.T) {
       "name": "blog",
       "spec": "blog.yaml",
       "backend": "nft",
+      "forward_accepts": [
+        "legacy"
+      ],
       "namespaces": [
         {
           "name": "ns1",
@@ -90,6 +95,14 @@ func TestStatusJSONShape(t *testing.T) {
       "drift": [
         "link nsr-ns1 is missing"
       ]
+    },
+    {
+      "name": "old",
+      "error": "state of project \"old\" is corrupt",
+      "backend": "",
+      "namespaces": [],
+      "processes": [],
+      "drift": []
     }
   ]
 }

@@ -62,7 +62,7 @@ func runUp(c *cobra.Command, path string, flags upFlags) error {
 	}
 	ctx, stop := signal.NotifyContext(c.Context(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	e, err := newEngine(ctx, c.ErrOrStderr(), flags.quiet)
+	e, err := newEngine(c.ErrOrStderr(), flags.quiet)
 	if err != nil {
 		return err
 	}
@@ -71,11 +71,11 @@ func runUp(c *cobra.Command, path string, flags upFlags) error {
 	if flags.attach {
 		sources = attachSources(e.Store, s)
 	}
-	state, err := e.Up(ctx, s)
+	out, err := e.Up(ctx, s)
 	if err != nil {
 		return fmt.Errorf("up %s: %w", path, err)
 	}
-	printReachable(c.OutOrStdout(), state)
+	printReachable(c.OutOrStdout(), out)
 	if !flags.attach {
 		return nil
 	}
@@ -105,8 +105,13 @@ func attachSources(st project.Store, s *specs.Spec) []supervise.Source {
 
 // printReachable says what is reachable where, one line per published
 // port: http://127.0.0.1:6000 -> ns1:8080.
-func printReachable(w io.Writer, s *project.State) {
-	fmt.Fprintf(w, "project %s is up\n", s.Project)
+func printReachable(w io.Writer, out *project.Outcome) {
+	s := out.State
+	if out.UpToDate {
+		fmt.Fprintf(w, "project %s is up to date\n", s.Project)
+	} else {
+		fmt.Fprintf(w, "project %s is up\n", s.Project)
+	}
 	for _, ns := range s.Namespaces {
 		for _, p := range ns.Ports {
 			host := p.HostIP.String()

@@ -1,0 +1,164 @@
+package project
+
+import (
+	"context"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/nsrun/nsrun/forward"
+	"github.com/nsrun/nsrun/netns"
+	"github.com/nsrun/nsrun/specs"
+	"github.com/nsrun/nsrun/veth"
+)
+
+// peerName is the namespace side of every pair nsrun makes.
+const peerName = "eth0"
+
+// Query says what Observe reads beyond the host-wide state: who is bound
+// to the ports to be published, and the namespaces whose links and files
+// are compared with a record.
+type Query struct {
+	Published  []specs.Port
+	Namespaces []string
+}
+
+// Observed is what exists on the host, read in bulk before any change:
+// one dump of the links, of the addresses and of the routes, one read of
+// each firewall backend, and per namespace queried one netlink socket.
+type Observed struct {
+	Namespaces map[string]bool      // the named network namespaces
+	Links      map[string]veth.Link // host links by name
+	Prefixes   []veth.HostPrefix    // host routes and addresses
+	Listeners  []forward.Listener   // host sockets bound to the ports queried
+	// The host's /etc/resolv.conf and systemd-resolved's upstream one,
+	// for the namespaces' resolv.conf.
+	HostResolv, SystemdResolv string
+	IPForward                 string                                // net.ipv4.ip_forward
+	Firewall                  map[forward.Backend]*forward.Snapshot // each installed backend
+	RouteLocalnet             map[string]string                     // nsrun's host links -> route_localnet
+	Shortcuts                 forward.ShortcutTable                 // the loopback shortcut's entries
+
+	// Of the namespaces queried that exist: the namespace side of the
+	// pair (or why it could not be read), and nsrun's /etc/netns files.
+	Peers      map[string]veth.Peer
+	PeerErrors map[string]error
+	Etc        map[string]map[string]string // namespace -> file name -> content
+}
+
+// Observe reads what exists on the host.
+func Observe(ctx context.Context, q Query) (Observed, error) {
+	obs := Observed{Namespaces: map[string]bool{}, RouteLocalnet: map[string]string{}, Peers: map[string]veth.Peer{},
+		PeerErrors: map[string]error{}, Etc: map[string]map[string]string{}}
+	names, err := netns.List()
+	if err != nil {
+		return obs, err
+	}
+	for _, n := range names {
+		obs.Namespaces[n] = true
+	}
+	if obs.Links, err = veth.HostLinks(); err != nil {
+		return obs, err
+	}
+	if obs.Prefixes, err = veth.HostPrefixes(obs.Links); err != nil {
+		return obs, err
+	}
+	if len(q.Published) > 0 {
+		if obs.Listeners, err = forward.Listeners(q.Published); err != nil {
+			return obs, err
+		}
+	}
+	hostResolv, _ := os.ReadFile("/etc/resolv.conf")
+	systemdResolv, _ := os.ReadFile("/run/systemd/resolve/resolv.conf")
+	obs.HostResolv, obs.SystemdResolv = string(hostResolv), string(systemdResolv)
+	if obs.IPForward, err = veth.GetSysctl(veth.IPForward); err != nil {
+		return obs, err
+	}
+	if obs.Firewall, err = snapshots(ctx); err != nil {
+		return obs, err
+	}
+	if obs.Shortcuts, err = forward.ReadShortcuts(); err != nil {
+		return obs, err
+	}
+	for name, l := range obs.Links {
+		if _, _, ours := veth.ParseLabel(l.Alias); ours {
+			obs.RouteLocalnet[name], _ = veth.GetSysctl(veth.LinkSysctl(name, "route_localnet"))
+		}
+	}
+	observeNamespaces(&obs, q.Namespaces)
+	return obs, nil
+}
+
+// snapshots reads each installed iptables backend.
+func snapshots(ctx context.Context) (map[forward.Backend]*forward.Snapshot, error) {
+	out := map[forward.Backend]*forward.Snapshot{}
+	for _, b := range forward.Backends {
+		if !b.Available() {
+			continue
+		}
+		snap, err := forward.SaveOf(ctx, b)
+		if err != nil {
+			return nil, err
+		}
+		out[b] = snap
+	}
+	return out, nil
+}
+
+// observeNamespaces reads, for each namespace that exists, its side of the
+// pair and nsrun's files in /etc/netns, on several workers.
+func observeNamespaces(obs *Observed, names []string) {
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, workers)
+	seen := map[string]bool{}
+	for _, name := range names {
+		if seen[name] || !obs.Namespaces[name] {
+			continue
+		}
+		seen[name] = true
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			peer, err := veth.ObservePeer(name, peerName)
+			files := readEtc(name)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				obs.PeerErrors[name] = err
+			} else {
+				obs.Peers[name] = peer
+			}
+			obs.Etc[name] = files
+		}()
+	}
+	wg.Wait()
+}
+
+// readEtc reads the files of /etc/netns/NS that nsrun writes, those that
+// exist.
+func readEtc(ns string) map[string]string {
+	out := map[string]string{}
+	for _, name := range etcNames {
+		if data, err := os.ReadFile(filepath.Join(netns.EtcDir, ns, name)); err == nil {
+			out[name] = string(data)
+		}
+	}
+	return out
+}
+
+// Foreign returns the host prefixes that are not on nsrun's links.
+func (o Observed) Foreign() []netip.Prefix {
+	var out []netip.Prefix
+	for _, p := range o.Prefixes {
+		if _, _, ours := veth.ParseLabel(o.Links[p.Link].Alias); !ours {
+			out = append(out, p.Prefix)
+		}
+	}
+	return out
+}
+
+// alias returns a host link's alias; "" for none, or no such link.
+func (o Observed) alias(link string) string { return o.Links[link].Alias }

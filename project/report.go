@@ -1,0 +1,132 @@
+package project
+
+import (
+	"context"
+	"time"
+
+	"github.com/nsrun/nsrun/netns"
+	"github.com/nsrun/nsrun/supervise"
+)
+
+// Report is what nsrun knows of a project: its record, its supervisor and
+// processes as they are now, and every way the host differs from the
+// record. status renders it, up acts on its drift, and an up whose report
+// shows none, for an unchanged spec, changes nothing.
+type Report struct {
+	Project    string
+	State      *State // nil when the record cannot be read
+	Err        error  // why the record cannot be read
+	Supervisor *ProcessReport
+	Processes  []ProcessReport
+	Drift      []Drift
+}
+
+// ProcessReport is one process, or the supervisor, as it is now.
+type ProcessReport struct {
+	Name string // NS/PROC, or "supervisor"
+	// State is the supervisor's word (starting, running, backoff, exited,
+	// stopped), or: "not started" (the supervisor does not run it),
+	// "gone" (recorded as running, but no such process), "unsupervised"
+	// (running, but its supervisor is gone).
+	State     string
+	PID       int
+	Restarts  int
+	StartedAt time.Time // when it started, if it runs
+	ExitCode  int       // of its last exit
+}
+
+// Status reports on one project. It only reads, so it takes no lock.
+func (e *Engine) Status(ctx context.Context, project string) (*Report, error) {
+	st, err := e.Store.Load(project)
+	if err != nil {
+		return nil, err
+	}
+	obs, err := e.Observe(ctx, Query{Namespaces: namespaceNames(st)})
+	if err != nil {
+		return nil, err
+	}
+	return e.report(st, obs), nil
+}
+
+// StatusAll reports on every project, reading the host once for all. A
+// project whose record cannot be read has a report with Err set.
+func (e *Engine) StatusAll(ctx context.Context) ([]*Report, error) {
+	names, err := e.Store.Projects()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*Report, len(names))
+	var q Query
+	for i, name := range names {
+		st, err := e.Store.Load(name)
+		out[i] = &Report{Project: name, State: st, Err: err}
+		if err == nil {
+			q.Namespaces = append(q.Namespaces, namespaceNames(st)...)
+		}
+	}
+	obs, err := e.Observe(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	for i, r := range out {
+		if r.Err == nil {
+			out[i] = e.report(r.State, obs)
+		}
+	}
+	return out, nil
+}
+
+// report puts together what a record and an observation say.
+func (e *Engine) report(st *State, obs Observed) *Report {
+	sup, _ := e.Supervision.Status(e.Store.ProjectDir(st.Project))
+	r := &Report{Project: st.Project, State: st}
+	r.Supervisor, r.Processes = processReports(st, sup)
+	r.Drift = append(NetworkDrift(st, obs), processDrift(st, r)...)
+	return r
+}
+
+// processReports tells how the supervisor and each recorded process are,
+// from the supervisor's status and the processes' liveness.
+func processReports(st *State, sup supervise.Status) (*ProcessReport, []ProcessReport) {
+	var supervisor *ProcessReport
+	supAlive := sup.PID != 0 && netns.Alive(netns.Process{PID: sup.PID, StartTime: sup.StartTime})
+	if sup.PID != 0 {
+		state := "running"
+		if !supAlive {
+			state = "gone"
+		}
+		supervisor = &ProcessReport{Name: "supervisor", State: state, PID: sup.PID}
+	}
+	seen := map[string]supervise.ProcessStatus{}
+	for _, p := range sup.Processes {
+		seen[p.Key()] = p
+	}
+	out := []ProcessReport{}
+	for _, r := range st.Plan().Processes {
+		p, ok := seen[r.Key()]
+		pr := ProcessReport{Name: r.Key(), State: "not started"}
+		if ok {
+			pr = ProcessReport{Name: r.Key(), State: p.State, PID: p.PID, Restarts: p.Restarts, ExitCode: p.ExitCode}
+			if p.State == supervise.Running {
+				switch {
+				case !netns.Alive(netns.Process{PID: p.PID, StartTime: p.StartTime}):
+					pr.State = "gone"
+				case !supAlive:
+					pr.State, pr.StartedAt = "unsupervised", p.StartedAt
+				default:
+					pr.StartedAt = p.StartedAt
+				}
+			}
+		}
+		out = append(out, pr)
+	}
+	return supervisor, out
+}
+
+func namespaceNames(st *State) []string {
+	out := make([]string, len(st.Namespaces))
+	for i, ns := range st.Namespaces {
+		out[i] = ns.Name
+	}
+	return out
+}
