@@ -72,7 +72,11 @@ var ops = map[Op]opKind{
 			return e.sys.WriteEtc(s.Namespace, s.Files)
 		}},
 	OpForwards: {2, func(s Step) string {
-		return fmt.Sprintf("forwards of project %s in place (iptables-%s)", s.Firewall.Name, s.Placement.Backend)
+		where := "iptables-" + string(s.Placement.Backend)
+		for _, b := range s.Placement.Accepts {
+			where += ", FORWARD accepts in iptables-" + string(b)
+		}
+		return fmt.Sprintf("forwards of project %s in place (%s)", s.Firewall.Name, where)
 	}, func(e *executor, s Step) error {
 		e.onUndo(func() error {
 			if s.Previous == nil {

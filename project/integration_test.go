@@ -9,8 +9,11 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -235,20 +238,212 @@ func TestUDPStaleConntrack(t *testing.T) {
 	l.expect(r, err, b, "udp after down and up elsewhere, same source port")
 }
 
+// TestSecondUpChangesNothing: an up of an unchanged spec, with everything
+// in place, makes no netlink change (ip monitor sees nothing between two
+// marks), writes no file (the record and /etc/netns files keep their
+// inode and time), restarts no process, and says it is up to date.
 func TestSecondUpChangesNothing(t *testing.T) {
 	l := newLab(t)
+	helper := helperBinary(t)
 	ports := freePorts(t, 3)
-	l.up(twoServers(ports))
-	link, _ := netlink.LinkByName("nsr-a" + l.id)
+	src := twoServers(ports) + "    run:\n" + server(helper, "b{ID}", "")
+	l.up(src)
+	files := []string{filepath.Join(l.e.Store.ProjectDir("t"+l.id), "state.json"),
+		filepath.Join(netns.EtcDir, l.ns("a"), "hosts"), filepath.Join(netns.EtcDir, l.ns("b"), "resolv.conf")}
+	stats := statAll(t, files)
+	pid := l.process(l.ns("b") + "/web").PID
 	before := nstest.Snapshot()
-	l.up(twoServers(ports))
+	var progress []string
+	l.e.Progress = func(s Step) { progress = append(progress, s.String()) }
+	mon := watchNetlink(t, l.id)
+	out, err := l.e.Up(context.Background(), l.parse(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if events := mon.stop(); len(events) > 0 {
+		t.Errorf("second up changed the kernel (ip monitor):\n%s", strings.Join(events, "\n"))
+	}
+	if !out.UpToDate || len(progress) > 0 {
+		t.Errorf("second up: up to date %v, progress %q; want up to date and no step", out.UpToDate, progress)
+	}
 	if after := nstest.Snapshot(); after != before {
 		t.Errorf("second up changed the host:\nbefore:\n%s\nafter:\n%s", before, after)
 	}
-	again, _ := netlink.LinkByName("nsr-a" + l.id)
-	if link == nil || again == nil || link.Attrs().Index != again.Attrs().Index {
-		t.Error("second up recreated a link")
+	if again := statAll(t, files); !slices.Equal(again, stats) {
+		t.Errorf("second up rewrote files: %v, then %v", stats, again)
 	}
+	if p := l.process(l.ns("b") + "/web"); p.PID != pid {
+		t.Errorf("second up restarted b/web: pid %d, then %d", pid, p.PID)
+	}
+}
+
+// TestUpRepairsOnlyWhatDrifted: after a link goes down, a file of
+// /etc/netns goes and a chain is flushed, up repairs exactly those, says
+// so, and leaves the rest alone.
+func TestUpRepairsOnlyWhatDrifted(t *testing.T) {
+	l := newLab(t)
+	ports := freePorts(t, 3)
+	src := twoServers(ports)
+	st := l.up(src)
+	a, b := l.ns("a"), l.ns("b")
+	nstest.StartServer(t, a, a, "8080", "")
+	run(t, "ip", "link", "set", "nsr-"+b, "down")
+	os.Remove(filepath.Join(netns.EtcDir, a, "hosts"))
+	chains := forward.ProjectChains("t" + l.id)
+	run(t, "iptables-"+string(st.Backend), "-t", "nat", "-F", chains.DNAT)
+	r, err := hostDial("tcp", addr(l.outHost, ports[0]), "")
+	l.refuse(r, err, "host address:P0 with the DNAT chain flushed")
+	rep, err := l.e.Status(context.Background(), "t"+l.id)
+	if err != nil || len(rep.Drift) < 3 {
+		t.Fatalf("status: %+v, %v; want the three drifts", rep, err)
+	}
+	var progress []string
+	l.e.Progress = func(s Step) { progress = append(progress, s.String()) }
+	if _, err := l.e.Up(context.Background(), l.parse(src)); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"link nsr-" + b + " <-> ", "/etc/netns/" + a + " written (repaired: /etc/netns/" + a + "/hosts is missing or out of date)",
+		"forwards of project t" + l.id + " in place"}
+	if len(progress) != len(want) {
+		t.Fatalf("up made %q; want only the three repairs", progress)
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(progress[i], w) || !strings.Contains(progress[i], "repaired: ") {
+			t.Errorf("step %d: %q; want %q... (repaired: ...)", i, progress[i], w)
+		}
+	}
+	if !strings.Contains(progress[0], "repaired: link nsr-"+b+" is down") {
+		t.Errorf("the link's repair does not say what: %q", progress[0])
+	}
+	r, err = hostDial("tcp", addr(l.outHost, ports[0]), "")
+	l.expect(r, err, a, "host address:P0 after the repair")
+	if rep, err := l.e.Status(context.Background(), "t"+l.id); err != nil || len(rep.Drift) != 0 {
+		t.Errorf("status after the repair: %+v, %v", rep.Drift, err)
+	}
+}
+
+// statAll returns each file's inode and modification time.
+func statAll(t *testing.T, paths []string) []string {
+	t.Helper()
+	var out []string
+	for _, p := range paths {
+		info, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, fmt.Sprintf("%s %d %d", p, info.Sys().(*syscall.Stat_t).Ino, info.ModTime().UnixNano()))
+	}
+	return out
+}
+
+// monitor collects the host's netlink events (links, addresses, routes)
+// between two marks: a veth pair the test adds and removes, so that
+// what is seen between them is all that happened between them.
+type monitor struct {
+	t      *testing.T
+	events chan string
+	done   chan struct{}
+	mark   string
+}
+
+func watchNetlink(t *testing.T, id string) *monitor {
+	t.Helper()
+	m := &monitor{t: t, events: make(chan string, 10000), done: make(chan struct{}), mark: "mon" + id}
+	links, addrs, routes := make(chan netlink.LinkUpdate, 1000), make(chan netlink.AddrUpdate, 1000), make(chan netlink.RouteUpdate, 1000)
+	if err := netlink.LinkSubscribe(links, m.done); err != nil {
+		t.Fatal(err)
+	}
+	if err := netlink.AddrSubscribe(addrs, m.done); err != nil {
+		t.Fatal(err)
+	}
+	if err := netlink.RouteSubscribe(routes, m.done); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	t.Cleanup(func() { once.Do(func() { close(m.done) }); m.unmark() })
+	go func() {
+		for {
+			select {
+			case u, ok := <-links:
+				if !ok {
+					return
+				}
+				m.events <- fmt.Sprintf("link %s (type %d)", u.Attrs().Name, u.Header.Type)
+			case u, ok := <-addrs:
+				if !ok {
+					return
+				}
+				m.events <- fmt.Sprintf("address %s on %d (new %v)", u.LinkAddress.String(), u.LinkIndex, u.NewAddr)
+			case u, ok := <-routes:
+				if !ok {
+					return
+				}
+				m.events <- fmt.Sprintf("route %s (type %d)", u.Route, u.Type)
+			}
+		}
+	}()
+	m.markOnce()
+	if m.untilMark() == nil {
+		t.Fatal("no netlink event for the mark")
+	}
+	return m
+}
+
+// markOnce adds and removes the mark link.
+func (m *monitor) markOnce() {
+	m.t.Helper()
+	if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: m.mark}, PeerName: m.mark + "p"}); err != nil {
+		m.t.Fatal(err)
+	}
+	m.unmark()
+}
+
+func (m *monitor) unmark() {
+	if l, err := netlink.LinkByName(m.mark); err == nil {
+		netlink.LinkDel(l)
+	}
+}
+
+// untilMark returns the events before the mark's, then skips the mark's
+// own; nil when the mark never shows.
+func (m *monitor) untilMark() []string {
+	events := []string{}
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case e := <-m.events:
+			if !strings.Contains(e, m.mark) {
+				events = append(events, e)
+				continue
+			}
+			// The mark's other events, and others still queued on the other
+			// sockets (which keep no order between them).
+			for quiet := time.After(200 * time.Millisecond); ; {
+				select {
+				case e := <-m.events:
+					if !strings.Contains(e, m.mark) {
+						events = append(events, e)
+					}
+					continue
+				case <-quiet:
+				}
+				return events
+			}
+		case <-timeout:
+			return nil
+		}
+	}
+}
+
+// stop returns every event between the first mark and a second one.
+func (m *monitor) stop() []string {
+	m.t.Helper()
+	m.markOnce()
+	events := m.untilMark()
+	if events == nil {
+		m.t.Fatal("no netlink event for the second mark")
+	}
+	return events
 }
 
 func TestReconcile(t *testing.T) {
@@ -454,5 +649,110 @@ func TestForeignRulesAreLeftAlone(t *testing.T) {
 	}
 	if got := theirs(); got != want {
 		t.Errorf("down changed other rules:\nbefore:\n%s\nafter:\n%s", want, got)
+	}
+}
+
+// TestRefusedUpLeavesNothing: an up refused for any reason, and a down of
+// a project that does not exist, leave the host as they found it, the
+// state directory included (it did not exist).
+func TestRefusedUpLeavesNothing(t *testing.T) {
+	l := newLab(t)
+	ln, err := net.Listen("tcp4", ":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	busy := ln.Addr().(*net.TCPAddr).Port
+	if err := netns.Create("taken" + l.id); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { netns.Delete("taken" + l.id) })
+	before := nstest.Snapshot()
+	for what, src := range map[string]string{
+		"busy port":          fmt.Sprintf("name: t{ID}\nnamespaces:\n  a{ID}: {ports: [\"%d:8080\"]}\n", busy),
+		"namespace not ours": "name: t{ID}\nnamespaces:\n  taken{ID}: {}\n",
+		"subnet of the host": "name: t{ID}\nnamespaces:\n  a{ID}: {address: " + l.outPeer.String() + "/30}\n",
+	} {
+		if _, err := l.tryUp(src); err == nil {
+			t.Errorf("%s: up was not refused", what)
+		}
+		if _, err := os.Stat(l.e.Store.Dir); !os.IsNotExist(err) {
+			t.Errorf("%s: the refused up left %s (%v)", what, l.e.Store.Dir, err)
+		}
+	}
+	if found, err := l.e.Down(context.Background(), "nothing"+l.id); err != nil || found {
+		t.Errorf("down of a project that does not exist = %v, %v", found, err)
+	}
+	if _, err := os.Stat(l.e.Store.Dir); !os.IsNotExist(err) {
+		t.Errorf("down of a project that does not exist left %s (%v)", l.e.Store.Dir, err)
+	}
+	if after := nstest.Snapshot(); after != before {
+		t.Errorf("a refused up changed the host:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+}
+
+// TestOtherBackendDropsAfterUp: the iptables backend nsrun did not choose
+// starts dropping forwarded packets after up (as Docker or a firewall
+// script on it does). status reports it, naming the backend and why; up
+// repairs it with nsrun's FORWARD accepts there; down works all along and
+// removes the accepts too.
+func TestOtherBackendDropsAfterUp(t *testing.T) {
+	for _, first := range forward.Backends {
+		t.Run(string(first), func(t *testing.T) {
+			nstest.RequireRoot(t)
+			other := forward.Backends[0]
+			if other == first {
+				other = forward.Backends[1]
+			}
+			// The first backend is chosen when it drops too (then nsrun's
+			// accepts come first there).
+			run(t, "iptables-"+string(first), "-P", "FORWARD", "DROP")
+			t.Cleanup(func() { exec.Command("iptables-"+string(first), "-P", "FORWARD", "ACCEPT").Run() })
+			l := newLab(t)
+			ports := freePorts(t, 3)
+			st := l.up(twoServers(ports))
+			if st.Backend != first {
+				t.Fatalf("backend %s; want %s", st.Backend, first)
+			}
+			a := l.ns("a")
+			nstest.StartServer(t, a, a, "8080", "")
+			nstest.StartServer(t, l.outside, l.outside, "9999", "")
+			// The test's own outside link is forwarded by the test's own rules.
+			run(t, "iptables-"+string(other), "-I", "FORWARD", "-i", l.outLink, "-o", l.outLink, "-j", "ACCEPT")
+			run(t, "iptables-"+string(other), "-P", "FORWARD", "DROP")
+			t.Cleanup(func() {
+				exec.Command("iptables-"+string(other), "-P", "FORWARD", "ACCEPT").Run()
+				exec.Command("iptables-"+string(other), "-D", "FORWARD", "-i", l.outLink, "-o", l.outLink, "-j", "ACCEPT").Run()
+			})
+			r, err := nstest.DialFrom(t, l.outside, "tcp", addr(l.outHost, ports[0]), "")
+			l.refuse(r, err, "outside -> host:P0 with the other backend dropping")
+			rep, err := l.e.Status(context.Background(), "t"+l.id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := fmt.Sprintf("the FORWARD chain of iptables-%s drops forwarded packets (policy DROP)", other)
+			if len(rep.Drift) != 1 || !strings.HasPrefix(rep.Drift[0].Message, want) {
+				t.Errorf("status drift %+v; want %q", rep.Drift, want)
+			}
+			st = l.up(twoServers(ports))
+			if !slices.Equal(st.Accepts, []forward.Backend{other}) {
+				t.Errorf("recorded accepts %v; want %s", st.Accepts, other)
+			}
+			r, err = nstest.DialFrom(t, l.outside, "tcp", addr(l.outHost, ports[0]), "")
+			l.expect(r, err, a, "outside -> host:P0 after up repaired it")
+			r, err = nstest.DialFrom(t, a, "tcp", addr(l.outPeer, 9999), "")
+			l.expect(r, err, l.outside, "a -> outside (egress) after up repaired it")
+			if rep, err := l.e.Status(context.Background(), "t"+l.id); err != nil || len(rep.Drift) != 0 {
+				t.Errorf("status after the repair: %+v, %v", rep.Drift, err)
+			}
+			if _, err := l.e.Down(context.Background(), "t"+l.id); err != nil {
+				t.Fatalf("down with the other backend dropping: %v", err)
+			}
+			for _, b := range forward.Backends {
+				if out, _ := exec.Command("iptables-" + string(b) + "-save").Output(); strings.Contains(string(out), "NSR") {
+					t.Errorf("down left nsrun's rules in iptables-%s:\n%s", b, out)
+				}
+			}
+		})
 	}
 }

@@ -125,17 +125,24 @@ func (l *lab) up(src string) *State {
 
 func (l *lab) tryUp(src string) (*State, error) {
 	l.t.Helper()
+	out, err := l.e.Up(context.Background(), l.parse(src))
+	if err != nil {
+		return nil, err
+	}
+	return out.State, nil
+}
+
+// parse reads a spec whose text uses {ID} for the lab's id; down removes
+// its project at cleanup.
+func (l *lab) parse(src string) *specs.Spec {
+	l.t.Helper()
 	src = strings.ReplaceAll(src, "{ID}", l.id)
 	s, err := specs.Parse(filepath.Join(l.tempDir(), "t"+l.id+".yaml"), []byte(src))
 	if err != nil {
 		l.t.Fatal(err)
 	}
 	l.remember(s.Name)
-	out, err := l.e.Up(context.Background(), s)
-	if err != nil {
-		return nil, err
-	}
-	return out.State, nil
+	return s
 }
 
 func (l *lab) remember(project string) {

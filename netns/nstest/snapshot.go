@@ -38,8 +38,11 @@ func Snapshot() string {
 		b.WriteString("== " + key + " " + string(v))
 	}
 	b.WriteString("== cgroup programs" + cgroupPrograms() + "\n")
-	entries, _ := os.ReadDir("/run/nsrun")
 	b.WriteString("== /run/nsrun")
+	entries, err := os.ReadDir("/run/nsrun")
+	if os.IsNotExist(err) {
+		b.WriteString(" absent")
+	}
 	for _, e := range entries {
 		b.WriteString(" " + e.Name())
 	}
