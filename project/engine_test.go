@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/specs"
 )
 
@@ -52,15 +53,14 @@ func TestUpAndDown(t *testing.T) {
 	if err != nil || info.Mode().Perm() != 0o700 {
 		t.Errorf("state directory mode %v, %v; want 0700", info.Mode().Perm(), err)
 	}
-	// A second up creates nothing.
+	// A second up changes nothing at all, and says so.
 	sys.log = nil
-	if _, err := e.Up(ctx, spec(t, twoNamespaces)); err != nil {
+	again, err := e.Up(ctx, spec(t, twoNamespaces))
+	if err != nil {
 		t.Fatal(err)
 	}
-	for _, l := range sys.log {
-		if strings.HasPrefix(l, "netns add") || strings.Contains(l, "del") || strings.HasPrefix(l, "sysctl") {
-			t.Errorf("second up changed something: %v", sys.log)
-		}
+	if !again.UpToDate || len(sys.log) > 0 {
+		t.Errorf("second up: up to date %v, changes %v; want none", again.UpToDate, sys.log)
 	}
 	found, err := e.Down(ctx, "demo")
 	if err != nil || !found {
@@ -290,5 +290,72 @@ func TestRollbackAfterCtrlC(t *testing.T) {
 	}
 	if sys.fingerprint() != clean {
 		t.Errorf("after an interrupted up: %s, want %s (changes %v)", sys.fingerprint(), clean, sys.log)
+	}
+}
+
+// TestUpWithoutIptables: no iptables backend installed is refused before
+// any change, and leaves no state directory.
+func TestUpWithoutIptables(t *testing.T) {
+	sys := newFake()
+	sys.fw = map[forward.Backend]*forward.Snapshot{}
+	e := newEngine(t, sys)
+	_, err := e.Up(context.Background(), spec(t, twoNamespaces))
+	var pf *PreflightError
+	if !errors.As(err, &pf) || !strings.Contains(err.Error(), "apt-get install iptables") {
+		t.Errorf("Up = %v; want a preflight error saying how to install iptables", err)
+	}
+	if sys.calls != 0 {
+		t.Errorf("changes: %v", sys.log)
+	}
+	if _, err := os.Stat(e.Store.Dir); !os.IsNotExist(err) {
+		t.Errorf("state directory left: %v", err)
+	}
+}
+
+// TestStatusAll: one report per project, from one look at the host; an
+// unreadable record is reported as such, and the others still are.
+func TestStatusAll(t *testing.T) {
+	sys := newFake()
+	e := newEngine(t, sys)
+	ctx := context.Background()
+	looks := 0
+	e.Observe = func(ctx context.Context, q Query) (Observed, error) { looks++; return sys.observe(ctx, q) }
+	if _, err := e.Up(ctx, spec(t, twoNamespaces)); err != nil {
+		t.Fatal(err)
+	}
+	other, _ := specs.Parse("other.yaml", []byte("namespaces: {o1: {ports: [\"7000:80\"]}}\n"))
+	if _, err := e.Up(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(e.Store.ProjectDir("broken"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(e.Store.ProjectDir("broken"), "state.json"), []byte("{garbage"), 0o600)
+	sys.mu.Lock()
+	delete(sys.namespaces, "o1") // drift in one project
+	sys.mu.Unlock()
+	looks = 0
+	reports, err := e.StatusAll(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if looks != 1 || len(reports) != 3 {
+		t.Fatalf("%d reports from %d looks at the host; want 3 from 1", len(reports), looks)
+	}
+	for _, r := range reports {
+		switch r.Project {
+		case "broken":
+			if r.Err == nil || !strings.Contains(r.Err.Error(), "corrupt") {
+				t.Errorf("broken: %v", r.Err)
+			}
+		case "demo":
+			if r.Err != nil || len(r.Drift) != 0 {
+				t.Errorf("demo: %v, drift %+v", r.Err, r.Drift)
+			}
+		case "other":
+			if r.Err != nil || len(r.Drift) != 1 || r.Drift[0].Kind != DriftNamespace {
+				t.Errorf("other: %v, drift %+v", r.Err, r.Drift)
+			}
+		}
 	}
 }
