@@ -1,6 +1,7 @@
 package project
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"slices"
 	"strings"
@@ -36,7 +37,7 @@ func NetworkDrift(st *State, obs Observed) []Drift {
 	if obs.IPForward != "1" {
 		out = append(out, Drift{Kind: DriftForwarding, Message: fmt.Sprintf("net.ipv4.ip_forward is %s: the host forwards nothing to the namespaces", obs.IPForward)})
 	}
-	files := EtcFiles(st, obs.HostResolv, obs.SystemdResolv)
+	files := etcSums(EtcFiles(st, obs.HostResolv, obs.SystemdResolv))
 	for _, ns := range st.Namespaces {
 		if !obs.Namespaces[ns.Name] {
 			out = append(out, Drift{Kind: DriftNamespace, Namespace: ns.Name, Message: fmt.Sprintf("namespace %s is missing", ns.Name)})
@@ -69,16 +70,26 @@ func linkDrift(project string, ns *NamespaceState, obs Observed) []Drift {
 	return out
 }
 
-// etcDiffers names the files of want that a namespace lacks or holds in
-// an older version of nsrun's; a file nsrun did not write is left alone.
-func etcDiffers(have, want map[string]string) []string {
+// etcDiffers names the files of want (name -> SHA-256 of the content) that
+// a namespace lacks or holds in an older version of nsrun's; a file nsrun
+// did not write is left alone.
+func etcDiffers(have map[string]EtcFile, want map[string][32]byte) []string {
 	var out []string
 	for _, name := range etcNames {
-		content, wanted := want[name]
+		sum, wanted := want[name]
 		old, exists := have[name]
-		if wanted && (!exists || (old != content && strings.HasPrefix(old, etcMarker))) {
+		if wanted && (!exists || (old.Ours && old.Sum != sum)) {
 			out = append(out, name)
 		}
+	}
+	return out
+}
+
+// etcSums hashes the content of each file.
+func etcSums(files map[string]string) map[string][32]byte {
+	out := map[string][32]byte{}
+	for name, content := range files {
+		out[name] = sha256.Sum256([]byte(content))
 	}
 	return out
 }

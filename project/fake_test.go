@@ -237,7 +237,7 @@ func (f *fakeSystem) observe(_ context.Context, q Query) (Observed, error) {
 	defer f.mu.Unlock()
 	obs := Observed{Namespaces: maps.Clone(f.namespaces), Links: map[string]veth.Link{}, IPForward: f.ipForward,
 		Firewall: map[forward.Backend]*forward.Snapshot{}, RouteLocalnet: map[string]string{},
-		Peers: map[string]veth.Peer{}, Etc: map[string]map[string]string{}}
+		Peers: map[string]veth.Peer{}, Etc: map[string]map[string]EtcFile{}}
 	for b, snap := range f.fw {
 		obs.Firewall[b], _ = snap.Restore("") // a copy
 	}
@@ -255,7 +255,10 @@ func (f *fakeSystem) observe(_ context.Context, q Query) (Observed, error) {
 					Gateways: []netip.Addr{p.HostAddr.Addr()}}
 			}
 		}
-		obs.Etc[ns] = maps.Clone(f.etc[ns])
+		obs.Etc[ns] = map[string]EtcFile{}
+		for name, content := range f.etc[ns] {
+			obs.Etc[ns][name] = etcFileOf(content)
+		}
 	}
 	return obs, nil
 }

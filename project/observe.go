@@ -2,9 +2,13 @@ package project
 
 import (
 	"context"
+	"crypto/sha256"
+	"errors"
+	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 
 	"github.com/nsrun/nsrun/forward"
@@ -44,50 +48,74 @@ type Observed struct {
 	// pair (or why it could not be read), and nsrun's /etc/netns files.
 	Peers      map[string]veth.Peer
 	PeerErrors map[string]error
-	Etc        map[string]map[string]string // namespace -> file name -> content
+	Etc        map[string]map[string]EtcFile // namespace -> file name -> what it holds
+}
+
+// EtcFile is one of the files nsrun writes in /etc/netns/NS, as found:
+// enough to tell whether nsrun wrote it and whether it holds some content.
+type EtcFile struct {
+	Ours bool     // it starts with nsrun's marker
+	Sum  [32]byte // SHA-256 of its content
+}
+
+// etcFileOf describes a file of that content.
+func etcFileOf(content string) EtcFile {
+	return EtcFile{Ours: strings.HasPrefix(content, etcMarker), Sum: sha256.Sum256([]byte(content))}
 }
 
 // Observe reads what exists on the host.
 func Observe(ctx context.Context, q Query) (Observed, error) {
 	obs := Observed{Namespaces: map[string]bool{}, RouteLocalnet: map[string]string{}, Peers: map[string]veth.Peer{},
-		PeerErrors: map[string]error{}, Etc: map[string]map[string]string{}}
+		PeerErrors: map[string]error{}, Etc: map[string]map[string]EtcFile{}}
+	// The firewall is read by other programs: meanwhile, the rest.
+	firewall := make(chan error, 1)
+	go func() {
+		var err error
+		if obs.Firewall, err = snapshots(ctx); err == nil {
+			obs.Shortcuts, err = forward.ReadShortcuts()
+		}
+		firewall <- err
+	}()
+	if err := observeHost(&obs, q); err != nil {
+		<-firewall
+		return obs, err
+	}
+	return obs, <-firewall
+}
+
+// observeHost reads all Observe reads but the firewall.
+func observeHost(obs *Observed, q Query) error {
 	names, err := netns.List()
 	if err != nil {
-		return obs, err
+		return err
 	}
 	for _, n := range names {
 		obs.Namespaces[n] = true
 	}
 	if obs.Links, err = veth.HostLinks(); err != nil {
-		return obs, err
+		return err
 	}
 	if obs.Prefixes, err = veth.HostPrefixes(obs.Links); err != nil {
-		return obs, err
+		return err
 	}
 	if len(q.Published) > 0 {
 		if obs.Listeners, err = forward.Listeners(q.Published); err != nil {
-			return obs, err
+			return err
 		}
 	}
 	hostResolv, _ := os.ReadFile("/etc/resolv.conf")
 	systemdResolv, _ := os.ReadFile("/run/systemd/resolve/resolv.conf")
 	obs.HostResolv, obs.SystemdResolv = string(hostResolv), string(systemdResolv)
 	if obs.IPForward, err = veth.GetSysctl(veth.IPForward); err != nil {
-		return obs, err
-	}
-	if obs.Firewall, err = snapshots(ctx); err != nil {
-		return obs, err
-	}
-	if obs.Shortcuts, err = forward.ReadShortcuts(); err != nil {
-		return obs, err
+		return err
 	}
 	for name, l := range obs.Links {
 		if _, _, ours := veth.ParseLabel(l.Alias); ours {
 			obs.RouteLocalnet[name], _ = veth.GetSysctl(veth.LinkSysctl(name, "route_localnet"))
 		}
 	}
-	observeNamespaces(&obs, q.Namespaces)
-	return obs, nil
+	observeNamespaces(obs, q.Namespaces)
+	return nil
 }
 
 // snapshots reads each installed iptables backend.
@@ -113,6 +141,7 @@ func observeNamespaces(obs *Observed, names []string) {
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, workers)
 	seen := map[string]bool{}
+	bufs := sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
 	for _, name := range names {
 		if seen[name] || !obs.Namespaces[name] {
 			continue
@@ -123,7 +152,7 @@ func observeNamespaces(obs *Observed, names []string) {
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			peer, err := veth.ObservePeer(name, peerName)
-			files := readEtc(name)
+			files := readEtc(name, bufs.Get().(*[]byte))
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -138,23 +167,58 @@ func observeNamespaces(obs *Observed, names []string) {
 }
 
 // readEtc reads the files of /etc/netns/NS that nsrun writes, those that
-// exist.
-func readEtc(ns string) map[string]string {
-	out := map[string]string{}
+// exist, through buf (put back in its pool): each namespace's hosts file
+// names every namespace, so holding them all would take the square of
+// their number in memory.
+func readEtc(ns string, buf *[]byte) map[string]EtcFile {
+	out := map[string]EtcFile{}
 	for _, name := range etcNames {
-		if data, err := os.ReadFile(filepath.Join(netns.EtcDir, ns, name)); err == nil {
-			out[name] = string(data)
+		if f, ok := readEtcFile(filepath.Join(netns.EtcDir, ns, name), *buf); ok {
+			out[name] = f
 		}
 	}
 	return out
 }
 
+func readEtcFile(path string, buf []byte) (EtcFile, bool) {
+	f, err := os.Open(path)
+	if err != nil {
+		return EtcFile{}, false
+	}
+	defer f.Close()
+	h := sha256.New()
+	var out EtcFile
+	for first := true; ; first = false {
+		n, err := f.Read(buf)
+		if first {
+			out.Ours = strings.HasPrefix(string(buf[:n]), etcMarker) // the buffer holds more than the marker
+		}
+		h.Write(buf[:n])
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return EtcFile{}, false
+		}
+	}
+	h.Sum(out.Sum[:0])
+	return out, true
+}
+
 // Foreign returns the host prefixes that are not on nsrun's links.
 func (o Observed) Foreign() []netip.Prefix {
 	var out []netip.Prefix
+	for _, p := range o.foreignPrefixes() {
+		out = append(out, p.Prefix)
+	}
+	return out
+}
+
+func (o Observed) foreignPrefixes() []veth.HostPrefix {
+	var out []veth.HostPrefix
 	for _, p := range o.Prefixes {
 		if _, _, ours := veth.ParseLabel(o.Links[p.Link].Alias); !ours {
-			out = append(out, p.Prefix)
+			out = append(out, p)
 		}
 	}
 	return out

@@ -96,8 +96,9 @@ func PlanUp(want, recorded *State, obs Observed, drift []Drift) []Step {
 		}
 	}
 	files := EtcFiles(want, obs.HostResolv, obs.SystemdResolv)
+	sums := etcSums(files)
 	for _, ns := range want.Namespaces {
-		if len(etcDiffers(obs.Etc[ns.Name], files)) > 0 {
+		if len(etcDiffers(obs.Etc[ns.Name], sums)) > 0 {
 			steps = append(steps, Step{Op: OpEtc, Namespace: ns.Name, Files: files, Created: recorded.Namespace(ns.Name) == nil,
 				Repair: messages(drift, ns.Name, DriftEtc)})
 		}
@@ -150,22 +151,16 @@ func removeNamespaces(project string, namespaces []*NamespaceState, extra ...Ste
 }
 
 // sameForwards reports whether two records publish the same rules in the
-// same places.
+// same places: the rules are rendered from the firewall's model alone, so
+// equal models make equal rules.
 func sameForwards(a, b *State) bool {
 	if a.Backend != b.Backend || !slices.Equal(a.Accepts, b.Accepts) {
 		return false
 	}
-	fa, fb := a.Firewall(), b.Firewall()
-	return slices.Equal(ruleLines(fa), ruleLines(fb)) && slices.Equal(forward.Shortcuts(fa), forward.Shortcuts(fb))
-}
-
-func ruleLines(p forward.Project) []string {
-	rules := forward.Rules(p)
-	out := make([]string, len(rules))
-	for i, r := range rules {
-		out[i] = r.Table + " " + r.String()
-	}
-	return out
+	return slices.EqualFunc(a.Firewall().Namespaces, b.Firewall().Namespaces, func(x, y forward.Namespace) bool {
+		return x.Name == y.Name && x.Link == y.Link && x.Address == y.Address && x.Egress == y.Egress &&
+			slices.EqualFunc(x.Ports, y.Ports, func(p, q specs.Port) bool { return p.Full() == q.Full() })
+	})
 }
 
 // changedUDP returns the host ports of UDP forwards in one state but not

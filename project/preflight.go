@@ -14,14 +14,15 @@ import (
 // host next to the other projects. It reports every conflict at once.
 func Preflight(want, recorded *State, others []*State, obs Observed) error {
 	var errs []error
+	foreign := obs.foreignPrefixes()
 	for _, ns := range want.Namespaces {
-		errs = append(errs, checkNamespace(want.Project, ns, recorded, others, obs)...)
+		errs = append(errs, checkNamespace(want.Project, ns, recorded, others, obs, foreign)...)
 	}
 	errs = append(errs, checkPorts(want, recorded, others, obs.Listeners)...)
 	return errors.Join(errs...)
 }
 
-func checkNamespace(project string, ns *NamespaceState, recorded *State, others []*State, obs Observed) []error {
+func checkNamespace(project string, ns *NamespaceState, recorded *State, others []*State, obs Observed, foreign []veth.HostPrefix) []error {
 	var errs []error
 	mine := recorded.Namespace(ns.Name) != nil || obs.alias(ns.Link) == veth.Label(project, ns.Name)
 	if obs.Namespaces[ns.Name] && !mine {
@@ -36,8 +37,8 @@ func checkNamespace(project string, ns *NamespaceState, recorded *State, others 
 		errs = append(errs, fmt.Errorf("interface %q, which namespace %q needs on the host, already exists (alias %q); rename the namespace or remove the interface", ns.Link, ns.Name, alias))
 	}
 	link := ns.Address.Masked()
-	for _, hp := range obs.Prefixes {
-		if _, _, ours := veth.ParseLabel(obs.alias(hp.Link)); !ours && hp.Prefix.Overlaps(link) {
+	for _, hp := range foreign {
+		if hp.Prefix.Overlaps(link) {
 			errs = append(errs, fmt.Errorf("namespace %q's subnet %s overlaps the host's %s %s on %s; give it another address, or set subnet: to a free range", ns.Name, link, hp.What, hp.Prefix, hp.Link))
 		}
 	}

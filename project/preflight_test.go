@@ -77,7 +77,7 @@ func TestDesireChoosesAFreePool(t *testing.T) {
 func observedOf(t *testing.T, st *State) Observed {
 	t.Helper()
 	obs := Observed{Namespaces: map[string]bool{}, Links: map[string]veth.Link{}, IPForward: "1",
-		RouteLocalnet: map[string]string{}, Peers: map[string]veth.Peer{}, Etc: map[string]map[string]string{}}
+		RouteLocalnet: map[string]string{}, Peers: map[string]veth.Peer{}, Etc: map[string]map[string]EtcFile{}}
 	files := EtcFiles(st, "nameserver 192.0.2.53\n", "")
 	obs.HostResolv = "nameserver 192.0.2.53\n"
 	for i, ns := range st.Namespaces {
@@ -85,7 +85,10 @@ func observedOf(t *testing.T, st *State) Observed {
 		obs.Links[ns.Link] = veth.Link{Name: ns.Link, Alias: veth.Label(st.Project, ns.Name), Type: "veth", Index: 10 + i, Up: true, Addrs: []netip.Prefix{ns.HostAddress}}
 		obs.RouteLocalnet[ns.Link] = "1"
 		obs.Peers[ns.Name] = veth.Peer{Exists: true, ParentIndex: 10 + i, Up: true, Addrs: []netip.Prefix{ns.Address}, Gateways: []netip.Addr{ns.HostAddress.Addr()}}
-		obs.Etc[ns.Name] = files
+		obs.Etc[ns.Name] = map[string]EtcFile{}
+		for name, content := range files {
+			obs.Etc[ns.Name][name] = etcFileOf(content)
+		}
 	}
 	clean, err := forward.ParseSave(cleanTables)
 	if err != nil {
