@@ -129,23 +129,28 @@ func PlanDown(recorded *State) []Step {
 	return removeNamespaces(recorded.Project, recorded.Namespaces, Step{Op: OpRemoveForwards, Project: recorded.Project})
 }
 
-// removeNamespaces stops the processes of the namespaces, runs the extra
-// steps (down removes the project's forwards there), flushes their UDP
-// forwards' conntrack entries, and removes the namespaces, their files
-// and links. Namespaces go before links: the kernel then removes their
-// veth pairs in one batch, where deleting each link would wait for the
-// others.
+// removeNamespaces stops the processes of the namespaces and removes the
+// namespaces; then, side by side, their files and the extra steps (down
+// removes the project's forwards there); then flushes their UDP forwards'
+// conntrack entries, and waits for their links to go. Namespaces go first
+// and links last: the kernel removes the veth pairs of deleted namespaces
+// in one batch, in the background, while the rest is removed (deleting
+// each link would wait for the others).
 func removeNamespaces(project string, namespaces []*NamespaceState, extra ...Step) []Step {
 	var names, links []string
 	for _, ns := range namespaces {
 		names, links = append(names, ns.Name), append(links, ns.Link)
 	}
-	steps := append([]Step{{Op: OpKill, Namespaces: names}}, extra...)
+	steps := []Step{{Op: OpKill, Namespaces: names}}
+	for _, ns := range names {
+		steps = append(steps, Step{Op: OpDeleteNamespace, Namespace: ns})
+	}
+	steps = append(steps, extra...)
+	for _, ns := range names {
+		steps = append(steps, Step{Op: OpRemoveEtc, Namespace: ns})
+	}
 	if udp := changedUDP(&State{Project: project, Namespaces: namespaces}, &State{}); len(udp) > 0 {
 		steps = append(steps, Step{Op: OpFlushUDP, Ports: udp})
-	}
-	for _, ns := range names {
-		steps = append(steps, Step{Op: OpDeleteNamespace, Namespace: ns}, Step{Op: OpRemoveEtc, Namespace: ns})
 	}
 	return append(steps, Step{Op: OpLinksGone, Links: links})
 }
