@@ -310,12 +310,11 @@ func sameReady(a, b *NamespaceState) bool {
 	})
 }
 
-// sameRecord reports whether two records are alike but for their
-// generation: writing one over the other would change nothing.
+// sameRecord reports whether writing one record over the other would
+// change nothing (the generation included: the supervisor is told to run
+// a new one, and waited for, only when the record has it).
 func sameRecord(a, b *State) bool {
-	x, y := *a, *b
-	x.Generation, y.Generation = 0, 0
-	ja, err1 := json.Marshal(&x)
-	jb, err2 := json.Marshal(&y)
+	ja, err1 := json.Marshal(a)
+	jb, err2 := json.Marshal(b)
 	return err1 == nil && err2 == nil && bytes.Equal(ja, jb)
 }

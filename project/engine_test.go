@@ -204,6 +204,9 @@ func TestPreflightStopsBeforeAnyChange(t *testing.T) {
 	if sys.calls != 0 {
 		t.Errorf("preflight failure changed things: %v", sys.log)
 	}
+	if _, err := os.Stat(e.Store.Dir); !os.IsNotExist(err) {
+		t.Errorf("preflight failure left the state directory: %v", err)
+	}
 }
 
 func TestTwoProjects(t *testing.T) {
@@ -356,6 +359,31 @@ func TestStatusAll(t *testing.T) {
 			if r.Err != nil || len(r.Drift) != 1 || r.Drift[0].Kind != DriftNamespace {
 				t.Errorf("other: %v, drift %+v", r.Err, r.Drift)
 			}
+		}
+	}
+}
+
+// TestRestartRecordsItsGeneration: an up that only restarts processes (the
+// supervisor is gone) records the new generation, so that each later one
+// asks the supervisor for a generation it does not run yet.
+func TestRestartRecordsItsGeneration(t *testing.T) {
+	sys := newFake()
+	e := newEngine(t, sys)
+	sup := &fakeSupervision{}
+	e.Supervision = sup
+	src := "namespaces:\n  ns1: {run: [{command: [sleep, \"60\"]}]}\n"
+	ctx := context.Background()
+	for round := 1; round <= 3; round++ {
+		sup.plans = sup.plans[:0] // the supervisor is gone: nothing runs
+		if _, err := e.Up(ctx, spec(t, src)); err != nil {
+			t.Fatal(err)
+		}
+		st, err := e.Store.Load("demo")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(sup.plans) != 1 || sup.plans[0].Generation != round || st.Generation != round {
+			t.Fatalf("round %d: plans %+v, recorded generation %d; want generation %d in both", round, sup.plans, st.Generation, round)
 		}
 	}
 }

@@ -496,14 +496,9 @@ namespaces:
 
 func TestBusyPortPreflight(t *testing.T) {
 	l := newLab(t)
-	ln, err := net.Listen("tcp4", ":0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	busy := ln.Addr().(*net.TCPAddr).Port
+	busy := busyPort(t)
 	before := nstest.Snapshot()
-	_, err = l.tryUp(fmt.Sprintf("name: t{ID}\nnamespaces:\n  a{ID}: {ports: [\"%d:8080\"]}\n", busy))
+	_, err := l.tryUp(fmt.Sprintf("name: t{ID}\nnamespaces:\n  a{ID}: {ports: [\"%d:8080\"]}\n", busy))
 	var pf *PreflightError
 	want := fmt.Sprintf("port %d/tcp is already in use by %s (pid %d) on the host; stop it or publish another port", busy, processName(), os.Getpid())
 	if !errors.As(err, &pf) || !strings.Contains(err.Error(), want) {
@@ -512,6 +507,17 @@ func TestBusyPortPreflight(t *testing.T) {
 	if after := nstest.Snapshot(); after != before {
 		t.Errorf("a failed preflight changed the host:\n%s\n%s", before, after)
 	}
+}
+
+// busyPort returns a TCP port this test process listens on until cleanup.
+func busyPort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp4", ":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln.Addr().(*net.TCPAddr).Port
 }
 
 func processName() string {
@@ -657,12 +663,7 @@ func TestForeignRulesAreLeftAlone(t *testing.T) {
 // state directory included (it did not exist).
 func TestRefusedUpLeavesNothing(t *testing.T) {
 	l := newLab(t)
-	ln, err := net.Listen("tcp4", ":0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	busy := ln.Addr().(*net.TCPAddr).Port
+	busy := busyPort(t)
 	if err := netns.Create("taken" + l.id); err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,9 @@
 #
 # 1. up and down of N namespaces with one published port each (N = 1, 10,
 #    100), against the same setup done the manual way: one ip / iptables /
-#    sysctl call per step, as the classic lab notes do;
+#    sysctl call per step, as the classic lab notes do; at scale, an up of
+#    an unchanged spec and status (N = 100, 500) against the first up, and
+#    down of 1,000 against the floor (ip -batch, one firewall batch);
 # 2. the data path: HTTP requests/s with wrk (keep-alive and
 #    Connection: close) through the published port and straight to the
 #    namespace's address, from another machine (a namespace routed through
@@ -54,7 +56,7 @@ sysctl -qw net.ipv4.tcp_tw_reuse=1
 cleanup() {
 	sysctl -qw net.ipv4.tcp_tw_reuse="$tw_reuse"
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	for p in bench1 bench10 bench100 benchdata benchscale benchmem; do
+	for p in bench1 bench10 bench100 bench500 bench1000 benchdata benchscale benchmem; do
 		"$nsrun" down -q -p "$p" >/dev/null 2>&1 || true
 	done
 	[[ -f $work/manual-down.sh ]] && bash "$work/manual-down.sh" >/dev/null 2>&1 || true
@@ -171,6 +173,43 @@ rm -f "$work/manual-down.sh"
 per_ns=$(python3 -c "print(f'{(${upms[100]}-${upms[1]})/99*1000:.2f}')")
 row "up, extra time per extra namespace (ms)" "$per_ns" "" "" "(target: about 5 ms or less)"
 row "up, 100 namespaces right after their down (ms)" "$(awk -v x="$nsrun_up_now" 'BEGIN{printf "%.1f", x*1000}')" "" "" "(information: waits for the kernel's cleanup)"
+
+# --- 1b. at scale: up of an unchanged spec, status, down ---------------------
+ms1() { awk -v x="$1" 'BEGIN{printf "%.1f", x*1000}'; }
+for n in 100 500; do
+	spec_n "$n" >"$work/bench$n.yaml"
+	first=$(hyper "bash -c '$nsrun down -q -p bench$n; $settle'" "$nsrun up -q $work/bench$n.yaml")
+	# The project is up now, as the last run left it: each further up
+	# finds everything in place and changes nothing.
+	again=$(hyper true "$nsrun up -q $work/bench$n.yaml")
+	row "up of an unchanged spec, $n namespaces (vs their first up, ms)" "$(ms1 "$again")" "$(ms1 "$first")" "$(ratio "$again" "$first")" "of it (goal: <= 0.10x)"
+	if ((n == 500)); then
+		status=$(hyper true "$nsrun status -p bench$n")
+		row "status, $n namespaces (vs their first up, ms)" "$(ms1 "$status")" "$(ms1 "$first")" "$(ratio "$status" "$first")" "of it (goal: <= 0.15x)"
+	fi
+	"$nsrun" down -q -p "bench$n" >/dev/null
+done
+# down of 1,000 namespaces against the floor for the same teardown: the
+# namespaces deleted in one ip -batch, the firewall in one batch, and the
+# /etc/netns files nsrun wrote (which the manual method removes too; this
+# machine's root file system trims what it frees, so deleting files is
+# slow here). The bare floor, without the files, is shown as well.
+spec_n 1000 >"$work/bench1000.yaml"
+"$nsrun" up -q "$work/bench1000.yaml" >/dev/null
+fw1000=iptables-$("$nsrun" status -p bench1000 -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["projects"][0]["backend"])')
+"$nsrun" down -q -p bench1000 >/dev/null
+for ((i = 0; i < 1000; i++)); do echo "netns del b1000x$i"; done >"$work/del1000.batch"
+echo "ip -batch $work/del1000.batch; $fw1000-save | grep -v NSR | $fw1000-restore" >"$work/floor-bare.sh"
+{ cat "$work/floor-bare.sh"; echo "rm -rf /etc/netns/b1000x*; rmdir /etc/netns 2>/dev/null || true"; } >"$work/floor.sh"
+# Each prepare brings the project up again; after a floor run, up finds its
+# record and repairs what the floor removed.
+prep1000="bash -c '$nsrun up -q $work/bench1000.yaml >/dev/null; sync; $settle'"
+down1000=$(hyper "$prep1000" "$nsrun down -q -p bench1000")
+floor1000=$(hyper "$prep1000" "bash $work/floor.sh")
+bare1000=$(hyper "$prep1000" "bash $work/floor-bare.sh")
+"$nsrun" down -q -p bench1000 >/dev/null
+row "down, 1000 namespaces (vs the floor, ms)" "$(ms1 "$down1000")" "$(ms1 "$floor1000")" "$(ratio "$down1000" "$floor1000")" "of it (goal: <= 2x)"
+row "down, 1000 namespaces (vs the floor without files, ms)" "$(ms1 "$down1000")" "$(ms1 "$bare1000")" "$(ratio "$down1000" "$bare1000")" "(information)"
 
 # --- 2. the data path -------------------------------------------------------
 cat >"$work/data.yaml" <<YAML
