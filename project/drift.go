@@ -45,7 +45,7 @@ func NetworkDrift(st *State, obs Observed) []Drift {
 		}
 		out = append(out, linkDrift(st.Project, ns, obs)...)
 		for _, name := range etcDiffers(obs.Etc[ns.Name], files) {
-			out = append(out, Drift{Kind: DriftEtc, Namespace: ns.Name, Message: fmt.Sprintf("%s/%s/%s is missing or out of date", "/etc/netns", ns.Name, name)})
+			out = append(out, Drift{Kind: DriftEtc, Namespace: ns.Name, Message: fmt.Sprintf("/etc/netns/%s/%s is missing or out of date", ns.Name, name)})
 		}
 	}
 	out = append(out, firewallDrift(st, obs.Firewall)...)
@@ -112,7 +112,7 @@ func firewallDrift(st *State, snaps map[forward.Backend]*forward.Snapshot) []Dri
 			continue
 		}
 		out = append(out, Drift{Kind: DriftFirewall, Message: fmt.Sprintf(
-			"the FORWARD chain of iptables-%s drops forwarded packets (%s) and holds no accepts for project %s: other machines cannot reach its published ports",
+			"the FORWARD chain of iptables-%s drops forwarded packets (%s) and lacks the FORWARD accepts of project %s: other machines cannot reach its published ports",
 			b, other.DropReason(), st.Project)})
 	}
 	return out
