@@ -35,6 +35,9 @@ func drift(snap *Snapshot, p Project, keep func(table, chain string) bool) []str
 		missing(b.Rule)
 	}
 	missing(Guard())
+	for _, r := range append(ForwardHead(), Ingress()...) {
+		missing(r)
+	}
 	for _, j := range Jumps(p.Name) {
 		missing(j)
 	}

@@ -22,8 +22,12 @@ const (
 	ChainDNAT    = "NSRUN-DNAT"        // nat: from PREROUTING and OUTPUT, for local destinations
 	ChainPost    = "NSRUN-POSTROUTING" // nat: from POSTROUTING
 	ChainForward = "NSRUN-FORWARD"     // filter: from FORWARD, first
+	ChainIngress = "NSRUN-INGRESS"     // filter: from NSRUN-FORWARD: new connections to nsrun's links not DNAT'd
 	ChainInput   = "NSRUN-INPUT"       // filter: from INPUT, first: the route_localnet guard
 )
+
+// linkPatterns match every host-side link nsrun makes (see specs' names).
+var linkPatterns = []string{"nsr-+", "nsh-+"}
 
 const loopback = "127.0.0.0/8"
 
@@ -125,6 +129,40 @@ func Guard() Rule {
 		[]string{"-j", "DROP"})}
 }
 
+// ForwardHead is what NSRUN-FORWARD holds before the projects' jumps.
+// Traffic of connections already accepted, to and from any of nsrun's
+// links, is accepted by its first rules, so only a connection's first
+// packet meets the rules of each namespace, and the cost of a packet does
+// not grow with the number of namespaces. A new connection to one of
+// nsrun's links that was not DNAT'd by a published port goes to
+// NSRUN-INGRESS, which drops it unless it comes from one of nsrun's own
+// links: a neighbour routing nsrun's subnets via this host reaches only
+// what is published (as Docker 28 drops "direct routing").
+func ForwardHead() []Rule {
+	var out []Rule
+	established := comment("nsrun: traffic of accepted connections")
+	for _, l := range linkPatterns {
+		out = append(out,
+			Rule{"filter", ChainForward, cat([]string{"-o", l, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED"}, established, []string{"-j", "ACCEPT"})},
+			Rule{"filter", ChainForward, cat([]string{"-i", l, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED"}, established, []string{"-j", "ACCEPT"})})
+	}
+	for _, l := range linkPatterns {
+		out = append(out, Rule{"filter", ChainForward, cat([]string{"-o", l, "-m", "conntrack", "!", "--ctstate", "DNAT"},
+			comment("nsrun: new connections to a namespace not by a published port"), []string{"-j", ChainIngress})})
+	}
+	return out
+}
+
+// Ingress is what NSRUN-INGRESS holds: the project's namespaces reach each
+// other directly; nothing else new reaches them unless published.
+func Ingress() []Rule {
+	var out []Rule
+	for _, l := range linkPatterns {
+		out = append(out, Rule{"filter", ChainIngress, cat([]string{"-i", l}, comment("nsrun: from a namespace"), []string{"-j", "RETURN"})})
+	}
+	return append(out, Rule{"filter", ChainIngress, cat(comment("nsrun: only published ports are reachable from other machines"), []string{"-j", "DROP"})})
+}
+
 // Jumps returns the rules that jump from the shared chains into the
 // project's own chains.
 func Jumps(project string) []Rule {
@@ -163,12 +201,13 @@ func Rules(p Project) []Rule {
 	return cat(dispatch(ch, p.Name, entries), post, fwd)
 }
 
-// forwardRules let published, returning and (with egress) outgoing traffic
-// through FORWARD, so a DROP policy (as Docker sets) does not block it.
+// forwardRules let the first packet of published and (with egress)
+// outgoing connections through FORWARD, so a DROP policy (as Docker sets)
+// does not block them; the rest of a connection is accepted by the head
+// of NSRUN-FORWARD.
 func forwardRules(chain string, ns Namespace, c []string) []Rule {
 	rules := []Rule{
-		{"filter", chain, cat([]string{"-o", ns.Link, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED,DNAT"}, c, []string{"-j", "ACCEPT"})},
-		{"filter", chain, cat([]string{"-i", ns.Link, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED"}, c, []string{"-j", "ACCEPT"})},
+		{"filter", chain, cat([]string{"-o", ns.Link, "-m", "conntrack", "--ctstate", "DNAT"}, c, []string{"-j", "ACCEPT"})},
 	}
 	if ns.Egress {
 		return append(rules, Rule{"filter", chain, cat([]string{"-i", ns.Link}, c, []string{"-j", "ACCEPT"})})

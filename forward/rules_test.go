@@ -40,11 +40,9 @@ func TestRules(t *testing.T) {
 		`-A NSR-blog-POST -s 10.203.45.212/30 ! -o nsr-ns1 -m comment --comment "nsrun blog/ns1" -j MASQUERADE`,
 		`-A NSR-blog-POST -s 127.0.0.0/8 -o nsr-ns2 -m comment --comment "nsrun blog/ns2" -j MASQUERADE`,
 		`-A NSR-blog-POST -s 10.203.26.242/32 -d 10.203.26.242/32 -m comment --comment "nsrun blog/ns2" -j MASQUERADE`,
-		`-A NSR-blog-FWD -o nsr-ns1 -m conntrack --ctstate RELATED,ESTABLISHED,DNAT -m comment --comment "nsrun blog/ns1" -j ACCEPT`,
-		`-A NSR-blog-FWD -i nsr-ns1 -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "nsrun blog/ns1" -j ACCEPT`,
+		`-A NSR-blog-FWD -o nsr-ns1 -m conntrack --ctstate DNAT -m comment --comment "nsrun blog/ns1" -j ACCEPT`,
 		`-A NSR-blog-FWD -i nsr-ns1 -m comment --comment "nsrun blog/ns1" -j ACCEPT`,
-		`-A NSR-blog-FWD -o nsr-ns2 -m conntrack --ctstate RELATED,ESTABLISHED,DNAT -m comment --comment "nsrun blog/ns2" -j ACCEPT`,
-		`-A NSR-blog-FWD -i nsr-ns2 -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "nsrun blog/ns2" -j ACCEPT`,
+		`-A NSR-blog-FWD -o nsr-ns2 -m conntrack --ctstate DNAT -m comment --comment "nsrun blog/ns2" -j ACCEPT`,
 		`-A NSR-blog-FWD -i nsr-ns2 -o nsr-+ -m comment --comment "nsrun blog/ns2" -j ACCEPT`,
 		`-A NSR-blog-FWD -i nsr-ns2 -o nsh-+ -m comment --comment "nsrun blog/ns2" -j ACCEPT`,
 		`-A NSR-blog-FWD -i nsr-ns2 -m comment --comment "nsrun blog/ns2" -j DROP`,
@@ -115,15 +113,24 @@ func TestUpScriptOnACleanHost(t *testing.T) {
 COMMIT
 *filter
 :NSRUN-FORWARD - [0:0]
+:NSRUN-INGRESS - [0:0]
 :NSRUN-INPUT - [0:0]
 :NSR-blog-FWD - [0:0]
 -I FORWARD 1 -m comment --comment nsrun -j NSRUN-FORWARD
 -I INPUT 1 -m comment --comment nsrun -j NSRUN-INPUT
 -A NSRUN-INPUT ! -s 127.0.0.0/8 -d 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -m comment --comment "nsrun: drop non-loopback traffic to 127.0.0.0/8 (CVE-2020-8558)" -j DROP
--A NSR-blog-FWD -o nsr-ns1 -m conntrack --ctstate RELATED,ESTABLISHED,DNAT -m comment --comment "nsrun blog/ns1" -j ACCEPT
--A NSR-blog-FWD -i nsr-ns1 -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "nsrun blog/ns1" -j ACCEPT
--A NSR-blog-FWD -i nsr-ns1 -m comment --comment "nsrun blog/ns1" -j ACCEPT
+-A NSRUN-FORWARD -o nsr-+ -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "nsrun: traffic of accepted connections" -j ACCEPT
+-A NSRUN-FORWARD -i nsr-+ -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "nsrun: traffic of accepted connections" -j ACCEPT
+-A NSRUN-FORWARD -o nsh-+ -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "nsrun: traffic of accepted connections" -j ACCEPT
+-A NSRUN-FORWARD -i nsh-+ -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "nsrun: traffic of accepted connections" -j ACCEPT
+-A NSRUN-FORWARD -o nsr-+ -m conntrack ! --ctstate DNAT -m comment --comment "nsrun: new connections to a namespace not by a published port" -j NSRUN-INGRESS
+-A NSRUN-FORWARD -o nsh-+ -m conntrack ! --ctstate DNAT -m comment --comment "nsrun: new connections to a namespace not by a published port" -j NSRUN-INGRESS
 -A NSRUN-FORWARD -m comment --comment "nsrun blog" -j NSR-blog-FWD
+-A NSRUN-INGRESS -i nsr-+ -m comment --comment "nsrun: from a namespace" -j RETURN
+-A NSRUN-INGRESS -i nsh-+ -m comment --comment "nsrun: from a namespace" -j RETURN
+-A NSRUN-INGRESS -m comment --comment "nsrun: only published ports are reachable from other machines" -j DROP
+-A NSR-blog-FWD -o nsr-ns1 -m conntrack --ctstate DNAT -m comment --comment "nsrun blog/ns1" -j ACCEPT
+-A NSR-blog-FWD -i nsr-ns1 -m comment --comment "nsrun blog/ns1" -j ACCEPT
 COMMIT
 `
 	if got != want {
@@ -539,5 +546,40 @@ func TestAcceptScript(t *testing.T) {
 	down := applied(t, up, DownScript(up, p.Name))
 	if down.String() != clean.String() {
 		t.Errorf("down left:\n%s\nwant:\n%s", down, clean)
+	}
+}
+
+// An NSRUN-FORWARD made by an older nsrun (only the projects' jumps) or
+// edited by hand gets the head back on top, every rule it held kept in
+// order; a second project's jump goes after the first's.
+func TestForwardHeadComesFirst(t *testing.T) {
+	old, err := ParseSave("*nat\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\nCOMMIT\n" +
+		"*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:NSRUN-FORWARD - [0:0]\n-A FORWARD -m comment --comment nsrun -j NSRUN-FORWARD\n" +
+		"-A NSRUN-FORWARD -m comment --comment \"nsrun other\" -j NSR-other-FWD\n-A NSRUN-FORWARD -i eth9 -j ACCEPT\nCOMMIT\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	old.Tables["filter"]["NSR-other-FWD"] = &Chain{Policy: "-"}
+	up := applied(t, old, UpScript(old, blog(t)))
+	got := up.Chain("filter", ChainForward).Rules
+	head := lines(ForwardHead())
+	want := append(head, `-A NSRUN-FORWARD -m comment --comment "nsrun other" -j NSR-other-FWD`, "-A NSRUN-FORWARD -i eth9 -j ACCEPT",
+		`-A NSRUN-FORWARD -m comment --comment "nsrun blog" -j NSR-blog-FWD`)
+	if !slices.Equal(got, want) {
+		t.Errorf("NSRUN-FORWARD:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if again := UpScript(up, blog(t)); again != "" {
+		t.Errorf("a second UpScript is not empty:\n%s", again)
+	}
+	if d := Drift(up, blog(t)); len(d) != 0 {
+		t.Errorf("drift: %q", d)
+	}
+	// Removing the head is drift, and up puts it back first.
+	broken := applied(t, up, "*filter\n-D NSRUN-FORWARD "+strings.TrimPrefix(head[0], "-A NSRUN-FORWARD ")+"\nCOMMIT\n")
+	if d := Drift(broken, blog(t)); len(d) != 1 || !strings.Contains(d[0], "rule missing from filter/NSRUN-FORWARD") {
+		t.Errorf("drift without the first head rule: %q", d)
+	}
+	if fixed := applied(t, broken, UpScript(broken, blog(t))); !slices.Equal(fixed.Chain("filter", ChainForward).Rules, want) {
+		t.Errorf("after the repair: %q", fixed.Chain("filter", ChainForward).Rules)
 	}
 }

@@ -61,7 +61,7 @@ func (s *script) String() string {
 }
 
 // sharedChains are nsrun's shared chains with their tables.
-var sharedChains = [][2]string{{"nat", ChainDNAT}, {"nat", ChainPost}, {"filter", ChainForward}, {"filter", ChainInput}}
+var sharedChains = [][2]string{{"nat", ChainDNAT}, {"nat", ChainPost}, {"filter", ChainForward}, {"filter", ChainIngress}, {"filter", ChainInput}}
 
 // UpScript returns the iptables-restore --noflush input that brings snap
 // to holding p's rules, the shared chains, their jumps and the guard. Only
@@ -102,6 +102,10 @@ func upScript(snap *Snapshot, p Project, keep func(table, chain string) bool) st
 	if keep("filter", ChainInput) {
 		replaceChain(s, snap, "filter", ChainInput, []Rule{Guard()})
 	}
+	if keep("filter", ChainForward) {
+		replaceLines(s, snap, "filter", ChainForward, forwardChain(snap, p.Name))
+		replaceChain(s, snap, "filter", ChainIngress, Ingress())
+	}
 	rules := Rules(p)
 	ch := ProjectChains(p.Name)
 	// The project's three chains exist even when empty: the jumps need them.
@@ -124,11 +128,32 @@ func upScript(snap *Snapshot, p Project, keep func(table, chain string) bool) st
 		}
 	}
 	for _, j := range Jumps(p.Name) {
-		if !snap.Has(j) && keep(j.Table, j.Chain) {
+		if !snap.Has(j) && keep(j.Table, j.Chain) && j.Chain != ChainForward { // that one is in forwardChain
 			s.rule(j.Table, j.String())
 		}
 	}
 	return s.String()
+}
+
+// forwardChain returns what NSRUN-FORWARD should hold: ForwardHead first,
+// then whatever else it holds now, in order (other projects' jumps, and
+// anything someone added), then the project's jump if it is not there.
+func forwardChain(snap *Snapshot, project string) []string {
+	var want []string
+	head := map[string]bool{}
+	for _, r := range ForwardHead() {
+		want = append(want, r.String())
+		head[r.String()] = true
+	}
+	for _, line := range snap.Chain("filter", ChainForward).rules() {
+		if !head[line] {
+			want = append(want, line)
+		}
+	}
+	if jump := Jumps(project)[2].String(); !slices.Contains(want, jump) {
+		want = append(want, jump)
+	}
+	return want
 }
 
 // replaceChain declares (so creates or flushes) a chain and writes its
@@ -138,6 +163,10 @@ func replaceChain(s *script, snap *Snapshot, table, chain string, want []Rule) {
 	for i, r := range want {
 		lines[i] = r.String()
 	}
+	replaceLines(s, snap, table, chain, lines)
+}
+
+func replaceLines(s *script, snap *Snapshot, table, chain string, lines []string) {
 	if c := snap.Chain(table, chain); c != nil && slices.Equal(c.Rules, lines) {
 		return
 	}

@@ -757,3 +757,57 @@ func TestOtherBackendDropsAfterUp(t *testing.T) {
 		})
 	}
 }
+
+// TestOnlyPublishedFromOutside: a neighbour that routes nsrun's subnet via
+// this host (ip route add SUBNET via HOST) reaches the published ports and
+// nothing else, TCP or UDP; the host itself, the project's namespaces
+// (directly and through the host) and the replies to a namespace's egress
+// still get through. With the FORWARD policy ACCEPT (most hosts), in each
+// iptables backend: one that holds nsrun's chains is chosen.
+func TestOnlyPublishedFromOutside(t *testing.T) {
+	for _, backend := range forward.Backends {
+		t.Run(string(backend), func(t *testing.T) {
+			nstest.RequireRoot(t)
+			tool := "iptables-" + string(backend)
+			run(t, tool, "-t", "nat", "-N", forward.ChainPost)
+			t.Cleanup(func() { exec.Command(tool, "-t", "nat", "-X", forward.ChainPost).Run() })
+			l := newLab(t)
+			ports := freePorts(t, 3)
+			st := l.up(twoServers(ports))
+			if st.Backend != backend {
+				t.Fatalf("backend %s; want %s", st.Backend, backend)
+			}
+			a, b := l.ns("a"), l.ns("b")
+			aAddr, bAddr := st.Namespace(a).Address.Addr(), st.Namespace(b).Address.Addr()
+			nstest.StartServer(t, a, a, "8080 9091", "9090 9092")
+			nstest.StartServer(t, b, b, "8080", "")
+			nstest.StartServer(t, l.outside, l.outside, "9999", "")
+			// The neighbour routes the namespaces' addresses via the host.
+			for _, ns := range st.Namespaces {
+				run(t, "ip", "-n", l.outside, "route", "add", ns.Address.Masked().String(), "via", l.outHost.String())
+			}
+			r, err := nstest.DialFrom(t, l.outside, "tcp", addr(aAddr, 9091), "")
+			l.refuse(r, err, "neighbour -> a:9091 (unpublished TCP), routed")
+			r, err = nstest.DialFrom(t, l.outside, "udp", addr(aAddr, 9092), "")
+			l.refuse(r, err, "neighbour -> a:9092 (unpublished UDP), routed")
+			r, err = nstest.DialFrom(t, l.outside, "tcp", addr(aAddr, 8080), "")
+			l.refuse(r, err, "neighbour -> a:8080 at the namespace's own address (published only at the host's)")
+			r, err = nstest.DialFrom(t, l.outside, "tcp", addr(l.outHost, ports[0]), "")
+			l.expect(r, err, a, "neighbour -> host:P0 (published TCP)")
+			r, err = nstest.DialFrom(t, l.outside, "udp", addr(l.outHost, ports[2]), "")
+			l.expect(r, err, a, "neighbour -> host:P2 (published UDP)")
+			r, err = hostDial("tcp", addr(aAddr, 9091), "")
+			l.expect(r, err, a, "host -> a:9091")
+			r, err = nstest.DialFrom(t, b, "tcp", addr(aAddr, 9091), "")
+			l.expect(r, err, a, "b -> a:9091 directly")
+			r, err = nstest.DialFrom(t, b, "udp", addr(aAddr, 9092), "")
+			l.expect(r, err, a, "b -> a:9092/udp directly")
+			r, err = nstest.DialFrom(t, a, "tcp", addr(bAddr, 8080), "")
+			l.expect(r, err, b, "a -> b:8080 directly (b has no egress)")
+			r, err = nstest.DialFrom(t, b, "tcp", addr(l.outHost, ports[0]), "")
+			l.expect(r, err, a, "b -> host:P0 (hairpin)")
+			r, err = nstest.DialFrom(t, a, "tcp", addr(l.outPeer, 9999), "")
+			l.expect(r, err, l.outside, "a -> neighbour (egress and its replies)")
+		})
+	}
+}
