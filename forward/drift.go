@@ -35,7 +35,7 @@ func drift(snap *Snapshot, p Project, keep func(table, chain string) bool) []str
 		missing(b.Rule)
 	}
 	missing(Guard())
-	for _, r := range append(ForwardHead(), Ingress()...) {
+	for _, r := range cat(ForwardHead(), Ingress(), PostHead()) {
 		missing(r)
 	}
 	for _, j := range Jumps(p.Name) {

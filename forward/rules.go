@@ -129,15 +129,17 @@ func Guard() Rule {
 		[]string{"-j", "DROP"})}
 }
 
-// ForwardHead is what NSRUN-FORWARD holds before the projects' jumps.
-// Traffic of connections already accepted, to and from any of nsrun's
-// links, is accepted by its first rules, so only a connection's first
-// packet meets the rules of each namespace, and the cost of a packet does
-// not grow with the number of namespaces. A new connection to one of
-// nsrun's links that was not DNAT'd by a published port goes to
-// NSRUN-INGRESS, which drops it unless it comes from one of nsrun's own
-// links: a neighbour routing nsrun's subnets via this host reaches only
-// what is published (as Docker 28 drops "direct routing").
+// ForwardHead is what NSRUN-FORWARD holds before the projects' jumps, the
+// same few rules whatever the number of namespaces. Traffic of accepted
+// connections, to and from any of nsrun's links, and new connections that
+// a published port DNAT'd to one of them, are accepted here: what enters a
+// namespace meets no rule of its own, and only the first packet of a
+// namespace's own outgoing connection meets its namespace's rules, so the
+// cost of a packet does not grow with the number of namespaces. Any other
+// new connection to one of nsrun's links goes to NSRUN-INGRESS, which
+// drops it unless it comes from one of nsrun's own links: a neighbour
+// routing nsrun's subnets via this host reaches only what is published (as
+// Docker 28 drops "direct routing").
 func ForwardHead() []Rule {
 	var out []Rule
 	established := comment("nsrun: traffic of accepted connections")
@@ -147,7 +149,11 @@ func ForwardHead() []Rule {
 			Rule{"filter", ChainForward, cat([]string{"-i", l, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED"}, established, []string{"-j", "ACCEPT"})})
 	}
 	for _, l := range linkPatterns {
-		out = append(out, Rule{"filter", ChainForward, cat([]string{"-o", l, "-m", "conntrack", "!", "--ctstate", "DNAT"},
+		out = append(out, Rule{"filter", ChainForward, cat([]string{"-o", l, "-m", "conntrack", "--ctstate", "DNAT"},
+			comment("nsrun: a published port"), []string{"-j", "ACCEPT"})})
+	}
+	for _, l := range linkPatterns {
+		out = append(out, Rule{"filter", ChainForward, cat([]string{"-o", l},
 			comment("nsrun: new connections to a namespace not by a published port"), []string{"-j", ChainIngress})})
 	}
 	return out
@@ -186,34 +192,60 @@ func Rules(p Project) []Rule {
 			entries = append(entries, dnatEntry{proto: port.Protocol, first: port.Published.First, last: port.Published.Last,
 				args: cat(dnatMatch(port), c, []string{"-j", "DNAT", "--to-destination", dnatTarget(addr, port)})})
 		}
-		// Connections from the host's loopback (any 127.0.0.0/8 source) and
-		// a namespace reaching its own published port need a source the
-		// namespace can answer.
-		post = append(post,
-			Rule{"nat", ch.Post, cat([]string{"-s", loopback, "-o", ns.Link}, c, []string{"-j", "MASQUERADE"})},
-			Rule{"nat", ch.Post, cat([]string{"-s", addr + "/32", "-d", addr + "/32"}, c, []string{"-j", "MASQUERADE"})},
-		)
+		// A namespace reaching its own published port needs a source it can
+		// answer (connections from the host's loopback get one in PostHead).
+		post = append(post, Rule{"nat", ch.Post, cat([]string{"-s", addr + "/32", "-d", addr + "/32"}, c, []string{"-j", "MASQUERADE"})})
 		if ns.Egress {
 			post = append(post, Rule{"nat", ch.Post, cat([]string{"-s", ns.Address.Masked().String(), "!", "-o", ns.Link}, c, []string{"-j", "MASQUERADE"})})
 		}
 		fwd = append(fwd, forwardRules(ch.Forward, ns, c)...)
 	}
+	if cover := covering(p.Namespaces); cover.Bits() > 0 && len(post) > 0 {
+		// Every rule here matches a namespace's source: a connection from
+		// anywhere else (every one from outside) passes them all in one.
+		post = append([]Rule{{"nat", ch.Post, cat([]string{"!", "-s", cover.String()}, comment(projectComment(p.Name)), []string{"-j", "RETURN"})}}, post...)
+	}
 	return cat(dispatch(ch, p.Name, entries), post, fwd)
 }
 
-// forwardRules let the first packet of published and (with egress)
-// outgoing connections through FORWARD, so a DROP policy (as Docker sets)
-// does not block them; the rest of a connection is accepted by the head
-// of NSRUN-FORWARD.
+// covering returns the smallest prefix that holds every namespace's
+// subnet; /0 when there is none smaller.
+func covering(namespaces []Namespace) netip.Prefix {
+	var out netip.Prefix
+	for _, ns := range namespaces {
+		p := ns.Address.Masked()
+		if !out.IsValid() {
+			out = p
+			continue
+		}
+		for !out.Overlaps(p) || out.Bits() > p.Bits() {
+			out, _ = out.Addr().Prefix(out.Bits() - 1)
+		}
+	}
+	return out
+}
+
+// PostHead is what NSRUN-POSTROUTING holds before the projects' jumps:
+// connections from the host's loopback (any 127.0.0.0/8 source) DNAT'd to
+// a namespace need a source it can answer.
+func PostHead() []Rule {
+	var out []Rule
+	for _, l := range linkPatterns {
+		out = append(out, Rule{"nat", ChainPost, cat([]string{"-s", loopback, "-o", l}, comment("nsrun: from the loopback of the host"), []string{"-j", "MASQUERADE"})})
+	}
+	return out
+}
+
+// forwardRules let the first packet of a namespace's own outgoing
+// connections through FORWARD (with egress anywhere, without it to the
+// other nsrun namespaces only), so a DROP policy (as Docker sets) does not
+// block them; the rest, and what comes in, the head of NSRUN-FORWARD
+// accepts.
 func forwardRules(chain string, ns Namespace, c []string) []Rule {
-	rules := []Rule{
-		{"filter", chain, cat([]string{"-o", ns.Link, "-m", "conntrack", "--ctstate", "DNAT"}, c, []string{"-j", "ACCEPT"})},
-	}
 	if ns.Egress {
-		return append(rules, Rule{"filter", chain, cat([]string{"-i", ns.Link}, c, []string{"-j", "ACCEPT"})})
+		return []Rule{{"filter", chain, cat([]string{"-i", ns.Link}, c, []string{"-j", "ACCEPT"})}}
 	}
-	// No egress: the host's other nsrun namespaces only.
-	return append(rules,
+	return append([]Rule(nil),
 		Rule{"filter", chain, cat([]string{"-i", ns.Link, "-o", "nsr-+"}, c, []string{"-j", "ACCEPT"})},
 		Rule{"filter", chain, cat([]string{"-i", ns.Link, "-o", "nsh-+"}, c, []string{"-j", "ACCEPT"})},
 		Rule{"filter", chain, cat([]string{"-i", ns.Link}, c, []string{"-j", "DROP"})},

@@ -35,14 +35,11 @@ func TestRules(t *testing.T) {
 		`-A NSR-blog-DNAT -p tcp -m tcp --dport 6001 -m comment --comment "nsrun blog/ns2" -j DNAT --to-destination 10.203.26.242:8080`,
 		`-A NSR-blog-DNAT -p tcp -m tcp --dport 7000:7002 -m comment --comment "nsrun blog/ns1" -j DNAT --to-destination 10.203.45.214:8000-8002/7000`,
 		`-A NSR-blog-DNAT -d 127.0.0.1/32 -p udp -m udp --dport 6100 -m comment --comment "nsrun blog/ns1" -j DNAT --to-destination 10.203.45.214:9090`,
-		`-A NSR-blog-POST -s 127.0.0.0/8 -o nsr-ns1 -m comment --comment "nsrun blog/ns1" -j MASQUERADE`,
+		`-A NSR-blog-POST ! -s 10.203.0.0/18 -m comment --comment "nsrun blog" -j RETURN`,
 		`-A NSR-blog-POST -s 10.203.45.214/32 -d 10.203.45.214/32 -m comment --comment "nsrun blog/ns1" -j MASQUERADE`,
 		`-A NSR-blog-POST -s 10.203.45.212/30 ! -o nsr-ns1 -m comment --comment "nsrun blog/ns1" -j MASQUERADE`,
-		`-A NSR-blog-POST -s 127.0.0.0/8 -o nsr-ns2 -m comment --comment "nsrun blog/ns2" -j MASQUERADE`,
 		`-A NSR-blog-POST -s 10.203.26.242/32 -d 10.203.26.242/32 -m comment --comment "nsrun blog/ns2" -j MASQUERADE`,
-		`-A NSR-blog-FWD -o nsr-ns1 -m conntrack --ctstate DNAT -m comment --comment "nsrun blog/ns1" -j ACCEPT`,
 		`-A NSR-blog-FWD -i nsr-ns1 -m comment --comment "nsrun blog/ns1" -j ACCEPT`,
-		`-A NSR-blog-FWD -o nsr-ns2 -m conntrack --ctstate DNAT -m comment --comment "nsrun blog/ns2" -j ACCEPT`,
 		`-A NSR-blog-FWD -i nsr-ns2 -o nsr-+ -m comment --comment "nsrun blog/ns2" -j ACCEPT`,
 		`-A NSR-blog-FWD -i nsr-ns2 -o nsh-+ -m comment --comment "nsrun blog/ns2" -j ACCEPT`,
 		`-A NSR-blog-FWD -i nsr-ns2 -m comment --comment "nsrun blog/ns2" -j DROP`,
@@ -104,12 +101,14 @@ func TestUpScriptOnACleanHost(t *testing.T) {
 -A PREROUTING ! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -m comment --comment nsrun -j NSRUN-DNAT
 -A OUTPUT -m addrtype --dst-type LOCAL -m comment --comment nsrun -j NSRUN-DNAT
 -A POSTROUTING -m comment --comment nsrun -j NSRUN-POSTROUTING
+-A NSRUN-POSTROUTING -s 127.0.0.0/8 -o nsr-+ -m comment --comment "nsrun: from the loopback of the host" -j MASQUERADE
+-A NSRUN-POSTROUTING -s 127.0.0.0/8 -o nsh-+ -m comment --comment "nsrun: from the loopback of the host" -j MASQUERADE
+-A NSRUN-POSTROUTING -m comment --comment "nsrun blog" -j NSR-blog-POST
 -A NSR-blog-DNAT -p tcp -m tcp --dport 6000 -m comment --comment "nsrun blog/ns1" -j DNAT --to-destination 10.203.1.2:8080
--A NSR-blog-POST -s 127.0.0.0/8 -o nsr-ns1 -m comment --comment "nsrun blog/ns1" -j MASQUERADE
+-A NSR-blog-POST ! -s 10.203.1.0/24 -m comment --comment "nsrun blog" -j RETURN
 -A NSR-blog-POST -s 10.203.1.2/32 -d 10.203.1.2/32 -m comment --comment "nsrun blog/ns1" -j MASQUERADE
 -A NSR-blog-POST -s 10.203.1.0/24 ! -o nsr-ns1 -m comment --comment "nsrun blog/ns1" -j MASQUERADE
 -A NSRUN-DNAT -m comment --comment "nsrun blog" -j NSR-blog-DNAT
--A NSRUN-POSTROUTING -m comment --comment "nsrun blog" -j NSR-blog-POST
 COMMIT
 *filter
 :NSRUN-FORWARD - [0:0]
@@ -123,13 +122,14 @@ COMMIT
 -A NSRUN-FORWARD -i nsr-+ -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "nsrun: traffic of accepted connections" -j ACCEPT
 -A NSRUN-FORWARD -o nsh-+ -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "nsrun: traffic of accepted connections" -j ACCEPT
 -A NSRUN-FORWARD -i nsh-+ -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "nsrun: traffic of accepted connections" -j ACCEPT
--A NSRUN-FORWARD -o nsr-+ -m conntrack ! --ctstate DNAT -m comment --comment "nsrun: new connections to a namespace not by a published port" -j NSRUN-INGRESS
--A NSRUN-FORWARD -o nsh-+ -m conntrack ! --ctstate DNAT -m comment --comment "nsrun: new connections to a namespace not by a published port" -j NSRUN-INGRESS
+-A NSRUN-FORWARD -o nsr-+ -m conntrack --ctstate DNAT -m comment --comment "nsrun: a published port" -j ACCEPT
+-A NSRUN-FORWARD -o nsh-+ -m conntrack --ctstate DNAT -m comment --comment "nsrun: a published port" -j ACCEPT
+-A NSRUN-FORWARD -o nsr-+ -m comment --comment "nsrun: new connections to a namespace not by a published port" -j NSRUN-INGRESS
+-A NSRUN-FORWARD -o nsh-+ -m comment --comment "nsrun: new connections to a namespace not by a published port" -j NSRUN-INGRESS
 -A NSRUN-FORWARD -m comment --comment "nsrun blog" -j NSR-blog-FWD
 -A NSRUN-INGRESS -i nsr-+ -m comment --comment "nsrun: from a namespace" -j RETURN
 -A NSRUN-INGRESS -i nsh-+ -m comment --comment "nsrun: from a namespace" -j RETURN
 -A NSRUN-INGRESS -m comment --comment "nsrun: only published ports are reachable from other machines" -j DROP
--A NSR-blog-FWD -o nsr-ns1 -m conntrack --ctstate DNAT -m comment --comment "nsrun blog/ns1" -j ACCEPT
 -A NSR-blog-FWD -i nsr-ns1 -m comment --comment "nsrun blog/ns1" -j ACCEPT
 COMMIT
 `
@@ -581,5 +581,28 @@ func TestForwardHeadComesFirst(t *testing.T) {
 	}
 	if fixed := applied(t, broken, UpScript(broken, blog(t))); !slices.Equal(fixed.Chain("filter", ChainForward).Rules, want) {
 		t.Errorf("after the repair: %q", fixed.Chain("filter", ChainForward).Rules)
+	}
+}
+
+func TestCovering(t *testing.T) {
+	ns := func(cidrs ...string) []Namespace {
+		var out []Namespace
+		for _, c := range cidrs {
+			out = append(out, Namespace{Address: netip.MustParsePrefix(c)})
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		in   []Namespace
+		want string
+	}{
+		{ns("10.203.45.214/30"), "10.203.45.212/30"},
+		{ns("10.203.45.214/30", "10.203.26.242/30"), "10.203.0.0/18"},
+		{ns("10.203.1.2/24", "10.203.1.6/30"), "10.203.1.0/24"},
+		{ns("10.203.1.2/30", "192.168.7.2/24"), "0.0.0.0/0"},
+	} {
+		if got := covering(tc.in); got.String() != tc.want {
+			t.Errorf("covering(%v) = %s, want %s", tc.in, got, tc.want)
+		}
 	}
 }

@@ -102,9 +102,13 @@ func upScript(snap *Snapshot, p Project, keep func(table, chain string) bool) st
 	if keep("filter", ChainInput) {
 		replaceChain(s, snap, "filter", ChainInput, []Rule{Guard()})
 	}
+	jumps := Jumps(p.Name)
 	if keep("filter", ChainForward) {
-		replaceLines(s, snap, "filter", ChainForward, forwardChain(snap, p.Name))
+		replaceLines(s, snap, "filter", ChainForward, headFirst(snap, ForwardHead(), jumps[2]))
 		replaceChain(s, snap, "filter", ChainIngress, Ingress())
+	}
+	if keep("nat", ChainPost) {
+		replaceLines(s, snap, "nat", ChainPost, headFirst(snap, PostHead(), jumps[1]))
 	}
 	rules := Rules(p)
 	ch := ProjectChains(p.Name)
@@ -127,31 +131,29 @@ func upScript(snap *Snapshot, p Project, keep func(table, chain string) bool) st
 			s.remove("nat", name)
 		}
 	}
-	for _, j := range Jumps(p.Name) {
-		if !snap.Has(j) && keep(j.Table, j.Chain) && j.Chain != ChainForward { // that one is in forwardChain
-			s.rule(j.Table, j.String())
-		}
+	if j := jumps[0]; !snap.Has(j) && keep(j.Table, j.Chain) { // the others are in headFirst
+		s.rule(j.Table, j.String())
 	}
 	return s.String()
 }
 
-// forwardChain returns what NSRUN-FORWARD should hold: ForwardHead first,
-// then whatever else it holds now, in order (other projects' jumps, and
-// anything someone added), then the project's jump if it is not there.
-func forwardChain(snap *Snapshot, project string) []string {
+// headFirst returns what a shared chain with a head should hold: the head
+// first, then whatever else it holds now, in order (other projects' jumps,
+// and anything someone added), then the project's jump if not there.
+func headFirst(snap *Snapshot, head []Rule, jump Rule) []string {
 	var want []string
-	head := map[string]bool{}
-	for _, r := range ForwardHead() {
+	isHead := map[string]bool{}
+	for _, r := range head {
 		want = append(want, r.String())
-		head[r.String()] = true
+		isHead[r.String()] = true
 	}
-	for _, line := range snap.Chain("filter", ChainForward).rules() {
-		if !head[line] {
+	for _, line := range snap.Chain(jump.Table, jump.Chain).rules() {
+		if !isHead[line] {
 			want = append(want, line)
 		}
 	}
-	if jump := Jumps(project)[2].String(); !slices.Contains(want, jump) {
-		want = append(want, jump)
+	if !slices.Contains(want, jump.String()) {
+		want = append(want, jump.String())
 	}
 	return want
 }

@@ -17,6 +17,8 @@
 #    throughput through the published port and through socat;
 # 3. new connections/s to the last of 100 published ports against the
 #    first, from another machine (DNAT) and at 127.0.0.1 (the shortcut);
+#    and requests/s from another machine to the 100th of 100 namespaces
+#    against the 1st;
 # 4. 'nsrun exec NS true' against 'ip netns exec NS true', with nsrun as
 #    released and built without cgo;
 # 5. the supervisor's memory with 10 processes.
@@ -56,7 +58,7 @@ sysctl -qw net.ipv4.tcp_tw_reuse=1
 cleanup() {
 	sysctl -qw net.ipv4.tcp_tw_reuse="$tw_reuse"
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	for p in bench1 bench10 bench100 bench500 bench1000 benchdata benchscale benchmem; do
+	for p in bench1 bench10 bench100 bench500 bench1000 benchdata benchscale benchns benchmem; do
 		"$nsrun" down -q -p "$p" >/dev/null 2>&1 || true
 	done
 	[[ -f $work/manual-down.sh ]] && bash "$work/manual-down.sh" >/dev/null 2>&1 || true
@@ -340,6 +342,41 @@ for path in outside loopback; do
 	row "new connections/s: last vs first of 100 ports, $path" "$l" "$f" "$(pratio "$last" "$first")" "(target: >= 0.95x)"
 done
 "$nsrun" down -q -p benchscale >/dev/null
+
+# --- 3b. the 100th of 100 namespaces -------------------------------------------
+# One published port in each of 100 namespaces, servers in the first and
+# the last; from outside, keep-alive and new connections to the 100th
+# against the 1st, rounds interleaved and their order alternated.
+{
+	echo "name: benchns"
+	echo "subnet: 10.245.0.0/16"
+	echo "namespaces:"
+	for ((i = 0; i < 100; i++)); do
+		echo "  bn$i:"
+		echo "    ports: [\"$((6900 + i)):8080\"]"
+		if ((i == 0 || i == 99)); then
+			echo "    run: [{name: web, command: [\"$work/benchserver\", \"-addr\", \":8080\"], ready: {tcp: 8080}}]"
+		fi
+	done
+} >"$work/ns100.yaml"
+"$nsrun" up -q "$work/ns100.yaml" >/dev/null
+for mode in keepalive close; do
+	header=""
+	[[ $mode == close ]] && header="Connection: close"
+	first="" last=""
+	for ((i = 0; i < rounds; i++)); do
+		if ((i % 2 == 0)); then
+			first+=" $(client_ns=benchout rps http://10.239.0.1:6900/ "$header")"
+			last+=" $(client_ns=benchout rps http://10.239.0.1:6999/ "$header")"
+		else
+			last+=" $(client_ns=benchout rps http://10.239.0.1:6999/ "$header")"
+			first+=" $(client_ns=benchout rps http://10.239.0.1:6900/ "$header")"
+		fi
+	done
+	echo "bench: 100 namespaces, $mode, 1st by round:$first; 100th:$last" >&2
+	row "HTTP req/s, $mode: 100th of 100 namespaces vs the 1st, from outside" "$(median $last)" "$(median $first)" "$(pratio "$last" "$first")" "(target: >= 0.95x)"
+done
+"$nsrun" down -q -p benchns >/dev/null
 
 # --- 5. the supervisor's memory -----------------------------------------------
 {
