@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/nsrun/nsrun/forward"
+	"github.com/nsrun/nsrun/forward/shortcut"
 	"github.com/nsrun/nsrun/veth"
 )
 
@@ -49,7 +50,7 @@ func NetworkDrift(st *State, obs Observed) []Drift {
 		}
 	}
 	out = append(out, firewallDrift(st, obs.Firewall)...)
-	for _, m := range forward.ShortcutDrift(obs.Shortcuts, st.Project, forward.Shortcuts(st.Firewall())) {
+	for _, m := range shortcut.Drift(obs.Shortcuts, st.Project, shortcut.Of(st.Firewall())) {
 		out = append(out, Drift{Kind: DriftFirewall, Message: m})
 	}
 	return out

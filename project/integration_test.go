@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/nsrun/nsrun/forward"
+	"github.com/nsrun/nsrun/forward/shortcut"
 	"github.com/nsrun/nsrun/netns"
 	"github.com/nsrun/nsrun/netns/nstest"
 	"github.com/vishvananda/netlink"
@@ -169,7 +170,7 @@ func TestLoopbackShortcut(t *testing.T) {
 	}
 	check(ports[0], link, "host -> 127.0.0.1:P0 by the shortcut")
 	check(ports[1], link, "host -> 127.0.0.1:P1 (loopback only) by the shortcut")
-	if err := forward.SweepShortcuts(); err != nil {
+	if err := shortcut.Sweep(); err != nil {
 		t.Fatal(err)
 	}
 	check(ports[0], localhost, "host -> 127.0.0.1:P0 by DNAT, without the programs")

@@ -12,6 +12,7 @@ import (
 	"sync"
 
 	"github.com/nsrun/nsrun/forward"
+	"github.com/nsrun/nsrun/forward/shortcut"
 	"github.com/nsrun/nsrun/netns"
 	"github.com/nsrun/nsrun/specs"
 	"github.com/nsrun/nsrun/veth"
@@ -42,7 +43,7 @@ type Observed struct {
 	IPForward                 string                                // net.ipv4.ip_forward
 	Firewall                  map[forward.Backend]*forward.Snapshot // each installed backend
 	RouteLocalnet             map[string]string                     // nsrun's host links -> route_localnet
-	Shortcuts                 forward.ShortcutTable                 // the loopback shortcut's entries
+	Shortcuts                 shortcut.Table                        // the loopback shortcut's entries
 
 	// Of the namespaces queried that exist: the namespace side of the
 	// pair (or why it could not be read), and nsrun's /etc/netns files.
@@ -72,7 +73,7 @@ func Observe(ctx context.Context, q Query) (Observed, error) {
 	go func() {
 		var err error
 		if obs.Firewall, err = snapshots(ctx); err == nil {
-			obs.Shortcuts, err = forward.ReadShortcuts()
+			obs.Shortcuts, err = shortcut.Read()
 		}
 		firewall <- err
 	}()

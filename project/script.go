@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/nsrun/nsrun/forward"
+	"github.com/nsrun/nsrun/forward/shortcut"
 )
 
 // Script renders, as a shell script, the ip, sysctl and iptables commands
@@ -33,7 +34,7 @@ func Script(want *State) (string, error) {
 	b.WriteString("iptables-restore -w 30 --noflush <<'EOF'\n")
 	b.WriteString(forward.UpScript(&forward.Snapshot{}, fw))
 	b.WriteString("EOF\n")
-	if n := len(forward.Shortcuts(fw)); n > 0 {
+	if n := len(shortcut.Of(fw)); n > 0 {
 		fmt.Fprintf(&b, "\n# nsrun up also sends TCP from this host to the %d port(s) published at 127.0.0.0/8\n", n)
 		b.WriteString("# straight to the namespaces: its loopback shortcut, cgroup BPF programs that no\n")
 		b.WriteString("# command here makes. Without it the rules above carry those connections.\n")

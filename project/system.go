@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/nsrun/nsrun/forward"
+	"github.com/nsrun/nsrun/forward/shortcut"
 	"github.com/nsrun/nsrun/netns"
 	"github.com/nsrun/nsrun/specs"
 	"github.com/nsrun/nsrun/veth"
@@ -43,7 +44,7 @@ func (k Kernel) firewall(b forward.Backend) forward.Firewall {
 
 // ApplyForwards puts the project's rules in their backend and its FORWARD
 // accepts in the others the placement names, then its loopback shortcuts
-// (see forward.Shortcut); where the kernel cannot take those, the rules
+// (see shortcut.Entry); where the kernel cannot take those, the rules
 // carry the connections alone.
 func (k Kernel) ApplyForwards(ctx context.Context, at forward.Placement, p forward.Project) error {
 	if err := k.apply(ctx, at.Backend, func(snap *forward.Snapshot) string { return forward.UpScript(snap, p) }); err != nil {
@@ -54,7 +55,7 @@ func (k Kernel) ApplyForwards(ctx context.Context, at forward.Placement, p forwa
 			return err
 		}
 	}
-	return shortcuts(p.Name, forward.Shortcuts(p))
+	return shortcuts(p.Name, shortcut.Of(p))
 }
 
 // RemoveForwards removes the project's shortcuts, then whatever of its
@@ -83,8 +84,8 @@ func (k Kernel) apply(ctx context.Context, b forward.Backend, script func(*forwa
 	return fw.Apply(ctx, script(snap))
 }
 
-func shortcuts(project string, want []forward.Shortcut) error {
-	if err := forward.SetShortcuts(project, want); err != nil && !errors.Is(err, forward.ErrNoShortcut) {
+func shortcuts(project string, want []shortcut.Entry) error {
+	if err := shortcut.Set(project, want); err != nil && !errors.Is(err, shortcut.ErrUnavailable) {
 		return err
 	}
 	return nil
@@ -102,5 +103,5 @@ func (k Kernel) SweepFirewall(ctx context.Context) error {
 			errs = append(errs, k.apply(ctx, b, forward.SweepScript))
 		}
 	}
-	return errors.Join(append(errs, forward.SweepShortcuts())...)
+	return errors.Join(append(errs, shortcut.Sweep())...)
 }

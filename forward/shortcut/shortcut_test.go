@@ -1,4 +1,4 @@
-package forward
+package shortcut
 
 import (
 	"bufio"
@@ -15,6 +15,7 @@ import (
 	"unsafe"
 
 	"github.com/cilium/ebpf"
+	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/netns"
 	"github.com/nsrun/nsrun/netns/nstest"
 	"github.com/nsrun/nsrun/specs"
@@ -22,7 +23,7 @@ import (
 )
 
 func TestShortcuts(t *testing.T) {
-	p := Project{Name: "demo", Namespaces: []Namespace{
+	p := forward.Project{Name: "demo", Namespaces: []forward.Namespace{
 		{Name: "a", Address: netip.MustParsePrefix("10.9.1.2/24"), Ports: []specs.Port{
 			port(t, "6000:8080"), port(t, "127.0.0.1:6100:9090/udp"), port(t, "7000-7002:8000-8002"),
 		}},
@@ -30,8 +31,8 @@ func TestShortcuts(t *testing.T) {
 			port(t, "192.0.2.1:6001:8080"), port(t, "127.0.0.2:6002:80"),
 		}},
 	}}
-	got := Shortcuts(p)
-	want := []Shortcut{
+	got := Of(p)
+	want := []Entry{
 		{netip.MustParseAddrPort("0.0.0.0:6000"), netip.MustParseAddrPort("10.9.1.2:8080")},
 		{netip.MustParseAddrPort("0.0.0.0:7000"), netip.MustParseAddrPort("10.9.1.2:8000")},
 		{netip.MustParseAddrPort("0.0.0.0:7001"), netip.MustParseAddrPort("10.9.1.2:8001")},
@@ -47,7 +48,7 @@ func TestShortcuts(t *testing.T) {
 // bpf_sock_addr: address bytes in network order, then the port's two
 // bytes in network order in the low half of a native 32-bit word.
 func TestShortcutEntryLayout(t *testing.T) {
-	k, v := entry(Shortcut{netip.MustParseAddrPort("127.0.0.1:16000"), netip.MustParseAddrPort("10.9.1.2:8080")}, owner("demo"))
+	k, v := entry(Entry{netip.MustParseAddrPort("127.0.0.1:16000"), netip.MustParseAddrPort("10.9.1.2:8080")}, owner("demo"))
 	var port [4]byte
 	binary.NativeEndian.PutUint32(port[:], uint32(binary.NativeEndian.Uint16([]byte{0x3e, 0x80})))
 	want := append([]byte{127, 0, 0, 1}, port[:]...)
@@ -126,21 +127,21 @@ func TestShortcutRedirect(t *testing.T) {
 	nstest.RequireRoot(t)
 	project := strings.ToLower(nstest.Name("sc"))
 	other := project + "-other"
-	t.Cleanup(func() { SetShortcuts(project, nil); SetShortcuts(other, nil) })
+	t.Cleanup(func() { Set(project, nil); Set(other, nil) })
 	if shortcutAttached(t) {
 		t.Fatal("nsrun's programs are on the root cgroup before the test; remove them with 'nsrun down --all'")
 	}
 	target := loopbackServer(t, "target")
 	second := loopbackServer(t, "second")
 	pAll, pExact, pOther := freePort(t), freePort(t), freePort(t)
-	err := SetShortcuts(project, []Shortcut{
+	err := Set(project, []Entry{
 		{netip.AddrPortFrom(netip.IPv4Unspecified(), pAll), target},
 		{netip.AddrPortFrom(netip.MustParseAddr("127.0.0.2"), pExact), target},
 	})
 	if err != nil {
-		t.Fatalf("SetShortcuts: %v (this kernel should take the programs)", err)
+		t.Fatalf("Set: %v (this kernel should take the programs)", err)
 	}
-	if err := SetShortcuts(other, []Shortcut{{netip.AddrPortFrom(netip.IPv4Unspecified(), pOther), second}}); err != nil {
+	if err := Set(other, []Entry{{netip.AddrPortFrom(netip.IPv4Unspecified(), pOther), second}}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -221,7 +222,7 @@ func TestShortcutRedirect(t *testing.T) {
 
 	// Removing one project keeps the other's shortcut; the last takes the
 	// programs with it.
-	if err := SetShortcuts(project, nil); err != nil {
+	if err := Set(project, nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := dial(fmt.Sprintf("127.0.0.1:%d", pAll)); err == nil {
@@ -230,7 +231,7 @@ func TestShortcutRedirect(t *testing.T) {
 	if line, _, err := dial(fmt.Sprintf("127.0.0.1:%d", pOther)); err != nil || !strings.HasPrefix(line, "second ") {
 		t.Errorf("the other project's port after the first was removed: %q, %v", line, err)
 	}
-	if err := SetShortcuts(other, nil); err != nil {
+	if err := Set(other, nil); err != nil {
 		t.Fatal(err)
 	}
 	if shortcutAttached(t) {
@@ -242,16 +243,16 @@ func TestShortcutRedirect(t *testing.T) {
 func TestSweepShortcuts(t *testing.T) {
 	nstest.RequireRoot(t)
 	project := strings.ToLower(nstest.Name("sc"))
-	t.Cleanup(func() { SetShortcuts(project, nil) })
+	t.Cleanup(func() { Set(project, nil) })
 	target := loopbackServer(t, "target")
 	p := freePort(t)
-	if err := SetShortcuts(project, []Shortcut{{netip.AddrPortFrom(netip.IPv4Unspecified(), p), target}}); err != nil {
+	if err := Set(project, []Entry{{netip.AddrPortFrom(netip.IPv4Unspecified(), p), target}}); err != nil {
 		t.Fatal(err)
 	}
 	if !shortcutAttached(t) {
 		t.Fatal("the programs are not attached")
 	}
-	if err := SweepShortcuts(); err != nil {
+	if err := Sweep(); err != nil {
 		t.Fatal(err)
 	}
 	if shortcutAttached(t) {
@@ -269,7 +270,7 @@ func TestSweepShortcuts(t *testing.T) {
 func TestShortcutStray(t *testing.T) {
 	nstest.RequireRoot(t)
 	project := strings.ToLower(nstest.Name("sc"))
-	t.Cleanup(func() { SweepShortcuts() })
+	t.Cleanup(func() { Sweep() })
 	cg, err := openCgroup()
 	if err != nil {
 		t.Fatal(err)
@@ -302,20 +303,20 @@ func TestShortcutStray(t *testing.T) {
 		return out
 	}
 	stray()
-	if err := SetShortcuts(project, nil); err != nil {
+	if err := Set(project, nil); err != nil {
 		t.Fatal(err)
 	}
 	if p := programs(); len(p) != 0 {
 		t.Errorf("after removing shortcuts: %v attached; want none", p)
 	}
 	stray()
-	if err := SetShortcuts(project, []Shortcut{{netip.MustParseAddrPort("0.0.0.0:1"), netip.MustParseAddrPort("127.0.0.1:1")}}); err != nil {
+	if err := Set(project, []Entry{{netip.MustParseAddrPort("0.0.0.0:1"), netip.MustParseAddrPort("127.0.0.1:1")}}); err != nil {
 		t.Fatal(err)
 	}
 	if p := programs(); !slices.Equal(p, []string{progConnect, progGetpeername}) {
 		t.Errorf("after the first shortcut: %v attached; want one of each", p)
 	}
-	if err := SetShortcuts(project, nil); err != nil {
+	if err := Set(project, nil); err != nil {
 		t.Fatal(err)
 	}
 	if p := programs(); len(p) != 0 {
@@ -324,26 +325,81 @@ func TestShortcutStray(t *testing.T) {
 }
 
 func TestShortcutDrift(t *testing.T) {
-	a := Shortcut{Host: netip.MustParseAddrPort("0.0.0.0:6000"), Target: netip.MustParseAddrPort("10.203.1.2:8080")}
-	b := Shortcut{Host: netip.MustParseAddrPort("127.0.0.1:6001"), Target: netip.MustParseAddrPort("10.203.2.2:8080")}
-	c := Shortcut{Host: netip.MustParseAddrPort("0.0.0.0:7000"), Target: netip.MustParseAddrPort("10.203.3.2:80")}
-	table := ShortcutTable{Supported: true, Entries: map[Shortcut]uint64{a: owner("blog"), b: owner("blog"), c: owner("other")}}
-	if d := ShortcutDrift(table, "blog", []Shortcut{a, b}); len(d) != 0 {
+	a := Entry{Host: netip.MustParseAddrPort("0.0.0.0:6000"), Target: netip.MustParseAddrPort("10.203.1.2:8080")}
+	b := Entry{Host: netip.MustParseAddrPort("127.0.0.1:6001"), Target: netip.MustParseAddrPort("10.203.2.2:8080")}
+	c := Entry{Host: netip.MustParseAddrPort("0.0.0.0:7000"), Target: netip.MustParseAddrPort("10.203.3.2:80")}
+	table := Table{Supported: true, Entries: map[Entry]uint64{a: owner("blog"), b: owner("blog"), c: owner("other")}}
+	if d := Drift(table, "blog", []Entry{a, b}); len(d) != 0 {
 		t.Errorf("drift of a table as wanted: %q", d)
 	}
-	if d := ShortcutDrift(table, "blog", []Shortcut{a}); len(d) != 1 || !strings.Contains(d[0], "127.0.0.1:6001 -> 10.203.2.2:8080 is no longer the project's") {
+	if d := Drift(table, "blog", []Entry{a}); len(d) != 1 || !strings.Contains(d[0], "127.0.0.1:6001 -> 10.203.2.2:8080 is no longer the project's") {
 		t.Errorf("a stale entry: %q", d)
 	}
-	empty := ShortcutTable{Supported: true, Entries: map[Shortcut]uint64{}}
-	if d := ShortcutDrift(empty, "blog", []Shortcut{a, b}); len(d) != 1 || !strings.Contains(d[0], "is missing, and 1 more") {
+	empty := Table{Supported: true, Entries: map[Entry]uint64{}}
+	if d := Drift(empty, "blog", []Entry{a, b}); len(d) != 1 || !strings.Contains(d[0], "is missing, and 1 more") {
 		t.Errorf("missing entries: %q", d)
 	}
-	if d := ShortcutDrift(ShortcutTable{}, "blog", []Shortcut{a}); d != nil {
+	if d := Drift(Table{}, "blog", []Entry{a}); d != nil {
 		t.Errorf("drift where the kernel has no shortcut: %q", d)
 	}
 	// Entries read back from the map's encoding are what was put there.
 	k, v := entry(b, 1)
-	if got := (Shortcut{Host: fromSockAddr(k.Addr, k.Port), Target: fromSockAddr(v.Addr, v.Port)}); got != b {
+	if got := (Entry{Host: fromSockAddr(k.Addr, k.Port), Target: fromSockAddr(v.Addr, v.Port)}); got != b {
 		t.Errorf("entry read back as %v; want %v", got, b)
+	}
+}
+
+func port(t *testing.T, s string) specs.Port {
+	t.Helper()
+	p, err := specs.ParsePort(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// memMap is a port map in memory, as the kernel's behaves for reconcile.
+type memMap map[shortcutKey]shortcutValue
+
+func (m memMap) put(k shortcutKey, v shortcutValue) error { m[k] = v; return nil }
+func (m memMap) delete(k shortcutKey) error               { delete(m, k); return nil }
+func (m memMap) each(fn func(shortcutKey, shortcutValue)) error {
+	for k, v := range m {
+		fn(k, v)
+	}
+	return nil
+}
+
+// TestReconcile: a project's entries become exactly what it wants, other
+// projects' stay, and the count left says when the programs can go.
+func TestReconcile(t *testing.T) {
+	a := Entry{Host: netip.MustParseAddrPort("0.0.0.0:6000"), Target: netip.MustParseAddrPort("10.203.1.2:8080")}
+	b := Entry{Host: netip.MustParseAddrPort("127.0.0.1:6001"), Target: netip.MustParseAddrPort("10.203.2.2:8080")}
+	c := Entry{Host: netip.MustParseAddrPort("0.0.0.0:7000"), Target: netip.MustParseAddrPort("10.203.3.2:80")}
+	m := memMap{}
+	if left, err := reconcile(m, "blog", []Entry{a, b}); err != nil || left != 2 {
+		t.Fatalf("first reconcile: %d left, %v", left, err)
+	}
+	if left, err := reconcile(m, "other", []Entry{c}); err != nil || left != 3 {
+		t.Fatalf("another project: %d left, %v", left, err)
+	}
+	if left, err := reconcile(m, "blog", []Entry{a}); err != nil || left != 2 {
+		t.Fatalf("one entry fewer: %d left, %v", left, err)
+	}
+	table := Table{Supported: true, Entries: map[Entry]uint64{}}
+	for k, v := range m {
+		table.Entries[Entry{Host: fromSockAddr(k.Addr, k.Port), Target: fromSockAddr(v.Addr, v.Port)}] = v.Owner
+	}
+	if d := Drift(table, "blog", []Entry{a}); len(d) != 0 {
+		t.Errorf("blog's drift after reconcile: %q", d)
+	}
+	if d := Drift(table, "other", []Entry{c}); len(d) != 0 {
+		t.Errorf("other's drift after blog's reconcile: %q", d)
+	}
+	if left, err := reconcile(m, "blog", nil); err != nil || left != 1 {
+		t.Fatalf("blog removed: %d left, %v", left, err)
+	}
+	if left, err := reconcile(m, "other", nil); err != nil || left != 0 {
+		t.Fatalf("the last removed: %d left, %v", left, err)
 	}
 }

@@ -1,4 +1,4 @@
-package forward
+package shortcut
 
 import (
 	"bufio"
@@ -18,10 +18,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ErrNoShortcut means the kernel cannot run the shortcut's programs here
+// ErrUnavailable means the kernel cannot run the shortcut's programs here
 // (no cgroup v2 hierarchy, or BPF not allowed or too old). The DNAT rules
 // then carry loopback connections as they carry all others.
-var ErrNoShortcut = errors.New("the loopback shortcut is not available")
+var ErrUnavailable = errors.New("the loopback shortcut is not available")
 
 // The names the programs and maps are loaded under: how a later nsrun
 // finds them on the root cgroup. The kernel keeps at most 15 characters.
@@ -189,7 +189,7 @@ func cgroup2Root() (string, error) {
 	if err := sc.Err(); err != nil {
 		return "", err
 	}
-	return "", fmt.Errorf("%w: no cgroup v2 hierarchy is mounted", ErrNoShortcut)
+	return "", fmt.Errorf("%w: no cgroup v2 hierarchy is mounted", ErrUnavailable)
 }
 
 // openCgroup opens the root of the cgroup v2 hierarchy, which every
@@ -201,7 +201,7 @@ func openCgroup() (*os.File, error) {
 	}
 	cg, err := os.Open(root)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrNoShortcut, err)
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	return cg, nil
 }
@@ -230,7 +230,7 @@ func openShortcut(create bool) (*shortcut, error) {
 func attached(cg *os.File, typ ebpf.AttachType, name string) ([]*ebpf.Program, error) {
 	res, err := link.QueryPrograms(link.QueryOptions{Target: int(cg.Fd()), Attach: typ})
 	if err != nil {
-		return nil, fmt.Errorf("%w: listing the programs on %s: %v", ErrNoShortcut, cg.Name(), err)
+		return nil, fmt.Errorf("%w: listing the programs on %s: %v", ErrUnavailable, cg.Name(), err)
 	}
 	var out []*ebpf.Program
 	for _, p := range res.Programs {
@@ -300,14 +300,14 @@ func attachShortcut(cg *os.File) (*ebpf.Map, error) {
 	}
 	cookie, err := hostNetnsCookie()
 	if err != nil {
-		return nil, fmt.Errorf("%w: reading the network namespace's cookie: %v", ErrNoShortcut, err)
+		return nil, fmt.Errorf("%w: reading the network namespace's cookie: %v", ErrUnavailable, err)
 	}
 	ports, err := ebpf.NewMap(&ebpf.MapSpec{
 		Name: mapPorts, Type: ebpf.Hash, MaxEntries: 1 << 16, Flags: unix.BPF_F_NO_PREALLOC,
 		KeySize: uint32(binary.Size(shortcutKey{})), ValueSize: uint32(binary.Size(shortcutValue{})),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%w: creating the port map: %v", ErrNoShortcut, err)
+		return nil, fmt.Errorf("%w: creating the port map: %v", ErrUnavailable, err)
 	}
 	peers, err := newPeersMap()
 	if err != nil {
@@ -339,7 +339,7 @@ func newPeersMap() (*ebpf.Map, error) {
 		}},
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%w: creating the peer map: %v", ErrNoShortcut, err)
+		return nil, fmt.Errorf("%w: creating the peer map: %v", ErrUnavailable, err)
 	}
 	return m, nil
 }
@@ -351,12 +351,12 @@ func attachProgram(cg *os.File, name string, typ ebpf.AttachType, insns asm.Inst
 		Name: name, Type: ebpf.CGroupSockAddr, AttachType: typ, Instructions: insns, License: "GPL",
 	})
 	if err != nil {
-		return fmt.Errorf("%w: loading %s: %v", ErrNoShortcut, name, err)
+		return fmt.Errorf("%w: loading %s: %v", ErrUnavailable, name, err)
 	}
 	defer prog.Close()
 	err = link.RawAttachProgram(link.RawAttachProgramOptions{Target: int(cg.Fd()), Program: prog, Attach: typ, Flags: unix.BPF_F_ALLOW_MULTI})
 	if err != nil {
-		return fmt.Errorf("%w: attaching %s to %s: %v", ErrNoShortcut, name, cg.Name(), err)
+		return fmt.Errorf("%w: attaching %s to %s: %v", ErrUnavailable, name, cg.Name(), err)
 	}
 	return nil
 }
@@ -391,7 +391,7 @@ func detachShortcut(cg *os.File) error {
 	return errors.Join(errs...)
 }
 
-func entry(s Shortcut, own uint64) (shortcutKey, shortcutValue) {
+func entry(s Entry, own uint64) (shortcutKey, shortcutValue) {
 	var k shortcutKey
 	v := shortcutValue{Owner: own}
 	k.Addr, k.Port = sockAddr(s.Host.Addr().As4(), s.Host.Port()) // 0.0.0.0: every loopback address
@@ -399,11 +399,11 @@ func entry(s Shortcut, own uint64) (shortcutKey, shortcutValue) {
 	return k, v
 }
 
-// SetShortcuts makes the project's shortcuts exactly these: it loads and
+// Set makes the project's shortcuts exactly these: it loads and
 // attaches the programs for the first shortcut of the host, and detaches
-// them once the last is gone. It returns ErrNoShortcut (wrapped) when
+// them once the last is gone. It returns ErrUnavailable (wrapped) when
 // the kernel cannot take them.
-func SetShortcuts(project string, want []Shortcut) error {
+func Set(project string, want []Entry) error {
 	s, err := openShortcut(len(want) > 0)
 	if err != nil {
 		return err
@@ -411,64 +411,95 @@ func SetShortcuts(project string, want []Shortcut) error {
 	if s == nil {
 		// No connect program, so no shortcut anywhere; a getpeername
 		// program alone is left from an nsrun killed while attaching.
-		return SweepShortcuts()
+		return Sweep()
 	}
 	defer s.Close()
+	left, err := reconcile(kernelMap{s.ports}, project, want)
+	if err != nil || left > 0 {
+		return err
+	}
+	return detachShortcut(s.cgroup)
+}
+
+// portMap is the port map as reconcile changes it.
+type portMap interface {
+	put(k shortcutKey, v shortcutValue) error
+	delete(k shortcutKey) error
+	each(fn func(shortcutKey, shortcutValue)) error
+}
+
+// reconcile makes the project's entries of the map exactly want, leaving
+// other projects' alone, and returns how many entries the map holds then.
+func reconcile(m portMap, project string, want []Entry) (int, error) {
 	own := owner(project)
 	keep := map[shortcutKey]bool{}
 	for _, sc := range want {
 		k, v := entry(sc, own)
-		if err := s.ports.Put(k, v); err != nil {
-			return fmt.Errorf("adding the loopback shortcut %s -> %s: %w", sc.Host, sc.Target, err)
+		if err := m.put(k, v); err != nil {
+			return 0, fmt.Errorf("adding the loopback shortcut %s -> %s: %w", sc.Host, sc.Target, err)
 		}
 		keep[k] = true
 	}
 	var stale []shortcutKey
 	left := 0
-	var k shortcutKey
-	var v shortcutValue
-	it := s.ports.Iterate()
-	for it.Next(&k, &v) {
+	err := m.each(func(k shortcutKey, v shortcutValue) {
 		if v.Owner == own && !keep[k] {
 			stale = append(stale, k)
 		} else {
 			left++
 		}
-	}
-	if err := it.Err(); err != nil {
-		return fmt.Errorf("reading the loopback shortcuts: %w", err)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("reading the loopback shortcuts: %w", err)
 	}
 	for _, k := range stale {
-		if err := s.ports.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			return fmt.Errorf("removing a loopback shortcut of project %s: %w", project, err)
+		if err := m.delete(k); err != nil {
+			return 0, fmt.Errorf("removing a loopback shortcut of project %s: %w", project, err)
 		}
 	}
-	if left == 0 {
-		return detachShortcut(s.cgroup)
+	return left, nil
+}
+
+// kernelMap is the kernel's port map.
+type kernelMap struct{ m *ebpf.Map }
+
+func (k kernelMap) put(key shortcutKey, v shortcutValue) error { return k.m.Put(key, v) }
+func (k kernelMap) delete(key shortcutKey) error {
+	if err := k.m.Delete(key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return err
 	}
 	return nil
 }
+func (k kernelMap) each(fn func(shortcutKey, shortcutValue)) error {
+	var key shortcutKey
+	var v shortcutValue
+	it := k.m.Iterate()
+	for it.Next(&key, &v) {
+		fn(key, v)
+	}
+	return it.Err()
+}
 
-// SweepShortcuts detaches nsrun's programs, whatever they hold.
-func SweepShortcuts() error {
+// Sweep detaches nsrun's programs, whatever they hold.
+func Sweep() error {
 	cg, err := openCgroup()
 	if err == nil {
 		err = detachShortcut(cg)
 		cg.Close()
 	}
-	if errors.Is(err, ErrNoShortcut) {
+	if errors.Is(err, ErrUnavailable) {
 		return nil // nothing can be attached
 	}
 	return err
 }
 
-// ReadShortcuts reads every entry of the shortcut's port map. Supported
+// Read reads every entry of the shortcut's port map. Supported
 // is false where the kernel cannot run the programs (no cgroup v2
 // hierarchy, no cgroup socket-address programs): nothing is expected then.
-func ReadShortcuts() (ShortcutTable, error) {
-	t := ShortcutTable{Entries: map[Shortcut]uint64{}}
+func Read() (Table, error) {
+	t := Table{Entries: map[Entry]uint64{}}
 	cg, err := openCgroup()
-	if errors.Is(err, ErrNoShortcut) {
+	if errors.Is(err, ErrUnavailable) {
 		return t, nil
 	}
 	if err != nil {
@@ -476,7 +507,7 @@ func ReadShortcuts() (ShortcutTable, error) {
 	}
 	defer cg.Close()
 	ports, err := findPorts(cg)
-	if errors.Is(err, ErrNoShortcut) {
+	if errors.Is(err, ErrUnavailable) {
 		return t, nil
 	}
 	if err != nil {
@@ -492,7 +523,7 @@ func ReadShortcuts() (ShortcutTable, error) {
 	var v shortcutValue
 	it := ports.Iterate()
 	for it.Next(&k, &v) {
-		t.Entries[Shortcut{Host: fromSockAddr(k.Addr, k.Port), Target: fromSockAddr(v.Addr, v.Port)}] = v.Owner
+		t.Entries[Entry{Host: fromSockAddr(k.Addr, k.Port), Target: fromSockAddr(v.Addr, v.Port)}] = v.Owner
 	}
 	if err := it.Err(); err != nil {
 		return t, fmt.Errorf("reading the loopback shortcuts: %w", err)

@@ -1,13 +1,4 @@
-package forward
-
-import (
-	"fmt"
-	"net/netip"
-
-	"github.com/nsrun/nsrun/specs"
-)
-
-// A connection from the host to one of its own addresses is DNAT'd in nat
+// Package shortcut is nsrun's loopback shortcut. A connection from the host to one of its own addresses is DNAT'd in nat
 // OUTPUT after its route was chosen, so the kernel routes every packet of
 // it a second time (ip_route_me_harder). For TCP to a published port on
 // 127.0.0.0/8 nsrun takes a shortcut instead, as Cilium's socket load
@@ -21,11 +12,20 @@ import (
 // whether another address is local is known only when the packet is
 // routed, and a shortcut taken for an address no longer the host's would
 // send its connections to a namespace rather than to the network.
+package shortcut
 
-// Shortcut is one published TCP host port reached from the host at a
+import (
+	"fmt"
+	"net/netip"
+
+	"github.com/nsrun/nsrun/forward"
+	"github.com/nsrun/nsrun/specs"
+)
+
+// Entry is one published TCP host port reached from the host at a
 // loopback address. Host's address is 0.0.0.0 for a port published on
 // every address, which covers all of 127.0.0.0/8.
-type Shortcut struct {
+type Entry struct {
 	Host   netip.AddrPort
 	Target netip.AddrPort
 }
@@ -33,15 +33,15 @@ type Shortcut struct {
 // Shortcuts lists the project's TCP ports that the shortcut serves: those
 // published on every address or on a loopback address, one entry per host
 // port of a range.
-func Shortcuts(p Project) []Shortcut {
-	var out []Shortcut
+func Of(p forward.Project) []Entry {
+	var out []Entry
 	for _, ns := range p.Namespaces {
 		for _, port := range ns.Ports {
 			if port.Protocol != specs.TCP || !(port.HostIP.IsUnspecified() || port.HostIP.IsLoopback()) {
 				continue
 			}
 			for i := 0; i < port.Published.Len(); i++ {
-				out = append(out, Shortcut{
+				out = append(out, Entry{
 					Host:   netip.AddrPortFrom(port.HostIP, port.Published.First+uint16(i)),
 					Target: netip.AddrPortFrom(ns.Address.Addr(), port.Target.First+uint16(i)),
 				})
@@ -51,22 +51,22 @@ func Shortcuts(p Project) []Shortcut {
 	return out
 }
 
-// ShortcutTable is what the loopback shortcut's map holds: each entry,
+// Table is what the loopback shortcut's map holds: each entry,
 // with the hash of the project that put it there.
-type ShortcutTable struct {
+type Table struct {
 	Supported bool // the kernel can run the programs; when not, none are expected
-	Entries   map[Shortcut]uint64
+	Entries   map[Entry]uint64
 }
 
-// ShortcutDrift reports how the table differs from the project's
+// Drift reports how the table differs from the project's
 // shortcuts: those missing, and entries of the project that it no longer
 // has. Pure.
-func ShortcutDrift(t ShortcutTable, project string, want []Shortcut) []string {
+func Drift(t Table, project string, want []Entry) []string {
 	if !t.Supported {
 		return nil
 	}
 	own := owner(project)
-	wanted := map[Shortcut]bool{}
+	wanted := map[Entry]bool{}
 	var missing, stale int
 	var first string
 	for _, s := range want {
