@@ -92,3 +92,12 @@ func TestListenersOnPortsOnly(t *testing.T) {
 		t.Errorf("a TCP listener blocks a UDP port: %+v", ls)
 	}
 }
+
+func port(t *testing.T, s string) specs.Port {
+	t.Helper()
+	p, err := specs.ParsePort(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}

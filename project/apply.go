@@ -72,9 +72,9 @@ var ops = map[Op]opKind{
 			return e.sys.WriteEtc(s.Namespace, s.Files)
 		}},
 	OpForwards: {2, func(s Step) string {
-		where := "iptables-" + string(s.Placement.Backend)
+		where := string(s.Placement.Backend)
 		for _, b := range s.Placement.Accepts {
-			where += ", FORWARD accepts in iptables-" + string(b)
+			where += ", FORWARD accepts in " + string(b)
 		}
 		return fmt.Sprintf("forwards of project %s in place (%s)", s.Firewall.Name, where)
 	}, func(e *executor, s Step) error {

@@ -3,6 +3,7 @@ package project
 import (
 	"crypto/sha256"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -97,23 +98,23 @@ func etcSums(files map[string]string) map[string][32]byte {
 
 // firewallDrift checks the project's rules in its backend, and its FORWARD
 // accepts in every other backend whose FORWARD drops.
-func firewallDrift(st *State, snaps map[forward.Backend]*forward.Snapshot) []Drift {
+func firewallDrift(st *State, tables map[forward.Backend]forward.Tables) []Drift {
 	fw := st.Firewall()
-	snap := snaps[st.Backend]
-	if snap == nil {
-		return []Drift{{Kind: DriftFirewall, Message: fmt.Sprintf("iptables-%s, which holds the project's rules, is not installed", st.Backend)}}
+	mine := tables[st.Backend]
+	if mine == nil {
+		return []Drift{{Kind: DriftFirewall, Message: fmt.Sprintf("%s, which holds the project's rules, is not installed", st.Backend)}}
 	}
 	var out []Drift
-	for _, m := range forward.Drift(snap, fw) {
+	for _, m := range mine.Drift(fw, false) {
 		out = append(out, Drift{Kind: DriftFirewall, Message: m})
 	}
-	for _, b := range forward.Backends {
-		other := snaps[b]
-		if b == st.Backend || other == nil || !other.DropsForward() || len(forward.AcceptDrift(other, fw)) == 0 {
+	for _, b := range slices.Sorted(maps.Keys(tables)) {
+		other := tables[b]
+		if b == st.Backend || other.DropReason() == "" || len(other.Drift(fw, true)) == 0 {
 			continue
 		}
 		out = append(out, Drift{Kind: DriftFirewall, Message: fmt.Sprintf(
-			"the FORWARD chain of iptables-%s drops forwarded packets (%s) and lacks the FORWARD accepts of project %s: other machines cannot reach its published ports",
+			"the FORWARD chain of %s drops forwarded packets (%s) and lacks the FORWARD accepts of project %s: other machines cannot reach its published ports",
 			b, other.DropReason(), st.Project)})
 	}
 	return out

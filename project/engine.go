@@ -108,7 +108,7 @@ func (e *Engine) up(ctx context.Context, s *specs.Spec) (*Outcome, bool, error) 
 	if err != nil {
 		return nil, false, &PreflightError{err}
 	}
-	at, err := forward.Place(recorded.backend(), obs.Firewall)
+	at, err := forward.Place(recorded.backend(), obs.Backends, obs.Firewall)
 	if err != nil {
 		return nil, false, &PreflightError{err}
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nsrun/nsrun/forward"
+	"github.com/nsrun/nsrun/forward/iptables"
 	"github.com/nsrun/nsrun/specs"
 )
 
@@ -46,7 +47,7 @@ func TestUpAndDown(t *testing.T) {
 		t.Fatalf("after up: %s", sys.fingerprint())
 	}
 	loaded, err := e.Store.Load("demo")
-	if err != nil || len(loaded.Namespaces) != 2 || loaded.Backend != "nft" || loaded.Namespace("ns1").Address != st.Namespace("ns1").Address {
+	if err != nil || len(loaded.Namespaces) != 2 || loaded.Backend != iptables.NFT || loaded.Namespace("ns1").Address != st.Namespace("ns1").Address {
 		t.Fatalf("recorded state %+v, %v", loaded, err)
 	}
 	info, err := os.Stat(filepath.Join(e.Store.Dir, "demo"))
@@ -300,7 +301,7 @@ func TestRollbackAfterCtrlC(t *testing.T) {
 // any change, and leaves no state directory.
 func TestUpWithoutIptables(t *testing.T) {
 	sys := newFake()
-	sys.fw = map[forward.Backend]*forward.Snapshot{}
+	sys.fw = map[forward.Backend]*iptables.Firewall{}
 	e := newEngine(t, sys)
 	_, err := e.Up(context.Background(), spec(t, twoNamespaces))
 	var pf *PreflightError

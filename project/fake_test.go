@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/nsrun/nsrun/forward"
+	"github.com/nsrun/nsrun/forward/iptables"
 	"github.com/nsrun/nsrun/netns"
 	"github.com/nsrun/nsrun/specs"
 	"github.com/nsrun/nsrun/supervise"
@@ -25,7 +26,7 @@ type fakeSystem struct {
 	ipForward  string
 	namespaces map[string]bool
 	links      map[string]veth.Pair
-	fw         map[forward.Backend]*forward.Snapshot
+	fw         map[forward.Backend]*iptables.Firewall
 	etc        map[string]map[string]string
 	calls      int
 	failAt     int // 1-based index of the change that fails; 0 never
@@ -39,9 +40,9 @@ const cleanTables = "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPU
 
 func newFake() *fakeSystem {
 	f := &fakeSystem{ipForward: "0", namespaces: map[string]bool{}, links: map[string]veth.Pair{},
-		fw: map[forward.Backend]*forward.Snapshot{}, etc: map[string]map[string]string{}}
-	for _, b := range forward.Backends {
-		f.fw[b], _ = forward.ParseSave(cleanTables)
+		fw: map[forward.Backend]*iptables.Firewall{}, etc: map[string]map[string]string{}}
+	for _, b := range iptables.Backends {
+		f.fw[b], _ = iptables.NewFake(b, cleanTables)
 	}
 	return f
 }
@@ -51,7 +52,19 @@ func (f *fakeSystem) fingerprint() string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return fmt.Sprint(f.ipForward, slices.Sorted(maps.Keys(f.namespaces)), slices.Sorted(maps.Keys(f.links)),
-		slices.Sorted(maps.Keys(f.etc)), f.fw[forward.NFT], f.fw[forward.Legacy])
+		slices.Sorted(maps.Keys(f.etc)), f.tables(iptables.NFT), f.tables(iptables.Legacy))
+}
+
+// tables is what a backend holds, as iptables-save prints it.
+func (f *fakeSystem) tables(b forward.Backend) string {
+	if f.fw[b] == nil {
+		return ""
+	}
+	t, err := f.fw[b].Read(context.Background())
+	if err != nil {
+		return err.Error()
+	}
+	return fmt.Sprint(t)
 }
 
 // projects lists the projects whose rules any backend holds.
@@ -59,8 +72,9 @@ func (f *fakeSystem) projects() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var out []string
-	for _, snap := range f.fw {
-		for _, p := range snap.Projects() {
+	for _, fw := range f.fw {
+		t, _ := fw.Read(context.Background())
+		for _, p := range t.(*iptables.Snapshot).Projects() {
 			if !slices.Contains(out, p) {
 				out = append(out, p)
 			}
@@ -157,17 +171,6 @@ func (f *fakeSystem) DeleteLink(name string) error {
 	return nil
 }
 
-// restore applies a script to a backend as iptables-restore would: whole
-// or not at all.
-func (f *fakeSystem) restore(b forward.Backend, script func(*forward.Snapshot) string) error {
-	next, err := f.fw[b].Restore(script(f.fw[b]))
-	if err != nil {
-		return fmt.Errorf("iptables-%s-restore: %w", b, err)
-	}
-	f.fw[b] = next
-	return nil
-}
-
 func (f *fakeSystem) ApplyForwards(ctx context.Context, at forward.Placement, p forward.Project) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -177,11 +180,8 @@ func (f *fakeSystem) ApplyForwards(ctx context.Context, at forward.Placement, p 
 	if err := f.change("forwards " + p.Name); err != nil {
 		return err
 	}
-	if err := f.restore(at.Backend, func(s *forward.Snapshot) string { return forward.UpScript(s, p) }); err != nil {
-		return err
-	}
-	for _, b := range at.Accepts {
-		if err := f.restore(b, func(s *forward.Snapshot) string { return forward.AcceptScript(s, p) }); err != nil {
+	for i, b := range append([]forward.Backend{at.Backend}, at.Accepts...) {
+		if err := f.fw[b].Ensure(ctx, p, i > 0); err != nil {
 			return err
 		}
 	}
@@ -196,8 +196,8 @@ func (f *fakeSystem) RemoveForwards(ctx context.Context, project string) error {
 	if err := f.change("forwards del " + project); err != nil {
 		return err
 	}
-	for _, b := range forward.Backends {
-		if err := f.restore(b, func(s *forward.Snapshot) string { return forward.DownScript(s, project) }); err != nil {
+	for _, fw := range f.fw {
+		if err := fw.Remove(ctx, project); err != nil {
 			return err
 		}
 	}
@@ -223,8 +223,8 @@ func (f *fakeSystem) LabelledLinks() ([]veth.Labelled, error) {
 func (f *fakeSystem) SweepFirewall(context.Context) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for _, b := range forward.Backends {
-		if err := f.restore(b, forward.SweepScript); err != nil {
+	for _, fw := range f.fw {
+		if err := fw.Sweep(context.Background()); err != nil {
 			return err
 		}
 	}
@@ -236,10 +236,13 @@ func (f *fakeSystem) observe(_ context.Context, q Query) (Observed, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	obs := Observed{Namespaces: maps.Clone(f.namespaces), Links: map[string]veth.Link{}, IPForward: f.ipForward,
-		Firewall: map[forward.Backend]*forward.Snapshot{}, RouteLocalnet: map[string]string{},
+		Firewall: map[forward.Backend]forward.Tables{}, RouteLocalnet: map[string]string{},
 		Peers: map[string]veth.Peer{}, Etc: map[string]map[string]EtcFile{}}
-	for b, snap := range f.fw {
-		obs.Firewall[b], _ = snap.Restore("") // a copy
+	for _, b := range iptables.Backends {
+		if fw := f.fw[b]; fw != nil {
+			obs.Firewall[b], _ = fw.Read(context.Background())
+			obs.Backends = append(obs.Backends, b)
+		}
 	}
 	for name, p := range f.links {
 		obs.Links[name] = veth.Link{Name: name, Alias: p.Alias, Type: "veth", Index: index(name), Up: true, Addrs: []netip.Prefix{p.HostAddr}}

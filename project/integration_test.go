@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/nsrun/nsrun/forward"
+	"github.com/nsrun/nsrun/forward/iptables"
 	"github.com/nsrun/nsrun/forward/shortcut"
 	"github.com/nsrun/nsrun/netns"
 	"github.com/nsrun/nsrun/netns/nstest"
@@ -95,10 +96,10 @@ func TestReachability(t *testing.T) {
 }
 
 func TestForwardPolicyDrop(t *testing.T) {
-	for _, backend := range []forward.Backend{forward.NFT, forward.Legacy} {
+	for _, backend := range iptables.Backends {
 		t.Run(string(backend), func(t *testing.T) {
 			nstest.RequireRoot(t)
-			tool := "iptables-" + string(backend)
+			tool := string(backend)
 			run(t, tool, "-P", "FORWARD", "DROP")
 			t.Cleanup(func() { exec.Command(tool, "-P", "FORWARD", "ACCEPT").Run() })
 			l := newLab(t)
@@ -290,8 +291,8 @@ func TestUpRepairsOnlyWhatDrifted(t *testing.T) {
 	nstest.StartServer(t, a, a, "8080", "")
 	run(t, "ip", "link", "set", "nsr-"+b, "down")
 	os.Remove(filepath.Join(netns.EtcDir, a, "hosts"))
-	chains := forward.ProjectChains("t" + l.id)
-	run(t, "iptables-"+string(st.Backend), "-t", "nat", "-F", chains.DNAT)
+	chains := iptables.ProjectChains("t" + l.id)
+	run(t, string(st.Backend), "-t", "nat", "-F", chains.DNAT)
 	r, err := hostDial("tcp", addr(l.outHost, ports[0]), "")
 	l.refuse(r, err, "host address:P0 with the DNAT chain flushed")
 	rep, err := l.e.Status(context.Background(), "t"+l.id)
@@ -560,12 +561,12 @@ func TestPlanScriptBuildsTheSameSetup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	script, err := Script(FromSpec(s))
+	script, err := Script(FromSpec(s), iptables.New(l.backend(), 0))
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The script uses the default iptables; use the backend nsrun chose.
-	script = strings.ReplaceAll(script, "iptables-restore ", "iptables-"+string(l.backend())+"-restore ")
+	script = strings.ReplaceAll(script, "iptables-restore ", string(l.backend())+"-restore ")
 	l.remember(s.Name)
 	// The script turns forwarding on without a record for down to undo.
 	forwarding, _ := os.ReadFile("/proc/sys/net/ipv4/ip_forward")
@@ -604,7 +605,7 @@ func TestDownOfAVanishedProject(t *testing.T) {
 // order, are the same after up and after down.
 func TestForeignRulesAreLeftAlone(t *testing.T) {
 	l := newLab(t)
-	tool := "iptables-" + string(l.backend())
+	tool := string(l.backend())
 	foreign := [][]string{
 		{"-t", "nat", "-N", "FOREIGN-" + l.id},
 		{"-t", "nat", "-A", "FOREIGN-" + l.id, "-p", "tcp", "--dport", "9", "-j", "RETURN"},
@@ -699,17 +700,17 @@ func TestRefusedUpLeavesNothing(t *testing.T) {
 // repairs it with nsrun's FORWARD accepts there; down works all along and
 // removes the accepts too.
 func TestOtherBackendDropsAfterUp(t *testing.T) {
-	for _, first := range forward.Backends {
+	for _, first := range iptables.Backends {
 		t.Run(string(first), func(t *testing.T) {
 			nstest.RequireRoot(t)
-			other := forward.Backends[0]
+			other := iptables.Backends[0]
 			if other == first {
-				other = forward.Backends[1]
+				other = iptables.Backends[1]
 			}
 			// The first backend is chosen when it drops too (then nsrun's
 			// accepts come first there).
-			run(t, "iptables-"+string(first), "-P", "FORWARD", "DROP")
-			t.Cleanup(func() { exec.Command("iptables-"+string(first), "-P", "FORWARD", "ACCEPT").Run() })
+			run(t, string(first), "-P", "FORWARD", "DROP")
+			t.Cleanup(func() { exec.Command(string(first), "-P", "FORWARD", "ACCEPT").Run() })
 			l := newLab(t)
 			ports := freePorts(t, 3)
 			st := l.up(twoServers(ports))
@@ -720,11 +721,11 @@ func TestOtherBackendDropsAfterUp(t *testing.T) {
 			nstest.StartServer(t, a, a, "8080", "")
 			nstest.StartServer(t, l.outside, l.outside, "9999", "")
 			// The test's own outside link is forwarded by the test's own rules.
-			run(t, "iptables-"+string(other), "-I", "FORWARD", "-i", l.outLink, "-o", l.outLink, "-j", "ACCEPT")
-			run(t, "iptables-"+string(other), "-P", "FORWARD", "DROP")
+			run(t, string(other), "-I", "FORWARD", "-i", l.outLink, "-o", l.outLink, "-j", "ACCEPT")
+			run(t, string(other), "-P", "FORWARD", "DROP")
 			t.Cleanup(func() {
-				exec.Command("iptables-"+string(other), "-P", "FORWARD", "ACCEPT").Run()
-				exec.Command("iptables-"+string(other), "-D", "FORWARD", "-i", l.outLink, "-o", l.outLink, "-j", "ACCEPT").Run()
+				exec.Command(string(other), "-P", "FORWARD", "ACCEPT").Run()
+				exec.Command(string(other), "-D", "FORWARD", "-i", l.outLink, "-o", l.outLink, "-j", "ACCEPT").Run()
 			})
 			r, err := nstest.DialFrom(t, l.outside, "tcp", addr(l.outHost, ports[0]), "")
 			l.refuse(r, err, "outside -> host:P0 with the other backend dropping")
@@ -732,7 +733,7 @@ func TestOtherBackendDropsAfterUp(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want := fmt.Sprintf("the FORWARD chain of iptables-%s drops forwarded packets (policy DROP)", other)
+			want := fmt.Sprintf("the FORWARD chain of %s drops forwarded packets (policy DROP)", other)
 			if len(rep.Drift) != 1 || !strings.HasPrefix(rep.Drift[0].Message, want) {
 				t.Errorf("status drift %+v; want %q", rep.Drift, want)
 			}
@@ -750,9 +751,9 @@ func TestOtherBackendDropsAfterUp(t *testing.T) {
 			if _, err := l.e.Down(context.Background(), "t"+l.id); err != nil {
 				t.Fatalf("down with the other backend dropping: %v", err)
 			}
-			for _, b := range forward.Backends {
-				if out, _ := exec.Command("iptables-" + string(b) + "-save").Output(); strings.Contains(string(out), "NSR") {
-					t.Errorf("down left nsrun's rules in iptables-%s:\n%s", b, out)
+			for _, b := range iptables.Backends {
+				if out, _ := exec.Command(string(b) + "-save").Output(); strings.Contains(string(out), "NSR") {
+					t.Errorf("down left nsrun's rules in %s:\n%s", b, out)
 				}
 			}
 		})
@@ -766,12 +767,12 @@ func TestOtherBackendDropsAfterUp(t *testing.T) {
 // still get through. With the FORWARD policy ACCEPT (most hosts), in each
 // iptables backend: one that holds nsrun's chains is chosen.
 func TestOnlyPublishedFromOutside(t *testing.T) {
-	for _, backend := range forward.Backends {
+	for _, backend := range iptables.Backends {
 		t.Run(string(backend), func(t *testing.T) {
 			nstest.RequireRoot(t)
-			tool := "iptables-" + string(backend)
-			run(t, tool, "-t", "nat", "-N", forward.ChainPost)
-			t.Cleanup(func() { exec.Command(tool, "-t", "nat", "-X", forward.ChainPost).Run() })
+			tool := string(backend)
+			run(t, tool, "-t", "nat", "-N", iptables.ChainPost)
+			t.Cleanup(func() { exec.Command(tool, "-t", "nat", "-X", iptables.ChainPost).Run() })
 			l := newLab(t)
 			ports := freePorts(t, 3)
 			st := l.up(twoServers(ports))

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/nsrun/nsrun/forward"
+	"github.com/nsrun/nsrun/forward/iptables"
 	"github.com/nsrun/nsrun/netns"
 	"github.com/nsrun/nsrun/netns/nstest"
 	"github.com/nsrun/nsrun/specs"
@@ -57,9 +58,9 @@ func newLab(t *testing.T) *lab {
 // engine returns an engine on the real kernel, with its own state directory.
 func (l *lab) engine() *Engine {
 	l.t.Helper()
-	k := Kernel{Wait: 30 * time.Second, Grace: 2 * time.Second}
+	k := kernel(2 * time.Second)
 	dir := filepath.Join(l.tempDir(), "nsrun")
-	return &Engine{Store: Store{Dir: dir}, System: k, Sweeper: k, Observe: Observe,
+	return &Engine{Store: Store{Dir: dir}, System: k, Sweeper: k, Observe: k.Observe,
 		Supervision: Supervisor{Self: nstest.Binary(l.t), Grace: 2 * time.Second}}
 }
 
@@ -67,11 +68,11 @@ func (l *lab) engine() *Engine {
 // (tests change FORWARD policies).
 func (l *lab) backend() forward.Backend {
 	l.t.Helper()
-	snaps, err := snapshots(context.Background())
+	tables, order, err := kernel(0).readFirewalls(context.Background())
 	if err != nil {
 		l.t.Fatal(err)
 	}
-	at, err := forward.Place("", snaps)
+	at, err := forward.Place("", order, tables)
 	if err != nil {
 		l.t.Fatal(err)
 	}
@@ -205,3 +206,12 @@ func run(t *testing.T, args ...string) {
 }
 
 func specsParse(src string) (*specs.Spec, error) { return specs.Parse("plan.yaml", []byte(src)) }
+
+// kernel is the real host, with both iptables backends.
+func kernel(grace time.Duration) Kernel {
+	var fws []forward.Firewall
+	for _, b := range iptables.Backends {
+		fws = append(fws, iptables.New(b, 30*time.Second))
+	}
+	return Kernel{Firewalls: fws, Grace: grace}
+}

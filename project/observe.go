@@ -40,10 +40,11 @@ type Observed struct {
 	// The host's /etc/resolv.conf and systemd-resolved's upstream one,
 	// for the namespaces' resolv.conf.
 	HostResolv, SystemdResolv string
-	IPForward                 string                                // net.ipv4.ip_forward
-	Firewall                  map[forward.Backend]*forward.Snapshot // each installed backend
-	RouteLocalnet             map[string]string                     // nsrun's host links -> route_localnet
-	Shortcuts                 shortcut.Table                        // the loopback shortcut's entries
+	IPForward                 string                             // net.ipv4.ip_forward
+	Firewall                  map[forward.Backend]forward.Tables // each installed backend
+	Backends                  []forward.Backend                  // the installed backends, in order of preference
+	RouteLocalnet             map[string]string                  // nsrun's host links -> route_localnet
+	Shortcuts                 shortcut.Table                     // the loopback shortcut's entries
 
 	// Of the namespaces queried that exist: the namespace side of the
 	// pair (or why it could not be read), and nsrun's /etc/netns files.
@@ -65,14 +66,14 @@ func etcFileOf(content string) EtcFile {
 }
 
 // Observe reads what exists on the host.
-func Observe(ctx context.Context, q Query) (Observed, error) {
+func (k Kernel) Observe(ctx context.Context, q Query) (Observed, error) {
 	obs := Observed{Namespaces: map[string]bool{}, RouteLocalnet: map[string]string{}, Peers: map[string]veth.Peer{},
 		PeerErrors: map[string]error{}, Etc: map[string]map[string]EtcFile{}}
 	// The firewall is read by other programs: meanwhile, the rest.
 	firewall := make(chan error, 1)
 	go func() {
 		var err error
-		if obs.Firewall, err = snapshots(ctx); err == nil {
+		if obs.Firewall, obs.Backends, err = k.readFirewalls(ctx); err == nil {
 			obs.Shortcuts, err = shortcut.Read()
 		}
 		firewall <- err
@@ -119,20 +120,22 @@ func observeHost(obs *Observed, q Query) error {
 	return nil
 }
 
-// snapshots reads each installed iptables backend.
-func snapshots(ctx context.Context) (map[forward.Backend]*forward.Snapshot, error) {
-	out := map[forward.Backend]*forward.Snapshot{}
-	for _, b := range forward.Backends {
-		if !b.Available() {
+// readFirewalls reads each installed backend once.
+func (k Kernel) readFirewalls(ctx context.Context) (map[forward.Backend]forward.Tables, []forward.Backend, error) {
+	out := map[forward.Backend]forward.Tables{}
+	var order []forward.Backend
+	for _, fw := range k.Firewalls {
+		if !fw.Installed() {
 			continue
 		}
-		snap, err := forward.SaveOf(ctx, b)
+		t, err := fw.Read(ctx)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		out[b] = snap
+		out[fw.Backend()] = t
+		order = append(order, fw.Backend())
 	}
-	return out, nil
+	return out, order, nil
 }
 
 // observeNamespaces reads, for each namespace that exists, its side of the

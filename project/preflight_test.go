@@ -1,6 +1,7 @@
 package project
 
 import (
+	"context"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/nsrun/nsrun/forward"
+	"github.com/nsrun/nsrun/forward/iptables"
 	"github.com/nsrun/nsrun/specs"
 	"github.com/nsrun/nsrun/veth"
 )
@@ -90,15 +92,18 @@ func observedOf(t *testing.T, st *State) Observed {
 			obs.Etc[ns.Name][name] = etcFileOf(content)
 		}
 	}
-	clean, err := forward.ParseSave(cleanTables)
+	fw, err := iptables.NewFake(st.Backend, cleanTables)
 	if err != nil {
 		t.Fatal(err)
 	}
-	up, err := clean.Restore(forward.UpScript(clean, st.Firewall()))
+	if err := fw.Ensure(context.Background(), st.Firewall(), false); err != nil {
+		t.Fatal(err)
+	}
+	up, err := fw.Read(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	obs.Firewall = map[forward.Backend]*forward.Snapshot{st.Backend: up}
+	obs.Firewall, obs.Backends = map[forward.Backend]forward.Tables{st.Backend: up}, []forward.Backend{st.Backend}
 	return obs
 }
 
@@ -112,7 +117,7 @@ func opsOf(steps []Step) []string {
 
 func TestPlanUp(t *testing.T) {
 	want := FromSpec(spec(t, twoNamespaces))
-	want.Backend = forward.NFT
+	want.Backend = iptables.NFT
 	steps := PlanUp(want, nil, Observed{}, nil)
 	wantOps := []string{"ip-forward", "create-namespace ns1", "create-namespace ns2", "link ns1", "link ns2", "etc ns1", "etc ns2", "forwards", "flush-udp"}
 	if got := opsOf(steps); !slices.Equal(got, wantOps) {
@@ -133,7 +138,7 @@ func TestPlanUp(t *testing.T) {
 		l.Up = false
 		drifted.Links["nsr-ns2"] = l
 		delete(drifted.Etc, "ns1")
-		drifted.Firewall[forward.NFT], _ = drifted.Firewall[forward.NFT].Restore("*nat\n:NSRUN-DNAT - [0:0]\nCOMMIT\n") // flushed
+		drifted.Firewall[iptables.NFT], _ = drifted.Firewall[iptables.NFT].(*iptables.Snapshot).Restore("*nat\n:NSRUN-DNAT - [0:0]\nCOMMIT\n") // flushed
 		drift := NetworkDrift(want, drifted)
 		steps := PlanUp(want, want, drifted, drift)
 		if got, w := opsOf(steps), []string{"link ns2", "etc ns1", "forwards"}; !slices.Equal(got, w) {
@@ -151,7 +156,7 @@ func TestPlanUp(t *testing.T) {
 		// fewer, the rules change, ns2 is stopped and removed last, and
 		// the stale UDP entries are flushed. ns1's link stays as it is.
 		edited := FromSpec(spec(t, "namespaces:\n  ns1: {ports: [\"6000:8080\"]}\n"))
-		edited.Backend = forward.NFT
+		edited.Backend = iptables.NFT
 		steps := PlanUp(edited, want, obs, nil)
 		w := []string{"etc ns1", "forwards", "flush-udp", "kill", "delete-namespace ns2", "remove-etc ns2", "links-gone"}
 		if got := opsOf(steps); !slices.Equal(got, w) {
@@ -163,7 +168,7 @@ func TestPlanUp(t *testing.T) {
 	})
 	t.Run("placement", func(t *testing.T) {
 		moved := *want
-		moved.Accepts = []forward.Backend{forward.Legacy}
+		moved.Accepts = []forward.Backend{iptables.Legacy}
 		if got := opsOf(PlanUp(&moved, want, obs, nil)); !slices.Equal(got, []string{"forwards"}) {
 			t.Errorf("new accepts plan %q; want the forwards alone", got)
 		}
@@ -197,8 +202,9 @@ func TestStateRoundTripAndCorruption(t *testing.T) {
       ]`) {
 		t.Errorf("state.json does not record the ports as text:\n%s", data)
 	}
-	// A record written before ports were typed reads the same.
-	old := `{"version": 1, "project": "demo", "namespaces": [{"name": "ns1", "link": "nsr-ns1",
+	// A record written before ports were typed, and before the backends
+	// were named as status shows them, reads the same.
+	old := `{"version": 1, "project": "demo", "backend": "nft", "forward_accepts": ["legacy"], "namespaces": [{"name": "ns1", "link": "nsr-ns1",
 		"address": "10.203.1.2/30", "host_address": "10.203.1.1/30",
 		"ports": ["0.0.0.0:6000:8080/tcp", "127.0.0.1:7000-7002:8000-8002/udp"]}]}`
 	s, err := DecodeState("demo", []byte(old))
@@ -208,6 +214,9 @@ func TestStateRoundTripAndCorruption(t *testing.T) {
 	if p := s.Namespaces[0].Ports; len(p) != 2 || p[1].HostIP.String() != "127.0.0.1" || p[1].Published != (specs.PortRange{First: 7000, Last: 7002}) ||
 		p[1].Target.First != 8000 || p[1].Protocol != specs.UDP {
 		t.Errorf("old record's ports read as %+v", p)
+	}
+	if s.Backend != iptables.NFT || len(s.Accepts) != 1 || s.Accepts[0] != iptables.Legacy {
+		t.Errorf("old record's backends read as %q, %q", s.Backend, s.Accepts)
 	}
 	for name, data := range map[string]string{
 		"truncated":  `{"version": 1, "project": "demo", "namesp`,
@@ -230,7 +239,7 @@ func FuzzDecodeState(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		s, err := DecodeState("demo", data)
 		if err == nil {
-			forward.Rules(s.Firewall()) // renders without panicking
+			iptables.Rules(s.Firewall()) // renders without panicking
 		}
 	})
 }

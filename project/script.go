@@ -8,9 +8,9 @@ import (
 	"github.com/nsrun/nsrun/forward/shortcut"
 )
 
-// Script renders, as a shell script, the ip, sysctl and iptables commands
+// Script renders, as a shell script, the ip, sysctl and firewall commands
 // that build want by hand on a clean machine: what `nsrun plan` prints.
-func Script(want *State) (string, error) {
+func Script(want *State, firewall forward.Firewall) (string, error) {
 	fw := want.Firewall()
 	var b strings.Builder
 	fmt.Fprintf(&b, "#!/bin/sh\n# The commands equivalent to 'nsrun up' for project %s on a clean machine.\n", want.Project)
@@ -31,9 +31,7 @@ func Script(want *State) (string, error) {
 		fmt.Fprintf(&b, "ip -n %s route add default via %s\n", ns.Name, p.HostAddr.Addr())
 	}
 	b.WriteString("\n# published ports, in nsrun's own chains\n")
-	b.WriteString("iptables-restore -w 30 --noflush <<'EOF'\n")
-	b.WriteString(forward.UpScript(&forward.Snapshot{}, fw))
-	b.WriteString("EOF\n")
+	b.WriteString(firewall.Script(fw))
 	if n := len(shortcut.Of(fw)); n > 0 {
 		fmt.Fprintf(&b, "\n# nsrun up also sends TCP from this host to the %d port(s) published at 127.0.0.0/8\n", n)
 		b.WriteString("# straight to the namespaces: its loopback shortcut, cgroup BPF programs that no\n")

@@ -3,6 +3,8 @@ package project
 import (
 	"strings"
 	"testing"
+
+	"github.com/nsrun/nsrun/forward/iptables"
 )
 
 // TestScriptShortcutNote: the plan says which published ports nsrun up
@@ -15,7 +17,7 @@ func TestScriptShortcutNote(t *testing.T) {
 		{`["6000:8080", "7000-7002:8000-8002", "127.0.0.1:6100:9090/udp", "192.0.2.1:6200:80"]`, "the 4 port(s) published at 127.0.0.0/8"},
 		{`["127.0.0.1:6100:9090/udp", "192.0.2.1:6200:80"]`, ""},
 	} {
-		script, err := Script(FromSpec(spec(t, "namespaces:\n  ns1: {address: 10.9.1.2/24, ports: "+c.ports+"}\n")))
+		script, err := Script(FromSpec(spec(t, "namespaces:\n  ns1: {address: 10.9.1.2/24, ports: "+c.ports+"}\n")), iptables.New(iptables.NFT, 0))
 		if err != nil {
 			t.Fatal(err)
 		}

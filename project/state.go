@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/nsrun/nsrun/forward"
+	"github.com/nsrun/nsrun/forward/iptables"
 	"github.com/nsrun/nsrun/internal/atomicfile"
 	"github.com/nsrun/nsrun/specs"
 	"github.com/nsrun/nsrun/supervise"
@@ -154,6 +155,10 @@ func DecodeState(project string, data []byte) (*State, error) {
 	if s.Version != StateVersion || s.Project != project {
 		return nil, fmt.Errorf("state of project %q has version %d for project %q; remove what is left with 'nsrun down --all'", project, s.Version, s.Project)
 	}
+	s.Backend = backendName(s.Backend)
+	for i, b := range s.Accepts {
+		s.Accepts[i] = backendName(b)
+	}
 	for _, ns := range s.Namespaces {
 		if ns == nil || specs.CheckNamespaceName(ns.Name) != nil || ns.Link == "" {
 			return nil, fmt.Errorf("state of project %q holds a bad namespace entry; remove what is left with 'nsrun down --all'", project)
@@ -229,4 +234,16 @@ func (st Store) Others(project string) ([]*State, error) {
 		}
 	}
 	return out, nil
+}
+
+// backendName reads a recorded backend: nsrun before 2026-12 recorded the
+// iptables backends as "nft" and "legacy".
+func backendName(b forward.Backend) forward.Backend {
+	switch b {
+	case "nft":
+		return iptables.NFT
+	case "legacy":
+		return iptables.Legacy
+	}
+	return b
 }

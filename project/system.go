@@ -3,6 +3,7 @@ package project
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/nsrun/nsrun/forward"
@@ -13,10 +14,10 @@ import (
 )
 
 // Kernel is the System that changes the real host, through the netns,
-// veth and forward packages.
+// veth, forward and shortcut packages.
 type Kernel struct {
-	// Wait bounds how long iptables-restore waits for the xtables lock.
-	Wait time.Duration
+	// Firewalls are the firewall backends, in order of preference.
+	Firewalls []forward.Firewall
 	// Grace is how long processes get to exit after SIGTERM.
 	Grace time.Duration
 }
@@ -38,20 +39,27 @@ func (k Kernel) FlushUDP(ports []specs.PortRange) error {
 func (k Kernel) WriteEtc(ns string, files map[string]string) error { return writeEtc(ns, files) }
 func (k Kernel) RemoveEtc(ns string) error                         { return removeEtc(ns) }
 
-func (k Kernel) firewall(b forward.Backend) forward.Firewall {
-	return forward.Firewall{Backend: b, Wait: k.Wait}
+// firewall returns the backend of that name.
+func (k Kernel) firewall(b forward.Backend) (forward.Firewall, error) {
+	for _, fw := range k.Firewalls {
+		if fw.Backend() == b {
+			return fw, nil
+		}
+	}
+	return nil, fmt.Errorf("no firewall backend %q", b)
 }
 
 // ApplyForwards puts the project's rules in their backend and its FORWARD
 // accepts in the others the placement names, then its loopback shortcuts
-// (see shortcut.Entry); where the kernel cannot take those, the rules
+// (see package shortcut); where the kernel cannot take those, the rules
 // carry the connections alone.
 func (k Kernel) ApplyForwards(ctx context.Context, at forward.Placement, p forward.Project) error {
-	if err := k.apply(ctx, at.Backend, func(snap *forward.Snapshot) string { return forward.UpScript(snap, p) }); err != nil {
-		return err
-	}
-	for _, b := range at.Accepts {
-		if err := k.apply(ctx, b, func(snap *forward.Snapshot) string { return forward.AcceptScript(snap, p) }); err != nil {
+	for i, b := range append([]forward.Backend{at.Backend}, at.Accepts...) {
+		fw, err := k.firewall(b)
+		if err != nil {
+			return err
+		}
+		if err := fw.Ensure(ctx, p, i > 0); err != nil {
 			return err
 		}
 	}
@@ -66,22 +74,12 @@ func (k Kernel) RemoveForwards(ctx context.Context, project string) error {
 		return err
 	}
 	var errs []error
-	for _, b := range forward.Backends {
-		if b.Available() {
-			errs = append(errs, k.apply(ctx, b, func(snap *forward.Snapshot) string { return forward.DownScript(snap, project) }))
+	for _, fw := range k.Firewalls {
+		if fw.Installed() {
+			errs = append(errs, fw.Remove(ctx, project))
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// apply reads a backend and applies the script rendered from what it holds.
-func (k Kernel) apply(ctx context.Context, b forward.Backend, script func(*forward.Snapshot) string) error {
-	fw := k.firewall(b)
-	snap, err := fw.Snapshot(ctx)
-	if err != nil {
-		return err
-	}
-	return fw.Apply(ctx, script(snap))
 }
 
 func shortcuts(project string, want []shortcut.Entry) error {
@@ -95,12 +93,12 @@ func shortcuts(project string, want []shortcut.Entry) error {
 func (k Kernel) LabelledLinks() ([]veth.Labelled, error) { return veth.ListLabelled() }
 
 // SweepFirewall removes nsrun's chains, and the rules that jump to them,
-// from every installed iptables backend, and the loopback shortcut.
+// from every installed backend, and the loopback shortcut.
 func (k Kernel) SweepFirewall(ctx context.Context) error {
 	var errs []error
-	for _, b := range forward.Backends {
-		if b.Available() {
-			errs = append(errs, k.apply(ctx, b, forward.SweepScript))
+	for _, fw := range k.Firewalls {
+		if fw.Installed() {
+			errs = append(errs, fw.Sweep(ctx))
 		}
 	}
 	return errors.Join(append(errs, shortcut.Sweep())...)

@@ -198,7 +198,7 @@ done
 # slow here). The bare floor, without the files, is shown as well.
 spec_n 1000 >"$work/bench1000.yaml"
 "$nsrun" up -q "$work/bench1000.yaml" >/dev/null
-fw1000=iptables-$("$nsrun" status -p bench1000 -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["projects"][0]["backend"])')
+fw1000=$("$nsrun" status -p bench1000 -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["projects"][0]["backend"])')
 "$nsrun" down -q -p bench1000 >/dev/null
 for ((i = 0; i < 1000; i++)); do echo "netns del b1000x$i"; done >"$work/del1000.batch"
 echo "ip -batch $work/del1000.batch; $fw1000-save | grep -v NSR | $fw1000-restore" >"$work/floor-bare.sh"
@@ -254,7 +254,7 @@ ip -n benchout link set eth0 up
 ip -n benchout link set lo up
 ip -n benchout route add default via 10.239.0.1
 ip netns exec benchout sysctl -qw net.ipv4.tcp_tw_reuse=1
-fw=iptables-$("$nsrun" status -p benchdata -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["projects"][0]["backend"])')
+fw=$("$nsrun" status -p benchdata -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["projects"][0]["backend"])')
 for dir in -i -o; do "$fw" -w -I FORWARD "$dir" benchout-h -j ACCEPT; done
 # The least a port forward can be: one DNAT rule, first in OUTPUT. Against
 # it, the published port shows what nsrun's own rules cost.

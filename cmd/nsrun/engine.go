@@ -6,6 +6,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/nsrun/nsrun/forward"
+	"github.com/nsrun/nsrun/forward/iptables"
 	"github.com/nsrun/nsrun/project"
 )
 
@@ -16,13 +18,13 @@ func newEngine(w io.Writer, quiet bool) (*project.Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	k := project.Kernel{Wait: 30 * time.Second, Grace: 5 * time.Second}
+	k := project.Kernel{Firewalls: firewalls(), Grace: 5 * time.Second}
 	e := &project.Engine{
 		Store:       store(),
 		System:      k,
 		Sweeper:     k,
 		Supervision: project.Supervisor{Self: self, Grace: 5 * time.Second},
-		Observe:     project.Observe,
+		Observe:     k.Observe,
 		Waiting:     func() { fmt.Fprintln(w, "nsrun: waiting for another nsrun up or down to finish...") },
 	}
 	if !quiet {
@@ -32,4 +34,13 @@ func newEngine(w io.Writer, quiet bool) (*project.Engine, error) {
 		}
 	}
 	return e, nil
+}
+
+// firewalls are the firewall backends nsrun uses, in order of preference.
+func firewalls() []forward.Firewall {
+	var out []forward.Firewall
+	for _, b := range iptables.Backends {
+		out = append(out, iptables.New(b, 30*time.Second))
+	}
+	return out
 }

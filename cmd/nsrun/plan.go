@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 
+	"github.com/nsrun/nsrun/forward/iptables"
 	"github.com/nsrun/nsrun/project"
 	"github.com/spf13/cobra"
 )
@@ -22,7 +23,7 @@ hand on a clean machine. It changes nothing and needs no root.`,
 			if err != nil {
 				return err
 			}
-			script, err := project.Script(project.FromSpec(s))
+			script, err := project.Script(project.FromSpec(s), iptables.New(iptables.NFT, 0))
 			if err != nil {
 				return err
 			}

@@ -247,9 +247,9 @@ func printProject(w io.Writer, r projectReport) {
 	}
 	accepts := ""
 	for _, b := range r.ForwardAccepts {
-		accepts += ", FORWARD accepts in iptables-" + b
+		accepts += ", FORWARD accepts in " + b
 	}
-	fmt.Fprintf(w, "project %s (spec %s, iptables-%s%s)\n\n", r.Name, r.Spec, r.Backend, accepts)
+	fmt.Fprintf(w, "project %s (spec %s, %s%s)\n\n", r.Name, r.Spec, r.Backend, accepts)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAMESPACE\tADDRESS\tHOST LINK\tPUBLISHED")
 	for _, ns := range r.Namespaces {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nsrun/nsrun/forward"
+	"github.com/nsrun/nsrun/forward/iptables"
 	"github.com/nsrun/nsrun/netns"
 	"github.com/nsrun/nsrun/netns/nstest"
 	"github.com/nsrun/nsrun/project"
@@ -25,7 +26,7 @@ func TestStatusJSONShape(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := project.FromSpec(s)
-	st.Backend, st.Accepts = "nft", []forward.Backend{"legacy"}
+	st.Backend, st.Accepts = iptables.NFT, []forward.Backend{iptables.Legacy}
 	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
 	r := report(&project.Report{Project: "blog", State: st,
 		Supervisor: &project.ProcessReport{Name: "supervisor", State: "gone", PID: 1 << 30},
@@ -46,9 +47,9 @@ func TestStatusJSONShape(t *testing.T) {
     {
       "name": "blog",
       "spec": "blog.yaml",
-      "backend": "nft",
+      "backend": "iptables-nft",
       "forward_accepts": [
-        "legacy"
+        "iptables-legacy"
       ],
       "namespaces": [
         {

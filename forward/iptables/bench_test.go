@@ -1,23 +1,24 @@
-package forward
+package iptables
 
 import (
 	"fmt"
 	"net/netip"
 	"testing"
 
+	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/specs"
 )
 
 // bigProject has n namespaces with one published port each.
-func bigProject(b *testing.B, n int) Project {
-	p := Project{Name: "big"}
+func bigProject(b *testing.B, n int) forward.Project {
+	p := forward.Project{Name: "big"}
 	for i := 0; i < n; i++ {
 		port, err := specs.ParsePort(fmt.Sprintf("%d:8080", 20000+i))
 		if err != nil {
 			b.Fatal(err)
 		}
 		a := netip.AddrFrom4([4]byte{10, 203, byte(i / 64), byte(i%64*4 + 2)})
-		p.Namespaces = append(p.Namespaces, Namespace{Name: fmt.Sprintf("ns%d", i), Link: fmt.Sprintf("nsr-ns%d", i),
+		p.Namespaces = append(p.Namespaces, forward.Namespace{Name: fmt.Sprintf("ns%d", i), Link: fmt.Sprintf("nsr-ns%d", i),
 			Address: netip.PrefixFrom(a, 30), Egress: i%2 == 0, Ports: []specs.Port{port}})
 	}
 	return p
@@ -52,7 +53,7 @@ func BenchmarkUpScriptUnchanged1000(b *testing.B) {
 }
 
 // savedSnapshot is what iptables-save prints once p's rules are in place.
-func savedSnapshot(b *testing.B, p Project) *Snapshot {
+func savedSnapshot(b *testing.B, p forward.Project) *Snapshot {
 	snap, err := ParseSave("*nat\n" + filterTable(Rules(p), "nat") + "COMMIT\n*filter\n" + filterTable(Rules(p), "filter") + "COMMIT\n")
 	if err != nil {
 		b.Fatal(err)
@@ -75,6 +76,6 @@ func BenchmarkDrift1000(b *testing.B) {
 	snap := savedSnapshot(b, p)
 	b.ReportAllocs()
 	for b.Loop() {
-		Drift(snap, p)
+		snap.Drift(p, false)
 	}
 }

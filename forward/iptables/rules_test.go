@@ -1,4 +1,4 @@
-package forward
+package iptables
 
 import (
 	"fmt"
@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/specs"
 )
 
@@ -19,8 +20,8 @@ func port(t *testing.T, s string) specs.Port {
 	return p
 }
 
-func blog(t *testing.T) Project {
-	return Project{Name: "blog", Namespaces: []Namespace{
+func blog(t *testing.T) forward.Project {
+	return forward.Project{Name: "blog", Namespaces: []forward.Namespace{
 		{Name: "ns1", Link: "nsr-ns1", Address: netip.MustParsePrefix("10.203.45.214/30"), Egress: true,
 			Ports: []specs.Port{port(t, "6000:8080"), port(t, "127.0.0.1:6100:9090/udp"), port(t, "7000-7002:8000-8002")}},
 		{Name: "ns2", Link: "nsr-ns2", Address: netip.MustParsePrefix("10.203.26.242/30"), Egress: false,
@@ -91,7 +92,7 @@ COMMIT
 }
 
 func TestUpScriptOnACleanHost(t *testing.T) {
-	p := Project{Name: "blog", Namespaces: []Namespace{{Name: "ns1", Link: "nsr-ns1", Address: netip.MustParsePrefix("10.203.1.2/24"), Egress: true, Ports: []specs.Port{port(t, "6000:8080")}}}}
+	p := forward.Project{Name: "blog", Namespaces: []forward.Namespace{{Name: "ns1", Link: "nsr-ns1", Address: netip.MustParsePrefix("10.203.1.2/24"), Egress: true, Ports: []specs.Port{port(t, "6000:8080")}}}}
 	got := UpScript(emptySnapshot(t), p)
 	want := `*nat
 :NSRUN-DNAT - [0:0]
@@ -255,7 +256,7 @@ func TestChoose(t *testing.T) {
 	tests := []struct {
 		name        string
 		nft, legacy *Snapshot
-		want        Backend
+		want        forward.Backend
 		err         string
 	}{
 		{"nothing anywhere", empty, empty, NFT, ""},
@@ -275,7 +276,7 @@ func TestChoose(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := Choose(tc.nft, tc.legacy)
+			got, err := forward.Choose(Backends, tablesOf(tc.nft, tc.legacy))
 			if tc.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.err) {
 					t.Errorf("Choose = %v, %v; want an error containing %q", got, err, tc.err)
@@ -297,24 +298,16 @@ func TestParseSaveErrors(t *testing.T) {
 	}
 }
 
-func TestUDPPortsMatch(t *testing.T) {
-	p := blog(t)
-	u := udpPorts(UDPPorts(p))
-	if len(u) != 1 || u[0] != (specs.PortRange{First: 6100, Last: 6100}) {
-		t.Fatalf("UDPPorts = %v", u)
-	}
-}
-
 // manyPorts is a project publishing n TCP ports and n/10 UDP ranges.
-func manyPorts(t *testing.T, n int) Project {
-	ns := Namespace{Name: "ns1", Link: "nsr-ns1", Address: netip.MustParsePrefix("10.9.0.2/24"), Egress: true}
+func manyPorts(t *testing.T, n int) forward.Project {
+	ns := forward.Namespace{Name: "ns1", Link: "nsr-ns1", Address: netip.MustParsePrefix("10.9.0.2/24"), Egress: true}
 	for i := 0; i < n; i++ {
 		ns.Ports = append(ns.Ports, port(t, fmt.Sprintf("%d:8080", 20000+i)))
 	}
 	for i := 0; i < n/10; i++ {
 		ns.Ports = append(ns.Ports, port(t, fmt.Sprintf("%d-%d:9000-9001/udp", 40000+2*i, 40001+2*i)))
 	}
-	return Project{Name: "many", Namespaces: []Namespace{ns}}
+	return forward.Project{Name: "many", Namespaces: []forward.Namespace{ns}}
 }
 
 // walk follows a new connection through the DNAT chains as the kernel
@@ -415,7 +408,7 @@ func TestDispatchTreeShrinks(t *testing.T) {
 
 func TestProjectWithoutPorts(t *testing.T) {
 	clean := emptySnapshot(t)
-	p := Project{Name: "quiet", Namespaces: []Namespace{{Name: "ns1", Link: "nsr-ns1", Address: netip.MustParsePrefix("10.9.0.2/24"), Egress: true}}}
+	p := forward.Project{Name: "quiet", Namespaces: []forward.Namespace{{Name: "ns1", Link: "nsr-ns1", Address: netip.MustParsePrefix("10.9.0.2/24"), Egress: true}}}
 	up := applied(t, clean, UpScript(clean, p))
 	if up.Chain("nat", "NSR-quiet-DNAT") == nil || UpScript(up, p) != "" {
 		t.Errorf("a project without ports: %s", UpScript(clean, p))
@@ -434,13 +427,13 @@ func TestDrift(t *testing.T) {
 	clean := emptySnapshot(t)
 	p := blog(t)
 	up := applied(t, clean, UpScript(clean, p))
-	if d := Drift(up, p); len(d) != 0 {
+	if d := up.Drift(p, false); len(d) != 0 {
 		t.Fatalf("drift right after up: %v", d)
 	}
 	dnat := up.Chain("nat", "NSR-blog-DNAT")
 	removed := dnat.Rules[0]
 	dnat.Rules = append(dnat.Rules[1:], "-A NSR-blog-DNAT -p tcp -m tcp --dport 1 -j DNAT --to-destination 10.0.0.1:1")
-	d := Drift(up, p)
+	d := up.Drift(p, false)
 	want := []string{
 		"rule missing from nat/NSR-blog-DNAT: " + removed,
 		"rule not made by nsrun in nat/NSR-blog-DNAT: -A NSR-blog-DNAT -p tcp -m tcp --dport 1 -j DNAT --to-destination 10.0.0.1:1",
@@ -448,7 +441,7 @@ func TestDrift(t *testing.T) {
 	if !slices.Equal(d, want) {
 		t.Errorf("Drift = %q\nwant %q", d, want)
 	}
-	if d := Drift(clean, p); len(d) < 10 {
+	if d := clean.Drift(p, false); len(d) < 10 {
 		t.Errorf("Drift of a clean host lists %d missing rules", len(d))
 	}
 }
@@ -484,23 +477,23 @@ func TestPlace(t *testing.T) {
 	ours := parse("*nat\n:NSRUN-DNAT - [0:0]\nCOMMIT\n*filter\n:FORWARD ACCEPT [0:0]\nCOMMIT\n")
 	tests := []struct {
 		name        string
-		recorded    Backend
+		recorded    forward.Backend
 		nft, legacy *Snapshot
-		want        Placement
+		want        forward.Placement
 		err         string
 	}{
-		{"new, nothing drops", "", accept, accept, Placement{Backend: NFT}, ""},
-		{"new, legacy drops", "", accept, drop, Placement{Backend: Legacy}, ""},
-		{"new, ours in nft, legacy drops", "", ours, drop, Placement{Backend: NFT, Accepts: []Backend{Legacy}}, ""},
-		{"recorded nft, legacy drops since", NFT, accept, drop, Placement{Backend: NFT, Accepts: []Backend{Legacy}}, ""},
-		{"recorded legacy, nft drops since", Legacy, drop, accept, Placement{Backend: Legacy, Accepts: []Backend{NFT}}, ""},
-		{"recorded nft, both drop", NFT, drop, drop, Placement{Backend: NFT, Accepts: []Backend{Legacy}}, ""},
-		{"recorded backend gone", Legacy, accept, nil, Placement{}, "iptables-legacy, which is not installed"},
-		{"nothing installed", "", nil, nil, Placement{}, "apt-get install iptables"},
+		{"new, nothing drops", "", accept, accept, forward.Placement{Backend: NFT}, ""},
+		{"new, legacy drops", "", accept, drop, forward.Placement{Backend: Legacy}, ""},
+		{"new, ours in nft, legacy drops", "", ours, drop, forward.Placement{Backend: NFT, Accepts: []forward.Backend{Legacy}}, ""},
+		{"recorded nft, legacy drops since", NFT, accept, drop, forward.Placement{Backend: NFT, Accepts: []forward.Backend{Legacy}}, ""},
+		{"recorded legacy, nft drops since", Legacy, drop, accept, forward.Placement{Backend: Legacy, Accepts: []forward.Backend{NFT}}, ""},
+		{"recorded nft, both drop", NFT, drop, drop, forward.Placement{Backend: NFT, Accepts: []forward.Backend{Legacy}}, ""},
+		{"recorded backend gone", Legacy, accept, nil, forward.Placement{}, "iptables-legacy, which is not installed"},
+		{"nothing installed", "", nil, nil, forward.Placement{}, "apt-get install iptables"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := Place(tc.recorded, map[Backend]*Snapshot{NFT: tc.nft, Legacy: tc.legacy})
+			got, err := forward.Place(tc.recorded, Backends, tablesOf(tc.nft, tc.legacy))
 			if tc.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.err) {
 					t.Errorf("Place = %v, %v; want an error containing %q", got, err, tc.err)
@@ -523,7 +516,7 @@ func TestAcceptScript(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := AcceptDrift(clean, p); len(d) == 0 {
+	if d := clean.Drift(p, true); len(d) == 0 {
 		t.Error("AcceptDrift of a backend without the accepts reports nothing")
 	}
 	script := AcceptScript(clean, p)
@@ -534,13 +527,13 @@ func TestAcceptScript(t *testing.T) {
 	if c := up.Chain("filter", "FORWARD"); c.Rules[0] != "-A FORWARD -m comment --comment nsrun -j NSRUN-FORWARD" {
 		t.Errorf("nsrun's jump is not first in FORWARD: %q", c.Rules)
 	}
-	if d := AcceptDrift(up, p); len(d) != 0 {
+	if d := up.Drift(p, true); len(d) != 0 {
 		t.Errorf("drift after the accepts were applied: %q", d)
 	}
 	if again := AcceptScript(up, p); again != "" {
 		t.Errorf("a second AcceptScript is not empty:\n%s", again)
 	}
-	if !up.DropsForward() || up.HasNsrun() {
+	if !up.DropsForward() || up.Publishes() {
 		t.Error("a backend with only the accepts must still drop elsewhere and not count as publishing")
 	}
 	down := applied(t, up, DownScript(up, p.Name))
@@ -571,12 +564,12 @@ func TestForwardHeadComesFirst(t *testing.T) {
 	if again := UpScript(up, blog(t)); again != "" {
 		t.Errorf("a second UpScript is not empty:\n%s", again)
 	}
-	if d := Drift(up, blog(t)); len(d) != 0 {
+	if d := up.Drift(blog(t), false); len(d) != 0 {
 		t.Errorf("drift: %q", d)
 	}
 	// Removing the head is drift, and up puts it back first.
 	broken := applied(t, up, "*filter\n-D NSRUN-FORWARD "+strings.TrimPrefix(head[0], "-A NSRUN-FORWARD ")+"\nCOMMIT\n")
-	if d := Drift(broken, blog(t)); len(d) != 1 || !strings.Contains(d[0], "rule missing from filter/NSRUN-FORWARD") {
+	if d := broken.Drift(blog(t), false); len(d) != 1 || !strings.Contains(d[0], "rule missing from filter/NSRUN-FORWARD") {
 		t.Errorf("drift without the first head rule: %q", d)
 	}
 	if fixed := applied(t, broken, UpScript(broken, blog(t))); !slices.Equal(fixed.Chain("filter", ChainForward).Rules, want) {
@@ -585,15 +578,15 @@ func TestForwardHeadComesFirst(t *testing.T) {
 }
 
 func TestCovering(t *testing.T) {
-	ns := func(cidrs ...string) []Namespace {
-		var out []Namespace
+	ns := func(cidrs ...string) []forward.Namespace {
+		var out []forward.Namespace
 		for _, c := range cidrs {
-			out = append(out, Namespace{Address: netip.MustParsePrefix(c)})
+			out = append(out, forward.Namespace{Address: netip.MustParsePrefix(c)})
 		}
 		return out
 	}
 	for _, tc := range []struct {
-		in   []Namespace
+		in   []forward.Namespace
 		want string
 	}{
 		{ns("10.203.45.214/30"), "10.203.45.212/30"},
@@ -605,4 +598,17 @@ func TestCovering(t *testing.T) {
 			t.Errorf("covering(%v) = %s, want %s", tc.in, got, tc.want)
 		}
 	}
+}
+
+// tablesOf is what Observe passes to the choice: the installed backends
+// (a nil snapshot is one that is not).
+func tablesOf(nft, legacy *Snapshot) map[forward.Backend]forward.Tables {
+	out := map[forward.Backend]forward.Tables{}
+	if nft != nil {
+		out[NFT] = nft
+	}
+	if legacy != nil {
+		out[Legacy] = legacy
+	}
+	return out
 }

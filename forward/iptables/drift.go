@@ -1,19 +1,23 @@
-package forward
+package iptables
 
 import (
 	"fmt"
+
+	"github.com/nsrun/nsrun/forward"
 )
 
 // Drift reports how the firewall differs from what a project needs: each
 // missing rule, and each rule in the project's own chains that nsrun did
-// not render, one line per difference.
-func Drift(snap *Snapshot, p Project) []string { return drift(snap, p, everything) }
+// not render, one line per difference. With acceptsOnly, for a backend
+// that holds only the project's FORWARD accepts (see AcceptScript).
+func (s *Snapshot) Drift(p forward.Project, acceptsOnly bool) []string {
+	if acceptsOnly {
+		return drift(s, p, isAccept)
+	}
+	return drift(s, p, everything)
+}
 
-// AcceptDrift is Drift for a backend that holds only the project's FORWARD
-// accepts (see AcceptScript).
-func AcceptDrift(snap *Snapshot, p Project) []string { return drift(snap, p, isAccept) }
-
-func drift(snap *Snapshot, p Project, keep func(table, chain string) bool) []string {
+func drift(snap *Snapshot, p forward.Project, keep func(table, chain string) bool) []string {
 	var out []string
 	have := map[[2]string]map[string]bool{} // each chain's rules as a set: chains may hold thousands
 	missing := func(r Rule) {

@@ -1,4 +1,4 @@
-package forward
+package iptables
 
 import (
 	"bufio"
@@ -95,10 +95,10 @@ func (s *Snapshot) InUse() bool {
 	return false
 }
 
-// HasNsrun reports whether nsrun publishes ports in this backend: its
+// Publishes reports whether nsrun publishes ports in this backend: its
 // shared nat chains exist. (A backend may hold only nsrun's FORWARD
 // accepts, see AcceptScript; that does not count.)
-func (s *Snapshot) HasNsrun() bool {
+func (s *Snapshot) Publishes() bool {
 	return s.Chain("nat", ChainDNAT) != nil || s.Chain("nat", ChainPost) != nil
 }
 

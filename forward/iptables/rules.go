@@ -1,11 +1,10 @@
-// Package forward publishes host ports onto ports inside namespaces with
-// kernel DNAT, and lets the traffic through: nsrun's own iptables chains,
-// jumped to from the built-in ones, every rule commented with its project
-// and namespace.
+// Package iptables is nsrun's iptables firewall backend, for iptables-nft
+// and iptables-legacy: nsrun's own chains, jumped to from the built-in
+// ones, every rule commented with its project and namespace.
 //
 // The rules are rendered as plain values (pure, tested without root) and
 // applied in one iptables-restore --noflush batch per change.
-package forward
+package iptables
 
 import (
 	"crypto/sha256"
@@ -14,6 +13,7 @@ import (
 	"net/netip"
 	"strings"
 
+	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/specs"
 )
 
@@ -30,21 +30,6 @@ const (
 var linkPatterns = []string{"nsr-+", "nsh-+"}
 
 const loopback = "127.0.0.0/8"
-
-// Project is what one project publishes and lets through.
-type Project struct {
-	Name       string
-	Namespaces []Namespace
-}
-
-// Namespace is one namespace of a project as the firewall sees it.
-type Namespace struct {
-	Name    string
-	Link    string       // host side of its veth
-	Address netip.Prefix // namespace side, with the link's prefix length
-	Egress  bool
-	Ports   []specs.Port
-}
 
 // Rule is one iptables rule: its table, chain and match/target arguments,
 // written the way iptables-save prints them.
@@ -181,7 +166,7 @@ func Jumps(project string) []Rule {
 }
 
 // Rules renders the contents of the project's own chains.
-func Rules(p Project) []Rule {
+func Rules(p forward.Project) []Rule {
 	ch := ProjectChains(p.Name)
 	var entries []dnatEntry
 	var post, fwd []Rule
@@ -210,7 +195,7 @@ func Rules(p Project) []Rule {
 
 // covering returns the smallest prefix that holds every namespace's
 // subnet; /0 when there is none smaller.
-func covering(namespaces []Namespace) netip.Prefix {
+func covering(namespaces []forward.Namespace) netip.Prefix {
 	var out netip.Prefix
 	for _, ns := range namespaces {
 		p := ns.Address.Masked()
@@ -241,7 +226,7 @@ func PostHead() []Rule {
 // other nsrun namespaces only), so a DROP policy (as Docker sets) does not
 // block them; the rest, and what comes in, the head of NSRUN-FORWARD
 // accepts.
-func forwardRules(chain string, ns Namespace, c []string) []Rule {
+func forwardRules(chain string, ns forward.Namespace, c []string) []Rule {
 	if ns.Egress {
 		return []Rule{{"filter", chain, cat([]string{"-i", ns.Link}, c, []string{"-j", "ACCEPT"})}}
 	}

@@ -1,8 +1,10 @@
-package forward
+package iptables
 
 import (
 	"slices"
 	"strings"
+
+	"github.com/nsrun/nsrun/forward"
 )
 
 // script is iptables-restore --noflush input, built per table in three
@@ -66,12 +68,12 @@ var sharedChains = [][2]string{{"nat", ChainDNAT}, {"nat", ChainPost}, {"filter"
 // UpScript returns the iptables-restore --noflush input that brings snap
 // to holding p's rules, the shared chains, their jumps and the guard. Only
 // what differs is in it: it is empty when everything is in place.
-func UpScript(snap *Snapshot, p Project) string { return upScript(snap, p, everything) }
+func UpScript(snap *Snapshot, p forward.Project) string { return upScript(snap, p, everything) }
 
 // AcceptScript is UpScript for a backend that holds only the project's
 // FORWARD accepts (see Placement): the jump first in FORWARD,
 // NSRUN-FORWARD, and the project's chain of accepts.
-func AcceptScript(snap *Snapshot, p Project) string { return upScript(snap, p, isAccept) }
+func AcceptScript(snap *Snapshot, p forward.Project) string { return upScript(snap, p, isAccept) }
 
 func everything(table, chain string) bool { return true }
 
@@ -82,7 +84,7 @@ func isAccept(table, chain string) bool {
 }
 
 // upScript renders UpScript for the chains that keep reports.
-func upScript(snap *Snapshot, p Project, keep func(table, chain string) bool) string {
+func upScript(snap *Snapshot, p forward.Project, keep func(table, chain string) bool) string {
 	s := newScript()
 	for _, tc := range sharedChains {
 		if snap.Chain(tc[0], tc[1]) == nil && keep(tc[0], tc[1]) {

@@ -1,4 +1,4 @@
-package forward
+package iptables
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/netns/nstest"
 	"github.com/nsrun/nsrun/specs"
 )
@@ -18,14 +19,14 @@ func TestRestoreRoundTrip(t *testing.T) {
 	nstest.RequireRoot(t)
 	nstest.DumpOnFailure(t)
 	ctx := context.Background()
-	for _, b := range []Backend{NFT, Legacy} {
+	for _, b := range Backends {
 		t.Run(string(b), func(t *testing.T) {
-			if !b.Available() {
-				t.Fatalf("%s is not installed; scripts/install-deps.sh installs it", b.restore())
+			fw := New(b, 0)
+			if !fw.Installed() {
+				t.Fatalf("%s is not installed; scripts/install-deps.sh installs it", b)
 			}
-			fw := Firewall{Backend: b}
 			project := strings.ToLower(nstest.Name("ft"))
-			p := Project{Name: project, Namespaces: []Namespace{
+			p := forward.Project{Name: project, Namespaces: []forward.Namespace{
 				{Name: "a", Link: "nsr-a" + project[2:6], Address: netip.MustParsePrefix("10.231.1.2/24"), Egress: true,
 					Ports: []specs.Port{port(t, "16000:8080"), port(t, "127.0.0.1:16100:9090/udp"), port(t, "17000-17002:8000-8002")}},
 				{Name: "b", Link: "nsh-b" + project[2:6], Address: netip.MustParsePrefix("10.231.2.2/24"), Egress: false,
@@ -35,29 +36,29 @@ func TestRestoreRoundTrip(t *testing.T) {
 			for i := 0; i < 40; i++ {
 				p.Namespaces[1].Ports = append(p.Namespaces[1].Ports, port(t, fmt.Sprintf("%d:80", 18000+i)))
 			}
-			before, err := fw.Snapshot(ctx)
+			before, err := fw.snapshot(ctx)
 			if err != nil {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() {
-				if snap, err := fw.Snapshot(ctx); err == nil {
-					fw.Apply(ctx, DownScript(snap, project))
+				if snap, err := fw.snapshot(ctx); err == nil {
+					fw.run.restore(ctx, DownScript(snap, project))
 				}
 			})
-			if err := fw.Apply(ctx, UpScript(before, p)); err != nil {
+			if err := fw.run.restore(ctx, UpScript(before, p)); err != nil {
 				t.Fatal(err)
 			}
-			up, err := fw.Snapshot(ctx)
+			up, err := fw.snapshot(ctx)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if again := UpScript(up, p); again != "" {
 				t.Errorf("iptables-save differs from the rendered rules; a second up would run:\n%s", again)
 			}
-			if err := fw.Apply(ctx, DownScript(up, project)); err != nil {
+			if err := fw.run.restore(ctx, DownScript(up, project)); err != nil {
 				t.Fatal(err)
 			}
-			after, err := fw.Snapshot(ctx)
+			after, err := fw.snapshot(ctx)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -74,7 +75,7 @@ func withoutEmptyTables(s *Snapshot) *Snapshot {
 	out := &Snapshot{Tables: map[string]map[string]*Chain{}}
 	for name, chains := range s.Tables {
 		t := &Snapshot{Tables: map[string]map[string]*Chain{name: chains}}
-		if t.InUse() || t.HasNsrun() {
+		if t.InUse() || t.Publishes() {
 			out.Tables[name] = chains
 		}
 	}

@@ -1,0 +1,168 @@
+package iptables
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os/exec"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nsrun/nsrun/forward"
+)
+
+// The two iptables backends: the nf_tables one and the legacy x_tables
+// one. Both can be active at once, and a packet must pass both.
+const (
+	NFT    forward.Backend = "iptables-nft"
+	Legacy forward.Backend = "iptables-legacy"
+)
+
+// Backends are the iptables backends, in nsrun's order of preference.
+var Backends = []forward.Backend{NFT, Legacy}
+
+// Firewall is one iptables backend (forward.Firewall): its rules read with
+// BACKEND-save and applied with BACKEND-restore --noflush, one batch each.
+type Firewall struct {
+	backend forward.Backend
+	run     runner
+}
+
+// runner reads and writes a backend's tables: the exec'd programs, or a
+// fake in memory.
+type runner interface {
+	installed() bool
+	save(ctx context.Context) (string, error)
+	restore(ctx context.Context, script string) error
+}
+
+// New returns the backend, run by its programs; restore waits up to wait
+// for the xtables lock (30 s when 0).
+func New(b forward.Backend, wait time.Duration) *Firewall {
+	return &Firewall{backend: b, run: programs{backend: b, wait: wait}}
+}
+
+// NewFake returns the backend held in memory, with the semantics of
+// iptables-restore (see Snapshot.Restore), starting from tables as
+// iptables-save prints them.
+func NewFake(b forward.Backend, tables string) (*Firewall, error) {
+	snap, err := ParseSave(tables)
+	if err != nil {
+		return nil, err
+	}
+	return &Firewall{backend: b, run: &memory{snap: snap}}, nil
+}
+
+func (f *Firewall) Backend() forward.Backend { return f.backend }
+func (f *Firewall) Installed() bool          { return f.run.installed() }
+
+// Read parses what BACKEND-save prints.
+func (f *Firewall) Read(ctx context.Context) (forward.Tables, error) { return f.snapshot(ctx) }
+
+func (f *Firewall) snapshot(ctx context.Context) (*Snapshot, error) {
+	out, err := f.run.save(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return ParseSave(out)
+}
+
+// apply reads the backend and applies the script rendered from it.
+func (f *Firewall) apply(ctx context.Context, script func(*Snapshot) string) error {
+	snap, err := f.snapshot(ctx)
+	if err != nil {
+		return err
+	}
+	if s := script(snap); s != "" {
+		return f.run.restore(ctx, s)
+	}
+	return nil
+}
+
+func (f *Firewall) Ensure(ctx context.Context, p forward.Project, acceptsOnly bool) error {
+	if acceptsOnly {
+		return f.apply(ctx, func(s *Snapshot) string { return AcceptScript(s, p) })
+	}
+	return f.apply(ctx, func(s *Snapshot) string { return UpScript(s, p) })
+}
+
+func (f *Firewall) Remove(ctx context.Context, project string) error {
+	return f.apply(ctx, func(s *Snapshot) string { return DownScript(s, project) })
+}
+
+func (f *Firewall) Sweep(ctx context.Context) error { return f.apply(ctx, SweepScript) }
+
+// Script is iptables-restore with the project's rules, for a clean host.
+func (f *Firewall) Script(p forward.Project) string {
+	return "iptables-restore -w 30 --noflush <<'EOF'\n" + UpScript(&Snapshot{}, p) + "EOF\n"
+}
+
+// programs run BACKEND-save and BACKEND-restore.
+type programs struct {
+	backend forward.Backend
+	wait    time.Duration
+}
+
+func (p programs) installed() bool {
+	_, err1 := exec.LookPath(string(p.backend) + "-save")
+	_, err2 := exec.LookPath(string(p.backend) + "-restore")
+	return err1 == nil && err2 == nil
+}
+
+// save runs BACKEND-save; it does not load any module.
+func (p programs) save(ctx context.Context) (string, error) {
+	var out, errOut bytes.Buffer
+	name := string(p.backend) + "-save"
+	cmd := exec.CommandContext(ctx, name)
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("%s: %w: %s", name, err, strings.TrimSpace(errOut.String()))
+	}
+	return out.String(), nil
+}
+
+// restore runs BACKEND-restore --noflush with the script, waiting a
+// bounded time for the xtables lock.
+func (p programs) restore(ctx context.Context, script string) error {
+	wait := p.wait
+	if wait <= 0 {
+		wait = 30 * time.Second
+	}
+	var errOut bytes.Buffer
+	name := string(p.backend) + "-restore"
+	cmd := exec.CommandContext(ctx, name, "--noflush", "-w", fmt.Sprint(int(wait.Seconds())))
+	cmd.Stdin, cmd.Stderr = strings.NewReader(script), &errOut
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("%s: %w: %s\ninput was:\n%s", name, err, strings.TrimSpace(errOut.String()), script)
+	}
+	return nil
+}
+
+// memory is a backend's tables held in memory.
+type memory struct {
+	mu   sync.Mutex
+	snap *Snapshot
+}
+
+func (m *memory) installed() bool { return true }
+
+func (m *memory) save(ctx context.Context) (string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.snap.String(), ctx.Err()
+}
+
+func (m *memory) restore(ctx context.Context, script string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return err // as iptables-restore run with a cancelled context
+	}
+	next, err := m.snap.Restore(script)
+	if err != nil {
+		return fmt.Errorf("iptables-restore: %w", err)
+	}
+	m.snap = next
+	return nil
+}
