@@ -47,7 +47,7 @@ func TestListenerBlocks(t *testing.T) {
 		"6001:80":           false,
 		"6000:80/udp":       false,
 	} {
-		if got := l.Blocks(port(t, in)); got != want {
+		if got := l.Blocks(specs.MustParsePort(in)); got != want {
 			t.Errorf("listener on 127.0.0.1:6000 blocks %s = %v, want %v", in, got, want)
 		}
 	}
@@ -84,20 +84,11 @@ func TestListenersOnPortsOnly(t *testing.T) {
 	}
 	defer ln.Close()
 	p := ln.Addr().(*net.TCPAddr).Port
-	ls, err := Listeners([]specs.Port{port(t, fmt.Sprintf("%d:80", p))})
+	ls, err := Listeners([]specs.Port{specs.MustParsePort(fmt.Sprintf("%d:80", p))})
 	if err != nil || len(ls) != 1 || ls[0].PID != os.Getpid() {
 		t.Errorf("Listeners on port %d = %+v, %v", p, ls, err)
 	}
-	if ls, _ := Listeners([]specs.Port{port(t, fmt.Sprintf("%d:80/udp", p))}); len(ls) != 0 {
+	if ls, _ := Listeners([]specs.Port{specs.MustParsePort(fmt.Sprintf("%d:80/udp", p))}); len(ls) != 0 {
 		t.Errorf("a TCP listener blocks a UDP port: %+v", ls)
 	}
-}
-
-func port(t *testing.T, s string) specs.Port {
-	t.Helper()
-	p, err := specs.ParsePort(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
 }

@@ -146,3 +146,13 @@ func (p *Port) UnmarshalText(text []byte) error {
 	*p = q
 	return nil
 }
+
+// MustParsePort is ParsePort for ports known to be good (tests, constants):
+// it panics on a bad one.
+func MustParsePort(s string) Port {
+	p, err := ParsePort(s)
+	if err != nil {
+		panic(err)
+	}
+	return p
+}

@@ -28,13 +28,13 @@ func TestRestoreRoundTrip(t *testing.T) {
 			project := strings.ToLower(nstest.Name("ft"))
 			p := forward.Project{Name: project, Namespaces: []forward.Namespace{
 				{Name: "a", Link: "nsr-a" + project[2:6], Address: netip.MustParsePrefix("10.231.1.2/24"), Egress: true,
-					Ports: []specs.Port{port(t, "16000:8080"), port(t, "127.0.0.1:16100:9090/udp"), port(t, "17000-17002:8000-8002")}},
+					Ports: []specs.Port{specs.MustParsePort("16000:8080"), specs.MustParsePort("127.0.0.1:16100:9090/udp"), specs.MustParsePort("17000-17002:8000-8002")}},
 				{Name: "b", Link: "nsh-b" + project[2:6], Address: netip.MustParsePrefix("10.231.2.2/24"), Egress: false,
-					Ports: []specs.Port{port(t, "192.0.2.1:16001:8080")}},
+					Ports: []specs.Port{specs.MustParsePort("192.0.2.1:16001:8080")}},
 			}}
 			// Enough ports for a dispatch tree, whose jumps must print as rendered too.
 			for i := 0; i < 40; i++ {
-				p.Namespaces[1].Ports = append(p.Namespaces[1].Ports, port(t, fmt.Sprintf("%d:80", 18000+i)))
+				p.Namespaces[1].Ports = append(p.Namespaces[1].Ports, specs.MustParsePort(fmt.Sprintf("%d:80", 18000+i)))
 			}
 			before, err := fw.snapshot(ctx)
 			if err != nil {

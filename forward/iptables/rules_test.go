@@ -11,21 +11,12 @@ import (
 	"github.com/nsrun/nsrun/specs"
 )
 
-func port(t *testing.T, s string) specs.Port {
-	t.Helper()
-	p, err := specs.ParsePort(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 func blog(t *testing.T) forward.Project {
 	return forward.Project{Name: "blog", Namespaces: []forward.Namespace{
 		{Name: "ns1", Link: "nsr-ns1", Address: netip.MustParsePrefix("10.203.45.214/30"), Egress: true,
-			Ports: []specs.Port{port(t, "6000:8080"), port(t, "127.0.0.1:6100:9090/udp"), port(t, "7000-7002:8000-8002")}},
+			Ports: []specs.Port{specs.MustParsePort("6000:8080"), specs.MustParsePort("127.0.0.1:6100:9090/udp"), specs.MustParsePort("7000-7002:8000-8002")}},
 		{Name: "ns2", Link: "nsr-ns2", Address: netip.MustParsePrefix("10.203.26.242/30"), Egress: false,
-			Ports: []specs.Port{port(t, "6001:8080")}},
+			Ports: []specs.Port{specs.MustParsePort("6001:8080")}},
 	}}
 }
 
@@ -92,7 +83,7 @@ COMMIT
 }
 
 func TestUpScriptOnACleanHost(t *testing.T) {
-	p := forward.Project{Name: "blog", Namespaces: []forward.Namespace{{Name: "ns1", Link: "nsr-ns1", Address: netip.MustParsePrefix("10.203.1.2/24"), Egress: true, Ports: []specs.Port{port(t, "6000:8080")}}}}
+	p := forward.Project{Name: "blog", Namespaces: []forward.Namespace{{Name: "ns1", Link: "nsr-ns1", Address: netip.MustParsePrefix("10.203.1.2/24"), Egress: true, Ports: []specs.Port{specs.MustParsePort("6000:8080")}}}}
 	got := UpScript(emptySnapshot(t), p)
 	want := `*nat
 :NSRUN-DNAT - [0:0]
@@ -241,18 +232,11 @@ func equalSnapshots(a, b *Snapshot) bool {
 }
 
 func TestChoose(t *testing.T) {
-	parse := func(s string) *Snapshot {
-		snap, err := ParseSave(s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return snap
-	}
-	empty := parse("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\nCOMMIT\n")
-	drop := parse("*filter\n:FORWARD DROP [0:0]\nCOMMIT\n")
-	used := parse("*nat\n:POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -j MASQUERADE\nCOMMIT\n")
-	ours := parse("*nat\n:NSRUN-DNAT - [0:0]\nCOMMIT\n")
-	dropRule := parse("*filter\n:FORWARD ACCEPT [0:0]\n-A FORWARD -i eth9 -j DROP\nCOMMIT\n")
+	empty := mustParseSave(t, "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\nCOMMIT\n")
+	drop := mustParseSave(t, "*filter\n:FORWARD DROP [0:0]\nCOMMIT\n")
+	used := mustParseSave(t, "*nat\n:POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -j MASQUERADE\nCOMMIT\n")
+	ours := mustParseSave(t, "*nat\n:NSRUN-DNAT - [0:0]\nCOMMIT\n")
+	dropRule := mustParseSave(t, "*filter\n:FORWARD ACCEPT [0:0]\n-A FORWARD -i eth9 -j DROP\nCOMMIT\n")
 	tests := []struct {
 		name        string
 		nft, legacy *Snapshot
@@ -272,7 +256,7 @@ func TestChoose(t *testing.T) {
 		{"ours in nft but legacy drops", ours, drop, NFT, ""},
 		{"drops in both", drop, drop, NFT, ""},
 		{"ours in both", ours, ours, "", "nsrun down --all"},
-		{"only our accepts in legacy", empty, parse("*filter\n:NSRUN-FORWARD - [0:0]\nCOMMIT\n"), NFT, ""},
+		{"only our accepts in legacy", empty, mustParseSave(t, "*filter\n:NSRUN-FORWARD - [0:0]\nCOMMIT\n"), NFT, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -302,10 +286,10 @@ func TestParseSaveErrors(t *testing.T) {
 func manyPorts(t *testing.T, n int) forward.Project {
 	ns := forward.Namespace{Name: "ns1", Link: "nsr-ns1", Address: netip.MustParsePrefix("10.9.0.2/24"), Egress: true}
 	for i := 0; i < n; i++ {
-		ns.Ports = append(ns.Ports, port(t, fmt.Sprintf("%d:8080", 20000+i)))
+		ns.Ports = append(ns.Ports, specs.MustParsePort(fmt.Sprintf("%d:8080", 20000+i)))
 	}
 	for i := 0; i < n/10; i++ {
-		ns.Ports = append(ns.Ports, port(t, fmt.Sprintf("%d-%d:9000-9001/udp", 40000+2*i, 40001+2*i)))
+		ns.Ports = append(ns.Ports, specs.MustParsePort(fmt.Sprintf("%d-%d:9000-9001/udp", 40000+2*i, 40001+2*i)))
 	}
 	return forward.Project{Name: "many", Namespaces: []forward.Namespace{ns}}
 }
@@ -465,16 +449,9 @@ func TestRestoreFailsAsIptablesRestore(t *testing.T) {
 }
 
 func TestPlace(t *testing.T) {
-	parse := func(s string) *Snapshot {
-		snap, err := ParseSave(s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return snap
-	}
-	accept := parse("*filter\n:FORWARD ACCEPT [0:0]\nCOMMIT\n")
-	drop := parse("*filter\n:FORWARD DROP [0:0]\nCOMMIT\n")
-	ours := parse("*nat\n:NSRUN-DNAT - [0:0]\nCOMMIT\n*filter\n:FORWARD ACCEPT [0:0]\nCOMMIT\n")
+	accept := mustParseSave(t, "*filter\n:FORWARD ACCEPT [0:0]\nCOMMIT\n")
+	drop := mustParseSave(t, "*filter\n:FORWARD DROP [0:0]\nCOMMIT\n")
+	ours := mustParseSave(t, "*nat\n:NSRUN-DNAT - [0:0]\nCOMMIT\n*filter\n:FORWARD ACCEPT [0:0]\nCOMMIT\n")
 	tests := []struct {
 		name        string
 		recorded    forward.Backend
@@ -611,4 +588,13 @@ func tablesOf(nft, legacy *Snapshot) map[forward.Backend]forward.Tables {
 		out[Legacy] = legacy
 	}
 	return out
+}
+
+func mustParseSave(t *testing.T, s string) *Snapshot {
+	t.Helper()
+	snap, err := ParseSave(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return snap
 }

@@ -25,10 +25,10 @@ import (
 func TestShortcuts(t *testing.T) {
 	p := forward.Project{Name: "demo", Namespaces: []forward.Namespace{
 		{Name: "a", Address: netip.MustParsePrefix("10.9.1.2/24"), Ports: []specs.Port{
-			port(t, "6000:8080"), port(t, "127.0.0.1:6100:9090/udp"), port(t, "7000-7002:8000-8002"),
+			specs.MustParsePort("6000:8080"), specs.MustParsePort("127.0.0.1:6100:9090/udp"), specs.MustParsePort("7000-7002:8000-8002"),
 		}},
 		{Name: "b", Address: netip.MustParsePrefix("10.9.2.2/24"), Ports: []specs.Port{
-			port(t, "192.0.2.1:6001:8080"), port(t, "127.0.0.2:6002:80"),
+			specs.MustParsePort("192.0.2.1:6001:8080"), specs.MustParsePort("127.0.0.2:6002:80"),
 		}},
 	}}
 	got := Of(p)
@@ -347,15 +347,6 @@ func TestShortcutDrift(t *testing.T) {
 	if got := (Entry{Host: fromSockAddr(k.Addr, k.Port), Target: fromSockAddr(v.Addr, v.Port)}); got != b {
 		t.Errorf("entry read back as %v; want %v", got, b)
 	}
-}
-
-func port(t *testing.T, s string) specs.Port {
-	t.Helper()
-	p, err := specs.ParsePort(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
 }
 
 // memMap is a port map in memory, as the kernel's behaves for reconcile.
