@@ -155,7 +155,8 @@ func Ingress() []Rule {
 }
 
 // Jumps returns the rules that jump from the shared chains into the
-// project's own chains.
+// project's own chains: from NSRUN-DNAT, NSRUN-POSTROUTING and
+// NSRUN-FORWARD, in that order.
 func Jumps(project string) []Rule {
 	ch, c := ProjectChains(project), comment(projectComment(project))
 	return []Rule{

@@ -105,12 +105,13 @@ func upScript(snap *Snapshot, p forward.Project, keep func(table, chain string) 
 		replaceChain(s, snap, "filter", ChainInput, []Rule{Guard()})
 	}
 	jumps := Jumps(p.Name)
+	dnatJump, postJump, forwardJump := jumps[0], jumps[1], jumps[2] // Jumps' order
 	if keep("filter", ChainForward) {
-		replaceLines(s, snap, "filter", ChainForward, headFirst(snap, ForwardHead(), jumps[2]))
+		replaceLines(s, snap, "filter", ChainForward, headFirst(snap, ForwardHead(), forwardJump))
 		replaceChain(s, snap, "filter", ChainIngress, Ingress())
 	}
 	if keep("nat", ChainPost) {
-		replaceLines(s, snap, "nat", ChainPost, headFirst(snap, PostHead(), jumps[1]))
+		replaceLines(s, snap, "nat", ChainPost, headFirst(snap, PostHead(), postJump))
 	}
 	rules := Rules(p)
 	ch := ProjectChains(p.Name)
@@ -133,8 +134,8 @@ func upScript(snap *Snapshot, p forward.Project, keep func(table, chain string) 
 			s.remove("nat", name)
 		}
 	}
-	if j := jumps[0]; !snap.Has(j) && keep(j.Table, j.Chain) { // the others are in headFirst
-		s.rule(j.Table, j.String())
+	if !snap.Has(dnatJump) && keep(dnatJump.Table, dnatJump.Chain) { // the others are in headFirst
+		s.rule(dnatJump.Table, dnatJump.String())
 	}
 	return s.String()
 }
