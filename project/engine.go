@@ -6,12 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
+	"maps"
 	"time"
 
 	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/specs"
-	"github.com/nsrun/nsrun/supervise"
 	"github.com/nsrun/nsrun/veth"
 )
 
@@ -295,19 +294,23 @@ func (s *State) backend() forward.Backend {
 	return s.Backend
 }
 
-// processesChanged reports whether two records run different processes.
+// processesChanged reports whether two records run different processes,
+// or the same ones with other ready checks (which the supervisor's plan
+// does not hold). Namespaces that run nothing, and the order of processes,
+// do not count.
 func processesChanged(a, b *State) bool {
-	pa, pb := a.Plan().Processes, b.Plan().Processes
-	return !slices.EqualFunc(pa, pb, func(x, y supervise.Process) bool { return x.Hash() == y.Hash() }) ||
-		!slices.EqualFunc(a.Namespaces, b.Namespaces, sameReady)
+	return !maps.Equal(processDefs(a), processDefs(b))
 }
 
-// sameReady reports whether two namespaces' processes have the same ready
-// checks (which the supervisor's plan does not hold).
-func sameReady(a, b *NamespaceState) bool {
-	return slices.EqualFunc(a.Run, b.Run, func(x, y ProcessState) bool {
-		return x.ReadyTCP == y.ReadyTCP && x.ReadyTimeout == y.ReadyTimeout
-	})
+// processDefs maps each process of a record (NS/PROC) to its definition.
+func processDefs(s *State) map[string]string {
+	out := map[string]string{}
+	for _, ns := range s.Namespaces {
+		for _, r := range ns.Run {
+			out[r.Key()] = fmt.Sprint(r.Hash(), r.ReadyTCP, r.ReadyTimeout)
+		}
+	}
+	return out
 }
 
 // sameRecord reports whether writing one record over the other would

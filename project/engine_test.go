@@ -388,3 +388,32 @@ func TestRestartRecordsItsGeneration(t *testing.T) {
 		}
 	}
 }
+
+// TestSupervisorToldOnlyOfProcessChanges: a namespace that runs nothing,
+// added or removed, is no reason to reload the supervisor; a changed ready
+// check is.
+func TestSupervisorToldOnlyOfProcessChanges(t *testing.T) {
+	sys := newFake()
+	e := newEngine(t, sys)
+	sup := &fakeSupervision{}
+	e.Supervision = sup
+	ctx := context.Background()
+	base := "namespaces:\n  ns1: {run: [{command: [sleep, \"60\"], ready: {tcp: 80}}]}\n"
+	for i, tc := range []struct {
+		src    string
+		reload bool
+	}{
+		{base, true}, // the first up starts it
+		{base + "  ns2: {}\n", false},
+		{base, false},
+		{"namespaces:\n  ns1: {run: [{command: [sleep, \"60\"], ready: {tcp: 81}}]}\n", true},
+	} {
+		before := len(sup.plans)
+		if _, err := e.Up(ctx, spec(t, tc.src)); err != nil {
+			t.Fatal(err)
+		}
+		if reloaded := len(sup.plans) > before; reloaded != tc.reload {
+			t.Errorf("up %d: supervisor told %v; want %v", i, reloaded, tc.reload)
+		}
+	}
+}

@@ -86,16 +86,3 @@ func ListLabelled() ([]Labelled, error) {
 	}
 	return out, nil
 }
-
-// Exists reports whether a host link of that name exists.
-func Exists(name string) (bool, error) {
-	_, err := netlink.LinkByName(name)
-	var notFound netlink.LinkNotFoundError
-	if errors.As(err, &notFound) {
-		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("looking up link %q: %w", name, err)
-	}
-	return true, nil
-}

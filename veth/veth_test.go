@@ -130,7 +130,11 @@ func TestDeleteRemovesBothSides(t *testing.T) {
 	if err := Delete(p.Host); err != nil {
 		t.Fatal(err)
 	}
-	if ok, _ := Exists(p.Host); ok {
+	links, err := HostLinks()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := links[p.Host]; ok {
 		t.Error("host side still exists")
 	}
 	if out := ip(t, "-n", p.Namespace, "-o", "link"); strings.Contains(out, "eth0") {
