@@ -10,6 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
+	"strings"
 
 	"github.com/nsrun/nsrun/specs"
 )
@@ -30,8 +32,75 @@ type Namespace struct {
 }
 
 // Backend names a firewall backend, as records and status show it:
-// "iptables-nft", "iptables-legacy".
+// "nftables", "iptables-nft", "iptables-legacy".
 type Backend string
+
+// IsIPTables reports whether the backend is one of iptables'.
+func (b Backend) IsIPTables() bool { return strings.HasPrefix(string(b), "iptables-") }
+
+// Choice is the firewall a user asks for (up --firewall, NSRUN_FIREWALL).
+type Choice string
+
+const (
+	// Auto is iptables when one of its backends is installed (where nsrun's
+	// users look: iptables -t nat -L), else nftables.
+	Auto     Choice = "auto"
+	NFTables Choice = "nftables"
+	IPTables Choice = "iptables" // iptables-nft or iptables-legacy
+)
+
+// ParseChoice reads a --firewall value; "" is auto.
+func ParseChoice(s string) (Choice, error) {
+	switch c := Choice(s); c {
+	case "":
+		return Auto, nil
+	case Auto, NFTables, IPTables:
+		return c, nil
+	}
+	return "", fmt.Errorf("unknown firewall %q; use auto, nftables or iptables", s)
+}
+
+// allows reports whether a project may stay in backend b.
+func (c Choice) allows(b Backend) bool {
+	switch c {
+	case NFTables:
+		return b == Backend(NFTables)
+	case IPTables:
+		return b.IsIPTables()
+	}
+	return true
+}
+
+// candidates are the installed backends a new project may get, in order.
+func (c Choice) candidates(installed []Backend) []Backend {
+	var ipt, out []Backend
+	for _, b := range installed {
+		if b.IsIPTables() {
+			ipt = append(ipt, b)
+		}
+		if c != Auto && c.allows(b) {
+			out = append(out, b)
+		}
+	}
+	if c != Auto {
+		return out
+	}
+	if len(ipt) > 0 {
+		return ipt
+	}
+	return slices.DeleteFunc(slices.Clone(installed), func(b Backend) bool { return b != Backend(NFTables) })
+}
+
+// missing says what to install for a choice that has no backend.
+func (c Choice) missing() error {
+	switch c {
+	case NFTables:
+		return errors.New("nftables is not installed (no nft program); install it (apt-get install nftables) or use --firewall iptables")
+	case IPTables:
+		return ErrNoFirewall
+	}
+	return errors.New("neither iptables nor nftables is installed; install one (apt-get install iptables, or apt-get install nftables) and try again")
+}
 
 // Firewall is one backend, as nsrun changes it. Every method is
 // idempotent, and each change is one transaction of only what differs.
@@ -51,6 +120,8 @@ type Firewall interface {
 	// Script is the shell commands that make the project's rules on a
 	// clean host, for nsrun plan.
 	Script(p Project) string
+	// Probe checks that the backend works on this host, changing nothing.
+	Probe(ctx context.Context) error
 }
 
 // Tables is what one backend holds, as one Read saw it.
@@ -81,17 +152,24 @@ type Placement struct {
 var ErrNoFirewall = errors.New("iptables is not installed; install it (apt-get install iptables) and try again")
 
 // Place decides a project's placement from the backend it recorded ("" for
-// a new project, which Choose decides) and what each installed backend
-// holds, in order of preference.
-func Place(recorded Backend, order []Backend, tables map[Backend]Tables) (Placement, error) {
+// a new project), the user's choice and what each installed backend holds
+// (order: the installed backends, in order of preference). A project stays
+// in its backend while the choice allows it; otherwise Choose decides,
+// among the backends the choice allows.
+func Place(recorded Backend, choice Choice, order []Backend, tables map[Backend]Tables) (Placement, error) {
 	b := recorded
-	if b == "" {
+	switch {
+	case b == "" || !choice.allows(b):
+		candidates := choice.candidates(order)
+		if len(candidates) == 0 {
+			return Placement{}, choice.missing()
+		}
 		var err error
-		if b, err = Choose(order, tables); err != nil {
+		if b, err = Choose(candidates, tables); err != nil {
 			return Placement{}, err
 		}
-	} else if tables[b] == nil {
-		return Placement{}, fmt.Errorf("the project's rules are in %s, which is not installed now; install it (apt-get install iptables) or take the project down first", b)
+	case tables[b] == nil:
+		return Placement{}, fmt.Errorf("the project's rules are in %s, which is not installed now; install it (%s) or take the project down first", b, install(b))
 	}
 	pl := Placement{Backend: b}
 	for _, other := range order {
@@ -100,6 +178,13 @@ func Place(recorded Backend, order []Backend, tables map[Backend]Tables) (Placem
 		}
 	}
 	return pl, nil
+}
+
+func install(b Backend) string {
+	if b.IsIPTables() {
+		return "apt-get install iptables"
+	}
+	return "apt-get install nftables"
 }
 
 // Choose picks the backend for a new project's rules, from the installed

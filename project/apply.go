@@ -25,8 +25,11 @@ type System interface {
 	// LinksGone waits a bounded time for links whose namespaces were
 	// deleted to go with them, and deletes those that stay.
 	LinksGone(names []string) error
-	// ApplyForwards puts a project's rules where the placement says.
+	// ApplyForwards puts a project's rules where the placement says, and
+	// removes them from every other backend.
 	ApplyForwards(ctx context.Context, at forward.Placement, p forward.Project) error
+	// ProbeFirewall checks that a backend works here, changing nothing.
+	ProbeFirewall(ctx context.Context, b forward.Backend) error
 	// RemoveForwards removes a project's rules from every backend.
 	RemoveForwards(ctx context.Context, project string) error
 	FlushUDP(ports []specs.PortRange) error

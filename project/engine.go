@@ -34,6 +34,9 @@ type Engine struct {
 	// ReadyWait bounds the wait for all ready checks together; 0: none
 	// beyond each check's own timeout.
 	ReadyWait time.Duration
+	// Firewall is the backend a project's rules go to (see forward.Place);
+	// "" is auto.
+	Firewall forward.Choice
 }
 
 // lock takes the state lock, waiting at most LockTimeout.
@@ -107,9 +110,15 @@ func (e *Engine) up(ctx context.Context, s *specs.Spec) (*Outcome, bool, error) 
 	if err != nil {
 		return nil, false, &PreflightError{err}
 	}
-	at, err := forward.Place(recorded.backend(), obs.Backends, obs.Firewall)
+	at, err := forward.Place(recorded.backend(), e.choice(), obs.Backends, obs.Firewall)
 	if err != nil {
 		return nil, false, &PreflightError{err}
+	}
+	if at.Backend != recorded.backend() {
+		// A backend new to the project must work before anything changes.
+		if err := e.System.ProbeFirewall(ctx, at.Backend); err != nil {
+			return nil, false, &PreflightError{fmt.Errorf("firewall %s does not work here: %w", at.Backend, err)}
+		}
 	}
 	want.Backend, want.Accepts = at.Backend, at.Accepts
 	if err := Preflight(want, recorded, others, obs); err != nil {
@@ -284,6 +293,13 @@ func publishedPorts(s *specs.Spec) []specs.Port {
 		out = append(out, ns.Ports...)
 	}
 	return out
+}
+
+func (e *Engine) choice() forward.Choice {
+	if e.Firewall == "" {
+		return forward.Auto
+	}
+	return e.Firewall
 }
 
 // backend is the backend a record names; "" for no record.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/forward/iptables"
+	"github.com/nsrun/nsrun/forward/nftables"
 	"github.com/nsrun/nsrun/specs"
 )
 
@@ -297,22 +298,67 @@ func TestRollbackAfterCtrlC(t *testing.T) {
 	}
 }
 
-// TestUpWithoutIptables: no iptables backend installed is refused before
-// any change, and leaves no state directory.
-func TestUpWithoutIptables(t *testing.T) {
+// TestUpWithoutAnyFirewall: no backend installed is refused before any
+// change, and leaves no state directory.
+func TestUpWithoutAnyFirewall(t *testing.T) {
 	sys := newFake()
-	sys.fw = map[forward.Backend]*iptables.Firewall{}
+	sys.fw = map[forward.Backend]forward.Firewall{}
 	e := newEngine(t, sys)
 	_, err := e.Up(context.Background(), spec(t, twoNamespaces))
 	var pf *PreflightError
-	if !errors.As(err, &pf) || !strings.Contains(err.Error(), "apt-get install iptables") {
-		t.Errorf("Up = %v; want a preflight error saying how to install iptables", err)
+	if !errors.As(err, &pf) || !strings.Contains(err.Error(), "apt-get install iptables") || !strings.Contains(err.Error(), "apt-get install nftables") {
+		t.Errorf("Up = %v; want a preflight error saying how to install iptables or nftables", err)
 	}
 	if sys.calls != 0 {
 		t.Errorf("changes: %v", sys.log)
 	}
 	if _, err := os.Stat(e.Store.Dir); !os.IsNotExist(err) {
 		t.Errorf("state directory left: %v", err)
+	}
+}
+
+// TestFirewallChoice: auto takes iptables where it is installed and
+// nftables where it is not; an explicit choice is kept, and moves a
+// project's rules when it changes, leaving nothing in the old backend.
+func TestFirewallChoice(t *testing.T) {
+	ctx := context.Background()
+	sys := newFake()
+	delete(sys.fw, iptables.NFT)
+	delete(sys.fw, iptables.Legacy)
+	e := newEngine(t, sys)
+	out, err := e.Up(ctx, spec(t, twoNamespaces))
+	if err != nil || out.State.Backend != nftables.Backend {
+		t.Fatalf("auto without iptables: %v, %v; want nftables", out, err)
+	}
+	if _, err := e.Down(ctx, out.State.Project); err != nil {
+		t.Fatal(err)
+	}
+
+	sys = newFake()
+	e = newEngine(t, sys)
+	if out, err = e.Up(ctx, spec(t, twoNamespaces)); err != nil || out.State.Backend != iptables.NFT {
+		t.Fatalf("auto with both: %v, %v; want iptables-nft", out, err)
+	}
+	e.Firewall = forward.NFTables
+	if out, err = e.Up(ctx, spec(t, twoNamespaces)); err != nil || out.State.Backend != nftables.Backend {
+		t.Fatalf("--firewall nftables: %v, %v; want the project moved to nftables", out, err)
+	}
+	if got := sys.tables(iptables.NFT); strings.Contains(got, "NSR") {
+		t.Errorf("the move left rules in iptables-nft:\n%s", got)
+	}
+	e.Firewall = forward.Auto
+	if out, err = e.Up(ctx, spec(t, twoNamespaces)); err != nil || out.State.Backend != nftables.Backend || !out.UpToDate {
+		t.Errorf("auto after the move: %+v, %v; want it to stay in nftables, up to date", out, err)
+	}
+	e.Firewall = forward.IPTables
+	if out, err = e.Up(ctx, spec(t, twoNamespaces)); err != nil || out.State.Backend != iptables.NFT {
+		t.Fatalf("--firewall iptables: %v, %v; want the project moved back", out, err)
+	}
+	if p := sys.projects(); len(p) != 1 {
+		t.Errorf("projects in the backends: %v; want one, in iptables-nft", p)
+	}
+	if t2, _ := sys.fw[nftables.Backend].Read(ctx); t2.InUse() {
+		t.Errorf("the move back left nsrun's table in nftables: %+v", t2)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/forward/iptables"
+	"github.com/nsrun/nsrun/forward/nftables"
 	"github.com/nsrun/nsrun/netns"
 	"github.com/nsrun/nsrun/specs"
 	"github.com/nsrun/nsrun/supervise"
@@ -26,7 +27,7 @@ type fakeSystem struct {
 	ipForward  string
 	namespaces map[string]bool
 	links      map[string]veth.Pair
-	fw         map[forward.Backend]*iptables.Firewall
+	fw         map[forward.Backend]forward.Firewall
 	etc        map[string]map[string]string
 	calls      int
 	failAt     int // 1-based index of the change that fails; 0 never
@@ -40,7 +41,7 @@ const cleanTables = "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPU
 
 func newFake() *fakeSystem {
 	f := &fakeSystem{ipForward: "0", namespaces: map[string]bool{}, links: map[string]veth.Pair{},
-		fw: map[forward.Backend]*iptables.Firewall{}, etc: map[string]map[string]string{}}
+		fw: map[forward.Backend]forward.Firewall{nftables.Backend: nftables.NewFake()}, etc: map[string]map[string]string{}}
 	for _, b := range iptables.Backends {
 		f.fw[b], _ = iptables.NewFake(b, cleanTables)
 	}
@@ -52,7 +53,7 @@ func (f *fakeSystem) fingerprint() string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return fmt.Sprint(f.ipForward, slices.Sorted(maps.Keys(f.namespaces)), slices.Sorted(maps.Keys(f.links)),
-		slices.Sorted(maps.Keys(f.etc)), f.tables(iptables.NFT), f.tables(iptables.Legacy))
+		slices.Sorted(maps.Keys(f.etc)), f.tables(iptables.NFT), f.tables(iptables.Legacy), f.tables(nftables.Backend))
 }
 
 // tables is what a backend holds, as iptables-save prints it.
@@ -74,7 +75,7 @@ func (f *fakeSystem) projects() []string {
 	var out []string
 	for _, fw := range f.fw {
 		t, _ := fw.Read(context.Background())
-		for _, p := range t.(*iptables.Snapshot).Projects() {
+		for _, p := range t.(interface{ Projects() []string }).Projects() {
 			if !slices.Contains(out, p) {
 				out = append(out, p)
 			}
@@ -180,12 +181,29 @@ func (f *fakeSystem) ApplyForwards(ctx context.Context, at forward.Placement, p 
 	if err := f.change("forwards " + p.Name); err != nil {
 		return err
 	}
-	for i, b := range append([]forward.Backend{at.Backend}, at.Accepts...) {
+	placed := append([]forward.Backend{at.Backend}, at.Accepts...)
+	for i, b := range placed {
 		if err := f.fw[b].Ensure(ctx, p, i > 0); err != nil {
 			return err
 		}
 	}
+	for b, fw := range f.fw {
+		if !slices.Contains(placed, b) {
+			if err := fw.Remove(ctx, p.Name); err != nil {
+				return err
+			}
+		}
+	}
 	return nil
+}
+
+func (f *fakeSystem) ProbeFirewall(ctx context.Context, b forward.Backend) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fw[b] == nil {
+		return fmt.Errorf("no backend %s", b)
+	}
+	return f.fw[b].Probe(ctx)
 }
 func (f *fakeSystem) RemoveForwards(ctx context.Context, project string) error {
 	f.mu.Lock()
@@ -238,7 +256,7 @@ func (f *fakeSystem) observe(_ context.Context, q Query) (Observed, error) {
 	obs := Observed{Namespaces: maps.Clone(f.namespaces), Links: map[string]veth.Link{}, IPForward: f.ipForward,
 		Firewall: map[forward.Backend]forward.Tables{}, RouteLocalnet: map[string]string{},
 		Peers: map[string]veth.Peer{}, Etc: map[string]map[string]EtcFile{}}
-	for _, b := range iptables.Backends {
+	for _, b := range append(slices.Clone(iptables.Backends), nftables.Backend) {
 		if fw := f.fw[b]; fw != nil {
 			obs.Firewall[b], _ = fw.Read(context.Background())
 			obs.Backends = append(obs.Backends, b)

@@ -41,58 +41,59 @@ namespaces:
 }
 
 func TestReachability(t *testing.T) {
-	l := newLab(t)
-	ports := freePorts(t, 3)
-	st := l.up(twoServers(ports))
-	a, b := l.ns("a"), l.ns("b")
-	nstest.StartServer(t, a, a, "8080", "9090")
-	nstest.StartServer(t, b, b, "8080", "")
-	nstest.StartServer(t, l.outside, l.outside, "9999", "")
-	gwA := st.Namespace(a).HostAddress.Addr()
+	eachFirewall(t, func(t *testing.T, l *lab) {
+		ports := freePorts(t, 3)
+		st := l.up(twoServers(ports))
+		a, b := l.ns("a"), l.ns("b")
+		nstest.StartServer(t, a, a, "8080", "9090")
+		nstest.StartServer(t, b, b, "8080", "")
+		nstest.StartServer(t, l.outside, l.outside, "9999", "")
+		gwA := st.Namespace(a).HostAddress.Addr()
 
-	// 1. From another machine, to a host address (nat PREROUTING).
-	r, err := nstest.DialFrom(t, l.outside, "tcp", addr(l.outHost, ports[0]), "")
-	l.expect(r, err, a, "outside -> host:P0")
-	if !strings.Contains(r, l.outPeer.String()) {
-		t.Errorf("outside client's address not kept: %q", r)
-	}
-	r, err = nstest.DialFrom(t, l.outside, "tcp", addr(l.outHost, ports[1]), "")
-	l.expect(r, err, b, "outside -> host:P1")
+		// 1. From another machine, to a host address (nat PREROUTING).
+		r, err := nstest.DialFrom(t, l.outside, "tcp", addr(l.outHost, ports[0]), "")
+		l.expect(r, err, a, "outside -> host:P0")
+		if !strings.Contains(r, l.outPeer.String()) {
+			t.Errorf("outside client's address not kept: %q", r)
+		}
+		r, err = nstest.DialFrom(t, l.outside, "tcp", addr(l.outHost, ports[1]), "")
+		l.expect(r, err, b, "outside -> host:P1")
 
-	// 2. From the host itself (nat OUTPUT): loopback and a host address.
-	r, err = hostDial("tcp", addr(localhost, ports[0]), "")
-	l.expect(r, err, a, "host -> 127.0.0.1:P0")
-	r, err = hostDial("tcp", addr(localhost, ports[1]), "")
-	l.expect(r, err, b, "host -> 127.0.0.1:P1")
-	r, err = hostDial("tcp", addr(l.outHost, ports[0]), "")
-	l.expect(r, err, a, "host -> host address:P0")
-	r, err = hostDial("tcp", addr(localhost, ports[0]), "127.0.0.2:0")
-	l.expect(r, err, a, "host, client bound to 127.0.0.2 -> 127.0.0.1:P0")
+		// 2. From the host itself (nat OUTPUT): loopback and a host address.
+		r, err = hostDial("tcp", addr(localhost, ports[0]), "")
+		l.expect(r, err, a, "host -> 127.0.0.1:P0")
+		r, err = hostDial("tcp", addr(localhost, ports[1]), "")
+		l.expect(r, err, b, "host -> 127.0.0.1:P1")
+		r, err = hostDial("tcp", addr(l.outHost, ports[0]), "")
+		l.expect(r, err, a, "host -> host address:P0")
+		r, err = hostDial("tcp", addr(localhost, ports[0]), "127.0.0.2:0")
+		l.expect(r, err, a, "host, client bound to 127.0.0.2 -> 127.0.0.1:P0")
 
-	// 3. Hairpin: a namespace to its own published port, and to another's.
-	r, err = nstest.DialFrom(t, a, "tcp", addr(gwA, ports[0]), "")
-	l.expect(r, err, a, "a -> its gateway:P0 (itself)")
-	r, err = nstest.DialFrom(t, a, "tcp", addr(l.outHost, ports[0]), "")
-	l.expect(r, err, a, "a -> host address:P0 (itself)")
-	r, err = nstest.DialFrom(t, b, "tcp", addr(l.outHost, ports[0]), "")
-	l.expect(r, err, a, "b -> host address:P0")
-	r, err = nstest.DialFrom(t, a, "tcp", addr(l.outHost, ports[1]), "")
-	l.expect(r, err, b, "a -> host address:P1")
+		// 3. Hairpin: a namespace to its own published port, and to another's.
+		r, err = nstest.DialFrom(t, a, "tcp", addr(gwA, ports[0]), "")
+		l.expect(r, err, a, "a -> its gateway:P0 (itself)")
+		r, err = nstest.DialFrom(t, a, "tcp", addr(l.outHost, ports[0]), "")
+		l.expect(r, err, a, "a -> host address:P0 (itself)")
+		r, err = nstest.DialFrom(t, b, "tcp", addr(l.outHost, ports[0]), "")
+		l.expect(r, err, a, "b -> host address:P0")
+		r, err = nstest.DialFrom(t, a, "tcp", addr(l.outHost, ports[1]), "")
+		l.expect(r, err, b, "a -> host address:P1")
 
-	// Egress: a reaches the outside machine, masqueraded; b has no egress.
-	r, err = nstest.DialFrom(t, a, "tcp", addr(l.outPeer, 9999), "")
-	l.expect(r, err, l.outside, "a -> outside (egress)")
-	if !strings.Contains(r, l.outHost.String()) {
-		t.Errorf("egress not masqueraded to the host's address: %q", r)
-	}
-	r, err = nstest.DialFrom(t, b, "tcp", addr(l.outPeer, 9999), "")
-	l.refuse(r, err, "b (egress: false) -> outside")
+		// Egress: a reaches the outside machine, masqueraded; b has no egress.
+		r, err = nstest.DialFrom(t, a, "tcp", addr(l.outPeer, 9999), "")
+		l.expect(r, err, l.outside, "a -> outside (egress)")
+		if !strings.Contains(r, l.outHost.String()) {
+			t.Errorf("egress not masqueraded to the host's address: %q", r)
+		}
+		r, err = nstest.DialFrom(t, b, "tcp", addr(l.outPeer, 9999), "")
+		l.refuse(r, err, "b (egress: false) -> outside")
 
-	// 6. UDP, from the host and from outside.
-	r, err = hostDial("udp", addr(localhost, ports[2]), "")
-	l.expect(r, err, a, "host -> 127.0.0.1:P2/udp")
-	r, err = nstest.DialFrom(t, l.outside, "udp", addr(l.outHost, ports[2]), "")
-	l.expect(r, err, a, "outside -> host:P2/udp")
+		// 6. UDP, from the host and from outside.
+		r, err = hostDial("udp", addr(localhost, ports[2]), "")
+		l.expect(r, err, a, "host -> 127.0.0.1:P2/udp")
+		r, err = nstest.DialFrom(t, l.outside, "udp", addr(l.outHost, ports[2]), "")
+		l.expect(r, err, a, "outside -> host:P2/udp")
+	})
 }
 
 func TestForwardPolicyDrop(t *testing.T) {
@@ -119,25 +120,26 @@ func TestForwardPolicyDrop(t *testing.T) {
 }
 
 func TestLocalhostOnlyPort(t *testing.T) {
-	l := newLab(t)
-	ports := freePorts(t, 1)
-	l.up(fmt.Sprintf("name: t{ID}\nnamespaces:\n  a{ID}: {ports: [\"127.0.0.1:%d:8080\"]}\n", ports[0]))
-	a := l.ns("a")
-	nstest.StartServer(t, a, a, "8080", "")
-	r, err := hostDial("tcp", addr(localhost, ports[0]), "")
-	l.expect(r, err, a, "host -> 127.0.0.1:P")
-	r, err = hostDial("tcp", addr(l.outHost, ports[0]), "")
-	l.refuse(r, err, "host -> host address:P (published on 127.0.0.1 only)")
-	r, err = nstest.DialFrom(t, l.outside, "tcp", addr(l.outHost, ports[0]), "")
-	l.refuse(r, err, "outside -> host:P")
+	eachFirewall(t, func(t *testing.T, l *lab) {
+		ports := freePorts(t, 1)
+		l.up(fmt.Sprintf("name: t{ID}\nnamespaces:\n  a{ID}: {ports: [\"127.0.0.1:%d:8080\"]}\n", ports[0]))
+		a := l.ns("a")
+		nstest.StartServer(t, a, a, "8080", "")
+		r, err := hostDial("tcp", addr(localhost, ports[0]), "")
+		l.expect(r, err, a, "host -> 127.0.0.1:P")
+		r, err = hostDial("tcp", addr(l.outHost, ports[0]), "")
+		l.refuse(r, err, "host -> host address:P (published on 127.0.0.1 only)")
+		r, err = nstest.DialFrom(t, l.outside, "tcp", addr(l.outHost, ports[0]), "")
+		l.refuse(r, err, "outside -> host:P")
 
-	// A neighbour that routes 127.0.0.1 via this host, with route_localnet
-	// on its link, as if it were one of nsrun's: still no answer.
-	run(t, "sysctl", "-qw", "net.ipv4.conf."+l.outLink+".route_localnet=1")
-	run(t, "ip", "-n", l.outside, "addr", "flush", "dev", "lo")
-	run(t, "ip", "-n", l.outside, "route", "add", "127.0.0.0/8", "via", l.outHost.String())
-	r, err = nstest.DialFrom(t, l.outside, "tcp", addr(localhost, ports[0]), "")
-	l.refuse(r, err, "neighbour routing 127.0.0.1 via the host -> 127.0.0.1:P")
+		// A neighbour that routes 127.0.0.1 via this host, with route_localnet
+		// on its link, as if it were one of nsrun's: still no answer.
+		run(t, "sysctl", "-qw", "net.ipv4.conf."+l.outLink+".route_localnet=1")
+		run(t, "ip", "-n", l.outside, "addr", "flush", "dev", "lo")
+		run(t, "ip", "-n", l.outside, "route", "add", "127.0.0.0/8", "via", l.outHost.String())
+		r, err = nstest.DialFrom(t, l.outside, "tcp", addr(localhost, ports[0]), "")
+		l.refuse(r, err, "neighbour routing 127.0.0.1 via the host -> 127.0.0.1:P")
+	})
 }
 
 // TestLoopbackShortcut: TCP from the host to a published port on
@@ -146,98 +148,101 @@ func TestLocalhostOnlyPort(t *testing.T) {
 // the programs the same connection goes through DNAT, from 127.0.0.1, and
 // the next up puts them back.
 func TestLoopbackShortcut(t *testing.T) {
-	l := newLab(t)
-	ports := freePorts(t, 2)
-	src := fmt.Sprintf("name: t{ID}\nnamespaces:\n  a{ID}: {ports: [\"%d:8080\", \"127.0.0.1:%d:8080\"]}\n", ports[0], ports[1])
-	st := l.up(src)
-	a := l.ns("a")
-	nstest.StartServer(t, a, a, "8080", "")
-	link := st.Namespace(a).HostAddress.Addr()
-	check := func(port int, want netip.Addr, what string) {
-		t.Helper()
-		c, err := net.DialTimeout("tcp4", addr(localhost, port), time.Second)
-		if err != nil {
-			t.Errorf("%s: %v", what, err)
-			return
+	eachFirewall(t, func(t *testing.T, l *lab) {
+		ports := freePorts(t, 2)
+		src := fmt.Sprintf("name: t{ID}\nnamespaces:\n  a{ID}: {ports: [\"%d:8080\", \"127.0.0.1:%d:8080\"]}\n", ports[0], ports[1])
+		st := l.up(src)
+		a := l.ns("a")
+		nstest.StartServer(t, a, a, "8080", "")
+		link := st.Namespace(a).HostAddress.Addr()
+		check := func(port int, want netip.Addr, what string) {
+			t.Helper()
+			c, err := net.DialTimeout("tcp4", addr(localhost, port), time.Second)
+			if err != nil {
+				t.Errorf("%s: %v", what, err)
+				return
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(time.Second))
+			line, err := bufio.NewReader(c).ReadString('\n')
+			l.expect(strings.TrimSpace(line), err, a, what)
+			local := netip.MustParseAddrPort(c.LocalAddr().String()).Addr()
+			if local != want || c.RemoteAddr().String() != addr(localhost, port) {
+				t.Errorf("%s: socket %s -> %s; want %s -> %s", what, c.LocalAddr(), c.RemoteAddr(), want, addr(localhost, port))
+			}
 		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(time.Second))
-		line, err := bufio.NewReader(c).ReadString('\n')
-		l.expect(strings.TrimSpace(line), err, a, what)
-		local := netip.MustParseAddrPort(c.LocalAddr().String()).Addr()
-		if local != want || c.RemoteAddr().String() != addr(localhost, port) {
-			t.Errorf("%s: socket %s -> %s; want %s -> %s", what, c.LocalAddr(), c.RemoteAddr(), want, addr(localhost, port))
+		check(ports[0], link, "host -> 127.0.0.1:P0 by the shortcut")
+		check(ports[1], link, "host -> 127.0.0.1:P1 (loopback only) by the shortcut")
+		if err := shortcut.Sweep(); err != nil {
+			t.Fatal(err)
 		}
-	}
-	check(ports[0], link, "host -> 127.0.0.1:P0 by the shortcut")
-	check(ports[1], link, "host -> 127.0.0.1:P1 (loopback only) by the shortcut")
-	if err := shortcut.Sweep(); err != nil {
-		t.Fatal(err)
-	}
-	check(ports[0], localhost, "host -> 127.0.0.1:P0 by DNAT, without the programs")
-	check(ports[1], localhost, "host -> 127.0.0.1:P1 by DNAT, without the programs")
-	l.up(src)
-	check(ports[0], link, "host -> 127.0.0.1:P0 by the shortcut after up again")
+		check(ports[0], localhost, "host -> 127.0.0.1:P0 by DNAT, without the programs")
+		check(ports[1], localhost, "host -> 127.0.0.1:P1 by DNAT, without the programs")
+		l.up(src)
+		check(ports[0], link, "host -> 127.0.0.1:P0 by the shortcut after up again")
+	})
 }
 
 // TestRouteLocalnetGuard is the CVE-2020-8558 attack from inside a
 // namespace: route 127.0.0.1 via the host (whose nsrun link has
 // route_localnet on) and reach a service bound to the host's loopback.
 func TestRouteLocalnetGuard(t *testing.T) {
-	l := newLab(t)
-	st := l.up("name: t{ID}\nnamespaces:\n  a{ID}: {}\n")
-	a := l.ns("a")
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			fmt.Fprintln(c, "host-secret from loopback")
-			c.Close()
+	eachFirewall(t, func(t *testing.T, l *lab) {
+		st := l.up("name: t{ID}\nnamespaces:\n  a{ID}: {}\n")
+		a := l.ns("a")
+		ln, err := net.Listen("tcp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
 		}
-	}()
-	// The attacker is root in its namespace: its own sysctls are its to set.
-	run(t, "ip", "netns", "exec", a, "sysctl", "-qw", "net.ipv4.conf.all.route_localnet=1", "net.ipv4.conf.eth0.route_localnet=1")
-	run(t, "ip", "-n", a, "addr", "flush", "dev", "lo")
-	run(t, "ip", "-n", a, "route", "add", "127.0.0.0/8", "via", st.Namespace(a).HostAddress.Addr().String())
-	r, err := nstest.DialFrom(t, a, "tcp", ln.Addr().String(), "")
-	l.refuse(r, err, "namespace -> host loopback service via route_localnet")
+		defer ln.Close()
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				fmt.Fprintln(c, "host-secret from loopback")
+				c.Close()
+			}
+		}()
+		// The attacker is root in its namespace: its own sysctls are its to set.
+		run(t, "ip", "netns", "exec", a, "sysctl", "-qw", "net.ipv4.conf.all.route_localnet=1", "net.ipv4.conf.eth0.route_localnet=1")
+		run(t, "ip", "-n", a, "addr", "flush", "dev", "lo")
+		run(t, "ip", "-n", a, "route", "add", "127.0.0.0/8", "via", st.Namespace(a).HostAddress.Addr().String())
+		r, err := nstest.DialFrom(t, a, "tcp", ln.Addr().String(), "")
+		l.refuse(r, err, "namespace -> host loopback service via route_localnet")
+	})
 }
 
 // TestUDPStaleConntrack: datagrams sent to a port before it is published
 // leave a conntrack entry that would keep them from the namespace; up and
 // down remove such entries.
 func TestUDPStaleConntrack(t *testing.T) {
-	l := newLab(t)
-	ports := freePorts(t, 2) // ports[1]: the client's fixed source port
-	src := fmt.Sprintf("127.0.0.1:%d", ports[1])
-	spec := func(ns string) string {
-		return fmt.Sprintf("name: t{ID}\nnamespaces:\n  %s{ID}: {ports: [\"%d:9090/udp\"]}\n", ns, ports[0])
-	}
-	// Before up: nothing answers, but the flow is tracked.
-	r, err := hostDial("udp", addr(localhost, ports[0]), src)
-	l.refuse(r, err, "udp before up")
-	l.up(spec("a"))
-	a, b := l.ns("a"), l.ns("b")
-	nstest.StartServer(t, a, a, "", "9090")
-	r, err = hostDial("udp", addr(localhost, ports[0]), src)
-	l.expect(r, err, a, "udp after up, same source port")
+	eachFirewall(t, func(t *testing.T, l *lab) {
+		ports := freePorts(t, 2) // ports[1]: the client's fixed source port
+		src := fmt.Sprintf("127.0.0.1:%d", ports[1])
+		spec := func(ns string) string {
+			return fmt.Sprintf("name: t{ID}\nnamespaces:\n  %s{ID}: {ports: [\"%d:9090/udp\"]}\n", ns, ports[0])
+		}
+		// Before up: nothing answers, but the flow is tracked.
+		r, err := hostDial("udp", addr(localhost, ports[0]), src)
+		l.refuse(r, err, "udp before up")
+		l.up(spec("a"))
+		a, b := l.ns("a"), l.ns("b")
+		nstest.StartServer(t, a, a, "", "9090")
+		r, err = hostDial("udp", addr(localhost, ports[0]), src)
+		l.expect(r, err, a, "udp after up, same source port")
 
-	// Down, then the port published by another namespace: the flow must
-	// not stick to the old one.
-	if _, err := l.e.Down(context.Background(), "t"+l.id); err != nil {
-		t.Fatal(err)
-	}
-	l.up(spec("b"))
-	nstest.StartServer(t, b, b, "", "9090")
-	r, err = hostDial("udp", addr(localhost, ports[0]), src)
-	l.expect(r, err, b, "udp after down and up elsewhere, same source port")
+		// Down, then the port published by another namespace: the flow must
+		// not stick to the old one.
+		if _, err := l.e.Down(context.Background(), "t"+l.id); err != nil {
+			t.Fatal(err)
+		}
+		l.up(spec("b"))
+		nstest.StartServer(t, b, b, "", "9090")
+		r, err = hostDial("udp", addr(localhost, ports[0]), src)
+		l.expect(r, err, b, "udp after down and up elsewhere, same source port")
+	})
 }
 
 // TestSecondUpChangesNothing: an up of an unchanged spec, with everything
@@ -245,38 +250,39 @@ func TestUDPStaleConntrack(t *testing.T) {
 // marks), writes no file (the record and /etc/netns files keep their
 // inode and time), restarts no process, and says it is up to date.
 func TestSecondUpChangesNothing(t *testing.T) {
-	l := newLab(t)
-	helper := helperBinary(t)
-	ports := freePorts(t, 3)
-	src := twoServers(ports) + "    run:\n" + server(helper, "b{ID}", "")
-	l.up(src)
-	files := []string{filepath.Join(l.e.Store.ProjectDir("t"+l.id), "state.json"),
-		filepath.Join(netns.EtcDir, l.ns("a"), "hosts"), filepath.Join(netns.EtcDir, l.ns("b"), "resolv.conf")}
-	stats := statAll(t, files)
-	pid := l.process(l.ns("b") + "/web").PID
-	before := nstest.Snapshot()
-	var progress []string
-	l.e.Progress = func(s Step) { progress = append(progress, s.String()) }
-	mon := watchNetlink(t, l.id)
-	out, err := l.e.Up(context.Background(), l.parse(src))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if events := mon.stop(); len(events) > 0 {
-		t.Errorf("second up changed the kernel (ip monitor):\n%s", strings.Join(events, "\n"))
-	}
-	if !out.UpToDate || len(progress) > 0 {
-		t.Errorf("second up: up to date %v, progress %q; want up to date and no step", out.UpToDate, progress)
-	}
-	if after := nstest.Snapshot(); after != before {
-		t.Errorf("second up changed the host:\nbefore:\n%s\nafter:\n%s", before, after)
-	}
-	if again := statAll(t, files); !slices.Equal(again, stats) {
-		t.Errorf("second up rewrote files: %v, then %v", stats, again)
-	}
-	if p := l.process(l.ns("b") + "/web"); p.PID != pid {
-		t.Errorf("second up restarted b/web: pid %d, then %d", pid, p.PID)
-	}
+	eachFirewall(t, func(t *testing.T, l *lab) {
+		helper := helperBinary(t)
+		ports := freePorts(t, 3)
+		src := twoServers(ports) + "    run:\n" + server(helper, "b{ID}", "")
+		l.up(src)
+		files := []string{filepath.Join(l.e.Store.ProjectDir("t"+l.id), "state.json"),
+			filepath.Join(netns.EtcDir, l.ns("a"), "hosts"), filepath.Join(netns.EtcDir, l.ns("b"), "resolv.conf")}
+		stats := statAll(t, files)
+		pid := l.process(l.ns("b") + "/web").PID
+		before := nstest.Snapshot()
+		var progress []string
+		l.e.Progress = func(s Step) { progress = append(progress, s.String()) }
+		mon := watchNetlink(t, l.id)
+		out, err := l.e.Up(context.Background(), l.parse(src))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if events := mon.stop(); len(events) > 0 {
+			t.Errorf("second up changed the kernel (ip monitor):\n%s", strings.Join(events, "\n"))
+		}
+		if !out.UpToDate || len(progress) > 0 {
+			t.Errorf("second up: up to date %v, progress %q; want up to date and no step", out.UpToDate, progress)
+		}
+		if after := nstest.Snapshot(); after != before {
+			t.Errorf("second up changed the host:\nbefore:\n%s\nafter:\n%s", before, after)
+		}
+		if again := statAll(t, files); !slices.Equal(again, stats) {
+			t.Errorf("second up rewrote files: %v, then %v", stats, again)
+		}
+		if p := l.process(l.ns("b") + "/web"); p.PID != pid {
+			t.Errorf("second up restarted b/web: pid %d, then %d", pid, p.PID)
+		}
+	})
 }
 
 // TestUpRepairsOnlyWhatDrifted: after a link goes down, a file of

@@ -16,6 +16,7 @@ import (
 
 	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/forward/iptables"
+	"github.com/nsrun/nsrun/forward/nftables"
 	"github.com/nsrun/nsrun/netns"
 	"github.com/nsrun/nsrun/netns/nstest"
 	"github.com/nsrun/nsrun/specs"
@@ -34,15 +35,28 @@ type lab struct {
 	outHost  netip.Addr // the host's address on the outside link: "a host address"
 	outPeer  netip.Addr // the outside machine's address
 	projects []string
+	firewall forward.Choice // the backend the lab's projects get
 }
 
-func newLab(t *testing.T) *lab {
+// newLab makes a lab whose projects get the backend nsrun's default
+// (auto) picks on this host.
+func newLab(t *testing.T) *lab { return newLabWith(t, forward.Auto) }
+
+// eachFirewall runs a test once per firewall: iptables, as auto picks it
+// on this host, and nftables.
+func eachFirewall(t *testing.T, test func(t *testing.T, l *lab)) {
+	for _, c := range []forward.Choice{forward.IPTables, forward.NFTables} {
+		t.Run(string(c), func(t *testing.T) { test(t, newLabWith(t, c)) })
+	}
+}
+
+func newLabWith(t *testing.T, firewall forward.Choice) *lab {
 	t.Helper()
 	nstest.RequireRoot(t)
 	nstest.DumpOnFailure(t)
 	b := make([]byte, 3)
 	rand.Read(b)
-	l := &lab{t: t, id: hex.EncodeToString(b)}
+	l := &lab{t: t, id: hex.EncodeToString(b), firewall: firewall}
 	l.e = l.engine()
 	t.Cleanup(func() {
 		for _, p := range l.projects {
@@ -60,11 +74,11 @@ func (l *lab) engine() *Engine {
 	l.t.Helper()
 	k := kernel(2 * time.Second)
 	dir := filepath.Join(l.tempDir(), "nsrun")
-	return &Engine{Store: Store{Dir: dir}, System: k, Sweeper: k, Observe: k.Observe,
+	return &Engine{Store: Store{Dir: dir}, System: k, Sweeper: k, Observe: k.Observe, Firewall: l.firewall,
 		Supervision: Supervisor{Self: nstest.Binary(l.t), Grace: 2 * time.Second}}
 }
 
-// backend is the iptables backend a new project gets on the host now
+// backend is the backend a new project of the lab gets on the host now
 // (tests change FORWARD policies).
 func (l *lab) backend() forward.Backend {
 	l.t.Helper()
@@ -72,7 +86,7 @@ func (l *lab) backend() forward.Backend {
 	if err != nil {
 		l.t.Fatal(err)
 	}
-	at, err := forward.Place("", order, tables)
+	at, err := forward.Place("", l.firewall, order, tables)
 	if err != nil {
 		l.t.Fatal(err)
 	}
@@ -129,6 +143,9 @@ func (l *lab) tryUp(src string) (*State, error) {
 	out, err := l.e.Up(context.Background(), l.parse(src))
 	if err != nil {
 		return nil, err
+	}
+	if b := out.State.Backend; (l.firewall == forward.NFTables) != (b == nftables.Backend) {
+		l.t.Errorf("up with --firewall %s put the rules in %s", l.firewall, b)
 	}
 	return out.State, nil
 }
@@ -207,11 +224,11 @@ func run(t *testing.T, args ...string) {
 
 func specsParse(src string) (*specs.Spec, error) { return specs.Parse("plan.yaml", []byte(src)) }
 
-// kernel is the real host, with both iptables backends.
+// kernel is the real host, with both iptables backends and nftables.
 func kernel(grace time.Duration) Kernel {
 	var fws []forward.Firewall
 	for _, b := range iptables.Backends {
 		fws = append(fws, iptables.New(b, 30*time.Second))
 	}
-	return Kernel{Firewalls: fws, Grace: grace}
+	return Kernel{Firewalls: append(fws, nftables.New()), Grace: grace}
 }

@@ -120,20 +120,33 @@ func observeHost(obs *Observed, q Query) error {
 	return nil
 }
 
-// readFirewalls reads each installed backend once.
+// readFirewalls reads each installed backend once, all at once: each is
+// another program.
 func (k Kernel) readFirewalls(ctx context.Context) (map[forward.Backend]forward.Tables, []forward.Backend, error) {
-	out := map[forward.Backend]forward.Tables{}
 	var order []forward.Backend
-	for _, fw := range k.Firewalls {
+	tables := make([]forward.Tables, len(k.Firewalls))
+	errs := make([]error, len(k.Firewalls))
+	var wg sync.WaitGroup
+	for i, fw := range k.Firewalls {
 		if !fw.Installed() {
 			continue
 		}
-		t, err := fw.Read(ctx)
-		if err != nil {
-			return nil, nil, err
-		}
-		out[fw.Backend()] = t
 		order = append(order, fw.Backend())
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tables[i], errs[i] = fw.Read(ctx)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, nil, err
+	}
+	out := map[forward.Backend]forward.Tables{}
+	for i, fw := range k.Firewalls {
+		if tables[i] != nil {
+			out[fw.Backend()] = tables[i]
+		}
 	}
 	return out, order, nil
 }

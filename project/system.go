@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/nsrun/nsrun/forward"
@@ -50,11 +51,14 @@ func (k Kernel) firewall(b forward.Backend) (forward.Firewall, error) {
 }
 
 // ApplyForwards puts the project's rules in their backend and its FORWARD
-// accepts in the others the placement names, then its loopback shortcuts
+// accepts in the others the placement names, removes whatever of the
+// project's any other backend holds (a project moved to another backend,
+// accepts no longer needed), then puts its loopback shortcuts in place
 // (see package shortcut); where the kernel cannot take those, the rules
 // carry the connections alone.
 func (k Kernel) ApplyForwards(ctx context.Context, at forward.Placement, p forward.Project) error {
-	for i, b := range append([]forward.Backend{at.Backend}, at.Accepts...) {
+	placed := append([]forward.Backend{at.Backend}, at.Accepts...)
+	for i, b := range placed {
 		fw, err := k.firewall(b)
 		if err != nil {
 			return err
@@ -63,7 +67,22 @@ func (k Kernel) ApplyForwards(ctx context.Context, at forward.Placement, p forwa
 			return err
 		}
 	}
+	for _, fw := range k.Firewalls {
+		if fw.Installed() && !slices.Contains(placed, fw.Backend()) {
+			if err := fw.Remove(ctx, p.Name); err != nil {
+				return err
+			}
+		}
+	}
 	return shortcuts(p.Name, shortcut.Of(p))
+}
+
+func (k Kernel) ProbeFirewall(ctx context.Context, b forward.Backend) error {
+	fw, err := k.firewall(b)
+	if err != nil {
+		return err
+	}
+	return fw.Probe(ctx)
 }
 
 // RemoveForwards removes the project's shortcuts, then whatever of its

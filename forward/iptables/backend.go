@@ -93,6 +93,12 @@ func (f *Firewall) Remove(ctx context.Context, project string) error {
 
 func (f *Firewall) Sweep(ctx context.Context) error { return f.apply(ctx, SweepScript) }
 
+// Probe reads the backend: it works when BACKEND-save does.
+func (f *Firewall) Probe(ctx context.Context) error {
+	_, err := f.snapshot(ctx)
+	return err
+}
+
 // Script is iptables-restore with the project's rules, for a clean host.
 func (f *Firewall) Script(p forward.Project) string {
 	return "iptables-restore -w 30 --noflush <<'EOF'\n" + UpScript(&Snapshot{}, p) + "EOF\n"

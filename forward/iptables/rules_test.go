@@ -470,7 +470,7 @@ func TestPlace(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := forward.Place(tc.recorded, Backends, tablesOf(tc.nft, tc.legacy))
+			got, err := forward.Place(tc.recorded, forward.Auto, Backends, tablesOf(tc.nft, tc.legacy))
 			if tc.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.err) {
 					t.Errorf("Place = %v, %v; want an error containing %q", got, err, tc.err)

@@ -15,7 +15,7 @@ import (
 var counters = regexp.MustCompile(`\[\d+:\d+\]`)
 
 // Snapshot describes the host's network state: named namespaces, links,
-// both iptables backends, the sysctls nsrun touches, the programs on the
+// both iptables backends, nsrun's nftables tables, the sysctls nsrun touches, the programs on the
 // root cgroup's connect and getpeername hooks, and /run/nsrun. Two
 // equal snapshots mean nothing was left behind.
 func Snapshot() string {
@@ -33,6 +33,7 @@ func Snapshot() string {
 		out, _ := exec.Command(save).Output()
 		b.WriteString("== " + save + "\n" + normaliseSave(string(out)))
 	}
+	b.WriteString("== nft tables of nsrun\n" + nsrunTables())
 	for _, key := range []string{"net/ipv4/ip_forward", "net/ipv4/conf/all/route_localnet"} {
 		v, _ := os.ReadFile("/proc/sys/" + key)
 		b.WriteString("== " + key + " " + string(v))
@@ -48,6 +49,23 @@ func Snapshot() string {
 	}
 	b.WriteString("\n")
 	return linkNamesOnly(b.String())
+}
+
+// nsrunTables lists nftables tables whose name has "nsrun" in it, each
+// with what it holds.
+func nsrunTables() string {
+	out, err := exec.Command("nft", "list", "tables").Output()
+	if err != nil {
+		return "(no nft)\n"
+	}
+	var b strings.Builder
+	for _, line := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(line); len(f) == 3 && strings.Contains(f[2], "nsrun") {
+			table, _ := exec.Command("nft", "list", "table", f[1], f[2]).CombinedOutput()
+			b.WriteString(string(table))
+		}
+	}
+	return b.String()
 }
 
 // normaliseSave drops comments and counters, and tables that hold only

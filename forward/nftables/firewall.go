@@ -1,0 +1,172 @@
+package nftables
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os/exec"
+	"strings"
+	"sync"
+
+	"github.com/nsrun/nsrun/forward"
+	"sigs.k8s.io/knftables"
+)
+
+// Firewall is the nftables backend (forward.Firewall): nsrun's table read
+// with one nft -j list, and changed by one nft -f transaction.
+type Firewall struct {
+	run runner
+}
+
+// runner reads and changes nsrun's table: the nft program, or a fake.
+type runner interface {
+	installed() bool
+	read(ctx context.Context) (*Snapshot, error)
+	// nft returns the knftables handle that runs transactions on nsrun's
+	// table; probe, one on a table of its own for Probe.
+	nft(ctx context.Context) (knftables.Interface, error)
+	probe(ctx context.Context) (knftables.Interface, error)
+}
+
+// probeTable is the table Probe makes and deletes in one transaction.
+const probeTable = "nsrun-probe"
+
+// New returns the backend run by the nft program.
+func New() *Firewall { return &Firewall{run: &program{}} }
+
+// NewFake returns the backend held in knftables' fake, with its semantics
+// (objects must exist to be used or deleted, references must resolve).
+func NewFake() *Firewall { return &Firewall{run: fake{knftables.NewFake(Family, Table)}} }
+
+func (f *Firewall) Backend() forward.Backend { return Backend }
+func (f *Firewall) Installed() bool          { return f.run.installed() }
+
+// Read reads nsrun's table; a missing table is an empty snapshot.
+func (f *Firewall) Read(ctx context.Context) (forward.Tables, error) { return f.run.read(ctx) }
+
+// Ensure puts the project's publications in place in one transaction of
+// only what differs; none when nothing does.
+func (f *Firewall) Ensure(ctx context.Context, p forward.Project, acceptsOnly bool) error {
+	if acceptsOnly {
+		return fmt.Errorf("the nftables backend holds no FORWARD accepts of other backends' projects")
+	}
+	return f.change(ctx, func(tx *knftables.Transaction, s *Snapshot) { ensure(tx, s, p) })
+}
+
+// Remove removes the project's elements and chains, and the table with
+// the last project.
+func (f *Firewall) Remove(ctx context.Context, project string) error {
+	return f.change(ctx, func(tx *knftables.Transaction, s *Snapshot) { remove(tx, s, project) })
+}
+
+// Sweep removes nsrun's table.
+func (f *Firewall) Sweep(ctx context.Context) error {
+	return f.change(ctx, func(tx *knftables.Transaction, s *Snapshot) {
+		if s.exists {
+			tx.Delete(&knftables.Table{})
+		}
+	})
+}
+
+func (f *Firewall) change(ctx context.Context, build func(*knftables.Transaction, *Snapshot)) error {
+	s, err := f.run.read(ctx)
+	if err != nil {
+		return err
+	}
+	nft, err := f.run.nft(ctx)
+	if err != nil {
+		return err
+	}
+	tx := nft.NewTransaction()
+	if build(tx, s); tx.NumOperations() == 0 {
+		return nil
+	}
+	if err := nft.Run(ctx, tx); err != nil {
+		return fmt.Errorf("nft: %w\ninput was:\n%s", err, tx)
+	}
+	return nil
+}
+
+// Script is nft -f with the project's table, for a clean host.
+func (f *Firewall) Script(p forward.Project) string {
+	tx := knftables.NewFake(Family, Table).NewTransaction()
+	ensure(tx, emptySnapshot(), p)
+	return "nft -f - <<'EOF'\n" + tx.String() + "EOF\n"
+}
+
+// Probe checks that the kernel and nft take every feature nsrun's table
+// uses (nat chains, a concatenated verdict map with intervals, fib, ct
+// status, masquerade), by one transaction that creates a table with them
+// and deletes it again: it leaves nothing, whatever happens.
+func (f *Firewall) Probe(ctx context.Context) error {
+	nft, err := f.run.probe(ctx)
+	if err != nil {
+		return err
+	}
+	probe := forward.Project{Name: "probe"}
+	tx := nft.NewTransaction()
+	ensure(tx, emptySnapshot(), probe)
+	tx.Add(&knftables.Chain{Name: "port/probe/x"})
+	tx.Add(&knftables.Rule{Chain: "port/probe/x", Rule: "meta l4proto tcp dnat ip to 192.0.2.1:1"})
+	tx.Add(&knftables.Element{Map: mapAny, Key: []string{"tcp", "1-2"}, Value: []string{"goto port/probe/x"}})
+	tx.Delete(&knftables.Table{})
+	if err := nft.Run(ctx, tx); err != nil {
+		return fmt.Errorf("nftables cannot hold nsrun's rules here: %w", err)
+	}
+	return nil
+}
+
+// program is the nft program.
+type program struct {
+	once   sync.Once
+	handle knftables.Interface
+	err    error
+}
+
+func (p *program) installed() bool {
+	_, err := exec.LookPath("nft")
+	return err == nil
+}
+
+// read runs nft -j list table inet nsrun.
+func (p *program) read(ctx context.Context) (*Snapshot, error) {
+	var out, errOut bytes.Buffer
+	cmd := exec.CommandContext(ctx, "nft", "-j", "list", "table", string(Family), Table)
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Run(); err != nil {
+		if strings.Contains(errOut.String(), "No such file or directory") {
+			return emptySnapshot(), nil
+		}
+		return nil, fmt.Errorf("nft -j list table %s %s: %w: %s", Family, Table, err, strings.TrimSpace(errOut.String()))
+	}
+	return parseList(out.Bytes())
+}
+
+// nft makes the knftables handle once: making it runs nft twice.
+func (p *program) nft(ctx context.Context) (knftables.Interface, error) {
+	p.once.Do(func() { p.handle, p.err = handle(Table) })
+	return p.handle, p.err
+}
+
+func (p *program) probe(context.Context) (knftables.Interface, error) { return handle(probeTable) }
+
+func handle(table string) (knftables.Interface, error) {
+	h, err := knftables.New(Family, table)
+	if err != nil {
+		return nil, fmt.Errorf("nftables: %w; install nftables (apt-get install nftables) or choose --firewall iptables", err)
+	}
+	return h, nil
+}
+
+// fake is knftables' fake.
+type fake struct{ f *knftables.Fake }
+
+func (f fake) installed() bool { return true }
+
+func (f fake) read(ctx context.Context) (*Snapshot, error) { return fromFake(f.f), ctx.Err() }
+
+func (f fake) nft(context.Context) (knftables.Interface, error) { return f.f, nil }
+
+func (f fake) probe(context.Context) (knftables.Interface, error) {
+	return knftables.NewFake(Family, probeTable), nil
+}

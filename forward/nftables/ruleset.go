@@ -1,0 +1,247 @@
+// Package nftables is nsrun's native nftables firewall backend: one table
+// of nsrun's own, "inet nsrun", whose rules are the same few whatever the
+// number of projects, namespaces and ports. The per-namespace and per-port
+// work is in sets and verdict maps (kube-proxy's layout): a published port
+// is one element of a map, which jumps to a small chain of that
+// publication that DNATs. Every element is commented with its project and
+// namespace, every publication chain is named after them, and every rule
+// carries a comment that names what it does: that is how nsrun tells its
+// own objects and compares them with what a project needs (nft prints
+// rules in its own normalised form, which differs between versions; the
+// comments and elements it prints as written).
+//
+// The table is rendered as plain values (pure, tested without root) and
+// changed through sigs.k8s.io/knftables, one nft -f transaction per change
+// holding only what differs.
+package nftables
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/nsrun/nsrun/forward"
+	"github.com/nsrun/nsrun/specs"
+	"sigs.k8s.io/knftables"
+)
+
+// Backend is the name records and status give this backend.
+const Backend forward.Backend = "nftables"
+
+// The table: family inet, so that IPv6 needs no second one.
+const (
+	Family       = knftables.InetFamily
+	Table        = "nsrun"
+	tableComment = "nsrun: published ports of network namespaces"
+)
+
+// nsrun's chains, sets and maps in its table.
+const (
+	chainPrerouting  = "nat-prerouting"  // nat, prerouting: published ports at the host's addresses
+	chainOutput      = "nat-output"      // nat, output: published ports from the host itself
+	chainPublish     = "publish"         // the two verdict maps of published ports
+	chainPostrouting = "nat-postrouting" // nat, postrouting: sources the namespaces can answer
+	chainForward     = "filter-forward"  // filter, forward: what reaches and leaves the namespaces
+	chainInput       = "filter-input"    // filter, input: the route_localnet guard
+
+	setLinks    = "links"        // the host side of every namespace's veth
+	setIsolated = "no-egress"    // the links of namespaces with egress: false
+	setEgress   = "egress"       // the subnets of namespaces with egress
+	setHairpin  = "hairpin"      // each namespace's address twice: to its own published port
+	mapAddr     = "publish-addr" // ports published on one host address
+	mapAny      = "publish-any"  // ports published on every host address
+)
+
+// publicationPrefix starts the name of every publication chain.
+const publicationPrefix = "port/"
+
+// chainDef is one of nsrun's fixed chains and its rules.
+type chainDef struct {
+	name     string
+	hook     knftables.BaseChainHook // "" for a regular chain
+	kind     knftables.BaseChainType
+	priority knftables.BaseChainPriority
+	rules    []rule
+}
+
+// rule is one rule: its text as nsrun writes it, and its comment, which
+// identifies it.
+type rule struct {
+	text, comment string
+}
+
+// setDef is one of nsrun's sets or maps.
+type setDef struct {
+	name     string
+	typ      string
+	isMap    bool
+	interval bool
+	comment  string
+}
+
+// sets are nsrun's sets and maps.
+var sets = []setDef{
+	{name: setLinks, typ: "ifname", comment: "nsrun: the host side of each namespace's link"},
+	{name: setIsolated, typ: "ifname", comment: "nsrun: the links of namespaces without egress"},
+	{name: setEgress, typ: "ipv4_addr", interval: true, comment: "nsrun: the subnets of namespaces with egress"},
+	{name: setHairpin, typ: "ipv4_addr . ipv4_addr", comment: "nsrun: each namespace's address, to and from itself"},
+	{name: mapAddr, typ: "ipv4_addr . inet_proto . inet_service : verdict", isMap: true, interval: true, comment: "nsrun: ports published on one host address"},
+	{name: mapAny, typ: "inet_proto . inet_service : verdict", isMap: true, interval: true, comment: "nsrun: ports published on every host address"},
+}
+
+// Comments of the guard, which tests and people look for.
+const guardComment = "nsrun: drop non-loopback traffic to 127.0.0.0/8 (CVE-2020-8558)"
+
+// chains are nsrun's fixed chains, the same whatever it publishes. Only
+// a connection's first packet meets the nat chains; in filter-forward,
+// the traffic of accepted connections is accepted by the first two rules,
+// so the cost of a packet does not depend on the number of namespaces.
+// An accept here ends only this table's chain: a drop in another table,
+// or in an iptables backend, still drops (see forward.Placement).
+var chains = []chainDef{
+	{name: chainPrerouting, hook: knftables.PreroutingHook, kind: knftables.NATType, priority: knftables.DNATPriority, rules: []rule{
+		// fib daddr type local: only what is addressed to this host, never
+		// traffic passing through to other machines; 127.0.0.0/8 is left
+		// alone, so a neighbour routing 127.0.0.1 via this host reaches nothing.
+		{"ip daddr != 127.0.0.0/8 fib daddr type local jump " + chainPublish, "nsrun: published ports at the host's addresses"},
+	}},
+	{name: chainOutput, hook: knftables.OutputHook, kind: knftables.NATType, priority: "-100", rules: []rule{
+		{"fib daddr type local jump " + chainPublish, "nsrun: published ports, from the host itself"},
+	}},
+	{name: chainPublish, rules: []rule{
+		{"ip daddr . meta l4proto . th dport vmap @" + mapAddr, "nsrun: ports published on one host address"},
+		{"meta l4proto . th dport vmap @" + mapAny, "nsrun: ports published on every host address"},
+	}},
+	{name: chainPostrouting, hook: knftables.PostroutingHook, kind: knftables.NATType, priority: knftables.SNATPriority, rules: []rule{
+		{"ip saddr . ip daddr @" + setHairpin + " masquerade", "nsrun: a namespace to its own published port"},
+		{"ip saddr 127.0.0.0/8 oifname @" + setLinks + " masquerade", "nsrun: from the loopback of the host"},
+		{"ip saddr @" + setEgress + " masquerade", "nsrun: egress of the namespaces"},
+	}},
+	{name: chainForward, hook: knftables.ForwardHook, kind: knftables.FilterType, priority: knftables.FilterPriority, rules: []rule{
+		{"ct state established,related oifname @" + setLinks + " accept", "nsrun: traffic of accepted connections, to a namespace"},
+		{"ct state established,related iifname @" + setLinks + " accept", "nsrun: traffic of accepted connections, from a namespace"},
+		{"oifname @" + setLinks + " ct status dnat accept", "nsrun: a published port"},
+		// A neighbour routing nsrun's subnets via this host reaches only
+		// what is published (as Docker 28 drops "direct routing").
+		{"oifname @" + setLinks + " iifname != @" + setLinks + " drop", "nsrun: only published ports are reachable from other machines"},
+		{"iifname @" + setIsolated + " oifname != @" + setLinks + " drop", "nsrun: a namespace without egress reaches only namespaces"},
+		{"iifname @" + setLinks + " accept", "nsrun: a namespace's own connections"},
+	}},
+	{name: chainInput, hook: knftables.InputHook, kind: knftables.FilterType, priority: knftables.FilterPriority, rules: []rule{
+		// route_localnet on nsrun's links would let a namespace reach
+		// services bound to the host's loopback by routing 127.0.0.1 via
+		// the host; drop such packets unless they belong to nsrun's own
+		// DNAT'd connections (as kube-proxy does). "ct status & dnat == 0":
+		// "ct status != dnat" would compare the whole status word.
+		{"ip saddr != 127.0.0.0/8 ip daddr 127.0.0.0/8 ct state != { established, related } ct status & dnat == 0 drop", guardComment},
+	}},
+}
+
+// element is one element of a set or map, as nsrun writes it and as nft
+// prints it: ports "6000" or "7000-7010", subnets "10.0.0.0/30",
+// verdicts "goto CHAIN".
+type element struct {
+	set        string
+	key, value []string
+	comment    string
+}
+
+// id identifies an element within its set.
+func (e element) id() string { return e.set + " " + strings.Join(e.key, " . ") }
+
+// String shows an element as nft writes it.
+func (e element) String() string {
+	s := strings.Join(e.key, " . ")
+	if len(e.value) > 0 {
+		s += " : " + strings.Join(e.value, " . ")
+	}
+	return s
+}
+
+// publication is the chain of one published port.
+type publication struct {
+	chain string
+	rule  rule
+}
+
+// Comment is the comment on each element of a project's namespace.
+func Comment(project, ns string) string { return "nsrun " + project + "/" + ns }
+
+// projectOf reads the project from an element's comment; "" when the
+// comment is not nsrun's.
+func projectOf(comment string) string {
+	rest, ok := strings.CutPrefix(comment, "nsrun ")
+	if !ok {
+		return ""
+	}
+	project, _, ok := strings.Cut(rest, "/")
+	if !ok {
+		return ""
+	}
+	return project
+}
+
+// chainPrefix starts the names of a project's publication chains.
+func chainPrefix(project string) string { return publicationPrefix + project + "/" }
+
+// render returns what a project needs in the table: its elements and its
+// publication chains.
+func render(p forward.Project) ([]element, []publication) {
+	var elems []element
+	var pubs []publication
+	for _, ns := range p.Namespaces {
+		c := Comment(p.Name, ns.Name)
+		addr := ns.Address.Addr().String()
+		elems = append(elems,
+			element{set: setLinks, key: []string{ns.Link}, comment: c},
+			element{set: setHairpin, key: []string{addr, addr}, comment: c})
+		if ns.Egress {
+			elems = append(elems, element{set: setEgress, key: []string{ns.Address.Masked().String()}, comment: c})
+		} else {
+			elems = append(elems, element{set: setIsolated, key: []string{ns.Link}, comment: c})
+		}
+		for _, port := range ns.Ports {
+			pub := publicationOf(p.Name, ns.Name, addr, port)
+			pubs = append(pubs, pub)
+			key := []string{string(port.Protocol), portsText(port.Published)}
+			set := mapAny
+			if !port.HostIP.IsUnspecified() {
+				key, set = append([]string{port.HostIP.String()}, key...), mapAddr
+			}
+			elems = append(elems, element{set: set, key: key, value: []string{"goto " + pub.chain}, comment: c})
+		}
+	}
+	return elems, pubs
+}
+
+// publicationOf renders the chain of one published port:
+// port/PROJECT/NS[/HOSTIP]/PROTO/PORTS, which DNATs to the namespace.
+func publicationOf(project, ns, addr string, port specs.Port) publication {
+	name := chainPrefix(project) + ns + "/"
+	if !port.HostIP.IsUnspecified() {
+		name += port.HostIP.String() + "/"
+	}
+	name += string(port.Protocol) + "/" + portsText(port.Published)
+	proto := string(port.Protocol)
+	var text string
+	switch {
+	case port.Target.Len() == 1:
+		text = fmt.Sprintf("meta l4proto %s dnat ip to %s:%d", proto, addr, port.Target.First)
+	case port.Target == port.Published:
+		text = "dnat ip to " + addr // each port to the same port
+	default: // each port to the one at the same offset in the target range
+		var m []string
+		for i := 0; i < port.Published.Len(); i++ {
+			m = append(m, fmt.Sprintf("%d : %s . %d", int(port.Published.First)+i, addr, int(port.Target.First)+i))
+		}
+		text = fmt.Sprintf("meta l4proto %s dnat ip addr . port to th dport map { %s }", proto, strings.Join(m, ", "))
+	}
+	// The comment says where it goes, so a changed target is a changed rule.
+	return publication{chain: name, rule: rule{text, "nsrun -> " + addr + ":" + portsText(port.Target)}}
+}
+
+func portsText(r specs.PortRange) string {
+	if r.Len() == 1 {
+		return fmt.Sprint(r.First)
+	}
+	return fmt.Sprintf("%d-%d", r.First, r.Last)
+}

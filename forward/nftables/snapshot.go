@@ -1,0 +1,464 @@
+package nftables
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/nsrun/nsrun/forward"
+	"sigs.k8s.io/knftables"
+)
+
+// Snapshot is nsrun's table as one read saw it: each chain's rules by
+// their comments, and each set's and map's elements. It is forward.Tables
+// for this backend.
+type Snapshot struct {
+	exists   bool
+	chains   map[string][]string  // chain -> the comments of its rules, in order ("" for none)
+	elements map[string][]element // set or map -> its elements
+}
+
+func emptySnapshot() *Snapshot {
+	return &Snapshot{chains: map[string][]string{}, elements: map[string][]element{}}
+}
+
+// Publishes reports whether nsrun's table exists: it holds only
+// publications (this backend never holds another one's accepts).
+func (s *Snapshot) Publishes() bool { return s.exists }
+
+// InUse reports whether nsrun's table exists; other tables are not read.
+func (s *Snapshot) InUse() bool { return s.exists }
+
+// DropReason is always "": nsrun's table drops only what nsrun means to.
+func (s *Snapshot) DropReason() string { return "" }
+
+// Projects returns the projects with elements in the table, sorted.
+func (s *Snapshot) Projects() []string {
+	seen := map[string]bool{}
+	for _, elems := range s.elements {
+		for _, e := range elems {
+			if p := projectOf(e.comment); p != "" {
+				seen[p] = true
+			}
+		}
+	}
+	for name := range s.chains {
+		if rest, ok := strings.CutPrefix(name, publicationPrefix); ok {
+			p, _, _ := strings.Cut(rest, "/")
+			seen[p] = true
+		}
+	}
+	return slices.Sorted(maps.Keys(seen))
+}
+
+// diff is how the table differs from what a project needs.
+type diff struct {
+	table     bool         // the table is missing
+	sets      []setDef     // missing sets and maps
+	chains    []chainDef   // fixed chains missing or holding other rules
+	newChains []string     // of those, the missing ones
+	pubs      []publication // publication chains missing or holding another rule
+	newPubs   []string     // of those, the missing ones
+	oldPubs   []string     // the project's publication chains it no longer needs
+	add, del  []element    // the project's elements to add and to delete
+	messages  []string     // each difference, for status
+}
+
+func (d *diff) empty() bool { return len(d.messages) == 0 }
+
+func (d *diff) say(format string, args ...any) { d.messages = append(d.messages, fmt.Sprintf(format, args...)) }
+
+// compare finds how s differs from what p needs.
+func compare(s *Snapshot, p forward.Project) *diff {
+	d := &diff{}
+	if !s.exists {
+		d.table = true
+		d.say("table %s %s is missing", Family, Table)
+	}
+	for _, def := range sets {
+		if _, ok := s.elements[def.name]; !ok {
+			d.sets = append(d.sets, def)
+			if s.exists {
+				d.say("set %s is missing from table %s %s", def.name, Family, Table)
+			}
+		}
+	}
+	for _, c := range chains {
+		have, ok := s.chains[c.name]
+		want := comments(c.rules)
+		switch {
+		case !ok:
+			d.chains, d.newChains = append(d.chains, c), append(d.newChains, c.name)
+			if s.exists {
+				d.say("chain %s is missing from table %s %s", c.name, Family, Table)
+			}
+		case !slices.Equal(have, want):
+			d.chains = append(d.chains, c)
+			sayRules(d, c.name, have, want)
+		}
+	}
+	elems, pubs := render(p)
+	wanted := map[string]bool{}
+	for _, pub := range pubs {
+		wanted[pub.chain] = true
+		have, ok := s.chains[pub.chain]
+		switch {
+		case !ok:
+			d.pubs, d.newPubs = append(d.pubs, pub), append(d.newPubs, pub.chain)
+			if s.exists {
+				d.say("chain %s is missing", pub.chain)
+			}
+		case !slices.Equal(have, []string{pub.rule.comment}):
+			d.pubs = append(d.pubs, pub)
+			sayRules(d, pub.chain, have, []string{pub.rule.comment})
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(s.chains)) {
+		if strings.HasPrefix(name, chainPrefix(p.Name)) && !wanted[name] {
+			d.oldPubs = append(d.oldPubs, name)
+			d.say("chain %s is not needed by project %s", name, p.Name)
+		}
+	}
+	d.add, d.del = elementDiff(s, p.Name, elems)
+	for _, e := range d.add {
+		if s.exists {
+			d.say("element missing from %s: %s", e.set, e)
+		}
+	}
+	for _, e := range d.del {
+		d.say("element of project %s not needed in %s: %s", p.Name, e.set, e)
+	}
+	return d
+}
+
+// elementDiff returns the elements to add and the project's elements to
+// delete (those it does not need, or needs with another value).
+func elementDiff(s *Snapshot, project string, want []element) (add, del []element) {
+	have := map[string]element{}
+	for _, set := range slices.Sorted(maps.Keys(s.elements)) {
+		for _, e := range s.elements[set] {
+			if projectOf(e.comment) == project {
+				have[e.id()] = e
+			}
+		}
+	}
+	wanted := map[string]bool{}
+	for _, w := range want {
+		wanted[w.id()] = true
+		h, ok := have[w.id()]
+		if ok && slices.Equal(h.value, w.value) && h.comment == w.comment {
+			continue
+		}
+		if ok {
+			del = append(del, h)
+		}
+		add = append(add, w)
+	}
+	for _, set := range slices.Sorted(maps.Keys(s.elements)) {
+		for _, e := range s.elements[set] {
+			if projectOf(e.comment) == project && !wanted[e.id()] {
+				del = append(del, e)
+			}
+		}
+	}
+	return add, del
+}
+
+func sayRules(d *diff, chain string, have, want []string) {
+	n := len(d.messages)
+	for _, c := range want {
+		if !slices.Contains(have, c) {
+			d.say("rule missing from chain %s: %q", chain, c)
+		}
+	}
+	for _, c := range have {
+		if !slices.Contains(want, c) {
+			if c == "" {
+				c = "(no comment)"
+			}
+			d.say("rule not made by nsrun in chain %s: %q", chain, c)
+		}
+	}
+	if len(d.messages) == n {
+		d.say("rules of chain %s are out of order", chain)
+	}
+}
+
+func comments(rules []rule) []string {
+	out := make([]string, len(rules))
+	for i, r := range rules {
+		out[i] = r.comment
+	}
+	return out
+}
+
+// Drift reports how the table differs from what the project needs, one
+// line per difference. This backend never holds only the accepts.
+func (s *Snapshot) Drift(p forward.Project, acceptsOnly bool) []string {
+	if acceptsOnly {
+		return nil
+	}
+	return compare(s, p).messages
+}
+
+// ensure adds to tx what brings the table from s to holding p's
+// publications: only what differs, in an order nft accepts (what is
+// referenced exists first; what references a chain goes before it).
+func ensure(tx *knftables.Transaction, s *Snapshot, p forward.Project) {
+	d := compare(s, p)
+	if d.empty() {
+		return
+	}
+	if d.table {
+		tx.Add(&knftables.Table{Comment: knftables.PtrTo(tableComment)})
+	}
+	for _, def := range d.sets {
+		if def.isMap {
+			tx.Add(&knftables.Map{Name: def.name, Type: def.typ, Flags: flags(def), Comment: knftables.PtrTo(def.comment)})
+		} else {
+			tx.Add(&knftables.Set{Name: def.name, Type: def.typ, Flags: flags(def), Comment: knftables.PtrTo(def.comment)})
+		}
+	}
+	for _, pub := range d.pubs {
+		fill(tx, &knftables.Chain{Name: pub.chain}, slices.Contains(d.newPubs, pub.chain), []rule{pub.rule})
+	}
+	for _, c := range d.chains { // regular chains first: the base chains jump to them
+		if c.hook == "" {
+			fill(tx, &knftables.Chain{Name: c.name}, slices.Contains(d.newChains, c.name), c.rules)
+		}
+	}
+	for _, c := range d.chains {
+		if c.hook != "" {
+			fill(tx, &knftables.Chain{Name: c.name, Type: knftables.PtrTo(c.kind), Hook: knftables.PtrTo(c.hook), Priority: knftables.PtrTo(c.priority)},
+				slices.Contains(d.newChains, c.name), c.rules)
+		}
+	}
+	for _, e := range d.del {
+		tx.Delete(e.object())
+	}
+	for _, e := range d.add {
+		tx.Add(e.object())
+	}
+	for _, name := range d.oldPubs {
+		tx.Delete(&knftables.Chain{Name: name})
+	}
+}
+
+// fill creates a chain, or flushes it, and writes its rules.
+func fill(tx *knftables.Transaction, c *knftables.Chain, create bool, rules []rule) {
+	if create {
+		tx.Add(c)
+	} else {
+		tx.Flush(c)
+	}
+	for _, r := range rules {
+		tx.Add(&knftables.Rule{Chain: c.Name, Rule: r.text, Comment: knftables.PtrTo(r.comment)})
+	}
+}
+
+func flags(def setDef) []knftables.SetFlag {
+	if def.interval {
+		return []knftables.SetFlag{knftables.IntervalFlag}
+	}
+	return nil
+}
+
+func (e element) object() *knftables.Element {
+	out := &knftables.Element{Key: e.key, Value: e.value, Comment: knftables.PtrTo(e.comment)}
+	if len(e.value) > 0 {
+		out.Map = e.set
+	} else {
+		out.Set = e.set
+	}
+	return out
+}
+
+// remove adds to tx what removes a project: the whole table when no other
+// project has anything in it, else the project's elements and chains.
+func remove(tx *knftables.Transaction, s *Snapshot, project string) {
+	if !s.exists {
+		return
+	}
+	if others := slices.DeleteFunc(s.Projects(), func(p string) bool { return p == project }); len(others) == 0 {
+		tx.Delete(&knftables.Table{})
+		return
+	}
+	_, del := elementDiff(s, project, nil)
+	for _, e := range del {
+		tx.Delete(e.object())
+	}
+	for _, name := range slices.Sorted(maps.Keys(s.chains)) {
+		if strings.HasPrefix(name, chainPrefix(project)) {
+			tx.Delete(&knftables.Chain{Name: name})
+		}
+	}
+}
+
+// parseList parses what nft -j list table inet nsrun prints.
+func parseList(out []byte) (*Snapshot, error) {
+	var doc struct {
+		Nftables []map[string]json.RawMessage `json:"nftables"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(out))
+	dec.UseNumber()
+	if err := dec.Decode(&doc); err != nil {
+		return nil, fmt.Errorf("nft -j list table %s %s: %w", Family, Table, err)
+	}
+	s := emptySnapshot()
+	for _, obj := range doc.Nftables {
+		for kind, raw := range obj {
+			if err := s.parseObject(kind, raw); err != nil {
+				return nil, fmt.Errorf("nft -j list table %s %s: %s: %w", Family, Table, kind, err)
+			}
+		}
+	}
+	return s, nil
+}
+
+func (s *Snapshot) parseObject(kind string, raw json.RawMessage) error {
+	var o struct {
+		Name    string `json:"name"`
+		Chain   string `json:"chain"`
+		Comment string `json:"comment"`
+		Elem    []any  `json:"elem"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	if err := dec.Decode(&o); err != nil {
+		return err
+	}
+	switch kind {
+	case "table":
+		s.exists = true
+	case "chain":
+		if s.chains[o.Name] == nil {
+			s.chains[o.Name] = []string{}
+		}
+	case "rule":
+		s.chains[o.Chain] = append(s.chains[o.Chain], o.Comment)
+	case "set", "map":
+		elems := []element{}
+		for _, raw := range o.Elem {
+			e, err := parseElement(o.Name, kind == "map", raw)
+			if err != nil {
+				return err
+			}
+			elems = append(elems, e)
+		}
+		s.elements[o.Name] = elems
+	}
+	return nil
+}
+
+// parseElement reads one element: a value, {"elem": {"val", "comment"}},
+// or for a map [key, value].
+func parseElement(set string, isMap bool, raw any) (element, error) {
+	e := element{set: set}
+	key := raw
+	var value any
+	if isMap {
+		pair, ok := raw.([]any)
+		if !ok || len(pair) != 2 {
+			return e, fmt.Errorf("map %s: element %v is not [key, value]", set, raw)
+		}
+		key, value = pair[0], pair[1]
+	}
+	if obj, ok := key.(map[string]any); ok {
+		if inner, ok := obj["elem"].(map[string]any); ok {
+			key = inner["val"]
+			e.comment, _ = inner["comment"].(string)
+		}
+	}
+	var err error
+	if e.key, err = parseValue(key); err != nil {
+		return e, err
+	}
+	if value != nil {
+		e.value, err = parseValue(value)
+	}
+	return e, err
+}
+
+// parseValue renders a JSON value as nft writes it.
+func parseValue(v any) ([]string, error) {
+	switch v := v.(type) {
+	case string:
+		return []string{v}, nil
+	case json.Number:
+		return []string{v.String()}, nil
+	case map[string]any:
+		for kind, inner := range v {
+			switch kind {
+			case "concat":
+				parts, _ := inner.([]any)
+				var out []string
+				for _, p := range parts {
+					s, err := parseValue(p)
+					if err != nil {
+						return nil, err
+					}
+					out = append(out, s...)
+				}
+				return out, nil
+			case "prefix":
+				m, _ := inner.(map[string]any)
+				return []string{fmt.Sprintf("%v/%v", m["addr"], m["len"])}, nil
+			case "range":
+				r, _ := inner.([]any)
+				if len(r) != 2 {
+					return nil, fmt.Errorf("bad range %v", inner)
+				}
+				return []string{fmt.Sprintf("%v-%v", r[0], r[1])}, nil
+			case "goto", "jump":
+				m, _ := inner.(map[string]any)
+				return []string{fmt.Sprintf("%s %v", kind, m["target"])}, nil
+			case "accept", "drop", "continue", "return":
+				return []string{kind}, nil
+			}
+		}
+	}
+	return nil, fmt.Errorf("unexpected value %v", v)
+}
+
+// fromFake reads the fake's table as nft -j list would print it.
+func fromFake(f *knftables.Fake) *Snapshot {
+	f.RLock()
+	defer f.RUnlock()
+	s := emptySnapshot()
+	t := f.Table
+	if t == nil {
+		return s
+	}
+	s.exists = true
+	for name, c := range t.Chains {
+		s.chains[name] = []string{}
+		for _, r := range c.Rules {
+			s.chains[name] = append(s.chains[name], deref(r.Comment))
+		}
+	}
+	for name, set := range t.Sets {
+		s.elements[name] = fakeElements(name, set.Elements)
+	}
+	for name, m := range t.Maps {
+		s.elements[name] = fakeElements(name, m.Elements)
+	}
+	return s
+}
+
+func fakeElements(set string, in []*knftables.Element) []element {
+	out := []element{}
+	for _, e := range in {
+		out = append(out, element{set: set, key: e.Key, value: e.Value, comment: deref(e.Comment)})
+	}
+	return out
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
