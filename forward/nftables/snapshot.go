@@ -56,20 +56,22 @@ func (s *Snapshot) Projects() []string {
 
 // diff is how the table differs from what a project needs.
 type diff struct {
-	table     bool         // the table is missing
-	sets      []setDef     // missing sets and maps
-	chains    []chainDef   // fixed chains missing or holding other rules
-	newChains []string     // of those, the missing ones
+	table     bool          // the table is missing
+	sets      []setDef      // missing sets and maps
+	chains    []chainDef    // fixed chains missing or holding other rules
+	newChains []string      // of those, the missing ones
 	pubs      []publication // publication chains missing or holding another rule
-	newPubs   []string     // of those, the missing ones
-	oldPubs   []string     // the project's publication chains it no longer needs
-	add, del  []element    // the project's elements to add and to delete
-	messages  []string     // each difference, for status
+	newPubs   []string      // of those, the missing ones
+	oldPubs   []string      // the project's publication chains it no longer needs
+	add, del  []element     // the project's elements to add and to delete
+	messages  []string      // each difference, for status
 }
 
 func (d *diff) empty() bool { return len(d.messages) == 0 }
 
-func (d *diff) say(format string, args ...any) { d.messages = append(d.messages, fmt.Sprintf(format, args...)) }
+func (d *diff) say(format string, args ...any) {
+	d.messages = append(d.messages, fmt.Sprintf(format, args...))
+}
 
 // compare finds how s differs from what p needs.
 func compare(s *Snapshot, p forward.Project) *diff {
