@@ -19,6 +19,7 @@ import (
 
 	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/forward/iptables"
+	"github.com/nsrun/nsrun/forward/nftables"
 	"github.com/nsrun/nsrun/forward/shortcut"
 	"github.com/nsrun/nsrun/netns"
 	"github.com/nsrun/nsrun/netns/nstest"
@@ -96,26 +97,43 @@ func TestReachability(t *testing.T) {
 	})
 }
 
+// TestForwardPolicyDrop: with an iptables backend's FORWARD policy DROP
+// (as Docker sets), published ports and egress still work: an iptables
+// project goes into that backend, an nftables project puts its FORWARD
+// accepts there (an accept in nsrun's table does not override a drop in
+// another), and down takes them out.
 func TestForwardPolicyDrop(t *testing.T) {
 	for _, backend := range iptables.Backends {
-		t.Run(string(backend), func(t *testing.T) {
-			nstest.RequireRoot(t)
-			tool := string(backend)
-			run(t, tool, "-P", "FORWARD", "DROP")
-			t.Cleanup(func() { exec.Command(tool, "-P", "FORWARD", "ACCEPT").Run() })
-			l := newLab(t)
-			ports := freePorts(t, 3)
-			if st := l.up(twoServers(ports)); st.Backend != backend || len(st.Accepts) != 0 {
-				t.Fatalf("placement chosen: %s, accepts in %v; want all in %s, where FORWARD drops", st.Backend, st.Accepts, backend)
-			}
-			a := l.ns("a")
-			nstest.StartServer(t, a, a, "8080", "")
-			nstest.StartServer(t, l.outside, l.outside, "9999", "")
-			r, err := nstest.DialFrom(t, l.outside, "tcp", addr(l.outHost, ports[0]), "")
-			l.expect(r, err, a, "outside -> host:P0 with FORWARD DROP")
-			r, err = nstest.DialFrom(t, a, "tcp", addr(l.outPeer, 9999), "")
-			l.expect(r, err, l.outside, "a -> outside with FORWARD DROP")
-		})
+		for _, choice := range []forward.Choice{forward.IPTables, forward.NFTables} {
+			t.Run(string(backend)+"/"+string(choice), func(t *testing.T) {
+				nstest.RequireRoot(t)
+				tool := string(backend)
+				run(t, tool, "-P", "FORWARD", "DROP")
+				t.Cleanup(func() { exec.Command(tool, "-P", "FORWARD", "ACCEPT").Run() })
+				l := newLabWith(t, choice)
+				ports := freePorts(t, 3)
+				want := forward.Placement{Backend: backend}
+				if choice == forward.NFTables {
+					want = forward.Placement{Backend: nftables.Backend, Accepts: []forward.Backend{backend}}
+				}
+				if st := l.up(twoServers(ports)); st.Backend != want.Backend || !slices.Equal(st.Accepts, want.Accepts) {
+					t.Fatalf("placement chosen: %s, accepts in %v; want %s, accepts in %v", st.Backend, st.Accepts, want.Backend, want.Accepts)
+				}
+				a := l.ns("a")
+				nstest.StartServer(t, a, a, "8080", "")
+				nstest.StartServer(t, l.outside, l.outside, "9999", "")
+				r, err := nstest.DialFrom(t, l.outside, "tcp", addr(l.outHost, ports[0]), "")
+				l.expect(r, err, a, "outside -> host:P0 with FORWARD DROP")
+				r, err = nstest.DialFrom(t, a, "tcp", addr(l.outPeer, 9999), "")
+				l.expect(r, err, l.outside, "a -> outside with FORWARD DROP")
+				if _, err := l.e.Down(context.Background(), "t"+l.id); err != nil {
+					t.Fatal(err)
+				}
+				if out, _ := exec.Command(tool + "-save").Output(); strings.Contains(string(out), "NSR") {
+					t.Errorf("down left nsrun's rules in %s:\n%s", backend, out)
+				}
+			})
+		}
 	}
 }
 
@@ -286,48 +304,53 @@ func TestSecondUpChangesNothing(t *testing.T) {
 }
 
 // TestUpRepairsOnlyWhatDrifted: after a link goes down, a file of
-// /etc/netns goes and a chain is flushed, up repairs exactly those, says
-// so, and leaves the rest alone.
+// /etc/netns goes and a publication's DNAT goes (a chain flushed, a map
+// element deleted), up repairs exactly those, says so, and leaves the rest
+// alone.
 func TestUpRepairsOnlyWhatDrifted(t *testing.T) {
-	l := newLab(t)
-	ports := freePorts(t, 3)
-	src := twoServers(ports)
-	st := l.up(src)
-	a, b := l.ns("a"), l.ns("b")
-	nstest.StartServer(t, a, a, "8080", "")
-	run(t, "ip", "link", "set", "nsr-"+b, "down")
-	os.Remove(filepath.Join(netns.EtcDir, a, "hosts"))
-	chains := iptables.ProjectChains("t" + l.id)
-	run(t, string(st.Backend), "-t", "nat", "-F", chains.DNAT)
-	r, err := hostDial("tcp", addr(l.outHost, ports[0]), "")
-	l.refuse(r, err, "host address:P0 with the DNAT chain flushed")
-	rep, err := l.e.Status(context.Background(), "t"+l.id)
-	if err != nil || len(rep.Drift) < 3 {
-		t.Fatalf("status: %+v, %v; want the three drifts", rep, err)
-	}
-	var progress []string
-	l.e.Progress = func(s Step) { progress = append(progress, s.String()) }
-	if _, err := l.e.Up(context.Background(), l.parse(src)); err != nil {
-		t.Fatal(err)
-	}
-	want := []string{"link nsr-" + b + " <-> ", "/etc/netns/" + a + " written (repaired: /etc/netns/" + a + "/hosts is missing or out of date)",
-		"forwards of project t" + l.id + " in place"}
-	if len(progress) != len(want) {
-		t.Fatalf("up made %q; want only the three repairs", progress)
-	}
-	for i, w := range want {
-		if !strings.HasPrefix(progress[i], w) || !strings.Contains(progress[i], "repaired: ") {
-			t.Errorf("step %d: %q; want %q... (repaired: ...)", i, progress[i], w)
+	eachFirewall(t, func(t *testing.T, l *lab) {
+		ports := freePorts(t, 3)
+		src := twoServers(ports)
+		st := l.up(src)
+		a, b := l.ns("a"), l.ns("b")
+		nstest.StartServer(t, a, a, "8080", "")
+		run(t, "ip", "link", "set", "nsr-"+b, "down")
+		os.Remove(filepath.Join(netns.EtcDir, a, "hosts"))
+		if st.Backend == nftables.Backend {
+			run(t, "nft", "delete", "element", "inet", "nsrun", "publish-any", fmt.Sprintf("{ tcp . %d }", ports[0]))
+		} else {
+			run(t, string(st.Backend), "-t", "nat", "-F", iptables.ProjectChains("t"+l.id).DNAT)
 		}
-	}
-	if !strings.Contains(progress[0], "repaired: link nsr-"+b+" is down") {
-		t.Errorf("the link's repair does not say what: %q", progress[0])
-	}
-	r, err = hostDial("tcp", addr(l.outHost, ports[0]), "")
-	l.expect(r, err, a, "host address:P0 after the repair")
-	if rep, err := l.e.Status(context.Background(), "t"+l.id); err != nil || len(rep.Drift) != 0 {
-		t.Errorf("status after the repair: %+v, %v", rep.Drift, err)
-	}
+		r, err := hostDial("tcp", addr(l.outHost, ports[0]), "")
+		l.refuse(r, err, "host address:P0 with its DNAT gone")
+		rep, err := l.e.Status(context.Background(), "t"+l.id)
+		if err != nil || len(rep.Drift) < 3 {
+			t.Fatalf("status: %+v, %v; want the three drifts", rep, err)
+		}
+		var progress []string
+		l.e.Progress = func(s Step) { progress = append(progress, s.String()) }
+		if _, err := l.e.Up(context.Background(), l.parse(src)); err != nil {
+			t.Fatal(err)
+		}
+		want := []string{"link nsr-" + b + " <-> ", "/etc/netns/" + a + " written (repaired: /etc/netns/" + a + "/hosts is missing or out of date)",
+			"forwards of project t" + l.id + " in place"}
+		if len(progress) != len(want) {
+			t.Fatalf("up made %q; want only the three repairs", progress)
+		}
+		for i, w := range want {
+			if !strings.HasPrefix(progress[i], w) || !strings.Contains(progress[i], "repaired: ") {
+				t.Errorf("step %d: %q; want %q... (repaired: ...)", i, progress[i], w)
+			}
+		}
+		if !strings.Contains(progress[0], "repaired: link nsr-"+b+" is down") {
+			t.Errorf("the link's repair does not say what: %q", progress[0])
+		}
+		r, err = hostDial("tcp", addr(l.outHost, ports[0]), "")
+		l.expect(r, err, a, "host address:P0 after the repair")
+		if rep, err := l.e.Status(context.Background(), "t"+l.id); err != nil || len(rep.Drift) != 0 {
+			t.Errorf("status after the repair: %+v, %v", rep.Drift, err)
+		}
+	})
 }
 
 // statAll returns each file's inode and modification time.
@@ -560,36 +583,41 @@ func TestRollbackOfAFailedUp(t *testing.T) {
 // TestPlanScriptBuildsTheSameSetup runs the output of plan by hand, then
 // removes it with down, which finds it by its labels.
 func TestPlanScriptBuildsTheSameSetup(t *testing.T) {
-	l := newLab(t)
-	ports := freePorts(t, 1)
-	src := strings.ReplaceAll(fmt.Sprintf("name: t{ID}\nsubnet: 10.213.0.0/16\nnamespaces:\n  a{ID}: {ports: [\"%d:8080\"]}\n", ports[0]), "{ID}", l.id)
-	s, err := specsParse(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	script, err := Script(FromSpec(s), iptables.New(l.backend(), 0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The script uses the default iptables; use the backend nsrun chose.
-	script = strings.ReplaceAll(script, "iptables-restore ", string(l.backend())+"-restore ")
-	l.remember(s.Name)
-	// The script turns forwarding on without a record for down to undo.
-	forwarding, _ := os.ReadFile("/proc/sys/net/ipv4/ip_forward")
-	t.Cleanup(func() { os.WriteFile("/proc/sys/net/ipv4/ip_forward", forwarding, 0o644) })
-	if out, err := exec.Command("sh", "-c", script).CombinedOutput(); err != nil {
-		t.Fatalf("running the plan: %v\n%s", err, out)
-	}
-	a := l.ns("a")
-	nstest.StartServer(t, a, a, "8080", "")
-	r, err := hostDial("tcp", addr(localhost, ports[0]), "")
-	l.expect(r, err, a, "host -> 127.0.0.1:P after running the plan by hand")
-	r, err = nstest.DialFrom(t, l.outside, "tcp", addr(l.outHost, ports[0]), "")
-	l.expect(r, err, a, "outside -> host:P after running the plan by hand")
-	found, err := l.e.Down(context.Background(), s.Name)
-	if err != nil || !found {
-		t.Errorf("down of the hand-made project: %v, %v", found, err)
-	}
+	eachFirewall(t, func(t *testing.T, l *lab) {
+		ports := freePorts(t, 1)
+		src := strings.ReplaceAll(fmt.Sprintf("name: t{ID}\nsubnet: 10.213.0.0/16\nnamespaces:\n  a{ID}: {ports: [\"%d:8080\"]}\n", ports[0]), "{ID}", l.id)
+		s, err := specsParse(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var fw forward.Firewall = nftables.New()
+		if b := l.backend(); b.IsIPTables() {
+			fw = iptables.New(b, 0)
+		}
+		script, err := Script(FromSpec(s), fw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The script uses the default iptables; use the backend nsrun chose.
+		script = strings.ReplaceAll(script, "iptables-restore ", string(l.backend())+"-restore ")
+		l.remember(s.Name)
+		// The script turns forwarding on without a record for down to undo.
+		forwarding, _ := os.ReadFile("/proc/sys/net/ipv4/ip_forward")
+		t.Cleanup(func() { os.WriteFile("/proc/sys/net/ipv4/ip_forward", forwarding, 0o644) })
+		if out, err := exec.Command("sh", "-c", script).CombinedOutput(); err != nil {
+			t.Fatalf("running the plan: %v\n%s", err, out)
+		}
+		a := l.ns("a")
+		nstest.StartServer(t, a, a, "8080", "")
+		r, err := hostDial("tcp", addr(localhost, ports[0]), "")
+		l.expect(r, err, a, "host -> 127.0.0.1:P after running the plan by hand")
+		r, err = nstest.DialFrom(t, l.outside, "tcp", addr(l.outHost, ports[0]), "")
+		l.expect(r, err, a, "outside -> host:P after running the plan by hand")
+		found, err := l.e.Down(context.Background(), s.Name)
+		if err != nil || !found {
+			t.Errorf("down of the hand-made project: %v, %v", found, err)
+		}
+	})
 }
 
 func TestDownOfAVanishedProject(t *testing.T) {
@@ -785,37 +813,70 @@ func TestOnlyPublishedFromOutside(t *testing.T) {
 			if st.Backend != backend {
 				t.Fatalf("backend %s; want %s", st.Backend, backend)
 			}
-			a, b := l.ns("a"), l.ns("b")
-			aAddr, bAddr := st.Namespace(a).Address.Addr(), st.Namespace(b).Address.Addr()
-			nstest.StartServer(t, a, a, "8080 9091", "9090 9092")
-			nstest.StartServer(t, b, b, "8080", "")
-			nstest.StartServer(t, l.outside, l.outside, "9999", "")
-			// The neighbour routes the namespaces' addresses via the host.
-			for _, ns := range st.Namespaces {
-				run(t, "ip", "-n", l.outside, "route", "add", ns.Address.Masked().String(), "via", l.outHost.String())
-			}
-			r, err := nstest.DialFrom(t, l.outside, "tcp", addr(aAddr, 9091), "")
-			l.refuse(r, err, "neighbour -> a:9091 (unpublished TCP), routed")
-			r, err = nstest.DialFrom(t, l.outside, "udp", addr(aAddr, 9092), "")
-			l.refuse(r, err, "neighbour -> a:9092 (unpublished UDP), routed")
-			r, err = nstest.DialFrom(t, l.outside, "tcp", addr(aAddr, 8080), "")
-			l.refuse(r, err, "neighbour -> a:8080 at the namespace's own address (published only at the host's)")
-			r, err = nstest.DialFrom(t, l.outside, "tcp", addr(l.outHost, ports[0]), "")
-			l.expect(r, err, a, "neighbour -> host:P0 (published TCP)")
-			r, err = nstest.DialFrom(t, l.outside, "udp", addr(l.outHost, ports[2]), "")
-			l.expect(r, err, a, "neighbour -> host:P2 (published UDP)")
-			r, err = hostDial("tcp", addr(aAddr, 9091), "")
-			l.expect(r, err, a, "host -> a:9091")
-			r, err = nstest.DialFrom(t, b, "tcp", addr(aAddr, 9091), "")
-			l.expect(r, err, a, "b -> a:9091 directly")
-			r, err = nstest.DialFrom(t, b, "udp", addr(aAddr, 9092), "")
-			l.expect(r, err, a, "b -> a:9092/udp directly")
-			r, err = nstest.DialFrom(t, a, "tcp", addr(bAddr, 8080), "")
-			l.expect(r, err, b, "a -> b:8080 directly (b has no egress)")
-			r, err = nstest.DialFrom(t, b, "tcp", addr(l.outHost, ports[0]), "")
-			l.expect(r, err, a, "b -> host:P0 (hairpin)")
-			r, err = nstest.DialFrom(t, a, "tcp", addr(l.outPeer, 9999), "")
-			l.expect(r, err, l.outside, "a -> neighbour (egress and its replies)")
+			onlyPublished(t, l, ports, st)
 		})
 	}
+	t.Run("nftables", func(t *testing.T) {
+		l := newLabWith(t, forward.NFTables)
+		ports := freePorts(t, 3)
+		onlyPublished(t, l, ports, l.up(twoServers(ports)))
+	})
+}
+
+// onlyPublished checks TestOnlyPublishedFromOutside's cases on a project
+// of twoServers.
+func onlyPublished(t *testing.T, l *lab, ports []int, st *State) {
+	a, b := l.ns("a"), l.ns("b")
+	aAddr, bAddr := st.Namespace(a).Address.Addr(), st.Namespace(b).Address.Addr()
+	nstest.StartServer(t, a, a, "8080 9091", "9090 9092")
+	nstest.StartServer(t, b, b, "8080", "")
+	nstest.StartServer(t, l.outside, l.outside, "9999", "")
+	// The neighbour routes the namespaces' addresses via the host.
+	for _, ns := range st.Namespaces {
+		run(t, "ip", "-n", l.outside, "route", "add", ns.Address.Masked().String(), "via", l.outHost.String())
+	}
+	r, err := nstest.DialFrom(t, l.outside, "tcp", addr(aAddr, 9091), "")
+	l.refuse(r, err, "neighbour -> a:9091 (unpublished TCP), routed")
+	r, err = nstest.DialFrom(t, l.outside, "udp", addr(aAddr, 9092), "")
+	l.refuse(r, err, "neighbour -> a:9092 (unpublished UDP), routed")
+	r, err = nstest.DialFrom(t, l.outside, "tcp", addr(aAddr, 8080), "")
+	l.refuse(r, err, "neighbour -> a:8080 at the namespace's own address (published only at the host's)")
+	r, err = nstest.DialFrom(t, l.outside, "tcp", addr(l.outHost, ports[0]), "")
+	l.expect(r, err, a, "neighbour -> host:P0 (published TCP)")
+	r, err = nstest.DialFrom(t, l.outside, "udp", addr(l.outHost, ports[2]), "")
+	l.expect(r, err, a, "neighbour -> host:P2 (published UDP)")
+	r, err = hostDial("tcp", addr(aAddr, 9091), "")
+	l.expect(r, err, a, "host -> a:9091")
+	r, err = nstest.DialFrom(t, b, "tcp", addr(aAddr, 9091), "")
+	l.expect(r, err, a, "b -> a:9091 directly")
+	r, err = nstest.DialFrom(t, b, "udp", addr(aAddr, 9092), "")
+	l.expect(r, err, a, "b -> a:9092/udp directly")
+	r, err = nstest.DialFrom(t, a, "tcp", addr(bAddr, 8080), "")
+	l.expect(r, err, b, "a -> b:8080 directly (b has no egress)")
+	r, err = nstest.DialFrom(t, b, "tcp", addr(l.outHost, ports[0]), "")
+	l.expect(r, err, a, "b -> host:P0 (hairpin)")
+	r, err = nstest.DialFrom(t, a, "tcp", addr(l.outPeer, 9999), "")
+	l.expect(r, err, l.outside, "a -> neighbour (egress and its replies)")
+}
+
+// TestPortRanges: a published range reaches the port at the same offset
+// in the target range (6000-6001:8080-8081), or the same port
+// (P-P+1:P-P+1), from another machine and from the host.
+func TestPortRanges(t *testing.T) {
+	eachFirewall(t, func(t *testing.T, l *lab) {
+		ports := freePorts(t, 2)
+		p, q := ports[0], ports[1]
+		l.up(fmt.Sprintf("name: t{ID}\nnamespaces:\n  a{ID}: {ports: [\"%d-%d:8080-8081\", \"%d-%d:%d-%d\"]}\n", p, p+1, q, q+1, q, q+1))
+		a := l.ns("a")
+		for _, port := range []int{8080, 8081, q, q + 1} {
+			nstest.StartServer(t, a, fmt.Sprintf("%s:%d", a, port), fmt.Sprint(port), "")
+		}
+		for published, target := range map[int]int{p: 8080, p + 1: 8081, q: q, q + 1: q + 1} {
+			want := fmt.Sprintf("%s:%d", a, target)
+			r, err := nstest.DialFrom(t, l.outside, "tcp", addr(l.outHost, published), "")
+			l.expect(r, err, want, fmt.Sprintf("outside -> host:%d", published))
+			r, err = hostDial("tcp", addr(localhost, published), "")
+			l.expect(r, err, want, fmt.Sprintf("host -> 127.0.0.1:%d", published))
+		}
+	})
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/forward/iptables"
+	"github.com/nsrun/nsrun/forward/nftables"
 	"github.com/nsrun/nsrun/project"
 )
 
@@ -42,5 +43,21 @@ func firewalls() []forward.Firewall {
 	for _, b := range iptables.Backends {
 		out = append(out, iptables.New(b, 30*time.Second))
 	}
-	return out
+	return append(out, nftables.New())
 }
+
+// firewallChoice reads --firewall, or else NSRUN_FIREWALL; auto when
+// neither is set.
+func firewallChoice(flag string) (forward.Choice, error) {
+	if flag == "" {
+		flag = os.Getenv("NSRUN_FIREWALL")
+	}
+	c, err := forward.ParseChoice(flag)
+	if err != nil {
+		return "", fmt.Errorf("--firewall (or NSRUN_FIREWALL): %w", err)
+	}
+	return c, nil
+}
+
+// firewallFlag is the help of --firewall.
+const firewallFlag = "where published ports go: auto (iptables where it is installed, else nftables), nftables or iptables (default $NSRUN_FIREWALL, else auto)"

@@ -16,7 +16,8 @@ import (
 )
 
 type upFlags struct {
-	attach  bool
+	attach   bool
+	firewall string
 	timeout time.Duration
 	quiet   bool
 }
@@ -46,11 +47,16 @@ Needs root.`,
 	c.Flags().BoolVar(&flags.attach, "attach", false, "stay in the foreground, stream the processes' output as NS/PROC | line, and take it all down on Ctrl-C or SIGTERM")
 	c.Flags().DurationVar(&flags.timeout, "timeout", 60*time.Second, "how long to wait, in all, for the ready checks")
 	c.Flags().BoolVarP(&flags.quiet, "quiet", "q", false, "print no progress lines")
+	c.Flags().StringVar(&flags.firewall, "firewall", "", firewallFlag)
 	return c
 }
 
 func runUp(c *cobra.Command, path string, flags upFlags) error {
 	s, err := loadSpec(path)
+	if err != nil {
+		return err
+	}
+	firewall, err := firewallChoice(flags.firewall)
 	if err != nil {
 		return err
 	}
@@ -66,7 +72,7 @@ func runUp(c *cobra.Command, path string, flags upFlags) error {
 	if err != nil {
 		return err
 	}
-	e.ReadyWait = flags.timeout
+	e.ReadyWait, e.Firewall = flags.timeout, firewall
 	var sources []supervise.Source
 	if flags.attach {
 		sources = attachSources(e.Store, s)
