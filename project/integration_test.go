@@ -48,7 +48,7 @@ func TestReachability(t *testing.T) {
 		a, b := l.ns("a"), l.ns("b")
 		nstest.StartServer(t, a, a, "8080", "9090")
 		nstest.StartServer(t, b, b, "8080", "")
-		nstest.StartServer(t, l.outside, l.outside, "9999", "")
+		nstest.StartServer(t, l.outside, l.outside, fmt.Sprintf("9999 %d", ports[0]), "")
 		gwA := st.Namespace(a).HostAddress.Addr()
 
 		// 1. From another machine, to a host address (nat PREROUTING).
@@ -88,6 +88,10 @@ func TestReachability(t *testing.T) {
 		}
 		r, err = nstest.DialFrom(t, b, "tcp", addr(l.outPeer, 9999), "")
 		l.refuse(r, err, "b (egress: false) -> outside")
+		// The published port number at another machine's address is that
+		// machine's, not a publication (DNAT only for local destinations).
+		r, err = nstest.DialFrom(t, a, "tcp", addr(l.outPeer, ports[0]), "")
+		l.expect(r, err, l.outside, "a -> outside:P0 (not this host's address)")
 
 		// 6. UDP, from the host and from outside.
 		r, err = hostDial("udp", addr(localhost, ports[2]), "")

@@ -299,7 +299,8 @@ func remove(tx *knftables.Transaction, s *Snapshot, project string) {
 	}
 }
 
-// parseList parses what nft -j list table inet nsrun prints.
+// parseList parses what nft -j list table inet nsrun (or list ruleset)
+// prints.
 func parseList(out []byte) (*Snapshot, error) {
 	var doc struct {
 		Nftables []map[string]json.RawMessage `json:"nftables"`
@@ -322,6 +323,8 @@ func parseList(out []byte) (*Snapshot, error) {
 
 func (s *Snapshot) parseObject(kind string, raw json.RawMessage) error {
 	var o struct {
+		Family  string `json:"family"`
+		Table   string `json:"table"`
 		Name    string `json:"name"`
 		Chain   string `json:"chain"`
 		Comment string `json:"comment"`
@@ -331,6 +334,12 @@ func (s *Snapshot) parseObject(kind string, raw json.RawMessage) error {
 	dec.UseNumber()
 	if err := dec.Decode(&o); err != nil {
 		return err
+	}
+	if kind == "table" {
+		o.Table = o.Name
+	}
+	if o.Family != string(Family) || o.Table != Table {
+		return nil // another table's, in a listing of the whole ruleset
 	}
 	switch kind {
 	case "table":
