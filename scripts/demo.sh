@@ -1,25 +1,31 @@
 #!/usr/bin/env bash
-# The main job on the bundled example: sudo scripts/demo.sh [--keep]
+# The main job on the bundled example: sudo scripts/demo.sh [--keep] [--nftables-only]
 #
 # Two web servers, both on port 8080, each in its own network namespace,
 # published on the host as ports 6000 and 6001 (specs/examples/blog.yaml).
 # It installs what is missing (Debian packages), builds nsrun into bin/,
 # brings the example up, reaches both servers from the host and from an
 # "outside" machine (a namespace of the demo's, joined to the host by its
-# own veth), prints the status, and takes it all down again. With --keep it
-# leaves the example running and says how to remove it.
+# own veth) and from one namespace to the other's port, prints the status,
+# and takes it all down again. With --keep it leaves the example running
+# and says how to remove it. With --nftables-only nsrun runs with no
+# iptables program on its PATH, as on a host with only nftables: up must
+# choose its nftables backend by itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 keep=false
-case "${1:-}" in
---keep) keep=true ;;
-"") ;;
-*)
-	echo "usage: sudo $0 [--keep]" >&2
-	exit 2
-	;;
-esac
+nftables_only=false
+for arg in "$@"; do
+	case "$arg" in
+	--keep) keep=true ;;
+	--nftables-only) nftables_only=true ;;
+	*)
+		echo "usage: sudo $0 [--keep] [--nftables-only]" >&2
+		exit 2
+		;;
+	esac
+done
 if [[ $(id -u) -ne 0 ]]; then
 	echo "demo.sh creates namespaces and firewall rules; run it as root: sudo $0" >&2
 	exit 1
@@ -41,6 +47,22 @@ spec=specs/examples/blog.yaml
 
 source scripts/lib.sh
 
+want_backend=
+if $nftables_only; then
+	# A PATH with every program of this machine's but iptables'.
+	bare=$(mktemp -d)
+	for dir in /usr/local/sbin /usr/local/bin /usr/sbin /usr/bin /sbin /bin; do
+		for prog in "$dir"/*; do
+			name=${prog##*/}
+			case "$name" in iptables* | ip6tables* | xtables* | arptables* | ebtables*) continue ;; esac
+			[[ -x $prog && ! -e $bare/$name ]] && ln -s "$prog" "$bare/$name"
+		done
+	done
+	export PATH=$bare
+	want_backend=nftables
+	say "no iptables program on PATH: up must choose nftables"
+fi
+
 # The demo's "outside" machine: its own namespace and veth, not nsrun's.
 outside=nsrun-demo-out
 outlink=nsrdemo-out
@@ -56,6 +78,7 @@ finish() {
 		"$nsrun" down -q "$spec" >/dev/null 2>&1 || true
 	fi
 	remove_run_netns_if_new
+	[[ -n ${bare:-} ]] && rm -rf "$bare"
 	exit $status
 }
 trap finish EXIT
@@ -84,8 +107,16 @@ for port in 6000 6001; do
 	ip netns exec "$outside" curl -sS --max-time 5 "http://$outhost:$port/"
 done
 
+say "from one namespace to the other's published port (through the host)"
+printf 'nsrun exec ns1 -- curl http://%s:6001  ->  ' "$outhost"
+"$nsrun" exec ns1 -- curl -sS --max-time 5 "http://$outhost:6001/"
+
 say "nsrun status -p blog"
 "$nsrun" status -p blog
+if [[ -n $want_backend ]] && ! "$nsrun" status -p blog -o json | grep -q "\"backend\": \"$want_backend\""; then
+	echo "demo: the project's rules are not in $want_backend" >&2
+	exit 1
+fi
 
 if $keep; then
 	say "left running"

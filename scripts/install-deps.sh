@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what nsrun's tests and scripts need on a fresh Debian or Ubuntu
-# machine that has only Go: iptables (nft and legacy), iproute2, python3 for
+# machine that has only Go: iptables (nft and legacy), nftables (nft), iproute2, python3 for
 # the bundled examples, curl for the demo, and gcc with the C library's
 # headers for cgo (nsrun's fast exec path). Packages already present are left
 # alone.
@@ -9,6 +9,7 @@ set -euo pipefail
 need=()
 command -v iptables >/dev/null || need+=(iptables)
 command -v iptables-legacy >/dev/null || need+=(iptables)
+command -v nft >/dev/null || need+=(nftables)
 command -v ip >/dev/null || need+=(iproute2) # the tests and the demo check with ip
 command -v python3 >/dev/null || need+=(python3) # the bundled examples' web servers
 command -v curl >/dev/null || need+=(curl)       # the demo's client

@@ -26,6 +26,9 @@ go vet ./...
 # The README's other command, on the real machine, as a user runs it.
 echo "== scripts/demo.sh"
 scripts/demo.sh
+# The same on an nftables-only host: no iptables program on PATH.
+echo "== scripts/demo.sh --nftables-only"
+scripts/demo.sh --nftables-only
 
 # up killed with SIGKILL at random instants; down must converge every time.
 echo "== scripts/chaos.sh 20"

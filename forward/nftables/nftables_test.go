@@ -1,0 +1,324 @@
+package nftables
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/nsrun/nsrun/forward"
+	"github.com/nsrun/nsrun/netns/nstest"
+	"github.com/nsrun/nsrun/specs"
+	"sigs.k8s.io/knftables"
+)
+
+// project has every kind of publication: one port, one bound to an
+// address, a range to another range, a range to itself, UDP, and a
+// namespace without egress. Projects of different n have different
+// links, addresses and ports.
+func project(name string, n int) forward.Project {
+	port := func(format string, args ...any) specs.Port {
+		return specs.MustParsePort(fmt.Sprintf(format, args...))
+	}
+	o := 10000 * n
+	return forward.Project{Name: name, Namespaces: []forward.Namespace{
+		{Name: "a", Link: fmt.Sprintf("nsr-a%d", n), Address: netip.MustParsePrefix(fmt.Sprintf("10.231.%d.2/30", 2*n)), Egress: true,
+			Ports: []specs.Port{port("%d:8080", 16000+o), port("127.0.0.1:%d:9090/udp", 16100+o),
+				port("%d-%d:8000-8002", 17000+o, 17002+o), port("%d-%d:%d-%d", 17100+o, 17101+o, 17100+o, 17101+o)}},
+		{Name: "b", Link: fmt.Sprintf("nsh-b%d", n), Address: netip.MustParsePrefix(fmt.Sprintf("10.231.%d.2/30", 2*n+1)), Egress: false,
+			Ports: []specs.Port{port("192.0.2.1:%d:8080", 16001+o)}},
+	}}
+}
+
+func fakeWith(t *testing.T, projects ...forward.Project) (*Firewall, *knftables.Fake) {
+	t.Helper()
+	fw := NewFake()
+	for _, p := range projects {
+		if err := fw.Ensure(context.Background(), p, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return fw, fw.run.(fake).f
+}
+
+func read(t *testing.T, fw *Firewall) *Snapshot {
+	t.Helper()
+	s, err := fw.run.read(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// runTx applies nft commands to the fake, as a person would with nft.
+func runTx(t *testing.T, f *knftables.Fake, build func(tx *knftables.Transaction)) {
+	t.Helper()
+	tx := f.NewTransaction()
+	build(tx)
+	if err := f.Run(context.Background(), tx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestEnsure: a project's table has no drift once applied; applying it
+// again runs no transaction; the table holds one element per port and
+// per-namespace set, and a chain per publication.
+func TestEnsure(t *testing.T) {
+	p := project("p1", 0)
+	fw, f := fakeWith(t)
+	if d := read(t, fw).Drift(p, false); len(d) != 1 || !strings.Contains(d[0], "table inet nsrun is missing") {
+		t.Errorf("drift of an empty host: %q; want only the missing table", d)
+	}
+	if err := fw.Ensure(context.Background(), p, false); err != nil {
+		t.Fatal(err)
+	}
+	if d := read(t, fw).Drift(p, false); len(d) != 0 {
+		t.Errorf("drift after Ensure: %q", d)
+	}
+	last := f.LastTransaction
+	if err := fw.Ensure(context.Background(), p, false); err != nil {
+		t.Fatal(err)
+	}
+	if f.LastTransaction != last {
+		t.Errorf("a second Ensure ran:\n%s", f.LastTransaction)
+	}
+	if n := len(f.Table.Maps[mapAny].Elements); n != 3 {
+		t.Errorf("%s holds %d elements; want 3", mapAny, n)
+	}
+	if e := f.Table.Maps[mapAddr].FindElement("127.0.0.1", "udp", "16100"); e == nil || !slices.Equal(e.Value, []string{"goto port/p1/a/127.0.0.1/udp/16100"}) {
+		t.Errorf("the address-bound port's element: %+v", e)
+	}
+	if f.Table.Sets[setIsolated].FindElement("nsh-b0") == nil || f.Table.Sets[setIsolated].FindElement("nsr-a0") != nil {
+		t.Errorf("%s holds %v; want only b's link", setIsolated, f.Table.Sets[setIsolated].Elements)
+	}
+	if err := fw.Ensure(context.Background(), p, true); err == nil {
+		t.Error("Ensure of accepts only succeeded; this backend never holds them")
+	}
+}
+
+// TestDrift: each kind of change behind nsrun's back is reported, and the
+// next Ensure repairs exactly it.
+func TestDrift(t *testing.T) {
+	p := project("p1", 0)
+	for _, tc := range []struct {
+		name   string
+		break_ func(tx *knftables.Transaction)
+		want   string
+	}{
+		{"element deleted", func(tx *knftables.Transaction) {
+			tx.Delete(&knftables.Element{Map: mapAny, Key: []string{"tcp", "16000"}})
+		}, "element missing from publish-any: tcp . 16000 : goto port/p1/a/tcp/16000"},
+		{"base chain flushed", func(tx *knftables.Transaction) { tx.Flush(&knftables.Chain{Name: chainForward}) },
+			`rule missing from chain filter-forward: "nsrun: a published port"`},
+		{"rule added", func(tx *knftables.Transaction) { tx.Add(&knftables.Rule{Chain: chainForward, Rule: "accept"}) },
+			`rule not made by nsrun in chain filter-forward: "(no comment)"`},
+		{"publication retargeted", func(tx *knftables.Transaction) {
+			tx.Flush(&knftables.Chain{Name: "port/p1/a/tcp/16000"})
+			tx.Add(&knftables.Rule{Chain: "port/p1/a/tcp/16000", Rule: "meta l4proto tcp dnat ip to 10.9.9.9:1", Comment: knftables.PtrTo("nsrun -> 10.9.9.9:1")})
+		}, `rule missing from chain port/p1/a/tcp/16000: "nsrun -> 10.231.0.2:8080"`},
+		{"set deleted", func(tx *knftables.Transaction) {
+			tx.Flush(&knftables.Chain{Name: chainForward})
+			tx.Delete(&knftables.Set{Name: setIsolated})
+		}, "set no-egress is missing"},
+		{"table deleted", func(tx *knftables.Transaction) { tx.Delete(&knftables.Table{}) }, "table inet nsrun is missing"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fw, f := fakeWith(t, p, project("other", 1))
+			runTx(t, f, tc.break_)
+			d := read(t, fw).Drift(p, false)
+			if !slices.ContainsFunc(d, func(m string) bool { return strings.HasPrefix(m, tc.want) }) {
+				t.Errorf("drift %q; want it to contain %q", d, tc.want)
+			}
+			if err := fw.Ensure(context.Background(), p, false); err != nil {
+				t.Fatal(err)
+			}
+			if d := read(t, fw).Drift(p, false); len(d) != 0 {
+				t.Errorf("drift after the repair: %q\n%s", d, f.Dump())
+			}
+			if !strings.Contains(tc.name, "table") && strings.Contains(f.LastTransaction.String(), "add table") {
+				t.Errorf("the repair re-made the table:\n%s", f.LastTransaction)
+			}
+		})
+	}
+}
+
+// TestChangedProject: an edited project changes only its own elements
+// and chains; the other project's stay as they were.
+func TestChangedProject(t *testing.T) {
+	p := project("p1", 0)
+	fw, f := fakeWith(t, p, project("p2", 1))
+	other := read(t, fw).Drift(project("p2", 1), false)
+	p.Namespaces[0].Ports = p.Namespaces[0].Ports[1:] // 16000 goes
+	p.Namespaces[1].Egress = true
+	if err := fw.Ensure(context.Background(), p, false); err != nil {
+		t.Fatal(err)
+	}
+	tx := f.LastTransaction.String()
+	for _, want := range []string{"delete element inet nsrun publish-any { tcp . 16000 }", "delete chain inet nsrun port/p1/a/tcp/16000",
+		"delete element inet nsrun no-egress { nsh-b0 }", "add element inet nsrun egress { 10.231.1.0/30"} {
+		if !strings.Contains(tx, want) {
+			t.Errorf("transaction lacks %q:\n%s", want, tx)
+		}
+	}
+	if strings.Contains(tx, "p2") || strings.Contains(tx, "add rule") {
+		t.Errorf("transaction touches more than p1's elements and chains:\n%s", tx)
+	}
+	if d := read(t, fw).Drift(p, false); len(d) != 0 || len(other) != 0 {
+		t.Errorf("drift: %q, other project's before: %q", d, other)
+	}
+}
+
+// TestRemove: removing one project leaves the other's table whole;
+// removing the last deletes the table; Sweep deletes it whatever it holds.
+func TestRemove(t *testing.T) {
+	ctx := context.Background()
+	fw, f := fakeWith(t, project("p1", 0), project("p2", 1))
+	if err := fw.Remove(ctx, "p1"); err != nil {
+		t.Fatal(err)
+	}
+	s := read(t, fw)
+	if got := s.Projects(); !slices.Equal(got, []string{"p2"}) {
+		t.Errorf("projects after removing p1: %v\n%s", got, f.Dump())
+	}
+	if d := s.Drift(project("p2", 1), false); len(d) != 0 {
+		t.Errorf("p2 after removing p1: %q", d)
+	}
+	if err := fw.Remove(ctx, "p1"); err != nil {
+		t.Errorf("removing p1 again: %v", err)
+	}
+	if err := fw.Remove(ctx, "p2"); err != nil {
+		t.Fatal(err)
+	}
+	if read(t, fw).exists {
+		t.Errorf("the table stays after the last project:\n%s", f.Dump())
+	}
+	fw, _ = fakeWith(t, project("p1", 0))
+	if err := fw.Sweep(ctx); err != nil || read(t, fw).exists {
+		t.Errorf("Sweep: %v; table exists %v", err, read(t, fw).exists)
+	}
+	if err := fw.Sweep(ctx); err != nil {
+		t.Errorf("Sweep of nothing: %v", err)
+	}
+}
+
+// TestScript: the nft -f input plan prints builds exactly what Ensure
+// does.
+func TestScript(t *testing.T) {
+	p := project("p1", 0)
+	script := NewFake().Script(p)
+	body, ok := strings.CutPrefix(script, "nft -f - <<'EOF'\n")
+	body, ok2 := strings.CutSuffix(body, "EOF\n")
+	if !ok || !ok2 {
+		t.Fatalf("not an nft -f heredoc:\n%s", script)
+	}
+	f := knftables.NewFake(Family, Table)
+	if err := f.ParseDump(body); err != nil {
+		t.Fatalf("the script does not parse: %v\n%s", err, body)
+	}
+	if d := fromFake(f).Drift(p, false); len(d) != 0 {
+		t.Errorf("drift of what the script builds: %q", d)
+	}
+}
+
+// TestParseValue: the JSON forms nft prints for elements.
+func TestParseElement(t *testing.T) {
+	for _, tc := range []struct {
+		json  string
+		isMap bool
+		want  element
+	}{
+		{`"nsr-a"`, false, element{key: []string{"nsr-a"}}},
+		{`{"elem": {"val": "nsr-a", "comment": "nsrun p/a"}}`, false, element{key: []string{"nsr-a"}, comment: "nsrun p/a"}},
+		{`{"elem": {"val": {"prefix": {"addr": "10.0.0.0", "len": 30}}, "comment": "c"}}`, false, element{key: []string{"10.0.0.0/30"}, comment: "c"}},
+		{`[{"elem": {"val": {"concat": ["tcp", {"range": [7000, 7010]}]}, "comment": "c"}}, {"goto": {"target": "port/p/a/tcp/7000-7010"}}]`, true,
+			element{key: []string{"tcp", "7000-7010"}, value: []string{"goto port/p/a/tcp/7000-7010"}, comment: "c"}},
+		{`[{"concat": ["127.0.0.1", "udp", 16100]}, {"jump": {"target": "x"}}]`, true, element{key: []string{"127.0.0.1", "udp", "16100"}, value: []string{"jump x"}}},
+	} {
+		doc := fmt.Sprintf(`{"nftables": [{"table": {"family": "inet", "name": "nsrun"}}, {"%s": {"family": "inet", "table": "nsrun", "name": "s", "elem": [%s]}}]}`,
+			map[bool]string{false: "set", true: "map"}[tc.isMap], tc.json)
+		s, err := parseList([]byte(doc))
+		if err != nil {
+			t.Errorf("%s: %v", tc.json, err)
+			continue
+		}
+		tc.want.set = "s"
+		if got := s.elements["s"]; len(got) != 1 || got[0].String() != tc.want.String() || got[0].comment != tc.want.comment {
+			t.Errorf("%s: %+v; want %+v", tc.json, got, tc.want)
+		}
+	}
+}
+
+// TestRealTable applies projects to the real kernel: nft -j list table
+// reads back exactly what was written (no drift, a second Ensure runs
+// nothing), nft list ruleset and nft -j list ruleset print all of it with
+// nothing they cannot decode, removing one project leaves the other, and
+// the probe leaves nothing.
+func TestRealTable(t *testing.T) {
+	nstest.RequireRoot(t)
+	nstest.DumpOnFailure(t)
+	ctx := context.Background()
+	fw := New()
+	if !fw.Installed() {
+		t.Fatal("nft is not installed; scripts/install-deps.sh installs it")
+	}
+	p1, p2 := project(strings.ToLower(nstest.Name("n")), 0), project(strings.ToLower(nstest.Name("m")), 1)
+	t.Cleanup(func() { fw.Sweep(ctx) })
+	for _, p := range []forward.Project{p1, p2} {
+		if err := fw.Ensure(ctx, p, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := read(t, fw)
+	for _, p := range []forward.Project{p1, p2} {
+		if d := s.Drift(p, false); len(d) != 0 {
+			t.Errorf("drift of %s as nft -j prints it: %q", p.Name, d)
+		}
+	}
+	nft, _ := fw.run.nft(ctx)
+	tx := nft.NewTransaction()
+	ensure(tx, s, p1)
+	if tx.NumOperations() != 0 {
+		t.Errorf("a second Ensure would run:\n%s", tx)
+	}
+	text, err := exec.Command("nft", "list", "ruleset").CombinedOutput()
+	if err != nil || !strings.Contains(string(text), "table inet nsrun") {
+		t.Fatalf("nft list ruleset: %v\n%s", err, text)
+	}
+	for _, bad := range []string{"unknown", "invalid", "[", "Error"} {
+		if strings.Contains(string(text), bad) {
+			t.Errorf("nft list ruleset prints %q:\n%s", bad, text)
+		}
+	}
+	js, err := exec.Command("nft", "-j", "list", "ruleset").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	whole, err := parseList(js)
+	if err != nil {
+		t.Fatalf("nft -j list ruleset: %v", err)
+	}
+	if fmt.Sprint(whole) != fmt.Sprint(s) {
+		t.Errorf("nsrun's table in nft -j list ruleset differs from nft -j list table:\n%+v\n%+v", whole, s)
+	}
+	if err := fw.Remove(ctx, p1.Name); err != nil {
+		t.Fatal(err)
+	}
+	if s := read(t, fw); !slices.Equal(s.Projects(), []string{p2.Name}) || len(s.Drift(p2, false)) != 0 {
+		t.Errorf("after removing %s: projects %v, drift of %s %q", p1.Name, s.Projects(), p2.Name, s.Drift(p2, false))
+	}
+	if err := fw.Probe(ctx); err != nil {
+		t.Errorf("probe: %v", err)
+	}
+	if out, _ := exec.Command("nft", "list", "tables").Output(); strings.Contains(string(out), probeTable) {
+		t.Errorf("the probe left its table:\n%s", out)
+	}
+	if err := fw.Remove(ctx, p2.Name); err != nil {
+		t.Fatal(err)
+	}
+	if read(t, fw).exists {
+		t.Error("the table stays after the last project")
+	}
+}
