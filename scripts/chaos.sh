@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Kill 'nsrun up' with SIGKILL at random instants, run 'nsrun down', and
-# check that the host is exactly as before each time.
+# check that the host is exactly as before each time. Runs alternate
+# between the firewall backends: odd ones --firewall iptables, even ones
+# --firewall nftables.
 #
 #   sudo scripts/chaos.sh [RUNS] [SEED]      (default: 50 runs, a random seed)
 #
@@ -61,26 +63,31 @@ before=$(snapshot)
 RANDOM=$seed
 echo "chaos: $runs runs, seed $seed (replay: sudo $0 $runs $seed)"
 converged=0
+declare -A ok=([iptables]=0 [nftables]=0) tried=([iptables]=0 [nftables]=0)
 for ((i = 1; i <= runs; i++)); do
 	delay_ms=$((RANDOM % 120)) # up takes about 50-100ms here: most kills land inside it
-	"$nsrun" up -q "$spec" >/dev/null 2>&1 &
+	firewall=iptables
+	((i % 2 == 0)) && firewall=nftables
+	tried[$firewall]=$((tried[$firewall] + 1))
+	"$nsrun" up -q --firewall "$firewall" "$spec" >/dev/null 2>&1 &
 	pid=$!
 	sleep "$(printf '0.%03d' "$delay_ms")"
 	kill -9 "$pid" 2>/dev/null || true
 	wait "$pid" 2>/dev/null || true
 	if ! "$nsrun" down -q -p chaos >"$work/down.log" 2>&1; then
-		echo "run $i (kill after ${delay_ms}ms): down failed:"
+		echo "run $i ($firewall, kill after ${delay_ms}ms): down failed:"
 		cat "$work/down.log"
 		continue
 	fi
 	after=$(snapshot)
 	if [[ $after == "$before" ]]; then
 		converged=$((converged + 1))
+		ok[$firewall]=$((ok[$firewall] + 1))
 	else
-		echo "run $i (kill after ${delay_ms}ms): the host differs after down:"
+		echo "run $i ($firewall, kill after ${delay_ms}ms): the host differs after down:"
 		diff <(echo "$before") <(echo "$after") || true
 		"$nsrun" down --all >/dev/null 2>&1 || true
 	fi
 done
-echo "$converged/$runs converged"
+echo "$converged/$runs converged (iptables ${ok[iptables]}/${tried[iptables]}, nftables ${ok[nftables]}/${tried[nftables]})"
 [[ $converged == "$runs" ]]
