@@ -1,8 +1,9 @@
 // Package forward is the backend-neutral side of publishing ports: what a
 // project publishes and lets through (Project), the Firewall interface
-// that each backend implements (package forward/iptables; the loopback
-// shortcut is forward/shortcut), where a project's rules go (Placement),
-// and the host's listeners and conntrack entries that publishing meets.
+// that each backend implements (packages forward/iptables and
+// forward/nftables; the loopback shortcut is forward/shortcut), which
+// backend a project's rules go to (Choice, Place), and the host's
+// listeners and conntrack entries that publishing meets.
 package forward
 
 import (
@@ -140,9 +141,10 @@ type Tables interface {
 }
 
 // Placement says where a project's rules go: all of them in Backend, and
-// its FORWARD accepts also in each backend of Accepts, whose FORWARD
-// drops: a packet must pass both iptables backends, and an accept in one
-// does not override a drop in the other.
+// its FORWARD accepts also in each iptables backend of Accepts, whose
+// FORWARD drops: a packet must pass every backend, and an accept in one
+// does not override a drop in another (nft(8): accept ends only the
+// current base chain, a drop ends all).
 type Placement struct {
 	Backend Backend
 	Accepts []Backend

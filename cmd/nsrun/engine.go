@@ -12,8 +12,9 @@ import (
 	"github.com/nsrun/nsrun/project"
 )
 
-// newEngine wires the engine to the real host: netlink, the iptables
-// backends, and the state in /run/nsrun. Progress goes to w.
+// newEngine wires the engine to the real host: netlink, the firewall
+// backends (iptables and nftables), and the state in /run/nsrun.
+// Progress goes to w.
 func newEngine(w io.Writer, quiet bool) (*project.Engine, error) {
 	self, err := os.Executable()
 	if err != nil {

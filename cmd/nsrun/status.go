@@ -130,8 +130,9 @@ type projectReport struct {
 	Error   string `json:"error,omitempty"`
 	Spec    string `json:"spec,omitempty"`
 	Backend string `json:"backend"`
-	// ForwardAccepts are the other iptables backends that hold the
-	// project's FORWARD accepts, because their FORWARD drops.
+	// Backend holds the project's rules: nftables, iptables-nft or
+	// iptables-legacy. ForwardAccepts are the iptables backends that also
+	// hold its FORWARD accepts, because their FORWARD drops.
 	ForwardAccepts []string          `json:"forward_accepts,omitempty"`
 	Namespaces     []namespaceReport `json:"namespaces"`
 	Supervisor     *processReport    `json:"supervisor,omitempty"`

@@ -5,10 +5,12 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	goiptables "github.com/coreos/go-iptables/iptables"
 	"github.com/nsrun/nsrun/forward"
 )
 
@@ -33,6 +35,7 @@ type Firewall struct {
 // fake in memory.
 type runner interface {
 	installed() bool
+	probe(ctx context.Context) error
 	save(ctx context.Context) (string, error)
 	restore(ctx context.Context, script string) error
 }
@@ -93,8 +96,12 @@ func (f *Firewall) Remove(ctx context.Context, project string) error {
 
 func (f *Firewall) Sweep(ctx context.Context) error { return f.apply(ctx, SweepScript) }
 
-// Probe reads the backend: it works when BACKEND-save does.
+// Probe checks that the backend's program runs and is recent enough, and
+// that BACKEND-save reads its tables.
 func (f *Firewall) Probe(ctx context.Context) error {
+	if err := f.run.probe(ctx); err != nil {
+		return err
+	}
 	_, err := f.snapshot(ctx)
 	return err
 }
@@ -114,6 +121,28 @@ func (p programs) installed() bool {
 	_, err1 := exec.LookPath(string(p.backend) + "-save")
 	_, err2 := exec.LookPath(string(p.backend) + "-restore")
 	return err1 == nil && err2 == nil
+}
+
+// minVersion is the oldest iptables whose restore waits for the xtables
+// lock (-w), which nsrun's batches need.
+var minVersion = [3]int{1, 6, 2}
+
+// probe asks the backend's program its version, through go-iptables.
+func (p programs) probe(context.Context) error {
+	ipt, err := goiptables.New(goiptables.Path(string(p.backend)))
+	if err != nil {
+		return fmt.Errorf("%s: %w", p.backend, err)
+	}
+	v1, v2, v3 := ipt.GetIptablesVersion()
+	return checkVersion(p.backend, [3]int{v1, v2, v3})
+}
+
+func checkVersion(b forward.Backend, v [3]int) error {
+	if slices.Compare(v[:], minVersion[:]) < 0 {
+		return fmt.Errorf("%s is version %d.%d.%d; nsrun needs %d.%d.%d or later (iptables-restore -w); upgrade iptables or use --firewall nftables",
+			b, v[0], v[1], v[2], minVersion[0], minVersion[1], minVersion[2])
+	}
+	return nil
 }
 
 // save runs BACKEND-save; it does not load any module.
@@ -152,6 +181,8 @@ type memory struct {
 }
 
 func (m *memory) installed() bool { return true }
+
+func (m *memory) probe(context.Context) error { return nil }
 
 func (m *memory) save(ctx context.Context) (string, error) {
 	m.mu.Lock()

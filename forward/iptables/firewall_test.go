@@ -81,3 +81,20 @@ func withoutEmptyTables(s *Snapshot) *Snapshot {
 	}
 	return out
 }
+
+// TestProbe: each real backend passes the probe (its program's version,
+// read through go-iptables, and a read of its tables); an old iptables
+// does not.
+func TestProbe(t *testing.T) {
+	nstest.RequireRoot(t)
+	for _, b := range Backends {
+		if err := New(b, 0).Probe(context.Background()); err != nil {
+			t.Errorf("%s: %v", b, err)
+		}
+	}
+	for v, ok := range map[[3]int]bool{{1, 6, 1}: false, {1, 4, 21}: false, {1, 6, 2}: true, {1, 8, 9}: true, {2, 0, 0}: true} {
+		if err := checkVersion(NFT, v); (err == nil) != ok {
+			t.Errorf("version %v: %v", v, err)
+		}
+	}
+}
