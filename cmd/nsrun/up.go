@@ -18,8 +18,8 @@ import (
 type upFlags struct {
 	attach   bool
 	firewall string
-	timeout time.Duration
-	quiet   bool
+	timeout  time.Duration
+	quiet    bool
 }
 
 func newUpCommand() *cobra.Command {
