@@ -55,7 +55,7 @@ func firewallChoice(flag string) (forward.Choice, error) {
 	}
 	c, err := forward.ParseChoice(flag)
 	if err != nil {
-		return "", fmt.Errorf("--firewall (or NSRUN_FIREWALL): %w", err)
+		return "", usageError(fmt.Errorf("--firewall (or NSRUN_FIREWALL): %w", err))
 	}
 	return c, nil
 }

@@ -70,6 +70,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"frobnicate"}, `unknown command "frobnicate"; see 'nsrun --help'`},
 		{[]string{"up", "--bogus", "x.yaml"}, "unknown flag: --bogus; see 'nsrun up --help'"},
 		{[]string{"up", "--timeout", "soon", "x.yaml"}, `invalid argument "soon" for "--timeout"`},
+		{[]string{"up", "--firewall", "nft", "x.yaml"}, `--firewall (or NSRUN_FIREWALL): unknown firewall "nft"; use auto, nftables or iptables`},
+		{[]string{"plan", "--firewall", "pf", "x.yaml"}, `unknown firewall "pf"`},
 		{[]string{"exec", "ns1"}, "no command to run"},
 		{[]string{"exec", "ns1", "--"}, "no command to run"},
 		{[]string{"exec", "--user", "x", "ns1", "true"}, "name the namespace first"},
@@ -194,4 +196,26 @@ func (u userRunner) run(t *testing.T, args ...string) (int, string) {
 	}
 	t.Fatalf("running %v: %v", args, err)
 	return 0, ""
+}
+
+// TestPlanFirewall: plan prints iptables-restore input for iptables and
+// an nft -f heredoc for nftables, with NSRUN_FIREWALL as the default.
+func TestPlanFirewall(t *testing.T) {
+	const spec = "../../specs/examples/blog.yaml"
+	for _, tc := range []struct {
+		args []string
+		env  string
+		want string
+	}{
+		{[]string{"plan", "--firewall", "iptables", spec}, "", "iptables-restore -w 30 --noflush <<'EOF'\n*nat\n"},
+		{[]string{"plan", "--firewall", "nftables", spec}, "", "nft -f - <<'EOF'\nadd table inet nsrun"},
+		{[]string{"plan", spec}, "nftables", "add element inet nsrun publish-any { tcp . 6000 comment \"nsrun blog/ns1\" : goto port/blog/ns1/tcp/6000 }"},
+		{[]string{"plan", "--firewall", "iptables", spec}, "nftables", "iptables-restore"},
+	} {
+		t.Setenv("NSRUN_FIREWALL", tc.env)
+		code, out, errOut := nsrun(t, tc.args...)
+		if code != 0 || !strings.Contains(out, tc.want) {
+			t.Errorf("%v (NSRUN_FIREWALL=%s): exit %d, stderr %q; want stdout with %q:\n%s", tc.args, tc.env, code, errOut, tc.want, out)
+		}
+	}
 }

@@ -25,11 +25,11 @@ It changes nothing and needs no root.`,
 		Args:              usageArgs(cobra.ExactArgs(1)),
 		ValidArgsFunction: completeSpecFiles,
 		RunE: func(c *cobra.Command, args []string) error {
-			s, err := loadSpec(args[0])
+			choice, err := firewallChoice(firewall)
 			if err != nil {
 				return err
 			}
-			choice, err := firewallChoice(firewall)
+			s, err := loadSpec(args[0])
 			if err != nil {
 				return err
 			}

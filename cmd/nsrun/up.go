@@ -52,11 +52,11 @@ Needs root.`,
 }
 
 func runUp(c *cobra.Command, path string, flags upFlags) error {
-	s, err := loadSpec(path)
+	firewall, err := firewallChoice(flags.firewall)
 	if err != nil {
 		return err
 	}
-	firewall, err := firewallChoice(flags.firewall)
+	s, err := loadSpec(path)
 	if err != nil {
 		return err
 	}
