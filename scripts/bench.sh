@@ -2,7 +2,11 @@
 # Benchmarks nsrun side by side with the manual method and a userland
 # proxy, in one run, as ratios (this machine is shared and noisy):
 #
-#   sudo scripts/bench.sh [--quick]
+#   sudo scripts/bench.sh [--quick] [--firewalls]
+#
+# Sections 2, 3 and 3b run once per firewall backend (iptables, then
+# nftables), marked [iptables] and [nftables]; --firewalls runs only those
+# and section 6.
 #
 # 1. up and down of N namespaces with one published port each (N = 1, 10,
 #    100), against the same setup done the manual way: one ip / iptables /
@@ -15,21 +19,33 @@
 #    the host) and from the host itself (at 127.0.0.1, the loopback
 #    shortcut; at a host address, DNAT), and through socat; iperf3
 #    throughput through the published port and through socat;
-# 3. new connections/s to the last of 100 published ports against the
-#    first, from another machine (DNAT) and at 127.0.0.1 (the shortcut);
+# 3. new connections/s to the last of 100 and of 1,000 published ports
+#    against the first, from another machine (DNAT) and at 127.0.0.1 (the
+#    shortcut);
 #    and requests/s from another machine to the 100th of 100 namespaces
 #    against the 1st;
 # 4. 'nsrun exec NS true' against 'ip netns exec NS true', with nsrun as
 #    released and built without cgo;
-# 5. the supervisor's memory with 10 processes.
+# 5. the supervisor's memory with 10 processes;
+# 6. the time each backend takes to apply, read and remove 100 and 1,000
+#    published ports.
 #
 # It installs wrk, iperf3, socat and hyperfine from Debian when missing,
 # prints a table of medians and ratios, and leaves nothing behind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-quick=false
-[[ ${1:-} == --quick ]] && quick=true
+quick=false firewalls_only=false
+for arg in "$@"; do
+	case "$arg" in
+	--quick) quick=true ;;
+	--firewalls) firewalls_only=true ;;
+	*)
+		echo "usage: sudo $0 [--quick] [--firewalls]" >&2
+		exit 2
+		;;
+	esac
+done
 if [[ $(id -u) -ne 0 ]]; then
 	echo "bench.sh creates namespaces and firewall rules; run it as root: sudo $0" >&2
 	exit 1
@@ -62,10 +78,7 @@ cleanup() {
 		"$nsrun" down -q -p "$p" >/dev/null 2>&1 || true
 	done
 	[[ -f $work/manual-down.sh ]] && bash "$work/manual-down.sh" >/dev/null 2>&1 || true
-	if [[ -n ${fw:-} ]]; then
-		for dir in -i -o; do "$fw" -w -D FORWARD "$dir" benchout-h -j ACCEPT 2>/dev/null || true; done
-		[[ -n ${bare[*]:-} ]] && "$fw" -w -t nat -D OUTPUT "${bare[@]}" 2>/dev/null || true
-	fi
+	declare -F close_direct >/dev/null && close_direct
 	ip link del benchout-h 2>/dev/null || true
 	ip netns del benchout 2>/dev/null || true
 	rm -rf "$work"
@@ -146,6 +159,7 @@ manual_down_n() {
 	echo "sysctl -qw net.ipv4.ip_forward=$(sysctl -n net.ipv4.ip_forward)"
 }
 
+if ! $firewalls_only; then
 # The root file system here (ext4 without a journal) passes over inodes
 # freed in the last minutes when it makes a file, so after many files were
 # deleted (by earlier tests or runs) making files is slow, for nsrun's
@@ -213,6 +227,8 @@ bare1000=$(hyper "$prep1000" "bash $work/floor-bare.sh")
 row "down, 1000 namespaces (vs the floor, ms)" "$(ms1 "$down1000")" "$(ms1 "$floor1000")" "$(ratio "$down1000" "$floor1000")" "of it (goal: <= 2x)"
 row "down, 1000 namespaces (vs the floor without files, ms)" "$(ms1 "$down1000")" "$(ms1 "$bare1000")" "$(ratio "$down1000" "$bare1000")" "(information)"
 
+fi # sections 1 and 1b
+
 # --- 2. the data path -------------------------------------------------------
 cat >"$work/data.yaml" <<YAML
 name: benchdata
@@ -232,19 +248,8 @@ namespaces:
       - {name: iperf, command: [iperf3, -s, -p, "5201"], ready: {tcp: 5201}}
       - {name: iperf2, command: [iperf3, -s, -p, "5202"], ready: {tcp: 5202}}
 YAML
-"$nsrun" up -q "$work/data.yaml" >/dev/null
-addr=$("$nsrun" status -p benchdata -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["projects"][0]["namespaces"][0]["ports"][0]["address"])')
-# The published port at a host address: DNAT in nat OUTPUT, after which the
-# kernel routes each packet again. At 127.0.0.1 nsrun's loopback shortcut
-# sends the connection straight to the namespace at connect() instead.
-hostaddr=$("$nsrun" status -p benchdata -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["projects"][0]["namespaces"][0]["host_address"].split("/")[0])')
-socat TCP-LISTEN:6600,fork,reuseaddr "TCP:$addr:8082" &
-pids+=($!)
-socat TCP-LISTEN:6601,fork,reuseaddr "TCP:$addr:5202" &
-pids+=($!)
 # Another machine: a namespace of the bench's own behind a veth, routed
-# through the host like a LAN client (made by hand, not by nsrun). Its
-# direct path is forwarded, which nsrun does not open; these two rules do.
+# through the host like a LAN client (made by hand, not by nsrun).
 ip netns add benchout
 ip link add benchout-h type veth peer name eth0 netns benchout
 ip addr add 10.239.0.1/30 dev benchout-h
@@ -254,94 +259,141 @@ ip -n benchout link set eth0 up
 ip -n benchout link set lo up
 ip -n benchout route add default via 10.239.0.1
 ip netns exec benchout sysctl -qw net.ipv4.tcp_tw_reuse=1
-fw=$("$nsrun" status -p benchdata -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["projects"][0]["backend"])')
-for dir in -i -o; do "$fw" -w -I FORWARD "$dir" benchout-h -j ACCEPT; done
-# The least a port forward can be: one DNAT rule, first in OUTPUT. Against
-# it, the published port shows what nsrun's own rules cost.
-bare=(-d "$hostaddr/32" -p tcp --dport 6510 -j DNAT --to-destination "$addr:8085")
-"$fw" -w -t nat -I OUTPUT 1 "${bare[@]}"
-sleep 0.5
+
+json_of() { # json_of PROJECT PYTHON-EXPRESSION-ON-p: a field of the project's status
+	"$nsrun" status -p "$1" -o json | python3 -c "import json,sys; p=json.load(sys.stdin)['projects'][0]; print($2)"
+}
+# open_direct PROJECT: let benchout reach the namespaces' own addresses,
+# which only published ports may from other machines (nsrun drops the
+# rest, in its backend), for the "direct" paths; and a bare DNAT rule,
+# the least a port forward can be: one rule, first in nat OUTPUT (bare_*).
+open_direct() {
+	fw=$(json_of "$1" 'p["backend"]')
+	if [[ $fw == nftables ]]; then
+		for dir in iifname oifname; do nft insert rule inet nsrun filter-forward "$dir" benchout-h accept; done
+		nft -f - <<NFT
+table ip benchbare {
+	chain out { type nat hook output priority -150; ip daddr $hostaddr tcp dport 6510 dnat to $addr:8085; }
+}
+NFT
+	else
+		for dir in -i -o; do "$fw" -w -I FORWARD "$dir" benchout-h -j ACCEPT; done
+		bare=(-d "$hostaddr/32" -p tcp --dport 6510 -j DNAT --to-destination "$addr:8085")
+		"$fw" -w -t nat -I OUTPUT 1 "${bare[@]}"
+	fi
+}
+close_direct() {
+	if [[ ${fw:-} == nftables ]]; then
+		nft delete table ip benchbare 2>/dev/null || true
+	elif [[ -n ${fw:-} ]]; then
+		for dir in -i -o; do "$fw" -w -D FORWARD "$dir" benchout-h -j ACCEPT 2>/dev/null || true; done
+		[[ -n ${bare[*]:-} ]] && "$fw" -w -t nat -D OUTPUT "${bare[@]}" 2>/dev/null || true
+	fi
+	fw="" bare=()
+}
 rps() { # rps URL [HEADER] -> requests/s, from the host, or from namespace $client_ns when set
 	${client_ns:+ip netns exec "$client_ns"} wrk -t2 -c32 -d"${secs}s" ${2:+-H "$2"} "$1" | awk '/Requests\/sec/ {print $2}'
 }
-declare -A r
-for mode in keepalive close; do
-	header=""
-	[[ $mode == close ]] && header="Connection: close"
-	for target in published local direct socat outpub outdir bare; do r[$mode$target]=""; done
-	# Interleaved, so drift of the machine hits all alike; what is compared
-	# is measured back to back, and each ratio is the median of the rounds'.
-	for ((i = 0; i < rounds; i++)); do
-		r[${mode}direct]+=" $(rps "http://$addr:8081/" "$header")"
-		r[${mode}local]+=" $(rps http://127.0.0.1:6502/ "$header")"
-		r[${mode}published]+=" $(rps "http://$hostaddr:6500/" "$header")"
-		r[${mode}bare]+=" $(rps "http://$hostaddr:6510/" "$header")"
-		r[${mode}socat]+=" $(rps http://127.0.0.1:6600/ "$header")"
-		r[${mode}outdir]+=" $(client_ns=benchout rps "http://$addr:8084/" "$header")"
-		r[${mode}outpub]+=" $(client_ns=benchout rps "http://10.239.0.1:6500/" "$header")"
+# data_path FIREWALL: the data.yaml project up with --firewall FIREWALL,
+# every path measured; the project stays up for the exec section.
+data_path() {
+	local fwname=$1 tag="[$1]"
+	"$nsrun" up -q --firewall "$fwname" "$work/data.yaml" >/dev/null
+	addr=$(json_of benchdata 'p["namespaces"][0]["ports"][0]["address"]')
+	# The published port at a host address: DNAT in nat OUTPUT, after which the
+	# kernel routes each packet again. At 127.0.0.1 nsrun's loopback shortcut
+	# sends the connection straight to the namespace at connect() instead.
+	hostaddr=$(json_of benchdata 'p["namespaces"][0]["host_address"].split("/")[0]')
+	socat TCP-LISTEN:6600,fork,reuseaddr "TCP:$addr:8082" &
+	pids+=($!)
+	socat TCP-LISTEN:6601,fork,reuseaddr "TCP:$addr:5202" &
+	pids+=($!)
+	open_direct benchdata
+	sleep 0.5
+	declare -A r
+	for mode in keepalive close; do
+		header=""
+		[[ $mode == close ]] && header="Connection: close"
+		for target in published local direct socat outpub outdir bare; do r[$mode$target]=""; done
+		# Interleaved, so drift of the machine hits all alike; what is compared
+		# is measured back to back, and each ratio is the median of the rounds'.
+		for ((i = 0; i < rounds; i++)); do
+			r[${mode}direct]+=" $(rps "http://$addr:8081/" "$header")"
+			r[${mode}local]+=" $(rps http://127.0.0.1:6502/ "$header")"
+			r[${mode}published]+=" $(rps "http://$hostaddr:6500/" "$header")"
+			r[${mode}bare]+=" $(rps "http://$hostaddr:6510/" "$header")"
+			r[${mode}socat]+=" $(rps http://127.0.0.1:6600/ "$header")"
+			r[${mode}outdir]+=" $(client_ns=benchout rps "http://$addr:8084/" "$header")"
+			r[${mode}outpub]+=" $(client_ns=benchout rps "http://10.239.0.1:6500/" "$header")"
+		done
+		for target in direct local published bare socat outdir outpub; do
+			echo "bench: $tag $mode $target req/s by round:${r[$mode$target]}" >&2
+		done
+		pub=$(median ${r[${mode}published]}) dir=$(median ${r[${mode}direct]}) soc=$(median ${r[${mode}socat]}) loc=$(median ${r[${mode}local]})
+		opub=$(median ${r[${mode}outpub]}) odir=$(median ${r[${mode}outdir]}) bar=$(median ${r[${mode}bare]})
+		row "HTTP req/s, $mode: from outside, published vs direct $tag" "$opub" "$odir" "$(pratio "${r[${mode}outpub]}" "${r[${mode}outdir]}")" "(target: >= 0.95x)"
+		row "HTTP req/s, $mode: host at 127.0.0.1, published vs direct $tag" "$loc" "$dir" "$(pratio "${r[${mode}local]}" "${r[${mode}direct]}")" "(target: >= 0.95x; the shortcut)"
+		row "HTTP req/s, $mode: host at its address, published vs direct $tag" "$pub" "$dir" "$(pratio "${r[${mode}published]}" "${r[${mode}direct]}")" "(DNAT in OUTPUT: the kernel's re-route)"
+		row "HTTP req/s, $mode: host at its address, published vs bare DNAT $tag" "$pub" "$bar" "$(pratio "${r[${mode}published]}" "${r[${mode}bare]}")" "(nsrun's rules against one hand-made rule)"
+		row "HTTP req/s, $mode: at 127.0.0.1 vs socat there $tag" "$loc" "$soc" "$(pratio "${r[${mode}local]}" "${r[${mode}socat]}")" "(target: >= 1.5x)"
 	done
-	for target in direct local published bare socat outdir outpub; do
-		echo "bench: $mode $target req/s by round:${r[$mode$target]}" >&2
-	done
-	pub=$(median ${r[${mode}published]}) dir=$(median ${r[${mode}direct]}) soc=$(median ${r[${mode}socat]}) loc=$(median ${r[${mode}local]})
-	opub=$(median ${r[${mode}outpub]}) odir=$(median ${r[${mode}outdir]}) bar=$(median ${r[${mode}bare]})
-	row "HTTP req/s, $mode: from outside, published vs direct" "$opub" "$odir" "$(pratio "${r[${mode}outpub]}" "${r[${mode}outdir]}")" "(target: >= 0.95x)"
-	row "HTTP req/s, $mode: host at 127.0.0.1, published vs direct" "$loc" "$dir" "$(pratio "${r[${mode}local]}" "${r[${mode}direct]}")" "(target: >= 0.95x; the shortcut)"
-	row "HTTP req/s, $mode: host at its address, published vs direct" "$pub" "$dir" "$(pratio "${r[${mode}published]}" "${r[${mode}direct]}")" "(DNAT in OUTPUT: the kernel's re-route)"
-	row "HTTP req/s, $mode: host at its address, published vs bare DNAT" "$pub" "$bar" "$(pratio "${r[${mode}published]}" "${r[${mode}bare]}")" "(nsrun's rules against one hand-made rule)"
-	row "HTTP req/s, $mode: at 127.0.0.1 vs socat there" "$loc" "$soc" "$(pratio "${r[${mode}local]}" "${r[${mode}socat]}")" "(target: >= 1.5x)"
-done
-"$fw" -w -t nat -D OUTPUT "${bare[@]}"
-bare=()
-bps() { iperf3 -c 127.0.0.1 -p "$1" -t "$secs" -J | python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"])'; }
-ip_pub="" ip_soc=""
-for ((i = 0; i < 3; i++)); do ip_pub+=" $(bps 6501)"; ip_soc+=" $(bps 6601)"; done # both at 127.0.0.1
-pub=$(median $ip_pub) soc=$(median $ip_soc)
-row "iperf3 Gbit/s: published port at 127.0.0.1 vs socat there" "$(awk -v x="$pub" 'BEGIN{printf "%.2f", x/1e9}')" "$(awk -v x="$soc" 'BEGIN{printf "%.2f", x/1e9}')" "$(pratio "$ip_pub" "$ip_soc")" "(target: >= 3x)"
+	close_direct
+	bps() { iperf3 -c 127.0.0.1 -p "$1" -t "$secs" -J | python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"])'; }
+	ip_pub="" ip_soc=""
+	for ((i = 0; i < 3; i++)); do ip_pub+=" $(bps 6501)"; ip_soc+=" $(bps 6601)"; done # both at 127.0.0.1
+	pub=$(median $ip_pub) soc=$(median $ip_soc)
+	row "iperf3 Gbit/s: published port at 127.0.0.1 vs socat there $tag" "$(awk -v x="$pub" 'BEGIN{printf "%.2f", x/1e9}')" "$(awk -v x="$soc" 'BEGIN{printf "%.2f", x/1e9}')" "$(pratio "$ip_pub" "$ip_soc")" "(target: >= 3x)"
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	pids=()
+}
 
 # --- 4. exec startup ---------------------------------------------------------
-# nsrun as released (the C fast path) and built without cgo (the Go path).
-CGO_ENABLED=0 go build -o "$work/nsrun-purego" ./cmd/nsrun
-execs=("$nsrun exec benchd true" "ip netns exec benchd true" "$work/nsrun-purego exec benchd true")
-hyperfine -N --warmup 5 --runs 100 --export-json "$work/e.json" "${execs[@]}" >/dev/null 2>&1 ||
-	hyperfine --warmup 5 --runs 100 --export-json "$work/e.json" "${execs[@]}" >/dev/null
-read -r ex ipx gox < <(python3 -c 'import json; r=json.load(open("'"$work"'/e.json"))["results"]; print(r[0]["median"], r[1]["median"], r[2]["median"])')
-ms() { awk -v x="$1" 'BEGIN{printf "%.2f", x*1000}'; }
-row "exec startup, ms: nsrun exec vs ip netns exec" "$(ms "$ex")" "$(ms "$ipx")" "$(ratio "$ipx" "$ex")" "(target: >= 1x)"
-row "exec startup, ms: built without cgo vs ip netns exec" "$(ms "$gox")" "$(ms "$ipx")" "$(ratio "$ipx" "$gox")" "(information: the Go path)"
-for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-pids=()
-"$nsrun" down -q -p benchdata >/dev/null
+# nsrun as released (the C fast path) and built without cgo (the Go path),
+# in the data path's namespace.
+exec_startup() {
+	CGO_ENABLED=0 go build -o "$work/nsrun-purego" ./cmd/nsrun
+	execs=("$nsrun exec benchd true" "ip netns exec benchd true" "$work/nsrun-purego exec benchd true")
+	hyperfine -N --warmup 5 --runs 100 --export-json "$work/e.json" "${execs[@]}" >/dev/null 2>&1 ||
+		hyperfine --warmup 5 --runs 100 --export-json "$work/e.json" "${execs[@]}" >/dev/null
+	read -r ex ipx gox < <(python3 -c 'import json; r=json.load(open("'"$work"'/e.json"))["results"]; print(r[0]["median"], r[1]["median"], r[2]["median"])')
+	ms() { awk -v x="$1" 'BEGIN{printf "%.2f", x*1000}'; }
+	row "exec startup, ms: nsrun exec vs ip netns exec" "$(ms "$ex")" "$(ms "$ipx")" "$(ratio "$ipx" "$ex")" "(target: >= 1x)"
+	row "exec startup, ms: built without cgo vs ip netns exec" "$(ms "$gox")" "$(ms "$ipx")" "$(ratio "$ipx" "$gox")" "(information: the Go path)"
+}
 
-# --- 3. the last of 100 published ports --------------------------------------
-{
-	echo "name: benchscale"
-	echo "subnet: 10.243.0.0/16"
-	echo "namespaces:"
-	echo "  benchs:"
-	# The first 99 ports go to 8080, the last to 8081 (see TIME_WAIT above).
-	echo "    ports: [$(for ((i = 0; i < 99; i++)); do printf '"%d:8080",' $((6700 + i)); done) \"6799:8081\"]"
-	echo "    run:"
-	echo "      - {name: first, command: [\"$work/benchserver\", \"-addr\", \":8080\"], ready: {tcp: 8080}}"
-	echo "      - {name: last, command: [\"$work/benchserver\", \"-addr\", \":8081\"], ready: {tcp: 8081}}"
-} >"$work/scale.yaml"
-"$nsrun" up -q "$work/scale.yaml" >/dev/null
-# From outside through the DNAT dispatch tree, and at 127.0.0.1 through the
-# shortcut's hash map.
-for path in outside loopback; do
-	first="" last=""
-	url=http://127.0.0.1
-	client_ns=""
-	[[ $path == outside ]] && url=http://10.239.0.1 client_ns=benchout
-	for ((i = 0; i < 3; i++)); do
-		first+=" $(rps "$url:6700/" "Connection: close")"
-		last+=" $(rps "$url:6799/" "Connection: close")"
+# --- 3. the last of N published ports of one namespace ---------------------------
+# last_of_ports FIREWALL N PATHS: new connections/s to the last of N ports
+# against the first, from outside (DNAT: iptables' dispatch tree, nftables'
+# verdict map) and at 127.0.0.1 (the shortcut's hash map).
+last_of_ports() {
+	local fwname=$1 n=$2 paths=$3
+	{
+		echo "name: benchscale"
+		echo "subnet: 10.243.0.0/16"
+		echo "namespaces:"
+		echo "  benchs:"
+		# The first n-1 ports go to 8080, the last to 8081 (see TIME_WAIT above).
+		echo "    ports: [$(for ((i = 0; i < n - 1; i++)); do printf '"%d:8080",' $((40000 + i)); done) \"$((40000 + n - 1)):8081\"]"
+		echo "    run:"
+		echo "      - {name: first, command: [\"$work/benchserver\", \"-addr\", \":8080\"], ready: {tcp: 8080}}"
+		echo "      - {name: last, command: [\"$work/benchserver\", \"-addr\", \":8081\"], ready: {tcp: 8081}}"
+	} >"$work/scale.yaml"
+	"$nsrun" up -q --firewall "$fwname" "$work/scale.yaml" >/dev/null
+	for path in $paths; do
+		first="" last=""
+		url=http://127.0.0.1
+		client_ns=""
+		[[ $path == outside ]] && url=http://10.239.0.1 client_ns=benchout
+		for ((i = 0; i < 3; i++)); do
+			first+=" $(rps "$url:40000/" "Connection: close")"
+			last+=" $(rps "$url:$((40000 + n - 1))/" "Connection: close")"
+		done
+		client_ns=""
+		f=$(median $first) l=$(median $last)
+		row "new connections/s: last vs first of $n ports, $path [$fwname]" "$l" "$f" "$(pratio "$last" "$first")" "(target: >= 0.95x)"
 	done
-	client_ns=""
-	f=$(median $first) l=$(median $last)
-	row "new connections/s: last vs first of 100 ports, $path" "$l" "$f" "$(pratio "$last" "$first")" "(target: >= 0.95x)"
-done
-"$nsrun" down -q -p benchscale >/dev/null
+	"$nsrun" down -q -p benchscale >/dev/null
+}
 
 # --- 3b. the 100th of 100 namespaces -------------------------------------------
 # One published port in each of 100 namespaces, servers in the first and
@@ -359,25 +411,58 @@ done
 		fi
 	done
 } >"$work/ns100.yaml"
-"$nsrun" up -q "$work/ns100.yaml" >/dev/null
-for mode in keepalive close; do
-	header=""
-	[[ $mode == close ]] && header="Connection: close"
-	first="" last=""
-	for ((i = 0; i < rounds; i++)); do
-		if ((i % 2 == 0)); then
-			first+=" $(client_ns=benchout rps http://10.239.0.1:6900/ "$header")"
-			last+=" $(client_ns=benchout rps http://10.239.0.1:6999/ "$header")"
-		else
-			last+=" $(client_ns=benchout rps http://10.239.0.1:6999/ "$header")"
-			first+=" $(client_ns=benchout rps http://10.239.0.1:6900/ "$header")"
-		fi
+hundredth() {
+	local fwname=$1
+	"$nsrun" up -q --firewall "$fwname" "$work/ns100.yaml" >/dev/null
+	for mode in keepalive close; do
+		header=""
+		[[ $mode == close ]] && header="Connection: close"
+		first="" last=""
+		for ((i = 0; i < rounds; i++)); do
+			if ((i % 2 == 0)); then
+				first+=" $(client_ns=benchout rps http://10.239.0.1:6900/ "$header")"
+				last+=" $(client_ns=benchout rps http://10.239.0.1:6999/ "$header")"
+			else
+				last+=" $(client_ns=benchout rps http://10.239.0.1:6999/ "$header")"
+				first+=" $(client_ns=benchout rps http://10.239.0.1:6900/ "$header")"
+			fi
+		done
+		echo "bench: [$fwname] 100 namespaces, $mode, 1st by round:$first; 100th:$last" >&2
+		row "HTTP req/s, $mode: 100th of 100 namespaces vs the 1st, from outside [$fwname]" "$(median $last)" "$(median $first)" "$(pratio "$last" "$first")" "(target: >= 0.95x)"
 	done
-	echo "bench: 100 namespaces, $mode, 1st by round:$first; 100th:$last" >&2
-	row "HTTP req/s, $mode: 100th of 100 namespaces vs the 1st, from outside" "$(median $last)" "$(median $first)" "$(pratio "$last" "$first")" "(target: >= 0.95x)"
-done
-"$nsrun" down -q -p benchns >/dev/null
+	"$nsrun" down -q -p benchns >/dev/null
+}
 
+# --- 6. applying the firewall -------------------------------------------------
+# One namespace with 100 and 1,000 published ports: the time each backend
+# takes to apply them from nothing (one iptables-restore batch, one nft -f
+# transaction), to read them back (what every up and status does), and to
+# remove them, through nsrun's own code (scripts/fwbench).
+firewall_apply() {
+	go build -o "$work/fwbench" ./scripts/fwbench
+	"$work/fwbench" -runs "$runs" 100 1000 >"$work/fw.txt"
+	for n in 100 1000; do
+		read -r _ _ ie ir id < <(grep "^iptables-nft $n " "$work/fw.txt")
+		read -r _ _ ne nr nd < <(grep "^nftables $n " "$work/fw.txt")
+		row "firewall apply, $n ports: nftables vs iptables-restore (ms)" "$ne" "$ie" "$(ratio "$ne" "$ie")" "(information)"
+		row "firewall read, $n ports: nft -j list vs iptables-save (ms)" "$nr" "$ir" "$(ratio "$nr" "$ir")" "(information: every up and status)"
+		row "firewall remove, $n ports: nftables vs iptables (ms)" "$nd" "$id" "$(ratio "$nd" "$id")" "(information)"
+	done
+}
+
+for fwname in iptables nftables; do
+	data_path "$fwname"
+	[[ $fwname == iptables ]] && ! $firewalls_only && exec_startup
+	"$nsrun" down -q -p benchdata >/dev/null
+	paths="outside"
+	[[ $fwname == iptables ]] && paths="outside loopback" # the shortcut is the same for both
+	last_of_ports "$fwname" 100 "$paths"
+	last_of_ports "$fwname" 1000 outside
+	hundredth "$fwname"
+done
+firewall_apply
+
+if ! $firewalls_only; then
 # --- 5. the supervisor's memory -----------------------------------------------
 {
 	echo "name: benchmem"
@@ -392,8 +477,9 @@ sup=$("$nsrun" status -p benchmem -o json | python3 -c 'import json,sys; print(j
 rss=$(awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$sup/status")
 row "supervisor RSS with 10 processes (MiB)" "$rss" "" "" "(target: < 20)"
 "$nsrun" down -q -p benchmem >/dev/null
+fi
 
 printf '\n%-66s %14s %14s %9s %s\n' "measure" "nsrun" "other" "ratio" ""
 printf '%s\n' "${rows[@]}"
 echo
-echo "machine: $(nproc) cores, $(uname -r), $(iptables --version), $(date -u +%Y-%m-%d)"
+echo "machine: $(nproc) cores, $(uname -r), $(iptables --version), $(nft --version), $(date -u +%Y-%m-%d)"

@@ -299,68 +299,80 @@ func remove(tx *knftables.Transaction, s *Snapshot, project string) {
 	}
 }
 
+// listed is one object of nft's JSON listing, as far as nsrun reads it.
+type listed struct {
+	Table *struct {
+		Family string `json:"family"`
+		Name   string `json:"name"`
+	} `json:"table"`
+	Chain *struct {
+		Family string `json:"family"`
+		Table  string `json:"table"`
+		Name   string `json:"name"`
+	} `json:"chain"`
+	Rule *struct {
+		Family  string `json:"family"`
+		Table   string `json:"table"`
+		Chain   string `json:"chain"`
+		Comment string `json:"comment"`
+	} `json:"rule"`
+	Set *listedSet `json:"set"`
+	Map *listedSet `json:"map"`
+}
+
+type listedSet struct {
+	Family string `json:"family"`
+	Table  string `json:"table"`
+	Name   string `json:"name"`
+	Elem   []any  `json:"elem"`
+}
+
 // parseList parses what nft -j list table inet nsrun (or list ruleset)
-// prints.
+// prints, in one pass; other tables' objects are passed over.
 func parseList(out []byte) (*Snapshot, error) {
 	var doc struct {
-		Nftables []map[string]json.RawMessage `json:"nftables"`
+		Nftables []listed `json:"nftables"`
 	}
 	dec := json.NewDecoder(bytes.NewReader(out))
 	dec.UseNumber()
 	if err := dec.Decode(&doc); err != nil {
 		return nil, fmt.Errorf("nft -j list table %s %s: %w", Family, Table, err)
 	}
+	ours := func(family, table string) bool { return family == string(Family) && table == Table }
 	s := emptySnapshot()
-	for _, obj := range doc.Nftables {
-		for kind, raw := range obj {
-			if err := s.parseObject(kind, raw); err != nil {
-				return nil, fmt.Errorf("nft -j list table %s %s: %s: %w", Family, Table, kind, err)
+	for _, o := range doc.Nftables {
+		switch {
+		case o.Table != nil && ours(o.Table.Family, o.Table.Name):
+			s.exists = true
+		case o.Chain != nil && ours(o.Chain.Family, o.Chain.Table):
+			if s.chains[o.Chain.Name] == nil {
+				s.chains[o.Chain.Name] = []string{}
+			}
+		case o.Rule != nil && ours(o.Rule.Family, o.Rule.Table):
+			s.chains[o.Rule.Chain] = append(s.chains[o.Rule.Chain], o.Rule.Comment)
+		case o.Set != nil && ours(o.Set.Family, o.Set.Table):
+			if err := s.parseSet(o.Set, false); err != nil {
+				return nil, err
+			}
+		case o.Map != nil && ours(o.Map.Family, o.Map.Table):
+			if err := s.parseSet(o.Map, true); err != nil {
+				return nil, err
 			}
 		}
 	}
 	return s, nil
 }
 
-func (s *Snapshot) parseObject(kind string, raw json.RawMessage) error {
-	var o struct {
-		Family  string `json:"family"`
-		Table   string `json:"table"`
-		Name    string `json:"name"`
-		Chain   string `json:"chain"`
-		Comment string `json:"comment"`
-		Elem    []any  `json:"elem"`
-	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	if err := dec.Decode(&o); err != nil {
-		return err
-	}
-	if kind == "table" {
-		o.Table = o.Name
-	}
-	if o.Family != string(Family) || o.Table != Table {
-		return nil // another table's, in a listing of the whole ruleset
-	}
-	switch kind {
-	case "table":
-		s.exists = true
-	case "chain":
-		if s.chains[o.Name] == nil {
-			s.chains[o.Name] = []string{}
+func (s *Snapshot) parseSet(set *listedSet, isMap bool) error {
+	elems := make([]element, 0, len(set.Elem))
+	for _, raw := range set.Elem {
+		e, err := parseElement(set.Name, isMap, raw)
+		if err != nil {
+			return fmt.Errorf("nft -j list table %s %s: %w", Family, Table, err)
 		}
-	case "rule":
-		s.chains[o.Chain] = append(s.chains[o.Chain], o.Comment)
-	case "set", "map":
-		elems := []element{}
-		for _, raw := range o.Elem {
-			e, err := parseElement(o.Name, kind == "map", raw)
-			if err != nil {
-				return err
-			}
-			elems = append(elems, e)
-		}
-		s.elements[o.Name] = elems
+		elems = append(elems, e)
 	}
+	s.elements[set.Name] = elems
 	return nil
 }
 
