@@ -795,7 +795,41 @@ func TestOtherBackendDropsAfterUp(t *testing.T) {
 				}
 			}
 		})
-	}
+	} // An nftables project, and an iptables backend that starts dropping
+	// after up: the same drift, the same repair, accepts in that backend.
+	t.Run("nftables", func(t *testing.T) {
+		nstest.RequireRoot(t)
+		other := iptables.NFT
+		l := newLabWith(t, forward.NFTables)
+		ports := freePorts(t, 3)
+		l.up(twoServers(ports))
+		a := l.ns("a")
+		nstest.StartServer(t, a, a, "8080", "")
+		run(t, string(other), "-I", "FORWARD", "-i", l.outLink, "-o", l.outLink, "-j", "ACCEPT")
+		run(t, string(other), "-P", "FORWARD", "DROP")
+		t.Cleanup(func() {
+			exec.Command(string(other), "-P", "FORWARD", "ACCEPT").Run()
+			exec.Command(string(other), "-D", "FORWARD", "-i", l.outLink, "-o", l.outLink, "-j", "ACCEPT").Run()
+		})
+		r, err := nstest.DialFrom(t, l.outside, "tcp", addr(l.outHost, ports[0]), "")
+		l.refuse(r, err, "outside -> host:P0 with iptables-nft dropping")
+		rep, err := l.e.Status(context.Background(), "t"+l.id)
+		want := "the FORWARD chain of iptables-nft drops forwarded packets (policy DROP)"
+		if err != nil || len(rep.Drift) != 1 || !strings.HasPrefix(rep.Drift[0].Message, want) {
+			t.Errorf("status drift %+v, %v; want %q", rep.Drift, err, want)
+		}
+		if st := l.up(twoServers(ports)); st.Backend != nftables.Backend || !slices.Equal(st.Accepts, []forward.Backend{other}) {
+			t.Errorf("placement %s, accepts %v; want nftables, accepts in %s", st.Backend, st.Accepts, other)
+		}
+		r, err = nstest.DialFrom(t, l.outside, "tcp", addr(l.outHost, ports[0]), "")
+		l.expect(r, err, a, "outside -> host:P0 after up repaired it")
+		if _, err := l.e.Down(context.Background(), "t"+l.id); err != nil {
+			t.Fatal(err)
+		}
+		if out, _ := exec.Command(string(other) + "-save").Output(); strings.Contains(string(out), "NSR") {
+			t.Errorf("down left nsrun's accepts in %s:\n%s", other, out)
+		}
+	})
 }
 
 // TestOnlyPublishedFromOutside: a neighbour that routes nsrun's subnet via

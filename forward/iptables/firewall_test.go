@@ -83,8 +83,7 @@ func withoutEmptyTables(s *Snapshot) *Snapshot {
 }
 
 // TestProbe: each real backend passes the probe (its program's version,
-// read through go-iptables, and a read of its tables); an old iptables
-// does not.
+// read through go-iptables); an old iptables does not.
 func TestProbe(t *testing.T) {
 	nstest.RequireRoot(t)
 	for _, b := range Backends {
