@@ -117,6 +117,9 @@ func (e *Engine) up(ctx context.Context, s *specs.Spec) (*Outcome, bool, error) 
 	if at.Backend != recorded.backend() {
 		// A backend new to the project must work before anything changes.
 		if err := e.System.ProbeFirewall(ctx, at.Backend); err != nil {
+			if e.choice() == forward.Auto && !at.Backend.IsIPTables() {
+				err = fmt.Errorf("no iptables is installed, and %w; install iptables (apt-get install iptables) or make nftables work", err)
+			}
 			return nil, false, &PreflightError{fmt.Errorf("firewall %s does not work here: %w", at.Backend, err)}
 		}
 	}

@@ -317,6 +317,25 @@ func TestUpWithoutAnyFirewall(t *testing.T) {
 	}
 }
 
+// TestProbeFailure: with no iptables, an nftables that fails its probe
+// is refused before any change, saying what to do.
+func TestProbeFailure(t *testing.T) {
+	sys := newFake()
+	delete(sys.fw, iptables.NFT)
+	delete(sys.fw, iptables.Legacy)
+	sys.probeErr = map[forward.Backend]error{nftables.Backend: errors.New("nft: Operation not supported")}
+	e := newEngine(t, sys)
+	_, err := e.Up(context.Background(), spec(t, twoNamespaces))
+	var pf *PreflightError
+	want := "firewall nftables does not work here: no iptables is installed, and nft: Operation not supported; install iptables"
+	if !errors.As(err, &pf) || !strings.Contains(err.Error(), want) {
+		t.Errorf("Up = %v; want a preflight error containing %q", err, want)
+	}
+	if sys.calls != 0 {
+		t.Errorf("changes: %v", sys.log)
+	}
+}
+
 // TestFirewallChoice: auto takes iptables where it is installed and
 // nftables where it is not; an explicit choice is kept, and moves a
 // project's rules when it changes, leaving nothing in the old backend.

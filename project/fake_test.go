@@ -32,7 +32,8 @@ type fakeSystem struct {
 	calls      int
 	failAt     int // 1-based index of the change that fails; 0 never
 	log        []string
-	onFail     func() // called when the change fails, e.g. to cancel the context
+	onFail     func()                    // called when the change fails, e.g. to cancel the context
+	probeErr   map[forward.Backend]error // backends whose probe fails
 }
 
 // cleanTables is what a backend holds on a host no one has configured.
@@ -202,6 +203,9 @@ func (f *fakeSystem) ProbeFirewall(ctx context.Context, b forward.Backend) error
 	defer f.mu.Unlock()
 	if f.fw[b] == nil {
 		return fmt.Errorf("no backend %s", b)
+	}
+	if err := f.probeErr[b]; err != nil {
+		return err // as a kernel without what the backend needs
 	}
 	return f.fw[b].Probe(ctx)
 }

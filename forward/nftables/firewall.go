@@ -111,7 +111,7 @@ func (f *Firewall) Probe(ctx context.Context) error {
 	tx.Add(&knftables.Element{Map: mapAny, Key: []string{"tcp", "1-2"}, Value: []string{"goto port/probe/x"}})
 	tx.Delete(&knftables.Table{})
 	if err := nft.Run(ctx, tx); err != nil {
-		return fmt.Errorf("nftables cannot hold nsrun's rules here: %w", err)
+		return fmt.Errorf("a probe transaction with every feature nsrun uses failed: %w", err)
 	}
 	return nil
 }
