@@ -317,14 +317,24 @@ data_path() {
 		for target in published local direct socat outpub outdir bare; do r[$mode$target]=""; done
 		# Interleaved, so drift of the machine hits all alike; what is compared
 		# is measured back to back, and each ratio is the median of the rounds'.
+		# The order of the paths is reversed every other round, so that what
+		# comes first or last in a round (after a pause, or after another
+		# path's load) falls on each path alike.
+		local order=(direct local published bare socat outdir outpub)
 		for ((i = 0; i < rounds; i++)); do
-			r[${mode}direct]+=" $(rps "http://$addr:8081/" "$header")"
-			r[${mode}local]+=" $(rps http://127.0.0.1:6502/ "$header")"
-			r[${mode}published]+=" $(rps "http://$hostaddr:6500/" "$header")"
-			r[${mode}bare]+=" $(rps "http://$hostaddr:6510/" "$header")"
-			r[${mode}socat]+=" $(rps http://127.0.0.1:6600/ "$header")"
-			r[${mode}outdir]+=" $(client_ns=benchout rps "http://$addr:8084/" "$header")"
-			r[${mode}outpub]+=" $(client_ns=benchout rps "http://10.239.0.1:6500/" "$header")"
+			local paths=("${order[@]}")
+			((i % 2 == 1)) && paths=(outpub outdir socat bare published local direct)
+			for target in "${paths[@]}"; do
+				case $target in
+				direct) r[${mode}direct]+=" $(rps "http://$addr:8081/" "$header")" ;;
+				local) r[${mode}local]+=" $(rps http://127.0.0.1:6502/ "$header")" ;;
+				published) r[${mode}published]+=" $(rps "http://$hostaddr:6500/" "$header")" ;;
+				bare) r[${mode}bare]+=" $(rps "http://$hostaddr:6510/" "$header")" ;;
+				socat) r[${mode}socat]+=" $(rps http://127.0.0.1:6600/ "$header")" ;;
+				outdir) r[${mode}outdir]+=" $(client_ns=benchout rps "http://$addr:8084/" "$header")" ;;
+				outpub) r[${mode}outpub]+=" $(client_ns=benchout rps "http://10.239.0.1:6500/" "$header")" ;;
+				esac
+			done
 		done
 		for target in direct local published bare socat outdir outpub; do
 			echo "bench: $tag $mode $target req/s by round:${r[$mode$target]}" >&2

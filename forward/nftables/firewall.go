@@ -95,9 +95,9 @@ func (f *Firewall) Script(p forward.Project) string {
 }
 
 // Probe checks that the kernel and nft take every feature nsrun's table
-// uses (nat chains, a concatenated verdict map with intervals, fib, ct
-// status, masquerade), by one transaction that creates a table with them
-// and deletes it again: it leaves nothing, whatever happens.
+// uses (nat chains, concatenated verdict maps with and without intervals,
+// fib, ct status, masquerade), by one transaction that creates a table
+// with them and deletes it again: it leaves nothing, whatever happens.
 func (f *Firewall) Probe(ctx context.Context) error {
 	nft, err := f.run.probe(ctx)
 	if err != nil {
@@ -108,7 +108,8 @@ func (f *Firewall) Probe(ctx context.Context) error {
 	ensure(tx, emptySnapshot(), probe)
 	tx.Add(&knftables.Chain{Name: "port/probe/x"})
 	tx.Add(&knftables.Rule{Chain: "port/probe/x", Rule: "meta l4proto tcp dnat ip to 192.0.2.1:1"})
-	tx.Add(&knftables.Element{Map: mapAny, Key: []string{"tcp", "1-2"}, Value: []string{"goto port/probe/x"}})
+	tx.Add(&knftables.Element{Map: mapAny, Key: []string{"tcp", "1"}, Value: []string{"goto port/probe/x"}})
+	tx.Add(&knftables.Element{Map: mapAnys, Key: []string{"tcp", "2-3"}, Value: []string{"goto port/probe/x"}})
 	tx.Delete(&knftables.Table{})
 	if err := nft.Run(ctx, tx); err != nil {
 		return fmt.Errorf("a probe transaction with every feature nsrun uses failed: %w", err)

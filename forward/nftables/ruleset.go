@@ -43,12 +43,14 @@ const (
 	chainForward     = "filter-forward"  // filter, forward: what reaches and leaves the namespaces
 	chainInput       = "filter-input"    // filter, input: the route_localnet guard
 
-	setLinks    = "links"        // the host side of every namespace's veth
-	setIsolated = "no-egress"    // the links of namespaces with egress: false
-	setEgress   = "egress"       // the subnets of namespaces with egress
-	setHairpin  = "hairpin"      // each namespace's address twice: to its own published port
-	mapAddr     = "publish-addr" // ports published on one host address
-	mapAny      = "publish-any"  // ports published on every host address
+	setLinks    = "links"               // the host side of every namespace's veth
+	setIsolated = "no-egress"           // the links of namespaces with egress: false
+	setEgress   = "egress"              // the subnets of namespaces with egress
+	setHairpin  = "hairpin"             // each namespace's address twice: to its own published port
+	mapAddr     = "publish-addr"        // ports published on one host address
+	mapAny      = "publish-any"         // ports published on every host address
+	mapAddrs    = "publish-addr-ranges" // port ranges published on one host address
+	mapAnys     = "publish-any-ranges"  // port ranges published on every host address
 )
 
 // publicationPrefix starts the name of every publication chain.
@@ -84,8 +86,12 @@ var sets = []setDef{
 	{name: setIsolated, typ: "ifname", comment: "nsrun: the links of namespaces without egress"},
 	{name: setEgress, typ: "ipv4_addr", interval: true, comment: "nsrun: the subnets of namespaces with egress"},
 	{name: setHairpin, typ: "ipv4_addr . ipv4_addr", comment: "nsrun: each namespace's address, to and from itself"},
-	{name: mapAddr, typ: "ipv4_addr . inet_proto . inet_service : verdict", isMap: true, interval: true, comment: "nsrun: ports published on one host address"},
-	{name: mapAny, typ: "inet_proto . inet_service : verdict", isMap: true, interval: true, comment: "nsrun: ports published on every host address"},
+	// Single ports in hash maps; ranges in interval maps, looked up only
+	// when no single port matched (an interval lookup costs more).
+	{name: mapAddr, typ: "ipv4_addr . inet_proto . inet_service : verdict", isMap: true, comment: "nsrun: ports published on one host address"},
+	{name: mapAny, typ: "inet_proto . inet_service : verdict", isMap: true, comment: "nsrun: ports published on every host address"},
+	{name: mapAddrs, typ: "ipv4_addr . inet_proto . inet_service : verdict", isMap: true, interval: true, comment: "nsrun: port ranges published on one host address"},
+	{name: mapAnys, typ: "inet_proto . inet_service : verdict", isMap: true, interval: true, comment: "nsrun: port ranges published on every host address"},
 }
 
 // Comments of the guard, which tests and people look for.
@@ -110,6 +116,8 @@ var chains = []chainDef{
 	{name: chainPublish, rules: []rule{
 		{"ip daddr . meta l4proto . th dport vmap @" + mapAddr, "nsrun: ports published on one host address"},
 		{"meta l4proto . th dport vmap @" + mapAny, "nsrun: ports published on every host address"},
+		{"ip daddr . meta l4proto . th dport vmap @" + mapAddrs, "nsrun: port ranges published on one host address"},
+		{"meta l4proto . th dport vmap @" + mapAnys, "nsrun: port ranges published on every host address"},
 	}},
 	{name: chainPostrouting, hook: knftables.PostroutingHook, kind: knftables.NATType, priority: knftables.SNATPriority, rules: []rule{
 		{"ip saddr . ip daddr @" + setHairpin + " masquerade", "nsrun: a namespace to its own published port"},
@@ -203,9 +211,13 @@ func render(p forward.Project) ([]element, []publication) {
 			pub := publicationOf(p.Name, ns.Name, addr, port)
 			pubs = append(pubs, pub)
 			key := []string{string(port.Protocol), portsText(port.Published)}
-			set := mapAny
+			one, ranges := mapAny, mapAnys
 			if !port.HostIP.IsUnspecified() {
-				key, set = append([]string{port.HostIP.String()}, key...), mapAddr
+				key, one, ranges = append([]string{port.HostIP.String()}, key...), mapAddr, mapAddrs
+			}
+			set := one
+			if port.Published.Len() > 1 {
+				set = ranges
 			}
 			elems = append(elems, element{set: set, key: key, value: []string{"goto " + pub.chain}, comment: c})
 		}
