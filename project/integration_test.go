@@ -758,13 +758,7 @@ func TestOtherBackendDropsAfterUp(t *testing.T) {
 			a := l.ns("a")
 			nstest.StartServer(t, a, a, "8080", "")
 			nstest.StartServer(t, l.outside, l.outside, "9999", "")
-			// The test's own outside link is forwarded by the test's own rules.
-			run(t, string(other), "-I", "FORWARD", "-i", l.outLink, "-o", l.outLink, "-j", "ACCEPT")
-			run(t, string(other), "-P", "FORWARD", "DROP")
-			t.Cleanup(func() {
-				exec.Command(string(other), "-P", "FORWARD", "ACCEPT").Run()
-				exec.Command(string(other), "-D", "FORWARD", "-i", l.outLink, "-o", l.outLink, "-j", "ACCEPT").Run()
-			})
+			l.dropForward(other)
 			r, err := nstest.DialFrom(t, l.outside, "tcp", addr(l.outHost, ports[0]), "")
 			l.refuse(r, err, "outside -> host:P0 with the other backend dropping")
 			rep, err := l.e.Status(context.Background(), "t"+l.id)
@@ -795,7 +789,8 @@ func TestOtherBackendDropsAfterUp(t *testing.T) {
 				}
 			}
 		})
-	} // An nftables project, and an iptables backend that starts dropping
+	}
+	// An nftables project, and an iptables backend that starts dropping
 	// after up: the same drift, the same repair, accepts in that backend.
 	t.Run("nftables", func(t *testing.T) {
 		nstest.RequireRoot(t)
@@ -805,12 +800,7 @@ func TestOtherBackendDropsAfterUp(t *testing.T) {
 		l.up(twoServers(ports))
 		a := l.ns("a")
 		nstest.StartServer(t, a, a, "8080", "")
-		run(t, string(other), "-I", "FORWARD", "-i", l.outLink, "-o", l.outLink, "-j", "ACCEPT")
-		run(t, string(other), "-P", "FORWARD", "DROP")
-		t.Cleanup(func() {
-			exec.Command(string(other), "-P", "FORWARD", "ACCEPT").Run()
-			exec.Command(string(other), "-D", "FORWARD", "-i", l.outLink, "-o", l.outLink, "-j", "ACCEPT").Run()
-		})
+		l.dropForward(other)
 		r, err := nstest.DialFrom(t, l.outside, "tcp", addr(l.outHost, ports[0]), "")
 		l.refuse(r, err, "outside -> host:P0 with iptables-nft dropping")
 		rep, err := l.e.Status(context.Background(), "t"+l.id)
@@ -829,6 +819,19 @@ func TestOtherBackendDropsAfterUp(t *testing.T) {
 		if out, _ := exec.Command(string(other) + "-save").Output(); strings.Contains(string(out), "NSR") {
 			t.Errorf("down left nsrun's accepts in %s:\n%s", other, out)
 		}
+	})
+}
+
+// dropForward sets an iptables backend's FORWARD policy to DROP, as
+// Docker does, until the test ends; the lab's own outside link stays
+// forwarded by a rule of the test's.
+func (l *lab) dropForward(b forward.Backend) {
+	l.t.Helper()
+	run(l.t, string(b), "-I", "FORWARD", "-i", l.outLink, "-o", l.outLink, "-j", "ACCEPT")
+	run(l.t, string(b), "-P", "FORWARD", "DROP")
+	l.t.Cleanup(func() {
+		exec.Command(string(b), "-P", "FORWARD", "ACCEPT").Run()
+		exec.Command(string(b), "-D", "FORWARD", "-i", l.outLink, "-o", l.outLink, "-j", "ACCEPT").Run()
 	})
 }
 
