@@ -112,8 +112,7 @@ func TestForwardPolicyDrop(t *testing.T) {
 			t.Run(string(backend)+"/"+string(choice), func(t *testing.T) {
 				nstest.RequireRoot(t)
 				tool := string(backend)
-				run(t, tool, "-P", "FORWARD", "DROP")
-				t.Cleanup(func() { exec.Command(tool, "-P", "FORWARD", "ACCEPT").Run() })
+				forwardPolicy(t, backend, "DROP")
 				l := newLabWith(t, choice)
 				ports := freePorts(t, 3)
 				want := forward.Placement{Backend: backend}
@@ -747,8 +746,7 @@ func TestOtherBackendDropsAfterUp(t *testing.T) {
 			}
 			// The first backend is chosen when it drops too (then nsrun's
 			// accepts come first there).
-			run(t, string(first), "-P", "FORWARD", "DROP")
-			t.Cleanup(func() { exec.Command(string(first), "-P", "FORWARD", "ACCEPT").Run() })
+			forwardPolicy(t, first, "DROP")
 			l := newLab(t)
 			ports := freePorts(t, 3)
 			st := l.up(twoServers(ports))
@@ -827,12 +825,30 @@ func TestOtherBackendDropsAfterUp(t *testing.T) {
 // forwarded by a rule of the test's.
 func (l *lab) dropForward(b forward.Backend) {
 	l.t.Helper()
-	run(l.t, string(b), "-I", "FORWARD", "-i", l.outLink, "-o", l.outLink, "-j", "ACCEPT")
-	run(l.t, string(b), "-P", "FORWARD", "DROP")
-	l.t.Cleanup(func() {
-		exec.Command(string(b), "-P", "FORWARD", "ACCEPT").Run()
-		exec.Command(string(b), "-D", "FORWARD", "-i", l.outLink, "-o", l.outLink, "-j", "ACCEPT").Run()
-	})
+	ipt, err := iptables.Handle(b)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	rule := []string{"-i", l.outLink, "-o", l.outLink, "-j", "ACCEPT"}
+	if err := ipt.Insert("filter", "FORWARD", 1, rule...); err != nil {
+		l.t.Fatal(err)
+	}
+	l.t.Cleanup(func() { ipt.DeleteIfExists("filter", "FORWARD", rule...) })
+	forwardPolicy(l.t, b, "DROP")
+}
+
+// forwardPolicy sets an iptables backend's FORWARD policy until the test
+// ends (then ACCEPT, as on a host no one configured).
+func forwardPolicy(t *testing.T, b forward.Backend, policy string) {
+	t.Helper()
+	ipt, err := iptables.Handle(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ipt.ChangePolicy("filter", "FORWARD", policy); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ipt.ChangePolicy("filter", "FORWARD", "ACCEPT") })
 }
 
 // TestOnlyPublishedFromOutside: a neighbour that routes nsrun's subnet via

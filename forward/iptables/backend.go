@@ -121,11 +121,23 @@ func (p programs) installed() bool {
 // lock (-w), which nsrun's batches need.
 var minVersion = [3]int{1, 6, 2}
 
+// Handle returns go-iptables' handle on a backend's program, for its
+// version and for single rules and checks, waiting up to 30 s for the
+// xtables lock. nsrun's own rules never go rule by rule: each change is one
+// restore batch.
+func Handle(b forward.Backend) (*goiptables.IPTables, error) {
+	ipt, err := goiptables.New(goiptables.Path(string(b)), goiptables.Timeout(30))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", b, err)
+	}
+	return ipt, nil
+}
+
 // probe asks the backend's program its version, through go-iptables.
 func (p programs) probe(context.Context) error {
-	ipt, err := goiptables.New(goiptables.Path(string(p.backend)))
+	ipt, err := Handle(p.backend)
 	if err != nil {
-		return fmt.Errorf("%s: %w", p.backend, err)
+		return err
 	}
 	v1, v2, v3 := ipt.GetIptablesVersion()
 	return checkVersion(p.backend, [3]int{v1, v2, v3})
