@@ -937,3 +937,31 @@ func TestPortRanges(t *testing.T) {
 		}
 	})
 }
+
+// TestMoveBetweenBackends: an up with another --firewall moves the
+// project's rules, leaving nothing in the backend it left, and the ports
+// answer from outside after each move.
+func TestMoveBetweenBackends(t *testing.T) {
+	l := newLabWith(t, forward.IPTables)
+	ports := freePorts(t, 3)
+	st := l.up(twoServers(ports))
+	a := l.ns("a")
+	nstest.StartServer(t, a, a, "8080", "")
+	from := st.Backend
+	for _, c := range []forward.Choice{forward.NFTables, forward.IPTables} {
+		l.e.Firewall, l.firewall = c, c
+		st = l.up(twoServers(ports))
+		r, err := nstest.DialFrom(t, l.outside, "tcp", addr(l.outHost, ports[0]), "")
+		l.expect(r, err, a, fmt.Sprintf("outside -> host:P0 after the move to %s", st.Backend))
+		if c == forward.NFTables {
+			if out, _ := exec.Command(string(from) + "-save").Output(); strings.Contains(string(out), "NSR") {
+				t.Errorf("the move to nftables left rules in %s:\n%s", from, out)
+			}
+		} else if out, _ := exec.Command("nft", "list", "tables").Output(); strings.Contains(string(out), "inet nsrun") {
+			t.Errorf("the move back to %s left nsrun's nftables table", st.Backend)
+		}
+	}
+	if rep, err := l.e.Status(context.Background(), "t"+l.id); err != nil || len(rep.Drift) != 0 {
+		t.Errorf("status after the moves: %+v, %v", rep.Drift, err)
+	}
+}
