@@ -72,24 +72,16 @@ func (c Choice) allows(b Backend) bool {
 	return true
 }
 
-// candidates are the installed backends a new project may get, in order.
-func (c Choice) candidates(installed []Backend) []Backend {
-	var ipt, out []Backend
-	for _, b := range installed {
-		if b.IsIPTables() {
-			ipt = append(ipt, b)
-		}
-		if c != Auto && c.allows(b) {
-			out = append(out, b)
+// Candidates are the installed backends a new project may get, in order:
+// for auto, the iptables ones when there are any, else nftables.
+func (c Choice) Candidates(installed []Backend) []Backend {
+	if c == Auto {
+		c = NFTables
+		if slices.ContainsFunc(installed, Backend.IsIPTables) {
+			c = IPTables
 		}
 	}
-	if c != Auto {
-		return out
-	}
-	if len(ipt) > 0 {
-		return ipt
-	}
-	return slices.DeleteFunc(slices.Clone(installed), func(b Backend) bool { return b != Backend(NFTables) })
+	return slices.DeleteFunc(slices.Clone(installed), func(b Backend) bool { return !c.allows(b) })
 }
 
 // missing says what to install for a choice that has no backend.
@@ -162,7 +154,7 @@ func Place(recorded Backend, choice Choice, order []Backend, tables map[Backend]
 	b := recorded
 	switch {
 	case b == "" || !choice.allows(b):
-		candidates := choice.candidates(order)
+		candidates := choice.Candidates(order)
 		if len(candidates) == 0 {
 			return Placement{}, choice.missing()
 		}

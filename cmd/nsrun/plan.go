@@ -45,15 +45,26 @@ It changes nothing and needs no root.`,
 	return c
 }
 
-// planFirewall is the backend whose input plan prints: for auto, the one
-// up would give a new project here (iptables where it is installed).
+// planFirewall is the backend whose input plan prints: the first one up
+// would choose among those installed here (iptables-nft when none is).
 func planFirewall(c forward.Choice) forward.Firewall {
-	ipt := iptables.New(iptables.NFT, 0)
-	switch {
-	case c == forward.NFTables:
-		return nftables.New()
-	case c == forward.Auto && !ipt.Installed() && !iptables.New(iptables.Legacy, 0).Installed():
-		return nftables.New()
+	fws := firewalls()
+	var installed []forward.Backend
+	for _, fw := range fws {
+		if fw.Installed() {
+			installed = append(installed, fw.Backend())
+		}
 	}
-	return ipt
+	want := iptables.NFT
+	if candidates := c.Candidates(installed); len(candidates) > 0 {
+		want = candidates[0]
+	} else if c == forward.NFTables {
+		want = nftables.Backend
+	}
+	for _, fw := range fws {
+		if fw.Backend() == want {
+			return fw
+		}
+	}
+	return fws[0]
 }

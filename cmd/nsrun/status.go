@@ -127,12 +127,12 @@ type projectReport struct {
 	Name string `json:"name"`
 	// Error says why the project's record cannot be read; the other
 	// fields are then empty.
-	Error   string `json:"error,omitempty"`
-	Spec    string `json:"spec,omitempty"`
-	Backend string `json:"backend"`
+	Error string `json:"error,omitempty"`
+	Spec  string `json:"spec,omitempty"`
 	// Backend holds the project's rules: nftables, iptables-nft or
 	// iptables-legacy. ForwardAccepts are the iptables backends that also
 	// hold its FORWARD accepts, because their FORWARD drops.
+	Backend        string            `json:"backend"`
 	ForwardAccepts []string          `json:"forward_accepts,omitempty"`
 	Namespaces     []namespaceReport `json:"namespaces"`
 	Supervisor     *processReport    `json:"supervisor,omitempty"`

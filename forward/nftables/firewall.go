@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net/netip"
 	"os/exec"
 	"strings"
 	"sync"
 
 	"github.com/nsrun/nsrun/forward"
+	"github.com/nsrun/nsrun/specs"
 	"sigs.k8s.io/knftables"
 )
 
@@ -30,6 +32,15 @@ type runner interface {
 
 // probeTable is the table Probe makes and deletes in one transaction.
 const probeTable = "nsrun-probe"
+
+// probeProject has every kind of element and chain nsrun writes: a port,
+// one bound to an address, a range to another range, and a namespace
+// with egress and one without (addresses of TEST-NET-1, never routed).
+var probeProject = forward.Project{Name: "probe", Namespaces: []forward.Namespace{
+	{Name: "a", Link: "nsr-probe-a", Address: netip.MustParsePrefix("192.0.2.2/30"), Egress: true,
+		Ports: []specs.Port{specs.MustParsePort("1:1"), specs.MustParsePort("127.0.0.1:2:2/udp"), specs.MustParsePort("3-4:5-6")}},
+	{Name: "b", Link: "nsr-probe-b", Address: netip.MustParsePrefix("192.0.2.6/30")},
+}}
 
 // New returns the backend run by the nft program.
 func New() *Firewall { return &Firewall{run: &program{}} }
@@ -103,13 +114,8 @@ func (f *Firewall) Probe(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	probe := forward.Project{Name: "probe"}
 	tx := nft.NewTransaction()
-	ensure(tx, emptySnapshot(), probe)
-	tx.Add(&knftables.Chain{Name: "port/probe/x"})
-	tx.Add(&knftables.Rule{Chain: "port/probe/x", Rule: "meta l4proto tcp dnat ip to 192.0.2.1:1"})
-	tx.Add(&knftables.Element{Map: mapAny, Key: []string{"tcp", "1"}, Value: []string{"goto port/probe/x"}})
-	tx.Add(&knftables.Element{Map: mapAnys, Key: []string{"tcp", "2-3"}, Value: []string{"goto port/probe/x"}})
+	ensure(tx, emptySnapshot(), probeProject)
 	tx.Delete(&knftables.Table{})
 	if err := nft.Run(ctx, tx); err != nil {
 		return fmt.Errorf("a probe transaction with every feature nsrun uses failed: %w", err)
