@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/nsrun/nsrun/forward"
+	"github.com/nsrun/nsrun/hostfw"
 	"github.com/nsrun/nsrun/specs"
 	"github.com/nsrun/nsrun/veth"
 )
@@ -33,6 +34,12 @@ type System interface {
 	// RemoveForwards removes a project's rules from every backend.
 	RemoveForwards(ctx context.Context, project string) error
 	FlushUDP(ports []specs.PortRange) error
+	// BindZone puts links in firewalld's zone for nsrun (hostfw.Zone), at
+	// runtime; UnbindZone takes them out. Without firewalld both do nothing.
+	BindZone(ctx context.Context, links []string) error
+	UnbindZone(ctx context.Context, links []string) error
+	// ZonedLinks lists the links in nsrun's firewalld zone.
+	ZonedLinks(ctx context.Context) ([]string, error)
 	WriteEtc(ns string, files map[string]string) error
 	RemoveEtc(ns string) error
 }
@@ -89,6 +96,13 @@ var ops = map[Op]opKind{
 		})
 		return e.sys.ApplyForwards(e.ctx, s.Placement, s.Firewall)
 	}},
+	OpZone: {2, func(s Step) string { return fmt.Sprintf("firewalld: %s in zone %s", names(s.Links), hostfw.Zone) },
+		func(e *executor, s Step) error {
+			e.onUndo(func() error { return e.sys.UnbindZone(e.ctx, s.Links) })
+			return e.sys.BindZone(e.ctx, s.Links)
+		}},
+	OpUnzone: {4, func(s Step) string { return fmt.Sprintf("firewalld: %s out of zone %s", names(s.Links), hostfw.Zone) },
+		func(e *executor, s Step) error { return e.sys.UnbindZone(e.ctx, s.Links) }},
 	OpFlushUDP: {0, func(s Step) string { return fmt.Sprintf("stale UDP conntrack entries for ports %v removed", s.Ports) },
 		func(e *executor, s Step) error { return e.sys.FlushUDP(s.Ports) }},
 	OpKill: {0, func(s Step) string { return "processes stopped in " + plural(len(s.Namespaces), "namespace") },

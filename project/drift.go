@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/nsrun/nsrun/forward"
-	"github.com/nsrun/nsrun/forward/shortcut"
 	"github.com/nsrun/nsrun/veth"
 )
 
@@ -21,6 +20,7 @@ const (
 	DriftLink       DriftKind = "link"       // a pair, its addresses, route or route_localnet
 	DriftEtc        DriftKind = "etc"        // nsrun's /etc/netns files
 	DriftFirewall   DriftKind = "firewall"   // the project's rules, or the accepts a backend needs
+	DriftZone       DriftKind = "zone"       // a link is not in nsrun's firewalld zone
 	DriftProcess    DriftKind = "process"    // the supervisor or a process is not running
 )
 
@@ -50,11 +50,7 @@ func NetworkDrift(st *State, obs Observed) []Drift {
 			out = append(out, Drift{Kind: DriftEtc, Namespace: ns.Name, Message: fmt.Sprintf("/etc/netns/%s/%s is missing or out of date", ns.Name, name)})
 		}
 	}
-	out = append(out, firewallDrift(st, obs.Firewall)...)
-	for _, m := range shortcut.Drift(obs.Shortcuts, st.Project, shortcut.Of(st.Firewall())) {
-		out = append(out, Drift{Kind: DriftFirewall, Message: m})
-	}
-	return out
+	return append(out, firewallState(st, obs)...)
 }
 
 func linkDrift(project string, ns *NamespaceState, obs Observed) []Drift {
@@ -153,6 +149,17 @@ func messages(drift []Drift, ns string, kinds ...DriftKind) []string {
 	var out []string
 	for _, d := range drift {
 		if d.Namespace == ns && slices.Contains(kinds, d.Kind) {
+			out = append(out, d.Message)
+		}
+	}
+	return out
+}
+
+// kindMessages returns the messages of every drift of a kind.
+func kindMessages(drift []Drift, kind DriftKind) []string {
+	var out []string
+	for _, d := range drift {
+		if d.Kind == kind {
 			out = append(out, d.Message)
 		}
 	}

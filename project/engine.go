@@ -26,9 +26,11 @@ type Engine struct {
 	System      System
 	Sweeper     Sweeper
 	Supervision Supervision
-	Observe     func(ctx context.Context, q Query) (Observed, error)
-	Progress    func(Step) // called after each step; may be nil
-	Waiting     func()     // called once when another nsrun holds the lock; may be nil
+	// Keeper runs the process that heals the projects' firewall state.
+	Keeper   Keeping
+	Observe  func(ctx context.Context, q Query) (Observed, error)
+	Progress func(Step) // called after each step; may be nil
+	Waiting  func()     // called once when another nsrun holds the lock; may be nil
 	// LockTimeout bounds the wait for another up or down; 0 means 5 minutes.
 	LockTimeout time.Duration
 	// ReadyWait bounds the wait for all ready checks together; 0: none
@@ -37,6 +39,8 @@ type Engine struct {
 	// Firewall is the backend a project's rules go to (see forward.Place);
 	// "" is auto.
 	Firewall forward.Choice
+	// NoHeal records that the keeper leaves the project alone (up --no-heal).
+	NoHeal bool
 }
 
 // lock takes the state lock, waiting at most LockTimeout.
@@ -62,6 +66,9 @@ func (e *PreflightError) Unwrap() error { return e.Err }
 type Outcome struct {
 	State    *State
 	UpToDate bool // everything was as the spec says: nothing was changed
+	// Warnings are the host's firewalls that drop nsrun's traffic where
+	// nsrun cannot help it, each with the command that would.
+	Warnings []string
 }
 
 // Up creates or reconciles the project of a validated spec: it changes
@@ -79,6 +86,9 @@ func (e *Engine) Up(ctx context.Context, s *specs.Spec) (*Outcome, error) {
 	if err != nil && !changed {
 		// The lock made the state directory: it goes if nothing else is there.
 		err = errors.Join(err, e.finishIfLast())
+	}
+	if out != nil {
+		err = errors.Join(err, e.keep(ctx))
 	}
 	return out, err
 }
@@ -123,7 +133,8 @@ func (e *Engine) up(ctx context.Context, s *specs.Spec) (*Outcome, bool, error) 
 			return nil, false, &PreflightError{fmt.Errorf("firewall %s does not work here: %w", at.Backend, err)}
 		}
 	}
-	want.Backend, want.Accepts = at.Backend, at.Accepts
+	want.Backend, want.Accepts, want.NoHeal = at.Backend, at.Accepts, e.NoHeal
+	warnings := AssessHost(obs, []*State{want}).Warnings()
 	if err := Preflight(want, recorded, others, obs); err != nil {
 		return nil, false, &PreflightError{err}
 	}
@@ -138,8 +149,9 @@ func (e *Engine) up(ctx context.Context, s *specs.Spec) (*Outcome, bool, error) 
 		want.Generation++
 	}
 	same := recorded != nil && sameRecord(recorded, want)
+	e.Store.unmarkRemoving(s.Name)
 	if len(steps) == 0 && !restart && same {
-		return &Outcome{State: recorded, UpToDate: true}, false, nil
+		return &Outcome{State: recorded, UpToDate: true, Warnings: warnings}, false, nil
 	}
 	if !same {
 		// Record everything either side may hold before the first change,
@@ -158,7 +170,7 @@ func (e *Engine) up(ctx context.Context, s *specs.Spec) (*Outcome, bool, error) 
 		}
 	}
 	// The network is complete. Process failures leave it up for a look.
-	return &Outcome{State: want}, true, e.startProcesses(ctx, want, restart)
+	return &Outcome{State: want, Warnings: warnings}, true, e.startProcesses(ctx, want, restart)
 }
 
 func (e *Engine) rollback(ex *executor, cause error, project string, recorded *State) error {
@@ -203,11 +215,18 @@ func (e *Engine) down(ctx context.Context, project string) (bool, error) {
 	ex := &executor{ctx: ctx, sys: e.System, store: e.Store, progress: e.Progress}
 	// The supervisor first, so nothing is restarted while it all goes; the
 	// namespaces' process lists catch whatever it leaves (say, after kill -9).
-	err = errors.Join(e.Supervision.Stop(e.Store.ProjectDir(project)), ex.runAll(PlanDown(recorded)))
+	if err := e.Store.MarkRemoving(project); err != nil {
+		return false, err
+	}
+	zoned, err := e.System.ZonedLinks(ctx)
+	if err != nil {
+		zoned = hostLinks(recorded) // take them out all the same
+	}
+	err = errors.Join(e.Supervision.Stop(e.Store.ProjectDir(project)), ex.runAll(PlanDown(recorded, zoned)))
 	if err != nil {
 		return true, fmt.Errorf("%w\nthe record is kept; run 'sudo nsrun down -p %s' again once the cause is fixed", err, project)
 	}
-	return true, errors.Join(e.Store.Remove(project), e.finishIfLast())
+	return true, errors.Join(e.Store.Remove(project), e.keep(ctx), e.finishIfLast())
 }
 
 // DownAll removes every recorded project, then every leftover that is
@@ -236,7 +255,7 @@ func (e *Engine) DownAll(ctx context.Context) error {
 		}
 	}
 	_, err = e.sweep(ctx, "")
-	errs = append(errs, err, e.Sweeper.SweepFirewall(ctx), e.finishIfLast())
+	errs = append(errs, err, e.Sweeper.SweepFirewall(ctx), e.keep(ctx), e.finishIfLast())
 	return errors.Join(errs...)
 }
 
@@ -262,12 +281,30 @@ func (e *Engine) sweep(ctx context.Context, project string) (int, error) {
 		for _, ns := range names {
 			errs = append(errs, e.System.DeleteNamespace(ns), e.System.RemoveEtc(ns))
 		}
-		errs = append(errs, e.System.LinksGone(hosts))
+		errs = append(errs, e.System.LinksGone(hosts), e.System.UnbindZone(ctx, hosts))
 	}
 	if project != "" {
 		errs = append(errs, e.System.RemoveForwards(ctx, project))
 	}
 	return len(names), errors.Join(errs...)
+}
+
+// keep runs the keeper while a project heals, and stops it once none
+// does. The caller holds the lock.
+func (e *Engine) keep(ctx context.Context) error {
+	if e.Store.heals() {
+		return e.Keeper.Start(ctx, e.Store.Dir)
+	}
+	return e.Keeper.Stop(e.Store.Dir)
+}
+
+// HostFirewall judges the host's firewalls with no project in mind.
+func (e *Engine) HostFirewall(ctx context.Context) (HostReport, error) {
+	obs, err := e.Observe(ctx, Query{})
+	if err != nil {
+		return HostReport{}, err
+	}
+	return AssessHost(obs, nil), nil
 }
 
 // finishIfLast puts back the host settings nsrun changed and removes the

@@ -31,7 +31,7 @@ const twoNamespaces = `namespaces:
 
 func newEngine(t *testing.T, sys *fakeSystem) *Engine {
 	return &Engine{Store: Store{Dir: filepath.Join(t.TempDir(), "nsrun")}, System: sys, Sweeper: sys, Supervision: &fakeSupervision{},
-		Observe: sys.observe}
+		Keeper: &fakeKeeper{}, Observe: sys.observe}
 }
 
 func TestUpAndDown(t *testing.T) {

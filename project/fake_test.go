@@ -13,6 +13,7 @@ import (
 	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/forward/iptables"
 	"github.com/nsrun/nsrun/forward/nftables"
+	"github.com/nsrun/nsrun/hostfw"
 	"github.com/nsrun/nsrun/netns"
 	"github.com/nsrun/nsrun/specs"
 	"github.com/nsrun/nsrun/supervise"
@@ -34,6 +35,55 @@ type fakeSystem struct {
 	log        []string
 	onFail     func()                    // called when the change fails, e.g. to cancel the context
 	probeErr   map[forward.Backend]error // backends whose probe fails
+	// firewalld, when it runs: interface -> zone. As the real one, it
+	// keeps an interface's zone after the interface is gone.
+	firewalld map[string]string
+}
+
+func (f *fakeSystem) BindZone(_ context.Context, links []string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.firewalld == nil || len(links) == 0 {
+		return nil
+	}
+	if err := f.change("zone"); err != nil {
+		return err
+	}
+	for _, l := range links {
+		f.firewalld[l] = hostfw.Zone
+	}
+	return nil
+}
+
+func (f *fakeSystem) UnbindZone(_ context.Context, links []string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.firewalld == nil || len(links) == 0 {
+		return nil
+	}
+	if err := f.change("unzone"); err != nil {
+		return err
+	}
+	for _, l := range links {
+		if f.firewalld[l] == hostfw.Zone {
+			delete(f.firewalld, l)
+		}
+	}
+	return nil
+}
+
+func (f *fakeSystem) ZonedLinks(context.Context) ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.firewalldState().Zoned(), nil
+}
+
+// firewalldState is the fake firewalld as its D-Bus API shows it.
+func (f *fakeSystem) firewalldState() hostfw.Firewalld {
+	if f.firewalld == nil {
+		return hostfw.Firewalld{}
+	}
+	return hostfw.Firewalld{Running: true, Version: "1.3.3", Backend: "nftables", DefaultZone: "public", Interfaces: maps.Clone(f.firewalld)}
 }
 
 // cleanTables is what a backend holds on a host no one has configured.
@@ -54,7 +104,7 @@ func (f *fakeSystem) fingerprint() string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return fmt.Sprint(f.ipForward, slices.Sorted(maps.Keys(f.namespaces)), slices.Sorted(maps.Keys(f.links)),
-		slices.Sorted(maps.Keys(f.etc)), f.tables(iptables.NFT), f.tables(iptables.Legacy), f.tables(nftables.Backend))
+		slices.Sorted(maps.Keys(f.etc)), f.tables(iptables.NFT), f.tables(iptables.Legacy), f.tables(nftables.Backend), f.firewalld)
 }
 
 // tables is what a backend holds, as iptables-save prints it.
@@ -260,6 +310,7 @@ func (f *fakeSystem) observe(_ context.Context, q Query) (Observed, error) {
 	obs := Observed{Namespaces: maps.Clone(f.namespaces), Links: map[string]veth.Link{}, IPForward: f.ipForward,
 		Firewall: map[forward.Backend]forward.Tables{}, RouteLocalnet: map[string]string{},
 		Peers: map[string]veth.Peer{}, Etc: map[string]map[string]EtcFile{}}
+	obs.Host.Firewalld = f.firewalldState()
 	for _, b := range append(slices.Clone(iptables.Backends), nftables.Backend) {
 		if fw := f.fw[b]; fw != nil {
 			obs.Firewall[b], _ = fw.Read(context.Background())
@@ -307,6 +358,15 @@ func (f *fakeSystem) RemoveEtc(ns string) error {
 	}
 	delete(f.etc, ns)
 	return nil
+}
+
+// fakeKeeper records whether the keeper would run.
+type fakeKeeper struct{ running bool }
+
+func (k *fakeKeeper) Start(context.Context, string) error { k.running = true; return nil }
+func (k *fakeKeeper) Stop(string) error                   { k.running = false; return nil }
+func (k *fakeKeeper) Running(string) (netns.Process, bool) {
+	return netns.Process{}, k.running
 }
 
 // fakeSupervision records the plans it is given and reports their

@@ -36,6 +36,9 @@ type lab struct {
 	outPeer  netip.Addr // the outside machine's address
 	projects []string
 	firewall forward.Choice // the backend the lab's projects get
+	// heal: the lab's projects are kept by the keeper. Off unless a test
+	// turns it on: the others make drift on purpose and look at it.
+	heal bool
 }
 
 // newLab makes a lab whose projects get the backend nsrun's default
@@ -75,7 +78,8 @@ func (l *lab) engine() *Engine {
 	k := kernel(2 * time.Second)
 	dir := filepath.Join(l.tempDir(), "nsrun")
 	return &Engine{Store: Store{Dir: dir}, System: k, Sweeper: k, Observe: k.Observe, Firewall: l.firewall,
-		Supervision: Supervisor{Self: nstest.Binary(l.t), Grace: 2 * time.Second}}
+		Supervision: Supervisor{Self: nstest.Binary(l.t), Grace: 2 * time.Second},
+		Keeper: Keeper{Self: nstest.Binary(l.t)}, NoHeal: !l.heal}
 }
 
 // backend is the backend a new project of the lab gets on the host now

@@ -13,6 +13,7 @@ import (
 
 	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/forward/shortcut"
+	"github.com/nsrun/nsrun/hostfw"
 	"github.com/nsrun/nsrun/netns"
 	"github.com/nsrun/nsrun/specs"
 	"github.com/nsrun/nsrun/veth"
@@ -45,6 +46,7 @@ type Observed struct {
 	Backends                  []forward.Backend                  // the installed backends, in order of preference
 	RouteLocalnet             map[string]string                  // nsrun's host links -> route_localnet
 	Shortcuts                 shortcut.Table                     // the loopback shortcut's entries
+	Host                      hostfw.Host                        // the host's own firewalls
 
 	// Of the namespaces queried that exist: the namespace side of the
 	// pair (or why it could not be read), and nsrun's /etc/netns files.
@@ -75,6 +77,9 @@ func (k Kernel) Observe(ctx context.Context, q Query) (Observed, error) {
 		var err error
 		if obs.Firewall, obs.Backends, err = k.readFirewalls(ctx); err == nil {
 			obs.Shortcuts, err = shortcut.Read()
+		}
+		if err == nil {
+			obs.Host, err = k.readHost(ctx)
 		}
 		firewall <- err
 	}()
@@ -118,6 +123,21 @@ func observeHost(obs *Observed, q Query) error {
 	}
 	observeNamespaces(obs, q.Namespaces)
 	return nil
+}
+
+// readHost reads the host's own firewalls: firewalld, ufw's files and
+// other programs' nftables chains.
+func (k Kernel) readHost(ctx context.Context) (hostfw.Host, error) {
+	var h hostfw.Host
+	var err1, err2 error
+	var wg sync.WaitGroup
+	wg.Go(func() { h.Firewalld, err1 = k.Firewalld.Read(ctx) })
+	h.NFT, err2 = hostfw.ReadNFT(ctx)
+	h.UFW = hostfw.ReadUFW("/")
+	uplinks, err3 := hostfw.Uplinks()
+	h.Uplinks = uplinks
+	wg.Wait()
+	return h, errors.Join(err1, err2, err3)
 }
 
 // readFirewalls reads each installed backend once, all at once: each is

@@ -20,6 +20,8 @@ const (
 	OpEtc             Op = "etc"              // write /etc/netns/NS/hosts and resolv.conf
 	OpForwards        Op = "forwards"         // publish the project's ports
 	OpFlushUDP        Op = "flush-udp"        // drop stale UDP conntrack entries
+	OpZone            Op = "zone"             // put the links in firewalld's zone for nsrun
+	OpUnzone          Op = "unzone"           // take the links out of it
 	OpKill            Op = "kill"             // stop every process inside the namespaces
 	OpDeleteNamespace Op = "delete-namespace"
 	OpRemoveEtc       Op = "remove-etc" // remove nsrun's /etc/netns files
@@ -34,7 +36,7 @@ type Step struct {
 	Op         Op
 	Namespace  string
 	Namespaces []string // OpKill
-	Links      []string // OpLinksGone
+	Links      []string // OpLinksGone, OpZone, OpUnzone
 	Pair       veth.Pair
 	Firewall   forward.Project
 	Placement  forward.Placement
@@ -110,13 +112,18 @@ func PlanUp(want, recorded *State, obs Observed, drift []Drift) []Step {
 		}
 		steps = append(steps, step)
 	}
+	if f := obs.Host.Firewalld; f.Running {
+		if unbound := f.Unbound(hostLinks(want)); len(unbound) > 0 {
+			steps = append(steps, Step{Op: OpZone, Links: unbound, Repair: kindMessages(drift, DriftZone)})
+		}
+	}
 	if changed := changedUDP(recorded, want); len(changed) > 0 {
 		steps = append(steps, Step{Op: OpFlushUDP, Ports: changed})
 	}
 	if recorded != nil {
 		for _, ns := range recorded.Namespaces {
 			if want.Namespace(ns.Name) == nil {
-				steps = append(steps, removeNamespaces(recorded.Project, []*NamespaceState{ns})...)
+				steps = append(steps, removeNamespaces(recorded.Project, []*NamespaceState{ns}, obs.Host.Firewalld.Zoned())...)
 			}
 		}
 	}
@@ -124,22 +131,26 @@ func PlanUp(want, recorded *State, obs Observed, drift []Drift) []Step {
 }
 
 // PlanDown returns the steps that remove everything recorded, each kind
-// of object in bulk.
-func PlanDown(recorded *State) []Step {
-	return removeNamespaces(recorded.Project, recorded.Namespaces, Step{Op: OpRemoveForwards, Project: recorded.Project})
+// of object in bulk; zoned are the links firewalld has in nsrun's zone.
+func PlanDown(recorded *State, zoned []string) []Step {
+	return removeNamespaces(recorded.Project, recorded.Namespaces, zoned, Step{Op: OpRemoveForwards, Project: recorded.Project})
 }
 
 // removeNamespaces stops the processes of the namespaces and removes the
 // namespaces; then, side by side, their files and the extra steps (down
 // removes the project's forwards there); then flushes their UDP forwards'
-// conntrack entries, and waits for their links to go. Namespaces go first
+// conntrack entries, and waits for their links to go. Those of their links
+// that are among zoned leave firewalld's zone. Namespaces go first
 // and links last: the kernel removes the veth pairs of deleted namespaces
 // in one batch, in the background, while the rest is removed (deleting
 // each link would wait for the others).
-func removeNamespaces(project string, namespaces []*NamespaceState, extra ...Step) []Step {
-	var names, links []string
+func removeNamespaces(project string, namespaces []*NamespaceState, zoned []string, extra ...Step) []Step {
+	var names, links, unzone []string
 	for _, ns := range namespaces {
 		names, links = append(names, ns.Name), append(links, ns.Link)
+		if slices.Contains(zoned, ns.Link) {
+			unzone = append(unzone, ns.Link)
+		}
 	}
 	steps := []Step{{Op: OpKill, Namespaces: names}}
 	for _, ns := range names {
@@ -149,10 +160,22 @@ func removeNamespaces(project string, namespaces []*NamespaceState, extra ...Ste
 	for _, ns := range names {
 		steps = append(steps, Step{Op: OpRemoveEtc, Namespace: ns})
 	}
+	if len(unzone) > 0 {
+		steps = append(steps, Step{Op: OpUnzone, Links: unzone})
+	}
 	if udp := changedUDP(&State{Project: project, Namespaces: namespaces}, &State{}); len(udp) > 0 {
 		steps = append(steps, Step{Op: OpFlushUDP, Ports: udp})
 	}
 	return append(steps, Step{Op: OpLinksGone, Links: links})
+}
+
+// hostLinks lists the host-side links of a record.
+func hostLinks(st *State) []string {
+	var out []string
+	for _, ns := range st.Namespaces {
+		out = append(out, ns.Link)
+	}
+	return out
 }
 
 // sameForwards reports whether two records publish the same rules in the

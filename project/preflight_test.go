@@ -177,7 +177,7 @@ func TestPlanUp(t *testing.T) {
 
 func TestPlanDown(t *testing.T) {
 	st := FromSpec(spec(t, twoNamespaces))
-	got := opsOf(PlanDown(st))
+	got := opsOf(PlanDown(st, nil))
 	w := []string{"kill", "delete-namespace ns1", "delete-namespace ns2", "remove-forwards", "remove-etc ns1", "remove-etc ns2", "flush-udp", "links-gone"}
 	if !slices.Equal(got, w) {
 		t.Errorf("down steps %q, want %q: each kind of object in bulk", got, w)

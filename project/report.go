@@ -19,6 +19,9 @@ type Report struct {
 	Supervisor *ProcessReport
 	Processes  []ProcessReport
 	Drift      []Drift
+	Heal       HealStatus // the keeper's repairs of the project
+	// Host is the host's firewalls, judged for the projects reported on.
+	Host HostReport
 }
 
 // ProcessReport is one process, or the supervisor, as it is now.
@@ -45,7 +48,9 @@ func (e *Engine) Status(ctx context.Context, project string) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	return e.report(st, obs), nil
+	r := e.report(st, obs)
+	r.Host = AssessHost(obs, []*State{st})
+	return r, nil
 }
 
 // StatusAll reports on every project, reading the host once for all. A
@@ -68,10 +73,16 @@ func (e *Engine) StatusAll(ctx context.Context) ([]*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	var states []*State
 	for i, r := range out {
 		if r.Err == nil {
+			states = append(states, r.State)
 			out[i] = e.report(r.State, obs)
 		}
+	}
+	host := AssessHost(obs, states)
+	for _, r := range out {
+		r.Host = host
 	}
 	return out, nil
 }
@@ -79,7 +90,7 @@ func (e *Engine) StatusAll(ctx context.Context) ([]*Report, error) {
 // report puts together what a record and an observation say.
 func (e *Engine) report(st *State, obs Observed) *Report {
 	sup, _ := e.Supervision.Status(e.Store.ProjectDir(st.Project))
-	r := &Report{Project: st.Project, State: st}
+	r := &Report{Project: st.Project, State: st, Heal: e.Store.Repairs(st.Project)}
 	r.Supervisor, r.Processes = processReports(st, sup)
 	r.Drift = append(NetworkDrift(st, obs), processDrift(st, r)...)
 	return r

@@ -39,6 +39,8 @@ type State struct {
 	// Generation counts the ups; the supervisor reports the generation
 	// whose processes it runs.
 	Generation int `json:"generation"`
+	// NoHeal: the keeper leaves the project's firewall state alone (up --no-heal).
+	NoHeal bool `json:"no_heal,omitempty"`
 }
 
 // NamespaceState is one namespace as recorded.
@@ -186,6 +188,15 @@ func writeJSON(path string, v any) error {
 		return err
 	}
 	return atomicfile.Write(path, append(data, '\n'), 0o600)
+}
+
+// readJSON reads a JSON file written by writeJSON.
+func readJSON(path string, v any) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(data, v)
 }
 
 // Remove deletes a project's state directory.

@@ -107,7 +107,7 @@ func waitGeneration(ctx context.Context, dir string, gen int) error {
 // other found running for dir (one started by an up that was killed
 // before the supervisor wrote its status).
 func (s Supervisor) Stop(dir string) error {
-	procs := supervisors(func(d string) bool { return d == dir })
+	procs := daemons("supervise", func(d string) bool { return d == dir })
 	// A missing or corrupt status names none: the scan above and the
 	// namespaces' process lists catch what is left.
 	if st, err := supervise.ReadStatus(dir); err == nil && st.PID != 0 {
@@ -119,13 +119,14 @@ func (s Supervisor) Stop(dir string) error {
 // StopAll stops every supervisor of a project directory below root,
 // recorded or not: down --all after the records were lost.
 func (s Supervisor) StopAll(root string) error {
-	return netns.Stop(supervisors(func(d string) bool { return filepath.Dir(d) == root }), s.Grace+5*time.Second)
+	return netns.Stop(daemons("supervise", func(d string) bool { return filepath.Dir(d) == root }), s.Grace+5*time.Second)
 }
 
-// supervisors finds running nsrun supervisors by their command line,
-// NSRUN supervise [--grace D] DIR, and their executable (the program the
-// command line names), for the project directories that match.
-func supervisors(match func(dir string) bool) []netns.Process {
+// daemons finds nsrun's own running daemons by their command line, NSRUN
+// COMMAND [FLAGS] DIR (supervise for the supervisors, keep for the
+// keeper), and their executable (the program the command line names), for
+// the directories that match.
+func daemons(command string, match func(dir string) bool) []netns.Process {
 	var out []netns.Process
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
@@ -138,7 +139,7 @@ func supervisors(match func(dir string) bool) []netns.Process {
 			continue
 		}
 		args := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
-		if len(args) < 3 || args[1] != "supervise" || !match(args[len(args)-1]) || !runs(pid, args[0]) {
+		if len(args) < 3 || args[1] != command || !match(args[len(args)-1]) || !runs(pid, args[0]) {
 			continue
 		}
 		if start, err := netns.StartTime(pid); err == nil {

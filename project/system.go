@@ -8,7 +8,9 @@ import (
 	"time"
 
 	"github.com/nsrun/nsrun/forward"
+	"github.com/nsrun/nsrun/forward/iptables"
 	"github.com/nsrun/nsrun/forward/shortcut"
+	"github.com/nsrun/nsrun/hostfw"
 	"github.com/nsrun/nsrun/netns"
 	"github.com/nsrun/nsrun/specs"
 	"github.com/nsrun/nsrun/veth"
@@ -21,6 +23,8 @@ type Kernel struct {
 	Firewalls []forward.Firewall
 	// Grace is how long processes get to exit after SIGTERM.
 	Grace time.Duration
+	// Firewalld is the host's firewalld, on the system bus.
+	Firewalld hostfw.FirewalldBus
 }
 
 func (k Kernel) IPForward() (string, error)        { return veth.GetSysctl(veth.IPForward) }
@@ -108,17 +112,49 @@ func shortcuts(project string, want []shortcut.Entry) error {
 	return nil
 }
 
+func (k Kernel) BindZone(ctx context.Context, links []string) error {
+	return k.Firewalld.Bind(ctx, links)
+}
+func (k Kernel) UnbindZone(ctx context.Context, links []string) error {
+	return k.Firewalld.Unbind(ctx, links)
+}
+
+// ZonedLinks lists the links firewalld has in nsrun's zone; none when it
+// does not run.
+func (k Kernel) ZonedLinks(ctx context.Context) ([]string, error) {
+	f, err := k.Firewalld.Read(ctx)
+	return f.Zoned(), err
+}
+
 // LabelledLinks lists the host links nsrun labelled.
 func (k Kernel) LabelledLinks() ([]veth.Labelled, error) { return veth.ListLabelled() }
 
 // SweepFirewall removes nsrun's chains, and the rules that jump to them,
-// from every installed backend, and the loopback shortcut.
+// from every installed backend, the loopback shortcut, and nsrun's links
+// (by their names) from firewalld's zone.
 func (k Kernel) SweepFirewall(ctx context.Context) error {
-	var errs []error
+	f, err := k.Firewalld.Read(ctx)
+	errs := []error{err, k.Firewalld.Unbind(ctx, slices.DeleteFunc(f.Zoned(), func(l string) bool { return !specs.IsHostLinkName(l) }))}
 	for _, fw := range k.Firewalls {
 		if fw.Installed() {
 			errs = append(errs, fw.Sweep(ctx))
 		}
 	}
 	return errors.Join(append(errs, shortcut.Sweep())...)
+}
+
+// QuietFingerprint is a fingerprint of what the backends that send no
+// events hold (iptables-legacy: its rules and policies, not its counters),
+// for the keeper's periodic look; "" when none is installed.
+func (k Kernel) QuietFingerprint(ctx context.Context) string {
+	for _, fw := range k.Firewalls {
+		if fw.Backend() == iptables.Legacy && fw.Installed() {
+			t, err := fw.Read(ctx)
+			if err != nil {
+				return "unreadable: " + err.Error()
+			}
+			return fmt.Sprint(t)
+		}
+	}
+	return ""
 }

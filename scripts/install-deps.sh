@@ -2,8 +2,10 @@
 # Installs what nsrun's tests and scripts need on a fresh Debian or Ubuntu
 # machine that has only Go: iptables (nft and legacy), nftables (nft), iproute2, python3 for
 # the bundled examples, curl for the demo, and gcc with the C library's
-# headers for cgo (nsrun's fast exec path). Packages already present are left
-# alone.
+# headers for cgo (nsrun's fast exec path). With NSRUN_HOST_FIREWALLS=1
+# (scripts/hostfw.sh sets it) also the host firewalls nsrun is tested
+# beside: firewalld, ufw, docker.io and dbus; their daemons are not started
+# on install. Packages already present are left alone.
 set -euo pipefail
 
 need=()
@@ -15,6 +17,12 @@ command -v python3 >/dev/null || need+=(python3) # the bundled examples' web ser
 command -v curl >/dev/null || need+=(curl)       # the demo's client
 command -v gcc >/dev/null || need+=(gcc)         # cgo: netns/fastexec
 [[ -e /usr/include/stdio.h ]] || need+=(libc6-dev)
+if [[ ${NSRUN_HOST_FIREWALLS:-} == 1 ]]; then
+	command -v firewalld >/dev/null || need+=(firewalld)
+	command -v ufw >/dev/null || need+=(ufw)
+	command -v dockerd >/dev/null || need+=(docker.io)
+	command -v dbus-daemon >/dev/null || need+=(dbus)
+fi
 
 if ((${#need[@]} > 0)); then
 	if [[ $(id -u) -ne 0 ]]; then
@@ -24,7 +32,16 @@ if ((${#need[@]} > 0)); then
 	echo "install-deps: installing ${need[*]}" >&2
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq
+	# No daemon starts on install (policy-rc.d, invoke-rc.d's answer 101):
+	# the scripts start the ones they test, and stop them.
+	norc=false
+	if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+		chmod +x /usr/sbin/policy-rc.d
+		norc=true
+	fi
 	apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+	$norc && rm -f /usr/sbin/policy-rc.d
 	command -v iptables-legacy >/dev/null || {
 		echo "install-deps: iptables-legacy is still missing after installing iptables" >&2
 		exit 1

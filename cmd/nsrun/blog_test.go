@@ -83,7 +83,8 @@ func TestBlogExample(t *testing.T) {
 			t.Errorf("%s's log lacks the request to port %s:\n%s", ns, port, tail)
 		}
 	}
-	if code, out, _ := nsrunCmd(t, dir, "status", "-p", "blog"); code != 0 || strings.Count(out, "running") != 3 {
+	// Two processes and the supervisor run, and the keeper.
+	if code, out, _ := nsrunCmd(t, dir, "status", "-p", "blog"); code != 0 || strings.Count(out, "running") != 4 || !strings.Contains(out, "keeper: running") {
 		t.Errorf("status: exit %d\n%s", code, out)
 	}
 	doc := readStatus(t, dir, exitSuccess)

@@ -26,6 +26,7 @@ func newEngine(w io.Writer, quiet bool) (*project.Engine, error) {
 		System:      k,
 		Sweeper:     k,
 		Supervision: project.Supervisor{Self: self, Grace: 5 * time.Second},
+		Keeper:      project.Keeper{Self: self},
 		Observe:     k.Observe,
 		Waiting:     func() { fmt.Fprintln(w, "nsrun: waiting for another nsrun up or down to finish...") },
 	}

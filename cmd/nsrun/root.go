@@ -92,6 +92,7 @@ ip netns / ip link / iptables / sysctl steps, and removes exactly what it made.`
 		newPlanCommand(),
 		newVersionCommand(),
 		newSuperviseCommand(),
+		newKeepCommand(),
 	)
 	return root
 }

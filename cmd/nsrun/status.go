@@ -74,6 +74,14 @@ func runStatus(c *cobra.Command, args []string, flags statusFlags) error {
 	} else if reports, err = e.StatusAll(c.Context()); err != nil {
 		return err
 	}
+	host, err := hostReport(c, e, reports)
+	if err != nil {
+		return err
+	}
+	var keeper *processReport
+	if p, ok := e.Keeper.Running(e.Store.Dir); ok {
+		keeper = &processReport{Name: "keeper", State: "running", PID: p.PID}
+	}
 	docs := []projectReport{}
 	var drifted, unreadable []string
 	for _, r := range reports {
@@ -89,13 +97,16 @@ func runStatus(c *cobra.Command, args []string, flags statusFlags) error {
 		enc := json.NewEncoder(c.OutOrStdout())
 		enc.SetIndent("", "  ")
 		enc.SetEscapeHTML(false)
-		if err := enc.Encode(statusDoc{Version: statusVersion, Projects: docs}); err != nil {
+		if err := enc.Encode(statusDoc{Version: statusVersion, Projects: docs, Keeper: keeper, HostFirewall: host}); err != nil {
 			return err
 		}
-	} else if one {
-		printProject(c.OutOrStdout(), docs[0])
 	} else {
-		printSummary(c.OutOrStdout(), docs)
+		if one {
+			printProject(c.OutOrStdout(), docs[0])
+		} else {
+			printSummary(c.OutOrStdout(), docs)
+		}
+		printHost(c.OutOrStdout(), host, keeper)
 	}
 	if len(unreadable) > 0 {
 		return fmt.Errorf("the record of %s cannot be read; 'sudo nsrun down --all' removes what is left", projectsPhrase(unreadable))
@@ -121,6 +132,9 @@ const statusVersion = 1
 type statusDoc struct {
 	Version  int             `json:"version"`
 	Projects []projectReport `json:"projects"`
+	// Keeper is the process that heals the projects' firewall state.
+	Keeper       *processReport     `json:"keeper,omitempty"`
+	HostFirewall project.HostReport `json:"host_firewall"`
 }
 
 type projectReport struct {
@@ -138,6 +152,13 @@ type projectReport struct {
 	Supervisor     *processReport    `json:"supervisor,omitempty"`
 	Processes      []processReport   `json:"processes"`
 	Drift          []string          `json:"drift"` // each difference from the record; empty when none
+	// Heal: the keeper keeps the project's firewall state (not up --no-heal).
+	Heal       bool       `json:"heal"`
+	Repairs    int        `json:"repairs"`
+	LastRepair *time.Time `json:"last_repair,omitempty"`
+	LastFixed  []string   `json:"last_fixed,omitempty"` // what the last repair put back
+	LastCause  []string   `json:"last_cause,omitempty"` // what the keeper was told before it
+	LastError  string     `json:"last_error,omitempty"` // why the last repair failed
 }
 
 type namespaceReport struct {
@@ -200,6 +221,11 @@ func report(r *project.Report, now time.Time) projectReport {
 	for _, d := range r.Drift {
 		out.Drift = append(out.Drift, d.Message)
 	}
+	out.Heal, out.Repairs = !s.NoHeal, r.Heal.Repairs
+	if !r.Heal.LastRepair.IsZero() {
+		at := r.Heal.LastRepair
+		out.LastRepair, out.LastFixed, out.LastCause, out.LastError = &at, r.Heal.LastFixed, r.Heal.LastCause, r.Heal.LastError
+	}
 	return out
 }
 
@@ -261,6 +287,7 @@ func printProject(w io.Writer, r projectReport) {
 		fmt.Fprintf(tw, "%s\t%s\t%s %s\t%s\n", ns.Name, ns.Address, ns.HostLink, strings.Split(ns.HostAddress, "/")[0], strings.Join(ports, ", "))
 	}
 	tw.Flush()
+	defer printHealing(w, r)
 	defer printDrift(w, r.Drift)
 	if len(r.Processes) == 0 {
 		return
@@ -283,6 +310,67 @@ func supervisorRow(r projectReport) []processReport {
 		return nil
 	}
 	return []processReport{*r.Supervisor}
+}
+
+// hostReport is the host's firewalls as the reports judged them, or, with
+// no project, as they are.
+func hostReport(c *cobra.Command, e *project.Engine, reports []*project.Report) (project.HostReport, error) {
+	for _, r := range reports {
+		if r.Err == nil {
+			return r.Host, nil
+		}
+	}
+	return e.HostFirewall(c.Context())
+}
+
+// printHealing tells what the keeper did for a project.
+func printHealing(w io.Writer, r projectReport) {
+	switch {
+	case !r.Heal:
+		fmt.Fprintln(w, "\nhealing: off (up --no-heal)")
+	case r.LastRepair == nil:
+		fmt.Fprintln(w, "\nhealing: on, no repair so far")
+	default:
+		fmt.Fprintf(w, "\nhealing: on, %s, the last at %s: %s\n", plural(r.Repairs, "repair"), r.LastRepair.Format(time.RFC3339), strings.Join(r.LastFixed, "; "))
+		if len(r.LastCause) > 0 {
+			fmt.Fprintf(w, "  after: %s\n", strings.Join(r.LastCause, ", "))
+		}
+		if r.LastError != "" {
+			fmt.Fprintf(w, "  it failed: %s\n", r.LastError)
+		}
+	}
+}
+
+// printHost prints the HOST FIREWALL section.
+func printHost(w io.Writer, h project.HostReport, keeper *processReport) {
+	verdict := "nsrun's traffic passes"
+	if !h.Passes {
+		verdict = "nsrun's traffic does NOT pass everywhere"
+	}
+	fmt.Fprintf(w, "\nHOST FIREWALL (%s)\n", verdict)
+	if len(h.Findings) == 0 {
+		fmt.Fprintln(w, "  nothing beside nsrun's own rules: no firewalld, ufw, Docker, dropping FORWARD policy or dropping nftables table")
+	}
+	for _, f := range h.Findings {
+		mark := "ok"
+		if !f.Passes {
+			mark = "BLOCKS"
+		}
+		fmt.Fprintf(w, "  %-6s %s: %s\n         %s\n", mark, f.Firewall, f.Found, f.Action)
+		if f.Fix != "" {
+			fmt.Fprintf(w, "         to let nsrun's links through: %s\n", f.Fix)
+		}
+	}
+	if keeper != nil {
+		fmt.Fprintf(w, "  keeper: running (pid %d), heals within seconds\n", keeper.PID)
+	}
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
 }
 
 func printDrift(w io.Writer, drift []string) {

@@ -32,13 +32,20 @@ func TestStatusJSONShape(t *testing.T) {
 		Supervisor: &project.ProcessReport{Name: "supervisor", State: "gone", PID: 1 << 30},
 		Processes:  []project.ProcessReport{{Name: "ns1/web", State: "unsupervised", PID: 4242, Restarts: 2, StartedAt: now.Add(-90 * time.Second)}},
 		Drift:      []project.Drift{{Kind: project.DriftLink, Namespace: "ns1", Message: "link nsr-ns1 is missing"}},
+		Heal: project.HealStatus{Repairs: 2, LastRepair: now.Add(-time.Minute), LastFixed: []string{"firewalld has link nsr-ns1 in no zone"},
+			LastCause: []string{"firewalld reloaded"}},
 	}, now)
+	host := project.HostReport{Passes: false, Uplinks: []string{"eth0"}, Findings: []project.Finding{
+		{Firewall: "nftables", Found: "chain inet filter forward (hook forward) ends in policy drop", Action: "nsrun does not change other programs' tables",
+			Fix: "nft insert rule inet filter forward iifname 'nsr-*' accept"}}}
 	bad := report(&project.Report{Project: "old", Err: errors.New("state of project \"old\" is corrupt")}, now)
 	var got bytes.Buffer
 	enc := json.NewEncoder(&got)
 	enc.SetIndent("", "  ")
 	enc.SetEscapeHTML(false)
-	if err := enc.Encode(statusDoc{Version: statusVersion, Projects: []projectReport{r, bad}}); err != nil {
+	doc := statusDoc{Version: statusVersion, Projects: []projectReport{r, bad}, HostFirewall: host,
+		Keeper: &processReport{Name: "keeper", State: "running", PID: 77}}
+	if err := enc.Encode(doc); err != nil {
 		t.Fatal(err)
 	}
 	want := `{
@@ -95,6 +102,15 @@ func TestStatusJSONShape(t *testing.T) {
       ],
       "drift": [
         "link nsr-ns1 is missing"
+      ],
+      "heal": true,
+      "repairs": 2,
+      "last_repair": "2026-11-26T11:59:00Z",
+      "last_fixed": [
+        "firewalld has link nsr-ns1 in no zone"
+      ],
+      "last_cause": [
+        "firewalld reloaded"
       ]
     },
     {
@@ -103,9 +119,33 @@ func TestStatusJSONShape(t *testing.T) {
       "backend": "",
       "namespaces": [],
       "processes": [],
-      "drift": []
+      "drift": [],
+      "heal": false,
+      "repairs": 0
     }
-  ]
+  ],
+  "keeper": {
+    "name": "keeper",
+    "state": "running",
+    "pid": 77,
+    "restarts": 0,
+    "exit_code": 0
+  },
+  "host_firewall": {
+    "passes": false,
+    "findings": [
+      {
+        "firewall": "nftables",
+        "found": "chain inet filter forward (hook forward) ends in policy drop",
+        "action": "nsrun does not change other programs' tables",
+        "passes": false,
+        "fix": "nft insert rule inet filter forward iifname 'nsr-*' accept"
+      }
+    ],
+    "uplinks": [
+      "eth0"
+    ]
+  }
 }
 `
 	if got.String() != want {

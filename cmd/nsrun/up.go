@@ -17,6 +17,7 @@ import (
 
 type upFlags struct {
 	attach   bool
+	noHeal   bool
 	firewall string
 	timeout  time.Duration
 	quiet    bool
@@ -48,6 +49,7 @@ Needs root.`,
 	c.Flags().DurationVar(&flags.timeout, "timeout", 60*time.Second, "how long to wait, in all, for the ready checks")
 	c.Flags().BoolVarP(&flags.quiet, "quiet", "q", false, "print no progress lines")
 	c.Flags().StringVar(&flags.firewall, "firewall", "", firewallFlag)
+	c.Flags().BoolVar(&flags.noHeal, "no-heal", false, "do not keep the project's firewall state true after up (recorded; an up without it turns healing back on)")
 	return c
 }
 
@@ -72,7 +74,7 @@ func runUp(c *cobra.Command, path string, flags upFlags) error {
 	if err != nil {
 		return err
 	}
-	e.ReadyWait, e.Firewall = flags.timeout, firewall
+	e.ReadyWait, e.Firewall, e.NoHeal = flags.timeout, firewall, flags.noHeal
 	var sources []supervise.Source
 	if flags.attach {
 		sources = attachSources(e.Store, s)
@@ -80,6 +82,9 @@ func runUp(c *cobra.Command, path string, flags upFlags) error {
 	out, err := e.Up(ctx, s)
 	if err != nil {
 		return fmt.Errorf("up %s: %w", path, err)
+	}
+	for _, w := range out.Warnings {
+		fmt.Fprintf(c.ErrOrStderr(), "nsrun: warning: %s\n", w)
 	}
 	printReachable(c.OutOrStdout(), out)
 	if !flags.attach {

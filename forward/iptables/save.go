@@ -153,3 +153,28 @@ func projectOfJump(line string) string {
 	name, _, _ := strings.Cut(rest, `"`)
 	return name
 }
+
+// DropsBeforeNsrun returns the first DROP or REJECT rule of FORWARD that
+// comes before nsrun's jump there: it drops nsrun's traffic before nsrun's
+// accepts see it. "" when there is none, or no jump.
+func (s *Snapshot) DropsBeforeNsrun() string {
+	jump := Base()[3].Rule.String()
+	var drop string
+	for _, r := range s.Chain("filter", "FORWARD").rules() {
+		switch {
+		case r == jump:
+			return drop
+		case drop == "" && (strings.HasSuffix(r, "-j DROP") || strings.Contains(r, "-j REJECT")):
+			drop = r
+		}
+	}
+	return ""
+}
+
+// Policy returns a built-in chain's policy; "" when the chain is missing.
+func (s *Snapshot) Policy(table, chain string) string {
+	if c := s.Chain(table, chain); c != nil {
+		return c.Policy
+	}
+	return ""
+}

@@ -1,0 +1,36 @@
+package main
+
+import (
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/nsrun/nsrun/hostfw"
+	"github.com/nsrun/nsrun/project"
+	"github.com/spf13/cobra"
+)
+
+// newKeepCommand is the keeper that up leaves running while any project
+// heals, one for all projects; it is not for people to run.
+func newKeepCommand() *cobra.Command {
+	var period time.Duration
+	c := &cobra.Command{
+		Use:    "keep DIR",
+		Short:  "Keep the firewall state of the projects in DIR true (started by up)",
+		Hidden: true,
+		Args:   usageArgs(cobra.ExactArgs(1)),
+		RunE: func(c *cobra.Command, args []string) error {
+			ctx, stop := signal.NotifyContext(c.Context(), syscall.SIGTERM, syscall.SIGINT)
+			defer stop()
+			e, err := newEngine(c.ErrOrStderr(), true)
+			if err != nil {
+				return err
+			}
+			e.Store = project.Store{Dir: args[0]}
+			k := e.System.(project.Kernel)
+			return e.Keep(ctx, hostfw.NewWatcher(), period, k.QuietFingerprint)
+		},
+	}
+	c.Flags().DurationVar(&period, "period", 5*time.Second, "how often to look at what sends no events (iptables-legacy)")
+	return c
+}

@@ -1,0 +1,219 @@
+package project
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nsrun/nsrun/forward"
+	"github.com/nsrun/nsrun/forward/shortcut"
+	"github.com/nsrun/nsrun/hostfw"
+	"github.com/nsrun/nsrun/supervise"
+)
+
+// Heal checks the firewall state of every project that heals (not
+// up --no-heal, not being taken down) against its record: its rules, the
+// FORWARD accepts other backends need, its loopback shortcuts and its
+// links' firewalld zone. It re-applies exactly that of a project which
+// differs, under the lock of up and down, and records each repair.
+// causes say what the keeper was told since its last look.
+func (e *Engine) Heal(ctx context.Context, causes []string) ([]Repair, error) {
+	lock, err := e.lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer lock.Unlock()
+	names, err := e.Store.Projects()
+	if err != nil {
+		return nil, err
+	}
+	var states []*State
+	for _, name := range names {
+		if st, err := e.Store.Load(name); err == nil && !st.NoHeal && !e.Store.Removing(name) {
+			states = append(states, st)
+		}
+	}
+	if len(states) == 0 {
+		return nil, nil
+	}
+	obs, err := e.Observe(ctx, Query{})
+	if err != nil {
+		return nil, err
+	}
+	var out []Repair
+	for _, st := range states {
+		drift := firewallState(st, obs)
+		if len(drift) == 0 {
+			continue
+		}
+		r := Repair{Project: st.Project, At: time.Now(), Causes: causes}
+		for _, d := range drift {
+			r.Fixed = append(r.Fixed, d.Message)
+		}
+		r.Err = e.repair(ctx, st, obs, drift)
+		out = append(out, r)
+		e.Store.recordRepair(r)
+	}
+	return out, nil
+}
+
+// repair re-applies a project's firewall state: its rules where its
+// backend and the drops of the others now say, and its links' zone.
+func (e *Engine) repair(ctx context.Context, st *State, obs Observed, drift []Drift) error {
+	if hasKind(drift, DriftFirewall) {
+		at, err := forward.Place(st.Backend, forward.Auto, obs.Backends, obs.Firewall)
+		if err != nil {
+			return err
+		}
+		if err := e.System.ApplyForwards(ctx, at, st.Firewall()); err != nil {
+			return err
+		}
+		if !slices.Equal(at.Accepts, st.Accepts) {
+			st.Accepts = at.Accepts
+			if err := e.Store.Save(st); err != nil {
+				return err
+			}
+		}
+	}
+	if hasKind(drift, DriftZone) {
+		return e.System.BindZone(ctx, obs.Host.Firewalld.Unbound(hostLinks(st)))
+	}
+	return nil
+}
+
+// firewallState is the drift of what the keeper keeps: the project's
+// rules and accepts, its loopback shortcuts, and its links' zone.
+func firewallState(st *State, obs Observed) []Drift {
+	out := firewallDrift(st, obs.Firewall)
+	for _, m := range shortcut.Drift(obs.Shortcuts, st.Project, shortcut.Of(st.Firewall())) {
+		out = append(out, Drift{Kind: DriftFirewall, Message: m})
+	}
+	return append(out, zoneDrift(st, obs.Host.Firewalld)...)
+}
+
+// zoneDrift reports the project's links that a running firewalld does not
+// have in nsrun's zone: their forwarded traffic meets the zone of the
+// uplink, which rejects it.
+func zoneDrift(st *State, f hostfw.Firewalld) []Drift {
+	if !f.Running {
+		return nil
+	}
+	var out []Drift
+	for _, ns := range st.Namespaces {
+		if z := f.Interfaces[ns.Link]; z != hostfw.Zone {
+			where := "in no zone"
+			if z != "" {
+				where = "in zone " + z
+			}
+			out = append(out, Drift{Kind: DriftZone, Namespace: ns.Name, Message: fmt.Sprintf(
+				"firewalld has link %s %s, not in zone %s: it rejects what namespace %s sends through the host", ns.Link, where, hostfw.Zone, ns.Name)})
+		}
+	}
+	return out
+}
+
+// Repair is one repair of a project by the keeper.
+type Repair struct {
+	Project string
+	At      time.Time
+	Fixed   []string // what was missing or changed
+	Causes  []string // what the keeper was told before it looked
+	Err     error    // why the repair failed; nil when it worked
+}
+
+// String is the repair as a log line: what was put back (the first few
+// differences and their count), and what the keeper was told before.
+func (r Repair) String() string {
+	what := strings.Join(r.Fixed, "; ")
+	if len(r.Fixed) > 3 {
+		what = fmt.Sprintf("%s; and %d more", strings.Join(r.Fixed[:3], "; "), len(r.Fixed)-3)
+	}
+	s := fmt.Sprintf("keeper: repaired project %s (%s): %s", r.Project, plural(len(r.Fixed), "difference"), what)
+	if r.Err != nil {
+		s = fmt.Sprintf("keeper: repairing project %s failed: %v; it had %s: %s", r.Project, r.Err, plural(len(r.Fixed), "difference"), what)
+	}
+	if len(r.Causes) > 0 {
+		s += " (after: " + strings.Join(r.Causes, ", ") + ")"
+	}
+	return s
+}
+
+// HealStatus is what status shows of a project's repairs.
+type HealStatus struct {
+	Repairs    int       `json:"repairs"`
+	LastRepair time.Time `json:"last_repair,omitzero"`
+	// LastFixed says what the last repair put back.
+	LastFixed []string `json:"last_fixed,omitempty"`
+	LastCause []string `json:"last_cause,omitempty"`
+	LastError string   `json:"last_error,omitempty"`
+}
+
+func (st Store) repairsPath(project string) string {
+	return filepath.Join(st.ProjectDir(project), "repairs.json")
+}
+
+// Repairs reads a project's repair count; none when it never had one.
+func (st Store) Repairs(project string) HealStatus {
+	var h HealStatus
+	if data, err := os.ReadFile(st.repairsPath(project)); err == nil {
+		json.Unmarshal(data, &h)
+	}
+	return h
+}
+
+// recordRepair counts a repair and logs it to the project's
+// supervisor.log, beside its supervisor's own lines.
+func (st Store) recordRepair(r Repair) {
+	h := st.Repairs(r.Project)
+	h.Repairs++
+	h.LastRepair, h.LastFixed, h.LastCause, h.LastError = r.At, r.Fixed, r.Causes, ""
+	if r.Err != nil {
+		h.LastError = r.Err.Error()
+	}
+	writeJSON(st.repairsPath(r.Project), h)
+	if f, err := os.OpenFile(supervise.SupervisorLog(st.ProjectDir(r.Project)), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err == nil {
+		fmt.Fprintln(f, r.At.Format(time.RFC3339), r.String())
+		f.Close()
+	}
+}
+
+func (st Store) removingPath(project string) string {
+	return filepath.Join(st.ProjectDir(project), "removing")
+}
+
+// MarkRemoving records that a down of the project began: the keeper
+// leaves it alone from then on, also when the down fails half-way.
+func (st Store) MarkRemoving(project string) error {
+	if err := os.WriteFile(st.removingPath(project), nil, 0o600); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("marking project %s as being removed: %w", project, err)
+	}
+	return nil
+}
+
+// Removing reports whether a down of the project began.
+func (st Store) Removing(project string) bool {
+	_, err := os.Stat(st.removingPath(project))
+	return err == nil
+}
+
+// unmarkRemoving: an up takes the project back.
+func (st Store) unmarkRemoving(project string) {
+	os.Remove(st.removingPath(project))
+}
+
+// heals reports whether any recorded project is kept by the keeper.
+func (st Store) heals() bool {
+	names, _ := st.Projects()
+	for _, name := range names {
+		if s, err := st.Load(name); err == nil && !s.NoHeal && !st.Removing(name) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,437 @@
+#!/usr/bin/env bash
+# Published ports beside the host's own firewalls, and healing when they
+# change under a running project: firewalld, ufw, Docker, the other
+# iptables backend, and flushes. Each scenario runs once per nsrun backend
+# (--firewall iptables, --firewall nftables) with real daemons, started
+# here by hand (the machine may have no init system), and checks, from an
+# "outside" namespace routed through the host, from the host at 127.0.0.1
+# and from a namespace's egress, that traffic passes again within 5 s with
+# no command run, that status tells what happened, and that down leaves
+# the host as it was.
+#
+#   sudo scripts/hostfw.sh [SCENARIO...]    (default: all; -l lists them)
+#
+# It prints one line per scenario and backend with the time traffic took
+# to pass again, and ends with "N/N passed". It puts the host back as it
+# found it: the daemons it started stopped, their chains, tables, links
+# and zones removed, ufw's files and sysctls restored.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scenarios=(firewalld-before firewalld-unbound firewalld-after firewalld-reload firewalld-stop zone-external zone-drop
+	legacy-policy nft-policy nat-flush forward-flush nft-flush-ruleset
+	ufw-before ufw-after ufw-reload docker-before docker-after docker-restart)
+if [[ ${1:-} == -l ]]; then
+	printf '%s\n' "${scenarios[@]}"
+	exit 0
+fi
+((${#@} > 0)) && scenarios=("$@")
+if [[ $(id -u) -ne 0 ]]; then
+	echo "hostfw.sh starts firewalld, dockerd and ufw and changes the firewall; run it as root: sudo $0" >&2
+	exit 1
+fi
+NSRUN_HOST_FIREWALLS=1 scripts/install-deps.sh
+scripts/build.sh
+nsrun=$PWD/bin/nsrun
+source scripts/lib.sh
+
+work=$(mktemp -d /tmp/nsrun-hostfw.XXXXXX)
+go build -o "$work/hoststate" ./scripts/hoststate
+out=hfout$$ outlink=hfo$$ outhost=10.252.250.1 outpeer=10.252.250.2 port=16600
+pids=()     # every process this script started, stopped at the end
+dbus_pid="" # the system bus, when this script started it
+
+# What the host holds that a scenario may change: compared at the end.
+# Counters and the comments of iptables-save are left out.
+host_state() {
+	"$work/hoststate"
+	echo "== nft tables"
+	nft list tables 2>/dev/null | sort
+	for prog in iptables-nft-save ip6tables-nft-save; do
+		echo "== $prog"
+		"$prog" 2>/dev/null | grep -v '^#' | sed 's/\[[0-9]*:[0-9]*\]//' || true
+	done
+	# Legacy tables stay once loaded: their rules and dropping policies.
+	echo "== iptables-legacy-save"
+	iptables-legacy-save 2>/dev/null | grep -E '^(-A|:[A-Z]+ (DROP|REJECT))' || true
+	echo "== links"
+	ip -o link show | awk -F': ' '{print $2}' | sed 's/@.*//' | sort
+	echo "== sysctls"
+	sysctl net.ipv4.ip_forward
+	sysctl_keys | xargs -r sysctl 2>/dev/null || true
+	echo "== /etc/ufw"
+	cat /etc/ufw/ufw.conf 2>/dev/null || true
+}
+
+# ufw enable sets the sysctls of /etc/ufw/sysctl.conf.
+sysctl_keys() {
+	[[ -f /etc/ufw/sysctl.conf ]] || return 0
+	sed -n 's/^\([a-z][^=]*\)=.*/\1/p' /etc/ufw/sysctl.conf | tr / .
+}
+
+save_host() {
+	host_state >"$work/host.before"
+	iptables-nft-save >"$work/v4.before"
+	ip6tables-nft-save >"$work/v6.before"
+	iptables-legacy-save >"$work/legacy.before"
+	nft list tables | sort >"$work/tables.before"
+	sysctl_keys | xargs -r sysctl -e >"$work/sysctl.before" 2>/dev/null || true
+	sysctl net.ipv4.ip_forward >>"$work/sysctl.before"
+	cp -a /etc/ufw "$work/ufw.before" 2>/dev/null || true
+}
+
+# restore_host puts back what a daemon or a scenario changed: iptables in
+# both backends, tables that were not there, Docker's bridge, ufw's files
+# and sysctls.
+restore_host() {
+	[[ -f $work/v4.before ]] || return 0
+	iptables-nft-restore <"$work/v4.before"
+	ip6tables-nft-restore <"$work/v6.before"
+	iptables-legacy-restore <"$work/legacy.before"
+	grep -q "^\*filter" "$work/legacy.before" || iptables-legacy -P FORWARD ACCEPT 2>/dev/null || true # loaded since: no saved policy
+	nft list tables | sort | comm -13 "$work/tables.before" - | while read -r _ family name; do
+		nft delete table "$family" "$name"
+	done
+	ip link del docker0 2>/dev/null || true
+	if [[ -d $work/ufw.before ]]; then
+		rm -rf /etc/ufw && cp -a "$work/ufw.before" /etc/ufw
+	fi
+	sed 's/ = /=/' "$work/sysctl.before" | xargs -r sysctl -q -w
+}
+
+cleanup() {
+	"$nsrun" down -q -p hostfw >/dev/null 2>&1 || true
+	stop_daemons
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	ip netns del "$out" 2>/dev/null || true
+	ip link del "$outlink" 2>/dev/null || true
+	restore_host
+	rm -rf "$work"
+	remove_run_netns_if_new
+}
+trap cleanup EXIT
+
+# --- the daemons, started and stopped by their PIDs ---
+fw_pid="" containerd_pid="" dockerd_pid=""
+
+start_dbus() {
+	if [[ -S /run/dbus/system_bus_socket ]] && dbus-send --system --print-reply --dest=org.freedesktop.DBus / org.freedesktop.DBus.GetId >/dev/null 2>&1; then
+		return # a system bus runs already: leave it be
+	fi
+	mkdir -p /run/dbus
+	rm -f /run/dbus/system_bus_socket
+	dbus-daemon --system --nofork --nopidfile >"$work/dbus.log" 2>&1 &
+	dbus_pid=$!
+	pids+=("$dbus_pid")
+	wait_for "the system bus" 10 test -S /run/dbus/system_bus_socket
+}
+
+start_firewalld() {
+	start_dbus
+	firewalld --nofork --nopid --log-target console >>"$work/firewalld.log" 2>&1 &
+	fw_pid=$!
+	pids+=("$fw_pid")
+	wait_for firewalld 30 sh -c 'firewall-cmd --state 2>/dev/null | grep -qx running'
+}
+
+stop_pid() { # PID: SIGTERM, then wait for it to end
+	[[ -n $1 ]] || return 0
+	kill "$1" 2>/dev/null || return 0
+	for _ in $(seq 300); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
+	kill -9 "$1" 2>/dev/null || true
+}
+
+stop_firewalld() { stop_pid "$fw_pid"; fw_pid=""; }
+
+start_docker() {
+	mkdir -p "$work/containerd" "$work/docker"
+	if [[ -z $containerd_pid ]]; then
+		containerd --root "$work/containerd/root" --state "$work/containerd/state" --address "$work/containerd/sock" \
+			>>"$work/containerd.log" 2>&1 &
+		containerd_pid=$!
+		pids+=("$containerd_pid")
+		wait_for containerd 30 test -S "$work/containerd/sock"
+	fi
+	dockerd --containerd "$work/containerd/sock" --data-root "$work/docker/root" --exec-root "$work/docker/exec" \
+		--pidfile "$work/docker/pid" --host "unix://$work/docker/sock" --storage-driver vfs \
+		>>"$work/dockerd.log" 2>&1 &
+	dockerd_pid=$!
+	pids+=("$dockerd_pid")
+	wait_for dockerd 60 docker -H "unix://$work/docker/sock" version
+	wait_for "Docker's chains" 30 sh -c 'iptables -S DOCKER-USER >/dev/null 2>&1'
+}
+
+stop_docker() { stop_pid "$dockerd_pid"; dockerd_pid=""; }
+
+stop_daemons() {
+	stop_docker
+	stop_pid "$containerd_pid"
+	containerd_pid=""
+	stop_firewalld
+	stop_pid "$dbus_pid"
+	dbus_pid=""
+}
+
+wait_for() { # WHAT SECONDS CMD...: until CMD succeeds
+	local what=$1 secs=$2
+	shift 2
+	for _ in $(seq $((secs * 10))); do
+		"$@" >/dev/null 2>&1 && return 0
+		sleep 0.1
+	done
+	echo "hostfw.sh: $what did not come up in ${secs}s" >&2
+	tail -20 "$work"/*.log >&2 2>/dev/null || true
+	return 1
+}
+
+# --- the outside machine, and the project ---
+ip netns add "$out"
+ip link add "$outlink" type veth peer name eth0 netns "$out"
+ip addr add "$outhost/30" dev "$outlink"
+ip link set "$outlink" up
+sysctl -qw "net.ipv4.conf.$outlink.route_localnet=0"
+ip -n "$out" addr add "$outpeer/30" dev eth0
+ip -n "$out" link set eth0 up
+ip -n "$out" link set lo up
+mkdir -p "$work/outside" "$work/hfa"
+echo outside >"$work/outside/index.html"
+echo hfa >"$work/hfa/index.html"
+ip netns exec "$out" python3 -m http.server 9000 --bind "$outpeer" --directory "$work/outside" >/dev/null 2>&1 &
+pids+=($!)
+cat >"$work/hostfw.yaml" <<YAML
+name: hostfw
+namespaces:
+  hfa:
+    ports: ["$port:8080"]
+    run:
+      - command: [python3, -m, http.server, "8080", --directory, "$work/hfa"]
+        ready: {tcp: 8080}
+YAML
+
+# Each try waits at most $wait seconds: short while healing is polled
+# (a dropped packet would otherwise hide the time it took), long for a
+# single check on a busy machine.
+wait=2
+from_outside() { ip netns exec "$out" curl -sf -m "$wait" "http://$outhost:$port/" 2>/dev/null | grep -qx hfa; }
+from_host() { curl -sf -m "$wait" "http://127.0.0.1:$port/" 2>/dev/null | grep -qx hfa; }
+egress() { "$nsrun" exec hfa -- curl -sf -m "$wait" "http://$outpeer:9000/" 2>/dev/null | grep -qx outside; }
+passes() { from_outside && from_host && egress; }
+
+# why_not says which of the three ways fails.
+why_not() {
+	local bad=()
+	from_outside || bad+=("from outside")
+	from_host || bad+=("from 127.0.0.1")
+	egress || bad+=("the namespace's egress")
+	echo "${bad[*]}"
+}
+
+ms() { echo $(($(date +%s%N) / 1000000)); }
+
+# healed WHAT: traffic passes within 5 s of the change, with no command run.
+healed() {
+	local t0 elapsed
+	t0=$(ms)
+	while ! wait=0.3 passes; do
+		if (($(ms) - t0 > 5000)); then
+			fail "$1: traffic did not pass again within 5 s ($(why_not) fails)"
+			return 1
+		fi
+		sleep 0.05
+	done
+	elapsed=$(($(ms) - t0))
+	echo "    $1: passes again after ${elapsed} ms"
+	echo "$scenario $backend $elapsed" >>"$work/times"
+}
+
+# passing WHAT: traffic passes now.
+passing() { passes || fail "$1: $(why_not) fails"; }
+
+# status_has JSON-PATH-CHECK: status -o json satisfies a Python expression
+# of d (the document) and p (the project).
+status_has() {
+	local doc
+	doc=$("$nsrun" status -p hostfw -o json 2>/dev/null || true)
+	python3 -c 'import json,sys; d=json.loads(sys.argv[1]); p=d["projects"][0]; sys.exit(0 if ('"$1"') else 1)' "$doc" ||
+		fail "status -o json does not show $1: $(python3 -c 'import json,sys; p=json.loads(sys.argv[1])["projects"][0]; print({k: p.get(k) for k in ("repairs", "last_repair", "last_cause", "last_error")})' "$doc" 2>&1)"
+}
+
+failed=0
+fail() {
+	echo "    FAIL: $*" >&2
+	failed=1
+}
+
+up() { "$nsrun" up -q --firewall "$backend" "$work/hostfw.yaml" >/dev/null; }
+down() { "$nsrun" down -q -p hostfw >/dev/null; }
+
+# leftovers lists what of nsrun's is still on the host after down, with
+# the daemons still running: rules, tables, links, zone membership, state
+# and its own processes.
+leftovers() {
+	local prog
+	for prog in iptables-nft-save iptables-legacy-save; do
+		"$prog" 2>/dev/null | grep -E 'NSR|nsrun' | sed "s/^/$prog: /" || true
+	done
+	nft list tables 2>/dev/null | grep nsrun || true
+	ip -o link show | awk -F': ' '{print $2}' | grep -E '^ns[rh]-' || true
+	[[ ! -e /run/nsrun ]] || echo "/run/nsrun is still there"
+	pgrep -f "$nsrun (keep|supervise)" -a || true
+	if [[ -n $fw_pid ]]; then
+		firewall-cmd --zone=trusted --list-interfaces | tr ' ' '\n' | grep . | sed 's/^/in zone trusted: /' || true
+	fi
+}
+
+# --- the scenarios: each brings the project up, changes the host, checks ---
+run_scenario() {
+	case $1 in
+	firewalld-before)
+		start_firewalld
+		up
+		passing "up with firewalld running"
+		status_has '[f for f in d["host_firewall"]["findings"] if f["firewall"]=="firewalld" and f["passes"]]'
+		[[ $(firewall-cmd --get-zone-of-interface=nsr-hfa) == trusted ]] || fail "nsr-hfa is not in zone trusted"
+		;;
+	firewalld-unbound)
+		# The control: without nsrun's zone, firewalld rejects the
+		# namespace's egress; with --no-heal nothing puts it back, and
+		# the next up does.
+		start_firewalld
+		"$nsrun" up -q --no-heal --firewall "$backend" "$work/hostfw.yaml" >/dev/null
+		status_has 'not p["heal"]'
+		firewall-cmd --zone=trusted --remove-interface=nsr-hfa >/dev/null
+		sleep 1
+		! egress || fail "egress passes with nsr-hfa in no zone: the zone is not what lets it through"
+		from_outside || fail "published ports must pass firewalld by its ct status dnat accept"
+		up
+		passing "up after the zone was lost"
+		;;
+	firewalld-after)
+		up
+		start_firewalld
+		healed "firewalld started after up"
+		status_has 'p["repairs"] >= 1'
+		;;
+	firewalld-reload)
+		start_firewalld
+		up
+		firewall-cmd --reload >/dev/null
+		healed "firewall-cmd --reload"
+		status_has 'p["repairs"] >= 1'
+		;;
+	firewalld-stop)
+		start_firewalld
+		up
+		stop_firewalld
+		healed "firewalld stopped"
+		# Stopping flushes iptables; nftables' nsrun table stays.
+		status_has 'p["repairs"] >= 1 or p["backend"] == "nftables"'
+		;;
+	zone-external | zone-drop)
+		start_firewalld
+		up
+		firewall-cmd --zone="${1#zone-}" --change-interface="$outlink" >/dev/null
+		healed "the uplink moved to zone ${1#zone-}"
+		firewall-cmd --zone="${1#zone-}" --remove-interface="$outlink" >/dev/null
+		;;
+	legacy-policy | nft-policy)
+		local prog=iptables-${1%-policy}
+		[[ $prog == iptables-nft-policy ]] && prog=iptables-nft
+		up
+		"$prog" -P FORWARD DROP
+		healed "$prog -P FORWARD DROP"
+		status_has 'p["repairs"] >= 1 or "'"$prog"'" == p["backend"]'
+		;;
+	nat-flush)
+		up
+		iptables -t nat -F
+		healed "iptables -t nat -F"
+		;;
+	forward-flush)
+		up
+		iptables -F FORWARD
+		healed "iptables -F FORWARD"
+		;;
+	nft-flush-ruleset)
+		# Only on a host whose nftables hold nothing but nsrun's and empty
+		# iptables-nft tables: flushing must not lose anyone's rules.
+		if nft list ruleset | grep -vE '^\s*(table|chain|type|}|$)' | grep -q .; then
+			fail "the host's nftables hold rules of their own: not flushing them"
+			return
+		fi
+		up
+		nft flush ruleset
+		healed "nft flush ruleset"
+		status_has 'p["repairs"] >= 1'
+		;;
+	ufw-before)
+		ufw --force enable >/dev/null
+		up
+		passing "up with ufw enabled"
+		status_has '[f for f in d["host_firewall"]["findings"] if f["firewall"]=="ufw"]'
+		;;
+	ufw-after)
+		up
+		ufw --force enable >/dev/null
+		healed "ufw enabled after up"
+		ufw --force disable >/dev/null
+		healed "ufw disabled"
+		;;
+	ufw-reload)
+		ufw --force enable >/dev/null
+		up
+		ufw reload >/dev/null
+		healed "ufw reload"
+		;;
+	docker-before)
+		start_docker
+		up
+		passing "up with dockerd running"
+		status_has '[f for f in d["host_firewall"]["findings"] if f["firewall"]=="docker"]'
+		;;
+	docker-after)
+		up
+		start_docker
+		healed "dockerd started after up"
+		;;
+	docker-restart)
+		start_docker
+		up
+		stop_docker
+		start_docker
+		healed "dockerd restarted"
+		;;
+	*)
+		echo "hostfw.sh: unknown scenario $1; -l lists them" >&2
+		exit 2
+		;;
+	esac
+}
+
+save_host
+passed=0 total=0
+for scenario in "${scenarios[@]}"; do
+	for backend in iptables nftables; do
+		total=$((total + 1))
+		echo "== $scenario ($backend)"
+		failed=0
+		run_scenario "$scenario" || failed=1
+		down || fail "down failed"
+		left=$(leftovers)
+		[[ -z $left ]] || fail "down left: $left"
+		stop_daemons
+		ufw --force disable >/dev/null 2>&1 || true
+		restore_host
+		host_state >"$work/host.after"
+		if ! diff -u "$work/host.before" "$work/host.after" >"$work/host.diff"; then
+			fail "the host is not as before:"
+			cat "$work/host.diff" >&2
+		fi
+		((failed == 0)) && passed=$((passed + 1))
+	done
+done
+if [[ -s $work/times ]]; then
+	echo "healing times (ms): $(sort -k3 -n "$work/times" | awk '{print $3}' | tr '\n' ' ')"
+fi
+echo "$passed/$total passed"
+((passed == total))
