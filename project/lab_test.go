@@ -79,7 +79,7 @@ func (l *lab) engine() *Engine {
 	dir := filepath.Join(l.tempDir(), "nsrun")
 	return &Engine{Store: Store{Dir: dir}, System: k, Sweeper: k, Observe: k.Observe, Firewall: l.firewall,
 		Supervision: Supervisor{Self: nstest.Binary(l.t), Grace: 2 * time.Second},
-		Keeper: Keeper{Self: nstest.Binary(l.t)}, NoHeal: !l.heal}
+		Keeper:      Keeper{Self: nstest.Binary(l.t)}, NoHeal: !l.heal}
 }
 
 // backend is the backend a new project of the lab gets on the host now
