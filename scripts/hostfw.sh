@@ -71,8 +71,8 @@ sysctl_keys() {
 
 save_host() {
 	host_state >"$work/host.before"
-	iptables-nft-save >"$work/v4.before"
-	ip6tables-nft-save >"$work/v6.before"
+	iptables-nft-save >"$work/v4.before" 2>/dev/null
+	ip6tables-nft-save >"$work/v6.before" 2>/dev/null
 	iptables-legacy-save >"$work/legacy.before"
 	nft list tables | sort >"$work/tables.before"
 	sysctl_keys | xargs -r sysctl -e >"$work/sysctl.before" 2>/dev/null || true
@@ -85,8 +85,8 @@ save_host() {
 # and sysctls.
 restore_host() {
 	[[ -f $work/v4.before ]] || return 0
-	iptables-nft-restore <"$work/v4.before"
-	ip6tables-nft-restore <"$work/v6.before"
+	iptables-nft-restore <"$work/v4.before" 2>/dev/null
+	ip6tables-nft-restore <"$work/v6.before" 2>/dev/null
 	iptables-legacy-restore <"$work/legacy.before"
 	grep -q "^\*filter" "$work/legacy.before" || iptables-legacy -P FORWARD ACCEPT 2>/dev/null || true # loaded since: no saved policy
 	nft list tables | sort | comm -13 "$work/tables.before" - | while read -r _ family name; do
@@ -168,7 +168,10 @@ stop_daemons() {
 	stop_pid "$containerd_pid"
 	containerd_pid=""
 	stop_firewalld
-	stop_pid "$dbus_pid"
+	if [[ -n $dbus_pid ]]; then
+		stop_pid "$dbus_pid"
+		rm -f /run/dbus/system_bus_socket # it leaves it behind
+	fi
 	dbus_pid=""
 }
 
@@ -291,6 +294,9 @@ run_scenario() {
 		passing "up with firewalld running"
 		status_has '[f for f in d["host_firewall"]["findings"] if f["firewall"]=="firewalld" and f["passes"]]'
 		[[ $(firewall-cmd --get-zone-of-interface=nsr-hfa) == trusted ]] || fail "nsr-hfa is not in zone trusted"
+		# The D-Bus client's own test, against this firewalld.
+		NSRUN_FIREWALLD=1 go test -count=1 -run TestFirewalldBus ./hostfw/ >"$work/bus-test.log" 2>&1 ||
+			fail "TestFirewalldBus: $(cat "$work/bus-test.log")"
 		;;
 	firewalld-unbound)
 		# The control: without nsrun's zone, firewalld rejects the

@@ -34,6 +34,11 @@ scripts/demo.sh --nftables-only
 echo "== scripts/chaos.sh 20"
 scripts/chaos.sh 20
 
+# Beside firewalld, ufw and Docker (real daemons, started and stopped by
+# the script), and healing after their changes and flushes.
+echo "== scripts/hostfw.sh"
+scripts/hostfw.sh
+
 # -p 1: packages one at a time. Their integration tests share the host's
 # nat table and sysctls, and each package checks afterwards that it left
 # the host as it found it, which only holds if no other package runs.

@@ -1,0 +1,248 @@
+package project
+
+import (
+	"context"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/nsrun/nsrun/forward"
+	"github.com/nsrun/nsrun/forward/iptables"
+	"github.com/nsrun/nsrun/hostfw"
+	"github.com/nsrun/nsrun/supervise"
+)
+
+// dropTables is a backend whose FORWARD policy is DROP.
+const dropTables = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n"
+
+// TestHealRepairsWhatWasRemoved: rules removed behind nsrun's back (as
+// iptables -F does) come back in one repair, which is counted and logged;
+// a second look finds nothing to do.
+func TestHealRepairsWhatWasRemoved(t *testing.T) {
+	sys := newFake()
+	e := newEngine(t, sys)
+	ctx := context.Background()
+	if _, err := e.Up(ctx, spec(t, twoNamespaces)); err != nil {
+		t.Fatal(err)
+	}
+	if !e.Keeper.(*fakeKeeper).running {
+		t.Error("up of a project that heals did not start the keeper")
+	}
+	healthy := sys.fingerprint()
+	if repairs, err := e.Heal(ctx, nil); err != nil || len(repairs) != 0 {
+		t.Fatalf("Heal of a healthy project = %v, %v; want nothing to do", repairs, err)
+	}
+	sys.fw[iptables.NFT].Remove(ctx, "demo")
+	if sys.fingerprint() == healthy {
+		t.Fatal("the removal changed nothing")
+	}
+	repairs, err := e.Heal(ctx, []string{string(hostfw.NFTablesChanged)})
+	if err != nil || len(repairs) != 1 || repairs[0].Err != nil || repairs[0].Project != "demo" {
+		t.Fatalf("Heal = %+v, %v; want one repair of demo", repairs, err)
+	}
+	if sys.fingerprint() != healthy {
+		t.Errorf("after the repair: %s\nwant %s", sys.fingerprint(), healthy)
+	}
+	if !strings.Contains(repairs[0].String(), "rule missing from") || !strings.Contains(repairs[0].String(), "(after: nftables changed") {
+		t.Errorf("repair line %q", repairs[0].String())
+	}
+	if again, err := e.Heal(ctx, nil); err != nil || len(again) != 0 {
+		t.Errorf("second Heal = %v, %v; want nothing to do", again, err)
+	}
+	h := e.Store.Repairs("demo")
+	if h.Repairs != 1 || h.LastRepair.IsZero() || len(h.LastFixed) == 0 || !slices.Equal(h.LastCause, []string{string(hostfw.NFTablesChanged)}) {
+		t.Errorf("recorded %+v", h)
+	}
+	log, _ := os.ReadFile(supervise.SupervisorLog(e.Store.ProjectDir("demo")))
+	if !strings.Contains(string(log), "keeper: repaired project demo") {
+		t.Errorf("supervisor.log lacks the repair:\n%s", log)
+	}
+	if r, err := e.Status(ctx, "demo"); err != nil || r.Heal.Repairs != 1 || len(r.Drift) != 0 {
+		t.Errorf("status after the repair: %+v, %v", r, err)
+	}
+	if _, err := e.Down(ctx, "demo"); err != nil {
+		t.Fatal(err)
+	}
+	if e.Keeper.(*fakeKeeper).running {
+		t.Error("the keeper still runs after the last project went")
+	}
+}
+
+// TestHealAddsAcceptsForANewDrop: another backend's FORWARD policy turned
+// to DROP after up gets the project's accepts, and the record says so.
+func TestHealAddsAcceptsForANewDrop(t *testing.T) {
+	sys := newFake()
+	e := newEngine(t, sys)
+	ctx := context.Background()
+	if _, err := e.Up(ctx, spec(t, twoNamespaces)); err != nil {
+		t.Fatal(err)
+	}
+	sys.fw[iptables.Legacy], _ = iptables.NewFake(iptables.Legacy, dropTables)
+	repairs, err := e.Heal(ctx, []string{"iptables-legacy changed"})
+	if err != nil || len(repairs) != 1 || repairs[0].Err != nil {
+		t.Fatalf("Heal = %+v, %v", repairs, err)
+	}
+	st, _ := e.Store.Load("demo")
+	if !slices.Equal(st.Accepts, []forward.Backend{iptables.Legacy}) {
+		t.Errorf("recorded accepts %v; want iptables-legacy", st.Accepts)
+	}
+	tables, _ := sys.fw[iptables.Legacy].Read(ctx)
+	if d := tables.Drift(st.Firewall(), true); len(d) != 0 {
+		t.Errorf("iptables-legacy lacks the accepts: %v", d)
+	}
+}
+
+// TestHealZone: firewalld running at up gets the links in its zone; a
+// reload (which forgets them) is repaired; down takes them out.
+func TestHealZone(t *testing.T) {
+	sys := newFake()
+	sys.firewalld = map[string]string{"eth0": "public"}
+	e := newEngine(t, sys)
+	ctx := context.Background()
+	clean := sys.fingerprint()
+	out, err := e.Up(ctx, spec(t, twoNamespaces))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sys.firewalld["nsr-ns1"] != hostfw.Zone || sys.firewalld["nsr-ns2"] != hostfw.Zone {
+		t.Fatalf("after up firewalld has %v", sys.firewalld)
+	}
+	if h := AssessHost(mustObserve(t, sys), []*State{out.State}); !h.Passes || h.Firewalld == nil {
+		t.Errorf("host report %+v", h)
+	}
+	sys.firewalld = map[string]string{"eth0": "public"} // firewall-cmd --reload
+	r, _ := e.Status(ctx, "demo")
+	if !hasKind(r.Drift, DriftZone) || r.Host.Passes {
+		t.Errorf("status after a reload: drift %v, host passes %v", r.Drift, r.Host.Passes)
+	}
+	repairs, err := e.Heal(ctx, []string{string(hostfw.FirewalldReload)})
+	if err != nil || len(repairs) != 1 || sys.firewalld["nsr-ns1"] != hostfw.Zone || sys.firewalld["nsr-ns2"] != hostfw.Zone {
+		t.Fatalf("Heal = %+v, %v; firewalld has %v", repairs, err, sys.firewalld)
+	}
+	if _, err := e.Down(ctx, "demo"); err != nil {
+		t.Fatal(err)
+	}
+	if sys.fingerprint() != clean {
+		t.Errorf("after down %s\nwant %s", sys.fingerprint(), clean)
+	}
+}
+
+// TestHealLeavesAlone: a project up with --no-heal, and one whose down
+// began, are not repaired; with only those the keeper does not run.
+func TestHealLeavesAlone(t *testing.T) {
+	sys := newFake()
+	e := newEngine(t, sys)
+	ctx := context.Background()
+	e.NoHeal = true
+	if _, err := e.Up(ctx, spec(t, twoNamespaces)); err != nil {
+		t.Fatal(err)
+	}
+	if e.Keeper.(*fakeKeeper).running {
+		t.Error("the keeper runs for a project up with --no-heal")
+	}
+	e.NoHeal = false
+	if _, err := e.Up(ctx, spec(t, "name: other\nnamespaces:\n  ns9: {ports: [\"6009:80\"]}\n")); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Store.MarkRemoving("other"); err != nil {
+		t.Fatal(err)
+	}
+	if e.Store.heals() {
+		t.Error("heals() counts a project being removed")
+	}
+	for _, fw := range sys.fw {
+		fw.Remove(ctx, "demo")
+		fw.Remove(ctx, "other")
+	}
+	broken := sys.fingerprint()
+	if repairs, err := e.Heal(ctx, nil); err != nil || len(repairs) != 0 || sys.fingerprint() != broken {
+		t.Errorf("Heal = %v, %v; want nothing repaired", repairs, err)
+	}
+	// An up takes the project back.
+	if _, err := e.Up(ctx, spec(t, "name: other\nnamespaces:\n  ns9: {ports: [\"6009:80\"]}\n")); err != nil || e.Store.Removing("other") {
+		t.Errorf("up after a down began: %v, removing %v", err, e.Store.Removing("other"))
+	}
+}
+
+// TestRollbackTakesLinksOutOfTheZone fails each change of an up on a host
+// with firewalld: the zone is as before too.
+func TestRollbackTakesLinksOutOfTheZone(t *testing.T) {
+	for k := 1; ; k++ {
+		sys := newFake()
+		sys.firewalld = map[string]string{}
+		e := newEngine(t, sys)
+		clean := sys.fingerprint()
+		sys.failAt = k
+		if _, err := e.Up(context.Background(), spec(t, twoNamespaces)); err == nil {
+			return
+		}
+		if sys.fingerprint() != clean {
+			t.Errorf("k=%d: after rollback %s, want %s", k, sys.fingerprint(), clean)
+		}
+	}
+}
+
+func mustObserve(t *testing.T, sys *fakeSystem) Observed {
+	t.Helper()
+	obs, err := sys.observe(context.Background(), Query{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return obs
+}
+
+func TestAssessHost(t *testing.T) {
+	st := FromSpec(spec(t, twoNamespaces))
+	st.Backend = iptables.NFT
+	legacyDrop, _ := iptables.ParseSave(dropTables)
+	nftRules, _ := iptables.ParseSave("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n:ufw-before-forward - [0:0]\n:DOCKER-USER - [0:0]\n" +
+		"-A FORWARD -i eth9 -j DROP\n-A FORWARD -m comment --comment nsrun -j NSRUN-FORWARD\nCOMMIT\n")
+	obs := Observed{
+		Firewall: map[forward.Backend]forward.Tables{iptables.Legacy: legacyDrop, iptables.NFT: nftRules},
+		Host: hostfw.Host{
+			Firewalld: hostfw.Firewalld{Running: true, Version: "1.3.3", Backend: "nftables", DefaultZone: "public",
+				Interfaces: map[string]string{"nsr-ns1": hostfw.Zone, "eth0": "external"}},
+			UFW:     hostfw.UFW{Installed: true, Enabled: true, Forward: "DROP"},
+			NFT:     []hostfw.Chain{{Family: "inet", Table: "filter", Name: "forward", Hook: "forward", Ends: "policy drop"}},
+			Uplinks: []string{"eth0"},
+		},
+	}
+	h := AssessHost(obs, []*State{st})
+	byFirewall := map[string]Finding{}
+	for _, f := range h.Findings {
+		byFirewall[f.Firewall] = f
+	}
+	for name, want := range map[string]struct {
+		passes bool
+		text   string
+	}{
+		"firewalld":       {false, "nsr-ns2 not in zone trusted"}, // nsr-ns2 lost its zone
+		"ufw":             {true, "ufw is active in iptables-nft"},
+		"docker":          {true, "DOCKER-USER"},
+		"iptables-nft":    {false, "drops before nsrun's accepts (-A FORWARD -i eth9 -j DROP)"},
+		"iptables-legacy": {false, "FORWARD accepts of project demo are missing"},
+		"nftables":        {false, "chain inet filter forward (hook forward) ends in policy drop"},
+	} {
+		f, ok := byFirewall[name]
+		if !ok {
+			t.Errorf("no finding for %s in %+v", name, h.Findings)
+			continue
+		}
+		if f.Passes != want.passes || !strings.Contains(f.Found+" "+f.Action, want.text) {
+			t.Errorf("%s: %+v; want passes %v and %q", name, f, want.passes, want.text)
+		}
+	}
+	if !strings.Contains(byFirewall["firewalld"].Found, "uplink eth0 in zone external") {
+		t.Errorf("firewalld finding %q lacks the uplink's zone", byFirewall["firewalld"].Found)
+	}
+	if h.Passes {
+		t.Error("the host passes with findings that block")
+	}
+	if w := h.Warnings(); len(w) != 2 || !strings.Contains(strings.Join(w, "\n"), "nft insert rule inet filter forward iifname 'nsr-*' accept") {
+		t.Errorf("warnings %q; want the nftables table's and iptables-nft's, with their commands", w)
+	}
+	if clean := AssessHost(Observed{}, nil); !clean.Passes || len(clean.Findings) != 0 {
+		t.Errorf("a host with nothing: %+v", clean)
+	}
+}
