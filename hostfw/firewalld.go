@@ -47,7 +47,7 @@ type Firewalld struct {
 	// that firewalld's own forward ports did not make.
 	StrictForwardPorts bool `json:"strict_forward_ports,omitempty"`
 	// Interfaces maps each interface bound to a zone to that zone.
-	Interfaces map[string]string `json:"-"`
+	Interfaces map[string]string `json:"interfaces"`
 }
 
 // ZoneOf is the zone an interface's traffic meets: its own, or else the

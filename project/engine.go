@@ -307,11 +307,14 @@ func (e *Engine) HostFirewall(ctx context.Context) (HostReport, error) {
 	return AssessHost(obs, nil), nil
 }
 
-// finishIfLast puts back the host settings nsrun changed and removes the
-// state directory once no project is left.
+// finishIfLast stops the keeper, puts back the host settings nsrun
+// changed and removes the state directory once no project is left.
 func (e *Engine) finishIfLast() error {
 	projects, err := e.Store.Projects()
 	if err != nil || len(projects) > 0 {
+		return err
+	}
+	if err := e.Keeper.Stop(e.Store.Dir); err != nil {
 		return err
 	}
 	host, err := e.Store.LoadHost()

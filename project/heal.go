@@ -42,7 +42,7 @@ func (e *Engine) Heal(ctx context.Context, causes []string) ([]Repair, error) {
 	if len(states) == 0 {
 		return nil, nil
 	}
-	obs, err := e.Observe(ctx, Query{})
+	obs, err := e.Observe(ctx, Query{FirewallOnly: true})
 	if err != nil {
 		return nil, err
 	}

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -83,5 +85,47 @@ func TestNoHealStartsNoKeeper(t *testing.T) {
 	}
 	if _, err := os.Stat(keeperPath(l.e.Store.Dir)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("keeper.json written for a project up with --no-heal: %v", err)
+	}
+}
+
+// TestForeignTableDrops: an admin's own nftables table whose forward
+// chain drops is what nsrun cannot fix: up warns with the command, status
+// reports it, and the command lets the project's traffic through.
+func TestForeignTableDrops(t *testing.T) {
+	l := newLab(t)
+	table := "admin" + l.id
+	run(t, "nft", "add", "table", "inet", table)
+	t.Cleanup(func() { exec.Command("nft", "delete", "table", "inet", table).Run() })
+	run(t, "nft", "add chain inet "+table+" forward { type filter hook forward priority 0 ; policy drop ; }")
+	run(t, "nft", "add", "rule", "inet", table, "forward", "iifname", l.outLink, "oifname", l.outLink, "accept")
+	ports := freePorts(t, 3)
+	out, err := l.e.Up(context.Background(), l.parse(twoServers(ports)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fix string
+	for _, w := range out.Warnings {
+		if strings.Contains(w, "inet "+table+" forward") {
+			fix = w[strings.LastIndex(w, ": ")+2:]
+		}
+	}
+	if fix == "" {
+		t.Fatalf("up warned %q; want the admin's table with its command", out.Warnings)
+	}
+	a := l.ns("a")
+	nstest.StartServer(t, a, a, "8080", "")
+	if r, err := nstest.DialFrom(t, l.outside, "tcp", addr(l.outHost, ports[0]), ""); err == nil {
+		t.Fatalf("the admin's table let %q through before the fix", r)
+	}
+	if rep, err := l.e.Status(context.Background(), "t"+l.id); err != nil || rep.Host.Passes {
+		t.Errorf("status: host passes %v, %v; want the admin's table reported as blocking", rep.Host.Passes, err)
+	}
+	for _, cmd := range strings.Split(fix, "; ") {
+		run(t, "sh", "-c", cmd)
+	}
+	r, err := nstest.DialFrom(t, l.outside, "tcp", addr(l.outHost, ports[0]), "")
+	l.expect(r, err, a, "outside -> host:P0 after the warning's command")
+	if rep, err := l.e.Status(context.Background(), "t"+l.id); err != nil || !rep.Host.Passes {
+		t.Errorf("status after the fix: %+v, %v", rep.Host.Findings, err)
 	}
 }

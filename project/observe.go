@@ -28,6 +28,9 @@ const peerName = "eth0"
 type Query struct {
 	Published  []specs.Port
 	Namespaces []string
+	// FirewallOnly reads only what the keeper keeps: the firewall
+	// backends, the loopback shortcuts and firewalld.
+	FirewallOnly bool
 }
 
 // Observed is what exists on the host, read in bulk before any change:
@@ -78,11 +81,16 @@ func (k Kernel) Observe(ctx context.Context, q Query) (Observed, error) {
 		if obs.Firewall, obs.Backends, err = k.readFirewalls(ctx); err == nil {
 			obs.Shortcuts, err = shortcut.Read()
 		}
-		if err == nil {
+		if err == nil && q.FirewallOnly {
+			obs.Host.Firewalld, err = k.Firewalld.Read(ctx)
+		} else if err == nil {
 			obs.Host, err = k.readHost(ctx)
 		}
 		firewall <- err
 	}()
+	if q.FirewallOnly {
+		return obs, <-firewall
+	}
 	if err := observeHost(&obs, q); err != nil {
 		<-firewall
 		return obs, err

@@ -338,6 +338,7 @@ run_scenario() {
 		up
 		firewall-cmd --zone="${1#zone-}" --change-interface="$outlink" >/dev/null
 		healed "the uplink moved to zone ${1#zone-}"
+		status_has 'd["host_firewall"]["firewalld"]["interfaces"]["'"$outlink"'"] == "'"${1#zone-}"'"'
 		firewall-cmd --zone="${1#zone-}" --remove-interface="$outlink" >/dev/null
 		;;
 	legacy-policy | nft-policy)
@@ -352,11 +353,13 @@ run_scenario() {
 		up
 		iptables -t nat -F
 		healed "iptables -t nat -F"
+		status_has 'p["repairs"] >= 1 or p["backend"] == "nftables"'
 		;;
 	forward-flush)
 		up
 		iptables -F FORWARD
 		healed "iptables -F FORWARD"
+		status_has 'p["repairs"] >= 1 or p["backend"] == "nftables"'
 		;;
 	nft-flush-ruleset)
 		# Only on a host whose nftables hold nothing but nsrun's and empty
@@ -422,6 +425,8 @@ for scenario in "${scenarios[@]}"; do
 		echo "== $scenario ($backend)"
 		failed=0
 		run_scenario "$scenario" || failed=1
+		# Whatever happened, status finds nothing left to repair.
+		"$nsrun" status -p hostfw >"$work/status.out" 2>&1 || fail "status after healing: $(cat "$work/status.out")"
 		down || fail "down failed"
 		left=$(leftovers)
 		[[ -z $left ]] || fail "down left: $left"
