@@ -10,6 +10,8 @@
 # the host as it was.
 #
 #   sudo scripts/hostfw.sh [SCENARIO...]    (default: all; -l lists them)
+#   sudo scripts/hostfw.sh --bench [N]      (healing times over N reloads, default 20,
+#                                           and the keeper's idle cost; BENCHMARKS.md)
 #
 # It prints one line per scenario and backend with the time traffic took
 # to pass again, and ends with "N/N passed". It puts the host back as it
@@ -21,11 +23,18 @@ cd "$(dirname "$0")/.."
 scenarios=(firewalld-before firewalld-unbound firewalld-after firewalld-reload firewalld-stop zone-external zone-drop
 	legacy-policy nft-policy nat-flush forward-flush nft-flush-ruleset
 	ufw-before ufw-after ufw-reload docker-before docker-after docker-restart)
-if [[ ${1:-} == -l ]]; then
+bench=0
+case ${1:-} in
+-l)
 	printf '%s\n' "${scenarios[@]}"
 	exit 0
-fi
-((${#@} > 0)) && scenarios=("$@")
+	;;
+--bench)
+	bench=${2:-20}
+	scenarios=()
+	;;
+*) ((${#@} > 0)) && scenarios=("$@") ;;
+esac
 if [[ $(id -u) -ne 0 ]]; then
 	echo "hostfw.sh starts firewalld, dockerd and ufw and changes the firewall; run it as root: sudo $0" >&2
 	exit 1
@@ -211,13 +220,14 @@ namespaces:
         ready: {tcp: 8080}
 YAML
 
-# Each try waits at most $wait seconds: short while healing is polled
-# (a dropped packet would otherwise hide the time it took), long for a
+# Each try waits at most $wait seconds to connect: short while healing is
+# polled (a dropped SYN would otherwise hide the time it took), long for a
 # single check on a busy machine.
 wait=2
-from_outside() { ip netns exec "$out" curl -sf -m "$wait" "http://$outhost:$port/" 2>/dev/null | grep -qx hfa; }
-from_host() { curl -sf -m "$wait" "http://127.0.0.1:$port/" 2>/dev/null | grep -qx hfa; }
-egress() { "$nsrun" exec hfa -- curl -sf -m "$wait" "http://$outpeer:9000/" 2>/dev/null | grep -qx outside; }
+get() { curl -sf --connect-timeout "$wait" -m 5 "$@" 2>/dev/null; }
+from_outside() { ip netns exec "$out" curl -sf --connect-timeout "$wait" -m 5 "http://$outhost:$port/" 2>/dev/null | grep -qx hfa; }
+from_host() { get "http://127.0.0.1:$port/" | grep -qx hfa; }
+egress() { "$nsrun" exec hfa -- curl -sf --connect-timeout "$wait" -m 5 "http://$outpeer:9000/" 2>/dev/null | grep -qx outside; }
 passes() { from_outside && from_host && egress; }
 
 # why_not says which of the three ways fails.
@@ -235,7 +245,7 @@ ms() { echo $(($(date +%s%N) / 1000000)); }
 healed() {
 	local t0 elapsed
 	t0=$(ms)
-	while ! wait=0.3 passes; do
+	while ! wait=0.05 passes; do
 		if (($(ms) - t0 > 5000)); then
 			fail "$1: traffic did not pass again within 5 s ($(why_not) fails)"
 			return 1
@@ -416,6 +426,78 @@ run_scenario() {
 		;;
 	esac
 }
+
+# stats: median and worst of the numbers on stdin.
+stats() { sort -n | awk '{v[NR]=$1} END {printf "median %d ms, worst %d ms (n=%d)", v[int((NR+1)/2)], v[NR], NR}'; }
+
+# bench_heal CHANGE...: run the change N times with the project up, and
+# time from its end to traffic passing again.
+bench_heal() {
+	local i t0 t1 t2
+	: >"$work/change.ms"
+	: >"$work/heal.ms"
+	for i in $(seq "$bench"); do
+		sleep 1 # the keeper's look after its own last repair is over
+		t0=$(ms)
+		"$@" >/dev/null
+		t1=$(ms)
+		until wait=0.05 passes; do
+			(($(ms) - t1 < 10000)) || { fail "not healed within 10 s after $*"; return 1; }
+			sleep 0.01
+		done
+		t2=$(ms)
+		echo $((t1 - t0)) >>"$work/change.ms"
+		echo $((t2 - t1)) >>"$work/heal.ms"
+	done
+	echo "  $backend, $*: passes again $(stats <"$work/heal.ms") after it returned; it took $(stats <"$work/change.ms")"
+}
+
+# keeper_cost SECONDS: the keeper's CPU (its own and its children's, the
+# iptables-legacy-save of its periodic look) while nothing changes, and
+# its resident memory.
+keeper_cost() {
+	local pid ticks0 ticks1 hz
+	pid=$(python3 -c 'import json; print(json.load(open("/run/nsrun/keeper.json"))["pid"])')
+	hz=$(getconf CLK_TCK)
+	ticks0=$(awk '{print $14+$15+$16+$17}' "/proc/$pid/stat")
+	sleep "$1"
+	ticks1=$(awk '{print $14+$15+$16+$17}' "/proc/$pid/stat")
+	echo "  keeper idle for $1 s: CPU $(python3 -c "print(f'{($ticks1-$ticks0)/$hz/$1*100:.3f}')")% of a core, RSS $(awk '/VmRSS/ {print $2, $3}' "/proc/$pid/status")"
+}
+
+if ((bench > 0)); then
+	save_host
+	echo "== healing, $bench changes each (firewalld running)"
+	start_firewalld
+	for backend in iptables nftables; do
+		up
+		passing "up"
+		bench_heal firewall-cmd --reload
+		bench_heal iptables -t nat -F
+		[[ $backend == iptables ]] && keeper_cost 60
+		down
+	done
+	# A project in iptables-legacy (chosen for its dropping FORWARD): a
+	# change by an iptables command (it opens /run/xtables.lock, which the
+	# keeper watches), and one from a mount namespace with a /run of its
+	# own (as in a container on the host's network), which only the
+	# periodic look sees.
+	backend=iptables
+	iptables-legacy -P FORWARD DROP
+	up
+	passing "up in iptables-legacy"
+	[[ $("$nsrun" status -p hostfw -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["projects"][0]["backend"])') == iptables-legacy ]] ||
+		fail "the project is not in iptables-legacy"
+	backend=iptables-legacy
+	bench_heal iptables-legacy -t nat -F
+	bench_heal unshare -m sh -c 'mount -t tmpfs tmpfs /run && iptables-legacy -t nat -F'
+	down
+	iptables-legacy -P FORWARD ACCEPT
+	stop_daemons
+	restore_host
+	((failed == 0))
+	exit
+fi
 
 save_host
 passed=0 total=0
