@@ -6,6 +6,7 @@ import (
 
 	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/forward/shortcut"
+	"github.com/nsrun/nsrun/hostfw"
 )
 
 // Script renders, as a shell script, the ip, sysctl and firewall commands
@@ -30,6 +31,12 @@ func Script(want *State, firewall forward.Firewall) (string, error) {
 		fmt.Fprintf(&b, "ip -n %s link set %s up\n", ns.Name, p.Peer)
 		fmt.Fprintf(&b, "ip -n %s route add default via %s\n", ns.Name, p.HostAddr.Addr())
 	}
+	b.WriteString("\n# where firewalld runs, the links go in its zone trusted, at runtime (see README, Host firewalls)\n")
+	b.WriteString("if firewall-cmd --state >/dev/null 2>&1; then\n")
+	for _, ns := range want.Namespaces {
+		fmt.Fprintf(&b, "\tfirewall-cmd --zone=%s --add-interface=%s\n", hostfw.Zone, ns.Link)
+	}
+	b.WriteString("fi\n")
 	b.WriteString("\n# published ports, in nsrun's own chains\n")
 	b.WriteString(firewall.Script(fw))
 	if n := len(shortcut.Of(fw)); n > 0 {

@@ -262,11 +262,17 @@ passing() { passes || fail "$1: $(why_not) fails"; }
 
 # status_has JSON-PATH-CHECK: status -o json satisfies a Python expression
 # of d (the document) and p (the project).
+# A change that does not stop traffic (iptables -F FORWARD under the
+# policy ACCEPT) is repaired all the same: it waits up to 5 s for that.
 status_has() {
-	local doc
-	doc=$("$nsrun" status -p hostfw -o json 2>/dev/null || true)
-	python3 -c 'import json,sys; d=json.loads(sys.argv[1]); p=d["projects"][0]; sys.exit(0 if ('"$1"') else 1)' "$doc" ||
-		fail "status -o json does not show $1: $(python3 -c 'import json,sys; p=json.loads(sys.argv[1])["projects"][0]; print({k: p.get(k) for k in ("repairs", "last_repair", "last_cause", "last_error")})' "$doc" 2>&1)"
+	local doc t0
+	t0=$(ms)
+	while doc=$("$nsrun" status -p hostfw -o json 2>/dev/null || true); do
+		python3 -c 'import json,sys; d=json.loads(sys.argv[1]); p=d["projects"][0]; sys.exit(0 if ('"$1"') else 1)' "$doc" 2>/dev/null && return 0
+		(($(ms) - t0 < 5000)) || break
+		sleep 0.1
+	done
+	fail "status -o json does not show $1: $(python3 -c 'import json,sys; p=json.loads(sys.argv[1])["projects"][0]; print({k: p.get(k) for k in ("repairs", "last_repair", "last_cause", "last_error")})' "$doc" 2>&1)"
 }
 
 failed=0
@@ -507,8 +513,16 @@ for scenario in "${scenarios[@]}"; do
 		echo "== $scenario ($backend)"
 		failed=0
 		run_scenario "$scenario" || failed=1
-		# Whatever happened, status finds nothing left to repair.
-		"$nsrun" status -p hostfw >"$work/status.out" 2>&1 || fail "status after healing: $(cat "$work/status.out")"
+		# Whatever happened, status finds nothing left to repair (within
+		# the 5 s a change that stops no traffic may take to be healed).
+		t0=$(ms)
+		until "$nsrun" status -p hostfw >"$work/status.out" 2>&1; do
+			if (($(ms) - t0 > 5000)); then
+				fail "status after healing: $(cat "$work/status.out")"
+				break
+			fi
+			sleep 0.1
+		done
 		down || fail "down failed"
 		left=$(leftovers)
 		[[ -z $left ]] || fail "down left: $left"

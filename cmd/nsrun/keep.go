@@ -26,7 +26,7 @@ func newKeepCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			e.Store = project.Store{Dir: args[0]}
+			e.Store, e.Waiting = project.Store{Dir: args[0]}, nil
 			k := e.System.(project.Kernel)
 			return e.Keep(ctx, hostfw.NewWatcher(), period, k.QuietFingerprint)
 		},
