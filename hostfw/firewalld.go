@@ -89,6 +89,7 @@ type FirewalldBus struct {
 	Socket string
 }
 
+// connect connects to the system bus; errNoBus when none answers.
 func (b FirewalldBus) connect(ctx context.Context) (*dbus.Conn, error) {
 	socket := b.Socket
 	if socket == "" {
@@ -121,21 +122,22 @@ func (b FirewalldBus) Read(ctx context.Context) (Firewalld, error) {
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
 	conn, err := b.connect(ctx)
-	if errors.Is(err, errNoBus) {
-		return Firewalld{}, nil
-	}
 	if err != nil {
-		return Firewalld{}, err
+		return Firewalld{}, nil // no bus, so no firewalld
 	}
 	defer conn.Close()
+	return read(ctx, conn)
+}
+
+func read(ctx context.Context, conn *dbus.Conn) (Firewalld, error) {
 	if ok, err := running(ctx, conn); err != nil || !ok {
 		return Firewalld{}, err
 	}
 	f := Firewalld{Running: true, Interfaces: map[string]string{}}
 	obj := conn.Object(fwName, fwPath)
 	config := conn.Object(fwName, fwConfigPath)
-	var v dbus.Variant
-	if v, err = obj.GetProperty(fwName + ".version"); err != nil {
+	v, err := obj.GetProperty(fwName + ".version")
+	if err != nil {
 		return Firewalld{}, firewalldErr("reading its version", err)
 	}
 	f.Version, _ = v.Value().(string)
@@ -196,17 +198,17 @@ func (b FirewalldBus) change(ctx context.Context, links []string, each func(dbus
 	if len(links) == 0 {
 		return nil
 	}
-	f, err := b.Read(ctx)
-	if err != nil || !f.Running {
-		return err
-	}
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
 	conn, err := b.connect(ctx)
 	if err != nil {
-		return firewalldErr("connecting to the system bus", err)
+		return nil // no bus, so no firewalld
 	}
 	defer conn.Close()
+	f, err := read(ctx, conn)
+	if err != nil || !f.Running {
+		return err
+	}
 	obj := conn.Object(fwName, fwPath)
 	var errs []error
 	for _, link := range links {

@@ -29,16 +29,7 @@ func (e *Engine) Heal(ctx context.Context, causes []string) ([]Repair, error) {
 		return nil, err
 	}
 	defer lock.Unlock()
-	names, err := e.Store.Projects()
-	if err != nil {
-		return nil, err
-	}
-	var states []*State
-	for _, name := range names {
-		if st, err := e.Store.Load(name); err == nil && !st.NoHeal && !e.Store.Removing(name) {
-			states = append(states, st)
-		}
-	}
+	states := e.Store.healing()
 	if len(states) == 0 {
 		return nil, nil
 	}
@@ -207,13 +198,18 @@ func (st Store) unmarkRemoving(project string) {
 	os.Remove(st.removingPath(project))
 }
 
-// heals reports whether any recorded project is kept by the keeper.
-func (st Store) heals() bool {
+// healing loads the records of the projects the keeper keeps: not up
+// --no-heal, no down begun. Unreadable records are down --all's.
+func (st Store) healing() []*State {
 	names, _ := st.Projects()
+	var out []*State
 	for _, name := range names {
 		if s, err := st.Load(name); err == nil && !s.NoHeal && !st.Removing(name) {
-			return true
+			out = append(out, s)
 		}
 	}
-	return false
+	return out
 }
+
+// heals reports whether any project is kept by the keeper.
+func (st Store) heals() bool { return len(st.healing()) > 0 }

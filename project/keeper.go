@@ -6,10 +6,8 @@ import (
 	"fmt"
 	"log"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
-	"syscall"
 	"time"
 
 	"github.com/nsrun/nsrun/hostfw"
@@ -65,22 +63,14 @@ func (k Keeper) Start(ctx context.Context, dir string) error {
 	if err := k.Stop(dir); err != nil { // one without a status must not go on beside it
 		return err
 	}
-	logf, err := os.OpenFile(KeeperLog(dir), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	pid, err := startDaemon(KeeperLog(dir), k.Self, "keep", dir)
 	if err != nil {
-		return err
-	}
-	defer logf.Close()
-	cmd := exec.Command(k.Self, "keep", dir)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting the keeper: %w", err)
 	}
-	go cmd.Wait()
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	for {
-		if p, ok := k.Running(dir); ok && p.PID == cmd.Process.Pid {
+		if p, ok := k.Running(dir); ok && p.PID == pid {
 			return nil
 		}
 		select {

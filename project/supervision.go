@@ -71,19 +71,29 @@ func (s Supervisor) Apply(ctx context.Context, dir string, plan supervise.Plan) 
 }
 
 func (s Supervisor) start(dir string) error {
-	logf, err := os.OpenFile(supervise.SupervisorLog(dir), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	_, err := startDaemon(supervise.SupervisorLog(dir), s.Self, "supervise", "--grace", s.Grace.String(), dir)
 	if err != nil {
-		return err
+		return fmt.Errorf("starting the supervisor: %w", err)
+	}
+	return nil
+}
+
+// startDaemon starts one of nsrun's own daemons, detached (its own
+// session), its output appended to log, and returns its PID.
+func startDaemon(log, self string, args ...string) (int, error) {
+	logf, err := os.OpenFile(log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return 0, err
 	}
 	defer logf.Close()
-	cmd := exec.Command(s.Self, "supervise", "--grace", s.Grace.String(), dir)
+	cmd := exec.Command(self, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("starting the supervisor: %w", err)
+		return 0, err
 	}
 	go cmd.Wait() // reaps it if it exits while this process lives
-	return nil
+	return cmd.Process.Pid, nil
 }
 
 // waitGeneration waits until the supervisor reports the plan's generation.
