@@ -54,7 +54,7 @@ func AssessHost(obs Observed, states []*State) HostReport {
 		links = append(links, hostLinks(st)...)
 		used[st.Backend] = true
 	}
-	h := HostReport{Uplinks: obs.Host.Uplinks}
+	h := HostReport{Uplinks: append([]string{}, obs.Host.Uplinks...), Findings: []Finding{}}
 	if f := obs.Host.Firewalld; f.Running {
 		h.Firewalld = &f
 		h.Findings = append(h.Findings, firewalldFindings(f, links, obs.Host.Uplinks)...)
