@@ -70,7 +70,7 @@ const ruleset = `{"nftables": [{"metainfo": {"version": "1.0.6", "json_schema_ve
 ]}`
 
 func TestParseNFT(t *testing.T) {
-	got, err := ParseNFT([]byte(ruleset))
+	got, err := ParseNFT([]byte(ruleset), false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +87,10 @@ func TestParseNFT(t *testing.T) {
 		"nft insert rule inet filter forward oifname 'nsr-*' accept; nft insert rule inet filter forward oifname 'nsh-*' accept" {
 		t.Errorf("fix: %s", fix)
 	}
-	if _, err := ParseNFT([]byte("not json")); err == nil {
+	if all, _ := ParseNFT([]byte(ruleset), true); len(all) != 3 { // and admin's fwd, which does not end in a drop
+		t.Errorf("every foreign base chain on forward and input: %+v", all)
+	}
+	if _, err := ParseNFT([]byte("not json"), false); err == nil {
 		t.Error("bad JSON read without an error")
 	}
 }

@@ -51,20 +51,39 @@ func (c Chain) Fix() string {
 
 // ReadNFT lists the dropping forward and input chains of every nftables
 // table but nsrun's, firewalld's and iptables-nft's (those are read on
-// their own); none without the nft program.
+// their own); none without the nft program. It lists the chains, then the
+// rules of only those base chains: nsrun's own table may hold thousands.
 func ReadNFT(ctx context.Context) ([]Chain, error) {
 	if _, err := exec.LookPath("nft"); err != nil {
 		return nil, nil
 	}
-	out, err := exec.CommandContext(ctx, "nft", "-j", "list", "ruleset").Output()
+	out, err := exec.CommandContext(ctx, "nft", "-j", "list", "chains").Output()
 	if err != nil {
-		return nil, fmt.Errorf("nft -j list ruleset: %w", err)
+		return nil, fmt.Errorf("nft -j list chains: %w", err)
 	}
-	return ParseNFT(out)
+	candidates, err := ParseNFT(out, true)
+	if err != nil {
+		return nil, err
+	}
+	var found []Chain
+	for _, c := range candidates {
+		out, err := exec.CommandContext(ctx, "nft", "-j", "list", "chain", c.Family, c.Table, c.Name).Output()
+		if err != nil {
+			continue // gone since
+		}
+		chains, err := ParseNFT(out, false)
+		if err != nil {
+			return nil, err
+		}
+		found = append(found, chains...)
+	}
+	return found, nil
 }
 
-// ParseNFT reads nft -j list ruleset's output (see ReadNFT).
-func ParseNFT(data []byte) ([]Chain, error) {
+// ParseNFT reads nft -j list output (a ruleset, chains, or one chain) and
+// returns the chains of ReadNFT; with all, every foreign forward and input
+// base chain, however it ends.
+func ParseNFT(data []byte, all bool) ([]Chain, error) {
 	var doc struct {
 		NFTables []struct {
 			Chain *struct {
@@ -119,7 +138,7 @@ func ParseNFT(data []byte) ([]Chain, error) {
 		if c.Ends == "" {
 			c.Ends = last[k]
 		}
-		if c.Ends != "" {
+		if c.Ends != "" || all {
 			out = append(out, *c)
 		}
 	}
