@@ -74,28 +74,28 @@ func etcFileOf(content string) EtcFile {
 func (k Kernel) Observe(ctx context.Context, q Query) (Observed, error) {
 	obs := Observed{Namespaces: map[string]bool{}, RouteLocalnet: map[string]string{}, Peers: map[string]veth.Peer{},
 		PeerErrors: map[string]error{}, Etc: map[string]map[string]EtcFile{}}
-	// The firewall is read by other programs: meanwhile, the rest.
-	firewall := make(chan error, 1)
-	go func() {
-		var err error
-		if obs.Firewall, obs.Backends, err = k.readFirewalls(ctx); err == nil {
-			obs.Shortcuts, err = shortcut.Read()
+	// The firewalls are read by other programs and daemons: all at once,
+	// and meanwhile the rest.
+	var wg sync.WaitGroup
+	var fwErr, hostErr error
+	wg.Go(func() {
+		if obs.Firewall, obs.Backends, fwErr = k.readFirewalls(ctx); fwErr == nil {
+			obs.Shortcuts, fwErr = shortcut.Read()
 		}
-		if err == nil && q.FirewallOnly {
-			obs.Host.Firewalld, err = k.Firewalld.Read(ctx)
-		} else if err == nil {
-			obs.Host, err = k.readHost(ctx)
+	})
+	wg.Go(func() {
+		if q.FirewallOnly {
+			obs.Host.Firewalld, hostErr = k.Firewalld.Read(ctx)
+		} else {
+			obs.Host, hostErr = k.readHost(ctx)
 		}
-		firewall <- err
-	}()
-	if q.FirewallOnly {
-		return obs, <-firewall
+	})
+	var err error
+	if !q.FirewallOnly {
+		err = observeHost(&obs, q)
 	}
-	if err := observeHost(&obs, q); err != nil {
-		<-firewall
-		return obs, err
-	}
-	return obs, <-firewall
+	wg.Wait()
+	return obs, errors.Join(err, fwErr, hostErr)
 }
 
 // observeHost reads all Observe reads but the firewall.
