@@ -35,7 +35,9 @@ detached supervisor. It returns once every ready check passed. Running it
 again changes nothing; running it on an edited spec brings the host to the
 new spec, restarting only changed processes. If the network fails half-way it
 removes what it created; if a process fails, the network stays up for a look.
-Needs root.`,
+While the project is up, nsrun's keeper puts its firewall state back when
+another program changes it (a firewalld reload, iptables -F, ...); --no-heal
+leaves that to you. Needs root.`,
 		Example: `  sudo nsrun up specs/examples/blog.yaml
   curl http://127.0.0.1:6000
   sudo nsrun up --attach specs/examples/blog.yaml   # stay in the foreground; Ctrl-C removes it all`,
