@@ -97,7 +97,10 @@ func (k Keeper) Stop(dir string) error {
 const (
 	settle    = 100 * time.Millisecond
 	maxSettle = time.Second
-	retry     = time.Second // after a failed repair
+	// A failed repair is tried again after a pause that doubles from
+	// firstRetry to maxRetry while it keeps failing.
+	firstRetry = time.Second
+	maxRetry   = 30 * time.Second
 )
 
 // Keep is the keeper's loop (nsrun keep DIR). It looks at once, then
@@ -118,6 +121,7 @@ func (e *Engine) Keep(ctx context.Context, w *hostfw.Watcher, period time.Durati
 	defer tick.Stop()
 	causes := []string{"the keeper started"}
 	last := quiet(ctx)
+	pause := firstRetry
 	for {
 		if len(causes) > 0 {
 			causes = e.settle(ctx, w, causes)
@@ -126,16 +130,19 @@ func (e *Engine) Keep(ctx context.Context, w *hostfw.Watcher, period time.Durati
 			if err != nil && ctx.Err() == nil {
 				log.Printf("looking at the firewalls: %v", err)
 			}
+			failed := false
 			for _, r := range repairs {
 				log.Print(r.String())
-				if r.Err != nil {
-					causes = append(causes, "retrying a failed repair")
-				}
+				failed = failed || r.Err != nil
 			}
 			last = quiet(ctx)
-			if len(causes) > 0 {
-				sleep(ctx, retry)
+			if !failed {
+				pause = firstRetry
+				continue
 			}
+			sleep(ctx, pause)
+			pause = min(2*pause, maxRetry)
+			causes = []string{"retrying a failed repair"}
 			continue
 		}
 		select {
