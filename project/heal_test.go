@@ -4,13 +4,16 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/forward/iptables"
 	"github.com/nsrun/nsrun/hostfw"
+	"github.com/nsrun/nsrun/netns/nstest"
 	"github.com/nsrun/nsrun/supervise"
 )
 
@@ -246,5 +249,54 @@ func TestAssessHost(t *testing.T) {
 	clean := AssessHost(Observed{}, nil)
 	if doc, _ := json.Marshal(clean); !clean.Passes || string(doc) != `{"passes":true,"findings":[],"uplinks":[]}` {
 		t.Errorf("a host with nothing: %s", doc)
+	}
+}
+
+// TestKeepLoop runs the keeper's loop on the fake host: it looks at once,
+// repairs after an event with the event as the cause, and ends by itself
+// once no project heals.
+func TestKeepLoop(t *testing.T) {
+	nstest.RequireRoot(t) // the watcher's netlink socket
+	sys := newFake()
+	e := newEngine(t, sys)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := e.Up(ctx, spec(t, twoNamespaces)); err != nil {
+		t.Fatal(err)
+	}
+	w := hostfw.NewWatcher()
+	w.Lock, w.Bus = filepath.Join(t.TempDir(), "lock"), filepath.Join(t.TempDir(), "bus")
+	done := make(chan error, 1)
+	go func() { done <- e.Keep(ctx, w, 100*time.Millisecond, func(context.Context) string { return "" }) }()
+	waitFor(t, func() bool { _, err := os.Stat(keeperPath(e.Store.Dir)); return err == nil }, "keeper.json")
+	sys.mu.Lock()
+	sys.fw[iptables.NFT].Remove(ctx, "demo")
+	sys.mu.Unlock()
+	w.C <- hostfw.FirewalldReload
+	waitFor(t, func() bool { return e.Store.Repairs("demo").Repairs == 1 }, "the repair")
+	if h := e.Store.Repairs("demo"); !slices.Contains(h.LastCause, string(hostfw.FirewalldReload)) {
+		t.Errorf("repair causes %v; want the event", h.LastCause)
+	}
+	// The project goes (as a down does, here behind the loop's back): the
+	// loop ends at its next look.
+	if err := e.Store.MarkRemoving("demo"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Error(err)
+		}
+	case <-ctx.Done():
+		t.Fatal("the keeper's loop did not end once no project healed")
+	}
+}
+
+func waitFor(t *testing.T, ok func() bool, what string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !ok(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s within 10 s", what)
+		}
 	}
 }
