@@ -17,6 +17,17 @@ command -v python3 >/dev/null || need+=(python3) # the bundled examples' web ser
 command -v curl >/dev/null || need+=(curl)       # the demo's client
 command -v gcc >/dev/null || need+=(gcc)         # cgo: netns/fastexec
 [[ -e /usr/include/stdio.h ]] || need+=(libc6-dev)
+# What scripts/test.sh needs beyond the demo (NSRUN_TEST_DEPS=1): a second
+# JSON Schema validator, graphviz for the pictures, systemd-analyze for the
+# unit, man for the pages, Flask for the lab note's example.
+if [[ ${NSRUN_TEST_DEPS:-} == 1 ]]; then
+	/usr/bin/python3 -c 'import jsonschema' 2>/dev/null || need+=(python3-jsonschema)
+	/usr/bin/python3 -c 'import yaml' 2>/dev/null || need+=(python3-yaml)
+	command -v dot >/dev/null || need+=(graphviz)
+	command -v systemd-analyze >/dev/null || need+=(systemd)
+	command -v man >/dev/null || need+=(man-db)
+	/usr/bin/python3 -c 'import flask' 2>/dev/null || need+=(python3-flask)
+fi
 if [[ ${NSRUN_HOST_FIREWALLS:-} == 1 ]]; then
 	command -v firewalld >/dev/null || need+=(firewalld)
 	command -v ufw >/dev/null || need+=(ufw)

@@ -12,7 +12,7 @@ if [[ $(id -u) -ne 0 ]]; then
 	exit 1
 fi
 
-scripts/install-deps.sh
+NSRUN_TEST_DEPS=1 scripts/install-deps.sh
 
 export NSRUN_REQUIRE_ROOT=1 NSRUN_REQUIRE_CGO=1
 echo "== gofmt -l ."
@@ -23,6 +23,9 @@ if [[ -n $unformatted ]]; then
 fi
 echo "== go vet ./..."
 go vet ./...
+# The spec's schema, by a validator independent of the Go tests'.
+echo "== scripts/schema-check.py"
+scripts/schema-check.py
 # The README's other command, on the real machine, as a user runs it.
 echo "== scripts/demo.sh"
 scripts/demo.sh

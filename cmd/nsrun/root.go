@@ -93,6 +93,7 @@ ip netns / ip link / iptables / sysctl steps, and removes exactly what it made.`
 		newVersionCommand(),
 		newSuperviseCommand(),
 		newKeepCommand(),
+		newSchemaCommand(),
 	)
 	return root
 }

@@ -1,0 +1,154 @@
+package specs
+
+import (
+	"encoding/json"
+	"strings"
+)
+
+// SchemaID is where the schema is published, as the examples' first line
+// names it for editors.
+const SchemaID = "https://raw.githubusercontent.com/nsrun/nsrun/main/schemas/nsrun.schema.json"
+
+// Patterns of the schema, in the syntax JSON Schema and Go's regexp share.
+const (
+	portNumber = `(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})`
+	portRangeP = portNumber + `(-` + portNumber + `)?`
+	octet      = `(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])`
+	ipv4       = `(` + octet + `\.){3}` + octet
+	shortPort  = `^(` + ipv4 + `:)?` + portRangeP + `:` + portRangeP + `(/(tcp|udp))?$`
+	cidr       = `^` + ipv4 + `/([0-9]|[12][0-9]|3[0-2])$`
+	userPart   = `([A-Za-z_][A-Za-z0-9_.-]{0,30}\$?|[0-9]{1,10})`
+	duration   = `^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+)
+
+// The schema's descriptions of each key, which editors show on hover.
+// TestSchemaKnowsEveryKey checks that they are the decoder's keys.
+var (
+	specProps = map[string]any{
+		"name": str("The project's name: lowercase letters, digits, '_' and '-', starting with a letter or digit, at most 32 characters. Default: the spec file's name without its extension.",
+			`^[a-z0-9][a-z0-9_-]{0,31}$`),
+		"subnet": str("The IPv4 pool for automatic addresses, e.g. 10.203.0.0/16; each namespace without an address gets a /30 of it, chosen from a hash of its name. Default: the first of 10.203.0.0/16 ... 10.210.0.0/16 that overlaps no host route.", cidr),
+		"namespaces": map[string]any{
+			"description":          "The network namespaces, by name (the name `ip netns list` shows): letters, digits, '.', '_' and '-', starting with a letter or digit, at most 64 characters. At least one.",
+			"type":                 "object",
+			"minProperties":        1,
+			"propertyNames":        map[string]any{"pattern": `^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`},
+			"additionalProperties": map[string]any{"$ref": "#/$defs/namespace"},
+		},
+	}
+	namespaceProps = map[string]any{
+		"address": str("The namespace side's IPv4 address with its prefix length, e.g. 10.203.1.2/24; the host side of the link gets the first usable address of it. Default: a /30 from subnet.", cidr),
+		"egress":  map[string]any{"description": "Whether the namespace may reach beyond the host (masqueraded). With false it reaches the host and the project's other namespaces only. Default: true.", "type": "boolean"},
+		"ports": map[string]any{
+			"description": "Host ports published onto ports inside the namespace, as docker's -p: \"HOST_PORT:PORT\", \"HOST_IP:HOST_PORT:PORT/udp\", ranges \"7000-7002:8000-8002\", or the long form with compose's names.",
+			"type":        "array",
+			"items":       map[string]any{"$ref": "#/$defs/port"},
+		},
+		"run": map[string]any{
+			"description": "The processes to run inside the namespace, kept running by nsrun's supervisor.",
+			"type":        "array",
+			"items":       map[string]any{"$ref": "#/$defs/process"},
+		},
+	}
+	portProps = map[string]any{
+		"published": portOrRange("The host port, or a range \"7000-7002\"."),
+		"target":    portOrRange("The port inside the namespace, or a range as long as published's."),
+		"protocol":  map[string]any{"description": "tcp (default) or udp.", "enum": []string{"tcp", "udp"}},
+		"host_ip":   str("The host address the port is published on: 0.0.0.0 (default) for every address, 127.0.0.1 for this machine only, or one of the host's addresses.", `^`+ipv4+`$`),
+	}
+	processProps = map[string]any{
+		"name": str("The process's name in status and logs: letters, digits, '.', '_' and '-'. Default: the command's base name.", `^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`),
+		"command": map[string]any{
+			"description": "A list is exec'd directly; a string is run by /bin/sh -c.",
+			"oneOf": []any{
+				map[string]any{"type": "string", "pattern": `\S`},
+				map[string]any{"type": "array", "minItems": 1,
+					"prefixItems": []any{map[string]any{"type": []string{"string", "number"}, "pattern": `\S`}},
+					"items":       map[string]any{"type": []string{"string", "number"}}},
+			},
+		},
+		"workdir": str("The directory the process starts in, an absolute path. Default: the directory up ran in.", `^/`),
+		"env": map[string]any{
+			"description":          "Environment variables added to the process's environment.",
+			"type":                 "object",
+			"propertyNames":        map[string]any{"pattern": "^[^=\u0000]+$"},
+			"additionalProperties": map[string]any{"type": []string{"string", "number", "boolean", "null"}},
+		},
+		"user": map[string]any{
+			"description": "Who the process runs as: a user name or uid, optionally :group or :gid. Default: root.",
+			"oneOf": []any{
+				map[string]any{"type": "string", "pattern": `^` + userPart + `(:` + userPart + `)?$`},
+				map[string]any{"type": "integer", "minimum": 0, "maximum": 4294967294},
+			},
+		},
+		"restart": map[string]any{"description": "When the supervisor restarts the process: no (default), on-failure (a non-zero exit or a signal), always.",
+			"enum": []string{"no", "on-failure", "always"}},
+		"ready": map[string]any{
+			"description":          "up waits until this port accepts a connection inside the namespace.",
+			"type":                 "object",
+			"properties":           readyProps,
+			"required":             []string{"tcp"},
+			"additionalProperties": false,
+		},
+	}
+	readyProps = map[string]any{
+		"tcp":     port("The TCP port that accepts connections once the process is ready."),
+		"timeout": str("How long up waits, a duration such as 30s or 2m, at most 1h. Default: 30s.", duration),
+	}
+)
+
+func str(desc, pattern string) map[string]any {
+	return map[string]any{"description": desc, "type": "string", "pattern": pattern}
+}
+
+func port(desc string) map[string]any {
+	return map[string]any{"description": desc, "type": "integer", "minimum": 1, "maximum": 65535}
+}
+
+func portOrRange(desc string) map[string]any {
+	return map[string]any{"description": desc, "oneOf": []any{
+		map[string]any{"type": "integer", "minimum": 1, "maximum": 65535},
+		map[string]any{"type": "string", "pattern": `^` + portRangeP + `$`},
+	}}
+}
+
+func object(desc string, props map[string]any, required ...string) map[string]any {
+	o := map[string]any{"description": desc, "type": "object", "properties": props, "additionalProperties": false}
+	if len(required) > 0 {
+		o["required"] = required
+	}
+	return o
+}
+
+// Schema is the JSON Schema (draft 2020-12) of spec version 1, as users
+// write it in YAML: what `nsrun schema` prints and
+// schemas/nsrun.schema.json holds. It catches what a schema can (unknown
+// keys, types, names, port numbers, enums); nsrun validate checks the
+// rest (overlaps, duplicates, addresses).
+func Schema() []byte {
+	ns := object("A network namespace; an empty entry (ns1: or ns1: {}) takes every default.", namespaceProps)
+	ns["type"] = []string{"object", "null"}
+	root := object("An nsrun spec, version 1: named network namespaces joined to the host by veth pairs, with published ports and processes.", specProps, "namespaces")
+	root["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+	root["$id"] = SchemaID
+	root["title"] = "nsrun spec"
+	root["$defs"] = map[string]any{
+		"namespace": ns,
+		"port": map[string]any{
+			"description": "A published port: the short form \"[HOST_IP:]HOST_PORT[-END]:PORT[-END][/tcp|/udp]\", or a mapping with compose's names.",
+			"oneOf": []any{
+				map[string]any{"type": "string", "pattern": shortPort},
+				object("A published port, long form.", portProps, "published", "target"),
+			},
+		},
+		"process": object("A process run inside the namespace.", processProps, "command"),
+	}
+	var b strings.Builder
+	enc := json.NewEncoder(&b)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(root); err != nil {
+		panic(err) // plain values only
+	}
+	return []byte(b.String())
+}
