@@ -87,6 +87,9 @@ func TestBlogExample(t *testing.T) {
 	if code, out, _ := nsrunCmd(t, dir, "status", "-p", "blog"); code != 0 || strings.Count(out, "running") != 4 || !strings.Contains(out, "keeper: running") {
 		t.Errorf("status: exit %d\n%s", code, out)
 	}
+	if code, out, _ := nsrunCmd(t, dir, "graph", "-p", "blog"); code != 0 || strings.Count(out, "web (running)") != 2 {
+		t.Errorf("graph of the running project: exit %d\n%s", code, out)
+	}
 	doc := readStatus(t, dir, exitSuccess)
 	if len(doc.Projects) != 1 || len(doc.Projects[0].Namespaces) != 2 || doc.Projects[0].Processes[0].State != "running" || len(doc.Projects[0].Drift) != 0 {
 		t.Errorf("status -o json: %+v", doc)

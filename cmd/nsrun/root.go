@@ -94,6 +94,7 @@ ip netns / ip link / iptables / sysctl steps, and removes exactly what it made.`
 		newSuperviseCommand(),
 		newKeepCommand(),
 		newSchemaCommand(),
+		newGraphCommand(),
 	)
 	return root
 }
