@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"os/signal"
 	"path/filepath"
 	"syscall"
 	"time"
 
+	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/nsrun/nsrun/project"
 	"github.com/nsrun/nsrun/specs"
 	"github.com/nsrun/nsrun/supervise"
@@ -78,8 +80,10 @@ func runUp(c *cobra.Command, path string, flags upFlags) error {
 	}
 	e.ReadyWait, e.Firewall, e.NoHeal = flags.timeout, firewall, flags.noHeal
 	var sources []supervise.Source
+	var notify systemdNotify
 	if flags.attach {
 		sources = attachSources(e.Store, s)
+		notify = takeNotifySocket()
 	}
 	out, err := e.Up(ctx, s)
 	if err != nil {
@@ -95,12 +99,37 @@ func runUp(c *cobra.Command, path string, flags upFlags) error {
 	// Attached: stream the output until Ctrl-C or SIGTERM, then take the
 	// project down as down does.
 	fmt.Fprintf(c.ErrOrStderr(), "nsrun: attached to project %s; Ctrl-C stops and removes it\n", s.Name)
+	notify.send("READY=1\nSTATUS=project " + s.Name + " is up")
 	supervise.Follow(ctx, c.OutOrStdout(), sources)
+	notify.send("STOPPING=1\nSTATUS=taking project " + s.Name + " down")
 	fmt.Fprintf(c.ErrOrStderr(), "nsrun: taking project %s down\n", s.Name)
 	if _, err := e.Down(context.WithoutCancel(ctx), s.Name); err != nil {
 		return fmt.Errorf("down %s: %w", s.Name, err)
 	}
 	return nil
+}
+
+// systemdNotify is the socket systemd gave a Type=notify service
+// (NOTIFY_SOCKET); "" when there is none.
+type systemdNotify string
+
+// takeNotifySocket takes NOTIFY_SOCKET out of the environment, so that the
+// supervisor and the project's processes do not inherit it, and returns it.
+func takeNotifySocket() systemdNotify {
+	sock := os.Getenv("NOTIFY_SOCKET")
+	os.Unsetenv("NOTIFY_SOCKET")
+	return systemdNotify(sock)
+}
+
+// send tells systemd a state (sd_notify(3)); nothing without a socket.
+func (n systemdNotify) send(state string) {
+	if n == "" {
+		return
+	}
+	os.Setenv("NOTIFY_SOCKET", string(n))
+	if _, err := daemon.SdNotify(true, state); err != nil {
+		fmt.Fprintf(os.Stderr, "nsrun: telling systemd %q: %v\n", state, err)
+	}
 }
 
 // attachSources lists the spec's process logs, each to be followed from
