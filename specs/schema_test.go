@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
@@ -165,6 +166,52 @@ func TestExamplesNameTheSchema(t *testing.T) {
 		}
 		if _, err := os.Stat(filepath.Join(filepath.Dir(path), string(rel))); err != nil {
 			t.Errorf("%s names %s: %v", path, rel, err)
+		}
+	}
+}
+
+// TestConfig: what config prints is a spec that parses, prints itself
+// again (so each address, port and process is what nsrun understood), and
+// passes the schema.
+func TestConfig(t *testing.T) {
+	sch := compiledSchema(t)
+	examples, _ := filepath.Glob("examples/*.yaml")
+	nested, _ := filepath.Glob("examples/*/*.yaml")
+	good, _ := filepath.Glob("testdata/schema/good/*.yaml")
+	for _, path := range append(append(examples, nested...), good...) {
+		s, err := Load(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := s.Config()
+		if err != nil {
+			t.Fatal(err)
+		}
+		again, err := Parse(path, out)
+		if err != nil {
+			t.Errorf("%s: config does not parse: %v\n%s", path, err, out)
+			continue
+		}
+		// Everything config prints is what it read back: the same text.
+		if out2, _ := again.Config(); !bytes.Equal(out, out2) {
+			t.Errorf("%s: config of config differs:\n%s\n%s", path, out, out2)
+		}
+		if err := sch.Validate(asJSON(t, out)); err != nil {
+			t.Errorf("%s: config fails the schema: %v\n%s", path, err, out)
+		}
+	}
+}
+
+func TestConfigFillsDefaults(t *testing.T) {
+	s := mustParse(t, "namespaces:\n  ns1:\n    ports: [\"6000:8080\"]\n    run:\n      - command: python3 -m http.server\n        ready: {tcp: 8000}\n")
+	out, err := s.Config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"name: demo\n", "subnet: 10.203.0.0/16\n", "address: ", "egress: true", `"0.0.0.0:6000:8080/tcp"`,
+		"name: python3", `command: "python3 -m http.server"`, `restart: "no"`, "ready: {tcp: 8000, timeout: 30s}"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("config lacks %q:\n%s", want, out)
 		}
 	}
 }

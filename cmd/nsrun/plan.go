@@ -1,7 +1,9 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
+	"io"
 
 	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/forward/iptables"
@@ -11,7 +13,7 @@ import (
 )
 
 func newPlanCommand() *cobra.Command {
-	var firewall string
+	var firewall, output string
 	c := &cobra.Command{
 		Use:   "plan SPEC",
 		Short: "Print the ip, sysctl and iptables (or nft) commands equivalent to up; changes nothing",
@@ -19,12 +21,16 @@ func newPlanCommand() *cobra.Command {
 commands and the firewall input (iptables-restore, or nft -f with
 --firewall nftables) that build the same namespaces, links and published
 ports by hand on a clean machine; 'nsrun down --all' removes what it made.
-It changes nothing and needs no root.`,
+-o json prints instead the steps up would take on a clean machine, one
+object each (version 1). It changes nothing and needs no root.`,
 		Example: `  nsrun plan specs/examples/blog.yaml > blog.sh && sudo sh blog.sh
   nsrun plan --firewall nftables specs/examples/blog.yaml`,
 		Args:              usageArgs(cobra.ExactArgs(1)),
 		ValidArgsFunction: completeSpecFiles,
 		RunE: func(c *cobra.Command, args []string) error {
+			if output != "script" && output != "json" {
+				return usageError(fmt.Errorf("-o %q: use script or json", output))
+			}
 			choice, err := firewallChoice(firewall)
 			if err != nil {
 				return err
@@ -33,7 +39,11 @@ It changes nothing and needs no root.`,
 			if err != nil {
 				return err
 			}
-			script, err := project.Script(project.FromSpec(s), planFirewall(choice))
+			fw := planFirewall(choice)
+			if output == "json" {
+				return planJSON(c.OutOrStdout(), project.FromSpec(s), fw.Backend())
+			}
+			script, err := project.Script(project.FromSpec(s), fw)
 			if err != nil {
 				return err
 			}
@@ -42,7 +52,37 @@ It changes nothing and needs no root.`,
 		},
 	}
 	c.Flags().StringVar(&firewall, "firewall", "", firewallFlag)
+	c.Flags().StringVarP(&output, "output", "o", "script", "output format: script or json")
 	return c
+}
+
+// planDoc is plan -o json's document; its version changes only when its
+// shape does.
+type planDoc struct {
+	Version  int        `json:"version"`
+	Project  string     `json:"project"`
+	Firewall string     `json:"firewall"` // the backend the rules would go to
+	Steps    []planStep `json:"steps"`
+}
+
+type planStep struct {
+	Op          string   `json:"op"`
+	Namespace   string   `json:"namespace,omitempty"`
+	Links       []string `json:"links,omitempty"`
+	Description string   `json:"description"`
+}
+
+// planJSON prints the steps of an up on a clean machine.
+func planJSON(w io.Writer, want *project.State, b forward.Backend) error {
+	want.Backend = b
+	doc := planDoc{Version: 1, Project: want.Project, Firewall: string(b), Steps: []planStep{}}
+	for _, s := range project.PlanUp(want, nil, project.Observed{}, nil) {
+		doc.Steps = append(doc.Steps, planStep{Op: string(s.Op), Namespace: s.Namespace, Links: s.Links, Description: s.String()})
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	return enc.Encode(doc)
 }
 
 // planFirewall is the backend whose input plan prints: the first one up

@@ -95,6 +95,7 @@ ip netns / ip link / iptables / sysctl steps, and removes exactly what it made.`
 		newKeepCommand(),
 		newSchemaCommand(),
 		newGraphCommand(),
+		newConfigCommand(),
 	)
 	return root
 }
