@@ -1,0 +1,54 @@
+package main
+
+import (
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/nsrun/nsrun/netns/nstest"
+)
+
+// TestInstallScript stages an install below a root of the test's own
+// (DESTDIR, PREFIX=/opt/nsrun): the binary runs, the unit names it, the
+// pages and completions are there; --uninstall leaves no file behind.
+func TestInstallScript(t *testing.T) {
+	dest := t.TempDir()
+	env := append(os.Environ(), "DESTDIR="+dest, "PREFIX=/opt/nsrun", "NSRUN_BINARY="+nstest.Binary(t))
+	script := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command("../../scripts/install.sh", args...)
+		cmd.Env = env
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("install.sh %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	script()
+	if out, err := exec.Command(filepath.Join(dest, "opt/nsrun/bin/nsrun"), "version").Output(); err != nil || !strings.HasPrefix(string(out), "nsrun ") {
+		t.Errorf("the installed binary: %v %s", err, out)
+	}
+	unit, err := os.ReadFile(filepath.Join(dest, "etc/systemd/system/nsrun@.service"))
+	if err != nil || !strings.Contains(string(unit), "ExecStart=/opt/nsrun/bin/nsrun up --attach") {
+		t.Errorf("the installed unit: %v\n%s", err, unit)
+	}
+	for _, f := range []string{"opt/nsrun/share/man/man1/nsrun-up.1", "opt/nsrun/share/bash-completion/completions/nsrun",
+		"opt/nsrun/share/zsh/site-functions/_nsrun", "opt/nsrun/share/fish/vendor_completions.d/nsrun.fish"} {
+		if _, err := os.Stat(filepath.Join(dest, f)); err != nil {
+			t.Errorf("not installed: %v", err)
+		}
+	}
+	if info, err := os.Stat(filepath.Join(dest, "etc/nsrun")); err != nil || !info.IsDir() {
+		t.Errorf("/etc/nsrun: %v", err)
+	}
+	script("--uninstall")
+	filepath.WalkDir(dest, func(path string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			t.Errorf("left after --uninstall: %s", path)
+		}
+		return nil
+	})
+}

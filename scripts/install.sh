@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Installs nsrun: the binary, its man pages, shell completions and the
+# systemd template unit, to the usual places; --uninstall removes exactly
+# what an install wrote (listed in PREFIX/share/nsrun/installed-files).
+#
+#   sudo scripts/install.sh [--uninstall]
+#
+# PREFIX (default /usr/local) is where the binary, pages and completions
+# go; the unit goes to /etc/systemd/system, its ExecStart naming
+# PREFIX/bin/nsrun. DESTDIR stages everything below another root, as
+# packagers do. NSRUN_BINARY installs that binary instead of bin/nsrun
+# (built by scripts/build.sh when missing).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+prefix=${PREFIX:-/usr/local}
+dest=${DESTDIR:-}
+manifest=$dest$prefix/share/nsrun/installed-files
+
+if [[ ${1:-} == --uninstall ]]; then
+	if [[ ! -f $manifest ]]; then
+		echo "install.sh: nothing to uninstall: $manifest is missing" >&2
+		exit 1
+	fi
+	while read -r f; do rm -f "$dest$f"; done <"$manifest"
+	rm -f "$manifest"
+	rmdir "$(dirname "$manifest")" 2>/dev/null || true
+	echo "nsrun uninstalled from $dest$prefix; /etc/nsrun and its specs are left in place"
+	exit 0
+fi
+if [[ -z $dest && $(id -u) -ne 0 ]]; then
+	echo "install.sh writes to $prefix and /etc; run it as root: sudo $0" >&2
+	exit 1
+fi
+
+binary=${NSRUN_BINARY:-bin/nsrun}
+[[ -x $binary ]] || scripts/build.sh
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+installed=()
+put() { # MODE SOURCE TARGET (TARGET without DESTDIR)
+	install -D -m "$1" "$2" "$dest$3"
+	installed+=("$3")
+}
+
+put 0755 "$binary" "$prefix/bin/nsrun"
+"$binary" man "$work/man"
+for page in "$work"/man/*.1; do
+	put 0644 "$page" "$prefix/share/man/man1/$(basename "$page")"
+done
+"$binary" completion bash >"$work/nsrun.bash"
+"$binary" completion zsh >"$work/_nsrun"
+"$binary" completion fish >"$work/nsrun.fish"
+put 0644 "$work/nsrun.bash" "$prefix/share/bash-completion/completions/nsrun"
+put 0644 "$work/_nsrun" "$prefix/share/zsh/site-functions/_nsrun"
+put 0644 "$work/nsrun.fish" "$prefix/share/fish/vendor_completions.d/nsrun.fish"
+sed "s|/usr/local/bin/nsrun|$prefix/bin/nsrun|g" contrib/systemd/nsrun@.service >"$work/nsrun@.service"
+put 0644 "$work/nsrun@.service" /etc/systemd/system/nsrun@.service
+install -d -m 0755 "$dest/etc/nsrun"
+
+mkdir -p "$(dirname "$manifest")"
+printf '%s\n' "${installed[@]}" >"$manifest"
+if [[ -z $dest && -d /run/systemd/system ]]; then
+	systemctl daemon-reload
+fi
+echo "nsrun installed to $dest$prefix (${#installed[@]} files; the list is in $manifest)"
+echo "boot persistence: put a spec in /etc/nsrun/NAME.yaml, then: systemctl enable --now nsrun@NAME"
