@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job on the bundled example: sudo scripts/demo.sh [--keep] [--nftables-only]
+# The main job on the bundled example: sudo scripts/demo.sh [--keep] [--nftables-only] [--flask]
 #
 # Two web servers, both on port 8080, each in its own network namespace,
 # published on the host as ports 6000 and 6001 (specs/examples/blog.yaml).
@@ -10,18 +10,21 @@
 # and takes it all down again. With --keep it leaves the example running
 # and says how to remove it. With --nftables-only nsrun runs with no
 # iptables program on its PATH, as on a host with only nftables: up must
-# choose its nftables backend by itself.
+# choose its nftables backend by itself. With --flask it runs the lab
+# note's example instead, two Flask apps (specs/examples/flask/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 keep=false
 nftables_only=false
+spec=specs/examples/blog.yaml
 for arg in "$@"; do
 	case "$arg" in
 	--keep) keep=true ;;
 	--nftables-only) nftables_only=true ;;
+	--flask) spec=specs/examples/flask/flask.yaml ;;
 	*)
-		echo "usage: sudo $0 [--keep] [--nftables-only]" >&2
+		echo "usage: sudo $0 [--keep] [--nftables-only] [--flask]" >&2
 		exit 2
 		;;
 	esac
@@ -38,12 +41,16 @@ else
 fi
 
 say "installing what is missing"
-scripts/install-deps.sh
+if [[ $spec == */flask.yaml ]]; then
+	NSRUN_FLASK=1 scripts/install-deps.sh
+else
+	scripts/install-deps.sh
+fi
 
 say "building nsrun"
 scripts/build.sh
 nsrun=bin/nsrun
-spec=specs/examples/blog.yaml
+project=$("$nsrun" config "$spec" | sed -n 's/^name: //p')
 
 source scripts/lib.sh
 
@@ -86,11 +93,23 @@ trap finish EXIT
 say "nsrun up $spec"
 "$nsrun" up "$spec"
 
+# answer URL NS [CMD...]: CMD (default: here) gets the page at URL, which
+# must come from namespace NS.
+answer() {
+	local url=$1 ns=$2 reply
+	shift 2
+	printf 'curl %s  ->  ' "$url"
+	reply=$("$@" curl -sS --max-time 5 "$url")
+	echo "$reply"
+	if [[ $reply != *"$ns"* ]]; then
+		echo "demo: $url did not answer from $ns" >&2
+		exit 1
+	fi
+}
+
 say "from the host"
-for port in 6000 6001; do
-	printf 'curl http://127.0.0.1:%s  ->  ' "$port"
-	curl -sS --max-time 5 "http://127.0.0.1:$port/"
-done
+answer http://127.0.0.1:6000/ ns1
+answer http://127.0.0.1:6001/ ns2
 
 say "from another machine (namespace $outside, routed through the host)"
 remove_outside
@@ -102,18 +121,16 @@ ip -n "$outside" addr add 10.254.254.2/30 dev eth0
 ip -n "$outside" link set eth0 up
 ip -n "$outside" link set lo up
 ip -n "$outside" route add default via "$outhost"
-for port in 6000 6001; do
-	printf 'curl http://%s:%s  ->  ' "$outhost" "$port"
-	ip netns exec "$outside" curl -sS --max-time 5 "http://$outhost:$port/"
-done
+answer "http://$outhost:6000/" ns1 ip netns exec "$outside"
+answer "http://$outhost:6001/" ns2 ip netns exec "$outside"
 
 say "from one namespace to the other's published port (through the host)"
-printf 'nsrun exec ns1 -- curl http://%s:6001  ->  ' "$outhost"
-"$nsrun" exec ns1 -- curl -sS --max-time 5 "http://$outhost:6001/"
+printf 'nsrun exec ns1 -- '
+answer "http://$outhost:6001/" ns2 "$nsrun" exec ns1 --
 
-say "nsrun status -p blog"
-"$nsrun" status -p blog
-if [[ -n $want_backend ]] && ! "$nsrun" status -p blog -o json | grep -q "\"backend\": \"$want_backend\""; then
+say "nsrun status -p $project"
+"$nsrun" status -p "$project"
+if [[ -n $want_backend ]] && ! "$nsrun" status -p "$project" -o json | grep -q "\"backend\": \"$want_backend\""; then
 	echo "demo: the project's rules are not in $want_backend" >&2
 	exit 1
 fi

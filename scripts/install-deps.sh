@@ -20,6 +20,10 @@ command -v gcc >/dev/null || need+=(gcc)         # cgo: netns/fastexec
 # What scripts/test.sh needs beyond the demo (NSRUN_TEST_DEPS=1): a second
 # JSON Schema validator, graphviz for the pictures, systemd-analyze for the
 # unit, man for the pages, Flask for the lab note's example.
+# scripts/demo.sh --flask: the lab note's example (NSRUN_FLASK=1).
+if [[ ${NSRUN_FLASK:-} == 1 ]]; then
+	/usr/bin/python3 -c 'import flask' 2>/dev/null || need+=(python3-flask)
+fi
 if [[ ${NSRUN_TEST_DEPS:-} == 1 ]]; then
 	/usr/bin/python3 -c 'import jsonschema' 2>/dev/null || need+=(python3-jsonschema)
 	/usr/bin/python3 -c 'import yaml' 2>/dev/null || need+=(python3-yaml)

@@ -32,6 +32,9 @@ scripts/demo.sh
 # The same on an nftables-only host: no iptables program on PATH.
 echo "== scripts/demo.sh --nftables-only"
 scripts/demo.sh --nftables-only
+# The lab note's example: two Flask apps.
+echo "== scripts/demo.sh --flask"
+scripts/demo.sh --flask
 
 # up killed with SIGKILL at random instants; down must converge every time.
 echo "== scripts/chaos.sh 20"
