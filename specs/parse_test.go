@@ -26,11 +26,16 @@ func problemsOf(t *testing.T, src string) []Problem {
 	return e.Problems
 }
 
+// mustParse parses a good spec, which the schema must accept too: every
+// good spec of these tests checks the schema.
 func mustParse(t *testing.T, src string) *Spec {
 	t.Helper()
 	s, err := Parse("demo.yaml", []byte(src))
 	if err != nil {
 		t.Fatalf("Parse: %v\nspec:\n%s", err, src)
+	}
+	if err := schemaForTests(t).Validate(asJSON(t, []byte(src))); err != nil {
+		t.Errorf("the schema refuses a spec nsrun accepts: %v\nspec:\n%s", err, src)
 	}
 	return s
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
@@ -49,6 +50,17 @@ func TestSchemaKnowsEveryKey(t *testing.T) {
 			}
 		}
 	}
+}
+
+var (
+	schemaOnce     sync.Once
+	compiledForAll *jsonschema.Schema
+)
+
+// schemaForTests compiles the schema once for every test.
+func schemaForTests(t *testing.T) *jsonschema.Schema {
+	schemaOnce.Do(func() { compiledForAll = compiledSchema(t) })
+	return compiledForAll
 }
 
 func compiledSchema(t *testing.T) *jsonschema.Schema {
