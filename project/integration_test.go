@@ -24,6 +24,7 @@ import (
 	"github.com/nsrun/nsrun/netns"
 	"github.com/nsrun/nsrun/netns/nstest"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 var localhost = netip.MustParseAddr("127.0.0.1")
@@ -192,11 +193,38 @@ func TestLoopbackShortcut(t *testing.T) {
 				t.Errorf("%s: socket %s -> %s; want %s -> %s", what, c.LocalAddr(), c.RemoteAddr(), want, addr(localhost, port))
 			}
 		}
+		// A dual-stack client: an AF_INET6 socket to ::ffff:127.0.0.1.
+		check6 := func(port int, want netip.Addr, what string) {
+			t.Helper()
+			fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f := os.NewFile(uintptr(fd), what)
+			defer f.Close()
+			mapped := netip.AddrFrom16(localhost.As16()).As16() // ::ffff:127.0.0.1
+			if err := unix.Connect(fd, &unix.SockaddrInet6{Addr: mapped, Port: port}); err != nil {
+				t.Errorf("%s: %v", what, err)
+				return
+			}
+			f.SetDeadline(time.Now().Add(time.Second))
+			line, err := bufio.NewReader(f).ReadString('\n')
+			l.expect(strings.TrimSpace(line), err, a, what)
+			local, _ := unix.Getsockname(fd)
+			peer, _ := unix.Getpeername(fd)
+			l6, _ := local.(*unix.SockaddrInet6)
+			p6, _ := peer.(*unix.SockaddrInet6)
+			if l6 == nil || p6 == nil || netip.AddrFrom16(l6.Addr).Unmap() != want || netip.AddrFrom16(p6.Addr).Unmap() != localhost || p6.Port != port {
+				t.Errorf("%s: socket %+v -> %+v; want ::ffff:%s -> ::ffff:127.0.0.1:%d", what, local, peer, want, port)
+			}
+		}
 		check(ports[0], link, "host -> 127.0.0.1:P0 by the shortcut")
 		check(ports[1], link, "host -> 127.0.0.1:P1 (loopback only) by the shortcut")
+		check6(ports[0], link, "host -> [::ffff:127.0.0.1]:P0 by the shortcut")
 		if err := shortcut.Sweep(); err != nil {
 			t.Fatal(err)
 		}
+		check6(ports[0], localhost, "host -> [::ffff:127.0.0.1]:P0 by DNAT, without the programs")
 		check(ports[0], localhost, "host -> 127.0.0.1:P0 by DNAT, without the programs")
 		check(ports[1], localhost, "host -> 127.0.0.1:P1 by DNAT, without the programs")
 		l.up(src)

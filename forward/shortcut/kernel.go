@@ -26,10 +26,12 @@ var ErrUnavailable = errors.New("the loopback shortcut is not available")
 // The names the programs and maps are loaded under: how a later nsrun
 // finds them on the root cgroup. The kernel keeps at most 15 characters.
 const (
-	progConnect     = "nsrun_connect4"
-	progGetpeername = "nsrun_peername4"
-	mapPorts        = "nsrun_ports"
-	mapPeers        = "nsrun_peers"
+	progConnect      = "nsrun_connect4"
+	progGetpeername  = "nsrun_peername4"
+	progConnect6     = "nsrun_connect6"
+	progGetpeername6 = "nsrun_peername6"
+	mapPorts         = "nsrun_ports"
+	mapPeers         = "nsrun_peers"
 )
 
 // shortcutKey is a published port as connect() gives it to the program:
@@ -64,22 +66,52 @@ func owner(project string) uint64 {
 // Offsets in struct bpf_sock_addr (include/uapi/linux/bpf.h).
 const (
 	ctxUserIP4  = 4
+	ctxUserIP6  = 8 // u32 user_ip6[4]
 	ctxUserPort = 24
 	ctxProtocol = 36
 	ctxSk       = 64
 )
 
+// family says which hook a program is for: connect4 and getpeername4
+// see IPv4 addresses in user_ip4; connect6 and getpeername6 see, for an
+// AF_INET6 socket talking IPv4 (a dual-stack client of 127.0.0.1), the
+// v4-mapped address ::ffff:A.B.C.D, whose IPv4 is the last word of
+// user_ip6.
+type family struct {
+	addr   int16 // the offset of the IPv4 address in the context
+	mapped bool  // the address must be v4-mapped
+}
+
+var (
+	inet4 = family{addr: ctxUserIP4}
+	inet6 = family{addr: ctxUserIP6 + 12, mapped: true}
+)
+
 // connectProgram redirects a host TCP connect() to a published loopback
 // port, and records in the socket's storage what was asked for; any
 // other connect() of a socket clears that record.
-func connectProgram(ports, peers *ebpf.Map, hostNetns uint64) asm.Instructions {
+func connectProgram(ports, peers *ebpf.Map, hostNetns uint64, f family) asm.Instructions {
 	loopNet := binary.NativeEndian.Uint32([]byte{127, 0, 0, 0})
 	loopMask := binary.NativeEndian.Uint32([]byte{255, 0, 0, 0})
-	return asm.Instructions{
+	insns := asm.Instructions{
 		asm.Mov.Reg(asm.R6, asm.R1),
 		asm.LoadMem(asm.R2, asm.R6, ctxProtocol, asm.Word),
 		asm.JNE.Imm(asm.R2, unix.IPPROTO_TCP, "out"),
-		asm.LoadMem(asm.R7, asm.R6, ctxUserIP4, asm.Word),
+	}
+	if f.mapped {
+		// ::ffff:0:0/96: the first words 0, 0 and 0x0000ffff.
+		mappedWord := binary.NativeEndian.Uint32([]byte{0, 0, 0xff, 0xff})
+		insns = append(insns,
+			asm.LoadMem(asm.R2, asm.R6, ctxUserIP6, asm.Word),
+			asm.JNE.Imm32(asm.R2, 0, "miss"),
+			asm.LoadMem(asm.R2, asm.R6, ctxUserIP6+4, asm.Word),
+			asm.JNE.Imm32(asm.R2, 0, "miss"),
+			asm.LoadMem(asm.R2, asm.R6, ctxUserIP6+8, asm.Word),
+			asm.JNE.Imm32(asm.R2, int32(mappedWord), "miss"),
+		)
+	}
+	return append(insns, asm.Instructions{
+		asm.LoadMem(asm.R7, asm.R6, f.addr, asm.Word),
 		asm.LoadMem(asm.R8, asm.R6, ctxUserPort, asm.Word),
 		asm.Mov.Reg32(asm.R2, asm.R7),
 		asm.And.Imm32(asm.R2, int32(loopMask)),
@@ -113,7 +145,7 @@ func connectProgram(ports, peers *ebpf.Map, hostNetns uint64) asm.Instructions {
 		asm.StoreMem(asm.R0, 0, asm.R7, asm.Word),
 		asm.StoreMem(asm.R0, 4, asm.R8, asm.Word),
 		asm.LoadMem(asm.R2, asm.R9, 0, asm.Word).WithSymbol("redirect"),
-		asm.StoreMem(asm.R6, ctxUserIP4, asm.R2, asm.Word),
+		asm.StoreMem(asm.R6, f.addr, asm.R2, asm.Word),
 		asm.LoadMem(asm.R2, asm.R9, 4, asm.Word),
 		asm.StoreMem(asm.R6, ctxUserPort, asm.R2, asm.Word),
 		asm.Ja.Label("out"),
@@ -127,12 +159,12 @@ func connectProgram(ports, peers *ebpf.Map, hostNetns uint64) asm.Instructions {
 		asm.StoreImm(asm.R0, 4, 0, asm.Word),
 		asm.Mov.Imm(asm.R0, 1).WithSymbol("out"),
 		asm.Return(),
-	}
+	}...)
 }
 
 // getpeernameProgram gives a redirected socket's peer as the address its
 // connect() asked for.
-func getpeernameProgram(peers *ebpf.Map) asm.Instructions {
+func getpeernameProgram(peers *ebpf.Map, f family) asm.Instructions {
 	return asm.Instructions{
 		asm.Mov.Reg(asm.R6, asm.R1),
 		asm.LoadMapPtr(asm.R1, peers.FD()),
@@ -145,7 +177,7 @@ func getpeernameProgram(peers *ebpf.Map) asm.Instructions {
 		asm.JEq.Imm(asm.R2, 0, "out"),
 		asm.StoreMem(asm.R6, ctxUserPort, asm.R2, asm.Word),
 		asm.LoadMem(asm.R2, asm.R0, 0, asm.Word),
-		asm.StoreMem(asm.R6, ctxUserIP4, asm.R2, asm.Word),
+		asm.StoreMem(asm.R6, f.addr, asm.R2, asm.Word),
 		asm.Mov.Imm(asm.R0, 1).WithSymbol("out"),
 		asm.Return(),
 	}
@@ -315,13 +347,21 @@ func attachShortcut(cg *os.File) (*ebpf.Map, error) {
 		return nil, err
 	}
 	defer peers.Close()
-	if err := attachProgram(cg, progGetpeername, ebpf.AttachCgroupInet4GetPeername, getpeernameProgram(peers)); err != nil {
-		ports.Close()
-		return nil, errors.Join(err, detachShortcut(cg))
-	}
-	if err := attachProgram(cg, progConnect, ebpf.AttachCGroupInet4Connect, connectProgram(ports, peers, cookie)); err != nil {
-		ports.Close()
-		return nil, errors.Join(err, detachShortcut(cg))
+	for _, p := range []struct {
+		name   string
+		attach ebpf.AttachType
+		insns  asm.Instructions
+	}{
+		{progGetpeername, ebpf.AttachCgroupInet4GetPeername, getpeernameProgram(peers, inet4)},
+		{progGetpeername6, ebpf.AttachCgroupInet6GetPeername, getpeernameProgram(peers, inet6)},
+		{progConnect6, ebpf.AttachCGroupInet6Connect, connectProgram(ports, peers, cookie, inet6)},
+		// The connect4 program last: findPorts knows the shortcut by it.
+		{progConnect, ebpf.AttachCGroupInet4Connect, connectProgram(ports, peers, cookie, inet4)},
+	} {
+		if err := attachProgram(cg, p.name, p.attach, p.insns); err != nil {
+			ports.Close()
+			return nil, errors.Join(err, detachShortcut(cg))
+		}
 	}
 	return ports, nil
 }
@@ -368,7 +408,9 @@ var hooks = []struct {
 	attach ebpf.AttachType
 }{
 	{progConnect, ebpf.AttachCGroupInet4Connect},
+	{progConnect6, ebpf.AttachCGroupInet6Connect},
 	{progGetpeername, ebpf.AttachCgroupInet4GetPeername},
+	{progGetpeername6, ebpf.AttachCgroupInet6GetPeername},
 }
 
 // detachShortcut detaches every nsrun program from the cgroup, connect

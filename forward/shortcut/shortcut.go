@@ -5,6 +5,9 @@
 // balancing does: a cgroup connect4 program changes the address the
 // socket connects to, and the connection goes straight to the namespace.
 // A getpeername4 program still gives the address the program asked for.
+// connect6 and getpeername6 twins do the same for AF_INET6 sockets that
+// talk IPv4 to ::ffff:127.0.0.0/104 (dual-stack clients), sharing the
+// maps; other IPv6 connections are left alone.
 // The DNAT rules stay, and carry everything else (and these connections
 // too where the kernel lacks the programs).
 //

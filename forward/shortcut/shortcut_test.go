@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -108,6 +109,33 @@ func dial(addr string) (string, string, error) {
 	return strings.TrimSpace(line), c.RemoteAddr().String(), err
 }
 
+// dial6 connects an AF_INET6 socket to the v4-mapped address of a, reads
+// the server's line and returns it with the peer getpeername gives.
+func dial6(t *testing.T, a [4]byte, port uint16) (*unix.SockaddrInet6, string) {
+	t.Helper()
+	fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := os.NewFile(uintptr(fd), "dial6")
+	defer f.Close()
+	mapped := [16]byte{10: 0xff, 11: 0xff, 12: a[0], 13: a[1], 14: a[2], 15: a[3]}
+	if err := unix.Connect(fd, &unix.SockaddrInet6{Addr: mapped, Port: int(port)}); err != nil {
+		t.Fatalf("connect to [::ffff:%v]:%d: %v", a, port, err)
+	}
+	sa, err := unix.Getpeername(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.SetDeadline(time.Now().Add(2 * time.Second))
+	line, _ := bufio.NewReader(f).ReadString('\n')
+	in6, _ := sa.(*unix.SockaddrInet6)
+	if in6 == nil {
+		t.Fatalf("getpeername gave %T", sa)
+	}
+	return in6, strings.TrimSpace(line)
+}
+
 func shortcutAttached(t *testing.T) bool {
 	t.Helper()
 	s, err := openShortcut(false)
@@ -178,6 +206,18 @@ func TestShortcutRedirect(t *testing.T) {
 		pc.SetReadDeadline(time.Now().Add(2 * time.Second))
 		if _, _, err := pc.ReadFrom(make([]byte, 16)); err != nil {
 			t.Errorf("a datagram to 127.0.0.1:%d did not arrive there: %v", pAll, err)
+		}
+	})
+
+	t.Run("a dual-stack socket to ::ffff:127.0.0.1", func(t *testing.T) {
+		// An AF_INET6 socket talking IPv4 (Java's, Python's dual-stack
+		// sockets) meets connect6, not connect4.
+		for _, a := range [][4]byte{{127, 0, 0, 1}, {127, 0, 0, 3}} {
+			peer, line := dial6(t, a, pAll)
+			want := &unix.SockaddrInet6{Port: int(pAll), Addr: [16]byte{10: 0xff, 11: 0xff, 12: a[0], 13: a[1], 14: a[2], 15: a[3]}}
+			if !strings.HasPrefix(line, "target ") || peer.Port != want.Port || peer.Addr != want.Addr {
+				t.Errorf("[::ffff:%v]:%d: %q, peer %v; want the target, peer the published address", a, pAll, line, peer.Addr)
+			}
 		}
 	})
 
@@ -283,7 +323,7 @@ func TestShortcutStray(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer peers.Close()
-		if err := attachProgram(cg, progGetpeername, ebpf.AttachCgroupInet4GetPeername, getpeernameProgram(peers)); err != nil {
+		if err := attachProgram(cg, progGetpeername, ebpf.AttachCgroupInet4GetPeername, getpeernameProgram(peers, inet4)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -313,7 +353,7 @@ func TestShortcutStray(t *testing.T) {
 	if err := Set(project, []Entry{{netip.MustParseAddrPort("0.0.0.0:1"), netip.MustParseAddrPort("127.0.0.1:1")}}); err != nil {
 		t.Fatal(err)
 	}
-	if p := programs(); !slices.Equal(p, []string{progConnect, progGetpeername}) {
+	if p := programs(); !slices.Equal(p, []string{progConnect, progConnect6, progGetpeername, progGetpeername6}) {
 		t.Errorf("after the first shortcut: %v attached; want one of each", p)
 	}
 	if err := Set(project, nil); err != nil {

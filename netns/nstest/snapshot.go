@@ -109,8 +109,8 @@ func linkNamesOnly(s string) string {
 	return strings.Join(lines, "\n")
 }
 
-// cgroupPrograms names the programs attached to the root cgroup's IPv4
-// connect and getpeername hooks, where the loopback shortcut goes.
+// cgroupPrograms names the programs attached to the root cgroup's connect
+// and getpeername hooks, IPv4 and IPv6, where the loopback shortcut goes.
 func cgroupPrograms() string {
 	var out strings.Builder
 	for _, root := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified"} {
@@ -123,7 +123,8 @@ func cgroupPrograms() string {
 			return " " + err.Error()
 		}
 		defer cg.Close()
-		for _, typ := range []ebpf.AttachType{ebpf.AttachCGroupInet4Connect, ebpf.AttachCgroupInet4GetPeername} {
+		for _, typ := range []ebpf.AttachType{ebpf.AttachCGroupInet4Connect, ebpf.AttachCgroupInet4GetPeername,
+			ebpf.AttachCGroupInet6Connect, ebpf.AttachCgroupInet6GetPeername} {
 			res, err := link.QueryPrograms(link.QueryOptions{Target: int(cg.Fd()), Attach: typ})
 			if err != nil {
 				fmt.Fprintf(&out, " %s: %v", typ, err)
