@@ -20,7 +20,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scenarios=(firewalld-before firewalld-unbound firewalld-after firewalld-reload firewalld-stop zone-external zone-drop
+scenarios=(firewalld-before firewalld-iptables firewalld-unbound firewalld-after firewalld-reload firewalld-stop zone-external zone-drop
 	legacy-policy nft-policy nat-flush forward-flush nft-flush-ruleset
 	ufw-before ufw-after ufw-reload docker-before docker-after docker-restart)
 bench=0
@@ -135,9 +135,18 @@ start_dbus() {
 	wait_for "the system bus" 10 test -S /run/dbus/system_bus_socket
 }
 
+# start_firewalld [BACKEND]: firewalld with its own configuration, or one
+# whose FirewallBackend is BACKEND (a copy of /etc/firewalld).
 start_firewalld() {
 	start_dbus
-	firewalld --nofork --nopid --log-target console >>"$work/firewalld.log" 2>&1 &
+	local config=/etc/firewalld
+	if [[ -n ${1:-} ]]; then
+		config=$work/firewalld-$1
+		rm -rf "$config"
+		cp -a /etc/firewalld "$config"
+		sed -i "s/^FirewallBackend=.*/FirewallBackend=$1/" "$config/firewalld.conf"
+	fi
+	firewalld --nofork --nopid --log-target console --system-config "$config" >>"$work/firewalld.log" 2>&1 &
 	fw_pid=$!
 	pids+=("$fw_pid")
 	wait_for firewalld 30 sh -c 'firewall-cmd --state 2>/dev/null | grep -qx running'
@@ -313,6 +322,17 @@ run_scenario() {
 		# The D-Bus client's own test, against this firewalld.
 		NSRUN_FIREWALLD=1 go test -count=1 -run TestFirewalldBus ./hostfw/ >"$work/bus-test.log" 2>&1 ||
 			fail "TestFirewalldBus: $(cat "$work/bus-test.log")"
+		;;
+	firewalld-iptables)
+		# firewalld with its iptables backend: its FORWARD ends in REJECT in
+		# iptables-nft, and its reload flushes it all.
+		start_firewalld iptables
+		up
+		passing "up with firewalld's iptables backend"
+		status_has '[f for f in d["host_firewall"]["findings"] if f["firewall"]=="firewalld" and "backend iptables" in f["found"] and f["passes"]]'
+		firewall-cmd --reload >/dev/null
+		healed "firewall-cmd --reload (iptables backend)"
+		status_has 'p["repairs"] >= 1'
 		;;
 	firewalld-unbound)
 		# The control: without nsrun's zone, firewalld rejects the
