@@ -200,16 +200,22 @@ func (st Store) unmarkRemoving(project string) {
 
 // healing loads the records of the projects the keeper keeps: not up
 // --no-heal, no down begun. Unreadable records are down --all's.
-func (st Store) healing() []*State {
+func (st Store) healing() []*State { return st.kept(false) }
+
+// heals reports whether any project is kept by the keeper; it stops at
+// the first (the keeper asks every few seconds).
+func (st Store) heals() bool { return len(st.kept(true)) > 0 }
+
+func (st Store) kept(first bool) []*State {
 	names, _ := st.Projects()
 	var out []*State
 	for _, name := range names {
 		if s, err := st.Load(name); err == nil && !s.NoHeal && !st.Removing(name) {
 			out = append(out, s)
+			if first {
+				break
+			}
 		}
 	}
 	return out
 }
-
-// heals reports whether any project is kept by the keeper.
-func (st Store) heals() bool { return len(st.healing()) > 0 }
