@@ -133,3 +133,72 @@ func TestAssignAddressesKeepsPreviousAndAvoidsReserved(t *testing.T) {
 		t.Errorf("a kept %v from outside the pool (%v)", s.Namespace("a").Address, err)
 	}
 }
+
+func TestDefaultPool6(t *testing.T) {
+	a, b, a1 := DefaultPool6("0123456789abcdef", 0), DefaultPool6("fedcba9876543210", 0), DefaultPool6("0123456789abcdef", 1)
+	ula := netip.MustParsePrefix("fd00::/8")
+	for _, p := range []netip.Prefix{a, b, a1} {
+		if p.Bits() != 48 || !ula.Contains(p.Addr()) || p.Masked() != p || checkPool6(p) != nil {
+			t.Errorf("pool %v is not a ULA /48 (%v)", p, checkPool6(p))
+		}
+	}
+	if a == b || a == a1 || a != DefaultPool6("0123456789abcdef", 0) {
+		t.Errorf("pools %v %v %v: want one per machine and candidate, the same on every call", a, b, a1)
+	}
+}
+
+func TestAssignAddresses6(t *testing.T) {
+	pool := netip.MustParsePrefix("fd12:3456:789a::/48")
+	spec := func() *Spec {
+		s := &Spec{IPv6: true}
+		for _, n := range []string{"web", "db", "cache"} {
+			s.Namespaces = append(s.Namespaces, &Namespace{Name: n, AutoAddress6: true})
+		}
+		return s
+	}
+	s := spec()
+	if err := AssignAddresses6(s, pool, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	first := map[string]netip.Prefix{}
+	for _, ns := range s.Namespaces {
+		first[ns.Name] = ns.Address6
+		if !pool.Contains(ns.Address6.Addr()) || ns.Address6.Bits() != 64 || HostSide(ns.Address6) != ns.HostAddress6 {
+			t.Errorf("%s: %v host %v", ns.Name, ns.Address6, ns.HostAddress6)
+		}
+	}
+	// The same on every run, whatever the order.
+	s = spec()
+	s.Namespaces[0], s.Namespaces[2] = s.Namespaces[2], s.Namespaces[0]
+	if err := AssignAddresses6(s, pool, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, ns := range s.Namespaces {
+		if ns.Address6 != first[ns.Name] {
+			t.Errorf("%s moved from %v to %v", ns.Name, first[ns.Name], ns.Address6)
+		}
+	}
+	// A reserved /56 holding web's /64 moves web out of it, and only web;
+	// a previous address is kept.
+	reserved := []netip.Prefix{netip.PrefixFrom(first["web"].Addr(), 56).Masked()}
+	s = spec()
+	prev := netip.MustParsePrefix("fd12:3456:789a:7::2/64")
+	if err := AssignAddresses6(s, pool, reserved, map[string]netip.Prefix{"db": prev}); err != nil {
+		t.Fatal(err)
+	}
+	for _, ns := range s.Namespaces {
+		switch {
+		case ns.Name == "web" && (ns.Address6.Overlaps(reserved[0]) || !pool.Contains(ns.Address6.Addr())):
+			t.Errorf("web got %v, in reserved %v", ns.Address6, reserved[0])
+		case ns.Name == "db" && ns.Address6 != prev:
+			t.Errorf("db got %v, want its previous %v", ns.Address6, prev)
+		case ns.Name == "cache" && ns.Address6 != first["cache"] && !first["cache"].Overlaps(reserved[0]):
+			t.Errorf("cache moved to %v", ns.Address6)
+		}
+	}
+	// A /64 pool holds one namespace.
+	s = spec()
+	if err := AssignAddresses6(s, netip.MustParsePrefix("fd12::/64"), nil, nil); err == nil || !strings.Contains(err.Error(), "no room left") {
+		t.Errorf("three namespaces in a /64: %v", err)
+	}
+}

@@ -18,10 +18,19 @@ func (s *Spec) Config() ([]byte, error) {
 	root := mapping()
 	add(root, "name", scalar(s.Name))
 	add(root, "subnet", scalar(s.Subnet.String()))
+	if s.IPv6 {
+		add(root, "ipv6", boolean(true))
+		if s.Subnet6.IsValid() {
+			add(root, "subnet6", scalar(s.Subnet6.String()))
+		}
+	}
 	nss := mapping()
 	for _, ns := range s.Namespaces {
 		n := mapping()
 		add(n, "address", scalar(ns.Address.String()))
+		if ns.Address6.IsValid() {
+			add(n, "address6", scalar(ns.Address6.String()))
+		}
 		add(n, "egress", boolean(ns.Egress))
 		if len(ns.Ports) > 0 {
 			ports := sequence()

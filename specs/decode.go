@@ -12,8 +12,8 @@ import (
 
 // The keys each mapping of the spec accepts, in the order the docs list them.
 var (
-	specKeys      = []string{"name", "subnet", "namespaces"}
-	namespaceKeys = []string{"address", "egress", "ports", "run"}
+	specKeys      = []string{"name", "subnet", "ipv6", "subnet6", "namespaces"}
+	namespaceKeys = []string{"address", "address6", "egress", "ports", "run"}
 	portKeys      = []string{"published", "target", "protocol", "host_ip"}
 	processKeys   = []string{"name", "command", "workdir", "env", "user", "restart", "ready"}
 	readyKeys     = []string{"tcp", "timeout"}
@@ -25,7 +25,7 @@ const maxReadyTimeout = time.Hour
 // spec decodes the root mapping and then checks the spec as a whole.
 func (d *decoder) spec(root *yaml.Node) *Spec {
 	s := &Spec{File: d.file, Name: ProjectNameFromFile(d.file)}
-	namePos, subnetPos := position{1, 1}, position{1, 1}
+	namePos, subnetPos, subnet6Pos := position{1, 1}, position{1, 1}, position{1, 1}
 	var hasNamespaces bool
 	d.mapping(root, "", specKeys, func(key string, k, v *yaml.Node) {
 		switch key {
@@ -37,6 +37,16 @@ func (d *decoder) spec(root *yaml.Node) *Spec {
 			s.Subnet, s.SubnetSet = d.prefix(v, key, "10.203.0.0/16")
 			if s.SubnetSet {
 				if err := checkPool(s.Subnet); err != nil {
+					d.add(at(v), key, "%v", err)
+				}
+			}
+		case "ipv6":
+			s.IPv6, _ = d.boolean(v, key)
+		case "subnet6":
+			subnet6Pos = at(v)
+			s.Subnet6, s.Subnet6Set = d.prefix(v, key, "fd12:3456:789a::/48")
+			if s.Subnet6Set {
+				if err := checkPool6(s.Subnet6); err != nil {
 					d.add(at(v), key, "%v", err)
 				}
 			}
@@ -58,9 +68,19 @@ func (d *decoder) spec(root *yaml.Node) *Spec {
 	if len(d.list) > 0 {
 		return s
 	}
+	d.checkIPv6(s, subnet6Pos)
+	if len(d.list) > 0 {
+		return s
+	}
+	twinPorts(s)
 	d.checkSpec(s)
 	if len(d.list) > 0 {
 		return s
+	}
+	if s.Subnet6Set {
+		if err := AssignAddresses6(s, s.Subnet6, nil, nil); err != nil {
+			d.add(subnet6Pos, "subnet6", "%v; use a larger subnet6", err)
+		}
 	}
 	if s.SubnetSet {
 		if err := AssignAddresses(s, s.Subnet, nil, nil); err != nil {
@@ -101,11 +121,20 @@ func (d *decoder) namespace(name string, k, v *yaml.Node, path string) *Namespac
 				ns.Address, ns.HostAddress, ns.AutoAddress = addr, HostSide(addr), false
 				ns.addressPos = at(v)
 			}
+		case "address6":
+			if addr, ok := d.prefix(v, p, "fd00:1:2:3::2/64"); ok {
+				if err := checkNamespaceAddress6(addr); err != nil {
+					d.add(at(v), p, "%v", err)
+				}
+				ns.Address6, ns.HostAddress6 = addr, HostSide(addr)
+				ns.address6Pos = at(v)
+			}
 		case "egress":
 			ns.Egress, _ = d.boolean(v, p)
 		case "ports":
 			d.sequence(v, p, func(i int, item *yaml.Node) {
 				if port, ok := d.portEntry(item, index(p, i)); ok {
+					port.item = i
 					ns.Ports = append(ns.Ports, port)
 				}
 			})
@@ -151,7 +180,7 @@ func (d *decoder) portEntry(n *yaml.Node, path string) (Port, bool) {
 		p.pos = at(n)
 		return p, true
 	}
-	p := Port{HostIP: netip.IPv4Unspecified(), Protocol: TCP, pos: at(n)}
+	p := Port{HostIP: netip.IPv4Unspecified(), Both: true, Protocol: TCP, pos: at(n)}
 	var hasPublished, hasTarget, ok = false, false, true
 	d.mapping(n, path, portKeys, func(key string, k, v *yaml.Node) {
 		switch key {
@@ -177,6 +206,7 @@ func (d *decoder) portEntry(n *yaml.Node, path string) (Port, bool) {
 					d.add(at(v), join(path, key), "%v", err)
 					good = false
 				}
+				p.Both = false
 			}
 			ok = ok && good
 		}

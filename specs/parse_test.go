@@ -88,7 +88,7 @@ var badSpecs = []struct {
 	{"namespace name with control character", "namespaces:\n  \"a\\tb\": {}\n", 2, 3, "", `contains "\t"`},
 	{"namespace name too long", "namespaces:\n  " + strings.Repeat("n", 65) + ": {}\n", 2, 3, "", "the limit is 64"},
 	{"namespace is a list", "namespaces:\n  ns1: [a]\n", 2, 8, "namespaces.ns1", "expected a mapping, found a list"},
-	{"unknown namespace key", "namespaces:\n  ns1:\n    colour: red\n", 3, 5, "namespaces.ns1.colour", `unknown key "colour"; known keys here: address, egress, ports, run`},
+	{"unknown namespace key", "namespaces:\n  ns1:\n    colour: red\n", 3, 5, "namespaces.ns1.colour", `unknown key "colour"; known keys here: address, address6, egress, ports, run`},
 	{"project name uppercase", "name: Demo\nnamespaces: {ns1: {}}\n", 1, 7, "name", "must start with a lowercase letter or digit"},
 	{"project name with dot", "name: my.app\nnamespaces: {ns1: {}}\n", 1, 7, "name", `contains "."`},
 	{"project name too long", "name: " + strings.Repeat("p", 33) + "\nnamespaces: {ns1: {}}\n", 1, 7, "name", "the limit is 32"},
@@ -96,7 +96,24 @@ var badSpecs = []struct {
 	{"subnet without length", "subnet: 10.0.0.0\nnamespaces: {ns1: {}}\n", 1, 9, "subnet", "not an address with a prefix length"},
 	{"subnet too small", "subnet: 10.0.0.0/31\nnamespaces: {ns1: {}}\n", 1, 9, "subnet", "too small"},
 	{"subnet host bits", "subnet: 10.203.0.1/16\nnamespaces: {ns1: {}}\n", 1, 9, "subnet", "write 10.203.0.0/16"},
-	{"subnet IPv6", "subnet: fd00::/64\nnamespaces: {ns1: {}}\n", 1, 9, "subnet", "IPv6 is not supported"},
+	{"subnet IPv6", "subnet: fd00::/64\nnamespaces: {ns1: {}}\n", 1, 9, "subnet", "subnet fd00::/64 is not IPv4; IPv6 addresses go in subnet6"},
+	{"ipv6 is a string", "ipv6: \"yes\"\nnamespaces: {ns1: {}}\n", 1, 7, "ipv6", "expected true or false"},
+	{"subnet6 without ipv6", "subnet6: fd12::/48\nnamespaces: {ns1: {}}\n", 1, 10, "subnet6", "IPv6 is off; set ipv6: true"},
+	{"subnet6 is IPv4", "ipv6: true\nsubnet6: 10.0.0.0/16\nnamespaces: {ns1: {}}\n", 2, 10, "subnet6", "is not IPv6"},
+	{"subnet6 too small", "ipv6: true\nsubnet6: fd12::/80\nnamespaces: {ns1: {}}\n", 2, 10, "subnet6", "too small; each namespace takes a /64"},
+	{"subnet6 host bits", "ipv6: true\nsubnet6: fd12::1/48\nnamespaces: {ns1: {}}\n", 2, 10, "subnet6", "write fd12::/48"},
+	{"subnet6 link-local", "ipv6: true\nsubnet6: fe80::/48\nnamespaces: {ns1: {}}\n", 2, 10, "subnet6", "not a unicast range"},
+	{"subnet6 full", "ipv6: true\nsubnet6: fd12::/64\nnamespaces: {a: {}, b: {}}\n", 2, 10, "subnet6", "no room left"},
+	{"address6 without ipv6", "namespaces:\n  ns1: {address6: \"fd00::2/64\"}\n", 2, 19, "namespaces.ns1.address6", "IPv6 is off; set ipv6: true"},
+	{"address6 is IPv4", "ipv6: true\nnamespaces:\n  ns1: {address6: 10.1.0.2/24}\n", 3, 19, "namespaces.ns1.address6", "is not IPv6"},
+	{"address6 link-local", "ipv6: true\nnamespaces:\n  ns1: {address6: \"fe80::2/64\"}\n", 3, 19, "", "link-local"},
+	{"address6 host side", "ipv6: true\nnamespaces:\n  ns1: {address6: \"fd00::1/64\"}\n", 3, 19, "", "the host side's address"},
+	{"address6 without length", "ipv6: true\nnamespaces:\n  ns1: {address6: \"fd00::2\"}\n", 3, 19, "", "not an address with a prefix length"},
+	{"address6 overlap", "ipv6: true\nnamespaces:\n  a: {address6: \"fd00::2/64\"}\n  b: {address6: \"fd00::3/64\"}\n", 4, 17, "namespaces.b.address6", "overlaps fd00::/64 of namespace \"a\""},
+	{"long port IPv6 without ipv6", "namespaces:\n  ns1:\n    ports: [{published: 1, target: 2, host_ip: \"::1\"}]\n", 3, 13, "", "but IPv6 is off; set ipv6: true"},
+	{"long port link-local host_ip", "ipv6: true\nnamespaces:\n  ns1:\n    ports: [{published: 1, target: 2, host_ip: \"fe80::1\"}]\n", 4, 48, "", "link-local"},
+	{"port compose IPv6", "ipv6: true\nnamespaces:\n  ns1:\n    ports: [\"::1:6000:6000\"]\n", 4, 13, "", "write [::1]:6000:6000"},
+	{"port IPv6 published twice", "ipv6: true\nnamespaces:\n  a: {ports: [\"6000:80\"]}\n  b: {ports: [\"[::1]:6000:80\"]}\n", 4, 15, "namespaces.b.ports[0]", "host port 6000/tcp on [::1] is already published by namespaces.a.ports[0] (line 3)"},
 	{"subnet full", "subnet: 10.9.0.0/30\nnamespaces: {a: {}, b: {}}\n", 1, 9, "subnet", "no room left"},
 	{"address without length", "namespaces:\n  ns1: {address: 10.203.1.2}\n", 2, 18, "namespaces.ns1.address", "not an address with a prefix length"},
 	{"address is the network", "namespaces:\n  ns1: {address: 10.203.1.0/24}\n", 2, 18, "", "network address"},
@@ -115,8 +132,8 @@ var badSpecs = []struct {
 	{"port range reversed", "namespaces:\n  ns1:\n    ports: [\"7002-7000:8000-8002\"]\n", 3, 13, "", "ends before it starts"},
 	{"port protocol sctp", "namespaces:\n  ns1:\n    ports: [\"6000:8080/sctp\"]\n", 3, 13, "", `protocol "sctp" is not supported; use tcp or udp`},
 	{"port host ip is a name", "namespaces:\n  ns1:\n    ports: [\"localhost:6000:8080\"]\n", 3, 13, "", `host address "localhost" is not an IP address`},
-	{"port host ip IPv6", "namespaces:\n  ns1:\n    ports: [\"[::1]:6000:8080\"]\n", 3, 13, "", "IPv6 host addresses are not supported"},
-	{"port too many parts", "namespaces:\n  ns1:\n    ports: [\"1.2.3.4:6000:8080:9\"]\n", 3, 13, "", "IPv6 host addresses are not supported"},
+	{"port host ip IPv6", "namespaces:\n  ns1:\n    ports: [\"[::1]:6000:8080\"]\n", 3, 13, "namespaces.ns1.ports[0]", "published on IPv6 address ::1 but IPv6 is off; set ipv6: true"},
+	{"port too many parts", "namespaces:\n  ns1:\n    ports: [\"1.2.3.4:6000:8080:9\"]\n", 3, 13, "", "too many parts"},
 	{"port is a list", "namespaces:\n  ns1:\n    ports: [[6000, 8080]]\n", 3, 13, "", "expected a port such as"},
 	{"long port missing target", "namespaces:\n  ns1:\n    ports:\n      - published: 6002\n", 4, 9, "namespaces.ns1.ports[0]", "target is required"},
 	{"long port missing published", "namespaces:\n  ns1:\n    ports:\n      - target: 8080\n", 4, 9, "namespaces.ns1.ports[0]", "published is required"},
@@ -307,7 +324,7 @@ namespaces:
 		{HostIP: netip.MustParseAddr("192.0.2.10"), Published: PortRange{7000, 7001}, Target: PortRange{8000, 8001}, Protocol: UDP},
 	}
 	for i := range a.Ports {
-		a.Ports[i].pos = position{}
+		a.Ports[i].pos, a.Ports[i].item = position{}, 0
 	}
 	if !reflect.DeepEqual(a.Ports, wantPorts) {
 		t.Errorf("ports = %+v, want %+v", a.Ports, wantPorts)
@@ -412,5 +429,54 @@ func TestLoadMissingFile(t *testing.T) {
 	_, err := Load(filepath.Join(t.TempDir(), "nope.yaml"))
 	if err == nil || !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), "check the path") {
 		t.Errorf("Load of a missing file: %v", err)
+	}
+}
+
+func TestIPv6Spec(t *testing.T) {
+	s := mustParse(t, `
+ipv6: true
+subnet6: fd12:3456:789a::/48
+namespaces:
+  a:
+    ports: ["6000:8080", "0.0.0.0:6001:8080", "[::]:6002:8080", "[::1]:6003:8080/udp", {published: 6004, target: 80, host_ip: "::1"}, {published: 6005, target: 80}]
+  b:
+    address6: fd00:9::2/64
+    ports: ["6000:8080/udp"]
+`)
+	a, b := s.Namespace("a"), s.Namespace("b")
+	var got []string
+	for _, p := range a.Ports {
+		got = append(got, p.Full())
+	}
+	want := []string{
+		"0.0.0.0:6000:8080/tcp", "[::]:6000:8080/tcp", // both families, as Docker
+		"0.0.0.0:6001:8080/tcp", "[::]:6002:8080/tcp", "[::1]:6003:8080/udp", "[::1]:6004:80/tcp",
+		"0.0.0.0:6005:80/tcp", "[::]:6005:80/tcp",
+	}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("ports of a:\n got %v\nwant %v", got, want)
+	}
+	if !a.AutoAddress6 || a.Address6.Bits() != 64 || !netip.MustParsePrefix("fd12:3456:789a::/48").Contains(a.Address6.Addr()) {
+		t.Errorf("a's automatic address6 is %v (auto %v); want a /64 of subnet6", a.Address6, a.AutoAddress6)
+	}
+	if a.Address6.Addr() != a.Address6.Masked().Addr().Next().Next() || a.HostAddress6.Addr() != a.Address6.Masked().Addr().Next() {
+		t.Errorf("a: namespace %v, host %v; want ::2 and ::1 of the /64", a.Address6, a.HostAddress6)
+	}
+	if b.AutoAddress6 || b.Address6 != netip.MustParsePrefix("fd00:9::2/64") || b.HostAddress6 != netip.MustParsePrefix("fd00:9::1/64") {
+		t.Errorf("b: address6 %v host %v auto %v", b.Address6, b.HostAddress6, b.AutoAddress6)
+	}
+	if len(b.Ports) != 2 || !b.Ports[1].Is6() || b.Ports[1].Protocol != UDP {
+		t.Errorf("b's ports: %v", b.Ports)
+	}
+
+	// Without ipv6: true nothing is IPv6.
+	s = mustParse(t, "namespaces:\n  a: {ports: [\"6000:8080\"]}\n")
+	if a := s.Namespace("a"); len(a.Ports) != 1 || a.Ports[0].Is6() || a.Address6.IsValid() || a.AutoAddress6 {
+		t.Errorf("an IPv4 spec got IPv6: %+v", a)
+	}
+	// Without subnet6 the automatic addresses wait for the system layer's pool.
+	s = mustParse(t, "ipv6: true\nnamespaces:\n  a: {}\n")
+	if a := s.Namespace("a"); !a.AutoAddress6 || a.Address6.IsValid() {
+		t.Errorf("without subnet6: %v auto %v", a.Address6, a.AutoAddress6)
 	}
 }

@@ -137,7 +137,7 @@ func TestSchemaValidates(t *testing.T) {
 		"project name with dot", "project name too long", "project name is a number", "subnet without length",
 		"subnet IPv6", "address without length", "egress is a string", "ports not a list", "port without host port",
 		"port as integer", "port zero", "port not a number", "port protocol sctp", "port host ip is a name",
-		"port host ip IPv6", "port too many parts", "port is a list", "long port missing target",
+		"port too many parts", "port is a list", "long port missing target",
 		"long port missing published", "long port unknown key", "long port published zero",
 		"long port target negative", "long port published is bool", "long port bad protocol", "long port bad host_ip",
 		"run not a list", "run entry without command", "run unknown key", "command empty list", "command empty string",

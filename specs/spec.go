@@ -20,6 +20,14 @@ type Spec struct {
 	Subnet    netip.Prefix
 	SubnetSet bool
 
+	// IPv6 gives every namespace an IPv6 address too, and publishes ports
+	// given without a host address on both families. Subnet6 is the pool
+	// of the automatic IPv6 addresses when Subnet6Set; otherwise the
+	// system layer picks one (see DefaultPool6).
+	IPv6       bool
+	Subnet6    netip.Prefix
+	Subnet6Set bool
+
 	// Namespaces in the order the spec lists them.
 	Namespaces []*Namespace
 }
@@ -37,11 +45,18 @@ type Namespace struct {
 	HostAddress netip.Prefix
 	AutoAddress bool
 
+	// Address6 and HostAddress6 are the IPv6 twins of Address and
+	// HostAddress, in a spec with ipv6: true (invalid otherwise, and until
+	// an automatic one is assigned: see AssignAddresses6).
+	Address6     netip.Prefix
+	HostAddress6 netip.Prefix
+	AutoAddress6 bool
+
 	Egress bool
 	Ports  []Port
 	Run    []Process
 
-	pos, addressPos position
+	pos, addressPos, address6Pos position
 }
 
 // Protocol is a transport protocol a port is published for.
@@ -70,21 +85,27 @@ func (r PortRange) String() string {
 	return fmt.Sprintf("%d-%d", r.First, r.Last)
 }
 
-// Port publishes host ports on ports inside a namespace.
+// Port publishes host ports on ports inside a namespace, over one family:
+// that of HostIP.
 type Port struct {
-	HostIP    netip.Addr // 0.0.0.0 publishes on every host address
+	HostIP    netip.Addr // 0.0.0.0 publishes on every IPv4 host address, :: on every IPv6 one
 	Published PortRange  // on the host
 	Target    PortRange  // inside the namespace; same length as Published
 	Protocol  Protocol
+	// Both: the spec gave no host address, so a spec with ipv6: true
+	// publishes the port on :: as well (a twin port is added).
+	Both bool
 
-	pos position
+	pos  position
+	item int // its index in the spec's list, which a twin shares
+
 }
 
 // String returns the port in the short form, leaving out the defaults.
 func (p Port) String() string {
 	s := p.Published.String() + ":" + p.Target.String()
-	if !p.HostIP.IsUnspecified() {
-		s = p.HostIP.String() + ":" + s
+	if p.HostIP != netip.IPv4Unspecified() {
+		s = HostIPText(p.HostIP) + ":" + s
 	}
 	if p.Protocol != TCP {
 		s += "/" + string(p.Protocol)

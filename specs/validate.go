@@ -18,6 +18,52 @@ func (d *decoder) checkProcessNames(ns *Namespace, path string) {
 	}
 }
 
+// checkIPv6 reports IPv6 keys and host addresses in a spec without
+// ipv6: true, and gives every namespace of a spec with it an automatic
+// IPv6 address unless it has its own.
+func (d *decoder) checkIPv6(s *Spec, subnet6Pos position) {
+	const how = "set ipv6: true at the top of the spec to turn IPv6 on"
+	if s.IPv6 {
+		for _, ns := range s.Namespaces {
+			ns.AutoAddress6 = !ns.Address6.IsValid()
+		}
+		return
+	}
+	if s.Subnet6Set {
+		d.add(subnet6Pos, "subnet6", "subnet6 is set but IPv6 is off; %s", how)
+	}
+	for _, ns := range s.Namespaces {
+		path := join("namespaces", ns.Name)
+		if ns.Address6.IsValid() {
+			d.add(ns.address6Pos, join(path, "address6"), "address6 is set but IPv6 is off; %s", how)
+		}
+		for _, p := range ns.Ports {
+			if p.Is6() {
+				d.add(p.pos, index(join(path, "ports"), p.item), "port %s is published on IPv6 address %s but IPv6 is off; %s", p, p.HostIP, how)
+			}
+		}
+	}
+}
+
+// twinPorts publishes, in a spec with ipv6: true, each port given without
+// a host address on :: too, right after its IPv4 twin (as Docker does).
+func twinPorts(s *Spec) {
+	if !s.IPv6 {
+		return
+	}
+	for _, ns := range s.Namespaces {
+		var ports []Port
+		for _, p := range ns.Ports {
+			ports = append(ports, p)
+			if p.Both {
+				p.HostIP = netip.IPv6Unspecified()
+				ports = append(ports, p)
+			}
+		}
+		ns.Ports = ports
+	}
+}
+
 // checkSpec checks what involves several namespaces: derived link names,
 // overlapping addresses and host ports published twice.
 func (d *decoder) checkSpec(s *Spec) {
@@ -29,6 +75,18 @@ func (d *decoder) checkSpec(s *Spec) {
 				quote(ns.HostLink), quote(other.Name))
 		}
 		links[ns.HostLink] = ns
+	}
+	for i, ns := range s.Namespaces {
+		if !ns.Address6.IsValid() {
+			continue
+		}
+		for _, other := range s.Namespaces[:i] {
+			if other.Address6.IsValid() && ns.Address6.Masked().Overlaps(other.Address6.Masked()) {
+				d.add(ns.address6Pos, join(join("namespaces", ns.Name), "address6"),
+					"address6 %s overlaps %s of namespace %s (line %d); give each namespace its own subnet",
+					ns.Address6, other.Address6.Masked(), quote(other.Name), other.address6Pos.Line)
+			}
+		}
 	}
 	for i, ns := range s.Namespaces {
 		if ns.AutoAddress {
@@ -56,8 +114,8 @@ type published struct {
 func (d *decoder) checkPublished(s *Spec) {
 	var all []published
 	for _, ns := range s.Namespaces {
-		for i, p := range ns.Ports {
-			all = append(all, published{p, index(join(join("namespaces", ns.Name), "ports"), i)})
+		for _, p := range ns.Ports {
+			all = append(all, published{p, index(join(join("namespaces", ns.Name), "ports"), p.item)})
 		}
 	}
 	sort.SliceStable(all, func(i, j int) bool {
@@ -77,7 +135,7 @@ func (d *decoder) checkPublished(s *Spec) {
 					first, second = b, a
 				}
 				d.add(second.pos, second.path, "host port %s/%s on %s is already published by %s (line %d); publish another host port",
-					second.Published, second.Protocol, second.HostIP, first.path, first.pos.Line)
+					second.Published, second.Protocol, HostIPText(second.HostIP), first.path, first.pos.Line)
 			}
 		}
 	}
@@ -89,9 +147,10 @@ func Conflicts(a, b Port) bool {
 	return a.Protocol == b.Protocol && a.Published.Overlaps(b.Published) && sameHostIP(a.HostIP, b.HostIP)
 }
 
-// sameHostIP reports whether two host addresses publish on a common address.
+// sameHostIP reports whether two host addresses publish on a common
+// address: 0.0.0.0 covers every IPv4 address, :: every IPv6 one.
 func sameHostIP(a, b netip.Addr) bool {
-	return a == b || a.IsUnspecified() || b.IsUnspecified()
+	return a == b || (a.Is4() == b.Is4() && (a.IsUnspecified() || b.IsUnspecified()))
 }
 
 // Limits on the size of a spec: beyond them a spec is a mistake or an
