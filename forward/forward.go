@@ -28,8 +28,11 @@ type Namespace struct {
 	Name    string
 	Link    string       // host side of its veth
 	Address netip.Prefix // namespace side, with the link's prefix length
-	Egress  bool
-	Ports   []specs.Port
+	// Address6 is the namespace's IPv6 address, invalid without IPv6;
+	// the ports published on IPv6 go there.
+	Address6 netip.Prefix
+	Egress   bool
+	Ports    []specs.Port
 }
 
 // Backend names a firewall backend, as records and status show it:

@@ -33,6 +33,13 @@ func (l Listener) Blocks(p specs.Port) bool {
 		return false
 	}
 	a := l.Addr.Unmap()
+	switch {
+	case a.Is4() && p.Is6():
+		return false // an IPv4 socket gets no IPv6
+	case a.Is6() && !a.IsUnspecified() && !p.Is6():
+		return false // nor does a socket on one IPv6 address get IPv4
+	}
+	// A socket on :: may be dual-stack: it gets both.
 	return a.IsUnspecified() || p.HostIP.IsUnspecified() || a == p.HostIP
 }
 

@@ -51,6 +51,18 @@ func TestListenerBlocks(t *testing.T) {
 			t.Errorf("listener on 127.0.0.1:6000 blocks %s = %v, want %v", in, got, want)
 		}
 	}
+	for addr, cases := range map[string]map[string]bool{
+		"0.0.0.0": {"[::]:6000:80": false, "[::1]:6000:80": false, "6000:80": true},
+		"::":      {"[::]:6000:80": true, "[::1]:6000:80": true, "6000:80": true, "127.0.0.1:6000:80": true}, // maybe dual-stack
+		"::1":     {"[::]:6000:80": true, "[::1]:6000:80": true, "[fd00::1]:6000:80": false, "6000:80": false, "127.0.0.1:6000:80": false},
+	} {
+		l := Listener{Protocol: specs.TCP, Addr: netip.MustParseAddr(addr), Port: 6000}
+		for in, want := range cases {
+			if got := l.Blocks(specs.MustParsePort(in)); got != want {
+				t.Errorf("listener on %s port 6000 blocks %s = %v, want %v", addr, in, got, want)
+			}
+		}
+	}
 }
 
 // TestListenersFindsThisProcess binds a loopback port and finds it, with

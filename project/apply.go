@@ -17,6 +17,10 @@ import (
 type System interface {
 	IPForward() (string, error)
 	SetIPForward(value string) error
+	// Sysctl reads and SetSysctl writes a host sysctl by its path below
+	// /proc/sys, for IPv6 forwarding and accept_ra.
+	Sysctl(path string) (string, error)
+	SetSysctl(path, value string) error
 	CreateNamespace(name string) error
 	DeleteNamespace(name string) error
 	// KillNamespaces stops every process inside the namespaces.
@@ -56,6 +60,12 @@ type opKind struct {
 var ops = map[Op]opKind{
 	OpIPForward: {0, func(Step) string { return "IPv4 forwarding on" },
 		func(e *executor, _ Step) error { return e.ipForward() }},
+	OpIPv6Forward: {0, func(s Step) string {
+		if len(s.Links) == 0 {
+			return "IPv6 forwarding on"
+		}
+		return fmt.Sprintf("IPv6 forwarding on; accept_ra=2 on %s, which learns its default route from router advertisements (forwarding alone would drop it)", names(s.Links))
+	}, func(e *executor, s Step) error { return e.ipv6Forward(s.Links) }},
 	OpCreateNamespace: {1, func(s Step) string { return fmt.Sprintf("namespace %s created", s.Namespace) },
 		func(e *executor, s Step) error {
 			if err := e.sys.CreateNamespace(s.Namespace); err != nil {
@@ -219,6 +229,46 @@ func (e *executor) rollback() error {
 	}
 	e.undo = nil
 	return errors.Join(errs...)
+}
+
+// ipv6Forward turns IPv6 forwarding on, first setting accept_ra=2 on the
+// links that learn their default route from router advertisements, which
+// a forwarding host otherwise ignores (moby#43466), recording the old
+// values so the last down can put them back.
+func (e *executor) ipv6Forward(raLinks []string) error {
+	host, err := e.store.LoadHost()
+	if err != nil {
+		return err
+	}
+	for _, l := range raLinks {
+		old, err := e.sys.Sysctl(veth.LinkSysctl6(l, "accept_ra"))
+		if err != nil || old == "2" {
+			continue // gone since it was observed, or already right
+		}
+		if _, recorded := host.AcceptRA[l]; !recorded {
+			if host.AcceptRA == nil {
+				host.AcceptRA = map[string]string{}
+			}
+			host.AcceptRA[l] = old
+			if err := e.store.SaveHost(host); err != nil {
+				return err
+			}
+		}
+		if err := e.sys.SetSysctl(veth.LinkSysctl6(l, "accept_ra"), "2"); err != nil {
+			return err
+		}
+	}
+	old, err := e.sys.Sysctl(veth.IPv6Forward)
+	if err != nil || old == "1" {
+		return err
+	}
+	if host.IPv6Forward == "" {
+		host.IPv6Forward = old
+		if err := e.store.SaveHost(host); err != nil {
+			return err
+		}
+	}
+	return e.sys.SetSysctl(veth.IPv6Forward, "1")
 }
 
 // ipForward turns forwarding on, first recording the old value so the

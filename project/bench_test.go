@@ -37,7 +37,7 @@ func BenchmarkPlan1000(b *testing.B) {
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		want, err := Desire(s, nil, nil, nil)
+		want, err := Desire(s, nil, nil, nil, "")
 		if err != nil {
 			b.Fatal(err)
 		}

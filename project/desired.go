@@ -13,39 +13,74 @@ import (
 // addresses come from the spec's subnet, else the recorded one, else the
 // first default pool that overlaps nothing of the host's (foreign: routes
 // and addresses not on nsrun's links). They avoid other projects' subnets
-// and keep the recorded ones.
-func Desire(s *specs.Spec, recorded *State, others []*State, foreign []netip.Prefix) (*State, error) {
+// and keep the recorded ones. So do the IPv6 ones, whose default pools
+// derive from the machine's id.
+func Desire(s *specs.Spec, recorded *State, others []*State, foreign []netip.Prefix, machineID string) (*State, error) {
 	pool, err := choosePool(s, recorded, foreign)
 	if err != nil {
 		return nil, err
 	}
-	var reserved []netip.Prefix
+	var reserved, reserved6 []netip.Prefix
 	for _, o := range others {
 		for _, ns := range o.Namespaces {
 			reserved = append(reserved, ns.Address.Masked())
+			if ns.Address6.IsValid() {
+				reserved6 = append(reserved6, ns.Address6.Masked())
+			}
 		}
 	}
-	previous := map[string]netip.Prefix{}
+	previous, previous6 := map[string]netip.Prefix{}, map[string]netip.Prefix{}
 	if recorded != nil {
 		for _, ns := range recorded.Namespaces {
 			if ns.AutoAddress {
 				previous[ns.Name] = ns.Address
+			}
+			if ns.AutoAddress6 {
+				previous6[ns.Name] = ns.Address6
 			}
 		}
 	}
 	if err := specs.AssignAddresses(s, pool, reserved, previous); err != nil {
 		return nil, fmt.Errorf("%v; set subnet: in the spec to a free range", err)
 	}
+	if s.IPv6 {
+		pool6, err := choosePool6(s, recorded, foreign, machineID)
+		if err != nil {
+			return nil, err
+		}
+		if err := specs.AssignAddresses6(s, pool6, reserved6, previous6); err != nil {
+			return nil, fmt.Errorf("%v; set subnet6: in the spec to a free range", err)
+		}
+	}
 	return FromSpec(s), nil
+}
+
+// choosePool6 is the IPv6 pool: the spec's subnet6, else the recorded
+// one, else the first of the machine's default pools that overlaps no
+// host route or address.
+func choosePool6(s *specs.Spec, recorded *State, foreign []netip.Prefix, machineID string) (netip.Prefix, error) {
+	if s.Subnet6Set {
+		return s.Subnet6, nil
+	}
+	if recorded != nil && recorded.Subnet6.IsValid() {
+		return recorded.Subnet6, nil
+	}
+	for i := range 8 {
+		if pool := specs.DefaultPool6(machineID, i); !overlaps(pool, foreign) {
+			return pool, nil
+		}
+	}
+	return netip.Prefix{}, fmt.Errorf("every default IPv6 pool (%v...) overlaps a host route or address; set subnet6: in the spec to a free range", specs.DefaultPool6(machineID, 0))
 }
 
 // FromSpec records a spec's namespaces as they are, addresses included.
 func FromSpec(s *specs.Spec) *State {
-	st := &State{Version: StateVersion, Project: s.Name, SpecFile: s.File, Subnet: s.Subnet}
+	st := &State{Version: StateVersion, Project: s.Name, SpecFile: s.File, Subnet: s.Subnet, IPv6: s.IPv6, Subnet6: s.Subnet6}
 	for _, ns := range s.Namespaces {
 		rec := &NamespaceState{
 			Name: ns.Name, Link: ns.HostLink, Address: ns.Address, HostAddress: ns.HostAddress,
 			AutoAddress: ns.AutoAddress, Egress: ns.Egress,
+			Address6: ns.Address6, HostAddress6: ns.HostAddress6, AutoAddress6: ns.AutoAddress6,
 		}
 		rec.Ports = append(rec.Ports, ns.Ports...)
 		for _, r := range ns.Run {
@@ -91,6 +126,7 @@ func overlaps(p netip.Prefix, list []netip.Prefix) bool {
 func (ns *NamespaceState) Pair(project string) veth.Pair {
 	return veth.Pair{
 		Host: ns.Link, Namespace: ns.Name, Peer: "eth0",
-		HostAddr: ns.HostAddress, PeerAddr: ns.Address, Alias: veth.Label(project, ns.Name),
+		HostAddr: ns.HostAddress, PeerAddr: ns.Address, HostAddr6: ns.HostAddress6, PeerAddr6: ns.Address6,
+		Alias: veth.Label(project, ns.Name),
 	}
 }

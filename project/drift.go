@@ -15,13 +15,14 @@ import (
 type DriftKind string
 
 const (
-	DriftForwarding DriftKind = "ip-forward" // the host's forwarding is off
-	DriftNamespace  DriftKind = "namespace"  // a namespace is missing
-	DriftLink       DriftKind = "link"       // a pair, its addresses, route or route_localnet
-	DriftEtc        DriftKind = "etc"        // nsrun's /etc/netns files
-	DriftFirewall   DriftKind = "firewall"   // the project's rules, or the accepts a backend needs
-	DriftZone       DriftKind = "zone"       // a link is not in nsrun's firewalld zone
-	DriftProcess    DriftKind = "process"    // the supervisor or a process is not running
+	DriftForwarding  DriftKind = "ip-forward"   // the host's forwarding is off
+	DriftForwarding6 DriftKind = "ipv6-forward" // the host's IPv6 forwarding is off, in a project with IPv6
+	DriftNamespace   DriftKind = "namespace"    // a namespace is missing
+	DriftLink        DriftKind = "link"         // a pair, its addresses, route or route_localnet
+	DriftEtc         DriftKind = "etc"          // nsrun's /etc/netns files
+	DriftFirewall    DriftKind = "firewall"     // the project's rules, or the accepts a backend needs
+	DriftZone        DriftKind = "zone"         // a link is not in nsrun's firewalld zone
+	DriftProcess     DriftKind = "process"      // the supervisor or a process is not running
 )
 
 // Drift is one way the host differs from a project's record.
@@ -38,6 +39,9 @@ func NetworkDrift(st *State, obs Observed) []Drift {
 	var out []Drift
 	if obs.IPForward != "1" {
 		out = append(out, Drift{Kind: DriftForwarding, Message: fmt.Sprintf("net.ipv4.ip_forward is %s: the host forwards nothing to the namespaces", obs.IPForward)})
+	}
+	if st.IPv6 && obs.IPv6Forward != "1" {
+		out = append(out, Drift{Kind: DriftForwarding6, Message: fmt.Sprintf("net.ipv6.conf.all.forwarding is %s: the host forwards no IPv6 to the namespaces", obs.IPv6Forward)})
 	}
 	files := etcSums(EtcFiles(st, obs.HostResolv, obs.SystemdResolv))
 	for _, ns := range st.Namespaces {

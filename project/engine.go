@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"time"
 
 	"github.com/nsrun/nsrun/forward"
@@ -116,7 +117,7 @@ func (e *Engine) up(ctx context.Context, s *specs.Spec) (*Outcome, bool, error) 
 	if err != nil {
 		return nil, false, err
 	}
-	want, err := Desire(s, recorded, others, obs.Foreign())
+	want, err := Desire(s, recorded, others, obs.Foreign(), obs.MachineID)
 	if err != nil {
 		return nil, false, &PreflightError{err}
 	}
@@ -324,6 +325,20 @@ func (e *Engine) finishIfLast() error {
 	if host.IPForward != "" {
 		if err := e.System.SetIPForward(host.IPForward); err != nil {
 			return err
+		}
+	}
+	// Forwarding off first: accept_ra=2 keeps the RA-learned routes until then.
+	if host.IPv6Forward != "" {
+		if err := e.System.SetSysctl(veth.IPv6Forward, host.IPv6Forward); err != nil {
+			return err
+		}
+	}
+	for _, l := range slices.Sorted(maps.Keys(host.AcceptRA)) {
+		// A link gone since is no error: its setting went with it.
+		if _, err := e.System.Sysctl(veth.LinkSysctl6(l, "accept_ra")); err == nil {
+			if err := e.System.SetSysctl(veth.LinkSysctl6(l, "accept_ra"), host.AcceptRA[l]); err != nil {
+				return err
+			}
 		}
 	}
 	return e.Store.RemoveAll()

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/nsrun/nsrun/forward"
@@ -26,6 +27,7 @@ import (
 type fakeSystem struct {
 	mu         sync.Mutex // steps run in parallel
 	ipForward  string
+	sysctls    map[string]string // other host sysctls by path: IPv6 forwarding, accept_ra
 	namespaces map[string]bool
 	links      map[string]veth.Pair
 	fw         map[forward.Backend]forward.Firewall
@@ -38,6 +40,7 @@ type fakeSystem struct {
 	// firewalld, when it runs: interface -> zone. As the real one, it
 	// keeps an interface's zone after the interface is gone.
 	firewalld map[string]string
+	raLinks   map[string]bool // links with an RA-learned IPv6 default route
 }
 
 func (f *fakeSystem) BindZone(_ context.Context, links []string) error {
@@ -91,7 +94,7 @@ const cleanTables = "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPU
 	"*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n"
 
 func newFake() *fakeSystem {
-	f := &fakeSystem{ipForward: "0", namespaces: map[string]bool{}, links: map[string]veth.Pair{},
+	f := &fakeSystem{ipForward: "0", sysctls: map[string]string{veth.IPv6Forward: "0"}, namespaces: map[string]bool{}, links: map[string]veth.Pair{},
 		fw: map[forward.Backend]forward.Firewall{nftables.Backend: nftables.NewFake()}, etc: map[string]map[string]string{}}
 	for _, b := range iptables.Backends {
 		f.fw[b], _ = iptables.NewFake(b, cleanTables)
@@ -103,7 +106,7 @@ func newFake() *fakeSystem {
 func (f *fakeSystem) fingerprint() string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return fmt.Sprint(f.ipForward, slices.Sorted(maps.Keys(f.namespaces)), slices.Sorted(maps.Keys(f.links)),
+	return fmt.Sprint(f.ipForward, f.sysctls, slices.Sorted(maps.Keys(f.namespaces)), slices.Sorted(maps.Keys(f.links)),
 		slices.Sorted(maps.Keys(f.etc)), f.tables(iptables.NFT), f.tables(iptables.Legacy), f.tables(nftables.Backend), f.firewalld)
 }
 
@@ -159,6 +162,27 @@ func (f *fakeSystem) SetIPForward(v string) error {
 		return err
 	}
 	f.ipForward = v
+	return nil
+}
+func (f *fakeSystem) Sysctl(path string) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	v, ok := f.sysctls[path]
+	if !ok {
+		return "", fmt.Errorf("reading sysctl %s: no such file", path)
+	}
+	return v, nil
+}
+func (f *fakeSystem) SetSysctl(path, v string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.sysctls[path]; !ok {
+		return fmt.Errorf("setting sysctl %s: no such file", path)
+	}
+	if err := f.change("sysctl " + path + "=" + v); err != nil {
+		return err
+	}
+	f.sysctls[path] = v
 	return nil
 }
 func (f *fakeSystem) CreateNamespace(name string) error {
@@ -311,6 +335,13 @@ func (f *fakeSystem) observe(_ context.Context, q Query) (Observed, error) {
 		Firewall: map[forward.Backend]forward.Tables{}, RouteLocalnet: map[string]string{},
 		Peers: map[string]veth.Peer{}, Etc: map[string]map[string]EtcFile{}}
 	obs.Host.Firewalld = f.firewalldState()
+	obs.IPv6Forward = f.sysctls[veth.IPv6Forward]
+	obs.AcceptRA = map[string]string{}
+	for path, v := range f.sysctls {
+		if l, ok := strings.CutSuffix(strings.TrimPrefix(path, "net/ipv6/conf/"), "/accept_ra"); ok && f.raLinks[l] {
+			obs.AcceptRA[l] = v
+		}
+	}
 	for _, b := range append(slices.Clone(iptables.Backends), nftables.Backend) {
 		if fw := f.fw[b]; fw != nil {
 			obs.Firewall[b], _ = fw.Read(context.Background())

@@ -70,6 +70,12 @@ type Host struct {
 	// IPForward is net.ipv4.ip_forward as it was before nsrun set it to 1;
 	// empty when nsrun did not change it.
 	IPForward string `json:"ip_forward,omitempty"`
+	// IPv6Forward is net.ipv6.conf.all.forwarding as it was before nsrun
+	// set it to 1, and AcceptRA each link's accept_ra before nsrun set it
+	// to 2 (so that the link keeps its RA-learned default route when
+	// forwarding is on); empty when nsrun did not change them.
+	IPv6Forward string            `json:"ipv6_forward,omitempty"`
+	AcceptRA    map[string]string `json:"accept_ra,omitempty"`
 }
 
 func (st Store) hostPath() string { return filepath.Join(st.Dir, "host.json") }

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 
@@ -44,12 +45,17 @@ type Observed struct {
 	// The host's /etc/resolv.conf and systemd-resolved's upstream one,
 	// for the namespaces' resolv.conf.
 	HostResolv, SystemdResolv string
-	IPForward                 string                             // net.ipv4.ip_forward
-	Firewall                  map[forward.Backend]forward.Tables // each installed backend
-	Backends                  []forward.Backend                  // the installed backends, in order of preference
-	RouteLocalnet             map[string]string                  // nsrun's host links -> route_localnet
-	Shortcuts                 shortcut.Table                     // the loopback shortcut's entries
-	Host                      hostfw.Host                        // the host's own firewalls
+	IPForward                 string // net.ipv4.ip_forward
+	IPv6Forward               string // net.ipv6.conf.all.forwarding; "" without IPv6
+	// AcceptRA is, for each link with a default route learned from router
+	// advertisements, its accept_ra.
+	AcceptRA      map[string]string
+	MachineID     string                             // /etc/machine-id, which the default IPv6 pools derive from
+	Firewall      map[forward.Backend]forward.Tables // each installed backend
+	Backends      []forward.Backend                  // the installed backends, in order of preference
+	RouteLocalnet map[string]string                  // nsrun's host links -> route_localnet
+	Shortcuts     shortcut.Table                     // the loopback shortcut's entries
+	Host          hostfw.Host                        // the host's own firewalls
 
 	// Of the namespaces queried that exist: the namespace side of the
 	// pair (or why it could not be read), and nsrun's /etc/netns files.
@@ -124,6 +130,19 @@ func observeHost(obs *Observed, q Query) error {
 	if obs.IPForward, err = veth.GetSysctl(veth.IPForward); err != nil {
 		return err
 	}
+	obs.IPv6Forward, _ = veth.GetSysctl(veth.IPv6Forward) // no file: no IPv6
+	if disabled, _ := veth.GetSysctl("net/ipv6/conf/all/disable_ipv6"); disabled == "1" {
+		obs.IPv6Forward = ""
+	}
+	raLinks, err := veth.RADefaultLinks()
+	if err != nil {
+		return err
+	}
+	obs.AcceptRA = map[string]string{}
+	for _, l := range raLinks {
+		obs.AcceptRA[l], _ = veth.GetSysctl(veth.LinkSysctl6(l, "accept_ra"))
+	}
+	obs.MachineID = machineID()
 	for name, l := range obs.Links {
 		if _, _, ours := veth.ParseLabel(l.Alias); ours {
 			obs.RouteLocalnet[name], _ = veth.GetSysctl(veth.LinkSysctl(name, "route_localnet"))
@@ -131,6 +150,30 @@ func observeHost(obs *Observed, q Query) error {
 	}
 	observeNamespaces(obs, q.Namespaces)
 	return nil
+}
+
+// needAcceptRA lists, sorted, the links with an RA-learned default route
+// whose accept_ra is not 2: with forwarding on they would lose that route.
+func (o Observed) needAcceptRA() []string {
+	var out []string
+	for l, v := range o.AcceptRA {
+		if v != "2" {
+			out = append(out, l)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// machineID reads the machine's id (systemd's, else D-Bus's); "" when
+// there is none, which still gives stable default IPv6 pools.
+func machineID() string {
+	for _, path := range []string{"/etc/machine-id", "/var/lib/dbus/machine-id"} {
+		if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+			return strings.TrimSpace(string(b))
+		}
+	}
+	return ""
 }
 
 // readHost reads the host's own firewalls: firewalld, ufw's files and

@@ -15,6 +15,7 @@ type Op string
 
 const (
 	OpIPForward       Op = "ip-forward"       // turn on IPv4 forwarding
+	OpIPv6Forward     Op = "ipv6-forward"     // turn on IPv6 forwarding, keeping RA-learned default routes
 	OpCreateNamespace Op = "create-namespace" // ip netns add
 	OpLink            Op = "link"             // make the veth pair as described
 	OpEtc             Op = "etc"              // write /etc/netns/NS/hosts and resolv.conf
@@ -36,7 +37,7 @@ type Step struct {
 	Op         Op
 	Namespace  string
 	Namespaces []string // OpKill
-	Links      []string // OpLinksGone, OpZone, OpUnzone
+	Links      []string // OpLinksGone, OpZone, OpUnzone; OpIPv6Forward: the links to get accept_ra=2
 	Pair       veth.Pair
 	Firewall   forward.Project
 	Placement  forward.Placement
@@ -83,6 +84,9 @@ func PlanUp(want, recorded *State, obs Observed, drift []Drift) []Step {
 	var steps []Step
 	if obs.IPForward != "1" {
 		steps = append(steps, Step{Op: OpIPForward, Repair: messages(drift, "", DriftForwarding)})
+	}
+	if want.IPv6 && (obs.IPv6Forward != "1" || len(obs.needAcceptRA()) > 0) {
+		steps = append(steps, Step{Op: OpIPv6Forward, Links: obs.needAcceptRA(), Repair: messages(drift, "", DriftForwarding6)})
 	}
 	for _, ns := range want.Namespaces {
 		if !obs.Namespaces[ns.Name] {
@@ -186,7 +190,7 @@ func sameForwards(a, b *State) bool {
 		return false
 	}
 	return slices.EqualFunc(a.Firewall().Namespaces, b.Firewall().Namespaces, func(x, y forward.Namespace) bool {
-		return x.Name == y.Name && x.Link == y.Link && x.Address == y.Address && x.Egress == y.Egress &&
+		return x.Name == y.Name && x.Link == y.Link && x.Address == y.Address && x.Address6 == y.Address6 && x.Egress == y.Egress &&
 			slices.EqualFunc(x.Ports, y.Ports, func(p, q specs.Port) bool { return p.Full() == q.Full() })
 	})
 }

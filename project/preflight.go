@@ -15,6 +15,9 @@ import (
 func Preflight(want, recorded *State, others []*State, obs Observed) error {
 	var errs []error
 	foreign := obs.foreignPrefixes()
+	if want.IPv6 && obs.IPv6Forward == "" {
+		errs = append(errs, errors.New("the spec has ipv6: true, but IPv6 is off on this host (net.ipv6.conf.all.disable_ipv6=1, or a kernel without IPv6); turn it on with 'sudo sysctl -w net.ipv6.conf.all.disable_ipv6=0' or remove ipv6: true"))
+	}
 	for _, ns := range want.Namespaces {
 		errs = append(errs, checkNamespace(want.Project, ns, recorded, others, obs, foreign)...)
 	}
@@ -46,6 +49,22 @@ func checkNamespace(project string, ns *NamespaceState, recorded *State, others 
 		for _, ons := range o.Namespaces {
 			if ons.Address.Masked().Overlaps(link) {
 				errs = append(errs, fmt.Errorf("namespace %q's subnet %s overlaps namespace %q of project %q (%s); give it another address or subnet", ns.Name, link, ons.Name, o.Project, ons.Address.Masked()))
+			}
+		}
+	}
+	if !ns.Address6.IsValid() {
+		return errs
+	}
+	link6 := ns.Address6.Masked()
+	for _, hp := range foreign {
+		if hp.Prefix.Overlaps(link6) {
+			errs = append(errs, fmt.Errorf("namespace %q's IPv6 subnet %s overlaps the host's %s %s on %s; give it another address6, or set subnet6: to a free range", ns.Name, link6, hp.What, hp.Prefix, hp.Link))
+		}
+	}
+	for _, o := range others {
+		for _, ons := range o.Namespaces {
+			if ons.Address6.IsValid() && ons.Address6.Masked().Overlaps(link6) {
+				errs = append(errs, fmt.Errorf("namespace %q's IPv6 subnet %s overlaps namespace %q of project %q (%s); give it another address6 or subnet6", ns.Name, link6, ons.Name, o.Project, ons.Address6.Masked()))
 			}
 		}
 	}

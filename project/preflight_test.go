@@ -57,7 +57,7 @@ func TestPreflightConflicts(t *testing.T) {
 func TestDesireChoosesAFreePool(t *testing.T) {
 	s := spec(t, "namespaces: {a: {}, b: {}}\n")
 	pools := specs.DefaultPools()
-	st, err := Desire(s, nil, nil, []netip.Prefix{netip.MustParsePrefix("10.203.7.0/24")})
+	st, err := Desire(s, nil, nil, []netip.Prefix{netip.MustParsePrefix("10.203.7.0/24")}, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,12 +65,12 @@ func TestDesireChoosesAFreePool(t *testing.T) {
 		t.Errorf("subnet %v, a %v; want the second default pool", st.Subnet, st.Namespace("a").Address)
 	}
 	// Recorded addresses are kept, even when the first pool is free again.
-	again, err := Desire(spec(t, "namespaces: {a: {}, b: {}}\n"), st, nil, nil)
+	again, err := Desire(spec(t, "namespaces: {a: {}, b: {}}\n"), st, nil, nil, "")
 	if err != nil || again.Namespace("a").Address != st.Namespace("a").Address || again.Subnet != st.Subnet {
 		t.Errorf("re-up moved addresses: %v -> %v (%v)", st.Namespace("a").Address, again.Namespace("a").Address, err)
 	}
 	// Every pool taken.
-	if _, err := Desire(spec(t, "namespaces: {a: {}}\n"), nil, nil, []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}); err == nil || !strings.Contains(err.Error(), "set subnet:") {
+	if _, err := Desire(spec(t, "namespaces: {a: {}}\n"), nil, nil, []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}, ""); err == nil || !strings.Contains(err.Error(), "set subnet:") {
 		t.Errorf("all pools overlapping: %v", err)
 	}
 }

@@ -33,8 +33,11 @@ type State struct {
 	Backend  forward.Backend `json:"backend,omitempty"` // where the project's rules are
 	// Accepts are the other backends that hold the project's FORWARD
 	// accepts, because their FORWARD drops (see forward.Placement).
-	Accepts    []forward.Backend `json:"forward_accepts,omitempty"`
-	Subnet     netip.Prefix      `json:"subnet"`
+	Accepts []forward.Backend `json:"forward_accepts,omitempty"`
+	Subnet  netip.Prefix      `json:"subnet"`
+	// IPv6: the namespaces have IPv6 addresses too, from Subnet6.
+	IPv6       bool              `json:"ipv6,omitempty"`
+	Subnet6    netip.Prefix      `json:"subnet6,omitzero"`
 	Namespaces []*NamespaceState `json:"namespaces"`
 	// Generation counts the ups; the supervisor reports the generation
 	// whose processes it runs.
@@ -45,14 +48,18 @@ type State struct {
 
 // NamespaceState is one namespace as recorded.
 type NamespaceState struct {
-	Name        string         `json:"name"`
-	Link        string         `json:"link"`
-	Address     netip.Prefix   `json:"address"`
-	HostAddress netip.Prefix   `json:"host_address"`
-	AutoAddress bool           `json:"auto_address,omitempty"`
-	Egress      bool           `json:"egress"`
-	Ports       []specs.Port   `json:"ports,omitempty"` // in the full short form, e.g. 127.0.0.1:6000:8080/udp
-	Run         []ProcessState `json:"run,omitempty"`
+	Name        string       `json:"name"`
+	Link        string       `json:"link"`
+	Address     netip.Prefix `json:"address"`
+	HostAddress netip.Prefix `json:"host_address"`
+	AutoAddress bool         `json:"auto_address,omitempty"`
+	// The IPv6 twins, in a project with IPv6.
+	Address6     netip.Prefix   `json:"address6,omitzero"`
+	HostAddress6 netip.Prefix   `json:"host_address6,omitzero"`
+	AutoAddress6 bool           `json:"auto_address6,omitempty"`
+	Egress       bool           `json:"egress"`
+	Ports        []specs.Port   `json:"ports,omitempty"` // in the full short form, e.g. 127.0.0.1:6000:8080/udp
+	Run          []ProcessState `json:"run,omitempty"`
 }
 
 // ProcessState is a run entry as recorded.
@@ -90,7 +97,7 @@ func (s *State) Namespace(name string) *NamespaceState {
 func (s *State) Firewall() forward.Project {
 	p := forward.Project{Name: s.Project}
 	for _, ns := range s.Namespaces {
-		p.Namespaces = append(p.Namespaces, forward.Namespace{Name: ns.Name, Link: ns.Link, Address: ns.Address, Egress: ns.Egress, Ports: ns.Ports})
+		p.Namespaces = append(p.Namespaces, forward.Namespace{Name: ns.Name, Link: ns.Link, Address: ns.Address, Address6: ns.Address6, Egress: ns.Egress, Ports: ns.Ports})
 	}
 	return p
 }

@@ -27,10 +27,12 @@ type Kernel struct {
 	Firewalld hostfw.FirewalldBus
 }
 
-func (k Kernel) IPForward() (string, error)        { return veth.GetSysctl(veth.IPForward) }
-func (k Kernel) SetIPForward(value string) error   { return veth.SetSysctl(veth.IPForward, value) }
-func (k Kernel) CreateNamespace(name string) error { return netns.Create(name) }
-func (k Kernel) DeleteNamespace(name string) error { return netns.Delete(name) }
+func (k Kernel) IPForward() (string, error)         { return veth.GetSysctl(veth.IPForward) }
+func (k Kernel) SetIPForward(value string) error    { return veth.SetSysctl(veth.IPForward, value) }
+func (k Kernel) Sysctl(path string) (string, error) { return veth.GetSysctl(path) }
+func (k Kernel) SetSysctl(path, value string) error { return veth.SetSysctl(path, value) }
+func (k Kernel) CreateNamespace(name string) error  { return netns.Create(name) }
+func (k Kernel) DeleteNamespace(name string) error  { return netns.Delete(name) }
 func (k Kernel) KillNamespaces(names []string) error {
 	return netns.KillAllIn(names, k.Grace)
 }

@@ -19,7 +19,8 @@ command -v gcc >/dev/null || need+=(gcc)         # cgo: netns/fastexec
 [[ -e /usr/include/stdio.h ]] || need+=(libc6-dev)
 # What scripts/test.sh needs beyond the demo (NSRUN_TEST_DEPS=1): a second
 # JSON Schema validator, graphviz for the pictures, systemd-analyze for the
-# unit, man for the pages, Flask for the lab note's example.
+# unit, man for the pages, Flask for the lab note's example, radvd for the
+# IPv6 tests' router advertisements.
 # scripts/demo.sh --flask: the lab note's example (NSRUN_FLASK=1).
 if [[ ${NSRUN_FLASK:-} == 1 ]]; then
 	/usr/bin/python3 -c 'import flask' 2>/dev/null || need+=(python3-flask)
@@ -30,6 +31,7 @@ if [[ ${NSRUN_TEST_DEPS:-} == 1 ]]; then
 	command -v dot >/dev/null || need+=(graphviz)
 	command -v systemd-analyze >/dev/null || need+=(systemd)
 	command -v man >/dev/null || need+=(man-db)
+	command -v radvd >/dev/null || need+=(radvd) # router advertisements for the IPv6 tests
 	/usr/bin/python3 -c 'import flask' 2>/dev/null || need+=(python3-flask)
 fi
 if [[ ${NSRUN_HOST_FIREWALLS:-} == 1 ]]; then

@@ -29,8 +29,8 @@ var (
 	specProps = map[string]any{
 		"name": str("The project's name: lowercase letters, digits, '_' and '-', starting with a letter or digit, at most 32 characters. Default: the spec file's name without its extension.",
 			`^[a-z0-9][a-z0-9_-]{0,31}$`),
-		"subnet": str("The IPv4 pool for automatic addresses, e.g. 10.203.0.0/16; each namespace without an address gets a /30 of it, chosen from a hash of its name. Default: the first of 10.203.0.0/16 ... 10.210.0.0/16 that overlaps no host route.", cidr),
-		"ipv6": map[string]any{"description": "Give every namespace an IPv6 address too, and publish ports given without a host address on IPv6 as well (as Docker does). Default: false.", "type": "boolean"},
+		"subnet":  str("The IPv4 pool for automatic addresses, e.g. 10.203.0.0/16; each namespace without an address gets a /30 of it, chosen from a hash of its name. Default: the first of 10.203.0.0/16 ... 10.210.0.0/16 that overlaps no host route.", cidr),
+		"ipv6":    map[string]any{"description": "Give every namespace an IPv6 address too, and publish ports given without a host address on IPv6 as well (as Docker does). Default: false.", "type": "boolean"},
 		"subnet6": str("The IPv6 pool for automatic IPv6 addresses (with ipv6: true), /16 to /64, e.g. fd12:3456:789a::/48; each namespace gets a /64 of it, chosen from a hash of its name, the host side ::1, the namespace ::2. Default: a unique local /48 derived from /etc/machine-id that overlaps no host route.", cidr6),
 		"namespaces": map[string]any{
 			"description":          "The network namespaces, by name (the name `ip netns list` shows): letters, digits, '.', '_' and '-', starting with a letter or digit, at most 64 characters. At least one.",
@@ -41,9 +41,9 @@ var (
 		},
 	}
 	namespaceProps = map[string]any{
-		"address": str("The namespace side's IPv4 address with its prefix length, e.g. 10.203.1.2/24; the host side of the link gets the first usable address of it. Default: a /30 from subnet.", cidr),
+		"address":  str("The namespace side's IPv4 address with its prefix length, e.g. 10.203.1.2/24; the host side of the link gets the first usable address of it. Default: a /30 from subnet.", cidr),
 		"address6": str("The namespace side's IPv6 address with its prefix length (with ipv6: true), e.g. fd00:1:2:3::2/64; the host side gets ::1 of the prefix. Default: a /64 from subnet6.", cidr6),
-		"egress":  map[string]any{"description": "Whether the namespace may reach beyond the host (masqueraded). With false it reaches the host and the project's other namespaces only. Default: true.", "type": "boolean"},
+		"egress":   map[string]any{"description": "Whether the namespace may reach beyond the host (masqueraded). With false it reaches the host and the project's other namespaces only. Default: true.", "type": "boolean"},
 		"ports": map[string]any{
 			"description": "Host ports published onto ports inside the namespace, as docker's -p: \"HOST_PORT:PORT\" (with ipv6: true on both families), \"HOST_IP:HOST_PORT:PORT/udp\", \"[::1]:HOST_PORT:PORT\" (IPv6 in brackets), ranges \"7000-7002:8000-8002\", or the long form with compose's names.",
 			"type":        "array",

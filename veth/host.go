@@ -4,12 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
-// HostPrefix is an IPv4 prefix the host routes or owns, and the link it
+// HostPrefix is a prefix the host routes or owns, and the link it
 // belongs to.
 type HostPrefix struct {
 	Prefix netip.Prefix
@@ -17,15 +18,15 @@ type HostPrefix struct {
 	What   string // "route" or "address"
 }
 
-// HostPrefixes lists the host's IPv4 routes (all tables, default routes
-// left out) and the addresses of its links, as HostLinks returned them,
+// HostPrefixes lists the host's routes of both families (all tables,
+// default routes and link-local ones left out) and the addresses of its links, as HostLinks returned them,
 // for overlap checks before any change.
 func HostPrefixes(links map[string]Link) ([]HostPrefix, error) {
 	names := map[int]string{}
 	var out []HostPrefix
 	for _, l := range links {
 		names[l.Index] = l.Name
-		for _, p := range l.Addrs {
+		for _, p := range append(slices.Clone(l.Addrs), l.Addrs6...) {
 			out = append(out, HostPrefix{Prefix: p.Masked(), Link: l.Name, What: "address"})
 		}
 	}
@@ -37,18 +38,18 @@ func HostPrefixes(links map[string]Link) ([]HostPrefix, error) {
 		if r.Dst == nil || r.Type != unix.RTN_UNICAST {
 			continue
 		}
-		if p, ok := prefixOf(r.Dst); ok && p.Bits() > 0 {
+		if p, ok := prefixOf(r.Dst); ok && p.Bits() > 0 && !p.Addr().IsLinkLocalUnicast() {
 			out = append(out, HostPrefix{Prefix: p.Masked(), Link: names[r.LinkIndex], What: "route"})
 		}
 	}
 	return out, nil
 }
 
-// routeList lists IPv4 routes of every table.
+// routeList lists the routes of both families in every table.
 func routeList() ([]netlink.Route, error) {
 	filter := &netlink.Route{Table: unix.RT_TABLE_UNSPEC}
 	routes, err := dump(func() ([]netlink.Route, error) {
-		return netlink.RouteListFiltered(unix.AF_INET, filter, netlink.RT_FILTER_TABLE)
+		return netlink.RouteListFiltered(unix.AF_UNSPEC, filter, netlink.RT_FILTER_TABLE)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("listing routes: %w", err)
@@ -84,5 +85,33 @@ func ListLabelled() ([]Labelled, error) {
 			out = append(out, Labelled{Name: l.Attrs().Name, Project: project, Namespace: ns})
 		}
 	}
+	return out, nil
+}
+
+// RADefaultLinks lists the links that have an IPv6 default route learned
+// from router advertisements (proto ra), sorted.
+func RADefaultLinks() ([]string, error) {
+	routes, err := dump(func() ([]netlink.Route, error) {
+		return netlink.RouteListFiltered(unix.AF_INET6, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing IPv6 routes: %w", err)
+	}
+	var out []string
+	for _, r := range routes {
+		if r.Protocol != unix.RTPROT_RA || (r.Dst != nil && !r.Dst.IP.IsUnspecified()) {
+			continue
+		}
+		indexes := []int{r.LinkIndex}
+		for _, nh := range r.MultiPath { // several routers
+			indexes = append(indexes, nh.LinkIndex)
+		}
+		for _, i := range indexes {
+			if l, err := netlink.LinkByIndex(i); err == nil && !slices.Contains(out, l.Attrs().Name) {
+				out = append(out, l.Attrs().Name)
+			}
+		}
+	}
+	slices.Sort(out)
 	return out, nil
 }

@@ -18,16 +18,17 @@ type Link struct {
 	Index             int
 	Up                bool
 	Addrs             []netip.Prefix // IPv4
+	Addrs6            []netip.Prefix // IPv6, link-local ones left out
 }
 
-// HostLinks returns the host's links by name with their IPv4 addresses,
-// from one dump of the links and one of the addresses.
+// HostLinks returns the host's links by name with their addresses, from
+// one dump of the links and one of the addresses.
 func HostLinks() (map[string]Link, error) {
 	links, err := dump(netlink.LinkList)
 	if err != nil {
 		return nil, fmt.Errorf("listing links: %w", err)
 	}
-	addrs, err := dump(func() ([]netlink.Addr, error) { return netlink.AddrList(nil, unix.AF_INET) })
+	addrs, err := dump(func() ([]netlink.Addr, error) { return netlink.AddrList(nil, unix.AF_UNSPEC) })
 	if err != nil {
 		return nil, fmt.Errorf("listing addresses: %w", err)
 	}
@@ -39,9 +40,13 @@ func HostLinks() (map[string]Link, error) {
 		names[a.Index] = a.Name
 	}
 	for _, a := range addrs {
-		if p, ok := prefixOf(a.IPNet); ok {
+		if p, ok := prefixOf(a.IPNet); ok && !p.Addr().IsLinkLocalUnicast() {
 			l := out[names[a.LinkIndex]]
-			l.Addrs = append(l.Addrs, p)
+			if p.Addr().Is4() {
+				l.Addrs = append(l.Addrs, p)
+			} else {
+				l.Addrs6 = append(l.Addrs6, p)
+			}
 			out[names[a.LinkIndex]] = l
 		}
 	}
@@ -55,6 +60,8 @@ type Peer struct {
 	Up          bool
 	Addrs       []netip.Prefix // IPv4
 	Gateways    []netip.Addr   // of its IPv4 default routes
+	Addrs6      []netip.Prefix // IPv6, link-local ones left out
+	Gateways6   []netip.Addr   // of its IPv6 default routes
 }
 
 // ObservePeer reads the link named peer inside a namespace: one netlink
@@ -75,22 +82,31 @@ func ObservePeer(ns, peer string) (Peer, error) {
 		return Peer{}, fmt.Errorf("looking up %q in netns %q: %w", peer, ns, err)
 	}
 	out := Peer{Exists: true, ParentIndex: l.Attrs().ParentIndex, Up: l.Attrs().Flags&net.FlagUp != 0}
-	addrs, err := dump(func() ([]netlink.Addr, error) { return h.AddrList(l, unix.AF_INET) })
+	addrs, err := dump(func() ([]netlink.Addr, error) { return h.AddrList(l, unix.AF_UNSPEC) })
 	if err != nil {
 		return Peer{}, fmt.Errorf("listing addresses of %q in netns %q: %w", peer, ns, err)
 	}
 	for _, a := range addrs {
-		if p, ok := prefixOf(a.IPNet); ok {
+		switch p, ok := prefixOf(a.IPNet); {
+		case !ok || p.Addr().IsLinkLocalUnicast():
+		case p.Addr().Is4():
 			out.Addrs = append(out.Addrs, p)
+		default:
+			out.Addrs6 = append(out.Addrs6, p)
 		}
 	}
-	routes, err := dump(func() ([]netlink.Route, error) { return h.RouteList(l, unix.AF_INET) })
+	routes, err := dump(func() ([]netlink.Route, error) { return h.RouteList(l, unix.AF_UNSPEC) })
 	if err != nil {
 		return Peer{}, fmt.Errorf("listing routes in netns %q: %w", ns, err)
 	}
 	for _, r := range routes {
-		if gw, ok := netip.AddrFromSlice(r.Gw); ok && (r.Dst == nil || r.Dst.IP.IsUnspecified()) {
+		gw, ok := netip.AddrFromSlice(r.Gw)
+		switch {
+		case !ok || (r.Dst != nil && !r.Dst.IP.IsUnspecified()):
+		case gw.Unmap().Is4():
 			out.Gateways = append(out.Gateways, gw.Unmap())
+		default:
+			out.Gateways6 = append(out.Gateways6, gw)
 		}
 	}
 	return out, nil
@@ -133,6 +149,18 @@ func Drift(p Pair, host *Link, routeLocalnet string, peer Peer) []string {
 	}
 	if !slices.Contains(peer.Gateways, p.HostAddr.Addr()) {
 		out = append(out, fmt.Sprintf("namespace %s has no default route via %s", p.Namespace, p.HostAddr.Addr()))
+	}
+	if !p.IPv6() {
+		return out
+	}
+	if !slices.Contains(host.Addrs6, p.HostAddr6) {
+		out = append(out, fmt.Sprintf("link %s lacks its address %s", p.Host, p.HostAddr6))
+	}
+	if !slices.Contains(peer.Addrs6, p.PeerAddr6) {
+		out = append(out, fmt.Sprintf("%s in namespace %s lacks its address %s", p.Peer, p.Namespace, p.PeerAddr6))
+	}
+	if !slices.Contains(peer.Gateways6, p.HostAddr6.Addr()) {
+		out = append(out, fmt.Sprintf("namespace %s has no IPv6 default route via %s", p.Namespace, p.HostAddr6.Addr()))
 	}
 	return out
 }

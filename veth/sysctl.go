@@ -19,6 +19,15 @@ func LinkSysctl(link, key string) string {
 	return filepath.Join("net/ipv4/conf", link, key)
 }
 
+// IPv6Forward is the sysctl that lets the host route IPv6 between its
+// links; turning it on turns it on for every link.
+const IPv6Forward = "net/ipv6/conf/all/forwarding"
+
+// LinkSysctl6 returns the path (below /proc/sys) of an IPv6 per-link sysctl.
+func LinkSysctl6(link, key string) string {
+	return filepath.Join("net/ipv6/conf", link, key)
+}
+
 // GetSysctl reads a sysctl given by its path below /proc/sys.
 func GetSysctl(path string) (string, error) {
 	b, err := os.ReadFile(filepath.Join(SysctlRoot, path))

@@ -25,8 +25,21 @@ type Pair struct {
 	Peer      string       // name inside the namespace, e.g. eth0
 	HostAddr  netip.Prefix // host side
 	PeerAddr  netip.Prefix // namespace side; its default route goes via HostAddr
-	Alias     string       // label on the host side, see Label
+	// HostAddr6 and PeerAddr6 are the IPv6 twins, invalid for a pair
+	// without IPv6.
+	HostAddr6 netip.Prefix
+	PeerAddr6 netip.Prefix
+	Alias     string // label on the host side, see Label
 }
+
+// IPv6 reports whether the pair has IPv6 addresses.
+func (p Pair) IPv6() bool { return p.PeerAddr6.IsValid() }
+
+// noAutoconf are the IPv6 sysctls set on both sides of a pair with IPv6
+// before its link is up: no duplicate address detection, so that a
+// server can bind the address the moment up returns (moby#42830), and no
+// router advertisements or addresses of their own making.
+var noAutoconf = [][2]string{{"accept_dad", "0"}, {"accept_ra", "0"}, {"autoconf", "0"}}
 
 // Label is the alias nsrun puts on a host-side link, so that leftovers can
 // be found and attributed even when state is lost.
@@ -48,7 +61,7 @@ var ErrForeign = errors.New("interface exists and is not an nsrun veth")
 
 // Ensure makes the pair exist as described: it creates what is missing
 // (the peer directly inside the namespace), fixes addresses, brings both
-// sides up and sets the default route inside. It changes nothing that is
+// sides up and sets the default routes inside. It changes nothing that is
 // already right.
 func Ensure(p Pair) error {
 	hh, err := netlink.NewHandle(unix.NETLINK_ROUTE)
@@ -100,7 +113,8 @@ func ensureLink(p Pair, hh, nh *netlink.Handle) (link netlink.Link, fresh bool, 
 }
 
 // create makes the pair, the peer directly inside the namespace (moving
-// it there afterwards would wait on the network stack), the host side up.
+// it there afterwards would wait on the network stack); the host side is
+// up at once, unless the pair has IPv6, whose sysctls must be set first.
 func create(p Pair, hh *netlink.Handle) (netlink.Link, error) {
 	ns, err := netns.Handle(p.Namespace)
 	if err != nil {
@@ -109,7 +123,9 @@ func create(p Pair, hh *netlink.Handle) (netlink.Link, error) {
 	defer ns.Close()
 	attrs := netlink.NewLinkAttrs()
 	attrs.Name = p.Host
-	attrs.Flags = net.FlagUp
+	if !p.IPv6() {
+		attrs.Flags = net.FlagUp
+	}
 	link := &netlink.Veth{LinkAttrs: attrs, PeerName: p.Peer, PeerNamespace: netlink.NsFd(int(ns))}
 	if err := hh.LinkAdd(link); err != nil {
 		return nil, fmt.Errorf("creating veth %q with peer %q in netns %q: %w", p.Host, p.Peer, p.Namespace, err)
@@ -129,6 +145,16 @@ func ensureHostSide(p Pair, hh *netlink.Handle, host netlink.Link, fresh bool) e
 	}
 	if err := setAddr(hh, host, p.HostAddr, fresh); err != nil {
 		return err
+	}
+	if p.IPv6() {
+		for _, kv := range noAutoconf {
+			if err := SetSysctl(LinkSysctl6(p.Host, kv[0]), kv[1]); err != nil {
+				return err
+			}
+		}
+		if err := setAddr(hh, host, p.HostAddr6, fresh); err != nil {
+			return err
+		}
 	}
 	// route_localnet lets DNAT'd connections from 127.0.0.0/8 leave through
 	// this link; the INPUT guard keeps it from exposing the host's loopback.
@@ -151,6 +177,21 @@ func ensurePeerSide(p Pair, nh *netlink.Handle, fresh bool) error {
 	if err := setAddr(nh, peer, p.PeerAddr, fresh); err != nil {
 		return fmt.Errorf("netns %q: %w", p.Namespace, err)
 	}
+	if p.IPv6() {
+		if err := netns.Do(p.Namespace, func() error {
+			for _, kv := range noAutoconf {
+				if err := SetSysctl(LinkSysctl6(p.Peer, kv[0]), kv[1]); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			return fmt.Errorf("netns %q: %w", p.Namespace, err)
+		}
+		if err := setAddr(nh, peer, p.PeerAddr6, fresh); err != nil {
+			return fmt.Errorf("netns %q: %w", p.Namespace, err)
+		}
+	}
 	if peer.Attrs().Flags&net.FlagUp == 0 {
 		if err := nh.LinkSetUp(peer); err != nil {
 			return fmt.Errorf("setting %q up in netns %q: %w", p.Peer, p.Namespace, err)
@@ -161,15 +202,29 @@ func ensurePeerSide(p Pair, nh *netlink.Handle, fresh bool) error {
 			return fmt.Errorf("setting lo up in netns %q: %w", p.Namespace, err)
 		}
 	}
-	route := &netlink.Route{LinkIndex: peer.Attrs().Index, Gw: net.IP(p.HostAddr.Addr().AsSlice()), Dst: nil}
-	if err := nh.RouteReplace(route); err != nil {
-		return fmt.Errorf("default route via %s in netns %q: %w", p.HostAddr.Addr(), p.Namespace, err)
+	gateways := []netip.Prefix{p.HostAddr}
+	if p.IPv6() {
+		gateways = append(gateways, p.HostAddr6)
+	}
+	for _, gw := range gateways {
+		route := &netlink.Route{LinkIndex: peer.Attrs().Index, Gw: net.IP(gw.Addr().AsSlice()), Family: family(gw.Addr())}
+		if err := nh.RouteReplace(route); err != nil {
+			return fmt.Errorf("default route via %s in netns %q: %w", gw.Addr(), p.Namespace, err)
+		}
 	}
 	return nil
 }
 
+func family(a netip.Addr) int {
+	if a.Is4() {
+		return unix.AF_INET
+	}
+	return unix.AF_INET6
+}
+
 // setAddr gives a link its address: on a fresh link it just adds it, on
-// an old one it makes it the only IPv4 address.
+// an old one it makes it the only address of its family (link-local IPv6
+// addresses aside).
 func setAddr(h *netlink.Handle, link netlink.Link, want netip.Prefix, fresh bool) error {
 	if !fresh {
 		return ensureAddr(h, link, want)
@@ -177,15 +232,19 @@ func setAddr(h *netlink.Handle, link netlink.Link, want netip.Prefix, fresh bool
 	return addAddr(h, link, want)
 }
 
-// ensureAddr makes want the only IPv4 address of link.
+// ensureAddr makes want the only address of its family on link, leaving
+// link-local IPv6 addresses alone.
 func ensureAddr(h *netlink.Handle, link netlink.Link, want netip.Prefix) error {
-	addrs, err := dump(func() ([]netlink.Addr, error) { return h.AddrList(link, unix.AF_INET) })
+	addrs, err := dump(func() ([]netlink.Addr, error) { return h.AddrList(link, family(want.Addr())) })
 	if err != nil {
 		return fmt.Errorf("listing addresses of %q: %w", link.Attrs().Name, err)
 	}
 	have := false
 	for _, a := range addrs {
 		p, ok := prefixOf(a.IPNet)
+		if ok && p.Addr().IsLinkLocalUnicast() {
+			continue
+		}
 		if ok && p == want {
 			have = true
 			continue
@@ -201,8 +260,14 @@ func ensureAddr(h *netlink.Handle, link netlink.Link, want netip.Prefix) error {
 }
 
 // addAddr adds an address to a link; one it already has is no error.
+// IPv6 addresses skip duplicate address detection (IFA_F_NODAD): the
+// link joins only the host and one namespace, and a tentative address
+// cannot be bound.
 func addAddr(h *netlink.Handle, link netlink.Link, want netip.Prefix) error {
-	addr := &netlink.Addr{IPNet: &net.IPNet{IP: net.IP(want.Addr().AsSlice()), Mask: net.CIDRMask(want.Bits(), 32)}}
+	addr := &netlink.Addr{IPNet: &net.IPNet{IP: net.IP(want.Addr().AsSlice()), Mask: net.CIDRMask(want.Bits(), want.Addr().BitLen())}}
+	if want.Addr().Is6() {
+		addr.Flags = unix.IFA_F_NODAD
+	}
 	if err := h.AddrAdd(link, addr); err != nil && !errors.Is(err, unix.EEXIST) {
 		return fmt.Errorf("adding address %s to %q: %w", want, link.Attrs().Name, err)
 	}
