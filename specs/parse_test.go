@@ -113,6 +113,7 @@ var badSpecs = []struct {
 	{"long port IPv6 without ipv6", "namespaces:\n  ns1:\n    ports: [{published: 1, target: 2, host_ip: \"::1\"}]\n", 3, 13, "", "but IPv6 is off; set ipv6: true"},
 	{"long port link-local host_ip", "ipv6: true\nnamespaces:\n  ns1:\n    ports: [{published: 1, target: 2, host_ip: \"fe80::1\"}]\n", 4, 48, "", "link-local"},
 	{"port compose IPv6", "ipv6: true\nnamespaces:\n  ns1:\n    ports: [\"::1:6000:6000\"]\n", 4, 13, "", "write [::1]:6000:6000"},
+	{"port UDP on ::1", "ipv6: true\nnamespaces:\n  ns1:\n    ports: [\"[::1]:6000:53/udp\"]\n", 4, 13, "namespaces.ns1.ports[0]", "UDP cannot be published on [::1]"},
 	{"port IPv6 published twice", "ipv6: true\nnamespaces:\n  a: {ports: [\"6000:80\"]}\n  b: {ports: [\"[::1]:6000:80\"]}\n", 4, 15, "namespaces.b.ports[0]", "host port 6000/tcp on [::1] is already published by namespaces.a.ports[0] (line 3)"},
 	{"subnet full", "subnet: 10.9.0.0/30\nnamespaces: {a: {}, b: {}}\n", 1, 9, "subnet", "no room left"},
 	{"address without length", "namespaces:\n  ns1: {address: 10.203.1.2}\n", 2, 18, "namespaces.ns1.address", "not an address with a prefix length"},
@@ -438,7 +439,7 @@ ipv6: true
 subnet6: fd12:3456:789a::/48
 namespaces:
   a:
-    ports: ["6000:8080", "0.0.0.0:6001:8080", "[::]:6002:8080", "[::1]:6003:8080/udp", {published: 6004, target: 80, host_ip: "::1"}, {published: 6005, target: 80}]
+    ports: ["6000:8080", "0.0.0.0:6001:8080", "[::]:6002:8080", "[::1]:6003:8080", {published: 6004, target: 80, host_ip: "::1"}, {published: 6005, target: 80}]
   b:
     address6: fd00:9::2/64
     ports: ["6000:8080/udp"]
@@ -450,7 +451,7 @@ namespaces:
 	}
 	want := []string{
 		"0.0.0.0:6000:8080/tcp", "[::]:6000:8080/tcp", // both families, as Docker
-		"0.0.0.0:6001:8080/tcp", "[::]:6002:8080/tcp", "[::1]:6003:8080/udp", "[::1]:6004:80/tcp",
+		"0.0.0.0:6001:8080/tcp", "[::]:6002:8080/tcp", "[::1]:6003:8080/tcp", "[::1]:6004:80/tcp",
 		"0.0.0.0:6005:80/tcp", "[::]:6005:80/tcp",
 	}
 	if strings.Join(got, " ") != strings.Join(want, " ") {

@@ -23,6 +23,13 @@ func (d *decoder) checkProcessNames(ns *Namespace, path string) {
 // IPv6 address unless it has its own.
 func (d *decoder) checkIPv6(s *Spec, subnet6Pos position) {
 	const how = "set ipv6: true at the top of the spec to turn IPv6 on"
+	for _, ns := range s.Namespaces {
+		for _, p := range ns.Ports {
+			if p.HostIP == netip.IPv6Loopback() && p.Protocol == UDP {
+				d.add(p.pos, index(join(join("namespaces", ns.Name), "ports"), p.item), "UDP cannot be published on [::1]: the kernel lets no packet from ::1 leave the loopback, and the loopback shortcut serves TCP only; publish it on [::] or 127.0.0.1")
+			}
+		}
+	}
 	if s.IPv6 {
 		for _, ns := range s.Namespaces {
 			ns.AutoAddress6 = !ns.Address6.IsValid()

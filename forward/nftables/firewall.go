@@ -40,6 +40,8 @@ var probeProject = forward.Project{Name: "probe", Namespaces: []forward.Namespac
 	{Name: "a", Link: "nsr-probe-a", Address: netip.MustParsePrefix("192.0.2.2/30"), Egress: true,
 		Ports: []specs.Port{specs.MustParsePort("1:1"), specs.MustParsePort("127.0.0.1:2:2/udp"), specs.MustParsePort("3-4:5-6")}},
 	{Name: "b", Link: "nsr-probe-b", Address: netip.MustParsePrefix("192.0.2.6/30")},
+	{Name: "c", Link: "nsr-probe-c", Address: netip.MustParsePrefix("192.0.2.10/30"), Address6: netip.MustParsePrefix("2001:db8::2/64"), Egress: true,
+		Ports: []specs.Port{specs.MustParsePort("[::]:1:1"), specs.MustParsePort("[::1]:2:2/udp"), specs.MustParsePort("[::]:3-4:5-6")}},
 }}
 
 // New returns the backend run by the nft program.

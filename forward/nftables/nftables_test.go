@@ -30,6 +30,11 @@ func project(name string, n int) forward.Project {
 				port("%d-%d:8000-8002", 17000+o, 17002+o), port("%d-%d:%d-%d", 17100+o, 17101+o, 17100+o, 17101+o)}},
 		{Name: "b", Link: fmt.Sprintf("nsh-b%d", n), Address: netip.MustParsePrefix(fmt.Sprintf("10.231.%d.2/30", 2*n+1)), Egress: false,
 			Ports: []specs.Port{port("192.0.2.1:%d:8080", 16001+o)}},
+		{Name: "c", Link: fmt.Sprintf("nsr-c%d", n), Address: netip.MustParsePrefix(fmt.Sprintf("10.231.%d.6/30", 2*n)),
+			Address6: netip.MustParsePrefix(fmt.Sprintf("fd00:231:%d::2/64", n)), Egress: true,
+			Ports: []specs.Port{port("%d:8080", 16002+o), port("[::]:%d:8080", 16002+o), port("[2001:db8::1]:%d:53/udp", 16003+o),
+				port("[::]:%d-%d:8000-8002", 17200+o, 17202+o), port("[::]:%d-%d:%d-%d", 17300+o, 17301+o, 17300+o, 17301+o),
+				port("[2001:db8::1]:%d-%d:9000-9001", 17400+o, 17401+o)}},
 	}}
 }
 
@@ -85,8 +90,21 @@ func TestEnsure(t *testing.T) {
 	if f.LastTransaction != last {
 		t.Errorf("a second Ensure ran:\n%s", f.LastTransaction)
 	}
-	if n, r := len(f.Table.Maps[mapAny].Elements), len(f.Table.Maps[mapAnys].Elements); n != 1 || r != 2 {
-		t.Errorf("%s holds %d elements, %s %d; want 1 and 2 (the ranges)", mapAny, n, mapAnys, r)
+	if n, r := len(f.Table.Maps[mapAny].Elements), len(f.Table.Maps[mapAnys].Elements); n != 2 || r != 2 {
+		t.Errorf("%s holds %d elements, %s %d; want 2 and 2 (the ranges)", mapAny, n, mapAnys, r)
+	}
+	// The IPv6 ports in the IPv6 maps, DNAT'd to the namespace's IPv6 address.
+	if n, r := len(f.Table.Maps[mapAny6].Elements), len(f.Table.Maps[mapAnys6].Elements); n != 1 || r != 2 {
+		t.Errorf("%s holds %d elements, %s %d; want 1 and 2", mapAny6, n, mapAnys6, r)
+	}
+	if e := f.Table.Maps[mapAddr6].FindElement("2001:db8::1", "udp", "16003"); e == nil || !slices.Equal(e.Value, []string{"goto port/p1/c/ip6/2001.db8..1/udp/16003"}) {
+		t.Errorf("the IPv6 address's port: %+v", e)
+	}
+	if c := f.Table.Chains["port/p1/c/ip6/tcp/16002"]; c == nil || len(c.Rules) != 1 || c.Rules[0].Rule != "meta l4proto tcp dnat ip6 to [fd00:231:0::2]:8080" && c.Rules[0].Rule != "meta l4proto tcp dnat ip6 to [fd00:231::2]:8080" {
+		t.Errorf("the IPv6 publication chain: %+v", c)
+	}
+	if f.Table.Sets[setHairpin6].FindElement("fd00:231::2", "fd00:231::2") == nil || f.Table.Sets[setEgress6].FindElement("fd00:231::/64") == nil {
+		t.Error("the IPv6 hairpin or egress element is missing")
 	}
 	if e := f.Table.Maps[mapAddr].FindElement("127.0.0.1", "udp", "16100"); e == nil || !slices.Equal(e.Value, []string{"goto port/p1/a/127.0.0.1/udp/16100"}) {
 		t.Errorf("the address-bound port's element: %+v", e)
@@ -287,7 +305,7 @@ func TestRealTable(t *testing.T) {
 	if err != nil || !strings.Contains(string(text), "table inet nsrun") {
 		t.Fatalf("nft list ruleset: %v\n%s", err, text)
 	}
-	for _, bad := range []string{"unknown", "invalid", "[", "Error"} {
+	for _, bad := range []string{"unknown", "invalid", "Error"} {
 		if strings.Contains(string(text), bad) {
 			t.Errorf("nft list ruleset prints %q:\n%s", bad, text)
 		}

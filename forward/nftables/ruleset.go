@@ -17,6 +17,7 @@ package nftables
 
 import (
 	"fmt"
+	"net/netip"
 	"strings"
 
 	"github.com/nsrun/nsrun/forward"
@@ -38,7 +39,8 @@ const (
 const (
 	chainPrerouting  = "nat-prerouting"  // nat, prerouting: published ports at the host's addresses
 	chainOutput      = "nat-output"      // nat, output: published ports from the host itself
-	chainPublish     = "publish"         // the two verdict maps of published ports
+	chainPublish     = "publish"         // the verdict maps of ports published on IPv4
+	chainPublish6    = "publish6"        // the verdict maps of ports published on IPv6
 	chainPostrouting = "nat-postrouting" // nat, postrouting: sources the namespaces can answer
 	chainForward     = "filter-forward"  // filter, forward: what reaches and leaves the namespaces
 	chainInput       = "filter-input"    // filter, input: the route_localnet guard
@@ -51,6 +53,14 @@ const (
 	mapAny      = "publish-any"         // ports published on every host address
 	mapAddrs    = "publish-addr-ranges" // port ranges published on one host address
 	mapAnys     = "publish-any-ranges"  // port ranges published on every host address
+
+	// The IPv6 twins.
+	setEgress6  = "egress6"
+	setHairpin6 = "hairpin6"
+	mapAddr6    = "publish6-addr"
+	mapAny6     = "publish6-any"
+	mapAddrs6   = "publish6-addr-ranges"
+	mapAnys6    = "publish6-any-ranges"
 )
 
 // publicationPrefix starts the name of every publication chain.
@@ -92,7 +102,18 @@ var sets = []setDef{
 	{name: mapAny, typ: "inet_proto . inet_service : verdict", isMap: true, comment: "nsrun: ports published on every host address"},
 	{name: mapAddrs, typ: "ipv4_addr . inet_proto . inet_service : verdict", isMap: true, interval: true, comment: "nsrun: port ranges published on one host address"},
 	{name: mapAnys, typ: "inet_proto . inet_service : verdict", isMap: true, interval: true, comment: "nsrun: port ranges published on every host address"},
+	{name: setEgress6, typ: "ipv6_addr", interval: true, comment: "nsrun: the IPv6 subnets of namespaces with egress"},
+	{name: setHairpin6, typ: "ipv6_addr . ipv6_addr", comment: "nsrun: each namespace's IPv6 address, to and from itself"},
+	{name: mapAddr6, typ: "ipv6_addr . inet_proto . inet_service : verdict", isMap: true, comment: "nsrun: ports published on one host IPv6 address"},
+	{name: mapAny6, typ: "inet_proto . inet_service : verdict", isMap: true, comment: "nsrun: ports published on every host IPv6 address"},
+	{name: mapAddrs6, typ: "ipv6_addr . inet_proto . inet_service : verdict", isMap: true, interval: true, comment: "nsrun: port ranges published on one host IPv6 address"},
+	{name: mapAnys6, typ: "inet_proto . inet_service : verdict", isMap: true, interval: true, comment: "nsrun: port ranges published on every host IPv6 address"},
 }
+
+// noDNAT6 are the IPv6 sources and destinations never DNAT'd: link-local
+// ones (an address of one link only), and ::1, which the kernel does not
+// let leave the loopback (ip6_rcv_core); [::1] is the loopback shortcut's.
+const noDNAT6 = "ip6 saddr != fe80::/10 ip6 daddr != fe80::/10 ip6 daddr != ::1 "
 
 // Comments of the guard, which tests and people look for.
 const guardComment = "nsrun: drop non-loopback traffic to 127.0.0.0/8 (CVE-2020-8558)"
@@ -109,9 +130,11 @@ var chains = []chainDef{
 		// traffic passing through to other machines; 127.0.0.0/8 is left
 		// alone, so a neighbour routing 127.0.0.1 via this host reaches nothing.
 		{"ip daddr != 127.0.0.0/8 fib daddr type local jump " + chainPublish, "nsrun: published ports at the host's addresses"},
+		{noDNAT6 + "fib daddr type local jump " + chainPublish6, "nsrun: published ports at the host's IPv6 addresses"},
 	}},
 	{name: chainOutput, hook: knftables.OutputHook, kind: knftables.NATType, priority: "-100", rules: []rule{
-		{"fib daddr type local jump " + chainPublish, "nsrun: published ports, from the host itself"},
+		{"meta nfproto ipv4 fib daddr type local jump " + chainPublish, "nsrun: published ports, from the host itself over IPv4"},
+		{noDNAT6 + "fib daddr type local jump " + chainPublish6, "nsrun: published ports, from the host itself over IPv6"},
 	}},
 	{name: chainPublish, rules: []rule{
 		{"ip daddr . meta l4proto . th dport vmap @" + mapAddr, "nsrun: ports published on one host address"},
@@ -119,10 +142,18 @@ var chains = []chainDef{
 		{"ip daddr . meta l4proto . th dport vmap @" + mapAddrs, "nsrun: port ranges published on one host address"},
 		{"meta l4proto . th dport vmap @" + mapAnys, "nsrun: port ranges published on every host address"},
 	}},
+	{name: chainPublish6, rules: []rule{
+		{"ip6 daddr . meta l4proto . th dport vmap @" + mapAddr6, "nsrun: ports published on one host IPv6 address"},
+		{"meta l4proto . th dport vmap @" + mapAny6, "nsrun: ports published on every host IPv6 address"},
+		{"ip6 daddr . meta l4proto . th dport vmap @" + mapAddrs6, "nsrun: port ranges published on one host IPv6 address"},
+		{"meta l4proto . th dport vmap @" + mapAnys6, "nsrun: port ranges published on every host IPv6 address"},
+	}},
 	{name: chainPostrouting, hook: knftables.PostroutingHook, kind: knftables.NATType, priority: knftables.SNATPriority, rules: []rule{
 		{"ip saddr . ip daddr @" + setHairpin + " masquerade", "nsrun: a namespace to its own published port"},
 		{"ip saddr 127.0.0.0/8 oifname @" + setLinks + " masquerade", "nsrun: from the loopback of the host"},
 		{"ip saddr @" + setEgress + " masquerade", "nsrun: egress of the namespaces"},
+		{"ip6 saddr . ip6 daddr @" + setHairpin6 + " masquerade", "nsrun: a namespace to its own published port over IPv6"},
+		{"ip6 saddr @" + setEgress6 + " masquerade", "nsrun: IPv6 egress of the namespaces"},
 	}},
 	{name: chainForward, hook: knftables.ForwardHook, kind: knftables.FilterType, priority: knftables.FilterPriority, rules: []rule{
 		{"ct state established,related oifname @" + setLinks + " accept", "nsrun: traffic of accepted connections, to a namespace"},
@@ -207,14 +238,31 @@ func render(p forward.Project) ([]element, []publication) {
 		} else {
 			elems = append(elems, element{set: setIsolated, key: []string{ns.Link}, comment: c})
 		}
-		for _, port := range ns.Ports {
-			pub := publicationOf(p.Name, ns.Name, addr, port)
-			pubs = append(pubs, pub)
-			key := []string{string(port.Protocol), portsText(port.Published)}
-			one, ranges := mapAny, mapAnys
-			if !port.HostIP.IsUnspecified() {
-				key, one, ranges = append([]string{port.HostIP.String()}, key...), mapAddr, mapAddrs
+		addr6 := ns.Address6.Addr().String()
+		if ns.Address6.IsValid() {
+			elems = append(elems, element{set: setHairpin6, key: []string{addr6, addr6}, comment: c})
+			if ns.Egress {
+				elems = append(elems, element{set: setEgress6, key: []string{ns.Address6.Masked().String()}, comment: c})
 			}
+		}
+		for _, port := range ns.Ports {
+			if port.Is6() && !ns.Address6.IsValid() || port.HostIP == netip.IPv6Loopback() {
+				continue // [::1] is the loopback shortcut's alone (see noDNAT6)
+			}
+			key := []string{string(port.Protocol), portsText(port.Published)}
+			one, ranges, to := mapAny, mapAnys, addr
+			if port.Is6() {
+				one, ranges, to = mapAny6, mapAnys6, addr6
+			}
+			if !port.HostIP.IsUnspecified() {
+				key = append([]string{port.HostIP.String()}, key...)
+				one, ranges = mapAddr, mapAddrs
+				if port.Is6() {
+					one, ranges = mapAddr6, mapAddrs6
+				}
+			}
+			pub := publicationOf(p.Name, ns.Name, to, port)
+			pubs = append(pubs, pub)
 			set := one
 			if port.Published.Len() > 1 {
 				set = ranges
@@ -226,29 +274,36 @@ func render(p forward.Project) ([]element, []publication) {
 }
 
 // publicationOf renders the chain of one published port:
-// port/PROJECT/NS[/HOSTIP]/PROTO/PORTS, which DNATs to the namespace.
+// port/PROJECT/NS[/ip6][/HOSTIP]/PROTO/PORTS, which DNATs to the
+// namespace's address addr (an IPv6 host address is written with dots
+// for colons, which chain names cannot hold).
 func publicationOf(project, ns, addr string, port specs.Port) publication {
 	name := chainPrefix(project) + ns + "/"
+	family, to := "ip", addr
+	if port.Is6() {
+		name += "ip6/"
+		family, to = "ip6", "["+addr+"]"
+	}
 	if !port.HostIP.IsUnspecified() {
-		name += port.HostIP.String() + "/"
+		name += strings.ReplaceAll(port.HostIP.String(), ":", ".") + "/"
 	}
 	name += string(port.Protocol) + "/" + portsText(port.Published)
 	proto := string(port.Protocol)
 	var text string
 	switch {
 	case port.Target.Len() == 1:
-		text = fmt.Sprintf("meta l4proto %s dnat ip to %s:%d", proto, addr, port.Target.First)
+		text = fmt.Sprintf("meta l4proto %s dnat %s to %s:%d", proto, family, to, port.Target.First)
 	case port.Target == port.Published:
-		text = "dnat ip to " + addr // each port to the same port
+		text = fmt.Sprintf("dnat %s to %s", family, addr) // each port to the same port
 	default: // each port to the one at the same offset in the target range
 		var m []string
 		for i := 0; i < port.Published.Len(); i++ {
 			m = append(m, fmt.Sprintf("%d : %s . %d", int(port.Published.First)+i, addr, int(port.Target.First)+i))
 		}
-		text = fmt.Sprintf("meta l4proto %s dnat ip addr . port to th dport map { %s }", proto, strings.Join(m, ", "))
+		text = fmt.Sprintf("meta l4proto %s dnat %s addr . port to th dport map { %s }", proto, family, strings.Join(m, ", "))
 	}
 	// The comment says where it goes, so a changed target is a changed rule.
-	return publication{chain: name, rule: rule{text, "nsrun -> " + addr + ":" + portsText(port.Target)}}
+	return publication{chain: name, rule: rule{text, "nsrun -> " + to + ":" + portsText(port.Target)}}
 }
 
 func portsText(r specs.PortRange) string {
