@@ -5,13 +5,16 @@
 // balancing does: a cgroup connect4 program changes the address the
 // socket connects to, and the connection goes straight to the namespace.
 // A getpeername4 program still gives the address the program asked for.
-// connect6 and getpeername6 twins do the same for AF_INET6 sockets that
-// talk IPv4 to ::ffff:127.0.0.0/104 (dual-stack clients), sharing the
-// maps; other IPv6 connections are left alone.
+// connect6 and getpeername6 twins do the same for AF_INET6 sockets: to
+// [::1] for ports published on IPv6, which no DNAT can serve (the kernel
+// lets no packet from ::1 leave the loopback, and IPv6 has no
+// route_localnet), and to ::ffff:127.0.0.0/104 for ports published on
+// IPv4 (dual-stack clients of 127.0.0.1); other IPv6 connections are left
+// alone.
 // The DNAT rules stay, and carry everything else (and these connections
 // too where the kernel lacks the programs).
 //
-// Only 127.0.0.0/8 is taken this way: it is local in every case, whereas
+// Only 127.0.0.0/8 and ::1 are taken this way: it is local in every case, whereas
 // whether another address is local is known only when the packet is
 // routed, and a shortcut taken for an address no longer the host's would
 // send its connections to a namespace rather than to the network.
@@ -20,6 +23,7 @@ package shortcut
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 
 	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/specs"
@@ -27,7 +31,8 @@ import (
 
 // Entry is one published TCP host port reached from the host at a
 // loopback address. Host's address is 0.0.0.0 for a port published on
-// every address, which covers all of 127.0.0.0/8.
+// every IPv4 address, which covers all of 127.0.0.0/8, and :: for one
+// published on every IPv6 address, which covers ::1.
 type Entry struct {
 	Host   netip.AddrPort
 	Target netip.AddrPort
@@ -35,7 +40,8 @@ type Entry struct {
 
 // Shortcuts lists the project's TCP ports that the shortcut serves: those
 // published on every address or on a loopback address, one entry per host
-// port of a range.
+// port of a range; those published on IPv6 go to the namespace's IPv6
+// address.
 func Of(p forward.Project) []Entry {
 	var out []Entry
 	for _, ns := range p.Namespaces {
@@ -43,15 +49,28 @@ func Of(p forward.Project) []Entry {
 			if port.Protocol != specs.TCP || !(port.HostIP.IsUnspecified() || port.HostIP.IsLoopback()) {
 				continue
 			}
+			to := ns.Address.Addr()
+			if port.Is6() {
+				if !ns.Address6.IsValid() {
+					continue
+				}
+				to = ns.Address6.Addr()
+			}
 			for i := 0; i < port.Published.Len(); i++ {
 				out = append(out, Entry{
 					Host:   netip.AddrPortFrom(port.HostIP, port.Published.First+uint16(i)),
-					Target: netip.AddrPortFrom(ns.Address.Addr(), port.Target.First+uint16(i)),
+					Target: netip.AddrPortFrom(to, port.Target.First+uint16(i)),
 				})
 			}
 		}
 	}
 	return out
+}
+
+// Serves6 reports whether a project has ports that only the shortcut
+// serves from the host at [::1]: TCP ports published on :: or ::1.
+func Serves6(p forward.Project) bool {
+	return slices.ContainsFunc(Of(p), func(e Entry) bool { return e.Host.Addr().Is6() })
 }
 
 // Table is what the loopback shortcut's map holds: each entry,

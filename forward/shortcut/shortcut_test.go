@@ -67,7 +67,25 @@ func TestShortcutEntryLayout(t *testing.T) {
 // "NAME <the client's address>".
 func loopbackServer(t *testing.T, name string) netip.AddrPort {
 	t.Helper()
+	return server(t, "tcp4", "127.0.0.1:0", name)
+}
+
+// freePort returns a TCP port that nothing on 127.0.0.1 listens on.
+func freePort(t *testing.T) uint16 {
+	t.Helper()
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return netip.MustParseAddrPort(ln.Addr().String()).Port()
+}
+
+// server listens on addr and answers each connection with "NAME <the
+// client's address>".
+func server(t *testing.T, network, addr, name string) netip.AddrPort {
+	t.Helper()
+	ln, err := net.Listen(network, addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,21 +103,12 @@ func loopbackServer(t *testing.T, name string) netip.AddrPort {
 	return netip.MustParseAddrPort(ln.Addr().String())
 }
 
-// freePort returns a TCP port that nothing on 127.0.0.1 listens on.
-func freePort(t *testing.T) uint16 {
-	t.Helper()
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return netip.MustParseAddrPort(ln.Addr().String()).Port()
-}
-
 // dial connects from the host and returns the server's line and the
 // peer the socket reports.
-func dial(addr string) (string, string, error) {
-	c, err := net.DialTimeout("tcp4", addr, 2*time.Second)
+func dial(addr string) (string, string, error) { return dialNet("tcp4", addr) }
+
+func dialNet(network, addr string) (string, string, error) {
+	c, err := net.DialTimeout(network, addr, 2*time.Second)
 	if err != nil {
 		return "", "", err
 	}
@@ -138,7 +147,7 @@ func dial6(t *testing.T, a [4]byte, port uint16) (*unix.SockaddrInet6, string) {
 
 func shortcutAttached(t *testing.T) bool {
 	t.Helper()
-	s, err := openShortcut(false)
+	s, err := openShortcut(false, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,10 +170,14 @@ func TestShortcutRedirect(t *testing.T) {
 	}
 	target := loopbackServer(t, "target")
 	second := loopbackServer(t, "second")
+	target6 := server(t, "tcp6", "[::1]:0", "target6")
 	pAll, pExact, pOther := freePort(t), freePort(t), freePort(t)
+	p6All, p6Exact := freePort(t), freePort(t)
 	err := Set(project, []Entry{
 		{netip.AddrPortFrom(netip.IPv4Unspecified(), pAll), target},
 		{netip.AddrPortFrom(netip.MustParseAddr("127.0.0.2"), pExact), target},
+		{netip.AddrPortFrom(netip.IPv6Unspecified(), p6All), target6},
+		{netip.AddrPortFrom(netip.IPv6Loopback(), p6Exact), target6},
 	})
 	if err != nil {
 		t.Fatalf("Set: %v (this kernel should take the programs)", err)
@@ -206,6 +219,25 @@ func TestShortcutRedirect(t *testing.T) {
 		pc.SetReadDeadline(time.Now().Add(2 * time.Second))
 		if _, _, err := pc.ReadFrom(make([]byte, 16)); err != nil {
 			t.Errorf("a datagram to 127.0.0.1:%d did not arrive there: %v", pAll, err)
+		}
+	})
+
+	t.Run("[::1]", func(t *testing.T) {
+		// Published on every IPv6 address (::) or on ::1: redirected, and
+		// getpeername gives [::1]:PORT.
+		for _, p := range []uint16{p6All, p6Exact} {
+			at := fmt.Sprintf("[::1]:%d", p)
+			line, peer, err := dialNet("tcp6", at)
+			if err != nil || !strings.HasPrefix(line, "target6 ") || peer != at {
+				t.Errorf("host -> %s: %q, peer %s, %v; want the target, peer %s", at, line, peer, err, at)
+			}
+		}
+		// A port published on IPv4 only is not IPv6's.
+		if line, _, err := dialNet("tcp6", fmt.Sprintf("[::1]:%d", pAll)); err == nil {
+			t.Errorf("host -> [::1]:%d (published on IPv4 only) was redirected: %q", pAll, line)
+		}
+		if line, _, err := dialNet("tcp4", fmt.Sprintf("127.0.0.1:%d", p6All)); err == nil {
+			t.Errorf("host -> 127.0.0.1:%d (published on IPv6 only) was redirected: %q", p6All, line)
 		}
 	})
 
@@ -323,7 +355,7 @@ func TestShortcutStray(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer peers.Close()
-		if err := attachProgram(cg, progGetpeername, ebpf.AttachCgroupInet4GetPeername, getpeernameProgram(peers, inet4)); err != nil {
+		if err := attachProgram(cg, progGetpeername, ebpf.AttachCgroupInet4GetPeername, getpeernameProgram(peers, false)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -387,16 +419,27 @@ func TestShortcutDrift(t *testing.T) {
 	if got := (Entry{Host: fromSockAddr(k.Addr, k.Port), Target: fromSockAddr(v.Addr, v.Port)}); got != b {
 		t.Errorf("entry read back as %v; want %v", got, b)
 	}
+	b6 := Entry{Host: netip.MustParseAddrPort("[::]:6001"), Target: netip.MustParseAddrPort("[fd00:1:2:3::2]:8080")}
+	k6, v6 := entry6(b6, 1)
+	if got := (Entry{Host: fromSockAddr6(k6.Addr, k6.Port), Target: fromSockAddr6(v6.Addr, v6.Port)}); got != b6 {
+		t.Errorf("IPv6 entry read back as %v; want %v", got, b6)
+	}
 }
 
-// memMap is a port map in memory, as the kernel's behaves for reconcile.
-type memMap map[shortcutKey]shortcutValue
+// memMap is the port maps in memory, as the kernel's behave for
+// reconcile: one entry per host address and port.
+type memMap map[netip.AddrPort]memEntry
 
-func (m memMap) put(k shortcutKey, v shortcutValue) error { m[k] = v; return nil }
-func (m memMap) delete(k shortcutKey) error               { delete(m, k); return nil }
-func (m memMap) each(fn func(shortcutKey, shortcutValue)) error {
-	for k, v := range m {
-		fn(k, v)
+type memEntry struct {
+	target netip.AddrPort
+	owner  uint64
+}
+
+func (m memMap) put(e Entry, own uint64) error     { m[e.Host] = memEntry{e.Target, own}; return nil }
+func (m memMap) delete(host netip.AddrPort) error { delete(m, host); return nil }
+func (m memMap) each(fn func(Entry, uint64)) error {
+	for h, e := range m {
+		fn(Entry{Host: h, Target: e.target}, e.owner)
 	}
 	return nil
 }
@@ -407,20 +450,19 @@ func TestReconcile(t *testing.T) {
 	a := Entry{Host: netip.MustParseAddrPort("0.0.0.0:6000"), Target: netip.MustParseAddrPort("10.203.1.2:8080")}
 	b := Entry{Host: netip.MustParseAddrPort("127.0.0.1:6001"), Target: netip.MustParseAddrPort("10.203.2.2:8080")}
 	c := Entry{Host: netip.MustParseAddrPort("0.0.0.0:7000"), Target: netip.MustParseAddrPort("10.203.3.2:80")}
+	a6 := Entry{Host: netip.MustParseAddrPort("[::]:6000"), Target: netip.MustParseAddrPort("[fd00:1::2]:8080")}
 	m := memMap{}
-	if left, err := reconcile(m, "blog", []Entry{a, b}); err != nil || left != 2 {
+	if left, err := reconcile(m, "blog", []Entry{a, b, a6}); err != nil || left != 3 {
 		t.Fatalf("first reconcile: %d left, %v", left, err)
 	}
-	if left, err := reconcile(m, "other", []Entry{c}); err != nil || left != 3 {
+	if left, err := reconcile(m, "other", []Entry{c}); err != nil || left != 4 {
 		t.Fatalf("another project: %d left, %v", left, err)
 	}
 	if left, err := reconcile(m, "blog", []Entry{a}); err != nil || left != 2 {
-		t.Fatalf("one entry fewer: %d left, %v", left, err)
+		t.Fatalf("two entries fewer: %d left, %v", left, err)
 	}
 	table := Table{Supported: true, Entries: map[Entry]uint64{}}
-	for k, v := range m {
-		table.Entries[Entry{Host: fromSockAddr(k.Addr, k.Port), Target: fromSockAddr(v.Addr, v.Port)}] = v.Owner
-	}
+	m.each(func(e Entry, own uint64) { table.Entries[e] = own })
 	if d := Drift(table, "blog", []Entry{a}); len(d) != 0 {
 		t.Errorf("blog's drift after reconcile: %q", d)
 	}
