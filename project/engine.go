@@ -136,6 +136,9 @@ func (e *Engine) up(ctx context.Context, s *specs.Spec) (*Outcome, bool, error) 
 	}
 	want.Backend, want.Accepts, want.NoHeal = at.Backend, at.Accepts, e.NoHeal
 	warnings := AssessHost(obs, []*State{want}).Warnings()
+	if loopback6(want, obs.Shortcuts) == Loopback6NotServed {
+		warnings = append(warnings, "ports published on IPv6 are "+Loopback6NotServed)
+	}
 	if err := Preflight(want, recorded, others, obs); err != nil {
 		return nil, false, &PreflightError{err}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/nsrun/nsrun/forward/shortcut"
 	"github.com/nsrun/nsrun/netns"
 	"github.com/nsrun/nsrun/supervise"
 )
@@ -22,6 +23,25 @@ type Report struct {
 	Heal       HealStatus // the keeper's repairs of the project
 	// Host is the host's firewalls, judged for the projects reported on.
 	Host HostReport
+	// Loopback6 says, for a project with TCP ports published on IPv6,
+	// whether the host reaches them at [::1] (only the loopback shortcut
+	// can serve that); "" for a project without.
+	Loopback6 string
+}
+
+// Loopback6NotServed is what up and status say where the kernel cannot
+// run the loopback shortcut's programs.
+const Loopback6NotServed = "not served: this kernel cannot run the loopback shortcut's cgroup programs, and nothing else can serve [::1] (127.0.0.1 and every other address are served)"
+
+// loopback6 says whether a project's IPv6 ports are served at [::1].
+func loopback6(st *State, t shortcut.Table) string {
+	switch {
+	case !shortcut.Serves6(st.Firewall()):
+		return ""
+	case t.Supported:
+		return "served by the loopback shortcut"
+	}
+	return Loopback6NotServed
 }
 
 // ProcessReport is one process, or the supervisor, as it is now.
@@ -93,6 +113,7 @@ func (e *Engine) report(st *State, obs Observed) *Report {
 	r := &Report{Project: st.Project, State: st, Heal: e.Store.Repairs(st.Project)}
 	r.Supervisor, r.Processes = processReports(st, sup)
 	r.Drift = append(NetworkDrift(st, obs), processDrift(st, r)...)
+	r.Loopback6 = loopback6(st, obs.Shortcuts)
 	return r
 }
 

@@ -159,19 +159,25 @@ type projectReport struct {
 	LastFixed  []string   `json:"last_fixed,omitempty"` // what the last repair put back
 	LastCause  []string   `json:"last_cause,omitempty"` // what the keeper was told before it
 	LastError  string     `json:"last_error,omitempty"` // why the last repair failed
+	// Loopback6 says whether the host reaches the TCP ports published on
+	// IPv6 at [::1]; absent for a project without.
+	Loopback6 string `json:"loopback6,omitempty"`
 }
 
 type namespaceReport struct {
-	Name        string       `json:"name"`
-	Address     string       `json:"address"`
-	HostLink    string       `json:"host_link"`
-	HostAddress string       `json:"host_address"`
-	Egress      bool         `json:"egress"`
-	Ports       []portReport `json:"ports"`
+	Name        string `json:"name"`
+	Address     string `json:"address"`
+	HostLink    string `json:"host_link"`
+	HostAddress string `json:"host_address"`
+	// The IPv6 twins, in a project with IPv6.
+	Address6     string       `json:"address6,omitempty"`
+	HostAddress6 string       `json:"host_address6,omitempty"`
+	Egress       bool         `json:"egress"`
+	Ports        []portReport `json:"ports"`
 }
 
 type portReport struct {
-	HostIP    string `json:"host_ip"`   // 0.0.0.0: every host address
+	HostIP    string `json:"host_ip"`   // 0.0.0.0: every IPv4 host address, "::" every IPv6 one
 	Published string `json:"published"` // host port or range, e.g. 6000 or 7000-7002
 	Protocol  string `json:"protocol"`
 	Address   string `json:"address"` // the namespace's address
@@ -179,7 +185,11 @@ type portReport struct {
 }
 
 func (p portReport) String() string {
-	return fmt.Sprintf("%s:%s/%s -> %s:%s", p.HostIP, p.Published, p.Protocol, p.Address, p.Target)
+	host, to := p.HostIP, p.Address
+	if strings.Contains(host, ":") {
+		host, to = "["+host+"]", "["+to+"]"
+	}
+	return fmt.Sprintf("%s:%s/%s -> %s:%s", host, p.Published, p.Protocol, to, p.Target)
 }
 
 type processReport struct {
@@ -205,9 +215,16 @@ func report(r *project.Report, now time.Time) projectReport {
 	}
 	for _, ns := range s.Namespaces {
 		nr := namespaceReport{Name: ns.Name, Address: ns.Address.String(), HostLink: ns.Link, HostAddress: ns.HostAddress.String(), Egress: ns.Egress, Ports: []portReport{}}
+		if ns.Address6.IsValid() {
+			nr.Address6, nr.HostAddress6 = ns.Address6.String(), ns.HostAddress6.String()
+		}
 		for _, p := range ns.Ports {
+			to := ns.Address.Addr()
+			if p.Is6() {
+				to = ns.Address6.Addr()
+			}
 			nr.Ports = append(nr.Ports, portReport{HostIP: p.HostIP.String(), Published: p.Published.String(), Protocol: string(p.Protocol),
-				Address: ns.Address.Addr().String(), Target: p.Target.String()})
+				Address: to.String(), Target: p.Target.String()})
 		}
 		out.Namespaces = append(out.Namespaces, nr)
 	}
@@ -221,7 +238,7 @@ func report(r *project.Report, now time.Time) projectReport {
 	for _, d := range r.Drift {
 		out.Drift = append(out.Drift, d.Message)
 	}
-	out.Heal, out.Repairs = !s.NoHeal, r.Heal.Repairs
+	out.Heal, out.Repairs, out.Loopback6 = !s.NoHeal, r.Heal.Repairs, r.Loopback6
 	if !r.Heal.LastRepair.IsZero() {
 		at := r.Heal.LastRepair
 		out.LastRepair, out.LastFixed, out.LastCause, out.LastError = &at, r.Heal.LastFixed, r.Heal.LastCause, r.Heal.LastError
@@ -284,9 +301,16 @@ func printProject(w io.Writer, r projectReport) {
 		for _, p := range ns.Ports {
 			ports = append(ports, p.String())
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s %s\t%s\n", ns.Name, ns.Address, ns.HostLink, strings.Split(ns.HostAddress, "/")[0], strings.Join(ports, ", "))
+		addr, host := ns.Address, strings.Split(ns.HostAddress, "/")[0]
+		if ns.Address6 != "" {
+			addr, host = addr+" "+ns.Address6, host+" "+strings.Split(ns.HostAddress6, "/")[0]
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s %s\t%s\n", ns.Name, addr, ns.HostLink, host, strings.Join(ports, ", "))
 	}
 	tw.Flush()
+	if r.Loopback6 != "" {
+		fmt.Fprintf(w, "\n[::1] (ports published on IPv6, from this host): %s\n", r.Loopback6)
+	}
 	defer printHealing(w, r)
 	defer printDrift(w, r.Drift)
 	if len(r.Processes) == 0 {

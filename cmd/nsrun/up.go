@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -156,9 +157,12 @@ func printReachable(w io.Writer, out *project.Outcome) {
 	}
 	for _, ns := range s.Namespaces {
 		for _, p := range ns.Ports {
-			host := p.HostIP.String()
-			if p.HostIP.IsUnspecified() {
+			host := specs.HostIPText(p.HostIP)
+			switch {
+			case p.HostIP == netip.IPv4Unspecified():
 				host = "127.0.0.1" // and every other host address
+			case p.HostIP == netip.IPv6Unspecified():
+				host = "[::1]" // and every other IPv6 host address
 			}
 			scheme := "http"
 			if p.Protocol == specs.UDP {
