@@ -29,6 +29,7 @@ var Backends = []forward.Backend{NFT, Legacy}
 type Firewall struct {
 	backend forward.Backend
 	run     runner
+	run6    runner // the same backend's ip6tables
 }
 
 // runner reads and writes a backend's tables: the exec'd programs, or a
@@ -43,7 +44,7 @@ type runner interface {
 // New returns the backend, run by its programs; restore waits up to wait
 // for the xtables lock (30 s when 0).
 func New(b forward.Backend, wait time.Duration) *Firewall {
-	return &Firewall{backend: b, run: programs{backend: b, wait: wait}}
+	return &Firewall{backend: b, run: programs{backend: b, family: IPv4, wait: wait}, run6: programs{backend: b, family: IPv6, wait: wait}}
 }
 
 // NewFake returns the backend held in memory, with the semantics of
@@ -54,7 +55,7 @@ func NewFake(b forward.Backend, tables string) (*Firewall, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Firewall{backend: b, run: &memory{snap: snap}}, nil
+	return &Firewall{backend: b, run: &memory{snap: snap}, run6: &memory{snap: &Snapshot{Tables: map[string]map[string]*Chain{}}}}, nil
 }
 
 func (f *Firewall) Backend() forward.Backend { return f.backend }
@@ -63,57 +64,100 @@ func (f *Firewall) Installed() bool          { return f.run.installed() }
 // Read parses what BACKEND-save prints.
 func (f *Firewall) Read(ctx context.Context) (forward.Tables, error) { return f.snapshot(ctx) }
 
+// snapshot reads both programs' tables: ip6tables' as V6, when installed.
 func (f *Firewall) snapshot(ctx context.Context) (*Snapshot, error) {
-	out, err := f.run.save(ctx)
+	snap, err := read(ctx, f.run)
+	if err != nil || !f.run6.installed() {
+		return snap, err
+	}
+	if snap.V6, err = read(ctx, f.run6); err != nil {
+		return nil, err
+	}
+	return snap, nil
+}
+
+func read(ctx context.Context, r runner) (*Snapshot, error) {
+	out, err := r.save(ctx)
 	if err != nil {
 		return nil, err
 	}
 	return ParseSave(out)
 }
 
-// apply reads the backend and applies the script rendered from it.
-func (f *Firewall) apply(ctx context.Context, script func(*Snapshot) string) error {
+// apply reads the backend and applies the scripts rendered from it, one
+// restore batch per family (IPv4 first).
+func (f *Firewall) apply(ctx context.Context, script func(Family, *Snapshot) string) error {
 	snap, err := f.snapshot(ctx)
 	if err != nil {
 		return err
 	}
-	if s := script(snap); s != "" {
-		return f.run.restore(ctx, s)
+	if s := script(IPv4, snap); s != "" {
+		if err := f.run.restore(ctx, s); err != nil {
+			return err
+		}
+	}
+	if snap.V6 == nil {
+		return nil
+	}
+	if s := script(IPv6, snap.V6); s != "" {
+		return f.run6.restore(ctx, s)
 	}
 	return nil
 }
 
+// Ensure puts the project's rules in place; those of a project with IPv6
+// in ip6tables of the same flavour too (never the other flavour's: a
+// packet meets both, and nsrun keeps each project in one).
 func (f *Firewall) Ensure(ctx context.Context, p forward.Project, acceptsOnly bool) error {
-	if acceptsOnly {
-		return f.apply(ctx, func(s *Snapshot) string { return AcceptScript(s, p) })
+	if HasIPv6(p) && !f.run6.installed() {
+		return fmt.Errorf("%s is not installed, and the project publishes on IPv6; install it (apt-get install iptables) or use --firewall nftables", IPv6.program(f.backend))
 	}
-	return f.apply(ctx, func(s *Snapshot) string { return UpScript(s, p) })
+	return f.apply(ctx, func(fam Family, s *Snapshot) string {
+		switch {
+		case fam == IPv6 && !HasIPv6(p):
+			return DownScriptFor(fam, s, p.Name) // it may have had IPv6 before
+		case acceptsOnly:
+			return AcceptScriptFor(fam, s, p)
+		}
+		return UpScriptFor(fam, s, p)
+	})
 }
 
 func (f *Firewall) Remove(ctx context.Context, project string) error {
-	return f.apply(ctx, func(s *Snapshot) string { return DownScript(s, project) })
+	return f.apply(ctx, func(fam Family, s *Snapshot) string { return DownScriptFor(fam, s, project) })
 }
 
-func (f *Firewall) Sweep(ctx context.Context) error { return f.apply(ctx, SweepScript) }
+func (f *Firewall) Sweep(ctx context.Context) error {
+	return f.apply(ctx, func(_ Family, s *Snapshot) string { return SweepScript(s) })
+}
 
 // Probe checks that the backend's program runs and is recent enough (that
 // BACKEND-save reads its tables, up has seen already).
 func (f *Firewall) Probe(ctx context.Context) error { return f.run.probe(ctx) }
 
-// Script is iptables-restore with the project's rules, for a clean host.
+// Script is iptables-restore with the project's rules, for a clean host;
+// ip6tables-restore too for a project with IPv6.
 func (f *Firewall) Script(p forward.Project) string {
-	return "iptables-restore -w 30 --noflush <<'EOF'\n" + UpScript(&Snapshot{}, p) + "EOF\n"
+	s := "iptables-restore -w 30 --noflush <<'EOF'\n" + UpScript(&Snapshot{}, p) + "EOF\n"
+	if HasIPv6(p) {
+		s += "ip6tables-restore -w 30 --noflush <<'EOF'\n" + UpScriptFor(IPv6, &Snapshot{}, p) + "EOF\n"
+	}
+	return s
 }
 
-// programs run BACKEND-save and BACKEND-restore.
+// programs run BACKEND-save and BACKEND-restore of one family
+// (iptables-nft-save, ip6tables-nft-save, ...).
 type programs struct {
 	backend forward.Backend
+	family  Family
 	wait    time.Duration
 }
 
+func (p programs) name() string { return p.family.program(p.backend) }
+
 func (p programs) installed() bool {
-	_, err1 := exec.LookPath(string(p.backend) + "-save")
-	_, err2 := exec.LookPath(string(p.backend) + "-restore")
+	_, err1 := exec.LookPath(p.name() + "-save")
+	_, err2 := exec.LookPath(p.name() + "-restore")
 	return err1 == nil && err2 == nil
 }
 
@@ -154,7 +198,7 @@ func checkVersion(b forward.Backend, v [3]int) error {
 // save runs BACKEND-save; it does not load any module.
 func (p programs) save(ctx context.Context) (string, error) {
 	var out, errOut bytes.Buffer
-	name := string(p.backend) + "-save"
+	name := p.name() + "-save"
 	cmd := exec.CommandContext(ctx, name)
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	if err := cmd.Run(); err != nil {
@@ -171,7 +215,7 @@ func (p programs) restore(ctx context.Context, script string) error {
 		wait = 30 * time.Second
 	}
 	var errOut bytes.Buffer
-	name := string(p.backend) + "-restore"
+	name := p.name() + "-restore"
 	cmd := exec.CommandContext(ctx, name, "--noflush", "-w", fmt.Sprint(int(wait.Seconds())))
 	cmd.Stdin, cmd.Stderr = strings.NewReader(script), &errOut
 	if err := cmd.Run(); err != nil {

@@ -2,6 +2,7 @@ package iptables
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/nsrun/nsrun/forward"
 )
@@ -10,14 +11,31 @@ import (
 // missing rule, and each rule in the project's own chains that nsrun did
 // not render, one line per difference. With acceptsOnly, for a backend
 // that holds only the project's FORWARD accepts (see AcceptScript).
+// A project with IPv6 is compared in ip6tables' tables too.
 func (s *Snapshot) Drift(p forward.Project, acceptsOnly bool) []string {
+	keep := everything
 	if acceptsOnly {
-		return drift(s, p, isAccept)
+		keep = isAccept
 	}
-	return drift(s, p, everything)
+	out := drift(IPv4, s, p, keep)
+	if !HasIPv6(p) {
+		return out
+	}
+	if s.V6 == nil {
+		return append(out, "ip6tables is not installed: nothing publishes the project's IPv6 ports")
+	}
+	for _, d := range drift(IPv6, s.V6, p, keep) {
+		out = append(out, "ip6tables: "+d)
+	}
+	return out
 }
 
-func drift(snap *Snapshot, p forward.Project, keep func(table, chain string) bool) []string {
+// HasIPv6 reports whether a project has IPv6 addresses.
+func HasIPv6(p forward.Project) bool {
+	return slices.ContainsFunc(p.Namespaces, func(ns forward.Namespace) bool { return ns.Address6.IsValid() })
+}
+
+func drift(f Family, snap *Snapshot, p forward.Project, keep func(table, chain string) bool) []string {
 	var out []string
 	have := map[[2]string]map[string]bool{} // each chain's rules as a set: chains may hold thousands
 	missing := func(r Rule) {
@@ -35,17 +53,19 @@ func drift(snap *Snapshot, p forward.Project, keep func(table, chain string) boo
 			out = append(out, fmt.Sprintf("rule missing from %s/%s: %s", r.Table, r.Chain, r))
 		}
 	}
-	for _, b := range Base() {
+	for _, b := range BaseFor(f) {
 		missing(b.Rule)
 	}
-	missing(Guard())
-	for _, r := range cat(ForwardHead(), Ingress(), PostHead()) {
+	if f == IPv4 {
+		missing(Guard())
+	}
+	for _, r := range cat(ForwardHead(), Ingress(), PostHeadFor(f)) {
 		missing(r)
 	}
 	for _, j := range Jumps(p.Name) {
 		missing(j)
 	}
-	rules := Rules(p)
+	rules := RulesFor(f, p)
 	for _, r := range rules {
 		missing(r)
 	}

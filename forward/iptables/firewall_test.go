@@ -31,6 +31,10 @@ func TestRestoreRoundTrip(t *testing.T) {
 					Ports: []specs.Port{specs.MustParsePort("16000:8080"), specs.MustParsePort("127.0.0.1:16100:9090/udp"), specs.MustParsePort("17000-17002:8000-8002")}},
 				{Name: "b", Link: "nsh-b" + project[2:6], Address: netip.MustParsePrefix("10.231.2.2/24"), Egress: false,
 					Ports: []specs.Port{specs.MustParsePort("192.0.2.1:16001:8080")}},
+				{Name: "c", Link: "nsr-c" + project[2:6], Address: netip.MustParsePrefix("10.231.3.2/24"),
+					Address6: netip.MustParsePrefix("fd00:231:3::2/64"), Egress: true,
+					Ports: []specs.Port{specs.MustParsePort("16002:8080"), specs.MustParsePort("[::]:16002:8080"), specs.MustParsePort("[::1]:16003:8080"),
+						specs.MustParsePort("[2001:db8::1]:16004:53/udp"), specs.MustParsePort("[::]:17100-17102:8000-8002")}},
 			}}
 			// Enough ports for a dispatch tree, whose jumps must print as rendered too.
 			for i := 0; i < 40; i++ {
@@ -40,29 +44,46 @@ func TestRestoreRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			t.Cleanup(func() {
-				if snap, err := fw.snapshot(ctx); err == nil {
-					fw.run.restore(ctx, DownScript(snap, project))
-				}
-			})
-			if err := fw.run.restore(ctx, UpScript(before, p)); err != nil {
+			if before.V6 == nil {
+				t.Fatalf("%s is not installed; scripts/install-deps.sh installs it", IPv6.program(b))
+			}
+			t.Cleanup(func() { fw.Remove(ctx, project) })
+			if err := fw.Ensure(ctx, p, false); err != nil {
 				t.Fatal(err)
 			}
 			up, err := fw.snapshot(ctx)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if again := UpScript(up, p); again != "" {
-				t.Errorf("iptables-save differs from the rendered rules; a second up would run:\n%s", again)
+			for _, fam := range []struct {
+				f    Family
+				snap *Snapshot
+			}{{IPv4, up}, {IPv6, up.V6}} {
+				if again := UpScriptFor(fam.f, fam.snap, p); again != "" {
+					t.Errorf("%s-save differs from the rendered rules; a second up would run:\n%s", fam.f.program(b), again)
+				}
 			}
-			if err := fw.run.restore(ctx, DownScript(up, project)); err != nil {
+			if d := up.Drift(p, false); len(d) > 0 {
+				t.Errorf("drift right after Ensure: %q", d)
+			}
+			// The IPv6 rules are ip6tables', with the namespace's IPv6 address.
+			v6 := up.V6.String()
+			for _, want := range []string{"--to-destination [fd00:231:3::2]:8080", "-d 2001:db8::1/128 -p udp -m udp --dport 16004", "! -s fe80::/10 ! -d ::1/128 -m addrtype --dst-type LOCAL"} {
+				if !strings.Contains(v6, want) {
+					t.Errorf("ip6tables lacks %q:\n%s", want, v6)
+				}
+			}
+			if strings.Contains(v6, "16003") || strings.Contains(up.String(), "fd00:") {
+				t.Errorf("[::1] is DNAT'd, or IPv6 is in iptables:\n%s", v6)
+			}
+			if err := fw.Remove(ctx, project); err != nil {
 				t.Fatal(err)
 			}
 			after, err := fw.snapshot(ctx)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !equalSnapshots(withoutEmptyTables(before), withoutEmptyTables(after)) {
+			if !equalSnapshots(withoutEmptyTables(before), withoutEmptyTables(after)) || !equalSnapshots(withoutEmptyTables(before.V6), withoutEmptyTables(after.V6)) {
 				t.Errorf("down did not restore the tables")
 			}
 		})

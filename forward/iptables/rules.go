@@ -31,6 +31,24 @@ var linkPatterns = []string{"nsr-+", "nsh-+"}
 
 const loopback = "127.0.0.0/8"
 
+// Family is the address family of one of a backend's two programs:
+// iptables (IPv4) and ip6tables (IPv6), each with tables of its own.
+type Family int
+
+const (
+	IPv4 Family = 4
+	IPv6 Family = 6
+)
+
+// program is the family's program name for a backend: iptables-nft,
+// ip6tables-nft, ...
+func (f Family) program(b forward.Backend) string {
+	if f == IPv6 {
+		return "ip6" + strings.TrimPrefix(string(b), "ip")
+	}
+	return string(b)
+}
+
 // Rule is one iptables rule: its table, chain and match/target arguments,
 // written the way iptables-save prints them.
 type Rule struct {
@@ -83,8 +101,22 @@ func comment(c string) []string { return []string{"-m", "comment", "--comment", 
 // Base returns the jumps from the built-in chains into nsrun's shared
 // chains, and the guard, in the order they are applied. Insert reports the
 // jumps that go first in their built-in chain.
-func Base() []BaseRule {
+func Base() []BaseRule { return BaseFor(IPv4) }
+
+// BaseFor is Base for a family. IPv6 DNATs neither link-local sources nor
+// destinations (an address of one link only), nor ::1, which the kernel
+// does not let leave the loopback (the loopback shortcut serves [::1]);
+// it has no guard, having no route_localnet.
+func BaseFor(f Family) []BaseRule {
 	c := comment("nsrun")
+	if f == IPv6 {
+		return []BaseRule{
+			{Rule: Rule{"nat", "PREROUTING", cat([]string{"!", "-s", linkLocal6, "!", "-d", linkLocal6, "-m", "addrtype", "--dst-type", "LOCAL"}, c, []string{"-j", ChainDNAT})}},
+			{Rule: Rule{"nat", "OUTPUT", cat([]string{"!", "-s", linkLocal6, "!", "-d", "::1/128", "-m", "addrtype", "--dst-type", "LOCAL"}, c, []string{"-j", ChainDNAT})}},
+			{Rule: Rule{"nat", "POSTROUTING", cat(c, []string{"-j", ChainPost})}},
+			{Rule: Rule{"filter", "FORWARD", cat(c, []string{"-j", ChainForward})}, Insert: true},
+		}
+	}
 	return []BaseRule{
 		// DNAT only for local destinations, so forwarded traffic to other
 		// addresses is never caught; PREROUTING leaves 127.0.0.0/8 alone,
@@ -167,26 +199,43 @@ func Jumps(project string) []Rule {
 }
 
 // Rules renders the contents of the project's own chains.
-func Rules(p forward.Project) []Rule {
+func Rules(p forward.Project) []Rule { return RulesFor(IPv4, p) }
+
+// RulesFor renders the contents of the project's own chains in a
+// family's tables: the ports published on that family, to the
+// namespaces' addresses of that family.
+func RulesFor(f Family, p forward.Project) []Rule {
 	ch := ProjectChains(p.Name)
 	var entries []dnatEntry
 	var post, fwd []Rule
+	var addrs []netip.Prefix
 	for _, ns := range p.Namespaces {
 		c := comment(Comment(p.Name, ns.Name))
-		addr := ns.Address.Addr().String()
+		prefix, host := ns.Address, "/32"
+		if f == IPv6 {
+			prefix, host = ns.Address6, "/128"
+		}
+		if !prefix.IsValid() {
+			continue // no IPv6 here
+		}
+		addrs = append(addrs, prefix)
+		addr := prefix.Addr().String()
 		for _, port := range ns.Ports {
+			if port.Is6() != (f == IPv6) || port.HostIP == netip.IPv6Loopback() {
+				continue // another family's, or [::1], the loopback shortcut's alone
+			}
 			entries = append(entries, dnatEntry{proto: port.Protocol, first: port.Published.First, last: port.Published.Last,
-				args: cat(dnatMatch(port), c, []string{"-j", "DNAT", "--to-destination", dnatTarget(addr, port)})})
+				args: cat(dnatMatch(port), c, []string{"-j", "DNAT", "--to-destination", dnatTarget(prefix.Addr(), port)})})
 		}
 		// A namespace reaching its own published port needs a source it can
 		// answer (connections from the host's loopback get one in PostHead).
-		post = append(post, Rule{"nat", ch.Post, cat([]string{"-s", addr + "/32", "-d", addr + "/32"}, c, []string{"-j", "MASQUERADE"})})
+		post = append(post, Rule{"nat", ch.Post, cat([]string{"-s", addr + host, "-d", addr + host}, c, []string{"-j", "MASQUERADE"})})
 		if ns.Egress {
-			post = append(post, Rule{"nat", ch.Post, cat([]string{"-s", ns.Address.Masked().String(), "!", "-o", ns.Link}, c, []string{"-j", "MASQUERADE"})})
+			post = append(post, Rule{"nat", ch.Post, cat([]string{"-s", prefix.Masked().String(), "!", "-o", ns.Link}, c, []string{"-j", "MASQUERADE"})})
 		}
 		fwd = append(fwd, forwardRules(ch.Forward, ns, c)...)
 	}
-	if cover := covering(p.Namespaces); cover.Bits() > 0 && len(post) > 0 {
+	if cover := covering(addrs); cover.Bits() > 0 && len(post) > 0 {
 		// Every rule here matches a namespace's source: a connection from
 		// anywhere else (every one from outside) passes them all in one.
 		post = append([]Rule{{"nat", ch.Post, cat([]string{"!", "-s", cover.String()}, comment(projectComment(p.Name)), []string{"-j", "RETURN"})}}, post...)
@@ -194,12 +243,12 @@ func Rules(p forward.Project) []Rule {
 	return cat(dispatch(ch, p.Name, entries), post, fwd)
 }
 
-// covering returns the smallest prefix that holds every namespace's
-// subnet; /0 when there is none smaller.
-func covering(namespaces []forward.Namespace) netip.Prefix {
+// covering returns the smallest prefix that holds every one of the
+// namespaces' subnets; /0 when there is none smaller.
+func covering(addrs []netip.Prefix) netip.Prefix {
 	var out netip.Prefix
-	for _, ns := range namespaces {
-		p := ns.Address.Masked()
+	for _, a := range addrs {
+		p := a.Masked()
 		if !out.IsValid() {
 			out = p
 			continue
@@ -209,6 +258,17 @@ func covering(namespaces []forward.Namespace) netip.Prefix {
 		}
 	}
 	return out
+}
+
+const linkLocal6 = "fe80::/10"
+
+// PostHeadFor is PostHead for a family: IPv6 has none, since nothing from
+// ::1 is DNAT'd.
+func PostHeadFor(f Family) []Rule {
+	if f == IPv6 {
+		return nil
+	}
+	return PostHead()
 }
 
 // PostHead is what NSRUN-POSTROUTING holds before the projects' jumps:
@@ -241,7 +301,7 @@ func forwardRules(chain string, ns forward.Namespace, c []string) []Rule {
 func dnatMatch(p specs.Port) []string {
 	var m []string
 	if !p.HostIP.IsUnspecified() {
-		m = append(m, "-d", p.HostIP.String()+"/32")
+		m = append(m, "-d", netip.PrefixFrom(p.HostIP, p.HostIP.BitLen()).String())
 	}
 	proto := string(p.Protocol)
 	dport := fmt.Sprint(p.Published.First)
@@ -252,8 +312,9 @@ func dnatMatch(p specs.Port) []string {
 }
 
 // dnatTarget maps a host port (range) onto the namespace; a range keeps
-// each port's offset (ADDR:FIRST-LAST/BASE).
-func dnatTarget(addr string, p specs.Port) string {
+// each port's offset (ADDR:FIRST-LAST/BASE); IPv6 in brackets.
+func dnatTarget(to netip.Addr, p specs.Port) string {
+	addr := specs.HostIPText(to)
 	if p.Target.Len() == 1 {
 		return fmt.Sprintf("%s:%d", addr, p.Target.First)
 	}

@@ -555,21 +555,22 @@ func TestForwardHeadComesFirst(t *testing.T) {
 }
 
 func TestCovering(t *testing.T) {
-	ns := func(cidrs ...string) []forward.Namespace {
-		var out []forward.Namespace
+	ns := func(cidrs ...string) []netip.Prefix {
+		var out []netip.Prefix
 		for _, c := range cidrs {
-			out = append(out, forward.Namespace{Address: netip.MustParsePrefix(c)})
+			out = append(out, netip.MustParsePrefix(c))
 		}
 		return out
 	}
 	for _, tc := range []struct {
-		in   []forward.Namespace
+		in   []netip.Prefix
 		want string
 	}{
 		{ns("10.203.45.214/30"), "10.203.45.212/30"},
 		{ns("10.203.45.214/30", "10.203.26.242/30"), "10.203.0.0/18"},
 		{ns("10.203.1.2/24", "10.203.1.6/30"), "10.203.1.0/24"},
 		{ns("10.203.1.2/30", "192.168.7.2/24"), "0.0.0.0/0"},
+		{ns("fd12:3456:789a:1::2/64", "fd12:3456:789a:3::2/64"), "fd12:3456:789a::/62"},
 	} {
 		if got := covering(tc.in); got.String() != tc.want {
 			t.Errorf("covering(%v) = %s, want %s", tc.in, got, tc.want)

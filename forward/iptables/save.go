@@ -3,6 +3,7 @@ package iptables
 import (
 	"bufio"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -10,6 +11,9 @@ import (
 // policy ("-" for user chains) and rules, as printed.
 type Snapshot struct {
 	Tables map[string]map[string]*Chain
+	// V6 is the same backend's ip6tables, read alongside; nil when its
+	// program is not installed (or for a snapshot of ip6tables itself).
+	V6 *Snapshot
 }
 
 // Chain is one chain of a snapshot.
@@ -85,6 +89,9 @@ func (s *Snapshot) Has(r Rule) bool {
 // InUse reports whether a backend holds anything: a rule, or a built-in
 // chain whose policy is not ACCEPT.
 func (s *Snapshot) InUse() bool {
+	if s.V6 != nil && s.V6.InUse() {
+		return true
+	}
 	for _, chains := range s.Tables {
 		for _, c := range chains {
 			if len(c.Rules) > 0 || (c.Policy != "-" && c.Policy != "ACCEPT") {
@@ -99,7 +106,7 @@ func (s *Snapshot) InUse() bool {
 // shared nat chains exist. (A backend may hold only nsrun's FORWARD
 // accepts, see AcceptScript; that does not count.)
 func (s *Snapshot) Publishes() bool {
-	return s.Chain("nat", ChainDNAT) != nil || s.Chain("nat", ChainPost) != nil
+	return s.Chain("nat", ChainDNAT) != nil || s.Chain("nat", ChainPost) != nil || (s.V6 != nil && s.V6.Publishes())
 }
 
 // DropsForward reports whether forwarded packets may be dropped here.
@@ -111,6 +118,9 @@ func (s *Snapshot) DropsForward() bool { return s.DropReason() != "" }
 func (s *Snapshot) DropReason() string {
 	c := s.Chain("filter", "FORWARD")
 	if c == nil {
+		if s.V6 != nil && s.V6.DropReason() != "" {
+			return "ip6tables: " + s.V6.DropReason()
+		}
 		return ""
 	}
 	if c.Policy != "ACCEPT" {
@@ -121,11 +131,28 @@ func (s *Snapshot) DropReason() string {
 			return "rule " + r
 		}
 	}
+	if s.V6 != nil && s.V6.DropReason() != "" {
+		return "ip6tables: " + s.V6.DropReason()
+	}
 	return ""
 }
 
-// Projects returns the projects whose jumps are in the shared chains.
+// Projects returns the projects whose jumps are in the shared chains, of
+// either family.
 func (s *Snapshot) Projects() []string {
+	out := s.ownProjects()
+	if s.V6 != nil {
+		for _, p := range s.V6.ownProjects() {
+			if !slices.Contains(out, p) {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
+// ownProjects is Projects in this family's tables only.
+func (s *Snapshot) ownProjects() []string {
 	var out []string
 	seen := map[string]bool{}
 	for _, tc := range [][2]string{{"nat", ChainDNAT}, {"nat", ChainPost}, {"filter", ChainForward}} {

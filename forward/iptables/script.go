@@ -65,15 +65,33 @@ func (s *script) String() string {
 // sharedChains are nsrun's shared chains with their tables.
 var sharedChains = [][2]string{{"nat", ChainDNAT}, {"nat", ChainPost}, {"filter", ChainForward}, {"filter", ChainIngress}, {"filter", ChainInput}}
 
+// sharedChainsFor are a family's shared chains: IPv6 has no guard.
+func sharedChainsFor(f Family) [][2]string {
+	if f == IPv6 {
+		return sharedChains[:4]
+	}
+	return sharedChains
+}
+
 // UpScript returns the iptables-restore --noflush input that brings snap
 // to holding p's rules, the shared chains, their jumps and the guard. Only
 // what differs is in it: it is empty when everything is in place.
-func UpScript(snap *Snapshot, p forward.Project) string { return upScript(snap, p, everything) }
+func UpScript(snap *Snapshot, p forward.Project) string { return upScript(IPv4, snap, p, everything) }
+
+// UpScriptFor is UpScript for a family's tables (snap is that family's).
+func UpScriptFor(f Family, snap *Snapshot, p forward.Project) string {
+	return upScript(f, snap, p, everything)
+}
 
 // AcceptScript is UpScript for a backend that holds only the project's
 // FORWARD accepts (see Placement): the jump first in FORWARD,
 // NSRUN-FORWARD, and the project's chain of accepts.
-func AcceptScript(snap *Snapshot, p forward.Project) string { return upScript(snap, p, isAccept) }
+func AcceptScript(snap *Snapshot, p forward.Project) string { return upScript(IPv4, snap, p, isAccept) }
+
+// AcceptScriptFor is AcceptScript for a family's tables.
+func AcceptScriptFor(f Family, snap *Snapshot, p forward.Project) string {
+	return upScript(f, snap, p, isAccept)
+}
 
 func everything(table, chain string) bool { return true }
 
@@ -84,14 +102,14 @@ func isAccept(table, chain string) bool {
 }
 
 // upScript renders UpScript for the chains that keep reports.
-func upScript(snap *Snapshot, p forward.Project, keep func(table, chain string) bool) string {
+func upScript(f Family, snap *Snapshot, p forward.Project, keep func(table, chain string) bool) string {
 	s := newScript()
-	for _, tc := range sharedChains {
+	for _, tc := range sharedChainsFor(f) {
 		if snap.Chain(tc[0], tc[1]) == nil && keep(tc[0], tc[1]) {
 			s.declare(tc[0], tc[1])
 		}
 	}
-	for _, b := range Base() {
+	for _, b := range BaseFor(f) {
 		if snap.Has(b.Rule) || !keep(b.Table, b.Chain) {
 			continue
 		}
@@ -101,7 +119,7 @@ func upScript(snap *Snapshot, p forward.Project, keep func(table, chain string) 
 			s.rule(b.Table, b.String())
 		}
 	}
-	if keep("filter", ChainInput) {
+	if keep("filter", ChainInput) && f == IPv4 {
 		replaceChain(s, snap, "filter", ChainInput, []Rule{Guard()})
 	}
 	jumps := Jumps(p.Name)
@@ -111,9 +129,9 @@ func upScript(snap *Snapshot, p forward.Project, keep func(table, chain string) 
 		replaceChain(s, snap, "filter", ChainIngress, Ingress())
 	}
 	if keep("nat", ChainPost) {
-		replaceLines(s, snap, "nat", ChainPost, headFirst(snap, PostHead(), postJump))
+		replaceLines(s, snap, "nat", ChainPost, headFirst(snap, PostHeadFor(f), postJump))
 	}
-	rules := Rules(p)
+	rules := RulesFor(f, p)
 	ch := ProjectChains(p.Name)
 	// The project's three chains exist even when empty: the jumps need them.
 	chains := [][2]string{{"nat", ch.DNAT}, {"nat", ch.Post}, {"filter", ch.Forward}}
@@ -224,9 +242,12 @@ func inChain(rules []Rule, chain string) []Rule {
 // DownScript returns the input that removes a project's jumps and chains.
 // When no other project's jumps remain, it removes the shared chains, the
 // jumps to them and the guard too. Rules nsrun did not make are never in it.
-func DownScript(snap *Snapshot, project string) string {
+func DownScript(snap *Snapshot, project string) string { return DownScriptFor(IPv4, snap, project) }
+
+// DownScriptFor is DownScript for a family's tables.
+func DownScriptFor(f Family, snap *Snapshot, project string) string {
 	s := newScript()
-	others := slices.DeleteFunc(snap.Projects(), func(p string) bool { return p == project })
+	others := slices.DeleteFunc(snap.ownProjects(), func(p string) bool { return p == project })
 	last := len(others) == 0
 	if !last { // when last, the shared chains go whole, with the jumps in them
 		for _, j := range Jumps(project) {
@@ -243,14 +264,14 @@ func DownScript(snap *Snapshot, project string) string {
 	}
 	// Every jump into a shared chain goes, even one edited by hand: a chain
 	// still referenced cannot be deleted, and the whole batch would fail.
-	for _, b := range Base() {
+	for _, b := range BaseFor(f) {
 		for _, r := range snap.Chain(b.Table, b.Chain).rules() {
 			if target := jumpTarget(r); slices.Contains(sharedNames(), target) {
 				s.rule(b.Table, "-D"+strings.TrimPrefix(r, "-A"))
 			}
 		}
 	}
-	for _, tc := range sharedChains {
+	for _, tc := range sharedChainsFor(f) {
 		if snap.Chain(tc[0], tc[1]) != nil {
 			s.remove(tc[0], tc[1])
 		}
