@@ -435,7 +435,7 @@ type memEntry struct {
 	owner  uint64
 }
 
-func (m memMap) put(e Entry, own uint64) error     { m[e.Host] = memEntry{e.Target, own}; return nil }
+func (m memMap) put(e Entry, own uint64) error    { m[e.Host] = memEntry{e.Target, own}; return nil }
 func (m memMap) delete(host netip.AddrPort) error { delete(m, host); return nil }
 func (m memMap) each(fn func(Entry, uint64)) error {
 	for h, e := range m {
