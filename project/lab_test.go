@@ -34,6 +34,8 @@ type lab struct {
 	outLink  string
 	outHost  netip.Addr // the host's address on the outside link: "a host address"
 	outPeer  netip.Addr // the outside machine's address
+	outHost6 netip.Addr // the IPv6 twins
+	outPeer6 netip.Addr
 	projects []string
 	firewall forward.Choice // the backend the lab's projects get
 	// heal: the lab's projects are kept by the keeper. Off unless a test
@@ -110,6 +112,8 @@ func (l *lab) makeOutside() {
 	l.outside, l.outLink = "out"+l.id, "o"+l.id
 	l.outHost = netip.AddrFrom4([4]byte{10, 252, third, 1})
 	l.outPeer = netip.AddrFrom4([4]byte{10, 252, third, 2})
+	l.outHost6 = netip.AddrFrom16([16]byte{0xfd, 0, 2, 0x52, 0, third, 15: 1})
+	l.outPeer6 = netip.AddrFrom16([16]byte{0xfd, 0, 2, 0x52, 0, third, 15: 2})
 	if err := netns.Create(l.outside); err != nil {
 		l.t.Fatal(err)
 	}
@@ -119,7 +123,8 @@ func (l *lab) makeOutside() {
 		netns.Delete(l.outside)
 	})
 	p := veth.Pair{Host: l.outLink, Namespace: l.outside, Peer: "eth0",
-		HostAddr: netip.PrefixFrom(l.outHost, 30), PeerAddr: netip.PrefixFrom(l.outPeer, 30)}
+		HostAddr: netip.PrefixFrom(l.outHost, 30), PeerAddr: netip.PrefixFrom(l.outPeer, 30),
+		HostAddr6: netip.PrefixFrom(l.outHost6, 64), PeerAddr6: netip.PrefixFrom(l.outPeer6, 64)}
 	if err := veth.Ensure(p); err != nil {
 		l.t.Fatal(err)
 	}

@@ -99,7 +99,7 @@ func RADefaultLinks() ([]string, error) {
 	}
 	var out []string
 	for _, r := range routes {
-		if r.Protocol != unix.RTPROT_RA || (r.Dst != nil && !r.Dst.IP.IsUnspecified()) {
+		if r.Protocol != unix.RTPROT_RA || !isDefault(r) {
 			continue
 		}
 		indexes := []int{r.LinkIndex}
@@ -114,4 +114,14 @@ func RADefaultLinks() ([]string, error) {
 	}
 	slices.Sort(out)
 	return out, nil
+}
+
+// isDefault reports whether a route is a default route (no destination,
+// or ::/0).
+func isDefault(r netlink.Route) bool {
+	if r.Dst == nil {
+		return true
+	}
+	ones, _ := r.Dst.Mask.Size()
+	return ones == 0
 }

@@ -52,10 +52,11 @@ func Main(m *testing.M) {
 
 // serve answers on TCP and UDP ports: each TCP connection gets
 // "NAME from REMOTE\n" and then an echo of what it sends; each datagram
-// gets "NAME from REMOTE".
+// gets "NAME from REMOTE". A port alone is served on every address of
+// both families; "ADDR:PORT" ("[ADDR]:PORT" for IPv6) on that address.
 func serve(name, tcpPorts, udpPorts string) {
 	for _, p := range strings.Fields(tcpPorts) {
-		ln, err := net.Listen("tcp4", ":"+p)
+		ln, err := net.Listen("tcp", listenAddr(p))
 		if err != nil {
 			fmt.Println("error:", err)
 			os.Exit(1)
@@ -75,7 +76,7 @@ func serve(name, tcpPorts, udpPorts string) {
 		}()
 	}
 	for _, p := range strings.Fields(udpPorts) {
-		pc, err := net.ListenPacket("udp4", ":"+p)
+		pc, err := net.ListenPacket("udp", listenAddr(p))
 		if err != nil {
 			fmt.Println("error:", err)
 			os.Exit(1)
@@ -95,6 +96,13 @@ func serve(name, tcpPorts, udpPorts string) {
 	time.Sleep(10 * time.Minute) // ended by the test, or by down
 }
 
+func listenAddr(p string) string {
+	if strings.Contains(p, ":") {
+		return p
+	}
+	return ":" + p
+}
+
 func dialMain(proto, addr, src string) int {
 	reply, err := Dial(proto, addr, src)
 	if err != nil {
@@ -106,21 +114,26 @@ func dialMain(proto, addr, src string) int {
 }
 
 // Dial connects (or sends a datagram) and returns the first line of the
-// answer. It gives up after a second: test traffic never waits long.
+// answer. It gives up after a second: test traffic never waits long. An
+// address in brackets is dialled over IPv6.
 func Dial(proto, addr, src string) (string, error) {
+	network := proto + "4"
+	if strings.HasPrefix(addr, "[") {
+		network = proto + "6"
+	}
 	d := net.Dialer{Timeout: time.Second}
 	if src != "" {
 		var err error
 		if proto == "udp" {
-			d.LocalAddr, err = net.ResolveUDPAddr("udp4", src)
+			d.LocalAddr, err = net.ResolveUDPAddr(network, src)
 		} else {
-			d.LocalAddr, err = net.ResolveTCPAddr("tcp4", src)
+			d.LocalAddr, err = net.ResolveTCPAddr(network, src)
 		}
 		if err != nil {
 			return "", err
 		}
 	}
-	c, err := d.Dial(proto+"4", addr)
+	c, err := d.Dial(network, addr)
 	if err != nil {
 		return "", err
 	}

@@ -29,12 +29,17 @@ func Snapshot() string {
 	}
 	section("netns", "ip", "netns", "list")
 	section("links", "ip", "-o", "link", "show")
-	for _, save := range []string{"iptables-nft-save", "iptables-legacy-save"} {
+	for _, save := range []string{"iptables-nft-save", "iptables-legacy-save", "ip6tables-nft-save", "ip6tables-legacy-save"} {
 		out, _ := exec.Command(save).Output()
 		b.WriteString("== " + save + "\n" + normaliseSave(string(out)))
 	}
 	b.WriteString("== nft tables of nsrun\n" + nsrunTables())
-	for _, key := range []string{"net/ipv4/ip_forward", "net/ipv4/conf/all/route_localnet"} {
+	keys := []string{"net/ipv4/ip_forward", "net/ipv4/conf/all/route_localnet", "net/ipv6/conf/all/forwarding"}
+	links, _ := os.ReadDir("/proc/sys/net/ipv6/conf")
+	for _, l := range links {
+		keys = append(keys, "net/ipv6/conf/"+l.Name()+"/accept_ra")
+	}
+	for _, key := range keys {
 		v, _ := os.ReadFile("/proc/sys/" + key)
 		b.WriteString("== " + key + " " + string(v))
 	}

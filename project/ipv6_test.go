@@ -1,0 +1,282 @@
+package project
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nsrun/nsrun/netns/nstest"
+	"github.com/nsrun/nsrun/veth"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// dualStack publishes, with ipv6: true: P0 on both families (a), P1 on
+// both (b), P2/udp on both (a), P3 on IPv4 only, P4 on IPv6 only (a), P5
+// on ::1 only (b).
+func dualStack(p []int) string {
+	return fmt.Sprintf(`name: t{ID}
+ipv6: true
+namespaces:
+  a{ID}:
+    ports: ["%d:8080", "%d:9090/udp", "0.0.0.0:%d:8080", "[::]:%d:8080"]
+  b{ID}:
+    ports: ["%d:8080", {published: %d, target: 8080, host_ip: "::1"}]
+`, p[0], p[2], p[3], p[4], p[1], p[5])
+}
+
+// TestReachability6 is TestReachability over IPv6, in both backends.
+func TestReachability6(t *testing.T) {
+	eachFirewall(t, func(t *testing.T, l *lab) {
+		forwarding, _ := veth.GetSysctl(veth.IPv6Forward)
+		ports := freePorts(t, 6)
+		st := l.up(dualStack(ports))
+		a, b := l.ns("a"), l.ns("b")
+		a6 := st.Namespace(a).Address6.Addr()
+		if !a6.Is6() || !st.Namespace(b).Address6.IsValid() {
+			t.Fatalf("no IPv6 addresses recorded: %+v", st.Namespace(a))
+		}
+		// A server binds its IPv6 address the moment up returns: the
+		// address is not tentative (no duplicate address detection).
+		nstest.StartServer(t, a, a+"-bound", fmt.Sprintf("[%s]:7777", a6), "")
+		nstest.StartServer(t, a, a, "8080", "9090")
+		nstest.StartServer(t, b, b, "8080", "")
+		nstest.StartServer(t, l.outside, l.outside, "9999", "9998")
+
+		// From another machine, to the host's IPv6 address; the source is kept.
+		r, err := nstest.DialFrom(t, l.outside, "tcp", addr(l.outHost6, ports[0]), "")
+		l.expect(r, err, a, "outside -> [host]:P0")
+		if !strings.Contains(r, l.outPeer6.String()) {
+			t.Errorf("outside client's IPv6 address not kept: %q", r)
+		}
+		r, err = nstest.DialFrom(t, l.outside, "tcp", addr(l.outHost6, ports[1]), "")
+		l.expect(r, err, b, "outside -> [host]:P1")
+		r, err = nstest.DialFrom(t, l.outside, "tcp", addr(l.outHost, ports[0]), "")
+		l.expect(r, err, a, "outside -> host:P0 over IPv4 (both families)")
+
+		// [::]:P4 is IPv6 only, 0.0.0.0:P3 IPv4 only, [::1]:P5 this machine only.
+		r, err = nstest.DialFrom(t, l.outside, "tcp", addr(l.outHost6, ports[4]), "")
+		l.expect(r, err, a, "outside -> [host]:P4 ([::] only)")
+		r, err = nstest.DialFrom(t, l.outside, "tcp", addr(l.outHost, ports[4]), "")
+		l.refuse(r, err, "outside -> host:P4 over IPv4 ([::] only)")
+		r, err = nstest.DialFrom(t, l.outside, "tcp", addr(l.outHost, ports[3]), "")
+		l.expect(r, err, a, "outside -> host:P3 (0.0.0.0 only)")
+		r, err = nstest.DialFrom(t, l.outside, "tcp", addr(l.outHost6, ports[3]), "")
+		l.refuse(r, err, "outside -> [host]:P3 over IPv6 (0.0.0.0 only)")
+		r, err = nstest.DialFrom(t, l.outside, "tcp", addr(l.outHost6, ports[5]), "")
+		l.refuse(r, err, "outside -> [host]:P5 (host_ip ::1)")
+
+		// From the host: [::1] by the loopback shortcut (no DNAT can carry
+		// it: the kernel lets nothing from ::1 leave the loopback), so
+		// getpeername is the published address; a dual-stack socket to
+		// ::ffff:127.0.0.1; the host's own IPv6 address, by DNAT.
+		for _, p := range []struct {
+			port int
+			from string
+		}{{ports[0], a}, {ports[1], b}, {ports[4], a}, {ports[5], b}} {
+			at := addr(netip.IPv6Loopback(), p.port)
+			r, peer, err := dialPeer("tcp6", at)
+			l.expect(r, err, p.from, "host -> "+at)
+			if err == nil && peer != at {
+				t.Errorf("host -> %s: getpeername gives %s", at, peer)
+			}
+		}
+		r, peer, err := dialMapped(uint16(ports[0]))
+		l.expect(r, err, a, "host, AF_INET6 socket -> ::ffff:127.0.0.1:P0")
+		if err == nil && peer != fmt.Sprintf("[::ffff:127.0.0.1]:%d", ports[0]) {
+			t.Errorf("AF_INET6 socket to ::ffff:127.0.0.1: getpeername gives %s", peer)
+		}
+		if r, _, err := dialPeer("tcp6", addr(netip.IPv6Loopback(), ports[3])); err == nil {
+			t.Errorf("host -> [::1]:P3 (published on IPv4 only) answered %q", r)
+		}
+		r, err = hostDial("tcp", addr(l.outHost6, ports[0]), "")
+		l.expect(r, err, a, "host -> [its own address]:P0")
+
+		// Hairpin: a namespace to its own published port, and to another's.
+		r, err = nstest.DialFrom(t, a, "tcp", addr(l.outHost6, ports[0]), "")
+		l.expect(r, err, a, "a -> [host]:P0 (itself)")
+		r, err = nstest.DialFrom(t, a, "tcp", addr(st.Namespace(a).HostAddress6.Addr(), ports[0]), "")
+		l.expect(r, err, a, "a -> [its gateway]:P0 (itself)")
+		r, err = nstest.DialFrom(t, b, "tcp", addr(l.outHost6, ports[0]), "")
+		l.expect(r, err, a, "b -> [host]:P0")
+
+		// Egress over IPv6, masqueraded to the host's address.
+		r, err = nstest.DialFrom(t, a, "tcp", addr(l.outPeer6, 9999), "")
+		l.expect(r, err, l.outside, "a -> [outside] (egress)")
+		if !strings.Contains(r, l.outHost6.String()) {
+			t.Errorf("IPv6 egress not masqueraded to the host's address: %q", r)
+		}
+
+		// UDP both ways over IPv6.
+		r, err = nstest.DialFrom(t, l.outside, "udp", addr(l.outHost6, ports[2]), "")
+		l.expect(r, err, a, "outside -> [host]:P2/udp")
+		r, err = hostDial("udp", addr(l.outHost6, ports[2]), "")
+		l.expect(r, err, a, "host -> [its own address]:P2/udp")
+		r, err = nstest.DialFrom(t, a, "udp", addr(l.outPeer6, 9998), "")
+		l.expect(r, err, l.outside, "a -> [outside]:9998/udp (egress)")
+
+		// The record says what up made, and the second up changes nothing.
+		if v, _ := veth.GetSysctl(veth.IPv6Forward); v != "1" {
+			t.Errorf("net.ipv6.conf.all.forwarding is %s while the project is up", v)
+		}
+		out, err := l.e.Up(context.Background(), l.parse(dualStack(ports)))
+		if err != nil || !out.UpToDate {
+			t.Errorf("second up: up to date %v, %v", out != nil && out.UpToDate, err)
+		}
+		if _, err := l.e.Down(context.Background(), st.Project); err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range []string{a, b} {
+			if _, err := os.Stat(filepath.Join("/run/netns", n)); err == nil {
+				t.Errorf("namespace %s still there after down", n)
+			}
+		}
+		if v, _ := veth.GetSysctl(veth.IPv6Forward); v != forwarding {
+			t.Errorf("down left net.ipv6.conf.all.forwarding %s; it was %s", v, forwarding)
+		}
+	})
+}
+
+// dialPeer connects over TCP and returns the server's line and the peer
+// the socket reports (getpeername).
+// dialMapped connects an AF_INET6 socket (as a dual-stack client does) to
+// ::ffff:127.0.0.1:port and returns the server's line and getpeername.
+func dialMapped(port uint16) (string, string, error) {
+	fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return "", "", err
+	}
+	f := os.NewFile(uintptr(fd), "mapped")
+	defer f.Close()
+	mapped := netip.AddrFrom4([4]byte{127, 0, 0, 1}).As16()
+	if err := unix.Connect(fd, &unix.SockaddrInet6{Addr: mapped, Port: int(port)}); err != nil {
+		return "", "", err
+	}
+	sa, err := unix.Getpeername(fd)
+	if err != nil {
+		return "", "", err
+	}
+	in6, ok := sa.(*unix.SockaddrInet6)
+	if !ok {
+		return "", "", fmt.Errorf("getpeername gave %T", sa)
+	}
+	f.SetDeadline(time.Now().Add(time.Second))
+	buf := make([]byte, 256)
+	n, err := f.Read(buf)
+	return strings.TrimSpace(string(buf[:n])), netip.AddrPortFrom(netip.AddrFrom16(in6.Addr), uint16(in6.Port)).String(), err
+}
+
+func dialPeer(network, at string) (string, string, error) {
+	c, err := net.DialTimeout(network, at, time.Second)
+	if err != nil {
+		return "", "", err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(time.Second))
+	buf := make([]byte, 256)
+	n, err := c.Read(buf)
+	return strings.TrimSpace(string(buf[:n])), c.RemoteAddr().String(), err
+}
+
+// TestRouterAdvertisedDefaultRoute: a host that learns an IPv6 default
+// route from router advertisements keeps it through up (which turns IPv6
+// forwarding on, and with it the kernel would drop such routes) and down,
+// and down puts forwarding and accept_ra back. radvd in the outside
+// namespace advertises the route on the outside link, at low preference
+// and a high metric, so the host's real default route stays preferred.
+func TestRouterAdvertisedDefaultRoute(t *testing.T) {
+	radvd, err := exec.LookPath("radvd")
+	if err != nil {
+		if os.Getenv("NSRUN_REQUIRE_ROOT") == "1" {
+			t.Fatal("radvd is missing; scripts/test.sh installs it (NSRUN_TEST_DEPS=1 scripts/install-deps.sh)")
+		}
+		t.Skip("no radvd")
+	}
+	l := newLab(t)
+	forwarding, _ := veth.GetSysctl(veth.IPv6Forward)
+	if forwarding == "1" {
+		t.Skip("IPv6 forwarding is on before the test: there is nothing for up to turn on")
+	}
+	// The host side of the outside link takes router advertisements, as an
+	// uplink would; their route gets a metric far above any real one.
+	for _, kv := range [][2]string{{"ra_defrtr_metric", "4000000"}, {"accept_ra", "1"}} {
+		if err := veth.SetSysctl(veth.LinkSysctl6(l.outLink, kv[0]), kv[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "radvd.conf")
+	os.WriteFile(conf, []byte(`interface eth0 {
+	AdvSendAdvert on;
+	MinRtrAdvInterval 3;
+	MaxRtrAdvInterval 4;
+	AdvDefaultLifetime 120;
+	AdvDefaultPreference low;
+};
+`), 0o644)
+	run(t, "ip", "netns", "exec", l.outside, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
+	cmd := exec.Command("ip", "netns", "exec", l.outside, radvd, "--nodaemon", "--config", conf, "--pidfile", filepath.Join(dir, "radvd.pid"), "--logmethod", "stderr")
+	var logs strings.Builder
+	cmd.Stderr = &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	route := func() bool {
+		link, err := netlink.LinkByName(l.outLink)
+		if err != nil {
+			return false
+		}
+		routes, _ := netlink.RouteList(link, unix.AF_INET6)
+		for _, r := range routes {
+			if isDefault(r) && r.Protocol == unix.RTPROT_RA {
+				return true
+			}
+		}
+		return false
+	}
+	for deadline := time.Now().Add(30 * time.Second); !route(); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no default route from radvd's advertisements on %s; radvd says:\n%s", l.outLink, logs.String())
+		}
+	}
+
+	ports := freePorts(t, 1)
+	l.up(fmt.Sprintf("name: t{ID}\nipv6: true\nnamespaces:\n  a{ID}:\n    ports: [\"%d:8080\"]\n", ports[0]))
+	if v, _ := veth.GetSysctl(veth.IPv6Forward); v != "1" {
+		t.Fatalf("IPv6 forwarding is %s after up", v)
+	}
+	if v, _ := veth.GetSysctl(veth.LinkSysctl6(l.outLink, "accept_ra")); v != "2" {
+		t.Errorf("accept_ra on %s is %s after up; want 2", l.outLink, v)
+	}
+	if !route() {
+		t.Errorf("up dropped the RA-learned default route on %s", l.outLink)
+	}
+	if _, err := l.e.Down(context.Background(), "t"+l.id); err != nil {
+		t.Fatal(err)
+	}
+	if !route() {
+		t.Errorf("down dropped the RA-learned default route on %s", l.outLink)
+	}
+	if v, _ := veth.GetSysctl(veth.IPv6Forward); v != forwarding {
+		t.Errorf("down left IPv6 forwarding %s; it was %s", v, forwarding)
+	}
+	if v, _ := veth.GetSysctl(veth.LinkSysctl6(l.outLink, "accept_ra")); v != "1" {
+		t.Errorf("down left accept_ra on %s %s; it was 1", l.outLink, v)
+	}
+}
+
+func isDefault(r netlink.Route) bool {
+	if r.Dst == nil {
+		return true
+	}
+	ones, _ := r.Dst.Mask.Size()
+	return ones == 0 && r.Dst.IP.IsUnspecified()
+}
