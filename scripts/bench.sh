@@ -2,11 +2,11 @@
 # Benchmarks nsrun side by side with the manual method and a userland
 # proxy, in one run, as ratios (this machine is shared and noisy):
 #
-#   sudo scripts/bench.sh [--quick] [--firewalls]
+#   sudo scripts/bench.sh [--quick] [--firewalls] [--ipv6]
 #
-# Sections 2, 3 and 3b run once per firewall backend (iptables, then
+# Sections 2, 2b, 3 and 3b run once per firewall backend (iptables, then
 # nftables), marked [iptables] and [nftables]; --firewalls runs only those
-# and section 6.
+# and section 6; --ipv6 only section 2b.
 #
 # 1. up and down of N namespaces with one published port each (N = 1, 10,
 #    100), against the same setup done the manual way: one ip / iptables /
@@ -19,6 +19,10 @@
 #    the host) and from the host itself (at 127.0.0.1, the loopback
 #    shortcut; at a host address, DNAT), and through socat; iperf3
 #    throughput through the published port and through socat;
+# 2b. the same over IPv6 (ipv6: true): from another machine, published at
+#    the host's IPv6 address against the namespace's IPv6 address, and
+#    from the host, [::1] (the loopback shortcut) against the namespace's
+#    IPv6 address;
 # 3. new connections/s to the last of 100 and of 1,000 published ports
 #    against the first, from another machine (DNAT) and at 127.0.0.1 (the
 #    shortcut);
@@ -35,13 +39,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-quick=false firewalls_only=false
+quick=false firewalls_only=false ipv6_only=false
 for arg in "$@"; do
 	case "$arg" in
 	--quick) quick=true ;;
 	--firewalls) firewalls_only=true ;;
+	--ipv6) ipv6_only=true firewalls_only=true ;;
 	*)
-		echo "usage: sudo $0 [--quick] [--firewalls]" >&2
+		echo "usage: sudo $0 [--quick] [--firewalls] [--ipv6]" >&2
 		exit 2
 		;;
 	esac
@@ -74,7 +79,7 @@ sysctl -qw net.ipv4.tcp_tw_reuse=1
 cleanup() {
 	sysctl -qw net.ipv4.tcp_tw_reuse="$tw_reuse"
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	for p in bench1 bench10 bench100 bench500 bench1000 benchdata benchscale benchns benchmem; do
+	for p in bench1 bench10 bench100 bench500 bench1000 benchdata benchdata6 benchscale benchns benchmem; do
 		"$nsrun" down -q -p "$p" >/dev/null 2>&1 || true
 	done
 	[[ -f $work/manual-down.sh ]] && bash "$work/manual-down.sh" >/dev/null 2>&1 || true
@@ -357,6 +362,75 @@ data_path() {
 	pids=()
 }
 
+# --- 2b. the data path over IPv6 ---------------------------------------------
+cat >"$work/data6.yaml" <<YAML
+name: benchdata6
+subnet: 10.245.0.0/16
+ipv6: true
+subnet6: fd00:245::/48
+namespaces:
+  benchd6:
+    ports: ["6530:8090", "6531:8092"]
+    run:
+      - {name: web, command: ["$work/benchserver", "-addr", ":8090"], ready: {tcp: 8090}}
+      - {name: direct, command: ["$work/benchserver", "-addr", ":8091"], ready: {tcp: 8091}}
+      - {name: local, command: ["$work/benchserver", "-addr", ":8092"], ready: {tcp: 8092}}
+      - {name: hostdirect, command: ["$work/benchserver", "-addr", ":8093"], ready: {tcp: 8093}}
+YAML
+ipv6_path() {
+	local fwname=$1 tag="[$1]" addr6
+	"$nsrun" up -q --firewall "$fwname" "$work/data6.yaml" >/dev/null
+	addr6=$(json_of benchdata6 'p["namespaces"][0]["address6"].split("/")[0]')
+	# benchout reaches the namespace's own IPv6 address too, for "direct".
+	fw6=$(json_of benchdata6 'p["backend"]')
+	if [[ $fw6 == nftables ]]; then
+		for dir in iifname oifname; do nft insert rule inet nsrun filter-forward "$dir" benchout-h accept; done
+	else
+		for dir in -i -o; do "ip6${fw6#ip}" -w -I FORWARD "$dir" benchout-h -j ACCEPT; done
+	fi
+	sleep 0.5
+	declare -A r
+	for mode in keepalive close; do
+		header=""
+		[[ $mode == close ]] && header="Connection: close"
+		for target in outpub outdir local hostdir; do r[$mode$target]=""; done
+		local order=(outdir outpub hostdir local)
+		for ((i = 0; i < rounds; i++)); do
+			local paths=("${order[@]}")
+			((i % 2 == 1)) && paths=(local hostdir outpub outdir)
+			for target in "${paths[@]}"; do
+				case $target in
+				outpub) r[${mode}outpub]+=" $(client_ns=benchout rps "http://[fd00:239::1]:6530/" "$header")" ;;
+				outdir) r[${mode}outdir]+=" $(client_ns=benchout rps "http://[$addr6]:8091/" "$header")" ;;
+				local) r[${mode}local]+=" $(rps "http://[::1]:6531/" "$header")" ;;
+				hostdir) r[${mode}hostdir]+=" $(rps "http://[$addr6]:8093/" "$header")" ;;
+				esac
+			done
+		done
+		for target in outpub outdir local hostdir; do
+			echo "bench: $tag IPv6 $mode $target req/s by round:${r[$mode$target]}" >&2
+		done
+		row "HTTP req/s, $mode: from outside over IPv6, published vs direct $tag" "$(median ${r[${mode}outpub]})" "$(median ${r[${mode}outdir]})" "$(pratio "${r[${mode}outpub]}" "${r[${mode}outdir]}")" "(target: >= 0.95x)"
+		row "HTTP req/s, $mode: host at [::1], published vs direct $tag" "$(median ${r[${mode}local]})" "$(median ${r[${mode}hostdir]})" "$(pratio "${r[${mode}local]}" "${r[${mode}hostdir]}")" "(target: >= 0.95x; the shortcut)"
+	done
+	if [[ $fw6 == nftables ]]; then
+		: # the accepts go with nsrun's table
+	else
+		for dir in -i -o; do "ip6${fw6#ip}" -w -D FORWARD "$dir" benchout-h -j ACCEPT 2>/dev/null || true; done
+	fi
+	"$nsrun" down -q -p benchdata6 >/dev/null
+}
+ip addr add fd00:239::1/64 dev benchout-h nodad
+ip -n benchout addr add fd00:239::2/64 dev eth0 nodad
+ip -n benchout -6 route add default via fd00:239::1
+
+if $ipv6_only; then
+	for fwname in iptables nftables; do ipv6_path "$fwname"; done
+	printf '\n%-66s %14s %14s %9s %s\n' "measure" "nsrun" "other" "ratio" ""
+	printf '%s\n' "${rows[@]}"
+	exit 0
+fi
+
 # --- 4. exec startup ---------------------------------------------------------
 # nsrun as released (the C fast path) and built without cgo (the Go path),
 # in the data path's namespace.
@@ -475,6 +549,7 @@ firewall_apply() {
 
 for fwname in iptables nftables; do
 	data_path "$fwname"
+	ipv6_path "$fwname"
 	[[ $fwname == iptables ]] && ! $firewalls_only && exec_startup
 	"$nsrun" down -q -p benchdata >/dev/null
 	paths="outside"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job on the bundled example: sudo scripts/demo.sh [--keep] [--nftables-only] [--flask]
+# The main job on the bundled example: sudo scripts/demo.sh [--keep] [--nftables-only] [--flask] [--dual-stack]
 #
 # Two web servers, both on port 8080, each in its own network namespace,
 # published on the host as ports 6000 and 6001 (specs/examples/blog.yaml).
@@ -11,7 +11,10 @@
 # and says how to remove it. With --nftables-only nsrun runs with no
 # iptables program on its PATH, as on a host with only nftables: up must
 # choose its nftables backend by itself. With --flask it runs the lab
-# note's example instead, two Flask apps (specs/examples/flask/).
+# note's example instead, two Flask apps (specs/examples/flask/). With
+# --dual-stack it runs the blog on IPv4 and IPv6 (specs/examples/dual-stack.yaml)
+# and reaches it over IPv6 too: curl -6 http://[::1]:6000 from the host,
+# and the host's IPv6 address from the outside machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,8 +26,9 @@ for arg in "$@"; do
 	--keep) keep=true ;;
 	--nftables-only) nftables_only=true ;;
 	--flask) spec=specs/examples/flask/flask.yaml ;;
+	--dual-stack) spec=specs/examples/dual-stack.yaml ;;
 	*)
-		echo "usage: sudo $0 [--keep] [--nftables-only] [--flask]" >&2
+		echo "usage: sudo $0 [--keep] [--nftables-only] [--flask] [--dual-stack]" >&2
 		exit 2
 		;;
 	esac
@@ -74,6 +78,9 @@ fi
 outside=nsrun-demo-out
 outlink=nsrdemo-out
 outhost=10.254.254.1
+outhost6=fd00:254:254::1
+ipv6=false
+[[ $spec == */dual-stack.yaml ]] && ipv6=true
 remove_outside() {
 	ip link del "$outlink" 2>/dev/null || true
 	ip netns del "$outside" 2>/dev/null || true
@@ -99,7 +106,7 @@ answer() {
 	local url=$1 ns=$2 reply
 	shift 2
 	printf 'curl %s  ->  ' "$url"
-	reply=$("$@" curl -sS --max-time 5 "$url")
+	reply=$("$@" curl -gsS --max-time 5 "$url")
 	echo "$reply"
 	if [[ $reply != *"$ns"* ]]; then
 		echo "demo: $url did not answer from $ns" >&2
@@ -110,6 +117,10 @@ answer() {
 say "from the host"
 answer http://127.0.0.1:6000/ ns1
 answer http://127.0.0.1:6001/ ns2
+if $ipv6; then
+	answer 'http://[::1]:6000/' ns1 # the loopback shortcut: no DNAT can carry [::1]
+	answer 'http://[::1]:6001/' ns2
+fi
 
 say "from another machine (namespace $outside, routed through the host)"
 remove_outside
@@ -121,8 +132,15 @@ ip -n "$outside" addr add 10.254.254.2/30 dev eth0
 ip -n "$outside" link set eth0 up
 ip -n "$outside" link set lo up
 ip -n "$outside" route add default via "$outhost"
+ip addr add "$outhost6/64" dev "$outlink" nodad
+ip -n "$outside" addr add fd00:254:254::2/64 dev eth0 nodad
+ip -n "$outside" -6 route add default via "$outhost6"
 answer "http://$outhost:6000/" ns1 ip netns exec "$outside"
 answer "http://$outhost:6001/" ns2 ip netns exec "$outside"
+if $ipv6; then
+	answer "http://[$outhost6]:6000/" ns1 ip netns exec "$outside"
+	answer "http://[$outhost6]:6001/" ns2 ip netns exec "$outside"
+fi
 
 say "from one namespace to the other's published port (through the host)"
 printf 'nsrun exec ns1 -- '

@@ -36,6 +36,10 @@ scripts/demo.sh --nftables-only
 echo "== scripts/demo.sh --flask"
 scripts/demo.sh --flask
 
+# The blog on IPv4 and IPv6: [::1] from the host, the host's IPv6 address from outside.
+echo "== scripts/demo.sh --dual-stack"
+scripts/demo.sh --dual-stack
+
 # up killed with SIGKILL at random instants; down must converge every time.
 echo "== scripts/chaos.sh 20"
 scripts/chaos.sh 20

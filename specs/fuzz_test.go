@@ -2,6 +2,7 @@ package specs
 
 import (
 	"errors"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"testing"
@@ -56,8 +57,22 @@ func checkInvariants(t *testing.T, s *Spec) {
 				t.Fatalf("namespaces %q and %q overlap: %v, %v", ns.Name, other.Name, ns.Address, other.Address)
 			}
 		}
+		if s.IPv6 != ns.Address6.IsValid() && (s.Subnet6Set || !ns.AutoAddress6) {
+			t.Fatalf("namespace %q: ipv6 %v but address6 %v", ns.Name, s.IPv6, ns.Address6)
+		}
+		if ns.Address6.IsValid() {
+			if checkNamespaceAddress6(ns.Address6) != nil || ns.HostAddress6 != HostSide(ns.Address6) {
+				t.Fatalf("namespace %q has address6 %v, host side %v", ns.Name, ns.Address6, ns.HostAddress6)
+			}
+			for _, other := range s.Namespaces[:i] {
+				if other.Address6.IsValid() && ns.Address6.Masked().Overlaps(other.Address6.Masked()) {
+					t.Fatalf("namespaces %q and %q overlap: %v, %v", ns.Name, other.Name, ns.Address6, other.Address6)
+				}
+			}
+		}
 		for _, p := range ns.Ports {
-			if p.Published.Len() != p.Target.Len() || p.Published.First == 0 || p.Target.First == 0 || !p.HostIP.Is4() {
+			if p.Published.Len() != p.Target.Len() || p.Published.First == 0 || p.Target.First == 0 || !p.HostIP.IsValid() ||
+				(p.Is6() && !s.IPv6) || (p.HostIP == netip.IPv6Loopback() && p.Protocol == UDP) || p.HostIP.IsLinkLocalUnicast() {
 				t.Fatalf("accepted port %+v", p)
 			}
 		}
