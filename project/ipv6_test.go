@@ -8,10 +8,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nsrun/nsrun/forward"
+	"github.com/nsrun/nsrun/forward/iptables"
+	"github.com/nsrun/nsrun/forward/nftables"
 	"github.com/nsrun/nsrun/netns/nstest"
 	"github.com/nsrun/nsrun/veth"
 	"github.com/vishvananda/netlink"
@@ -279,4 +283,44 @@ func isDefault(r netlink.Route) bool {
 	}
 	ones, _ := r.Dst.Mask.Size()
 	return ones == 0 && r.Dst.IP.IsUnspecified()
+}
+
+// TestForwardPolicyDrop6: with the FORWARD policy DROP in ip6tables only
+// (IPv4 accepting), published IPv6 ports and IPv6 egress still work: an
+// iptables project goes into the backend that drops, an nftables one puts
+// its FORWARD accepts there, in ip6tables too; down takes them out.
+func TestForwardPolicyDrop6(t *testing.T) {
+	for _, backend := range []forward.Backend{iptables.NFT, iptables.Legacy} {
+		for _, choice := range []forward.Choice{forward.IPTables, forward.NFTables} {
+			t.Run(string(backend)+"/"+string(choice), func(t *testing.T) {
+				nstest.RequireRoot(t)
+				tool := "ip6" + strings.TrimPrefix(string(backend), "ip")
+				run(t, tool, "-w", "-P", "FORWARD", "DROP")
+				t.Cleanup(func() { exec.Command(tool, "-w", "-P", "FORWARD", "ACCEPT").Run() })
+				l := newLabWith(t, choice)
+				ports := freePorts(t, 6)
+				st := l.up(dualStack(ports))
+				want := forward.Placement{Backend: backend}
+				if choice == forward.NFTables {
+					want = forward.Placement{Backend: nftables.Backend, Accepts: []forward.Backend{backend}}
+				}
+				if st.Backend != want.Backend || !slices.Equal(st.Accepts, want.Accepts) {
+					t.Fatalf("placement chosen: %s, accepts in %v; want %s, accepts in %v", st.Backend, st.Accepts, want.Backend, want.Accepts)
+				}
+				a := l.ns("a")
+				nstest.StartServer(t, a, a, "8080", "")
+				nstest.StartServer(t, l.outside, l.outside, "9999", "")
+				r, err := nstest.DialFrom(t, l.outside, "tcp", addr(l.outHost6, ports[0]), "")
+				l.expect(r, err, a, "outside -> [host]:P0 with ip6tables FORWARD DROP")
+				r, err = nstest.DialFrom(t, a, "tcp", addr(l.outPeer6, 9999), "")
+				l.expect(r, err, l.outside, "a -> [outside] with ip6tables FORWARD DROP")
+				if _, err := l.e.Down(context.Background(), st.Project); err != nil {
+					t.Fatal(err)
+				}
+				if out, _ := exec.Command(tool + "-save").Output(); strings.Contains(string(out), "NSR") {
+					t.Errorf("down left nsrun's rules in %s:\n%s", tool, out)
+				}
+			})
+		}
+	}
 }
