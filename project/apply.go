@@ -77,6 +77,9 @@ var ops = map[Op]opKind{
 			return nil
 		}},
 	OpLink: {2, func(s Step) string {
+		if s.Pair.IPv6() {
+			return fmt.Sprintf("link %s <-> %s:%s (%s %s, %s %s)", s.Pair.Host, s.Namespace, s.Pair.Peer, s.Pair.HostAddr, s.Pair.HostAddr6, s.Pair.PeerAddr, s.Pair.PeerAddr6)
+		}
 		return fmt.Sprintf("link %s <-> %s:%s (%s, %s)", s.Pair.Host, s.Namespace, s.Pair.Peer, s.Pair.HostAddr, s.Pair.PeerAddr)
 	}, func(e *executor, s Step) error {
 		if s.Created {
