@@ -30,10 +30,14 @@ type Port struct {
 }
 
 // LocalOnly reports a port published to this machine only.
-func (p Port) LocalOnly() bool { return strings.HasPrefix(p.HostIP, "127.") }
+func (p Port) LocalOnly() bool { return strings.HasPrefix(p.HostIP, "127.") || p.HostIP == "::1" }
 
 func (p Port) label(ns string) string {
-	l := fmt.Sprintf("host %s:%s/%s -> %s:%s", p.HostIP, p.Published, p.Protocol, ns, p.Target)
+	host := p.HostIP
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	l := fmt.Sprintf("host %s:%s/%s -> %s:%s", host, p.Published, p.Protocol, ns, p.Target)
 	if p.LocalOnly() {
 		l += "\n(this machine only)"
 	}

@@ -17,6 +17,11 @@ func Script(want *State, firewall forward.Firewall) (string, error) {
 	fmt.Fprintf(&b, "#!/bin/sh\n# The commands equivalent to 'nsrun up' for project %s on a clean machine.\n", want.Project)
 	fmt.Fprintf(&b, "# Remove the result with: sudo nsrun down -p %s (it finds the labelled links and chains).\nset -e\n\n", want.Project)
 	b.WriteString("sysctl -w net.ipv4.ip_forward=1\n")
+	if want.IPv6 {
+		b.WriteString("# with IPv6 forwarding on, a link that learns its default route from router\n")
+		b.WriteString("# advertisements keeps it only with accept_ra=2 (nsrun up sets that itself)\n")
+		b.WriteString("sysctl -w net.ipv6.conf.all.forwarding=1\n")
+	}
 	for _, ns := range want.Namespaces {
 		p := ns.Pair(want.Project)
 		fmt.Fprintf(&b, "\n# namespace %s\n", ns.Name)
@@ -26,10 +31,20 @@ func Script(want *State, firewall forward.Firewall) (string, error) {
 		fmt.Fprintf(&b, "ip link set %s alias %s\n", p.Host, p.Alias)
 		fmt.Fprintf(&b, "ip addr add %s dev %s\n", p.HostAddr, p.Host)
 		fmt.Fprintf(&b, "sysctl -w net.ipv4.conf.%s.route_localnet=1\n", strings.ReplaceAll(p.Host, ".", "/"))
+		if p.IPv6() {
+			host := strings.ReplaceAll(p.Host, ".", "/")
+			fmt.Fprintf(&b, "sysctl -w net.ipv6.conf.%s.accept_dad=0 net.ipv6.conf.%s.accept_ra=0 net.ipv6.conf.%s.autoconf=0\n", host, host, host)
+			fmt.Fprintf(&b, "ip addr add %s dev %s nodad\n", p.HostAddr6, p.Host)
+			fmt.Fprintf(&b, "ip netns exec %s sysctl -w net.ipv6.conf.%s.accept_dad=0 net.ipv6.conf.%s.accept_ra=0 net.ipv6.conf.%s.autoconf=0\n", ns.Name, p.Peer, p.Peer, p.Peer)
+			fmt.Fprintf(&b, "ip -n %s addr add %s dev %s nodad\n", ns.Name, p.PeerAddr6, p.Peer)
+		}
 		fmt.Fprintf(&b, "ip link set %s up\n", p.Host)
 		fmt.Fprintf(&b, "ip -n %s addr add %s dev %s\n", ns.Name, p.PeerAddr, p.Peer)
 		fmt.Fprintf(&b, "ip -n %s link set %s up\n", ns.Name, p.Peer)
 		fmt.Fprintf(&b, "ip -n %s route add default via %s\n", ns.Name, p.HostAddr.Addr())
+		if p.IPv6() {
+			fmt.Fprintf(&b, "ip -n %s -6 route add default via %s\n", ns.Name, p.HostAddr6.Addr())
+		}
 	}
 	b.WriteString("\n# where firewalld runs, the links go in its zone trusted, at runtime (see README, Host firewalls)\n")
 	b.WriteString("if firewall-cmd --state >/dev/null 2>&1; then\n")
@@ -39,10 +54,22 @@ func Script(want *State, firewall forward.Firewall) (string, error) {
 	b.WriteString("fi\n")
 	b.WriteString("\n# published ports, in nsrun's own chains\n")
 	b.WriteString(firewall.Script(fw))
-	if n := len(shortcut.Of(fw)); n > 0 {
-		fmt.Fprintf(&b, "\n# nsrun up also sends TCP from this host to the %d port(s) published at 127.0.0.0/8\n", n)
+	var n4, n6 int
+	for _, e := range shortcut.Of(fw) {
+		if e.Host.Addr().Is4() {
+			n4++
+		} else {
+			n6++
+		}
+	}
+	if n4 > 0 {
+		fmt.Fprintf(&b, "\n# nsrun up also sends TCP from this host to the %d port(s) published at 127.0.0.0/8\n", n4)
 		b.WriteString("# straight to the namespaces: its loopback shortcut, cgroup BPF programs that no\n")
 		b.WriteString("# command here makes. Without it the rules above carry those connections.\n")
+	}
+	if n6 > 0 {
+		fmt.Fprintf(&b, "\n# nsrun up also serves the %d TCP port(s) published on IPv6 at [::1], by the same\n", n6)
+		b.WriteString("# shortcut. Nothing here can: the kernel lets no packet from ::1 leave the loopback.\n")
 	}
 	return b.String(), nil
 }

@@ -27,3 +27,28 @@ func TestScriptShortcutNote(t *testing.T) {
 		}
 	}
 }
+
+// TestScriptIPv6: a spec with ipv6: true gets IPv6 forwarding, addresses
+// without duplicate address detection, the IPv6 default route, the
+// ip6tables rules and the note on [::1].
+func TestScriptIPv6(t *testing.T) {
+	s := spec(t, "ipv6: true\nnamespaces:\n  ns1: {address: 10.9.1.2/24, address6: \"fd00:9:1::2/64\", ports: [\"6000:8080\"]}\n")
+	script, err := Script(FromSpec(s), iptables.New(iptables.NFT, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"sysctl -w net.ipv6.conf.all.forwarding=1",
+		"sysctl -w net.ipv6.conf.nsr-ns1.accept_dad=0 net.ipv6.conf.nsr-ns1.accept_ra=0 net.ipv6.conf.nsr-ns1.autoconf=0",
+		"ip addr add fd00:9:1::1/64 dev nsr-ns1 nodad",
+		"ip -n ns1 addr add fd00:9:1::2/64 dev eth0 nodad",
+		"ip -n ns1 -6 route add default via fd00:9:1::1",
+		"ip6tables-restore -w 30 --noflush",
+		"--to-destination [fd00:9:1::2]:8080",
+		"the 1 TCP port(s) published on IPv6 at [::1]",
+	} {
+		if !strings.Contains(script, want) {
+			t.Errorf("the script lacks %q:\n%s", want, script)
+		}
+	}
+}

@@ -155,6 +155,9 @@ func (k Kernel) QuietFingerprint(ctx context.Context) string {
 			if err != nil {
 				return "unreadable: " + err.Error()
 			}
+			if snap, ok := t.(*iptables.Snapshot); ok && snap.V6 != nil {
+				return snap.String() + snap.V6.String() // ip6tables-legacy sends no events either
+			}
 			return fmt.Sprint(t)
 		}
 	}
