@@ -39,16 +39,18 @@ func UDPPorts(p Project) []specs.PortRange {
 }
 
 // DeleteUDPConntrack removes the conntrack entries of UDP flows to the
-// given host ports. A UDP "connection" lives on in conntrack while
+// given host ports, of both families. A UDP "connection" lives on in conntrack while
 // datagrams keep coming, so without this a forward added or removed would
 // go on sending them to the old place (or to none).
 func DeleteUDPConntrack(ports []specs.PortRange) error {
 	if len(ports) == 0 {
 		return nil
 	}
-	_, err := netlink.ConntrackDeleteFilters(netlink.ConntrackTable, unix.AF_INET, udpPorts(ports))
-	if err != nil && !errors.Is(err, unix.ENOENT) {
-		return fmt.Errorf("deleting UDP conntrack entries for ports %v: %w", ports, err)
+	for _, family := range []netlink.InetFamily{unix.AF_INET, unix.AF_INET6} {
+		_, err := netlink.ConntrackDeleteFilters(netlink.ConntrackTable, family, udpPorts(ports))
+		if err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EAFNOSUPPORT) {
+			return fmt.Errorf("deleting UDP conntrack entries for ports %v: %w", ports, err)
+		}
 	}
 	return nil
 }

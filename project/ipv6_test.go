@@ -79,8 +79,10 @@ func TestReachability6(t *testing.T) {
 
 		// From the host: [::1] by the loopback shortcut (no DNAT can carry
 		// it: the kernel lets nothing from ::1 leave the loopback), so
-		// getpeername is the published address; a dual-stack socket to
-		// ::ffff:127.0.0.1; the host's own IPv6 address, by DNAT.
+		// getpeername is the published address and the DNAT rules count
+		// nothing; a dual-stack socket to ::ffff:127.0.0.1; the host's own
+		// IPv6 address, by DNAT.
+		dnatBefore := dnatPackets(t, st)
 		for _, p := range []struct {
 			port int
 			from string
@@ -100,8 +102,14 @@ func TestReachability6(t *testing.T) {
 		if r, _, err := dialPeer("tcp6", addr(netip.IPv6Loopback(), ports[3])); err == nil {
 			t.Errorf("host -> [::1]:P3 (published on IPv4 only) answered %q", r)
 		}
+		if after := dnatPackets(t, st); after != dnatBefore {
+			t.Errorf("the DNAT rules counted %d packets for [::1]; want none (the shortcut)", after-dnatBefore)
+		}
 		r, err = hostDial("tcp", addr(l.outHost6, ports[0]), "")
 		l.expect(r, err, a, "host -> [its own address]:P0")
+		if after := dnatPackets(t, st); st.Backend.IsIPTables() && after == dnatBefore {
+			t.Error("the DNAT rules counted nothing for the host's own address either: the counters say nothing")
+		}
 
 		// Hairpin: a namespace to its own published port, and to another's.
 		r, err = nstest.DialFrom(t, a, "tcp", addr(l.outHost6, ports[0]), "")
@@ -146,6 +154,29 @@ func TestReachability6(t *testing.T) {
 			t.Errorf("down left net.ipv6.conf.all.forwarding %s; it was %s", v, forwarding)
 		}
 	})
+}
+
+// dnatPackets sums the packet counters of the project's ip6tables DNAT
+// rules; 0 in nftables, whose rules have no counters.
+func dnatPackets(t *testing.T, st *State) int {
+	t.Helper()
+	if !st.Backend.IsIPTables() {
+		return 0
+	}
+	out, err := exec.Command("ip6"+strings.TrimPrefix(string(st.Backend), "ip")+"-save", "-c", "-t", "nat").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	chains := iptables.ProjectChains(st.Project)
+	sum := 0
+	for _, line := range strings.Split(string(out), "\n") {
+		var pkts, bytes int
+		var chain string
+		if n, _ := fmt.Sscanf(line, "[%d:%d] -A %s", &pkts, &bytes, &chain); n == 3 && strings.HasPrefix(chain, strings.TrimSuffix(chains.DNAT, "DNAT")) && strings.Contains(line, "-j DNAT") {
+			sum += pkts
+		}
+	}
+	return sum
 }
 
 // dialPeer connects over TCP and returns the server's line and the peer
@@ -323,4 +354,70 @@ func TestForwardPolicyDrop6(t *testing.T) {
 			})
 		}
 	}
+}
+
+// TestKeeperHeals6: the keeper repairs a project's IPv6 rules flushed
+// behind its back (ip6tables' DNAT chain, or nftables' IPv6 chain) with no
+// command run.
+func TestKeeperHeals6(t *testing.T) {
+	eachFirewall(t, func(t *testing.T, l *lab) {
+		l.e.NoHeal = false
+		ports := freePorts(t, 6)
+		st := l.up(dualStack(ports))
+		a := l.ns("a")
+		nstest.StartServer(t, a, a, "8080", "")
+		works := func(what string) {
+			t.Helper()
+			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+				r, err := nstest.DialFrom(t, l.outside, "tcp", addr(l.outHost6, ports[0]), "")
+				if err == nil {
+					l.expect(r, err, a, what+": outside -> [host]:P0")
+					return
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("%s: not repaired within 10 s: %v", what, err)
+				}
+			}
+		}
+		works("after up")
+		if st.Backend.IsIPTables() {
+			run(t, "ip6"+strings.TrimPrefix(string(st.Backend), "ip"), "-w", "-t", "nat", "-F", iptables.ChainDNAT)
+		} else {
+			run(t, "nft", "flush", "chain", "inet", "nsrun", "publish6")
+		}
+		works("after the IPv6 rules were flushed")
+		// The count is written once the repair is applied: wait for it.
+		for deadline := time.Now().Add(5 * time.Second); l.e.Store.Repairs(st.Project).Repairs < 1; time.Sleep(50 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("repairs recorded: %+v; want at least 1", l.e.Store.Repairs(st.Project))
+			}
+		}
+	})
+}
+
+// TestUDPStaleConntrack6 is TestUDPStaleConntrack over IPv6: a UDP flow
+// to a published port moves with the port, though its conntrack entry
+// would keep it where it was.
+func TestUDPStaleConntrack6(t *testing.T) {
+	eachFirewall(t, func(t *testing.T, l *lab) {
+		ports := freePorts(t, 2) // ports[1]: the client's fixed source port
+		src := addr(l.outHost6, ports[1])
+		spec := func(ns string) string {
+			return fmt.Sprintf("name: t{ID}\nipv6: true\nnamespaces:\n  %s{ID}: {ports: [\"[::]:%d:9090/udp\"]}\n", ns, ports[0])
+		}
+		r, err := hostDial("udp", addr(l.outHost6, ports[0]), src)
+		l.refuse(r, err, "udp before up")
+		l.up(spec("a"))
+		a, b := l.ns("a"), l.ns("b")
+		nstest.StartServer(t, a, a, "", "9090")
+		r, err = hostDial("udp", addr(l.outHost6, ports[0]), src)
+		l.expect(r, err, a, "udp after up, same source port")
+		if _, err := l.e.Down(context.Background(), "t"+l.id); err != nil {
+			t.Fatal(err)
+		}
+		l.up(spec("b"))
+		nstest.StartServer(t, b, b, "", "9090")
+		r, err = hostDial("udp", addr(l.outHost6, ports[0]), src)
+		l.expect(r, err, b, "udp after down and up elsewhere, same source port")
+	})
 }

@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/nsrun/nsrun/forward"
+	"github.com/nsrun/nsrun/forward/iptables"
 	"github.com/nsrun/nsrun/specs"
 	"github.com/nsrun/nsrun/veth"
 )
@@ -17,6 +19,9 @@ func Preflight(want, recorded *State, others []*State, obs Observed) error {
 	foreign := obs.foreignPrefixes()
 	if want.IPv6 && obs.IPv6Forward == "" {
 		errs = append(errs, errors.New("the spec has ipv6: true, but IPv6 is off on this host (net.ipv6.conf.all.disable_ipv6=1, or a kernel without IPv6); turn it on with 'sudo sysctl -w net.ipv6.conf.all.disable_ipv6=0' or remove ipv6: true"))
+	}
+	if want.IPv6 {
+		errs = append(errs, checkIP6Tables(want, obs)...)
 	}
 	for _, ns := range want.Namespaces {
 		errs = append(errs, checkNamespace(want.Project, ns, recorded, others, obs, foreign)...)
@@ -66,6 +71,21 @@ func checkNamespace(project string, ns *NamespaceState, recorded *State, others 
 			if ons.Address6.IsValid() && ons.Address6.Masked().Overlaps(link6) {
 				errs = append(errs, fmt.Errorf("namespace %q's IPv6 subnet %s overlaps namespace %q of project %q (%s); give it another address6 or subnet6", ns.Name, link6, ons.Name, o.Project, ons.Address6.Masked()))
 			}
+		}
+	}
+	return errs
+}
+
+// checkIP6Tables reports an iptables backend of the project's placement
+// whose ip6tables of the same flavour is missing: nsrun never mixes
+// flavours (a packet meets both, and a project's rules are in one).
+func checkIP6Tables(want *State, obs Observed) []error {
+	var errs []error
+	for _, b := range append([]forward.Backend{want.Backend}, want.Accepts...) {
+		snap, ok := obs.Firewall[b].(*iptables.Snapshot)
+		if ok && snap.V6 == nil {
+			errs = append(errs, fmt.Errorf("the spec has ipv6: true and the project's rules go to %s, but %s is not installed (nsrun does not mix iptables flavours); install it (apt-get install iptables) or use --firewall nftables",
+				b, "ip6"+strings.TrimPrefix(string(b), "ip")))
 		}
 	}
 	return errs

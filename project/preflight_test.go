@@ -265,3 +265,31 @@ func TestEtcFilesContent(t *testing.T) {
 		t.Error("resolv.conf written with no nameserver")
 	}
 }
+
+// TestPreflightIPv6: a spec with ipv6: true is refused, before any change,
+// on a host without IPv6, where its iptables flavour lacks ip6tables, and
+// where its IPv6 subnet overlaps a host route or another project's.
+func TestPreflightIPv6(t *testing.T) {
+	want := FromSpec(spec(t, "ipv6: true\nnamespaces:\n  ns1: {address: 10.9.1.2/24, address6: \"fd00:9:1::2/64\"}\n"))
+	want.Backend = iptables.NFT
+	other := FromSpec(spec(t, "name: other\nipv6: true\nnamespaces:\n  o1: {address: 10.9.2.2/24, address6: \"fd00:9:1::5/64\"}\n"))
+	obs := Observed{
+		Firewall: map[forward.Backend]forward.Tables{iptables.NFT: &iptables.Snapshot{}},
+		Prefixes: []veth.HostPrefix{{Prefix: netip.MustParsePrefix("fd00:9::/32"), Link: "eth0", What: "route"}},
+	}
+	err := Preflight(want, nil, []*State{other}, obs)
+	for _, msg := range []string{
+		"the spec has ipv6: true, but IPv6 is off on this host",
+		"the project's rules go to iptables-nft, but ip6tables-nft is not installed (nsrun does not mix iptables flavours)",
+		`namespace "ns1"'s IPv6 subnet fd00:9:1::/64 overlaps the host's route fd00:9::/32 on eth0`,
+		`namespace "ns1"'s IPv6 subnet fd00:9:1::/64 overlaps namespace "o1" of project "other"`,
+	} {
+		if err == nil || !strings.Contains(err.Error(), msg) {
+			t.Errorf("missing %q in:\n%v", msg, err)
+		}
+	}
+	obs = Observed{IPv6Forward: "0", Firewall: map[forward.Backend]forward.Tables{iptables.NFT: &iptables.Snapshot{V6: &iptables.Snapshot{}}}}
+	if err := Preflight(want, nil, nil, obs); err != nil {
+		t.Errorf("a host with IPv6 and ip6tables: %v", err)
+	}
+}

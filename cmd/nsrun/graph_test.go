@@ -43,7 +43,7 @@ func TestGraphExamples(t *testing.T) {
 				t.Errorf("%s: the SVG does not name namespace %s", path, ns.Name)
 			}
 			for _, p := range ns.Ports {
-				if want := p.HostIP.String() + ":" + p.Published.String() + "/" + string(p.Protocol); !strings.Contains(text, want) {
+				if want := specs.HostIPText(p.HostIP) + ":" + p.Published.String() + "/" + string(p.Protocol); !strings.Contains(text, want) {
 					t.Errorf("%s: the SVG lacks port %s", path, want)
 				}
 			}

@@ -184,3 +184,33 @@ func TestCompletion(t *testing.T) {
 		t.Errorf("completion of logs NS/PROC:\n%s", out)
 	}
 }
+
+// TestStatusJSONIPv6: a project with IPv6 adds, and only adds, the IPv6
+// addresses, its ports on IPv6 with the namespace's IPv6 address, and
+// whether [::1] is served.
+func TestStatusJSONIPv6(t *testing.T) {
+	s, err := specs.Parse("dual.yaml", []byte("name: dual\nipv6: true\nnamespaces:\n  ns1:\n    address: 10.9.1.2/24\n    address6: \"fd00:9:1::2/64\"\n    ports: [\"6000:8080\"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := report(&project.Report{Project: "dual", State: project.FromSpec(s), Loopback6: "served by the loopback shortcut"}, time.Now())
+	data, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		`"address":"10.9.1.2/24"`, `"address6":"fd00:9:1::2/64"`, `"host_address6":"fd00:9:1::1/64"`,
+		`{"host_ip":"0.0.0.0","published":"6000","protocol":"tcp","address":"10.9.1.2","target":"8080"}`,
+		`{"host_ip":"::","published":"6000","protocol":"tcp","address":"fd00:9:1::2","target":"8080"}`,
+		`"loopback6":"served by the loopback shortcut"`,
+	} {
+		if !strings.Contains(string(data), want) {
+			t.Errorf("status lacks %s:\n%s", want, data)
+		}
+	}
+	var text bytes.Buffer
+	printProject(&text, r)
+	if !strings.Contains(text.String(), "[::]:6000/tcp -> [fd00:9:1::2]:8080") || !strings.Contains(text.String(), "[::1] (ports published on IPv6, from this host): served") {
+		t.Errorf("status for people:\n%s", text.String())
+	}
+}

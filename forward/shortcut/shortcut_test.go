@@ -476,3 +476,61 @@ func TestReconcile(t *testing.T) {
 		t.Fatalf("the last removed: %d left, %v", left, err)
 	}
 }
+
+// TestShortcutUpgrade: programs attached by an nsrun from before [::1]
+// was served (a connect4 program and its port map, no IPv6 port map) are
+// replaced by today's when a project needs [::1], and their entries are
+// kept.
+func TestShortcutUpgrade(t *testing.T) {
+	nstest.RequireRoot(t)
+	old, project := strings.ToLower(nstest.Name("so")), strings.ToLower(nstest.Name("sn"))
+	t.Cleanup(func() { Set(old, nil); Set(project, nil); Sweep() })
+	if shortcutAttached(t) {
+		t.Fatal("nsrun's programs are on the root cgroup before the test; remove them with 'nsrun down --all'")
+	}
+	cg, err := openCgroup()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cg.Close()
+	ports, err := ebpf.NewMap(&ebpf.MapSpec{
+		Name: mapPorts, Type: ebpf.Hash, MaxEntries: 16, Flags: unix.BPF_F_NO_PREALLOC,
+		KeySize: uint32(binary.Size(shortcutKey{})), ValueSize: uint32(binary.Size(shortcutValue{})),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ports.Close()
+	peers, err := newPeersMap()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peers.Close()
+	cookie, err := hostNetnsCookie()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := attachProgram(cg, progConnect, ebpf.AttachCGroupInet4Connect, connect4(ports, peers, cookie)); err != nil {
+		t.Fatal(err)
+	}
+	v4 := Entry{Host: netip.MustParseAddrPort("0.0.0.0:16990"), Target: netip.MustParseAddrPort("10.9.1.2:8080")}
+	if err := (kernelMap{ports, nil}).put(v4, owner(old)); err != nil {
+		t.Fatal(err)
+	}
+	v6 := Entry{Host: netip.MustParseAddrPort("[::]:16991"), Target: netip.MustParseAddrPort("[fd00:9::2]:8080")}
+	if err := Set(project, []Entry{v6}); err != nil {
+		t.Fatalf("Set with an IPv6 entry over the old programs: %v", err)
+	}
+	table, err := Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if table.Entries[v4] != owner(old) || table.Entries[v6] != owner(project) || len(table.Entries) != 2 {
+		t.Errorf("entries after the upgrade: %v; want the old project's IPv4 one and the new IPv6 one", table.Entries)
+	}
+	if s, err := openShortcut(false, false); err != nil || s == nil || s.ports6 == nil {
+		t.Errorf("after the upgrade: %+v, %v; want today's programs, with the IPv6 port map", s, err)
+	} else {
+		s.Close()
+	}
+}
