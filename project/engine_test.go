@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"os"
+	"net/netip"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +15,7 @@ import (
 	"github.com/nsrun/nsrun/forward/iptables"
 	"github.com/nsrun/nsrun/forward/nftables"
 	"github.com/nsrun/nsrun/specs"
+	"github.com/nsrun/nsrun/veth"
 )
 
 func spec(t *testing.T, src string) *specs.Spec {
@@ -82,12 +85,20 @@ func TestUpAndDown(t *testing.T) {
 // TestRollbackAfterEveryStep fails the k-th change of an up for every k
 // and checks that the host and the record are as before.
 func TestRollbackAfterEveryStep(t *testing.T) {
+	t.Run("ipv4", func(t *testing.T) { rollbackAfterEveryStep(t, twoNamespaces) })
+	// With IPv6: forwarding and accept_ra go back too.
+	t.Run("ipv6", func(t *testing.T) { rollbackAfterEveryStep(t, "ipv6: true\n"+twoNamespaces) })
+}
+
+func rollbackAfterEveryStep(t *testing.T, src string) {
 	for k := 1; ; k++ {
 		sys := newFake()
+		sys.raLinks = map[string]bool{"eth1": true}
+		sys.sysctls["net/ipv6/conf/eth1/accept_ra"] = "1"
 		e := newEngine(t, sys)
 		clean := sys.fingerprint()
 		sys.failAt = k
-		_, err := e.Up(context.Background(), spec(t, twoNamespaces))
+		_, err := e.Up(context.Background(), spec(t, src))
 		if err == nil {
 			if k < 3 {
 				t.Fatal("no change was made at all")
@@ -480,5 +491,47 @@ func TestSupervisorToldOnlyOfProcessChanges(t *testing.T) {
 		if reloaded := len(sup.plans) > before; reloaded != tc.reload {
 			t.Errorf("up %d: supervisor told %v; want %v", i, reloaded, tc.reload)
 		}
+	}
+}
+
+// TestUpAndDownIPv6: a spec with ipv6: true on the fake host: IPv6
+// addresses from a default pool of the machine, IPv6 forwarding turned on
+// after accept_ra=2 on the link with an RA-learned default route, the
+// warning that [::1] is not served where the shortcut cannot run, a second
+// up that changes nothing, and a down that puts every sysctl back.
+func TestUpAndDownIPv6(t *testing.T) {
+	sys := newFake()
+	sys.raLinks = map[string]bool{"eth1": true}
+	sys.sysctls["net/ipv6/conf/eth1/accept_ra"] = "1"
+	e := newEngine(t, sys)
+	ctx := context.Background()
+	clean := sys.fingerprint()
+	src := "ipv6: true\nnamespaces:\n  ns1: {ports: [\"6000:8080\"]}\n  ns2: {address6: \"fd00:9:2::2/64\", ports: [\"[::1]:6001:8080\"]}\n"
+	out, err := e.Up(ctx, spec(t, src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns1, ns2 := out.State.Namespace("ns1"), out.State.Namespace("ns2")
+	if pool := specs.DefaultPool6("", 0); !out.State.IPv6 || out.State.Subnet6 != pool || !pool.Contains(ns1.Address6.Addr()) || !ns1.AutoAddress6 {
+		t.Errorf("ns1's IPv6 address %v (pool %v); want one of %v", ns1.Address6, out.State.Subnet6, pool)
+	}
+	if ns2.Address6 != netip.MustParsePrefix("fd00:9:2::2/64") || sys.links["nsr-ns2"].PeerAddr6 != ns2.Address6 || sys.links["nsr-ns2"].HostAddr6 != netip.MustParsePrefix("fd00:9:2::1/64") {
+		t.Errorf("ns2: recorded %v, link %+v", ns2.Address6, sys.links["nsr-ns2"])
+	}
+	if sys.sysctls[veth.IPv6Forward] != "1" || sys.sysctls["net/ipv6/conf/eth1/accept_ra"] != "2" {
+		t.Errorf("after up: %v", sys.sysctls)
+	}
+	if !slices.ContainsFunc(out.Warnings, func(w string) bool { return strings.Contains(w, "[::1] is not served") || strings.Contains(w, Loopback6NotServed) }) {
+		t.Errorf("warnings %q; want that [::1] is not served (the fake host has no shortcut)", out.Warnings)
+	}
+	again, err := e.Up(ctx, spec(t, src))
+	if err != nil || !again.UpToDate {
+		t.Errorf("second up: up to date %v, %v", again != nil && again.UpToDate, err)
+	}
+	if _, err := e.Down(ctx, "demo"); err != nil {
+		t.Fatal(err)
+	}
+	if got := sys.fingerprint(); got != clean {
+		t.Errorf("after down:\n%s\nwant:\n%s", got, clean)
 	}
 }

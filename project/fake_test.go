@@ -107,7 +107,8 @@ func (f *fakeSystem) fingerprint() string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return fmt.Sprint(f.ipForward, f.sysctls, slices.Sorted(maps.Keys(f.namespaces)), slices.Sorted(maps.Keys(f.links)),
-		slices.Sorted(maps.Keys(f.etc)), f.tables(iptables.NFT), f.tables(iptables.Legacy), f.tables(nftables.Backend), f.firewalld)
+		slices.Sorted(maps.Keys(f.etc)), f.tables(iptables.NFT), f.tables(iptables.Legacy), f.tables(nftables.Backend), f.firewalld,
+		f.tables6(iptables.NFT), f.tables6(iptables.Legacy))
 }
 
 // tables is what a backend holds, as iptables-save prints it.
@@ -120,6 +121,21 @@ func (f *fakeSystem) tables(b forward.Backend) string {
 		return err.Error()
 	}
 	return fmt.Sprint(t)
+}
+
+// tables6 is what a backend's ip6tables holds.
+func (f *fakeSystem) tables6(b forward.Backend) string {
+	if f.fw[b] == nil {
+		return ""
+	}
+	t, err := f.fw[b].Read(context.Background())
+	if err != nil {
+		return err.Error()
+	}
+	if snap, ok := t.(*iptables.Snapshot); ok && snap.V6 != nil {
+		return snap.V6.String()
+	}
+	return ""
 }
 
 // projects lists the projects whose rules any backend holds.
@@ -350,6 +366,11 @@ func (f *fakeSystem) observe(_ context.Context, q Query) (Observed, error) {
 	}
 	for name, p := range f.links {
 		obs.Links[name] = veth.Link{Name: name, Alias: p.Alias, Type: "veth", Index: index(name), Up: true, Addrs: []netip.Prefix{p.HostAddr}}
+		if p.IPv6() {
+			l := obs.Links[name]
+			l.Addrs6 = []netip.Prefix{p.HostAddr6}
+			obs.Links[name] = l
+		}
 		obs.RouteLocalnet[name] = "1"
 	}
 	for _, ns := range q.Namespaces {
@@ -360,6 +381,11 @@ func (f *fakeSystem) observe(_ context.Context, q Query) (Observed, error) {
 			if p.Namespace == ns {
 				obs.Peers[ns] = veth.Peer{Exists: true, ParentIndex: index(name), Up: true, Addrs: []netip.Prefix{p.PeerAddr},
 					Gateways: []netip.Addr{p.HostAddr.Addr()}}
+				if p.IPv6() {
+					peer := obs.Peers[ns]
+					peer.Addrs6, peer.Gateways6 = []netip.Prefix{p.PeerAddr6}, []netip.Addr{p.HostAddr6.Addr()}
+					obs.Peers[ns] = peer
+				}
 			}
 		}
 		obs.Etc[ns] = map[string]EtcFile{}

@@ -49,13 +49,29 @@ func New(b forward.Backend, wait time.Duration) *Firewall {
 
 // NewFake returns the backend held in memory, with the semantics of
 // iptables-restore (see Snapshot.Restore), starting from tables as
-// iptables-save prints them.
+// iptables-save prints them; its ip6tables starts with their built-in
+// chains and policies.
 func NewFake(b forward.Backend, tables string) (*Firewall, error) {
 	snap, err := ParseSave(tables)
 	if err != nil {
 		return nil, err
 	}
-	return &Firewall{backend: b, run: &memory{snap: snap}, run6: &memory{snap: &Snapshot{Tables: map[string]map[string]*Chain{}}}}, nil
+	return &Firewall{backend: b, run: &memory{snap: snap}, run6: &memory{snap: builtins(snap)}}, nil
+}
+
+// builtins is a snapshot's tables with their built-in chains and
+// policies only: the fake's ip6tables on a host whose iptables is s.
+func builtins(s *Snapshot) *Snapshot {
+	out := &Snapshot{Tables: map[string]map[string]*Chain{}}
+	for table, chains := range s.Tables {
+		out.Tables[table] = map[string]*Chain{}
+		for name, c := range chains {
+			if c.Policy != "-" {
+				out.Tables[table][name] = &Chain{Policy: c.Policy}
+			}
+		}
+	}
+	return out
 }
 
 func (f *Firewall) Backend() forward.Backend { return f.backend }

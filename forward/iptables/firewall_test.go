@@ -76,6 +76,20 @@ func TestRestoreRoundTrip(t *testing.T) {
 			if strings.Contains(v6, "16003") || strings.Contains(up.String(), "fd00:") {
 				t.Errorf("[::1] is DNAT'd, or IPv6 is in iptables:\n%s", v6)
 			}
+			// down --all's sweep takes it all out of both families too.
+			if err := fw.Sweep(ctx); err != nil {
+				t.Fatal(err)
+			}
+			swept, err := fw.snapshot(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Contains(swept.String(), "NSR") || strings.Contains(swept.V6.String(), "NSR") {
+				t.Errorf("the sweep left nsrun's chains:\n%s\n%s", swept, swept.V6)
+			}
+			if err := fw.Ensure(ctx, p, false); err != nil {
+				t.Fatal(err)
+			}
 			if err := fw.Remove(ctx, project); err != nil {
 				t.Fatal(err)
 			}
