@@ -3,8 +3,8 @@ package project
 import (
 	"context"
 	"errors"
-	"os"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -521,7 +521,9 @@ func TestUpAndDownIPv6(t *testing.T) {
 	if sys.sysctls[veth.IPv6Forward] != "1" || sys.sysctls["net/ipv6/conf/eth1/accept_ra"] != "2" {
 		t.Errorf("after up: %v", sys.sysctls)
 	}
-	if !slices.ContainsFunc(out.Warnings, func(w string) bool { return strings.Contains(w, "[::1] is not served") || strings.Contains(w, Loopback6NotServed) }) {
+	if !slices.ContainsFunc(out.Warnings, func(w string) bool {
+		return strings.Contains(w, "[::1] is not served") || strings.Contains(w, Loopback6NotServed)
+	}) {
 		t.Errorf("warnings %q; want that [::1] is not served (the fake host has no shortcut)", out.Warnings)
 	}
 	again, err := e.Up(ctx, spec(t, src))
