@@ -96,6 +96,7 @@ ip netns / ip link / iptables / sysctl steps, and removes exactly what it made.`
 		newSchemaCommand(),
 		newGraphCommand(),
 		newConfigCommand(),
+		newExportCommand(),
 		newManCommand(),
 	)
 	return root

@@ -1,0 +1,164 @@
+package export
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+
+	"github.com/nsrun/nsrun/specs"
+	"gopkg.in/yaml.v3"
+)
+
+// ComposeOptions are nsrun export compose's flags.
+type ComposeOptions struct {
+	Images Images
+	// Checks are the healthcheck commands the user gives for ready checks
+	// ("NS/PROC" -> a shell command run inside the container): Compose
+	// has no TCP check of its own, and an image may lack every tool.
+	Checks map[string]string
+}
+
+// ParseChecks reads --check values: NS/PROC=COMMAND.
+func ParseChecks(values []string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, v := range values {
+		key, cmd, ok := strings.Cut(v, "=")
+		if !ok || cmd == "" || !strings.Contains(key, "/") {
+			return nil, fmt.Errorf("--check %q: write NS/PROC=COMMAND, e.g. ns1/web='curl -fsS http://localhost:8080/'", v)
+		}
+		out[key] = cmd
+	}
+	return out, nil
+}
+
+// Compose renders the spec as a Compose file: one service per run entry,
+// NS-PROC; the first of each namespace owns its ports, and the others
+// join its network (network_mode: service:FIRST), as they share the
+// namespace.
+func Compose(s *specs.Spec, o ComposeOptions) ([]byte, error) {
+	var problems []string
+	problems = append(problems, o.Images.unknownEntries(s)...)
+	for _, key := range sortedKeys(o.Checks) {
+		if !hasEntry(s, key) {
+			problems = append(problems, fmt.Sprintf("--check %s=...: the spec has no run entry %s; the entries are %s", key, key, strings.Join(entries(s), ", ")))
+		}
+	}
+	for _, ns := range s.Namespaces {
+		for _, p := range namespaceProblems(ns, o.Images) {
+			if !strings.Contains(p, "published on") { // Compose keeps host_ip
+				problems = append(problems, p)
+			}
+		}
+		if !ns.Egress {
+			problems = append(problems, fmt.Sprintf("namespace %q: egress: false cannot be carried: Compose's way to cut a service off, an internal network, cannot publish ports, and its services would lose the others' ports too; remove egress: false, or use nsrun export kubernetes (a NetworkPolicy)", ns.Name))
+		}
+	}
+	if err := refusal("Compose", problems); err != nil {
+		return nil, err
+	}
+	services := mapping()
+	var notes []string
+	for _, ns := range s.Namespaces {
+		for i, p := range ns.Run {
+			svc, note := composeService(ns, i, p, o)
+			services.Content = append(services.Content, scalar(serviceName(ns, p)), svc)
+			if note != "" {
+				notes = append(notes, note)
+			}
+		}
+	}
+	var b bytes.Buffer
+	b.WriteString(composeHeader(s, notes))
+	root := mapping("name", s.Name, "services", services)
+	if s.IPv6 {
+		// The services' network has IPv6 too, as the namespaces had.
+		root.Content = append(root.Content, scalar("networks"), mapping("default", mapping("enable_ipv6", true)))
+	}
+	enc := yaml.NewEncoder(&b)
+	enc.SetIndent(2)
+	if err := enc.Encode(root); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), enc.Close()
+}
+
+func serviceName(ns *specs.Namespace, p specs.Process) string { return ns.Name + "-" + p.Name }
+
+// composeService is run entry i of a namespace as a service, and a note
+// on what of it could not be carried.
+func composeService(ns *specs.Namespace, i int, p specs.Process, o ComposeOptions) (*yaml.Node, string) {
+	svc := mapping("image", o.Images.image(ns.Name, p.Name), "command", p.Command, "working_dir", p.Workdir, "user", p.User)
+	if len(p.Env) > 0 {
+		env := mapping()
+		for _, kv := range p.Env {
+			k, v, _ := strings.Cut(kv, "=")
+			env.Content = append(env.Content, scalar(k), quotedValue(v))
+		}
+		svc.Content = append(svc.Content, scalar("environment"), env)
+	}
+	if i == 0 {
+		if ports := composePorts(ns); len(ports) > 0 {
+			svc.Content = append(svc.Content, scalar("ports"), node(ports))
+		}
+	} else {
+		svc.Content = append(svc.Content, scalar("network_mode"), node("service:"+serviceName(ns, ns.Run[0])))
+	}
+	svc.Content = append(svc.Content, scalar("restart"), node(string(p.Restart)))
+	key := ns.Name + "/" + p.Name
+	if p.Ready == nil {
+		return svc, ""
+	}
+	check, ok := o.Checks[key]
+	if !ok {
+		return svc, fmt.Sprintf("%s's ready check (TCP port %d) is not carried: Compose runs a command inside the container to check health, and nsrun cannot know what the image has; give one with --check %s='COMMAND'", key, p.Ready.TCP, key)
+	}
+	svc.Content = append(svc.Content, scalar("healthcheck"), mapping(
+		"test", []string{"CMD-SHELL", check},
+		"interval", "2s",
+		"start_period", p.Ready.Timeout.String(),
+		"start_interval", "1s"))
+	return svc, ""
+}
+
+// composePorts are a namespace's ports in Compose's short form: ranges and
+// host addresses kept, IPv6 ones in brackets.
+func composePorts(ns *specs.Namespace) []string {
+	var out []string
+	for _, p := range published(ns) {
+		s := p.Published.String() + ":" + p.Target.String()
+		if !p.Both { // a host address the spec wrote, 0.0.0.0 and :: included
+			s = specs.HostIPText(p.HostIP) + ":" + s
+		}
+		if p.Protocol != specs.TCP {
+			s += "/" + string(p.Protocol)
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func composeHeader(s *specs.Spec, notes []string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Compose file of nsrun project %s, from %s by `nsrun export compose`.\n", s.Name, baseName(s.File))
+	b.WriteString("# One service per run entry, NS-PROC; the first of each namespace owns its\n")
+	b.WriteString("# ports, the others share its network (network_mode: service:...), as they\n")
+	b.WriteString("# share the namespace. Use: docker compose -f FILE up -d\n")
+	b.WriteString("# Not carried, on purpose: the namespaces' addresses (automatic ones; Compose's\n")
+	b.WriteString("# network gives each service its own), /etc/netns/NS/hosts (services reach\n")
+	b.WriteString("# each other by service name), the loopback shortcut and firewall rules.\n")
+	var empty []string
+	for _, ns := range s.Namespaces {
+		if len(ns.Run) == 0 {
+			empty = append(empty, ns.Name)
+		}
+	}
+	if len(empty) > 0 {
+		fmt.Fprintf(&b, "# Namespaces that run nothing are left out: %s.\n", strings.Join(empty, ", "))
+	}
+	for _, n := range notes {
+		for _, line := range wrap(n + ".") {
+			b.WriteString("# " + line + "\n")
+		}
+	}
+	return b.String()
+}

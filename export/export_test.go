@@ -1,0 +1,407 @@
+package export
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/compose-spec/compose-go/v2/loader"
+	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/nsrun/nsrun/specs"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/serializer/json"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+// examples are the bundled examples, each with the flags its exports get.
+var examples = []struct {
+	name, path string
+	images     []string
+	checks     []string
+}{
+	{"blog", "../specs/examples/blog.yaml", []string{"python:3.12-slim"}, []string{"ns1/web=python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", 8080))'"}},
+	{"flask", "../specs/examples/flask/flask.yaml", []string{"ns1/app=registry.example/flask-app:1", "ns2/app=registry.example/flask-app:1"}, nil},
+	{"dual-stack", "../specs/examples/dual-stack.yaml", []string{"python:3.12-slim"}, nil},
+	// Every field of the spec, some of which no cluster can carry: the
+	// golden file is the refusal, every problem listed.
+	{"full", "../specs/examples/full.yaml", []string{"python:3.12-slim"}, nil},
+}
+
+func load(t *testing.T, path string) *specs.Spec {
+	t.Helper()
+	s, err := specs.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// exported runs both exports of an example: their output, or the refusal.
+func exported(t *testing.T, ex struct {
+	name, path string
+	images     []string
+	checks     []string
+}) (kube, compose []byte) {
+	t.Helper()
+	s := load(t, ex.path)
+	images, err := ParseImages(ex.images)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checks, err := ParseChecks(ex.checks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kube, err = Kubernetes(s, KubeOptions{Images: images})
+	if err != nil {
+		kube = []byte(err.Error() + "\n")
+	}
+	compose, err = Compose(s, ComposeOptions{Images: images, Checks: checks})
+	if err != nil {
+		compose = []byte(err.Error() + "\n")
+	}
+	return kube, compose
+}
+
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v; make it with go test ./export -update", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs from the output; if the change is right: go test ./export -update\ngot:\n%s", path, got)
+	}
+}
+
+// TestGolden: both exports of every example, as committed.
+func TestGolden(t *testing.T) {
+	for _, ex := range examples {
+		kube, compose := exported(t, ex)
+		golden(t, ex.name+".k8s.yaml", kube)
+		golden(t, ex.name+".compose.yaml", compose)
+	}
+}
+
+// TestStrictKubernetes decodes every exported document into its
+// k8s.io/api type with apimachinery's strict YAML serializer: a field
+// that is unknown, duplicated or of the wrong type fails.
+func TestStrictKubernetes(t *testing.T) {
+	for _, ex := range examples {
+		kube, _ := exported(t, ex)
+		if ex.name == "full" {
+			continue // refused
+		}
+		objs := decodeStrict(t, kube)
+		if len(objs) == 0 {
+			t.Fatalf("%s: no object", ex.name)
+		}
+		for _, o := range objs {
+			if d, ok := o.(*appsv1.Deployment); ok && (d.Spec.Replicas == nil || *d.Spec.Replicas != 1 || len(d.Spec.Template.Spec.Containers) == 0) {
+				t.Errorf("%s: deployment %s: %+v", ex.name, d.Name, d.Spec)
+			}
+		}
+	}
+}
+
+func decodeStrict(t *testing.T, data []byte) []runtime.Object {
+	t.Helper()
+	scheme := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{appsv1.AddToScheme, corev1.AddToScheme, networkingv1.AddToScheme} {
+		if err := add(scheme); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ser := json.NewSerializerWithOptions(json.DefaultMetaFactory, scheme, scheme, json.SerializerOptions{Yaml: true, Strict: true})
+	var out []runtime.Object
+	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
+	for {
+		doc, err := r.Read()
+		if errors.Is(err, io.EOF) {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(bytes.TrimSpace(stripComments(doc))) == 0 {
+			continue
+		}
+		obj, _, err := ser.Decode(doc, nil, nil)
+		if err != nil {
+			t.Fatalf("strict decoding of\n%s\n: %v", doc, err)
+		}
+		out = append(out, obj)
+	}
+}
+
+func stripComments(doc []byte) []byte {
+	var out []string
+	for _, l := range strings.Split(string(doc), "\n") {
+		if !strings.HasPrefix(strings.TrimSpace(l), "#") {
+			out = append(out, l)
+		}
+	}
+	return []byte(strings.Join(out, "\n"))
+}
+
+// TestStrictDecoderRefuses: the strict decoding above fails on an unknown
+// field, so its passing means something.
+func TestStrictDecoderRefuses(t *testing.T) {
+	scheme := runtime.NewScheme()
+	appsv1.AddToScheme(scheme)
+	ser := json.NewSerializerWithOptions(json.DefaultMetaFactory, scheme, scheme, json.SerializerOptions{Yaml: true, Strict: true})
+	bad := "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\nspec: {replica: 1}\n"
+	if _, _, err := ser.Decode([]byte(bad), nil, nil); err == nil || !strings.Contains(err.Error(), "unknown field") {
+		t.Errorf("an unknown field decoded: %v", err)
+	}
+}
+
+// TestComposeLoads loads every exported Compose file with compose-go, the
+// loader docker compose itself uses, and checks what it read.
+func TestComposeLoads(t *testing.T) {
+	for _, ex := range examples {
+		if ex.name == "full" {
+			continue // refused
+		}
+		_, compose := exported(t, ex)
+		p := loadCompose(t, ex.name, compose)
+		s := load(t, ex.path)
+		for _, ns := range s.Namespaces {
+			for i, proc := range ns.Run {
+				svc, ok := p.Services[ns.Name+"-"+proc.Name]
+				if !ok {
+					t.Errorf("%s: no service %s-%s in %v", ex.name, ns.Name, proc.Name, p.ServiceNames())
+					continue
+				}
+				if i == 0 && len(svc.Ports) != len(published(ns)) {
+					t.Errorf("%s: service %s has ports %+v; want %d", ex.name, svc.Name, svc.Ports, len(published(ns)))
+				}
+				if i > 0 && svc.NetworkMode != "service:"+ns.Name+"-"+ns.Run[0].Name {
+					t.Errorf("%s: service %s has network_mode %q", ex.name, svc.Name, svc.NetworkMode)
+				}
+				if svc.Restart != string(proc.Restart) {
+					t.Errorf("%s: service %s restarts %q, want %q", ex.name, svc.Name, svc.Restart, proc.Restart)
+				}
+			}
+		}
+	}
+}
+
+func loadCompose(t *testing.T, name string, data []byte) *types.Project {
+	t.Helper()
+	p, err := loader.LoadWithContext(context.Background(), types.ConfigDetails{
+		WorkingDir:  t.TempDir(),
+		ConfigFiles: []types.ConfigFile{{Filename: name + ".compose.yaml", Content: data}},
+	}, func(o *loader.Options) { o.SkipResolveEnvironment = true })
+	if err != nil {
+		t.Fatalf("%s: compose-go: %v\n%s", name, err, data)
+	}
+	return p
+}
+
+// TestComposeDetails: ports keep their host addresses and ranges, a
+// string command stays a shell command, a ready check with --check is a
+// healthcheck, and the run entries of a namespace share the first's
+// network.
+func TestComposeDetails(t *testing.T) {
+	s, err := specs.Parse("d.yaml", []byte(`name: d
+namespaces:
+  a:
+    ports: ["6000:8080", "127.0.0.1:6100:53/udp", "7000-7002:8000-8002"]
+    run:
+      - {name: web, command: "exec server --port 8080", user: "1000:1000", workdir: /srv, env: {N: "1", FLAG: "no"}, restart: on-failure, ready: {tcp: 8080, timeout: 20s}}
+      - {name: side, command: [sleep, "600"], restart: always}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := Compose(s, ComposeOptions{Images: Images{Default: "img:1"}, Checks: map[string]string{"a/web": "nc -z localhost 8080"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := loadCompose(t, "d", out)
+	web, side := p.Services["a-web"], p.Services["a-side"]
+	var ports []string
+	for _, port := range web.Ports {
+		ports = append(ports, fmt.Sprintf("%s:%s:%d/%s", port.HostIP, port.Published, port.Target, port.Protocol))
+	}
+	want := ":6000:8080/tcp 127.0.0.1:6100:53/udp :7000:8000/tcp :7001:8001/tcp :7002:8002/tcp"
+	if strings.Join(ports, " ") != want {
+		t.Errorf("ports %v; want %s", ports, want)
+	}
+	if strings.Join(web.Command, " ") != "/bin/sh -c exec server --port 8080" || web.User != "1000:1000" || web.WorkingDir != "/srv" ||
+		*web.Environment["FLAG"] != "no" || web.Restart != "on-failure" {
+		t.Errorf("web: %+v", web)
+	}
+	if web.HealthCheck == nil || strings.Join(web.HealthCheck.Test, " ") != "CMD-SHELL nc -z localhost 8080" || web.HealthCheck.StartPeriod == nil || web.HealthCheck.StartPeriod.String() != "20s" {
+		t.Errorf("healthcheck: %+v", web.HealthCheck)
+	}
+	if side.NetworkMode != "service:a-web" || len(side.Ports) != 0 || side.Restart != "always" {
+		t.Errorf("side: %+v", side)
+	}
+}
+
+// TestRefusals: what cannot be carried is refused, every problem at
+// once, with its reason and what to do.
+func TestRefusals(t *testing.T) {
+	s, err := specs.Parse("r.yaml", []byte(`name: r
+namespaces:
+  Bad_Name:
+    run: [{name: web, command: [srv]}]
+  fixed:
+    address: 10.9.1.2/24
+    ports: ["127.0.0.1:6000:8080"]
+    run: [{name: Web_1, command: [srv], user: nobody}]
+  closed:
+    egress: false
+    run: [{name: web, command: [srv]}]
+  empty:
+    ports: ["6001:80"]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Kubernetes(s, KubeOptions{Images: Images{ByEntry: map[string]string{"closed/web": "img", "nope/x": "img"}}})
+	var r *Refused
+	if !errors.As(err, &r) {
+		t.Fatalf("Kubernetes: %v; want a refusal", err)
+	}
+	for _, want := range []string{
+		`--image nope/x=...: the spec has no run entry nope/x`,
+		`namespace "Bad_Name": the name "Bad_Name" is not a DNS-1035 label`,
+		`namespace "Bad_Name", run entry "web": no image; give one with --image IMAGE, or --image Bad_Name/web=IMAGE`,
+		`namespace "fixed": a fixed address cannot be carried`,
+		`namespace "fixed": port 127.0.0.1:6000:8080 is published on 127.0.0.1 only`,
+		`run entry "Web_1": the name "Web_1" is not a DNS-1123 label`,
+		`user "nobody" is a name, and user names belong to the image; give the numeric uid[:gid]`,
+		`namespace "empty": it publishes ports but runs nothing`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("Kubernetes refusal lacks %q:\n%v", want, err)
+		}
+	}
+	if strings.Contains(err.Error(), `"closed"`) {
+		t.Errorf("egress: false is no problem for Kubernetes (a NetworkPolicy):\n%v", err)
+	}
+	_, err = Compose(s, ComposeOptions{Images: Images{Default: "img"}})
+	for _, want := range []string{`namespace "closed": egress: false cannot be carried`, `namespace "fixed": a fixed address cannot be carried`} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Compose refusal lacks %q:\n%v", want, err)
+		}
+	}
+	if err != nil && strings.Contains(err.Error(), "127.0.0.1 only") {
+		t.Errorf("Compose keeps host addresses:\n%v", err)
+	}
+	for _, bad := range [][]string{{""}, {"a", "b"}, {"ns1/web="}, {"web=img"}} {
+		if _, err := ParseImages(bad); err == nil {
+			t.Errorf("--image %q accepted", bad)
+		}
+	}
+}
+
+// TestKubernetesMapping checks the mapping of each field where the
+// golden files would not say why.
+func TestKubernetesMapping(t *testing.T) {
+	s, err := specs.Parse("m.yaml", []byte(`name: m
+ipv6: true
+namespaces:
+  a:
+    egress: false
+    ports: ["6000:8080", "7000-7001:9000-9001/udp"]
+    run:
+      - {name: web, command: "srv --port 8080", user: "1000:2000", restart: on-failure, ready: {tcp: 8080, timeout: 45s}, env: {N: "007"}}
+      - {name: side, command: [sleep, "600"], restart: always}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kind := range []string{KindDeployment, KindPod} {
+		for _, publish := range []string{PublishService, PublishHostPort} {
+			out, err := Kubernetes(s, KubeOptions{Images: Images{Default: "img:1"}, Kind: kind, Publish: publish, Namespace: "team"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var pod corev1.PodSpec
+			var services []*corev1.Service
+			var policy *networkingv1.NetworkPolicy
+			for _, o := range decodeStrict(t, out) {
+				switch o := o.(type) {
+				case *appsv1.Deployment:
+					pod = o.Spec.Template.Spec
+				case *corev1.Pod:
+					pod = o.Spec
+				case *corev1.Service:
+					services = append(services, o)
+					if o.Namespace != "team" || o.Labels[labelProject] != "m" || o.Labels[labelNamespace] != "a" {
+						t.Errorf("service %s: namespace %q labels %v", o.Name, o.Namespace, o.Labels)
+					}
+				case *networkingv1.NetworkPolicy:
+					policy = o
+				}
+			}
+			web := pod.Containers[0]
+			if strings.Join(web.Command, " ") != "/bin/sh -c srv --port 8080" || *web.SecurityContext.RunAsUser != 1000 || *web.SecurityContext.RunAsGroup != 2000 ||
+				web.Env[0].Value != "007" || web.ReadinessProbe.TCPSocket.Port.IntValue() != 8080 ||
+				web.StartupProbe.PeriodSeconds*web.StartupProbe.FailureThreshold < 45 {
+				t.Errorf("%s/%s: web container %+v", kind, publish, web)
+			}
+			if kind == KindDeployment && (web.RestartPolicy == nil || *web.RestartPolicy != corev1.ContainerRestartPolicyOnFailure || pod.RestartPolicy != "" || pod.Containers[1].RestartPolicy != nil) {
+				t.Errorf("%s: restart policies: pod %q, web %v, side %v", kind, pod.RestartPolicy, web.RestartPolicy, pod.Containers[1].RestartPolicy)
+			}
+			if kind == KindPod && pod.RestartPolicy != corev1.RestartPolicyAlways {
+				t.Errorf("pod: restart policy %q (the entries differ: Always, and the containers' own)", pod.RestartPolicy)
+			}
+			wantServices := 2
+			if publish == PublishHostPort {
+				wantServices = 1
+				if len(web.Ports) != 3 || web.Ports[0].HostPort != 6000 || web.Ports[0].ContainerPort != 8080 || web.Ports[2].HostPort != 7001 || web.Ports[2].ContainerPort != 9001 || web.Ports[2].Protocol != corev1.ProtocolUDP {
+					t.Errorf("hostports: %+v", web.Ports)
+				}
+			}
+			if len(services) != wantServices || services[0].Spec.ClusterIP != "None" || services[0].Name != "a" {
+				t.Fatalf("%s: services %+v", publish, services)
+			}
+			if publish == PublishService {
+				ports := services[1].Spec.Ports
+				if len(ports) != 3 || ports[0].Port != 6000 || ports[0].TargetPort.IntValue() != 8080 || ports[2].Port != 7001 || ports[2].TargetPort.IntValue() != 9001 ||
+					*services[1].Spec.IPFamilyPolicy != corev1.IPFamilyPolicyPreferDualStack {
+					t.Errorf("published ports (one for both families, ranges expanded): %+v", ports)
+				}
+			}
+			if policy == nil || len(policy.Spec.Egress) != 2 || policy.Spec.Egress[0].To[0].PodSelector.MatchLabels[labelProject] != "m" || policy.Spec.Egress[1].Ports[0].Port.IntValue() != 53 {
+				t.Errorf("network policy: %+v", policy)
+			}
+		}
+	}
+	// Every entry alike: the pod's own policy, no container field.
+	s, _ = specs.Parse("p.yaml", []byte("name: p\nnamespaces:\n  a:\n    run: [{name: x, command: [a]}, {name: y, command: [b]}]\n"))
+	out, err := Kubernetes(s, KubeOptions{Images: Images{Default: "img"}, Kind: KindPod})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range decodeStrict(t, out) {
+		if p, ok := o.(*corev1.Pod); ok && (p.Spec.RestartPolicy != corev1.RestartPolicyNever || p.Spec.Containers[0].RestartPolicy != nil) {
+			t.Errorf("pod of entries that all restart no: %q, %v", p.Spec.RestartPolicy, p.Spec.Containers[0].RestartPolicy)
+		}
+	}
+}
