@@ -49,6 +49,15 @@ scripts/chaos.sh 20
 echo "== scripts/hostfw.sh"
 scripts/hostfw.sh
 
+# The Kubernetes export against a real API server (etcd and kube-apiserver
+# built once into a cache outside the repository: about ten minutes the
+# first time). Run when the binaries are cached, or with NSRUN_K8S=1, which
+# CI sets.
+if [[ ${NSRUN_K8S:-} == 1 || -x ${NSRUN_K8S_CACHE:-/var/cache/nsrun-k8s}/kube-apiserver ]]; then
+	echo "== scripts/k8s-test.sh"
+	scripts/k8s-test.sh
+fi
+
 # -p 1: packages one at a time. Their integration tests share the host's
 # nat table and sysctls, and each package checks afterwards that it left
 # the host as it found it, which only holds if no other package runs.
