@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/hostfw"
+	"github.com/nsrun/nsrun/netns"
 	"github.com/nsrun/nsrun/specs"
 	"github.com/nsrun/nsrun/veth"
 )
@@ -22,6 +24,8 @@ type System interface {
 	Sysctl(path string) (string, error)
 	SetSysctl(path, value string) error
 	CreateNamespace(name string) error
+	// NamespaceIdentity is a named namespace's device and inode.
+	NamespaceIdentity(name string) (dev, ino uint64, err error)
 	DeleteNamespace(name string) error
 	// KillNamespaces stops every process inside the namespaces.
 	KillNamespaces(names []string) error
@@ -94,6 +98,24 @@ var ops = map[Op]opKind{
 			}
 			return e.sys.WriteEtc(s.Namespace, s.Files)
 		}},
+	OpGrant: {2, func(s Step) string {
+		return fmt.Sprintf("exec into %s granted to %s without root", s.Namespace, grantees(s.Grant))
+	}, func(e *executor, s Step) error {
+		g := *s.Grant
+		var err error
+		if g.Dev, g.Ino, err = e.sys.NamespaceIdentity(s.Namespace); err != nil {
+			return err
+		}
+		e.onUndo(func() error {
+			if s.PreviousGrant != nil {
+				return e.store.WriteGrant(*s.PreviousGrant)
+			}
+			return e.store.RemoveGrant(s.Namespace)
+		})
+		return e.store.WriteGrant(g)
+	}},
+	OpRemoveGrant: {4, func(s Step) string { return fmt.Sprintf("exec grant of %s withdrawn", s.Namespace) },
+		func(e *executor, s Step) error { return e.store.RemoveGrant(s.Namespace) }},
 	OpForwards: {2, func(s Step) string {
 		where := string(s.Placement.Backend)
 		for _, b := range s.Placement.Accepts {
@@ -130,6 +152,18 @@ var ops = map[Op]opKind{
 		func(e *executor, s Step) error { return e.sys.LinksGone(s.Links) }},
 	OpStarted: {0, func(s Step) string { return fmt.Sprintf("processes of project %s started", s.Project) }, nil},
 	OpReady:   {0, func(s Step) string { return fmt.Sprintf("process %s/%s ready", s.Namespace, s.Process) }, nil},
+}
+
+// grantees lists a grant's uids and gids for people.
+func grantees(g *netns.Grant) string {
+	var parts []string
+	for _, u := range g.UIDs {
+		parts = append(parts, fmt.Sprintf("uid %d", u))
+	}
+	for _, gid := range g.GIDs {
+		parts = append(parts, fmt.Sprintf("gid %d", gid))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // executor runs steps, remembering how to undo the ones that created

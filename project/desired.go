@@ -83,6 +83,9 @@ func FromSpec(s *specs.Spec) *State {
 			Address6: ns.Address6, HostAddress6: ns.HostAddress6, AutoAddress6: ns.AutoAddress6,
 		}
 		rec.Ports = append(rec.Ports, ns.Ports...)
+		if g := s.ExecFor(ns); g != nil {
+			rec.ExecUIDs, rec.ExecGIDs = g.UIDs, g.GIDs
+		}
 		for _, r := range ns.Run {
 			ps := ProcessState{Process: supervise.Process{
 				Namespace: ns.Name, Name: r.Name, Command: r.Command, Workdir: r.Workdir,

@@ -117,6 +117,7 @@ func (e *Engine) up(ctx context.Context, s *specs.Spec) (*Outcome, bool, error) 
 	if err != nil {
 		return nil, false, err
 	}
+	obs.Grants = e.Store.Grants()
 	want, err := Desire(s, recorded, others, obs.Foreign(), obs.MachineID)
 	if err != nil {
 		return nil, false, &PreflightError{err}

@@ -3,6 +3,7 @@ package project
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/forward/iptables"
 	"github.com/nsrun/nsrun/forward/nftables"
+	"github.com/nsrun/nsrun/netns"
 	"github.com/nsrun/nsrun/specs"
 	"github.com/nsrun/nsrun/veth"
 )
@@ -535,5 +537,70 @@ func TestUpAndDownIPv6(t *testing.T) {
 	}
 	if got := sys.fingerprint(); got != clean {
 		t.Errorf("after down:\n%s\nwant:\n%s", got, clean)
+	}
+}
+
+// TestExecGrantRecords: up publishes each granted namespace's exec grant,
+// readable by all and written by root only, naming the namespace as it is
+// (a namespace made again gets a new record); an up without the grant
+// withdraws it, and down removes it.
+func TestExecGrantRecords(t *testing.T) {
+	sys := newFake()
+	e := newEngine(t, sys)
+	ctx := context.Background()
+	parse := func(src string) *specs.Spec {
+		s := spec(t, src)
+		if err := specs.ResolveExec(s, func(string) (uint32, error) { return 1000, nil }, func(string) (uint32, error) { return 900, nil }); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	granted := "exec: {users: [alice], groups: [devs]}\nnamespaces:\n  ns1: {}\n  ns2: {exec: {}}\n"
+	if _, err := e.Up(ctx, parse(granted)); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(e.Store.Dir, "exec", "ns1")
+	info, err := os.Stat(path)
+	if err != nil || info.Mode().Perm() != 0o644 {
+		t.Fatalf("grant of ns1: %v, %v; want a file of mode 0644", info, err)
+	}
+	if dir, _ := os.Stat(e.Store.Dir); dir.Mode().Perm() != 0o711 {
+		t.Errorf("state directory mode %v; want 0711 (others pass through, list nothing)", dir.Mode().Perm())
+	}
+	if proj, _ := os.Stat(e.Store.ProjectDir("demo")); proj.Mode().Perm() != 0o700 {
+		t.Errorf("project directory mode %v; want 0700", proj.Mode().Perm())
+	}
+	g := e.Store.Grants()
+	if first := g["ns1"]; fmt.Sprint(first.UIDs, first.GIDs) != "[1000] [900]" || first.Ino != sys.nsIDs["ns1"] || first.Version != netns.GrantVersion {
+		t.Errorf("grant of ns1: %+v", first)
+	}
+	if _, ok := g["ns2"]; ok {
+		t.Error("ns2 (exec: {}) was granted")
+	}
+	if again, err := e.Up(ctx, parse(granted)); err != nil || !again.UpToDate {
+		t.Errorf("second up: %v", err)
+	}
+	// The namespace deleted and made again: the grant follows.
+	sys.DeleteNamespace("ns1")
+	if _, err := e.Up(ctx, parse(granted)); err != nil {
+		t.Fatal(err)
+	}
+	if g := e.Store.Grants()["ns1"]; g.Ino != sys.nsIDs["ns1"] {
+		t.Errorf("grant after the namespace was made again names inode %d; it is %d", g.Ino, sys.nsIDs["ns1"])
+	}
+	if _, err := e.Up(ctx, parse("namespaces:\n  ns1: {}\n  ns2: {}\n")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Errorf("the grant stays after the spec withdrew it: %v", err)
+	}
+	if _, err := e.Up(ctx, parse(granted)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Down(ctx, "demo"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(e.Store.Dir); !os.IsNotExist(err) {
+		t.Errorf("state left after down: %v", err)
 	}
 }

@@ -41,6 +41,8 @@ type fakeSystem struct {
 	// keeps an interface's zone after the interface is gone.
 	firewalld map[string]string
 	raLinks   map[string]bool // links with an RA-learned IPv6 default route
+	nsIDs     map[string]uint64
+	made      uint64 // namespaces made so far
 }
 
 func (f *fakeSystem) BindZone(_ context.Context, links []string) error {
@@ -94,7 +96,7 @@ const cleanTables = "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPU
 	"*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n"
 
 func newFake() *fakeSystem {
-	f := &fakeSystem{ipForward: "0", sysctls: map[string]string{veth.IPv6Forward: "0"}, namespaces: map[string]bool{}, links: map[string]veth.Pair{},
+	f := &fakeSystem{ipForward: "0", sysctls: map[string]string{veth.IPv6Forward: "0"}, namespaces: map[string]bool{}, nsIDs: map[string]uint64{}, links: map[string]veth.Pair{},
 		fw: map[forward.Backend]forward.Firewall{nftables.Backend: nftables.NewFake()}, etc: map[string]map[string]string{}}
 	for _, b := range iptables.Backends {
 		f.fw[b], _ = iptables.NewFake(b, cleanTables)
@@ -211,7 +213,19 @@ func (f *fakeSystem) CreateNamespace(name string) error {
 		return err
 	}
 	f.namespaces[name] = true
+	f.made++
+	f.nsIDs[name] = f.made // a namespace made again is another one
 	return nil
+}
+
+// NamespaceIdentity is the fake namespace's inode, new at each creation.
+func (f *fakeSystem) NamespaceIdentity(name string) (uint64, uint64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.namespaces[name] {
+		return 0, 0, fmt.Errorf("netns %q does not exist", name)
+	}
+	return 4, f.nsIDs[name], nil
 }
 func (f *fakeSystem) DeleteNamespace(name string) error {
 	f.mu.Lock()
@@ -351,6 +365,10 @@ func (f *fakeSystem) observe(_ context.Context, q Query) (Observed, error) {
 		Firewall: map[forward.Backend]forward.Tables{}, RouteLocalnet: map[string]string{},
 		Peers: map[string]veth.Peer{}, Etc: map[string]map[string]EtcFile{}}
 	obs.Host.Firewalld = f.firewalldState()
+	obs.NetnsIDs = map[string][2]uint64{}
+	for name := range f.namespaces {
+		obs.NetnsIDs[name] = [2]uint64{4, f.nsIDs[name]}
+	}
 	obs.IPv6Forward = f.sysctls[veth.IPv6Forward]
 	obs.AcceptRA = map[string]string{}
 	for path, v := range f.sysctls {

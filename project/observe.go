@@ -49,8 +49,13 @@ type Observed struct {
 	IPv6Forward               string // net.ipv6.conf.all.forwarding; "" without IPv6
 	// AcceptRA is, for each link with a default route learned from router
 	// advertisements, its accept_ra.
-	AcceptRA      map[string]string
-	MachineID     string                             // /etc/machine-id, which the default IPv6 pools derive from
+	AcceptRA  map[string]string
+	MachineID string // /etc/machine-id, which the default IPv6 pools derive from
+	// NetnsIDs are the queried namespaces' identities (device, inode), and
+	// Grants every namespace's published exec grant (the engine reads them
+	// from its store).
+	NetnsIDs      map[string][2]uint64
+	Grants        map[string]netns.Grant
 	Firewall      map[forward.Backend]forward.Tables // each installed backend
 	Backends      []forward.Backend                  // the installed backends, in order of preference
 	RouteLocalnet map[string]string                  // nsrun's host links -> route_localnet
@@ -78,7 +83,7 @@ func etcFileOf(content string) EtcFile {
 
 // Observe reads what exists on the host.
 func (k Kernel) Observe(ctx context.Context, q Query) (Observed, error) {
-	obs := Observed{Namespaces: map[string]bool{}, RouteLocalnet: map[string]string{}, Peers: map[string]veth.Peer{},
+	obs := Observed{Namespaces: map[string]bool{}, RouteLocalnet: map[string]string{}, Peers: map[string]veth.Peer{}, NetnsIDs: map[string][2]uint64{},
 		PeerErrors: map[string]error{}, Etc: map[string]map[string]EtcFile{}}
 	// The firewalls are read by other programs and daemons: all at once,
 	// and meanwhile the rest.
@@ -241,8 +246,12 @@ func observeNamespaces(obs *Observed, names []string) {
 			defer func() { <-sem; wg.Done() }()
 			peer, err := veth.ObservePeer(name, peerName)
 			files := readEtc(name, bufs.Get().(*[]byte))
+			dev, ino, idErr := netns.Identity(name)
 			mu.Lock()
 			defer mu.Unlock()
+			if idErr == nil {
+				obs.NetnsIDs[name] = [2]uint64{dev, ino}
+			}
 			if err != nil {
 				obs.PeerErrors[name] = err
 			} else {

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/nsrun/nsrun/forward"
+	"github.com/nsrun/nsrun/netns"
 	"github.com/nsrun/nsrun/specs"
 	"github.com/nsrun/nsrun/veth"
 )
@@ -19,6 +20,8 @@ const (
 	OpCreateNamespace Op = "create-namespace" // ip netns add
 	OpLink            Op = "link"             // make the veth pair as described
 	OpEtc             Op = "etc"              // write /etc/netns/NS/hosts and resolv.conf
+	OpGrant           Op = "grant"            // publish who may exec into the namespace without root
+	OpRemoveGrant     Op = "remove-grant"     // withdraw it
 	OpForwards        Op = "forwards"         // publish the project's ports
 	OpFlushUDP        Op = "flush-udp"        // drop stale UDP conntrack entries
 	OpZone            Op = "zone"             // put the links in firewalld's zone for nsrun
@@ -51,6 +54,10 @@ type Step struct {
 	Created bool
 	Files   map[string]string // OpEtc: file name in /etc/netns/NS -> content
 	Process string            // OpReady: the process's name
+	// Grant is, for OpGrant, the grant to publish (its namespace's identity
+	// is read when it is); PreviousGrant the one it replaces, which a
+	// rollback puts back.
+	Grant, PreviousGrant *netns.Grant
 	// Repair is the drift the step repairs, for its progress line.
 	Repair []string
 }
@@ -109,6 +116,7 @@ func PlanUp(want, recorded *State, obs Observed, drift []Drift) []Step {
 				Repair: messages(drift, ns.Name, DriftEtc)})
 		}
 	}
+	steps = append(steps, grantSteps(want, obs)...)
 	if repair := messages(drift, "", DriftFirewall); recorded == nil || !sameForwards(recorded, want) || len(repair) > 0 {
 		step := Step{Op: OpForwards, Firewall: want.Firewall(), Placement: want.Placement(), Repair: repair}
 		if recorded != nil {
@@ -164,6 +172,11 @@ func removeNamespaces(project string, namespaces []*NamespaceState, zoned []stri
 	for _, ns := range names {
 		steps = append(steps, Step{Op: OpRemoveEtc, Namespace: ns})
 	}
+	for _, ns := range namespaces {
+		if len(ns.ExecUIDs)+len(ns.ExecGIDs) > 0 {
+			steps = append(steps, Step{Op: OpRemoveGrant, Namespace: ns.Name})
+		}
+	}
 	if len(unzone) > 0 {
 		steps = append(steps, Step{Op: OpUnzone, Links: unzone})
 	}
@@ -171,6 +184,34 @@ func removeNamespaces(project string, namespaces []*NamespaceState, zoned []stri
 		steps = append(steps, Step{Op: OpFlushUDP, Ports: udp})
 	}
 	return append(steps, Step{Op: OpLinksGone, Links: links})
+}
+
+// grantSteps publish the exec grants that are missing, differ, or name a
+// namespace that is not the one there now (or is yet to be made), and
+// withdraw those of namespaces that grant nobody any more.
+func grantSteps(want *State, obs Observed) []Step {
+	var steps []Step
+	for _, ns := range want.Namespaces {
+		old, had := obs.Grants[ns.Name]
+		if len(ns.ExecUIDs)+len(ns.ExecGIDs) == 0 {
+			if had {
+				steps = append(steps, Step{Op: OpRemoveGrant, Namespace: ns.Name})
+			}
+			continue
+		}
+		id, known := obs.NetnsIDs[ns.Name]
+		g := &netns.Grant{Version: netns.GrantVersion, Namespace: ns.Name, UIDs: ns.ExecUIDs, GIDs: ns.ExecGIDs}
+		if had && known && obs.Namespaces[ns.Name] && old.Dev == id[0] && old.Ino == id[1] &&
+			slices.Equal(old.UIDs, g.UIDs) && slices.Equal(old.GIDs, g.GIDs) {
+			continue
+		}
+		step := Step{Op: OpGrant, Namespace: ns.Name, Grant: g}
+		if had {
+			step.PreviousGrant = &old
+		}
+		steps = append(steps, step)
+	}
+	return steps
 }
 
 // hostLinks lists the host-side links of a record.

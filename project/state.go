@@ -17,6 +17,7 @@ import (
 	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/forward/iptables"
 	"github.com/nsrun/nsrun/internal/atomicfile"
+	"github.com/nsrun/nsrun/netns"
 	"github.com/nsrun/nsrun/specs"
 	"github.com/nsrun/nsrun/supervise"
 )
@@ -54,12 +55,16 @@ type NamespaceState struct {
 	HostAddress netip.Prefix `json:"host_address"`
 	AutoAddress bool         `json:"auto_address,omitempty"`
 	// The IPv6 twins, in a project with IPv6.
-	Address6     netip.Prefix   `json:"address6,omitzero"`
-	HostAddress6 netip.Prefix   `json:"host_address6,omitzero"`
-	AutoAddress6 bool           `json:"auto_address6,omitempty"`
-	Egress       bool           `json:"egress"`
-	Ports        []specs.Port   `json:"ports,omitempty"` // in the full short form, e.g. 127.0.0.1:6000:8080/udp
-	Run          []ProcessState `json:"run,omitempty"`
+	Address6     netip.Prefix `json:"address6,omitzero"`
+	HostAddress6 netip.Prefix `json:"host_address6,omitzero"`
+	AutoAddress6 bool         `json:"auto_address6,omitempty"`
+	// ExecUIDs and ExecGIDs may run nsrun exec here without root (the
+	// spec's exec grant, resolved), published in Store's grant directory.
+	ExecUIDs []uint32       `json:"exec_uids,omitempty"`
+	ExecGIDs []uint32       `json:"exec_gids,omitempty"`
+	Egress   bool           `json:"egress"`
+	Ports    []specs.Port   `json:"ports,omitempty"` // in the full short form, e.g. 127.0.0.1:6000:8080/udp
+	Run      []ProcessState `json:"run,omitempty"`
 }
 
 // ProcessState is a run entry as recorded.
@@ -204,6 +209,53 @@ func readJSON(path string, v any) error {
 		return err
 	}
 	return json.Unmarshal(data, v)
+}
+
+// grantDir holds the namespaces' exec grants (netns.GrantDir for the
+// default store), readable by every user.
+func (st Store) grantDir() string { return filepath.Join(st.Dir, "exec") }
+
+// Grants reads every namespace's exec grant; unreadable ones are left
+// out (up writes them again).
+func (st Store) Grants() map[string]netns.Grant {
+	out := map[string]netns.Grant{}
+	entries, _ := os.ReadDir(st.grantDir())
+	for _, e := range entries {
+		var g netns.Grant
+		if readJSON(filepath.Join(st.grantDir(), e.Name()), &g) == nil && g.Namespace == e.Name() {
+			out[e.Name()] = g
+		}
+	}
+	return out
+}
+
+// WriteGrant publishes a namespace's exec grant: a file any user can read
+// and only root can write, in a directory likewise, below a state
+// directory others may pass through but not list (the projects' own
+// directories stay root's alone).
+func (st Store) WriteGrant(g netns.Grant) error {
+	if err := os.MkdirAll(st.grantDir(), 0o755); err != nil {
+		return fmt.Errorf("creating %s: %w", st.grantDir(), err)
+	}
+	for dir, mode := range map[string]os.FileMode{st.Dir: 0o711, st.grantDir(): 0o755} {
+		if err := os.Chmod(dir, mode); err != nil {
+			return fmt.Errorf("making %s readable for exec grants: %w", dir, err)
+		}
+	}
+	data, err := json.MarshalIndent(g, "", "  ")
+	if err != nil {
+		return err
+	}
+	return atomicfile.Write(filepath.Join(st.grantDir(), g.Namespace), append(data, '\n'), 0o644)
+}
+
+// RemoveGrant withdraws a namespace's exec grant; a missing one is no error.
+func (st Store) RemoveGrant(ns string) error {
+	if err := os.Remove(filepath.Join(st.grantDir(), ns)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("removing the exec grant of namespace %s: %w", ns, err)
+	}
+	os.Remove(st.grantDir()) // once empty
+	return nil
 }
 
 // Remove deletes a project's state directory.

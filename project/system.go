@@ -33,6 +33,9 @@ func (k Kernel) Sysctl(path string) (string, error) { return veth.GetSysctl(path
 func (k Kernel) SetSysctl(path, value string) error { return veth.SetSysctl(path, value) }
 func (k Kernel) CreateNamespace(name string) error  { return netns.Create(name) }
 func (k Kernel) DeleteNamespace(name string) error  { return netns.Delete(name) }
+func (k Kernel) NamespaceIdentity(name string) (uint64, uint64, error) {
+	return netns.Identity(name)
+}
 func (k Kernel) KillNamespaces(names []string) error {
 	return netns.KillAllIn(names, k.Grace)
 }

@@ -32,6 +32,7 @@ if [[ ${NSRUN_TEST_DEPS:-} == 1 ]]; then
 	command -v systemd-analyze >/dev/null || need+=(systemd)
 	command -v man >/dev/null || need+=(man-db)
 	command -v radvd >/dev/null || need+=(radvd) # router advertisements for the IPv6 tests
+	command -v setcap >/dev/null || need+=(libcap2-bin) # nsrun exec without root: the file capabilities
 	/usr/bin/python3 -c 'import flask' 2>/dev/null || need+=(python3-flask)
 fi
 if [[ ${NSRUN_HOST_FIREWALLS:-} == 1 ]]; then

@@ -3,7 +3,12 @@
 # systemd template unit, to the usual places; --uninstall removes exactly
 # what an install wrote (listed in PREFIX/share/nsrun/installed-files).
 #
-#   sudo scripts/install.sh [--uninstall]
+#   sudo scripts/install.sh [--exec-capability] [--uninstall]
+#
+# --exec-capability gives the installed binary the file capabilities that
+# let users a spec grants exec to (exec: {users: [...]}) run nsrun exec
+# without sudo: setcap cap_setpcap,cap_sys_admin+p (see README, Security;
+# undo with setcap -r PREFIX/bin/nsrun, or install again without it).
 #
 # PREFIX (default /usr/local) is where the binary, pages and completions
 # go; the unit goes to /etc/systemd/system, its ExecStart naming
@@ -17,6 +22,8 @@ prefix=${PREFIX:-/usr/local}
 dest=${DESTDIR:-}
 manifest=$dest$prefix/share/nsrun/installed-files
 
+exec_capability=false
+[[ ${1:-} == --exec-capability ]] && exec_capability=true && shift
 if [[ ${1:-} == --uninstall ]]; then
 	if [[ ! -f $manifest ]]; then
 		echo "install.sh: nothing to uninstall: $manifest is missing" >&2
@@ -45,6 +52,11 @@ put() { # MODE SOURCE TARGET (TARGET without DESTDIR)
 }
 
 put 0755 "$binary" "$prefix/bin/nsrun"
+if $exec_capability; then
+	# Permitted only, not effective: nsrun raises them itself, for nsrun
+	# exec alone, and drops every one before the command runs.
+	setcap cap_setpcap,cap_sys_admin+p "$dest$prefix/bin/nsrun"
+fi
 "$binary" man "$work/man"
 for page in "$work"/man/*.1; do
 	put 0644 "$page" "$prefix/share/man/man1/$(basename "$page")"
@@ -66,3 +78,6 @@ if [[ -z $dest && -d /run/systemd/system ]]; then
 fi
 echo "nsrun installed to $dest$prefix (${#installed[@]} files; the list is in $manifest)"
 echo "boot persistence: put a spec in /etc/nsrun/NAME.yaml, then: systemctl enable --now nsrun@NAME"
+if $exec_capability; then
+	echo "nsrun exec without sudo: $prefix/bin/nsrun has cap_setpcap,cap_sys_admin+p (getcap shows it; setcap -r removes it)"
+fi

@@ -24,6 +24,9 @@ func (s *Spec) Config() ([]byte, error) {
 			add(root, "subnet6", scalar(s.Subnet6.String()))
 		}
 	}
+	if s.Exec != nil {
+		add(root, "exec", grant(s.Exec))
+	}
 	nss := mapping()
 	for _, ns := range s.Namespaces {
 		n := mapping()
@@ -32,6 +35,9 @@ func (s *Spec) Config() ([]byte, error) {
 			add(n, "address6", scalar(ns.Address6.String()))
 		}
 		add(n, "egress", boolean(ns.Egress))
+		if ns.Exec != nil {
+			add(n, "exec", grant(ns.Exec))
+		}
 		if len(ns.Ports) > 0 {
 			ports := sequence()
 			for _, p := range ns.Ports {
@@ -56,6 +62,25 @@ func (s *Spec) Config() ([]byte, error) {
 		return nil, err
 	}
 	return b.Bytes(), enc.Close()
+}
+
+func grant(g *ExecGrant) *yaml.Node {
+	n := mapping()
+	n.Style = yaml.FlowStyle
+	for _, kv := range []struct {
+		key   string
+		names []string
+	}{{"users", g.Users}, {"groups", g.Groups}} {
+		if len(kv.names) > 0 {
+			list := sequence()
+			list.Style = yaml.FlowStyle
+			for _, name := range kv.names {
+				list.Content = append(list.Content, quoted(name))
+			}
+			add(n, kv.key, list)
+		}
+	}
+	return n
 }
 
 func process(p Process) *yaml.Node {

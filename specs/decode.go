@@ -12,8 +12,9 @@ import (
 
 // The keys each mapping of the spec accepts, in the order the docs list them.
 var (
-	specKeys      = []string{"name", "subnet", "ipv6", "subnet6", "namespaces"}
-	namespaceKeys = []string{"address", "address6", "egress", "ports", "run"}
+	specKeys      = []string{"name", "subnet", "ipv6", "subnet6", "exec", "namespaces"}
+	namespaceKeys = []string{"address", "address6", "egress", "ports", "run", "exec"}
+	execKeys      = []string{"users", "groups"}
 	portKeys      = []string{"published", "target", "protocol", "host_ip"}
 	processKeys   = []string{"name", "command", "workdir", "env", "user", "restart", "ready"}
 	readyKeys     = []string{"tcp", "timeout"}
@@ -50,6 +51,8 @@ func (d *decoder) spec(root *yaml.Node) *Spec {
 					d.add(at(v), key, "%v", err)
 				}
 			}
+		case "exec":
+			s.Exec = d.execGrant(v, key)
 		case "namespaces":
 			hasNamespaces = true
 			d.namespaces(s, v)
@@ -144,11 +147,41 @@ func (d *decoder) namespace(name string, k, v *yaml.Node, path string) *Namespac
 					ns.Run = append(ns.Run, proc)
 				}
 			})
+		case "exec":
+			ns.Exec = d.execGrant(v, p)
 		}
 	})
 	d.checkProcessNames(ns, path)
 	return ns
 }
+
+// execGrant decodes exec: {users: [...], groups: [...]}, names or ids;
+// exec: {} (or null) grants nobody.
+func (d *decoder) execGrant(n *yaml.Node, path string) *ExecGrant {
+	g := &ExecGrant{}
+	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null" {
+		return g
+	}
+	d.mapping(n, path, execKeys, func(key string, k, v *yaml.Node) {
+		kp := join(path, key)
+		d.sequence(v, kp, func(i int, item *yaml.Node) {
+			name, ok := d.text(item, index(kp, i), "a user or group name, or a numeric id")
+			switch {
+			case !ok:
+			case !validID(name):
+				d.add(at(item), index(kp, i), "%s is not a user or group name, nor a numeric id", quote(name))
+			case key == "users":
+				g.Users, g.userPos = append(g.Users, name), append(g.userPos, at(item))
+			default:
+				g.Groups, g.groupPos = append(g.Groups, name), append(g.groupPos, at(item))
+			}
+		})
+	})
+	return g
+}
+
+// validID accepts what checkUser accepts for one part: a name or an id.
+func validID(s string) bool { return s != "" && checkUserPart(s, "user") == nil }
 
 // prefix decodes an address with its prefix length, e.g. 10.203.1.2/24.
 func (d *decoder) prefix(n *yaml.Node, path, example string) (netip.Prefix, bool) {

@@ -2,6 +2,7 @@ package specs
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -115,6 +116,10 @@ var badSpecs = []struct {
 	{"port compose IPv6", "ipv6: true\nnamespaces:\n  ns1:\n    ports: [\"::1:6000:6000\"]\n", 4, 13, "", "write [::1]:6000:6000"},
 	{"port UDP on ::1", "ipv6: true\nnamespaces:\n  ns1:\n    ports: [\"[::1]:6000:53/udp\"]\n", 4, 13, "namespaces.ns1.ports[0]", "UDP cannot be published on [::1]"},
 	{"port IPv6 published twice", "ipv6: true\nnamespaces:\n  a: {ports: [\"6000:80\"]}\n  b: {ports: [\"[::1]:6000:80\"]}\n", 4, 15, "namespaces.b.ports[0]", "host port 6000/tcp on [::1] is already published by namespaces.a.ports[0] (line 3)"},
+	{"exec is a list", "exec: [alice]\nnamespaces: {ns1: {}}\n", 1, 7, "exec", "expected a mapping, found a list"},
+	{"exec unknown key", "exec: {user: [alice]}\nnamespaces: {ns1: {}}\n", 1, 8, "exec.user", `unknown key "user"; known keys here: users, groups`},
+	{"exec users not a list", "namespaces:\n  ns1: {exec: {users: alice}}\n", 2, 23, "namespaces.ns1.exec.users", "expected a list"},
+	{"exec bad name", "exec: {users: [\"a b\"]}\nnamespaces: {ns1: {}}\n", 1, 16, "exec.users[0]", `"a b" is not a user or group name`},
 	{"subnet full", "subnet: 10.9.0.0/30\nnamespaces: {a: {}, b: {}}\n", 1, 9, "subnet", "no room left"},
 	{"address without length", "namespaces:\n  ns1: {address: 10.203.1.2}\n", 2, 18, "namespaces.ns1.address", "not an address with a prefix length"},
 	{"address is the network", "namespaces:\n  ns1: {address: 10.203.1.0/24}\n", 2, 18, "", "network address"},
@@ -479,5 +484,44 @@ namespaces:
 	s = mustParse(t, "ipv6: true\nnamespaces:\n  a: {}\n")
 	if a := s.Namespace("a"); !a.AutoAddress6 || a.Address6.IsValid() {
 		t.Errorf("without subnet6: %v auto %v", a.Address6, a.AutoAddress6)
+	}
+}
+
+func TestExecGrants(t *testing.T) {
+	s := mustParse(t, `
+exec: {users: [alice, 1500], groups: [nsrun]}
+namespaces:
+  a: {}
+  b: {exec: {users: [bob]}}
+  c: {exec: {}}
+`)
+	users := map[string]uint32{"alice": 1000, "bob": 1001}
+	groups := map[string]uint32{"nsrun": 900}
+	lookup := func(m map[string]uint32) func(string) (uint32, error) {
+		return func(name string) (uint32, error) {
+			if id, ok := m[name]; ok {
+				return id, nil
+			}
+			return 0, errors.New("unknown")
+		}
+	}
+	if err := ResolveExec(s, lookup(users), lookup(groups)); err != nil {
+		t.Fatal(err)
+	}
+	a, b, c := s.ExecFor(s.Namespace("a")), s.ExecFor(s.Namespace("b")), s.ExecFor(s.Namespace("c"))
+	if fmt.Sprint(a.UIDs, a.GIDs) != "[1000 1500] [900]" || fmt.Sprint(b.UIDs, b.GIDs) != "[1001] []" || len(c.UIDs)+len(c.GIDs) != 0 {
+		t.Errorf("grants: a %v %v, b %v %v (its own replaces the project's), c %v %v (exec: {} grants nobody)", a.UIDs, a.GIDs, b.UIDs, b.GIDs, c.UIDs, c.GIDs)
+	}
+	if s := mustParse(t, "namespaces: {a: {}}\n"); s.ExecFor(s.Namespace("a")) != nil {
+		t.Error("a spec without exec grants someone")
+	}
+	// Unknown names are problems at their lines.
+	s = mustParse(t, "exec:\n  users: [alice, mallory]\nnamespaces:\n  a: {exec: {groups: [wheel]}}\n")
+	err := ResolveExec(s, lookup(users), lookup(groups))
+	var e *Error
+	if !errors.As(err, &e) || len(e.Problems) != 2 ||
+		e.Problems[0].Line != 2 || e.Problems[0].Path != "exec.users[1]" || !strings.Contains(e.Problems[0].Msg, `user "mallory" does not exist on this host`) ||
+		e.Problems[1].Line != 4 || e.Problems[1].Path != "namespaces.a.exec.groups[0]" || !strings.Contains(e.Problems[1].Msg, `group "wheel" does not exist`) {
+		t.Errorf("unknown names: %v", err)
 	}
 }

@@ -32,6 +32,8 @@ var (
 		"subnet":  str("The IPv4 pool for automatic addresses, e.g. 10.203.0.0/16; each namespace without an address gets a /30 of it, chosen from a hash of its name. Default: the first of 10.203.0.0/16 ... 10.210.0.0/16 that overlaps no host route.", cidr),
 		"ipv6":    map[string]any{"description": "Give every namespace an IPv6 address too, and publish ports given without a host address on IPv6 as well (as Docker does). Default: false.", "type": "boolean"},
 		"subnet6": str("The IPv6 pool for automatic IPv6 addresses (with ipv6: true), /16 to /64, e.g. fd12:3456:789a::/48; each namespace gets a /64 of it, chosen from a hash of its name, the host side ::1, the namespace ::2. Default: a unique local /48 derived from /etc/machine-id that overlaps no host route.", cidr6),
+		"exec": map[string]any{"$ref": "#/$defs/exec",
+			"description": "Who may run nsrun exec without root in every namespace of the project, as themselves (nsrun installed with its capability: see README, Security). Default: nobody."},
 		"namespaces": map[string]any{
 			"description":          "The network namespaces, by name (the name `ip netns list` shows): letters, digits, '.', '_' and '-', starting with a letter or digit, at most 64 characters. At least one.",
 			"type":                 "object",
@@ -49,6 +51,8 @@ var (
 			"type":        "array",
 			"items":       map[string]any{"$ref": "#/$defs/port"},
 		},
+		"exec": map[string]any{"$ref": "#/$defs/exec",
+			"description": "Who may run nsrun exec without root in this namespace; replaces the project's exec (exec: {} grants nobody)."},
 		"run": map[string]any{
 			"description": "The processes to run inside the namespace, kept running by nsrun's supervisor.",
 			"type":        "array",
@@ -96,6 +100,10 @@ var (
 			"additionalProperties": false,
 		},
 	}
+	execProps = map[string]any{
+		"users":  idList("Users, by name or numeric uid."),
+		"groups": idList("Groups, by name or numeric gid: their members may."),
+	}
 	readyProps = map[string]any{
 		"tcp":     port("The TCP port that accepts connections once the process is ready."),
 		"timeout": str("How long up waits, a duration such as 30s or 2m, at most 1h. Default: 30s.", duration),
@@ -104,6 +112,13 @@ var (
 
 func str(desc, pattern string) map[string]any {
 	return map[string]any{"description": desc, "type": "string", "pattern": pattern}
+}
+
+func idList(desc string) map[string]any {
+	return map[string]any{"description": desc, "type": "array", "items": map[string]any{"oneOf": []any{
+		map[string]any{"type": "string", "pattern": `^` + userPart + `$`},
+		map[string]any{"type": "integer", "minimum": 0, "maximum": 4294967294},
+	}}}
 }
 
 func port(desc string) map[string]any {
@@ -122,6 +137,11 @@ func object(desc string, props map[string]any, required ...string) map[string]an
 	if len(required) > 0 {
 		o["required"] = required
 	}
+	return o
+}
+
+func nullable(o map[string]any) map[string]any {
+	o["type"] = []string{"object", "null"}
 	return o
 }
 
@@ -147,6 +167,7 @@ func Schema() []byte {
 			},
 		},
 		"process": object("A process run inside the namespace.", processProps, "command"),
+		"exec":    nullable(object("Who may run nsrun exec without root: users and groups of this host.", execProps)),
 	}
 	var b strings.Builder
 	enc := json.NewEncoder(&b)

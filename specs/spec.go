@@ -28,6 +28,10 @@ type Spec struct {
 	Subnet6    netip.Prefix
 	Subnet6Set bool
 
+	// Exec is who may run nsrun exec, without root, in every namespace
+	// of the project; nil grants nobody. A namespace's own Exec replaces it.
+	Exec *ExecGrant
+
 	// Namespaces in the order the spec lists them.
 	Namespaces []*Namespace
 }
@@ -55,6 +59,9 @@ type Namespace struct {
 	Egress bool
 	Ports  []Port
 	Run    []Process
+	// Exec is the namespace's own exec grant (exec: {} grants nobody);
+	// nil when the spec gives none, and the project's applies.
+	Exec *ExecGrant
 
 	pos, addressPos, address6Pos position
 }
@@ -149,6 +156,25 @@ type Ready struct {
 
 // DefaultReadyTimeout applies when a ready check gives no timeout.
 const DefaultReadyTimeout = 30 * time.Second
+
+// ExecGrant names the users and groups that may run nsrun exec in a
+// namespace as themselves (see netns.ExecGranted): names or numeric ids,
+// as the spec wrote them, and the ids they resolve to (ResolveExec).
+type ExecGrant struct {
+	Users, Groups []string
+	UIDs, GIDs    []uint32
+
+	userPos, groupPos []position
+}
+
+// ExecFor is the grant that applies to a namespace: its own, else the
+// project's; nil grants nobody.
+func (s *Spec) ExecFor(ns *Namespace) *ExecGrant {
+	if ns.Exec != nil {
+		return ns.Exec
+	}
+	return s.Exec
+}
 
 // Namespace returns the namespace with the given name, or nil.
 func (s *Spec) Namespace(name string) *Namespace {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/user"
 	"strings"
 
 	"github.com/nsrun/nsrun/netns"
@@ -26,8 +27,12 @@ that ip netns list shows), in a mount namespace of its own where /sys shows
 the namespace's interfaces and each file of /etc/netns/NS/ stands in for the
 same name in /etc. The command replaces nsrun: stdin, stdout, stderr, the
 terminal and signals are its own, and so is the exit status (127: not found,
-126: not executable, 128+N: killed by signal N). Needs root.`,
-		Example: `  sudo nsrun exec ns1 -- ip addr
+126: not executable, 128+N: killed by signal N). Needs root, or, for a user
+the project's spec grants exec to (exec: {users: [...]}), nsrun installed
+with its capabilities: the command then runs as that user, with no
+privilege at all (see README, Security).`,
+		Example: `  nsrun exec ns1 -- python3 app.py     # as yourself, where the spec grants it
+  sudo nsrun exec ns1 -- ip addr
   sudo nsrun exec ns1 --user nobody --env GREETING=hi --workdir /tmp -- python3 -m http.server 8080`,
 		ValidArgsFunction: completeNamespaces,
 		// Flags come after NS and end at the command (or at --), so that
@@ -62,13 +67,33 @@ func runExec(ns string, argv []string, flags execFlags) error {
 			return usageError(fmt.Errorf("--env %q is not KEY=VALUE", kv))
 		}
 	}
-	if os.Geteuid() != 0 {
-		return fmt.Errorf("exec needs root to enter a network namespace; run it again with sudo: sudo nsrun exec %s -- %s", ns, strings.Join(argv, " "))
+	var err error
+	if os.Geteuid() == 0 {
+		err = netns.Exec(ns, argv, netns.ExecOptions{User: flags.user, Env: flags.env, Workdir: flags.workdir})
+	} else {
+		err = execUnprivileged(ns, argv, flags)
 	}
-	err := netns.Exec(ns, argv, netns.ExecOptions{User: flags.user, Env: flags.env, Workdir: flags.workdir})
 	var exitErr *netns.ExitError
 	if errors.As(err, &exitErr) {
 		return &exitError{code: exitErr.Code, err: err}
 	}
 	return err
+}
+
+// execUnprivileged runs the command as the caller, who is not root, where
+// a grant allows it and nsrun has its capabilities (see README, Security).
+func execUnprivileged(ns string, argv []string, flags execFlags) error {
+	if !netns.CanExecUnprivileged() {
+		me := "YOUR_USER"
+		if u, err := user.Current(); err == nil {
+			me = u.Username
+		}
+		return fmt.Errorf("exec needs root to enter a network namespace; run it again with sudo: sudo nsrun exec %s -- %s\n"+
+			"or, to run it as yourself without sudo: the project's spec grants it (exec: {users: [%s]}), and root installs nsrun with its capabilities (sudo scripts/install.sh --exec-capability; see README, Security)",
+			ns, strings.Join(argv, " "), me)
+	}
+	if flags.user != "" || flags.workdir != "" {
+		return usageError(errors.New("--user and --workdir need root: without root, exec runs the command as you, in the directory you are in"))
+	}
+	return netns.ExecGranted(ns, argv, flags.env)
 }

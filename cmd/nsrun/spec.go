@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/user"
+	"strconv"
 
 	"github.com/nsrun/nsrun/specs"
 )
@@ -12,6 +14,10 @@ import (
 // status 2), reported with every FILE:LINE:COL message.
 func loadSpec(path string) (*specs.Spec, error) {
 	s, err := specs.Load(path)
+	if err == nil {
+		// exec grants name users and groups of this host.
+		err = specs.ResolveExec(s, lookupUID, lookupGID)
+	}
 	if err == nil {
 		return s, nil
 	}
@@ -33,4 +39,22 @@ func requireRoot(command string) error {
 		return nil
 	}
 	return fmt.Errorf("%s needs root to change namespaces, links and firewall rules; run it again with sudo: sudo %s", command, command)
+}
+
+func lookupUID(name string) (uint32, error) {
+	u, err := user.Lookup(name)
+	if err != nil {
+		return 0, err
+	}
+	id, err := strconv.ParseUint(u.Uid, 10, 32)
+	return uint32(id), err
+}
+
+func lookupGID(name string) (uint32, error) {
+	g, err := user.LookupGroup(name)
+	if err != nil {
+		return 0, err
+	}
+	id, err := strconv.ParseUint(g.Gid, 10, 32)
+	return uint32(id), err
 }
