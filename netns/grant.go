@@ -189,6 +189,11 @@ func CheckGrant(dir, name string, uid int, groups []int) (*os.File, error) {
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
 	switch {
 	case errors.Is(err, unix.ENOENT):
+		if ns, nerr := openNamed(name); nerr != nil {
+			return nil, nerr // no such namespace: say so, and which there are
+		} else {
+			ns.Close()
+		}
 		return refuse("namespace %q grants exec to nobody (no %s); the spec grants it with exec: {users: [...]} or exec: {groups: [...]}", name, path)
 	case errors.Is(err, unix.ELOOP):
 		return refuse("%s is a symbolic link, not nsrun's record; ask root to remove it and run nsrun up again", path)

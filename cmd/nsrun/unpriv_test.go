@@ -199,6 +199,9 @@ func TestExecWithoutRootRefusals(t *testing.T) {
 		}
 	}
 	entered(t, "a user not granted (daemon)", 1, 1, "does not grant exec to uid 1")
+	if code, out, errOut := l.as(t, l.uid, l.gid, nil, nil, l.capBin, "exec", "nsrun-no-such-ns", "--", "echo", "entered"); code != 1 || out != "" || !strings.Contains(errOut, `namespace "nsrun-no-such-ns" does not exist`) {
+		t.Errorf("an unknown namespace: exit %d, %q, %q", code, out, errOut)
+	}
 	record := filepath.Join(netns.GrantDir, l.ns)
 	os.Chmod(record, 0o666)
 	entered(t, "a record writable by others", l.uid, l.gid, "that only root can write")
