@@ -146,13 +146,7 @@ func composeHeader(s *specs.Spec, notes []string) string {
 	b.WriteString("# Not carried, on purpose: the namespaces' addresses (automatic ones; Compose's\n")
 	b.WriteString("# network gives each service its own), /etc/netns/NS/hosts (services reach\n")
 	b.WriteString("# each other by service name), the loopback shortcut and firewall rules.\n")
-	var empty []string
-	for _, ns := range s.Namespaces {
-		if len(ns.Run) == 0 {
-			empty = append(empty, ns.Name)
-		}
-	}
-	if len(empty) > 0 {
+	if empty := idle(s); len(empty) > 0 {
 		fmt.Fprintf(&b, "# Namespaces that run nothing are left out: %s.\n", strings.Join(empty, ", "))
 	}
 	for _, n := range notes {

@@ -76,6 +76,18 @@ func entries(s *specs.Spec) []string {
 	return out
 }
 
+// idle lists the namespaces that run nothing: neither export carries
+// them (a pod, or a service, needs a process).
+func idle(s *specs.Spec) []string {
+	var out []string
+	for _, ns := range s.Namespaces {
+		if len(ns.Run) == 0 {
+			out = append(out, ns.Name)
+		}
+	}
+	return out
+}
+
 // Refused is what an export cannot carry: every problem, each with its
 // reason and what to do.
 type Refused struct {

@@ -150,13 +150,7 @@ func kubeHeader(s *specs.Spec, o KubeOptions) string {
 	if s.IPv6 {
 		b.WriteString("#   - ipv6: true (the Services ask for both families where the cluster has them),\n")
 	}
-	var empty []string
-	for _, ns := range s.Namespaces {
-		if len(ns.Run) == 0 {
-			empty = append(empty, ns.Name)
-		}
-	}
-	if len(empty) > 0 {
+	if empty := idle(s); len(empty) > 0 {
 		fmt.Fprintf(&b, "#   - namespaces that run nothing: %s,\n", strings.Join(empty, ", "))
 	}
 	b.WriteString("#   - the host's loopback shortcut and firewall rules (a Service takes their place).\n")

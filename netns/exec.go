@@ -56,6 +56,16 @@ func Exec(name string, argv []string, o ExecOptions) error {
 	// The thread that enters the namespace is the one that calls execve;
 	// it is never unlocked (we exec, or the process exits).
 	runtime.LockOSThread()
+	if err := enter(name, f); err != nil {
+		return err
+	}
+	return execAs(argv, o)
+}
+
+// enter moves the calling (locked) thread into the namespace f is, and
+// into a mount namespace of its own where /sys shows the namespace's
+// interfaces and /etc/netns/NAME/* stand in for /etc/*.
+func enter(name string, f *os.File) error {
 	if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
 		return fmt.Errorf("entering netns %q: %w", name, err)
 	}
@@ -69,7 +79,7 @@ func Exec(name string, argv []string, o ExecOptions) error {
 		return err
 	}
 	bindEtc(name)
-	return execAs(argv, o)
+	return nil
 }
 
 // checkExecName rejects names that are not a file in /run/netns, as

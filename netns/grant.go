@@ -109,19 +109,9 @@ func ExecGranted(name string, argv []string, env []string) error {
 	if err := capset(data); err != nil {
 		return fmt.Errorf("raising the capabilities of the nsrun binary: %w", err)
 	}
-	if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-		return fmt.Errorf("entering netns %q: %w", name, err)
-	}
-	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
-		return fmt.Errorf("making a mount namespace for netns %q: %w", name, err)
-	}
-	if err := unix.Mount("", "/", "none", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
-		return fmt.Errorf("making / a slave mount: %w", err)
-	}
-	if err := remountSys(name); err != nil {
+	if err := enter(name, f); err != nil {
 		return err
 	}
-	bindEtc(name)
 	if err := dropPrivileges(); err != nil {
 		return err
 	}
