@@ -3,6 +3,8 @@ package export
 import (
 	"bytes"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/nsrun/nsrun/specs"
@@ -38,7 +40,7 @@ func ParseChecks(values []string) (map[string]string, error) {
 func Compose(s *specs.Spec, o ComposeOptions) ([]byte, error) {
 	var problems []string
 	problems = append(problems, o.Images.unknownEntries(s)...)
-	for _, key := range sortedKeys(o.Checks) {
+	for _, key := range slices.Sorted(maps.Keys(o.Checks)) {
 		if !hasEntry(s, key) {
 			problems = append(problems, fmt.Sprintf("--check %s=...: the spec has no run entry %s; the entries are %s", key, key, strings.Join(entries(s), ", ")))
 		}

@@ -8,6 +8,7 @@ package export
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
@@ -55,7 +56,7 @@ func (im Images) image(ns, proc string) string {
 // unknownEntries lists the NS/PROC keys that name no run entry of s.
 func (im Images) unknownEntries(s *specs.Spec) []string {
 	var out []string
-	for _, key := range sortedKeys(im.ByEntry) {
+	for _, key := range slices.Sorted(maps.Keys(im.ByEntry)) {
 		if !hasEntry(s, key) {
 			out = append(out, fmt.Sprintf("--image %s=...: the spec has no run entry %s; the entries are %s", key, key, strings.Join(entries(s), ", ")))
 		}
@@ -258,13 +259,4 @@ func document(b *bytes.Buffer, comment string, n *yaml.Node) error {
 		return err
 	}
 	return enc.Close()
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
 }

@@ -3,6 +3,7 @@ package export
 import (
 	"bytes"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -254,10 +255,12 @@ func podSpec(s *specs.Spec, ns *specs.Namespace, o KubeOptions) *yaml.Node {
 			}
 		}
 		if p.User != "" {
-			uid, gid, _ := numericUser(p.User)
-			sc := mapping("runAsUser", atoi(uid))
+			uid, gid, _ := numericUser(p.User) // checked numeric by kubeProblems
+			u, _ := strconv.Atoi(uid)
+			sc := mapping("runAsUser", u)
 			if gid != "" {
-				sc.Content = append(sc.Content, scalar("runAsGroup"), node(atoi(gid)))
+				g, _ := strconv.Atoi(gid)
+				sc.Content = append(sc.Content, scalar("runAsGroup"), node(g))
 			}
 			c.Content = append(c.Content, scalar("securityContext"), sc)
 		}
@@ -310,14 +313,6 @@ func restartPolicy(r specs.Restart) string {
 // quotedValue keeps an environment value a string whatever it looks like
 // (an empty one too).
 func quotedValue(v string) *yaml.Node { return str(v) }
-
-func atoi(s string) int {
-	n := 0
-	for _, c := range s {
-		n = n*10 + int(c-'0')
-	}
-	return n
-}
 
 // servicePorts are the published ports as Service ports, a range one port
 // each: published -> target.

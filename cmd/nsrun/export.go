@@ -4,6 +4,7 @@ import (
 	"errors"
 
 	"github.com/nsrun/nsrun/export"
+	"github.com/nsrun/nsrun/specs"
 	"github.com/spf13/cobra"
 )
 
@@ -44,19 +45,10 @@ NS/PROC=IMAGE for one.`,
 		Args:              usageArgs(cobra.ExactArgs(1)),
 		ValidArgsFunction: completeSpecFiles,
 		RunE: func(c *cobra.Command, args []string) error {
-			s, err := loadSpec(args[0])
-			if err != nil {
-				return err
-			}
-			if o.Images, err = export.ParseImages(images); err != nil {
-				return usageError(err)
-			}
-			out, err := export.Kubernetes(s, o)
-			if err != nil {
-				return exportError(err)
-			}
-			_, err = c.OutOrStdout().Write(out)
-			return err
+			return printExport(c, args[0], images, func(s *specs.Spec, im export.Images) ([]byte, error) {
+				o.Images = im
+				return export.Kubernetes(s, o)
+			})
 		},
 	}
 	c.Flags().StringArrayVar(&images, "image", nil, "the image of every run entry (IMAGE), or of one (NS/PROC=IMAGE); repeatable")
@@ -84,23 +76,13 @@ publish ports.`,
 		Args:              usageArgs(cobra.ExactArgs(1)),
 		ValidArgsFunction: completeSpecFiles,
 		RunE: func(c *cobra.Command, args []string) error {
-			s, err := loadSpec(args[0])
+			parsed, err := export.ParseChecks(checks)
 			if err != nil {
-				return err
-			}
-			var o export.ComposeOptions
-			if o.Images, err = export.ParseImages(images); err != nil {
 				return usageError(err)
 			}
-			if o.Checks, err = export.ParseChecks(checks); err != nil {
-				return usageError(err)
-			}
-			out, err := export.Compose(s, o)
-			if err != nil {
-				return exportError(err)
-			}
-			_, err = c.OutOrStdout().Write(out)
-			return err
+			return printExport(c, args[0], images, func(s *specs.Spec, im export.Images) ([]byte, error) {
+				return export.Compose(s, export.ComposeOptions{Images: im, Checks: parsed})
+			})
 		},
 	}
 	c.Flags().StringArrayVar(&images, "image", nil, "the image of every run entry (IMAGE), or of one (NS/PROC=IMAGE); repeatable")
@@ -108,12 +90,26 @@ publish ports.`,
 	return c
 }
 
-// exportError makes a refused export a usage error (exit 2): what the
-// spec or the flags ask cannot be carried, and the host is not involved.
-func exportError(err error) error {
+// printExport loads the spec, reads the --image flags and prints what
+// render makes of them. A refused export is a usage error (exit 2): what
+// the spec or the flags ask cannot be carried, and the host is not involved.
+func printExport(c *cobra.Command, path string, images []string, render func(*specs.Spec, export.Images) ([]byte, error)) error {
+	s, err := loadSpec(path)
+	if err != nil {
+		return err
+	}
+	im, err := export.ParseImages(images)
+	if err != nil {
+		return usageError(err)
+	}
+	out, err := render(s, im)
 	var r *export.Refused
 	if errors.As(err, &r) {
 		return usageError(err)
 	}
+	if err != nil {
+		return err
+	}
+	_, err = c.OutOrStdout().Write(out)
 	return err
 }
