@@ -1,6 +1,7 @@
 package netns
 
 import (
+	"bufio"
 	"errors"
 	"os"
 	"os/exec"
@@ -131,6 +132,31 @@ func TestPidsAndKillAll(t *testing.T) {
 	case <-done:
 	case <-time.After(10 * time.Second):
 		t.Fatal("the sleep inside the namespace did not exit")
+	}
+	if left, _ := Pids(name); len(left) != 0 {
+		t.Errorf("processes left: %v", left)
+	}
+}
+
+// TestKillAllCatchesChildrenForkedMeanwhile: a process that forks as it
+// is being stopped leaves a child the first list did not have; KillAll
+// stops it too.
+func TestKillAllCatchesChildrenForkedMeanwhile(t *testing.T) {
+	name := newNamespace(t)
+	cmd := exec.Command("ip", "netns", "exec", name, "sh", "-c", `trap 'sleep 300 & exit 0' TERM; echo ready; while :; do sleep 0.1; done`)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	if line, _ := bufio.NewReader(out).ReadString('\n'); line != "ready\n" {
+		t.Fatalf("the shell inside %s said %q", name, line)
+	}
+	if err := KillAll(name, 5*time.Second); err != nil {
+		t.Fatal(err)
 	}
 	if left, _ := Pids(name); len(left) != 0 {
 		t.Errorf("processes left: %v", left)

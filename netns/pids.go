@@ -131,34 +131,43 @@ func Alive(p Process) bool {
 func KillAll(name string, grace time.Duration) error { return KillAllIn([]string{name}, grace) }
 
 // KillAllIn stops every process inside the named namespaces, all at once:
-// SIGTERM, up to grace to exit, then SIGKILL. It returns once none is
-// left, or an error naming those SIGKILL could not clear.
+// SIGTERM, up to grace to exit, then SIGKILL. A process may fork while it
+// is being stopped, and its child was not in the list: the list is read
+// again until it comes back empty, and what appeared meanwhile gets SIGKILL
+// at once. It returns once none is left, or an error naming those it could
+// not clear.
 func KillAllIn(names []string, grace time.Duration) error {
-	inside, err := PidsIn(names)
-	if err != nil {
-		return err
-	}
-	var procs []Process
-	for _, ps := range inside {
-		procs = append(procs, ps...)
-	}
-	if len(procs) == 0 {
-		return nil
-	}
-	if err := Stop(procs, grace); err != nil {
-		return err
-	}
-	left, err := PidsIn(names)
-	if err != nil {
-		return err
-	}
-	for _, name := range names {
-		if len(left[name]) > 0 {
-			return fmt.Errorf("processes still in netns %q after SIGKILL: %v", name, left[name])
+	for round := 0; ; round++ {
+		inside, err := PidsIn(names)
+		if err != nil {
+			return err
+		}
+		var procs []Process
+		for _, ps := range inside {
+			procs = append(procs, ps...)
+		}
+		if len(procs) == 0 {
+			return nil
+		}
+		if round == killRounds {
+			for _, name := range names {
+				if len(inside[name]) > 0 {
+					return fmt.Errorf("processes still in netns %q after %d rounds of SIGKILL: %v", name, killRounds, inside[name])
+				}
+			}
+		}
+		if round > 0 {
+			grace = 0
+		}
+		if err := Stop(procs, grace); err != nil {
+			return err
 		}
 	}
-	return nil
 }
+
+// killRounds bounds KillAllIn's rounds: each kills what the one before
+// left, children forked while it ran included.
+const killRounds = 10
 
 // Stop ends processes: SIGTERM to each, up to grace for all to exit, then
 // SIGKILL to those left, and a short wait for them to go. Each signal

@@ -63,10 +63,16 @@ func newLabWith(t *testing.T, firewall forward.Choice) *lab {
 	rand.Read(b)
 	l := &lab{t: t, id: hex.EncodeToString(b), firewall: firewall}
 	l.e = l.engine()
+	// Registered after the state directory's own cleanup (l.engine made
+	// it), so it runs before that directory goes. A failed down is a
+	// failure of the test, and is tried again, as a user would, so that
+	// the host is put back all the same.
 	t.Cleanup(func() {
 		for _, p := range l.projects {
-			if _, err := l.engine().Down(context.Background(), p); err != nil {
+			_, err := l.engine().Down(context.Background(), p)
+			for try := 0; err != nil && try < 3; try++ {
 				t.Errorf("cleanup: down %s: %v", p, err)
+				_, err = l.engine().Down(context.Background(), p)
 			}
 		}
 	})
