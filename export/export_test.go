@@ -271,7 +271,7 @@ namespaces:
   fixed:
     address: 10.9.1.2/24
     ports: ["127.0.0.1:6000:8080"]
-    run: [{name: Web_1, command: [srv], user: nobody}]
+    run: [{name: Web_1, command: [srv], user: nobody, workdir: app}]
   closed:
     egress: false
     run: [{name: web, command: [srv]}]
@@ -295,6 +295,7 @@ namespaces:
 		`run entry "Web_1": the name "Web_1" is not a DNS-1123 label`,
 		`user "nobody" is a name, and user names belong to the image; give the numeric uid[:gid]`,
 		`namespace "empty": it publishes ports but runs nothing`,
+		`run entry "Web_1": workdir "app" is relative to the spec's directory on this host`,
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("Kubernetes refusal lacks %q:\n%v", want, err)
@@ -304,7 +305,7 @@ namespaces:
 		t.Errorf("egress: false is no problem for Kubernetes (a NetworkPolicy):\n%v", err)
 	}
 	_, err = Compose(s, ComposeOptions{Images: Images{Default: "img"}})
-	for _, want := range []string{`namespace "closed": egress: false cannot be carried`, `namespace "fixed": a fixed address cannot be carried`} {
+	for _, want := range []string{`namespace "closed": egress: false cannot be carried`, `namespace "fixed": a fixed address cannot be carried`, `workdir "app" is relative`} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Compose refusal lacks %q:\n%v", want, err)
 		}

@@ -3,6 +3,7 @@ package export
 import (
 	"bytes"
 	"fmt"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -125,6 +126,9 @@ func namespaceProblems(ns *specs.Namespace, images Images) []string {
 		}
 		if images.image(ns.Name, proc.Name) == "" {
 			out = append(out, fmt.Sprintf("%s: no image; give one with --image IMAGE, or --image %s/%s=IMAGE", what, ns.Name, proc.Name))
+		}
+		if proc.Workdir != "" && !filepath.IsAbs(proc.Workdir) {
+			out = append(out, fmt.Sprintf("%s: workdir %q is relative to the spec's directory on this host; give the directory inside the image as an absolute path", what, proc.Workdir))
 		}
 		if proc.User != "" {
 			if _, _, ok := numericUser(proc.User); !ok {

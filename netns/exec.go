@@ -144,18 +144,16 @@ func bindEtc(name string) {
 	}
 }
 
-// execAs drops to the user, applies the environment and directory, and
-// replaces the process with the command.
+// execAs drops to the user, changes to the directory, applies the
+// environment, and replaces the process with the command. The program is
+// looked up last, as the user and in the directory: a relative path such
+// as ./app.py names a file of the workdir.
 func execAs(argv []string, o ExecOptions) error {
 	env := os.Environ()
 	if o.User != "" {
 		env = userEnv(env, o.User)
 	}
 	env = mergeEnv(env, o.Env)
-	prog, err := lookPath(argv[0], env)
-	if err != nil {
-		return err
-	}
 	if o.User != "" {
 		if err := setUser(o.User); err != nil {
 			return err
@@ -165,6 +163,10 @@ func execAs(argv []string, o ExecOptions) error {
 		if err := os.Chdir(o.Workdir); err != nil {
 			return fmt.Errorf("changing to workdir: %w", err)
 		}
+	}
+	prog, err := lookPath(argv[0], env)
+	if err != nil {
+		return err
 	}
 	err = syscall.Exec(prog, argv, env)
 	if errors.Is(err, syscall.ENOENT) {

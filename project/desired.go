@@ -88,7 +88,7 @@ func FromSpec(s *specs.Spec) *State {
 		}
 		for _, r := range ns.Run {
 			ps := ProcessState{Process: supervise.Process{
-				Namespace: ns.Name, Name: r.Name, Command: r.Command, Workdir: r.Workdir,
+				Namespace: ns.Name, Name: r.Name, Command: r.Command, Workdir: s.WorkdirOf(r),
 				Env: r.Env, User: r.User, Restart: string(r.Restart),
 			}}
 			if r.Ready != nil {

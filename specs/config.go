@@ -12,8 +12,9 @@ import (
 // the project name, the address pool, each namespace's address, ports in
 // their full short form, and each process's name, command, restart and
 // ready timeout, defaults filled in. It parses back to the same spec.
-// workdir and user are printed only when set: their defaults (the
-// directory up runs in, root) are not known here.
+// workdir and user are printed only when set, as written: a workdir is
+// relative to the spec's directory, which the printed spec may not share,
+// and the default user is root.
 func (s *Spec) Config() ([]byte, error) {
 	root := mapping()
 	add(root, "name", scalar(s.Name))

@@ -25,7 +25,7 @@ const maxReadyTimeout = time.Hour
 
 // spec decodes the root mapping and then checks the spec as a whole.
 func (d *decoder) spec(root *yaml.Node) *Spec {
-	s := &Spec{File: d.file, Name: ProjectNameFromFile(d.file)}
+	s := &Spec{File: d.file, Name: ProjectNameFromFile(d.file), Dir: specDir(d.file)}
 	namePos, subnetPos, subnet6Pos := position{1, 1}, position{1, 1}, position{1, 1}
 	var hasNamespaces bool
 	d.mapping(root, "", specKeys, func(key string, k, v *yaml.Node) {
@@ -301,8 +301,8 @@ func (d *decoder) process(n *yaml.Node, path string) (Process, bool) {
 			p.Command, p.Shell = d.command(v, kp)
 		case "workdir":
 			if s, good := d.str(v, kp); good {
-				if !filepath.IsAbs(s) || strings.ContainsRune(s, 0) {
-					d.add(at(v), kp, "workdir %s must be an absolute path, e.g. /srv/app", quote(s))
+				if s == "" || strings.ContainsRune(s, 0) {
+					d.add(at(v), kp, "workdir %s is not a directory path; give one (absolute, or relative to the spec's directory), or leave workdir out to start in the spec's directory", quote(s))
 				}
 				p.Workdir = s
 			}
@@ -461,4 +461,14 @@ func (d *decoder) duration(n *yaml.Node, path string) time.Duration {
 		return t
 	}
 	return DefaultReadyTimeout
+}
+
+// specDir is the absolute directory of the spec file. Only a working
+// directory that cannot be read leaves it relative.
+func specDir(file string) string {
+	dir, err := filepath.Abs(filepath.Dir(file))
+	if err != nil {
+		return filepath.Dir(file)
+	}
+	return dir
 }

@@ -181,7 +181,7 @@ var badSpecs = []struct {
 	{"user with space", "namespaces:\n  ns1:\n    run:\n      - {command: a, user: \"bad user\"}\n", 4, 28, "namespaces.ns1.run[0].user", "is not a valid name or number"},
 	{"user uid out of range", "namespaces:\n  ns1:\n    run:\n      - {command: a, user: 4294967295}\n", 4, 28, "", "out of range 0-4294967294"},
 	{"user empty group", "namespaces:\n  ns1:\n    run:\n      - {command: a, user: \"nobody:\"}\n", 4, 28, "", "group is empty"},
-	{"workdir relative", "namespaces:\n  ns1:\n    run:\n      - {command: a, workdir: srv/app}\n", 4, 31, "namespaces.ns1.run[0].workdir", "must be an absolute path"},
+	{"workdir empty", "namespaces:\n  ns1:\n    run:\n      - {command: a, workdir: \"\"}\n", 4, 31, "namespaces.ns1.run[0].workdir", "leave workdir out to start in the spec's directory"},
 	{"merge key", "base: &b {egress: true}\nnamespaces: {}\n", 1, 1, "base", "unknown key"},
 	{"merge key in namespace", "namespaces:\n  ns1:\n    <<: {egress: false}\n", 3, 5, "namespaces.ns1", "merge keys (<<) are not supported"},
 	{"key is a list", "namespaces:\n  ? [a]\n  : {}\n", 2, 5, "namespaces", "keys must be plain names"},
@@ -523,5 +523,40 @@ namespaces:
 		e.Problems[0].Line != 2 || e.Problems[0].Path != "exec.users[1]" || !strings.Contains(e.Problems[0].Msg, `user "mallory" does not exist on this host`) ||
 		e.Problems[1].Line != 4 || e.Problems[1].Path != "namespaces.a.exec.groups[0]" || !strings.Contains(e.Problems[1].Msg, `group "wheel" does not exist`) {
 		t.Errorf("unknown names: %v", err)
+	}
+}
+
+// TestWorkdirResolvesAgainstTheSpec: a process starts in the spec file's
+// directory unless it says otherwise, and a relative workdir is taken from
+// there too, whatever directory parses the spec.
+func TestWorkdirResolvesAgainstTheSpec(t *testing.T) {
+	src := []byte("namespaces:\n  ns1:\n    run:\n      - {name: none, command: [./app]}\n      - {name: rel, command: [./app], workdir: sub/../www}\n      - {name: abs, command: [./app], workdir: /srv//app/}\n")
+	s, err := Parse("/etc/nsrun/specs/web.yaml", src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Dir != "/etc/nsrun/specs" {
+		t.Errorf("Dir = %q; want the spec file's directory", s.Dir)
+	}
+	want := map[string]string{"none": "/etc/nsrun/specs", "rel": "/etc/nsrun/specs/www", "abs": "/srv/app"}
+	for _, p := range s.Namespaces[0].Run {
+		if got := s.WorkdirOf(p); got != want[p.Name] {
+			t.Errorf("%s: WorkdirOf = %q; want %q", p.Name, got, want[p.Name])
+		}
+	}
+	if s.Namespaces[0].Run[1].Workdir != "sub/../www" {
+		t.Errorf("the workdir as written is %q", s.Namespaces[0].Run[1].Workdir)
+	}
+	// A spec named relative to the working directory gets an absolute Dir.
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err = Parse("examples/web.yaml", src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Dir != filepath.Join(wd, "examples") {
+		t.Errorf("Dir of a relative spec path = %q; want %q", s.Dir, filepath.Join(wd, "examples"))
 	}
 }

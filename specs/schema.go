@@ -76,7 +76,7 @@ var (
 					"items":       map[string]any{"type": []string{"string", "number"}}},
 			},
 		},
-		"workdir": str("The directory the process starts in, an absolute path. Default: the directory up ran in.", `^/`),
+		"workdir": str("The directory the process starts in: absolute, or relative to the spec file's directory. Default: the spec file's directory.", `.`),
 		"env": map[string]any{
 			"description":          "Environment variables added to the process's environment.",
 			"type":                 "object",

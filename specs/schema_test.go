@@ -146,7 +146,7 @@ func TestSchemaValidates(t *testing.T) {
 		"restart unknown", "restart boolean", "ready without tcp", "ready port zero", "ready port string",
 		"ready timeout not a duration", "ready timeout without unit", "ready timeout negative", "env is a list",
 		"env value is a mapping", "env name with equals", "user with space", "user uid out of range",
-		"user empty group", "workdir relative", "merge key",
+		"user empty group", "workdir empty", "merge key",
 	}
 	byName := map[string]string{}
 	for _, b := range badSpecs {

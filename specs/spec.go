@@ -6,6 +6,7 @@ package specs
 import (
 	"fmt"
 	"net/netip"
+	"path/filepath"
 	"time"
 )
 
@@ -13,6 +14,10 @@ import (
 type Spec struct {
 	File string // the path the spec was read from, for messages
 	Name string // project name
+	// Dir is the absolute directory of the spec file: a process starts
+	// there unless it has a workdir, and a relative workdir is resolved
+	// against it, so a project runs the same from wherever up is run.
+	Dir string
 
 	// Subnet is the pool automatic addresses come from. SubnetSet reports
 	// whether the spec chose it; when it did not, Subnet is the first of
@@ -138,6 +143,9 @@ type Process struct {
 	Command []string
 	Shell   bool
 
+	// Workdir is the directory as the spec wrote it: absolute, relative
+	// to the spec's directory, or empty for the spec's directory (see
+	// Spec.WorkdirOf).
 	Workdir string
 	Env     []string // "KEY=value", sorted by key
 	User    string   // name or uid, optionally ":group"; empty means root
@@ -205,4 +213,13 @@ func plural(n int, noun string) string {
 		return fmt.Sprintf("%d %ses", n, noun)
 	}
 	return fmt.Sprintf("%d %ss", n, noun)
+}
+
+// WorkdirOf is the absolute directory a process starts in: its workdir,
+// resolved against the spec's directory, or the spec's directory itself.
+func (s *Spec) WorkdirOf(p Process) string {
+	if filepath.IsAbs(p.Workdir) {
+		return filepath.Clean(p.Workdir)
+	}
+	return filepath.Join(s.Dir, p.Workdir)
 }

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -12,9 +13,10 @@ import (
 	"github.com/nsrun/nsrun/netns/nstest"
 )
 
-// TestFlaskExample brings up the lab note's example from the repository's
-// root, as its README says, and reaches both Flask apps from the host and
-// from an outside namespace routed through the host.
+// TestFlaskExample brings up the lab note's example from the spec's own
+// directory, reaches both Flask apps from the host and from an outside
+// namespace routed through the host, and finds the project up to date
+// when up runs again from the repository's root.
 func TestFlaskExample(t *testing.T) {
 	nstest.RequireRoot(t)
 	if err := exec.Command("/usr/bin/python3", "-c", "import flask").Run(); err != nil {
@@ -25,10 +27,14 @@ func TestFlaskExample(t *testing.T) {
 	}
 	before := nstest.Snapshot()
 	root := "../.."
-	if code, _, errOut := nsrunCmd(t, root, "up", "-q", "specs/examples/flask/flask.yaml"); code != 0 {
-		t.Fatalf("up: exit %d\n%s", code, errOut)
-	}
 	t.Cleanup(func() { nsrunCmd(t, root, "down", "-q", "-p", "flask") })
+	if code, _, errOut := nsrunCmd(t, filepath.Join(root, "specs/examples/flask"), "up", "-q", "flask.yaml"); code != 0 {
+		t.Fatalf("up from the spec's directory: exit %d\n%s", code, errOut)
+	}
+	// The record holds the resolved directory: from elsewhere, nothing changes.
+	if code, out, errOut := nsrunCmd(t, root, "up", "specs/examples/flask/flask.yaml"); code != 0 || !strings.Contains(out+errOut, "project flask is up to date") {
+		t.Errorf("up again from the repository's root: exit %d\n%s%s", code, out, errOut)
+	}
 	client := http.Client{Timeout: 5 * time.Second}
 	for port, ns := range map[string]string{"6000": "ns1", "6001": "ns2"} {
 		resp, err := client.Get("http://127.0.0.1:" + port + "/")
