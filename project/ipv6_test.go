@@ -190,6 +190,11 @@ func dialMapped(port uint16) (string, string, error) {
 	}
 	f := os.NewFile(uintptr(fd), "mapped")
 	defer f.Close()
+	// A blocking socket takes no deadline from f: bound the read itself.
+	tv := unix.NsecToTimeval(time.Second.Nanoseconds())
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		return "", "", err
+	}
 	mapped := netip.AddrFrom4([4]byte{127, 0, 0, 1}).As16()
 	if err := unix.Connect(fd, &unix.SockaddrInet6{Addr: mapped, Port: int(port)}); err != nil {
 		return "", "", err
@@ -202,7 +207,6 @@ func dialMapped(port uint16) (string, string, error) {
 	if !ok {
 		return "", "", fmt.Errorf("getpeername gave %T", sa)
 	}
-	f.SetDeadline(time.Now().Add(time.Second))
 	buf := make([]byte, 256)
 	n, err := f.Read(buf)
 	return strings.TrimSpace(string(buf[:n])), netip.AddrPortFrom(netip.AddrFrom16(in6.Addr), uint16(in6.Port)).String(), err
@@ -419,5 +423,34 @@ func TestUDPStaleConntrack6(t *testing.T) {
 		nstest.StartServer(t, b, b, "", "9090")
 		r, err = hostDial("udp", addr(l.outHost6, ports[0]), src)
 		l.expect(r, err, b, "udp after down and up elsewhere, same source port")
+	})
+}
+
+// TestDualStackClientRightAfterUp: a dual-stack client (an AF_INET6
+// socket to ::ffff:127.0.0.1) answered by a supervised server the moment
+// up returns, for fresh projects one after another, with the keeper on as
+// a user has it; once per backend. The reachability test dials long after
+// up, when whatever up leaves unsettled has settled.
+func TestDualStackClientRightAfterUp(t *testing.T) {
+	eachFirewall(t, func(t *testing.T, l *lab) {
+		l.e.NoHeal = false
+		helper := helperBinary(t)
+		for round := 0; round < 3; round++ {
+			port := freePorts(t, 1)[0]
+			name := fmt.Sprintf("t{ID}r%d", round)
+			src := fmt.Sprintf("name: %s\nipv6: true\nnamespaces:\n  m%d{ID}:\n    ports: [\"%d:8080\"]\n    run:\n%s", name, round, port, server(helper, fmt.Sprintf("m%d{ID}", round), ""))
+			l.up(src)
+			ns := fmt.Sprintf("m%d%s", round, l.id)
+			r, peer, err := dialMapped(uint16(port))
+			l.expect(r, err, ns, fmt.Sprintf("round %d: AF_INET6 socket -> ::ffff:127.0.0.1:%d right after up", round, port))
+			if err == nil && peer != fmt.Sprintf("[::ffff:127.0.0.1]:%d", port) {
+				t.Errorf("round %d: getpeername gives %s", round, peer)
+			}
+			r, err = hostDial("tcp", addr(localhost, port), "")
+			l.expect(r, err, ns, fmt.Sprintf("round %d: 127.0.0.1:%d right after up", round, port))
+			if _, err := l.e.Down(context.Background(), strings.ReplaceAll(name, "{ID}", l.id)); err != nil {
+				t.Fatal(err)
+			}
+		}
 	})
 }
