@@ -118,6 +118,16 @@ type Firewall interface {
 	Script(p Project) string
 	// Probe checks that the backend works on this host, changing nothing.
 	Probe(ctx context.Context) error
+	// MadeTables lists, by their nftables names ("ip nat", "ip6 filter"),
+	// the tables the backend holds now that its tools made on first use
+	// (iptables-nft's): nsrun may have made them, and may remove them
+	// again. None for a backend whose tables come and go with nsrun's own
+	// rules (nftables) or stay whatever happens (iptables-legacy's).
+	MadeTables(ctx context.Context) ([]string, error)
+	// RemoveEmptyTables removes those of the tables, named as MadeTables
+	// names them, that hold nothing: no rule, no chain but built-in ones,
+	// every policy ACCEPT.
+	RemoveEmptyTables(ctx context.Context, tables []string) error
 }
 
 // Tables is what one backend holds, as one Read saw it.

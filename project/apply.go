@@ -50,6 +50,11 @@ type System interface {
 	ZonedLinks(ctx context.Context) ([]string, error)
 	WriteEtc(ns string, files map[string]string) error
 	RemoveEtc(ns string) error
+	// MadeTables lists, per installed backend, the tables its tools made
+	// on first use that exist now; RemoveEmptyTables removes those named
+	// that hold nothing (see forward.Firewall).
+	MadeTables(ctx context.Context) (map[forward.Backend][]string, error)
+	RemoveEmptyTables(ctx context.Context, tables map[forward.Backend][]string) error
 }
 
 // opKind is what one op means: the stage its steps run in (steps of one

@@ -86,7 +86,7 @@ func (e *Engine) Up(ctx context.Context, s *specs.Spec) (*Outcome, error) {
 	out, changed, err := e.up(ctx, s)
 	if err != nil && !changed {
 		// The lock made the state directory: it goes if nothing else is there.
-		err = errors.Join(err, e.finishIfLast())
+		err = errors.Join(err, e.finishIfLast(ctx))
 	}
 	if out != nil {
 		err = errors.Join(err, e.keep(ctx))
@@ -158,6 +158,9 @@ func (e *Engine) up(ctx context.Context, s *specs.Spec) (*Outcome, bool, error) 
 	if len(steps) == 0 && !restart && same {
 		return &Outcome{State: recorded, UpToDate: true, Warnings: warnings}, false, nil
 	}
+	if err := e.recordTables(ctx); err != nil {
+		return nil, false, err
+	}
 	if !same {
 		// Record everything either side may hold before the first change,
 		// so that a down after a crash finds it all.
@@ -184,7 +187,7 @@ func (e *Engine) rollback(ex *executor, cause error, project string, recorded *S
 	}
 	var err error
 	if recorded == nil {
-		err = errors.Join(e.Store.Remove(project), e.finishIfLast())
+		err = errors.Join(e.Store.Remove(project), e.finishIfLast(context.WithoutCancel(ex.ctx)))
 	} else {
 		err = e.Store.Save(recorded)
 	}
@@ -212,7 +215,7 @@ func (e *Engine) down(ctx context.Context, project string) (bool, error) {
 		// Nothing recorded (or only the start of a record, from an up
 		// killed before it was written): sweep what is labelled.
 		n, err := e.sweep(ctx, project)
-		return n > 0, errors.Join(err, e.Store.Remove(project), e.finishIfLast())
+		return n > 0, errors.Join(err, e.Store.Remove(project), e.finishIfLast(ctx))
 	}
 	if err != nil {
 		return false, err
@@ -231,7 +234,7 @@ func (e *Engine) down(ctx context.Context, project string) (bool, error) {
 	if err != nil {
 		return true, fmt.Errorf("%w\nthe record is kept; run 'sudo nsrun down -p %s' again once the cause is fixed", err, project)
 	}
-	return true, errors.Join(e.Store.Remove(project), e.keep(ctx), e.finishIfLast())
+	return true, errors.Join(e.Store.Remove(project), e.keep(ctx), e.finishIfLast(ctx))
 }
 
 // DownAll removes every recorded project, then every leftover that is
@@ -260,7 +263,7 @@ func (e *Engine) DownAll(ctx context.Context) error {
 		}
 	}
 	_, err = e.sweep(ctx, "")
-	errs = append(errs, err, e.Sweeper.SweepFirewall(ctx), e.keep(ctx), e.finishIfLast())
+	errs = append(errs, err, e.Sweeper.SweepFirewall(ctx), e.keep(ctx), e.finishIfLast(ctx))
 	return errors.Join(errs...)
 }
 
@@ -314,7 +317,7 @@ func (e *Engine) HostFirewall(ctx context.Context) (HostReport, error) {
 
 // finishIfLast stops the keeper, puts back the host settings nsrun
 // changed and removes the state directory once no project is left.
-func (e *Engine) finishIfLast() error {
+func (e *Engine) finishIfLast(ctx context.Context) error {
 	projects, err := e.Store.Projects()
 	if err != nil || len(projects) > 0 {
 		return err
@@ -345,7 +348,46 @@ func (e *Engine) finishIfLast() error {
 			}
 		}
 	}
+	if err := e.removeMadeTables(ctx, host.Tables); err != nil {
+		return err
+	}
 	return e.Store.RemoveAll()
+}
+
+// recordTables notes, before the first change of the first project, the
+// tables the firewalls' tools had made (iptables-nft makes a table the
+// first time a rule goes in), so that the last down removes only those
+// made since.
+func (e *Engine) recordTables(ctx context.Context) error {
+	host, err := e.Store.LoadHost()
+	if err != nil || host.Tables != nil {
+		return err
+	}
+	if host.Tables, err = e.System.MadeTables(ctx); err != nil {
+		return err
+	}
+	return e.Store.SaveHost(host)
+}
+
+// removeMadeTables removes the tables made since they were recorded
+// (before: nil when nothing was) that hold nothing now.
+func (e *Engine) removeMadeTables(ctx context.Context, before map[forward.Backend][]string) error {
+	if before == nil {
+		return nil
+	}
+	now, err := e.System.MadeTables(ctx)
+	if err != nil {
+		return err
+	}
+	made := map[forward.Backend][]string{}
+	for b, tables := range now {
+		for _, t := range tables {
+			if !slices.Contains(before[b], t) {
+				made[b] = append(made[b], t)
+			}
+		}
+	}
+	return e.System.RemoveEmptyTables(ctx, made)
 }
 
 // publishedPorts lists every port a spec publishes.

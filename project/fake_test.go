@@ -329,6 +329,31 @@ func (f *fakeSystem) RemoveForwards(ctx context.Context, project string) error {
 	}
 	return nil
 }
+func (f *fakeSystem) MadeTables(ctx context.Context) (map[forward.Backend][]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := map[forward.Backend][]string{}
+	for b, fw := range f.fw {
+		tables, err := fw.MadeTables(ctx)
+		if err != nil {
+			return nil, err
+		}
+		out[b] = tables
+	}
+	return out, nil
+}
+
+func (f *fakeSystem) RemoveEmptyTables(ctx context.Context, tables map[forward.Backend][]string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for b, names := range tables {
+		if err := f.fw[b].RemoveEmptyTables(ctx, names); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (f *fakeSystem) FlushUDP([]specs.PortRange) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -454,3 +454,70 @@ func TestDualStackClientRightAfterUp(t *testing.T) {
 		}
 	})
 }
+
+// TestDownRemovesTheTablesItMade: ip6tables-nft makes its ip6 nat table
+// the first time nsrun puts a rule there; the last down removes it again,
+// and leaves alone a table that was there before nsrun's first up.
+func TestDownRemovesTheTablesItMade(t *testing.T) {
+	l := newLabWith(t, forward.IPTables)
+	if b := l.backend(); b != iptables.NFT {
+		t.Skipf("the iptables backend here is %s; ip6tables-legacy makes no nftables table", b)
+	}
+	fw := iptables.New(iptables.NFT, 30*time.Second)
+	// The host as a fresh machine has it: no ip6 nat. Its empty ip6 nat
+	// and ip6 filter, if any (they change no packet), go, and come back at
+	// cleanup; one that holds something is another program's.
+	before := nftTables(t)
+	for _, table := range []string{"nat", "filter"} {
+		if !before["ip6 "+table] {
+			continue
+		}
+		snap, err := fw.Read(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v6 := snap.(*iptables.Snapshot).V6; v6 == nil || !v6.Empty(table) {
+			t.Skipf("ip6 %s holds rules of another program", table)
+		}
+		run(t, "nft", "delete", "table", "ip6", table)
+		t.Cleanup(func() { exec.Command("nft", "add", "table", "ip6", table).Run() })
+	}
+	// Another program's ip6 filter, made before nsrun's first up.
+	run(t, "nft", "add", "table", "ip6", "filter")
+	t.Cleanup(func() {
+		if !before["ip6 filter"] {
+			exec.Command("nft", "delete", "table", "ip6", "filter").Run()
+		}
+	})
+	ports := freePorts(t, 6)
+	l.up(dualStack(ports))
+	if !nftTables(t)["ip6 nat"] {
+		t.Fatal("up of an IPv6 project made no ip6 nat table: the test shows nothing")
+	}
+	if _, err := l.e.Down(context.Background(), "t"+l.id); err != nil {
+		t.Fatal(err)
+	}
+	after := nftTables(t)
+	if after["ip6 nat"] {
+		t.Error("down left the ip6 nat table ip6tables-nft made for nsrun")
+	}
+	if !after["ip6 filter"] {
+		t.Error("down removed the ip6 filter table that was there before")
+	}
+}
+
+// nftTables lists the host's nftables tables ("ip6 nat").
+func nftTables(t *testing.T) map[string]bool {
+	t.Helper()
+	out, err := exec.Command("nft", "list", "tables").Output()
+	if err != nil {
+		t.Fatalf("nft list tables: %v", err)
+	}
+	tables := map[string]bool{}
+	for _, line := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(line); len(f) == 3 && f[0] == "table" {
+			tables[f[1]+" "+f[2]] = true
+		}
+	}
+	return tables
+}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/nsrun/nsrun/forward"
 	"golang.org/x/sys/unix"
 )
 
@@ -76,6 +77,11 @@ type Host struct {
 	// forwarding is on); empty when nsrun did not change them.
 	IPv6Forward string            `json:"ipv6_forward,omitempty"`
 	AcceptRA    map[string]string `json:"accept_ra,omitempty"`
+	// Tables are the tables each firewall backend's tools had made before
+	// nsrun's first change (see forward.Firewall.MadeTables); nil until
+	// recorded. The last down removes the others it finds empty: those
+	// iptables-nft made for nsrun.
+	Tables map[forward.Backend][]string `json:"tables"`
 }
 
 func (st Store) hostPath() string { return filepath.Join(st.Dir, "host.json") }

@@ -110,6 +110,31 @@ func (k Kernel) RemoveForwards(ctx context.Context, project string) error {
 	return errors.Join(errs...)
 }
 
+func (k Kernel) MadeTables(ctx context.Context) (map[forward.Backend][]string, error) {
+	out := map[forward.Backend][]string{}
+	for _, fw := range k.Firewalls {
+		if !fw.Installed() {
+			continue
+		}
+		tables, err := fw.MadeTables(ctx)
+		if err != nil {
+			return nil, err
+		}
+		out[fw.Backend()] = tables
+	}
+	return out, nil
+}
+
+func (k Kernel) RemoveEmptyTables(ctx context.Context, tables map[forward.Backend][]string) error {
+	var errs []error
+	for _, fw := range k.Firewalls {
+		if fw.Installed() && len(tables[fw.Backend()]) > 0 {
+			errs = append(errs, fw.RemoveEmptyTables(ctx, tables[fw.Backend()]))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 func shortcuts(project string, want []shortcut.Entry) error {
 	if err := shortcut.Set(project, want); err != nil && !errors.Is(err, shortcut.ErrUnavailable) {
 		return err

@@ -3,7 +3,9 @@ package iptables
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"maps"
 	"os/exec"
 	"slices"
 	"strings"
@@ -39,6 +41,8 @@ type runner interface {
 	probe(ctx context.Context) error
 	save(ctx context.Context) (string, error)
 	restore(ctx context.Context, script string) error
+	// deleteTable removes a table of iptables-nft, whatever it holds.
+	deleteTable(ctx context.Context, table string) error
 }
 
 // New returns the backend, run by its programs; restore waits up to wait
@@ -161,6 +165,57 @@ func (f *Firewall) Script(p forward.Project) string {
 	return s
 }
 
+// MadeTables lists iptables-nft's tables ("ip nat", "ip6 filter"):
+// iptables-nft-save prints only those that exist, and iptables-nft makes
+// a table the first time a rule goes in. iptables-legacy's tables are the
+// kernel's own and never go: none.
+func (f *Firewall) MadeTables(ctx context.Context) ([]string, error) {
+	if f.backend != NFT {
+		return nil, nil
+	}
+	snap, err := f.snapshot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, fam := range []struct {
+		name string
+		snap *Snapshot
+	}{{"ip", snap}, {"ip6", snap.V6}} {
+		if fam.snap != nil {
+			for _, t := range slices.Sorted(maps.Keys(fam.snap.Tables)) {
+				out = append(out, fam.name+" "+t)
+			}
+		}
+	}
+	return out, nil
+}
+
+// RemoveEmptyTables removes those of iptables-nft's tables that hold
+// nothing (see Snapshot.Empty), with nft: iptables itself cannot. Without
+// the nft program they stay; they change nothing as they are.
+func (f *Firewall) RemoveEmptyTables(ctx context.Context, tables []string) error {
+	if f.backend != NFT || len(tables) == 0 {
+		return nil
+	}
+	snap, err := f.snapshot(ctx)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, name := range tables {
+		fam, table, _ := strings.Cut(name, " ")
+		s, run := snap, f.run
+		if fam == "ip6" {
+			s, run = snap.V6, f.run6
+		}
+		if s != nil && s.Empty(table) {
+			errs = append(errs, run.deleteTable(ctx, table))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // programs run BACKEND-save and BACKEND-restore of one family
 // (iptables-nft-save, ip6tables-nft-save, ...).
 type programs struct {
@@ -240,6 +295,22 @@ func (p programs) restore(ctx context.Context, script string) error {
 	return nil
 }
 
+// deleteTable deletes iptables-nft's table of the family with nft.
+func (p programs) deleteTable(ctx context.Context, table string) error {
+	if _, err := exec.LookPath("nft"); err != nil {
+		return nil
+	}
+	fam := "ip"
+	if p.family == IPv6 {
+		fam = "ip6"
+	}
+	out, err := exec.CommandContext(ctx, "nft", "delete", "table", fam, table).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("nft delete table %s %s: %w: %s", fam, table, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
 // memory is a backend's tables held in memory.
 type memory struct {
 	mu   sync.Mutex
@@ -266,6 +337,18 @@ func (m *memory) restore(ctx context.Context, script string) error {
 	if err != nil {
 		return fmt.Errorf("iptables-restore: %w", err)
 	}
+	m.snap = next
+	return nil
+}
+
+func (m *memory) deleteTable(ctx context.Context, table string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	next := m.snap.clone()
+	delete(next.Tables, table)
 	m.snap = next
 	return nil
 }

@@ -132,3 +132,38 @@ func TestProbe(t *testing.T) {
 		}
 	}
 }
+
+// TestRemoveEmptyTables: iptables-nft's tables are listed by their nft
+// names, and only those that hold nothing are removed: a rule, a chain of
+// its own or a DROP policy keeps a table. iptables-legacy's never go.
+func TestRemoveEmptyTables(t *testing.T) {
+	ctx := context.Background()
+	const tables = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\nCOMMIT\n" +
+		"*nat\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -j RETURN\nCOMMIT\n" +
+		"*mangle\n:FORWARD DROP [0:0]\nCOMMIT\n" +
+		"*raw\n:PREROUTING ACCEPT [0:0]\n:MINE - [0:0]\nCOMMIT\n"
+	fw, err := NewFake(NFT, tables)
+	if err != nil {
+		t.Fatal(err)
+	}
+	made, err := fw.MadeTables(ctx)
+	want := "ip filter,ip mangle,ip nat,ip raw,ip6 filter,ip6 mangle,ip6 nat,ip6 raw"
+	if err != nil || strings.Join(made, ",") != want {
+		t.Fatalf("MadeTables = %v, %v; want %s", made, err, want)
+	}
+	if err := fw.RemoveEmptyTables(ctx, made); err != nil {
+		t.Fatal(err)
+	}
+	// The fake's ip6tables has the built-in chains and policies only.
+	made, _ = fw.MadeTables(ctx)
+	if got := strings.Join(made, ","); got != "ip mangle,ip nat,ip raw,ip6 mangle" {
+		t.Errorf("after RemoveEmptyTables: %s; want the tables that hold something, and nothing else", got)
+	}
+	legacy, err := NewFake(Legacy, tables)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if made, err := legacy.MadeTables(ctx); err != nil || made != nil {
+		t.Errorf("iptables-legacy: MadeTables = %v, %v; want none", made, err)
+	}
+}

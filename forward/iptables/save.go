@@ -205,3 +205,19 @@ func (s *Snapshot) Policy(table, chain string) string {
 	}
 	return ""
 }
+
+// Empty reports whether a table of the snapshot holds nothing: it exists,
+// has no rule and no chain of its own, and every built-in chain's policy
+// is ACCEPT, so removing it changes no packet's fate.
+func (s *Snapshot) Empty(table string) bool {
+	chains, ok := s.Tables[table]
+	if !ok {
+		return false
+	}
+	for _, c := range chains {
+		if len(c.Rules) > 0 || c.Policy != "ACCEPT" {
+			return false
+		}
+	}
+	return true
+}

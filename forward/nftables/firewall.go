@@ -111,6 +111,13 @@ func (f *Firewall) Script(p forward.Project) string {
 // uses (nat chains, concatenated verdict maps with and without intervals,
 // fib, ct status, masquerade), by one transaction that creates a table
 // with them and deletes it again: it leaves nothing, whatever happens.
+// MadeTables: nsrun's table comes with its first project's rules and
+// goes with its last; nft makes no table on its own.
+func (f *Firewall) MadeTables(context.Context) ([]string, error) { return nil, nil }
+
+// RemoveEmptyTables: there are none (see MadeTables).
+func (f *Firewall) RemoveEmptyTables(context.Context, []string) error { return nil }
+
 func (f *Firewall) Probe(ctx context.Context) error {
 	nft, err := f.run.probe(ctx)
 	if err != nil {
