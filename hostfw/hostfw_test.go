@@ -127,7 +127,7 @@ func nft(t *testing.T, cmd string) {
 
 func findChain(t *testing.T, table string) *Chain {
 	t.Helper()
-	chains, err := ReadNFT(context.Background())
+	chains, err := ReadNFT(context.Background(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

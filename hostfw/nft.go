@@ -7,6 +7,8 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
+
+	"github.com/nsrun/nsrun/internal/nftcache"
 )
 
 // Chain is a base chain of another program's nftables table, on the
@@ -53,25 +55,31 @@ func (c Chain) Fix() string {
 // table but nsrun's, firewalld's and iptables-nft's (those are read on
 // their own); none without the nft program. It lists the chains, then the
 // rules of only those base chains: nsrun's own table may hold thousands.
-func ReadNFT(ctx context.Context) ([]Chain, error) {
+// What nft prints is kept in the cache while the nftables generation stays
+// the same (nil: nothing is kept).
+func ReadNFT(ctx context.Context, cache *nftcache.Cache) ([]Chain, error) {
 	if _, err := exec.LookPath("nft"); err != nil {
 		return nil, nil
 	}
-	out, err := exec.CommandContext(ctx, "nft", "-j", "list", "chains").Output()
-	if err != nil {
-		return nil, fmt.Errorf("nft -j list chains: %w", err)
+	list := []string{"nft", "-j", "list", "chains"}
+	r, err := cache.Run(ctx, list...)
+	if err == nil {
+		err = r.Err(list...)
 	}
-	candidates, err := ParseNFT(out, true)
+	if err != nil {
+		return nil, err
+	}
+	candidates, err := ParseNFT([]byte(r.Stdout), true)
 	if err != nil {
 		return nil, err
 	}
 	var found []Chain
 	for _, c := range candidates {
-		out, err := exec.CommandContext(ctx, "nft", "-j", "list", "chain", c.Family, c.Table, c.Name).Output()
-		if err != nil {
+		r, err := cache.Run(ctx, "nft", "-j", "list", "chain", c.Family, c.Table, c.Name)
+		if err != nil || r.Code != 0 {
 			continue // gone since
 		}
-		chains, err := ParseNFT(out, false)
+		chains, err := ParseNFT([]byte(r.Stdout), false)
 		if err != nil {
 			return nil, err
 		}

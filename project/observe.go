@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
-	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -15,6 +14,7 @@ import (
 	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/forward/shortcut"
 	"github.com/nsrun/nsrun/hostfw"
+	"github.com/nsrun/nsrun/internal/rawfile"
 	"github.com/nsrun/nsrun/netns"
 	"github.com/nsrun/nsrun/specs"
 	"github.com/nsrun/nsrun/veth"
@@ -188,7 +188,7 @@ func (k Kernel) readHost(ctx context.Context) (hostfw.Host, error) {
 	var err1, err2 error
 	var wg sync.WaitGroup
 	wg.Go(func() { h.Firewalld, err1 = k.Firewalld.Read(ctx) })
-	h.NFT, err2 = hostfw.ReadNFT(ctx)
+	h.NFT, err2 = hostfw.ReadNFT(ctx, k.Cache)
 	h.UFW = hostfw.ReadUFW("/")
 	uplinks, err3 := hostfw.Uplinks()
 	h.Uplinks = uplinks
@@ -278,25 +278,18 @@ func readEtc(ns string, buf *[]byte) map[string]EtcFile {
 }
 
 func readEtcFile(path string, buf []byte) (EtcFile, bool) {
-	f, err := os.Open(path)
-	if err != nil {
-		return EtcFile{}, false
-	}
-	defer f.Close()
 	h := sha256.New()
 	var out EtcFile
-	for first := true; ; first = false {
-		n, err := f.Read(buf)
+	first := true
+	err := rawfile.Stream(path, buf, func(b []byte) {
 		if first {
-			out.Ours = strings.HasPrefix(string(buf[:n]), etcMarker) // the buffer holds more than the marker
+			out.Ours = strings.HasPrefix(string(b), etcMarker) // the buffer holds more than the marker
+			first = false
 		}
-		h.Write(buf[:n])
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return EtcFile{}, false
-		}
+		h.Write(b)
+	})
+	if err != nil {
+		return EtcFile{}, false
 	}
 	h.Sum(out.Sum[:0])
 	return out, true

@@ -11,6 +11,7 @@ import (
 	"github.com/nsrun/nsrun/forward/iptables"
 	"github.com/nsrun/nsrun/forward/shortcut"
 	"github.com/nsrun/nsrun/hostfw"
+	"github.com/nsrun/nsrun/internal/nftcache"
 	"github.com/nsrun/nsrun/netns"
 	"github.com/nsrun/nsrun/specs"
 	"github.com/nsrun/nsrun/veth"
@@ -25,6 +26,10 @@ type Kernel struct {
 	Grace time.Duration
 	// Firewalld is the host's firewalld, on the system bus.
 	Firewalld hostfw.FirewalldBus
+	// Cache keeps what nft prints of other programs' tables while the
+	// nftables generation stays the same; nil keeps nothing. (The
+	// backends of Firewalls have their own, see NewCached.)
+	Cache *nftcache.Cache
 }
 
 func (k Kernel) IPForward() (string, error)         { return veth.GetSysctl(veth.IPForward) }

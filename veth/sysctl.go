@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/nsrun/nsrun/internal/rawfile"
 )
 
 // SysctlRoot is where sysctls live.
@@ -30,7 +32,7 @@ func LinkSysctl6(link, key string) string {
 
 // GetSysctl reads a sysctl given by its path below /proc/sys.
 func GetSysctl(path string) (string, error) {
-	b, err := os.ReadFile(filepath.Join(SysctlRoot, path))
+	b, err := rawfile.Read(filepath.Join(SysctlRoot, path))
 	if err != nil {
 		return "", fmt.Errorf("reading sysctl %s: %w", path, err)
 	}

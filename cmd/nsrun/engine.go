@@ -4,11 +4,13 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/forward/iptables"
 	"github.com/nsrun/nsrun/forward/nftables"
+	"github.com/nsrun/nsrun/internal/nftcache"
 	"github.com/nsrun/nsrun/project"
 )
 
@@ -20,9 +22,11 @@ func newEngine(w io.Writer, quiet bool) (*project.Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	k := project.Kernel{Firewalls: firewalls(), Grace: 5 * time.Second}
+	st := store()
+	cache := &nftcache.Cache{Path: filepath.Join(st.Dir, "nftables-cache.json")}
+	k := project.Kernel{Firewalls: firewalls(cache), Grace: 5 * time.Second, Cache: cache}
 	e := &project.Engine{
-		Store:       store(),
+		Store:       st,
 		System:      k,
 		Sweeper:     k,
 		Supervision: project.Supervisor{Self: self, Grace: 5 * time.Second},
@@ -39,13 +43,15 @@ func newEngine(w io.Writer, quiet bool) (*project.Engine, error) {
 	return e, nil
 }
 
-// firewalls are the firewall backends nsrun uses, in order of preference.
-func firewalls() []forward.Firewall {
+// firewalls are the firewall backends nsrun uses, in order of preference,
+// their reads kept in the cache while nftables does not change (nil:
+// nothing is kept).
+func firewalls(cache *nftcache.Cache) []forward.Firewall {
 	var out []forward.Firewall
 	for _, b := range iptables.Backends {
-		out = append(out, iptables.New(b, 30*time.Second))
+		out = append(out, iptables.NewCached(b, 30*time.Second, cache))
 	}
-	return append(out, nftables.New())
+	return append(out, nftables.NewCached(cache))
 }
 
 // firewallChoice reads --firewall, or else NSRUN_FIREWALL; auto when

@@ -88,7 +88,7 @@ func planJSON(w io.Writer, want *project.State, b forward.Backend) error {
 // planFirewall is the backend whose input plan prints: the first one up
 // would choose among those installed here (iptables-nft when none is).
 func planFirewall(c forward.Choice) forward.Firewall {
-	fws := firewalls()
+	fws := firewalls(nil)
 	var installed []forward.Backend
 	for _, fw := range fws {
 		if fw.Installed() {

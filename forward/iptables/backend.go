@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"os"
 	"os/exec"
 	"slices"
 	"strings"
@@ -14,6 +15,7 @@ import (
 
 	goiptables "github.com/coreos/go-iptables/iptables"
 	"github.com/nsrun/nsrun/forward"
+	"github.com/nsrun/nsrun/internal/nftcache"
 )
 
 // The two iptables backends: the nf_tables one and the legacy x_tables
@@ -47,8 +49,13 @@ type runner interface {
 
 // New returns the backend, run by its programs; restore waits up to wait
 // for the xtables lock (30 s when 0).
-func New(b forward.Backend, wait time.Duration) *Firewall {
-	return &Firewall{backend: b, run: programs{backend: b, family: IPv4, wait: wait}, run6: programs{backend: b, family: IPv6, wait: wait}}
+func New(b forward.Backend, wait time.Duration) *Firewall { return NewCached(b, wait, nil) }
+
+// NewCached is New, with iptables-nft's reads kept in the cache while the
+// nftables generation stays the same (see package nftcache).
+func NewCached(b forward.Backend, wait time.Duration, cache *nftcache.Cache) *Firewall {
+	return &Firewall{backend: b, run: programs{backend: b, family: IPv4, wait: wait, cache: cache},
+		run6: programs{backend: b, family: IPv6, wait: wait, cache: cache}}
 }
 
 // NewFake returns the backend held in memory, with the semantics of
@@ -222,6 +229,7 @@ type programs struct {
 	backend forward.Backend
 	family  Family
 	wait    time.Duration
+	cache   *nftcache.Cache // iptables-nft's reads; nil: none
 }
 
 func (p programs) name() string { return p.family.program(p.backend) }
@@ -266,16 +274,37 @@ func checkVersion(b forward.Backend, v [3]int) error {
 	return nil
 }
 
-// save runs BACKEND-save; it does not load any module.
+// save runs BACKEND-save; it does not load any module. iptables-nft's
+// output is kept while the nftables generation stays the same; that of
+// iptables-legacy without a table is empty, and not asked for.
 func (p programs) save(ctx context.Context) (string, error) {
-	var out, errOut bytes.Buffer
 	name := p.name() + "-save"
-	cmd := exec.CommandContext(ctx, name)
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("%s: %w: %s", name, err, strings.TrimSpace(errOut.String()))
+	cache := p.cache
+	if p.backend != NFT {
+		if !p.legacyTables() {
+			return "", nil
+		}
+		cache = nil
 	}
-	return out.String(), nil
+	r, err := cache.Run(ctx, name)
+	if err == nil {
+		err = r.Err(name)
+	}
+	if err != nil {
+		return "", err
+	}
+	return r.Stdout, nil
+}
+
+// legacyTables reports whether the kernel has any x_tables table of the
+// family (iptables-legacy's; a table stays once made, rules or not).
+func (p programs) legacyTables() bool {
+	names := "/proc/net/ip_tables_names"
+	if p.family == IPv6 {
+		names = "/proc/net/ip6_tables_names"
+	}
+	data, err := os.ReadFile(names)
+	return err != nil || len(bytes.TrimSpace(data)) > 0 // unreadable: ask the program
 }
 
 // restore runs BACKEND-restore --noflush with the script, waiting a

@@ -1,7 +1,6 @@
 package nftables
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net/netip"
@@ -10,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/nsrun/nsrun/forward"
+	"github.com/nsrun/nsrun/internal/nftcache"
 	"github.com/nsrun/nsrun/specs"
 	"sigs.k8s.io/knftables"
 )
@@ -45,7 +45,11 @@ var probeProject = forward.Project{Name: "probe", Namespaces: []forward.Namespac
 }}
 
 // New returns the backend run by the nft program.
-func New() *Firewall { return &Firewall{run: &program{}} }
+func New() *Firewall { return NewCached(nil) }
+
+// NewCached is New, with the reads of nsrun's table kept in the cache
+// while the nftables generation stays the same (see package nftcache).
+func NewCached(cache *nftcache.Cache) *Firewall { return &Firewall{run: &program{cache: cache}} }
 
 // NewFake returns the backend held in knftables' fake, with its semantics
 // (objects must exist to be used or deleted, references must resolve).
@@ -134,6 +138,7 @@ func (f *Firewall) Probe(ctx context.Context) error {
 
 // program is the nft program.
 type program struct {
+	cache  *nftcache.Cache // the reads; nil: none
 	once   sync.Once
 	handle knftables.Interface
 	err    error
@@ -146,16 +151,18 @@ func (p *program) installed() bool {
 
 // read runs nft -j list table inet nsrun.
 func (p *program) read(ctx context.Context) (*Snapshot, error) {
-	var out, errOut bytes.Buffer
-	cmd := exec.CommandContext(ctx, "nft", "-j", "list", "table", string(Family), Table)
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	if err := cmd.Run(); err != nil {
-		if strings.Contains(errOut.String(), "No such file or directory") {
+	argv := []string{"nft", "-j", "list", "table", string(Family), Table}
+	r, err := p.cache.Run(ctx, argv...)
+	if err != nil {
+		return nil, err
+	}
+	if r.Code != 0 {
+		if strings.Contains(r.Stderr, "No such file or directory") {
 			return emptySnapshot(), nil
 		}
-		return nil, fmt.Errorf("nft -j list table %s %s: %w: %s", Family, Table, err, strings.TrimSpace(errOut.String()))
+		return nil, r.Err(argv...)
 	}
-	return parseList(out.Bytes())
+	return parseList([]byte(r.Stdout))
 }
 
 // nft makes the knftables handle once: making it runs nft twice.

@@ -1,0 +1,191 @@
+// Package nftcache keeps what programs that read nftables printed, keyed
+// on the ruleset's generation. The kernel bumps the generation with every
+// change to any table (iptables-nft's, firewalld's, nsrun's own), and only
+// then, so an output kept at a generation is what the program would print
+// again while the generation is the same; an up that changes nothing reads
+// the firewalls without running a program. Counters do not change the
+// generation: nothing read through the cache may be read for counters.
+package nftcache
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+
+	"github.com/nsrun/nsrun/internal/atomicfile"
+	"golang.org/x/sys/unix"
+)
+
+// Cache keeps results in the file at Path. A nil Cache, or one whose
+// directory does not exist, keeps nothing: every Output runs its program.
+type Cache struct {
+	Path string
+
+	mu   sync.Mutex
+	held *file // the file as this process last read or wrote it
+}
+
+// Result is what a program did: its standard output and error and its
+// exit status.
+type Result struct {
+	Stdout string `json:"stdout"`
+	Stderr string `json:"stderr"`
+	Code   int    `json:"code"`
+}
+
+// Err is nil for a program that exited 0, else an error with the exit
+// status and what it printed on its standard error.
+func (r Result) Err(argv ...string) error {
+	if r.Code == 0 {
+		return nil
+	}
+	return fmt.Errorf("%s: exit status %d: %s", strings.Join(argv, " "), r.Code, strings.TrimSpace(r.Stderr))
+}
+
+// file is what the cache file holds: results at one generation, by argv.
+type file struct {
+	Generation uint32            `json:"generation"`
+	Results    map[string]Result `json:"results"`
+}
+
+// Run runs the program of argv, or returns what it did at the same
+// generation: from the cache when the generation is the one it was kept
+// at, else by running it, kept when the generation did not change while it
+// ran. The error is for a program that could not be run at all.
+func (c *Cache) Run(ctx context.Context, argv ...string) (Result, error) {
+	if c == nil || c.Path == "" {
+		return run(ctx, argv)
+	}
+	before, err := Generation()
+	if err != nil {
+		return run(ctx, argv)
+	}
+	key := strings.Join(argv, "\x00")
+	if r, ok := c.lookup(before, key); ok {
+		return r, nil
+	}
+	r, err := run(ctx, argv)
+	if err != nil {
+		return r, err
+	}
+	if after, err := Generation(); err != nil || after != before {
+		return r, nil // changed meanwhile: r may be of either generation
+	}
+	c.keep(before, key, r)
+	return r, nil
+}
+
+// lookup returns the result kept for key at generation gen: from what
+// this process holds, else from the file (which another nsrun may have
+// written since).
+func (c *Cache) lookup(gen uint32, key string) (Result, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.held != nil && c.held.Generation == gen {
+		if r, ok := c.held.Results[key]; ok {
+			return r, true
+		}
+	}
+	f := c.load()
+	c.held = &f
+	r, ok := f.Results[key]
+	return r, ok && f.Generation == gen
+}
+
+// keep adds a result to the file, starting it anew at another generation.
+func (c *Cache) keep(gen uint32, key string, r Result) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f := c.load()
+	if f.Generation != gen || f.Results == nil {
+		f = file{Generation: gen, Results: map[string]Result{}}
+	}
+	f.Results[key] = r
+	c.held = &f
+	if data, err := json.Marshal(f); err == nil {
+		atomicfile.Write(c.Path, data, 0o600) // a cache: a failed write only costs the next read
+	}
+}
+
+func run(ctx context.Context, argv []string) (Result, error) {
+	var out, errOut bytes.Buffer
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	var exit *exec.ExitError
+	if errors.As(err, &exit) && ctx.Err() == nil {
+		return Result{Stdout: out.String(), Stderr: errOut.String(), Code: exit.ExitCode()}, nil
+	}
+	if err != nil {
+		return Result{}, fmt.Errorf("%s: %w", strings.Join(argv, " "), err)
+	}
+	return Result{Stdout: out.String(), Stderr: errOut.String()}, nil
+}
+
+func (c *Cache) load() file {
+	var f file
+	if data, err := os.ReadFile(c.Path); err == nil {
+		json.Unmarshal(data, &f) // a corrupt file is an empty cache
+	}
+	return f
+}
+
+// Generation asks the kernel for the nftables ruleset's generation of the
+// network namespace the caller is in (NFT_MSG_GETGEN).
+func Generation() (uint32, error) {
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_NETFILTER)
+	if err != nil {
+		return 0, fmt.Errorf("nftables generation: %w", err)
+	}
+	defer unix.Close(fd)
+	tv := unix.Timeval{Sec: 1}
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		return 0, fmt.Errorf("nftables generation: %w", err)
+	}
+	// nlmsghdr, then nfgenmsg: family AF_UNSPEC, version NFNETLINK_V0.
+	req := make([]byte, unix.NLMSG_HDRLEN+4)
+	binary.NativeEndian.PutUint32(req[0:], uint32(len(req)))
+	binary.NativeEndian.PutUint16(req[4:], unix.NFNL_SUBSYS_NFTABLES<<8|unix.NFT_MSG_GETGEN)
+	binary.NativeEndian.PutUint16(req[6:], unix.NLM_F_REQUEST)
+	binary.NativeEndian.PutUint32(req[8:], 1)
+	if err := unix.Sendto(fd, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return 0, fmt.Errorf("nftables generation: %w", err)
+	}
+	buf := make([]byte, 4096)
+	n, _, err := unix.Recvfrom(fd, buf, 0)
+	if err != nil {
+		return 0, fmt.Errorf("nftables generation: %w", err)
+	}
+	return parseGeneration(buf[:n])
+}
+
+// parseGeneration reads NFTA_GEN_ID from the kernel's answer to
+// NFT_MSG_GETGEN.
+func parseGeneration(msg []byte) (uint32, error) {
+	if len(msg) < unix.NLMSG_HDRLEN+4 {
+		return 0, errors.New("nftables generation: short answer")
+	}
+	if typ := binary.NativeEndian.Uint16(msg[4:]); typ == unix.NLMSG_ERROR {
+		errno := int32(binary.NativeEndian.Uint32(msg[unix.NLMSG_HDRLEN:]))
+		return 0, fmt.Errorf("nftables generation: %w", unix.Errno(-errno))
+	}
+	attrs := msg[unix.NLMSG_HDRLEN+4 : min(len(msg), int(binary.NativeEndian.Uint32(msg[0:])))]
+	for len(attrs) >= 4 {
+		alen, atype := int(binary.NativeEndian.Uint16(attrs[0:])), binary.NativeEndian.Uint16(attrs[2:])&^unix.NLA_F_NESTED
+		if alen < 4 || alen > len(attrs) {
+			break
+		}
+		if atype == unix.NFTA_GEN_ID && alen >= 8 {
+			return binary.BigEndian.Uint32(attrs[4:8]), nil
+		}
+		attrs = attrs[min(len(attrs), (alen+3)&^3):]
+	}
+	return 0, errors.New("nftables generation: no NFTA_GEN_ID in the answer")
+}

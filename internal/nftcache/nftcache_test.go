@@ -1,0 +1,100 @@
+package nftcache
+
+import (
+	"context"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/nsrun/nsrun/netns/nstest"
+)
+
+func TestMain(m *testing.M) { nstest.Main(m) }
+
+// TestGenerationFollowsChanges: any change to any table bumps the
+// generation, and reading changes nothing.
+func TestGenerationFollowsChanges(t *testing.T) {
+	nstest.RequireRoot(t)
+	if _, err := exec.LookPath("nft"); err != nil {
+		t.Fatal("no nft; scripts/install-deps.sh installs nftables")
+	}
+	g1, err := Generation()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("nft", "list", "tables").CombinedOutput(); err != nil {
+		t.Fatalf("nft list tables: %v %s", err, out)
+	}
+	if g2, err := Generation(); err != nil || g2 != g1 {
+		t.Fatalf("a read moved the generation: %d -> %d, %v", g1, g2, err)
+	}
+	table := nstest.Name("nftcache")
+	t.Cleanup(func() { exec.Command("nft", "delete", "table", "ip", table).Run() })
+	if out, err := exec.Command("nft", "add", "table", "ip", table).CombinedOutput(); err != nil {
+		t.Fatalf("nft add table: %v %s", err, out)
+	}
+	if g3, err := Generation(); err != nil || g3 == g1 {
+		t.Errorf("adding a table left the generation at %d (%v)", g3, err)
+	}
+}
+
+// TestOutputIsKeptWhileNothingChanges: the second read of the same
+// program comes from the cache, and a change to the ruleset runs it again.
+func TestOutputIsKeptWhileNothingChanges(t *testing.T) {
+	nstest.RequireRoot(t)
+	c := &Cache{Path: filepath.Join(t.TempDir(), "cache.json")}
+	ctx := context.Background()
+	table := nstest.Name("nftcache")
+	t.Cleanup(func() { exec.Command("nft", "delete", "table", "ip", table).Run() })
+	// A program whose output says how often it ran: a file that grows.
+	count := filepath.Join(t.TempDir(), "runs")
+	prog := []string{"sh", "-c", "echo x >> " + count + "; wc -l < " + count}
+	first, err := c.Run(ctx, prog...)
+	if err != nil || first.Code != 0 {
+		t.Fatal(first, err)
+	}
+	again, err := c.Run(ctx, prog...)
+	if err != nil || again != first {
+		t.Errorf("second read: %+v, %v; want the kept %+v", again, err, first)
+	}
+	failing := []string{"sh", "-c", "echo x >> " + count + "; echo oops >&2; exit 3"}
+	f1, err1 := c.Run(ctx, failing...)
+	f2, err2 := c.Run(ctx, failing...)
+	if err1 != nil || err2 != nil || f1.Code != 3 || f1 != f2 || f1.Err(failing...) == nil || !strings.Contains(f1.Err(failing...).Error(), "oops") {
+		t.Errorf("a failing program: %+v %v, then %+v %v; want exit 3 with its stderr, kept", f1, err1, f2, err2)
+	}
+	if out, err := exec.Command("nft", "add", "table", "ip", table).CombinedOutput(); err != nil {
+		t.Fatalf("nft add table: %v %s", err, out)
+	}
+	after, err := c.Run(ctx, prog...)
+	if err != nil || after == first {
+		t.Errorf("after a change: %+v, %v; want the program run again", after, err)
+	}
+	if r, err := (*Cache)(nil).Run(ctx, "false"); err != nil || r.Code != 1 {
+		t.Errorf("no cache, false: %+v, %v; want exit 1", r, err)
+	}
+	if _, err := c.Run(ctx, filepath.Join(t.TempDir(), "missing")); err == nil {
+		t.Error("a program that cannot start gave no error")
+	}
+}
+
+func TestParseGeneration(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		msg  []byte
+		want uint32
+		ok   bool
+	}{
+		{"short", []byte{1, 2, 3}, 0, false},
+		// nlmsghdr (len 32, type 0x0a10), nfgenmsg, NFTA_GEN_ID 7, NFTA_GEN_PROC_PID.
+		{"id", append(append([]byte{32, 0, 0, 0, 0x10, 0x0a, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0}, 0, 0, 0, 0), 8, 0, 1, 0, 0, 0, 0, 7), 7, true},
+		{"no id", []byte{28, 0, 0, 0, 0x10, 0x0a, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 8, 0, 2, 0, 0, 0, 0, 7}, 0, false},
+		{"error", []byte{36, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, 0, false},
+	} {
+		got, err := parseGeneration(tc.msg)
+		if (err == nil) != tc.ok || got != tc.want {
+			t.Errorf("%s: %d, %v; want %d (ok %v)", tc.name, got, err, tc.want, tc.ok)
+		}
+	}
+}
