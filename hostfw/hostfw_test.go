@@ -154,30 +154,45 @@ func TestWatcher(t *testing.T) {
 	if err := w.Run(ctx, 50*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(100 * time.Millisecond) // the lock's watch is in place
 	table := strings.ToLower(nstest.Name("hw"))
 	nft(t, "add table inet "+table)
 	nft(t, "delete table inet "+table)
 	expect(t, w, NFTablesChanged)
-	f, err := os.Open(lock)
-	if err != nil {
-		t.Fatal(err)
+	// The lock's watch is put in place in the watcher's own time: open
+	// the lock until an opening is seen.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		f, err := os.Open(lock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		if seen(w, XtablesLock, 100*time.Millisecond) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q event", XtablesLock)
+		}
 	}
-	f.Close()
-	expect(t, w, XtablesLock)
 }
 
 func expect(t *testing.T, w *Watcher, want Event) {
 	t.Helper()
-	timeout := time.After(10 * time.Second)
+	if !seen(w, want, 10*time.Second) {
+		t.Fatalf("no %q event", want)
+	}
+}
+
+// seen waits up to d for the event, passing over others.
+func seen(w *Watcher, want Event, d time.Duration) bool {
+	timeout := time.After(d)
 	for {
 		select {
 		case ev := <-w.C:
 			if ev == want {
-				return
+				return true
 			}
 		case <-timeout:
-			t.Fatalf("no %q event", want)
+			return false
 		}
 	}
 }

@@ -306,14 +306,17 @@ func TestDownAllAfterTheRecordsWereLost(t *testing.T) {
 	l := newLab(t)
 	l.up("name: t{ID}\nnamespaces:\n  a{ID}:\n    run:\n      - command: [sleep, \"300\"]\n  b{ID}:\n    run:\n      - command: [sleep, \"301\"]\n        restart: always\n")
 	sup := l.status()
+	// Each process enters its namespace in its own time (nsrun exec):
+	// wait for both.
 	var procs []netns.Process
-	for _, ns := range []string{l.ns("a"), l.ns("b")} {
-		pids, _ := netns.Pids(ns)
-		procs = append(procs, pids...)
-	}
-	if len(procs) != 2 {
-		t.Fatalf("processes in the namespaces: %v; want 2", procs)
-	}
+	eventually(t, "a process in each namespace", func() bool {
+		procs = nil
+		for _, ns := range []string{l.ns("a"), l.ns("b")} {
+			pids, _ := netns.Pids(ns)
+			procs = append(procs, pids...)
+		}
+		return len(procs) == 2
+	})
 	if err := os.RemoveAll(l.e.Store.Dir); err != nil {
 		t.Fatal(err)
 	}
