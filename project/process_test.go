@@ -71,6 +71,18 @@ func (l *lab) process(key string) supervise.ProcessStatus {
 	return supervise.ProcessStatus{}
 }
 
+// running waits until the supervisor runs the process (a process without
+// a ready check may still be starting when up returns) and returns it.
+func (l *lab) running(key string) supervise.ProcessStatus {
+	l.t.Helper()
+	var p supervise.ProcessStatus
+	eventually(l.t, key+" running", func() bool {
+		p = l.process(key)
+		return p.State == supervise.Running && p.PID != 0
+	})
+	return p
+}
+
 // eventually polls cond for up to 20s: for events the test waits on, not
 // for timing goals.
 func eventually(t *testing.T, what string, cond func() bool) {
@@ -231,14 +243,15 @@ func TestReconcileRestartsOnlyChangedProcesses(t *testing.T) {
 	}
 	l.up(spec("one"))
 	a := l.ns("a")
-	same, changed := l.process(a+"/same"), l.process(a+"/changed")
+	same, changed := l.running(a+"/same"), l.running(a+"/changed")
 	l.up(strings.Replace(spec("two"), "      - {name: removed, command: [sleep, \"301\"]}\n", "", 1))
-	if p := l.process(a + "/same"); p.PID != same.PID || p.State != supervise.Running {
+	if p := l.running(a + "/same"); p.PID != same.PID {
 		t.Errorf("unchanged process was restarted: %+v, was %+v", p, same)
 	}
-	if p := l.process(a + "/changed"); p.PID == changed.PID || p.State != supervise.Running {
-		t.Errorf("changed process was not restarted: %+v, was %+v", p, changed)
-	}
+	eventually(t, "the changed process running again", func() bool {
+		p := l.process(a + "/changed")
+		return p.State == supervise.Running && p.PID != 0 && p.PID != changed.PID
+	})
 	for _, p := range l.status().Processes {
 		if p.Name == "removed" {
 			t.Errorf("removed process still listed: %+v", p)
