@@ -16,6 +16,7 @@ import (
 	"github.com/nsrun/nsrun/netns"
 	"github.com/nsrun/nsrun/netns/nstest"
 	"github.com/nsrun/nsrun/supervise"
+	"github.com/nsrun/nsrun/veth"
 )
 
 // helperBinary copies the test binary (which serves and dials, see
@@ -317,6 +318,18 @@ func TestEtcFilesHalfWritten(t *testing.T) {
 // nothing brings the state directory back.
 func TestDownAllAfterTheRecordsWereLost(t *testing.T) {
 	l := newLab(t)
+	// The records go, host.json with them: nothing can tell down --all
+	// what net.ipv4.ip_forward was before the first up. The test puts it
+	// back itself.
+	forwarding, err := veth.GetSysctl(veth.IPForward)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := veth.SetSysctl(veth.IPForward, forwarding); err != nil {
+			t.Error(err)
+		}
+	})
 	l.up("name: t{ID}\nnamespaces:\n  a{ID}:\n    run:\n      - command: [sleep, \"300\"]\n  b{ID}:\n    run:\n      - command: [sleep, \"301\"]\n        restart: always\n")
 	sup := l.status()
 	// Each process enters its namespace in its own time (nsrun exec):
