@@ -111,10 +111,6 @@ func (f *Firewall) Script(p forward.Project) string {
 	return "nft -f - <<'EOF'\n" + tx.String() + "EOF\n"
 }
 
-// Probe checks that the kernel and nft take every feature nsrun's table
-// uses (nat chains, concatenated verdict maps with and without intervals,
-// fib, ct status, masquerade), by one transaction that creates a table
-// with them and deletes it again: it leaves nothing, whatever happens.
 // MadeTables: nsrun's table comes with its first project's rules and
 // goes with its last; nft makes no table on its own.
 func (f *Firewall) MadeTables(context.Context) ([]string, error) { return nil, nil }
@@ -122,6 +118,10 @@ func (f *Firewall) MadeTables(context.Context) ([]string, error) { return nil, n
 // RemoveEmptyTables: there are none (see MadeTables).
 func (f *Firewall) RemoveEmptyTables(context.Context, []string) error { return nil }
 
+// Probe checks that the kernel and nft take every feature nsrun's table
+// uses (nat chains, concatenated verdict maps with and without intervals,
+// fib, ct status, masquerade), by one transaction that creates a table
+// with them and deletes it again: it leaves nothing, whatever happens.
 func (f *Firewall) Probe(ctx context.Context) error {
 	nft, err := f.run.probe(ctx)
 	if err != nil {
