@@ -118,6 +118,11 @@ func observeHost(obs *Observed, q Query) error {
 	for _, n := range names {
 		obs.Namespaces[n] = true
 	}
+	// The namespaces' reads fill fields of their own; the host's go on
+	// meanwhile.
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() { observeNamespaces(obs, q.Namespaces) })
 	if obs.Links, err = veth.HostLinks(); err != nil {
 		return err
 	}
@@ -153,7 +158,6 @@ func observeHost(obs *Observed, q Query) error {
 			obs.RouteLocalnet[name], _ = veth.GetSysctl(veth.LinkSysctl(name, "route_localnet"))
 		}
 	}
-	observeNamespaces(obs, q.Namespaces)
 	return nil
 }
 
@@ -245,7 +249,9 @@ func observeNamespaces(obs *Observed, names []string) {
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			peer, err := veth.ObservePeer(name, peerName)
-			files := readEtc(name, bufs.Get().(*[]byte))
+			buf := bufs.Get().(*[]byte)
+			files := readEtc(name, *buf)
+			bufs.Put(buf)
 			dev, ino, idErr := netns.Identity(name)
 			mu.Lock()
 			defer mu.Unlock()
@@ -264,13 +270,12 @@ func observeNamespaces(obs *Observed, names []string) {
 }
 
 // readEtc reads the files of /etc/netns/NS that nsrun writes, those that
-// exist, through buf (put back in its pool): each namespace's hosts file
-// names every namespace, so holding them all would take the square of
-// their number in memory.
-func readEtc(ns string, buf *[]byte) map[string]EtcFile {
+// exist, through buf: each namespace's hosts file names every namespace,
+// so holding them all would take the square of their number in memory.
+func readEtc(ns string, buf []byte) map[string]EtcFile {
 	out := map[string]EtcFile{}
 	for _, name := range etcNames {
-		if f, ok := readEtcFile(filepath.Join(netns.EtcDir, ns, name), *buf); ok {
+		if f, ok := readEtcFile(filepath.Join(netns.EtcDir, ns, name), buf); ok {
 			out[name] = f
 		}
 	}

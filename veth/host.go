@@ -45,16 +45,30 @@ func HostPrefixes(links map[string]Link) ([]HostPrefix, error) {
 	return out, nil
 }
 
-// routeList lists the routes of both families in every table.
+// routeList lists the unicast routes of both families in every table.
 func routeList() ([]netlink.Route, error) {
-	filter := &netlink.Route{Table: unix.RT_TABLE_UNSPEC}
-	routes, err := dump(func() ([]netlink.Route, error) {
-		return netlink.RouteListFiltered(unix.AF_UNSPEC, filter, netlink.RT_FILTER_TABLE)
-	})
+	filter := &netlink.Route{Table: unix.RT_TABLE_UNSPEC, Type: unix.RTN_UNICAST}
+	routes, err := filteredRoutes(unix.AF_UNSPEC, filter, netlink.RT_FILTER_TABLE|netlink.RT_FILTER_TYPE)
 	if err != nil {
 		return nil, fmt.Errorf("listing routes: %w", err)
 	}
 	return routes, nil
+}
+
+// filteredRoutes dumps the routes of a family that match filter on the
+// fields in mask. On a socket that asks for strict checks (Linux 4.20 on)
+// the kernel sends only the routes of the filter's table, protocol and
+// type, which spares reading the host's local and broadcast routes (most
+// of them: three per address); the library filters again, as it does
+// where the kernel cannot.
+func filteredRoutes(family int, filter *netlink.Route, mask uint64) ([]netlink.Route, error) {
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		return nil, err
+	}
+	defer h.Close()
+	_ = h.SetStrictCheck(true) // refused by older kernels: the library's filter stays
+	return dump(func() ([]netlink.Route, error) { return h.RouteListFiltered(family, filter, mask) })
 }
 
 // dump retries a netlink dump that was interrupted by a concurrent change.
@@ -91,9 +105,8 @@ func ListLabelled() ([]Labelled, error) {
 // RADefaultLinks lists the links that have an IPv6 default route learned
 // from router advertisements (proto ra), sorted.
 func RADefaultLinks() ([]string, error) {
-	routes, err := dump(func() ([]netlink.Route, error) {
-		return netlink.RouteListFiltered(unix.AF_INET6, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
-	})
+	filter := &netlink.Route{Table: unix.RT_TABLE_MAIN, Protocol: unix.RTPROT_RA}
+	routes, err := filteredRoutes(unix.AF_INET6, filter, netlink.RT_FILTER_TABLE|netlink.RT_FILTER_PROTOCOL)
 	if err != nil {
 		return nil, fmt.Errorf("listing IPv6 routes: %w", err)
 	}

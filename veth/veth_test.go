@@ -1,14 +1,17 @@
 package veth
 
 import (
+	"fmt"
 	"net/netip"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/nsrun/nsrun/netns"
 	"github.com/nsrun/nsrun/netns/nstest"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // newPair creates a namespace and describes a pair into it; cleanup removes both.
@@ -251,5 +254,61 @@ func TestObserveAndDrift(t *testing.T) {
 	ip(t, "-n", p.Namespace, "link", "del", "eth0")
 	if d := observe(t, p); len(d) != 1 || !strings.Contains(d[0], "link "+p.Host+" is missing") {
 		t.Errorf("drift after the peer was deleted (the pair goes whole): %q", d)
+	}
+}
+
+// The kernel's filter (a strict socket) and the library's keep the same
+// routes: of a namespace with unicast, local, broadcast, blackhole and
+// RA-learned routes, in the main table and another.
+func TestFilteredRoutesMatchTheLibrarysFilter(t *testing.T) {
+	p := newPair(t)
+	if err := Ensure(p); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"addr", "add", "10.231.8.1/24", "dev", "eth0"},
+		{"route", "add", "10.231.9.0/24", "dev", "eth0", "table", "100"},
+		{"route", "add", "blackhole", "10.231.10.0/24"},
+		{"-6", "addr", "add", "fd31:8::1/64", "dev", "eth0", "nodad"},
+		{"-6", "route", "add", "default", "via", "fd31:8::2", "dev", "eth0", "proto", "ra"},
+		{"-6", "route", "add", "fd31:9::/64", "via", "fd31:8::3", "dev", "eth0", "proto", "static"},
+	} {
+		ip(t, append([]string{"-n", p.Namespace}, args...)...)
+	}
+	for _, c := range []struct {
+		family int
+		filter netlink.Route
+		mask   uint64
+		want   []string // destinations among those kept
+	}{
+		{unix.AF_UNSPEC, netlink.Route{Type: unix.RTN_UNICAST}, netlink.RT_FILTER_TABLE | netlink.RT_FILTER_TYPE,
+			[]string{"10.231.8.0/24", "10.231.9.0/24", "fd31:8::/64", "fd31:9::/64"}},
+		{unix.AF_INET6, netlink.Route{Table: unix.RT_TABLE_MAIN, Protocol: unix.RTPROT_RA}, netlink.RT_FILTER_TABLE | netlink.RT_FILTER_PROTOCOL,
+			[]string{"::/0"}}, // the default route
+	} {
+		var strict, plain []netlink.Route
+		err := netns.Do(p.Namespace, func() error {
+			var err error
+			if strict, err = filteredRoutes(c.family, &c.filter, c.mask); err != nil {
+				return err
+			}
+			plain, err = netlink.RouteListFiltered(c.family, &c.filter, c.mask)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(strict) != fmt.Sprint(plain) {
+			t.Errorf("filter %+v: the kernel's filter keeps %v\nthe library's %v", c.filter, strict, plain)
+		}
+		var dsts []string
+		for _, r := range strict {
+			dsts = append(dsts, r.Dst.String())
+		}
+		for _, d := range c.want {
+			if !slices.Contains(dsts, d) {
+				t.Errorf("filter %+v: %s missing from %v", c.filter, d, dsts)
+			}
+		}
 	}
 }
