@@ -1,23 +1,21 @@
 package netns
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"os/user"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
 
-	"golang.org/x/sys/unix"
+	"github.com/nsrun/nsrun/internal/nsexec"
 )
 
 // EtcDir holds per-namespace configuration files: each file in
 // /etc/netns/NAME/ is bind-mounted over the same name in /etc for commands
 // run in namespace NAME (as `ip netns exec` does).
-const EtcDir = "/etc/netns"
+const EtcDir = nsexec.EtcDir
 
 // ExecOptions say how to run a command inside a namespace.
 type ExecOptions struct {
@@ -28,13 +26,7 @@ type ExecOptions struct {
 
 // ExitError is a failure with the exit status it calls for: 127 when the
 // command is not found, 126 when it cannot be executed.
-type ExitError struct {
-	Code int
-	Err  error
-}
-
-func (e *ExitError) Error() string { return e.Err.Error() }
-func (e *ExitError) Unwrap() error { return e.Err }
+type ExitError = nsexec.ExitError
 
 // Exec replaces the current process with argv, run inside the named
 // network namespace the way `ip netns exec` runs it: in a mount namespace
@@ -45,10 +37,10 @@ func (e *ExitError) Unwrap() error { return e.Err }
 // the supervisor starts its processes through it, so no thread of a
 // long-running process ever changes namespace.
 func Exec(name string, argv []string, o ExecOptions) error {
-	if err := checkExecName(name); err != nil {
+	if err := nsexec.CheckName(name); err != nil {
 		return err
 	}
-	f, err := openNamed(name)
+	f, err := nsexec.Open(name)
 	if err != nil {
 		return err
 	}
@@ -56,92 +48,10 @@ func Exec(name string, argv []string, o ExecOptions) error {
 	// The thread that enters the namespace is the one that calls execve;
 	// it is never unlocked (we exec, or the process exits).
 	runtime.LockOSThread()
-	if err := enter(name, f); err != nil {
+	if err := nsexec.Enter(name, f); err != nil {
 		return err
 	}
 	return execAs(argv, o)
-}
-
-// enter moves the calling (locked) thread into the namespace f is, and
-// into a mount namespace of its own where /sys shows the namespace's
-// interfaces and /etc/netns/NAME/* stand in for /etc/*.
-func enter(name string, f *os.File) error {
-	if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-		return fmt.Errorf("entering netns %q: %w", name, err)
-	}
-	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
-		return fmt.Errorf("making a mount namespace for netns %q: %w", name, err)
-	}
-	if err := unix.Mount("", "/", "none", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
-		return fmt.Errorf("making / a slave mount: %w", err)
-	}
-	if err := remountSys(name); err != nil {
-		return err
-	}
-	bindEtc(name)
-	return nil
-}
-
-// checkExecName rejects names that are not a file in /run/netns, as
-// iproute2 does.
-func checkExecName(name string) error {
-	if name == "" || name == "." || name == ".." || strings.ContainsRune(name, '/') || len(name) > 255 {
-		return fmt.Errorf("invalid namespace name %q", name)
-	}
-	return nil
-}
-
-func openNamed(name string) (*os.File, error) {
-	for _, dir := range []string{RunDir, "/var/run/netns"} {
-		f, err := os.Open(filepath.Join(dir, name))
-		if err == nil {
-			return f, nil
-		}
-		if !errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("opening netns %q: %w", name, err)
-		}
-	}
-	names, _ := List()
-	if len(names) == 0 {
-		return nil, fmt.Errorf("namespace %q does not exist, and there are none (ip netns list is empty); create it with 'nsrun up SPEC' or 'ip netns add %s'", name, name)
-	}
-	return nil, fmt.Errorf("namespace %q does not exist; the ones that do: %s", name, strings.Join(names, ", "))
-}
-
-// remountSys replaces /sys with a sysfs of the namespace, read-only if the
-// old one was.
-func remountSys(name string) error {
-	var st unix.Statfs_t
-	flags := uintptr(0)
-	if unix.Statfs("/sys", &st) == nil && st.Flags&unix.ST_RDONLY != 0 {
-		flags = unix.MS_RDONLY
-	}
-	if err := unix.Unmount("/sys", unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
-		return fmt.Errorf("detaching /sys: %w", err)
-	}
-	if err := unix.Mount(name, "/sys", "sysfs", flags, ""); err != nil {
-		return fmt.Errorf("mounting the sysfs of netns %q: %w", name, err)
-	}
-	return nil
-}
-
-// bindEtc bind-mounts each file of /etc/netns/NAME over /etc. A file that
-// cannot be bound is reported and skipped, as iproute2 does.
-func bindEtc(name string) {
-	dir := filepath.Join(EtcDir, name)
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return
-	}
-	for _, e := range entries {
-		if e.Name() == "." || e.Name() == ".." {
-			continue
-		}
-		src, dst := filepath.Join(dir, e.Name()), filepath.Join("/etc", e.Name())
-		if err := unix.Mount(src, dst, "none", unix.MS_BIND, ""); err != nil {
-			fmt.Fprintf(os.Stderr, "nsrun: bind %s -> %s failed: %v\n", src, dst, err)
-		}
-	}
 }
 
 // execAs drops to the user, changes to the directory, applies the
@@ -153,7 +63,7 @@ func execAs(argv []string, o ExecOptions) error {
 	if o.User != "" {
 		env = userEnv(env, o.User)
 	}
-	env = mergeEnv(env, o.Env)
+	env = MergeEnv(env, o.Env)
 	if o.User != "" {
 		if err := setUser(o.User); err != nil {
 			return err
@@ -164,55 +74,7 @@ func execAs(argv []string, o ExecOptions) error {
 			return fmt.Errorf("changing to workdir: %w", err)
 		}
 	}
-	prog, err := lookPath(argv[0], env)
-	if err != nil {
-		return err
-	}
-	err = syscall.Exec(prog, argv, env)
-	if errors.Is(err, syscall.ENOENT) {
-		return &ExitError{Code: 127, Err: fmt.Errorf("%s: not found", argv[0])}
-	}
-	return &ExitError{Code: 126, Err: fmt.Errorf("%s: cannot execute: %w", argv[0], err)}
-}
-
-// lookPath finds the program in the PATH of the environment it will run
-// with; 127 when there is none, 126 when it cannot be executed.
-func lookPath(prog string, env []string) (string, error) {
-	path := os.Getenv("PATH")
-	for _, kv := range env {
-		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
-			path = v
-		}
-	}
-	if strings.Contains(prog, "/") {
-		st, err := os.Stat(prog)
-		switch {
-		case err != nil:
-			return "", &ExitError{Code: 127, Err: fmt.Errorf("%s: not found", prog)}
-		case st.IsDir() || st.Mode()&0o111 == 0:
-			return "", &ExitError{Code: 126, Err: fmt.Errorf("%s: permission denied (not an executable file)", prog)}
-		}
-		return prog, nil
-	}
-	found := false
-	for _, dir := range filepath.SplitList(path) {
-		if dir == "" {
-			dir = "."
-		}
-		p := filepath.Join(dir, prog)
-		st, err := os.Stat(p)
-		if err != nil || st.IsDir() {
-			continue
-		}
-		if st.Mode()&0o111 != 0 {
-			return p, nil
-		}
-		found = true
-	}
-	if found {
-		return "", &ExitError{Code: 126, Err: fmt.Errorf("%s: permission denied (not executable)", prog)}
-	}
-	return "", &ExitError{Code: 127, Err: fmt.Errorf("%s: not found in PATH", prog)}
+	return nsexec.Exec(argv, env)
 }
 
 // setUser switches to a user given as name or uid, with ":group" or
@@ -280,8 +142,8 @@ func isNumber(s string) bool {
 	return err == nil
 }
 
-// mergeEnv returns env with each KEY=VALUE of extra set.
-func mergeEnv(env, extra []string) []string {
+// MergeEnv returns env with each KEY=VALUE of extra set.
+func MergeEnv(env, extra []string) []string {
 	out := append([]string(nil), env...)
 	for _, kv := range extra {
 		key, _, _ := strings.Cut(kv, "=")

@@ -13,6 +13,7 @@ import (
 	"sort"
 	"sync"
 
+	"github.com/nsrun/nsrun/internal/nsexec"
 	"github.com/vishvananda/netlink"
 	vnetns "github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -20,7 +21,7 @@ import (
 
 // RunDir is where iproute2 keeps named namespaces (/var/run/netns is a
 // link to it on current systems).
-const RunDir = "/run/netns"
+const RunDir = nsexec.RunDir
 
 // Path returns the namespace file of a named namespace.
 func Path(name string) string { return filepath.Join(RunDir, name) }

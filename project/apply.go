@@ -24,8 +24,9 @@ type System interface {
 	Sysctl(path string) (string, error)
 	SetSysctl(path, value string) error
 	CreateNamespace(name string) error
-	// NamespaceIdentity is a named namespace's device and inode.
-	NamespaceIdentity(name string) (dev, ino uint64, err error)
+	// NamespaceCookie is a named namespace's cookie, a number the kernel
+	// never gives another namespace.
+	NamespaceCookie(name string) (uint64, error)
 	DeleteNamespace(name string) error
 	// KillNamespaces stops every process inside the namespaces.
 	KillNamespaces(names []string) error
@@ -108,7 +109,7 @@ var ops = map[Op]opKind{
 	}, func(e *executor, s Step) error {
 		g := *s.Grant
 		var err error
-		if g.Dev, g.Ino, err = e.sys.NamespaceIdentity(s.Namespace); err != nil {
+		if g.Cookie, err = e.sys.NamespaceCookie(s.Namespace); err != nil {
 			return err
 		}
 		e.onUndo(func() error {

@@ -113,11 +113,17 @@ func (e *Engine) up(ctx context.Context, s *specs.Spec) (*Outcome, bool, error) 
 	if recorded != nil {
 		q.Namespaces = append(q.Namespaces, namespaceNames(recorded)...)
 	}
+	grants := e.Store.Grants()
+	for _, ns := range q.Namespaces {
+		if _, ok := grants[ns]; ok {
+			q.Cookies = append(q.Cookies, ns)
+		}
+	}
 	obs, err := e.Observe(ctx, q)
 	if err != nil {
 		return nil, false, err
 	}
-	obs.Grants = e.Store.Grants()
+	obs.Grants = grants
 	want, err := Desire(s, recorded, others, obs.Foreign(), obs.MachineID)
 	if err != nil {
 		return nil, false, &PreflightError{err}
@@ -215,7 +221,7 @@ func (e *Engine) down(ctx context.Context, project string) (bool, error) {
 		// Nothing recorded (or only the start of a record, from an up
 		// killed before it was written): sweep what is labelled.
 		n, err := e.sweep(ctx, project)
-		return n > 0, errors.Join(err, e.Store.Remove(project), e.finishIfLast(ctx))
+		return n > 0, errors.Join(err, e.Store.RemoveUnrecorded(project), e.finishIfLast(ctx))
 	}
 	if err != nil {
 		return false, err

@@ -15,6 +15,7 @@ import (
 	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/forward/iptables"
 	"github.com/nsrun/nsrun/forward/nftables"
+	"github.com/nsrun/nsrun/internal/atomicfile"
 	"github.com/nsrun/nsrun/netns"
 	"github.com/nsrun/nsrun/specs"
 	"github.com/nsrun/nsrun/veth"
@@ -559,19 +560,19 @@ func TestExecGrantRecords(t *testing.T) {
 	if _, err := e.Up(ctx, parse(granted)); err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(e.Store.Dir, "exec", "ns1")
+	path := filepath.Join(e.Store.Dir+"-exec", "ns1")
 	info, err := os.Stat(path)
 	if err != nil || info.Mode().Perm() != 0o644 {
 		t.Fatalf("grant of ns1: %v, %v; want a file of mode 0644", info, err)
 	}
-	if dir, _ := os.Stat(e.Store.Dir); dir.Mode().Perm() != 0o711 {
-		t.Errorf("state directory mode %v; want 0711 (others pass through, list nothing)", dir.Mode().Perm())
+	if dir, _ := os.Stat(e.Store.Dir); dir.Mode().Perm() != 0o700 {
+		t.Errorf("state directory mode %v; want 0700 (the grants are not in it)", dir.Mode().Perm())
 	}
 	if proj, _ := os.Stat(e.Store.ProjectDir("demo")); proj.Mode().Perm() != 0o700 {
 		t.Errorf("project directory mode %v; want 0700", proj.Mode().Perm())
 	}
 	g := e.Store.Grants()
-	if first := g["ns1"]; fmt.Sprint(first.UIDs, first.GIDs) != "[1000] [900]" || first.Ino != sys.nsIDs["ns1"] || first.Version != netns.GrantVersion {
+	if first := g["ns1"]; fmt.Sprint(first.UIDs, first.GIDs) != "[1000] [900]" || first.Cookie != sys.nsIDs["ns1"] || first.Version != netns.GrantVersion {
 		t.Errorf("grant of ns1: %+v", first)
 	}
 	if _, ok := g["ns2"]; ok {
@@ -585,8 +586,17 @@ func TestExecGrantRecords(t *testing.T) {
 	if _, err := e.Up(ctx, parse(granted)); err != nil {
 		t.Fatal(err)
 	}
-	if g := e.Store.Grants()["ns1"]; g.Ino != sys.nsIDs["ns1"] {
-		t.Errorf("grant after the namespace was made again names inode %d; it is %d", g.Ino, sys.nsIDs["ns1"])
+	if g := e.Store.Grants()["ns1"]; g.Cookie != sys.nsIDs["ns1"] {
+		t.Errorf("grant after the namespace was made again names cookie %d; it is %d", g.Cookie, sys.nsIDs["ns1"])
+	}
+	// A record of the first version (the namespace's inode, which the
+	// kernel reuses) is written again in this version.
+	os.WriteFile(path, []byte(`{"version": 1, "namespace": "ns1", "dev": 4, "ino": 1, "uids": [1000], "gids": [900]}`), 0o644)
+	if _, err := e.Up(ctx, parse(granted)); err != nil {
+		t.Fatal(err)
+	}
+	if g := e.Store.Grants()["ns1"]; g.Version != netns.GrantVersion || g.Cookie != sys.nsIDs["ns1"] {
+		t.Errorf("a record of version 1 was left as it was: %+v", g)
 	}
 	if _, err := e.Up(ctx, parse("namespaces:\n  ns1: {}\n  ns2: {}\n")); err != nil {
 		t.Fatal(err)
@@ -602,5 +612,43 @@ func TestExecGrantRecords(t *testing.T) {
 	}
 	if _, err := os.Stat(e.Store.Dir); !os.IsNotExist(err) {
 		t.Errorf("state left after down: %v", err)
+	}
+}
+
+// TestDownOfAProjectNotUpChangesNothing: down of a name with no record
+// removes a directory an interrupted up left (files being written), and
+// leaves one holding anything else as it is, with its files; the grants
+// of other projects stay.
+func TestDownOfAProjectNotUpChangesNothing(t *testing.T) {
+	sys := newFake()
+	e := newEngine(t, sys)
+	ctx := context.Background()
+	s := spec(t, "exec: {users: [alice]}\nnamespaces:\n  ns1: {}\n")
+	if err := specs.ResolveExec(s, func(string) (uint32, error) { return 1000, nil }, func(string) (uint32, error) { return 900, nil }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Up(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	grant := filepath.Join(e.Store.Dir+"-exec", "ns1")
+	foreign := filepath.Join(e.Store.ProjectDir("exec"), "ns9")
+	os.MkdirAll(filepath.Dir(foreign), 0o755)
+	os.WriteFile(foreign, []byte("not nsrun's"), 0o644)
+	interrupted := filepath.Join(e.Store.ProjectDir("half"), atomicfile.TempPrefix+"state.json-1")
+	os.MkdirAll(filepath.Dir(interrupted), 0o700)
+	os.WriteFile(interrupted, nil, 0o600)
+	for _, name := range []string{"exec", "half"} {
+		if removed, err := e.Down(ctx, name); removed || err != nil {
+			t.Errorf("down of %s, not up: %v, %v; want nothing removed", name, removed, err)
+		}
+	}
+	if _, err := os.Stat(foreign); err != nil {
+		t.Errorf("down of a project not up removed a directory it did not make: %v", err)
+	}
+	if _, err := os.Stat(filepath.Dir(interrupted)); !os.IsNotExist(err) {
+		t.Errorf("the directory of an interrupted up stays: %v", err)
+	}
+	if _, err := os.Stat(grant); err != nil {
+		t.Errorf("down of a project not up withdrew another project's grant: %v", err)
 	}
 }

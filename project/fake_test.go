@@ -218,14 +218,14 @@ func (f *fakeSystem) CreateNamespace(name string) error {
 	return nil
 }
 
-// NamespaceIdentity is the fake namespace's inode, new at each creation.
-func (f *fakeSystem) NamespaceIdentity(name string) (uint64, uint64, error) {
+// NamespaceCookie is the fake namespace's cookie, new at each creation.
+func (f *fakeSystem) NamespaceCookie(name string) (uint64, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if !f.namespaces[name] {
-		return 0, 0, fmt.Errorf("netns %q does not exist", name)
+		return 0, fmt.Errorf("netns %q does not exist", name)
 	}
-	return 4, f.nsIDs[name], nil
+	return f.nsIDs[name], nil
 }
 func (f *fakeSystem) DeleteNamespace(name string) error {
 	f.mu.Lock()
@@ -390,9 +390,11 @@ func (f *fakeSystem) observe(_ context.Context, q Query) (Observed, error) {
 		Firewall: map[forward.Backend]forward.Tables{}, RouteLocalnet: map[string]string{},
 		Peers: map[string]veth.Peer{}, Etc: map[string]map[string]EtcFile{}}
 	obs.Host.Firewalld = f.firewalldState()
-	obs.NetnsIDs = map[string][2]uint64{}
-	for name := range f.namespaces {
-		obs.NetnsIDs[name] = [2]uint64{4, f.nsIDs[name]}
+	obs.NetnsCookies = map[string]uint64{}
+	for _, name := range q.Cookies {
+		if f.namespaces[name] {
+			obs.NetnsCookies[name] = f.nsIDs[name]
+		}
 	}
 	obs.IPv6Forward = f.sysctls[veth.IPv6Forward]
 	obs.AcceptRA = map[string]string{}

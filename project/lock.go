@@ -107,11 +107,14 @@ func (st Store) SaveHost(h Host) error {
 	return writeJSON(st.hostPath(), h)
 }
 
-// RemoveAll removes the state directory itself, once no project is left.
-// The caller holds the lock; the lock file goes too.
+// RemoveAll removes the state directory itself, and the exec grants
+// beside it, once no project is left. The caller holds the lock; the lock
+// file goes too.
 func (st Store) RemoveAll() error {
-	if err := os.RemoveAll(st.Dir); err != nil {
-		return fmt.Errorf("removing %s: %w", st.Dir, err)
+	for _, dir := range []string{st.grantDir(), st.Dir} {
+		if err := os.RemoveAll(dir); err != nil {
+			return fmt.Errorf("removing %s: %w", dir, err)
+		}
 	}
 	return nil
 }

@@ -29,6 +29,9 @@ const peerName = "eth0"
 type Query struct {
 	Published  []specs.Port
 	Namespaces []string
+	// Cookies are the namespaces whose cookies are read: those that have
+	// an exec grant to compare with.
+	Cookies []string
 	// FirewallOnly reads only what the keeper keeps: the firewall
 	// backends, the loopback shortcuts and firewalld.
 	FirewallOnly bool
@@ -51,10 +54,10 @@ type Observed struct {
 	// advertisements, its accept_ra.
 	AcceptRA  map[string]string
 	MachineID string // /etc/machine-id, which the default IPv6 pools derive from
-	// NetnsIDs are the queried namespaces' identities (device, inode), and
-	// Grants every namespace's published exec grant (the engine reads them
-	// from its store).
-	NetnsIDs      map[string][2]uint64
+	// NetnsCookies are the cookies of the namespaces Query.Cookies names
+	// that exist, and Grants every namespace's published exec grant (the
+	// engine reads them from its store).
+	NetnsCookies  map[string]uint64
 	Grants        map[string]netns.Grant
 	Firewall      map[forward.Backend]forward.Tables // each installed backend
 	Backends      []forward.Backend                  // the installed backends, in order of preference
@@ -83,7 +86,7 @@ func etcFileOf(content string) EtcFile {
 
 // Observe reads what exists on the host.
 func (k Kernel) Observe(ctx context.Context, q Query) (Observed, error) {
-	obs := Observed{Namespaces: map[string]bool{}, RouteLocalnet: map[string]string{}, Peers: map[string]veth.Peer{}, NetnsIDs: map[string][2]uint64{},
+	obs := Observed{Namespaces: map[string]bool{}, RouteLocalnet: map[string]string{}, Peers: map[string]veth.Peer{}, NetnsCookies: map[string]uint64{},
 		PeerErrors: map[string]error{}, Etc: map[string]map[string]EtcFile{}}
 	// The firewalls are read by other programs and daemons: all at once,
 	// and meanwhile the rest.
@@ -122,7 +125,7 @@ func observeHost(obs *Observed, q Query) error {
 	// meanwhile.
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	wg.Go(func() { observeNamespaces(obs, q.Namespaces) })
+	wg.Go(func() { observeNamespaces(obs, q.Namespaces, q.Cookies) })
 	if obs.Links, err = veth.HostLinks(); err != nil {
 		return err
 	}
@@ -232,13 +235,18 @@ func (k Kernel) readFirewalls(ctx context.Context) (map[forward.Backend]forward.
 }
 
 // observeNamespaces reads, for each namespace that exists, its side of the
-// pair and nsrun's files in /etc/netns, on several workers.
-func observeNamespaces(obs *Observed, names []string) {
+// pair, nsrun's files in /etc/netns and, for those in cookies, its cookie,
+// on several workers.
+func observeNamespaces(obs *Observed, names, cookies []string) {
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, workers)
 	seen := map[string]bool{}
 	bufs := sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
+	asked := map[string]bool{}
+	for _, name := range cookies {
+		asked[name] = true
+	}
 	for _, name := range names {
 		if seen[name] || !obs.Namespaces[name] {
 			continue
@@ -252,11 +260,14 @@ func observeNamespaces(obs *Observed, names []string) {
 			buf := bufs.Get().(*[]byte)
 			files := readEtc(name, *buf)
 			bufs.Put(buf)
-			dev, ino, idErr := netns.Identity(name)
+			cookie, cookieErr := uint64(0), errors.New("not asked for")
+			if asked[name] {
+				cookie, cookieErr = netns.Cookie(name)
+			}
 			mu.Lock()
 			defer mu.Unlock()
-			if idErr == nil {
-				obs.NetnsIDs[name] = [2]uint64{dev, ino}
+			if cookieErr == nil {
+				obs.NetnsCookies[name] = cookie
 			}
 			if err != nil {
 				obs.PeerErrors[name] = err

@@ -199,9 +199,9 @@ func grantSteps(want *State, obs Observed) []Step {
 			}
 			continue
 		}
-		id, known := obs.NetnsIDs[ns.Name]
+		cookie, known := obs.NetnsCookies[ns.Name]
 		g := &netns.Grant{Version: netns.GrantVersion, Namespace: ns.Name, UIDs: ns.ExecUIDs, GIDs: ns.ExecGIDs}
-		if had && known && obs.Namespaces[ns.Name] && old.Dev == id[0] && old.Ino == id[1] &&
+		if had && known && obs.Namespaces[ns.Name] && old.Version == g.Version && old.Cookie == cookie &&
 			slices.Equal(old.UIDs, g.UIDs) && slices.Equal(old.GIDs, g.GIDs) {
 			continue
 		}

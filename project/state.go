@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/nsrun/nsrun/forward"
@@ -211,9 +212,10 @@ func readJSON(path string, v any) error {
 	return json.Unmarshal(data, v)
 }
 
-// grantDir holds the namespaces' exec grants (netns.GrantDir for the
-// default store), readable by every user.
-func (st Store) grantDir() string { return filepath.Join(st.Dir, "exec") }
+// grantDir holds the namespaces' exec grants, readable by every user:
+// beside the state directory, not in it, where each directory is a
+// project's (nsexec.GrantDir, /run/nsrun-exec, for the default store).
+func (st Store) grantDir() string { return st.Dir + "-exec" }
 
 // Grants reads every namespace's exec grant; unreadable ones are left
 // out (up writes them again).
@@ -230,17 +232,13 @@ func (st Store) Grants() map[string]netns.Grant {
 }
 
 // WriteGrant publishes a namespace's exec grant: a file any user can read
-// and only root can write, in a directory likewise, below a state
-// directory others may pass through but not list (the projects' own
-// directories stay root's alone).
+// and only root can write, in a directory likewise.
 func (st Store) WriteGrant(g netns.Grant) error {
 	if err := os.MkdirAll(st.grantDir(), 0o755); err != nil {
 		return fmt.Errorf("creating %s: %w", st.grantDir(), err)
 	}
-	for dir, mode := range map[string]os.FileMode{st.Dir: 0o711, st.grantDir(): 0o755} {
-		if err := os.Chmod(dir, mode); err != nil {
-			return fmt.Errorf("making %s readable for exec grants: %w", dir, err)
-		}
+	if err := os.Chmod(st.grantDir(), 0o755); err != nil {
+		return fmt.Errorf("making %s readable for exec grants: %w", st.grantDir(), err)
 	}
 	data, err := json.MarshalIndent(g, "", "  ")
 	if err != nil {
@@ -264,6 +262,26 @@ func (st Store) Remove(project string) error {
 		return fmt.Errorf("removing state of project %q: %w", project, err)
 	}
 	return nil
+}
+
+// RemoveUnrecorded deletes the directory of a project without a record
+// when it holds nothing but what an up killed before writing the record
+// leaves (files being written, or nothing); a directory holding anything
+// else is not nsrun's to remove, and stays as it is.
+func (st Store) RemoveUnrecorded(project string) error {
+	entries, err := os.ReadDir(st.ProjectDir(project))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("reading the directory of project %q: %w", project, err)
+	}
+	for _, e := range entries {
+		if !e.Type().IsRegular() || !strings.HasPrefix(e.Name(), atomicfile.TempPrefix) {
+			return nil
+		}
+	}
+	return st.Remove(project)
 }
 
 // Projects lists the projects that have a state directory, sorted: those

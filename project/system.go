@@ -32,15 +32,13 @@ type Kernel struct {
 	Cache *nftcache.Cache
 }
 
-func (k Kernel) IPForward() (string, error)         { return veth.GetSysctl(veth.IPForward) }
-func (k Kernel) SetIPForward(value string) error    { return veth.SetSysctl(veth.IPForward, value) }
-func (k Kernel) Sysctl(path string) (string, error) { return veth.GetSysctl(path) }
-func (k Kernel) SetSysctl(path, value string) error { return veth.SetSysctl(path, value) }
-func (k Kernel) CreateNamespace(name string) error  { return netns.Create(name) }
-func (k Kernel) DeleteNamespace(name string) error  { return netns.Delete(name) }
-func (k Kernel) NamespaceIdentity(name string) (uint64, uint64, error) {
-	return netns.Identity(name)
-}
+func (k Kernel) IPForward() (string, error)                  { return veth.GetSysctl(veth.IPForward) }
+func (k Kernel) SetIPForward(value string) error             { return veth.SetSysctl(veth.IPForward, value) }
+func (k Kernel) Sysctl(path string) (string, error)          { return veth.GetSysctl(path) }
+func (k Kernel) SetSysctl(path, value string) error          { return veth.SetSysctl(path, value) }
+func (k Kernel) CreateNamespace(name string) error           { return netns.Create(name) }
+func (k Kernel) DeleteNamespace(name string) error           { return netns.Delete(name) }
+func (k Kernel) NamespaceCookie(name string) (uint64, error) { return netns.Cookie(name) }
 func (k Kernel) KillNamespaces(names []string) error {
 	return netns.KillAllIn(names, k.Grace)
 }

@@ -1,20 +1,23 @@
 #!/usr/bin/env bash
-# Installs nsrun: the binary, its man pages, shell completions and the
-# systemd template unit, to the usual places; --uninstall removes exactly
-# what an install wrote (listed in PREFIX/share/nsrun/installed-files).
+# Installs nsrun: the binary and its exec helper, its man pages, shell
+# completions and the systemd template unit, to the usual places;
+# --uninstall removes exactly what an install wrote (listed in
+# PREFIX/share/nsrun/installed-files).
 #
 #   sudo scripts/install.sh [--exec-capability] [--uninstall]
 #
-# --exec-capability gives the installed binary the file capabilities that
-# let users a spec grants exec to (exec: {users: [...]}) run nsrun exec
-# without sudo: setcap cap_setpcap,cap_sys_admin+p (see README, Security;
-# undo with setcap -r PREFIX/bin/nsrun, or install again without it).
+# --exec-capability gives the helper, PREFIX/bin/nsrun-exec, the file
+# capabilities that let users a spec grants exec to (exec: {users: [...]})
+# run nsrun exec without sudo: setcap cap_setpcap,cap_sys_admin+p (see
+# README, Security; undo with setcap -r PREFIX/bin/nsrun-exec, or install
+# again without it). nsrun itself never gets any.
 #
-# PREFIX (default /usr/local) is where the binary, pages and completions
+# PREFIX (default /usr/local) is where the binaries, pages and completions
 # go; the unit goes to /etc/systemd/system, its ExecStart naming
 # PREFIX/bin/nsrun. DESTDIR stages everything below another root, as
-# packagers do. NSRUN_BINARY installs that binary instead of bin/nsrun
-# (built by scripts/build.sh when missing).
+# packagers do. NSRUN_BINARY and NSRUN_EXEC_BINARY install those binaries
+# instead of bin/nsrun and bin/nsrun-exec (built by scripts/build.sh when
+# missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,7 +44,8 @@ if [[ -z $dest && $(id -u) -ne 0 ]]; then
 fi
 
 binary=${NSRUN_BINARY:-bin/nsrun}
-[[ -x $binary ]] || scripts/build.sh
+helper=${NSRUN_EXEC_BINARY:-bin/nsrun-exec}
+[[ -x $binary && -x $helper ]] || scripts/build.sh
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
@@ -52,10 +56,11 @@ put() { # MODE SOURCE TARGET (TARGET without DESTDIR)
 }
 
 put 0755 "$binary" "$prefix/bin/nsrun"
+put 0755 "$helper" "$prefix/bin/nsrun-exec"
 if $exec_capability; then
-	# Permitted only, not effective: nsrun raises them itself, for nsrun
-	# exec alone, and drops every one before the command runs.
-	setcap cap_setpcap,cap_sys_admin+p "$dest$prefix/bin/nsrun"
+	# Permitted only, not effective: the helper raises them itself, on the
+	# one thread that enters, and drops every one before the command runs.
+	setcap cap_setpcap,cap_sys_admin+p "$dest$prefix/bin/nsrun-exec"
 fi
 "$binary" man "$work/man"
 for page in "$work"/man/*.1; do
@@ -79,5 +84,5 @@ fi
 echo "nsrun installed to $dest$prefix (${#installed[@]} files; the list is in $manifest)"
 echo "boot persistence: put a spec in /etc/nsrun/NAME.yaml, then: systemctl enable --now nsrun@NAME"
 if $exec_capability; then
-	echo "nsrun exec without sudo: $prefix/bin/nsrun has cap_setpcap,cap_sys_admin+p (getcap shows it; setcap -r removes it)"
+	echo "nsrun exec without sudo: $prefix/bin/nsrun-exec has cap_setpcap,cap_sys_admin+p (getcap shows it; setcap -r removes it)"
 fi

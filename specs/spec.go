@@ -166,7 +166,7 @@ type Ready struct {
 const DefaultReadyTimeout = 30 * time.Second
 
 // ExecGrant names the users and groups that may run nsrun exec in a
-// namespace as themselves (see netns.ExecGranted): names or numeric ids,
+// namespace as themselves (see nsexec.ExecGranted): names or numeric ids,
 // as the spec wrote them, and the ids they resolve to (ResolveExec).
 type ExecGrant struct {
 	Users, Groups []string

@@ -4,11 +4,15 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/user"
+	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/nsrun/nsrun/netns"
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 )
 
 type execFlags struct {
@@ -28,9 +32,9 @@ the namespace's interfaces and each file of /etc/netns/NS/ stands in for the
 same name in /etc. The command replaces nsrun: stdin, stdout, stderr, the
 terminal and signals are its own, and so is the exit status (127: not found,
 126: not executable, 128+N: killed by signal N). Needs root, or, for a user
-the project's spec grants exec to (exec: {users: [...]}), nsrun installed
-with its capabilities: the command then runs as that user, with no
-privilege at all (see README, Security).`,
+the project's spec grants exec to (exec: {users: [...]}), its helper
+nsrun-exec installed beside nsrun with its capabilities: the command then
+runs as that user, with no privilege at all (see README, Security).`,
 		Example: `  nsrun exec ns1 -- python3 app.py     # as yourself, where the spec grants it
   sudo nsrun exec ns1 -- ip addr
   sudo nsrun exec ns1 --user nobody --env GREETING=hi --workdir /tmp -- python3 -m http.server 8080`,
@@ -80,20 +84,53 @@ func runExec(ns string, argv []string, flags execFlags) error {
 	return err
 }
 
+// helperName is the privileged helper that runs a command in a namespace
+// for a user the namespace's grant lists (cmd/nsrun-exec), installed
+// beside nsrun.
+const helperName = "nsrun-exec"
+
 // execUnprivileged runs the command as the caller, who is not root, where
-// a grant allows it and nsrun has its capabilities (see README, Security).
+// a grant allows it, through nsrun-exec with its capabilities (see README,
+// Security): this nsrun holds no privilege, and hands the command and the
+// caller's environment over.
 func execUnprivileged(ns string, argv []string, flags execFlags) error {
-	if !netns.CanExecUnprivileged() {
+	if flags.user != "" || flags.workdir != "" {
+		return usageError(errors.New("--user and --workdir need root: without root, exec runs the command as you, in the directory you are in"))
+	}
+	helper := findHelper()
+	if helper == "" {
 		me := "YOUR_USER"
 		if u, err := user.Current(); err == nil {
 			me = u.Username
 		}
 		return fmt.Errorf("exec needs root to enter a network namespace; run it again with sudo: sudo nsrun exec %s -- %s\n"+
-			"or, to run it as yourself without sudo: the project's spec grants it (exec: {users: [%s]}), and root installs nsrun with its capabilities (sudo scripts/install.sh --exec-capability; see README, Security)",
+			"or, to run it as yourself without sudo: the project's spec grants it (exec: {users: [%s]}), and root installs nsrun-exec with its capabilities (sudo scripts/install.sh --exec-capability; see README, Security)",
 			ns, strings.Join(argv, " "), me)
 	}
-	if flags.user != "" || flags.workdir != "" {
-		return usageError(errors.New("--user and --workdir need root: without root, exec runs the command as you, in the directory you are in"))
+	env := netns.MergeEnv(os.Environ(), flags.env)
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "GOTRACEBACK="); ok {
+			env = append(env, "NSRUN_EXEC_GOTRACEBACK="+v) // nsrun-exec's own is none
+		}
 	}
-	return netns.ExecGranted(ns, argv, flags.env)
+	err := syscall.Exec(helper, append([]string{helper, ns, "--"}, argv...), env)
+	return fmt.Errorf("running %s: %w", helper, err)
+}
+
+// findHelper returns nsrun-exec beside this nsrun, else on PATH, when it
+// carries file capabilities; "" when there is none such.
+func findHelper() string {
+	candidates := []string{}
+	if self, err := os.Executable(); err == nil {
+		candidates = append(candidates, filepath.Join(filepath.Dir(self), helperName))
+	}
+	if p, err := exec.LookPath(helperName); err == nil {
+		candidates = append(candidates, p)
+	}
+	for _, p := range candidates {
+		if _, err := unix.Getxattr(p, "security.capability", nil); err == nil {
+			return p
+		}
+	}
+	return ""
 }

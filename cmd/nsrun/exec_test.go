@@ -199,7 +199,7 @@ func TestExecInsideTheNamespace(t *testing.T) {
 	// A file with nothing of its name in /etc cannot be bound: reported, skipped.
 	os.WriteFile(filepath.Join(dir, "nsrun-no-such-etc-file"), []byte("x\n"), 0o644)
 	code, out := execIn(t, "", ns, "cat", "/etc/hosts")
-	if want := "nsrun: bind " + dir + "/nsrun-no-such-etc-file -> /etc/nsrun-no-such-etc-file failed: no such file or directory\n192.0.2.7 seen-inside\n"; code != 0 || out != want {
+	if want := "nsrun: bind \"" + dir + "/nsrun-no-such-etc-file\" -> \"/etc/nsrun-no-such-etc-file\" failed: no such file or directory\n192.0.2.7 seen-inside\n"; code != 0 || out != want {
 		t.Errorf("an unbindable file: %d %q; want %q", code, out, want)
 	}
 	os.Remove(filepath.Join(dir, "nsrun-no-such-etc-file"))

@@ -13,10 +13,12 @@ import (
 
 // TestInstallScript stages an install below a root of the test's own
 // (DESTDIR, PREFIX=/opt/nsrun): the binary runs, the unit names it, the
-// pages and completions are there; --uninstall leaves no file behind.
+// pages and completions are there; with --exec-capability the helper has
+// the capabilities and nsrun none; --uninstall leaves no file behind.
 func TestInstallScript(t *testing.T) {
+	nstest.RequireRoot(t) // setcap
 	dest := t.TempDir()
-	env := append(os.Environ(), "DESTDIR="+dest, "PREFIX=/opt/nsrun", "NSRUN_BINARY="+nstest.Binary(t))
+	env := append(os.Environ(), "DESTDIR="+dest, "PREFIX=/opt/nsrun", "NSRUN_BINARY="+nstest.Binary(t), "NSRUN_EXEC_BINARY="+nstest.HelperBinary(t))
 	script := func(args ...string) string {
 		t.Helper()
 		cmd := exec.Command("../../scripts/install.sh", args...)
@@ -27,7 +29,21 @@ func TestInstallScript(t *testing.T) {
 		}
 		return string(out)
 	}
-	script()
+	script("--exec-capability")
+	getcap := func(name string) string {
+		t.Helper()
+		out, err := exec.Command("getcap", filepath.Join(dest, "opt/nsrun/bin", name)).CombinedOutput()
+		if err != nil {
+			t.Fatalf("getcap %s: %v\n%s", name, err, out)
+		}
+		return string(out)
+	}
+	if caps := getcap("nsrun-exec"); !strings.Contains(caps, "cap_setpcap,cap_sys_admin=p") {
+		t.Errorf("getcap nsrun-exec: %q; want cap_setpcap,cap_sys_admin=p", caps)
+	}
+	if caps := getcap("nsrun"); caps != "" {
+		t.Errorf("getcap nsrun: %q; want nothing: only the helper is privileged", caps)
+	}
 	if out, err := exec.Command(filepath.Join(dest, "opt/nsrun/bin/nsrun"), "version").Output(); err != nil || !strings.HasPrefix(string(out), "nsrun ") {
 		t.Errorf("the installed binary: %v %s", err, out)
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -13,20 +14,23 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
-	"github.com/nsrun/nsrun/netns"
+	"github.com/nsrun/nsrun/internal/nsexec"
 	"github.com/nsrun/nsrun/netns/nstest"
+	"golang.org/x/sys/unix"
 )
 
 // capLab is the setup of the unprivileged exec tests: a test user (made
-// and removed by the test), a copy of nsrun with its file capabilities
-// and one without, in a directory every user can read, and a project
-// whose spec grants exec to the user and to group nogroup (nobody's).
+// and removed by the test), nsrun beside nsrun-exec with its file
+// capabilities (capBin, capHelper) and nsrun beside one without
+// (plainBin), in directories every user can read, and a project whose
+// spec grants exec to the user and to group nogroup (nobody's).
 type capLab struct {
-	dir, capBin, plainBin, helper string
-	uid, gid                      int
-	ns, project                   string
-	port                          int
+	dir, capBin, capHelper, plainBin, helper string
+	uid, gid                                 int
+	ns, project                              string
+	port                                     int
 }
 
 func newCapLab(t *testing.T) *capLab {
@@ -54,13 +58,16 @@ func newCapLab(t *testing.T) *capLab {
 	}
 	t.Cleanup(func() { os.RemoveAll(l.dir) })
 	os.Chmod(l.dir, 0o755)
-	l.capBin, l.plainBin, l.helper = filepath.Join(l.dir, "nsrun"), filepath.Join(l.dir, "nsrun-plain"), filepath.Join(l.dir, "helper")
+	plain := filepath.Join(l.dir, "plain")
+	os.Mkdir(plain, 0o755)
+	l.capBin, l.capHelper, l.plainBin, l.helper = filepath.Join(l.dir, "nsrun"), filepath.Join(l.dir, "nsrun-exec"), filepath.Join(plain, "nsrun"), filepath.Join(l.dir, "helper")
 	self, _ := os.Executable()
-	for _, c := range [][2]string{{nstest.Binary(t), l.capBin}, {nstest.Binary(t), l.plainBin}, {self, l.helper}} {
+	for _, c := range [][2]string{{nstest.Binary(t), l.capBin}, {nstest.HelperBinary(t), l.capHelper}, {nstest.Binary(t), l.plainBin},
+		{nstest.HelperBinary(t), filepath.Join(plain, "nsrun-exec")}, {self, l.helper}} {
 		mustRun(t, "cp", c[0], c[1])
 		os.Chmod(c[1], 0o755)
 	}
-	mustRun(t, "setcap", "cap_setpcap,cap_sys_admin+p", l.capBin)
+	mustRun(t, "setcap", "cap_setpcap,cap_sys_admin+p", l.capHelper)
 	spec := writeSpec(t, l.project+".yaml", fmt.Sprintf("name: %s\nexec: {users: [%s], groups: [nogroup]}\nnamespaces:\n  %s:\n    ports: [\"%d:8080\"]\n", l.project, name, l.ns, l.port))
 	if code, _, errOut := nsrunCmd(t, "/", "up", "-q", spec); code != 0 {
 		t.Fatalf("up: %s", errOut)
@@ -202,7 +209,7 @@ func TestExecWithoutRootRefusals(t *testing.T) {
 	if code, out, errOut := l.as(t, l.uid, l.gid, nil, nil, l.capBin, "exec", "nsrun-no-such-ns", "--", "echo", "entered"); code != 1 || out != "" || !strings.Contains(errOut, `namespace "nsrun-no-such-ns" does not exist`) {
 		t.Errorf("an unknown namespace: exit %d, %q, %q", code, out, errOut)
 	}
-	record := filepath.Join(netns.GrantDir, l.ns)
+	record := filepath.Join(nsexec.GrantDir, l.ns)
 	os.Chmod(record, 0o666)
 	entered(t, "a record writable by others", l.uid, l.gid, "that only root can write")
 	os.Chmod(record, 0o644)
@@ -216,10 +223,11 @@ func TestExecWithoutRootRefusals(t *testing.T) {
 	if code, out, _ := l.user(t, nil, "echo", "entered"); code != 0 || !strings.Contains(out, "entered") {
 		t.Fatalf("the record put back does not grant: exit %d %q", code, out)
 	}
-	// The namespace deleted and made again under the same name: the old
-	// record names the old one.
-	mustRun(t, "ip", "netns", "del", l.ns)
-	mustRun(t, "ip", "netns", "add", l.ns)
+	// The namespace deleted and made again under the same name, the old
+	// one truly gone: the new one has the old one's nsfs inode, as the
+	// kernel gives it once the old one is freed. The record names the old
+	// one.
+	remakeWithInode(t, l.ns)
 	entered(t, "a record left from a namespace deleted and made again", l.uid, l.gid, "deleted and made again")
 	// Without the capability.
 	code, out, errOut := l.as(t, l.uid, l.gid, nil, nil, l.plainBin, "exec", l.ns, "--", "echo", "entered")
@@ -228,12 +236,14 @@ func TestExecWithoutRootRefusals(t *testing.T) {
 	}
 }
 
-// TestExecWithoutRootLoaderSecureMode: LD_PRELOAD and LD_LIBRARY_PATH set
-// by the caller do not reach nsrun while it holds its capabilities: the
-// loader runs it in secure mode (AT_SECURE), drops both, and the library
-// is not loaded; the same library is loaded into nsrun without them, so
-// the test can see it.
-func TestExecWithoutRootLoaderSecureMode(t *testing.T) {
+// TestExecWithoutRootEnvironment: the command gets the caller's
+// environment as it was, loader and C library variables and GOTRACEBACK
+// included (the command has no privilege for them to abuse), while no
+// library the caller names is ever loaded into the privileged helper: it
+// is a static program, and a library preloaded into nsrun itself (which
+// holds nothing) and into the command shows that the variable did reach
+// both.
+func TestExecWithoutRootEnvironment(t *testing.T) {
 	l := newCapLab(t)
 	if _, err := exec.LookPath("gcc"); err != nil {
 		t.Fatal("gcc is missing; scripts/install-deps.sh installs it")
@@ -254,25 +264,228 @@ __attribute__((constructor)) static void mark(void) {
 	mustRun(t, "gcc", "-shared", "-fPIC", "-o", lib, src)
 	os.WriteFile(logFile, nil, 0o666)
 	os.Chmod(logFile, 0o666)
-	env := []string{"LD_PRELOAD=" + lib, "LD_LIBRARY_PATH=" + l.dir, "PRELOAD_LOG=" + logFile}
-	// The control: nsrun without the capability loads the library.
-	l.as(t, l.uid, l.gid, nil, env, l.plainBin, "version")
-	if logged, _ := os.ReadFile(logFile); !strings.Contains(string(logged), l.plainBin+" secure=0") {
-		t.Fatalf("the library was not loaded into nsrun without the capability, so this test shows nothing:\n%s", logged)
-	}
-	os.WriteFile(logFile, nil, 0o666)
+	env := []string{"LD_PRELOAD=" + lib, "LD_LIBRARY_PATH=" + l.dir, "PRELOAD_LOG=" + logFile, "TMPDIR=/var/tmp",
+		"LOCALDOMAIN=example.test", "TZDIR=/usr/share/zoneinfo", "GOTRACEBACK=crash"}
 	code, out, errOut := l.user(t, env, "env")
 	if code != 0 {
 		t.Fatalf("exec env: exit %d %s", code, errOut)
 	}
+	for _, kv := range env {
+		if !strings.Contains(out, "\n"+kv+"\n") {
+			t.Errorf("%s did not reach the command:\n%s", kv, out)
+		}
+	}
+	if strings.Contains(out, "NSRUN_EXEC_GOTRACEBACK") {
+		t.Errorf("the variable that carries GOTRACEBACK past the helper reached the command:\n%s", out)
+	}
 	logged, _ := os.ReadFile(logFile)
-	if strings.Contains(string(logged), l.capBin) {
-		t.Errorf("LD_PRELOAD reached nsrun while it held its capabilities:\n%s", logged)
+	if !strings.Contains(string(logged), l.capBin+" secure=0") || !strings.Contains(string(logged), "/env secure=0") {
+		t.Fatalf("the library was not loaded into nsrun and the command, so this test shows nothing:\n%s", logged)
 	}
-	if strings.Contains(out, "LD_PRELOAD=") || strings.Contains(out, "LD_LIBRARY_PATH=") {
-		t.Errorf("the loader's secure mode did not drop LD_PRELOAD and LD_LIBRARY_PATH:\n%s", out)
+	if strings.Contains(string(logged), l.capHelper) {
+		t.Errorf("LD_PRELOAD reached nsrun-exec, which holds capabilities:\n%s", logged)
 	}
-	if !strings.Contains(out, "PRELOAD_LOG="+logFile) {
-		t.Errorf("the caller's environment did not reach the command:\n%s", out)
+	if out, err := exec.Command("ldd", l.capHelper).CombinedOutput(); !strings.Contains(string(out), "not a dynamic executable") {
+		t.Errorf("nsrun-exec is not a static program (ldd: %v):\n%s", err, out)
+	}
+}
+
+// tracer is a Python program that runs a command traced from its start
+// (PTRACE_TRACEME, then exec), continuing it through every stop: run as
+// the user, the tracer holds no capability.
+const tracer = `import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+pid = os.fork()
+if pid == 0:
+    libc.ptrace(0, 0, None, None)
+    os.execv(sys.argv[1], sys.argv[1:])
+while True:
+    _, status = os.waitpid(pid, 0)
+    if os.WIFEXITED(status):
+        sys.exit(os.WEXITSTATUS(status))
+    if os.WIFSIGNALED(status):
+        sys.exit(128 + os.WTERMSIG(status))
+    sig = os.WSTOPSIG(status)
+    libc.ptrace(7, pid, None, 0 if sig == 5 else sig)
+`
+
+// TestExecWithoutRootBlocksAttacks keeps the attacks of the security
+// review blocked, one per class: a granted user tracing nsrun exec from
+// its start (the kernel does not give a traced program its file
+// capabilities when the tracer has none), and a user not granted who
+// forges a record in a user namespace of their own, over a tmpfs mounted
+// on the grant directory (file capabilities of the host are not a user
+// namespace's); neither gets the command run.
+func TestExecWithoutRootBlocksAttacks(t *testing.T) {
+	l := newCapLab(t)
+	if _, err := exec.LookPath("python3"); err != nil {
+		t.Fatal("python3 is missing; scripts/install-deps.sh installs it")
+	}
+	code, out, errOut := l.as(t, l.uid, l.gid, nil, nil, "/usr/bin/python3", "-c", tracer, l.capBin, "exec", l.ns, "--", "echo", "entered")
+	if code != 1 || strings.Contains(out, "entered") || !strings.Contains(errOut, "does not have its capabilities") {
+		t.Errorf("traced from its start: exit %d, stdout %q, stderr %q; want exit 1, nothing run, no capabilities", code, out, errOut)
+	}
+	// The control: untraced, the same user gets in.
+	if code, out, errOut := l.user(t, nil, "echo", "entered"); code != 0 || !strings.Contains(out, "entered") {
+		t.Fatalf("untraced, the granted user: exit %d, %q %q", code, out, errOut)
+	}
+
+	record, err := os.ReadFile(filepath.Join(nsexec.GrantDir, l.ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var g nsexec.Grant
+	if err := json.Unmarshal(record, &g); err != nil {
+		t.Fatal(err)
+	}
+	g.UIDs = []uint32{0, 1} // root in the user namespace, and daemon
+	forged, _ := json.Marshal(g)
+	for _, run := range []string{l.capBin + " exec", l.capHelper} {
+		script := fmt.Sprintf(`mount -t tmpfs none %[1]s && printf '%%s' '%[2]s' >%[1]s/%[3]s && chmod 644 %[1]s/%[3]s && %[4]s %[3]s -- echo entered`,
+			nsexec.GrantDir, forged, l.ns, run)
+		code, out, errOut = l.as(t, 1, 1, nil, nil, "/usr/bin/unshare", "-Urm", "sh", "-c", script)
+		if code == 0 || strings.Contains(out, "entered") || errOut == "" {
+			t.Errorf("%s with a record forged in a user namespace: exit %d, stdout %q, stderr %q; want a refusal, nothing run", run, code, out, errOut)
+		}
+	}
+}
+
+// TestExecWithoutRootRefusedHelper holds nsrun-exec where a caller could
+// try the most: refused inside the namespace (a record left from a
+// namespace made again: the cookie differs), after it raised its
+// capabilities, it writes why to a pipe the caller has filled, and waits
+// there. By then no thread has an effective capability (the one that
+// raised them has given up all it had); the caller can
+// neither attach to it nor read its /proc files (it is not dumpable); and
+// SIGQUIT with GOTRACEBACK=crash in its environment prints the signal's
+// name and nothing else (the Go runtime's secure mode: no stacks, no
+// registers, no addresses).
+func TestExecWithoutRootRefusedHelper(t *testing.T) {
+	l := newCapLab(t)
+	mustRun(t, "ip", "netns", "del", l.ns)
+	mustRun(t, "ip", "netns", "add", l.ns) // a new cookie: the record is refused
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	size, err := unix.FcntlInt(w.Fd(), unix.F_SETPIPE_SZ, 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(make([]byte, size)) // full: the next write waits
+	cmd := exec.Command(l.capBin, "exec", l.ns, "--", "echo", "entered")
+	cmd.Dir = "/"
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "GOTRACEBACK=crash"}
+	cmd.Stderr = w
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(l.uid), Gid: uint32(l.gid)}}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	pid := cmd.Process.Pid
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+		if exe == l.capHelper && blockedInWrite(pid) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting for nsrun-exec (%q) to wait in its write", exe)
+		}
+	}
+	if raisedCapabilities(pid) {
+		t.Error("refused, nsrun-exec still has effective capabilities while it says why")
+	}
+	code, out, errOut := l.as(t, l.uid, l.gid, nil, nil, "/usr/bin/python3", "-c",
+		"import ctypes, sys; libc = ctypes.CDLL(None, use_errno=True); print(libc.ptrace(16, int(sys.argv[1]), None, None), ctypes.get_errno())", strconv.Itoa(pid))
+	if strings.TrimSpace(out) != fmt.Sprintf("-1 %d", syscall.EPERM) {
+		t.Errorf("PTRACE_ATTACH to the privileged helper: %q (exit %d, %s); want -1 EPERM", out, code, errOut)
+	}
+	for _, f := range []string{"environ", "mem", "maps"} {
+		code, out, _ := l.as(t, l.uid, l.gid, nil, nil, "/bin/cat", fmt.Sprintf("/proc/%d/%s", pid, f))
+		if code == 0 {
+			t.Errorf("the caller read /proc/%d/%s of the privileged helper: %q", pid, f, out)
+		}
+	}
+	syscall.Kill(pid, syscall.SIGQUIT)
+	rest, _ := io.ReadAll(r)
+	cmd.Wait()
+	printed := strings.TrimLeft(string(rest), "\x00")
+	for _, leak := range []string{"goroutine ", "PC=", "rip ", "runtime.", "0x"} {
+		if strings.Contains(printed, leak) {
+			t.Errorf("SIGQUIT with GOTRACEBACK=crash made the privileged helper print %q:\n%s", leak, printed)
+		}
+	}
+	if !strings.Contains(printed, "SIGQUIT") {
+		t.Errorf("the helper did not die of the SIGQUIT, so this test shows nothing; it printed:\n%s", printed)
+	}
+}
+
+// raisedCapabilities reports whether a thread of the process has an
+// effective capability.
+func raisedCapabilities(pid int) bool {
+	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	for _, task := range tasks {
+		status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", pid, task.Name()))
+		for _, line := range strings.Split(string(status), "\n") {
+			field, v, _ := strings.Cut(line, ":\t")
+			if field == "CapEff" && strings.Trim(v, "0") != "" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// blockedInWrite reports whether a thread of the process waits in a pipe
+// write.
+func blockedInWrite(pid int) bool {
+	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	for _, task := range tasks {
+		if wchan, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/wchan", pid, task.Name())); strings.HasSuffix(string(wchan), "pipe_write") {
+			return true
+		}
+	}
+	return false
+}
+
+// remakeWithInode deletes a named namespace and makes one of that name
+// again with the same nsfs inode number, which the kernel hands out again
+// once the old namespace is freed: namespaces made meanwhile are kept,
+// under other names (removed at the end of the test), until one gets the
+// number, so that none of the lower free numbers is taken twice.
+func remakeWithInode(t *testing.T, name string) {
+	t.Helper()
+	inode := func(name string) uint64 {
+		var st syscall.Stat_t
+		if err := syscall.Stat(filepath.Join("/run/netns", name), &st); err != nil {
+			t.Fatal(err)
+		}
+		return st.Ino
+	}
+	old := inode(name)
+	mustRun(t, "ip", "netns", "del", name)
+	for i, deadline := 0, time.Now().Add(2*time.Minute); ; i++ {
+		mustRun(t, "ip", "netns", "add", name)
+		if inode(name) == old {
+			return
+		}
+		if time.Now().After(deadline) || i == 500 {
+			t.Fatalf("no namespace got the old one's inode %d in %d tries; the test cannot show the old record refused", old, i+1)
+		}
+		// Keep this one under another name, and try again.
+		filler := fmt.Sprintf("%sf%d", name, i)
+		f, err := os.Create(filepath.Join("/run/netns", filler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		t.Cleanup(func() { exec.Command("ip", "netns", "del", filler).Run() })
+		if err := syscall.Mount(filepath.Join("/run/netns", name), filepath.Join("/run/netns", filler), "none", syscall.MS_BIND, ""); err != nil {
+			t.Fatal(err)
+		}
+		mustRun(t, "ip", "netns", "del", name)
+		time.Sleep(100 * time.Millisecond)
 	}
 }

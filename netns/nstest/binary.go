@@ -15,7 +15,7 @@ import (
 var build struct {
 	mu   sync.Mutex
 	dir  string
-	done map[bool]string // cgo -> path
+	done map[string]string // name -> path
 }
 
 // Binary builds nsrun as released, with cgo when a C compiler is
@@ -63,11 +63,28 @@ var haveCompiler = sync.OnceValue(func() bool {
 	return err == nil
 })
 
+// HelperBinary builds nsrun-exec, the helper of nsrun exec without root,
+// as scripts/build.sh does, and returns its path.
+func HelperBinary(t testing.TB) string {
+	t.Helper()
+	return buildOnce(t, "nsrun-exec", "./cmd/nsrun-exec", "CGO_ENABLED=0", "-trimpath", "-ldflags=-s -w")
+}
+
 func binary(t testing.TB, cgo bool) string {
+	t.Helper()
+	if cgo {
+		return buildOnce(t, "nsrun", "./cmd/nsrun", "CGO_ENABLED=1")
+	}
+	return buildOnce(t, "nsrun-purego", "./cmd/nsrun", "CGO_ENABLED=0")
+}
+
+// buildOnce builds a command of this module as name, with that
+// environment variable and those flags, once per test run.
+func buildOnce(t testing.TB, name, pkg, env string, flags ...string) string {
 	t.Helper()
 	build.mu.Lock()
 	defer build.mu.Unlock()
-	if path, ok := build.done[cgo]; ok {
+	if path, ok := build.done[name]; ok {
 		return path
 	}
 	if build.dir == "" {
@@ -76,21 +93,17 @@ func binary(t testing.TB, cgo bool) string {
 			t.Fatal(err)
 		}
 		os.Chmod(dir, 0o755) // so tests can run it as another user
-		build.dir, build.done = dir, map[bool]string{}
-	}
-	name, env := "nsrun", "CGO_ENABLED=1"
-	if !cgo {
-		name, env = "nsrun-purego", "CGO_ENABLED=0"
+		build.dir, build.done = dir, map[string]string{}
 	}
 	path := filepath.Join(build.dir, name)
 	_, file, _, _ := runtime.Caller(0)
-	cmd := exec.Command("go", "build", "-o", path, "./cmd/nsrun")
+	cmd := exec.Command("go", append(append([]string{"build"}, flags...), "-o", path, pkg)...)
 	cmd.Env = append(os.Environ(), env)
 	cmd.Dir = filepath.Join(filepath.Dir(file), "..", "..")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building nsrun (%s): %v\n%s", env, err, out)
+		t.Fatalf("building %s (%s): %v\n%s", pkg, env, err, out)
 	}
-	build.done[cgo] = path
+	build.done[name] = path
 	return path
 }
 

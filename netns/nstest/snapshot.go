@@ -16,7 +16,7 @@ var counters = regexp.MustCompile(`\[\d+:\d+\]`)
 
 // Snapshot describes the host's network state: named namespaces, links,
 // both iptables backends, nsrun's nftables tables, the sysctls nsrun touches, the programs on the
-// root cgroup's connect and getpeername hooks, and /run/nsrun. Two
+// root cgroup's connect and getpeername hooks, /run/nsrun and /run/nsrun-exec. Two
 // equal snapshots mean nothing was left behind.
 func Snapshot() string {
 	var b strings.Builder
@@ -44,15 +44,17 @@ func Snapshot() string {
 		b.WriteString("== " + key + " " + string(v))
 	}
 	b.WriteString("== cgroup programs" + cgroupPrograms() + "\n")
-	b.WriteString("== /run/nsrun")
-	entries, err := os.ReadDir("/run/nsrun")
-	if os.IsNotExist(err) {
-		b.WriteString(" absent")
+	for _, dir := range []string{"/run/nsrun", "/run/nsrun-exec"} {
+		b.WriteString("== " + dir)
+		entries, err := os.ReadDir(dir)
+		if os.IsNotExist(err) {
+			b.WriteString(" absent")
+		}
+		for _, e := range entries {
+			b.WriteString(" " + e.Name())
+		}
+		b.WriteString("\n")
 	}
-	for _, e := range entries {
-		b.WriteString(" " + e.Name())
-	}
-	b.WriteString("\n")
 	return linkNamesOnly(b.String())
 }
 
