@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/nsrun/nsrun/internal/quote"
 	"github.com/nsrun/nsrun/specs"
 )
 
@@ -43,12 +44,14 @@ func (l Listener) Blocks(p specs.Port) bool {
 	return a.IsUnspecified() || p.HostIP.IsUnspecified() || a == p.HostIP
 }
 
-// String names the listener for messages, e.g. "python3 (pid 4242)".
+// String names the listener for messages, e.g. "python3 (pid 4242)"; a
+// process name that is not plain is quoted (it is the process's to
+// choose).
 func (l Listener) String() string {
 	if l.PID == 0 {
 		return fmt.Sprintf("a process (socket inode %d)", l.Inode)
 	}
-	return fmt.Sprintf("%s (pid %d)", l.Command, l.PID)
+	return fmt.Sprintf("%s (pid %d)", quote.Name(l.Command), l.PID)
 }
 
 // Listeners lists the host's sockets bound to any of the ports (all of

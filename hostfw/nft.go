@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/nsrun/nsrun/internal/nftcache"
+	"github.com/nsrun/nsrun/internal/quote"
 )
 
 // Chain is a base chain of another program's nftables table, on the
@@ -30,7 +31,9 @@ type Chain struct {
 }
 
 // Where names the chain as nft does: "inet filter forward".
-func (c Chain) Where() string { return c.Family + " " + c.Table + " " + c.Name }
+func (c Chain) Where() string {
+	return quote.Name(c.Family) + " " + quote.Name(c.Table) + " " + quote.Name(c.Name)
+}
 
 // LinkPatterns match nsrun's host-side links, as nft writes wildcards.
 var LinkPatterns = []string{"nsr-*", "nsh-*"}
@@ -39,6 +42,10 @@ var LinkPatterns = []string{"nsr-*", "nsh-*"}
 // chain: an accept for them first (nsrun's own table still drops what it
 // means to).
 func (c Chain) Fix() string {
+	if c.Where() != c.Family+" "+c.Table+" "+c.Name {
+		// A name a shell would not take as one word: no command to paste.
+		return fmt.Sprintf("an accept of iifname and oifname 'nsr-*' and 'nsh-*' at the start of chain %s", c.Where())
+	}
 	var cmds []string
 	for _, dir := range []string{"iifname", "oifname"} {
 		for _, p := range LinkPatterns {

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -201,4 +202,38 @@ func runDirMounts(t *testing.T) int {
 		}
 	}
 	return n
+}
+
+// TestHoldersOf: a process of another user that holds a namespace's file
+// open is found, with its uid and name; a namespace nobody holds has
+// none.
+func TestHoldersOf(t *testing.T) {
+	nstest.RequireRoot(t)
+	held, free := nstest.Name("hd-"), nstest.Name("hf-")
+	for _, name := range []string{held, free} {
+		if err := Create(name); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { Delete(name) })
+	}
+	cmd := exec.Command("sh", "-c", "exec 3<"+Path(held)+"; echo ready; exec sleep 300")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || line != "ready\n" {
+		t.Fatalf("the holder did not start: %q %v", line, err)
+	}
+	var got map[string][]Holder
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if got = HoldersOf([]string{held, free}); len(got[held]) > 0 && got[held][0].Comm == "sleep" {
+			break
+		}
+	}
+	want := Holder{PID: cmd.Process.Pid, UID: 65534, Comm: "sleep"}
+	if len(got[held]) != 1 || got[held][0] != want || len(got[free]) != 0 {
+		t.Errorf("HoldersOf = %v; want %s holding %s, and none for %s", got, want, held, free)
+	}
 }

@@ -1,12 +1,15 @@
 package netns
 
 import (
+	"github.com/nsrun/nsrun/internal/quote"
+
 	"bytes"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -200,4 +203,72 @@ func anyAlive(procs []Process) bool {
 		}
 	}
 	return false
+}
+
+// Holder is a process that holds a namespace's file open.
+type Holder struct {
+	PID, UID int
+	Comm     string
+}
+
+// String names the process, its name quoted unless plain (it is the
+// process's to choose).
+func (h Holder) String() string {
+	return fmt.Sprintf("pid %d (%s, uid %d)", h.PID, quote.Name(h.Comm), h.UID)
+}
+
+// HoldersOf returns, for the named namespaces that exist, the processes
+// other than this one that hold a file descriptor of them (open
+// /run/netns/NAME or /proc/PID/ns/net): after down removes the name, such
+// a namespace stays in the kernel until they close it. One scan of /proc
+// for all of them.
+func HoldersOf(names []string) map[string][]Holder {
+	type id struct{ dev, ino uint64 }
+	byID := map[id]string{}
+	for _, name := range names {
+		var st unix.Stat_t
+		if unix.Stat(Path(name), &st) == nil {
+			byID[id{st.Dev, st.Ino}] = name
+		}
+	}
+	out := map[string][]Holder{}
+	if len(byID) == 0 {
+		return out
+	}
+	procs, _ := os.ReadDir("/proc")
+	for _, p := range procs {
+		pid, err := strconv.Atoi(p.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+		seen := map[string]bool{}
+		for _, fd := range fds {
+			var st unix.Stat_t // of the file the descriptor is, by any path
+			if unix.Stat(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name()), &st) != nil {
+				continue
+			}
+			if name, ok := byID[id{st.Dev, st.Ino}]; ok && !seen[name] {
+				seen[name] = true
+				out[name] = append(out[name], holder(pid))
+			}
+		}
+	}
+	return out
+}
+
+// holder describes a process: its name and real uid.
+func holder(pid int) Holder {
+	h := Holder{PID: pid, UID: -1}
+	comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	h.Comm = strings.TrimSuffix(string(comm), "\n")
+	status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	for _, line := range strings.Split(string(status), "\n") {
+		if ids, ok := strings.CutPrefix(line, "Uid:"); ok {
+			if f := strings.Fields(ids); len(f) > 0 {
+				h.UID, _ = strconv.Atoi(f[0])
+			}
+		}
+	}
+	return h
 }

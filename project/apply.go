@@ -9,6 +9,7 @@ import (
 
 	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/hostfw"
+	"github.com/nsrun/nsrun/internal/quote"
 	"github.com/nsrun/nsrun/netns"
 	"github.com/nsrun/nsrun/specs"
 	"github.com/nsrun/nsrun/veth"
@@ -28,6 +29,10 @@ type System interface {
 	// never gives another namespace.
 	NamespaceCookie(name string) (uint64, error)
 	DeleteNamespace(name string) error
+	// NamespaceHolders lists, for the named namespaces, the processes
+	// that hold them open from outside (a namespace so held outlives its
+	// deletion).
+	NamespaceHolders(names []string) map[string][]netns.Holder
 	// KillNamespaces stops every process inside the namespaces.
 	KillNamespaces(names []string) error
 	EnsureLink(p veth.Pair) error
@@ -74,7 +79,7 @@ var ops = map[Op]opKind{
 		if len(s.Links) == 0 {
 			return "IPv6 forwarding on"
 		}
-		return fmt.Sprintf("IPv6 forwarding on; accept_ra=2 on %s, which learns its default route from router advertisements (forwarding alone would drop it)", names(s.Links))
+		return fmt.Sprintf("IPv6 forwarding on; accept_ra=2 on %s, which learns its default route from router advertisements (forwarding alone would drop it)", names(quote.Names(s.Links)))
 	}, func(e *executor, s Step) error { return e.ipv6Forward(s.Links) }},
 	OpCreateNamespace: {1, func(s Step) string { return fmt.Sprintf("namespace %s created", s.Namespace) },
 		func(e *executor, s Step) error {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/nsrun/nsrun/forward"
@@ -30,8 +31,9 @@ type Engine struct {
 	// Keeper runs the process that heals the projects' firewall state.
 	Keeper   Keeping
 	Observe  func(ctx context.Context, q Query) (Observed, error)
-	Progress func(Step) // called after each step; may be nil
-	Waiting  func()     // called once when another nsrun holds the lock; may be nil
+	Progress func(Step)   // called after each step; may be nil
+	Waiting  func()       // called once when another nsrun holds the lock; may be nil
+	Warn     func(string) // called with what down finds amiss but goes on with; may be nil
 	// LockTimeout bounds the wait for another up or down; 0 means 5 minutes.
 	LockTimeout time.Duration
 	// ReadyWait bounds the wait for all ready checks together; 0: none
@@ -236,11 +238,32 @@ func (e *Engine) down(ctx context.Context, project string) (bool, error) {
 	if err != nil {
 		zoned = hostLinks(recorded) // take them out all the same
 	}
+	e.warnHeld(namespaceNames(recorded))
 	err = errors.Join(e.Supervision.Stop(e.Store.ProjectDir(project)), ex.runAll(PlanDown(recorded, zoned)))
 	if err != nil {
 		return true, fmt.Errorf("%w\nthe record is kept; run 'sudo nsrun down -p %s' again once the cause is fixed", err, project)
 	}
 	return true, errors.Join(e.Store.Remove(project), e.keep(ctx), e.finishIfLast(ctx))
+}
+
+// warnHeld says which of the namespaces about to be deleted other
+// processes hold open, and by whom: those namespaces stay in the kernel
+// after down, their links too until down removes them (after a wait).
+func (e *Engine) warnHeld(names []string) {
+	if e.Warn == nil {
+		return
+	}
+	held := e.System.NamespaceHolders(names)
+	for _, ns := range names {
+		if hs := held[ns]; len(hs) > 0 {
+			var who []string
+			for _, h := range hs {
+				who = append(who, h.String())
+			}
+			e.Warn(fmt.Sprintf("namespace %s is held open by %s: it stays in the kernel until they close it; down removes its name and its link (after waiting 5 s for the link to go by itself)",
+				ns, strings.Join(who, ", ")))
+		}
+	}
 }
 
 // DownAll removes every recorded project, then every leftover that is

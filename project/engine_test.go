@@ -286,7 +286,7 @@ func TestDownAfterUpKilledBeforeItsRecord(t *testing.T) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	os.WriteFile(filepath.Join(dir, ".state-123.json"), []byte("{"), 0o600)
+	os.WriteFile(filepath.Join(dir, atomicfile.TempPrefix+"state.json-123"), []byte("{"), 0o600)
 	if found, err := e.Down(context.Background(), "demo"); err != nil || found {
 		t.Errorf("Down = %v, %v", found, err)
 	}
@@ -650,5 +650,29 @@ func TestDownOfAProjectNotUpChangesNothing(t *testing.T) {
 	}
 	if _, err := os.Stat(grant); err != nil {
 		t.Errorf("down of a project not up withdrew another project's grant: %v", err)
+	}
+}
+
+// TestDownSaysWhoHoldsANamespace: a namespace another process holds open
+// is named in a warning with the process (its name quoted), and down goes
+// on; the others are not mentioned.
+func TestDownSaysWhoHoldsANamespace(t *testing.T) {
+	sys := newFake()
+	e := newEngine(t, sys)
+	var warnings []string
+	e.Warn = func(s string) { warnings = append(warnings, s) }
+	ctx := context.Background()
+	if _, err := e.Up(ctx, spec(t, twoNamespaces)); err != nil {
+		t.Fatal(err)
+	}
+	sys.holders = map[string][]netns.Holder{"ns1": {{PID: 4242, UID: 1000, Comm: "\x1b[31mPWN"}}}
+	if _, err := e.Down(ctx, "demo"); err != nil {
+		t.Fatal(err)
+	}
+	if len(warnings) != 1 || !strings.Contains(warnings[0], `namespace ns1 is held open by pid 4242 ("\x1b[31mPWN", uid 1000)`) {
+		t.Errorf("warnings %q; want one naming ns1 and pid 4242, its name quoted", warnings)
+	}
+	if len(sys.namespaces) != 0 {
+		t.Errorf("down left namespaces %v", sys.namespaces)
 	}
 }

@@ -42,7 +42,8 @@ type fakeSystem struct {
 	firewalld map[string]string
 	raLinks   map[string]bool // links with an RA-learned IPv6 default route
 	nsIDs     map[string]uint64
-	made      uint64 // namespaces made so far
+	holders   map[string][]netns.Holder // who holds a namespace open, by its name
+	made      uint64                    // namespaces made so far
 }
 
 func (f *fakeSystem) BindZone(_ context.Context, links []string) error {
@@ -227,6 +228,20 @@ func (f *fakeSystem) NamespaceCookie(name string) (uint64, error) {
 	}
 	return f.nsIDs[name], nil
 }
+
+// NamespaceHolders lists the holders set for the namespaces that exist.
+func (f *fakeSystem) NamespaceHolders(names []string) map[string][]netns.Holder {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := map[string][]netns.Holder{}
+	for _, name := range names {
+		if f.namespaces[name] && len(f.holders[name]) > 0 {
+			out[name] = f.holders[name]
+		}
+	}
+	return out
+}
+
 func (f *fakeSystem) DeleteNamespace(name string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -9,6 +9,7 @@ import (
 	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/forward/iptables"
 	"github.com/nsrun/nsrun/hostfw"
+	"github.com/nsrun/nsrun/internal/quote"
 )
 
 // HostReport is what nsrun found of the host's own firewalls, what it did
@@ -79,11 +80,11 @@ func AssessHost(obs Observed, states []*State) HostReport {
 func firewalldFindings(f hostfw.Firewalld, links, uplinks []string) []Finding {
 	var zones []string
 	for _, u := range uplinks {
-		z := f.ZoneOf(u)
+		z := quote.Name(f.ZoneOf(u))
 		if f.Interfaces[u] == "" {
 			z += " (the default zone)"
 		}
-		zones = append(zones, fmt.Sprintf("%s in zone %s", u, z))
+		zones = append(zones, fmt.Sprintf("%s in zone %s", quote.Name(u), z))
 	}
 	found := fmt.Sprintf("firewalld %s runs (backend %s)", f.Version, f.Backend)
 	if len(zones) > 0 {

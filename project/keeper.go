@@ -82,7 +82,7 @@ func (k Keeper) Start(ctx context.Context, dir string) error {
 }
 
 func (k Keeper) Stop(dir string) error {
-	procs := daemons("keep", func(d string) bool { return d == dir })
+	procs := daemons(k.Self, "keep", func(d string) bool { return d == dir })
 	if p, ok := k.Running(dir); ok {
 		procs = append(procs, p)
 	}

@@ -70,7 +70,7 @@ func TestKeeperHeals(t *testing.T) {
 		if _, err := l.e.Down(context.Background(), "t"+l.id); err != nil {
 			t.Fatal(err)
 		}
-		if procs := daemons("keep", func(d string) bool { return d == l.e.Store.Dir }); len(procs) > 0 {
+		if procs := daemons(nstest.Binary(t), "keep", func(d string) bool { return d == l.e.Store.Dir }); len(procs) > 0 {
 			t.Errorf("keepers still run after down: %v", procs)
 		}
 	})
@@ -80,7 +80,7 @@ func TestKeeperHeals(t *testing.T) {
 func TestNoHealStartsNoKeeper(t *testing.T) {
 	l := newLab(t)
 	l.up(twoServers(freePorts(t, 3)))
-	if procs := daemons("keep", func(d string) bool { return d == l.e.Store.Dir }); len(procs) > 0 {
+	if procs := daemons(nstest.Binary(t), "keep", func(d string) bool { return d == l.e.Store.Dir }); len(procs) > 0 {
 		t.Errorf("a keeper runs for a project up with --no-heal: %v", procs)
 	}
 	if _, err := os.Stat(keeperPath(l.e.Store.Dir)); !errors.Is(err, os.ErrNotExist) {

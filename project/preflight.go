@@ -8,6 +8,7 @@ import (
 
 	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/forward/iptables"
+	"github.com/nsrun/nsrun/internal/quote"
 	"github.com/nsrun/nsrun/specs"
 	"github.com/nsrun/nsrun/veth"
 )
@@ -47,7 +48,7 @@ func checkNamespace(project string, ns *NamespaceState, recorded *State, others 
 	link := ns.Address.Masked()
 	for _, hp := range foreign {
 		if hp.Prefix.Overlaps(link) {
-			errs = append(errs, fmt.Errorf("namespace %q's subnet %s overlaps the host's %s %s on %s; give it another address, or set subnet: to a free range", ns.Name, link, hp.What, hp.Prefix, hp.Link))
+			errs = append(errs, fmt.Errorf("namespace %q's subnet %s overlaps the host's %s %s on %s; give it another address, or set subnet: to a free range", ns.Name, link, hp.What, hp.Prefix, quote.Name(hp.Link)))
 		}
 	}
 	for _, o := range others {
@@ -63,7 +64,7 @@ func checkNamespace(project string, ns *NamespaceState, recorded *State, others 
 	link6 := ns.Address6.Masked()
 	for _, hp := range foreign {
 		if hp.Prefix.Overlaps(link6) {
-			errs = append(errs, fmt.Errorf("namespace %q's IPv6 subnet %s overlaps the host's %s %s on %s; give it another address6, or set subnet6: to a free range", ns.Name, link6, hp.What, hp.Prefix, hp.Link))
+			errs = append(errs, fmt.Errorf("namespace %q's IPv6 subnet %s overlaps the host's %s %s on %s; give it another address6, or set subnet6: to a free range", ns.Name, link6, hp.What, hp.Prefix, quote.Name(hp.Link)))
 		}
 	}
 	for _, o := range others {

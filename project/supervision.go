@@ -117,7 +117,7 @@ func waitGeneration(ctx context.Context, dir string, gen int) error {
 // other found running for dir (one started by an up that was killed
 // before the supervisor wrote its status).
 func (s Supervisor) Stop(dir string) error {
-	procs := daemons("supervise", func(d string) bool { return d == dir })
+	procs := daemons(s.Self, "supervise", func(d string) bool { return d == dir })
 	// A missing or corrupt status names none: the scan above and the
 	// namespaces' process lists catch what is left.
 	if st, err := supervise.ReadStatus(dir); err == nil && st.PID != 0 {
@@ -129,14 +129,14 @@ func (s Supervisor) Stop(dir string) error {
 // StopAll stops every supervisor of a project directory below root,
 // recorded or not: down --all after the records were lost.
 func (s Supervisor) StopAll(root string) error {
-	return netns.Stop(daemons("supervise", func(d string) bool { return filepath.Dir(d) == root }), s.Grace+5*time.Second)
+	return netns.Stop(daemons(s.Self, "supervise", func(d string) bool { return filepath.Dir(d) == root }), s.Grace+5*time.Second)
 }
 
 // daemons finds nsrun's own running daemons by their command line, NSRUN
 // COMMAND [FLAGS] DIR (supervise for the supervisors, keep for the
-// keeper), and their executable (the program the command line names), for
-// the directories that match.
-func daemons(command string, match func(dir string) bool) []netns.Process {
+// keeper), for the directories that match; only root's processes that run
+// self (see runsAsRoot), whatever another user's process calls itself.
+func daemons(self, command string, match func(dir string) bool) []netns.Process {
 	var out []netns.Process
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
@@ -149,7 +149,7 @@ func daemons(command string, match func(dir string) bool) []netns.Process {
 			continue
 		}
 		args := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
-		if len(args) < 3 || args[1] != command || !match(args[len(args)-1]) || !runs(pid, args[0]) {
+		if len(args) < 3 || args[1] != command || !match(args[len(args)-1]) || !runsAsRoot(pid, self) {
 			continue
 		}
 		if start, err := netns.StartTime(pid); err == nil {
@@ -159,11 +159,39 @@ func daemons(command string, match func(dir string) bool) []netns.Process {
 	return out
 }
 
-// runs reports whether the process's executable is the program its
-// command line names (also after that file was replaced or removed).
-func runs(pid int, argv0 string) bool {
-	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
-	return err == nil && filepath.Base(strings.TrimSuffix(exe, " (deleted)")) == filepath.Base(argv0)
+// runsAsRoot reports whether a process is root's (real and effective uid 0) and
+// runs self: the same file, or, once that file was replaced or removed (an
+// upgrade while a project is up), a file that was at the same path.
+func runsAsRoot(pid int, self string) bool {
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return false
+	}
+	rootOwned := false
+	for _, line := range strings.Split(string(status), "\n") {
+		if ids, ok := strings.CutPrefix(line, "Uid:"); ok {
+			f := strings.Fields(ids)
+			rootOwned = len(f) >= 2 && f[0] == "0" && f[1] == "0"
+		}
+	}
+	if !rootOwned || self == "" {
+		return false
+	}
+	exe := fmt.Sprintf("/proc/%d/exe", pid)
+	if a, err := os.Stat(exe); err == nil {
+		if b, err := os.Stat(self); err == nil && os.SameFile(a, b) {
+			return true
+		}
+	}
+	path, err := os.Readlink(exe)
+	if err != nil {
+		return false
+	}
+	resolved, err := filepath.EvalSymlinks(self)
+	if err != nil {
+		resolved = self
+	}
+	return strings.TrimSuffix(path, " (deleted)") == resolved
 }
 
 func (s Supervisor) Status(dir string) (supervise.Status, error) { return supervise.ReadStatus(dir) }

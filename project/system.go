@@ -39,6 +39,9 @@ func (k Kernel) SetSysctl(path, value string) error          { return veth.SetSy
 func (k Kernel) CreateNamespace(name string) error           { return netns.Create(name) }
 func (k Kernel) DeleteNamespace(name string) error           { return netns.Delete(name) }
 func (k Kernel) NamespaceCookie(name string) (uint64, error) { return netns.Cookie(name) }
+func (k Kernel) NamespaceHolders(names []string) map[string][]netns.Holder {
+	return netns.HoldersOf(names)
+}
 func (k Kernel) KillNamespaces(names []string) error {
 	return netns.KillAllIn(names, k.Grace)
 }

@@ -33,6 +33,7 @@ func newEngine(w io.Writer, quiet bool) (*project.Engine, error) {
 		Keeper:      project.Keeper{Self: self},
 		Observe:     k.Observe,
 		Waiting:     func() { fmt.Fprintln(w, "nsrun: waiting for another nsrun up or down to finish...") },
+		Warn:        func(s string) { fmt.Fprintf(w, "nsrun: warning: %s\n", s) },
 	}
 	if !quiet {
 		start := time.Now()

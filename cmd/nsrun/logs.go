@@ -2,13 +2,17 @@ package main
 
 import (
 	"fmt"
+	"io"
+	"os"
 	"os/signal"
 	"strings"
 	"syscall"
 
+	"github.com/nsrun/nsrun/internal/quote"
 	"github.com/nsrun/nsrun/project"
 	"github.com/nsrun/nsrun/supervise"
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 )
 
 type logsFlags struct {
@@ -64,16 +68,32 @@ func runLogs(c *cobra.Command, args []string, flags logsFlags) error {
 	if err != nil {
 		return err
 	}
-	sources, err = supervise.Print(c.OutOrStdout(), sources, flags.tail)
+	out := c.OutOrStdout()
+	if isTerminal(out) {
+		// The processes wrote these lines: they do not write to root's
+		// terminal (piped or redirected, they are passed on as written).
+		out = quote.Terminal(out)
+	}
+	sources, err = supervise.Print(out, sources, flags.tail)
 	if err != nil {
 		return err
 	}
 	if flags.follow {
 		ctx, stop := signal.NotifyContext(c.Context(), syscall.SIGINT, syscall.SIGTERM)
 		defer stop()
-		supervise.Follow(ctx, c.OutOrStdout(), sources)
+		supervise.Follow(ctx, out, sources)
 	}
 	return nil
+}
+
+// isTerminal reports whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
 }
 
 // logSources lists the logs of a project's processes, narrowed to NS or

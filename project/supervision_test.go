@@ -1,0 +1,71 @@
+package project
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nsrun/nsrun/netns/nstest"
+)
+
+// TestDaemonsAreRootsRunningNsrun: down looks for supervisors by their
+// command line, but stops only root's processes running nsrun itself: a
+// process of another user that calls itself "nsrun supervise DIR", from
+// a copy of a program named nsrun, and one of root's from another
+// program of that name, are neither found nor stopped.
+func TestDaemonsAreRootsRunningNsrun(t *testing.T) {
+	nstest.RequireRoot(t)
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := os.MkdirTemp("/var/tmp", "nsrun-impostor-") // one that nobody can reach
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	fake := filepath.Join(dir, "nsrun") // not nsrun: this test's own program, serving
+	if out, err := exec.Command("cp", self, fake).CombinedOutput(); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	os.Chmod(fake, 0o755)
+	projectDir := filepath.Join(dir, "state", "sectb")
+	start := func(cred *syscall.Credential) *exec.Cmd {
+		t.Helper()
+		cmd := exec.Command(fake, "supervise", "--grace", "1s", projectDir)
+		cmd.Env = []string{"NSRUN_TEST_HELPER=serve", "NAME=impostor"}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+		out, _ := cmd.StdoutPipe()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		ready := make([]byte, 6)
+		if _, err := out.Read(ready); err != nil || string(ready) != "ready\n" {
+			t.Fatalf("the impostor did not start: %q %v", ready, err)
+		}
+		return cmd
+	}
+	nobody := start(&syscall.Credential{Uid: 65534, Gid: 65534})
+	roots := start(nil)
+	sup := Supervisor{Self: nstest.Binary(t), Grace: time.Second}
+	if found := daemons(sup.Self, "supervise", func(d string) bool { return d == projectDir }); len(found) != 0 {
+		t.Errorf("daemons found %v; want none: neither runs nsrun as root", found)
+	}
+	if err := sup.Stop(projectDir); err != nil {
+		t.Fatal(err)
+	}
+	for what, cmd := range map[string]*exec.Cmd{"another user's": nobody, "root's other program": roots} {
+		if err := cmd.Process.Signal(syscall.Signal(0)); err != nil {
+			t.Errorf("%s process was stopped by down: %v", what, err)
+		}
+	}
+	// The control: the same program as nsrun itself is found.
+	if found := daemons(fake, "supervise", func(d string) bool { return d == projectDir }); len(found) != 1 || found[0].PID != roots.Process.Pid {
+		t.Errorf("daemons with self = the impostor's program found %v; want root's one, pid %d", found, roots.Process.Pid)
+	}
+}
