@@ -46,7 +46,7 @@ func Script(want *State, firewall forward.Firewall) (string, error) {
 			fmt.Fprintf(&b, "ip -n %s -6 route add default via %s\n", ns.Name, p.HostAddr6.Addr())
 		}
 	}
-	b.WriteString("\n# where firewalld runs, the links go in its zone trusted, at runtime (see README, Host firewalls)\n")
+	b.WriteString("\n# where firewalld runs, the links go in its zone trusted, at runtime (see docs/firewalls.md, Host firewalls)\n")
 	b.WriteString("if firewall-cmd --state >/dev/null 2>&1; then\n")
 	for _, ns := range want.Namespaces {
 		fmt.Fprintf(&b, "\tfirewall-cmd --zone=%s --add-interface=%s\n", hostfw.Zone, ns.Link)

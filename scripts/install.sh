@@ -9,7 +9,7 @@
 # --exec-capability gives the helper, PREFIX/bin/nsrun-exec, the file
 # capabilities that let users a spec grants exec to (exec: {users: [...]})
 # run nsrun exec without sudo: setcap cap_setpcap,cap_sys_admin+p (see
-# README, Security; undo with setcap -r PREFIX/bin/nsrun-exec, or install
+# docs/security.md; undo with setcap -r PREFIX/bin/nsrun-exec, or install
 # again without it). nsrun itself never gets any.
 #
 # PREFIX (default /usr/local) is where the binaries, pages and completions

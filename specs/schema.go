@@ -33,7 +33,7 @@ var (
 		"ipv6":    map[string]any{"description": "Give every namespace an IPv6 address too, and publish ports given without a host address on IPv6 as well (as Docker does). Default: false.", "type": "boolean"},
 		"subnet6": str("The IPv6 pool for automatic IPv6 addresses (with ipv6: true), /16 to /64, e.g. fd12:3456:789a::/48; each namespace gets a /64 of it, chosen from a hash of its name, the host side ::1, the namespace ::2. Default: a unique local /48 derived from /etc/machine-id that overlaps no host route.", cidr6),
 		"exec": map[string]any{"$ref": "#/$defs/exec",
-			"description": "Who may run nsrun exec without root in every namespace of the project, as themselves (nsrun installed with its capability: see README, Security). Default: nobody."},
+			"description": "Who may run nsrun exec without root in every namespace of the project, as themselves (nsrun-exec installed with its capabilities: see docs/security.md). Default: nobody."},
 		"namespaces": map[string]any{
 			"description":          "The network namespaces, by name (the name `ip netns list` shows): letters, digits, '.', '_' and '-', starting with a letter or digit, at most 64 characters. At least one.",
 			"type":                 "object",

@@ -53,7 +53,7 @@ func run(args, env []string) int {
 		return fail(errors.New("as root, run nsrun exec: nsrun-exec is for users a spec grants exec to"))
 	}
 	if !nsexec.CanExecUnprivileged() {
-		return fail(fmt.Errorf("nsrun-exec does not have its capabilities; root installs it with them (sudo scripts/install.sh --exec-capability; see README, Security), or run: sudo nsrun exec %s -- %s", name, strings.Join(argv, " ")))
+		return fail(fmt.Errorf("nsrun-exec does not have its capabilities; root installs it with them (sudo scripts/install.sh --exec-capability; see docs/security.md), or run: sudo nsrun exec %s -- %s", name, strings.Join(argv, " ")))
 	}
 	return fail(nsexec.ExecGranted(name, argv, commandEnv(env)))
 }

@@ -34,7 +34,7 @@ terminal and signals are its own, and so is the exit status (127: not found,
 126: not executable, 128+N: killed by signal N). Needs root, or, for a user
 the project's spec grants exec to (exec: {users: [...]}), its helper
 nsrun-exec installed beside nsrun with its capabilities: the command then
-runs as that user, with no privilege at all (see README, Security).`,
+runs as that user, with no privilege at all (see docs/security.md).`,
 		Example: `  nsrun exec ns1 -- python3 app.py     # as yourself, where the spec grants it
   sudo nsrun exec ns1 -- ip addr
   sudo nsrun exec ns1 --user nobody --env GREETING=hi --workdir /tmp -- python3 -m http.server 8080`,
@@ -90,9 +90,9 @@ func runExec(ns string, argv []string, flags execFlags) error {
 const helperName = "nsrun-exec"
 
 // execUnprivileged runs the command as the caller, who is not root, where
-// a grant allows it, through nsrun-exec with its capabilities (see README,
-// Security): this nsrun holds no privilege, and hands the command and the
-// caller's environment over.
+// a grant allows it, through nsrun-exec with its capabilities (see
+// docs/security.md): this nsrun holds no privilege, and hands the command
+// and the caller's environment over.
 func execUnprivileged(ns string, argv []string, flags execFlags) error {
 	if flags.user != "" || flags.workdir != "" {
 		return usageError(errors.New("--user and --workdir need root: without root, exec runs the command as you, in the directory you are in"))
@@ -104,7 +104,7 @@ func execUnprivileged(ns string, argv []string, flags execFlags) error {
 			me = u.Username
 		}
 		return fmt.Errorf("exec needs root to enter a network namespace; run it again with sudo: sudo nsrun exec %s -- %s\n"+
-			"or, to run it as yourself without sudo: the project's spec grants it (exec: {users: [%s]}), and root installs nsrun-exec with its capabilities (sudo scripts/install.sh --exec-capability; see README, Security)",
+			"or, to run it as yourself without sudo: the project's spec grants it (exec: {users: [%s]}), and root installs nsrun-exec with its capabilities (sudo scripts/install.sh --exec-capability; see docs/security.md)",
 			ns, strings.Join(argv, " "), me)
 	}
 	env := netns.MergeEnv(os.Environ(), flags.env)

@@ -14,7 +14,7 @@ with its description, both port forms, and no unknown keys, so an editor
 underlines what nsrun validate would report and shows each key's meaning.
 The same file is schemas/nsrun.schema.json. Point an editor at it with a
 first line "# yaml-language-server: $schema=PATH" in the spec, or with the
-yaml.schemas setting (see README).`,
+yaml.schemas setting (see docs/spec.md).`,
 		Example: `  nsrun schema > nsrun.schema.json`,
 		Args:    usageArgs(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {

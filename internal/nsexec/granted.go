@@ -12,7 +12,7 @@ import (
 )
 
 // Capabilities the unprivileged exec needs in its permitted set (file
-// capabilities of the nsrun-exec helper: see README, Security):
+// capabilities of the nsrun-exec helper: see docs/security.md):
 // CAP_SYS_ADMIN to enter the namespace and make its mount namespace,
 // CAP_SETPCAP to empty the bounding set before the command runs.
 var execCaps = []uintptr{unix.CAP_SYS_ADMIN, unix.CAP_SETPCAP}
