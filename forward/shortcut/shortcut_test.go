@@ -17,6 +17,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/nsrun/nsrun/forward"
+	"github.com/nsrun/nsrun/internal/nsexec"
 	"github.com/nsrun/nsrun/netns"
 	"github.com/nsrun/nsrun/netns/nstest"
 	"github.com/nsrun/nsrun/specs"
@@ -506,7 +507,7 @@ func TestShortcutUpgrade(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer peers.Close()
-	cookie, err := hostNetnsCookie()
+	cookie, err := nsexec.CurrentCookie()
 	if err != nil {
 		t.Fatal(err)
 	}
