@@ -10,6 +10,7 @@ import (
 	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/hostfw"
 	"github.com/nsrun/nsrun/internal/quote"
+	"github.com/nsrun/nsrun/internal/words"
 	"github.com/nsrun/nsrun/netns"
 	"github.com/nsrun/nsrun/specs"
 	"github.com/nsrun/nsrun/veth"
@@ -151,7 +152,7 @@ var ops = map[Op]opKind{
 		func(e *executor, s Step) error { return e.sys.UnbindZone(e.ctx, s.Links) }},
 	OpFlushUDP: {0, func(s Step) string { return fmt.Sprintf("stale UDP conntrack entries for ports %v removed", s.Ports) },
 		func(e *executor, s Step) error { return e.sys.FlushUDP(s.Ports) }},
-	OpKill: {0, func(s Step) string { return "processes stopped in " + plural(len(s.Namespaces), "namespace") },
+	OpKill: {0, func(s Step) string { return "processes stopped in " + words.Plural(len(s.Namespaces), "namespace") },
 		func(e *executor, s Step) error { return e.sys.KillNamespaces(s.Namespaces) }},
 	OpRemoveForwards: {4, func(s Step) string { return fmt.Sprintf("forwards of project %s removed", s.Project) },
 		func(e *executor, s Step) error { return e.sys.RemoveForwards(e.ctx, s.Project) }},
@@ -159,7 +160,7 @@ var ops = map[Op]opKind{
 		func(e *executor, s Step) error { return e.sys.DeleteNamespace(s.Namespace) }},
 	OpRemoveEtc: {4, func(s Step) string { return fmt.Sprintf("/etc/netns/%s removed", s.Namespace) },
 		func(e *executor, s Step) error { return e.sys.RemoveEtc(s.Namespace) }},
-	OpLinksGone: {0, func(s Step) string { return plural(len(s.Links), "link") + " removed: " + names(s.Links) },
+	OpLinksGone: {0, func(s Step) string { return words.Plural(len(s.Links), "link") + " removed: " + names(s.Links) },
 		func(e *executor, s Step) error { return e.sys.LinksGone(s.Links) }},
 	OpStarted: {0, func(s Step) string { return fmt.Sprintf("processes of project %s started", s.Project) }, nil},
 	OpReady:   {0, func(s Step) string { return fmt.Sprintf("process %s/%s ready", s.Namespace, s.Process) }, nil},

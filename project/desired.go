@@ -41,7 +41,7 @@ func Desire(s *specs.Spec, recorded *State, others []*State, foreign []netip.Pre
 		}
 	}
 	if err := specs.AssignAddresses(s, pool, reserved, previous); err != nil {
-		return nil, fmt.Errorf("%v; set subnet: in the spec to a free range", err)
+		return nil, fmt.Errorf("%w; set subnet: in the spec to a free range", err)
 	}
 	if s.IPv6 {
 		pool6, err := choosePool6(s, recorded, foreign, machineID)

@@ -14,6 +14,8 @@ import (
 	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/forward/shortcut"
 	"github.com/nsrun/nsrun/hostfw"
+	"github.com/nsrun/nsrun/internal/atomicfile"
+	"github.com/nsrun/nsrun/internal/words"
 	"github.com/nsrun/nsrun/supervise"
 )
 
@@ -125,9 +127,9 @@ func (r Repair) String() string {
 	if len(r.Fixed) > 3 {
 		what = fmt.Sprintf("%s; and %d more", strings.Join(r.Fixed[:3], "; "), len(r.Fixed)-3)
 	}
-	s := fmt.Sprintf("keeper: repaired project %s (%s): %s", r.Project, plural(len(r.Fixed), "difference"), what)
+	s := fmt.Sprintf("keeper: repaired project %s (%s): %s", r.Project, words.Plural(len(r.Fixed), "difference"), what)
 	if r.Err != nil {
-		s = fmt.Sprintf("keeper: repairing project %s failed: %v; it had %s: %s", r.Project, r.Err, plural(len(r.Fixed), "difference"), what)
+		s = fmt.Sprintf("keeper: repairing project %s failed: %v; it had %s: %s", r.Project, r.Err, words.Plural(len(r.Fixed), "difference"), what)
 	}
 	if len(r.Causes) > 0 {
 		s += " (after: " + strings.Join(r.Causes, ", ") + ")"
@@ -167,7 +169,7 @@ func (st Store) recordRepair(r Repair) {
 	if r.Err != nil {
 		h.LastError = r.Err.Error()
 	}
-	writeJSON(st.repairsPath(r.Project), h)
+	atomicfile.WriteJSON(st.repairsPath(r.Project), h)
 	if f, err := os.OpenFile(supervise.SupervisorLog(st.ProjectDir(r.Project)), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err == nil {
 		fmt.Fprintln(f, r.At.Format(time.RFC3339), r.String())
 		f.Close()

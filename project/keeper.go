@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nsrun/nsrun/hostfw"
+	"github.com/nsrun/nsrun/internal/atomicfile"
 	"github.com/nsrun/nsrun/netns"
 )
 
@@ -49,7 +50,7 @@ type Keeper struct {
 
 func (k Keeper) Running(dir string) (netns.Process, bool) {
 	var st KeeperStatus
-	if err := readJSON(keeperPath(dir), &st); err != nil || st.PID == 0 {
+	if err := atomicfile.ReadJSON(keeperPath(dir), &st); err != nil || st.PID == 0 {
 		return netns.Process{}, false
 	}
 	p := netns.Process{PID: st.PID, StartTime: st.StartTime}
@@ -113,7 +114,7 @@ func (e *Engine) Keep(ctx context.Context, w *hostfw.Watcher, period time.Durati
 	}
 	self := KeeperStatus{PID: os.Getpid()}
 	self.StartTime, _ = netns.StartTime(self.PID)
-	if err := writeJSON(keeperPath(e.Store.Dir), self); err != nil {
+	if err := atomicfile.WriteJSON(keeperPath(e.Store.Dir), self); err != nil {
 		return err
 	}
 	log.Printf("keeper %d watching %s", self.PID, e.Store.Dir)

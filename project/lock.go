@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nsrun/nsrun/forward"
+	"github.com/nsrun/nsrun/internal/atomicfile"
 	"golang.org/x/sys/unix"
 )
 
@@ -104,7 +105,7 @@ func (st Store) LoadHost() (Host, error) {
 
 // SaveHost writes the host record atomically.
 func (st Store) SaveHost(h Host) error {
-	return writeJSON(st.hostPath(), h)
+	return atomicfile.WriteJSON(st.hostPath(), h)
 }
 
 // RemoveAll removes the state directory itself, and the exec grants

@@ -266,13 +266,6 @@ func changedUDP(a, b *State) []specs.PortRange {
 	return out
 }
 
-func plural(n int, word string) string {
-	if n == 1 {
-		return "1 " + word
-	}
-	return fmt.Sprintf("%d %ss", n, word)
-}
-
 func names(list []string) string {
 	if len(list) <= 3 {
 		return strings.Join(list, ", ")

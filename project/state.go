@@ -1,7 +1,3 @@
-// Package project brings a spec to life and takes it away again: it turns
-// a spec into the desired state (pure), checks it against the host before
-// any change, plans the steps, applies them with rollback, and records
-// what it made in /run/nsrun/PROJECT so that down works from the record.
 package project
 
 import (
@@ -191,25 +187,7 @@ func (st Store) Save(s *State) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("creating %s: %w", dir, err)
 	}
-	return writeJSON(st.statePath(s.Project), s)
-}
-
-// writeJSON writes v to path atomically, readable by root only.
-func writeJSON(path string, v any) error {
-	data, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	return atomicfile.Write(path, append(data, '\n'), 0o600)
-}
-
-// readJSON reads a JSON file written by writeJSON.
-func readJSON(path string, v any) error {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	return json.Unmarshal(data, v)
+	return atomicfile.WriteJSON(st.statePath(s.Project), s)
 }
 
 // grantDir holds the namespaces' exec grants, readable by every user:
@@ -224,7 +202,7 @@ func (st Store) Grants() map[string]netns.Grant {
 	entries, _ := os.ReadDir(st.grantDir())
 	for _, e := range entries {
 		var g netns.Grant
-		if readJSON(filepath.Join(st.grantDir(), e.Name()), &g) == nil && g.Namespace == e.Name() {
+		if atomicfile.ReadJSON(filepath.Join(st.grantDir(), e.Name()), &g) == nil && g.Namespace == e.Name() {
 			out[e.Name()] = g
 		}
 	}

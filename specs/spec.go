@@ -5,6 +5,7 @@ package specs
 
 import (
 	"fmt"
+	"github.com/nsrun/nsrun/internal/words"
 	"net/netip"
 	"path/filepath"
 	"time"
@@ -202,17 +203,7 @@ func (s *Spec) Summary() string {
 		procs += len(ns.Run)
 	}
 	return fmt.Sprintf("project %q: %s, %s, %s",
-		s.Name, plural(len(s.Namespaces), "namespace"), plural(ports, "published port"), plural(procs, "process"))
-}
-
-func plural(n int, noun string) string {
-	if n == 1 {
-		return "1 " + noun
-	}
-	if noun[len(noun)-1] == 's' {
-		return fmt.Sprintf("%d %ses", n, noun)
-	}
-	return fmt.Sprintf("%d %ss", n, noun)
+		s.Name, words.Plural(len(s.Namespaces), "namespace"), words.Plural(ports, "published port"), words.Plural(procs, "process"))
 }
 
 // WorkdirOf is the absolute directory a process starts in: its workdir,

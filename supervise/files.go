@@ -10,7 +10,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"time"
@@ -95,12 +94,12 @@ func LogPath(dir, ns, name string) string { return filepath.Join(dir, "logs", ns
 func SupervisorLog(dir string) string { return filepath.Join(dir, "supervisor.log") }
 
 // WritePlan records the plan for the supervisor.
-func WritePlan(dir string, p Plan) error { return writeJSON(planPath(dir), p) }
+func WritePlan(dir string, p Plan) error { return atomicfile.WriteJSON(planPath(dir), p) }
 
 // ReadPlan reads the plan; a missing plan is an empty one.
 func ReadPlan(dir string) (Plan, error) {
 	var p Plan
-	err := readJSON(planPath(dir), &p)
+	err := atomicfile.ReadJSON(planPath(dir), &p)
 	if errors.Is(err, os.ErrNotExist) {
 		return Plan{}, nil
 	}
@@ -110,28 +109,6 @@ func ReadPlan(dir string) (Plan, error) {
 // ReadStatus reads the supervisor's status; a missing one is ErrNotExist.
 func ReadStatus(dir string) (Status, error) {
 	var s Status
-	err := readJSON(statusPath(dir), &s)
+	err := atomicfile.ReadJSON(statusPath(dir), &s)
 	return s, err
-}
-
-// writeJSON writes v atomically into an existing directory: a supervisor
-// whose project directory was removed (by down --all) must not bring it
-// back.
-func writeJSON(path string, v any) error {
-	data, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	return atomicfile.Write(path, append(data, '\n'), 0o600)
-}
-
-func readJSON(path string, v any) error {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	if err := json.Unmarshal(data, v); err != nil {
-		return fmt.Errorf("%s is corrupt: %w", path, err)
-	}
-	return nil
 }

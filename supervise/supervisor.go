@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nsrun/nsrun/internal/atomicfile"
 	"github.com/nsrun/nsrun/netns"
 )
 
@@ -281,7 +282,7 @@ func (s *Supervisor) writeStatusLocked() {
 		s.status.Processes = append(s.status.Processes, p.st)
 	}
 	sort.Slice(s.status.Processes, func(i, j int) bool { return s.status.Processes[i].Key() < s.status.Processes[j].Key() })
-	if err := writeJSON(statusPath(s.Dir), s.status); err != nil {
+	if err := atomicfile.WriteJSON(statusPath(s.Dir), s.status); err != nil {
 		log.Printf("writing status: %v", err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/nsrun/nsrun/internal/words"
 	"github.com/nsrun/nsrun/project"
 	"github.com/nsrun/nsrun/supervise"
 	"github.com/spf13/cobra"
@@ -311,13 +312,18 @@ func printProject(w io.Writer, r projectReport) {
 	if r.Loopback6 != "" {
 		fmt.Fprintf(w, "\n[::1] (ports published on IPv6, from this host): %s\n", r.Loopback6)
 	}
-	defer printHealing(w, r)
-	defer printDrift(w, r.Drift)
+	printProcesses(w, r)
+	printDrift(w, r.Drift)
+	printHealing(w, r)
+}
+
+// printProcesses prints the table of a project's processes, if it has any.
+func printProcesses(w io.Writer, r projectReport) {
 	if len(r.Processes) == 0 {
 		return
 	}
 	fmt.Fprintln(w)
-	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "PROCESS\tSTATE\tPID\tRESTARTS\tUPTIME\tLAST EXIT")
 	for _, p := range append(r.Processes, supervisorRow(r)...) {
 		pid := "-"
@@ -355,7 +361,7 @@ func printHealing(w io.Writer, r projectReport) {
 	case r.LastRepair == nil:
 		fmt.Fprintln(w, "\nhealing: on, no repair so far")
 	default:
-		fmt.Fprintf(w, "\nhealing: on, %s, the last at %s: %s\n", plural(r.Repairs, "repair"), r.LastRepair.Format(time.RFC3339), strings.Join(r.LastFixed, "; "))
+		fmt.Fprintf(w, "\nhealing: on, %s, the last at %s: %s\n", words.Plural(r.Repairs, "repair"), r.LastRepair.Format(time.RFC3339), strings.Join(r.LastFixed, "; "))
 		if len(r.LastCause) > 0 {
 			fmt.Fprintf(w, "  after: %s\n", strings.Join(r.LastCause, ", "))
 		}
@@ -388,13 +394,6 @@ func printHost(w io.Writer, h project.HostReport, keeper *processReport) {
 	if keeper != nil {
 		fmt.Fprintf(w, "  keeper: running (pid %d), heals within seconds\n", keeper.PID)
 	}
-}
-
-func plural(n int, word string) string {
-	if n == 1 {
-		return "1 " + word
-	}
-	return fmt.Sprintf("%d %ss", n, word)
 }
 
 func printDrift(w io.Writer, drift []string) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/nsrun/nsrun/internal/words"
 	"github.com/nsrun/nsrun/specs"
 	"github.com/spf13/cobra"
 )
@@ -83,7 +84,7 @@ func validateJSON(w io.Writer, file string, s *specs.Spec, err error) error {
 		return eerr
 	}
 	if err != nil {
-		return &exitError{code: exitUsage, err: fmt.Errorf("%s is not a valid spec (%s)", file, plural(len(doc.Problems), "problem"))}
+		return &exitError{code: exitUsage, err: fmt.Errorf("%s is not a valid spec (%s)", file, words.Plural(len(doc.Problems), "problem"))}
 	}
 	return nil
 }

@@ -3,6 +3,7 @@
 package atomicfile
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -43,3 +44,26 @@ func Write(path string, data []byte, perm os.FileMode) error {
 
 // IsTemp reports whether a file name is that of a file being written.
 func IsTemp(name string) bool { return strings.HasPrefix(name, TempPrefix) }
+
+// WriteJSON writes v to path as indented JSON with Write, readable by its
+// owner only.
+func WriteJSON(path string, v any) error {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return Write(path, append(data, '\n'), 0o600)
+}
+
+// ReadJSON reads a file WriteJSON wrote into v; one that is not JSON is
+// an error that says the file is corrupt.
+func ReadJSON(path string, v any) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return fmt.Errorf("%s is corrupt: %w", path, err)
+	}
+	return nil
+}
