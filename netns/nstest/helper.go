@@ -2,11 +2,13 @@ package nstest
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -32,12 +34,14 @@ func Main(m *testing.M) {
 		os.Exit(code)
 	}
 	before := Snapshot()
+	tablesBefore := nftTables()
 	_, err := os.Stat("/run/netns")
 	runDirBefore := err == nil
 	code := m.Run()
 	if !runDirBefore {
 		removeEmptyRunDir()
 	}
+	removeEmptyIptablesTables(tablesBefore)
 	if left := leftoverProcesses(); len(left) > 0 {
 		fmt.Fprintf(os.Stderr, "FAIL: processes started by the tests are still running:\n%s\n", strings.Join(left, "\n"))
 		code = 1
@@ -214,6 +218,51 @@ func leftoverProcesses() []string {
 		}
 	}
 	return left
+}
+
+// nftTables lists the nftables tables, "FAMILY NAME" each.
+func nftTables() []string {
+	out, _ := exec.Command("nft", "list", "tables").Output()
+	var tables []string
+	for _, line := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(line); len(f) == 3 && f[0] == "table" {
+			tables = append(tables, f[1]+" "+f[2])
+		}
+	}
+	return tables
+}
+
+// removeEmptyIptablesTables deletes the tables iptables-nft made while the
+// tests ran (it makes a table the first time a rule goes in, and never
+// removes it) that hold nothing now, only built-in chains with an accept
+// policy and no rule: the host as before them. Tables that were there
+// before, and any holding more, stay (and Snapshot compares those).
+func removeEmptyIptablesTables(before []string) {
+	for _, t := range nftTables() {
+		family, name, _ := strings.Cut(t, " ")
+		if slices.Contains(before, t) || (family != "ip" && family != "ip6") ||
+			!slices.Contains([]string{"filter", "nat", "mangle", "raw", "security"}, name) {
+			continue
+		}
+		out, err := exec.Command("nft", "-j", "list", "table", family, name).Output()
+		var doc struct {
+			NFTables []map[string]struct {
+				Hook, Policy string
+			} `json:"nftables"`
+		}
+		if err != nil || json.Unmarshal(out, &doc) != nil {
+			continue
+		}
+		empty := true
+		for _, obj := range doc.NFTables {
+			for kind, v := range obj {
+				empty = empty && (kind == "metainfo" || kind == "table" || (kind == "chain" && v.Hook != "" && v.Policy == "accept"))
+			}
+		}
+		if empty {
+			exec.Command("nft", "delete", "table", family, name).Run()
+		}
+	}
 }
 
 // removeEmptyRunDir removes /run/netns (a shared bind mount on itself, as
