@@ -28,15 +28,7 @@ s.bind(("127.0.0.1", %d))
 s.listen()
 print("ready", flush=True)
 time.sleep(300)`, port))
-	listener.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
-	out, _ := listener.StdoutPipe()
-	if err := listener.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { listener.Process.Kill(); listener.Wait() })
-	if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || line != "ready\n" {
-		t.Fatalf("the listener did not start: %q %v", line, err)
-	}
+	startAsNobody(t, "the listener", listener)
 	name := nstest.Name("fq")
 	spec := writeSpec(t, name+".yaml", fmt.Sprintf("name: %s\nnamespaces:\n  %s:\n    ports: [\"127.0.0.1:%d:8080\"]\n", name, name, port))
 	code, _, errOut := nsrunCmd(t, "/", "up", "-q", spec)
@@ -110,15 +102,7 @@ func TestDownSaysWhoHoldsANamespace(t *testing.T) {
 		t.Fatalf("up: %s", errOut)
 	}
 	holder := exec.Command("sh", "-c", "exec 3</run/netns/"+name+"; echo ready; exec sleep 300")
-	holder.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
-	out, _ := holder.StdoutPipe()
-	if err := holder.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { holder.Process.Kill(); holder.Wait() })
-	if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || line != "ready\n" {
-		t.Fatalf("the holder did not start: %q %v", line, err)
-	}
+	startAsNobody(t, "the holder", holder)
 	code, stdout, errOut := nsrunCmd(t, "/", "down", "-q", "-p", name)
 	want := fmt.Sprintf("nsrun: warning: namespace %s is held open by pid %d (sleep, uid 65534)", name, holder.Process.Pid)
 	if code != 0 || !strings.Contains(errOut, want) || !strings.Contains(stdout, "is down") {
@@ -126,5 +110,20 @@ func TestDownSaysWhoHoldsANamespace(t *testing.T) {
 	}
 	if _, err := os.Stat("/run/netns/" + name); !os.IsNotExist(err) {
 		t.Errorf("the namespace's name stays: %v", err)
+	}
+}
+
+// startAsNobody starts cmd as nobody, stopped at the end of the test, and
+// waits for it to print "ready".
+func startAsNobody(t *testing.T, what string, cmd *exec.Cmd) {
+	t.Helper()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || line != "ready\n" {
+		t.Fatalf("%s did not start: %q %v", what, line, err)
 	}
 }
