@@ -15,6 +15,7 @@ import (
 	"github.com/nsrun/nsrun/forward/shortcut"
 	"github.com/nsrun/nsrun/hostfw"
 	"github.com/nsrun/nsrun/internal/rawfile"
+	"github.com/nsrun/nsrun/internal/rtnl"
 	"github.com/nsrun/nsrun/netns"
 	"github.com/nsrun/nsrun/specs"
 	"github.com/nsrun/nsrun/veth"
@@ -242,7 +243,8 @@ func observeNamespaces(obs *Observed, names, cookies []string) {
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, workers)
 	seen := map[string]bool{}
-	bufs := sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
+	// One buffer per worker, for its netlink messages and its files.
+	bufs := sync.Pool{New: func() any { b := make([]byte, rtnl.BufferSize); return &b }}
 	asked := map[string]bool{}
 	for _, name := range cookies {
 		asked[name] = true
@@ -256,18 +258,14 @@ func observeNamespaces(obs *Observed, names, cookies []string) {
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			peer, err := veth.ObservePeer(name, peerName)
 			buf := bufs.Get().(*[]byte)
+			peer, err := veth.ObservePeer(name, peerName, *buf)
 			files := readEtc(name, *buf)
 			bufs.Put(buf)
-			cookie, cookieErr := uint64(0), errors.New("not asked for")
-			if asked[name] {
-				cookie, cookieErr = netns.Cookie(name)
-			}
 			mu.Lock()
 			defer mu.Unlock()
-			if cookieErr == nil {
-				obs.NetnsCookies[name] = cookie
+			if asked[name] && peer.Cookie != 0 {
+				obs.NetnsCookies[name] = peer.Cookie
 			}
 			if err != nil {
 				obs.PeerErrors[name] = err

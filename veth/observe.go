@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
 
+	"github.com/nsrun/nsrun/internal/rtnl"
 	"github.com/nsrun/nsrun/netns"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -62,50 +64,62 @@ type Peer struct {
 	Gateways    []netip.Addr   // of its IPv4 default routes
 	Addrs6      []netip.Prefix // IPv6, link-local ones left out
 	Gateways6   []netip.Addr   // of its IPv6 default routes
+	Cookie      uint64         // the namespace's (nsexec.Cookie); 0 when unknown
 }
 
 // ObservePeer reads the link named peer inside a namespace: one netlink
 // socket there, one request each for the link, its addresses and its
-// routes.
-func ObservePeer(ns, peer string) (Peer, error) {
-	h, err := netns.Netlink(ns)
+// routes, all read through buf (of rtnl.BufferSize bytes at least). It
+// reads the namespace's cookie too, from that socket.
+func ObservePeer(ns, peer string, buf []byte) (Peer, error) {
+	f, err := os.Open(netns.Path(ns))
 	if err != nil {
-		return Peer{}, err
+		return Peer{}, fmt.Errorf("opening netns %q: %w", ns, err)
 	}
-	defer h.Close()
-	l, err := h.LinkByName(peer)
-	var notFound netlink.LinkNotFoundError
-	if errors.As(err, &notFound) {
-		return Peer{}, nil
+	defer f.Close()
+	c, err := rtnl.Dial(f, buf)
+	if err != nil {
+		return Peer{}, fmt.Errorf("netlink socket in netns %q: %w", ns, err)
 	}
+	defer c.Close()
+	out := Peer{}
+	out.Cookie, _ = c.Cookie() // 0 before Linux 5.14
+	l, ok, err := c.Link(peer)
 	if err != nil {
 		return Peer{}, fmt.Errorf("looking up %q in netns %q: %w", peer, ns, err)
 	}
-	out := Peer{Exists: true, ParentIndex: l.Attrs().ParentIndex, Up: l.Attrs().Flags&net.FlagUp != 0}
-	addrs, err := dump(func() ([]netlink.Addr, error) { return h.AddrList(l, unix.AF_UNSPEC) })
+	if !ok {
+		return out, nil
+	}
+	out.Exists, out.ParentIndex, out.Up = true, l.ParentIndex, l.Up
+	// A link deleted meanwhile is missing, as if the lookup had come later.
+	addrs, err := c.Addrs(l.Index)
+	if errors.Is(err, unix.ENODEV) {
+		return Peer{Cookie: out.Cookie}, nil
+	}
 	if err != nil {
 		return Peer{}, fmt.Errorf("listing addresses of %q in netns %q: %w", peer, ns, err)
 	}
-	for _, a := range addrs {
-		switch p, ok := prefixOf(a.IPNet); {
-		case !ok || p.Addr().IsLinkLocalUnicast():
+	for _, p := range addrs {
+		switch {
+		case p.Addr().IsLinkLocalUnicast():
 		case p.Addr().Is4():
 			out.Addrs = append(out.Addrs, p)
 		default:
 			out.Addrs6 = append(out.Addrs6, p)
 		}
 	}
-	routes, err := dump(func() ([]netlink.Route, error) { return h.RouteList(l, unix.AF_UNSPEC) })
+	gateways, err := c.DefaultGateways(l.Index)
+	if errors.Is(err, unix.ENODEV) {
+		return Peer{Cookie: out.Cookie}, nil
+	}
 	if err != nil {
 		return Peer{}, fmt.Errorf("listing routes in netns %q: %w", ns, err)
 	}
-	for _, r := range routes {
-		gw, ok := netip.AddrFromSlice(r.Gw)
-		switch {
-		case !ok || (r.Dst != nil && !r.Dst.IP.IsUnspecified()):
-		case gw.Unmap().Is4():
-			out.Gateways = append(out.Gateways, gw.Unmap())
-		default:
+	for _, gw := range gateways {
+		if gw.Is4() {
+			out.Gateways = append(out.Gateways, gw)
+		} else {
 			out.Gateways6 = append(out.Gateways6, gw)
 		}
 	}

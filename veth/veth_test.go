@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nsrun/nsrun/internal/rtnl"
 	"github.com/nsrun/nsrun/netns"
 	"github.com/nsrun/nsrun/netns/nstest"
 	"github.com/vishvananda/netlink"
@@ -208,7 +209,7 @@ func observe(t *testing.T, p Pair) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	peer, err := ObservePeer(p.Namespace, p.Peer)
+	peer, err := ObservePeer(p.Namespace, p.Peer, make([]byte, rtnl.BufferSize))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -47,6 +47,12 @@ func CurrentCookie() (uint64, error) {
 		return 0, fmt.Errorf("reading the network namespace's cookie: %w", err)
 	}
 	defer unix.Close(fd)
+	return SocketCookie(fd)
+}
+
+// SocketCookie returns the cookie of the network namespace the socket fd
+// was made in.
+func SocketCookie(fd int) (uint64, error) {
 	cookie, err := unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_NETNS_COOKIE)
 	if err != nil {
 		return 0, fmt.Errorf("reading the network namespace's cookie (SO_NETNS_COOKIE needs Linux 5.14): %w", err)
@@ -54,28 +60,46 @@ func CurrentCookie() (uint64, error) {
 	return cookie, nil
 }
 
-// Cookie returns the cookie of the network namespace f is, from a thread
-// that enters it for that and comes back.
+// Cookie returns the cookie of the network namespace f is, from a socket
+// made there.
 func Cookie(f *os.File) (uint64, error) {
+	fd, err := SocketIn(f, unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return 0, err
+	}
+	defer unix.Close(fd)
+	return SocketCookie(fd)
+}
+
+// SocketIn makes a socket inside the network namespace f is, from a
+// thread that enters it for that and comes back: a socket stays in the
+// namespace it was made in.
+func SocketIn(f *os.File, domain, typ, proto int) (int, error) {
 	runtime.LockOSThread()
 	home, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
 	if err != nil {
 		runtime.UnlockOSThread()
-		return 0, err
+		return -1, err
 	}
 	defer home.Close()
 	if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
 		runtime.UnlockOSThread()
-		return 0, fmt.Errorf("entering the namespace to read its cookie: %w", err)
+		return -1, fmt.Errorf("entering the namespace to make a socket there: %w", err)
 	}
-	cookie, cerr := CurrentCookie()
+	fd, serr := unix.Socket(domain, typ, proto)
 	if err := unix.Setns(int(home.Fd()), unix.CLONE_NEWNET); err != nil {
 		// The thread stays locked, in the wrong namespace: it ends with
 		// this goroutine.
-		return 0, fmt.Errorf("coming back from the namespace: %w", err)
+		if serr == nil {
+			unix.Close(fd)
+		}
+		return -1, fmt.Errorf("coming back from the namespace: %w", err)
 	}
 	runtime.UnlockOSThread()
-	return cookie, cerr
+	if serr != nil {
+		return -1, fmt.Errorf("making a socket in the namespace: %w", serr)
+	}
+	return fd, nil
 }
 
 // CheckGrant reads the grant record of a namespace and checks that it
