@@ -8,10 +8,10 @@ import (
 	"time"
 
 	"github.com/nsrun/nsrun/forward"
-	"github.com/nsrun/nsrun/forward/iptables"
 	"github.com/nsrun/nsrun/forward/shortcut"
 	"github.com/nsrun/nsrun/hostfw"
 	"github.com/nsrun/nsrun/internal/nftcache"
+	"github.com/nsrun/nsrun/internal/xtables"
 	"github.com/nsrun/nsrun/netns"
 	"github.com/nsrun/nsrun/specs"
 	"github.com/nsrun/nsrun/veth"
@@ -179,21 +179,15 @@ func (k Kernel) SweepFirewall(ctx context.Context) error {
 	return errors.Join(append(errs, shortcut.Sweep())...)
 }
 
-// QuietFingerprint is a fingerprint of what the backends that send no
-// events hold (iptables-legacy: its rules and policies, not its counters),
-// for the keeper's periodic look; "" when none is installed.
-func (k Kernel) QuietFingerprint(ctx context.Context) string {
-	for _, fw := range k.Firewalls {
-		if fw.Backend() == iptables.Legacy && fw.Installed() {
-			t, err := fw.Read(ctx)
-			if err != nil {
-				return "unreadable: " + err.Error()
-			}
-			if snap, ok := t.(*iptables.Snapshot); ok && snap.V6 != nil {
-				return snap.String() + snap.V6.String() // ip6tables-legacy sends no events either
-			}
-			return fmt.Sprint(t)
-		}
+// QuietFingerprint is a digest of what sends no events: iptables-legacy's
+// rules and policies in both families, not its counters (xtables.Digest,
+// read from the kernel without running a program), for the keeper's
+// periodic look.
+func QuietFingerprint(context.Context) string {
+	v4, err4 := xtables.Digest(false)
+	v6, err6 := xtables.Digest(true)
+	if err := errors.Join(err4, err6); err != nil {
+		return "unreadable: " + err.Error()
 	}
-	return ""
+	return v4 + "\n" + v6
 }

@@ -27,8 +27,7 @@ func newKeepCommand() *cobra.Command {
 				return err
 			}
 			e.Store, e.Waiting = project.Store{Dir: args[0]}, nil
-			k := e.System.(project.Kernel)
-			return e.Keep(ctx, hostfw.NewWatcher(), period, k.QuietFingerprint)
+			return e.Keep(ctx, hostfw.NewWatcher(), period, project.QuietFingerprint)
 		},
 	}
 	c.Flags().DurationVar(&period, "period", 5*time.Second, "how often to look at what sends no events (iptables-legacy)")

@@ -16,6 +16,7 @@ import (
 	goiptables "github.com/coreos/go-iptables/iptables"
 	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/internal/nftcache"
+	"github.com/nsrun/nsrun/internal/xtables"
 )
 
 // The two iptables backends: the nf_tables one and the legacy x_tables
@@ -51,8 +52,9 @@ type runner interface {
 // for the xtables lock (30 s when 0).
 func New(b forward.Backend, wait time.Duration) *Firewall { return NewCached(b, wait, nil) }
 
-// NewCached is New, with iptables-nft's reads kept in the cache while the
-// nftables generation stays the same (see package nftcache).
+// NewCached is New, with its reads kept in the cache while what they read
+// stays the same: the nftables generation for iptables-nft, the digest of
+// the x_tables rules for iptables-legacy (see package nftcache).
 func NewCached(b forward.Backend, wait time.Duration, cache *nftcache.Cache) *Firewall {
 	return &Firewall{backend: b, run: programs{backend: b, family: IPv4, wait: wait, cache: cache},
 		run6: programs{backend: b, family: IPv6, wait: wait, cache: cache}}
@@ -229,7 +231,7 @@ type programs struct {
 	backend forward.Backend
 	family  Family
 	wait    time.Duration
-	cache   *nftcache.Cache // iptables-nft's reads; nil: none
+	cache   *nftcache.Cache // the reads; nil: none
 }
 
 func (p programs) name() string { return p.family.program(p.backend) }
@@ -275,18 +277,19 @@ func checkVersion(b forward.Backend, v [3]int) error {
 }
 
 // save runs BACKEND-save; it does not load any module. iptables-nft's
-// output is kept while the nftables generation stays the same; that of
+// output is kept while the nftables generation stays the same,
+// iptables-legacy's while the digest of its rules does; that of
 // iptables-legacy without a table is empty, and not asked for.
 func (p programs) save(ctx context.Context) (string, error) {
 	name := p.name() + "-save"
-	cache := p.cache
+	version := nftcache.NFTGeneration
 	if p.backend != NFT {
 		if !p.legacyTables() {
 			return "", nil
 		}
-		cache = nil
+		version = func() (string, error) { return xtables.Digest(p.family == IPv6) }
 	}
-	r, err := cache.Run(ctx, name)
+	r, err := p.cache.RunAt(ctx, version, name)
 	if err == nil {
 		err = r.Err(name)
 	}

@@ -4,10 +4,14 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/nsrun/nsrun/forward"
+	"github.com/nsrun/nsrun/internal/nftcache"
 	"github.com/nsrun/nsrun/netns/nstest"
 	"github.com/nsrun/nsrun/specs"
 )
@@ -165,5 +169,86 @@ func TestRemoveEmptyTables(t *testing.T) {
 	}
 	if made, err := legacy.MadeTables(ctx); err != nil || made != nil {
 		t.Errorf("iptables-legacy: MadeTables = %v, %v; want none", made, err)
+	}
+}
+
+// TestCachedReadsFollowTheRules reads each real backend twice through the
+// cache: the second read runs no program while the rules are the same, and
+// a change to the rules (here nsrun's own) is read anew. For
+// iptables-legacy that rests on the digest of its rules (package xtables),
+// for iptables-nft on the nftables generation.
+func TestCachedReadsFollowTheRules(t *testing.T) {
+	nstest.RequireRoot(t)
+	nstest.DumpOnFailure(t)
+	ctx := context.Background()
+	wrappers, calls := t.TempDir(), filepath.Join(t.TempDir(), "calls")
+	for _, b := range Backends {
+		for _, fam := range []Family{IPv4, IPv6} {
+			prog := fam.program(b) + "-save"
+			real, err := exec.LookPath(prog)
+			if err != nil {
+				t.Fatalf("%s: %v; scripts/install-deps.sh installs it", prog, err)
+			}
+			script := "#!/bin/sh\necho " + prog + " >> " + calls + "\nexec " + real + " \"$@\"\n"
+			if err := os.WriteFile(filepath.Join(wrappers, prog), []byte(script), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	t.Setenv("PATH", wrappers+":"+os.Getenv("PATH"))
+	ran := func() string {
+		b, _ := os.ReadFile(calls)
+		os.Remove(calls)
+		return strings.Join(strings.Fields(string(b)), " ")
+	}
+	for _, b := range Backends {
+		t.Run(string(b), func(t *testing.T) {
+			cache := &nftcache.Cache{Path: filepath.Join(t.TempDir(), "cache.json")}
+			fw := NewCached(b, 0, cache)
+			project := strings.ToLower(nstest.Name("fc"))
+			p := forward.Project{Name: project, Namespaces: []forward.Namespace{
+				{Name: "a", Link: "nsr-a" + project[2:6], Address: netip.MustParsePrefix("10.231.1.2/24"),
+					Address6: netip.MustParsePrefix("fd00:231:1::2/64"), Egress: true,
+					Ports: []specs.Port{specs.MustParsePort("16000:8080"), specs.MustParsePort("[::]:16000:8080")}},
+			}}
+			t.Cleanup(func() { fw.Remove(ctx, project) })
+			if err := fw.Ensure(ctx, p, false); err != nil {
+				t.Fatal(err)
+			}
+			ran()
+			first, err := fw.Read(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := IPv4.program(b) + "-save " + IPv6.program(b) + "-save"
+			if got := ran(); got != want && got != IPv6.program(b)+"-save "+IPv4.program(b)+"-save" {
+				t.Fatalf("the first read ran %q; want %s", got, want)
+			}
+			again, err := fw.Read(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := ran(); got != "" {
+				t.Errorf("a second read of the same rules ran %q; want nothing (the cache)", got)
+			}
+			if fmt.Sprint(again) != fmt.Sprint(first) {
+				t.Errorf("the cache returned other rules:\n%v\nwant\n%v", again, first)
+			}
+			p.Namespaces[0].Ports[0] = specs.MustParsePort("16001:8080") // a rule of the same size
+			if err := fw.Ensure(ctx, p, false); err != nil {
+				t.Fatal(err)
+			}
+			ran()
+			changed, err := fw.Read(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := ran(); !strings.Contains(got, IPv4.program(b)+"-save") {
+				t.Errorf("after a change, the read ran %q; want %s-save run again", got, IPv4.program(b))
+			}
+			if s := fmt.Sprint(changed); !strings.Contains(s, "16001") || strings.Contains(s, "--dport 16000 ") {
+				t.Errorf("the read after a change does not show it:\n%s", s)
+			}
+		})
 	}
 }

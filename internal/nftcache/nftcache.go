@@ -1,10 +1,13 @@
-// Package nftcache keeps what programs that read nftables printed, keyed
-// on the ruleset's generation. The kernel bumps the generation with every
-// change to any table (iptables-nft's, firewalld's, nsrun's own), and only
-// then, so an output kept at a generation is what the program would print
-// again while the generation is the same; an up that changes nothing reads
-// the firewalls without running a program. Counters do not change the
-// generation: nothing read through the cache may be read for counters.
+// Package nftcache keeps what programs that read the firewalls printed,
+// keyed on a version of what they read. For nftables that is the ruleset's
+// generation: the kernel bumps it with every change to any table
+// (iptables-nft's, firewalld's, nsrun's own), and only then, so an output
+// kept at a generation is what the program would print again while the
+// generation is the same; an up that changes nothing reads the firewalls
+// without running a program. iptables-legacy's x_tables have no
+// generation; their version is a digest of their rules (xtables.Digest).
+// Counters change neither: nothing read through the cache may be read for
+// counters.
 package nftcache
 
 import (
@@ -49,21 +52,43 @@ func (r Result) Err(argv ...string) error {
 	return fmt.Errorf("%s: exit status %d: %s", strings.Join(argv, " "), r.Code, strings.TrimSpace(r.Stderr))
 }
 
-// file is what the cache file holds: results at one generation, by argv.
+// A Version names the state a program's output reflects: while it
+// returns the same string, the program would print the same again.
+type Version func() (string, error)
+
+// NFTGeneration is the version of what reads nftables: its generation.
+func NFTGeneration() (string, error) {
+	g, err := Generation()
+	return fmt.Sprintf("nftables generation %d", g), err
+}
+
+// file is what the cache file holds: by argv, the last result kept and
+// the version it was kept at.
 type file struct {
-	Generation uint32            `json:"generation"`
-	Results    map[string]Result `json:"results"`
+	Results map[string]entry `json:"results"`
+}
+
+type entry struct {
+	Version string `json:"version"`
+	Result
 }
 
 // Run runs the program of argv, or returns what it did at the same
-// generation: from the cache when the generation is the one it was kept
-// at, else by running it, kept when the generation did not change while it
-// ran. The error is for a program that could not be run at all.
+// nftables generation (RunAt with NFTGeneration).
 func (c *Cache) Run(ctx context.Context, argv ...string) (Result, error) {
+	return c.RunAt(ctx, NFTGeneration, argv...)
+}
+
+// RunAt runs the program of argv, or returns what it did at the same
+// version: from the cache when version returns what it returned when the
+// result was kept, else by running it, kept when the version did not
+// change while it ran. The error is for a program that could not be run
+// at all; a version that cannot be read keeps nothing.
+func (c *Cache) RunAt(ctx context.Context, version Version, argv ...string) (Result, error) {
 	if c == nil || c.Path == "" {
 		return run(ctx, argv)
 	}
-	before, err := Generation()
+	before, err := version()
 	if err != nil {
 		return run(ctx, argv)
 	}
@@ -75,39 +100,39 @@ func (c *Cache) Run(ctx context.Context, argv ...string) (Result, error) {
 	if err != nil {
 		return r, err
 	}
-	if after, err := Generation(); err != nil || after != before {
-		return r, nil // changed meanwhile: r may be of either generation
+	if after, err := version(); err != nil || after != before {
+		return r, nil // changed meanwhile: r may be of either version
 	}
 	c.keep(before, key, r)
 	return r, nil
 }
 
-// lookup returns the result kept for key at generation gen: from what
+// lookup returns the result kept for key at that version: from what
 // this process holds, else from the file (which another nsrun may have
 // written since).
-func (c *Cache) lookup(gen uint32, key string) (Result, bool) {
+func (c *Cache) lookup(version, key string) (Result, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.held != nil && c.held.Generation == gen {
-		if r, ok := c.held.Results[key]; ok {
-			return r, true
+	if c.held != nil {
+		if e, ok := c.held.Results[key]; ok && e.Version == version {
+			return e.Result, true
 		}
 	}
 	f := c.load()
 	c.held = &f
-	r, ok := f.Results[key]
-	return r, ok && f.Generation == gen
+	e, ok := f.Results[key]
+	return e.Result, ok && e.Version == version
 }
 
-// keep adds a result to the file, starting it anew at another generation.
-func (c *Cache) keep(gen uint32, key string, r Result) {
+// keep puts a result in the file, in place of the one kept before.
+func (c *Cache) keep(version, key string, r Result) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	f := c.load()
-	if f.Generation != gen || f.Results == nil {
-		f = file{Generation: gen, Results: map[string]Result{}}
+	if f.Results == nil {
+		f.Results = map[string]entry{}
 	}
-	f.Results[key] = r
+	f.Results[key] = entry{Version: version, Result: r}
 	c.held = &f
 	if data, err := json.Marshal(f); err == nil {
 		atomicfile.Write(c.Path, data, 0o600) // a cache: a failed write only costs the next read

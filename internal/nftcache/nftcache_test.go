@@ -2,6 +2,8 @@ package nftcache
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -96,5 +98,48 @@ func TestParseGeneration(t *testing.T) {
 		if (err == nil) != tc.ok || got != tc.want {
 			t.Errorf("%s: %d, %v; want %d (ok %v)", tc.name, got, err, tc.want, tc.ok)
 		}
+	}
+}
+
+// TestRunAtKeepsEachResultAtItsVersion: a result is used while its own
+// version holds, whatever happens to the others' (an nftables change must
+// not drop what iptables-legacy printed), and not kept when the version
+// moved while the program ran, or cannot be read.
+func TestRunAtKeepsEachResultAtItsVersion(t *testing.T) {
+	c := &Cache{Path: filepath.Join(t.TempDir(), "cache.json")}
+	ctx := context.Background()
+	count := filepath.Join(t.TempDir(), "runs")
+	prog := func(name string) []string {
+		return []string{"sh", "-c", "echo " + name + " >> " + count + "; wc -l < " + count}
+	}
+	va, vb := "a1", "b1"
+	versionA := func() (string, error) { return va, nil }
+	versionB := func() (string, error) { return vb, nil }
+	a1, _ := c.RunAt(ctx, versionA, prog("a")...)
+	b1, _ := c.RunAt(ctx, versionB, prog("b")...)
+	vb = "b2"
+	if a, err := c.RunAt(ctx, versionA, prog("a")...); err != nil || a != a1 {
+		t.Errorf("a after b's version moved: %+v, %v; want the kept %+v", a, err, a1)
+	}
+	if b, err := c.RunAt(ctx, versionB, prog("b")...); err != nil || b == b1 {
+		t.Errorf("b after its version moved: %+v, %v; want a new run", b, err)
+	}
+	// A second Cache on the same file: another nsrun.
+	other := &Cache{Path: c.Path}
+	if a, err := other.RunAt(ctx, versionA, prog("a")...); err != nil || a != a1 {
+		t.Errorf("another process: %+v, %v; want the kept %+v", a, err, a1)
+	}
+
+	calls := 0
+	moving := func() (string, error) { calls++; return fmt.Sprint(calls), nil }
+	m1, _ := c.RunAt(ctx, moving, prog("m")...)
+	calls = 0 // the next run sees the same first version: it must not find m1
+	if m2, _ := c.RunAt(ctx, moving, prog("m")...); m2 == m1 {
+		t.Errorf("a result read while the version moved was kept: %+v", m2)
+	}
+	broken := func() (string, error) { return "", errors.New("unreadable") }
+	x1, _ := c.RunAt(ctx, broken, prog("x")...)
+	if x2, _ := c.RunAt(ctx, broken, prog("x")...); x2 == x1 {
+		t.Errorf("a result kept without a version: %+v", x2)
 	}
 }
