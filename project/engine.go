@@ -154,39 +154,67 @@ func (e *Engine) up(ctx context.Context, s *specs.Spec) (*Outcome, bool, error) 
 	var drift []Drift
 	if recorded != nil {
 		drift = e.report(recorded, obs).Drift
-		want.Generation = recorded.Generation
 	}
-	steps := PlanUp(want, recorded, obs, drift)
-	restart := recorded == nil || processesChanged(recorded, want) || hasKind(drift, DriftProcess)
-	if restart {
-		want.Generation++
-	}
-	same := recorded != nil && sameRecord(recorded, want)
+	// Everything above read; all below changes, as decided here.
+	c := decideUp(want, recorded, obs, drift)
 	e.Store.unmarkRemoving(s.Name)
-	if len(steps) == 0 && !restart && same {
+	if c.upToDate() {
 		return &Outcome{State: recorded, UpToDate: true, Warnings: warnings}, false, nil
 	}
 	if err := e.recordTables(ctx); err != nil {
 		return nil, false, err
 	}
-	if !same {
+	if c.Changed {
 		// Record everything either side may hold before the first change,
 		// so that a down after a crash finds it all.
-		if err := e.Store.Save(Merge(recorded, want)); err != nil {
+		if err := e.Store.Save(Merge(recorded, c.Record)); err != nil {
 			return nil, false, err
 		}
 	}
 	ex := &executor{ctx: ctx, sys: e.System, store: e.Store, progress: e.Progress}
-	if err := ex.run(steps); err != nil {
+	if err := ex.run(c.Steps); err != nil {
 		return nil, true, e.rollback(ex, err, s.Name, recorded)
 	}
-	if !same {
-		if err := e.Store.Save(want); err != nil {
+	if c.Changed {
+		if err := e.Store.Save(c.Record); err != nil {
 			return nil, true, err
 		}
 	}
 	// The network is complete. Process failures leave it up for a look.
-	return &Outcome{State: want, Warnings: warnings}, true, e.startProcesses(ctx, want, restart)
+	return &Outcome{State: c.Record, Warnings: warnings}, true, e.startProcesses(ctx, c.Record, c.Restart)
+}
+
+// upChange is what an up does, decided before its first change.
+type upChange struct {
+	Steps   []Step // the changes to the host, in order
+	Restart bool   // the processes restart (at the record's new generation)
+	Record  *State // the project's record after the up
+	Changed bool   // Record differs from the one saved: it is saved
+}
+
+// upToDate reports an up with nothing to do.
+func (c upChange) upToDate() bool { return len(c.Steps) == 0 && !c.Restart && !c.Changed }
+
+// decideUp decides an up from what it read: the record it wants (which
+// it does not change), the one saved (nil before the first up), the host
+// and the record's drift. Pure. The processes restart on the first up,
+// when their definitions change, and when any of them is not running;
+// each restart is a new generation of the record.
+func decideUp(want, recorded *State, obs Observed, drift []Drift) upChange {
+	next := *want
+	if recorded != nil {
+		next.Generation = recorded.Generation
+	}
+	c := upChange{
+		Steps:   PlanUp(&next, recorded, obs, drift),
+		Restart: recorded == nil || processesChanged(recorded, &next) || hasKind(drift, DriftProcess),
+		Record:  &next,
+	}
+	if c.Restart {
+		next.Generation++
+	}
+	c.Changed = recorded == nil || !sameRecord(recorded, &next)
+	return c
 }
 
 func (e *Engine) rollback(ex *executor, cause error, project string, recorded *State) error {

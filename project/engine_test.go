@@ -2,6 +2,7 @@ package project
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -674,5 +675,80 @@ func TestDownSaysWhoHoldsANamespace(t *testing.T) {
 	}
 	if len(sys.namespaces) != 0 {
 		t.Errorf("down left namespaces %v", sys.namespaces)
+	}
+}
+
+// TestDecideUp: what an up does, decided from the record it wants, the
+// one saved, the host and the drift, without any change.
+func TestDecideUp(t *testing.T) {
+	sys := newFake()
+	e := newEngine(t, sys)
+	ctx := context.Background()
+	src := "namespaces:\n  ns1: {ports: [\"6000:8080\"], run: [{command: [sleep, \"60\"]}]}\n"
+	if _, err := e.Up(ctx, spec(t, src)); err != nil {
+		t.Fatal(err)
+	}
+	saved, err := e.Store.Load("demo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := Query{Namespaces: []string{"ns1"}}
+	up, err := sys.observe(ctx, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clean, err := newFake().observe(ctx, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clone := func(change func(*State)) *State {
+		var s State
+		data, _ := json.Marshal(saved)
+		if err := json.Unmarshal(data, &s); err != nil {
+			t.Fatal(err)
+		}
+		if change != nil {
+			change(&s)
+		}
+		return &s
+	}
+	for _, tc := range []struct {
+		name           string
+		want, recorded *State
+		obs            Observed
+		drift          []Drift
+		steps, restart bool
+		changed        bool
+		generation     int
+	}{
+		{name: "the first up", want: clone(func(s *State) { s.Generation = 0 }), obs: clean,
+			steps: true, restart: true, changed: true, generation: 1},
+		{name: "nothing changed", want: clone(nil), recorded: saved, obs: up, generation: saved.Generation},
+		{name: "a process's command changed", want: clone(func(s *State) { s.Namespaces[0].Run[0].Command = []string{"sleep", "61"} }),
+			recorded: saved, obs: up, restart: true, changed: true, generation: saved.Generation + 1},
+		{name: "a process is not running", want: clone(nil), recorded: saved, obs: up,
+			drift:   []Drift{{Kind: DriftProcess, Namespace: "ns1", Message: "the supervisor is not running"}},
+			restart: true, changed: true, generation: saved.Generation + 1},
+		{name: "only the record differs", want: clone(func(s *State) { s.NoHeal = !s.NoHeal }), recorded: saved, obs: up,
+			changed: true, generation: saved.Generation},
+		{name: "the namespace is gone", want: clone(nil), recorded: saved, obs: clean,
+			drift: []Drift{{Kind: DriftNamespace, Namespace: "ns1", Message: "namespace ns1 is missing"}},
+			steps: true, generation: saved.Generation},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := clone(nil)
+			*before = *tc.want
+			c := decideUp(tc.want, tc.recorded, tc.obs, tc.drift)
+			if (len(c.Steps) > 0) != tc.steps || c.Restart != tc.restart || c.Changed != tc.changed || c.Record.Generation != tc.generation {
+				t.Errorf("decideUp: %d steps, restart %v, changed %v, generation %d; want steps %v, restart %v, changed %v, generation %d",
+					len(c.Steps), c.Restart, c.Changed, c.Record.Generation, tc.steps, tc.restart, tc.changed, tc.generation)
+			}
+			if c.upToDate() != (!tc.steps && !tc.restart && !tc.changed) {
+				t.Errorf("upToDate = %v", c.upToDate())
+			}
+			if !sameRecord(before, tc.want) {
+				t.Error("decideUp changed the record it was given")
+			}
+		})
 	}
 }
