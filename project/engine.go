@@ -108,7 +108,7 @@ func (e *Engine) up(ctx context.Context, s *specs.Spec) (*Outcome, bool, error) 
 	if err != nil {
 		return nil, false, err
 	}
-	q := Query{Published: publishedPorts(s)}
+	q := Query{Published: newPorts(s, recorded)}
 	for _, ns := range s.Namespaces {
 		q.Namespaces = append(q.Namespaces, ns.Name)
 	}
@@ -447,11 +447,21 @@ func (e *Engine) removeMadeTables(ctx context.Context, before map[forward.Backen
 	return e.System.RemoveEmptyTables(ctx, made)
 }
 
-// publishedPorts lists every port a spec publishes.
-func publishedPorts(s *specs.Spec) []specs.Port {
+// newPorts lists the ports a spec publishes that its namespace does not
+// publish already (in the record): preflight looks for host sockets bound
+// to those only (checkPorts), so the others are not read.
+func newPorts(s *specs.Spec, recorded *State) []specs.Port {
 	var out []specs.Port
 	for _, ns := range s.Namespaces {
-		out = append(out, ns.Ports...)
+		var had []specs.Port
+		if r := recorded.Namespace(ns.Name); r != nil {
+			had = r.Ports
+		}
+		for _, p := range ns.Ports {
+			if !slices.ContainsFunc(had, func(q specs.Port) bool { return q.Full() == p.Full() }) {
+				out = append(out, p)
+			}
+		}
 	}
 	return out
 }

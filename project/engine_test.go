@@ -752,3 +752,36 @@ func TestDecideUp(t *testing.T) {
 		})
 	}
 }
+
+// TestUpReadsListenersOfNewPortsOnly: the host sockets bound to a port
+// matter only for a port the project does not publish yet (DNAT would
+// take its traffic); an up reads them for those ports only.
+func TestUpReadsListenersOfNewPortsOnly(t *testing.T) {
+	sys := newFake()
+	e := newEngine(t, sys)
+	var asked []string
+	e.Observe = func(ctx context.Context, q Query) (Observed, error) {
+		var ports []string
+		for _, p := range q.Published {
+			ports = append(ports, p.Full())
+		}
+		asked = append(asked, strings.Join(ports, ","))
+		return sys.observe(ctx, q)
+	}
+	ctx := context.Background()
+	for i, tc := range []struct{ src, want string }{
+		{twoNamespaces, "0.0.0.0:6000:8080/tcp,0.0.0.0:6100:9090/udp,0.0.0.0:6001:8080/tcp"},
+		{twoNamespaces, ""},
+		{twoNamespaces + "  ns3: {ports: [\"6002:8080\"]}\n", "0.0.0.0:6002:8080/tcp"},
+		// A port moved to another namespace is new there.
+		{"namespaces:\n  ns1: {ports: [\"6000:8080\"]}\n  ns2: {ports: [\"6100:9090/udp\"]}\n", "0.0.0.0:6100:9090/udp"},
+	} {
+		asked = nil
+		if _, err := e.Up(ctx, spec(t, tc.src)); err != nil {
+			t.Fatal(err)
+		}
+		if len(asked) != 1 || asked[0] != tc.want {
+			t.Errorf("up %d asked for the listeners of %q; want %q", i, asked, tc.want)
+		}
+	}
+}
