@@ -143,6 +143,9 @@ type Tables interface {
 	// Drift reports, one line each, how the project's rules here differ
 	// from what it needs (with acceptsOnly, its FORWARD accepts only).
 	Drift(p Project, acceptsOnly bool) []string
+	// IPv6 reports whether the backend holds IPv6 rules too (an iptables
+	// backend only with its ip6tables of the same flavour).
+	IPv6() bool
 }
 
 // Placement says where a project's rules go: all of them in Backend, and

@@ -16,6 +16,7 @@ func (s stub) Publishes() bool              { return s.publishes }
 func (s stub) InUse() bool                  { return s.publishes || s.drop != "" }
 func (s stub) DropReason() string           { return s.drop }
 func (s stub) Drift(Project, bool) []string { return nil }
+func (s stub) IPv6() bool                   { return true }
 
 const (
 	ipnft    Backend = "iptables-nft"

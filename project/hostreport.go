@@ -64,11 +64,9 @@ func AssessHost(obs Observed, states []*State) HostReport {
 		h.UFW = &u
 	}
 	for _, b := range slices.Sorted(maps.Keys(obs.Firewall)) {
-		snap, ok := obs.Firewall[b].(*iptables.Snapshot)
-		if !ok {
-			continue
+		if t, ok := obs.Firewall[b].(iptablesTables); ok {
+			h.Findings = append(h.Findings, iptablesFindings(b, t, states, used[b])...)
 		}
-		h.Findings = append(h.Findings, iptablesFindings(b, snap, states, used[b])...)
 	}
 	for _, c := range obs.Host.NFT {
 		h.Findings = append(h.Findings, nftFinding(c))
@@ -111,15 +109,25 @@ func firewalldFindings(f hostfw.Firewalld, links, uplinks []string) []Finding {
 
 // iptablesFindings judges one iptables backend: ufw's and Docker's chains
 // in it, and its FORWARD chain.
-func iptablesFindings(b forward.Backend, snap *iptables.Snapshot, states []*State, publishes bool) []Finding {
+// iptablesTables is what the host report reads of an iptables backend
+// beyond forward.Tables: other programs' chains and FORWARD's policy, and
+// what drops before nsrun's accepts.
+type iptablesTables interface {
+	forward.Tables
+	HasChain(table, chain string) bool
+	Policy(table, chain string) string
+	DropsBeforeNsrun() string
+}
+
+func iptablesFindings(b forward.Backend, snap iptablesTables, states []*State, publishes bool) []Finding {
 	var out []Finding
-	if snap.Chain("filter", "ufw-before-forward") != nil {
+	if snap.HasChain("filter", "ufw-before-forward") {
 		out = append(out, Finding{Firewall: "ufw", Found: fmt.Sprintf("ufw is active in %s (FORWARD policy %s)", b, snap.Policy("filter", "FORWARD")),
 			Action: "nothing to configure: nsrun's accepts come before ufw's rules", Passes: true})
 	}
 	var docker []string
 	for _, c := range []string{"DOCKER", "DOCKER-USER", "DOCKER-ISOLATION-STAGE-1"} {
-		if snap.Chain("filter", c) != nil {
+		if snap.HasChain("filter", c) {
 			docker = append(docker, c)
 		}
 	}

@@ -58,6 +58,9 @@ func ParseSave(text string) (*Snapshot, error) {
 	return s, sc.Err()
 }
 
+// HasChain reports whether a chain exists.
+func (s *Snapshot) HasChain(table, chain string) bool { return s.Chain(table, chain) != nil }
+
 // Chain returns a chain, or nil when the table or chain does not exist.
 func (s *Snapshot) Chain(table, chain string) *Chain {
 	return s.Tables[table][chain]
@@ -108,6 +111,10 @@ func (s *Snapshot) InUse() bool {
 func (s *Snapshot) Publishes() bool {
 	return s.Chain("nat", ChainDNAT) != nil || s.Chain("nat", ChainPost) != nil || (s.V6 != nil && s.V6.Publishes())
 }
+
+// IPv6 reports whether the snapshot holds ip6tables' tables: whether its
+// ip6tables is installed.
+func (s *Snapshot) IPv6() bool { return s.V6 != nil }
 
 // DropsForward reports whether forwarded packets may be dropped here.
 func (s *Snapshot) DropsForward() bool { return s.DropReason() != "" }

@@ -35,6 +35,9 @@ func (s *Snapshot) InUse() bool { return s.exists }
 // DropReason is always "": nsrun's table drops only what nsrun means to.
 func (s *Snapshot) DropReason() string { return "" }
 
+// IPv6 is always true: nsrun's table is of the inet family.
+func (s *Snapshot) IPv6() bool { return true }
+
 // Projects returns the projects with elements in the table, sorted.
 func (s *Snapshot) Projects() []string {
 	seen := map[string]bool{}
