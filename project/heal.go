@@ -40,6 +40,7 @@ func (e *Engine) Heal(ctx context.Context, causes []string) ([]Repair, error) {
 		return nil, err
 	}
 	var out []Repair
+	var errs []error
 	for _, st := range states {
 		drift := firewallState(st, obs)
 		if len(drift) == 0 {
@@ -51,9 +52,9 @@ func (e *Engine) Heal(ctx context.Context, causes []string) ([]Repair, error) {
 		}
 		r.Err = e.repair(ctx, st, obs, drift)
 		out = append(out, r)
-		e.Store.recordRepair(r)
+		errs = append(errs, e.Store.recordRepair(r))
 	}
-	return out, nil
+	return out, errors.Join(errs...)
 }
 
 // repair re-applies a project's firewall state: its rules where its
@@ -162,18 +163,24 @@ func (st Store) Repairs(project string) HealStatus {
 
 // recordRepair counts a repair and logs it to the project's
 // supervisor.log, beside its supervisor's own lines.
-func (st Store) recordRepair(r Repair) {
+func (st Store) recordRepair(r Repair) error {
 	h := st.Repairs(r.Project)
 	h.Repairs++
 	h.LastRepair, h.LastFixed, h.LastCause, h.LastError = r.At, r.Fixed, r.Causes, ""
 	if r.Err != nil {
 		h.LastError = r.Err.Error()
 	}
-	atomicfile.WriteJSON(st.repairsPath(r.Project), h)
-	if f, err := os.OpenFile(supervise.SupervisorLog(st.ProjectDir(r.Project)), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err == nil {
-		fmt.Fprintln(f, r.At.Format(time.RFC3339), r.String())
-		f.Close()
+	err := atomicfile.WriteJSON(st.repairsPath(r.Project), h)
+	logPath := supervise.SupervisorLog(st.ProjectDir(r.Project))
+	f, ferr := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if ferr == nil {
+		_, ferr = fmt.Fprintln(f, r.At.Format(time.RFC3339), r.String())
+		ferr = errors.Join(ferr, f.Close())
 	}
+	if err := errors.Join(err, ferr); err != nil {
+		return fmt.Errorf("recording the repair of project %s (status will not show it): %w; is %s writable?", r.Project, err, st.ProjectDir(r.Project))
+	}
+	return nil
 }
 
 func (st Store) removingPath(project string) string {

@@ -65,6 +65,23 @@ func TestHealRepairsWhatWasRemoved(t *testing.T) {
 	if r, err := e.Status(ctx, "demo"); err != nil || r.Heal.Repairs != 1 || len(r.Drift) != 0 {
 		t.Errorf("status after the repair: %+v, %v", r, err)
 	}
+	// A repair that cannot be recorded is still made, and the keeper is
+	// told why status will not show it.
+	if err := os.Remove(e.Store.repairsPath("demo")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(e.Store.repairsPath("demo"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	sys.fw[iptables.NFT].Remove(ctx, "demo")
+	repairs, err = e.Heal(ctx, nil)
+	if len(repairs) != 1 || repairs[0].Err != nil || err == nil || !strings.Contains(err.Error(), "recording the repair of project demo") {
+		t.Errorf("Heal with repairs.json unwritable = %+v, %v; want the repair made and an error that says it was not recorded", repairs, err)
+	}
+	if sys.fingerprint() != healthy {
+		t.Errorf("after the unrecorded repair: %s\nwant %s", sys.fingerprint(), healthy)
+	}
+	os.Remove(e.Store.repairsPath("demo"))
 	if _, err := e.Down(ctx, "demo"); err != nil {
 		t.Fatal(err)
 	}
