@@ -85,21 +85,26 @@ func planJSON(w io.Writer, want *project.State, b forward.Backend) error {
 	return enc.Encode(doc)
 }
 
-// planFirewall is the backend whose input plan prints: the first one up
-// would choose among those installed here (iptables-nft when none is).
+// planFirewall is the backend whose input plan prints: where up would
+// place a new project on a clean machine with the backends installed here
+// (forward.Place); iptables-nft, or nftables for --firewall nftables,
+// when none that the choice allows is installed.
 func planFirewall(c forward.Choice) forward.Firewall {
 	fws := firewalls(nil)
 	var installed []forward.Backend
+	clean := map[forward.Backend]forward.Tables{}
 	for _, fw := range fws {
 		if fw.Installed() {
 			installed = append(installed, fw.Backend())
+			clean[fw.Backend()] = cleanTables{}
 		}
 	}
 	want := iptables.NFT
-	if candidates := c.Candidates(installed); len(candidates) > 0 {
-		want = candidates[0]
-	} else if c == forward.NFTables {
+	if c == forward.NFTables {
 		want = nftables.Backend
+	}
+	if at, err := forward.Place("", c, installed, clean); err == nil {
+		want = at.Backend
 	}
 	for _, fw := range fws {
 		if fw.Backend() == want {
@@ -108,3 +113,12 @@ func planFirewall(c forward.Choice) forward.Firewall {
 	}
 	return fws[0]
 }
+
+// cleanTables is what a backend holds on a clean machine: nothing.
+type cleanTables struct{}
+
+func (cleanTables) Publishes() bool                      { return false }
+func (cleanTables) InUse() bool                          { return false }
+func (cleanTables) DropReason() string                   { return "" }
+func (cleanTables) Drift(forward.Project, bool) []string { return nil }
+func (cleanTables) IPv6() bool                           { return true }
