@@ -64,26 +64,39 @@ type System interface {
 	RemoveEmptyTables(ctx context.Context, tables map[forward.Backend][]string) error
 }
 
-// opKind is what one op means: the stage its steps run in (steps of one
-// stage in a row are independent and run on several workers; 0: alone),
-// how a step is described, and how it is done, registering its undo.
+// opKind is what one op means: the stage its steps run in, how a step is
+// described, and how it is done, registering its undo (nil: a step that
+// only reports progress).
 type opKind struct {
-	stage    int
+	stage    stage
 	describe func(Step) string
 	do       func(e *executor, s Step) error
 }
 
+// stage says which steps may run beside a step: steps of one stage in a
+// row are independent of each other and run on several workers. The plans
+// put them in this order.
+type stage int
+
+const (
+	alone            stage = iota // runs by itself, in order
+	createNamespaces              // each namespace made
+	fillNamespaces                // links, /etc/netns files, exec grants, forwards, zones: once the namespaces exist
+	deleteNamespaces              // each namespace deleted (its links go with it)
+	clearAfterDelete              // what deleted namespaces leave: forwards, files, grants, zones
+)
+
 var ops = map[Op]opKind{
-	OpIPForward: {0, func(Step) string { return "IPv4 forwarding on" },
-		func(e *executor, _ Step) error { return e.ipForward() }},
-	OpIPv6Forward: {0, func(s Step) string {
+	OpIPForward: {stage: alone, describe: func(Step) string { return "IPv4 forwarding on" },
+		do: func(e *executor, _ Step) error { return e.ipForward() }},
+	OpIPv6Forward: {stage: alone, describe: func(s Step) string {
 		if len(s.Links) == 0 {
 			return "IPv6 forwarding on"
 		}
 		return fmt.Sprintf("IPv6 forwarding on; accept_ra=2 on %s, which learns its default route from router advertisements (forwarding alone would drop it)", names(quote.Names(s.Links)))
-	}, func(e *executor, s Step) error { return e.ipv6Forward(s.Links) }},
-	OpCreateNamespace: {1, func(s Step) string { return fmt.Sprintf("namespace %s created", s.Namespace) },
-		func(e *executor, s Step) error {
+	}, do: func(e *executor, s Step) error { return e.ipv6Forward(s.Links) }},
+	OpCreateNamespace: {stage: createNamespaces, describe: func(s Step) string { return fmt.Sprintf("namespace %s created", s.Namespace) },
+		do: func(e *executor, s Step) error {
 			if err := e.sys.CreateNamespace(s.Namespace); err != nil {
 				return err
 			}
@@ -92,27 +105,27 @@ var ops = map[Op]opKind{
 			})
 			return nil
 		}},
-	OpLink: {2, func(s Step) string {
+	OpLink: {stage: fillNamespaces, describe: func(s Step) string {
 		if s.Pair.IPv6() {
 			return fmt.Sprintf("link %s <-> %s:%s (%s %s, %s %s)", s.Pair.Host, s.Namespace, s.Pair.Peer, s.Pair.HostAddr, s.Pair.HostAddr6, s.Pair.PeerAddr, s.Pair.PeerAddr6)
 		}
 		return fmt.Sprintf("link %s <-> %s:%s (%s, %s)", s.Pair.Host, s.Namespace, s.Pair.Peer, s.Pair.HostAddr, s.Pair.PeerAddr)
-	}, func(e *executor, s Step) error {
+	}, do: func(e *executor, s Step) error {
 		if s.Created {
 			e.onUndo(func() error { return e.sys.DeleteLink(s.Pair.Host) })
 		}
 		return e.sys.EnsureLink(s.Pair)
 	}},
-	OpEtc: {2, func(s Step) string { return fmt.Sprintf("/etc/netns/%s written", s.Namespace) },
-		func(e *executor, s Step) error {
+	OpEtc: {stage: fillNamespaces, describe: func(s Step) string { return fmt.Sprintf("/etc/netns/%s written", s.Namespace) },
+		do: func(e *executor, s Step) error {
 			if s.Created {
 				e.onUndo(func() error { return e.sys.RemoveEtc(s.Namespace) })
 			}
 			return e.sys.WriteEtc(s.Namespace, s.Files)
 		}},
-	OpGrant: {2, func(s Step) string {
+	OpGrant: {stage: fillNamespaces, describe: func(s Step) string {
 		return fmt.Sprintf("exec into %s granted to %s without root", s.Namespace, grantees(s.Grant))
-	}, func(e *executor, s Step) error {
+	}, do: func(e *executor, s Step) error {
 		g := *s.Grant
 		var err error
 		if g.Cookie, err = e.sys.NamespaceCookie(s.Namespace); err != nil {
@@ -126,15 +139,15 @@ var ops = map[Op]opKind{
 		})
 		return e.store.WriteGrant(g)
 	}},
-	OpRemoveGrant: {4, func(s Step) string { return fmt.Sprintf("exec grant of %s withdrawn", s.Namespace) },
-		func(e *executor, s Step) error { return e.store.RemoveGrant(s.Namespace) }},
-	OpForwards: {2, func(s Step) string {
+	OpRemoveGrant: {stage: clearAfterDelete, describe: func(s Step) string { return fmt.Sprintf("exec grant of %s withdrawn", s.Namespace) },
+		do: func(e *executor, s Step) error { return e.store.RemoveGrant(s.Namespace) }},
+	OpForwards: {stage: fillNamespaces, describe: func(s Step) string {
 		where := string(s.Placement.Backend)
 		for _, b := range s.Placement.Accepts {
 			where += ", FORWARD accepts in " + string(b)
 		}
 		return fmt.Sprintf("forwards of project %s in place (%s)", s.Firewall.Name, where)
-	}, func(e *executor, s Step) error {
+	}, do: func(e *executor, s Step) error {
 		e.onUndo(func() error {
 			if s.Previous == nil {
 				return e.sys.RemoveForwards(e.ctx, s.Firewall.Name)
@@ -143,27 +156,27 @@ var ops = map[Op]opKind{
 		})
 		return e.sys.ApplyForwards(e.ctx, s.Placement, s.Firewall)
 	}},
-	OpZone: {2, func(s Step) string { return fmt.Sprintf("firewalld: %s in zone %s", names(s.Links), hostfw.Zone) },
-		func(e *executor, s Step) error {
+	OpZone: {stage: fillNamespaces, describe: func(s Step) string { return fmt.Sprintf("firewalld: %s in zone %s", names(s.Links), hostfw.Zone) },
+		do: func(e *executor, s Step) error {
 			e.onUndo(func() error { return e.sys.UnbindZone(e.ctx, s.Links) })
 			return e.sys.BindZone(e.ctx, s.Links)
 		}},
-	OpUnzone: {4, func(s Step) string { return fmt.Sprintf("firewalld: %s out of zone %s", names(s.Links), hostfw.Zone) },
-		func(e *executor, s Step) error { return e.sys.UnbindZone(e.ctx, s.Links) }},
-	OpFlushUDP: {0, func(s Step) string { return fmt.Sprintf("stale UDP conntrack entries for ports %v removed", s.Ports) },
-		func(e *executor, s Step) error { return e.sys.FlushUDP(s.Ports) }},
-	OpKill: {0, func(s Step) string { return "processes stopped in " + words.Plural(len(s.Namespaces), "namespace") },
-		func(e *executor, s Step) error { return e.sys.KillNamespaces(s.Namespaces) }},
-	OpRemoveForwards: {4, func(s Step) string { return fmt.Sprintf("forwards of project %s removed", s.Project) },
-		func(e *executor, s Step) error { return e.sys.RemoveForwards(e.ctx, s.Project) }},
-	OpDeleteNamespace: {3, func(s Step) string { return fmt.Sprintf("namespace %s removed", s.Namespace) },
-		func(e *executor, s Step) error { return e.sys.DeleteNamespace(s.Namespace) }},
-	OpRemoveEtc: {4, func(s Step) string { return fmt.Sprintf("/etc/netns/%s removed", s.Namespace) },
-		func(e *executor, s Step) error { return e.sys.RemoveEtc(s.Namespace) }},
-	OpLinksGone: {0, func(s Step) string { return words.Plural(len(s.Links), "link") + " removed: " + names(s.Links) },
-		func(e *executor, s Step) error { return e.sys.LinksGone(s.Links) }},
-	OpStarted: {0, func(s Step) string { return fmt.Sprintf("processes of project %s started", s.Project) }, nil},
-	OpReady:   {0, func(s Step) string { return fmt.Sprintf("process %s/%s ready", s.Namespace, s.Process) }, nil},
+	OpUnzone: {stage: clearAfterDelete, describe: func(s Step) string { return fmt.Sprintf("firewalld: %s out of zone %s", names(s.Links), hostfw.Zone) },
+		do: func(e *executor, s Step) error { return e.sys.UnbindZone(e.ctx, s.Links) }},
+	OpFlushUDP: {stage: alone, describe: func(s Step) string { return fmt.Sprintf("stale UDP conntrack entries for ports %v removed", s.Ports) },
+		do: func(e *executor, s Step) error { return e.sys.FlushUDP(s.Ports) }},
+	OpKill: {stage: alone, describe: func(s Step) string { return "processes stopped in " + words.Plural(len(s.Namespaces), "namespace") },
+		do: func(e *executor, s Step) error { return e.sys.KillNamespaces(s.Namespaces) }},
+	OpRemoveForwards: {stage: clearAfterDelete, describe: func(s Step) string { return fmt.Sprintf("forwards of project %s removed", s.Project) },
+		do: func(e *executor, s Step) error { return e.sys.RemoveForwards(e.ctx, s.Project) }},
+	OpDeleteNamespace: {stage: deleteNamespaces, describe: func(s Step) string { return fmt.Sprintf("namespace %s removed", s.Namespace) },
+		do: func(e *executor, s Step) error { return e.sys.DeleteNamespace(s.Namespace) }},
+	OpRemoveEtc: {stage: clearAfterDelete, describe: func(s Step) string { return fmt.Sprintf("/etc/netns/%s removed", s.Namespace) },
+		do: func(e *executor, s Step) error { return e.sys.RemoveEtc(s.Namespace) }},
+	OpLinksGone: {stage: alone, describe: func(s Step) string { return words.Plural(len(s.Links), "link") + " removed: " + names(s.Links) },
+		do: func(e *executor, s Step) error { return e.sys.LinksGone(s.Links) }},
+	OpStarted: {stage: alone, describe: func(s Step) string { return fmt.Sprintf("processes of project %s started", s.Project) }},
+	OpReady:   {stage: alone, describe: func(s Step) string { return fmt.Sprintf("process %s/%s ready", s.Namespace, s.Process) }},
 }
 
 // grantees lists a grant's uids and gids for people.
@@ -217,7 +230,7 @@ func batches(steps []Step) [][]Step {
 	var out [][]Step
 	for len(steps) > 0 {
 		n := 1
-		for s := ops[steps[0].Op].stage; s != 0 && n < len(steps) && ops[steps[n].Op].stage == s; {
+		for s := ops[steps[0].Op].stage; s != alone && n < len(steps) && ops[steps[n].Op].stage == s; {
 			n++
 		}
 		out = append(out, steps[:n])
