@@ -146,15 +146,15 @@ var ops = map[Op]opKind{
 		for _, b := range s.Placement.Accepts {
 			where += ", FORWARD accepts in " + string(b)
 		}
-		return fmt.Sprintf("forwards of project %s in place (%s)", s.Firewall.Name, where)
+		return fmt.Sprintf("forwards of project %s in place (%s)", s.Forward.Name, where)
 	}, do: func(e *executor, s Step) error {
 		e.onUndo(func() error {
 			if s.Previous == nil {
-				return e.sys.RemoveForwards(e.ctx, s.Firewall.Name)
+				return e.sys.RemoveForwards(e.ctx, s.Forward.Name)
 			}
 			return e.sys.ApplyForwards(e.ctx, s.Previous.Placement, s.Previous.Project)
 		})
-		return e.sys.ApplyForwards(e.ctx, s.Placement, s.Firewall)
+		return e.sys.ApplyForwards(e.ctx, s.Placement, s.Forward)
 	}},
 	OpZone: {stage: fillNamespaces, describe: func(s Step) string { return fmt.Sprintf("firewalld: %s in zone %s", names(s.Links), hostfw.Zone) },
 		do: func(e *executor, s Step) error {

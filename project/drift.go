@@ -54,7 +54,7 @@ func NetworkDrift(st *State, obs Observed) []Drift {
 			out = append(out, Drift{Kind: DriftEtc, Namespace: ns.Name, Message: fmt.Sprintf("/etc/netns/%s/%s is missing or out of date", ns.Name, name)})
 		}
 	}
-	return append(out, firewallState(st, obs)...)
+	return append(out, keptDrift(st, obs)...)
 }
 
 func linkDrift(project string, ns *NamespaceState, obs Observed) []Drift {
@@ -99,7 +99,7 @@ func etcSums(files map[string]string) map[string][32]byte {
 // firewallDrift checks the project's rules in its backend, and its FORWARD
 // accepts in every other backend whose FORWARD drops.
 func firewallDrift(st *State, tables map[forward.Backend]forward.Tables) []Drift {
-	fw := st.Firewall()
+	fw := st.ForwardProject()
 	mine := tables[st.Backend]
 	if mine == nil {
 		return []Drift{{Kind: DriftFirewall, Message: fmt.Sprintf("%s, which holds the project's rules, is not installed", st.Backend)}}

@@ -39,9 +39,9 @@ type Engine struct {
 	// ReadyWait bounds the wait for all ready checks together; 0: none
 	// beyond each check's own timeout.
 	ReadyWait time.Duration
-	// Firewall is the backend a project's rules go to (see forward.Place);
-	// "" is auto.
-	Firewall forward.Choice
+	// FirewallChoice is the user's choice of where a project's rules go
+	// (--firewall; see forward.Place); "" is auto.
+	FirewallChoice forward.Choice
 	// NoHeal records that the keeper leaves the project alone (up --no-heal).
 	NoHeal bool
 }
@@ -91,7 +91,7 @@ func (e *Engine) Up(ctx context.Context, s *specs.Spec) (*Outcome, error) {
 		err = errors.Join(err, e.finishIfLast(ctx))
 	}
 	if out != nil {
-		err = errors.Join(err, e.keep(ctx))
+		err = errors.Join(err, e.updateKeeper(ctx))
 	}
 	return out, err
 }
@@ -130,7 +130,7 @@ func (e *Engine) up(ctx context.Context, s *specs.Spec) (*Outcome, bool, error) 
 	if err != nil {
 		return nil, false, &PreflightError{err}
 	}
-	at, err := forward.Place(recorded.backend(), e.choice(), obs.Backends, obs.Firewall)
+	at, err := forward.Place(recorded.backend(), e.choice(), obs.Backends, obs.Tables)
 	if err != nil {
 		return nil, false, &PreflightError{err}
 	}
@@ -271,7 +271,7 @@ func (e *Engine) down(ctx context.Context, project string) (bool, error) {
 	if err != nil {
 		return true, fmt.Errorf("%w\nthe record is kept; run 'sudo nsrun down -p %s' again once the cause is fixed", err, project)
 	}
-	return true, errors.Join(e.Store.Remove(project), e.keep(ctx), e.finishIfLast(ctx))
+	return true, errors.Join(e.Store.Remove(project), e.updateKeeper(ctx), e.finishIfLast(ctx))
 }
 
 // warnHeld says which of the namespaces about to be deleted other
@@ -320,7 +320,7 @@ func (e *Engine) DownAll(ctx context.Context) error {
 		}
 	}
 	_, err = e.sweep(ctx, "")
-	errs = append(errs, err, e.Sweeper.SweepFirewall(ctx), e.keep(ctx), e.finishIfLast(ctx))
+	errs = append(errs, err, e.Sweeper.SweepFirewall(ctx), e.updateKeeper(ctx), e.finishIfLast(ctx))
 	return errors.Join(errs...)
 }
 
@@ -354,9 +354,9 @@ func (e *Engine) sweep(ctx context.Context, project string) (int, error) {
 	return len(names), errors.Join(errs...)
 }
 
-// keep runs the keeper while a project heals, and stops it once none
+// updateKeeper runs the keeper while a project heals, and stops it once none
 // does. The caller holds the lock.
-func (e *Engine) keep(ctx context.Context) error {
+func (e *Engine) updateKeeper(ctx context.Context) error {
 	if e.Store.heals() {
 		return e.Keeper.Start(ctx, e.Store.Dir)
 	}
@@ -467,10 +467,10 @@ func newPorts(s *specs.Spec, recorded *State) []specs.Port {
 }
 
 func (e *Engine) choice() forward.Choice {
-	if e.Firewall == "" {
+	if e.FirewallChoice == "" {
 		return forward.Auto
 	}
-	return e.Firewall
+	return e.FirewallChoice
 }
 
 // backend is the backend a record names; "" for no record.

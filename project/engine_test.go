@@ -373,18 +373,18 @@ func TestFirewallChoice(t *testing.T) {
 	if out, err = e.Up(ctx, spec(t, twoNamespaces)); err != nil || out.State.Backend != iptables.NFT {
 		t.Fatalf("auto with both: %v, %v; want iptables-nft", out, err)
 	}
-	e.Firewall = forward.NFTables
+	e.FirewallChoice = forward.NFTables
 	if out, err = e.Up(ctx, spec(t, twoNamespaces)); err != nil || out.State.Backend != nftables.Backend {
 		t.Fatalf("--firewall nftables: %v, %v; want the project moved to nftables", out, err)
 	}
 	if got := sys.tables(iptables.NFT); strings.Contains(got, "NSR") {
 		t.Errorf("the move left rules in iptables-nft:\n%s", got)
 	}
-	e.Firewall = forward.Auto
+	e.FirewallChoice = forward.Auto
 	if out, err = e.Up(ctx, spec(t, twoNamespaces)); err != nil || out.State.Backend != nftables.Backend || !out.UpToDate {
 		t.Errorf("auto after the move: %+v, %v; want it to stay in nftables, up to date", out, err)
 	}
-	e.Firewall = forward.IPTables
+	e.FirewallChoice = forward.IPTables
 	if out, err = e.Up(ctx, spec(t, twoNamespaces)); err != nil || out.State.Backend != iptables.NFT {
 		t.Fatalf("--firewall iptables: %v, %v; want the project moved back", out, err)
 	}

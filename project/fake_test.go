@@ -402,7 +402,7 @@ func (f *fakeSystem) observe(_ context.Context, q Query) (Observed, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	obs := Observed{Namespaces: maps.Clone(f.namespaces), Links: map[string]veth.Link{}, IPForward: f.ipForward,
-		Firewall: map[forward.Backend]forward.Tables{}, RouteLocalnet: map[string]string{},
+		Tables: map[forward.Backend]forward.Tables{}, RouteLocalnet: map[string]string{},
 		Peers: map[string]veth.Peer{}, Etc: map[string]map[string]EtcFile{}}
 	obs.Host.Firewalld = f.firewalldState()
 	obs.NetnsCookies = map[string]uint64{}
@@ -420,7 +420,7 @@ func (f *fakeSystem) observe(_ context.Context, q Query) (Observed, error) {
 	}
 	for _, b := range append(slices.Clone(iptables.Backends), nftables.Backend) {
 		if fw := f.fw[b]; fw != nil {
-			obs.Firewall[b], _ = fw.Read(context.Background())
+			obs.Tables[b], _ = fw.Read(context.Background())
 			obs.Backends = append(obs.Backends, b)
 		}
 	}

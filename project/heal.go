@@ -42,7 +42,7 @@ func (e *Engine) Heal(ctx context.Context, causes []string) ([]Repair, error) {
 	var out []Repair
 	var errs []error
 	for _, st := range states {
-		drift := firewallState(st, obs)
+		drift := keptDrift(st, obs)
 		if len(drift) == 0 {
 			continue
 		}
@@ -61,11 +61,11 @@ func (e *Engine) Heal(ctx context.Context, causes []string) ([]Repair, error) {
 // backend and the drops of the others now say, and its links' zone.
 func (e *Engine) repair(ctx context.Context, st *State, obs Observed, drift []Drift) error {
 	if hasKind(drift, DriftFirewall) {
-		at, err := forward.Place(st.Backend, forward.Auto, obs.Backends, obs.Firewall)
+		at, err := forward.Place(st.Backend, forward.Auto, obs.Backends, obs.Tables)
 		if err != nil {
 			return err
 		}
-		if err := e.System.ApplyForwards(ctx, at, st.Firewall()); err != nil {
+		if err := e.System.ApplyForwards(ctx, at, st.ForwardProject()); err != nil {
 			return err
 		}
 		if !slices.Equal(at.Accepts, st.Accepts) {
@@ -81,11 +81,11 @@ func (e *Engine) repair(ctx context.Context, st *State, obs Observed, drift []Dr
 	return nil
 }
 
-// firewallState is the drift of what the keeper keeps: the project's
+// keptDrift is the drift of what the keeper keeps: the project's
 // rules and accepts, its loopback shortcuts, and its links' zone.
-func firewallState(st *State, obs Observed) []Drift {
-	out := firewallDrift(st, obs.Firewall)
-	for _, m := range shortcut.Drift(obs.Shortcuts, st.Project, shortcut.Of(st.Firewall())) {
+func keptDrift(st *State, obs Observed) []Drift {
+	out := firewallDrift(st, obs.Tables)
+	for _, m := range shortcut.Drift(obs.Shortcuts, st.Project, shortcut.Of(st.ForwardProject())) {
 		out = append(out, Drift{Kind: DriftFirewall, Message: m})
 	}
 	return append(out, zoneDrift(st, obs.Host.Firewalld)...)

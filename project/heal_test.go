@@ -109,7 +109,7 @@ func TestHealAddsAcceptsForANewDrop(t *testing.T) {
 		t.Errorf("recorded accepts %v; want iptables-legacy", st.Accepts)
 	}
 	tables, _ := sys.fw[iptables.Legacy].Read(ctx)
-	if d := tables.Drift(st.Firewall(), true); len(d) != 0 {
+	if d := tables.Drift(st.ForwardProject(), true); len(d) != 0 {
 		t.Errorf("iptables-legacy lacks the accepts: %v", d)
 	}
 }
@@ -220,7 +220,7 @@ func TestAssessHost(t *testing.T) {
 	nftRules, _ := iptables.ParseSave("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n:ufw-before-forward - [0:0]\n:DOCKER-USER - [0:0]\n" +
 		"-A FORWARD -i eth9 -j DROP\n-A FORWARD -m comment --comment nsrun -j NSRUN-FORWARD\nCOMMIT\n")
 	obs := Observed{
-		Firewall: map[forward.Backend]forward.Tables{iptables.Legacy: legacyDrop, iptables.NFT: nftRules},
+		Tables: map[forward.Backend]forward.Tables{iptables.Legacy: legacyDrop, iptables.NFT: nftRules},
 		Host: hostfw.Host{
 			Firewalld: hostfw.Firewalld{Running: true, Version: "1.3.3", Backend: "nftables", DefaultZone: "public",
 				Interfaces: map[string]string{"nsr-ns1": hostfw.Zone, "eth0": "external"}},

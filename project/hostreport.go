@@ -63,8 +63,8 @@ func AssessHost(obs Observed, states []*State) HostReport {
 	if u := obs.Host.UFW; u.Installed {
 		h.UFW = &u
 	}
-	for _, b := range slices.Sorted(maps.Keys(obs.Firewall)) {
-		if t, ok := obs.Firewall[b].(iptablesTables); ok {
+	for _, b := range slices.Sorted(maps.Keys(obs.Tables)) {
+		if t, ok := obs.Tables[b].(iptablesTables); ok {
 			h.Findings = append(h.Findings, iptablesFindings(b, t, states, used[b])...)
 		}
 	}
@@ -153,7 +153,7 @@ func iptablesFindings(b forward.Backend, snap iptablesTables, states []*State, p
 	default:
 		var lacking []string
 		for _, st := range states {
-			if st.Backend != b && len(snap.Drift(st.Firewall(), true)) > 0 {
+			if st.Backend != b && len(snap.Drift(st.ForwardProject(), true)) > 0 {
 				lacking = append(lacking, st.Project)
 			}
 		}

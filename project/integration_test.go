@@ -977,7 +977,7 @@ func TestMoveBetweenBackends(t *testing.T) {
 	nstest.StartServer(t, a, a, "8080", "")
 	from := st.Backend
 	for _, c := range []forward.Choice{forward.NFTables, forward.IPTables} {
-		l.e.Firewall, l.firewall = c, c
+		l.e.FirewallChoice, l.firewall = c, c
 		st = l.up(twoServers(ports))
 		r, err := nstest.DialFrom(t, l.outside, "tcp", addr(l.outHost, ports[0]), "")
 		l.expect(r, err, a, fmt.Sprintf("outside -> host:P0 after the move to %s", st.Backend))

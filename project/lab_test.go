@@ -85,7 +85,7 @@ func (l *lab) engine() *Engine {
 	l.t.Helper()
 	k := kernel(2 * time.Second)
 	dir := filepath.Join(l.tempDir(), "nsrun")
-	return &Engine{Store: Store{Dir: dir}, System: k, Sweeper: k, Observe: k.Observe, Firewall: l.firewall,
+	return &Engine{Store: Store{Dir: dir}, System: k, Sweeper: k, Observe: k.Observe, FirewallChoice: l.firewall,
 		Supervision: Supervisor{Self: nstest.Binary(l.t), Grace: 2 * time.Second},
 		Keeper:      Keeper{Self: nstest.Binary(l.t)}, NoHeal: !l.heal}
 }

@@ -60,7 +60,7 @@ type Observed struct {
 	// engine reads them from its store).
 	NetnsCookies  map[string]uint64
 	Grants        map[string]netns.Grant
-	Firewall      map[forward.Backend]forward.Tables // each installed backend
+	Tables        map[forward.Backend]forward.Tables // each installed backend
 	Backends      []forward.Backend                  // the installed backends, in order of preference
 	RouteLocalnet map[string]string                  // nsrun's host links -> route_localnet
 	Shortcuts     shortcut.Table                     // the loopback shortcut's entries
@@ -94,7 +94,7 @@ func (k Kernel) Observe(ctx context.Context, q Query) (Observed, error) {
 	var wg sync.WaitGroup
 	var fwErr, hostErr error
 	wg.Go(func() {
-		if obs.Firewall, obs.Backends, fwErr = k.readFirewalls(ctx); fwErr == nil {
+		if obs.Tables, obs.Backends, fwErr = k.readFirewalls(ctx); fwErr == nil {
 			obs.Shortcuts, fwErr = shortcut.Read()
 		}
 	})

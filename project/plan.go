@@ -42,7 +42,7 @@ type Step struct {
 	Namespaces []string // OpKill
 	Links      []string // OpLinksGone, OpZone, OpUnzone; OpIPv6Forward: the links to get accept_ra=2
 	Pair       veth.Pair
-	Firewall   forward.Project
+	Forward    forward.Project
 	Placement  forward.Placement
 	Ports      []specs.PortRange
 	Project    string
@@ -118,9 +118,9 @@ func PlanUp(want, recorded *State, obs Observed, drift []Drift) []Step {
 	}
 	steps = append(steps, grantSteps(want, obs)...)
 	if repair := messages(drift, "", DriftFirewall); recorded == nil || !sameForwards(recorded, want) || len(repair) > 0 {
-		step := Step{Op: OpForwards, Firewall: want.Firewall(), Placement: want.Placement(), Repair: repair}
+		step := Step{Op: OpForwards, Forward: want.ForwardProject(), Placement: want.Placement(), Repair: repair}
 		if recorded != nil {
-			step.Previous = &Forwards{Project: recorded.Firewall(), Placement: recorded.Placement()}
+			step.Previous = &Forwards{Project: recorded.ForwardProject(), Placement: recorded.Placement()}
 		}
 		steps = append(steps, step)
 	}
@@ -230,7 +230,7 @@ func sameForwards(a, b *State) bool {
 	if a.Backend != b.Backend || !slices.Equal(a.Accepts, b.Accepts) {
 		return false
 	}
-	return slices.EqualFunc(a.Firewall().Namespaces, b.Firewall().Namespaces, func(x, y forward.Namespace) bool {
+	return slices.EqualFunc(a.ForwardProject().Namespaces, b.ForwardProject().Namespaces, func(x, y forward.Namespace) bool {
 		return x.Name == y.Name && x.Link == y.Link && x.Address == y.Address && x.Address6 == y.Address6 && x.Egress == y.Egress &&
 			slices.EqualFunc(x.Ports, y.Ports, func(p, q specs.Port) bool { return p.Full() == q.Full() })
 	})

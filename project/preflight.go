@@ -82,7 +82,7 @@ func checkNamespace(project string, ns *NamespaceState, recorded *State, others 
 func checkIP6Tables(want *State, obs Observed) []error {
 	var errs []error
 	for _, b := range append([]forward.Backend{want.Backend}, want.Accepts...) {
-		if t, ok := obs.Firewall[b]; ok && !t.IPv6() {
+		if t, ok := obs.Tables[b]; ok && !t.IPv6() {
 			errs = append(errs, fmt.Errorf("the spec has ipv6: true and the project's rules go to %s, but %s is not installed (nsrun does not mix iptables flavours); install it (apt-get install iptables) or use --firewall nftables",
 				b, "ip6"+strings.TrimPrefix(string(b), "ip")))
 		}

@@ -96,14 +96,14 @@ func observedOf(t *testing.T, st *State) Observed {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := fw.Ensure(context.Background(), st.Firewall(), false); err != nil {
+	if err := fw.Ensure(context.Background(), st.ForwardProject(), false); err != nil {
 		t.Fatal(err)
 	}
 	up, err := fw.Read(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	obs.Firewall, obs.Backends = map[forward.Backend]forward.Tables{st.Backend: up}, []forward.Backend{st.Backend}
+	obs.Tables, obs.Backends = map[forward.Backend]forward.Tables{st.Backend: up}, []forward.Backend{st.Backend}
 	return obs
 }
 
@@ -138,7 +138,7 @@ func TestPlanUp(t *testing.T) {
 		l.Up = false
 		drifted.Links["nsr-ns2"] = l
 		delete(drifted.Etc, "ns1")
-		drifted.Firewall[iptables.NFT], _ = drifted.Firewall[iptables.NFT].(*iptables.Snapshot).Restore("*nat\n:NSRUN-DNAT - [0:0]\nCOMMIT\n") // flushed
+		drifted.Tables[iptables.NFT], _ = drifted.Tables[iptables.NFT].(*iptables.Snapshot).Restore("*nat\n:NSRUN-DNAT - [0:0]\nCOMMIT\n") // flushed
 		drift := NetworkDrift(want, drifted)
 		steps := PlanUp(want, want, drifted, drift)
 		if got, w := opsOf(steps), []string{"link ns2", "etc ns1", "forwards"}; !slices.Equal(got, w) {
@@ -239,7 +239,7 @@ func FuzzDecodeState(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		s, err := DecodeState("demo", data)
 		if err == nil {
-			iptables.Rules(s.Firewall()) // renders without panicking
+			iptables.Rules(s.ForwardProject()) // renders without panicking
 		}
 	})
 }
@@ -274,7 +274,7 @@ func TestPreflightIPv6(t *testing.T) {
 	want.Backend = iptables.NFT
 	other := FromSpec(spec(t, "name: other\nipv6: true\nnamespaces:\n  o1: {address: 10.9.2.2/24, address6: \"fd00:9:1::5/64\"}\n"))
 	obs := Observed{
-		Firewall: map[forward.Backend]forward.Tables{iptables.NFT: &iptables.Snapshot{}},
+		Tables:   map[forward.Backend]forward.Tables{iptables.NFT: &iptables.Snapshot{}},
 		Prefixes: []veth.HostPrefix{{Prefix: netip.MustParsePrefix("fd00:9::/32"), Link: "eth0", What: "route"}},
 	}
 	err := Preflight(want, nil, []*State{other}, obs)
@@ -288,7 +288,7 @@ func TestPreflightIPv6(t *testing.T) {
 			t.Errorf("missing %q in:\n%v", msg, err)
 		}
 	}
-	obs = Observed{IPv6Forward: "0", Firewall: map[forward.Backend]forward.Tables{iptables.NFT: &iptables.Snapshot{V6: &iptables.Snapshot{}}}}
+	obs = Observed{IPv6Forward: "0", Tables: map[forward.Backend]forward.Tables{iptables.NFT: &iptables.Snapshot{V6: &iptables.Snapshot{}}}}
 	if err := Preflight(want, nil, nil, obs); err != nil {
 		t.Errorf("a host with IPv6 and ip6tables: %v", err)
 	}

@@ -36,7 +36,7 @@ const Loopback6NotServed = "not served: this kernel cannot run the loopback shor
 // loopback6 says whether a project's IPv6 ports are served at [::1].
 func loopback6(st *State, t shortcut.Table) string {
 	switch {
-	case !shortcut.Serves6(st.Firewall()):
+	case !shortcut.Serves6(st.ForwardProject()):
 		return ""
 	case t.Supported:
 		return "served by the loopback shortcut"

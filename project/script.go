@@ -12,7 +12,7 @@ import (
 // Script renders, as a shell script, the ip, sysctl and firewall commands
 // that build want by hand on a clean machine: what `nsrun plan` prints.
 func Script(want *State, firewall forward.Firewall) (string, error) {
-	fw := want.Firewall()
+	fw := want.ForwardProject()
 	var b strings.Builder
 	fmt.Fprintf(&b, "#!/bin/sh\n# The commands equivalent to 'nsrun up' for project %s on a clean machine.\n", want.Project)
 	fmt.Fprintf(&b, "# Remove the result with: sudo nsrun down -p %s (it finds the labelled links and chains).\nset -e\n\n", want.Project)

@@ -95,8 +95,8 @@ func (s *State) Namespace(name string) *NamespaceState {
 	return nil
 }
 
-// Firewall returns the project as the forward package sees it.
-func (s *State) Firewall() forward.Project {
+// ForwardProject returns the project as the forward package sees it.
+func (s *State) ForwardProject() forward.Project {
 	p := forward.Project{Name: s.Project}
 	for _, ns := range s.Namespaces {
 		p.Namespaces = append(p.Namespaces, forward.Namespace{Name: ns.Name, Link: ns.Link, Address: ns.Address, Address6: ns.Address6, Egress: ns.Egress, Ports: ns.Ports})

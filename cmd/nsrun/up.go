@@ -79,7 +79,7 @@ func runUp(c *cobra.Command, path string, flags upFlags) error {
 	if err != nil {
 		return err
 	}
-	e.ReadyWait, e.Firewall, e.NoHeal = flags.timeout, firewall, flags.noHeal
+	e.ReadyWait, e.FirewallChoice, e.NoHeal = flags.timeout, firewall, flags.noHeal
 	var sources []supervise.Source
 	var notify systemdNotify
 	if flags.attach {
