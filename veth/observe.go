@@ -3,14 +3,12 @@ package veth
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"slices"
 
 	"github.com/nsrun/nsrun/internal/rtnl"
 	"github.com/nsrun/nsrun/netns"
-	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -21,38 +19,52 @@ type Link struct {
 	Up                bool
 	Addrs             []netip.Prefix // IPv4
 	Addrs6            []netip.Prefix // IPv6, link-local ones left out
+	RouteLocalnet     string         // its route_localnet sysctl; "" when unknown
 }
 
 // HostLinks returns the host's links by name with their addresses, from
 // one dump of the links and one of the addresses.
 func HostLinks() (map[string]Link, error) {
-	links, err := dump(netlink.LinkList)
+	c, err := rtnl.Dial(nil, make([]byte, rtnl.BufferSize))
 	if err != nil {
 		return nil, fmt.Errorf("listing links: %w", err)
 	}
-	addrs, err := dump(func() ([]netlink.Addr, error) { return netlink.AddrList(nil, unix.AF_UNSPEC) })
+	defer c.Close()
+	links, err := c.Links()
+	if err != nil {
+		return nil, fmt.Errorf("listing links: %w", err)
+	}
+	addrs, err := c.AddrsByLink()
 	if err != nil {
 		return nil, fmt.Errorf("listing addresses: %w", err)
 	}
 	out := make(map[string]Link, len(links))
-	names := make(map[int]string, len(links))
 	for _, l := range links {
-		a := l.Attrs()
-		out[a.Name] = Link{Name: a.Name, Alias: a.Alias, Type: l.Type(), Index: a.Index, Up: a.Flags&net.FlagUp != 0}
-		names[a.Index] = a.Name
-	}
-	for _, a := range addrs {
-		if p, ok := prefixOf(a.IPNet); ok && !p.Addr().IsLinkLocalUnicast() {
-			l := out[names[a.LinkIndex]]
-			if p.Addr().Is4() {
-				l.Addrs = append(l.Addrs, p)
-			} else {
-				l.Addrs6 = append(l.Addrs6, p)
+		hl := Link{Name: l.Name, Alias: l.Alias, Type: linkType(l.Kind), Index: l.Index, Up: l.Up, RouteLocalnet: l.RouteLocalnet}
+		for _, p := range addrs[l.Index] {
+			switch {
+			case p.Addr().IsLinkLocalUnicast():
+			case p.Addr().Is4():
+				hl.Addrs = append(hl.Addrs, p)
+			default:
+				hl.Addrs6 = append(hl.Addrs6, p)
 			}
-			out[names[a.LinkIndex]] = l
 		}
+		out[l.Name] = hl
 	}
 	return out, nil
+}
+
+// linkType names a link's kind as the netlink library does ("device"
+// for one without a kind, "tuntap" for tun).
+func linkType(kind string) string {
+	switch kind {
+	case "":
+		return "device"
+	case "tun":
+		return "tuntap"
+	}
+	return kind
 }
 
 // Peer is the namespace side of a pair, as its namespace shows it.

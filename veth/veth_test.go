@@ -313,3 +313,89 @@ func TestFilteredRoutesMatchTheLibrarysFilter(t *testing.T) {
 		}
 	}
 }
+
+// TestHostLinksMatchTheLibrary: HostLinks reads through internal/rtnl what
+// the netlink library reads (names, aliases, kinds, indexes, state and
+// addresses), here inside a namespace with a veth pair, a labelled link,
+// link-local, point-to-point and IPv6 addresses.
+func TestHostLinksMatchTheLibrary(t *testing.T) {
+	p := newPair(t)
+	if err := Ensure(p); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"link", "add", "va", "type", "veth", "peer", "name", "vb"},
+		{"link", "set", "va", "alias", "nsrun:test/va"},
+		{"link", "set", "va", "up"},
+		{"link", "set", "vb", "up"},
+		{"addr", "add", "10.231.20.1/24", "dev", "va"},
+		{"addr", "add", "10.231.21.1", "peer", "10.231.21.2/32", "dev", "va"},
+		{"-6", "addr", "add", "fd31:20::1/64", "dev", "va", "nodad"},
+		{"addr", "add", "10.231.22.1/24", "dev", "lo"},
+	} {
+		ip(t, append([]string{"-n", p.Namespace}, args...)...)
+	}
+	var got, want map[string]Link
+	err := netns.Do(p.Namespace, func() error {
+		if err := SetLinkSysctl("va", "route_localnet", "1"); err != nil {
+			return err
+		}
+		var err error
+		if got, err = HostLinks(); err != nil {
+			return err
+		}
+		links, err := netlink.LinkList()
+		if err != nil {
+			return err
+		}
+		addrs, err := netlink.AddrList(nil, unix.AF_UNSPEC)
+		if err != nil {
+			return err
+		}
+		want = map[string]Link{}
+		names := map[int]string{}
+		for _, l := range links {
+			a := l.Attrs()
+			localnet, err := GetSysctl(LinkSysctl(a.Name, "route_localnet"))
+			if err != nil {
+				return err
+			}
+			want[a.Name] = Link{Name: a.Name, Alias: a.Alias, Type: l.Type(), Index: a.Index, Up: a.Flags&1 != 0, RouteLocalnet: localnet}
+			names[a.Index] = a.Name
+		}
+		for _, a := range addrs {
+			ip, _ := netip.AddrFromSlice(a.IP)
+			ones, _ := a.Mask.Size()
+			pfx := netip.PrefixFrom(ip.Unmap(), ones)
+			if pfx.Addr().IsLinkLocalUnicast() {
+				continue
+			}
+			l := want[names[a.LinkIndex]]
+			if pfx.Addr().Is4() {
+				l.Addrs = append(l.Addrs, pfx)
+			} else {
+				l.Addrs6 = append(l.Addrs6, pfx)
+			}
+			want[names[a.LinkIndex]] = l
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) || len(got) < 4 {
+		t.Fatalf("HostLinks: %d links, the library %d:\n%v\n%v", len(got), len(want), got, want)
+	}
+	for name, w := range want {
+		if g := got[name]; fmt.Sprint(g) != fmt.Sprint(w) {
+			t.Errorf("link %s: HostLinks %+v\nthe library %+v", name, g, w)
+		}
+	}
+	if va, vb := got["va"], got["vb"]; va.Type != "veth" || va.Alias != "nsrun:test/va" || !slices.Contains(va.Addrs, netip.MustParsePrefix("10.231.21.1/32")) ||
+		va.RouteLocalnet != "1" || vb.RouteLocalnet != "0" {
+		t.Errorf("va: %+v", va)
+	}
+	if lo := got["lo"]; lo.Type != "device" {
+		t.Errorf("lo's type %q, want device (as the library says)", lo.Type)
+	}
+}

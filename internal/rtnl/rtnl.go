@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"slices"
 	"syscall"
 
 	"github.com/nsrun/nsrun/internal/nsexec"
@@ -33,21 +34,37 @@ type Conn struct {
 	buf []byte
 }
 
-// Link is what Conn.Link reads of a link.
+// Link is what Conn reads of a link.
 type Link struct {
+	Name, Alias string
+	Kind        string // IFLA_INFO_KIND: "veth", "bridge", ...; "" for a device
 	Index       int
 	Up          bool // IFF_UP
 	ParentIndex int  // IFLA_LINK: a veth's peer, in the peer's namespace
+	// RouteLocalnet is the link's net.ipv4.conf.LINK.route_localnet, as
+	// the link's IPv4 settings in the message say; "" when they are not
+	// there (no IPv4 on the link).
+	RouteLocalnet string
 }
 
+// devconfRouteLocalnet is IPV4_DEVCONF_ROUTE_LOCALNET (linux/ip.h): the
+// 26th value of IFLA_INET_CONF.
+const devconfRouteLocalnet = 26
+
 // Dial opens a socket inside the network namespace ns (an open nsfs
-// file) that reads through buf, of at least BufferSize bytes, which the
-// caller must not use until Close.
+// file; nil: the calling thread's) that reads through buf, of at least
+// BufferSize bytes, which the caller must not use until Close.
 func Dial(ns *os.File, buf []byte) (*Conn, error) {
 	if len(buf) < BufferSize {
 		return nil, fmt.Errorf("rtnl: a buffer of %d bytes, less than %d", len(buf), BufferSize)
 	}
-	fd, err := nsexec.SocketIn(ns, unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
+	var fd int
+	var err error
+	if ns == nil {
+		fd, err = unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
+	} else {
+		fd, err = nsexec.SocketIn(ns, unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -79,17 +96,13 @@ func (c *Conn) Link(name string) (Link, bool, error) {
 	var out Link
 	found := false
 	err := c.do(req, func(typ uint16, b []byte) error {
-		if typ != unix.RTM_NEWLINK || len(b) < unix.SizeofIfInfomsg {
+		if typ != unix.RTM_NEWLINK {
 			return nil
 		}
-		out.Index = int(int32(binary.NativeEndian.Uint32(b[4:8])))
-		out.Up = binary.NativeEndian.Uint32(b[8:12])&unix.IFF_UP != 0
-		found = true
-		return eachAttr(b[unix.SizeofIfInfomsg:], func(t uint16, v []byte) {
-			if t == unix.IFLA_LINK && len(v) >= 4 {
-				out.ParentIndex = int(int32(binary.NativeEndian.Uint32(v)))
-			}
-		})
+		var err error
+		out, err = parseLink(b)
+		found = err == nil
+		return err
 	})
 	if errors.Is(err, unix.ENODEV) {
 		return Link{}, false, nil
@@ -97,15 +110,97 @@ func (c *Conn) Link(name string) (Link, bool, error) {
 	return out, found, err
 }
 
-// Addrs lists the addresses of the link of that index, both families,
-// as address and prefix length: a point-to-point address as its local
-// side, as `ip address` shows it.
+// Links lists every link.
+func (c *Conn) Links() ([]Link, error) {
+	req := request(unix.RTM_GETLINK, unix.NLM_F_DUMP, unix.SizeofIfInfomsg)
+	var out []Link
+	err := c.dump(req, unix.RTM_NEWLINK, func() { out = out[:0] }, func(b []byte) error {
+		l, err := parseLink(b)
+		out = append(out, l)
+		return err
+	})
+	return out, err
+}
+
+// parseLink reads an RTM_NEWLINK message's body.
+func parseLink(b []byte) (Link, error) {
+	if len(b) < unix.SizeofIfInfomsg {
+		return Link{}, errors.New("rtnl: a short link message")
+	}
+	out := Link{
+		Index: int(int32(binary.NativeEndian.Uint32(b[4:8]))),
+		Up:    binary.NativeEndian.Uint32(b[8:12])&unix.IFF_UP != 0,
+	}
+	var info, afSpec []byte
+	err := eachAttr(b[unix.SizeofIfInfomsg:], func(t uint16, v []byte) {
+		switch {
+		case t == unix.IFLA_IFNAME:
+			out.Name = cString(v)
+		case t == unix.IFLA_IFALIAS:
+			out.Alias = cString(v)
+		case t == unix.IFLA_LINK && len(v) >= 4:
+			out.ParentIndex = int(int32(binary.NativeEndian.Uint32(v)))
+		case t == unix.IFLA_LINKINFO:
+			info = v
+		case t == unix.IFLA_AF_SPEC:
+			afSpec = v
+		}
+	})
+	if err == nil && info != nil {
+		err = eachAttr(info, func(t uint16, v []byte) {
+			if t == unix.IFLA_INFO_KIND {
+				out.Kind = cString(v)
+			}
+		})
+	}
+	if err == nil && afSpec != nil {
+		err = eachAttr(afSpec, func(family uint16, v []byte) {
+			if family != unix.AF_INET {
+				return
+			}
+			eachAttr(v, func(t uint16, conf []byte) {
+				if at := 4 * (devconfRouteLocalnet - 1); t == unix.IFLA_INET_CONF && len(conf) >= at+4 {
+					out.RouteLocalnet = fmt.Sprint(binary.NativeEndian.Uint32(conf[at:]))
+				}
+			})
+		})
+	}
+	return out, err
+}
+
+// cString is a NUL-terminated attribute as a string.
+func cString(v []byte) string {
+	if i := slices.Index(v, 0); i >= 0 {
+		v = v[:i]
+	}
+	return string(v)
+}
+
+// Addrs lists the addresses of the link of that index (0: of every
+// link), both families, as address and prefix length: a point-to-point
+// address as its local side, as `ip address` shows it.
 func (c *Conn) Addrs(index int) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	err := c.eachAddr(index, func() { out = out[:0] }, func(_ int, p netip.Prefix) { out = append(out, p) })
+	return out, err
+}
+
+// AddrsByLink lists the addresses of every link, by the link's index.
+func (c *Conn) AddrsByLink() (map[int][]netip.Prefix, error) {
+	var out map[int][]netip.Prefix
+	err := c.eachAddr(0, func() { out = map[int][]netip.Prefix{} }, func(i int, p netip.Prefix) { out[i] = append(out[i], p) })
+	return out, err
+}
+
+func (c *Conn) eachAddr(index int, reset func(), each func(index int, p netip.Prefix)) error {
 	req := request(unix.RTM_GETADDR, unix.NLM_F_DUMP, unix.SizeofIfAddrmsg)
 	binary.NativeEndian.PutUint32(req[unix.NLMSG_HDRLEN+4:], uint32(index))
-	var out []netip.Prefix
-	err := c.dump(req, unix.RTM_NEWADDR, func() { out = out[:0] }, func(b []byte) error {
-		if len(b) < unix.SizeofIfAddrmsg || int(binary.NativeEndian.Uint32(b[4:8])) != index {
+	return c.dump(req, unix.RTM_NEWADDR, reset, func(b []byte) error {
+		if len(b) < unix.SizeofIfAddrmsg {
+			return nil
+		}
+		link := int(binary.NativeEndian.Uint32(b[4:8]))
+		if index != 0 && link != index {
 			return nil
 		}
 		bits := int(b[1])
@@ -122,11 +217,10 @@ func (c *Conn) Addrs(index int) ([]netip.Prefix, error) {
 			addr = local
 		}
 		if a, ok := netip.AddrFromSlice(addr); ok && netip.PrefixFrom(a, bits).IsValid() {
-			out = append(out, netip.PrefixFrom(a, bits))
+			each(link, netip.PrefixFrom(a, bits))
 		}
 		return err
 	})
-	return out, err
 }
 
 // DefaultGateways lists the gateways of the default routes of the main
