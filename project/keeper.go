@@ -89,6 +89,7 @@ func (k Keeper) Stop(dir string) error {
 	}
 	err := netns.Stop(procs, 5*time.Second)
 	os.Remove(keeperPath(dir))
+	os.Remove(keeperSocket(dir))
 	return err
 }
 

@@ -4,9 +4,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"maps"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -107,14 +107,14 @@ func (k Kernel) Observe(ctx context.Context, q Query) (Observed, error) {
 	})
 	var err error
 	if !q.FirewallOnly {
-		err = observeHost(&obs, q)
+		err = observeHost(&obs, q, k.Peers)
 	}
 	wg.Wait()
 	return obs, errors.Join(err, fwErr, hostErr)
 }
 
 // observeHost reads all Observe reads but the firewall.
-func observeHost(obs *Observed, q Query) error {
+func observeHost(obs *Observed, q Query, peers *PeerCache) error {
 	names, err := netns.List()
 	if err != nil {
 		return err
@@ -126,7 +126,7 @@ func observeHost(obs *Observed, q Query) error {
 	// meanwhile.
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	wg.Go(func() { observeNamespaces(obs, q.Namespaces, q.Cookies) })
+	wg.Go(func() { observeNamespaces(obs, q.Namespaces, q.Cookies, peers) })
 	if obs.Links, err = veth.HostLinks(); err != nil {
 		return err
 	}
@@ -159,7 +159,9 @@ func observeHost(obs *Observed, q Query) error {
 	obs.MachineID = machineID()
 	for name, l := range obs.Links {
 		if _, _, ours := veth.ParseLabel(l.Alias); ours {
-			obs.RouteLocalnet[name], _ = veth.GetSysctl(veth.LinkSysctl(name, "route_localnet"))
+			if obs.RouteLocalnet[name] = l.RouteLocalnet; l.RouteLocalnet == "" { // not in the dump
+				obs.RouteLocalnet[name], _ = veth.GetSysctl(veth.LinkSysctl(name, "route_localnet"))
+			}
 		}
 	}
 	return nil
@@ -236,9 +238,13 @@ func (k Kernel) readFirewalls(ctx context.Context) (map[forward.Backend]forward.
 }
 
 // observeNamespaces reads, for each namespace that exists, its side of the
-// pair, nsrun's files in /etc/netns and, for those in cookies, its cookie,
-// on several workers.
-func observeNamespaces(obs *Observed, names, cookies []string) {
+// pair (from the cache while the keeper has seen no change), nsrun's
+// files in /etc/netns (from the cache while unchanged) and, for those in
+// cookies, its cookie, on several workers.
+func observeNamespaces(obs *Observed, names, cookies []string, cache *PeerCache) {
+	token := cache.token()
+	kept := cache.load(token)
+	read := map[string]cachedPeer{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, workers)
@@ -259,11 +265,19 @@ func observeNamespaces(obs *Observed, names, cookies []string) {
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			buf := bufs.Get().(*[]byte)
-			peer, err := veth.ObservePeer(name, peerName, *buf)
-			files := readEtc(name, *buf)
+			inode := namespaceInode(name)
+			peer, cached := reusable(kept, name, inode)
+			var err error
+			if !cached {
+				peer, err = veth.ObservePeer(name, peerName, *buf)
+			}
+			files, etc := readEtcCached(name, *buf, kept[name].Etc)
 			bufs.Put(buf)
 			mu.Lock()
 			defer mu.Unlock()
+			if err == nil && inode != 0 && (!cached || !maps.EqualFunc(etc, kept[name].Etc, func(a, b cachedEtc) bool { return a == b })) {
+				read[name] = cachedPeer{Inode: inode, Peer: peer, Etc: etc}
+			}
 			if asked[name] && peer.Cookie != 0 {
 				obs.NetnsCookies[name] = peer.Cookie
 			}
@@ -276,21 +290,15 @@ func observeNamespaces(obs *Observed, names, cookies []string) {
 		}()
 	}
 	wg.Wait()
-}
-
-// readEtc reads the files of /etc/netns/NS that nsrun writes, those that
-// exist, through buf: each namespace's hosts file names every namespace,
-// so holding them all would take the square of their number in memory.
-func readEtc(ns string, buf []byte) map[string]EtcFile {
-	out := map[string]EtcFile{}
-	for _, name := range etcNames {
-		if f, ok := readEtcFile(filepath.Join(netns.EtcDir, ns, name), buf); ok {
-			out[name] = f
-		}
+	// What was read is kept if nothing changed while it was read.
+	if len(read) > 0 && token != "" && cache.token() == token {
+		cache.save(token, read)
 	}
-	return out
 }
 
+// readEtcFile reads one of the files of /etc/netns/NS that nsrun writes
+// through buf: each namespace's hosts file names every namespace, so
+// holding them all would take the square of their number in memory.
 func readEtcFile(path string, buf []byte) (EtcFile, bool) {
 	h := sha256.New()
 	var out EtcFile

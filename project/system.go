@@ -30,6 +30,9 @@ type Kernel struct {
 	// nftables generation stays the same; nil keeps nothing. (The
 	// backends of Firewalls have their own, see NewCached.)
 	Cache *nftcache.Cache
+	// Peers keeps the namespaces' sides of their pairs while the keeper
+	// has seen no change; nil keeps nothing.
+	Peers *PeerCache
 }
 
 func (k Kernel) IPForward() (string, error)                  { return veth.GetSysctl(veth.IPForward) }
@@ -45,7 +48,14 @@ func (k Kernel) NamespaceHolders(names []string) map[string][]netns.Holder {
 func (k Kernel) KillNamespaces(names []string) error {
 	return netns.KillAllIn(names, k.Grace)
 }
-func (k Kernel) EnsureLink(p veth.Pair) error   { return veth.Ensure(p) }
+
+// EnsureLink builds or repairs a pair. A repair that changes nothing in
+// the kernel (one the keeper would not count) must not leave a kept peer
+// that says otherwise: the cache goes.
+func (k Kernel) EnsureLink(p veth.Pair) error {
+	k.Peers.forget()
+	return veth.Ensure(p)
+}
 func (k Kernel) DeleteLink(name string) error   { return veth.Delete(name) }
 func (k Kernel) LinksGone(names []string) error { return veth.WaitGone(names, 5*time.Second) }
 func (k Kernel) FlushUDP(ports []specs.PortRange) error {

@@ -24,7 +24,7 @@ func newEngine(w io.Writer, quiet bool) (*project.Engine, error) {
 	}
 	st := store()
 	cache := &nftcache.Cache{Path: filepath.Join(st.Dir, "nftables-cache.json")}
-	k := project.Kernel{Firewalls: firewalls(cache), Grace: 5 * time.Second, Cache: cache}
+	k := project.Kernel{Firewalls: firewalls(cache), Grace: 5 * time.Second, Cache: cache, Peers: &project.PeerCache{Dir: st.Dir}}
 	e := &project.Engine{
 		Store:       st,
 		System:      k,

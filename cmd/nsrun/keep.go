@@ -1,11 +1,13 @@
 package main
 
 import (
+	"log"
 	"os/signal"
 	"syscall"
 	"time"
 
 	"github.com/nsrun/nsrun/hostfw"
+	"github.com/nsrun/nsrun/internal/rtnl"
 	"github.com/nsrun/nsrun/project"
 	"github.com/spf13/cobra"
 )
@@ -27,6 +29,18 @@ func newKeepCommand() *cobra.Command {
 				return err
 			}
 			e.Store, e.Waiting = project.Store{Dir: args[0]}, nil
+			// Its count of link, address and route changes lets an up
+			// that finds none skip reading each namespace.
+			if changes, err := rtnl.WatchChanges(); err != nil {
+				log.Printf("%v; every up reads every namespace", err)
+			} else {
+				defer changes.Close()
+				go func() {
+					if err := project.ServeChanges(ctx, args[0], changes); err != nil {
+						log.Printf("%v; every up reads every namespace", err)
+					}
+				}()
+			}
 			return e.Keep(ctx, hostfw.NewWatcher(), period, project.QuietFingerprint)
 		},
 	}

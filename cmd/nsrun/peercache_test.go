@@ -1,0 +1,157 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nsrun/nsrun/netns/nstest"
+)
+
+// TestPeerCache: with the keeper running, an up that follows a change
+// inside a namespace sees it right after the command that made it,
+// whatever the change (the keeper's count of changes says the kept
+// peers are stale); an up with nothing changed takes the namespaces'
+// sides from the cache, which a kept peer altered by hand shows.
+func TestPeerCache(t *testing.T) {
+	nstest.RequireRoot(t)
+	nstest.DumpOnFailure(t)
+	project := nstest.Name("pc")
+	a, b := nstest.Name("pa"), nstest.Name("pb")
+	spec := writeSpec(t, "pc.yaml", "name: "+project+"\nnamespaces:\n  "+a+": {ports: [\"16210:8080\"]}\n  "+b+": {}\n")
+	dir := filepath.Dir(spec)
+	t.Cleanup(func() { nsrunCmd(t, dir, "down", "-q", "-p", project) })
+	up := func() bool {
+		t.Helper()
+		code, out, errOut := nsrunCmd(t, dir, "up", "-q", spec)
+		if code != 0 {
+			t.Fatalf("up: exit %d\n%s%s", code, out, errOut)
+		}
+		return strings.Contains(out, "is up to date")
+	}
+	ipn := func(ns string, args ...string) string {
+		t.Helper()
+		out, err := exec.Command("ip", append([]string{"-n", ns}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("ip -n %s %v: %v\n%s", ns, args, err, out)
+		}
+		return string(out)
+	}
+	up()
+	if _, err := os.Stat("/run/nsrun/keeper.sock"); err != nil {
+		t.Fatalf("the keeper does not answer: %v", err)
+	}
+	address := strings.Fields(strings.SplitN(ipn(a, "-4", "-o", "addr", "show", "dev", "eth0"), "inet ", 2)[1])[0]
+
+	// A kept peer altered by hand shows through an up: the cache is used.
+	const path = "/run/nsrun/peers-cache.json"
+	deadline := time.Now().Add(60 * time.Second)
+	for used := false; !used; {
+		if time.Now().After(deadline) {
+			t.Fatal("no up took a peer from the cache within 60 s")
+		}
+		up() // reads what is not kept, and keeps it
+		var f map[string]json.RawMessage
+		data, err := os.ReadFile(path)
+		if err != nil || json.Unmarshal(data, &f) != nil {
+			continue
+		}
+		var peers map[string]map[string]any
+		if json.Unmarshal(f["peers"], &peers) != nil || peers[a] == nil {
+			continue
+		}
+		peers[a]["peer"].(map[string]any)["Addrs"] = []string{"10.231.255.1/30"}
+		f["peers"], _ = json.Marshal(peers)
+		data, _ = json.Marshal(f)
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		used = !up() // another change on the host meanwhile: read anew, up to date
+	}
+	if !up() {
+		t.Error("after the repair of a peer altered in the cache, the next up is not up to date: the altered peer stayed")
+	}
+
+	// Every change inside a namespace is seen by the next up, at once.
+	for _, change := range [][]string{
+		{a, "addr", "del", address, "dev", "eth0"},
+		{a, "route", "del", "default"},
+		{b, "link", "set", "eth0", "down"},
+		{b, "link", "set", "eth0", "mtu", "1400"}, // not nsrun's business: up to date
+	} {
+		up()
+		up() // the cache holds both namespaces now, unless the host changed meanwhile
+		ipn(change[0], change[1:]...)
+		upToDate := up()
+		if wantUpToDate := change[2] == "set" && change[4] == "mtu"; upToDate != wantUpToDate {
+			t.Errorf("up right after %q: up to date %v, want %v", change, upToDate, wantUpToDate)
+		}
+		if !up() {
+			t.Errorf("the up after the repair of %q is not up to date", change)
+		}
+	}
+	if got := ipn(a, "-4", "-o", "addr", "show", "dev", "eth0"); !strings.Contains(got, address) {
+		t.Errorf("%s's address %s is not back:\n%s", a, address, got)
+	}
+	if got := ipn(a, "route", "show", "default"); !strings.Contains(got, "default via") {
+		t.Errorf("%s's default route is not back:\n%s", a, got)
+	}
+	if got := ipn(b, "link", "show", "eth0"); !strings.Contains(got, "state UP") && !strings.Contains(got, ",UP") {
+		t.Errorf("%s's eth0 is not up again:\n%s", b, got)
+	}
+
+	// A hosts file changed in place, to the same size, once kept.
+	hosts := "/etc/netns/" + a + "/hosts"
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if st, err := os.Stat(hosts); err == nil && time.Since(statCtime(st)) > 1100*time.Millisecond {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s stays recent, or is missing", hosts)
+		}
+	}
+	up()
+	up() // kept now, unless the host changed meanwhile
+	f, err := os.OpenFile(hosts, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(hosts)
+	last := len(data) - 2 // a character of the last name
+	if _, err := f.WriteAt([]byte{data[last] ^ 1}, int64(last)); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if up() {
+		t.Errorf("up after %s changed in place says up to date", hosts)
+	}
+	if after, _ := os.ReadFile(hosts); string(after) != string(data) {
+		t.Errorf("%s is not written back:\n%s", hosts, after)
+	}
+
+	// A namespace deleted and made again, with nothing in it.
+	up()
+	up()
+	if out, err := exec.Command("ip", "netns", "del", b).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns del: %v\n%s", err, out)
+	}
+	if out, err := exec.Command("ip", "netns", "add", b).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add: %v\n%s", err, out)
+	}
+	if up() {
+		t.Error("up after a namespace was made anew says up to date")
+	}
+	if got := ipn(b, "-4", "-o", "addr", "show", "dev", "eth0"); !strings.Contains(got, "inet ") {
+		t.Errorf("%s has no address after the up:\n%s", b, got)
+	}
+}
+
+// statCtime is a file's change time.
+func statCtime(st os.FileInfo) time.Time {
+	return time.Unix(0, st.Sys().(*syscall.Stat_t).Ctim.Nano())
+}

@@ -1,0 +1,120 @@
+package project
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nsrun/nsrun/netns"
+	"github.com/nsrun/nsrun/netns/nstest"
+	"github.com/nsrun/nsrun/veth"
+)
+
+// TestReadEtcCached: a file of /etc/netns/NS is taken from the cache
+// while its inode, size and change time are those kept, and read again
+// after any change, one of the same size included; a file changed less
+// than a second before it was read is not kept.
+func TestReadEtcCached(t *testing.T) {
+	nstest.RequireRoot(t)
+	ns := nstest.Name("ec")
+	dir := filepath.Join(netns.EtcDir, ns)
+	_, err := os.Stat(netns.EtcDir)
+	had := err == nil
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		os.RemoveAll(dir)
+		if !had {
+			os.Remove(netns.EtcDir) // once empty
+		}
+	})
+	hosts := filepath.Join(dir, "hosts")
+	write := func(content string) {
+		t.Helper()
+		f, err := os.OpenFile(hosts, os.O_WRONLY|os.O_CREATE, 0o644) // in place: same inode
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.WriteAt([]byte(content), 0); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+	}
+	// settle waits until the file's change time is more than a second old.
+	settle := func() {
+		t.Helper()
+		for deadline := time.Now().Add(30 * time.Second); ; {
+			var st syscall.Stat_t
+			if err := syscall.Stat(hosts, &st); err != nil {
+				t.Fatal(err)
+			}
+			if time.Since(time.Unix(0, st.Ctim.Nano())) > 1100*time.Millisecond {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the file's change time stays recent")
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	buf := make([]byte, 64<<10)
+	write(etcMarker + "10.0.0.1 a\n")
+	if files, keep := readEtcCached(ns, buf, nil); files["hosts"] != etcFileOf(etcMarker+"10.0.0.1 a\n") || len(keep) != 0 {
+		t.Fatalf("a file just written: %v, kept %v; want it read and not kept", files, keep)
+	}
+	settle()
+	files, keep := readEtcCached(ns, buf, nil)
+	if f, ok := keep["hosts"].file(); files["hosts"] != etcFileOf(etcMarker+"10.0.0.1 a\n") || !ok || f != files["hosts"] {
+		t.Fatalf("a settled file: %v, kept %v; want it read and kept", files, keep)
+	}
+	// A kept entry altered by hand shows through: it is used.
+	altered := keep["hosts"]
+	altered.Sum = strings.Repeat("ab", 32)
+	want, _ := altered.file()
+	if got, _ := readEtcCached(ns, buf, map[string]cachedEtc{"hosts": altered}); got["hosts"] != want {
+		t.Errorf("an unchanged file was read again: %v, want the kept %v", got["hosts"], want)
+	}
+	// What is kept but is not a digest is not used.
+	broken := keep["hosts"]
+	broken.Sum = "zz"
+	if got, _ := readEtcCached(ns, buf, map[string]cachedEtc{"hosts": broken}); got["hosts"] != files["hosts"] {
+		t.Errorf("a kept entry without a digest: %v, want the file read", got["hosts"])
+	}
+	// A change of the same size, in place.
+	write(etcMarker + "10.0.0.2 a\n")
+	got, again := readEtcCached(ns, buf, map[string]cachedEtc{"hosts": altered})
+	if got["hosts"] != etcFileOf(etcMarker+"10.0.0.2 a\n") {
+		t.Errorf("after a change of the same size: %v, want the file read again", got["hosts"])
+	}
+	if _, ok := again["hosts"]; ok {
+		t.Error("a file changed just now was kept")
+	}
+	if err := os.Remove(hosts); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := readEtcCached(ns, buf, keep); len(got) != 0 {
+		t.Errorf("a removed file: %v, want none", got)
+	}
+}
+
+// TestReusablePeer: a kept peer is used for the namespace it was read in
+// (the inode of its /run/netns file), and only when the peer existed.
+func TestReusablePeer(t *testing.T) {
+	kept := map[string]cachedPeer{
+		"a": {Inode: 7, Peer: veth.Peer{Exists: true, ParentIndex: 3}},
+		"b": {Inode: 8, Peer: veth.Peer{}},
+	}
+	for _, tc := range []struct {
+		name  string
+		inode uint64
+		ok    bool
+	}{{"a", 7, true}, {"a", 9, false}, {"a", 0, false}, {"b", 8, false}, {"c", 7, false}} {
+		if p, ok := reusable(kept, tc.name, tc.inode); ok != tc.ok || (ok && p.ParentIndex != 3) {
+			t.Errorf("reusable(%s, %d) = %+v, %v; want %v", tc.name, tc.inode, p, ok, tc.ok)
+		}
+	}
+}
