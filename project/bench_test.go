@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nsrun/nsrun/host"
 	"github.com/nsrun/nsrun/specs"
 )
 
@@ -41,9 +42,9 @@ func BenchmarkPlan1000(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if err := Preflight(want, nil, nil, Observed{}); err != nil {
+		if err := Preflight(want, nil, nil, host.Observed{}); err != nil {
 			b.Fatal(err)
 		}
-		PlanUp(want, nil, Observed{}, nil)
+		PlanUp(want, nil, host.Observed{}, nil)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/nsrun/nsrun/forward"
+	"github.com/nsrun/nsrun/host"
 	"github.com/nsrun/nsrun/veth"
 )
 
@@ -35,7 +36,7 @@ type Drift struct {
 // NetworkDrift compares a project's record with what was observed: the
 // host's forwarding, each namespace with its pair and files, and the
 // firewall. It is pure.
-func NetworkDrift(st *State, obs Observed) []Drift {
+func NetworkDrift(st *State, obs host.Observed) []Drift {
 	var out []Drift
 	if obs.IPForward != "1" {
 		out = append(out, Drift{Kind: DriftForwarding, Message: fmt.Sprintf("net.ipv4.ip_forward is %s: the host forwards nothing to the namespaces", obs.IPForward)})
@@ -57,7 +58,7 @@ func NetworkDrift(st *State, obs Observed) []Drift {
 	return append(out, keptDrift(st, obs)...)
 }
 
-func linkDrift(project string, ns *NamespaceState, obs Observed) []Drift {
+func linkDrift(project string, ns *NamespaceState, obs host.Observed) []Drift {
 	if err := obs.PeerErrors[ns.Name]; err != nil {
 		return []Drift{{Kind: DriftLink, Namespace: ns.Name, Message: fmt.Sprintf("namespace %s cannot be read: %v", ns.Name, err)}}
 	}
@@ -75,9 +76,9 @@ func linkDrift(project string, ns *NamespaceState, obs Observed) []Drift {
 // etcDiffers names the files of want (name -> SHA-256 of the content) that
 // a namespace lacks or holds in an older version of nsrun's; a file nsrun
 // did not write is left alone.
-func etcDiffers(have map[string]EtcFile, want map[string][32]byte) []string {
+func etcDiffers(have map[string]host.EtcFile, want map[string][32]byte) []string {
 	var out []string
-	for _, name := range etcNames {
+	for _, name := range host.EtcNames {
 		sum, wanted := want[name]
 		old, exists := have[name]
 		if wanted && (!exists || (old.Ours && old.Sum != sum)) {

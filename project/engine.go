@@ -7,12 +7,16 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/nsrun/nsrun/forward"
+	"github.com/nsrun/nsrun/host"
+	"github.com/nsrun/nsrun/netns"
 	"github.com/nsrun/nsrun/specs"
+	"github.com/nsrun/nsrun/supervise"
 	"github.com/nsrun/nsrun/veth"
 )
 
@@ -30,7 +34,7 @@ type Engine struct {
 	Supervision Supervision
 	// Keeper runs the process that heals the projects' firewall state.
 	Keeper   Keeping
-	Observe  func(ctx context.Context, q Query) (Observed, error)
+	Observe  func(ctx context.Context, q host.Query) (host.Observed, error)
 	Progress func(Step)   // called after each step; may be nil
 	Waiting  func()       // called once when another nsrun holds the lock; may be nil
 	Warn     func(string) // called with what down finds amiss but goes on with; may be nil
@@ -55,6 +59,36 @@ func (e *Engine) lock(ctx context.Context) (*Lock, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	return e.Store.Lock(ctx, e.Waiting)
+}
+
+// Supervision starts, reloads and stops a project's supervisor.
+type Supervision interface {
+	// Apply makes the supervisor of dir run plan: it starts one, or tells
+	// the running one to reload, and returns once it runs the plan.
+	Apply(ctx context.Context, dir string, plan supervise.Plan) error
+	// Stop stops the supervisor of dir and, through it, its processes.
+	Stop(dir string) error
+	// StopAll stops every supervisor of a project below root, recorded or not.
+	StopAll(root string) error
+	// Status is what the supervisor of dir last reported.
+	Status(dir string) (supervise.Status, error)
+	// Dial tries once to connect to a TCP port inside a namespace.
+	Dial(ns string, addrs []netip.Addr, port uint16) error
+}
+
+// Keeping starts and stops the keeper: one process for all the projects
+// of a state directory, which keeps their firewall state true (see
+// package keeper; it repairs through Engine.Heal). One for all, not one
+// per project: a firewall change is one event, read once, repaired in one
+// look under one lock, whatever the number of projects.
+type Keeping interface {
+	// Start starts the keeper of dir unless it runs, and returns once it
+	// watches for changes.
+	Start(ctx context.Context, dir string) error
+	// Stop stops it, and any other keeper found running for dir.
+	Stop(dir string) error
+	// Running returns the keeper's process, if it runs.
+	Running(dir string) (netns.Process, bool)
 }
 
 // PreflightError means up found a conflict before changing anything.
@@ -108,7 +142,7 @@ func (e *Engine) up(ctx context.Context, s *specs.Spec) (*Outcome, bool, error) 
 	if err != nil {
 		return nil, false, err
 	}
-	q := Query{Published: newPorts(s, recorded)}
+	q := host.Query{Published: newPorts(s, recorded)}
 	for _, ns := range s.Namespaces {
 		q.Namespaces = append(q.Namespaces, ns.Name)
 	}
@@ -200,7 +234,7 @@ func (c upChange) upToDate() bool { return len(c.Steps) == 0 && !c.Restart && !c
 // and the record's drift. Pure. The processes restart on the first up,
 // when their definitions change, and when any of them is not running;
 // each restart is a new generation of the record.
-func decideUp(want, recorded *State, obs Observed, drift []Drift) upChange {
+func decideUp(want, recorded *State, obs host.Observed, drift []Drift) upChange {
 	next := *want
 	if recorded != nil {
 		next.Generation = recorded.Generation
@@ -365,7 +399,7 @@ func (e *Engine) updateKeeper(ctx context.Context) error {
 
 // HostFirewall judges the host's firewalls with no project in mind.
 func (e *Engine) HostFirewall(ctx context.Context) (HostReport, error) {
-	obs, err := e.Observe(ctx, Query{})
+	obs, err := e.Observe(ctx, host.Query{})
 	if err != nil {
 		return HostReport{}, err
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/forward/iptables"
 	"github.com/nsrun/nsrun/forward/nftables"
+	"github.com/nsrun/nsrun/host"
 	"github.com/nsrun/nsrun/internal/atomicfile"
 	"github.com/nsrun/nsrun/netns"
 	"github.com/nsrun/nsrun/specs"
@@ -403,7 +404,7 @@ func TestStatusAll(t *testing.T) {
 	e := newEngine(t, sys)
 	ctx := context.Background()
 	looks := 0
-	e.Observe = func(ctx context.Context, q Query) (Observed, error) { looks++; return sys.observe(ctx, q) }
+	e.Observe = func(ctx context.Context, q host.Query) (host.Observed, error) { looks++; return sys.observe(ctx, q) }
 	if _, err := e.Up(ctx, spec(t, twoNamespaces)); err != nil {
 		t.Fatal(err)
 	}
@@ -692,7 +693,7 @@ func TestDecideUp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	q := Query{Namespaces: []string{"ns1"}}
+	q := host.Query{Namespaces: []string{"ns1"}}
 	up, err := sys.observe(ctx, q)
 	if err != nil {
 		t.Fatal(err)
@@ -715,7 +716,7 @@ func TestDecideUp(t *testing.T) {
 	for _, tc := range []struct {
 		name           string
 		want, recorded *State
-		obs            Observed
+		obs            host.Observed
 		drift          []Drift
 		steps, restart bool
 		changed        bool
@@ -760,7 +761,7 @@ func TestUpReadsListenersOfNewPortsOnly(t *testing.T) {
 	sys := newFake()
 	e := newEngine(t, sys)
 	var asked []string
-	e.Observe = func(ctx context.Context, q Query) (Observed, error) {
+	e.Observe = func(ctx context.Context, q host.Query) (host.Observed, error) {
 		var ports []string
 		for _, p := range q.Published {
 			ports = append(ports, p.Full())

@@ -2,23 +2,12 @@ package project
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"strings"
 
-	"github.com/nsrun/nsrun/internal/atomicfile"
-	"github.com/nsrun/nsrun/netns"
+	"github.com/nsrun/nsrun/host"
 )
-
-// etcMarker starts every file nsrun writes in /etc/netns/NS/; a file
-// without it is someone else's and is left alone.
-const etcMarker = "# written by nsrun"
-
-// etcNames are the files nsrun writes in /etc/netns/NS/.
-var etcNames = []string{"hosts", "resolv.conf"}
 
 // EtcFiles returns the files of /etc/netns/NS/ for each namespace of a
 // project: hosts naming every namespace of the project, and resolv.conf
@@ -33,7 +22,7 @@ func EtcFiles(st *State, hostResolv, systemdResolv string) map[string]string {
 
 func hostsFile(st *State) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s for project %s; removed by nsrun down\n", etcMarker, st.Project)
+	fmt.Fprintf(&b, "%s for project %s; removed by nsrun down\n", host.EtcMarker, st.Project)
 	b.WriteString("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
 	for _, ns := range st.Namespaces {
 		fmt.Fprintf(&b, "%s\t%s\n", ns.Address.Addr(), ns.Name)
@@ -54,7 +43,7 @@ func ResolvConf(hostResolv, systemdResolv string) (string, bool) {
 		return "", false
 	}
 	var b strings.Builder
-	b.WriteString(etcMarker + "; removed by nsrun down\n")
+	b.WriteString(host.EtcMarker + "; removed by nsrun down\n")
 	for _, s := range servers {
 		b.WriteString("nameserver " + s + "\n")
 	}
@@ -83,60 +72,4 @@ func parseResolv(text string) (servers, rest []string) {
 		}
 	}
 	return servers, rest
-}
-
-// writeEtc writes nsrun's files into /etc/netns/NS/, leaving alone any
-// file of that name nsrun did not write, and any that already holds the
-// content. Each is written beside and renamed into place: a file nsrun
-// was killed while writing would lack the marker and never be removed.
-func writeEtc(ns string, files map[string]string) error {
-	dir := filepath.Join(netns.EtcDir, ns)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("creating %s: %w", dir, err)
-	}
-	for name, content := range files {
-		path := filepath.Join(dir, name)
-		old, err := os.ReadFile(path)
-		if err == nil && (string(old) == content || !strings.HasPrefix(string(old), etcMarker)) {
-			continue
-		}
-		if err := atomicfile.Write(path, []byte(content), 0o644); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// removeEtc removes the files nsrun wrote in /etc/netns/NS/ (and any it
-// was killed while writing), then the directory and /etc/netns when they
-// are left empty.
-func removeEtc(ns string) error {
-	dir := filepath.Join(netns.EtcDir, ns)
-	entries, err := os.ReadDir(dir)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	for _, e := range entries {
-		path := filepath.Join(dir, e.Name())
-		if _, err := os.Stat(path); err == nil && (ours(path) || atomicfile.IsTemp(e.Name())) {
-			if err := os.Remove(path); err != nil {
-				return err
-			}
-		}
-	}
-	os.Remove(dir)          // only if empty
-	os.Remove(netns.EtcDir) // likewise
-	return nil
-}
-
-// ours reports whether a file is absent or was written by nsrun.
-func ours(path string) bool {
-	data, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return true
-	}
-	return err == nil && strings.HasPrefix(string(data), etcMarker)
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/forward/iptables"
 	"github.com/nsrun/nsrun/forward/nftables"
+	"github.com/nsrun/nsrun/host"
 	"github.com/nsrun/nsrun/hostfw"
 	"github.com/nsrun/nsrun/netns"
 	"github.com/nsrun/nsrun/specs"
@@ -398,12 +399,12 @@ func (f *fakeSystem) SweepFirewall(context.Context) error {
 }
 
 // observe shows the fake host as Observe shows the real one.
-func (f *fakeSystem) observe(_ context.Context, q Query) (Observed, error) {
+func (f *fakeSystem) observe(_ context.Context, q host.Query) (host.Observed, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	obs := Observed{Namespaces: maps.Clone(f.namespaces), Links: map[string]veth.Link{}, IPForward: f.ipForward,
+	obs := host.Observed{Namespaces: maps.Clone(f.namespaces), Links: map[string]veth.Link{}, IPForward: f.ipForward,
 		Tables: map[forward.Backend]forward.Tables{}, RouteLocalnet: map[string]string{},
-		Peers: map[string]veth.Peer{}, Etc: map[string]map[string]EtcFile{}}
+		Peers: map[string]veth.Peer{}, Etc: map[string]map[string]host.EtcFile{}}
 	obs.Host.Firewalld = f.firewalldState()
 	obs.NetnsCookies = map[string]uint64{}
 	for _, name := range q.Cookies {
@@ -448,9 +449,9 @@ func (f *fakeSystem) observe(_ context.Context, q Query) (Observed, error) {
 				}
 			}
 		}
-		obs.Etc[ns] = map[string]EtcFile{}
+		obs.Etc[ns] = map[string]host.EtcFile{}
 		for name, content := range f.etc[ns] {
-			obs.Etc[ns][name] = etcFileOf(content)
+			obs.Etc[ns][name] = host.EtcFileOf(content)
 		}
 	}
 	return obs, nil

@@ -8,14 +8,14 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/forward/shortcut"
+	"github.com/nsrun/nsrun/host"
 	"github.com/nsrun/nsrun/hostfw"
 	"github.com/nsrun/nsrun/internal/atomicfile"
-	"github.com/nsrun/nsrun/internal/words"
+	"github.com/nsrun/nsrun/keeper"
 	"github.com/nsrun/nsrun/supervise"
 )
 
@@ -25,7 +25,7 @@ import (
 // links' firewalld zone. It re-applies exactly that of a project which
 // differs, under the lock of up and down, and records each repair.
 // causes say what the keeper was told since its last look.
-func (e *Engine) Heal(ctx context.Context, causes []string) ([]Repair, error) {
+func (e *Engine) Heal(ctx context.Context, causes []string) ([]keeper.Repair, error) {
 	lock, err := e.lock(ctx)
 	if err != nil {
 		return nil, err
@@ -35,18 +35,18 @@ func (e *Engine) Heal(ctx context.Context, causes []string) ([]Repair, error) {
 	if len(states) == 0 {
 		return nil, nil
 	}
-	obs, err := e.Observe(ctx, Query{FirewallOnly: true})
+	obs, err := e.Observe(ctx, host.Query{FirewallOnly: true})
 	if err != nil {
 		return nil, err
 	}
-	var out []Repair
+	var out []keeper.Repair
 	var errs []error
 	for _, st := range states {
 		drift := keptDrift(st, obs)
 		if len(drift) == 0 {
 			continue
 		}
-		r := Repair{Project: st.Project, At: time.Now(), Causes: causes}
+		r := keeper.Repair{Project: st.Project, At: time.Now(), Causes: causes}
 		for _, d := range drift {
 			r.Fixed = append(r.Fixed, d.Message)
 		}
@@ -57,9 +57,12 @@ func (e *Engine) Heal(ctx context.Context, causes []string) ([]Repair, error) {
 	return out, errors.Join(errs...)
 }
 
+// Heals reports whether any project is kept by the keeper.
+func (e *Engine) Heals() bool { return e.Store.heals() }
+
 // repair re-applies a project's firewall state: its rules where its
 // backend and the drops of the others now say, and its links' zone.
-func (e *Engine) repair(ctx context.Context, st *State, obs Observed, drift []Drift) error {
+func (e *Engine) repair(ctx context.Context, st *State, obs host.Observed, drift []Drift) error {
 	if hasKind(drift, DriftFirewall) {
 		at, err := forward.Place(st.Backend, forward.Auto, obs.Backends, obs.Tables)
 		if err != nil {
@@ -83,7 +86,7 @@ func (e *Engine) repair(ctx context.Context, st *State, obs Observed, drift []Dr
 
 // keptDrift is the drift of what the keeper keeps: the project's
 // rules and accepts, its loopback shortcuts, and its links' zone.
-func keptDrift(st *State, obs Observed) []Drift {
+func keptDrift(st *State, obs host.Observed) []Drift {
 	out := firewallDrift(st, obs.Tables)
 	for _, m := range shortcut.Drift(obs.Shortcuts, st.Project, shortcut.Of(st.ForwardProject())) {
 		out = append(out, Drift{Kind: DriftFirewall, Message: m})
@@ -112,32 +115,6 @@ func zoneDrift(st *State, f hostfw.Firewalld) []Drift {
 	return out
 }
 
-// Repair is one repair of a project by the keeper.
-type Repair struct {
-	Project string
-	At      time.Time
-	Fixed   []string // what was missing or changed
-	Causes  []string // what the keeper was told before it looked
-	Err     error    // why the repair failed; nil when it worked
-}
-
-// String is the repair as a log line: what was put back (the first few
-// differences and their count), and what the keeper was told before.
-func (r Repair) String() string {
-	what := strings.Join(r.Fixed, "; ")
-	if len(r.Fixed) > 3 {
-		what = fmt.Sprintf("%s; and %d more", strings.Join(r.Fixed[:3], "; "), len(r.Fixed)-3)
-	}
-	s := fmt.Sprintf("keeper: repaired project %s (%s): %s", r.Project, words.Plural(len(r.Fixed), "difference"), what)
-	if r.Err != nil {
-		s = fmt.Sprintf("keeper: repairing project %s failed: %v; it had %s: %s", r.Project, r.Err, words.Plural(len(r.Fixed), "difference"), what)
-	}
-	if len(r.Causes) > 0 {
-		s += " (after: " + strings.Join(r.Causes, ", ") + ")"
-	}
-	return s
-}
-
 // HealStatus is what status shows of a project's repairs.
 type HealStatus struct {
 	Repairs    int       `json:"repairs"`
@@ -163,7 +140,7 @@ func (st Store) Repairs(project string) HealStatus {
 
 // recordRepair counts a repair and logs it to the project's
 // supervisor.log, beside its supervisor's own lines.
-func (st Store) recordRepair(r Repair) error {
+func (st Store) recordRepair(r keeper.Repair) error {
 	h := st.Repairs(r.Project)
 	h.Repairs++
 	h.LastRepair, h.LastFixed, h.LastCause, h.LastError = r.At, r.Fixed, r.Causes, ""

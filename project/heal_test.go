@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -12,8 +11,9 @@ import (
 
 	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/forward/iptables"
+	"github.com/nsrun/nsrun/host"
 	"github.com/nsrun/nsrun/hostfw"
-	"github.com/nsrun/nsrun/netns/nstest"
+	"github.com/nsrun/nsrun/keeper"
 	"github.com/nsrun/nsrun/supervise"
 )
 
@@ -204,9 +204,9 @@ func TestRollbackTakesLinksOutOfTheZone(t *testing.T) {
 	}
 }
 
-func mustObserve(t *testing.T, sys *fakeSystem) Observed {
+func mustObserve(t *testing.T, sys *fakeSystem) host.Observed {
 	t.Helper()
-	obs, err := sys.observe(context.Background(), Query{})
+	obs, err := sys.observe(context.Background(), host.Query{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,7 +219,7 @@ func TestAssessHost(t *testing.T) {
 	legacyDrop, _ := iptables.ParseSave(dropTables)
 	nftRules, _ := iptables.ParseSave("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n:ufw-before-forward - [0:0]\n:DOCKER-USER - [0:0]\n" +
 		"-A FORWARD -i eth9 -j DROP\n-A FORWARD -m comment --comment nsrun -j NSRUN-FORWARD\nCOMMIT\n")
-	obs := Observed{
+	obs := host.Observed{
 		Tables: map[forward.Backend]forward.Tables{iptables.Legacy: legacyDrop, iptables.NFT: nftRules},
 		Host: hostfw.Host{
 			Firewalld: hostfw.Firewalld{Running: true, Version: "1.3.3", Backend: "nftables", DefaultZone: "public",
@@ -263,7 +263,7 @@ func TestAssessHost(t *testing.T) {
 	if w := h.Warnings(); len(w) != 2 || !strings.Contains(strings.Join(w, "\n"), "nft insert rule inet filter forward iifname 'nsr-*' accept") {
 		t.Errorf("warnings %q; want the nftables table's and iptables-nft's, with their commands", w)
 	}
-	clean := AssessHost(Observed{}, nil)
+	clean := AssessHost(host.Observed{}, nil)
 	if doc, _ := json.Marshal(clean); !clean.Passes || string(doc) != `{"passes":true,"findings":[],"uplinks":[]}` {
 		t.Errorf("a host with nothing: %s", doc)
 	}
@@ -273,7 +273,6 @@ func TestAssessHost(t *testing.T) {
 // repairs after an event with the event as the cause, and ends by itself
 // once no project heals.
 func TestKeepLoop(t *testing.T) {
-	nstest.RequireRoot(t) // the watcher's netlink socket
 	sys := newFake()
 	e := newEngine(t, sys)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -281,15 +280,16 @@ func TestKeepLoop(t *testing.T) {
 	if _, err := e.Up(ctx, spec(t, twoNamespaces)); err != nil {
 		t.Fatal(err)
 	}
-	w := hostfw.NewWatcher()
-	w.Lock, w.Bus = filepath.Join(t.TempDir(), "lock"), filepath.Join(t.TempDir(), "bus")
+	events := make(chan hostfw.Event, 1)
 	done := make(chan error, 1)
-	go func() { done <- e.Keep(ctx, w, 100*time.Millisecond, func(context.Context) string { return "" }) }()
-	waitFor(t, func() bool { _, err := os.Stat(keeperPath(e.Store.Dir)); return err == nil }, "keeper.json")
+	go func() {
+		done <- keeper.Run(ctx, e.Store.Dir, e, events, 100*time.Millisecond, func(context.Context) string { return "" })
+	}()
+	waitFor(t, func() bool { _, err := os.Stat(keeper.StatusFile(e.Store.Dir)); return err == nil }, "keeper.json")
 	sys.mu.Lock()
 	sys.fw[iptables.NFT].Remove(ctx, "demo")
 	sys.mu.Unlock()
-	w.C <- hostfw.FirewalldReload
+	events <- hostfw.FirewalldReload
 	waitFor(t, func() bool { return e.Store.Repairs("demo").Repairs == 1 }, "the repair")
 	if h := e.Store.Repairs("demo"); !slices.Contains(h.LastCause, string(hostfw.FirewalldReload)) {
 		t.Errorf("repair causes %v; want the event", h.LastCause)

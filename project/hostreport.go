@@ -8,6 +8,7 @@ import (
 
 	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/forward/iptables"
+	"github.com/nsrun/nsrun/host"
 	"github.com/nsrun/nsrun/hostfw"
 	"github.com/nsrun/nsrun/internal/quote"
 )
@@ -48,7 +49,7 @@ func (h HostReport) Warnings() []string {
 
 // AssessHost judges the host's firewalls for the projects' traffic. It is
 // pure.
-func AssessHost(obs Observed, states []*State) HostReport {
+func AssessHost(obs host.Observed, states []*State) HostReport {
 	var links []string
 	used := map[forward.Backend]bool{}
 	for _, st := range states {

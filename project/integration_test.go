@@ -21,6 +21,7 @@ import (
 	"github.com/nsrun/nsrun/forward/iptables"
 	"github.com/nsrun/nsrun/forward/nftables"
 	"github.com/nsrun/nsrun/forward/shortcut"
+	"github.com/nsrun/nsrun/host"
 	"github.com/nsrun/nsrun/netns"
 	"github.com/nsrun/nsrun/netns/nstest"
 	"github.com/vishvananda/netlink"
@@ -589,7 +590,7 @@ func processName() string {
 
 // failingForwards fails after applying the forwards, as if iptables broke
 // half-way.
-type failingForwards struct{ Kernel }
+type failingForwards struct{ host.Kernel }
 
 func (f failingForwards) ApplyForwards(ctx context.Context, at forward.Placement, p forward.Project) error {
 	if err := f.Kernel.ApplyForwards(ctx, at, p); err != nil {
@@ -601,7 +602,7 @@ func (f failingForwards) ApplyForwards(ctx context.Context, at forward.Placement
 func TestRollbackOfAFailedUp(t *testing.T) {
 	l := newLab(t)
 	before := nstest.Snapshot()
-	l.e.System = failingForwards{l.e.System.(Kernel)}
+	l.e.System = failingForwards{l.e.System.(host.Kernel)}
 	_, err := l.tryUp(twoServers(freePorts(t, 3)))
 	if err == nil || !strings.Contains(err.Error(), "what this run created was removed") {
 		t.Fatalf("up: %v", err)

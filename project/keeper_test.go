@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/nsrun/nsrun/forward/iptables"
+	"github.com/nsrun/nsrun/internal/daemon"
+	"github.com/nsrun/nsrun/keeper"
 	"github.com/nsrun/nsrun/netns/nstest"
 )
 
@@ -42,7 +44,7 @@ func TestKeeperHeals(t *testing.T) {
 			}
 		}
 		works("after up")
-		k := l.e.Keeper.(Keeper)
+		k := keeper.Daemon{Self: nstest.Binary(t)}
 		if _, ok := k.Running(l.e.Store.Dir); !ok {
 			t.Fatal("no keeper runs after up")
 		}
@@ -70,7 +72,7 @@ func TestKeeperHeals(t *testing.T) {
 		if _, err := l.e.Down(context.Background(), "t"+l.id); err != nil {
 			t.Fatal(err)
 		}
-		if procs := daemons(nstest.Binary(t), "keep", func(d string) bool { return d == l.e.Store.Dir }); len(procs) > 0 {
+		if procs := daemon.Find(nstest.Binary(t), "keep", func(d string) bool { return d == l.e.Store.Dir }); len(procs) > 0 {
 			t.Errorf("keepers still run after down: %v", procs)
 		}
 	})
@@ -80,10 +82,10 @@ func TestKeeperHeals(t *testing.T) {
 func TestNoHealStartsNoKeeper(t *testing.T) {
 	l := newLab(t)
 	l.up(twoServers(freePorts(t, 3)))
-	if procs := daemons(nstest.Binary(t), "keep", func(d string) bool { return d == l.e.Store.Dir }); len(procs) > 0 {
+	if procs := daemon.Find(nstest.Binary(t), "keep", func(d string) bool { return d == l.e.Store.Dir }); len(procs) > 0 {
 		t.Errorf("a keeper runs for a project up with --no-heal: %v", procs)
 	}
-	if _, err := os.Stat(keeperPath(l.e.Store.Dir)); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(keeper.StatusFile(l.e.Store.Dir)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("keeper.json written for a project up with --no-heal: %v", err)
 	}
 }

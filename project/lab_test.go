@@ -17,9 +17,12 @@ import (
 	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/forward/iptables"
 	"github.com/nsrun/nsrun/forward/nftables"
+	"github.com/nsrun/nsrun/host"
+	"github.com/nsrun/nsrun/keeper"
 	"github.com/nsrun/nsrun/netns"
 	"github.com/nsrun/nsrun/netns/nstest"
 	"github.com/nsrun/nsrun/specs"
+	"github.com/nsrun/nsrun/supervise"
 	"github.com/nsrun/nsrun/veth"
 )
 
@@ -86,19 +89,19 @@ func (l *lab) engine() *Engine {
 	k := kernel(2 * time.Second)
 	dir := filepath.Join(l.tempDir(), "nsrun")
 	return &Engine{Store: Store{Dir: dir}, System: k, Sweeper: k, Observe: k.Observe, FirewallChoice: l.firewall,
-		Supervision: Supervisor{Self: nstest.Binary(l.t), Grace: 2 * time.Second},
-		Keeper:      Keeper{Self: nstest.Binary(l.t)}, NoHeal: !l.heal}
+		Supervision: supervise.Daemon{Self: nstest.Binary(l.t), Grace: 2 * time.Second},
+		Keeper:      keeper.Daemon{Self: nstest.Binary(l.t)}, NoHeal: !l.heal}
 }
 
 // backend is the backend a new project of the lab gets on the host now
 // (tests change FORWARD policies).
 func (l *lab) backend() forward.Backend {
 	l.t.Helper()
-	tables, order, err := kernel(0).readFirewalls(context.Background())
+	obs, err := kernel(0).Observe(context.Background(), host.Query{FirewallOnly: true})
 	if err != nil {
 		l.t.Fatal(err)
 	}
-	at, err := forward.Place("", l.firewall, order, tables)
+	at, err := forward.Place("", l.firewall, obs.Backends, obs.Tables)
 	if err != nil {
 		l.t.Fatal(err)
 	}
@@ -240,10 +243,10 @@ func run(t *testing.T, args ...string) {
 func specsParse(src string) (*specs.Spec, error) { return specs.Parse("plan.yaml", []byte(src)) }
 
 // kernel is the real host, with both iptables backends and nftables.
-func kernel(grace time.Duration) Kernel {
+func kernel(grace time.Duration) host.Kernel {
 	var fws []forward.Firewall
 	for _, b := range iptables.Backends {
 		fws = append(fws, iptables.New(b, 30*time.Second))
 	}
-	return Kernel{Firewalls: append(fws, nftables.New()), Grace: grace}
+	return host.Kernel{Firewalls: append(fws, nftables.New()), Grace: grace}
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/nsrun/nsrun/forward"
+	"github.com/nsrun/nsrun/host"
 	"github.com/nsrun/nsrun/netns"
 	"github.com/nsrun/nsrun/specs"
 	"github.com/nsrun/nsrun/veth"
@@ -87,13 +88,13 @@ func (s Step) String() string {
 // new project) to want, given what was observed and how the host drifted
 // from the record: only what is new, changed or drifted. Steps that
 // create come first, removals of what the spec no longer has come last.
-func PlanUp(want, recorded *State, obs Observed, drift []Drift) []Step {
+func PlanUp(want, recorded *State, obs host.Observed, drift []Drift) []Step {
 	var steps []Step
 	if obs.IPForward != "1" {
 		steps = append(steps, Step{Op: OpIPForward, Repair: messages(drift, "", DriftForwarding)})
 	}
-	if want.IPv6 && (obs.IPv6Forward != "1" || len(obs.needAcceptRA()) > 0) {
-		steps = append(steps, Step{Op: OpIPv6Forward, Links: obs.needAcceptRA(), Repair: messages(drift, "", DriftForwarding6)})
+	if want.IPv6 && (obs.IPv6Forward != "1" || len(obs.NeedAcceptRA()) > 0) {
+		steps = append(steps, Step{Op: OpIPv6Forward, Links: obs.NeedAcceptRA(), Repair: messages(drift, "", DriftForwarding6)})
 	}
 	for _, ns := range want.Namespaces {
 		if !obs.Namespaces[ns.Name] {
@@ -189,7 +190,7 @@ func removeNamespaces(project string, namespaces []*NamespaceState, zoned []stri
 // grantSteps publish the exec grants that are missing, differ, or name a
 // namespace that is not the one there now (or is yet to be made), and
 // withdraw those of namespaces that grant nobody any more.
-func grantSteps(want *State, obs Observed) []Step {
+func grantSteps(want *State, obs host.Observed) []Step {
 	var steps []Step
 	for _, ns := range want.Namespaces {
 		old, had := obs.Grants[ns.Name]

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/nsrun/nsrun/forward"
+	"github.com/nsrun/nsrun/host"
 	"github.com/nsrun/nsrun/internal/quote"
 	"github.com/nsrun/nsrun/specs"
 	"github.com/nsrun/nsrun/veth"
@@ -14,9 +15,9 @@ import (
 
 // Preflight checks, before any change, that want can be built on this
 // host next to the other projects. It reports every conflict at once.
-func Preflight(want, recorded *State, others []*State, obs Observed) error {
+func Preflight(want, recorded *State, others []*State, obs host.Observed) error {
 	var errs []error
-	foreign := obs.foreignPrefixes()
+	foreign := obs.ForeignPrefixes()
 	if want.IPv6 && obs.IPv6Forward == "" {
 		errs = append(errs, errors.New("the spec has ipv6: true, but IPv6 is off on this host (net.ipv6.conf.all.disable_ipv6=1, or a kernel without IPv6); turn it on with 'sudo sysctl -w net.ipv6.conf.all.disable_ipv6=0' or remove ipv6: true"))
 	}
@@ -30,9 +31,9 @@ func Preflight(want, recorded *State, others []*State, obs Observed) error {
 	return errors.Join(errs...)
 }
 
-func checkNamespace(project string, ns *NamespaceState, recorded *State, others []*State, obs Observed, foreign []veth.HostPrefix) []error {
+func checkNamespace(project string, ns *NamespaceState, recorded *State, others []*State, obs host.Observed, foreign []veth.HostPrefix) []error {
 	var errs []error
-	mine := recorded.Namespace(ns.Name) != nil || obs.alias(ns.Link) == veth.Label(project, ns.Name)
+	mine := recorded.Namespace(ns.Name) != nil || obs.Alias(ns.Link) == veth.Label(project, ns.Name)
 	if obs.Namespaces[ns.Name] && !mine {
 		if owner := ownerOf(others, ns.Name); owner != "" {
 			errs = append(errs, fmt.Errorf("namespace %q belongs to nsrun project %q; choose another name, or take that project down with 'sudo nsrun down -p %s'", ns.Name, owner, owner))
@@ -79,7 +80,7 @@ func checkNamespace(project string, ns *NamespaceState, recorded *State, others 
 // checkIP6Tables reports an iptables backend of the project's placement
 // whose ip6tables of the same flavour is missing: nsrun never mixes
 // flavours (a packet meets both, and a project's rules are in one).
-func checkIP6Tables(want *State, obs Observed) []error {
+func checkIP6Tables(want *State, obs host.Observed) []error {
 	var errs []error
 	for _, b := range append([]forward.Backend{want.Backend}, want.Accepts...) {
 		if t, ok := obs.Tables[b]; ok && !t.IPv6() {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/forward/iptables"
+	"github.com/nsrun/nsrun/host"
 	"github.com/nsrun/nsrun/specs"
 	"github.com/nsrun/nsrun/veth"
 )
@@ -18,7 +19,7 @@ import (
 func TestPreflightConflicts(t *testing.T) {
 	want := FromSpec(spec(t, "namespaces:\n  ns1: {address: 10.9.1.2/24, ports: [\"6000:8080\", \"127.0.0.1:6100:53/udp\"]}\n  ns2: {address: 10.9.2.2/24}\n"))
 	other := FromSpec(spec(t, "name: other\nnamespaces:\n  o1: {address: 10.9.2.100/25, ports: [\"6000-6010:7000-7010\"]}\n  taken: {address: 10.77.0.2/24}\n"))
-	obs := Observed{
+	obs := host.Observed{
 		Namespaces: map[string]bool{"ns1": true, "taken": true},
 		Links:      map[string]veth.Link{"nsr-ns2": {Name: "nsr-ns2"}, "eth0": {Name: "eth0"}},
 		Prefixes:   []veth.HostPrefix{{Prefix: netip.MustParsePrefix("10.9.1.0/24"), Link: "eth0", What: "route"}},
@@ -41,7 +42,7 @@ func TestPreflightConflicts(t *testing.T) {
 		}
 	}
 	// The same project, recorded: its own namespace, link and ports are no conflict.
-	ownObs := Observed{Namespaces: map[string]bool{"ns1": true}, Links: map[string]veth.Link{"nsr-ns1": {Name: "nsr-ns1", Alias: veth.Label("demo", "ns1")}}, Prefixes: []veth.HostPrefix{
+	ownObs := host.Observed{Namespaces: map[string]bool{"ns1": true}, Links: map[string]veth.Link{"nsr-ns1": {Name: "nsr-ns1", Alias: veth.Label("demo", "ns1")}}, Prefixes: []veth.HostPrefix{
 		{Prefix: netip.MustParsePrefix("10.9.1.0/24"), Link: "nsr-ns1", What: "route"}},
 		Listeners: obs.Listeners[:0]}
 	if err := Preflight(want, want, nil, ownObs); err != nil {
@@ -76,10 +77,10 @@ func TestDesireChoosesAFreePool(t *testing.T) {
 }
 
 // observedOf is what Observe shows of a host where st is in place exactly.
-func observedOf(t *testing.T, st *State) Observed {
+func observedOf(t *testing.T, st *State) host.Observed {
 	t.Helper()
-	obs := Observed{Namespaces: map[string]bool{}, Links: map[string]veth.Link{}, IPForward: "1",
-		RouteLocalnet: map[string]string{}, Peers: map[string]veth.Peer{}, Etc: map[string]map[string]EtcFile{}}
+	obs := host.Observed{Namespaces: map[string]bool{}, Links: map[string]veth.Link{}, IPForward: "1",
+		RouteLocalnet: map[string]string{}, Peers: map[string]veth.Peer{}, Etc: map[string]map[string]host.EtcFile{}}
 	files := EtcFiles(st, "nameserver 192.0.2.53\n", "")
 	obs.HostResolv = "nameserver 192.0.2.53\n"
 	for i, ns := range st.Namespaces {
@@ -87,9 +88,9 @@ func observedOf(t *testing.T, st *State) Observed {
 		obs.Links[ns.Link] = veth.Link{Name: ns.Link, Alias: veth.Label(st.Project, ns.Name), Type: "veth", Index: 10 + i, Up: true, Addrs: []netip.Prefix{ns.HostAddress}}
 		obs.RouteLocalnet[ns.Link] = "1"
 		obs.Peers[ns.Name] = veth.Peer{Exists: true, ParentIndex: 10 + i, Up: true, Addrs: []netip.Prefix{ns.Address}, Gateways: []netip.Addr{ns.HostAddress.Addr()}}
-		obs.Etc[ns.Name] = map[string]EtcFile{}
+		obs.Etc[ns.Name] = map[string]host.EtcFile{}
 		for name, content := range files {
-			obs.Etc[ns.Name][name] = etcFileOf(content)
+			obs.Etc[ns.Name][name] = host.EtcFileOf(content)
 		}
 	}
 	fw, err := iptables.NewFake(st.Backend, cleanTables)
@@ -118,7 +119,7 @@ func opsOf(steps []Step) []string {
 func TestPlanUp(t *testing.T) {
 	want := FromSpec(spec(t, twoNamespaces))
 	want.Backend = iptables.NFT
-	steps := PlanUp(want, nil, Observed{}, nil)
+	steps := PlanUp(want, nil, host.Observed{}, nil)
 	wantOps := []string{"ip-forward", "create-namespace ns1", "create-namespace ns2", "link ns1", "link ns2", "etc ns1", "etc ns2", "forwards", "flush-udp"}
 	if got := opsOf(steps); !slices.Equal(got, wantOps) {
 		t.Errorf("steps %q, want %q", got, wantOps)
@@ -247,11 +248,11 @@ func FuzzDecodeState(f *testing.F) {
 func TestEtcFilesContent(t *testing.T) {
 	st := FromSpec(spec(t, "namespaces:\n  ns1: {address: 10.9.1.2/24}\n  ns2: {address: 10.9.2.2/24}\n"))
 	files := EtcFiles(st, "nameserver 127.0.0.53\noptions edns0 trust-ad\nsearch example.org\n", "nameserver 192.0.2.1\nnameserver 192.0.2.2\nsearch lan\n")
-	wantHosts := etcMarker + " for project demo; removed by nsrun down\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n10.9.1.2\tns1\n10.9.2.2\tns2\n"
+	wantHosts := host.EtcMarker + " for project demo; removed by nsrun down\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n10.9.1.2\tns1\n10.9.2.2\tns2\n"
 	if files["hosts"] != wantHosts {
 		t.Errorf("hosts:\n%s\nwant:\n%s", files["hosts"], wantHosts)
 	}
-	wantResolv := etcMarker + "; removed by nsrun down\nnameserver 192.0.2.1\nnameserver 192.0.2.2\nsearch lan\n"
+	wantResolv := host.EtcMarker + "; removed by nsrun down\nnameserver 192.0.2.1\nnameserver 192.0.2.2\nsearch lan\n"
 	if files["resolv.conf"] != wantResolv {
 		t.Errorf("resolv.conf behind the systemd stub:\n%s\nwant:\n%s", files["resolv.conf"], wantResolv)
 	}
@@ -273,7 +274,7 @@ func TestPreflightIPv6(t *testing.T) {
 	want := FromSpec(spec(t, "ipv6: true\nnamespaces:\n  ns1: {address: 10.9.1.2/24, address6: \"fd00:9:1::2/64\"}\n"))
 	want.Backend = iptables.NFT
 	other := FromSpec(spec(t, "name: other\nipv6: true\nnamespaces:\n  o1: {address: 10.9.2.2/24, address6: \"fd00:9:1::5/64\"}\n"))
-	obs := Observed{
+	obs := host.Observed{
 		Tables:   map[forward.Backend]forward.Tables{iptables.NFT: &iptables.Snapshot{}},
 		Prefixes: []veth.HostPrefix{{Prefix: netip.MustParsePrefix("fd00:9::/32"), Link: "eth0", What: "route"}},
 	}
@@ -288,7 +289,7 @@ func TestPreflightIPv6(t *testing.T) {
 			t.Errorf("missing %q in:\n%v", msg, err)
 		}
 	}
-	obs = Observed{IPv6Forward: "0", Tables: map[forward.Backend]forward.Tables{iptables.NFT: &iptables.Snapshot{V6: &iptables.Snapshot{}}}}
+	obs = host.Observed{IPv6Forward: "0", Tables: map[forward.Backend]forward.Tables{iptables.NFT: &iptables.Snapshot{V6: &iptables.Snapshot{}}}}
 	if err := Preflight(want, nil, nil, obs); err != nil {
 		t.Errorf("a host with IPv6 and ip6tables: %v", err)
 	}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nsrun/nsrun/host"
 	"github.com/nsrun/nsrun/internal/atomicfile"
 	"github.com/nsrun/nsrun/netns"
 	"github.com/nsrun/nsrun/netns/nstest"
@@ -274,7 +275,7 @@ func TestEtcFilesOfOthersAreLeftAlone(t *testing.T) {
 	}
 	l.up("name: t{ID}\nnamespaces:\n  a{ID}: {}\n")
 	hosts, _ := os.ReadFile(filepath.Join(dir, "hosts"))
-	if !strings.Contains(string(hosts), a) || !strings.HasPrefix(string(hosts), etcMarker) {
+	if !strings.Contains(string(hosts), a) || !strings.HasPrefix(string(hosts), host.EtcMarker) {
 		t.Errorf("hosts:\n%s", hosts)
 	}
 	if got, _ := os.ReadFile(filepath.Join(dir, "resolv.conf")); string(got) != mine {
@@ -298,14 +299,14 @@ func TestEtcFilesHalfWritten(t *testing.T) {
 	ns := nstest.Name("etc")
 	dir := filepath.Join(netns.EtcDir, ns)
 	t.Cleanup(func() { os.RemoveAll(dir); os.Remove(netns.EtcDir) })
-	if err := writeEtc(ns, map[string]string{"hosts": etcMarker + "\n"}); err != nil {
+	if err := kernel(0).WriteEtc(ns, map[string]string{"hosts": host.EtcMarker + "\n"}); err != nil {
 		t.Fatal(err)
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 1 || entries[0].Name() != "hosts" {
 		t.Errorf("after writeEtc: %v", entries)
 	}
 	os.WriteFile(filepath.Join(dir, atomicfile.TempPrefix+"resolv.conf-123"), nil, 0o644) // killed half-way
-	if err := removeEtc(ns); err != nil {
+	if err := kernel(0).RemoveEtc(ns); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {

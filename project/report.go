@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/nsrun/nsrun/forward/shortcut"
+	"github.com/nsrun/nsrun/host"
 	"github.com/nsrun/nsrun/netns"
 	"github.com/nsrun/nsrun/supervise"
 )
@@ -64,7 +65,7 @@ func (e *Engine) Status(ctx context.Context, project string) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	obs, err := e.Observe(ctx, Query{Namespaces: namespaceNames(st)})
+	obs, err := e.Observe(ctx, host.Query{Namespaces: namespaceNames(st)})
 	if err != nil {
 		return nil, err
 	}
@@ -81,7 +82,7 @@ func (e *Engine) StatusAll(ctx context.Context) ([]*Report, error) {
 		return nil, err
 	}
 	out := make([]*Report, len(names))
-	var q Query
+	var q host.Query
 	for i, name := range names {
 		st, err := e.Store.Load(name)
 		out[i] = &Report{Project: name, State: st, Err: err}
@@ -108,7 +109,7 @@ func (e *Engine) StatusAll(ctx context.Context) ([]*Report, error) {
 }
 
 // report puts together what a record and an observation say.
-func (e *Engine) report(st *State, obs Observed) *Report {
+func (e *Engine) report(st *State, obs host.Observed) *Report {
 	sup, _ := e.Supervision.Status(e.Store.ProjectDir(st.Project))
 	r := &Report{Project: st.Project, State: st, Heal: e.Store.Repairs(st.Project)}
 	r.Supervisor, r.Processes = processReports(st, sup)

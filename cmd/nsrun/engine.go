@@ -10,8 +10,11 @@ import (
 	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/forward/iptables"
 	"github.com/nsrun/nsrun/forward/nftables"
+	"github.com/nsrun/nsrun/host"
 	"github.com/nsrun/nsrun/internal/nftcache"
+	"github.com/nsrun/nsrun/keeper"
 	"github.com/nsrun/nsrun/project"
+	"github.com/nsrun/nsrun/supervise"
 )
 
 // newEngine wires the engine to the real host: netlink, the firewall
@@ -24,13 +27,13 @@ func newEngine(w io.Writer, quiet bool) (*project.Engine, error) {
 	}
 	st := store()
 	cache := &nftcache.Cache{Path: filepath.Join(st.Dir, "nftables-cache.json")}
-	k := project.Kernel{Firewalls: firewalls(cache), Grace: 5 * time.Second, Cache: cache, Peers: &project.PeerCache{Dir: st.Dir}}
+	k := host.Kernel{Firewalls: firewalls(cache), Grace: 5 * time.Second, Cache: cache, Peers: &host.PeerCache{Dir: st.Dir}}
 	e := &project.Engine{
 		Store:       st,
 		System:      k,
 		Sweeper:     k,
-		Supervision: project.Supervisor{Self: self, Grace: 5 * time.Second},
-		Keeper:      project.Keeper{Self: self},
+		Supervision: supervise.Daemon{Self: self, Grace: 5 * time.Second},
+		Keeper:      keeper.Daemon{Self: self},
 		Observe:     k.Observe,
 		Waiting:     func() { fmt.Fprintln(w, "nsrun: waiting for another nsrun up or down to finish...") },
 		Warn:        func(s string) { fmt.Fprintf(w, "nsrun: warning: %s\n", s) },

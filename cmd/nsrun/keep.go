@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"log"
 	"os/signal"
 	"syscall"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/nsrun/nsrun/hostfw"
 	"github.com/nsrun/nsrun/internal/rtnl"
+	"github.com/nsrun/nsrun/keeper"
 	"github.com/nsrun/nsrun/project"
 	"github.com/spf13/cobra"
 )
@@ -36,12 +38,16 @@ func newKeepCommand() *cobra.Command {
 			} else {
 				defer changes.Close()
 				go func() {
-					if err := project.ServeChanges(ctx, args[0], changes); err != nil {
+					if err := keeper.Serve(ctx, args[0], changes); err != nil {
 						log.Printf("%v; every up reads every namespace", err)
 					}
 				}()
 			}
-			return e.Keep(ctx, hostfw.NewWatcher(), period, project.QuietFingerprint)
+			w := hostfw.NewWatcher()
+			if err := w.Run(ctx, period); err != nil {
+				return fmt.Errorf("watching the firewalls: %w", err)
+			}
+			return keeper.Run(ctx, args[0], e, w.C, period, keeper.QuietFingerprint)
 		},
 	}
 	c.Flags().DurationVar(&period, "period", 5*time.Second, "how often to look at what sends no events (iptables-legacy)")

@@ -8,6 +8,7 @@ import (
 	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/forward/iptables"
 	"github.com/nsrun/nsrun/forward/nftables"
+	"github.com/nsrun/nsrun/host"
 	"github.com/nsrun/nsrun/project"
 	"github.com/spf13/cobra"
 )
@@ -76,7 +77,7 @@ type planStep struct {
 func planJSON(w io.Writer, want *project.State, b forward.Backend) error {
 	want.Backend = b
 	doc := planDoc{Version: 1, Project: want.Project, Firewall: string(b), Steps: []planStep{}}
-	for _, s := range project.PlanUp(want, nil, project.Observed{}, nil) {
+	for _, s := range project.PlanUp(want, nil, host.Observed{}, nil) {
 		doc.Steps = append(doc.Steps, planStep{Op: string(s.Op), Namespace: s.Namespace, Links: s.Links, Description: s.String()})
 	}
 	enc := json.NewEncoder(w)

@@ -171,7 +171,7 @@ func TestDialRefusesASmallBuffer(t *testing.T) {
 // TestChangesCountsEveryChangeBeforeIt: a change inside a namespace (an
 // address, a route, a link's state) is counted by the Count that follows
 // the command that made it, without waiting: the property an up relies on
-// to trust what it read before (see project's peer cache).
+// to trust what it read before (see host.PeerCache).
 func TestChangesCountsEveryChangeBeforeIt(t *testing.T) {
 	nstest.RequireRoot(t)
 	nstest.DumpOnFailure(t)

@@ -1,4 +1,4 @@
-package project
+package supervise
 
 import (
 	"os"
@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nsrun/nsrun/internal/daemon"
 	"github.com/nsrun/nsrun/netns/nstest"
 )
 
@@ -52,8 +53,8 @@ func TestDaemonsAreRootsRunningNsrun(t *testing.T) {
 	}
 	nobody := start(&syscall.Credential{Uid: 65534, Gid: 65534})
 	roots := start(nil)
-	sup := Supervisor{Self: nstest.Binary(t), Grace: time.Second}
-	if found := daemons(sup.Self, "supervise", func(d string) bool { return d == projectDir }); len(found) != 0 {
+	sup := Daemon{Self: nstest.Binary(t), Grace: time.Second}
+	if found := daemon.Find(sup.Self, "supervise", func(d string) bool { return d == projectDir }); len(found) != 0 {
 		t.Errorf("daemons found %v; want none: neither runs nsrun as root", found)
 	}
 	if err := sup.Stop(projectDir); err != nil {
@@ -65,7 +66,7 @@ func TestDaemonsAreRootsRunningNsrun(t *testing.T) {
 		}
 	}
 	// The control: the same program as nsrun itself is found.
-	if found := daemons(fake, "supervise", func(d string) bool { return d == projectDir }); len(found) != 1 || found[0].PID != roots.Process.Pid {
+	if found := daemon.Find(fake, "supervise", func(d string) bool { return d == projectDir }); len(found) != 1 || found[0].PID != roots.Process.Pid {
 		t.Errorf("daemons with self = the impostor's program found %v; want root's one, pid %d", found, roots.Process.Pid)
 	}
 }

@@ -1,103 +1,17 @@
-package project
+package host
 
 import (
-	"bufio"
-	"context"
-	"crypto/rand"
 	"encoding/hex"
-	"fmt"
-	"log"
-	"net"
 	"os"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/nsrun/nsrun/internal/atomicfile"
+	"github.com/nsrun/nsrun/keeper"
 	"github.com/nsrun/nsrun/netns"
 	"github.com/nsrun/nsrun/veth"
 )
-
-// The keeper counts the changes to links, addresses and routes of the
-// host and of every namespace the host has an id for (each of nsrun's, by
-// its veth pair), and answers on its socket who it is and the count. While
-// it answers the same, nothing in those namespaces changed, and what an
-// up read of a namespace's side of its pair is still true: the peer cache
-// keeps it, and an unchanged up reads no namespace (a netlink socket
-// inside each and three requests, most of its time).
-
-// keeperSocket is where the keeper answers.
-func keeperSocket(dir string) string { return filepath.Join(dir, "keeper.sock") }
-
-// ChangeCounter counts link, address and route changes (rtnl.Changes).
-type ChangeCounter interface {
-	// Count takes what is queued and returns the count: the same while
-	// nothing changes, more after any change made before the call.
-	Count() (uint64, error)
-	// Wait returns once something is queued, or after timeout.
-	Wait(timeout time.Duration) error
-}
-
-// ServeChanges answers on the keeper's socket of dir, until ctx ends,
-// with a line that names this keeper and its count of changes; it keeps
-// the count's queue short meanwhile.
-func ServeChanges(ctx context.Context, dir string, c ChangeCounter) error {
-	sock := keeperSocket(dir)
-	os.Remove(sock) // a keeper before this one's
-	l, err := net.Listen("unix", sock)
-	if err != nil {
-		return fmt.Errorf("answering up's questions on %s: %w", sock, err)
-	}
-	defer os.Remove(sock)
-	nonce := make([]byte, 8)
-	rand.Read(nonce)
-	self := fmt.Sprintf("keeper %d %s", os.Getpid(), hex.EncodeToString(nonce))
-	go func() {
-		<-ctx.Done()
-		l.Close()
-	}()
-	go func() {
-		for ctx.Err() == nil {
-			if err := c.Wait(time.Second); err != nil {
-				log.Print(err)
-				sleep(ctx, time.Second)
-			}
-			c.Count()
-		}
-	}()
-	for {
-		conn, err := l.Accept()
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("answering up's questions on %s: %w", sock, err)
-		}
-		if n, err := c.Count(); err == nil {
-			conn.SetWriteDeadline(time.Now().Add(time.Second))
-			fmt.Fprintf(conn, "%s %d\n", self, n)
-		} else {
-			log.Print(err)
-		}
-		conn.Close()
-	}
-}
-
-// changeToken asks the keeper of dir for its line; "" when none answers.
-func changeToken(dir string) string {
-	conn, err := net.DialTimeout("unix", keeperSocket(dir), time.Second)
-	if err != nil {
-		return ""
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(2 * time.Second))
-	line, err := bufio.NewReader(conn).ReadString('\n')
-	if err != nil || !strings.HasPrefix(line, "keeper ") {
-		return ""
-	}
-	return strings.TrimSpace(line)
-}
 
 // PeerCache keeps, in a file of the state directory Dir, the namespaces'
 // sides of their pairs as last read, with the keeper's answer at the time
@@ -150,7 +64,7 @@ func (c cachedEtc) file() (EtcFile, bool) {
 // and change time are those kept; it returns the files, and those to keep.
 func readEtcCached(ns string, buf []byte, kept map[string]cachedEtc) (map[string]EtcFile, map[string]cachedEtc) {
 	files, keep := map[string]EtcFile{}, map[string]cachedEtc{}
-	for _, name := range etcNames {
+	for _, name := range EtcNames {
 		path := filepath.Join(netns.EtcDir, ns, name)
 		var st syscall.Stat_t
 		if err := syscall.Stat(path, &st); err != nil {
@@ -183,7 +97,7 @@ func (c *PeerCache) token() string {
 	if c == nil {
 		return ""
 	}
-	return changeToken(c.Dir)
+	return keeper.Token(c.Dir)
 }
 
 // load returns the peers kept at that token: none for another, or "".

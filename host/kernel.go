@@ -1,24 +1,28 @@
-package project
+package host
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/forward/shortcut"
 	"github.com/nsrun/nsrun/hostfw"
+	"github.com/nsrun/nsrun/internal/atomicfile"
 	"github.com/nsrun/nsrun/internal/nftcache"
-	"github.com/nsrun/nsrun/internal/xtables"
 	"github.com/nsrun/nsrun/netns"
 	"github.com/nsrun/nsrun/specs"
 	"github.com/nsrun/nsrun/veth"
 )
 
-// Kernel is the System that changes the real host, through the netns,
-// veth, forward and shortcut packages.
+// Kernel is the real host, as project.System and project.Sweeper see
+// it, and what Observe reads: it changes and reads the kernel through the
+// netns, veth, forward and shortcut packages.
 type Kernel struct {
 	// Firewalls are the firewall backends, in order of preference.
 	Firewalls []forward.Firewall
@@ -189,15 +193,58 @@ func (k Kernel) SweepFirewall(ctx context.Context) error {
 	return errors.Join(append(errs, shortcut.Sweep())...)
 }
 
-// QuietFingerprint is a digest of what sends no events: iptables-legacy's
-// rules and policies in both families, not its counters (xtables.Digest,
-// read from the kernel without running a program), for the keeper's
-// periodic look.
-func QuietFingerprint(context.Context) string {
-	v4, err4 := xtables.Digest(false)
-	v6, err6 := xtables.Digest(true)
-	if err := errors.Join(err4, err6); err != nil {
-		return "unreadable: " + err.Error()
+// writeEtc writes nsrun's files into /etc/netns/NS/, leaving alone any
+// file of that name nsrun did not write, and any that already holds the
+// content. Each is written beside and renamed into place: a file nsrun
+// was killed while writing would lack the marker and never be removed.
+func writeEtc(ns string, files map[string]string) error {
+	dir := filepath.Join(netns.EtcDir, ns)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("creating %s: %w", dir, err)
 	}
-	return v4 + "\n" + v6
+	for name, content := range files {
+		path := filepath.Join(dir, name)
+		old, err := os.ReadFile(path)
+		if err == nil && (string(old) == content || !strings.HasPrefix(string(old), EtcMarker)) {
+			continue
+		}
+		if err := atomicfile.Write(path, []byte(content), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// removeEtc removes the files nsrun wrote in /etc/netns/NS/ (and any it
+// was killed while writing), then the directory and /etc/netns when they
+// are left empty.
+func removeEtc(ns string) error {
+	dir := filepath.Join(netns.EtcDir, ns)
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		path := filepath.Join(dir, e.Name())
+		if _, err := os.Stat(path); err == nil && (ours(path) || atomicfile.IsTemp(e.Name())) {
+			if err := os.Remove(path); err != nil {
+				return err
+			}
+		}
+	}
+	os.Remove(dir)          // only if empty
+	os.Remove(netns.EtcDir) // likewise
+	return nil
+}
+
+// ours reports whether a file is absent or was written by nsrun.
+func ours(path string) bool {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return true
+	}
+	return err == nil && strings.HasPrefix(string(data), EtcMarker)
 }

@@ -1,4 +1,4 @@
-package project
+package host
 
 import (
 	"os"
@@ -62,13 +62,13 @@ func TestReadEtcCached(t *testing.T) {
 		}
 	}
 	buf := make([]byte, 64<<10)
-	write(etcMarker + "10.0.0.1 a\n")
-	if files, keep := readEtcCached(ns, buf, nil); files["hosts"] != etcFileOf(etcMarker+"10.0.0.1 a\n") || len(keep) != 0 {
+	write(EtcMarker + "10.0.0.1 a\n")
+	if files, keep := readEtcCached(ns, buf, nil); files["hosts"] != EtcFileOf(EtcMarker+"10.0.0.1 a\n") || len(keep) != 0 {
 		t.Fatalf("a file just written: %v, kept %v; want it read and not kept", files, keep)
 	}
 	settle()
 	files, keep := readEtcCached(ns, buf, nil)
-	if f, ok := keep["hosts"].file(); files["hosts"] != etcFileOf(etcMarker+"10.0.0.1 a\n") || !ok || f != files["hosts"] {
+	if f, ok := keep["hosts"].file(); files["hosts"] != EtcFileOf(EtcMarker+"10.0.0.1 a\n") || !ok || f != files["hosts"] {
 		t.Fatalf("a settled file: %v, kept %v; want it read and kept", files, keep)
 	}
 	// A kept entry altered by hand shows through: it is used.
@@ -85,9 +85,9 @@ func TestReadEtcCached(t *testing.T) {
 		t.Errorf("a kept entry without a digest: %v, want the file read", got["hosts"])
 	}
 	// A change of the same size, in place.
-	write(etcMarker + "10.0.0.2 a\n")
+	write(EtcMarker + "10.0.0.2 a\n")
 	got, again := readEtcCached(ns, buf, map[string]cachedEtc{"hosts": altered})
-	if got["hosts"] != etcFileOf(etcMarker+"10.0.0.2 a\n") {
+	if got["hosts"] != EtcFileOf(EtcMarker+"10.0.0.2 a\n") {
 		t.Errorf("after a change of the same size: %v, want the file read again", got["hosts"])
 	}
 	if _, ok := again["hosts"]; ok {

@@ -1,0 +1,9 @@
+package host
+
+import (
+	"testing"
+
+	"github.com/nsrun/nsrun/netns/nstest"
+)
+
+func TestMain(m *testing.M) { nstest.Main(m) }

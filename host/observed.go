@@ -1,0 +1,121 @@
+package host
+
+import (
+	"crypto/sha256"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/nsrun/nsrun/forward"
+	"github.com/nsrun/nsrun/forward/shortcut"
+	"github.com/nsrun/nsrun/hostfw"
+	"github.com/nsrun/nsrun/netns"
+	"github.com/nsrun/nsrun/specs"
+	"github.com/nsrun/nsrun/veth"
+)
+
+// EtcMarker starts every file nsrun writes in /etc/netns/NS/; a file
+// without it is someone else's and is left alone.
+const EtcMarker = "# written by nsrun"
+
+// EtcNames are the files nsrun writes in /etc/netns/NS/.
+var EtcNames = []string{"hosts", "resolv.conf"}
+
+// PeerName is the namespace side of every pair nsrun makes.
+const PeerName = "eth0"
+
+// Query says what Observe reads beyond the host-wide state: who is bound
+// to the ports to be published, and the namespaces whose links and files
+// are compared with a record.
+type Query struct {
+	Published  []specs.Port
+	Namespaces []string
+	// Cookies are the namespaces whose cookies are read: those that have
+	// an exec grant to compare with.
+	Cookies []string
+	// FirewallOnly reads only what the keeper keeps: the firewall
+	// backends, the loopback shortcuts and firewalld.
+	FirewallOnly bool
+}
+
+// Observed is what exists on the host, read in bulk before any change:
+// one dump of the links, of the addresses and of the routes, one read of
+// each firewall backend, and per namespace queried one netlink socket.
+type Observed struct {
+	Namespaces map[string]bool      // the named network namespaces
+	Links      map[string]veth.Link // host links by name
+	Prefixes   []veth.HostPrefix    // host routes and addresses
+	Listeners  []forward.Listener   // host sockets bound to the ports queried
+	// The host's /etc/resolv.conf and systemd-resolved's upstream one,
+	// for the namespaces' resolv.conf.
+	HostResolv, SystemdResolv string
+	IPForward                 string // net.ipv4.ip_forward
+	IPv6Forward               string // net.ipv6.conf.all.forwarding; "" without IPv6
+	// AcceptRA is, for each link with a default route learned from router
+	// advertisements, its accept_ra.
+	AcceptRA  map[string]string
+	MachineID string // /etc/machine-id, which the default IPv6 pools derive from
+	// NetnsCookies are the cookies of the namespaces Query.Cookies names
+	// that exist, and Grants every namespace's published exec grant (the
+	// engine reads them from its store).
+	NetnsCookies  map[string]uint64
+	Grants        map[string]netns.Grant
+	Tables        map[forward.Backend]forward.Tables // each installed backend
+	Backends      []forward.Backend                  // the installed backends, in order of preference
+	RouteLocalnet map[string]string                  // nsrun's host links -> route_localnet
+	Shortcuts     shortcut.Table                     // the loopback shortcut's entries
+	Host          hostfw.Host                        // the host's own firewalls
+
+	// Of the namespaces queried that exist: the namespace side of the
+	// pair (or why it could not be read), and nsrun's /etc/netns files.
+	Peers      map[string]veth.Peer
+	PeerErrors map[string]error
+	Etc        map[string]map[string]EtcFile // namespace -> file name -> what it holds
+}
+
+// EtcFile is one of the files nsrun writes in /etc/netns/NS, as found:
+// enough to tell whether nsrun wrote it and whether it holds some content.
+type EtcFile struct {
+	Ours bool     // it starts with nsrun's marker
+	Sum  [32]byte // SHA-256 of its content
+}
+
+// EtcFileOf describes a file of that content.
+func EtcFileOf(content string) EtcFile {
+	return EtcFile{Ours: strings.HasPrefix(content, EtcMarker), Sum: sha256.Sum256([]byte(content))}
+}
+
+// NeedAcceptRA lists, sorted, the links with an RA-learned default route
+// whose accept_ra is not 2: with forwarding on they would lose that route.
+func (o Observed) NeedAcceptRA() []string {
+	var out []string
+	for l, v := range o.AcceptRA {
+		if v != "2" {
+			out = append(out, l)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Foreign returns the host prefixes that are not on nsrun's links.
+func (o Observed) Foreign() []netip.Prefix {
+	var out []netip.Prefix
+	for _, p := range o.ForeignPrefixes() {
+		out = append(out, p.Prefix)
+	}
+	return out
+}
+
+func (o Observed) ForeignPrefixes() []veth.HostPrefix {
+	var out []veth.HostPrefix
+	for _, p := range o.Prefixes {
+		if _, _, ours := veth.ParseLabel(o.Links[p.Link].Alias); !ours {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Alias returns a host link's alias; "" for none, or no such link.
+func (o Observed) Alias(link string) string { return o.Links[link].Alias }

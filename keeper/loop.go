@@ -1,0 +1,148 @@
+package keeper
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nsrun/nsrun/hostfw"
+	"github.com/nsrun/nsrun/internal/atomicfile"
+	"github.com/nsrun/nsrun/internal/words"
+	"github.com/nsrun/nsrun/netns"
+)
+
+// Repair is one repair of a project by the keeper.
+type Repair struct {
+	Project string
+	At      time.Time
+	Fixed   []string // what was missing or changed
+	Causes  []string // what the keeper was told before it looked
+	Err     error    // why the repair failed; nil when it worked
+}
+
+// String is the repair as a log line: what was put back (the first few
+// differences and their count), and what the keeper was told before.
+func (r Repair) String() string {
+	what := strings.Join(r.Fixed, "; ")
+	if len(r.Fixed) > 3 {
+		what = fmt.Sprintf("%s; and %d more", strings.Join(r.Fixed[:3], "; "), len(r.Fixed)-3)
+	}
+	s := fmt.Sprintf("keeper: repaired project %s (%s): %s", r.Project, words.Plural(len(r.Fixed), "difference"), what)
+	if r.Err != nil {
+		s = fmt.Sprintf("keeper: repairing project %s failed: %v; it had %s: %s", r.Project, r.Err, words.Plural(len(r.Fixed), "difference"), what)
+	}
+	if len(r.Causes) > 0 {
+		s += " (after: " + strings.Join(r.Causes, ", ") + ")"
+	}
+	return s
+}
+
+// Debounce: the keeper looks once events have stopped for settle, or at
+// the latest after maxSettle of them (a firewalld reload is a burst of
+// changes over a second).
+const (
+	settle    = 100 * time.Millisecond
+	maxSettle = time.Second
+	// A failed repair is tried again after a pause that doubles from
+	// firstRetry to maxRetry while it keeps failing.
+	firstRetry = time.Second
+	maxRetry   = 30 * time.Second
+)
+
+// Healer is what the keeper keeps: the projects of its directory.
+type Healer interface {
+	// Heal looks at every project that heals and repairs what differs,
+	// under the lock of up and down; causes say what the keeper was told
+	// since its last look.
+	Heal(ctx context.Context, causes []string) ([]Repair, error)
+	// Heals reports whether any project of the directory still heals.
+	Heals() bool
+}
+
+// Run is the keeper's loop (nsrun keep DIR). It looks at once, then
+// after each event (a hostfw.Watcher's C), and every period for what sends
+// no events: when quiet (a fingerprint of those) changes. It returns when
+// ctx ends, or when no project of the directory heals any more.
+func Run(ctx context.Context, dir string, h Healer, events <-chan hostfw.Event, period time.Duration, quiet func(context.Context) string) error {
+	self := Status{PID: os.Getpid()}
+	self.StartTime, _ = netns.StartTime(self.PID)
+	if err := atomicfile.WriteJSON(StatusFile(dir), self); err != nil {
+		return err
+	}
+	log.Printf("keeper %d watching %s", self.PID, dir)
+	tick := time.NewTicker(period)
+	defer tick.Stop()
+	causes := []string{"the keeper started"}
+	last := quiet(ctx)
+	pause := firstRetry
+	for {
+		if len(causes) > 0 {
+			causes = collect(ctx, events, causes)
+			repairs, err := h.Heal(ctx, causes)
+			causes = nil
+			if err != nil && ctx.Err() == nil {
+				log.Printf("looking at the firewalls: %v", err)
+			}
+			failed := false
+			for _, r := range repairs {
+				log.Print(r.String())
+				failed = failed || r.Err != nil
+			}
+			last = quiet(ctx)
+			if !failed {
+				pause = firstRetry
+				continue
+			}
+			sleep(ctx, pause)
+			pause = min(2*pause, maxRetry)
+			causes = []string{"retrying a failed repair"}
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev := <-events:
+			causes = append(causes, string(ev))
+		case <-tick.C:
+			if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) || !h.Heals() {
+				log.Printf("no project heals in %s: exiting", dir)
+				return nil
+			}
+			if now := quiet(ctx); now != last {
+				causes = append(causes, "iptables-legacy changed")
+			}
+		}
+	}
+}
+
+// collect collects events until there has been none for settle, or
+// maxSettle has passed; it returns the causes, each once.
+func collect(ctx context.Context, events <-chan hostfw.Event, causes []string) []string {
+	deadline := time.After(maxSettle)
+	for {
+		select {
+		case ev := <-events:
+			if !slices.Contains(causes, string(ev)) {
+				causes = append(causes, string(ev))
+			}
+		case <-time.After(settle):
+			return causes
+		case <-deadline:
+			return causes
+		case <-ctx.Done():
+			return causes
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}

@@ -1,0 +1,110 @@
+package supervise
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/nsrun/nsrun/internal/daemon"
+	"github.com/nsrun/nsrun/netns"
+	"golang.org/x/sys/unix"
+)
+
+// Daemon starts, reloads and stops the supervisor of a project
+// directory: it runs `Self supervise DIR` as a detached process (its own
+// session, output to DIR/supervisor.log).
+type Daemon struct {
+	Self  string        // the nsrun binary
+	Grace time.Duration // the supervisor's own grace for its processes
+}
+
+func (s Daemon) Apply(ctx context.Context, dir string, plan Plan) error {
+	if err := WritePlan(dir, plan); err != nil {
+		return err
+	}
+	st, err := ReadStatus(dir)
+	running := err == nil && netns.Alive(netns.Process{PID: st.PID, StartTime: st.StartTime})
+	switch {
+	case len(plan.Processes) == 0:
+		if running {
+			return s.Stop(dir)
+		}
+		return nil
+	case running:
+		if err := netns.Signal(netns.Process{PID: st.PID, StartTime: st.StartTime}, unix.SIGHUP); err != nil {
+			return err
+		}
+	default:
+		// One that runs without a status (its up was killed before it wrote
+		// one) must not go on beside the new one.
+		if err := s.Stop(dir); err != nil {
+			return err
+		}
+		os.Remove(StatusPath(dir))
+		if err := s.start(dir); err != nil {
+			return err
+		}
+	}
+	return waitGeneration(ctx, dir, plan.Generation)
+}
+
+func (s Daemon) start(dir string) error {
+	_, err := daemon.Start(SupervisorLog(dir), s.Self, "supervise", "--grace", s.Grace.String(), dir)
+	if err != nil {
+		return fmt.Errorf("starting the supervisor: %w", err)
+	}
+	return nil
+}
+
+// waitGeneration waits until the supervisor reports the plan's generation.
+func waitGeneration(ctx context.Context, dir string, gen int) error {
+	took := func() bool {
+		st, err := ReadStatus(dir)
+		return err == nil && st.Generation == gen && netns.Alive(netns.Process{PID: st.PID, StartTime: st.StartTime})
+	}
+	if !daemon.Await(ctx, 10*time.Second, 20*time.Millisecond, took) {
+		return fmt.Errorf("the supervisor did not take up the new processes; see %s", SupervisorLog(dir))
+	}
+	return nil
+}
+
+// Stop stops the supervisor of dir: the one its status names, and any
+// other found running for dir (one started by an up that was killed
+// before the supervisor wrote its status).
+func (s Daemon) Stop(dir string) error {
+	procs := daemon.Find(s.Self, "supervise", func(d string) bool { return d == dir })
+	// A missing or corrupt status names none: the scan above and the
+	// namespaces' process lists catch what is left.
+	if st, err := ReadStatus(dir); err == nil && st.PID != 0 {
+		procs = append(procs, netns.Process{PID: st.PID, StartTime: st.StartTime})
+	}
+	return netns.Stop(procs, s.Grace+5*time.Second)
+}
+
+// StopAll stops every supervisor of a project directory below root,
+// recorded or not: down --all after the records were lost.
+func (s Daemon) StopAll(root string) error {
+	return netns.Stop(daemon.Find(s.Self, "supervise", func(d string) bool { return filepath.Dir(d) == root }), s.Grace+5*time.Second)
+}
+
+func (s Daemon) Status(dir string) (Status, error) { return ReadStatus(dir) }
+
+func (s Daemon) Dial(ns string, addrs []netip.Addr, port uint16) error {
+	return netns.Do(ns, func() error {
+		var err error
+		for _, a := range addrs {
+			var c net.Conn
+			c, err = net.DialTimeout("tcp4", net.JoinHostPort(a.String(), strconv.Itoa(int(port))), 200*time.Millisecond)
+			if err == nil {
+				c.Close()
+				return nil
+			}
+		}
+		return err
+	})
+}
