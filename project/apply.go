@@ -13,6 +13,7 @@ import (
 	"github.com/nsrun/nsrun/internal/words"
 	"github.com/nsrun/nsrun/netns"
 	"github.com/nsrun/nsrun/specs"
+	"github.com/nsrun/nsrun/state"
 	"github.com/nsrun/nsrun/veth"
 )
 
@@ -196,7 +197,7 @@ func grantees(g *netns.Grant) string {
 type executor struct {
 	ctx      context.Context
 	sys      System
-	store    Store
+	store    state.Store
 	progress func(Step)
 	mu       sync.Mutex // guards undo while steps run in parallel
 	undo     []func() error

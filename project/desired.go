@@ -5,6 +5,7 @@ import (
 	"net/netip"
 
 	"github.com/nsrun/nsrun/specs"
+	"github.com/nsrun/nsrun/state"
 	"github.com/nsrun/nsrun/supervise"
 	"github.com/nsrun/nsrun/veth"
 )
@@ -15,7 +16,7 @@ import (
 // and addresses not on nsrun's links). They avoid other projects' subnets
 // and keep the recorded ones. So do the IPv6 ones, whose default pools
 // derive from the machine's id.
-func Desire(s *specs.Spec, recorded *State, others []*State, foreign []netip.Prefix, machineID string) (*State, error) {
+func Desire(s *specs.Spec, recorded *state.Record, others []*state.Record, foreign []netip.Prefix, machineID string) (*state.Record, error) {
 	pool, err := choosePool(s, recorded, foreign)
 	if err != nil {
 		return nil, err
@@ -58,7 +59,7 @@ func Desire(s *specs.Spec, recorded *State, others []*State, foreign []netip.Pre
 // choosePool6 is the IPv6 pool: the spec's subnet6, else the recorded
 // one, else the first of the machine's default pools that overlaps no
 // host route or address.
-func choosePool6(s *specs.Spec, recorded *State, foreign []netip.Prefix, machineID string) (netip.Prefix, error) {
+func choosePool6(s *specs.Spec, recorded *state.Record, foreign []netip.Prefix, machineID string) (netip.Prefix, error) {
 	if s.Subnet6Set {
 		return s.Subnet6, nil
 	}
@@ -74,10 +75,10 @@ func choosePool6(s *specs.Spec, recorded *State, foreign []netip.Prefix, machine
 }
 
 // FromSpec records a spec's namespaces as they are, addresses included.
-func FromSpec(s *specs.Spec) *State {
-	st := &State{Version: StateVersion, Project: s.Name, SpecFile: s.File, Subnet: s.Subnet, IPv6: s.IPv6, Subnet6: s.Subnet6}
+func FromSpec(s *specs.Spec) *state.Record {
+	st := &state.Record{Version: state.Version, Project: s.Name, SpecFile: s.File, Subnet: s.Subnet, IPv6: s.IPv6, Subnet6: s.Subnet6}
 	for _, ns := range s.Namespaces {
-		rec := &NamespaceState{
+		rec := &state.Namespace{
 			Name: ns.Name, Link: ns.HostLink, Address: ns.Address, HostAddress: ns.HostAddress,
 			AutoAddress: ns.AutoAddress, Egress: ns.Egress,
 			Address6: ns.Address6, HostAddress6: ns.HostAddress6, AutoAddress6: ns.AutoAddress6,
@@ -87,7 +88,7 @@ func FromSpec(s *specs.Spec) *State {
 			rec.ExecUIDs, rec.ExecGIDs = g.UIDs, g.GIDs
 		}
 		for _, r := range ns.Run {
-			ps := ProcessState{Process: supervise.Process{
+			ps := state.Process{Process: supervise.Process{
 				Namespace: ns.Name, Name: r.Name, Command: r.Command, Workdir: s.WorkdirOf(r),
 				Env: r.Env, User: r.User, Restart: string(r.Restart),
 			}}
@@ -101,7 +102,7 @@ func FromSpec(s *specs.Spec) *State {
 	return st
 }
 
-func choosePool(s *specs.Spec, recorded *State, foreign []netip.Prefix) (netip.Prefix, error) {
+func choosePool(s *specs.Spec, recorded *state.Record, foreign []netip.Prefix) (netip.Prefix, error) {
 	if s.SubnetSet {
 		return s.Subnet, nil
 	}
@@ -125,8 +126,8 @@ func overlaps(p netip.Prefix, list []netip.Prefix) bool {
 	return false
 }
 
-// Pair describes the veth pair of a recorded namespace.
-func (ns *NamespaceState) Pair(project string) veth.Pair {
+// pair describes the veth pair of a recorded namespace.
+func pair(ns *state.Namespace, project string) veth.Pair {
 	return veth.Pair{
 		Host: ns.Link, Namespace: ns.Name, Peer: "eth0",
 		HostAddr: ns.HostAddress, PeerAddr: ns.Address, HostAddr6: ns.HostAddress6, PeerAddr6: ns.Address6,

@@ -9,6 +9,7 @@ import (
 
 	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/host"
+	"github.com/nsrun/nsrun/state"
 	"github.com/nsrun/nsrun/veth"
 )
 
@@ -36,7 +37,7 @@ type Drift struct {
 // NetworkDrift compares a project's record with what was observed: the
 // host's forwarding, each namespace with its pair and files, and the
 // firewall. It is pure.
-func NetworkDrift(st *State, obs host.Observed) []Drift {
+func NetworkDrift(st *state.Record, obs host.Observed) []Drift {
 	var out []Drift
 	if obs.IPForward != "1" {
 		out = append(out, Drift{Kind: DriftForwarding, Message: fmt.Sprintf("net.ipv4.ip_forward is %s: the host forwards nothing to the namespaces", obs.IPForward)})
@@ -58,7 +59,7 @@ func NetworkDrift(st *State, obs host.Observed) []Drift {
 	return append(out, keptDrift(st, obs)...)
 }
 
-func linkDrift(project string, ns *NamespaceState, obs host.Observed) []Drift {
+func linkDrift(project string, ns *state.Namespace, obs host.Observed) []Drift {
 	if err := obs.PeerErrors[ns.Name]; err != nil {
 		return []Drift{{Kind: DriftLink, Namespace: ns.Name, Message: fmt.Sprintf("namespace %s cannot be read: %v", ns.Name, err)}}
 	}
@@ -67,7 +68,7 @@ func linkDrift(project string, ns *NamespaceState, obs host.Observed) []Drift {
 		host = &l
 	}
 	var out []Drift
-	for _, m := range veth.Drift(ns.Pair(project), host, obs.RouteLocalnet[ns.Link], obs.Peers[ns.Name]) {
+	for _, m := range veth.Drift(pair(ns, project), host, obs.RouteLocalnet[ns.Link], obs.Peers[ns.Name]) {
 		out = append(out, Drift{Kind: DriftLink, Namespace: ns.Name, Message: m})
 	}
 	return out
@@ -99,7 +100,7 @@ func etcSums(files map[string]string) map[string][32]byte {
 
 // firewallDrift checks the project's rules in its backend, and its FORWARD
 // accepts in every other backend whose FORWARD drops.
-func firewallDrift(st *State, tables map[forward.Backend]forward.Tables) []Drift {
+func firewallDrift(st *state.Record, tables map[forward.Backend]forward.Tables) []Drift {
 	fw := st.ForwardProject()
 	mine := tables[st.Backend]
 	if mine == nil {
@@ -122,7 +123,7 @@ func firewallDrift(st *State, tables map[forward.Backend]forward.Tables) []Drift
 }
 
 // processDrift reports the supervisor or processes that are not running.
-func processDrift(st *State, r *Report) []Drift {
+func processDrift(st *state.Record, r *Report) []Drift {
 	if len(st.Plan().Processes) == 0 {
 		return nil
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/nsrun/nsrun/host"
 	"github.com/nsrun/nsrun/netns"
 	"github.com/nsrun/nsrun/specs"
+	"github.com/nsrun/nsrun/state"
 	"github.com/nsrun/nsrun/supervise"
 	"github.com/nsrun/nsrun/veth"
 )
@@ -28,7 +29,7 @@ type Sweeper interface {
 
 // Engine brings projects up and down under the state lock.
 type Engine struct {
-	Store       Store
+	Store       state.Store
 	System      System
 	Sweeper     Sweeper
 	Supervision Supervision
@@ -51,7 +52,7 @@ type Engine struct {
 }
 
 // lock takes the state lock, waiting at most LockTimeout.
-func (e *Engine) lock(ctx context.Context) (*Lock, error) {
+func (e *Engine) lock(ctx context.Context) (*state.Lock, error) {
 	timeout := e.LockTimeout
 	if timeout <= 0 {
 		timeout = 5 * time.Minute
@@ -101,7 +102,7 @@ func (e *PreflightError) Unwrap() error { return e.Err }
 
 // Outcome is what an up did.
 type Outcome struct {
-	State    *State
+	State    *state.Record
 	UpToDate bool // everything was as the spec says: nothing was changed
 	// Warnings are the host's firewalls that drop nsrun's traffic where
 	// nsrun cannot help it, each with the command that would.
@@ -133,7 +134,7 @@ func (e *Engine) Up(ctx context.Context, s *specs.Spec) (*Outcome, error) {
 // up does Up's work and reports whether it changed anything.
 func (e *Engine) up(ctx context.Context, s *specs.Spec) (*Outcome, bool, error) {
 	recorded, err := e.Store.Load(s.Name)
-	if errors.Is(err, ErrNoState) {
+	if errors.Is(err, state.ErrNoRecord) {
 		recorded = nil
 	} else if err != nil {
 		return nil, false, err
@@ -164,11 +165,11 @@ func (e *Engine) up(ctx context.Context, s *specs.Spec) (*Outcome, bool, error) 
 	if err != nil {
 		return nil, false, &PreflightError{err}
 	}
-	at, err := forward.Place(recorded.backend(), e.choice(), obs.Backends, obs.Tables)
+	at, err := forward.Place(recordedBackend(recorded), e.choice(), obs.Backends, obs.Tables)
 	if err != nil {
 		return nil, false, &PreflightError{err}
 	}
-	if at.Backend != recorded.backend() {
+	if at.Backend != recordedBackend(recorded) {
 		// A backend new to the project must work before anything changes.
 		if err := e.System.ProbeFirewall(ctx, at.Backend); err != nil {
 			if e.choice() == forward.Auto && !at.Backend.IsIPTables() {
@@ -178,7 +179,7 @@ func (e *Engine) up(ctx context.Context, s *specs.Spec) (*Outcome, bool, error) 
 		}
 	}
 	want.Backend, want.Accepts, want.NoHeal = at.Backend, at.Accepts, e.NoHeal
-	warnings := AssessHost(obs, []*State{want}).Warnings()
+	warnings := AssessHost(obs, []*state.Record{want}).Warnings()
 	if loopback6(want, obs.Shortcuts) == Loopback6NotServed {
 		warnings = append(warnings, "ports published on IPv6 are "+Loopback6NotServed)
 	}
@@ -191,7 +192,7 @@ func (e *Engine) up(ctx context.Context, s *specs.Spec) (*Outcome, bool, error) 
 	}
 	// Everything above read; all below changes, as decided here.
 	c := decideUp(want, recorded, obs, drift)
-	e.Store.unmarkRemoving(s.Name)
+	e.Store.UnmarkRemoving(s.Name)
 	if c.upToDate() {
 		return &Outcome{State: recorded, UpToDate: true, Warnings: warnings}, false, nil
 	}
@@ -201,7 +202,7 @@ func (e *Engine) up(ctx context.Context, s *specs.Spec) (*Outcome, bool, error) 
 	if c.Changed {
 		// Record everything either side may hold before the first change,
 		// so that a down after a crash finds it all.
-		if err := e.Store.Save(Merge(recorded, c.Record)); err != nil {
+		if err := e.Store.Save(state.Merge(recorded, c.Record)); err != nil {
 			return nil, false, err
 		}
 	}
@@ -220,10 +221,10 @@ func (e *Engine) up(ctx context.Context, s *specs.Spec) (*Outcome, bool, error) 
 
 // upChange is what an up does, decided before its first change.
 type upChange struct {
-	Steps   []Step // the changes to the host, in order
-	Restart bool   // the processes restart (at the record's new generation)
-	Record  *State // the project's record after the up
-	Changed bool   // Record differs from the one saved: it is saved
+	Steps   []Step        // the changes to the host, in order
+	Restart bool          // the processes restart (at the record's new generation)
+	Record  *state.Record // the project's record after the up
+	Changed bool          // Record differs from the one saved: it is saved
 }
 
 // upToDate reports an up with nothing to do.
@@ -234,7 +235,7 @@ func (c upChange) upToDate() bool { return len(c.Steps) == 0 && !c.Restart && !c
 // and the record's drift. Pure. The processes restart on the first up,
 // when their definitions change, and when any of them is not running;
 // each restart is a new generation of the record.
-func decideUp(want, recorded *State, obs host.Observed, drift []Drift) upChange {
+func decideUp(want, recorded *state.Record, obs host.Observed, drift []Drift) upChange {
 	next := *want
 	if recorded != nil {
 		next.Generation = recorded.Generation
@@ -251,7 +252,7 @@ func decideUp(want, recorded *State, obs host.Observed, drift []Drift) upChange 
 	return c
 }
 
-func (e *Engine) rollback(ex *executor, cause error, project string, recorded *State) error {
+func (e *Engine) rollback(ex *executor, cause error, project string, recorded *state.Record) error {
 	if rerr := ex.rollback(); rerr != nil {
 		return fmt.Errorf("%w\nundoing the changes failed too: %v\nremove what is left with 'sudo nsrun down -p %s'", cause, rerr, project)
 	}
@@ -281,7 +282,7 @@ func (e *Engine) Down(ctx context.Context, project string) (bool, error) {
 
 func (e *Engine) down(ctx context.Context, project string) (bool, error) {
 	recorded, err := e.Store.Load(project)
-	if errors.Is(err, ErrNoState) {
+	if errors.Is(err, state.ErrNoRecord) {
 		// Nothing recorded (or only the start of a record, from an up
 		// killed before it was written): sweep what is labelled.
 		n, err := e.sweep(ctx, project)
@@ -391,7 +392,7 @@ func (e *Engine) sweep(ctx context.Context, project string) (int, error) {
 // updateKeeper runs the keeper while a project heals, and stops it once none
 // does. The caller holds the lock.
 func (e *Engine) updateKeeper(ctx context.Context) error {
-	if e.Store.heals() {
+	if e.Store.Heals() {
 		return e.Keeper.Start(ctx, e.Store.Dir)
 	}
 	return e.Keeper.Stop(e.Store.Dir)
@@ -484,7 +485,7 @@ func (e *Engine) removeMadeTables(ctx context.Context, before map[forward.Backen
 // newPorts lists the ports a spec publishes that its namespace does not
 // publish already (in the record): preflight looks for host sockets bound
 // to those only (checkPorts), so the others are not read.
-func newPorts(s *specs.Spec, recorded *State) []specs.Port {
+func newPorts(s *specs.Spec, recorded *state.Record) []specs.Port {
 	var out []specs.Port
 	for _, ns := range s.Namespaces {
 		var had []specs.Port
@@ -507,8 +508,8 @@ func (e *Engine) choice() forward.Choice {
 	return e.FirewallChoice
 }
 
-// backend is the backend a record names; "" for no record.
-func (s *State) backend() forward.Backend {
+// recordedBackend is the backend a record names; "" for no record.
+func recordedBackend(s *state.Record) forward.Backend {
 	if s == nil {
 		return ""
 	}
@@ -519,12 +520,12 @@ func (s *State) backend() forward.Backend {
 // or the same ones with other ready checks (which the supervisor's plan
 // does not hold). Namespaces that run nothing, and the order of processes,
 // do not count.
-func processesChanged(a, b *State) bool {
+func processesChanged(a, b *state.Record) bool {
 	return !maps.Equal(processDefs(a), processDefs(b))
 }
 
 // processDefs maps each process of a record (NS/PROC) to its definition.
-func processDefs(s *State) map[string]string {
+func processDefs(s *state.Record) map[string]string {
 	out := map[string]string{}
 	for _, ns := range s.Namespaces {
 		for _, r := range ns.Run {
@@ -537,7 +538,7 @@ func processDefs(s *State) map[string]string {
 // sameRecord reports whether writing one record over the other would
 // change nothing (the generation included: the supervisor is told to run
 // a new one, and waited for, only when the record has it).
-func sameRecord(a, b *State) bool {
+func sameRecord(a, b *state.Record) bool {
 	ja, err1 := json.Marshal(a)
 	jb, err2 := json.Marshal(b)
 	return err1 == nil && err2 == nil && bytes.Equal(ja, jb)

@@ -20,6 +20,7 @@ import (
 	"github.com/nsrun/nsrun/internal/atomicfile"
 	"github.com/nsrun/nsrun/netns"
 	"github.com/nsrun/nsrun/specs"
+	"github.com/nsrun/nsrun/state"
 	"github.com/nsrun/nsrun/veth"
 )
 
@@ -38,7 +39,7 @@ const twoNamespaces = `namespaces:
 `
 
 func newEngine(t *testing.T, sys *fakeSystem) *Engine {
-	return &Engine{Store: Store{Dir: filepath.Join(t.TempDir(), "nsrun")}, System: sys, Sweeper: sys, Supervision: &fakeSupervision{},
+	return &Engine{Store: state.Store{Dir: filepath.Join(t.TempDir(), "nsrun")}, System: sys, Sweeper: sys, Supervision: &fakeSupervision{},
 		Keeper: &fakeKeeper{}, Observe: sys.observe}
 }
 
@@ -702,8 +703,8 @@ func TestDecideUp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clone := func(change func(*State)) *State {
-		var s State
+	clone := func(change func(*state.Record)) *state.Record {
+		var s state.Record
 		data, _ := json.Marshal(saved)
 		if err := json.Unmarshal(data, &s); err != nil {
 			t.Fatal(err)
@@ -715,22 +716,22 @@ func TestDecideUp(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name           string
-		want, recorded *State
+		want, recorded *state.Record
 		obs            host.Observed
 		drift          []Drift
 		steps, restart bool
 		changed        bool
 		generation     int
 	}{
-		{name: "the first up", want: clone(func(s *State) { s.Generation = 0 }), obs: clean,
+		{name: "the first up", want: clone(func(s *state.Record) { s.Generation = 0 }), obs: clean,
 			steps: true, restart: true, changed: true, generation: 1},
 		{name: "nothing changed", want: clone(nil), recorded: saved, obs: up, generation: saved.Generation},
-		{name: "a process's command changed", want: clone(func(s *State) { s.Namespaces[0].Run[0].Command = []string{"sleep", "61"} }),
+		{name: "a process's command changed", want: clone(func(s *state.Record) { s.Namespaces[0].Run[0].Command = []string{"sleep", "61"} }),
 			recorded: saved, obs: up, restart: true, changed: true, generation: saved.Generation + 1},
 		{name: "a process is not running", want: clone(nil), recorded: saved, obs: up,
 			drift:   []Drift{{Kind: DriftProcess, Namespace: "ns1", Message: "the supervisor is not running"}},
 			restart: true, changed: true, generation: saved.Generation + 1},
-		{name: "only the record differs", want: clone(func(s *State) { s.NoHeal = !s.NoHeal }), recorded: saved, obs: up,
+		{name: "only the record differs", want: clone(func(s *state.Record) { s.NoHeal = !s.NoHeal }), recorded: saved, obs: up,
 			changed: true, generation: saved.Generation},
 		{name: "the namespace is gone", want: clone(nil), recorded: saved, obs: clean,
 			drift: []Drift{{Kind: DriftNamespace, Namespace: "ns1", Message: "namespace ns1 is missing"}},

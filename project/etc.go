@@ -7,12 +7,13 @@ import (
 	"strings"
 
 	"github.com/nsrun/nsrun/host"
+	"github.com/nsrun/nsrun/state"
 )
 
 // EtcFiles returns the files of /etc/netns/NS/ for each namespace of a
 // project: hosts naming every namespace of the project, and resolv.conf
 // with the host's real upstream nameservers, when it has any.
-func EtcFiles(st *State, hostResolv, systemdResolv string) map[string]string {
+func EtcFiles(st *state.Record, hostResolv, systemdResolv string) map[string]string {
 	files := map[string]string{"hosts": hostsFile(st)}
 	if resolv, ok := ResolvConf(hostResolv, systemdResolv); ok {
 		files["resolv.conf"] = resolv
@@ -20,7 +21,7 @@ func EtcFiles(st *State, hostResolv, systemdResolv string) map[string]string {
 	return files
 }
 
-func hostsFile(st *State) string {
+func hostsFile(st *state.Record) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s for project %s; removed by nsrun down\n", host.EtcMarker, st.Project)
 	b.WriteString("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")

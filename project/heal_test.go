@@ -14,6 +14,7 @@ import (
 	"github.com/nsrun/nsrun/host"
 	"github.com/nsrun/nsrun/hostfw"
 	"github.com/nsrun/nsrun/keeper"
+	"github.com/nsrun/nsrun/state"
 	"github.com/nsrun/nsrun/supervise"
 )
 
@@ -67,10 +68,10 @@ func TestHealRepairsWhatWasRemoved(t *testing.T) {
 	}
 	// A repair that cannot be recorded is still made, and the keeper is
 	// told why status will not show it.
-	if err := os.Remove(e.Store.repairsPath("demo")); err != nil {
+	if err := os.Remove(e.Store.RepairsFile("demo")); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Mkdir(e.Store.repairsPath("demo"), 0o700); err != nil {
+	if err := os.Mkdir(e.Store.RepairsFile("demo"), 0o700); err != nil {
 		t.Fatal(err)
 	}
 	sys.fw[iptables.NFT].Remove(ctx, "demo")
@@ -81,7 +82,7 @@ func TestHealRepairsWhatWasRemoved(t *testing.T) {
 	if sys.fingerprint() != healthy {
 		t.Errorf("after the unrecorded repair: %s\nwant %s", sys.fingerprint(), healthy)
 	}
-	os.Remove(e.Store.repairsPath("demo"))
+	os.Remove(e.Store.RepairsFile("demo"))
 	if _, err := e.Down(ctx, "demo"); err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +130,7 @@ func TestHealZone(t *testing.T) {
 	if sys.firewalld["nsr-ns1"] != hostfw.Zone || sys.firewalld["nsr-ns2"] != hostfw.Zone {
 		t.Fatalf("after up firewalld has %v", sys.firewalld)
 	}
-	if h := AssessHost(mustObserve(t, sys), []*State{out.State}); !h.Passes || h.Firewalld == nil {
+	if h := AssessHost(mustObserve(t, sys), []*state.Record{out.State}); !h.Passes || h.Firewalld == nil {
 		t.Errorf("host report %+v", h)
 	}
 	sys.firewalld = map[string]string{"eth0": "public"} // firewall-cmd --reload
@@ -169,7 +170,7 @@ func TestHealLeavesAlone(t *testing.T) {
 	if err := e.Store.MarkRemoving("other"); err != nil {
 		t.Fatal(err)
 	}
-	if e.Store.heals() {
+	if e.Store.Heals() {
 		t.Error("heals() counts a project being removed")
 	}
 	for _, fw := range sys.fw {
@@ -229,7 +230,7 @@ func TestAssessHost(t *testing.T) {
 			Uplinks: []string{"eth0"},
 		},
 	}
-	h := AssessHost(obs, []*State{st})
+	h := AssessHost(obs, []*state.Record{st})
 	byFirewall := map[string]Finding{}
 	for _, f := range h.Findings {
 		byFirewall[f.Firewall] = f

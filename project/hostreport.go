@@ -11,6 +11,7 @@ import (
 	"github.com/nsrun/nsrun/host"
 	"github.com/nsrun/nsrun/hostfw"
 	"github.com/nsrun/nsrun/internal/quote"
+	"github.com/nsrun/nsrun/state"
 )
 
 // HostReport is what nsrun found of the host's own firewalls, what it did
@@ -49,7 +50,7 @@ func (h HostReport) Warnings() []string {
 
 // AssessHost judges the host's firewalls for the projects' traffic. It is
 // pure.
-func AssessHost(obs host.Observed, states []*State) HostReport {
+func AssessHost(obs host.Observed, states []*state.Record) HostReport {
 	var links []string
 	used := map[forward.Backend]bool{}
 	for _, st := range states {
@@ -120,7 +121,7 @@ type iptablesTables interface {
 	DropsBeforeNsrun() string
 }
 
-func iptablesFindings(b forward.Backend, snap iptablesTables, states []*State, publishes bool) []Finding {
+func iptablesFindings(b forward.Backend, snap iptablesTables, states []*state.Record, publishes bool) []Finding {
 	var out []Finding
 	if snap.HasChain("filter", "ufw-before-forward") {
 		out = append(out, Finding{Firewall: "ufw", Found: fmt.Sprintf("ufw is active in %s (FORWARD policy %s)", b, snap.Policy("filter", "FORWARD")),

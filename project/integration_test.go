@@ -24,6 +24,7 @@ import (
 	"github.com/nsrun/nsrun/host"
 	"github.com/nsrun/nsrun/netns"
 	"github.com/nsrun/nsrun/netns/nstest"
+	"github.com/nsrun/nsrun/state"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -911,7 +912,7 @@ func TestOnlyPublishedFromOutside(t *testing.T) {
 
 // onlyPublished checks TestOnlyPublishedFromOutside's cases on a project
 // of twoServers.
-func onlyPublished(t *testing.T, l *lab, ports []int, st *State) {
+func onlyPublished(t *testing.T, l *lab, ports []int, st *state.Record) {
 	a, b := l.ns("a"), l.ns("b")
 	aAddr, bAddr := st.Namespace(a).Address.Addr(), st.Namespace(b).Address.Addr()
 	nstest.StartServer(t, a, a, "8080 9091", "9090 9092")

@@ -17,6 +17,7 @@ import (
 	"github.com/nsrun/nsrun/forward/iptables"
 	"github.com/nsrun/nsrun/forward/nftables"
 	"github.com/nsrun/nsrun/netns/nstest"
+	"github.com/nsrun/nsrun/state"
 	"github.com/nsrun/nsrun/veth"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -158,7 +159,7 @@ func TestReachability6(t *testing.T) {
 
 // dnatPackets sums the packet counters of the project's ip6tables DNAT
 // rules; 0 in nftables, whose rules have no counters.
-func dnatPackets(t *testing.T, st *State) int {
+func dnatPackets(t *testing.T, st *state.Record) int {
 	t.Helper()
 	if !st.Backend.IsIPTables() {
 		return 0

@@ -22,6 +22,7 @@ import (
 	"github.com/nsrun/nsrun/netns"
 	"github.com/nsrun/nsrun/netns/nstest"
 	"github.com/nsrun/nsrun/specs"
+	"github.com/nsrun/nsrun/state"
 	"github.com/nsrun/nsrun/supervise"
 	"github.com/nsrun/nsrun/veth"
 )
@@ -88,7 +89,7 @@ func (l *lab) engine() *Engine {
 	l.t.Helper()
 	k := kernel(2 * time.Second)
 	dir := filepath.Join(l.tempDir(), "nsrun")
-	return &Engine{Store: Store{Dir: dir}, System: k, Sweeper: k, Observe: k.Observe, FirewallChoice: l.firewall,
+	return &Engine{Store: state.Store{Dir: dir}, System: k, Sweeper: k, Observe: k.Observe, FirewallChoice: l.firewall,
 		Supervision: supervise.Daemon{Self: nstest.Binary(l.t), Grace: 2 * time.Second},
 		Keeper:      keeper.Daemon{Self: nstest.Binary(l.t)}, NoHeal: !l.heal}
 }
@@ -147,7 +148,7 @@ func (l *lab) makeOutside() {
 func (l *lab) ns(prefix string) string { return prefix + l.id }
 
 // up brings up a spec whose text uses {ID} for the lab's id.
-func (l *lab) up(src string) *State {
+func (l *lab) up(src string) *state.Record {
 	l.t.Helper()
 	st, err := l.tryUp(src)
 	if err != nil {
@@ -156,7 +157,7 @@ func (l *lab) up(src string) *State {
 	return st
 }
 
-func (l *lab) tryUp(src string) (*State, error) {
+func (l *lab) tryUp(src string) (*state.Record, error) {
 	l.t.Helper()
 	out, err := l.e.Up(context.Background(), l.parse(src))
 	if err != nil {

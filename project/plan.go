@@ -9,6 +9,7 @@ import (
 	"github.com/nsrun/nsrun/host"
 	"github.com/nsrun/nsrun/netns"
 	"github.com/nsrun/nsrun/specs"
+	"github.com/nsrun/nsrun/state"
 	"github.com/nsrun/nsrun/veth"
 )
 
@@ -88,7 +89,7 @@ func (s Step) String() string {
 // new project) to want, given what was observed and how the host drifted
 // from the record: only what is new, changed or drifted. Steps that
 // create come first, removals of what the spec no longer has come last.
-func PlanUp(want, recorded *State, obs host.Observed, drift []Drift) []Step {
+func PlanUp(want, recorded *state.Record, obs host.Observed, drift []Drift) []Step {
 	var steps []Step
 	if obs.IPForward != "1" {
 		steps = append(steps, Step{Op: OpIPForward, Repair: messages(drift, "", DriftForwarding)})
@@ -102,11 +103,11 @@ func PlanUp(want, recorded *State, obs host.Observed, drift []Drift) []Step {
 		}
 	}
 	for _, ns := range want.Namespaces {
-		r, pair := recorded.Namespace(ns.Name), ns.Pair(want.Project)
+		r, p := recorded.Namespace(ns.Name), pair(ns, want.Project)
 		repair := messages(drift, ns.Name, DriftLink)
-		if r == nil || r.Pair(want.Project) != pair || len(repair) > 0 || !obs.Namespaces[ns.Name] {
+		if r == nil || pair(r, want.Project) != p || len(repair) > 0 || !obs.Namespaces[ns.Name] {
 			_, exists := obs.Links[ns.Link]
-			steps = append(steps, Step{Op: OpLink, Namespace: ns.Name, Pair: pair, Created: !exists, Repair: repair})
+			steps = append(steps, Step{Op: OpLink, Namespace: ns.Name, Pair: p, Created: !exists, Repair: repair})
 		}
 	}
 	files := EtcFiles(want, obs.HostResolv, obs.SystemdResolv)
@@ -136,7 +137,7 @@ func PlanUp(want, recorded *State, obs host.Observed, drift []Drift) []Step {
 	if recorded != nil {
 		for _, ns := range recorded.Namespaces {
 			if want.Namespace(ns.Name) == nil {
-				steps = append(steps, removeNamespaces(recorded.Project, []*NamespaceState{ns}, obs.Host.Firewalld.Zoned())...)
+				steps = append(steps, removeNamespaces(recorded.Project, []*state.Namespace{ns}, obs.Host.Firewalld.Zoned())...)
 			}
 		}
 	}
@@ -145,7 +146,7 @@ func PlanUp(want, recorded *State, obs host.Observed, drift []Drift) []Step {
 
 // PlanDown returns the steps that remove everything recorded, each kind
 // of object in bulk; zoned are the links firewalld has in nsrun's zone.
-func PlanDown(recorded *State, zoned []string) []Step {
+func PlanDown(recorded *state.Record, zoned []string) []Step {
 	return removeNamespaces(recorded.Project, recorded.Namespaces, zoned, Step{Op: OpRemoveForwards, Project: recorded.Project})
 }
 
@@ -157,7 +158,7 @@ func PlanDown(recorded *State, zoned []string) []Step {
 // and links last: the kernel removes the veth pairs of deleted namespaces
 // in one batch, in the background, while the rest is removed (deleting
 // each link would wait for the others).
-func removeNamespaces(project string, namespaces []*NamespaceState, zoned []string, extra ...Step) []Step {
+func removeNamespaces(project string, namespaces []*state.Namespace, zoned []string, extra ...Step) []Step {
 	var names, links, unzone []string
 	for _, ns := range namespaces {
 		names, links = append(names, ns.Name), append(links, ns.Link)
@@ -181,7 +182,7 @@ func removeNamespaces(project string, namespaces []*NamespaceState, zoned []stri
 	if len(unzone) > 0 {
 		steps = append(steps, Step{Op: OpUnzone, Links: unzone})
 	}
-	if udp := changedUDP(&State{Project: project, Namespaces: namespaces}, &State{}); len(udp) > 0 {
+	if udp := changedUDP(&state.Record{Project: project, Namespaces: namespaces}, &state.Record{}); len(udp) > 0 {
 		steps = append(steps, Step{Op: OpFlushUDP, Ports: udp})
 	}
 	return append(steps, Step{Op: OpLinksGone, Links: links})
@@ -190,7 +191,7 @@ func removeNamespaces(project string, namespaces []*NamespaceState, zoned []stri
 // grantSteps publish the exec grants that are missing, differ, or name a
 // namespace that is not the one there now (or is yet to be made), and
 // withdraw those of namespaces that grant nobody any more.
-func grantSteps(want *State, obs host.Observed) []Step {
+func grantSteps(want *state.Record, obs host.Observed) []Step {
 	var steps []Step
 	for _, ns := range want.Namespaces {
 		old, had := obs.Grants[ns.Name]
@@ -216,7 +217,7 @@ func grantSteps(want *State, obs host.Observed) []Step {
 }
 
 // hostLinks lists the host-side links of a record.
-func hostLinks(st *State) []string {
+func hostLinks(st *state.Record) []string {
 	var out []string
 	for _, ns := range st.Namespaces {
 		out = append(out, ns.Link)
@@ -227,7 +228,7 @@ func hostLinks(st *State) []string {
 // sameForwards reports whether two records publish the same rules in the
 // same places: the rules are rendered from the firewall's model alone, so
 // equal models make equal rules.
-func sameForwards(a, b *State) bool {
+func sameForwards(a, b *state.Record) bool {
 	if a.Backend != b.Backend || !slices.Equal(a.Accepts, b.Accepts) {
 		return false
 	}
@@ -239,8 +240,8 @@ func sameForwards(a, b *State) bool {
 
 // changedUDP returns the host ports of UDP forwards in one state but not
 // the other (in either direction), or whose target changed.
-func changedUDP(a, b *State) []specs.PortRange {
-	udp := func(s *State) map[string]specs.PortRange {
+func changedUDP(a, b *state.Record) []specs.PortRange {
+	udp := func(s *state.Record) map[string]specs.PortRange {
 		out := map[string]specs.PortRange{}
 		if s == nil {
 			return out

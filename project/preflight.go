@@ -10,12 +10,13 @@ import (
 	"github.com/nsrun/nsrun/host"
 	"github.com/nsrun/nsrun/internal/quote"
 	"github.com/nsrun/nsrun/specs"
+	"github.com/nsrun/nsrun/state"
 	"github.com/nsrun/nsrun/veth"
 )
 
 // Preflight checks, before any change, that want can be built on this
 // host next to the other projects. It reports every conflict at once.
-func Preflight(want, recorded *State, others []*State, obs host.Observed) error {
+func Preflight(want, recorded *state.Record, others []*state.Record, obs host.Observed) error {
 	var errs []error
 	foreign := obs.ForeignPrefixes()
 	if want.IPv6 && obs.IPv6Forward == "" {
@@ -31,7 +32,7 @@ func Preflight(want, recorded *State, others []*State, obs host.Observed) error 
 	return errors.Join(errs...)
 }
 
-func checkNamespace(project string, ns *NamespaceState, recorded *State, others []*State, obs host.Observed, foreign []veth.HostPrefix) []error {
+func checkNamespace(project string, ns *state.Namespace, recorded *state.Record, others []*state.Record, obs host.Observed, foreign []veth.HostPrefix) []error {
 	var errs []error
 	mine := recorded.Namespace(ns.Name) != nil || obs.Alias(ns.Link) == veth.Label(project, ns.Name)
 	if obs.Namespaces[ns.Name] && !mine {
@@ -80,7 +81,7 @@ func checkNamespace(project string, ns *NamespaceState, recorded *State, others 
 // checkIP6Tables reports an iptables backend of the project's placement
 // whose ip6tables of the same flavour is missing: nsrun never mixes
 // flavours (a packet meets both, and a project's rules are in one).
-func checkIP6Tables(want *State, obs host.Observed) []error {
+func checkIP6Tables(want *state.Record, obs host.Observed) []error {
 	var errs []error
 	for _, b := range append([]forward.Backend{want.Backend}, want.Accepts...) {
 		if t, ok := obs.Tables[b]; ok && !t.IPv6() {
@@ -91,7 +92,7 @@ func checkIP6Tables(want *State, obs host.Observed) []error {
 	return errs
 }
 
-func ownerOf(states []*State, ns string) string {
+func ownerOf(states []*state.Record, ns string) string {
 	for _, s := range states {
 		if s.Namespace(ns) != nil {
 			return s.Project
@@ -102,7 +103,7 @@ func ownerOf(states []*State, ns string) string {
 
 // checkPorts reports host ports another project publishes, and new host
 // ports that a host process is bound to (DNAT would steal its traffic).
-func checkPorts(want, recorded *State, others []*State, listeners []forward.Listener) []error {
+func checkPorts(want, recorded *state.Record, others []*state.Record, listeners []forward.Listener) []error {
 	var errs []error
 	for _, ns := range want.Namespaces {
 		var had []specs.Port
@@ -126,7 +127,7 @@ func checkPorts(want, recorded *State, others []*State, listeners []forward.List
 	return errs
 }
 
-func publisherOf(states []*State, p specs.Port) (project, ns string, ok bool) {
+func publisherOf(states []*state.Record, p specs.Port) (project, ns string, ok bool) {
 	for _, s := range states {
 		for _, n := range s.Namespaces {
 			for _, q := range n.Ports {

@@ -13,6 +13,7 @@ import (
 	"github.com/nsrun/nsrun/forward/iptables"
 	"github.com/nsrun/nsrun/host"
 	"github.com/nsrun/nsrun/specs"
+	"github.com/nsrun/nsrun/state"
 	"github.com/nsrun/nsrun/veth"
 )
 
@@ -25,7 +26,7 @@ func TestPreflightConflicts(t *testing.T) {
 		Prefixes:   []veth.HostPrefix{{Prefix: netip.MustParsePrefix("10.9.1.0/24"), Link: "eth0", What: "route"}},
 		Listeners:  []forward.Listener{{Protocol: specs.UDP, Addr: netip.MustParseAddr("0.0.0.0"), Port: 6100, PID: 4242, Command: "dnsmasq"}},
 	}
-	err := Preflight(want, nil, []*State{other}, obs)
+	err := Preflight(want, nil, []*state.Record{other}, obs)
 	if err == nil {
 		t.Fatal("no conflict found")
 	}
@@ -50,7 +51,7 @@ func TestPreflightConflicts(t *testing.T) {
 	}
 	// A namespace of another nsrun project is named as such.
 	clash := FromSpec(spec(t, "namespaces:\n  taken: {}\n"))
-	if err := Preflight(clash, nil, []*State{other}, obs); err == nil || !strings.Contains(err.Error(), `namespace "taken" belongs to nsrun project "other"`) {
+	if err := Preflight(clash, nil, []*state.Record{other}, obs); err == nil || !strings.Contains(err.Error(), `namespace "taken" belongs to nsrun project "other"`) {
 		t.Errorf("clash with another project: %v", err)
 	}
 }
@@ -77,7 +78,7 @@ func TestDesireChoosesAFreePool(t *testing.T) {
 }
 
 // observedOf is what Observe shows of a host where st is in place exactly.
-func observedOf(t *testing.T, st *State) host.Observed {
+func observedOf(t *testing.T, st *state.Record) host.Observed {
 	t.Helper()
 	obs := host.Observed{Namespaces: map[string]bool{}, Links: map[string]veth.Link{}, IPForward: "1",
 		RouteLocalnet: map[string]string{}, Peers: map[string]veth.Peer{}, Etc: map[string]map[string]host.EtcFile{}}
@@ -186,7 +187,7 @@ func TestPlanDown(t *testing.T) {
 }
 
 func TestStateRoundTripAndCorruption(t *testing.T) {
-	st := Store{Dir: t.TempDir()}
+	st := state.Store{Dir: t.TempDir()}
 	want := FromSpec(spec(t, twoNamespaces))
 	if err := st.Save(want); err != nil {
 		t.Fatal(err)
@@ -208,7 +209,7 @@ func TestStateRoundTripAndCorruption(t *testing.T) {
 	old := `{"version": 1, "project": "demo", "backend": "nft", "forward_accepts": ["legacy"], "namespaces": [{"name": "ns1", "link": "nsr-ns1",
 		"address": "10.203.1.2/30", "host_address": "10.203.1.1/30",
 		"ports": ["0.0.0.0:6000:8080/tcp", "127.0.0.1:7000-7002:8000-8002/udp"]}]}`
-	s, err := DecodeState("demo", []byte(old))
+	s, err := state.Decode("demo", []byte(old))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,7 +228,7 @@ func TestStateRoundTripAndCorruption(t *testing.T) {
 		"null entry": `{"version": 1, "project": "demo", "namespaces": [null]}`,
 		"other proj": `{"version": 1, "project": "x", "namespaces": []}`,
 	} {
-		if _, err := DecodeState("demo", []byte(data)); err == nil || !strings.Contains(err.Error(), "nsrun down --all") {
+		if _, err := state.Decode("demo", []byte(data)); err == nil || !strings.Contains(err.Error(), "nsrun down --all") {
 			t.Errorf("%s: DecodeState = %v", name, err)
 		}
 	}
@@ -238,7 +239,7 @@ func FuzzDecodeState(f *testing.F) {
 	f.Add([]byte(`{"version": 1, "project": "demo", "namespaces": [{"name": "ns1", "link": "nsr-ns1", "ports": ["0.0.0.0:6000:8080/tcp"]}]}`))
 	f.Add([]byte(`{"version": 1, "project": "demo", "namespaces": [null]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		s, err := DecodeState("demo", data)
+		s, err := state.Decode("demo", data)
 		if err == nil {
 			iptables.Rules(s.ForwardProject()) // renders without panicking
 		}
@@ -278,7 +279,7 @@ func TestPreflightIPv6(t *testing.T) {
 		Tables:   map[forward.Backend]forward.Tables{iptables.NFT: &iptables.Snapshot{}},
 		Prefixes: []veth.HostPrefix{{Prefix: netip.MustParsePrefix("fd00:9::/32"), Link: "eth0", What: "route"}},
 	}
-	err := Preflight(want, nil, []*State{other}, obs)
+	err := Preflight(want, nil, []*state.Record{other}, obs)
 	for _, msg := range []string{
 		"the spec has ipv6: true, but IPv6 is off on this host",
 		"the project's rules go to iptables-nft, but ip6tables-nft is not installed (nsrun does not mix iptables flavours)",

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nsrun/nsrun/state"
 	"github.com/nsrun/nsrun/supervise"
 )
 
@@ -38,7 +39,7 @@ func (e *ProcessError) Error() string {
 // startProcesses hands the processes to the supervisor and waits for every
 // ready check; without restart (the processes did not change and run) it
 // has nothing to do.
-func (e *Engine) startProcesses(ctx context.Context, st *State, restart bool) error {
+func (e *Engine) startProcesses(ctx context.Context, st *state.Record, restart bool) error {
 	if !restart {
 		return nil
 	}
@@ -73,7 +74,7 @@ func (e *Engine) startProcesses(ctx context.Context, st *State, restart bool) er
 
 // waitReady waits until the process's port accepts a connection inside its
 // namespace, failing early when the process has exited for good.
-func (e *Engine) waitReady(ctx context.Context, dir, project string, ns *NamespaceState, r ProcessState) error {
+func (e *Engine) waitReady(ctx context.Context, dir, project string, ns *state.Namespace, r state.Process) error {
 	fail := func(reason string) error {
 		logPath := supervise.LogPath(dir, ns.Name, r.Name)
 		return &ProcessError{Project: project, Namespace: ns.Name, Process: r.Name, Reason: reason, LogPath: logPath, Tail: supervise.Tail(logPath, 10)}

@@ -7,6 +7,7 @@ import (
 	"github.com/nsrun/nsrun/forward/shortcut"
 	"github.com/nsrun/nsrun/host"
 	"github.com/nsrun/nsrun/netns"
+	"github.com/nsrun/nsrun/state"
 	"github.com/nsrun/nsrun/supervise"
 )
 
@@ -16,12 +17,12 @@ import (
 // shows none, for an unchanged spec, changes nothing.
 type Report struct {
 	Project    string
-	State      *State // nil when the record cannot be read
-	Err        error  // why the record cannot be read
+	State      *state.Record // nil when the record cannot be read
+	Err        error         // why the record cannot be read
 	Supervisor *ProcessReport
 	Processes  []ProcessReport
 	Drift      []Drift
-	Heal       HealStatus // the keeper's repairs of the project
+	Heal       state.HealStatus // the keeper's repairs of the project
 	// Host is the host's firewalls, judged for the projects reported on.
 	Host HostReport
 	// Loopback6 says, for a project with TCP ports published on IPv6,
@@ -35,7 +36,7 @@ type Report struct {
 const Loopback6NotServed = "not served: this kernel cannot run the loopback shortcut's cgroup programs, and nothing else can serve [::1] (127.0.0.1 and every other address are served)"
 
 // loopback6 says whether a project's IPv6 ports are served at [::1].
-func loopback6(st *State, t shortcut.Table) string {
+func loopback6(st *state.Record, t shortcut.Table) string {
 	switch {
 	case !shortcut.Serves6(st.ForwardProject()):
 		return ""
@@ -70,7 +71,7 @@ func (e *Engine) Status(ctx context.Context, project string) (*Report, error) {
 		return nil, err
 	}
 	r := e.report(st, obs)
-	r.Host = AssessHost(obs, []*State{st})
+	r.Host = AssessHost(obs, []*state.Record{st})
 	return r, nil
 }
 
@@ -94,7 +95,7 @@ func (e *Engine) StatusAll(ctx context.Context) ([]*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	var states []*State
+	var states []*state.Record
 	for i, r := range out {
 		if r.Err == nil {
 			states = append(states, r.State)
@@ -109,7 +110,7 @@ func (e *Engine) StatusAll(ctx context.Context) ([]*Report, error) {
 }
 
 // report puts together what a record and an observation say.
-func (e *Engine) report(st *State, obs host.Observed) *Report {
+func (e *Engine) report(st *state.Record, obs host.Observed) *Report {
 	sup, _ := e.Supervision.Status(e.Store.ProjectDir(st.Project))
 	r := &Report{Project: st.Project, State: st, Heal: e.Store.Repairs(st.Project)}
 	r.Supervisor, r.Processes = processReports(st, sup)
@@ -120,7 +121,7 @@ func (e *Engine) report(st *State, obs host.Observed) *Report {
 
 // processReports tells how the supervisor and each recorded process are,
 // from the supervisor's status and the processes' liveness.
-func processReports(st *State, sup supervise.Status) (*ProcessReport, []ProcessReport) {
+func processReports(st *state.Record, sup supervise.Status) (*ProcessReport, []ProcessReport) {
 	var supervisor *ProcessReport
 	supAlive := sup.PID != 0 && netns.Alive(netns.Process{PID: sup.PID, StartTime: sup.StartTime})
 	if sup.PID != 0 {
@@ -156,7 +157,7 @@ func processReports(st *State, sup supervise.Status) (*ProcessReport, []ProcessR
 	return supervisor, out
 }
 
-func namespaceNames(st *State) []string {
+func namespaceNames(st *state.Record) []string {
 	out := make([]string, len(st.Namespaces))
 	for i, ns := range st.Namespaces {
 		out[i] = ns.Name

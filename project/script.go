@@ -7,11 +7,12 @@ import (
 	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/forward/shortcut"
 	"github.com/nsrun/nsrun/hostfw"
+	"github.com/nsrun/nsrun/state"
 )
 
 // Script renders, as a shell script, the ip, sysctl and firewall commands
 // that build want by hand on a clean machine: what `nsrun plan` prints.
-func Script(want *State, firewall forward.Firewall) (string, error) {
+func Script(want *state.Record, firewall forward.Firewall) (string, error) {
 	fw := want.ForwardProject()
 	var b strings.Builder
 	fmt.Fprintf(&b, "#!/bin/sh\n# The commands equivalent to 'nsrun up' for project %s on a clean machine.\n", want.Project)
@@ -23,7 +24,7 @@ func Script(want *State, firewall forward.Firewall) (string, error) {
 		b.WriteString("sysctl -w net.ipv6.conf.all.forwarding=1\n")
 	}
 	for _, ns := range want.Namespaces {
-		p := ns.Pair(want.Project)
+		p := pair(ns, want.Project)
 		fmt.Fprintf(&b, "\n# namespace %s\n", ns.Name)
 		fmt.Fprintf(&b, "ip netns add %s\n", ns.Name)
 		fmt.Fprintf(&b, "ip -n %s link set lo up\n", ns.Name)

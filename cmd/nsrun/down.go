@@ -7,8 +7,8 @@ import (
 	"path/filepath"
 	"syscall"
 
-	"github.com/nsrun/nsrun/project"
 	"github.com/nsrun/nsrun/specs"
+	"github.com/nsrun/nsrun/state"
 	"github.com/spf13/cobra"
 )
 
@@ -104,7 +104,7 @@ func downTarget(args []string, flags downFlags) string {
 // projectOfSpec names the project of a spec file: the one whose record
 // points at the file (so an edited or deleted spec still works), else the
 // spec's name, else the name derived from the file name.
-func projectOfSpec(st project.Store, path string) (string, error) {
+func projectOfSpec(st state.Store, path string) (string, error) {
 	abs, _ := filepath.Abs(path)
 	names, err := st.Projects()
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/nsrun/nsrun/graph"
 	"github.com/nsrun/nsrun/project"
+	"github.com/nsrun/nsrun/state"
 	"github.com/spf13/cobra"
 )
 
@@ -58,7 +59,7 @@ func runGraph(c *cobra.Command, args []string, flags graphFlags) error {
 // topology is the project's record with its processes' states when it is
 // up and readable (root), else what the spec describes.
 func topology(c *cobra.Command, args []string, name string) (graph.Topology, error) {
-	var st *project.State
+	var st *state.Record
 	if name == "" {
 		s, err := loadSpec(args[0])
 		if err != nil {
@@ -87,7 +88,7 @@ func topology(c *cobra.Command, args []string, name string) (graph.Topology, err
 	return graph.Topology{}, err
 }
 
-func graphOf(st *project.State, procs []project.ProcessReport) graph.Topology {
+func graphOf(st *state.Record, procs []project.ProcessReport) graph.Topology {
 	states := map[string]string{}
 	for _, p := range procs {
 		states[p.Name] = p.State

@@ -10,7 +10,7 @@ import (
 	"github.com/nsrun/nsrun/hostfw"
 	"github.com/nsrun/nsrun/internal/rtnl"
 	"github.com/nsrun/nsrun/keeper"
-	"github.com/nsrun/nsrun/project"
+	"github.com/nsrun/nsrun/state"
 	"github.com/spf13/cobra"
 )
 
@@ -30,7 +30,7 @@ func newKeepCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			e.Store, e.Waiting = project.Store{Dir: args[0]}, nil
+			e.Store, e.Waiting = state.Store{Dir: args[0]}, nil
 			// Its count of link, address and route changes lets an up
 			// that finds none skip reading each namespace.
 			if changes, err := rtnl.WatchChanges(); err != nil {

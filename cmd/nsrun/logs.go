@@ -9,7 +9,7 @@ import (
 	"syscall"
 
 	"github.com/nsrun/nsrun/internal/quote"
-	"github.com/nsrun/nsrun/project"
+	"github.com/nsrun/nsrun/state"
 	"github.com/nsrun/nsrun/supervise"
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
@@ -56,7 +56,7 @@ func runLogs(c *cobra.Command, args []string, flags logsFlags) error {
 	if len(rest) > 1 {
 		return usageError(fmt.Errorf("too many arguments; usage: %s", c.UseLine()))
 	}
-	state, err := loadState(st, name)
+	rec, err := loadState(st, name)
 	if err != nil {
 		return err
 	}
@@ -64,7 +64,7 @@ func runLogs(c *cobra.Command, args []string, flags logsFlags) error {
 	if len(rest) == 1 {
 		filter = rest[0]
 	}
-	sources, err := logSources(st, state, filter)
+	sources, err := logSources(st, rec, filter)
 	if err != nil {
 		return err
 	}
@@ -98,18 +98,18 @@ func isTerminal(w io.Writer) bool {
 
 // logSources lists the logs of a project's processes, narrowed to NS or
 // NS/PROC.
-func logSources(st project.Store, state *project.State, filter string) ([]supervise.Source, error) {
+func logSources(st state.Store, rec *state.Record, filter string) ([]supervise.Source, error) {
 	wantNS, wantProc, _ := strings.Cut(filter, "/")
 	var out []supervise.Source
-	for _, ns := range state.Namespaces {
+	for _, ns := range rec.Namespaces {
 		for _, r := range ns.Run {
 			if (wantNS == "" || wantNS == ns.Name) && (wantProc == "" || wantProc == r.Name) {
-				out = append(out, supervise.Source{Prefix: ns.Name + "/" + r.Name, Path: supervise.LogPath(st.ProjectDir(state.Project), ns.Name, r.Name)})
+				out = append(out, supervise.Source{Prefix: ns.Name + "/" + r.Name, Path: supervise.LogPath(st.ProjectDir(rec.Project), ns.Name, r.Name)})
 			}
 		}
 	}
 	if len(out) == 0 && filter != "" {
-		return nil, usageError(fmt.Errorf("project %s has no process %q; give NS or NS/PROC, as 'nsrun status -p %s' lists them", state.Project, filter, state.Project))
+		return nil, usageError(fmt.Errorf("project %s has no process %q; give NS or NS/PROC, as 'nsrun status -p %s' lists them", rec.Project, filter, rec.Project))
 	}
 	return out, nil
 }

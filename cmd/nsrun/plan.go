@@ -10,6 +10,7 @@ import (
 	"github.com/nsrun/nsrun/forward/nftables"
 	"github.com/nsrun/nsrun/host"
 	"github.com/nsrun/nsrun/project"
+	"github.com/nsrun/nsrun/state"
 	"github.com/spf13/cobra"
 )
 
@@ -74,7 +75,7 @@ type planStep struct {
 }
 
 // planJSON prints the steps of an up on a clean machine.
-func planJSON(w io.Writer, want *project.State, b forward.Backend) error {
+func planJSON(w io.Writer, want *state.Record, b forward.Backend) error {
 	want.Backend = b
 	doc := planDoc{Version: 1, Project: want.Project, Firewall: string(b), Steps: []planStep{}}
 	for _, s := range project.PlanUp(want, nil, host.Observed{}, nil) {

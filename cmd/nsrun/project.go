@@ -6,25 +6,25 @@ import (
 	"os"
 	"strings"
 
-	"github.com/nsrun/nsrun/project"
 	"github.com/nsrun/nsrun/specs"
+	"github.com/nsrun/nsrun/state"
 )
 
 // store is where nsrun records its projects.
-func store() project.Store { return project.Store{Dir: project.DefaultDir} }
+func store() state.Store { return state.Store{Dir: state.DefaultDir} }
 
 // requireRootToRead fails plainly when the state cannot be read.
 func requireRootToRead(command string) error {
 	if os.Geteuid() == 0 {
 		return nil
 	}
-	return fmt.Errorf("%s reads %s, which only root can; run it again with sudo: sudo nsrun %s", command, project.DefaultDir, command)
+	return fmt.Errorf("%s reads %s, which only root can; run it again with sudo: sudo nsrun %s", command, state.DefaultDir, command)
 }
 
 // pickProject finds the project a command is about, and the arguments
 // left after it: -p NAME, else a spec file as first argument, else the
 // only project there is.
-func pickProject(st project.Store, flagProject string, args []string) (string, []string, error) {
+func pickProject(st state.Store, flagProject string, args []string) (string, []string, error) {
 	if flagProject != "" {
 		if err := specs.CheckProjectName(flagProject); err != nil {
 			return "", nil, usageError(err)
@@ -57,9 +57,9 @@ func isSpecFile(arg string) bool {
 }
 
 // loadState loads a project's record, saying plainly when there is none.
-func loadState(st project.Store, name string) (*project.State, error) {
+func loadState(st state.Store, name string) (*state.Record, error) {
 	s, err := st.Load(name)
-	if errors.Is(err, project.ErrNoState) {
+	if errors.Is(err, state.ErrNoRecord) {
 		return nil, fmt.Errorf("project %s is not up (nothing recorded in %s); start it with 'sudo nsrun up SPEC'", name, st.ProjectDir(name))
 	}
 	return s, err

@@ -11,6 +11,7 @@ import (
 
 	"github.com/nsrun/nsrun/internal/words"
 	"github.com/nsrun/nsrun/project"
+	"github.com/nsrun/nsrun/state"
 	"github.com/nsrun/nsrun/supervise"
 	"github.com/spf13/cobra"
 )
@@ -65,7 +66,7 @@ func runStatus(c *cobra.Command, args []string, flags statusFlags) error {
 			return err
 		}
 		r, err := e.Status(c.Context(), name)
-		if errors.Is(err, project.ErrNoState) {
+		if errors.Is(err, state.ErrNoRecord) {
 			_, err = loadState(e.Store, name) // says how to start it
 		}
 		if err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/nsrun/nsrun/netns/nstest"
 	"github.com/nsrun/nsrun/project"
 	"github.com/nsrun/nsrun/specs"
+	"github.com/nsrun/nsrun/state"
 )
 
 // TestStatusJSONShape fails when the status document changes shape: a
@@ -32,7 +33,7 @@ func TestStatusJSONShape(t *testing.T) {
 		Supervisor: &project.ProcessReport{Name: "supervisor", State: "gone", PID: 1 << 30},
 		Processes:  []project.ProcessReport{{Name: "ns1/web", State: "unsupervised", PID: 4242, Restarts: 2, StartedAt: now.Add(-90 * time.Second)}},
 		Drift:      []project.Drift{{Kind: project.DriftLink, Namespace: "ns1", Message: "link nsr-ns1 is missing"}},
-		Heal: project.HealStatus{Repairs: 2, LastRepair: now.Add(-time.Minute), LastFixed: []string{"firewalld has link nsr-ns1 in no zone"},
+		Heal: state.HealStatus{Repairs: 2, LastRepair: now.Add(-time.Minute), LastFixed: []string{"firewalld has link nsr-ns1 in no zone"},
 			LastCause: []string{"firewalld reloaded"}},
 	}, now)
 	host := project.HostReport{Passes: false, Uplinks: []string{"eth0"}, Findings: []project.Finding{

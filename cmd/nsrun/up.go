@@ -14,6 +14,7 @@ import (
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/nsrun/nsrun/project"
 	"github.com/nsrun/nsrun/specs"
+	"github.com/nsrun/nsrun/state"
 	"github.com/nsrun/nsrun/supervise"
 	"github.com/spf13/cobra"
 )
@@ -135,7 +136,7 @@ func (n systemdNotify) send(state string) {
 
 // attachSources lists the spec's process logs, each to be followed from
 // where it ends before up, so that attach shows all this run's output.
-func attachSources(st project.Store, s *specs.Spec) []supervise.Source {
+func attachSources(st state.Store, s *specs.Spec) []supervise.Source {
 	var out []supervise.Source
 	for _, ns := range s.Namespaces {
 		for _, r := range ns.Run {
