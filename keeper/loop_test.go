@@ -46,15 +46,20 @@ func (f *fakeHealer) set(fn func(*fakeHealer)) {
 	fn(f)
 }
 
+// looks returns the causes of each Heal so far.
+func (f *fakeHealer) looks() [][]string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.calls)
+}
+
 // waitCalls waits (up to 20 s) until the healer was called n times and
 // returns the causes of those calls.
 func (f *fakeHealer) waitCalls(t *testing.T, n int) [][]string {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		f.mu.Lock()
-		calls := slices.Clone(f.calls)
-		f.mu.Unlock()
+		calls := f.looks()
 		if len(calls) >= n {
 			return calls
 		}
@@ -118,10 +123,7 @@ func TestRunLooksAtStartAndAfterEachBurst(t *testing.T) {
 	}
 	// Nothing more comes of it (debounced into one look).
 	time.Sleep(3 * maxSettle)
-	h.mu.Lock()
-	n := len(h.calls)
-	h.mu.Unlock()
-	if n != 2 {
+	if n := len(h.looks()); n != 2 {
 		t.Errorf("the keeper looked %d times after one burst; want 2", n)
 	}
 }
@@ -137,10 +139,7 @@ func TestRunRetriesAFailedRepair(t *testing.T) {
 		t.Errorf("causes %q; want two retries after the failed first look", calls)
 	}
 	time.Sleep(2 * firstRetry)
-	h.mu.Lock()
-	n := len(h.calls)
-	h.mu.Unlock()
-	if n != 3 {
+	if n := len(h.looks()); n != 3 {
 		t.Errorf("the keeper looked %d times; want 3 (no retry after the repair worked)", n)
 	}
 }
