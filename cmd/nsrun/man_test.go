@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -59,5 +60,30 @@ func TestManPages(t *testing.T) {
 	walk(root)
 	if seen < 15 {
 		t.Errorf("only %d pages rendered", seen)
+	}
+}
+
+// TestWriteManEscapes: text that roff would read as requests or escapes
+// comes out as text, indented lines stay as they are, and flags show
+// their defaults as --help does.
+func TestWriteManEscapes(t *testing.T) {
+	c := &cobra.Command{Use: "demo", Short: `a \ backslash`, Long: ".dot first\n'quote first\n\n  indented line\nfilled line\n## Heading"}
+	c.Flags().String("name", "x", "a name")
+	c.Flags().Bool("on", false, "a switch")
+	var b strings.Builder
+	w := bufio.NewWriter(&b)
+	writeMan(w, c, "Jan 2026")
+	w.Flush()
+	for _, want := range []string{
+		`demo \- a \e backslash`,
+		"\\&.dot first\n", "\\&'quote first\n",
+		".PP\n.nf\n  indented line\n.fi\nfilled line\n",
+		`.SS "Heading"`,
+		"\\fB\\-\\-name\\fR=\"x\"\na name\n",
+		"\\fB\\-\\-on\\fR\na switch\n",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("the page lacks %q:\n%s", want, b.String())
+		}
 	}
 }
