@@ -8,6 +8,8 @@ package forward
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -21,6 +23,20 @@ import (
 type Project struct {
 	Name       string
 	Namespaces []Namespace
+}
+
+// Digest names everything a backend reads of the project: projects with
+// the same digest get the same rules.
+func (p Project) Digest() string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%q\n", p.Name)
+	for _, ns := range p.Namespaces {
+		fmt.Fprintf(h, "%q %q %s %s %t\n", ns.Name, ns.Link, ns.Address, ns.Address6, ns.Egress)
+		for _, port := range ns.Ports {
+			fmt.Fprintf(h, "\t%s %t\n", port.Full(), port.Both)
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // Namespace is one namespace of a project as the firewall sees it.

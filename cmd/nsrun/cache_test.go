@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nsrun/nsrun/forward/iptables"
 	"github.com/nsrun/nsrun/netns/nstest"
 )
 
@@ -36,7 +37,7 @@ func TestUnchangedUpRunsNoFirewallProgram(t *testing.T) {
 		return strings.Join(strings.Fields(string(b)), " ")
 	}
 	project := nstest.Name("c")
-	spec := writeSpec(t, "cache.yaml", "name: "+project+"\nnamespaces:\n  "+project+": {}\n")
+	spec := writeSpec(t, "cache.yaml", "name: "+project+"\nnamespaces:\n  "+project+": {ports: [\"127.0.0.1:26141:8080\"]}\n")
 	dir := filepath.Dir(spec)
 	t.Cleanup(func() { nsrunCmd(t, dir, "down", "-q", "-p", project) })
 	if code, _, errOut := nsrunCmd(t, dir, "up", "-q", "--no-heal", spec); code != 0 {
@@ -68,5 +69,42 @@ func TestUnchangedUpRunsNoFirewallProgram(t *testing.T) {
 	}
 	if got := ran(); !strings.Contains(got, "iptables-nft-save") || !strings.Contains(got, "nft") {
 		t.Errorf("after nftables changed, up ran %q; want the firewalls read again", got)
+	}
+	// The verdict on the project's rules is kept too, as long as what it
+	// was drawn from: once a rule of the project goes, status sees it.
+	if code, out, errOut := nsrunCmd(t, dir, "status", "-p", project); code != 0 {
+		t.Fatalf("status before the change: exit %d\n%s%s", code, out, errOut)
+	}
+	if out, err := exec.Command("iptables-nft", "-t", "nat", "-F", iptables.ChainDNAT).CombinedOutput(); err != nil {
+		t.Fatalf("iptables-nft -F: %v %s", err, out)
+	}
+	if code, out, _ := nsrunCmd(t, dir, "status", "-p", project); code != exitDrift || !strings.Contains(out, "rule missing") {
+		t.Errorf("status after a rule of the project went: exit %d\n%s\nwant exit %d and the missing rule", code, out, exitDrift)
+	}
+}
+
+// TestNFTablesVerdictFollowsTheRuleset: with the nftables backend, the
+// verdict kept on the project's rules holds only while the ruleset does:
+// once an element of the project goes, status reports it.
+func TestNFTablesVerdictFollowsTheRuleset(t *testing.T) {
+	nstest.RequireRoot(t)
+	nstest.DumpOnFailure(t)
+	project := nstest.Name("cn")
+	spec := writeSpec(t, "cache.yaml", "name: "+project+"\nnamespaces:\n  "+project+": {ports: [\"127.0.0.1:26142:8080\"]}\n")
+	dir := filepath.Dir(spec)
+	t.Cleanup(func() { nsrunCmd(t, dir, "down", "-q", "-p", project) })
+	if code, _, errOut := nsrunCmd(t, dir, "up", "-q", "--no-heal", "--firewall", "nftables", spec); code != 0 {
+		t.Fatalf("up: exit %d\n%s", code, errOut)
+	}
+	for i := 0; i < 2; i++ { // the second answers from what the first kept
+		if code, out, errOut := nsrunCmd(t, dir, "status", "-p", project); code != 0 {
+			t.Fatalf("status %d: exit %d\n%s%s", i+1, code, out, errOut)
+		}
+	}
+	if out, err := exec.Command("nft", "flush", "set", "inet", "nsrun", "hairpin").CombinedOutput(); err != nil {
+		t.Fatalf("nft flush set: %v %s", err, out)
+	}
+	if code, out, _ := nsrunCmd(t, dir, "status", "-p", project); code != exitDrift || !strings.Contains(out, "hairpin") {
+		t.Errorf("status after the project's hairpin element went: exit %d\n%s\nwant exit %d and the element", code, out, exitDrift)
 	}
 }

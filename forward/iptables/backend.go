@@ -34,7 +34,8 @@ var Backends = []forward.Backend{NFT, Legacy}
 type Firewall struct {
 	backend forward.Backend
 	run     runner
-	run6    runner // the same backend's ip6tables
+	run6    runner          // the same backend's ip6tables
+	cache   *nftcache.Cache // keeps the reads and what Drift computes; nil: none
 }
 
 // runner reads and writes a backend's tables: the exec'd programs, or a
@@ -42,7 +43,9 @@ type Firewall struct {
 type runner interface {
 	installed() bool
 	probe(ctx context.Context) error
-	save(ctx context.Context) (string, error)
+	// save returns what BACKEND-save prints, and the version it is of
+	// (see nftcache; "" when not known).
+	save(ctx context.Context) (text, at string, err error)
 	restore(ctx context.Context, script string) error
 	// deleteTable removes a table of iptables-nft, whatever it holds.
 	deleteTable(ctx context.Context, table string) error
@@ -57,7 +60,7 @@ func New(b forward.Backend, wait time.Duration) *Firewall { return NewCached(b, 
 // the x_tables rules for iptables-legacy (see package nftcache).
 func NewCached(b forward.Backend, wait time.Duration, cache *nftcache.Cache) *Firewall {
 	return &Firewall{backend: b, run: programs{backend: b, family: IPv4, wait: wait, cache: cache},
-		run6: programs{backend: b, family: IPv6, wait: wait, cache: cache}}
+		run6: programs{backend: b, family: IPv6, wait: wait, cache: cache}, cache: cache}
 }
 
 // NewFake returns the backend held in memory, with the semantics of
@@ -95,22 +98,27 @@ func (f *Firewall) Read(ctx context.Context) (forward.Tables, error) { return f.
 
 // snapshot reads both programs' tables: ip6tables' as V6, when installed.
 func (f *Firewall) snapshot(ctx context.Context) (*Snapshot, error) {
-	snap, err := read(ctx, f.run)
+	snap, err := f.read(ctx, f.run)
 	if err != nil || !f.run6.installed() {
 		return snap, err
 	}
-	if snap.V6, err = read(ctx, f.run6); err != nil {
+	if snap.V6, err = f.read(ctx, f.run6); err != nil {
 		return nil, err
 	}
 	return snap, nil
 }
 
-func read(ctx context.Context, r runner) (*Snapshot, error) {
-	out, err := r.save(ctx)
+func (f *Firewall) read(ctx context.Context, r runner) (*Snapshot, error) {
+	out, at, err := r.save(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return ParseSave(out)
+	snap, err := ParseSave(out)
+	if err != nil {
+		return nil, err
+	}
+	snap.at, snap.memo, snap.backend = at, f.cache, f.backend
+	return snap, nil
 }
 
 // apply reads the backend and applies the scripts rendered from it, one
@@ -280,12 +288,12 @@ func checkVersion(b forward.Backend, v [3]int) error {
 // output is kept while the nftables generation stays the same,
 // iptables-legacy's while the digest of its rules does; that of
 // iptables-legacy without a table is empty, and not asked for.
-func (p programs) save(ctx context.Context) (string, error) {
+func (p programs) save(ctx context.Context) (string, string, error) {
 	name := p.name() + "-save"
 	version := nftcache.NFTGeneration
 	if p.backend != NFT {
 		if !p.legacyTables() {
-			return "", nil
+			return "", "", nil
 		}
 		version = func() (string, error) { return xtables.Digest(p.family == IPv6) }
 	}
@@ -294,9 +302,9 @@ func (p programs) save(ctx context.Context) (string, error) {
 		err = r.Err(name)
 	}
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
-	return r.Stdout, nil
+	return r.Stdout, r.At, nil
 }
 
 // legacyTables reports whether the kernel has any x_tables table of the
@@ -353,10 +361,10 @@ func (m *memory) installed() bool { return true }
 
 func (m *memory) probe(context.Context) error { return nil }
 
-func (m *memory) save(ctx context.Context) (string, error) {
+func (m *memory) save(ctx context.Context) (string, string, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.snap.String(), ctx.Err()
+	return m.snap.String(), "", ctx.Err()
 }
 
 func (m *memory) restore(ctx context.Context, script string) error {

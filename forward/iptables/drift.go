@@ -11,8 +11,24 @@ import (
 // missing rule, and each rule in the project's own chains that nsrun did
 // not render, one line per difference. With acceptsOnly, for a backend
 // that holds only the project's FORWARD accepts (see AcceptScript).
-// A project with IPv6 is compared in ip6tables' tables too.
+// A project with IPv6 is compared in ip6tables' tables too. The answer is
+// kept in the cache the tables were read through, for as long as they and
+// the project stay the same.
 func (s *Snapshot) Drift(p forward.Project, acceptsOnly bool) []string {
+	version := s.at
+	if s.V6 != nil && s.V6.at == "" {
+		version = ""
+	} else if s.V6 != nil {
+		version += "; " + s.V6.at
+	}
+	if version != "" {
+		version += "; project " + p.Digest()
+	}
+	key := fmt.Sprintf("%s drift of project %s, accepts only: %t", s.backend, p.Name, acceptsOnly)
+	return s.memo.Lines(version, key, func() []string { return s.drift(p, acceptsOnly) })
+}
+
+func (s *Snapshot) drift(p forward.Project, acceptsOnly bool) []string {
 	keep := everything
 	if acceptsOnly {
 		keep = isAccept

@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/nsrun/nsrun/forward"
+	"github.com/nsrun/nsrun/internal/nftcache"
 )
 
 // Snapshot is the parsed output of iptables-save: per table, each chain's
@@ -14,6 +17,13 @@ type Snapshot struct {
 	// V6 is the same backend's ip6tables, read alongside; nil when its
 	// program is not installed (or for a snapshot of ip6tables itself).
 	V6 *Snapshot
+
+	// at is the version the tables were read at ("" when unknown), memo
+	// the cache that keeps what Drift computes from them (nil: none), for
+	// the backend read.
+	at      string
+	memo    *nftcache.Cache
+	backend forward.Backend
 }
 
 // Chain is one chain of a snapshot.

@@ -162,7 +162,12 @@ func (p *program) read(ctx context.Context) (*Snapshot, error) {
 		}
 		return nil, r.Err(argv...)
 	}
-	return parseList([]byte(r.Stdout))
+	s, err := parseList([]byte(r.Stdout))
+	if err != nil {
+		return nil, err
+	}
+	s.at, s.memo = r.At, p.cache
+	return s, nil
 }
 
 // nft makes the knftables handle once: making it runs nft twice.

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/nsrun/nsrun/forward"
+	"github.com/nsrun/nsrun/internal/nftcache"
 	"sigs.k8s.io/knftables"
 )
 
@@ -19,6 +20,11 @@ type Snapshot struct {
 	exists   bool
 	chains   map[string][]string  // chain -> the comments of its rules, in order ("" for none)
 	elements map[string][]element // set or map -> its elements
+
+	// at is the version the table was read at ("" when unknown), memo the
+	// cache that keeps what Drift computes from it (nil: none).
+	at   string
+	memo *nftcache.Cache
 }
 
 func emptySnapshot() *Snapshot {
@@ -206,7 +212,11 @@ func (s *Snapshot) Drift(p forward.Project, acceptsOnly bool) []string {
 	if acceptsOnly {
 		return nil
 	}
-	return compare(s, p).messages
+	version := s.at
+	if version != "" {
+		version += "; project " + p.Digest()
+	}
+	return s.memo.Lines(version, "nftables drift of project "+p.Name, func() []string { return compare(s, p).messages })
 }
 
 // ensure adds to tx what brings the table from s to holding p's

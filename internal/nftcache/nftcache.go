@@ -41,6 +41,9 @@ type Result struct {
 	Stdout string `json:"stdout"`
 	Stderr string `json:"stderr"`
 	Code   int    `json:"code"`
+	// At is the version the output is of; "" when it is not known (no
+	// cache, or the version changed while the program ran).
+	At string `json:"-"`
 }
 
 // Err is nil for a program that exited 0, else an error with the exit
@@ -94,6 +97,7 @@ func (c *Cache) RunAt(ctx context.Context, version Version, argv ...string) (Res
 	}
 	key := strings.Join(argv, "\x00")
 	if r, ok := c.lookup(before, key); ok {
+		r.At = before
 		return r, nil
 	}
 	r, err := run(ctx, argv)
@@ -104,8 +108,44 @@ func (c *Cache) RunAt(ctx context.Context, version Version, argv ...string) (Res
 		return r, nil // changed meanwhile: r may be of either version
 	}
 	c.keep(before, key, r)
+	r.At = before
 	return r, nil
 }
+
+// Lines returns what compute returns, kept under key for as long as
+// version is the same: version names everything the computation reads
+// (outputs read through the cache, at their Result.At, and its other
+// inputs), and the running program (another nsrun may compute otherwise)
+// is added to it. Each key holds one answer, the last one computed. A nil
+// Cache, or an unknown version (""), computes every time.
+func (c *Cache) Lines(version, key string, compute func() []string) []string {
+	if c == nil || c.Path == "" || version == "" || executable() == "" {
+		return compute()
+	}
+	version += "\x00" + executable()
+	key = "lines\x00" + key
+	if r, ok := c.lookup(version, key); ok {
+		var lines []string
+		if json.Unmarshal([]byte(r.Stdout), &lines) == nil {
+			return lines
+		}
+	}
+	lines := compute()
+	if data, err := json.Marshal(lines); err == nil {
+		c.keep(version, key, Result{Stdout: string(data)})
+	}
+	return lines
+}
+
+// executable names the running program's file (device, inode, size and
+// change time); "" when it cannot be read.
+var executable = sync.OnceValue(func() string {
+	var st unix.Stat_t
+	if err := unix.Stat("/proc/self/exe", &st); err != nil {
+		return ""
+	}
+	return fmt.Sprintf("%d:%d:%d:%d", st.Dev, st.Ino, st.Size, st.Ctim.Nano())
+})
 
 // lookup returns the result kept for key at that version: from what
 // this process holds, else from the file (which another nsrun may have

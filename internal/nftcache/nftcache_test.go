@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -141,5 +142,61 @@ func TestRunAtKeepsEachResultAtItsVersion(t *testing.T) {
 	x1, _ := c.RunAt(ctx, broken, prog("x")...)
 	if x2, _ := c.RunAt(ctx, broken, prog("x")...); x2 == x1 {
 		t.Errorf("a result kept without a version: %+v", x2)
+	}
+}
+
+// TestResultsSayTheirVersion: a result is of the version it was kept at,
+// whether run or taken from the cache; one read while the version moved
+// is of none.
+func TestResultsSayTheirVersion(t *testing.T) {
+	c := &Cache{Path: filepath.Join(t.TempDir(), "cache.json")}
+	ctx := context.Background()
+	v := "v1"
+	version := func() (string, error) { return v, nil }
+	if r, err := c.RunAt(ctx, version, "true"); err != nil || r.At != "v1" {
+		t.Errorf("a run: At %q, %v; want v1", r.At, err)
+	}
+	if r, err := c.RunAt(ctx, version, "true"); err != nil || r.At != "v1" {
+		t.Errorf("from the cache: At %q, %v; want v1", r.At, err)
+	}
+	calls := 0
+	moving := func() (string, error) { calls++; return fmt.Sprint(calls), nil }
+	if r, err := c.RunAt(ctx, moving, "true"); err != nil || r.At != "" {
+		t.Errorf("read while the version moved: At %q, %v; want none", r.At, err)
+	}
+	if r, err := (*Cache)(nil).RunAt(ctx, version, "true"); err != nil || r.At != "" {
+		t.Errorf("no cache: At %q, %v; want none", r.At, err)
+	}
+}
+
+// TestLinesKeptWhileTheVersionHolds: an answer is computed once per
+// version and key, by this nsrun or another reading the same file; a new
+// version computes again and replaces it; without a cache or a version,
+// every call computes.
+func TestLinesKeptWhileTheVersionHolds(t *testing.T) {
+	c := &Cache{Path: filepath.Join(t.TempDir(), "cache.json")}
+	computed := 0
+	answer := func(lines ...string) func() []string {
+		return func() []string { computed++; return lines }
+	}
+	check := func(name string, got []string, want string, wantComputed int) {
+		t.Helper()
+		if strings.Join(got, "|") != want || computed != wantComputed {
+			t.Errorf("%s: %q after %d computations; want %q after %d", name, got, computed, want, wantComputed)
+		}
+	}
+	check("first", c.Lines("v1", "drift a", answer("x", "y")), "x|y", 1)
+	check("same version", c.Lines("v1", "drift a", answer("other")), "x|y", 1)
+	check("another nsrun", (&Cache{Path: c.Path}).Lines("v1", "drift a", answer("other")), "x|y", 1)
+	check("another key", c.Lines("v1", "drift b", answer()), "", 2)
+	check("a kept empty answer", c.Lines("v1", "drift b", answer("other")), "", 2)
+	check("new version", c.Lines("v2", "drift a", answer("z")), "z", 3)
+	check("the old version is gone", c.Lines("v1", "drift a", answer("w")), "w", 4)
+	check("no version", c.Lines("", "drift a", answer("n")), "n", 5)
+	check("no version again", c.Lines("", "drift a", answer("n")), "n", 6)
+	check("no cache", (*Cache)(nil).Lines("v1", "drift a", answer("n")), "n", 7)
+	data, err := os.ReadFile(c.Path)
+	if err != nil || strings.Count(string(data), "drift a") != 1 {
+		t.Errorf("the file holds %q (%v); want one answer per key", data, err)
 	}
 }
