@@ -39,18 +39,21 @@ func (k Kernel) Observe(ctx context.Context, q Query) (Observed, error) {
 		}
 	})
 	var err error
+	var uplinks []string
 	if !q.FirewallOnly {
-		err = observeHost(&obs, q, k.Peers)
+		uplinks, err = observeHost(&obs, q, k.Peers)
 	}
 	wg.Wait()
+	obs.Host.Uplinks = uplinks
 	return obs, errors.Join(err, fwErr, hostErr)
 }
 
-// observeHost reads all Observe reads but the firewall.
-func observeHost(obs *Observed, q Query, peers *PeerCache) error {
+// observeHost reads all Observe reads but the firewalls, and returns the
+// host's uplinks (for obs.Host, which another reader fills meanwhile).
+func observeHost(obs *Observed, q Query, peers *PeerCache) ([]string, error) {
 	names, err := netns.List()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for _, n := range names {
 		obs.Namespaces[n] = true
@@ -60,33 +63,28 @@ func observeHost(obs *Observed, q Query, peers *PeerCache) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	wg.Go(func() { observeNamespaces(obs, q.Namespaces, q.Cookies, peers) })
-	if obs.Links, err = veth.HostLinks(); err != nil {
-		return err
+	host, err := veth.ReadHost()
+	if err != nil {
+		return nil, err
 	}
-	if obs.Prefixes, err = veth.HostPrefixes(obs.Links); err != nil {
-		return err
-	}
+	obs.Links, obs.Prefixes = host.Links, host.Prefixes
 	if len(q.Published) > 0 {
 		if obs.Listeners, err = forward.Listeners(q.Published); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	hostResolv, _ := os.ReadFile("/etc/resolv.conf")
 	systemdResolv, _ := os.ReadFile("/run/systemd/resolve/resolv.conf")
 	obs.HostResolv, obs.SystemdResolv = string(hostResolv), string(systemdResolv)
 	if obs.IPForward, err = veth.GetSysctl(veth.IPForward); err != nil {
-		return err
+		return nil, err
 	}
 	obs.IPv6Forward, _ = veth.GetSysctl(veth.IPv6Forward) // no file: no IPv6
 	if disabled, _ := veth.GetSysctl("net/ipv6/conf/all/disable_ipv6"); disabled == "1" {
 		obs.IPv6Forward = ""
 	}
-	raLinks, err := veth.RADefaultLinks()
-	if err != nil {
-		return err
-	}
 	obs.AcceptRA = map[string]string{}
-	for _, l := range raLinks {
+	for _, l := range host.RADefault {
 		obs.AcceptRA[l], _ = veth.GetSysctl(veth.LinkSysctl6(l, "accept_ra"))
 	}
 	obs.MachineID = machineID()
@@ -97,7 +95,7 @@ func observeHost(obs *Observed, q Query, peers *PeerCache) error {
 			}
 		}
 	}
-	return nil
+	return host.Uplinks, nil
 }
 
 // machineID reads the machine's id (systemd's, else D-Bus's); "" when
@@ -120,10 +118,8 @@ func (k Kernel) readHost(ctx context.Context) (hostfw.Host, error) {
 	wg.Go(func() { h.Firewalld, err1 = k.Firewalld.Read(ctx) })
 	h.NFT, err2 = hostfw.ReadNFT(ctx, k.Cache)
 	h.UFW = hostfw.ReadUFW("/")
-	uplinks, err3 := hostfw.Uplinks()
-	h.Uplinks = uplinks
 	wg.Wait()
-	return h, errors.Join(err1, err2, err3)
+	return h, errors.Join(err1, err2)
 }
 
 // readFirewalls reads each installed backend once, all at once: each is

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 
+	"github.com/nsrun/nsrun/internal/rtnl"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -18,57 +19,74 @@ type HostPrefix struct {
 	What   string // "route" or "address"
 }
 
-// HostPrefixes lists the host's routes of both families (all tables,
-// default routes and link-local ones left out) and the addresses of its links, as HostLinks returned them,
-// for overlap checks before any change.
-func HostPrefixes(links map[string]Link) ([]HostPrefix, error) {
+// Host is one read of the host: its links with their addresses, and
+// what its routes say.
+type Host struct {
+	Links map[string]Link
+	// Prefixes are the host's routes of both families (all tables,
+	// default routes and link-local ones left out) and its links'
+	// addresses, for overlap checks before any change.
+	Prefixes []HostPrefix
+	// Uplinks are the links of the IPv4 default routes of the main table;
+	// RADefault those of IPv6 default routes there learned from router
+	// advertisements (proto ra). Both sorted.
+	Uplinks, RADefault []string
+}
+
+// ReadHost reads the host's links, addresses and unicast routes: one
+// dump of each.
+func ReadHost() (Host, error) {
+	c, err := rtnl.Dial(nil, make([]byte, rtnl.BufferSize))
+	if err != nil {
+		return Host{}, fmt.Errorf("listing links: %w", err)
+	}
+	defer c.Close()
+	links, err := hostLinks(c)
+	if err != nil {
+		return Host{}, err
+	}
+	routes, err := c.UnicastRoutes()
+	if err != nil {
+		return Host{}, fmt.Errorf("listing routes: %w", err)
+	}
+	return hostOf(links, routes), nil
+}
+
+// hostOf is what the links and the routes say.
+func hostOf(links map[string]Link, routes []rtnl.Route) Host {
+	h := Host{Links: links}
 	names := map[int]string{}
-	var out []HostPrefix
 	for _, l := range links {
 		names[l.Index] = l.Name
 		for _, p := range append(slices.Clone(l.Addrs), l.Addrs6...) {
-			out = append(out, HostPrefix{Prefix: p.Masked(), Link: l.Name, What: "address"})
+			h.Prefixes = append(h.Prefixes, HostPrefix{Prefix: p.Masked(), Link: l.Name, What: "address"})
 		}
 	}
-	routes, err := routeList()
-	if err != nil {
-		return nil, err
+	addLinks := func(to *[]string, indexes []int) {
+		for _, i := range indexes {
+			if name, ok := names[i]; ok && !slices.Contains(*to, name) {
+				*to = append(*to, name)
+			}
+		}
 	}
 	for _, r := range routes {
-		if r.Dst == nil || r.Type != unix.RTN_UNICAST {
-			continue
+		switch {
+		case r.Dst.Bits() > 0 && !r.Dst.Addr().IsLinkLocalUnicast():
+			link := ""
+			if len(r.Links) > 0 {
+				link = names[r.Links[0]]
+			}
+			h.Prefixes = append(h.Prefixes, HostPrefix{Prefix: r.Dst.Masked(), Link: link, What: "route"})
+		case r.Dst.Bits() > 0 || r.Table != unix.RT_TABLE_MAIN:
+		case r.Dst.Addr().Is4():
+			addLinks(&h.Uplinks, r.Links)
+		case r.Protocol == unix.RTPROT_RA:
+			addLinks(&h.RADefault, r.Links)
 		}
-		if p, ok := prefixOf(r.Dst); ok && p.Bits() > 0 && !p.Addr().IsLinkLocalUnicast() {
-			out = append(out, HostPrefix{Prefix: p.Masked(), Link: names[r.LinkIndex], What: "route"})
-		}
 	}
-	return out, nil
-}
-
-// routeList lists the unicast routes of both families in every table.
-func routeList() ([]netlink.Route, error) {
-	filter := &netlink.Route{Table: unix.RT_TABLE_UNSPEC, Type: unix.RTN_UNICAST}
-	routes, err := filteredRoutes(unix.AF_UNSPEC, filter, netlink.RT_FILTER_TABLE|netlink.RT_FILTER_TYPE)
-	if err != nil {
-		return nil, fmt.Errorf("listing routes: %w", err)
-	}
-	return routes, nil
-}
-
-// filteredRoutes dumps the routes of a family that match filter on the
-// fields in mask. On a socket that asks for strict checks (Linux 4.20 on)
-// the kernel sends only the routes of the filter's table, protocol and
-// type, which spares reading the host's local and broadcast routes (most
-// of them: three per address); the library filters again, as it does
-// where the kernel cannot.
-func filteredRoutes(family int, filter *netlink.Route, mask uint64) ([]netlink.Route, error) {
-	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
-	if err != nil {
-		return nil, err
-	}
-	defer h.Close()
-	_ = h.SetStrictCheck(true) // refused by older kernels: the library's filter stays
-	return dump(func() ([]netlink.Route, error) { return h.RouteListFiltered(family, filter, mask) })
+	slices.Sort(h.Uplinks)
+	slices.Sort(h.RADefault)
+	return h
 }
 
 // dump retries a netlink dump that was interrupted by a concurrent change.
@@ -100,41 +118,4 @@ func ListLabelled() ([]Labelled, error) {
 		}
 	}
 	return out, nil
-}
-
-// RADefaultLinks lists the links that have an IPv6 default route learned
-// from router advertisements (proto ra), sorted.
-func RADefaultLinks() ([]string, error) {
-	filter := &netlink.Route{Table: unix.RT_TABLE_MAIN, Protocol: unix.RTPROT_RA}
-	routes, err := filteredRoutes(unix.AF_INET6, filter, netlink.RT_FILTER_TABLE|netlink.RT_FILTER_PROTOCOL)
-	if err != nil {
-		return nil, fmt.Errorf("listing IPv6 routes: %w", err)
-	}
-	var out []string
-	for _, r := range routes {
-		if r.Protocol != unix.RTPROT_RA || !isDefault(r) {
-			continue
-		}
-		indexes := []int{r.LinkIndex}
-		for _, nh := range r.MultiPath { // several routers
-			indexes = append(indexes, nh.LinkIndex)
-		}
-		for _, i := range indexes {
-			if l, err := netlink.LinkByIndex(i); err == nil && !slices.Contains(out, l.Attrs().Name) {
-				out = append(out, l.Attrs().Name)
-			}
-		}
-	}
-	slices.Sort(out)
-	return out, nil
-}
-
-// isDefault reports whether a route is a default route (no destination,
-// or ::/0).
-func isDefault(r netlink.Route) bool {
-	if r.Dst == nil {
-		return true
-	}
-	ones, _ := r.Dst.Mask.Size()
-	return ones == 0
 }

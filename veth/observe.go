@@ -30,6 +30,10 @@ func HostLinks() (map[string]Link, error) {
 		return nil, fmt.Errorf("listing links: %w", err)
 	}
 	defer c.Close()
+	return hostLinks(c)
+}
+
+func hostLinks(c *rtnl.Conn) (map[string]Link, error) {
 	links, err := c.Links()
 	if err != nil {
 		return nil, fmt.Errorf("listing links: %w", err)

@@ -154,23 +154,19 @@ func TestHostPrefixesAndLabels(t *testing.T) {
 	if err := Ensure(p); err != nil {
 		t.Fatal(err)
 	}
-	links, err := HostLinks()
-	if err != nil {
-		t.Fatal(err)
-	}
-	prefixes, err := HostPrefixes(links)
+	host, err := ReadHost()
 	if err != nil {
 		t.Fatal(err)
 	}
 	var route, addr bool
-	for _, hp := range prefixes {
+	for _, hp := range host.Prefixes {
 		if hp.Link == p.Host && hp.Prefix == netip.MustParsePrefix("10.231.7.0/30") {
 			route = route || hp.What == "route"
 			addr = addr || hp.What == "address"
 		}
 	}
 	if !route || !addr {
-		t.Errorf("HostPrefixes lacks the link's route (%v) or address (%v): %v", route, addr, prefixes)
+		t.Errorf("ReadHost's prefixes lack the link's route (%v) or address (%v): %v", route, addr, host.Prefixes)
 	}
 	labelled, err := ListLabelled()
 	if err != nil {
@@ -258,59 +254,52 @@ func TestObserveAndDrift(t *testing.T) {
 	}
 }
 
-// The kernel's filter (a strict socket) and the library's keep the same
-// routes: of a namespace with unicast, local, broadcast, blackhole and
-// RA-learned routes, in the main table and another.
-func TestFilteredRoutesMatchTheLibrarysFilter(t *testing.T) {
+// TestReadHostFromTheRoutes: of a namespace with unicast routes in the
+// main table and another, local, broadcast, blackhole and link-local
+// ones, IPv4 default routes (one through two next hops) and an IPv6 one
+// learned from a router, ReadHost keeps the unicast prefixes, the uplinks
+// and the RA-learned default route's link.
+func TestReadHostFromTheRoutes(t *testing.T) {
 	p := newPair(t)
 	if err := Ensure(p); err != nil {
 		t.Fatal(err)
 	}
 	for _, args := range [][]string{
+		{"link", "add", "va", "type", "veth", "peer", "name", "vb"},
+		{"link", "set", "va", "up"},
+		{"link", "set", "vb", "up"},
 		{"addr", "add", "10.231.8.1/24", "dev", "eth0"},
+		{"addr", "add", "10.231.11.1/24", "dev", "va"},
 		{"route", "add", "10.231.9.0/24", "dev", "eth0", "table", "100"},
 		{"route", "add", "blackhole", "10.231.10.0/24"},
+		{"route", "replace", "default", "nexthop", "via", "10.231.8.254", "dev", "eth0", "nexthop", "via", "10.231.11.254", "dev", "va"},
+		{"route", "add", "default", "via", "10.231.8.253", "dev", "eth0", "table", "100"},
 		{"-6", "addr", "add", "fd31:8::1/64", "dev", "eth0", "nodad"},
 		{"-6", "route", "add", "default", "via", "fd31:8::2", "dev", "eth0", "proto", "ra"},
 		{"-6", "route", "add", "fd31:9::/64", "via", "fd31:8::3", "dev", "eth0", "proto", "static"},
 	} {
 		ip(t, append([]string{"-n", p.Namespace}, args...)...)
 	}
-	for _, c := range []struct {
-		family int
-		filter netlink.Route
-		mask   uint64
-		want   []string // destinations among those kept
-	}{
-		{unix.AF_UNSPEC, netlink.Route{Type: unix.RTN_UNICAST}, netlink.RT_FILTER_TABLE | netlink.RT_FILTER_TYPE,
-			[]string{"10.231.8.0/24", "10.231.9.0/24", "fd31:8::/64", "fd31:9::/64"}},
-		{unix.AF_INET6, netlink.Route{Table: unix.RT_TABLE_MAIN, Protocol: unix.RTPROT_RA}, netlink.RT_FILTER_TABLE | netlink.RT_FILTER_PROTOCOL,
-			[]string{"::/0"}}, // the default route
-	} {
-		var strict, plain []netlink.Route
-		err := netns.Do(p.Namespace, func() error {
-			var err error
-			if strict, err = filteredRoutes(c.family, &c.filter, c.mask); err != nil {
-				return err
-			}
-			plain, err = netlink.RouteListFiltered(c.family, &c.filter, c.mask)
-			return err
-		})
-		if err != nil {
-			t.Fatal(err)
+	var host Host
+	if err := netns.Do(p.Namespace, func() (err error) { host, err = ReadHost(); return err }); err != nil {
+		t.Fatal(err)
+	}
+	var routes []string
+	for _, hp := range host.Prefixes {
+		if hp.What == "route" {
+			routes = append(routes, hp.Prefix.String()+" "+hp.Link)
 		}
-		if fmt.Sprint(strict) != fmt.Sprint(plain) {
-			t.Errorf("filter %+v: the kernel's filter keeps %v\nthe library's %v", c.filter, strict, plain)
-		}
-		var dsts []string
-		for _, r := range strict {
-			dsts = append(dsts, r.Dst.String())
-		}
-		for _, d := range c.want {
-			if !slices.Contains(dsts, d) {
-				t.Errorf("filter %+v: %s missing from %v", c.filter, d, dsts)
-			}
-		}
+	}
+	slices.Sort(routes)
+	want := []string{"10.231.11.0/24 va", "10.231.7.0/30 eth0", "10.231.8.0/24 eth0", "10.231.9.0/24 eth0", "fd31:8::/64 eth0", "fd31:9::/64 eth0"}
+	if !slices.Equal(routes, want) {
+		t.Errorf("routes among the prefixes:\n%q\nwant\n%q", routes, want)
+	}
+	if !slices.Equal(host.Uplinks, []string{"eth0", "va"}) || !slices.Equal(host.RADefault, []string{"eth0"}) {
+		t.Errorf("uplinks %q, RA default %q; want [eth0 va] (both next hops, main table only) and [eth0]", host.Uplinks, host.RADefault)
+	}
+	if _, ok := host.Links["va"]; !ok {
+		t.Errorf("links %v lack va", host.Links)
 	}
 }
 

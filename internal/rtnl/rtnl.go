@@ -1,5 +1,5 @@
-// Package rtnl reads one link of a network namespace, its addresses and
-// its default routes through a NETLINK_ROUTE socket made inside the
+// Package rtnl reads the links of a network namespace, their addresses
+// and its routes through a NETLINK_ROUTE socket made inside the
 // namespace, with one buffer the caller lends for every message.
 //
 // It exists for the reads of every namespace that up and status make: the
@@ -253,6 +253,70 @@ func (c *Conn) DefaultGateways(index int) ([]netip.Addr, error) {
 		return err
 	})
 	return out, err
+}
+
+// Route is what Conn reads of a unicast route.
+type Route struct {
+	Dst      netip.Prefix // 0.0.0.0/0 or ::/0 for a default route
+	Table    uint32
+	Protocol uint8 // who made it: RTPROT_KERNEL, RTPROT_RA, RTPROT_STATIC, ...
+	Links    []int // the indexes of the links it leaves through: its own, or each next hop's
+}
+
+// UnicastRoutes lists the unicast routes of both families in every table
+// (not the local, broadcast, blackhole, ... ones, which a strict socket
+// leaves to the kernel to skip).
+func (c *Conn) UnicastRoutes() ([]Route, error) {
+	req := request(unix.RTM_GETROUTE, unix.NLM_F_DUMP, unix.SizeofRtMsg)
+	req[unix.NLMSG_HDRLEN+7] = unix.RTN_UNICAST // rtm_type; rtm_family and rtm_table 0: all
+	var out []Route
+	err := c.dump(req, unix.RTM_NEWROUTE, func() { out = out[:0] }, func(b []byte) error {
+		if len(b) < unix.SizeofRtMsg || b[7] != unix.RTN_UNICAST {
+			return nil
+		}
+		r := Route{Table: uint32(b[4]), Protocol: b[5]}
+		var dst []byte
+		err := eachAttr(b[unix.SizeofRtMsg:], func(t uint16, v []byte) {
+			switch {
+			case t == unix.RTA_DST:
+				dst = v
+			case t == unix.RTA_TABLE && len(v) >= 4:
+				r.Table = binary.NativeEndian.Uint32(v)
+			case t == unix.RTA_OIF && len(v) >= 4:
+				r.Links = append(r.Links, int(int32(binary.NativeEndian.Uint32(v))))
+			case t == unix.RTA_MULTIPATH:
+				r.Links = append(r.Links, nextHopLinks(v)...)
+			}
+		})
+		a, ok := netip.AddrFromSlice(dst)
+		switch {
+		case dst == nil && b[0] == unix.AF_INET:
+			a, ok = netip.IPv4Unspecified(), true
+		case dst == nil && b[0] == unix.AF_INET6:
+			a, ok = netip.IPv6Unspecified(), true
+		}
+		if r.Dst = netip.PrefixFrom(a, int(b[1])); ok && r.Dst.IsValid() {
+			out = append(out, r)
+		}
+		return err
+	})
+	return out, err
+}
+
+// nextHopLinks reads the link of each next hop of RTA_MULTIPATH: a list
+// of struct rtnexthop (length, flags, hops, ifindex), each followed by
+// its attributes.
+func nextHopLinks(b []byte) []int {
+	var out []int
+	for len(b) >= unix.SizeofRtNexthop {
+		n := int(binary.NativeEndian.Uint16(b[0:2]))
+		if n < unix.SizeofRtNexthop || n > len(b) {
+			break
+		}
+		out = append(out, int(int32(binary.NativeEndian.Uint32(b[4:8]))))
+		b = b[min(align(n), len(b)):]
+	}
+	return out
 }
 
 // request starts a request of that type: the netlink header, then a

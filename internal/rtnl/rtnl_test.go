@@ -66,6 +66,9 @@ func TestReadsWhatTheLibraryReads(t *testing.T) {
 		"route add default via 10.231.9.254 dev eth0 table 100",
 		"route add default via 10.231.11.254 dev d1 metric 50",
 		"route add 10.99.0.0/16 via 10.231.9.5 dev eth0",
+		"route add 10.98.0.0/16 nexthop via 10.231.9.6 dev eth0 nexthop via 10.231.11.6 dev d1",
+		"route add blackhole 10.97.0.0/16",
+		"route add fd00:97::/64 via fd00:231:9::7 dev eth0 proto ra",
 	}
 	for i := range 700 {
 		cmds = append(cmds, fmt.Sprintf("addr add 10.232.%d.%d/32 dev eth0", i/200, i%200+1))
@@ -144,6 +147,63 @@ func TestReadsWhatTheLibraryReads(t *testing.T) {
 	wantGWs := []netip.Addr{netip.MustParseAddr("10.231.9.1"), netip.MustParseAddr("fd00:231:9::1")}
 	if !slices.Equal(gws, wantGWs) {
 		t.Errorf("DefaultGateways = %v, want %v (main table, eth0, default only)", gws, wantGWs)
+	}
+
+	routes, err := c.UnicastRoutes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	libRoutes, err := h.RouteListFiltered(unix.AF_UNSPEC, &netlink.Route{Type: unix.RTN_UNICAST}, netlink.RT_FILTER_TABLE|netlink.RT_FILTER_TYPE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got, wantRoutes []string
+	for _, r := range routes {
+		got = append(got, fmt.Sprintf("%s table %d proto %d links %v", r.Dst, r.Table, r.Protocol, r.Links))
+	}
+	for _, r := range libRoutes {
+		dst := netip.IPv4Unspecified()
+		if r.Family == unix.AF_INET6 {
+			dst = netip.IPv6Unspecified()
+		}
+		p := netip.PrefixFrom(dst, 0)
+		if r.Dst != nil {
+			a, _ := netip.AddrFromSlice(r.Dst.IP)
+			ones, _ := r.Dst.Mask.Size()
+			p = netip.PrefixFrom(a.Unmap(), ones)
+		}
+		var links []int
+		if r.LinkIndex != 0 {
+			links = append(links, r.LinkIndex)
+		}
+		for _, nh := range r.MultiPath {
+			links = append(links, nh.LinkIndex)
+		}
+		wantRoutes = append(wantRoutes, fmt.Sprintf("%s table %d proto %d links %v", p, r.Table, r.Protocol, links))
+	}
+	slices.Sort(got)
+	slices.Sort(wantRoutes)
+	if !slices.Equal(got, wantRoutes) {
+		t.Errorf("UnicastRoutes read\n%s\nthe library\n%s", strings.Join(got, "\n"), strings.Join(wantRoutes, "\n"))
+	}
+	d1, err := h.LinkByName("d1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []string{
+		"0.0.0.0/0 table 100 proto 3 links [" + fmt.Sprint(l.Index) + "]",
+		"::/0 table 254 proto 3 links [" + fmt.Sprint(l.Index) + "]",
+		"fd00:97::/64 table 254 proto 9 links [" + fmt.Sprint(l.Index) + "]",
+		fmt.Sprintf("10.98.0.0/16 table 254 proto 3 links [%d %d]", l.Index, d1.Attrs().Index),
+	} {
+		if !slices.Contains(got, w) {
+			t.Errorf("UnicastRoutes lacks %q", w)
+		}
+	}
+	for _, r := range got {
+		if strings.HasPrefix(r, "10.97.") {
+			t.Errorf("UnicastRoutes lists the blackhole route %q", r)
+		}
 	}
 
 	cookie, err := c.Cookie()
