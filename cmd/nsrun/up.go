@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -148,10 +149,12 @@ func attachSources(st state.Store, s *specs.Spec) []supervise.Source {
 }
 
 // printReachable says what is reachable where, one line per published
-// port: http://127.0.0.1:6000 -> ns1:8080.
-func printReachable(w io.Writer, out *project.Outcome) {
-	s := out.State
-	if out.UpToDate {
+// port: http://127.0.0.1:6000 -> ns1:8080; in one write, not one a line.
+func printReachable(out io.Writer, o *project.Outcome) {
+	w := bufio.NewWriter(out)
+	defer w.Flush()
+	s := o.State
+	if o.UpToDate {
 		fmt.Fprintf(w, "project %s is up to date\n", s.Project)
 	} else {
 		fmt.Fprintf(w, "project %s is up\n", s.Project)
