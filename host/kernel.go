@@ -11,10 +11,10 @@ import (
 	"time"
 
 	"github.com/nsrun/nsrun/forward"
-	"github.com/nsrun/nsrun/forward/shortcut"
 	"github.com/nsrun/nsrun/hostfw"
 	"github.com/nsrun/nsrun/internal/atomicfile"
 	"github.com/nsrun/nsrun/internal/nftcache"
+	"github.com/nsrun/nsrun/internal/sysctl"
 	"github.com/nsrun/nsrun/netns"
 	"github.com/nsrun/nsrun/specs"
 	"github.com/nsrun/nsrun/veth"
@@ -22,10 +22,11 @@ import (
 
 // Kernel is the real host, as project.System and project.Sweeper see
 // it, and what Observe reads: it changes and reads the kernel through the
-// netns, veth, forward and shortcut packages.
+// netns and veth packages; Observe reads the firewalls and the shortcut
+// too.
 type Kernel struct {
-	// Firewalls are the firewall backends, in order of preference.
-	Firewalls []forward.Firewall
+	// Publisher holds the firewall backends and the loopback shortcut.
+	Publisher forward.Publisher
 	// Grace is how long processes get to exit after SIGTERM.
 	Grace time.Duration
 	// Firewalld is the host's firewalld, on the system bus.
@@ -39,10 +40,10 @@ type Kernel struct {
 	Peers *PeerCache
 }
 
-func (k Kernel) IPForward() (string, error)                  { return veth.GetSysctl(veth.IPForward) }
-func (k Kernel) SetIPForward(value string) error             { return veth.SetSysctl(veth.IPForward, value) }
-func (k Kernel) Sysctl(path string) (string, error)          { return veth.GetSysctl(path) }
-func (k Kernel) SetSysctl(path, value string) error          { return veth.SetSysctl(path, value) }
+func (k Kernel) IPForward() (string, error)                  { return sysctl.Get(sysctl.IPForward) }
+func (k Kernel) SetIPForward(value string) error             { return sysctl.Set(sysctl.IPForward, value) }
+func (k Kernel) Sysctl(path string) (string, error)          { return sysctl.Get(path) }
+func (k Kernel) SetSysctl(path, value string) error          { return sysctl.Set(path, value) }
 func (k Kernel) CreateNamespace(name string) error           { return netns.Create(name) }
 func (k Kernel) DeleteNamespace(name string) error           { return netns.Delete(name) }
 func (k Kernel) NamespaceCookie(name string) (uint64, error) { return netns.Cookie(name) }
@@ -69,99 +70,6 @@ func (k Kernel) FlushUDP(ports []specs.PortRange) error {
 func (k Kernel) WriteEtc(ns string, files map[string]string) error { return writeEtc(ns, files) }
 func (k Kernel) RemoveEtc(ns string) error                         { return removeEtc(ns) }
 
-// firewall returns the backend of that name.
-func (k Kernel) firewall(b forward.Backend) (forward.Firewall, error) {
-	for _, fw := range k.Firewalls {
-		if fw.Backend() == b {
-			return fw, nil
-		}
-	}
-	return nil, fmt.Errorf("no firewall backend %q", b)
-}
-
-// ApplyForwards puts the project's rules in their backend and its FORWARD
-// accepts in the others the placement names, removes whatever of the
-// project's any other backend holds (a project moved to another backend,
-// accepts no longer needed), then puts its loopback shortcuts in place
-// (see package shortcut); where the kernel cannot take those, the rules
-// carry the connections alone.
-func (k Kernel) ApplyForwards(ctx context.Context, at forward.Placement, p forward.Project) error {
-	placed := append([]forward.Backend{at.Backend}, at.Accepts...)
-	for i, b := range placed {
-		fw, err := k.firewall(b)
-		if err != nil {
-			return err
-		}
-		if err := fw.Ensure(ctx, p, i > 0); err != nil {
-			return err
-		}
-	}
-	for _, fw := range k.Firewalls {
-		if fw.Installed() && !slices.Contains(placed, fw.Backend()) {
-			if err := fw.Remove(ctx, p.Name); err != nil {
-				return err
-			}
-		}
-	}
-	return shortcuts(p.Name, shortcut.Of(p))
-}
-
-func (k Kernel) ProbeFirewall(ctx context.Context, b forward.Backend) error {
-	fw, err := k.firewall(b)
-	if err != nil {
-		return err
-	}
-	return fw.Probe(ctx)
-}
-
-// RemoveForwards removes the project's shortcuts, then whatever of its
-// rules any installed backend holds: removal does not depend on which
-// backend up chose, nor on any backend's policy.
-func (k Kernel) RemoveForwards(ctx context.Context, project string) error {
-	if err := shortcuts(project, nil); err != nil {
-		return err
-	}
-	var errs []error
-	for _, fw := range k.Firewalls {
-		if fw.Installed() {
-			errs = append(errs, fw.Remove(ctx, project))
-		}
-	}
-	return errors.Join(errs...)
-}
-
-func (k Kernel) MadeTables(ctx context.Context) (map[forward.Backend][]string, error) {
-	out := map[forward.Backend][]string{}
-	for _, fw := range k.Firewalls {
-		if !fw.Installed() {
-			continue
-		}
-		tables, err := fw.MadeTables(ctx)
-		if err != nil {
-			return nil, err
-		}
-		out[fw.Backend()] = tables
-	}
-	return out, nil
-}
-
-func (k Kernel) RemoveEmptyTables(ctx context.Context, tables map[forward.Backend][]string) error {
-	var errs []error
-	for _, fw := range k.Firewalls {
-		if fw.Installed() && len(tables[fw.Backend()]) > 0 {
-			errs = append(errs, fw.RemoveEmptyTables(ctx, tables[fw.Backend()]))
-		}
-	}
-	return errors.Join(errs...)
-}
-
-func shortcuts(project string, want []shortcut.Entry) error {
-	if err := shortcut.Set(project, want); err != nil && !errors.Is(err, shortcut.ErrUnavailable) {
-		return err
-	}
-	return nil
-}
-
 func (k Kernel) BindZone(ctx context.Context, links []string) error {
 	return k.Firewalld.Bind(ctx, links)
 }
@@ -184,13 +92,8 @@ func (k Kernel) LabelledLinks() ([]veth.Labelled, error) { return veth.ListLabel
 // (by their names) from firewalld's zone.
 func (k Kernel) SweepFirewall(ctx context.Context) error {
 	f, err := k.Firewalld.Read(ctx)
-	errs := []error{err, k.Firewalld.Unbind(ctx, slices.DeleteFunc(f.Zoned(), func(l string) bool { return !specs.IsHostLinkName(l) }))}
-	for _, fw := range k.Firewalls {
-		if fw.Installed() {
-			errs = append(errs, fw.Sweep(ctx))
-		}
-	}
-	return errors.Join(append(errs, shortcut.Sweep())...)
+	return errors.Join(err, k.Firewalld.Unbind(ctx, slices.DeleteFunc(f.Zoned(), func(l string) bool { return !specs.IsHostLinkName(l) })),
+		k.Publisher.Sweep(ctx))
 }
 
 // writeEtc writes nsrun's files into /etc/netns/NS/, leaving alone any

@@ -14,6 +14,7 @@ import (
 	"github.com/nsrun/nsrun/hostfw"
 	"github.com/nsrun/nsrun/internal/rawfile"
 	"github.com/nsrun/nsrun/internal/rtnl"
+	"github.com/nsrun/nsrun/internal/sysctl"
 	"github.com/nsrun/nsrun/netns"
 	"github.com/nsrun/nsrun/veth"
 )
@@ -27,7 +28,7 @@ func (k Kernel) Observe(ctx context.Context, q Query) (Observed, error) {
 	var wg sync.WaitGroup
 	var fwErr, hostErr error
 	wg.Go(func() {
-		if obs.Tables, obs.Backends, fwErr = k.readFirewalls(ctx); fwErr == nil {
+		if obs.Tables, obs.Backends, fwErr = k.Publisher.Read(ctx); fwErr == nil {
 			obs.Shortcuts, fwErr = shortcut.Read()
 		}
 	})
@@ -76,22 +77,22 @@ func observeHost(obs *Observed, q Query, peers *PeerCache) ([]string, error) {
 	hostResolv, _ := os.ReadFile("/etc/resolv.conf")
 	systemdResolv, _ := os.ReadFile("/run/systemd/resolve/resolv.conf")
 	obs.HostResolv, obs.SystemdResolv = string(hostResolv), string(systemdResolv)
-	if obs.IPForward, err = veth.GetSysctl(veth.IPForward); err != nil {
+	if obs.IPForward, err = sysctl.Get(sysctl.IPForward); err != nil {
 		return nil, err
 	}
-	obs.IPv6Forward, _ = veth.GetSysctl(veth.IPv6Forward) // no file: no IPv6
-	if disabled, _ := veth.GetSysctl("net/ipv6/conf/all/disable_ipv6"); disabled == "1" {
+	obs.IPv6Forward, _ = sysctl.Get(sysctl.IPv6Forward) // no file: no IPv6
+	if disabled, _ := sysctl.Get("net/ipv6/conf/all/disable_ipv6"); disabled == "1" {
 		obs.IPv6Forward = ""
 	}
 	obs.AcceptRA = map[string]string{}
 	for _, l := range host.RADefault {
-		obs.AcceptRA[l], _ = veth.GetSysctl(veth.LinkSysctl6(l, "accept_ra"))
+		obs.AcceptRA[l], _ = sysctl.Get(sysctl.Link6(l, "accept_ra"))
 	}
 	obs.MachineID = machineID()
 	for name, l := range obs.Links {
 		if _, _, ours := veth.ParseLabel(l.Alias); ours {
 			if obs.RouteLocalnet[name] = l.RouteLocalnet; l.RouteLocalnet == "" { // not in the dump
-				obs.RouteLocalnet[name], _ = veth.GetSysctl(veth.LinkSysctl(name, "route_localnet"))
+				obs.RouteLocalnet[name], _ = sysctl.Get(sysctl.Link(name, "route_localnet"))
 			}
 		}
 	}
@@ -120,37 +121,6 @@ func (k Kernel) readHost(ctx context.Context) (hostfw.Host, error) {
 	h.UFW = hostfw.ReadUFW("/")
 	wg.Wait()
 	return h, errors.Join(err1, err2)
-}
-
-// readFirewalls reads each installed backend once, all at once: each is
-// another program.
-func (k Kernel) readFirewalls(ctx context.Context) (map[forward.Backend]forward.Tables, []forward.Backend, error) {
-	var order []forward.Backend
-	tables := make([]forward.Tables, len(k.Firewalls))
-	errs := make([]error, len(k.Firewalls))
-	var wg sync.WaitGroup
-	for i, fw := range k.Firewalls {
-		if !fw.Installed() {
-			continue
-		}
-		order = append(order, fw.Backend())
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			tables[i], errs[i] = fw.Read(ctx)
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return nil, nil, err
-	}
-	out := map[forward.Backend]forward.Tables{}
-	for i, fw := range k.Firewalls {
-		if tables[i] != nil {
-			out[fw.Backend()] = tables[i]
-		}
-	}
-	return out, order, nil
 }
 
 // workers bounds how many namespaces are read at once.

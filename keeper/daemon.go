@@ -9,7 +9,7 @@ import (
 
 	"github.com/nsrun/nsrun/internal/atomicfile"
 	"github.com/nsrun/nsrun/internal/daemon"
-	"github.com/nsrun/nsrun/netns"
+	"github.com/nsrun/nsrun/internal/proc"
 )
 
 // Status is what the keeper writes once it watches.
@@ -31,13 +31,13 @@ type Daemon struct {
 	Self string // the nsrun binary
 }
 
-func (k Daemon) Running(dir string) (netns.Process, bool) {
+func (k Daemon) Running(dir string) (proc.Process, bool) {
 	var st Status
 	if err := atomicfile.ReadJSON(StatusFile(dir), &st); err != nil || st.PID == 0 {
-		return netns.Process{}, false
+		return proc.Process{}, false
 	}
-	p := netns.Process{PID: st.PID, StartTime: st.StartTime}
-	return p, netns.Alive(p)
+	p := proc.Process{PID: st.PID, StartTime: st.StartTime}
+	return p, proc.Alive(p)
 }
 
 func (k Daemon) Start(ctx context.Context, dir string) error {
@@ -63,7 +63,7 @@ func (k Daemon) Stop(dir string) error {
 	if p, ok := k.Running(dir); ok {
 		procs = append(procs, p)
 	}
-	err := netns.Stop(procs, 5*time.Second)
+	err := proc.Stop(procs, 5*time.Second)
 	os.Remove(StatusFile(dir))
 	os.Remove(Socket(dir))
 	return err

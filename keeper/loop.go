@@ -12,8 +12,8 @@ import (
 
 	"github.com/nsrun/nsrun/hostfw"
 	"github.com/nsrun/nsrun/internal/atomicfile"
+	"github.com/nsrun/nsrun/internal/proc"
 	"github.com/nsrun/nsrun/internal/words"
-	"github.com/nsrun/nsrun/netns"
 )
 
 // Repair is one repair of a project by the keeper.
@@ -70,7 +70,7 @@ type Healer interface {
 // ctx ends, or when no project of the directory heals any more.
 func Run(ctx context.Context, dir string, h Healer, events <-chan hostfw.Event, period time.Duration, quiet func(context.Context) string) error {
 	self := Status{PID: os.Getpid()}
-	self.StartTime, _ = netns.StartTime(self.PID)
+	self.StartTime, _ = proc.StartTime(self.PID)
 	if err := atomicfile.WriteJSON(StatusFile(dir), self); err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nsrun/nsrun/internal/proc"
 	"github.com/nsrun/nsrun/netns/nstest"
 	"golang.org/x/sys/unix"
 )
@@ -106,7 +107,7 @@ func TestPidsAndKillAll(t *testing.T) {
 	go func() { done <- cmd.Wait() }()
 	t.Cleanup(func() { cmd.Process.Kill() })
 
-	var procs []Process
+	var procs []proc.Process
 	for i := 0; i < 200 && len(procs) == 0; i++ {
 		procs, _ = Pids(name)
 		time.Sleep(10 * time.Millisecond)
@@ -118,11 +119,11 @@ func TestPidsAndKillAll(t *testing.T) {
 	// A stale start time stands for a recycled PID: it must not be signalled.
 	stale := procs[0]
 	stale.StartTime--
-	if err := Signal(stale, unix.SIGKILL); err != nil {
+	if err := proc.Signal(stale, unix.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(50 * time.Millisecond)
-	if !Alive(procs[0]) {
+	if !proc.Alive(procs[0]) {
 		t.Fatal("a process was signalled although its start time did not match")
 	}
 

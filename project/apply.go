@@ -10,6 +10,7 @@ import (
 	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/hostfw"
 	"github.com/nsrun/nsrun/internal/quote"
+	"github.com/nsrun/nsrun/internal/sysctl"
 	"github.com/nsrun/nsrun/internal/words"
 	"github.com/nsrun/nsrun/netns"
 	"github.com/nsrun/nsrun/specs"
@@ -42,13 +43,6 @@ type System interface {
 	// LinksGone waits a bounded time for links whose namespaces were
 	// deleted to go with them, and deletes those that stay.
 	LinksGone(names []string) error
-	// ApplyForwards puts a project's rules where the placement says, and
-	// removes them from every other backend.
-	ApplyForwards(ctx context.Context, at forward.Placement, p forward.Project) error
-	// ProbeFirewall checks that a backend works here, changing nothing.
-	ProbeFirewall(ctx context.Context, b forward.Backend) error
-	// RemoveForwards removes a project's rules from every backend.
-	RemoveForwards(ctx context.Context, project string) error
 	FlushUDP(ports []specs.PortRange) error
 	// BindZone puts links in firewalld's zone for nsrun (hostfw.Zone), at
 	// runtime; UnbindZone takes them out. Without firewalld both do nothing.
@@ -58,6 +52,18 @@ type System interface {
 	ZonedLinks(ctx context.Context) ([]string, error)
 	WriteEtc(ns string, files map[string]string) error
 	RemoveEtc(ns string) error
+}
+
+// Publisher publishes the projects' ports: the firewall backends and the
+// loopback shortcut (forward.Publisher).
+type Publisher interface {
+	// Apply puts a project's rules where the placement says, and removes
+	// them from every other backend.
+	Apply(ctx context.Context, at forward.Placement, p forward.Project) error
+	// Probe checks that a backend works here, changing nothing.
+	Probe(ctx context.Context, b forward.Backend) error
+	// Remove removes a project's rules from every backend.
+	Remove(ctx context.Context, project string) error
 	// MadeTables lists, per installed backend, the tables its tools made
 	// on first use that exist now; RemoveEmptyTables removes those named
 	// that hold nothing (see forward.Firewall).
@@ -151,11 +157,11 @@ var ops = map[Op]opKind{
 	}, do: func(e *executor, s Step) error {
 		e.onUndo(func() error {
 			if s.Previous == nil {
-				return e.sys.RemoveForwards(e.ctx, s.Forward.Name)
+				return e.pub.Remove(e.ctx, s.Forward.Name)
 			}
-			return e.sys.ApplyForwards(e.ctx, s.Previous.Placement, s.Previous.Project)
+			return e.pub.Apply(e.ctx, s.Previous.Placement, s.Previous.Project)
 		})
-		return e.sys.ApplyForwards(e.ctx, s.Placement, s.Forward)
+		return e.pub.Apply(e.ctx, s.Placement, s.Forward)
 	}},
 	OpZone: {stage: fillNamespaces, describe: func(s Step) string { return fmt.Sprintf("firewalld: %s in zone %s", names(s.Links), hostfw.Zone) },
 		do: func(e *executor, s Step) error {
@@ -169,7 +175,7 @@ var ops = map[Op]opKind{
 	OpKill: {stage: alone, describe: func(s Step) string { return "processes stopped in " + words.Plural(len(s.Namespaces), "namespace") },
 		do: func(e *executor, s Step) error { return e.sys.KillNamespaces(s.Namespaces) }},
 	OpRemoveForwards: {stage: clearAfterDelete, describe: func(s Step) string { return fmt.Sprintf("forwards of project %s removed", s.Project) },
-		do: func(e *executor, s Step) error { return e.sys.RemoveForwards(e.ctx, s.Project) }},
+		do: func(e *executor, s Step) error { return e.pub.Remove(e.ctx, s.Project) }},
 	OpDeleteNamespace: {stage: deleteNamespaces, describe: func(s Step) string { return fmt.Sprintf("namespace %s removed", s.Namespace) },
 		do: func(e *executor, s Step) error { return e.sys.DeleteNamespace(s.Namespace) }},
 	OpRemoveEtc: {stage: clearAfterDelete, describe: func(s Step) string { return fmt.Sprintf("/etc/netns/%s removed", s.Namespace) },
@@ -197,6 +203,7 @@ func grantees(g *netns.Grant) string {
 type executor struct {
 	ctx      context.Context
 	sys      System
+	pub      Publisher
 	store    state.Store
 	progress func(Step)
 	mu       sync.Mutex // guards undo while steps run in parallel
@@ -304,7 +311,7 @@ func (e *executor) ipv6Forward(raLinks []string) error {
 		return err
 	}
 	for _, l := range raLinks {
-		old, err := e.sys.Sysctl(veth.LinkSysctl6(l, "accept_ra"))
+		old, err := e.sys.Sysctl(sysctl.Link6(l, "accept_ra"))
 		if err != nil || old == "2" {
 			continue // gone since it was observed, or already right
 		}
@@ -317,11 +324,11 @@ func (e *executor) ipv6Forward(raLinks []string) error {
 				return err
 			}
 		}
-		if err := e.sys.SetSysctl(veth.LinkSysctl6(l, "accept_ra"), "2"); err != nil {
+		if err := e.sys.SetSysctl(sysctl.Link6(l, "accept_ra"), "2"); err != nil {
 			return err
 		}
 	}
-	old, err := e.sys.Sysctl(veth.IPv6Forward)
+	old, err := e.sys.Sysctl(sysctl.IPv6Forward)
 	if err != nil || old == "1" {
 		return err
 	}
@@ -331,7 +338,7 @@ func (e *executor) ipv6Forward(raLinks []string) error {
 			return err
 		}
 	}
-	return e.sys.SetSysctl(veth.IPv6Forward, "1")
+	return e.sys.SetSysctl(sysctl.IPv6Forward, "1")
 }
 
 // ipForward turns forwarding on, first recording the old value so the

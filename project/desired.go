@@ -50,7 +50,7 @@ func Desire(s *specs.Spec, recorded *state.Record, others []*state.Record, forei
 			return nil, err
 		}
 		if err := specs.AssignAddresses6(s, pool6, reserved6, previous6); err != nil {
-			return nil, fmt.Errorf("%v; set subnet6: in the spec to a free range", err)
+			return nil, fmt.Errorf("%w; set subnet6: in the spec to a free range", err)
 		}
 	}
 	return FromSpec(s), nil

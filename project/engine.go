@@ -14,7 +14,8 @@ import (
 
 	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/host"
-	"github.com/nsrun/nsrun/netns"
+	"github.com/nsrun/nsrun/internal/proc"
+	"github.com/nsrun/nsrun/internal/sysctl"
 	"github.com/nsrun/nsrun/specs"
 	"github.com/nsrun/nsrun/state"
 	"github.com/nsrun/nsrun/supervise"
@@ -31,6 +32,7 @@ type Sweeper interface {
 type Engine struct {
 	Store       state.Store
 	System      System
+	Publisher   Publisher
 	Sweeper     Sweeper
 	Supervision Supervision
 	// Keeper runs the process that heals the projects' firewall state.
@@ -89,7 +91,7 @@ type Keeping interface {
 	// Stop stops it, and any other keeper found running for dir.
 	Stop(dir string) error
 	// Running returns the keeper's process, if it runs.
-	Running(dir string) (netns.Process, bool)
+	Running(dir string) (proc.Process, bool)
 }
 
 // PreflightError means up found a conflict before changing anything.
@@ -171,7 +173,7 @@ func (e *Engine) up(ctx context.Context, s *specs.Spec) (*Outcome, bool, error) 
 	}
 	if at.Backend != recordedBackend(recorded) {
 		// A backend new to the project must work before anything changes.
-		if err := e.System.ProbeFirewall(ctx, at.Backend); err != nil {
+		if err := e.Publisher.Probe(ctx, at.Backend); err != nil {
 			if e.choice() == forward.Auto && !at.Backend.IsIPTables() {
 				err = fmt.Errorf("no iptables is installed, and %w; install iptables (apt-get install iptables) or make nftables work", err)
 			}
@@ -206,7 +208,7 @@ func (e *Engine) up(ctx context.Context, s *specs.Spec) (*Outcome, bool, error) 
 			return nil, false, err
 		}
 	}
-	ex := &executor{ctx: ctx, sys: e.System, store: e.Store, progress: e.Progress}
+	ex := &executor{ctx: ctx, sys: e.System, pub: e.Publisher, store: e.Store, progress: e.Progress}
 	if err := ex.run(c.Steps); err != nil {
 		return nil, true, e.rollback(ex, err, s.Name, recorded)
 	}
@@ -291,7 +293,7 @@ func (e *Engine) down(ctx context.Context, project string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	ex := &executor{ctx: ctx, sys: e.System, store: e.Store, progress: e.Progress}
+	ex := &executor{ctx: ctx, sys: e.System, pub: e.Publisher, store: e.Store, progress: e.Progress}
 	// The supervisor first, so nothing is restarted while it all goes; the
 	// namespaces' process lists catch whatever it leaves (say, after kill -9).
 	if err := e.Store.MarkRemoving(project); err != nil {
@@ -384,7 +386,7 @@ func (e *Engine) sweep(ctx context.Context, project string) (int, error) {
 		errs = append(errs, e.System.LinksGone(hosts), e.System.UnbindZone(ctx, hosts))
 	}
 	if project != "" {
-		errs = append(errs, e.System.RemoveForwards(ctx, project))
+		errs = append(errs, e.Publisher.Remove(ctx, project))
 	}
 	return len(names), errors.Join(errs...)
 }
@@ -428,14 +430,14 @@ func (e *Engine) finishIfLast(ctx context.Context) error {
 	}
 	// Forwarding off first: accept_ra=2 keeps the RA-learned routes until then.
 	if host.IPv6Forward != "" {
-		if err := e.System.SetSysctl(veth.IPv6Forward, host.IPv6Forward); err != nil {
+		if err := e.System.SetSysctl(sysctl.IPv6Forward, host.IPv6Forward); err != nil {
 			return err
 		}
 	}
 	for _, l := range slices.Sorted(maps.Keys(host.AcceptRA)) {
 		// A link gone since is no error: its setting went with it.
-		if _, err := e.System.Sysctl(veth.LinkSysctl6(l, "accept_ra")); err == nil {
-			if err := e.System.SetSysctl(veth.LinkSysctl6(l, "accept_ra"), host.AcceptRA[l]); err != nil {
+		if _, err := e.System.Sysctl(sysctl.Link6(l, "accept_ra")); err == nil {
+			if err := e.System.SetSysctl(sysctl.Link6(l, "accept_ra"), host.AcceptRA[l]); err != nil {
 				return err
 			}
 		}
@@ -455,7 +457,7 @@ func (e *Engine) recordTables(ctx context.Context) error {
 	if err != nil || host.Tables != nil {
 		return err
 	}
-	if host.Tables, err = e.System.MadeTables(ctx); err != nil {
+	if host.Tables, err = e.Publisher.MadeTables(ctx); err != nil {
 		return err
 	}
 	return e.Store.SaveHost(host)
@@ -467,7 +469,7 @@ func (e *Engine) removeMadeTables(ctx context.Context, before map[forward.Backen
 	if before == nil {
 		return nil
 	}
-	now, err := e.System.MadeTables(ctx)
+	now, err := e.Publisher.MadeTables(ctx)
 	if err != nil {
 		return err
 	}
@@ -479,7 +481,7 @@ func (e *Engine) removeMadeTables(ctx context.Context, before map[forward.Backen
 			}
 		}
 	}
-	return e.System.RemoveEmptyTables(ctx, made)
+	return e.Publisher.RemoveEmptyTables(ctx, made)
 }
 
 // newPorts lists the ports a spec publishes that its namespace does not

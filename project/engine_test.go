@@ -18,10 +18,10 @@ import (
 	"github.com/nsrun/nsrun/forward/nftables"
 	"github.com/nsrun/nsrun/host"
 	"github.com/nsrun/nsrun/internal/atomicfile"
+	"github.com/nsrun/nsrun/internal/sysctl"
 	"github.com/nsrun/nsrun/netns"
 	"github.com/nsrun/nsrun/specs"
 	"github.com/nsrun/nsrun/state"
-	"github.com/nsrun/nsrun/veth"
 )
 
 func spec(t *testing.T, src string) *specs.Spec {
@@ -39,7 +39,7 @@ const twoNamespaces = `namespaces:
 `
 
 func newEngine(t *testing.T, sys *fakeSystem) *Engine {
-	return &Engine{Store: state.Store{Dir: filepath.Join(t.TempDir(), "nsrun")}, System: sys, Sweeper: sys, Supervision: &fakeSupervision{},
+	return &Engine{Store: state.Store{Dir: filepath.Join(t.TempDir(), "nsrun")}, System: sys, Publisher: sys, Sweeper: sys, Supervision: &fakeSupervision{},
 		Keeper: &fakeKeeper{}, Observe: sys.observe}
 }
 
@@ -524,7 +524,7 @@ func TestUpAndDownIPv6(t *testing.T) {
 	if ns2.Address6 != netip.MustParsePrefix("fd00:9:2::2/64") || sys.links["nsr-ns2"].PeerAddr6 != ns2.Address6 || sys.links["nsr-ns2"].HostAddr6 != netip.MustParsePrefix("fd00:9:2::1/64") {
 		t.Errorf("ns2: recorded %v, link %+v", ns2.Address6, sys.links["nsr-ns2"])
 	}
-	if sys.sysctls[veth.IPv6Forward] != "1" || sys.sysctls["net/ipv6/conf/eth1/accept_ra"] != "2" {
+	if sys.sysctls[sysctl.IPv6Forward] != "1" || sys.sysctls["net/ipv6/conf/eth1/accept_ra"] != "2" {
 		t.Errorf("after up: %v", sys.sysctls)
 	}
 	if !slices.ContainsFunc(out.Warnings, func(w string) bool {

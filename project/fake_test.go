@@ -16,15 +16,18 @@ import (
 	"github.com/nsrun/nsrun/forward/nftables"
 	"github.com/nsrun/nsrun/host"
 	"github.com/nsrun/nsrun/hostfw"
+	"github.com/nsrun/nsrun/internal/proc"
+	"github.com/nsrun/nsrun/internal/sysctl"
 	"github.com/nsrun/nsrun/netns"
 	"github.com/nsrun/nsrun/specs"
 	"github.com/nsrun/nsrun/supervise"
 	"github.com/nsrun/nsrun/veth"
 )
 
-// fakeSystem is an in-memory host that enforces what the kernel would (a
-// link needs its namespace; iptables-restore's rules, through
-// forward.Snapshot.Restore) and can fail its k-th change.
+// fakeSystem is an in-memory host (System, Publisher and Sweeper) that
+// enforces what the kernel would (a link needs its namespace;
+// iptables-restore's rules, through forward.Snapshot.Restore) and can fail
+// its k-th change.
 type fakeSystem struct {
 	mu         sync.Mutex // steps run in parallel
 	ipForward  string
@@ -98,7 +101,7 @@ const cleanTables = "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPU
 	"*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n"
 
 func newFake() *fakeSystem {
-	f := &fakeSystem{ipForward: "0", sysctls: map[string]string{veth.IPv6Forward: "0"}, namespaces: map[string]bool{}, nsIDs: map[string]uint64{}, links: map[string]veth.Pair{},
+	f := &fakeSystem{ipForward: "0", sysctls: map[string]string{sysctl.IPv6Forward: "0"}, namespaces: map[string]bool{}, nsIDs: map[string]uint64{}, links: map[string]veth.Pair{},
 		fw: map[forward.Backend]forward.Firewall{nftables.Backend: nftables.NewFake()}, etc: map[string]map[string]string{}}
 	for _, b := range iptables.Backends {
 		f.fw[b], _ = iptables.NewFake(b, cleanTables)
@@ -293,7 +296,7 @@ func (f *fakeSystem) DeleteLink(name string) error {
 	return nil
 }
 
-func (f *fakeSystem) ApplyForwards(ctx context.Context, at forward.Placement, p forward.Project) error {
+func (f *fakeSystem) Apply(ctx context.Context, at forward.Placement, p forward.Project) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if ctx.Err() != nil {
@@ -318,7 +321,7 @@ func (f *fakeSystem) ApplyForwards(ctx context.Context, at forward.Placement, p 
 	return nil
 }
 
-func (f *fakeSystem) ProbeFirewall(ctx context.Context, b forward.Backend) error {
+func (f *fakeSystem) Probe(ctx context.Context, b forward.Backend) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.fw[b] == nil {
@@ -329,7 +332,7 @@ func (f *fakeSystem) ProbeFirewall(ctx context.Context, b forward.Backend) error
 	}
 	return f.fw[b].Probe(ctx)
 }
-func (f *fakeSystem) RemoveForwards(ctx context.Context, project string) error {
+func (f *fakeSystem) Remove(ctx context.Context, project string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if ctx.Err() != nil {
@@ -412,7 +415,7 @@ func (f *fakeSystem) observe(_ context.Context, q host.Query) (host.Observed, er
 			obs.NetnsCookies[name] = f.nsIDs[name]
 		}
 	}
-	obs.IPv6Forward = f.sysctls[veth.IPv6Forward]
+	obs.IPv6Forward = f.sysctls[sysctl.IPv6Forward]
 	obs.AcceptRA = map[string]string{}
 	for path, v := range f.sysctls {
 		if l, ok := strings.CutSuffix(strings.TrimPrefix(path, "net/ipv6/conf/"), "/accept_ra"); ok && f.raLinks[l] {
@@ -483,8 +486,8 @@ type fakeKeeper struct{ running bool }
 
 func (k *fakeKeeper) Start(context.Context, string) error { k.running = true; return nil }
 func (k *fakeKeeper) Stop(string) error                   { k.running = false; return nil }
-func (k *fakeKeeper) Running(string) (netns.Process, bool) {
-	return netns.Process{}, k.running
+func (k *fakeKeeper) Running(string) (proc.Process, bool) {
+	return proc.Process{}, k.running
 }
 
 // fakeSupervision records the plans it is given and reports their
@@ -504,7 +507,7 @@ func (f *fakeSupervision) Status(string) (supervise.Status, error) {
 	}
 	plan := f.plans[len(f.plans)-1]
 	pid := os.Getpid()
-	start, _ := netns.StartTime(pid)
+	start, _ := proc.StartTime(pid)
 	st := supervise.Status{PID: pid, StartTime: start, Generation: plan.Generation}
 	for _, p := range plan.Processes {
 		st.Processes = append(st.Processes, supervise.ProcessStatus{Namespace: p.Namespace, Name: p.Name, Hash: p.Hash(),

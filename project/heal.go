@@ -64,7 +64,7 @@ func (e *Engine) repair(ctx context.Context, st *state.Record, obs host.Observed
 		if err != nil {
 			return err
 		}
-		if err := e.System.ApplyForwards(ctx, at, st.ForwardProject()); err != nil {
+		if err := e.Publisher.Apply(ctx, at, st.ForwardProject()); err != nil {
 			return err
 		}
 		if !slices.Equal(at.Accepts, st.Accepts) {

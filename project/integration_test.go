@@ -21,7 +21,6 @@ import (
 	"github.com/nsrun/nsrun/forward/iptables"
 	"github.com/nsrun/nsrun/forward/nftables"
 	"github.com/nsrun/nsrun/forward/shortcut"
-	"github.com/nsrun/nsrun/host"
 	"github.com/nsrun/nsrun/netns"
 	"github.com/nsrun/nsrun/netns/nstest"
 	"github.com/nsrun/nsrun/state"
@@ -591,10 +590,10 @@ func processName() string {
 
 // failingForwards fails after applying the forwards, as if iptables broke
 // half-way.
-type failingForwards struct{ host.Kernel }
+type failingForwards struct{ Publisher }
 
-func (f failingForwards) ApplyForwards(ctx context.Context, at forward.Placement, p forward.Project) error {
-	if err := f.Kernel.ApplyForwards(ctx, at, p); err != nil {
+func (f failingForwards) Apply(ctx context.Context, at forward.Placement, p forward.Project) error {
+	if err := f.Publisher.Apply(ctx, at, p); err != nil {
 		return err
 	}
 	return errors.New("injected failure after applying forwards")
@@ -603,7 +602,7 @@ func (f failingForwards) ApplyForwards(ctx context.Context, at forward.Placement
 func TestRollbackOfAFailedUp(t *testing.T) {
 	l := newLab(t)
 	before := nstest.Snapshot()
-	l.e.System = failingForwards{l.e.System.(host.Kernel)}
+	l.e.Publisher = failingForwards{l.e.Publisher}
 	_, err := l.tryUp(twoServers(freePorts(t, 3)))
 	if err == nil || !strings.Contains(err.Error(), "what this run created was removed") {
 		t.Fatalf("up: %v", err)

@@ -16,9 +16,9 @@ import (
 	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/forward/iptables"
 	"github.com/nsrun/nsrun/forward/nftables"
+	"github.com/nsrun/nsrun/internal/sysctl"
 	"github.com/nsrun/nsrun/netns/nstest"
 	"github.com/nsrun/nsrun/state"
-	"github.com/nsrun/nsrun/veth"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -40,7 +40,7 @@ namespaces:
 // TestReachability6 is TestReachability over IPv6, in both backends.
 func TestReachability6(t *testing.T) {
 	eachFirewall(t, func(t *testing.T, l *lab) {
-		forwarding, _ := veth.GetSysctl(veth.IPv6Forward)
+		forwarding, _ := sysctl.Get(sysctl.IPv6Forward)
 		ports := freePorts(t, 6)
 		st := l.up(dualStack(ports))
 		a, b := l.ns("a"), l.ns("b")
@@ -136,7 +136,7 @@ func TestReachability6(t *testing.T) {
 		l.expect(r, err, l.outside, "a -> [outside]:9998/udp (egress)")
 
 		// The record says what up made, and the second up changes nothing.
-		if v, _ := veth.GetSysctl(veth.IPv6Forward); v != "1" {
+		if v, _ := sysctl.Get(sysctl.IPv6Forward); v != "1" {
 			t.Errorf("net.ipv6.conf.all.forwarding is %s while the project is up", v)
 		}
 		out, err := l.e.Up(context.Background(), l.parse(dualStack(ports)))
@@ -151,7 +151,7 @@ func TestReachability6(t *testing.T) {
 				t.Errorf("namespace %s still there after down", n)
 			}
 		}
-		if v, _ := veth.GetSysctl(veth.IPv6Forward); v != forwarding {
+		if v, _ := sysctl.Get(sysctl.IPv6Forward); v != forwarding {
 			t.Errorf("down left net.ipv6.conf.all.forwarding %s; it was %s", v, forwarding)
 		}
 	})
@@ -240,14 +240,14 @@ func TestRouterAdvertisedDefaultRoute(t *testing.T) {
 		t.Skip("no radvd")
 	}
 	l := newLab(t)
-	forwarding, _ := veth.GetSysctl(veth.IPv6Forward)
+	forwarding, _ := sysctl.Get(sysctl.IPv6Forward)
 	if forwarding == "1" {
 		t.Skip("IPv6 forwarding is on before the test: there is nothing for up to turn on")
 	}
 	// The host side of the outside link takes router advertisements, as an
 	// uplink would; their route gets a metric far above any real one.
 	for _, kv := range [][2]string{{"ra_defrtr_metric", "4000000"}, {"accept_ra", "1"}} {
-		if err := veth.SetSysctl(veth.LinkSysctl6(l.outLink, kv[0]), kv[1]); err != nil {
+		if err := sysctl.Set(sysctl.Link6(l.outLink, kv[0]), kv[1]); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -290,10 +290,10 @@ func TestRouterAdvertisedDefaultRoute(t *testing.T) {
 
 	ports := freePorts(t, 1)
 	l.up(fmt.Sprintf("name: t{ID}\nipv6: true\nnamespaces:\n  a{ID}:\n    ports: [\"%d:8080\"]\n", ports[0]))
-	if v, _ := veth.GetSysctl(veth.IPv6Forward); v != "1" {
+	if v, _ := sysctl.Get(sysctl.IPv6Forward); v != "1" {
 		t.Fatalf("IPv6 forwarding is %s after up", v)
 	}
-	if v, _ := veth.GetSysctl(veth.LinkSysctl6(l.outLink, "accept_ra")); v != "2" {
+	if v, _ := sysctl.Get(sysctl.Link6(l.outLink, "accept_ra")); v != "2" {
 		t.Errorf("accept_ra on %s is %s after up; want 2", l.outLink, v)
 	}
 	if !route() {
@@ -305,10 +305,10 @@ func TestRouterAdvertisedDefaultRoute(t *testing.T) {
 	if !route() {
 		t.Errorf("down dropped the RA-learned default route on %s", l.outLink)
 	}
-	if v, _ := veth.GetSysctl(veth.IPv6Forward); v != forwarding {
+	if v, _ := sysctl.Get(sysctl.IPv6Forward); v != forwarding {
 		t.Errorf("down left IPv6 forwarding %s; it was %s", v, forwarding)
 	}
-	if v, _ := veth.GetSysctl(veth.LinkSysctl6(l.outLink, "accept_ra")); v != "1" {
+	if v, _ := sysctl.Get(sysctl.Link6(l.outLink, "accept_ra")); v != "1" {
 		t.Errorf("down left accept_ra on %s %s; it was 1", l.outLink, v)
 	}
 }

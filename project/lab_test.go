@@ -17,7 +17,9 @@ import (
 	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/forward/iptables"
 	"github.com/nsrun/nsrun/forward/nftables"
+	"github.com/nsrun/nsrun/forward/shortcut"
 	"github.com/nsrun/nsrun/host"
+	"github.com/nsrun/nsrun/internal/sysctl"
 	"github.com/nsrun/nsrun/keeper"
 	"github.com/nsrun/nsrun/netns"
 	"github.com/nsrun/nsrun/netns/nstest"
@@ -89,7 +91,7 @@ func (l *lab) engine() *Engine {
 	l.t.Helper()
 	k := kernel(2 * time.Second)
 	dir := filepath.Join(l.tempDir(), "nsrun")
-	return &Engine{Store: state.Store{Dir: dir}, System: k, Sweeper: k, Observe: k.Observe, FirewallChoice: l.firewall,
+	return &Engine{Store: state.Store{Dir: dir}, System: k, Publisher: k.Publisher, Sweeper: k, Observe: k.Observe, FirewallChoice: l.firewall,
 		Supervision: supervise.Daemon{Self: nstest.Binary(l.t), Grace: 2 * time.Second},
 		Keeper:      keeper.Daemon{Self: nstest.Binary(l.t)}, NoHeal: !l.heal}
 }
@@ -139,7 +141,7 @@ func (l *lab) makeOutside() {
 		l.t.Fatal(err)
 	}
 	// An ordinary link, not one of nsrun's: no route_localnet.
-	if err := veth.SetLinkSysctl(l.outLink, "route_localnet", "0"); err != nil {
+	if err := sysctl.SetLink(l.outLink, "route_localnet", "0"); err != nil {
 		l.t.Fatal(err)
 	}
 }
@@ -249,5 +251,5 @@ func kernel(grace time.Duration) host.Kernel {
 	for _, b := range iptables.Backends {
 		fws = append(fws, iptables.New(b, 30*time.Second))
 	}
-	return host.Kernel{Firewalls: append(fws, nftables.New()), Grace: grace}
+	return host.Kernel{Publisher: forward.Publisher{Firewalls: append(fws, nftables.New()), Shortcut: shortcut.Loopback{}}, Grace: grace}
 }

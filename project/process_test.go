@@ -14,10 +14,11 @@ import (
 
 	"github.com/nsrun/nsrun/host"
 	"github.com/nsrun/nsrun/internal/atomicfile"
+	"github.com/nsrun/nsrun/internal/proc"
+	"github.com/nsrun/nsrun/internal/sysctl"
 	"github.com/nsrun/nsrun/netns"
 	"github.com/nsrun/nsrun/netns/nstest"
 	"github.com/nsrun/nsrun/supervise"
-	"github.com/nsrun/nsrun/veth"
 )
 
 // helperBinary copies the test binary (which serves and dials, see
@@ -113,7 +114,7 @@ func TestProcessesServeWhenUpReturns(t *testing.T) {
 	for _, ns := range []string{a, b} {
 		p := l.process(ns + "/web")
 		pids, _ := netns.Pids(ns)
-		if p.State != supervise.Running || !slices.ContainsFunc(pids, func(q netns.Process) bool { return q.PID == p.PID }) {
+		if p.State != supervise.Running || !slices.ContainsFunc(pids, func(q proc.Process) bool { return q.PID == p.PID }) {
 			t.Errorf("%s/web: %+v; pids in the namespace %v", ns, p, pids)
 		}
 	}
@@ -223,7 +224,7 @@ func TestDownAfterTheSupervisorWasKilled(t *testing.T) {
 	}
 	eventually(t, "supervisor gone", func() bool { return !processAlive(st.PID) })
 	// The shell forks its child in its own time: wait for all three.
-	var pids []netns.Process
+	var pids []proc.Process
 	eventually(t, "the two commands and the shell's child in the namespace", func() bool {
 		pids, _ = netns.Pids(l.ns("a"))
 		return len(pids) >= 3
@@ -232,7 +233,7 @@ func TestDownAfterTheSupervisorWasKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, p := range pids {
-		if netns.Alive(p) {
+		if proc.Alive(p) {
 			t.Errorf("process %d survived down", p.PID)
 		}
 	}
@@ -322,12 +323,12 @@ func TestDownAllAfterTheRecordsWereLost(t *testing.T) {
 	// The records go, host.json with them: nothing can tell down --all
 	// what net.ipv4.ip_forward was before the first up. The test puts it
 	// back itself.
-	forwarding, err := veth.GetSysctl(veth.IPForward)
+	forwarding, err := sysctl.Get(sysctl.IPForward)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if err := veth.SetSysctl(veth.IPForward, forwarding); err != nil {
+		if err := sysctl.Set(sysctl.IPForward, forwarding); err != nil {
 			t.Error(err)
 		}
 	})
@@ -335,7 +336,7 @@ func TestDownAllAfterTheRecordsWereLost(t *testing.T) {
 	sup := l.status()
 	// Each process enters its namespace in its own time (nsrun exec):
 	// wait for both.
-	var procs []netns.Process
+	var procs []proc.Process
 	eventually(t, "a process in each namespace", func() bool {
 		procs = nil
 		for _, ns := range []string{l.ns("a"), l.ns("b")} {
@@ -350,11 +351,11 @@ func TestDownAllAfterTheRecordsWereLost(t *testing.T) {
 	if err := l.e.DownAll(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if netns.Alive(netns.Process{PID: sup.PID, StartTime: sup.StartTime}) {
+	if proc.Alive(proc.Process{PID: sup.PID, StartTime: sup.StartTime}) {
 		t.Errorf("the supervisor (pid %d) survived down --all", sup.PID)
 	}
 	for _, p := range procs {
-		if netns.Alive(p) {
+		if proc.Alive(p) {
 			t.Errorf("process %d survived down --all", p.PID)
 		}
 	}

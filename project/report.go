@@ -6,7 +6,7 @@ import (
 
 	"github.com/nsrun/nsrun/forward/shortcut"
 	"github.com/nsrun/nsrun/host"
-	"github.com/nsrun/nsrun/netns"
+	"github.com/nsrun/nsrun/internal/proc"
 	"github.com/nsrun/nsrun/state"
 	"github.com/nsrun/nsrun/supervise"
 )
@@ -123,7 +123,7 @@ func (e *Engine) report(st *state.Record, obs host.Observed) *Report {
 // from the supervisor's status and the processes' liveness.
 func processReports(st *state.Record, sup supervise.Status) (*ProcessReport, []ProcessReport) {
 	var supervisor *ProcessReport
-	supAlive := sup.PID != 0 && netns.Alive(netns.Process{PID: sup.PID, StartTime: sup.StartTime})
+	supAlive := sup.PID != 0 && proc.Alive(proc.Process{PID: sup.PID, StartTime: sup.StartTime})
 	if sup.PID != 0 {
 		state := "running"
 		if !supAlive {
@@ -143,7 +143,7 @@ func processReports(st *state.Record, sup supervise.Status) (*ProcessReport, []P
 			pr = ProcessReport{Name: r.Key(), State: p.State, PID: p.PID, Restarts: p.Restarts, ExitCode: p.ExitCode}
 			if p.State == supervise.Running {
 				switch {
-				case !netns.Alive(netns.Process{PID: p.PID, StartTime: p.StartTime}):
+				case !proc.Alive(proc.Process{PID: p.PID, StartTime: p.StartTime}):
 					pr.State = "gone"
 				case !supAlive:
 					pr.State, pr.StartedAt = "unsupervised", p.StartedAt

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nsrun/nsrun/internal/daemon"
+	"github.com/nsrun/nsrun/internal/proc"
 	"github.com/nsrun/nsrun/netns"
 	"golang.org/x/sys/unix"
 )
@@ -28,7 +29,7 @@ func (s Daemon) Apply(ctx context.Context, dir string, plan Plan) error {
 		return err
 	}
 	st, err := ReadStatus(dir)
-	running := err == nil && netns.Alive(netns.Process{PID: st.PID, StartTime: st.StartTime})
+	running := err == nil && proc.Alive(proc.Process{PID: st.PID, StartTime: st.StartTime})
 	switch {
 	case len(plan.Processes) == 0:
 		if running {
@@ -36,7 +37,7 @@ func (s Daemon) Apply(ctx context.Context, dir string, plan Plan) error {
 		}
 		return nil
 	case running:
-		if err := netns.Signal(netns.Process{PID: st.PID, StartTime: st.StartTime}, unix.SIGHUP); err != nil {
+		if err := proc.Signal(proc.Process{PID: st.PID, StartTime: st.StartTime}, unix.SIGHUP); err != nil {
 			return err
 		}
 	default:
@@ -65,7 +66,7 @@ func (s Daemon) start(dir string) error {
 func waitGeneration(ctx context.Context, dir string, gen int) error {
 	took := func() bool {
 		st, err := ReadStatus(dir)
-		return err == nil && st.Generation == gen && netns.Alive(netns.Process{PID: st.PID, StartTime: st.StartTime})
+		return err == nil && st.Generation == gen && proc.Alive(proc.Process{PID: st.PID, StartTime: st.StartTime})
 	}
 	if !daemon.Await(ctx, 10*time.Second, 20*time.Millisecond, took) {
 		return fmt.Errorf("the supervisor did not take up the new processes; see %s", SupervisorLog(dir))
@@ -81,15 +82,15 @@ func (s Daemon) Stop(dir string) error {
 	// A missing or corrupt status names none: the scan above and the
 	// namespaces' process lists catch what is left.
 	if st, err := ReadStatus(dir); err == nil && st.PID != 0 {
-		procs = append(procs, netns.Process{PID: st.PID, StartTime: st.StartTime})
+		procs = append(procs, proc.Process{PID: st.PID, StartTime: st.StartTime})
 	}
-	return netns.Stop(procs, s.Grace+5*time.Second)
+	return proc.Stop(procs, s.Grace+5*time.Second)
 }
 
 // StopAll stops every supervisor of a project directory below root,
 // recorded or not: down --all after the records were lost.
 func (s Daemon) StopAll(root string) error {
-	return netns.Stop(daemon.Find(s.Self, "supervise", func(d string) bool { return filepath.Dir(d) == root }), s.Grace+5*time.Second)
+	return proc.Stop(daemon.Find(s.Self, "supervise", func(d string) bool { return filepath.Dir(d) == root }), s.Grace+5*time.Second)
 }
 
 func (s Daemon) Status(dir string) (Status, error) { return ReadStatus(dir) }

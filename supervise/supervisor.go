@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/nsrun/nsrun/internal/atomicfile"
-	"github.com/nsrun/nsrun/netns"
+	"github.com/nsrun/nsrun/internal/proc"
 )
 
 // Backoff bounds for restarts: the pause doubles from the first to the
@@ -32,11 +32,12 @@ type Supervisor struct {
 	Grace time.Duration // between SIGTERM and SIGKILL when stopping
 
 	mu     sync.Mutex
-	procs  map[string]*proc
+	procs  map[string]*supervised
 	status Status
 }
 
-type proc struct {
+// supervised is one process under supervision.
+type supervised struct {
 	def  Process
 	st   ProcessStatus
 	stop chan struct{} // closed to stop the process for good
@@ -47,9 +48,9 @@ type proc struct {
 // it read the plan again: new and changed processes start, removed and
 // changed ones stop, unchanged ones are left alone.
 func (s *Supervisor) Run(ctx context.Context) error {
-	s.procs = map[string]*proc{}
+	s.procs = map[string]*supervised{}
 	s.status.PID = os.Getpid()
-	start, err := netns.StartTime(s.status.PID)
+	start, err := proc.StartTime(s.status.PID)
 	if err != nil {
 		return err
 	}
@@ -93,7 +94,7 @@ func (s *Supervisor) reload() {
 		want[p.Key()] = p
 	}
 	s.mu.Lock()
-	var stale []*proc
+	var stale []*supervised
 	for key, p := range s.procs {
 		// Removed, changed and exited ones go; changed and exited start anew.
 		if w, ok := want[key]; !ok || w.Hash() != p.def.Hash() || p.st.State == Exited {
@@ -106,7 +107,7 @@ func (s *Supervisor) reload() {
 	s.mu.Lock()
 	for key, def := range want {
 		if _, running := s.procs[key]; !running {
-			p := &proc{def: def, stop: make(chan struct{}), done: make(chan struct{}),
+			p := &supervised{def: def, stop: make(chan struct{}), done: make(chan struct{}),
 				st: ProcessStatus{Namespace: def.Namespace, Name: def.Name, Hash: def.Hash(), State: Starting}}
 			s.procs[key] = p
 			go s.monitor(p)
@@ -119,7 +120,7 @@ func (s *Supervisor) reload() {
 
 func (s *Supervisor) stopAll() {
 	s.mu.Lock()
-	var all []*proc
+	var all []*supervised
 	for _, p := range s.procs {
 		all = append(all, p)
 	}
@@ -128,7 +129,7 @@ func (s *Supervisor) stopAll() {
 }
 
 // stopEach stops processes in parallel and waits for all of them.
-func stopEach(procs []*proc) {
+func stopEach(procs []*supervised) {
 	for _, p := range procs {
 		close(p.stop)
 	}
@@ -138,7 +139,7 @@ func stopEach(procs []*proc) {
 }
 
 // monitor runs one process for as long as its restart policy says.
-func (s *Supervisor) monitor(p *proc) {
+func (s *Supervisor) monitor(p *supervised) {
 	defer close(p.done)
 	logf, err := openLog(s.Dir, p.def.Namespace, p.def.Name, MaxLogSize)
 	if err != nil {
@@ -176,7 +177,7 @@ func (s *Supervisor) monitor(p *proc) {
 
 // runOnce starts the process and waits for it to exit, or stops it when
 // asked. It returns the exit status (128+N for signal N).
-func (s *Supervisor) runOnce(p *proc, logf *logFile) (code int, stopped bool) {
+func (s *Supervisor) runOnce(p *supervised, logf *logFile) (code int, stopped bool) {
 	cmd := exec.Command(s.Self, execArgs(p.def)...)
 	cmd.Env = baseEnv()
 	cmd.Stdout, cmd.Stderr = logf, logf
@@ -185,7 +186,7 @@ func (s *Supervisor) runOnce(p *proc, logf *logFile) (code int, stopped bool) {
 		fmt.Fprintf(logf, "[nsrun] cannot start: %v\n", err)
 		return 127, false
 	}
-	start, _ := netns.StartTime(cmd.Process.Pid)
+	start, _ := proc.StartTime(cmd.Process.Pid)
 	s.update(p, func(st *ProcessStatus) {
 		st.State, st.PID, st.StartTime, st.StartedAt, st.Error = Running, cmd.Process.Pid, start, time.Now(), ""
 	})
@@ -269,7 +270,7 @@ func baseEnv() []string {
 	return env
 }
 
-func (s *Supervisor) update(p *proc, change func(*ProcessStatus)) {
+func (s *Supervisor) update(p *supervised, change func(*ProcessStatus)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	change(&p.st)

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nsrun/nsrun/internal/sysctl"
 	"github.com/nsrun/nsrun/netns"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -148,7 +149,7 @@ func ensureHostSide(p Pair, hh *netlink.Handle, host netlink.Link, fresh bool) e
 	}
 	if p.IPv6() {
 		for _, kv := range noAutoconf {
-			if err := SetSysctl(LinkSysctl6(p.Host, kv[0]), kv[1]); err != nil {
+			if err := sysctl.Set(sysctl.Link6(p.Host, kv[0]), kv[1]); err != nil {
 				return err
 			}
 		}
@@ -158,7 +159,7 @@ func ensureHostSide(p Pair, hh *netlink.Handle, host netlink.Link, fresh bool) e
 	}
 	// route_localnet lets DNAT'd connections from 127.0.0.0/8 leave through
 	// this link; the INPUT guard keeps it from exposing the host's loopback.
-	if err := SetLinkSysctl(p.Host, "route_localnet", "1"); err != nil {
+	if err := sysctl.SetLink(p.Host, "route_localnet", "1"); err != nil {
 		return err
 	}
 	if host.Attrs().Flags&net.FlagUp == 0 {
@@ -180,7 +181,7 @@ func ensurePeerSide(p Pair, nh *netlink.Handle, fresh bool) error {
 	if p.IPv6() {
 		if err := netns.Do(p.Namespace, func() error {
 			for _, kv := range noAutoconf {
-				if err := SetSysctl(LinkSysctl6(p.Peer, kv[0]), kv[1]); err != nil {
+				if err := sysctl.Set(sysctl.Link6(p.Peer, kv[0]), kv[1]); err != nil {
 					return err
 				}
 			}

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/nsrun/nsrun/internal/rtnl"
+	"github.com/nsrun/nsrun/internal/sysctl"
 	"github.com/nsrun/nsrun/netns"
 	"github.com/nsrun/nsrun/netns/nstest"
 	"github.com/vishvananda/netlink"
@@ -67,10 +68,10 @@ func TestEnsureBuildsThePair(t *testing.T) {
 	if routes := ip(t, "-n", p.Namespace, "route"); !strings.Contains(routes, "default via 10.231.7.1 dev eth0") {
 		t.Errorf("routes inside:\n%s", routes)
 	}
-	if v, _ := GetSysctl(LinkSysctl(p.Host, "route_localnet")); v != "1" {
+	if v, _ := sysctl.Get(sysctl.Link(p.Host, "route_localnet")); v != "1" {
 		t.Errorf("route_localnet on %s = %q, want 1", p.Host, v)
 	}
-	if v, _ := GetSysctl("net/ipv4/conf/all/route_localnet"); v != "0" {
+	if v, _ := sysctl.Get("net/ipv4/conf/all/route_localnet"); v != "0" {
 		t.Errorf("route_localnet on all = %q; nsrun must never set it", v)
 	}
 	// The host reaches the namespace over the link.
@@ -209,7 +210,7 @@ func observe(t *testing.T, p Pair) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	localnet, _ := GetSysctl(LinkSysctl(p.Host, "route_localnet"))
+	localnet, _ := sysctl.Get(sysctl.Link(p.Host, "route_localnet"))
 	var host *Link
 	if l, ok := links[p.Host]; ok {
 		host = &l
@@ -230,7 +231,7 @@ func TestObserveAndDrift(t *testing.T) {
 	}
 	ip(t, "link", "set", p.Host, "down")
 	ip(t, "-n", p.Namespace, "addr", "flush", "dev", "eth0") // takes the default route with it
-	if err := SetLinkSysctl(p.Host, "route_localnet", "0"); err != nil {
+	if err := sysctl.SetLink(p.Host, "route_localnet", "0"); err != nil {
 		t.Fatal(err)
 	}
 	want := []string{
@@ -326,7 +327,7 @@ func TestHostLinksMatchTheLibrary(t *testing.T) {
 	}
 	var got, want map[string]Link
 	err := netns.Do(p.Namespace, func() error {
-		if err := SetLinkSysctl("va", "route_localnet", "1"); err != nil {
+		if err := sysctl.SetLink("va", "route_localnet", "1"); err != nil {
 			return err
 		}
 		var err error
@@ -345,7 +346,7 @@ func TestHostLinksMatchTheLibrary(t *testing.T) {
 		names := map[int]string{}
 		for _, l := range links {
 			a := l.Attrs()
-			localnet, err := GetSysctl(LinkSysctl(a.Name, "route_localnet"))
+			localnet, err := sysctl.Get(sysctl.Link(a.Name, "route_localnet"))
 			if err != nil {
 				return err
 			}

@@ -10,6 +10,7 @@ import (
 	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/forward/iptables"
 	"github.com/nsrun/nsrun/forward/nftables"
+	"github.com/nsrun/nsrun/forward/shortcut"
 	"github.com/nsrun/nsrun/host"
 	"github.com/nsrun/nsrun/internal/nftcache"
 	"github.com/nsrun/nsrun/keeper"
@@ -27,10 +28,12 @@ func newEngine(w io.Writer, quiet bool) (*project.Engine, error) {
 	}
 	st := store()
 	cache := &nftcache.Cache{Path: filepath.Join(st.Dir, "nftables-cache.json")}
-	k := host.Kernel{Firewalls: firewalls(cache), Grace: 5 * time.Second, Cache: cache, Peers: &host.PeerCache{Dir: st.Dir}}
+	pub := forward.Publisher{Firewalls: firewalls(cache), Shortcut: shortcut.Loopback{}}
+	k := host.Kernel{Publisher: pub, Grace: 5 * time.Second, Cache: cache, Peers: &host.PeerCache{Dir: st.Dir}}
 	e := &project.Engine{
 		Store:       st,
 		System:      k,
+		Publisher:   pub,
 		Sweeper:     k,
 		Supervision: supervise.Daemon{Self: self, Grace: 5 * time.Second},
 		Keeper:      keeper.Daemon{Self: self},

@@ -21,6 +21,7 @@
 package shortcut
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -114,4 +115,20 @@ func Drift(t Table, project string, want []Entry) []string {
 	default:
 		return []string{fmt.Sprintf("%s, and %d more loopback shortcut entries differ", first, n-1)}
 	}
+}
+
+// Loopback is the shortcut as forward.Publisher holds it. Where the
+// kernel cannot take the programs it does nothing: the rules carry
+// loopback connections alone.
+type Loopback struct{}
+
+func (Loopback) Set(p forward.Project) error { return unlessUnavailable(Set(p.Name, Of(p))) }
+func (Loopback) Remove(project string) error { return unlessUnavailable(Set(project, nil)) }
+func (Loopback) Sweep() error                { return Sweep() }
+
+func unlessUnavailable(err error) error {
+	if errors.Is(err, ErrUnavailable) {
+		return nil
+	}
+	return err
 }

@@ -15,7 +15,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/nsrun/nsrun/netns"
+	"github.com/nsrun/nsrun/internal/proc"
 )
 
 // Start starts one of nsrun's own daemons, detached (its own
@@ -40,8 +40,8 @@ func Start(log, self string, args ...string) (int, error) {
 // COMMAND [FLAGS] DIR (supervise for the supervisors, keep for the
 // keeper), for the directories that match; only root's processes that run
 // self (see runsAsRoot), whatever another user's process calls itself.
-func Find(self, command string, match func(dir string) bool) []netns.Process {
-	var out []netns.Process
+func Find(self, command string, match func(dir string) bool) []proc.Process {
+	var out []proc.Process
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
@@ -56,8 +56,8 @@ func Find(self, command string, match func(dir string) bool) []netns.Process {
 		if len(args) < 3 || args[1] != command || !match(args[len(args)-1]) || !runsAsRoot(pid, self) {
 			continue
 		}
-		if start, err := netns.StartTime(pid); err == nil {
-			out = append(out, netns.Process{PID: pid, StartTime: start})
+		if start, err := proc.StartTime(pid); err == nil {
+			out = append(out, proc.Process{PID: pid, StartTime: start})
 		}
 	}
 	return out

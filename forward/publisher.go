@@ -1,0 +1,160 @@
+package forward
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+)
+
+// Shortcut is the loopback shortcut (package shortcut): connections from
+// the host to a port published on a loopback address go straight to the
+// namespace. Where the kernel cannot run it, it does nothing, and the
+// rules carry those connections alone.
+type Shortcut interface {
+	// Set makes the project's shortcuts those its ports need.
+	Set(p Project) error
+	// Remove removes the project's shortcuts.
+	Remove(project string) error
+	// Sweep removes the shortcut, whatever it holds.
+	Sweep() error
+}
+
+// Publisher publishes projects' ports: it holds the firewall backends and
+// the loopback shortcut, puts a project's rules where a placement (Place)
+// says, and takes them away again.
+type Publisher struct {
+	// Firewalls are the backends, in order of preference.
+	Firewalls []Firewall
+	Shortcut  Shortcut
+}
+
+// Read reads each installed backend once, all at once (each is another
+// program), and returns them by backend, and the installed ones in order
+// of preference.
+func (p Publisher) Read(ctx context.Context) (map[Backend]Tables, []Backend, error) {
+	var order []Backend
+	tables := make([]Tables, len(p.Firewalls))
+	errs := make([]error, len(p.Firewalls))
+	var wg sync.WaitGroup
+	for i, fw := range p.Firewalls {
+		if !fw.Installed() {
+			continue
+		}
+		order = append(order, fw.Backend())
+		wg.Go(func() { tables[i], errs[i] = fw.Read(ctx) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, nil, err
+	}
+	out := map[Backend]Tables{}
+	for i, fw := range p.Firewalls {
+		if tables[i] != nil {
+			out[fw.Backend()] = tables[i]
+		}
+	}
+	return out, order, nil
+}
+
+// Apply puts the project's rules in their backend and its FORWARD accepts
+// in the others the placement names, removes whatever of the project any
+// other backend holds (a project moved to another backend, accepts no
+// longer needed), then puts its loopback shortcuts in place.
+func (p Publisher) Apply(ctx context.Context, at Placement, proj Project) error {
+	placed := append([]Backend{at.Backend}, at.Accepts...)
+	for i, b := range placed {
+		fw, err := p.firewall(b)
+		if err != nil {
+			return err
+		}
+		if err := fw.Ensure(ctx, proj, i > 0); err != nil {
+			return err
+		}
+	}
+	for _, fw := range p.Firewalls {
+		if fw.Installed() && !slices.Contains(placed, fw.Backend()) {
+			if err := fw.Remove(ctx, proj.Name); err != nil {
+				return err
+			}
+		}
+	}
+	return p.Shortcut.Set(proj)
+}
+
+// Probe checks that a backend works here, changing nothing.
+func (p Publisher) Probe(ctx context.Context, b Backend) error {
+	fw, err := p.firewall(b)
+	if err != nil {
+		return err
+	}
+	return fw.Probe(ctx)
+}
+
+// Remove removes the project's shortcuts, then whatever of its rules any
+// installed backend holds: removal does not depend on which backend up
+// chose, nor on any backend's policy.
+func (p Publisher) Remove(ctx context.Context, project string) error {
+	if err := p.Shortcut.Remove(project); err != nil {
+		return err
+	}
+	var errs []error
+	for _, fw := range p.Firewalls {
+		if fw.Installed() {
+			errs = append(errs, fw.Remove(ctx, project))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// MadeTables lists, per installed backend, the tables its tools made on
+// first use that exist now (see Firewall.MadeTables).
+func (p Publisher) MadeTables(ctx context.Context) (map[Backend][]string, error) {
+	out := map[Backend][]string{}
+	for _, fw := range p.Firewalls {
+		if !fw.Installed() {
+			continue
+		}
+		tables, err := fw.MadeTables(ctx)
+		if err != nil {
+			return nil, err
+		}
+		out[fw.Backend()] = tables
+	}
+	return out, nil
+}
+
+// RemoveEmptyTables removes those of the tables named, per backend, that
+// hold nothing.
+func (p Publisher) RemoveEmptyTables(ctx context.Context, tables map[Backend][]string) error {
+	var errs []error
+	for _, fw := range p.Firewalls {
+		if fw.Installed() && len(tables[fw.Backend()]) > 0 {
+			errs = append(errs, fw.RemoveEmptyTables(ctx, tables[fw.Backend()]))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Sweep removes nsrun's chains, and the rules that jump to them, from
+// every installed backend, and the loopback shortcut.
+func (p Publisher) Sweep(ctx context.Context) error {
+	var errs []error
+	for _, fw := range p.Firewalls {
+		if fw.Installed() {
+			errs = append(errs, fw.Sweep(ctx))
+		}
+	}
+	return errors.Join(append(errs, p.Shortcut.Sweep())...)
+}
+
+// firewall returns the backend of that name.
+func (p Publisher) firewall(b Backend) (Firewall, error) {
+	for _, fw := range p.Firewalls {
+		if fw.Backend() == b {
+			return fw, nil
+		}
+	}
+	return nil, fmt.Errorf("no firewall backend %q", b)
+}
