@@ -1,0 +1,109 @@
+package forward
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// memoryFirewall holds, per project, what Ensure put there: "rules" or
+// "accepts".
+type memoryFirewall struct {
+	backend   Backend
+	installed bool
+	held      map[string]string
+	swept     bool
+}
+
+func (m *memoryFirewall) Backend() Backend { return m.backend }
+func (m *memoryFirewall) Installed() bool  { return m.installed }
+func (m *memoryFirewall) Read(context.Context) (Tables, error) {
+	return stub{publishes: len(m.held) > 0}, nil
+}
+func (m *memoryFirewall) Script(Project) string                        { return "" }
+func (m *memoryFirewall) Probe(context.Context) error                  { return nil }
+func (m *memoryFirewall) MadeTables(context.Context) ([]string, error) { return nil, nil }
+func (m *memoryFirewall) RemoveEmptyTables(context.Context, []string) error {
+	return nil
+}
+func (m *memoryFirewall) Ensure(_ context.Context, p Project, acceptsOnly bool) error {
+	m.held[p.Name] = map[bool]string{false: "rules", true: "accepts"}[acceptsOnly]
+	return nil
+}
+func (m *memoryFirewall) Remove(_ context.Context, project string) error {
+	delete(m.held, project)
+	return nil
+}
+func (m *memoryFirewall) Sweep(context.Context) error {
+	m.held, m.swept = map[string]string{}, true
+	return nil
+}
+
+// memoryShortcut holds the projects that have shortcuts.
+type memoryShortcut struct {
+	set   []string
+	swept bool
+}
+
+func (m *memoryShortcut) Set(p Project) error {
+	if !slices.Contains(m.set, p.Name) {
+		m.set = append(m.set, p.Name)
+	}
+	return nil
+}
+func (m *memoryShortcut) Remove(project string) error {
+	m.set = slices.DeleteFunc(m.set, func(s string) bool { return s == project })
+	return nil
+}
+func (m *memoryShortcut) Sweep() error { m.set, m.swept = nil, true; return nil }
+
+// TestPublisherPutsRulesWhereThePlacementSays: the project's rules go to
+// its backend, its accepts to the others named, nothing of it stays in
+// another installed backend, and its shortcuts follow; Remove takes it
+// from every installed backend whatever the placement was; Sweep sweeps
+// them all. A backend that is not installed is never asked.
+func TestPublisherPutsRulesWhereThePlacementSays(t *testing.T) {
+	ctx := context.Background()
+	nftFW := &memoryFirewall{backend: nft, installed: true, held: map[string]string{}}
+	ipnftFW := &memoryFirewall{backend: ipnft, installed: true, held: map[string]string{}}
+	legacyFW := &memoryFirewall{backend: iplegacy, installed: false, held: map[string]string{"p": "rules"}}
+	sc := &memoryShortcut{}
+	pub := Publisher{Firewalls: []Firewall{ipnftFW, legacyFW, nftFW}, Shortcut: sc}
+	held := func() string {
+		return strings.Join([]string{ipnftFW.held["p"], legacyFW.held["p"], nftFW.held["p"]}, ",")
+	}
+
+	p := Project{Name: "p"}
+	if err := pub.Apply(ctx, Placement{Backend: nft, Accepts: []Backend{ipnft}}, p); err != nil {
+		t.Fatal(err)
+	}
+	if got := held(); got != "accepts,rules,rules" || !slices.Equal(sc.set, []string{"p"}) {
+		t.Errorf("after Apply to nftables with accepts in iptables-nft: %q, shortcuts %q; want accepts,rules,rules (iptables-legacy not installed: untouched) and [p]", got, sc.set)
+	}
+	if err := pub.Apply(ctx, Placement{Backend: ipnft}, p); err != nil {
+		t.Fatal(err)
+	}
+	if got := held(); got != "rules,rules," {
+		t.Errorf("after moving to iptables-nft: %q; want rules,rules, (nftables' copy removed)", got)
+	}
+	if err := pub.Apply(ctx, Placement{Backend: "iptables-other"}, p); err == nil || !strings.Contains(err.Error(), "no firewall backend") {
+		t.Errorf("Apply to a backend that does not exist: %v", err)
+	}
+	if err := pub.Remove(ctx, "p"); err != nil {
+		t.Fatal(err)
+	}
+	if got := held(); got != ",rules," || len(sc.set) != 0 {
+		t.Errorf("after Remove: %q, shortcuts %q; want ,rules, and none", got, sc.set)
+	}
+	if err := pub.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !ipnftFW.swept || !nftFW.swept || legacyFW.swept || !sc.swept {
+		t.Errorf("Sweep swept iptables-nft %v, nftables %v, iptables-legacy (not installed) %v, the shortcut %v", ipnftFW.swept, nftFW.swept, legacyFW.swept, sc.swept)
+	}
+	tables, order, err := pub.Read(ctx)
+	if err != nil || len(tables) != 2 || !slices.Equal(order, []Backend{ipnft, nft}) {
+		t.Errorf("Read: %v %v %v; want the two installed backends, in order", tables, order, err)
+	}
+}
