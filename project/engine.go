@@ -128,7 +128,7 @@ func (e *Engine) Up(ctx context.Context, s *specs.Spec) (*Outcome, error) {
 		err = errors.Join(err, e.finishIfLast(ctx))
 	}
 	if out != nil {
-		err = errors.Join(err, e.updateKeeper(ctx))
+		err = errors.Join(err, e.updateKeeper(ctx, !out.State.NoHeal))
 	}
 	return out, err
 }
@@ -308,7 +308,7 @@ func (e *Engine) down(ctx context.Context, project string) (bool, error) {
 	if err != nil {
 		return true, fmt.Errorf("%w\nthe record is kept; run 'sudo nsrun down -p %s' again once the cause is fixed", err, project)
 	}
-	return true, errors.Join(e.Store.Remove(project), e.updateKeeper(ctx), e.finishIfLast(ctx))
+	return true, errors.Join(e.Store.Remove(project), e.updateKeeper(ctx, false), e.finishIfLast(ctx))
 }
 
 // warnHeld says which of the namespaces about to be deleted other
@@ -357,7 +357,7 @@ func (e *Engine) DownAll(ctx context.Context) error {
 		}
 	}
 	_, err = e.sweep(ctx, "")
-	errs = append(errs, err, e.Sweeper.SweepFirewall(ctx), e.updateKeeper(ctx), e.finishIfLast(ctx))
+	errs = append(errs, err, e.Sweeper.SweepFirewall(ctx), e.updateKeeper(ctx, false), e.finishIfLast(ctx))
 	return errors.Join(errs...)
 }
 
@@ -392,9 +392,10 @@ func (e *Engine) sweep(ctx context.Context, project string) (int, error) {
 }
 
 // updateKeeper runs the keeper while a project heals, and stops it once none
-// does. The caller holds the lock.
-func (e *Engine) updateKeeper(ctx context.Context) error {
-	if e.Store.Heals() {
+// does. heals says that the project just brought up does, which spares
+// reading every project's record to know.
+func (e *Engine) updateKeeper(ctx context.Context, heals bool) error {
+	if heals || e.Store.Heals() {
 		return e.Keeper.Start(ctx, e.Store.Dir)
 	}
 	return e.Keeper.Stop(e.Store.Dir)
