@@ -74,8 +74,8 @@ func (l *lab) process(key string) supervise.ProcessStatus {
 	return supervise.ProcessStatus{}
 }
 
-// running waits until the supervisor runs the process (a process without
-// a ready check may still be starting when up returns) and returns it.
+// running waits until the supervisor runs the process (again, after a
+// restart) and returns it.
 func (l *lab) running(key string) supervise.ProcessStatus {
 	l.t.Helper()
 	var p supervise.ProcessStatus
@@ -212,6 +212,23 @@ namespaces:
 `)
 	if !errors.As(err, &pe) || !strings.Contains(err.Error(), "exited with status 2 before port 8080 accepted a connection") || !strings.Contains(err.Error(), "| oops") {
 		t.Errorf("up with a process that exits: %v", err)
+	}
+}
+
+// TestEveryProcessStartedWhenUpReturns: up returns once every process
+// has been started, ready check or not, so that a status right after it
+// finds nothing "starting" (which it reports as drift).
+func TestEveryProcessStartedWhenUpReturns(t *testing.T) {
+	l := newLab(t)
+	spec := "name: t{ID}\nnamespaces:\n  a{ID}:\n    run:\n"
+	for i := range 10 {
+		spec += fmt.Sprintf("      - {name: p%d, command: [sleep, \"300\"]}\n", i)
+	}
+	l.up(spec)
+	for _, p := range l.status().Processes {
+		if p.State != supervise.Running || p.PID == 0 {
+			t.Errorf("%s is %s (pid %d) when up returned; want running", p.Key(), p.State, p.PID)
+		}
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
@@ -62,11 +63,14 @@ func (s Daemon) start(dir string) error {
 	return nil
 }
 
-// waitGeneration waits until the supervisor reports the plan's generation.
+// waitGeneration waits until the supervisor reports the plan's generation
+// with every process started (running, or already exited): up returns
+// once every process exists.
 func waitGeneration(ctx context.Context, dir string, gen int) error {
 	took := func() bool {
 		st, err := ReadStatus(dir)
-		return err == nil && st.Generation == gen && proc.Alive(proc.Process{PID: st.PID, StartTime: st.StartTime})
+		return err == nil && st.Generation == gen && proc.Alive(proc.Process{PID: st.PID, StartTime: st.StartTime}) &&
+			!slices.ContainsFunc(st.Processes, func(p ProcessStatus) bool { return p.State == Starting })
 	}
 	if !daemon.Await(ctx, 10*time.Second, 20*time.Millisecond, took) {
 		return fmt.Errorf("the supervisor did not take up the new processes; see %s", SupervisorLog(dir))
