@@ -84,6 +84,7 @@ cleanup() {
 		"$nsrun" down -q -p "$p" >/dev/null 2>&1 || true
 	done
 	[[ -f $work/manual-down.sh ]] && bash "$work/manual-down.sh" >/dev/null 2>&1 || true
+	remove_iptables_tables_if_new
 	declare -F close_direct >/dev/null && close_direct
 	ip link del benchout-h 2>/dev/null || true
 	ip netns del benchout 2>/dev/null || true
