@@ -33,7 +33,7 @@ type Kernel struct {
 	Firewalld hostfw.FirewalldBus
 	// Cache keeps what nft prints of other programs' tables while the
 	// nftables generation stays the same; nil keeps nothing. (The
-	// backends of Firewalls have their own, see NewCached.)
+	// Publisher's backends are given theirs, see NewCached.)
 	Cache *nftcache.Cache
 	// Peers keeps the namespaces' sides of their pairs while the keeper
 	// has seen no change; nil keeps nothing.

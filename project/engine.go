@@ -393,7 +393,7 @@ func (e *Engine) sweep(ctx context.Context, project string) (int, error) {
 
 // updateKeeper runs the keeper while a project heals, and stops it once none
 // does. heals says that the project just brought up does, which spares
-// reading every project's record to know.
+// reading every project's record to know. The caller holds the lock.
 func (e *Engine) updateKeeper(ctx context.Context, heals bool) error {
 	if heals || e.Store.Heals() {
 		return e.Keeper.Start(ctx, e.Store.Dir)

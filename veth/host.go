@@ -78,6 +78,7 @@ func hostOf(links map[string]Link, routes []rtnl.Route) Host {
 			}
 			h.Prefixes = append(h.Prefixes, HostPrefix{Prefix: r.Dst.Masked(), Link: link, What: "route"})
 		case r.Dst.Bits() > 0 || r.Table != unix.RT_TABLE_MAIN:
+			// a link-local route, or a default route of another table
 		case r.Dst.Addr().Is4():
 			addLinks(&h.Uplinks, r.Links)
 		case r.Protocol == unix.RTPROT_RA:
