@@ -31,7 +31,7 @@ func (p Project) Digest() string {
 	h := sha256.New()
 	fmt.Fprintf(h, "%q\n", p.Name)
 	for _, ns := range p.Namespaces {
-		fmt.Fprintf(h, "%q %q %s %s %t\n", ns.Name, ns.Link, ns.Address, ns.Address6, ns.Egress)
+		fmt.Fprintf(h, "%q %q %s %s %t %q\n", ns.Name, ns.Link, ns.Address, ns.Address6, ns.Egress, ns.Networks)
 		for _, port := range ns.Ports {
 			fmt.Fprintf(h, "\t%s %t\n", port.Full(), port.Both)
 		}
@@ -48,6 +48,9 @@ type Namespace struct {
 	// the ports published on IPv6 go there.
 	Address6 netip.Prefix
 	Egress   bool
+	// Networks are the keys of its networks (specs.NetworkKey): it reaches
+	// the namespaces it shares one with directly, and no other.
+	Networks []string
 	Ports    []specs.Port
 }
 

@@ -80,7 +80,7 @@ func FromSpec(s *specs.Spec) *state.Record {
 	for _, ns := range s.Namespaces {
 		rec := &state.Namespace{
 			Name: ns.Name, Link: ns.HostLink, Address: ns.Address, HostAddress: ns.HostAddress,
-			AutoAddress: ns.AutoAddress, Egress: ns.Egress,
+			AutoAddress: ns.AutoAddress, Egress: ns.Egress, Networks: s.NetworkKeys(ns),
 			Address6: ns.Address6, HostAddress6: ns.HostAddress6, AutoAddress6: ns.AutoAddress6,
 		}
 		rec.Ports = append(rec.Ports, ns.Ports...)

@@ -10,7 +10,8 @@ import (
 
 // Config renders the spec as nsrun understands it, as a spec of its own:
 // the project name, the address pool, each namespace's address, ports in
-// their full short form, and each process's name, command, restart and
+// their full short form, each namespace's networks (the default one
+// too), and each process's name, command, restart and
 // ready timeout, defaults filled in. It parses back to the same spec.
 // workdir and user are printed only when set, as written: a workdir is
 // relative to the spec's directory, which the printed spec may not share,
@@ -28,6 +29,18 @@ func (s *Spec) Config() ([]byte, error) {
 	if s.Exec != nil {
 		add(root, "exec", grant(s.Exec))
 	}
+	if len(s.Networks) > 0 {
+		nws := mapping()
+		for _, nw := range s.Networks {
+			n := mapping()
+			n.Style = yaml.FlowStyle
+			if nw.External {
+				add(n, "external", boolean(true))
+			}
+			add(nws, nw.Name, n)
+		}
+		add(root, "networks", nws)
+	}
 	nss := mapping()
 	for _, ns := range s.Namespaces {
 		n := mapping()
@@ -36,6 +49,12 @@ func (s *Spec) Config() ([]byte, error) {
 			add(n, "address6", scalar(ns.Address6.String()))
 		}
 		add(n, "egress", boolean(ns.Egress))
+		nets := sequence()
+		nets.Style = yaml.FlowStyle
+		for _, name := range ns.Networks {
+			nets.Content = append(nets.Content, quoted(name))
+		}
+		add(n, "networks", nets)
 		if ns.Exec != nil {
 			add(n, "exec", grant(ns.Exec))
 		}

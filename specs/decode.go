@@ -12,8 +12,8 @@ import (
 
 // The keys each mapping of the spec accepts, in the order the docs list them.
 var (
-	specKeys      = []string{"name", "subnet", "ipv6", "subnet6", "exec", "namespaces"}
-	namespaceKeys = []string{"address", "address6", "egress", "ports", "run", "exec"}
+	specKeys      = []string{"name", "subnet", "ipv6", "subnet6", "exec", "networks", "namespaces"}
+	namespaceKeys = []string{"address", "address6", "egress", "networks", "ports", "run", "exec"}
 	execKeys      = []string{"users", "groups"}
 	portKeys      = []string{"published", "target", "protocol", "host_ip"}
 	processKeys   = []string{"name", "command", "workdir", "env", "user", "restart", "ready"}
@@ -53,6 +53,8 @@ func (d *decoder) spec(root *yaml.Node) *Spec {
 			}
 		case "exec":
 			s.Exec = d.execGrant(v, key)
+		case "networks":
+			d.networks(s, v)
 		case "namespaces":
 			hasNamespaces = true
 			d.namespaces(s, v)
@@ -68,6 +70,7 @@ func (d *decoder) spec(root *yaml.Node) *Spec {
 	if !hasNamespaces && root.Kind == yaml.MappingNode {
 		d.add(at(root), "namespaces", "is required: a mapping of namespace names, e.g. namespaces: {ns1: {ports: [\"6000:8080\"]}}")
 	}
+	d.checkNetworks(s)
 	if len(d.list) > 0 {
 		return s
 	}
@@ -134,6 +137,8 @@ func (d *decoder) namespace(name string, k, v *yaml.Node, path string) *Namespac
 			}
 		case "egress":
 			ns.Egress, _ = d.boolean(v, p)
+		case "networks":
+			d.namespaceNetworks(ns, v, p)
 		case "ports":
 			d.sequence(v, p, func(i int, item *yaml.Node) {
 				if port, ok := d.portEntry(item, index(p, i)); ok {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -89,7 +90,7 @@ var badSpecs = []struct {
 	{"namespace name with control character", "namespaces:\n  \"a\\tb\": {}\n", 2, 3, "", `contains "\t"`},
 	{"namespace name too long", "namespaces:\n  " + strings.Repeat("n", 65) + ": {}\n", 2, 3, "", "the limit is 64"},
 	{"namespace is a list", "namespaces:\n  ns1: [a]\n", 2, 8, "namespaces.ns1", "expected a mapping, found a list"},
-	{"unknown namespace key", "namespaces:\n  ns1:\n    colour: red\n", 3, 5, "namespaces.ns1.colour", `unknown key "colour"; known keys here: address, address6, egress, ports, run`},
+	{"unknown namespace key", "namespaces:\n  ns1:\n    colour: red\n", 3, 5, "namespaces.ns1.colour", `unknown key "colour"; known keys here: address, address6, egress, networks, ports, run`},
 	{"project name uppercase", "name: Demo\nnamespaces: {ns1: {}}\n", 1, 7, "name", "must start with a lowercase letter or digit"},
 	{"project name with dot", "name: my.app\nnamespaces: {ns1: {}}\n", 1, 7, "name", `contains "."`},
 	{"project name too long", "name: " + strings.Repeat("p", 33) + "\nnamespaces: {ns1: {}}\n", 1, 7, "name", "the limit is 32"},
@@ -558,5 +559,81 @@ func TestWorkdirResolvesAgainstTheSpec(t *testing.T) {
 	}
 	if s.Dir != filepath.Join(wd, "examples") {
 		t.Errorf("Dir of a relative spec path = %q; want %q", s.Dir, filepath.Join(wd, "examples"))
+	}
+}
+
+// TestNetworks: networks as compose writes them; a namespace that names
+// none is on the default one; the keys say which namespaces share one.
+func TestNetworks(t *testing.T) {
+	s := mustParse(t, `
+name: shop
+networks:
+  front: {}
+  back:
+  shared: {external: true}
+namespaces:
+  web: {networks: [front, back]}
+  db: {networks: [back]}
+  edge: {networks: [front, shared]}
+  tool: {}
+  alone: {networks: []}
+`)
+	ns := s.Namespace
+	for _, c := range []struct {
+		name string
+		keys []string
+	}{
+		{"web", []string{"shop/front", "shop/back"}},
+		{"db", []string{"shop/back"}},
+		{"edge", []string{"shop/front", "shared"}},
+		{"tool", []string{"shop/default"}},
+		{"alone", []string{}},
+	} {
+		if got := s.NetworkKeys(ns(c.name)); !slices.Equal(got, c.keys) {
+			t.Errorf("%s: network keys %q, want %q", c.name, got, c.keys)
+		}
+	}
+	for _, c := range []struct {
+		a, b  string
+		share bool
+	}{{"web", "db", true}, {"web", "edge", true}, {"db", "edge", false}, {"tool", "web", false}, {"alone", "alone", false}} {
+		if got := s.Shares(ns(c.a), ns(c.b)); got != c.share {
+			t.Errorf("Shares(%s, %s) = %t, want %t", c.a, c.b, got, c.share)
+		}
+	}
+	// The default network may be declared, and then shared.
+	s = mustParse(t, "networks: {default: {external: true}}\nnamespaces: {a: {}}\n")
+	if got := s.NetworkKeys(s.Namespace("a")); !slices.Equal(got, []string{"default"}) {
+		t.Errorf("declared external default: keys %q", got)
+	}
+}
+
+func TestBadNetworks(t *testing.T) {
+	for _, c := range []struct {
+		name, spec string
+		line, col  int
+		path, msg  string
+	}{
+		{"undeclared", "networks: {front: {}}\nnamespaces:\n  a: {networks: [front, back]}\n", 3, 25, "namespaces.a.networks[1]", `network "back" is not declared; declare it under networks: at the top of the spec (declared: "front")`},
+		{"none declared", "namespaces:\n  a: {networks: [front]}\n", 2, 18, "namespaces.a.networks[0]", `network "front" is not declared; declare it under networks: at the top of the spec (declared: none)`},
+		{"twice", "networks: {front: {}}\nnamespaces:\n  a: {networks: [front, front]}\n", 3, 25, "namespaces.a.networks[1]", `network "front" is listed twice`},
+		{"bad name", "networks: {fr/nt: {}}\nnamespaces: {a: {}}\n", 1, 12, "networks.fr/nt", `network name "fr/nt" contains "/"`},
+		{"unknown key", "networks: {front: {driver: bridge}}\nnamespaces: {a: {}}\n", 1, 20, "networks.front.driver", `unknown key "driver"; known keys here: external`},
+		{"external not bool", "networks: {front: {external: yes please}}\nnamespaces: {a: {}}\n", 1, 30, "networks.front.external", "expected true or false"},
+		{"not a list", "networks: {front: {}}\nnamespaces:\n  a: {networks: front}\n", 3, 17, "namespaces.a.networks", "expected a list"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Parse("demo.yaml", []byte(c.spec))
+			var e *Error
+			if !errors.As(err, &e) {
+				t.Fatalf("no spec error: %v", err)
+			}
+			for _, p := range e.Problems {
+				if p.Line == c.line && p.Col == c.col && p.Path == c.path && strings.Contains(p.Msg, c.msg) {
+					return
+				}
+			}
+			t.Errorf("no problem at %d:%d %s containing %q; got:\n%v", c.line, c.col, c.path, c.msg, err)
+		})
 	}
 }

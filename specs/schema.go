@@ -34,6 +34,12 @@ var (
 		"subnet6": str("The IPv6 pool for automatic IPv6 addresses (with ipv6: true), /16 to /64, e.g. fd12:3456:789a::/48; each namespace gets a /64 of it, chosen from a hash of its name, the host side ::1, the namespace ::2. Default: a unique local /48 derived from /etc/machine-id that overlaps no host route.", cidr6),
 		"exec": map[string]any{"$ref": "#/$defs/exec",
 			"description": "Who may run nsrun exec without root in every namespace of the project, as themselves (nsrun-exec installed with its capabilities: see docs/security.md). Default: nobody."},
+		"networks": map[string]any{
+			"description":          "The project's networks, by name (letters, digits, '.', '_' and '-', at most 32 characters), as in docker compose: two namespaces reach each other's addresses directly if and only if they share a network; namespaces of other projects never do, except on an external network. A namespace without networks is on the network \"default\", which need not be declared.",
+			"type":                 "object",
+			"propertyNames":        map[string]any{"pattern": `^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$`},
+			"additionalProperties": map[string]any{"$ref": "#/$defs/network"},
+		},
 		"namespaces": map[string]any{
 			"description":          "The network namespaces, by name (the name `ip netns list` shows): letters, digits, '.', '_' and '-', starting with a letter or digit, at most 64 characters. At least one.",
 			"type":                 "object",
@@ -45,7 +51,13 @@ var (
 	namespaceProps = map[string]any{
 		"address":  str("The namespace side's IPv4 address with its prefix length, e.g. 10.203.1.2/24; the host side of the link gets the first usable address of it. Default: a /30 from subnet.", cidr),
 		"address6": str("The namespace side's IPv6 address with its prefix length (with ipv6: true), e.g. fd00:1:2:3::2/64; the host side gets ::1 of the prefix. Default: a /64 from subnet6.", cidr6),
-		"egress":   map[string]any{"description": "Whether the namespace may reach beyond the host (masqueraded). With false it reaches the host and the project's other namespaces only. Default: true.", "type": "boolean"},
+		"egress":   map[string]any{"description": "Whether the namespace may reach beyond the host (masqueraded). With false it reaches the host and the namespaces it shares a network with only. Default: true.", "type": "boolean"},
+		"networks": map[string]any{
+			"description": "The networks the namespace is on, declared under networks: at the top. Default: [default]. [] is on none: no namespace reaches it directly, only its published ports.",
+			"type":        "array",
+			"uniqueItems": true,
+			"items":       map[string]any{"type": "string", "pattern": `^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$`},
+		},
 		"ports": map[string]any{
 			"description": "Host ports published onto ports inside the namespace, as docker's -p: \"HOST_PORT:PORT\" (with ipv6: true on both families), \"HOST_IP:HOST_PORT:PORT/udp\", \"[::1]:HOST_PORT:PORT\" (IPv6 in brackets), ranges \"7000-7002:8000-8002\", or the long form with compose's names.",
 			"type":        "array",
@@ -103,6 +115,9 @@ var (
 	execProps = map[string]any{
 		"users":  idList("Users, by name or numeric uid."),
 		"groups": idList("Groups, by name or numeric gid: their members may."),
+	}
+	networkProps = map[string]any{
+		"external": map[string]any{"description": "Share the network with every project on this host that declares an external network of the same name (compose's external: true). Default: false.", "type": "boolean"},
 	}
 	readyProps = map[string]any{
 		"tcp":     port("The TCP port that accepts connections once the process is ready."),
@@ -168,6 +183,7 @@ func Schema() []byte {
 		},
 		"process": object("A process run inside the namespace.", processProps, "command"),
 		"exec":    nullable(object("Who may run nsrun exec without root: users and groups of this host.", execProps)),
+		"network": nullable(object("A network of the project.", networkProps)),
 	}
 	var b strings.Builder
 	enc := json.NewEncoder(&b)

@@ -41,6 +41,7 @@ func TestSchemaKnowsEveryKey(t *testing.T) {
 		{"a process", processKeys, processProps},
 		{"ready", readyKeys, readyProps},
 		{"exec", execKeys, execProps},
+		{"a network", networkKeys, networkProps},
 	} {
 		if got, want := slices.Sorted(maps.Keys(c.props)), slices.Sorted(slices.Values(c.keys)); !slices.Equal(got, want) {
 			t.Errorf("%s: the schema has keys %v; the decoder %v", c.what, got, want)

@@ -38,6 +38,10 @@ type Spec struct {
 	// of the project; nil grants nobody. A namespace's own Exec replaces it.
 	Exec *ExecGrant
 
+	// Networks are the networks the spec declares, in its order; the
+	// default network is there only when declared (see Spec.Network).
+	Networks []*Network
+
 	// Namespaces in the order the spec lists them.
 	Namespaces []*Namespace
 }
@@ -63,13 +67,17 @@ type Namespace struct {
 	AutoAddress6 bool
 
 	Egress bool
-	Ports  []Port
-	Run    []Process
+	// Networks are the names of the namespace's networks, in the spec's
+	// order: [default] when the spec names none, empty for networks: [].
+	Networks []string
+	Ports    []Port
+	Run      []Process
 	// Exec is the namespace's own exec grant (exec: {} grants nobody);
 	// nil when the spec gives none, and the project's applies.
 	Exec *ExecGrant
 
 	pos, addressPos, address6Pos position
+	networkPos                   []position
 }
 
 // Protocol is a transport protocol a port is published for.

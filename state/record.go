@@ -47,9 +47,13 @@ type Namespace struct {
 	AutoAddress6 bool         `json:"auto_address6,omitempty"`
 	// ExecUIDs and ExecGIDs may run nsrun exec here without root (the
 	// spec's exec grant, resolved), published in Store's grant directory.
-	ExecUIDs []uint32     `json:"exec_uids,omitempty"`
-	ExecGIDs []uint32     `json:"exec_gids,omitempty"`
-	Egress   bool         `json:"egress"`
+	ExecUIDs []uint32 `json:"exec_uids,omitempty"`
+	ExecGIDs []uint32 `json:"exec_gids,omitempty"`
+	Egress   bool     `json:"egress"`
+	// Networks are the keys of the namespace's networks (see
+	// specs.NetworkKey): [] is on none; a record of nsrun before networks
+	// has none recorded (nil), and is on the project's default network.
+	Networks []string     `json:"networks"`
 	Ports    []specs.Port `json:"ports,omitempty"` // in the full short form, e.g. 127.0.0.1:6000:8080/udp
 	Run      []Process    `json:"run,omitempty"`
 }
@@ -89,9 +93,18 @@ func (s *Record) Namespace(name string) *Namespace {
 func (s *Record) ForwardProject() forward.Project {
 	p := forward.Project{Name: s.Project}
 	for _, ns := range s.Namespaces {
-		p.Namespaces = append(p.Namespaces, forward.Namespace{Name: ns.Name, Link: ns.Link, Address: ns.Address, Address6: ns.Address6, Egress: ns.Egress, Ports: ns.Ports})
+		p.Namespaces = append(p.Namespaces, forward.Namespace{Name: ns.Name, Link: ns.Link, Address: ns.Address, Address6: ns.Address6,
+			Egress: ns.Egress, Networks: s.NetworksOf(ns), Ports: ns.Ports})
 	}
 	return p
+}
+
+// NetworksOf returns the keys of a recorded namespace's networks.
+func (s *Record) NetworksOf(ns *Namespace) []string {
+	if ns.Networks == nil {
+		return []string{specs.NetworkKey(s.Project, &specs.Network{Name: specs.DefaultNetwork})}
+	}
+	return ns.Networks
 }
 
 // Placement is where the project's rules are.

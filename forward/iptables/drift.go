@@ -2,6 +2,7 @@ package iptables
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 
 	"github.com/nsrun/nsrun/forward"
@@ -88,6 +89,16 @@ func drift(f Family, snap *Snapshot, p forward.Project, keep func(table, chain s
 	rendered := map[string]bool{}
 	for _, r := range rules {
 		rendered[r.String()] = true
+	}
+	for _, name := range slices.Sorted(maps.Keys(snap.Tables["filter"])) {
+		if !isNetworkChain(name) || !keep("filter", name) {
+			continue
+		}
+		for _, line := range snap.Chain("filter", name).rules() {
+			if owns(p.Name, line) && !rendered[line] {
+				out = append(out, fmt.Sprintf("rule of project %s not needed in filter/%s: %s", p.Name, name, line))
+			}
+		}
 	}
 	for _, tc := range projectChainsIn(snap, p.Name) {
 		if !keep(tc[0], tc[1]) {

@@ -85,6 +85,19 @@ func ProjectChains(project string) Chains {
 	return Chains{DNAT: "NSR-" + base + "-DNAT", Post: "NSR-" + base + "-POST", Forward: "NSR-" + base + "-FWD"}
 }
 
+// NetworkChain names the filter chain of the links on a network (its key,
+// see specs.NetworkKey): NSR-N-<hash>, in upper case, which no project's
+// chain can be named. The projects on a network share its chain, each
+// rule commented with the project and namespace it is for.
+func NetworkChain(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return networkChainPrefix + strings.ToUpper(hex.EncodeToString(sum[:6]))
+}
+
+const networkChainPrefix = "NSR-N-"
+
+func isNetworkChain(name string) bool { return strings.HasPrefix(name, networkChainPrefix) }
+
 // Comment is the comment on every rule of a project's namespace.
 func Comment(project, ns string) string { return "nsrun " + project + "/" + ns }
 
@@ -170,8 +183,10 @@ func ForwardHead() []Rule {
 	return out
 }
 
-// Ingress is what NSRUN-INGRESS holds: the project's namespaces reach each
-// other directly; nothing else new reaches them unless published.
+// Ingress is what NSRUN-INGRESS holds: new connections from a namespace
+// go on, to its project's chain, which lets through only those to
+// namespaces on one of its networks; nothing else new reaches them
+// unless published.
 func Ingress() []Rule {
 	var out []Rule
 	for _, l := range linkPatterns {
@@ -228,6 +243,9 @@ func RulesFor(f Family, p forward.Project) []Rule {
 			post = append(post, Rule{"nat", ch.Post, cat([]string{"-s", prefix.Masked().String(), "!", "-o", ns.Link}, c, []string{"-j", "MASQUERADE"})})
 		}
 		fwd = append(fwd, forwardRules(ch.Forward, ns, c)...)
+		for _, key := range ns.Networks {
+			fwd = append(fwd, Rule{"filter", NetworkChain(key), cat([]string{"-o", ns.Link}, c, []string{"-j", "ACCEPT"})})
+		}
 	}
 	if cover := covering(addrs); cover.Bits() > 0 && len(post) > 0 {
 		// Every rule here matches a namespace's source: a connection from
@@ -276,20 +294,24 @@ func PostHead() []Rule {
 	return out
 }
 
-// forwardRules let the first packet of a namespace's own outgoing
-// connections through FORWARD (with egress anywhere, without it to the
-// other nsrun namespaces only), so a DROP policy (as Docker sets) does not
-// block them; the rest, and what comes in, the head of NSRUN-FORWARD
-// accepts.
+// forwardRules decide the first packet of a namespace's own outgoing
+// connections (the rest, and what comes in, the head of NSRUN-FORWARD
+// accepts): to another namespace, the chain of each of its networks
+// accepts it when that namespace is on the network, and it is dropped
+// otherwise; beyond the host, it is accepted with egress and dropped
+// without, so a DROP policy (as Docker sets) does not block it.
 func forwardRules(chain string, ns forward.Namespace, c []string) []Rule {
-	if ns.Egress {
-		return []Rule{{"filter", chain, cat([]string{"-i", ns.Link}, c, []string{"-j", "ACCEPT"})}}
+	var out []Rule
+	for _, key := range ns.Networks {
+		out = append(out, Rule{"filter", chain, cat([]string{"-i", ns.Link}, c, []string{"-j", NetworkChain(key)})})
 	}
-	return append([]Rule(nil),
-		Rule{"filter", chain, cat([]string{"-i", ns.Link, "-o", "nsr-+"}, c, []string{"-j", "ACCEPT"})},
-		Rule{"filter", chain, cat([]string{"-i", ns.Link, "-o", "nsh-+"}, c, []string{"-j", "ACCEPT"})},
-		Rule{"filter", chain, cat([]string{"-i", ns.Link}, c, []string{"-j", "DROP"})},
-	)
+	if !ns.Egress {
+		return append(out, Rule{"filter", chain, cat([]string{"-i", ns.Link}, c, []string{"-j", "DROP"})})
+	}
+	for _, l := range linkPatterns {
+		out = append(out, Rule{"filter", chain, cat([]string{"-i", ns.Link, "-o", l}, c, []string{"-j", "DROP"})})
+	}
+	return append(out, Rule{"filter", chain, cat([]string{"-i", ns.Link}, c, []string{"-j", "ACCEPT"})})
 }
 
 func dnatMatch(p specs.Port) []string {

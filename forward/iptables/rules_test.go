@@ -13,9 +13,9 @@ import (
 
 func blog(t *testing.T) forward.Project {
 	return forward.Project{Name: "blog", Namespaces: []forward.Namespace{
-		{Name: "ns1", Link: "nsr-ns1", Address: netip.MustParsePrefix("10.203.45.214/30"), Egress: true,
+		{Name: "ns1", Link: "nsr-ns1", Address: netip.MustParsePrefix("10.203.45.214/30"), Egress: true, Networks: []string{"blog/default", "shared"},
 			Ports: []specs.Port{specs.MustParsePort("6000:8080"), specs.MustParsePort("127.0.0.1:6100:9090/udp"), specs.MustParsePort("7000-7002:8000-8002")}},
-		{Name: "ns2", Link: "nsr-ns2", Address: netip.MustParsePrefix("10.203.26.242/30"), Egress: false,
+		{Name: "ns2", Link: "nsr-ns2", Address: netip.MustParsePrefix("10.203.26.242/30"), Egress: false, Networks: []string{"blog/default"},
 			Ports: []specs.Port{specs.MustParsePort("6001:8080")}},
 	}}
 }
@@ -31,10 +31,19 @@ func TestRules(t *testing.T) {
 		`-A NSR-blog-POST -s 10.203.45.214/32 -d 10.203.45.214/32 -m comment --comment "nsrun blog/ns1" -j MASQUERADE`,
 		`-A NSR-blog-POST -s 10.203.45.212/30 ! -o nsr-ns1 -m comment --comment "nsrun blog/ns1" -j MASQUERADE`,
 		`-A NSR-blog-POST -s 10.203.26.242/32 -d 10.203.26.242/32 -m comment --comment "nsrun blog/ns2" -j MASQUERADE`,
+		// From a namespace: each of its networks' chains, then no other
+		// namespace, then beyond the host with egress only.
+		`-A NSR-blog-FWD -i nsr-ns1 -m comment --comment "nsrun blog/ns1" -j NSR-N-D00ABF7437B9`,
+		`-A NSR-blog-FWD -i nsr-ns1 -m comment --comment "nsrun blog/ns1" -j NSR-N-A4D26868017C`,
+		`-A NSR-blog-FWD -i nsr-ns1 -o nsr-+ -m comment --comment "nsrun blog/ns1" -j DROP`,
+		`-A NSR-blog-FWD -i nsr-ns1 -o nsh-+ -m comment --comment "nsrun blog/ns1" -j DROP`,
 		`-A NSR-blog-FWD -i nsr-ns1 -m comment --comment "nsrun blog/ns1" -j ACCEPT`,
-		`-A NSR-blog-FWD -i nsr-ns2 -o nsr-+ -m comment --comment "nsrun blog/ns2" -j ACCEPT`,
-		`-A NSR-blog-FWD -i nsr-ns2 -o nsh-+ -m comment --comment "nsrun blog/ns2" -j ACCEPT`,
+		// A network's chain accepts its links.
+		`-A NSR-N-D00ABF7437B9 -o nsr-ns1 -m comment --comment "nsrun blog/ns1" -j ACCEPT`,
+		`-A NSR-N-A4D26868017C -o nsr-ns1 -m comment --comment "nsrun blog/ns1" -j ACCEPT`,
+		`-A NSR-blog-FWD -i nsr-ns2 -m comment --comment "nsrun blog/ns2" -j NSR-N-D00ABF7437B9`,
 		`-A NSR-blog-FWD -i nsr-ns2 -m comment --comment "nsrun blog/ns2" -j DROP`,
+		`-A NSR-N-D00ABF7437B9 -o nsr-ns2 -m comment --comment "nsrun blog/ns2" -j ACCEPT`,
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("rules:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
@@ -83,7 +92,8 @@ COMMIT
 }
 
 func TestUpScriptOnACleanHost(t *testing.T) {
-	p := forward.Project{Name: "blog", Namespaces: []forward.Namespace{{Name: "ns1", Link: "nsr-ns1", Address: netip.MustParsePrefix("10.203.1.2/24"), Egress: true, Ports: []specs.Port{specs.MustParsePort("6000:8080")}}}}
+	p := forward.Project{Name: "blog", Namespaces: []forward.Namespace{{Name: "ns1", Link: "nsr-ns1", Address: netip.MustParsePrefix("10.203.1.2/24"), Egress: true,
+		Networks: []string{"blog/default"}, Ports: []specs.Port{specs.MustParsePort("6000:8080")}}}}
 	got := UpScript(emptySnapshot(t), p)
 	want := `*nat
 :NSRUN-DNAT - [0:0]
@@ -107,6 +117,7 @@ COMMIT
 :NSRUN-INGRESS - [0:0]
 :NSRUN-INPUT - [0:0]
 :NSR-blog-FWD - [0:0]
+:NSR-N-D00ABF7437B9 - [0:0]
 -I FORWARD 1 -m comment --comment nsrun -j NSRUN-FORWARD
 -I INPUT 1 -m comment --comment nsrun -j NSRUN-INPUT
 -A NSRUN-INPUT ! -s 127.0.0.0/8 -d 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -m comment --comment "nsrun: drop non-loopback traffic to 127.0.0.0/8 (CVE-2020-8558)" -j DROP
@@ -122,7 +133,11 @@ COMMIT
 -A NSRUN-INGRESS -i nsr-+ -m comment --comment "nsrun: from a namespace" -j RETURN
 -A NSRUN-INGRESS -i nsh-+ -m comment --comment "nsrun: from a namespace" -j RETURN
 -A NSRUN-INGRESS -m comment --comment "nsrun: only published ports are reachable from other machines" -j DROP
+-A NSR-blog-FWD -i nsr-ns1 -m comment --comment "nsrun blog/ns1" -j NSR-N-D00ABF7437B9
+-A NSR-blog-FWD -i nsr-ns1 -o nsr-+ -m comment --comment "nsrun blog/ns1" -j DROP
+-A NSR-blog-FWD -i nsr-ns1 -o nsh-+ -m comment --comment "nsrun blog/ns1" -j DROP
 -A NSR-blog-FWD -i nsr-ns1 -m comment --comment "nsrun blog/ns1" -j ACCEPT
+-A NSR-N-D00ABF7437B9 -o nsr-ns1 -m comment --comment "nsrun blog/ns1" -j ACCEPT
 COMMIT
 `
 	if got != want {
@@ -195,6 +210,62 @@ func TestDownKeepsSharedChainsForOtherProjects(t *testing.T) {
 	}
 	if DownScript(clean, "blog") != "" {
 		t.Errorf("down of an absent project is not empty: %s", DownScript(clean, "blog"))
+	}
+}
+
+// TestNetworkChainsAcrossProjects: projects on an external network share
+// its chain, each keeping only its own rules in it; a network's chain goes
+// with its last link.
+func TestNetworkChainsAcrossProjects(t *testing.T) {
+	clean := emptySnapshot(t)
+	a := blog(t)
+	b := forward.Project{Name: "other", Namespaces: []forward.Namespace{
+		{Name: "o1", Link: "nsr-o1", Address: netip.MustParsePrefix("10.204.0.2/30"), Egress: true, Networks: []string{"other/default", "shared"}}}}
+	shared, own := NetworkChain("shared"), NetworkChain("blog/default")
+	both := applied(t, clean, UpScript(clean, a))
+	both = applied(t, both, UpScript(both, b))
+	if got := mustChain(t, both, "filter", shared).Rules; len(got) != 2 || !strings.Contains(got[0], "-o nsr-ns1 ") || !strings.Contains(got[1], "-o nsr-o1 ") {
+		t.Errorf("the shared network's chain: %q", got)
+	}
+	for _, p := range []forward.Project{a, b} {
+		if d := both.Drift(p, false); len(d) != 0 {
+			t.Errorf("drift of %s: %q", p.Name, d)
+		}
+		if again := UpScript(both, p); again != "" {
+			t.Errorf("a second up of %s changes:\n%s", p.Name, again)
+		}
+	}
+	afterA := applied(t, both, DownScript(both, "blog"))
+	if got := mustChain(t, afterA, "filter", shared).Rules; len(got) != 1 || !strings.Contains(got[0], "-o nsr-o1 ") {
+		t.Errorf("the shared network's chain after blog's down: %q", got)
+	}
+	if afterA.Chain("filter", own) != nil {
+		t.Error("blog's own network's chain stays after its down")
+	}
+	if d := afterA.Drift(b, false); len(d) != 0 {
+		t.Errorf("drift of other after blog's down: %q", d)
+	}
+	// A project that leaves a network takes its links out; the last one
+	// out removes the chain.
+	both = applied(t, afterA, UpScript(afterA, a))
+	left := b
+	left.Namespaces = []forward.Namespace{b.Namespaces[0]}
+	left.Namespaces[0].Networks = []string{"other/default"}
+	if d := both.Drift(left, false); len(d) == 0 || !strings.Contains(strings.Join(d, "\n"), "rule of project other not needed in filter/"+shared) {
+		t.Errorf("drift of other leaving the shared network: %q", d)
+	}
+	both = applied(t, both, UpScript(both, left))
+	if got := mustChain(t, both, "filter", shared).Rules; len(got) != 1 || !strings.Contains(got[0], "-o nsr-ns1 ") {
+		t.Errorf("the shared network's chain once other left it: %q", got)
+	}
+	a.Namespaces[0].Networks = []string{"blog/default"}
+	both = applied(t, both, UpScript(both, a))
+	if both.Chain("filter", shared) != nil {
+		t.Error("the shared network's chain stays with no link on it")
+	}
+	final := applied(t, both, DownScript(both, "blog"))
+	if final = applied(t, final, DownScript(final, "other")); !equalSnapshots(final, clean) {
+		t.Errorf("down of both left something:\n%s", final)
 	}
 }
 

@@ -1,6 +1,7 @@
 package iptables
 
 import (
+	"maps"
 	"slices"
 	"strings"
 
@@ -141,8 +142,18 @@ func upScript(f Family, snap *Snapshot, p forward.Project, keep func(table, chai
 		}
 	}
 	for _, tc := range chains {
-		if keep(tc[0], tc[1]) {
+		switch {
+		case !keep(tc[0], tc[1]):
+		case isNetworkChain(tc[1]): // shared with the other projects on the network
+			joinNetwork(s, snap, tc[1], p.Name, inChain(rules, tc[1]))
+		default:
 			replaceChain(s, snap, tc[0], tc[1], inChain(rules, tc[1]))
+		}
+	}
+	// The networks the project has left lose its links.
+	for _, name := range slices.Sorted(maps.Keys(snap.Tables["filter"])) {
+		if isNetworkChain(name) && !slices.Contains(chains, [2]string{"filter", name}) && keep("filter", name) {
+			leaveNetwork(s, snap, name, p.Name)
 		}
 	}
 	// Sub-chains of the dispatch tree that are no longer used go, once the
@@ -156,6 +167,56 @@ func upScript(f Family, snap *Snapshot, p forward.Project, keep func(table, chai
 		s.rule(dnatJump.Table, dnatJump.String())
 	}
 	return s.String()
+}
+
+// owns reports whether an iptables-save line is one of the project's
+// rules, by its comment.
+func owns(project, line string) bool {
+	return strings.Contains(line, `--comment "`+Comment(project, ""))
+}
+
+// othersIn returns the lines of a network's chain that are not the
+// project's, in order.
+func othersIn(snap *Snapshot, chain, project string) []string {
+	var out []string
+	for _, line := range snap.Chain("filter", chain).rules() {
+		if !owns(project, line) {
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
+// joinNetwork puts the project's links in a network's chain, after the
+// other projects' (whose rules stay, in their order), unless they are
+// there already.
+func joinNetwork(s *script, snap *Snapshot, chain, project string, want []Rule) {
+	var mine, lines []string
+	for _, line := range snap.Chain("filter", chain).rules() {
+		if owns(project, line) {
+			mine = append(mine, line)
+		}
+	}
+	for _, r := range want {
+		lines = append(lines, r.String())
+	}
+	if !slices.Equal(mine, lines) {
+		replaceLines(s, snap, "filter", chain, append(othersIn(snap, chain, project), lines...))
+	}
+}
+
+// leaveNetwork takes the project's links out of a network's chain, and
+// removes the chain when no other project's are left in it (the jumps to
+// it, in the chains of the projects on the network, are gone then).
+func leaveNetwork(s *script, snap *Snapshot, chain, project string) {
+	others := othersIn(snap, chain, project)
+	switch {
+	case len(others) == len(snap.Chain("filter", chain).rules()):
+	case len(others) == 0:
+		s.remove("filter", chain)
+	default:
+		replaceLines(s, snap, "filter", chain, others)
+	}
 }
 
 // headFirst returns what a shared chain with a head should hold: the head
@@ -258,6 +319,15 @@ func DownScriptFor(f Family, snap *Snapshot, project string) string {
 	}
 	for _, tc := range projectChainsIn(snap, project) {
 		s.remove(tc[0], tc[1])
+	}
+	for _, name := range slices.Sorted(maps.Keys(snap.Tables["filter"])) {
+		switch {
+		case !isNetworkChain(name):
+		case last:
+			s.remove("filter", name)
+		default:
+			leaveNetwork(s, snap, name, project)
+		}
 	}
 	if !last {
 		return s.String()

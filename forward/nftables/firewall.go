@@ -35,12 +35,13 @@ const probeTable = "nsrun-probe"
 
 // probeProject has every kind of element and chain nsrun writes: a port,
 // one bound to an address, a range to another range, and a namespace
-// with egress and one without (addresses of TEST-NET-1, never routed).
+// with egress and one without, on a network, on two, and on none
+// (addresses of TEST-NET-1, never routed).
 var probeProject = forward.Project{Name: "probe", Namespaces: []forward.Namespace{
-	{Name: "a", Link: "nsr-probe-a", Address: netip.MustParsePrefix("192.0.2.2/30"), Egress: true,
+	{Name: "a", Link: "nsr-probe-a", Address: netip.MustParsePrefix("192.0.2.2/30"), Egress: true, Networks: []string{"probe/a", "probe/b"},
 		Ports: []specs.Port{specs.MustParsePort("1:1"), specs.MustParsePort("127.0.0.1:2:2/udp"), specs.MustParsePort("3-4:5-6")}},
-	{Name: "b", Link: "nsr-probe-b", Address: netip.MustParsePrefix("192.0.2.6/30")},
-	{Name: "c", Link: "nsr-probe-c", Address: netip.MustParsePrefix("192.0.2.10/30"), Address6: netip.MustParsePrefix("2001:db8::2/64"), Egress: true,
+	{Name: "b", Link: "nsr-probe-b", Address: netip.MustParsePrefix("192.0.2.6/30"), Networks: []string{"probe/b"}},
+	{Name: "c", Link: "nsr-probe-c", Address: netip.MustParsePrefix("192.0.2.10/30"), Address6: netip.MustParsePrefix("2001:db8::2/64"), Egress: true, Networks: []string{},
 		Ports: []specs.Port{specs.MustParsePort("[::]:1:1"), specs.MustParsePort("[::1]:2:2/udp"), specs.MustParsePort("[::]:3-4:5-6")}},
 }}
 

@@ -17,8 +17,9 @@ import (
 
 // project has every kind of publication: one port, one bound to an
 // address, a range to another range, a range to itself, UDP, and a
-// namespace without egress. Projects of different n have different
-// links, addresses and ports.
+// namespace without egress; networks of its own and one shared with
+// every other project. Projects of different n have different links,
+// addresses and ports.
 func project(name string, n int) forward.Project {
 	port := func(format string, args ...any) specs.Port {
 		return specs.MustParsePort(fmt.Sprintf(format, args...))
@@ -26,12 +27,14 @@ func project(name string, n int) forward.Project {
 	o := 10000 * n
 	return forward.Project{Name: name, Namespaces: []forward.Namespace{
 		{Name: "a", Link: fmt.Sprintf("nsr-a%d", n), Address: netip.MustParsePrefix(fmt.Sprintf("10.231.%d.2/30", 2*n)), Egress: true,
+			Networks: []string{name + "/front", "shared"},
 			Ports: []specs.Port{port("%d:8080", 16000+o), port("127.0.0.1:%d:9090/udp", 16100+o),
 				port("%d-%d:8000-8002", 17000+o, 17002+o), port("%d-%d:%d-%d", 17100+o, 17101+o, 17100+o, 17101+o)}},
 		{Name: "b", Link: fmt.Sprintf("nsh-b%d", n), Address: netip.MustParsePrefix(fmt.Sprintf("10.231.%d.2/30", 2*n+1)), Egress: false,
-			Ports: []specs.Port{port("192.0.2.1:%d:8080", 16001+o)}},
+			Networks: []string{name + "/front"},
+			Ports:    []specs.Port{port("192.0.2.1:%d:8080", 16001+o)}},
 		{Name: "c", Link: fmt.Sprintf("nsr-c%d", n), Address: netip.MustParsePrefix(fmt.Sprintf("10.231.%d.6/30", 2*n)),
-			Address6: netip.MustParsePrefix(fmt.Sprintf("fd00:231:%d::2/64", n)), Egress: true,
+			Address6: netip.MustParsePrefix(fmt.Sprintf("fd00:231:%d::2/64", n)), Egress: true, Networks: []string{},
 			Ports: []specs.Port{port("%d:8080", 16002+o), port("[::]:%d:8080", 16002+o), port("[2001:db8::1]:%d:53/udp", 16003+o),
 				port("[::]:%d-%d:8000-8002", 17200+o, 17202+o), port("[::]:%d-%d:%d-%d", 17300+o, 17301+o, 17300+o, 17301+o),
 				port("[2001:db8::1]:%d-%d:9000-9001", 17400+o, 17401+o)}},
@@ -204,6 +207,13 @@ func TestRemove(t *testing.T) {
 	if d := s.Drift(project("p2", 1), false); len(d) != 0 {
 		t.Errorf("p2 after removing p1: %q", d)
 	}
+	// The shared network's set keeps p2's link; p1's own network goes.
+	if got := s.elements[NetworkSet("shared")]; len(got) != 1 || got[0].key[0] != "nsr-a1" {
+		t.Errorf("the shared network after removing p1: %v", got)
+	}
+	if _, ok := s.elements[NetworkSet("p1/front")]; ok {
+		t.Errorf("p1's network stays after p1:\n%s", f.Dump())
+	}
 	if err := fw.Remove(ctx, "p1"); err != nil {
 		t.Errorf("removing p1 again: %v", err)
 	}
@@ -219,6 +229,71 @@ func TestRemove(t *testing.T) {
 	}
 	if err := fw.Sweep(ctx); err != nil {
 		t.Errorf("Sweep of nothing: %v", err)
+	}
+}
+
+// TestNetworks: a namespace's link goes to the chain of its networks,
+// which accepts the links on each; namespaces on the same networks share
+// the chain; one on none is dropped; a network's set goes with its last
+// link, and only then.
+func TestNetworks(t *testing.T) {
+	ctx := context.Background()
+	fw, f := fakeWith(t, project("p1", 0), project("p2", 1))
+	s := read(t, fw)
+	reach := map[string]string{}
+	for _, e := range s.elements[mapReach] {
+		reach[e.key[0]] = e.value[0]
+	}
+	want := map[string]string{"nsr-a0": "jump reach/p1/front/shared", "nsh-b0": "jump reach/p1/front", "nsr-c0": "drop",
+		"nsr-a1": "jump reach/p2/front/shared", "nsh-b1": "jump reach/p2/front", "nsr-c1": "drop"}
+	if fmt.Sprint(reach) != fmt.Sprint(want) {
+		t.Errorf("the reach map: %v\nwant %v", reach, want)
+	}
+	if got := s.chains["reach/p1/front/shared"]; !slices.Equal(got, []string{"nsrun: network p1/front", "nsrun: network shared"}) {
+		t.Errorf("reach/p1/front/shared holds %q", got)
+	}
+	rules := f.Table.Chains["reach/p1/front/shared"].Rules
+	if len(rules) != 2 || rules[0].Rule != "oifname @net/p1/front accept" || rules[1].Rule != "oifname @net/shared accept" {
+		t.Errorf("reach/p1/front/shared: %v", f.Dump())
+	}
+	members := func(set string) []string {
+		var out []string
+		for _, e := range read(t, fw).elements[set] {
+			out = append(out, e.key[0])
+		}
+		slices.Sort(out)
+		return out
+	}
+	if got := members("net/p1/front"); !slices.Equal(got, []string{"nsh-b0", "nsr-a0"}) {
+		t.Errorf("net/p1/front: %v", got)
+	}
+	if got := members("net/shared"); !slices.Equal(got, []string{"nsr-a0", "nsr-a1"}) {
+		t.Errorf("net/shared: %v", got)
+	}
+	// p1's a leaves the shared network: the set stays for p2's a; then p2's
+	// a leaves it too, and the set goes.
+	p1, p2 := project("p1", 0), project("p2", 1)
+	p1.Namespaces[0].Networks = []string{"p1/front"}
+	if err := fw.Ensure(ctx, p1, false); err != nil {
+		t.Fatal(err)
+	}
+	if got := members("net/shared"); !slices.Equal(got, []string{"nsr-a1"}) {
+		t.Errorf("net/shared after p1/a left: %v", got)
+	}
+	if _, ok := read(t, fw).chains["reach/p1/front/shared"]; ok {
+		t.Error("p1's chain of front and shared stays unused")
+	}
+	p2.Namespaces[0].Networks = []string{"p2/front"}
+	if err := fw.Ensure(ctx, p2, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := read(t, fw).elements["net/shared"]; ok {
+		t.Errorf("net/shared stays with no link on it:\n%s", f.Dump())
+	}
+	for _, p := range []forward.Project{p1, p2} {
+		if d := read(t, fw).Drift(p, false); len(d) != 0 {
+			t.Errorf("drift of %s: %q", p.Name, d)
+		}
 	}
 }
 

@@ -1,8 +1,11 @@
 package nftables
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/nsrun/nsrun/forward"
@@ -34,6 +37,7 @@ const (
 	setIsolated = "no-egress"           // the links of namespaces with egress: false
 	setEgress   = "egress"              // the subnets of namespaces with egress
 	setHairpin  = "hairpin"             // each namespace's address twice: to its own published port
+	mapReach    = "reach"               // each namespace's link: the chain of the networks it reaches
 	mapAddr     = "publish-addr"        // ports published on one host address
 	mapAny      = "publish-any"         // ports published on every host address
 	mapAddrs    = "publish-addr-ranges" // port ranges published on one host address
@@ -48,8 +52,14 @@ const (
 	mapAnys6    = "publish6-any-ranges"
 )
 
-// publicationPrefix starts the name of every publication chain.
-const publicationPrefix = "port/"
+// publicationPrefix starts the name of every publication chain,
+// reachPrefix that of every chain of the networks a namespace reaches,
+// networkPrefix that of every network's set of links.
+const (
+	publicationPrefix = "port/"
+	reachPrefix       = "reach/"
+	networkPrefix     = "net/"
+)
 
 // chainDef is one of nsrun's fixed chains and its rules.
 type chainDef struct {
@@ -81,6 +91,7 @@ var sets = []setDef{
 	{name: setIsolated, typ: "ifname", comment: "nsrun: the links of namespaces without egress"},
 	{name: setEgress, typ: "ipv4_addr", interval: true, comment: "nsrun: the subnets of namespaces with egress"},
 	{name: setHairpin, typ: "ipv4_addr . ipv4_addr", comment: "nsrun: each namespace's address, to and from itself"},
+	{name: mapReach, typ: "ifname : verdict", isMap: true, comment: "nsrun: each namespace's link, to the chain of the networks it is on"},
 	// Single ports in hash maps; ranges in interval maps, looked up only
 	// when no single port matched (an interval lookup costs more).
 	{name: mapAddr, typ: "ipv4_addr . inet_proto . inet_service : verdict", isMap: true, comment: "nsrun: ports published on one host address"},
@@ -147,6 +158,11 @@ var chains = []chainDef{
 		// A neighbour routing nsrun's subnets via this host reaches only
 		// what is published (as Docker 28 drops "direct routing").
 		{"oifname @" + setLinks + " iifname != @" + setLinks + " drop", "nsrun: only published ports are reachable from other machines"},
+		// From one namespace to another: through the chain of the networks
+		// the first is on (one map lookup, then one set lookup per network),
+		// which accepts only links on one of them.
+		{"oifname @" + setLinks + " iifname vmap @" + mapReach, "nsrun: namespaces on a shared network"},
+		{"oifname @" + setLinks + " drop", "nsrun: namespaces on no shared network"},
 		{"iifname @" + setIsolated + " oifname != @" + setLinks + " drop", "nsrun: a namespace without egress reaches only namespaces"},
 		{"iifname @" + setLinks + " accept", "nsrun: a namespace's own connections"},
 	}},
@@ -181,10 +197,12 @@ func (e element) String() string {
 	return s
 }
 
-// publication is the chain of one published port.
+// publication is a chain of a project's own: that of one published port
+// (one rule), or of the networks some of its namespaces are on (one rule
+// per network).
 type publication struct {
 	chain string
-	rule  rule
+	rules []rule
 }
 
 // Comment is the comment on each element of a project's namespace.
@@ -204,20 +222,37 @@ func projectOf(comment string) string {
 	return project
 }
 
-// chainPrefix starts the names of a project's publication chains.
-func chainPrefix(project string) string { return publicationPrefix + project + "/" }
+// chainPrefixes start the names of a project's own chains.
+func chainPrefixes(project string) []string {
+	return []string{publicationPrefix + project + "/", reachPrefix + project + "/"}
+}
 
-// render returns what a project needs in the table: its elements and its
-// publication chains.
+// isProjectChain reports whether a chain is one of the project's own.
+func isProjectChain(project, chain string) bool {
+	return slices.ContainsFunc(chainPrefixes(project), func(prefix string) bool { return strings.HasPrefix(chain, prefix) })
+}
+
+// render returns what a project needs in the table: its elements, and
+// its publication and reach chains.
 func render(p forward.Project) ([]element, []publication) {
 	var elems []element
 	var pubs []publication
+	reaches := map[string]bool{}
 	for _, ns := range p.Namespaces {
 		c := Comment(p.Name, ns.Name)
 		addr := ns.Address.Addr().String()
 		elems = append(elems,
 			element{set: setLinks, key: []string{ns.Link}, comment: c},
 			element{set: setHairpin, key: []string{addr, addr}, comment: c})
+		reach := reachOf(p.Name, ns.Networks)
+		elems = append(elems, element{set: mapReach, key: []string{ns.Link}, value: []string{reach.verdict()}, comment: c})
+		if reach.chain != "" && !reaches[reach.chain] {
+			reaches[reach.chain] = true
+			pubs = append(pubs, reach)
+		}
+		for _, key := range ns.Networks {
+			elems = append(elems, element{set: NetworkSet(key), key: []string{ns.Link}, comment: c})
+		}
 		if ns.Egress {
 			elems = append(elems, element{set: setEgress, key: []string{ns.Address.Masked().String()}, comment: c})
 		} else {
@@ -263,7 +298,7 @@ func render(p forward.Project) ([]element, []publication) {
 // namespace's address addr (an IPv6 host address is written with dots
 // for colons, which chain names cannot hold).
 func publicationOf(project, ns, addr string, port specs.Port) publication {
-	name := chainPrefix(project) + ns + "/"
+	name := publicationPrefix + project + "/" + ns + "/"
 	family, to := "ip", addr
 	if port.Is6() {
 		name += "ip6/"
@@ -288,7 +323,46 @@ func publicationOf(project, ns, addr string, port specs.Port) publication {
 		text = fmt.Sprintf("meta l4proto %s dnat %s addr . port to th dport map { %s }", proto, family, strings.Join(m, ", "))
 	}
 	// The comment says where it goes, so a changed target is a changed rule.
-	return publication{chain: name, rule: rule{text, "nsrun -> " + to + ":" + portsText(port.Target)}}
+	return publication{chain: name, rules: []rule{{text, "nsrun -> " + to + ":" + portsText(port.Target)}}}
+}
+
+// NetworkSet names the set of the links on a network (its key, see
+// specs.NetworkKey): net/PROJECT/NAME, or net/NAME for an external one,
+// shared by the projects on it.
+func NetworkSet(key string) string { return networkPrefix + key }
+
+// reachOf renders the chain of the networks a namespace is on:
+// reach/PROJECT/NAME[/NAME...], by their names in order, one rule per
+// network that accepts its links. The namespaces of a project on the same
+// networks share one. A namespace on no network has none.
+func reachOf(project string, keys []string) publication {
+	if len(keys) == 0 {
+		return publication{}
+	}
+	sorted := slices.Clone(keys)
+	slices.Sort(sorted)
+	var names []string
+	var rules []rule
+	for _, key := range sorted {
+		names = append(names, key[strings.LastIndex(key, "/")+1:])
+		rules = append(rules, rule{"oifname @" + NetworkSet(key) + " accept", "nsrun: network " + key})
+	}
+	name := reachPrefix + project + "/" + strings.Join(names, "/")
+	if len(name) > 200 { // nft's limit is 255
+		sum := sha256.Sum256([]byte(strings.Join(sorted, " ")))
+		name = reachPrefix + project + "/" + hex.EncodeToString(sum[:8])
+	}
+	return publication{chain: name, rules: rules}
+}
+
+// verdict is what the reach map gives a namespace's link: a jump to the
+// chain of its networks, back to filter-forward's drop when none accepts;
+// on no network, the drop itself.
+func (p publication) verdict() string {
+	if p.chain == "" {
+		return "drop"
+	}
+	return "jump " + p.chain
 }
 
 func portsText(r specs.PortRange) string {

@@ -55,9 +55,11 @@ func (s *Snapshot) Projects() []string {
 		}
 	}
 	for name := range s.chains {
-		if rest, ok := strings.CutPrefix(name, publicationPrefix); ok {
-			p, _, _ := strings.Cut(rest, "/")
-			seen[p] = true
+		for _, prefix := range []string{publicationPrefix, reachPrefix} {
+			if rest, ok := strings.CutPrefix(name, prefix); ok {
+				p, _, _ := strings.Cut(rest, "/")
+				seen[p] = true
+			}
 		}
 	}
 	return slices.Sorted(maps.Keys(seen))
@@ -66,10 +68,10 @@ func (s *Snapshot) Projects() []string {
 // diff is how the table differs from what a project needs.
 type diff struct {
 	table     bool          // the table is missing
-	sets      []setDef      // missing sets and maps
+	sets      []setDef      // missing sets and maps (the fixed ones and networks')
 	chains    []chainDef    // fixed chains missing or holding other rules
 	newChains []string      // of those, the missing ones
-	pubs      []publication // publication chains missing or holding another rule
+	pubs      []publication // the project's chains missing or holding other rules
 	newPubs   []string      // of those, the missing ones
 	oldPubs   []string      // the project's publication chains it no longer needs
 	add, del  []element     // the project's elements to add and to delete
@@ -112,6 +114,15 @@ func compare(s *Snapshot, p forward.Project) *diff {
 		}
 	}
 	elems, pubs := render(p)
+	for _, e := range elems {
+		if _, ok := s.elements[e.set]; ok || !strings.HasPrefix(e.set, networkPrefix) || slices.ContainsFunc(d.sets, func(def setDef) bool { return def.name == e.set }) {
+			continue
+		}
+		d.sets = append(d.sets, setDef{name: e.set, typ: "ifname", comment: "nsrun: the links on network " + strings.TrimPrefix(e.set, networkPrefix)})
+		if s.exists {
+			d.say("set %s is missing from table %s %s", e.set, Family, Table)
+		}
+	}
 	wanted := map[string]bool{}
 	for _, pub := range pubs {
 		wanted[pub.chain] = true
@@ -122,13 +133,13 @@ func compare(s *Snapshot, p forward.Project) *diff {
 			if s.exists {
 				d.say("chain %s is missing", pub.chain)
 			}
-		case !slices.Equal(have, []string{pub.rule.comment}):
+		case !slices.Equal(have, comments(pub.rules)):
 			d.pubs = append(d.pubs, pub)
-			sayRules(d, pub.chain, have, []string{pub.rule.comment})
+			sayRules(d, pub.chain, have, comments(pub.rules))
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(s.chains)) {
-		if strings.HasPrefix(name, chainPrefix(p.Name)) && !wanted[name] {
+		if isProjectChain(p.Name, name) && !wanted[name] {
 			d.oldPubs = append(d.oldPubs, name)
 			d.say("chain %s is not needed by project %s", name, p.Name)
 		}
@@ -238,7 +249,7 @@ func ensure(tx *knftables.Transaction, s *Snapshot, p forward.Project) {
 		}
 	}
 	for _, pub := range d.pubs {
-		fill(tx, &knftables.Chain{Name: pub.chain}, slices.Contains(d.newPubs, pub.chain), []rule{pub.rule})
+		fill(tx, &knftables.Chain{Name: pub.chain}, slices.Contains(d.newPubs, pub.chain), pub.rules)
 	}
 	for _, c := range d.chains { // regular chains first: the base chains jump to them
 		if c.hook == "" {
@@ -259,6 +270,33 @@ func ensure(tx *knftables.Transaction, s *Snapshot, p forward.Project) {
 	}
 	for _, name := range d.oldPubs {
 		tx.Delete(&knftables.Chain{Name: name})
+	}
+	deleteEmptyNetworks(tx, s, d.add, d.del)
+}
+
+// deleteEmptyNetworks deletes the sets of networks that no link is on
+// once the elements are added and deleted: the chains that used them are
+// gone by then (a chain uses a network's set only while one of its
+// project's links is on it).
+func deleteEmptyNetworks(tx *knftables.Transaction, s *Snapshot, add, del []element) {
+	left := map[string]int{}
+	for name, elems := range s.elements {
+		if strings.HasPrefix(name, networkPrefix) {
+			left[name] = len(elems)
+		}
+	}
+	for _, e := range del {
+		if _, ok := left[e.set]; ok {
+			left[e.set]--
+		}
+	}
+	for _, e := range add {
+		left[e.set]++
+	}
+	for _, name := range slices.Sorted(maps.Keys(left)) {
+		if left[name] == 0 {
+			tx.Delete(&knftables.Set{Name: name})
+		}
 	}
 }
 
@@ -306,10 +344,11 @@ func remove(tx *knftables.Transaction, s *Snapshot, project string) {
 		tx.Delete(e.object())
 	}
 	for _, name := range slices.Sorted(maps.Keys(s.chains)) {
-		if strings.HasPrefix(name, chainPrefix(project)) {
+		if isProjectChain(project, name) {
 			tx.Delete(&knftables.Chain{Name: name})
 		}
 	}
+	deleteEmptyNetworks(tx, s, nil, del)
 }
 
 // listed is one object of nft's JSON listing, as far as nsrun reads it.

@@ -1,0 +1,147 @@
+package project
+
+import (
+	"fmt"
+	"net/netip"
+	"os/exec"
+	"sync"
+	"testing"
+
+	"github.com/nsrun/nsrun/forward"
+	"github.com/nsrun/nsrun/forward/iptables"
+	"github.com/nsrun/nsrun/netns/nstest"
+	"github.com/nsrun/nsrun/state"
+)
+
+// tenants are two projects of one lab, with IPv6: t{ID} has x[front],
+// y[front,back] (publishing P0), z[back] and e on the external network
+// shared{ID}; u{ID} has w on its default network (publishing P1) and v on
+// shared{ID}.
+func tenants(p []int) (string, string) {
+	return fmt.Sprintf(`name: t{ID}
+ipv6: true
+networks:
+  front: {}
+  back: {}
+  shared{ID}: {external: true}
+namespaces:
+  x{ID}: {networks: [front]}
+  y{ID}: {networks: [front, back], ports: ["%d:8080", "%d:9090/udp"]}
+  z{ID}: {networks: [back]}
+  e{ID}: {networks: [shared{ID}]}
+`, p[0], p[2]), fmt.Sprintf(`name: u{ID}
+ipv6: true
+networks:
+  shared{ID}: {external: true}
+namespaces:
+  w{ID}: {ports: ["%d:8080"]}
+  v{ID}: {networks: [shared{ID}]}
+`, p[1])
+}
+
+// eachBackend runs a test once per firewall backend: iptables-nft,
+// iptables-legacy (each chosen by holding nsrun's chain first, as a host
+// where nsrun published before) and nftables.
+func eachBackend(t *testing.T, test func(t *testing.T, l *lab)) {
+	for _, b := range iptables.Backends {
+		t.Run(string(b), func(t *testing.T) {
+			nstest.RequireRoot(t)
+			run(t, string(b), "-t", "nat", "-N", iptables.ChainPost)
+			t.Cleanup(func() { exec.Command(string(b), "-t", "nat", "-X", iptables.ChainPost).Run() })
+			l := newLab(t)
+			if got := l.backend(); got != b {
+				t.Fatalf("a new project goes to %s; want %s", got, b)
+			}
+			test(t, l)
+		})
+	}
+	t.Run("nftables", func(t *testing.T) { test(t, newLabWith(t, forward.NFTables)) })
+}
+
+// TestIsolation: namespaces reach each other's addresses directly only on
+// a network they share, over IPv4 and IPv6, TCP and UDP, in every backend;
+// across projects only on an external network; every project's published
+// ports, egress and hairpin stay as they were.
+func TestIsolation(t *testing.T) {
+	eachBackend(t, func(t *testing.T, l *lab) {
+		ports := freePorts(t, 3)
+		one, two := tenants(ports)
+		st, other := l.up(one), l.up(two)
+		isolated(t, l, ports, st, other)
+	})
+}
+
+// isolated checks TestIsolation's cases on the projects of tenants.
+func isolated(t *testing.T, l *lab, ports []int, st, other *state.Record) {
+	t.Helper()
+	names := []string{"x", "y", "z", "e", "w", "v"}
+	addrs := map[string][2]netip.Addr{}
+	for _, n := range names {
+		ns := st.Namespace(l.ns(n))
+		if ns == nil {
+			ns = other.Namespace(l.ns(n))
+		}
+		addrs[n] = [2]netip.Addr{ns.Address.Addr(), ns.Address6.Addr()}
+		nstest.StartServer(t, l.ns(n), l.ns(n), "8080", "9090")
+	}
+	nstest.StartServer(t, l.outside, l.outside, "9999", "")
+	// Each pair is dialled at both addresses, TCP and UDP, all at once: a
+	// refused dial waits for its timeout.
+	var wg sync.WaitGroup
+	reach := func(from, to string, want bool) {
+		for _, a := range addrs[to] {
+			for _, proto := range []string{"tcp", "udp"} {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					port := map[string]int{"tcp": 8080, "udp": 9090}[proto]
+					r, err := nstest.DialFrom(t, l.ns(from), proto, addr(a, port), "")
+					what := fmt.Sprintf("%s -> %s %s/%s directly", from, to, a, proto)
+					if want {
+						l.expect(r, err, l.ns(to), what)
+					} else {
+						l.refuse(r, err, what)
+					}
+				}()
+			}
+		}
+	}
+	// Within t: x-y on front, y-z on back; x and z share none.
+	for _, pair := range [][2]string{{"x", "y"}, {"y", "x"}, {"y", "z"}, {"z", "y"}} {
+		reach(pair[0], pair[1], true)
+	}
+	reach("x", "z", false)
+	reach("z", "x", false)
+	// Across projects: only e and v, on the external network.
+	reach("e", "v", true)
+	reach("v", "e", true)
+	for _, pair := range [][2]string{{"w", "y"}, {"y", "w"}, {"w", "x"}, {"x", "w"}, {"e", "w"}, {"v", "y"}, {"z", "v"}} {
+		reach(pair[0], pair[1], false)
+	}
+	// e is on no network with x, in its own project.
+	reach("e", "x", false)
+	wg.Wait()
+	// Published ports of either project, through the host, from anywhere.
+	for _, from := range []string{"w", "x", "z", "v"} {
+		r, err := nstest.DialFrom(t, l.ns(from), "tcp", addr(l.outHost, ports[0]), "")
+		l.expect(r, err, l.ns("y"), from+" -> host:P0 (t's y)")
+		r, err = nstest.DialFrom(t, l.ns(from), "tcp", addr(l.outHost6, ports[0]), "")
+		l.expect(r, err, l.ns("y"), from+" -> [host]:P0 (t's y)")
+		r, err = nstest.DialFrom(t, l.ns(from), "udp", addr(l.outHost, ports[2]), "")
+		l.expect(r, err, l.ns("y"), from+" -> host:P2/udp (t's y)")
+	}
+	r, err := nstest.DialFrom(t, l.ns("y"), "tcp", addr(l.outHost, ports[1]), "")
+	l.expect(r, err, l.ns("w"), "y -> host:P1 (u's w)")
+	r, err = nstest.DialFrom(t, l.ns("y"), "tcp", addr(l.outHost, ports[0]), "")
+	l.expect(r, err, l.ns("y"), "y -> host:P0 (itself, hairpin)")
+	r, err = nstest.DialFrom(t, l.ns("w"), "tcp", addr(l.outHost, ports[1]), "")
+	l.expect(r, err, l.ns("w"), "w -> host:P1 (itself, hairpin)")
+	// Egress, and its replies.
+	for _, from := range []string{"x", "w"} {
+		r, err := nstest.DialFrom(t, l.ns(from), "tcp", addr(l.outPeer, 9999), "")
+		l.expect(r, err, l.outside, from+" -> outside (egress)")
+	}
+	// From outside, published ports only, as before.
+	r, err = nstest.DialFrom(t, l.outside, "tcp", addr(l.outHost, ports[1]), "")
+	l.expect(r, err, l.ns("w"), "outside -> host:P1")
+}
