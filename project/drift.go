@@ -45,14 +45,14 @@ func NetworkDrift(st *state.Record, obs host.Observed) []Drift {
 	if st.IPv6 && obs.IPv6Forward != "1" {
 		out = append(out, Drift{Kind: DriftForwarding6, Message: fmt.Sprintf("net.ipv6.conf.all.forwarding is %s: the host forwards no IPv6 to the namespaces", obs.IPv6Forward)})
 	}
-	files := etcSums(EtcFiles(st, obs.HostResolv, obs.SystemdResolv))
+	etc := EtcFiles(st, obs.HostResolv, obs.SystemdResolv)
 	for _, ns := range st.Namespaces {
 		if !obs.Namespaces[ns.Name] {
 			out = append(out, Drift{Kind: DriftNamespace, Namespace: ns.Name, Message: fmt.Sprintf("namespace %s is missing", ns.Name)})
 			continue
 		}
 		out = append(out, linkDrift(st.Project, ns, obs)...)
-		for _, name := range etcDiffers(obs.Etc[ns.Name], files) {
+		for _, name := range etcDiffers(obs.Etc[ns.Name], etc[ns.Name].Sums) {
 			out = append(out, Drift{Kind: DriftEtc, Namespace: ns.Name, Message: fmt.Sprintf("/etc/netns/%s/%s is missing or out of date", ns.Name, name)})
 		}
 	}

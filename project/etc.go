@@ -4,29 +4,60 @@ import (
 	"bufio"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/nsrun/nsrun/host"
 	"github.com/nsrun/nsrun/state"
 )
 
-// EtcFiles returns the files of /etc/netns/NS/ for each namespace of a
-// project: hosts naming every namespace of the project, and resolv.conf
-// with the host's real upstream nameservers, when it has any.
-func EtcFiles(st *state.Record, hostResolv, systemdResolv string) map[string]string {
-	files := map[string]string{"hosts": hostsFile(st)}
-	if resolv, ok := ResolvConf(hostResolv, systemdResolv); ok {
-		files["resolv.conf"] = resolv
-	}
-	return files
+// Etc is the files of one namespace's /etc/netns/NS/, by name, and the
+// sum of each.
+type Etc struct {
+	Files map[string]string
+	Sums  map[string][32]byte
 }
 
-func hostsFile(st *state.Record) string {
+// EtcFiles returns the files of /etc/netns/NS/ of each namespace of a
+// project, by namespace: hosts naming the namespaces it shares a network
+// with (itself too), and resolv.conf with the host's real upstream
+// nameservers, when it has any. Namespaces on the same networks share one
+// Etc.
+func EtcFiles(st *state.Record, hostResolv, systemdResolv string) map[string]Etc {
+	resolv, hasResolv := ResolvConf(hostResolv, systemdResolv)
+	byNetworks := map[string]Etc{}
+	out := make(map[string]Etc, len(st.Namespaces))
+	for _, ns := range st.Namespaces {
+		key := strings.Join(st.NetworksOf(ns), " ")
+		if len(st.NetworksOf(ns)) == 0 {
+			key = "\x00" + ns.Name // on no network: only itself
+		}
+		etc, ok := byNetworks[key]
+		if !ok {
+			etc = Etc{Files: map[string]string{"hosts": hostsFile(st, ns)}}
+			if hasResolv {
+				etc.Files["resolv.conf"] = resolv
+			}
+			etc.Sums = etcSums(etc.Files)
+			byNetworks[key] = etc
+		}
+		out[ns.Name] = etc
+	}
+	return out
+}
+
+// hostsFile names, besides localhost, the namespaces of the project that
+// ns shares a network with, and ns itself. Namespaces of other projects,
+// even on an external network, are not named: their names are theirs.
+func hostsFile(st *state.Record, ns *state.Namespace) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s for project %s; removed by nsrun down\n", host.EtcMarker, st.Project)
 	b.WriteString("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
-	for _, ns := range st.Namespaces {
-		fmt.Fprintf(&b, "%s\t%s\n", ns.Address.Addr(), ns.Name)
+	mine := st.NetworksOf(ns)
+	for _, other := range st.Namespaces {
+		if other == ns || slices.ContainsFunc(st.NetworksOf(other), func(k string) bool { return slices.Contains(mine, k) }) {
+			fmt.Fprintf(&b, "%s\t%s\n", other.Address.Addr(), other.Name)
+		}
 	}
 	return b.String()
 }

@@ -6,9 +6,11 @@ import (
 	"os/exec"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/forward/iptables"
+	"github.com/nsrun/nsrun/forward/nftables"
 	"github.com/nsrun/nsrun/netns/nstest"
 	"github.com/nsrun/nsrun/state"
 )
@@ -144,4 +146,46 @@ func isolated(t *testing.T, l *lab, ports []int, st, other *state.Record) {
 	// From outside, published ports only, as before.
 	r, err = nstest.DialFrom(t, l.outside, "tcp", addr(l.outHost, ports[1]), "")
 	l.expect(r, err, l.ns("w"), "outside -> host:P1")
+}
+
+// TestKeeperHealsIsolation: the keeper puts back the isolation rules when
+// they are flushed behind its back: the namespaces that share no network
+// are kept apart again, and those that share one still connect.
+func TestKeeperHealsIsolation(t *testing.T) {
+	eachFirewall(t, func(t *testing.T, l *lab) {
+		l.e.NoHeal = false
+		ports := freePorts(t, 3)
+		one, _ := tenants(ports)
+		st := l.up(one)
+		x, y, z := l.ns("x"), l.ns("y"), l.ns("z")
+		zAddr := st.Namespace(z).Address.Addr()
+		for _, ns := range []string{y, z} {
+			nstest.StartServer(t, ns, ns, "8080", "")
+		}
+		apart := func(what string) {
+			t.Helper()
+			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+				_, errXZ := nstest.DialFrom(t, x, "tcp", addr(zAddr, 8080), "")
+				r, errXY := nstest.DialFrom(t, x, "tcp", addr(st.Namespace(y).Address.Addr(), 8080), "")
+				if errXZ != nil && errXY == nil {
+					l.expect(r, errXY, y, what+": x -> y (front)")
+					return
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("%s: x -> z answers (%v) or x -> y does not (%v) after 10 s", what, errXZ, errXY)
+				}
+			}
+		}
+		apart("after up")
+		before := l.e.Store.Repairs("t" + l.id).Repairs
+		if st.Backend.IsIPTables() {
+			run(t, string(st.Backend), "-F", iptables.ProjectChains("t"+l.id).Forward)
+		} else {
+			run(t, "nft", "flush", "chain", "inet", nftables.Table, "filter-forward")
+		}
+		apart("after the isolation rules were flushed")
+		if h := l.e.Store.Repairs("t" + l.id); h.Repairs <= before {
+			t.Errorf("repairs recorded: %+v; want more than %d", h, before)
+		}
+	})
 }

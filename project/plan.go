@@ -110,11 +110,10 @@ func PlanUp(want, recorded *state.Record, obs host.Observed, drift []Drift) []St
 			steps = append(steps, Step{Op: OpLink, Namespace: ns.Name, Pair: p, Created: !exists, Repair: repair})
 		}
 	}
-	files := EtcFiles(want, obs.HostResolv, obs.SystemdResolv)
-	sums := etcSums(files)
+	etc := EtcFiles(want, obs.HostResolv, obs.SystemdResolv)
 	for _, ns := range want.Namespaces {
-		if len(etcDiffers(obs.Etc[ns.Name], sums)) > 0 {
-			steps = append(steps, Step{Op: OpEtc, Namespace: ns.Name, Files: files, Created: recorded.Namespace(ns.Name) == nil,
+		if len(etcDiffers(obs.Etc[ns.Name], etc[ns.Name].Sums)) > 0 {
+			steps = append(steps, Step{Op: OpEtc, Namespace: ns.Name, Files: etc[ns.Name].Files, Created: recorded.Namespace(ns.Name) == nil,
 				Repair: messages(drift, ns.Name, DriftEtc)})
 		}
 	}
@@ -234,7 +233,7 @@ func sameForwards(a, b *state.Record) bool {
 	}
 	return slices.EqualFunc(a.ForwardProject().Namespaces, b.ForwardProject().Namespaces, func(x, y forward.Namespace) bool {
 		return x.Name == y.Name && x.Link == y.Link && x.Address == y.Address && x.Address6 == y.Address6 && x.Egress == y.Egress &&
-			slices.EqualFunc(x.Ports, y.Ports, func(p, q specs.Port) bool { return p.Full() == q.Full() })
+			slices.Equal(x.Networks, y.Networks) && slices.EqualFunc(x.Ports, y.Ports, func(p, q specs.Port) bool { return p.Full() == q.Full() })
 	})
 }
 

@@ -82,7 +82,7 @@ func observedOf(t *testing.T, st *state.Record) host.Observed {
 	t.Helper()
 	obs := host.Observed{Namespaces: map[string]bool{}, Links: map[string]veth.Link{}, IPForward: "1",
 		RouteLocalnet: map[string]string{}, Peers: map[string]veth.Peer{}, Etc: map[string]map[string]host.EtcFile{}}
-	files := EtcFiles(st, "nameserver 192.0.2.53\n", "")
+	etc := EtcFiles(st, "nameserver 192.0.2.53\n", "")
 	obs.HostResolv = "nameserver 192.0.2.53\n"
 	for i, ns := range st.Namespaces {
 		obs.Namespaces[ns.Name] = true
@@ -90,7 +90,7 @@ func observedOf(t *testing.T, st *state.Record) host.Observed {
 		obs.RouteLocalnet[ns.Link] = "1"
 		obs.Peers[ns.Name] = veth.Peer{Exists: true, ParentIndex: 10 + i, Up: true, Addrs: []netip.Prefix{ns.Address}, Gateways: []netip.Addr{ns.HostAddress.Addr()}}
 		obs.Etc[ns.Name] = map[string]host.EtcFile{}
-		for name, content := range files {
+		for name, content := range etc[ns.Name].Files {
 			obs.Etc[ns.Name][name] = host.EtcFileOf(content)
 		}
 	}
@@ -248,7 +248,7 @@ func FuzzDecodeState(f *testing.F) {
 
 func TestEtcFilesContent(t *testing.T) {
 	st := FromSpec(spec(t, "namespaces:\n  ns1: {address: 10.9.1.2/24}\n  ns2: {address: 10.9.2.2/24}\n"))
-	files := EtcFiles(st, "nameserver 127.0.0.53\noptions edns0 trust-ad\nsearch example.org\n", "nameserver 192.0.2.1\nnameserver 192.0.2.2\nsearch lan\n")
+	files := EtcFiles(st, "nameserver 127.0.0.53\noptions edns0 trust-ad\nsearch example.org\n", "nameserver 192.0.2.1\nnameserver 192.0.2.2\nsearch lan\n")["ns1"].Files
 	wantHosts := host.EtcMarker + " for project demo; removed by nsrun down\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n10.9.1.2\tns1\n10.9.2.2\tns2\n"
 	if files["hosts"] != wantHosts {
 		t.Errorf("hosts:\n%s\nwant:\n%s", files["hosts"], wantHosts)
@@ -263,8 +263,33 @@ func TestEtcFilesContent(t *testing.T) {
 	if _, ok := ResolvConf("nameserver 127.0.0.53\n", ""); ok {
 		t.Error("a loopback-only resolv.conf gave nameservers")
 	}
-	if _, has := EtcFiles(st, "", "")["resolv.conf"]; has {
+	if _, has := EtcFiles(st, "", "")["ns1"].Files["resolv.conf"]; has {
 		t.Error("resolv.conf written with no nameserver")
+	}
+}
+
+// TestHostsNameTheNetworks: a namespace's hosts file names the namespaces
+// it shares a network with, and itself; no other.
+func TestHostsNameTheNetworks(t *testing.T) {
+	st := FromSpec(spec(t, `networks: {front: {}, back: {}, shared: {external: true}}
+namespaces:
+  x: {address: 10.9.1.2/24, networks: [front]}
+  y: {address: 10.9.2.2/24, networks: [front, back]}
+  z: {address: 10.9.3.2/24, networks: [back]}
+  e: {address: 10.9.4.2/24, networks: [shared]}
+  n: {address: 10.9.5.2/24, networks: []}
+`))
+	etc := EtcFiles(st, "", "")
+	for ns, want := range map[string][]string{"x": {"x", "y"}, "y": {"x", "y", "z"}, "z": {"y", "z"}, "e": {"e"}, "n": {"n"}} {
+		var named []string
+		for _, line := range strings.Split(etc[ns].Files["hosts"], "\n") {
+			if f := strings.Fields(line); len(f) == 2 && strings.HasPrefix(f[0], "10.9.") {
+				named = append(named, f[1])
+			}
+		}
+		if !slices.Equal(named, want) {
+			t.Errorf("hosts of %s names %v; want %v", ns, named, want)
+		}
 	}
 }
 

@@ -2,6 +2,7 @@ package specs
 
 import (
 	"slices"
+	"strings"
 
 	"gopkg.in/yaml.v3"
 )
@@ -128,6 +129,15 @@ func NetworkKey(project string, nw *Network) string {
 		return nw.Name
 	}
 	return project + "/" + nw.Name
+}
+
+// NetworkOfKey reads a network's name back from its key, and whether it
+// is external.
+func NetworkOfKey(key string) Network {
+	if i := strings.LastIndexByte(key, '/'); i >= 0 {
+		return Network{Name: key[i+1:]}
+	}
+	return Network{Name: key, External: true}
 }
 
 // NetworkKeys are the host-wide keys of a namespace's networks.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/nsrun/nsrun/internal/words"
 	"github.com/nsrun/nsrun/project"
+	"github.com/nsrun/nsrun/specs"
 	"github.com/nsrun/nsrun/state"
 	"github.com/nsrun/nsrun/supervise"
 	"github.com/spf13/cobra"
@@ -172,10 +173,24 @@ type namespaceReport struct {
 	HostLink    string `json:"host_link"`
 	HostAddress string `json:"host_address"`
 	// The IPv6 twins, in a project with IPv6.
-	Address6     string       `json:"address6,omitempty"`
-	HostAddress6 string       `json:"host_address6,omitempty"`
-	Egress       bool         `json:"egress"`
-	Ports        []portReport `json:"ports"`
+	Address6     string `json:"address6,omitempty"`
+	HostAddress6 string `json:"host_address6,omitempty"`
+	Egress       bool   `json:"egress"`
+	// Networks: the namespaces it reaches directly are those on one of them.
+	Networks []networkReport `json:"networks"`
+	Ports    []portReport    `json:"ports"`
+}
+
+type networkReport struct {
+	Name     string `json:"name"`
+	External bool   `json:"external"` // shared with the other projects that declare it
+}
+
+func (n networkReport) String() string {
+	if n.External {
+		return n.Name + " (external)"
+	}
+	return n.Name
 }
 
 type portReport struct {
@@ -219,6 +234,11 @@ func report(r *project.Report, now time.Time) projectReport {
 		nr := namespaceReport{Name: ns.Name, Address: ns.Address.String(), HostLink: ns.Link, HostAddress: ns.HostAddress.String(), Egress: ns.Egress, Ports: []portReport{}}
 		if ns.Address6.IsValid() {
 			nr.Address6, nr.HostAddress6 = ns.Address6.String(), ns.HostAddress6.String()
+		}
+		nr.Networks = []networkReport{}
+		for _, key := range s.NetworksOf(ns) {
+			nw := specs.NetworkOfKey(key)
+			nr.Networks = append(nr.Networks, networkReport{Name: nw.Name, External: nw.External})
 		}
 		for _, p := range ns.Ports {
 			to := ns.Address.Addr()
@@ -297,17 +317,23 @@ func printProject(w io.Writer, r projectReport) {
 	}
 	fmt.Fprintf(w, "project %s (spec %s, %s%s)\n\n", r.Name, r.Spec, r.Backend, accepts)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAMESPACE\tADDRESS\tHOST LINK\tPUBLISHED")
+	fmt.Fprintln(tw, "NAMESPACE\tADDRESS\tHOST LINK\tNETWORKS\tPUBLISHED")
 	for _, ns := range r.Namespaces {
-		var ports []string
+		var ports, networks []string
 		for _, p := range ns.Ports {
 			ports = append(ports, p.String())
+		}
+		for _, n := range ns.Networks {
+			networks = append(networks, n.String())
+		}
+		if len(networks) == 0 {
+			networks = []string{"(none)"}
 		}
 		addr, host := ns.Address, strings.Split(ns.HostAddress, "/")[0]
 		if ns.Address6 != "" {
 			addr, host = addr+" "+ns.Address6, host+" "+strings.Split(ns.HostAddress6, "/")[0]
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s %s\t%s\n", ns.Name, addr, ns.HostLink, host, strings.Join(ports, ", "))
+		fmt.Fprintf(tw, "%s\t%s\t%s %s\t%s\t%s\n", ns.Name, addr, ns.HostLink, host, strings.Join(networks, ", "), strings.Join(ports, ", "))
 	}
 	tw.Flush()
 	if r.Loopback6 != "" {

@@ -66,6 +66,12 @@ func TestStatusJSONShape(t *testing.T) {
           "host_link": "nsr-ns1",
           "host_address": "10.9.1.1/24",
           "egress": true,
+          "networks": [
+            {
+              "name": "default",
+              "external": false
+            }
+          ],
           "ports": [
             {
               "host_ip": "0.0.0.0",
