@@ -51,6 +51,9 @@ func Compose(s *specs.Spec, o ComposeOptions) ([]byte, error) {
 				problems = append(problems, p)
 			}
 		}
+		if len(ns.Networks) == 0 && len(ns.Ports) > 0 && len(ns.Run) > 0 {
+			problems = append(problems, fmt.Sprintf("namespace %q: networks: [] with published ports cannot be carried: Compose's service on no network (network_mode: none) publishes nothing; put it on a network, or use nsrun export kubernetes (a NetworkPolicy)", ns.Name))
+		}
 		if !ns.Egress {
 			problems = append(problems, fmt.Sprintf("namespace %q: egress: false cannot be carried: Compose's way to cut a service off, an internal network, cannot publish ports, and its services would lose the others' ports too; remove egress: false, or use nsrun export kubernetes (a NetworkPolicy)", ns.Name))
 		}
@@ -72,9 +75,8 @@ func Compose(s *specs.Spec, o ComposeOptions) ([]byte, error) {
 	var b bytes.Buffer
 	b.WriteString(composeHeader(s, notes))
 	root := mapping("name", s.Name, "services", services)
-	if s.IPv6 {
-		// The services' network has IPv6 too, as the namespaces had.
-		root.Content = append(root.Content, scalar("networks"), mapping("default", mapping("enable_ipv6", true)))
+	if networks := composeNetworks(s); len(networks.Content) > 0 {
+		root.Content = append(root.Content, scalar("networks"), networks)
 	}
 	enc := yaml.NewEncoder(&b)
 	enc.SetIndent(2)
@@ -82,6 +84,29 @@ func Compose(s *specs.Spec, o ComposeOptions) ([]byte, error) {
 		return nil, err
 	}
 	return b.Bytes(), enc.Close()
+}
+
+// composeNetworks are the spec's networks as Compose's: the ones it
+// declares (an external one is Compose's external network of that name),
+// and with IPv6 the default one, each with IPv6 as the namespaces had.
+func composeNetworks(s *specs.Spec) *yaml.Node {
+	out := mapping()
+	declared := false
+	for _, nw := range s.Networks {
+		declared = declared || nw.Name == specs.DefaultNetwork
+		switch {
+		case nw.External:
+			out.Content = append(out.Content, scalar(nw.Name), mapping("external", true))
+		case s.IPv6:
+			out.Content = append(out.Content, scalar(nw.Name), mapping("enable_ipv6", true))
+		default:
+			out.Content = append(out.Content, scalar(nw.Name), mapping())
+		}
+	}
+	if s.IPv6 && !declared {
+		out.Content = append(out.Content, scalar(specs.DefaultNetwork), mapping("enable_ipv6", true))
+	}
+	return out
 }
 
 func serviceName(ns *specs.Namespace, p specs.Process) string { return ns.Name + "-" + p.Name }
@@ -98,11 +123,17 @@ func composeService(ns *specs.Namespace, i int, p specs.Process, o ComposeOption
 		}
 		svc.Content = append(svc.Content, scalar("environment"), env)
 	}
-	if i == 0 {
+	switch {
+	case i == 0 && len(ns.Networks) == 0:
+		svc.Content = append(svc.Content, scalar("network_mode"), node("none"))
+	case i == 0:
 		if ports := composePorts(ns); len(ports) > 0 {
 			svc.Content = append(svc.Content, scalar("ports"), node(ports))
 		}
-	} else {
+		if !slices.Equal(ns.Networks, []string{specs.DefaultNetwork}) {
+			svc.Content = append(svc.Content, scalar("networks"), node(ns.Networks))
+		}
+	default:
 		svc.Content = append(svc.Content, scalar("network_mode"), node("service:"+serviceName(ns, ns.Run[0])))
 	}
 	svc.Content = append(svc.Content, scalar("restart"), node(string(p.Restart)))
@@ -145,6 +176,8 @@ func composeHeader(s *specs.Spec, notes []string) string {
 	b.WriteString("# One service per run entry, NS-PROC; the first of each namespace owns its\n")
 	b.WriteString("# ports, the others share its network (network_mode: service:...), as they\n")
 	b.WriteString("# share the namespace. Use: docker compose -f FILE up -d\n")
+	b.WriteString("# The spec's networks are Compose's: services reach each other only on a\n")
+	b.WriteString("# network they share; an external one must exist (docker network create).\n")
 	b.WriteString("# Not carried, on purpose: the namespaces' addresses (automatic ones; Compose's\n")
 	b.WriteString("# network gives each service its own), /etc/netns/NS/hosts (services reach\n")
 	b.WriteString("# each other by service name), the loopback shortcut and firewall rules.\n")

@@ -35,6 +35,7 @@ var examples = []struct {
 	{"blog", "../specs/examples/blog.yaml", []string{"python:3.12-slim"}, []string{"ns1/web=python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", 8080))'"}},
 	{"flask", "../specs/examples/flask/flask.yaml", []string{"ns1/app=registry.example/flask-app:1", "ns2/app=registry.example/flask-app:1"}, nil},
 	{"dual-stack", "../specs/examples/dual-stack.yaml", []string{"python:3.12-slim"}, nil},
+	{"tenants", "../specs/examples/tenants.yaml", []string{"python:3.12-slim"}, nil},
 	// Every field of the spec, some of which no cluster can carry: the
 	// golden file is the refusal, every problem listed.
 	{"full", "../specs/examples/full.yaml", []string{"python:3.12-slim"}, nil},

@@ -148,6 +148,9 @@ func kubeHeader(s *specs.Spec, o KubeOptions) string {
 	b.WriteString("# share its network, as they share the namespace.\n")
 	b.WriteString("# Use: kubectl apply -f FILE, then kubectl rollout status for each Deployment;\n")
 	b.WriteString("# nothing here runs the pods, a cluster does.\n")
+	b.WriteString("# Networks: each pod carries a label per network it is on, and a NetworkPolicy\n")
+	b.WriteString("# lets in only the pods on one of them, and anyone to its published ports, as\n")
+	b.WriteString("# nsrun does (the cluster's network plugin must enforce NetworkPolicies).\n")
 	b.WriteString("# Not carried, on purpose:\n")
 	b.WriteString("#   - the namespaces' addresses (automatic ones; the cluster gives each pod its own),\n")
 	b.WriteString("#   - /etc/netns/NS/hosts and resolv.conf (the headless Service of each namespace\n")
@@ -209,12 +212,13 @@ func kubeObjects(s *specs.Spec, ns *specs.Namespace, o KubeOptions) []*yaml.Node
 	pod := podSpec(s, ns, o)
 	var out []*yaml.Node
 	if o.Kind == KindPod {
-		out = append(out, mapping("apiVersion", "v1", "kind", "Pod", "metadata", metadata(ns.Name, o.Namespace, s.Name, ns.Name), "spec", pod))
+		out = append(out, mapping("apiVersion", "v1", "kind", "Pod",
+			"metadata", mapping("name", ns.Name, "namespace", o.Namespace, "labels", podLabels(s, ns)), "spec", pod))
 	} else {
 		out = append(out, mapping("apiVersion", "apps/v1", "kind", "Deployment",
 			"metadata", metadata(ns.Name, o.Namespace, s.Name, ns.Name),
 			"spec", mapping("replicas", 1, "selector", mapping("matchLabels", selector(s.Name, ns.Name)),
-				"template", mapping("metadata", mapping("labels", labels(s.Name, ns.Name)), "spec", pod))))
+				"template", mapping("metadata", mapping("labels", podLabels(s, ns)), "spec", pod))))
 	}
 	// The namespace's name in the cluster's DNS, as /etc/netns/NS/hosts gives it.
 	out = append(out, mapping("apiVersion", "v1", "kind", "Service",
@@ -225,10 +229,75 @@ func kubeObjects(s *specs.Spec, ns *specs.Namespace, o KubeOptions) []*yaml.Node
 			"metadata", metadata(ns.Name+"-published", o.Namespace, s.Name, ns.Name),
 			"spec", mapping("type", "ClusterIP", "selector", selector(s.Name, ns.Name), "ipFamilyPolicy", dualStack(s), "ports", ports)))
 	}
+	out = append(out, ingressPolicy(s, ns, o))
 	if !ns.Egress {
 		out = append(out, networkPolicy(s, ns, o))
 	}
 	return out
+}
+
+// Network labels: a pod carries one per network it is on, a project's own
+// (selected with the project's label) or an external one (shared by every
+// project that declares it, in any Kubernetes namespace).
+const (
+	labelNetwork         = "network.nsrun.io/"
+	labelExternalNetwork = "external.network.nsrun.io/"
+)
+
+// podLabels are a namespace's pod's labels: the object's, and its networks'.
+func podLabels(s *specs.Spec, ns *specs.Namespace) *yaml.Node {
+	l := labels(s.Name, ns.Name)
+	for _, name := range ns.Networks {
+		key := labelNetwork + name
+		if s.Network(name).External {
+			key = labelExternalNetwork + name
+		}
+		l.Content = append(l.Content, scalar(key), str("true"))
+	}
+	return l
+}
+
+// peers are the NetworkPolicy peers of the pods on the namespace's
+// networks.
+func peers(s *specs.Spec, ns *specs.Namespace) []any {
+	var out []any
+	for _, name := range ns.Networks {
+		if s.Network(name).External {
+			out = append(out, mapping("namespaceSelector", mapping(), "podSelector", mapping("matchLabels", mapping(labelExternalNetwork+name, str("true")))))
+		} else {
+			out = append(out, mapping("podSelector", mapping("matchLabels", mapping(labelProject, s.Name, labelNetwork+name, str("true")))))
+		}
+	}
+	return out
+}
+
+// ingressPolicy lets into a namespace's pod what nsrun lets into the
+// namespace: connections from the pods it shares a network with, and to
+// its published ports (their targets) from anywhere.
+func ingressPolicy(s *specs.Spec, ns *specs.Namespace, o KubeOptions) *yaml.Node {
+	rules := sequence()
+	if from := peers(s, ns); len(from) > 0 {
+		rules.Content = append(rules.Content, mapping("from", sequence(from...)))
+	}
+	published := sequence()
+	seen := map[string]bool{}
+	for _, p := range ns.Ports {
+		for i := 0; i < p.Target.Len(); i++ {
+			port := int(p.Target.First) + i
+			proto := strings.ToUpper(string(p.Protocol))
+			if key := fmt.Sprint(proto, port); !seen[key] {
+				seen[key] = true
+				published.Content = append(published.Content, mapping("protocol", proto, "port", port))
+			}
+		}
+	}
+	if len(published.Content) > 0 {
+		rules.Content = append(rules.Content, mapping("ports", published))
+	}
+	return mapping("apiVersion", "networking.k8s.io/v1", "kind", "NetworkPolicy",
+		"metadata", metadata(ns.Name+"-ingress", o.Namespace, s.Name, ns.Name),
+		"spec", mapping("podSelector", mapping("matchLabels", selector(s.Name, ns.Name)),
+			"policyTypes", []string{"Ingress"}, "ingress", rules))
 }
 
 // dualStack asks for both families in a spec with IPv6.
@@ -356,16 +425,19 @@ func hostPorts(ns *specs.Namespace) *yaml.Node {
 	return out
 }
 
-// networkPolicy keeps a namespace with egress: false to the project's own
-// pods and the cluster's DNS.
+// networkPolicy keeps a namespace with egress: false to the pods it
+// shares a network with and the cluster's DNS.
 func networkPolicy(s *specs.Spec, ns *specs.Namespace, o KubeOptions) *yaml.Node {
 	dns := mapping("to", sequence(mapping(
 		"namespaceSelector", mapping("matchLabels", mapping("kubernetes.io/metadata.name", "kube-system")),
 		"podSelector", mapping("matchLabels", mapping("k8s-app", "kube-dns")))),
 		"ports", sequence(mapping("protocol", "UDP", "port", 53), mapping("protocol", "TCP", "port", 53)))
-	project := mapping("to", sequence(mapping("podSelector", mapping("matchLabels", mapping(labelProject, s.Name)))))
+	egress := sequence(dns)
+	if to := peers(s, ns); len(to) > 0 {
+		egress = sequence(mapping("to", sequence(to...)), dns)
+	}
 	return mapping("apiVersion", "networking.k8s.io/v1", "kind", "NetworkPolicy",
 		"metadata", metadata(ns.Name+"-egress", o.Namespace, s.Name, ns.Name),
 		"spec", mapping("podSelector", mapping("matchLabels", selector(s.Name, ns.Name)),
-			"policyTypes", []string{"Egress"}, "egress", sequence(project, dns)))
+			"policyTypes", []string{"Egress"}, "egress", egress))
 }

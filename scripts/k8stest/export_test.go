@@ -107,6 +107,7 @@ func TestExportsAreAccepted(t *testing.T) {
 		"blog":       {"../../specs/examples/blog.yaml", "python:3.12-slim"},
 		"flask":      {"../../specs/examples/flask/flask.yaml", "registry.example/flask-app:1"},
 		"dual-stack": {"../../specs/examples/dual-stack.yaml", "python:3.12-slim"},
+		"tenants":    {"../../specs/examples/tenants.yaml", "python:3.12-slim"},
 	}
 	for name, ex := range examples {
 		s, err := specs.Load(ex[0])
