@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/nsrun/nsrun/internal/atomicfile"
@@ -56,6 +57,20 @@ func (k Daemon) Start(ctx context.Context, dir string) error {
 		return fmt.Errorf("the keeper did not start; see %s, or run up with --no-heal", Log(dir))
 	}
 	return nil
+}
+
+// Hold makes the running keeper of dir hold exactly the ports the
+// projects publish now, and returns once it does. A keeper of an older
+// nsrun, which cannot, is replaced.
+func (k Daemon) Hold(ctx context.Context, dir string) error {
+	err := ask(ctx, dir)
+	if err == nil || !strings.Contains(err.Error(), "an older nsrun's") {
+		return err
+	}
+	if err := k.Stop(dir); err != nil {
+		return err
+	}
+	return k.Start(ctx, dir) // a new keeper holds them from its start
 }
 
 func (k Daemon) Stop(dir string) error {

@@ -60,14 +60,16 @@ type Healer interface {
 	// under the lock of up and down; causes say what the keeper was told
 	// since its last look.
 	Heal(ctx context.Context, causes []string) ([]Repair, error)
-	// Heals reports whether any project of the directory still heals.
-	Heals() bool
+	// Keeps reports whether the keeper has work: any project of the
+	// directory heals, or publishes a port it holds.
+	Keeps() bool
 }
 
 // Run is the keeper's loop (nsrun keep DIR). It looks at once, then
 // after each event (a hostfw.Watcher's C), and every period for what sends
 // no events: when quiet (a fingerprint of those) changes. It returns when
-// ctx ends, or when no project of the directory heals any more.
+// ctx ends, or when no project of the directory heals or publishes a port
+// any more.
 func Run(ctx context.Context, dir string, h Healer, events <-chan hostfw.Event, period time.Duration, quiet func(context.Context) string) error {
 	self := Status{PID: os.Getpid()}
 	self.StartTime, _ = proc.StartTime(self.PID)
@@ -109,8 +111,8 @@ func Run(ctx context.Context, dir string, h Healer, events <-chan hostfw.Event, 
 		case ev := <-events:
 			causes = append(causes, string(ev))
 		case <-tick.C:
-			if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) || !h.Heals() {
-				log.Printf("no project heals in %s: exiting", dir)
+			if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) || !h.Keeps() {
+				log.Printf("no project heals or publishes a port in %s: exiting", dir)
 				return nil
 			}
 			if now := quiet(ctx); now != last {

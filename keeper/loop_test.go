@@ -34,7 +34,7 @@ func (f *fakeHealer) Heal(_ context.Context, causes []string) ([]Repair, error) 
 	return []Repair{r}, nil
 }
 
-func (f *fakeHealer) Heals() bool {
+func (f *fakeHealer) Keeps() bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.heals

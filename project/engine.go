@@ -16,6 +16,7 @@ import (
 	"github.com/nsrun/nsrun/host"
 	"github.com/nsrun/nsrun/internal/proc"
 	"github.com/nsrun/nsrun/internal/sysctl"
+	"github.com/nsrun/nsrun/keeper"
 	"github.com/nsrun/nsrun/specs"
 	"github.com/nsrun/nsrun/state"
 	"github.com/nsrun/nsrun/supervise"
@@ -92,6 +93,9 @@ type Keeping interface {
 	Stop(dir string) error
 	// Running returns the keeper's process, if it runs.
 	Running(dir string) (proc.Process, bool)
+	// Hold makes the running keeper hold the ports the projects publish
+	// now, and returns once it does.
+	Hold(ctx context.Context, dir string) error
 }
 
 // PreflightError means up found a conflict before changing anything.
@@ -109,6 +113,10 @@ type Outcome struct {
 	// Warnings are the host's firewalls that drop nsrun's traffic where
 	// nsrun cannot help it, each with the command that would.
 	Warnings []string
+
+	// portsChanged: the project publishes other host ports than before,
+	// which the keeper is to hold.
+	portsChanged bool
 }
 
 // Up creates or reconciles the project of a validated spec: it changes
@@ -128,7 +136,7 @@ func (e *Engine) Up(ctx context.Context, s *specs.Spec) (*Outcome, error) {
 		err = errors.Join(err, e.finishIfLast(ctx))
 	}
 	if out != nil {
-		err = errors.Join(err, e.updateKeeper(ctx, !out.State.NoHeal))
+		err = errors.Join(err, e.updateKeeper(ctx, !out.State.NoHeal || len(heldPorts(out.State)) > 0, out.portsChanged))
 	}
 	return out, err
 }
@@ -163,6 +171,11 @@ func (e *Engine) up(ctx context.Context, s *specs.Spec) (*Outcome, bool, error) 
 		return nil, false, err
 	}
 	obs.Grants = grants
+	if k, ok := e.Keeper.Running(e.Store.Dir); ok && len(obs.Listeners) > 0 {
+		// The keeper's sockets hold ports projects publish, or published
+		// a moment ago: nsrun's own, which the records judge.
+		obs.Listeners = slices.DeleteFunc(obs.Listeners, func(l forward.Listener) bool { return l.PID == k.PID })
+	}
 	want, err := Desire(s, recorded, others, obs.Foreign(), obs.MachineID)
 	if err != nil {
 		return nil, false, &PreflightError{err}
@@ -218,7 +231,8 @@ func (e *Engine) up(ctx context.Context, s *specs.Spec) (*Outcome, bool, error) 
 		}
 	}
 	// The network is complete. Process failures leave it up for a look.
-	return &Outcome{State: c.Record, Warnings: warnings}, true, e.startProcesses(ctx, c.Record, c.Restart)
+	out := &Outcome{State: c.Record, Warnings: warnings, portsChanged: !slices.Equal(heldPorts(recorded), heldPorts(c.Record))}
+	return out, true, e.startProcesses(ctx, c.Record, c.Restart)
 }
 
 // upChange is what an up does, decided before its first change.
@@ -308,7 +322,7 @@ func (e *Engine) down(ctx context.Context, project string) (bool, error) {
 	if err != nil {
 		return true, fmt.Errorf("%w\nthe record is kept; run 'sudo nsrun down -p %s' again once the cause is fixed", err, project)
 	}
-	return true, errors.Join(e.Store.Remove(project), e.updateKeeper(ctx, false), e.finishIfLast(ctx))
+	return true, errors.Join(e.Store.Remove(project), e.updateKeeper(ctx, false, true), e.finishIfLast(ctx))
 }
 
 // warnHeld says which of the namespaces about to be deleted other
@@ -357,7 +371,7 @@ func (e *Engine) DownAll(ctx context.Context) error {
 		}
 	}
 	_, err = e.sweep(ctx, "")
-	errs = append(errs, err, e.Sweeper.SweepFirewall(ctx), e.updateKeeper(ctx, false), e.finishIfLast(ctx))
+	errs = append(errs, err, e.Sweeper.SweepFirewall(ctx), e.updateKeeper(ctx, false, true), e.finishIfLast(ctx))
 	return errors.Join(errs...)
 }
 
@@ -391,14 +405,38 @@ func (e *Engine) sweep(ctx context.Context, project string) (int, error) {
 	return len(names), errors.Join(errs...)
 }
 
-// updateKeeper runs the keeper while a project heals, and stops it once none
-// does. heals says that the project just brought up does, which spares
-// reading every project's record to know. The caller holds the lock.
-func (e *Engine) updateKeeper(ctx context.Context, heals bool) error {
-	if heals || e.Store.Heals() {
-		return e.Keeper.Start(ctx, e.Store.Dir)
+// updateKeeper runs the keeper while a project heals or publishes a port
+// (keeps: the project just brought up does, without reading every record
+// again), and stops it once none does. With hold, a keeper that was
+// running is made to hold the ports the projects publish now, and this
+// returns once it does: after down, a host process may bind them at once.
+// A keeper it starts holds them from its start. The caller holds the lock.
+func (e *Engine) updateKeeper(ctx context.Context, keeps, hold bool) error {
+	dir := e.Store.Dir
+	if !keeps && !e.Store.Heals() && !e.Store.Publishes() {
+		return e.Keeper.Stop(dir)
 	}
-	return e.Keeper.Stop(e.Store.Dir)
+	_, running := e.Keeper.Running(dir)
+	if err := e.Keeper.Start(ctx, dir); err != nil {
+		return err
+	}
+	if running && hold {
+		return e.Keeper.Hold(ctx, dir)
+	}
+	return nil
+}
+
+// heldPorts are the host ports a record publishes, which the keeper
+// holds; none for no record.
+func heldPorts(st *state.Record) []keeper.HeldPort {
+	if st == nil {
+		return nil
+	}
+	var ports []specs.Port
+	for _, ns := range st.Namespaces {
+		ports = append(ports, ns.Ports...)
+	}
+	return keeper.HeldPorts(ports)
 }
 
 // HostFirewall judges the host's firewalls with no project in mind.

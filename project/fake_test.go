@@ -2,6 +2,7 @@ package project
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"maps"
@@ -486,6 +487,12 @@ type fakeKeeper struct{ running bool }
 
 func (k *fakeKeeper) Start(context.Context, string) error { k.running = true; return nil }
 func (k *fakeKeeper) Stop(string) error                   { k.running = false; return nil }
+func (k *fakeKeeper) Hold(context.Context, string) error {
+	if !k.running {
+		return errors.New("no keeper runs")
+	}
+	return nil
+}
 func (k *fakeKeeper) Running(string) (proc.Process, bool) {
 	return proc.Process{}, k.running
 }

@@ -54,7 +54,17 @@ func (e *Engine) Heal(ctx context.Context, causes []string) ([]keeper.Repair, er
 }
 
 // Heals reports whether any project is kept by the keeper.
-func (e *Engine) Heals() bool { return e.Store.Heals() }
+func (e *Engine) Keeps() bool { return e.Store.Heals() || e.Store.Publishes() }
+
+// Held are the host ports the projects publish, but those whose down
+// began: the keeper holds them.
+func (e *Engine) Held() []keeper.HeldPort {
+	var out []keeper.HeldPort
+	for _, st := range e.Store.Publishing() {
+		out = append(out, heldPorts(st)...)
+	}
+	return out
+}
 
 // repair re-applies a project's firewall state: its rules where its
 // backend and the drops of the others now say, and its links' zone.

@@ -151,17 +151,26 @@ func TestHealZone(t *testing.T) {
 }
 
 // TestHealLeavesAlone: a project up with --no-heal, and one whose down
-// began, are not repaired; with only those the keeper does not run.
+// began, are not repaired; the keeper runs for one up with --no-heal only
+// to hold its published ports.
 func TestHealLeavesAlone(t *testing.T) {
+	ctx := context.Background()
+	quiet := newEngine(t, newFake())
+	quiet.NoHeal = true
+	if _, err := quiet.Up(ctx, spec(t, "namespaces: {q1: {}}\n")); err != nil {
+		t.Fatal(err)
+	}
+	if quiet.Keeper.(*fakeKeeper).running {
+		t.Error("the keeper runs for a project up with --no-heal that publishes no port")
+	}
 	sys := newFake()
 	e := newEngine(t, sys)
-	ctx := context.Background()
 	e.NoHeal = true
 	if _, err := e.Up(ctx, spec(t, twoNamespaces)); err != nil {
 		t.Fatal(err)
 	}
-	if e.Keeper.(*fakeKeeper).running {
-		t.Error("the keeper runs for a project up with --no-heal")
+	if !e.Keeper.(*fakeKeeper).running {
+		t.Error("no keeper runs to hold the ports of a project up with --no-heal")
 	}
 	e.NoHeal = false
 	if _, err := e.Up(ctx, spec(t, "name: other\nnamespaces:\n  ns9: {ports: [\"6009:80\"]}\n")); err != nil {

@@ -1,16 +1,25 @@
 package project
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/netip"
 	"os/exec"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/forward/iptables"
 	"github.com/nsrun/nsrun/forward/nftables"
+	"github.com/nsrun/nsrun/internal/daemon"
+	"github.com/nsrun/nsrun/internal/proc"
+	"github.com/nsrun/nsrun/keeper"
 	"github.com/nsrun/nsrun/netns/nstest"
 	"github.com/nsrun/nsrun/state"
 )
@@ -188,4 +197,104 @@ func TestKeeperHealsIsolation(t *testing.T) {
 			t.Errorf("repairs recorded: %+v; want more than %d", h, before)
 		}
 	})
+}
+
+// TestHeldPorts: from up until down, a host process cannot bind a
+// published port (TCP or UDP, IPv4 or IPv6, a port of a range, one bound
+// to 127.0.0.1), and what was reachable still is; the keeper, killed,
+// holds them again from the next up; after down they bind.
+func TestHeldPorts(t *testing.T) {
+	l := newLab(t) // up --no-heal: the keeper runs to hold the ports all the same
+	p := freePorts(t, 4)
+	st := l.up(fmt.Sprintf(`name: t{ID}
+ipv6: true
+namespaces:
+  a{ID}: {ports: ["%d:8080", "%d:9090/udp", "%d-%d:7000-7001", "127.0.0.1:%d:8080"]}
+`, p[0], p[1], p[2], p[2]+1, p[3]))
+	a := l.ns("a")
+	nstest.StartServer(t, a, a, "8080 7001", "9090")
+	type bind struct{ network, addr string }
+	binds := []bind{
+		{"tcp4", fmt.Sprintf("0.0.0.0:%d", p[0])},
+		{"tcp4", fmt.Sprintf("%s:%d", l.outHost, p[0])}, // one host address of the published 0.0.0.0
+		{"tcp6", fmt.Sprintf("[::]:%d", p[0])},
+		{"udp4", fmt.Sprintf("0.0.0.0:%d", p[1])},
+		{"udp6", fmt.Sprintf("[::]:%d", p[1])},
+		{"tcp4", fmt.Sprintf("0.0.0.0:%d", p[2]+1)},
+		{"tcp4", fmt.Sprintf("127.0.0.1:%d", p[3])},
+		{"tcp4", fmt.Sprintf("0.0.0.0:%d", p[3])},
+	}
+	tryBind := func(b bind) error {
+		var c io.Closer
+		var err error
+		if strings.HasPrefix(b.network, "udp") {
+			c, err = net.ListenPacket(b.network, b.addr)
+		} else {
+			c, err = net.Listen(b.network, b.addr)
+		}
+		if err == nil {
+			c.Close()
+		}
+		return err
+	}
+	held := func(when string) {
+		t.Helper()
+		for _, b := range binds {
+			if err := tryBind(b); !errors.Is(err, syscall.EADDRINUSE) {
+				t.Errorf("%s: bind %s %s: %v; want address in use", when, b.network, b.addr, err)
+			}
+		}
+		// Holding changes no way in.
+		r, err := nstest.DialFrom(t, l.outside, "tcp", addr(l.outHost, p[0]), "")
+		l.expect(r, err, a, when+": outside -> host:P0")
+		r, err = nstest.DialFrom(t, l.outside, "tcp", addr(l.outHost6, p[0]), "")
+		l.expect(r, err, a, when+": outside -> [host]:P0")
+		r, err = nstest.DialFrom(t, l.outside, "udp", addr(l.outHost, p[1]), "")
+		l.expect(r, err, a, when+": outside -> host:P1/udp")
+		r, err = nstest.DialFrom(t, l.outside, "tcp", addr(l.outHost, p[2]+1), "")
+		l.expect(r, err, a, when+": outside -> host:P2+1 (a range)")
+		r, err = hostDial("tcp", addr(localhost, p[0]), "")
+		l.expect(r, err, a, when+": host -> 127.0.0.1:P0")
+		r, err = hostDial("tcp", addr(localhost, p[3]), "")
+		l.expect(r, err, a, when+": host -> 127.0.0.1:P3")
+		r, err = hostDial("udp", addr(localhost, p[1]), "")
+		l.expect(r, err, a, when+": host -> 127.0.0.1:P1/udp")
+	}
+	held("after up")
+	k := keeper.Daemon{Self: nstest.Binary(t)}
+	kp, ok := k.Running(l.e.Store.Dir)
+	if !ok {
+		t.Fatal("no keeper runs to hold the published ports")
+	}
+	syscall.Kill(kp.PID, syscall.SIGKILL)
+	if !daemon.Await(context.Background(), 10*time.Second, 20*time.Millisecond, func() bool { return !proc.Alive(kp) }) {
+		t.Fatal("the keeper outlived SIGKILL for 10 s")
+	}
+	// The port is free once the keeper's last thread is gone (the group
+	// leader shows as a zombie before that).
+	if !daemon.Await(context.Background(), 10*time.Second, 20*time.Millisecond, func() bool { return tryBind(binds[0]) == nil }) {
+		t.Errorf("bind %s with the keeper killed: %v; want it free (the hold went with the keeper)", binds[0].addr, tryBind(binds[0]))
+	}
+	l.up(fmt.Sprintf(`name: t{ID}
+ipv6: true
+namespaces:
+  a{ID}: {ports: ["%d:8080", "%d:9090/udp", "%d-%d:7000-7001", "127.0.0.1:%d:8080"]}
+`, p[0], p[1], p[2], p[2]+1, p[3]))
+	held("after the keeper was killed and up ran again")
+	// A port the project no longer publishes is let go at once.
+	l.up(fmt.Sprintf("name: t{ID}\nipv6: true\nnamespaces:\n  a{ID}: {ports: [\"%d:9090/udp\"]}\n", p[1]))
+	if err := tryBind(binds[0]); err != nil {
+		t.Errorf("bind %s once no longer published: %v", binds[0].addr, err)
+	}
+	if err := tryBind(binds[3]); !errors.Is(err, syscall.EADDRINUSE) {
+		t.Errorf("bind %s, still published: %v; want address in use", binds[3].addr, err)
+	}
+	if _, err := l.e.Down(context.Background(), st.Project); err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range binds {
+		if err := tryBind(b); err != nil {
+			t.Errorf("after down: bind %s %s: %v", b.network, b.addr, err)
+		}
+	}
 }

@@ -78,10 +78,11 @@ func TestKeeperHeals(t *testing.T) {
 	})
 }
 
-// TestNoHealStartsNoKeeper: a lab project (up --no-heal) has no keeper.
+// TestNoHealStartsNoKeeper: a lab project (up --no-heal) that publishes
+// no port has no keeper.
 func TestNoHealStartsNoKeeper(t *testing.T) {
 	l := newLab(t)
-	l.up(twoServers(freePorts(t, 3)))
+	l.up("name: t{ID}\nnamespaces:\n  a{ID}: {}\n")
 	if procs := daemon.Find(nstest.Binary(t), "keep", func(d string) bool { return d == l.e.Store.Dir }); len(procs) > 0 {
 		t.Errorf("a keeper runs for a project up with --no-heal: %v", procs)
 	}

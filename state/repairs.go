@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/nsrun/nsrun/internal/atomicfile"
@@ -90,11 +91,29 @@ func (st Store) Healing() []*Record { return st.kept(false) }
 // the first (the keeper asks every few seconds).
 func (st Store) Heals() bool { return len(st.kept(true)) > 0 }
 
+// Publishing loads the records of the projects whose ports the keeper
+// holds: those that publish any, no down begun.
+func (st Store) Publishing() []*Record { return st.matching(false, publishes) }
+
+// Publishes reports whether any project publishes a port the keeper
+// holds; it stops at the first.
+func (st Store) Publishes() bool { return len(st.matching(true, publishes)) > 0 }
+
+func publishes(r *Record) bool {
+	return slices.ContainsFunc(r.Namespaces, func(ns *Namespace) bool { return len(ns.Ports) > 0 })
+}
+
 func (st Store) kept(first bool) []*Record {
+	return st.matching(first, func(r *Record) bool { return !r.NoHeal })
+}
+
+// matching loads the records that match, of projects whose down has not
+// begun; with first, only the first.
+func (st Store) matching(first bool, match func(*Record) bool) []*Record {
 	names, _ := st.Projects()
 	var out []*Record
 	for _, name := range names {
-		if s, err := st.Load(name); err == nil && !s.NoHeal && !st.Removing(name) {
+		if s, err := st.Load(name); err == nil && match(s) && !st.Removing(name) {
 			out = append(out, s)
 			if first {
 				break

@@ -15,12 +15,13 @@ import (
 )
 
 // newKeepCommand is the keeper that up leaves running while any project
-// heals, one for all projects; it is not for people to run.
+// heals or publishes a port, one for all projects; it is not for people to
+// run.
 func newKeepCommand() *cobra.Command {
 	var period time.Duration
 	c := &cobra.Command{
 		Use:    "keep DIR",
-		Short:  "Keep the firewall state of the projects in DIR true (started by up)",
+		Short:  "Keep the firewall state of the projects in DIR true, and hold their published ports (started by up)",
 		Hidden: true,
 		Args:   usageArgs(cobra.ExactArgs(1)),
 		RunE: func(c *cobra.Command, args []string) error {
@@ -31,18 +32,26 @@ func newKeepCommand() *cobra.Command {
 				return err
 			}
 			e.Store, e.Waiting = state.Store{Dir: args[0]}, nil
+			// It holds every published port, from its start.
+			var holder keeper.Holder
+			hold := func() error { return holder.Hold(e.Held()) }
+			if err := hold(); err != nil {
+				log.Print(err)
+			}
 			// Its count of link, address and route changes lets an up
 			// that finds none skip reading each namespace.
+			var counter keeper.ChangeCounter
 			if changes, err := rtnl.WatchChanges(); err != nil {
 				log.Printf("%v; every up reads every namespace", err)
 			} else {
 				defer changes.Close()
-				go func() {
-					if err := keeper.Serve(ctx, args[0], changes); err != nil {
-						log.Printf("%v; every up reads every namespace", err)
-					}
-				}()
+				counter = changes
 			}
+			go func() {
+				if err := keeper.Serve(ctx, args[0], counter, hold); err != nil {
+					log.Printf("%v; every up reads every namespace, and published ports are not held", err)
+				}
+			}()
 			w := hostfw.NewWatcher()
 			if err := w.Run(ctx, period); err != nil {
 				return fmt.Errorf("watching the firewalls: %w", err)

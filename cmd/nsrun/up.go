@@ -42,7 +42,10 @@ new spec, restarting only changed processes. If the network fails half-way it
 removes what it created; if a process fails, the network stays up for a look.
 While the project is up, nsrun's keeper puts its firewall state back when
 another program changes it (a firewalld reload, iptables -F, ...); --no-heal
-leaves that to you. Needs root.`,
+leaves that to you. The keeper also holds every published host port (a bound
+socket that never listens), so a host process cannot bind one by mistake.
+Namespaces reach each other directly only on a network they share (networks:
+in the spec); other projects' only by their published ports. Needs root.`,
 		Example: `  sudo nsrun up specs/examples/blog.yaml
   curl http://127.0.0.1:6000
   sudo nsrun up --attach specs/examples/blog.yaml   # stay in the foreground; Ctrl-C removes it all`,

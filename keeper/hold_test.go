@@ -1,0 +1,138 @@
+package keeper
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+
+	"github.com/nsrun/nsrun/specs"
+)
+
+// freePort returns a TCP and UDP port that nothing is bound to on any
+// address, by binding one and letting it go.
+func freePort(t *testing.T) uint16 {
+	t.Helper()
+	for range 100 {
+		l, err := net.Listen("tcp", ":0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if c, err := net.ListenPacket("udp", fmt.Sprintf(":%d", port)); err == nil {
+			c.Close()
+			return uint16(port)
+		}
+	}
+	t.Fatal("no free port")
+	return 0
+}
+
+func tryBind(network, addr string) error {
+	var err error
+	if strings.HasPrefix(network, "udp") {
+		var c net.PacketConn
+		if c, err = net.ListenPacket(network, addr); err == nil {
+			c.Close()
+		}
+		return err
+	}
+	var l net.Listener
+	if l, err = net.Listen(network, addr); err == nil {
+		l.Close()
+	}
+	return err
+}
+
+// TestHolder: a held port cannot be bound, by TCP or UDP, on its address
+// or the wildcard; an IPv6 hold leaves IPv4 alone; a port no longer wanted
+// is let go; HeldPorts gives every port of a range once.
+func TestHolder(t *testing.T) {
+	p, q := freePort(t), freePort(t)
+	ports := HeldPorts([]specs.Port{
+		specs.MustParsePort(fmt.Sprintf("%d:80", p)),
+		specs.MustParsePort(fmt.Sprintf("%d:80", p)), // twice: held once
+		specs.MustParsePort(fmt.Sprintf("%d:53/udp", p)),
+		specs.MustParsePort(fmt.Sprintf("[::]:%d:80", q)),
+	})
+	if len(ports) != 3 {
+		t.Fatalf("HeldPorts: %v; want 3", ports)
+	}
+	var h Holder
+	t.Cleanup(func() { h.Hold(nil) })
+	if err := h.Hold(ports); err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range [][2]string{{"tcp4", fmt.Sprintf("0.0.0.0:%d", p)}, {"tcp4", fmt.Sprintf("127.0.0.1:%d", p)}, {"udp4", fmt.Sprintf("0.0.0.0:%d", p)},
+		{"tcp6", fmt.Sprintf("[::]:%d", q)}, {"tcp6", fmt.Sprintf("[::1]:%d", q)}} {
+		if err := tryBind(b[0], b[1]); !errors.Is(err, syscall.EADDRINUSE) {
+			t.Errorf("bind %s %s while held: %v; want address in use", b[0], b[1], err)
+		}
+	}
+	if err := tryBind("tcp4", fmt.Sprintf("0.0.0.0:%d", q)); err != nil {
+		t.Errorf("[::]:%d held blocks IPv4: %v", q, err)
+	}
+	if err := h.Hold(ports[:1]); err != nil || h.Len() != 1 {
+		t.Fatalf("Hold of fewer: %v, %d held", err, h.Len())
+	}
+	if err := tryBind("udp4", fmt.Sprintf("0.0.0.0:%d", p)); err != nil {
+		t.Errorf("a port no longer held does not bind: %v", err)
+	}
+	// A port a host process holds already is said so, and the others held.
+	l, err := net.Listen("tcp4", fmt.Sprintf("127.0.0.1:%d", q))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	taken := HeldPort{Protocol: specs.TCP, Addr: netip.AddrPortFrom(netip.IPv4Unspecified(), q)}
+	err = h.Hold(append(ports[:1:1], taken))
+	if err == nil || !strings.Contains(err.Error(), "holding published port 0.0.0.0:"+fmt.Sprint(q)+"/tcp") || h.Len() != 1 {
+		t.Errorf("Hold of a port in use: %v, %d held", err, h.Len())
+	}
+}
+
+// TestServeHolds: "hold" on the keeper's socket runs the hold and answers
+// once it is done, with its error; a count question still answers the
+// count, or nothing without a counter.
+func TestServeHolds(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var calls atomic.Int32
+	var fail atomic.Value
+	fail.Store("")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		Serve(ctx, dir, nil, func() error {
+			calls.Add(1)
+			if msg := fail.Load().(string); msg != "" {
+				return errors.New(msg)
+			}
+			return nil
+		})
+	}()
+	if err := ask(ctx, dir); err != nil || calls.Load() != 1 {
+		t.Fatalf("ask: %v after %d holds", err, calls.Load())
+	}
+	msg := "holding published port 0.0.0.0:6000/tcp: bind: address already in use"
+	fail.Store(msg)
+	if err := ask(ctx, dir); err == nil || err.Error() != msg {
+		t.Errorf("ask with a failing hold: %v", err)
+	}
+	if tok := Token(dir); tok != "" {
+		t.Errorf("Token without a counter: %q", tok)
+	}
+	cancel()
+	<-done
+	if _, err := os.Stat(Socket(dir)); err == nil {
+		t.Error("the socket stays after Serve ended")
+	}
+}
