@@ -1,9 +1,12 @@
 // Package graph draws a project's topology as text: Mermaid, for
-// markdown, and DOT, for graphviz. It is pure.
+// markdown, and DOT, for graphviz: the host, each namespace with its link,
+// published ports and processes, and the networks that join namespaces.
+// It is pure.
 package graph
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -20,8 +23,25 @@ type Namespace struct {
 	HostLink    string
 	HostAddress string // the host side
 	Egress      bool
-	Ports       []Port
-	Processes   []Process
+	// Networks it is on, by name ("shared (external)" for an external
+	// one): it reaches directly the namespaces on one of them.
+	Networks  []string
+	Ports     []Port
+	Processes []Process
+}
+
+// networks are the distinct networks of the topology, in order of first
+// appearance.
+func (t Topology) networks() []string {
+	var out []string
+	for _, n := range t.Namespaces {
+		for _, nw := range n.Networks {
+			if !slices.Contains(out, nw) {
+				out = append(out, nw)
+			}
+		}
+	}
+	return out
 }
 
 // Port is one published port.
@@ -74,6 +94,10 @@ func Mermaid(t Topology) string {
 	var b strings.Builder
 	b.WriteString("flowchart LR\n")
 	fmt.Fprintf(&b, "  host[%s]\n", mq("host\nproject "+t.Project))
+	networks := t.networks()
+	for k, nw := range networks {
+		fmt.Fprintf(&b, "  net%d{{%s}}\n", k, mq("network "+nw))
+	}
 	for i, n := range t.Namespaces {
 		id := fmt.Sprintf("ns%d", i)
 		fmt.Fprintf(&b, "  %s[%s]\n", id, mq(strings.Join(n.lines(), "\n")))
@@ -81,6 +105,9 @@ func Mermaid(t Topology) string {
 		for j, p := range n.Ports {
 			pid := fmt.Sprintf("p%d_%d", i, j)
 			fmt.Fprintf(&b, "  %s([%s]) --> %s\n", pid, mq(p.label(n.Name)), id)
+		}
+		for _, nw := range n.Networks {
+			fmt.Fprintf(&b, "  %s -.- net%d\n", id, slices.Index(networks, nw))
 		}
 		if !n.Egress {
 			fmt.Fprintf(&b, "  style %s stroke-dasharray: 5 5\n", id)
@@ -101,6 +128,10 @@ func DOT(t Topology) string {
 	fmt.Fprintf(&b, "digraph %s {\n", dq("nsrun "+t.Project))
 	b.WriteString("  rankdir=LR;\n  node [shape=box, fontname=\"Helvetica\"];\n  edge [fontname=\"Helvetica\", fontsize=10];\n")
 	fmt.Fprintf(&b, "  host [label=%s, shape=box3d];\n", dq("host\nproject "+t.Project))
+	networks := t.networks()
+	for k, nw := range networks {
+		fmt.Fprintf(&b, "  net%d [label=%s, shape=hexagon, style=dotted];\n", k, dq("network "+nw))
+	}
 	for i, n := range t.Namespaces {
 		id := fmt.Sprintf("ns%d", i)
 		style := ""
@@ -112,6 +143,9 @@ func DOT(t Topology) string {
 		for j, p := range n.Ports {
 			pid := fmt.Sprintf("p%d_%d", i, j)
 			fmt.Fprintf(&b, "  %s [label=%s, shape=cds];\n  %s -> %s;\n", pid, dq(p.label(n.Name)), pid, id)
+		}
+		for _, nw := range n.Networks {
+			fmt.Fprintf(&b, "  %s -> net%d [dir=none, style=dotted];\n", id, slices.Index(networks, nw))
 		}
 	}
 	b.WriteString("}\n")

@@ -4,9 +4,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 
 	"github.com/nsrun/nsrun/graph"
 	"github.com/nsrun/nsrun/project"
+	"github.com/nsrun/nsrun/specs"
 	"github.com/nsrun/nsrun/state"
 	"github.com/spf13/cobra"
 )
@@ -94,8 +96,21 @@ func graphOf(st *state.Record, procs []project.ProcessReport) graph.Topology {
 		states[p.Name] = p.State
 	}
 	t := graph.Topology{Project: st.Project}
+	// A project whose namespaces are all on its default network alone is
+	// drawn without it: that is every project without networks.
+	onlyDefault := !slices.ContainsFunc(st.Namespaces, func(ns *state.Namespace) bool {
+		nws := st.NetworksOf(ns)
+		return len(nws) != 1 || specs.NetworkOfKey(nws[0]) != specs.Network{Name: specs.DefaultNetwork}
+	})
 	for _, ns := range st.Namespaces {
 		n := graph.Namespace{Name: ns.Name, Address: ns.Address.String(), HostLink: ns.Link, HostAddress: ns.HostAddress.String(), Egress: ns.Egress}
+		for _, key := range st.NetworksOf(ns) {
+			if onlyDefault {
+				break
+			}
+			nw := specs.NetworkOfKey(key)
+			n.Networks = append(n.Networks, networkReport{Name: nw.Name, External: nw.External}.String())
+		}
 		for _, p := range ns.Ports {
 			n.Ports = append(n.Ports, graph.Port{HostIP: p.HostIP.String(), Published: p.Published.String(), Protocol: string(p.Protocol), Target: p.Target.String()})
 		}
