@@ -2,11 +2,11 @@
 # Benchmarks nsrun side by side with the manual method and a userland
 # proxy, in one run, as ratios (this machine is shared and noisy):
 #
-#   sudo scripts/bench.sh [--quick] [--firewalls] [--ipv6]
+#   sudo scripts/bench.sh [--quick] [--firewalls] [--ipv6] [--tenants]
 #
-# Sections 2, 2b, 3 and 3b run once per firewall backend (iptables, then
-# nftables), marked [iptables] and [nftables]; --firewalls runs only those
-# and section 6; --ipv6 only section 2b.
+# Sections 2, 2b, 3, 3b and 3c run once per firewall backend (iptables,
+# then nftables), marked [iptables] and [nftables]; --firewalls runs only
+# those and section 6; --ipv6 only section 2b; --tenants only section 3c.
 #
 # 1. up and down of N namespaces with one published port each (N = 1, 10,
 #    100), against the same setup done the manual way: one ip / iptables /
@@ -29,6 +29,9 @@
 #    shortcut);
 #    and requests/s from another machine to the 100th of 100 namespaces
 #    against the 1st;
+# 3c. keep-alive requests/s from another machine to the published port of
+#    the 100th of 100 projects (isolated from each other, as every project
+#    is) against the 1st's;
 # 4. 'nsrun exec NS true' against 'ip netns exec NS true', with nsrun as
 #    released and built without cgo;
 # 5. the supervisor's memory with 10 processes;
@@ -40,14 +43,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-quick=false firewalls_only=false ipv6_only=false
+quick=false firewalls_only=false ipv6_only=false tenants_only=false
 for arg in "$@"; do
 	case "$arg" in
 	--quick) quick=true ;;
 	--firewalls) firewalls_only=true ;;
 	--ipv6) ipv6_only=true firewalls_only=true ;;
+	--tenants) tenants_only=true firewalls_only=true ;;
 	*)
-		echo "usage: sudo $0 [--quick] [--firewalls] [--ipv6]" >&2
+		echo "usage: sudo $0 [--quick] [--firewalls] [--ipv6] [--tenants]" >&2
 		exit 2
 		;;
 	esac
@@ -82,6 +86,9 @@ cleanup() {
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
 	for p in bench1 bench10 bench100 bench500 bench1000 benchdata benchdata6 benchscale benchns benchmem; do
 		"$nsrun" down -q -p "$p" >/dev/null 2>&1 || true
+	done
+	for ((i = 0; i < 100; i++)); do
+		[[ -d /run/nsrun/benchp$i ]] && "$nsrun" down -q -p "benchp$i" >/dev/null 2>&1 || true
 	done
 	[[ -f $work/manual-down.sh ]] && bash "$work/manual-down.sh" >/dev/null 2>&1 || true
 	remove_iptables_tables_if_new
@@ -551,6 +558,48 @@ hundredth() {
 	"$nsrun" down -q -p benchns >/dev/null
 }
 
+# --- 3c. the 100th of 100 isolated projects --------------------------------------
+# 100 projects of one namespace, one published port each, servers in the
+# 1st and the 100th; from outside, keep-alive requests to the 100th's port
+# against the 1st's, rounds interleaved and their order alternated. Every
+# project is isolated from the others: what a connection meets must not
+# grow with their number.
+for ((i = 0; i < 100; i++)); do
+	{
+		echo "name: benchp$i"
+		echo "subnet: 10.246.0.0/16"
+		echo "namespaces:"
+		echo "  bp$i:"
+		echo "    ports: [\"$((7100 + i)):8080\"]"
+		if ((i == 0 || i == 99)); then
+			echo "    run: [{name: web, command: [\"$work/benchserver\", \"-addr\", \":8080\"], ready: {tcp: 8080}}]"
+		fi
+	} >"$work/tenant$i.yaml"
+done
+tenants() {
+	local fwname=$1
+	for ((i = 0; i < 100; i++)); do "$nsrun" up -q --firewall "$fwname" "$work/tenant$i.yaml" >/dev/null; done
+	first="" last=""
+	for ((i = 0; i < rounds; i++)); do
+		if ((i % 2 == 0)); then
+			first+=" $(client_ns=benchout rps http://10.239.0.1:7100/)"
+			last+=" $(client_ns=benchout rps http://10.239.0.1:7199/)"
+		else
+			last+=" $(client_ns=benchout rps http://10.239.0.1:7199/)"
+			first+=" $(client_ns=benchout rps http://10.239.0.1:7100/)"
+		fi
+	done
+	echo "bench: [$fwname] 100 projects, keep-alive, 1st by round:$first; 100th:$last" >&2
+	row "HTTP req/s, keepalive: 100th of 100 isolated projects vs the 1st, from outside [$fwname]" "$(median $last)" "$(median $first)" "$(pratio "$last" "$first")" "(target: >= 0.95x)"
+	for ((i = 0; i < 100; i++)); do "$nsrun" down -q -p "benchp$i" >/dev/null; done
+}
+if $tenants_only; then
+	for fwname in iptables nftables; do tenants "$fwname"; done
+	printf '\n%-66s %14s %14s %9s %s\n' "measure" "nsrun" "other" "ratio" ""
+	printf '%s\n' "${rows[@]}"
+	exit 0
+fi
+
 # --- 6. applying the firewall -------------------------------------------------
 # One namespace with 100 and 1,000 published ports: the time each backend
 # takes to apply them from nothing (one iptables-restore batch, one nft -f
@@ -578,6 +627,7 @@ for fwname in iptables nftables; do
 	last_of_ports "$fwname" 100 "$paths"
 	last_of_ports "$fwname" 1000 outside
 	hundredth "$fwname"
+	tenants "$fwname"
 done
 firewall_apply
 

@@ -51,7 +51,7 @@ func main() {
 
 // project is one namespace with n ports published, 20000 and up.
 func project(n int) forward.Project {
-	ns := forward.Namespace{Name: "fwbench", Link: "nsr-fwbench", Address: netip.MustParsePrefix("10.249.0.2/30"), Egress: true}
+	ns := forward.Namespace{Name: "fwbench", Link: "nsr-fwbench", Address: netip.MustParsePrefix("10.249.0.2/30"), Egress: true, Networks: []string{"fwbench/default"}}
 	for i := 0; i < n; i++ {
 		ns.Ports = append(ns.Ports, specs.MustParsePort(fmt.Sprintf("%d:8080", 20000+i)))
 	}
