@@ -1,13 +1,16 @@
 package keeper
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log"
 	"maps"
 	"net/netip"
 	"os"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/nsrun/nsrun/specs"
 	"golang.org/x/sys/unix"
@@ -47,8 +50,9 @@ func HeldPorts(ports []specs.Port) []HeldPort {
 
 // Holder holds host ports.
 type Holder struct {
-	mu    sync.Mutex
-	socks map[HeldPort]int // the bound socket of each
+	mu      sync.Mutex
+	socks   map[HeldPort]int // the bound socket of each
+	missing int              // the ports the last Hold could not bind
 }
 
 // Hold makes the holder hold exactly these ports: it binds the ones it
@@ -70,7 +74,7 @@ func (h *Holder) Hold(want []HeldPort) error {
 		}
 		fd, err := bindOnly(p)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("holding published port %s: %w", p, err))
+			errs = append(errs, fmt.Errorf("holding published port %s: %w; a host process bound it after up checked it: stop it (ss -tulpn names it), and nsrun's keeper holds the port within seconds", p, err))
 			continue
 		}
 		h.socks[p] = fd
@@ -81,7 +85,16 @@ func (h *Holder) Hold(want []HeldPort) error {
 			delete(h.socks, p)
 		}
 	}
+	h.missing = len(errs)
 	return errors.Join(errs...)
+}
+
+// Missing reports whether the last Hold left a port it could not bind:
+// the keeper tries again every few seconds.
+func (h *Holder) Missing() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.missing > 0
 }
 
 // Len is the number of ports held.
@@ -89,6 +102,26 @@ func (h *Holder) Len() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return len(h.socks)
+}
+
+// Retry calls hold every period while the holder misses a port (a host
+// process took it in between; once it lets go, the port is held), until
+// ctx ends.
+func (h *Holder) Retry(ctx context.Context, period time.Duration, hold func() error) {
+	tick := time.NewTicker(period)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			if h.Missing() {
+				if err := hold(); err != nil {
+					log.Print(err)
+				}
+			}
+		}
+	}
 }
 
 // bindOnly binds a socket to the port, without SO_REUSEADDR (so no later

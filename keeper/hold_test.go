@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/nsrun/nsrun/specs"
 )
@@ -93,8 +94,12 @@ func TestHolder(t *testing.T) {
 	defer l.Close()
 	taken := HeldPort{Protocol: specs.TCP, Addr: netip.AddrPortFrom(netip.IPv4Unspecified(), q)}
 	err = h.Hold(append(ports[:1:1], taken))
-	if err == nil || !strings.Contains(err.Error(), "holding published port 0.0.0.0:"+fmt.Sprint(q)+"/tcp") || h.Len() != 1 {
-		t.Errorf("Hold of a port in use: %v, %d held", err, h.Len())
+	if err == nil || !strings.Contains(err.Error(), "holding published port 0.0.0.0:"+fmt.Sprint(q)+"/tcp") || h.Len() != 1 || !h.Missing() {
+		t.Errorf("Hold of a port in use: %v, %d held, missing %t", err, h.Len(), h.Missing())
+	}
+	l.Close()
+	if err := h.Hold(append(ports[:1:1], taken)); err != nil || h.Len() != 2 || h.Missing() {
+		t.Errorf("Hold once the host process let go: %v, %d held, missing %t", err, h.Len(), h.Missing())
 	}
 }
 
@@ -134,5 +139,34 @@ func TestServeHolds(t *testing.T) {
 	<-done
 	if _, err := os.Stat(Socket(dir)); err == nil {
 		t.Error("the socket stays after Serve ended")
+	}
+}
+
+// TestRetryHoldsOnceLetGo: a port a host process held when the keeper
+// tried is held once the process lets it go.
+func TestRetryHoldsOnceLetGo(t *testing.T) {
+	p := freePort(t)
+	l, err := net.Listen("tcp4", fmt.Sprintf("127.0.0.1:%d", p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []HeldPort{{Protocol: specs.TCP, Addr: netip.AddrPortFrom(netip.IPv4Unspecified(), p)}}
+	var h Holder
+	t.Cleanup(func() { h.Hold(nil) })
+	hold := func() error { return h.Hold(want) }
+	if err := hold(); err == nil || !h.Missing() {
+		t.Fatalf("Hold of a port in use: %v, missing %t", err, h.Missing())
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go h.Retry(ctx, 10*time.Millisecond, hold)
+	l.Close()
+	for deadline := time.Now().Add(10 * time.Second); h.Len() != 1; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the port is not held 10 s after the host process let it go")
+		}
+	}
+	if err := tryBind("tcp4", fmt.Sprintf("0.0.0.0:%d", p)); !errors.Is(err, syscall.EADDRINUSE) {
+		t.Errorf("bind after Retry held it: %v", err)
 	}
 }

@@ -38,6 +38,7 @@ func newKeepCommand() *cobra.Command {
 			if err := hold(); err != nil {
 				log.Print(err)
 			}
+			go holder.Retry(ctx, period, hold)
 			// Its count of link, address and route changes lets an up
 			// that finds none skip reading each namespace.
 			var counter keeper.ChangeCounter
