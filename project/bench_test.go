@@ -45,6 +45,6 @@ func BenchmarkPlan1000(b *testing.B) {
 		if err := Preflight(want, nil, nil, host.Observed{}); err != nil {
 			b.Fatal(err)
 		}
-		PlanUp(want, nil, host.Observed{}, nil)
+		PlanUp(want, nil, nil, host.Observed{}, nil)
 	}
 }

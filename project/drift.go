@@ -35,9 +35,10 @@ type Drift struct {
 }
 
 // NetworkDrift compares a project's record with what was observed: the
-// host's forwarding, each namespace with its pair and files, and the
-// firewall. It is pure.
-func NetworkDrift(st *state.Record, obs host.Observed) []Drift {
+// host's forwarding, each namespace with its pair and files (others are
+// the other projects' records, whose namespaces on its external networks
+// its hosts files name), and the firewall. It is pure.
+func NetworkDrift(st *state.Record, others []*state.Record, obs host.Observed) []Drift {
 	var out []Drift
 	if obs.IPForward != "1" {
 		out = append(out, Drift{Kind: DriftForwarding, Message: fmt.Sprintf("net.ipv4.ip_forward is %s: the host forwards nothing to the namespaces", obs.IPForward)})
@@ -45,7 +46,7 @@ func NetworkDrift(st *state.Record, obs host.Observed) []Drift {
 	if st.IPv6 && obs.IPv6Forward != "1" {
 		out = append(out, Drift{Kind: DriftForwarding6, Message: fmt.Sprintf("net.ipv6.conf.all.forwarding is %s: the host forwards no IPv6 to the namespaces", obs.IPv6Forward)})
 	}
-	etc := EtcFiles(st, obs.HostResolv, obs.SystemdResolv)
+	etc := EtcFiles(st, others, obs.HostResolv, obs.SystemdResolv)
 	for _, ns := range st.Namespaces {
 		if !obs.Namespaces[ns.Name] {
 			out = append(out, Drift{Kind: DriftNamespace, Namespace: ns.Name, Message: fmt.Sprintf("namespace %s is missing", ns.Name)})

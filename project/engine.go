@@ -203,10 +203,10 @@ func (e *Engine) up(ctx context.Context, s *specs.Spec) (*Outcome, bool, error) 
 	}
 	var drift []Drift
 	if recorded != nil {
-		drift = e.report(recorded, obs).Drift
+		drift = e.report(recorded, others, obs).Drift
 	}
 	// Everything above read; all below changes, as decided here.
-	c := decideUp(want, recorded, obs, drift)
+	c := decideUp(want, recorded, others, obs, drift)
 	e.Store.UnmarkRemoving(s.Name)
 	if c.upToDate() {
 		return &Outcome{State: recorded, UpToDate: true, Warnings: warnings}, false, nil
@@ -232,7 +232,7 @@ func (e *Engine) up(ctx context.Context, s *specs.Spec) (*Outcome, bool, error) 
 	}
 	// The network is complete. Process failures leave it up for a look.
 	out := &Outcome{State: c.Record, Warnings: warnings, portsChanged: !slices.Equal(heldPorts(recorded), heldPorts(c.Record))}
-	return out, true, e.startProcesses(ctx, c.Record, c.Restart)
+	return out, true, errors.Join(e.refreshNeighbours(recorded, c.Record), e.startProcesses(ctx, c.Record, c.Restart))
 }
 
 // upChange is what an up does, decided before its first change.
@@ -251,13 +251,13 @@ func (c upChange) upToDate() bool { return len(c.Steps) == 0 && !c.Restart && !c
 // and the record's drift. Pure. The processes restart on the first up,
 // when their definitions change, and when any of them is not running;
 // each restart is a new generation of the record.
-func decideUp(want, recorded *state.Record, obs host.Observed, drift []Drift) upChange {
+func decideUp(want, recorded *state.Record, others []*state.Record, obs host.Observed, drift []Drift) upChange {
 	next := *want
 	if recorded != nil {
 		next.Generation = recorded.Generation
 	}
 	c := upChange{
-		Steps:   PlanUp(&next, recorded, obs, drift),
+		Steps:   PlanUp(&next, recorded, others, obs, drift),
 		Restart: recorded == nil || processesChanged(recorded, &next) || hasKind(drift, DriftProcess),
 		Record:  &next,
 	}
@@ -322,7 +322,7 @@ func (e *Engine) down(ctx context.Context, project string) (bool, error) {
 	if err != nil {
 		return true, fmt.Errorf("%w\nthe record is kept; run 'sudo nsrun down -p %s' again once the cause is fixed", err, project)
 	}
-	return true, errors.Join(e.Store.Remove(project), e.updateKeeper(ctx, false, true), e.finishIfLast(ctx))
+	return true, errors.Join(e.Store.Remove(project), e.refreshNeighbours(recorded, nil), e.updateKeeper(ctx, false, true), e.finishIfLast(ctx))
 }
 
 // warnHeld says which of the namespaces about to be deleted other

@@ -740,7 +740,7 @@ func TestDecideUp(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			before := clone(nil)
 			*before = *tc.want
-			c := decideUp(tc.want, tc.recorded, tc.obs, tc.drift)
+			c := decideUp(tc.want, tc.recorded, nil, tc.obs, tc.drift)
 			if (len(c.Steps) > 0) != tc.steps || c.Restart != tc.restart || c.Changed != tc.changed || c.Record.Generation != tc.generation {
 				t.Errorf("decideUp: %d steps, restart %v, changed %v, generation %d; want steps %v, restart %v, changed %v, generation %d",
 					len(c.Steps), c.Restart, c.Changed, c.Record.Generation, tc.steps, tc.restart, tc.changed, tc.generation)

@@ -2,12 +2,14 @@ package project
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
 
 	"github.com/nsrun/nsrun/host"
+	"github.com/nsrun/nsrun/specs"
 	"github.com/nsrun/nsrun/state"
 )
 
@@ -20,11 +22,13 @@ type Etc struct {
 
 // EtcFiles returns the files of /etc/netns/NS/ of each namespace of a
 // project, by namespace: hosts naming the namespaces it shares a network
-// with (itself too), and resolv.conf with the host's real upstream
+// with (itself too; of other projects, from their records, those on its
+// external networks), and resolv.conf with the host's real upstream
 // nameservers, when it has any. Namespaces on the same networks share one
 // Etc.
-func EtcFiles(st *state.Record, hostResolv, systemdResolv string) map[string]Etc {
+func EtcFiles(st *state.Record, others []*state.Record, hostResolv, systemdResolv string) map[string]Etc {
 	resolv, hasResolv := ResolvConf(hostResolv, systemdResolv)
+	neighbours := neighboursOf(st, others)
 	byNetworks := map[string]Etc{}
 	out := make(map[string]Etc, len(st.Namespaces))
 	for _, ns := range st.Namespaces {
@@ -34,7 +38,7 @@ func EtcFiles(st *state.Record, hostResolv, systemdResolv string) map[string]Etc
 		}
 		etc, ok := byNetworks[key]
 		if !ok {
-			etc = Etc{Files: map[string]string{"hosts": hostsFile(st, ns)}}
+			etc = Etc{Files: map[string]string{"hosts": hostsFile(st, ns, neighbours)}}
 			if hasResolv {
 				etc.Files["resolv.conf"] = resolv
 			}
@@ -46,10 +50,100 @@ func EtcFiles(st *state.Record, hostResolv, systemdResolv string) map[string]Etc
 	return out
 }
 
+// neighbour is a namespace of another project on an external network.
+type neighbour struct {
+	name string
+	addr netip.Addr
+}
+
+// neighboursOf returns, for each external network the project is on, the
+// namespaces of the other projects on it, in their records' order.
+// Namespace names are the host's, so they never clash.
+func neighboursOf(st *state.Record, others []*state.Record) map[string][]neighbour {
+	external := externalNetworks(st)
+	if len(external) == 0 {
+		return nil
+	}
+	out := map[string][]neighbour{}
+	for _, o := range others {
+		if o.Project == st.Project {
+			continue
+		}
+		for _, ns := range o.Namespaces {
+			for _, key := range o.NetworksOf(ns) {
+				if slices.Contains(external, key) {
+					out[key] = append(out[key], neighbour{ns.Name, ns.Address.Addr()})
+				}
+			}
+		}
+	}
+	return out
+}
+
+// externalNetworks are the keys of the external networks a project's
+// namespaces are on; none for no record.
+func externalNetworks(st *state.Record) []string {
+	var out []string
+	if st == nil {
+		return nil
+	}
+	for _, ns := range st.Namespaces {
+		for _, key := range st.NetworksOf(ns) {
+			if specs.NetworkOfKey(key).External && !slices.Contains(out, key) {
+				out = append(out, key)
+			}
+		}
+	}
+	return out
+}
+
+// refreshNeighbours rewrites the hosts files of the other projects'
+// namespaces on the external networks a project was on (before, its
+// record; nil for none) or is on now (after; nil after its down), so
+// that they name its namespaces there as they are now. Files they do not
+// change are not written. The caller holds the lock.
+func (e *Engine) refreshNeighbours(before, after *state.Record) error {
+	keys := externalNetworks(before)
+	for _, k := range externalNetworks(after) {
+		if !slices.Contains(keys, k) {
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	project := before
+	if project == nil {
+		project = after
+	}
+	all, err := e.Store.Others(project.Project)
+	if err != nil {
+		return err
+	}
+	if after != nil {
+		all = append(all, after)
+	}
+	var errs []error
+	for _, st := range all {
+		if st == after || !slices.ContainsFunc(externalNetworks(st), func(k string) bool { return slices.Contains(keys, k) }) {
+			continue
+		}
+		etc := EtcFiles(st, all, "", "")
+		for _, ns := range st.Namespaces {
+			if slices.ContainsFunc(st.NetworksOf(ns), func(k string) bool { return slices.Contains(keys, k) }) {
+				if err := e.System.WriteEtc(ns.Name, map[string]string{"hosts": etc[ns.Name].Files["hosts"]}); err != nil {
+					errs = append(errs, fmt.Errorf("naming project %s's namespaces in /etc/netns/%s/hosts of project %s: %w", project.Project, ns.Name, st.Project, err))
+				}
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // hostsFile names, besides localhost, the namespaces of the project that
-// ns shares a network with, and ns itself. Namespaces of other projects,
-// even on an external network, are not named: their names are theirs.
-func hostsFile(st *state.Record, ns *state.Namespace) string {
+// ns shares a network with, ns itself, and the neighbours on its external
+// networks, each once.
+func hostsFile(st *state.Record, ns *state.Namespace, neighbours map[string][]neighbour) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s for project %s; removed by nsrun down\n", host.EtcMarker, st.Project)
 	b.WriteString("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
@@ -57,6 +151,15 @@ func hostsFile(st *state.Record, ns *state.Namespace) string {
 	for _, other := range st.Namespaces {
 		if other == ns || slices.ContainsFunc(st.NetworksOf(other), func(k string) bool { return slices.Contains(mine, k) }) {
 			fmt.Fprintf(&b, "%s\t%s\n", other.Address.Addr(), other.Name)
+		}
+	}
+	named := map[string]bool{}
+	for _, key := range mine {
+		for _, n := range neighbours[key] {
+			if !named[n.name] {
+				named[n.name] = true
+				fmt.Fprintf(&b, "%s\t%s\n", n.addr, n.name)
+			}
 		}
 	}
 	return b.String()

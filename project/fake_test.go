@@ -469,7 +469,10 @@ func (f *fakeSystem) WriteEtc(ns string, files map[string]string) error {
 	if err := f.change("etc " + ns); err != nil {
 		return err
 	}
-	f.etc[ns] = maps.Clone(files)
+	if f.etc[ns] == nil { // as writeEtc: the files given, the others left as they are
+		f.etc[ns] = map[string]string{}
+	}
+	maps.Copy(f.etc[ns], files)
 	return nil
 }
 func (f *fakeSystem) RemoveEtc(ns string) error {

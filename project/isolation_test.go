@@ -7,7 +7,9 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -20,6 +22,7 @@ import (
 	"github.com/nsrun/nsrun/internal/daemon"
 	"github.com/nsrun/nsrun/internal/proc"
 	"github.com/nsrun/nsrun/keeper"
+	"github.com/nsrun/nsrun/netns"
 	"github.com/nsrun/nsrun/netns/nstest"
 	"github.com/nsrun/nsrun/state"
 )
@@ -79,6 +82,24 @@ func TestIsolation(t *testing.T) {
 		one, two := tenants(ports)
 		st, other := l.up(one), l.up(two)
 		isolated(t, l, ports, st, other)
+		// e's hosts file names v, on the external network, since u came
+		// up; no other namespace of u; and not v once u is down.
+		names := func(ns string) string {
+			data, err := os.ReadFile(filepath.Join(netns.EtcDir, l.ns(ns), "hosts"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return string(data)
+		}
+		if h := names("e"); !strings.Contains(h, "\t"+l.ns("v")+"\n") || strings.Contains(h, l.ns("w")) || strings.Contains(h, l.ns("x")) {
+			t.Errorf("e's hosts:\n%s", h)
+		}
+		if _, err := l.e.Down(context.Background(), other.Project); err != nil {
+			t.Fatal(err)
+		}
+		if h := names("e"); strings.Contains(h, l.ns("v")) {
+			t.Errorf("e's hosts after u's down:\n%s", h)
+		}
 	})
 }
 

@@ -86,10 +86,11 @@ func (s Step) String() string {
 }
 
 // PlanUp returns the steps that take the host from recorded (nil for a
-// new project) to want, given what was observed and how the host drifted
-// from the record: only what is new, changed or drifted. Steps that
-// create come first, removals of what the spec no longer has come last.
-func PlanUp(want, recorded *state.Record, obs host.Observed, drift []Drift) []Step {
+// new project) to want, given the other projects' records, what was
+// observed and how the host drifted from the record: only what is new,
+// changed or drifted. Steps that create come first, removals of what the
+// spec no longer has come last.
+func PlanUp(want, recorded *state.Record, others []*state.Record, obs host.Observed, drift []Drift) []Step {
 	var steps []Step
 	if obs.IPForward != "1" {
 		steps = append(steps, Step{Op: OpIPForward, Repair: messages(drift, "", DriftForwarding)})
@@ -110,7 +111,7 @@ func PlanUp(want, recorded *state.Record, obs host.Observed, drift []Drift) []St
 			steps = append(steps, Step{Op: OpLink, Namespace: ns.Name, Pair: p, Created: !exists, Repair: repair})
 		}
 	}
-	etc := EtcFiles(want, obs.HostResolv, obs.SystemdResolv)
+	etc := EtcFiles(want, others, obs.HostResolv, obs.SystemdResolv)
 	for _, ns := range want.Namespaces {
 		if len(etcDiffers(obs.Etc[ns.Name], etc[ns.Name].Sums)) > 0 {
 			steps = append(steps, Step{Op: OpEtc, Namespace: ns.Name, Files: etc[ns.Name].Files, Created: recorded.Namespace(ns.Name) == nil,

@@ -82,7 +82,7 @@ func observedOf(t *testing.T, st *state.Record) host.Observed {
 	t.Helper()
 	obs := host.Observed{Namespaces: map[string]bool{}, Links: map[string]veth.Link{}, IPForward: "1",
 		RouteLocalnet: map[string]string{}, Peers: map[string]veth.Peer{}, Etc: map[string]map[string]host.EtcFile{}}
-	etc := EtcFiles(st, "nameserver 192.0.2.53\n", "")
+	etc := EtcFiles(st, nil, "nameserver 192.0.2.53\n", "")
 	obs.HostResolv = "nameserver 192.0.2.53\n"
 	for i, ns := range st.Namespaces {
 		obs.Namespaces[ns.Name] = true
@@ -120,17 +120,17 @@ func opsOf(steps []Step) []string {
 func TestPlanUp(t *testing.T) {
 	want := FromSpec(spec(t, twoNamespaces))
 	want.Backend = iptables.NFT
-	steps := PlanUp(want, nil, host.Observed{}, nil)
+	steps := PlanUp(want, nil, nil, host.Observed{}, nil)
 	wantOps := []string{"ip-forward", "create-namespace ns1", "create-namespace ns2", "link ns1", "link ns2", "etc ns1", "etc ns2", "forwards", "flush-udp"}
 	if got := opsOf(steps); !slices.Equal(got, wantOps) {
 		t.Errorf("steps %q, want %q", got, wantOps)
 	}
 	obs := observedOf(t, want)
-	if d := NetworkDrift(want, obs); len(d) != 0 {
+	if d := NetworkDrift(want, nil, obs); len(d) != 0 {
 		t.Fatalf("drift of a host as recorded: %+v", d)
 	}
 	t.Run("unchanged", func(t *testing.T) {
-		if steps := PlanUp(want, want, obs, nil); len(steps) != 0 {
+		if steps := PlanUp(want, want, nil, obs, nil); len(steps) != 0 {
 			t.Errorf("an unchanged spec on a host as recorded plans %q", opsOf(steps))
 		}
 	})
@@ -141,8 +141,8 @@ func TestPlanUp(t *testing.T) {
 		drifted.Links["nsr-ns2"] = l
 		delete(drifted.Etc, "ns1")
 		drifted.Tables[iptables.NFT], _ = drifted.Tables[iptables.NFT].(*iptables.Snapshot).Restore("*nat\n:NSRUN-DNAT - [0:0]\nCOMMIT\n") // flushed
-		drift := NetworkDrift(want, drifted)
-		steps := PlanUp(want, want, drifted, drift)
+		drift := NetworkDrift(want, nil, drifted)
+		steps := PlanUp(want, want, nil, drifted, drift)
 		if got, w := opsOf(steps), []string{"link ns2", "etc ns1", "forwards"}; !slices.Equal(got, w) {
 			t.Fatalf("steps %q, want only the repairs %q (drift %+v)", got, w, drift)
 		}
@@ -159,7 +159,7 @@ func TestPlanUp(t *testing.T) {
 		// the stale UDP entries are flushed. ns1's link stays as it is.
 		edited := FromSpec(spec(t, "namespaces:\n  ns1: {ports: [\"6000:8080\"]}\n"))
 		edited.Backend = iptables.NFT
-		steps := PlanUp(edited, want, obs, nil)
+		steps := PlanUp(edited, want, nil, obs, nil)
 		w := []string{"etc ns1", "forwards", "flush-udp", "kill", "delete-namespace ns2", "remove-etc ns2", "links-gone"}
 		if got := opsOf(steps); !slices.Equal(got, w) {
 			t.Errorf("reconcile steps %q, want %q", got, w)
@@ -171,7 +171,7 @@ func TestPlanUp(t *testing.T) {
 	t.Run("placement", func(t *testing.T) {
 		moved := *want
 		moved.Accepts = []forward.Backend{iptables.Legacy}
-		if got := opsOf(PlanUp(&moved, want, obs, nil)); !slices.Equal(got, []string{"forwards"}) {
+		if got := opsOf(PlanUp(&moved, want, nil, obs, nil)); !slices.Equal(got, []string{"forwards"}) {
 			t.Errorf("new accepts plan %q; want the forwards alone", got)
 		}
 	})
@@ -248,7 +248,7 @@ func FuzzDecodeState(f *testing.F) {
 
 func TestEtcFilesContent(t *testing.T) {
 	st := FromSpec(spec(t, "namespaces:\n  ns1: {address: 10.9.1.2/24}\n  ns2: {address: 10.9.2.2/24}\n"))
-	files := EtcFiles(st, "nameserver 127.0.0.53\noptions edns0 trust-ad\nsearch example.org\n", "nameserver 192.0.2.1\nnameserver 192.0.2.2\nsearch lan\n")["ns1"].Files
+	files := EtcFiles(st, nil, "nameserver 127.0.0.53\noptions edns0 trust-ad\nsearch example.org\n", "nameserver 192.0.2.1\nnameserver 192.0.2.2\nsearch lan\n")["ns1"].Files
 	wantHosts := host.EtcMarker + " for project demo; removed by nsrun down\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n10.9.1.2\tns1\n10.9.2.2\tns2\n"
 	if files["hosts"] != wantHosts {
 		t.Errorf("hosts:\n%s\nwant:\n%s", files["hosts"], wantHosts)
@@ -263,7 +263,7 @@ func TestEtcFilesContent(t *testing.T) {
 	if _, ok := ResolvConf("nameserver 127.0.0.53\n", ""); ok {
 		t.Error("a loopback-only resolv.conf gave nameservers")
 	}
-	if _, has := EtcFiles(st, "", "")["ns1"].Files["resolv.conf"]; has {
+	if _, has := EtcFiles(st, nil, "", "")["ns1"].Files["resolv.conf"]; has {
 		t.Error("resolv.conf written with no nameserver")
 	}
 }
@@ -279,8 +279,16 @@ namespaces:
   e: {address: 10.9.4.2/24, networks: [shared]}
   n: {address: 10.9.5.2/24, networks: []}
 `))
-	etc := EtcFiles(st, "", "")
-	for ns, want := range map[string][]string{"x": {"x", "y"}, "y": {"x", "y", "z"}, "z": {"y", "z"}, "e": {"e"}, "n": {"n"}} {
+	// Another project on the external network: e names its namespace
+	// there, and no other of it.
+	other := FromSpec(spec(t, `name: other
+networks: {shared: {external: true}}
+namespaces:
+  v: {address: 10.9.6.2/24, networks: [shared]}
+  w: {address: 10.9.7.2/24}
+`))
+	etc := EtcFiles(st, []*state.Record{other}, "", "")
+	for ns, want := range map[string][]string{"x": {"x", "y"}, "y": {"x", "y", "z"}, "z": {"y", "z"}, "e": {"e", "v"}, "n": {"n"}} {
 		var named []string
 		for _, line := range strings.Split(etc[ns].Files["hosts"], "\n") {
 			if f := strings.Fields(line); len(f) == 2 && strings.HasPrefix(f[0], "10.9.") {
@@ -318,5 +326,55 @@ func TestPreflightIPv6(t *testing.T) {
 	obs = host.Observed{IPv6Forward: "0", Tables: map[forward.Backend]forward.Tables{iptables.NFT: &iptables.Snapshot{V6: &iptables.Snapshot{}}}}
 	if err := Preflight(want, nil, nil, obs); err != nil {
 		t.Errorf("a host with IPv6 and ip6tables: %v", err)
+	}
+}
+
+// TestNeighboursRenamed: a project that comes up on an external network
+// is named in the hosts files of the other projects' namespaces there,
+// and no more once it is down; their other files stay as they were.
+func TestNeighboursRenamed(t *testing.T) {
+	sys := newFake()
+	e := newEngine(t, sys)
+	ctx := context.Background()
+	names := func(ns string) []string {
+		t.Helper()
+		var out []string
+		for _, line := range strings.Split(sys.etc[ns]["hosts"], "\n") {
+			if f := strings.Fields(line); len(f) == 2 && !strings.Contains(f[1], "localhost") {
+				out = append(out, f[1])
+			}
+		}
+		return out
+	}
+	if _, err := e.Up(ctx, spec(t, "name: a\nnetworks: {shared: {external: true}}\nnamespaces:\n  a1: {networks: [shared]}\n  a2: {}\n")); err != nil {
+		t.Fatal(err)
+	}
+	resolv := sys.etc["a1"]["resolv.conf"]
+	if _, err := e.Up(ctx, spec(t, "name: b\nnetworks: {shared: {external: true}}\nnamespaces:\n  b1: {networks: [shared]}\n")); err != nil {
+		t.Fatal(err)
+	}
+	if got := names("a1"); !slices.Equal(got, []string{"a1", "b1"}) {
+		t.Errorf("a1's hosts after b's up: %v", got)
+	}
+	if got := names("b1"); !slices.Equal(got, []string{"b1", "a1"}) {
+		t.Errorf("b1's hosts: %v", got)
+	}
+	if got := names("a2"); !slices.Equal(got, []string{"a2"}) {
+		t.Errorf("a2's hosts (not on the shared network): %v", got)
+	}
+	if sys.etc["a1"]["resolv.conf"] != resolv {
+		t.Error("a1's resolv.conf changed with b's up")
+	}
+	if r, err := e.Status(ctx, "a"); err != nil || len(r.Drift) != 0 {
+		t.Errorf("a's drift after b's up: %v, %v", r, err)
+	}
+	if _, err := e.Down(ctx, "b"); err != nil {
+		t.Fatal(err)
+	}
+	if got := names("a1"); !slices.Equal(got, []string{"a1"}) {
+		t.Errorf("a1's hosts after b's down: %v", got)
+	}
+	if r, err := e.Status(ctx, "a"); err != nil || len(r.Drift) != 0 {
+		t.Errorf("a's drift after b's down: %v", err)
 	}
 }

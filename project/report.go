@@ -70,7 +70,7 @@ func (e *Engine) Status(ctx context.Context, project string) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := e.report(st, obs)
+	r := e.report(st, e.neighbourRecords(st), obs)
 	r.Host = AssessHost(obs, []*state.Record{st})
 	return r, nil
 }
@@ -96,10 +96,14 @@ func (e *Engine) StatusAll(ctx context.Context) ([]*Report, error) {
 		return nil, err
 	}
 	var states []*state.Record
-	for i, r := range out {
+	for _, r := range out {
 		if r.Err == nil {
 			states = append(states, r.State)
-			out[i] = e.report(r.State, obs)
+		}
+	}
+	for i, r := range out {
+		if r.Err == nil {
+			out[i] = e.report(r.State, states, obs)
 		}
 	}
 	host := AssessHost(obs, states)
@@ -109,14 +113,26 @@ func (e *Engine) StatusAll(ctx context.Context) ([]*Report, error) {
 	return out, nil
 }
 
-// report puts together what a record and an observation say.
-func (e *Engine) report(st *state.Record, obs host.Observed) *Report {
+// report puts together what a record, the other projects' records and an
+// observation say.
+func (e *Engine) report(st *state.Record, others []*state.Record, obs host.Observed) *Report {
 	sup, _ := e.Supervision.Status(e.Store.ProjectDir(st.Project))
 	r := &Report{Project: st.Project, State: st, Heal: e.Store.Repairs(st.Project)}
 	r.Supervisor, r.Processes = processReports(st, sup)
-	r.Drift = append(NetworkDrift(st, obs), processDrift(st, r)...)
+	r.Drift = append(NetworkDrift(st, others, obs), processDrift(st, r)...)
 	r.Loopback6 = loopback6(st, obs.Shortcuts)
 	return r
+}
+
+// neighbourRecords are the other projects' records when the project is on
+// an external network (its hosts files name their namespaces there); none
+// otherwise, without reading them.
+func (e *Engine) neighbourRecords(st *state.Record) []*state.Record {
+	if len(externalNetworks(st)) == 0 {
+		return nil
+	}
+	others, _ := e.Store.Others(st.Project)
+	return others
 }
 
 // processReports tells how the supervisor and each recorded process are,

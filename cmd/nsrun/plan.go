@@ -78,7 +78,7 @@ type planStep struct {
 func planJSON(w io.Writer, want *state.Record, b forward.Backend) error {
 	want.Backend = b
 	doc := planDoc{Version: 1, Project: want.Project, Firewall: string(b), Steps: []planStep{}}
-	for _, s := range project.PlanUp(want, nil, host.Observed{}, nil) {
+	for _, s := range project.PlanUp(want, nil, nil, host.Observed{}, nil) {
 		doc.Steps = append(doc.Steps, planStep{Op: string(s.Op), Namespace: s.Namespace, Links: s.Links, Description: s.String()})
 	}
 	enc := json.NewEncoder(w)
