@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -405,5 +406,61 @@ namespaces:
 		if p, ok := o.(*corev1.Pod); ok && (p.Spec.RestartPolicy != corev1.RestartPolicyNever || p.Spec.Containers[0].RestartPolicy != nil) {
 			t.Errorf("pod of entries that all restart no: %q, %v", p.Spec.RestartPolicy, p.Spec.Containers[0].RestartPolicy)
 		}
+	}
+}
+
+// TestComposeNetworks: the spec's networks are Compose's, as compose-go
+// reads them: each first service on its namespace's networks (the
+// default one too, undeclared), an external one external, a namespace
+// on none without a network; with IPv6 each network has it.
+func TestComposeNetworks(t *testing.T) {
+	s, err := specs.Parse("n.yaml", []byte(`name: n
+ipv6: true
+networks:
+  front: {}
+  shared: {external: true}
+namespaces:
+  a: {networks: [default, front], ports: ["6000:8080"], run: [{name: web, command: [srv]}]}
+  b: {networks: [front, shared], run: [{name: app, command: [app]}, {name: side, command: [side]}]}
+  c: {networks: [], run: [{name: job, command: [job]}]}
+  d: {run: [{name: tool, command: [tool]}]}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	images, _ := ParseImages([]string{"busybox"})
+	out, err := Compose(s, ComposeOptions{Images: images})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := loadCompose(t, "n", out)
+	for svc, want := range map[string][]string{"a-web": {"default", "front"}, "b-app": {"front", "shared"}, "d-tool": {"default"}} {
+		var got []string
+		for name := range p.Services[svc].Networks {
+			got = append(got, name)
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, want) {
+			t.Errorf("service %s on networks %v; want %v\n%s", svc, got, want, out)
+		}
+	}
+	if mode := p.Services["c-job"].NetworkMode; mode != "none" {
+		t.Errorf("c-job (networks: []) has network_mode %q; want none", mode)
+	}
+	if mode := p.Services["b-side"].NetworkMode; mode != "service:b-app" {
+		t.Errorf("b-side has network_mode %q; want service:b-app", mode)
+	}
+	if !bool(p.Networks["shared"].External) {
+		t.Errorf("network shared is not external: %+v", p.Networks["shared"])
+	}
+	for _, name := range []string{"front", "default"} {
+		if v6 := p.Networks[name].EnableIPv6; v6 == nil || !*v6 {
+			t.Errorf("network %s without IPv6 in a spec with ipv6: true: %+v", name, p.Networks[name])
+		}
+	}
+	// A namespace on no network that publishes a port is refused, with why.
+	s, _ = specs.Parse("r.yaml", []byte("namespaces:\n  a: {networks: [], ports: [\"6000:8080\"], run: [{command: [srv]}]}\n"))
+	if _, err := Compose(s, ComposeOptions{Images: images}); err == nil || !strings.Contains(err.Error(), "networks: [] with published ports cannot be carried") {
+		t.Errorf("networks: [] with ports: %v", err)
 	}
 }
