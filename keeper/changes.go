@@ -154,5 +154,9 @@ func ask(ctx context.Context, dir string) error {
 	case strings.HasPrefix(line, "error: "):
 		return errors.New(strings.TrimPrefix(line, "error: "))
 	}
-	return fmt.Errorf("the keeper answered %q to hold; it is an older nsrun's", line)
+	return fmt.Errorf("%w: it answered %q to hold", errOldKeeper, line)
 }
+
+// errOldKeeper: the keeper running is an older nsrun's, which holds no
+// port.
+var errOldKeeper = errors.New("the keeper is an older nsrun's")

@@ -2,10 +2,10 @@ package keeper
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/nsrun/nsrun/internal/atomicfile"
@@ -64,7 +64,7 @@ func (k Daemon) Start(ctx context.Context, dir string) error {
 // nsrun, which cannot, is replaced.
 func (k Daemon) Hold(ctx context.Context, dir string) error {
 	err := ask(ctx, dir)
-	if err == nil || !strings.Contains(err.Error(), "an older nsrun's") {
+	if !errors.Is(err, errOldKeeper) {
 		return err
 	}
 	if err := k.Stop(dir); err != nil {

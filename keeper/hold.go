@@ -5,10 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log"
-	"maps"
 	"net/netip"
 	"os"
-	"slices"
 	"sync"
 	"time"
 
@@ -79,9 +77,9 @@ func (h *Holder) Hold(want []HeldPort) error {
 		}
 		h.socks[p] = fd
 	}
-	for _, p := range slices.SortedFunc(maps.Keys(h.socks), func(a, b HeldPort) int { return a.Addr.Compare(b.Addr) }) {
+	for p, fd := range h.socks {
 		if !wanted[p] {
-			unix.Close(h.socks[p])
+			unix.Close(fd)
 			delete(h.socks, p)
 		}
 	}

@@ -105,20 +105,9 @@ func (s *Spec) networkNames() string {
 	}
 	var names []string
 	for _, nw := range s.Networks {
-		names = append(names, nw.Name)
+		names = append(names, quote(nw.Name))
 	}
-	return quoteList(names)
-}
-
-func quoteList(names []string) string {
-	out := ""
-	for i, n := range names {
-		if i > 0 {
-			out += ", "
-		}
-		out += quote(n)
-	}
-	return out
+	return strings.Join(names, ", ")
 }
 
 // NetworkKey names a network on the host: PROJECT/NAME for a project's

@@ -104,12 +104,11 @@ func graphOf(st *state.Record, procs []project.ProcessReport) graph.Topology {
 	})
 	for _, ns := range st.Namespaces {
 		n := graph.Namespace{Name: ns.Name, Address: ns.Address.String(), HostLink: ns.Link, HostAddress: ns.HostAddress.String(), Egress: ns.Egress}
-		for _, key := range st.NetworksOf(ns) {
+		for _, nw := range networksOf(st, ns) {
 			if onlyDefault {
 				break
 			}
-			nw := specs.NetworkOfKey(key)
-			n.Networks = append(n.Networks, networkReport{Name: nw.Name, External: nw.External}.String())
+			n.Networks = append(n.Networks, nw.String())
 		}
 		for _, p := range ns.Ports {
 			n.Ports = append(n.Ports, graph.Port{HostIP: p.HostIP.String(), Published: p.Published.String(), Protocol: string(p.Protocol), Target: p.Target.String()})

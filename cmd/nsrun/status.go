@@ -186,6 +186,16 @@ type networkReport struct {
 	External bool   `json:"external"` // shared with the other projects that declare it
 }
 
+// networksOf reports a recorded namespace's networks.
+func networksOf(st *state.Record, ns *state.Namespace) []networkReport {
+	out := []networkReport{}
+	for _, key := range st.NetworksOf(ns) {
+		nw := specs.NetworkOfKey(key)
+		out = append(out, networkReport{Name: nw.Name, External: nw.External})
+	}
+	return out
+}
+
 func (n networkReport) String() string {
 	if n.External {
 		return n.Name + " (external)"
@@ -235,11 +245,7 @@ func report(r *project.Report, now time.Time) projectReport {
 		if ns.Address6.IsValid() {
 			nr.Address6, nr.HostAddress6 = ns.Address6.String(), ns.HostAddress6.String()
 		}
-		nr.Networks = []networkReport{}
-		for _, key := range s.NetworksOf(ns) {
-			nw := specs.NetworkOfKey(key)
-			nr.Networks = append(nr.Networks, networkReport{Name: nw.Name, External: nw.External})
-		}
+		nr.Networks = networksOf(s, ns)
 		for _, p := range ns.Ports {
 			to := ns.Address.Addr()
 			if p.Is6() {
