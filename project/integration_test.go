@@ -304,7 +304,12 @@ func TestSecondUpChangesNothing(t *testing.T) {
 		helper := helperBinary(t)
 		ports := freePorts(t, 3)
 		src := twoServers(ports) + "    run:\n" + server(helper, "b{ID}", "")
-		l.up(src)
+		st := l.up(src)
+		links := []string{l.outLink}
+		for _, ns := range st.Namespaces {
+			links = append(links, ns.Link)
+		}
+		addrconfSettled(t, links)
 		files := []string{filepath.Join(l.e.Store.ProjectDir("t"+l.id), "state.json"),
 			filepath.Join(netns.EtcDir, l.ns("a"), "hosts"), filepath.Join(netns.EtcDir, l.ns("b"), "resolv.conf")}
 		stats := statAll(t, files)
@@ -382,6 +387,41 @@ func TestUpRepairsOnlyWhatDrifted(t *testing.T) {
 		if rep, err := l.e.Status(context.Background(), "t"+l.id); err != nil || len(rep.Drift) != 0 {
 			t.Errorf("status after the repair: %+v, %v", rep.Drift, err)
 		}
+	})
+}
+
+// addrconfSettled waits until the kernel has finished the IPv6 link-local
+// address of every one of the host's links named: made (the kernel adds it
+// once the carrier is seen, asynchronously) and past duplicate address
+// detection. Both happen after up returns and show as netlink events of
+// the kernel's own, which a monitor must not take for nsrun's.
+func addrconfSettled(t *testing.T, links []string) {
+	t.Helper()
+	eventually(t, "the links' IPv6 link-local addresses past DAD", func() bool {
+		for _, name := range links {
+			if off, err := os.ReadFile("/proc/sys/net/ipv6/conf/" + name + "/disable_ipv6"); err != nil || strings.TrimSpace(string(off)) == "1" {
+				continue // no IPv6 on the link: no link-local to wait for
+			}
+			link, err := netlink.LinkByName(name)
+			if err != nil {
+				t.Fatalf("link %s: %v", name, err)
+			}
+			addrs, err := netlink.AddrList(link, netlink.FAMILY_V6)
+			if err != nil {
+				t.Fatalf("addresses of %s: %v", name, err)
+			}
+			local := false
+			for _, a := range addrs {
+				if a.Flags&unix.IFA_F_TENTATIVE != 0 {
+					return false
+				}
+				local = local || a.IP.IsLinkLocalUnicast()
+			}
+			if !local {
+				return false
+			}
+		}
+		return true
 	})
 }
 
