@@ -58,6 +58,9 @@ func (s *Spec) Config() ([]byte, error) {
 		if ns.Exec != nil {
 			add(n, "exec", grant(ns.Exec))
 		}
+		if !ns.Resources.IsZero() {
+			add(n, "resources", resourcesNode(ns.Resources))
+		}
 		if len(ns.Ports) > 0 {
 			ports := sequence()
 			for _, p := range ns.Ports {
@@ -137,6 +140,9 @@ func process(p Process) *yaml.Node {
 		add(r, "tcp", &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!int", Value: strconv.Itoa(int(p.Ready.TCP))})
 		add(r, "timeout", scalar(p.Ready.Timeout.String()))
 		add(n, "ready", r)
+	}
+	if !p.Resources.IsZero() {
+		add(n, "resources", resourcesNode(p.Resources))
 	}
 	return n
 }

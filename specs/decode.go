@@ -13,10 +13,10 @@ import (
 // The keys each mapping of the spec accepts, in the order the docs list them.
 var (
 	specKeys      = []string{"name", "subnet", "ipv6", "subnet6", "exec", "networks", "namespaces"}
-	namespaceKeys = []string{"address", "address6", "egress", "networks", "ports", "run", "exec"}
+	namespaceKeys = []string{"address", "address6", "egress", "networks", "ports", "run", "exec", "resources"}
 	execKeys      = []string{"users", "groups"}
 	portKeys      = []string{"published", "target", "protocol", "host_ip"}
-	processKeys   = []string{"name", "command", "workdir", "env", "user", "restart", "ready"}
+	processKeys   = []string{"name", "command", "workdir", "env", "user", "restart", "ready", "resources"}
 	readyKeys     = []string{"tcp", "timeout"}
 )
 
@@ -154,9 +154,12 @@ func (d *decoder) namespace(name string, k, v *yaml.Node, path string) *Namespac
 			})
 		case "exec":
 			ns.Exec = d.execGrant(v, p)
+		case "resources":
+			ns.Resources, _ = d.resources(v, p)
 		}
 	})
 	d.checkProcessNames(ns, path)
+	d.checkResources(ns, path)
 	return ns
 }
 
@@ -324,6 +327,8 @@ func (d *decoder) process(n *yaml.Node, path string) (Process, bool) {
 			p.Restart = d.restart(v, kp)
 		case "ready":
 			p.Ready = d.ready(v, kp)
+		case "resources":
+			p.Resources, p.resourcesPos = d.resources(v, kp)
 		}
 	})
 	if !ok {

@@ -637,3 +637,98 @@ func TestBadNetworks(t *testing.T) {
 		})
 	}
 }
+
+func TestResources(t *testing.T) {
+	s, err := Parse("demo.yaml", []byte(`namespaces:
+  a:
+    resources: {memory: 256M, cpus: 0.5, pids: 64}
+    run:
+      - {command: [a], resources: {memory: 128MiB}}
+      - {command: [b]}
+  b:
+    resources: {memory: 1073741824, cpus: 2}
+  c: {}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b, c := s.Namespace("a"), s.Namespace("b"), s.Namespace("c")
+	if want := (Resources{Memory: 256 << 20, CPUs: 0.5, PIDs: 64}); a.Resources != want {
+		t.Errorf("a: %+v; want %+v", a.Resources, want)
+	}
+	if want := (Resources{Memory: 128 << 20}); a.Run[0].Resources != want || !a.Run[1].Resources.IsZero() {
+		t.Errorf("a's processes: %+v, %+v", a.Run[0].Resources, a.Run[1].Resources)
+	}
+	if want := (Resources{Memory: 1 << 30, CPUs: 2}); b.Resources != want || !c.Resources.IsZero() {
+		t.Errorf("b: %+v, c: %+v", b.Resources, c.Resources)
+	}
+	if got := a.Resources.String(); got != "memory 256M, cpus 0.5, pids 64" {
+		t.Errorf("String: %q", got)
+	}
+	// The printed spec says the same.
+	out, err := s.Config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := Parse("demo.yaml", out)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if again.Namespace("a").Resources != a.Resources || again.Namespace("a").Run[0].Resources != a.Run[0].Resources || again.Namespace("b").Resources != b.Resources {
+		t.Errorf("config does not parse back to the same limits:\n%s", out)
+	}
+}
+
+func TestParseBytes(t *testing.T) {
+	for in, want := range map[string]int64{"268435456": 268435456, "256M": 256 << 20, "256m": 256 << 20, "256MB": 256 << 20,
+		"256MiB": 256 << 20, "0.5G": 512 << 20, "1g": 1 << 30, "64k": 64 << 10, "100b": 100, "2 GB": 2 << 30} {
+		if got, err := ParseBytes(in); err != nil || got != want {
+			t.Errorf("ParseBytes(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "M", "256X", "-1M", "256 MBs", "1e9", "12.M"} {
+		if got, err := ParseBytes(in); err == nil {
+			t.Errorf("ParseBytes(%q) = %d; want an error", in, got)
+		}
+	}
+	for n, want := range map[int64]string{256 << 20: "256M", 1 << 30: "1G", 1536 << 20: "1536M", 1000: "1000", 6 << 20: "6M"} {
+		if got := FormatBytes(n); got != want {
+			t.Errorf("FormatBytes(%d) = %q; want %q", n, got, want)
+		}
+	}
+}
+
+func TestBadResources(t *testing.T) {
+	for _, c := range []struct {
+		name, spec string
+		line, col  int
+		path, msg  string
+	}{
+		{"unit", "namespaces:\n  a: {resources: {memory: 256X}}\n", 2, 27, "namespaces.a.resources.memory", `"256X" is not a size; write bytes, or a number with K, M, G or T`},
+		{"too little memory", "namespaces:\n  a: {resources: {memory: 1M}}\n", 2, 27, "namespaces.a.resources.memory", `memory "1M" is below the least a process needs, 6M`},
+		{"zero cpus", "namespaces:\n  a: {resources: {cpus: 0}}\n", 2, 25, "namespaces.a.resources.cpus", `cpus "0" is out of range 0.01-1024`},
+		{"negative cpus", "namespaces:\n  a: {resources: {cpus: -1}}\n", 2, 25, "namespaces.a.resources.cpus", `cpus "-1" is out of range`},
+		{"cpus not a number", "namespaces:\n  a: {resources: {cpus: half}}\n", 2, 25, "namespaces.a.resources.cpus", `cpus "half" is not a number of cores`},
+		{"zero pids", "namespaces:\n  a: {resources: {pids: 0}}\n", 2, 25, "namespaces.a.resources.pids", `pids "0" is out of range 1-4194304`},
+		{"fractional pids", "namespaces:\n  a: {resources: {pids: 1.5}}\n", 2, 25, "namespaces.a.resources.pids", `pids "1.5" is not a whole number`},
+		{"unknown key", "namespaces:\n  a: {resources: {swap: 1G}}\n", 2, 19, "namespaces.a.resources.swap", `unknown key "swap"; known keys here: memory, cpus, pids`},
+		{"process above namespace", "namespaces:\n  a:\n    resources: {memory: 256M, pids: 10}\n    run:\n      - {command: [x], resources: {memory: 512M}}\n", 5, 35, "namespaces.a.run[0].resources",
+			"memory 512M is above the namespace's 256M; a process's limits nest inside its namespace's"},
+		{"process pids above namespace", "namespaces:\n  a:\n    resources: {pids: 10}\n    run:\n      - {command: [x], resources: {pids: 11}}\n", 5, 35, "namespaces.a.run[0].resources",
+			"pids 11 is above the namespace's 10"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Parse("demo.yaml", []byte(c.spec))
+			var e *Error
+			if !errors.As(err, &e) {
+				t.Fatalf("no spec error: %v", err)
+			}
+			for _, p := range e.Problems {
+				if p.Line == c.line && p.Col == c.col && p.Path == c.path && strings.Contains(p.Msg, c.msg) {
+					return
+				}
+			}
+			t.Errorf("no problem at %d:%d %s containing %q; got:\n%v", c.line, c.col, c.path, c.msg, err)
+		})
+	}
+}

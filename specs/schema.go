@@ -65,6 +65,8 @@ var (
 		},
 		"exec": map[string]any{"$ref": "#/$defs/exec",
 			"description": "Who may run nsrun exec without root in this namespace; replaces the project's exec (exec: {} grants nobody)."},
+		"resources": map[string]any{"$ref": "#/$defs/resources",
+			"description": "Limits on what everything that runs in the namespace uses together (its processes and nsrun exec's), enforced by a cgroup of its own. Default: none."},
 		"run": map[string]any{
 			"description": "The processes to run inside the namespace, kept running by nsrun's supervisor.",
 			"type":        "array",
@@ -104,6 +106,8 @@ var (
 		},
 		"restart": map[string]any{"description": "When the supervisor restarts the process: no (default), on-failure (a non-zero exit or a signal), always.",
 			"enum": []string{"no", "on-failure", "always"}},
+		"resources": map[string]any{"$ref": "#/$defs/resources",
+			"description": "Limits on this process and its children, each at most its namespace's. Default: the namespace's alone."},
 		"ready": map[string]any{
 			"description":          "up waits until this port accepts a connection inside the namespace.",
 			"type":                 "object",
@@ -118,6 +122,12 @@ var (
 	}
 	networkProps = map[string]any{
 		"external": map[string]any{"description": "Share the network with every project on this host that declares an external network of the same name (compose's external: true). Default: false.", "type": "boolean"},
+	}
+	resourceProps = map[string]any{
+		"memory": map[string]any{"description": "Memory, in bytes or with a binary unit as in compose: 256M, 1G, 512MiB; at least 6M. Past it the kernel's OOM killer ends a process.",
+			"oneOf": []any{map[string]any{"type": "string", "pattern": `^[0-9]+(\.[0-9]+)? ?([kKmMgGtT]i?[bB]?|[bB])?$`}, map[string]any{"type": "integer", "minimum": 6291456}}},
+		"cpus": map[string]any{"description": "CPU time, in cores: 0.5 is half of one core, 2 is two (a quota per 100 ms, as docker --cpus).", "type": "number", "minimum": 0.01, "maximum": 1024},
+		"pids": map[string]any{"description": "How many processes and threads may exist at once; a fork beyond fails.", "type": "integer", "minimum": 1, "maximum": 4194304},
 	}
 	readyProps = map[string]any{
 		"tcp":     port("The TCP port that accepts connections once the process is ready."),
@@ -184,6 +194,7 @@ func Schema() []byte {
 		"process": object("A process run inside the namespace.", processProps, "command"),
 		"exec":    nullable(object("Who may run nsrun exec without root: users and groups of this host.", execProps)),
 		"network": nullable(object("A network of the project.", networkProps)),
+		"resources": object("Resource limits, each optional: memory, cpus, pids.", resourceProps),
 	}
 	var b strings.Builder
 	enc := json.NewEncoder(&b)

@@ -75,6 +75,8 @@ type Namespace struct {
 	// Exec is the namespace's own exec grant (exec: {} grants nobody);
 	// nil when the spec gives none, and the project's applies.
 	Exec *ExecGrant
+	// Resources bound everything that runs in the namespace together.
+	Resources Resources
 
 	pos, addressPos, address6Pos position
 	networkPos                   []position
@@ -160,8 +162,11 @@ type Process struct {
 	User    string   // name or uid, optionally ":group"; empty means root
 	Restart Restart
 	Ready   *Ready // nil when the process has no readiness check
+	// Resources bound this process (and its children) inside the
+	// namespace's own limits.
+	Resources Resources
 
-	pos position
+	pos, resourcesPos position
 }
 
 // Ready is a readiness check: the TCP port accepts a connection inside the
