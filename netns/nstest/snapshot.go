@@ -9,6 +9,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"github.com/nsrun/nsrun/internal/nsexec"
 	"golang.org/x/sys/unix"
 )
 
@@ -16,7 +17,8 @@ var counters = regexp.MustCompile(`\[\d+:\d+\]`)
 
 // Snapshot describes the host's network state: named namespaces, links,
 // both iptables backends, nsrun's nftables tables, the sysctls nsrun touches, the programs on the
-// root cgroup's connect and getpeername hooks, /run/nsrun and /run/nsrun-exec. Two
+// root cgroup's connect and getpeername hooks, nsrun's cgroups (of the
+// namespaces with resource limits), /run/nsrun and /run/nsrun-exec. Two
 // equal snapshots mean nothing was left behind.
 func Snapshot() string {
 	var b strings.Builder
@@ -45,17 +47,26 @@ func Snapshot() string {
 	}
 	b.WriteString("== cgroup programs" + cgroupPrograms() + "\n")
 	for _, dir := range []string{"/run/nsrun", "/run/nsrun-exec"} {
-		b.WriteString("== " + dir)
-		entries, err := os.ReadDir(dir)
-		if os.IsNotExist(err) {
-			b.WriteString(" absent")
-		}
-		for _, e := range entries {
-			b.WriteString(" " + e.Name())
-		}
-		b.WriteString("\n")
+		b.WriteString(listDir(dir))
+	}
+	for _, dir := range nsexec.CgroupDirs(nsexec.CgroupRoot, "") {
+		b.WriteString(listDir(dir)) // each hierarchy's nsrun/
 	}
 	return linkNamesOnly(b.String())
+}
+
+// listDir is "== DIR" and the names in it, or "absent".
+func listDir(dir string) string {
+	var b strings.Builder
+	b.WriteString("== " + dir)
+	entries, err := os.ReadDir(dir)
+	if os.IsNotExist(err) {
+		b.WriteString(" absent")
+	}
+	for _, e := range entries {
+		b.WriteString(" " + e.Name())
+	}
+	return b.String() + "\n"
 }
 
 // nsrunTables lists nftables tables whose name has "nsrun" in it, each
