@@ -191,9 +191,9 @@ func Schema() []byte {
 				object("A published port, long form.", portProps, "published", "target"),
 			},
 		},
-		"process": object("A process run inside the namespace.", processProps, "command"),
-		"exec":    nullable(object("Who may run nsrun exec without root: users and groups of this host.", execProps)),
-		"network": nullable(object("A network of the project.", networkProps)),
+		"process":   object("A process run inside the namespace.", processProps, "command"),
+		"exec":      nullable(object("Who may run nsrun exec without root: users and groups of this host.", execProps)),
+		"network":   nullable(object("A network of the project.", networkProps)),
 		"resources": object("Resource limits, each optional: memory, cpus, pids.", resourceProps),
 	}
 	var b strings.Builder
