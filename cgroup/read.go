@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -214,4 +215,52 @@ func (l Layout) Commands(t Tree) []string {
 		limits(group(t.Namespace, leaf), t.Leaves[leaf])
 	}
 	return out
+}
+
+// State is a namespace's cgroup as found.
+type State struct {
+	// Complete: it is in every hierarchy the host has, with every leaf
+	// of Leaves in each.
+	Complete bool
+	Limits   specs.Resources
+	Leaves   map[string]specs.Resources // by name, with their own limits
+}
+
+// Read reads the namespace's cgroup: its limits and its leaves' in the
+// first hierarchy that has it; ok is false when it has none.
+func (l Layout) Read(ns string) (st State, ok bool) {
+	avail := l.Available()
+	st.Complete = true
+	var first string
+	var leaves []string
+	for i, dir := range l.Dirs(ns) {
+		if !l.V2 && !avail[nsexec.CgroupControllers[i]] {
+			continue
+		}
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			st.Complete = false
+			continue
+		}
+		var here []string
+		for _, e := range entries {
+			if e.IsDir() {
+				here = append(here, e.Name())
+			}
+		}
+		if first == "" {
+			first, leaves = dir, here
+		} else if !slices.Equal(here, leaves) {
+			st.Complete = false
+		}
+	}
+	if first == "" {
+		return State{}, false
+	}
+	st.Limits, _ = l.Limits(ns, "")
+	st.Leaves = map[string]specs.Resources{}
+	for _, leaf := range leaves {
+		st.Leaves[leaf], _ = l.Limits(ns, leaf)
+	}
+	return st, true
 }

@@ -8,8 +8,10 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
+	"github.com/nsrun/nsrun/cgroup"
 	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/hostfw"
 	"github.com/nsrun/nsrun/internal/atomicfile"
@@ -38,7 +40,52 @@ type Kernel struct {
 	// Peers keeps the namespaces' sides of their pairs while the keeper
 	// has seen no change; nil keeps nothing.
 	Peers *PeerCache
+	// Cgroup is where the cgroups are; zero for this host's.
+	Cgroup cgroup.Layout
 }
+
+func (k Kernel) cgroups() cgroup.Layout {
+	if k.Cgroup.Root == "" {
+		return cgroup.Host()
+	}
+	return k.Cgroup
+}
+
+// EnsureCgroup makes a namespace's cgroup, or sets its limits in place.
+func (k Kernel) EnsureCgroup(t cgroup.Tree) error { return k.cgroups().Ensure(t) }
+
+// AdoptIntoCgroup moves every process in the namespace into the leaf of
+// its cgroup that nsrun exec uses: they were there before the cgroup was.
+func (k Kernel) AdoptIntoCgroup(ns string) error {
+	procs, err := netns.Pids(ns)
+	if err != nil {
+		return err
+	}
+	var pids []int
+	for _, p := range procs {
+		pids = append(pids, p.PID)
+	}
+	return k.cgroups().Move(ns, cgroup.ExecLeaf, pids)
+}
+
+// RemoveCgroups removes the namespaces' cgroups. Their processes were
+// stopped with the namespaces; what is still in a cgroup (a process that
+// had joined it and not yet entered the namespace) is killed: being in
+// nsrun's cgroup, it is nsrun's.
+func (k Kernel) RemoveCgroups(names []string) error {
+	l := k.cgroups()
+	var errs []error
+	for _, ns := range names {
+		for _, pid := range l.Procs(ns) {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+		errs = append(errs, l.Remove(ns, 5*time.Second))
+	}
+	return errors.Join(errs...)
+}
+
+// CgroupNamespaces lists the namespaces that have a cgroup of nsrun's.
+func (k Kernel) CgroupNamespaces() []string { return k.cgroups().Namespaces() }
 
 func (k Kernel) IPForward() (string, error)                  { return sysctl.Get(sysctl.IPForward) }
 func (k Kernel) SetIPForward(value string) error             { return sysctl.Set(sysctl.IPForward, value) }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/nsrun/nsrun/cgroup"
 	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/forward/shortcut"
 	"github.com/nsrun/nsrun/hostfw"
@@ -43,6 +44,14 @@ func (k Kernel) Observe(ctx context.Context, q Query) (Observed, error) {
 	var uplinks []string
 	if !q.FirewallOnly {
 		uplinks, err = observeHost(&obs, q, k.Peers)
+		obs.CgroupLayout = k.cgroups()
+		obs.Controllers = obs.CgroupLayout.Available()
+		obs.Cgroups = map[string]cgroup.State{}
+		for _, ns := range q.Cgroups {
+			if st, ok := obs.CgroupLayout.Read(ns); ok {
+				obs.Cgroups[ns] = st
+			}
+		}
 	}
 	wg.Wait()
 	obs.Host.Uplinks = uplinks

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/nsrun/nsrun/cgroup"
 	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/forward/shortcut"
 	"github.com/nsrun/nsrun/hostfw"
@@ -33,6 +34,9 @@ type Query struct {
 	// Cookies are the namespaces whose cookies are read: those that have
 	// an exec grant to compare with.
 	Cookies []string
+	// Cgroups are the namespaces whose cgroups are read: those that have
+	// one, or are to have one.
+	Cgroups []string
 	// FirewallOnly reads only what the keeper keeps: the firewall
 	// backends, the loopback shortcuts and firewalld.
 	FirewallOnly bool
@@ -71,6 +75,13 @@ type Observed struct {
 	Peers      map[string]veth.Peer
 	PeerErrors map[string]error
 	Etc        map[string]map[string]EtcFile // namespace -> file name -> what it holds
+
+	// Cgroups are the cgroups of the namespaces queried that have one;
+	// CgroupLayout is the host's (cgroup v1 or v2), with the controllers
+	// it offers.
+	Cgroups      map[string]cgroup.State
+	CgroupLayout cgroup.Layout
+	Controllers  map[string]bool
 }
 
 // EtcFile is one of the files nsrun writes in /etc/netns/NS, as found:

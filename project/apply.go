@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/nsrun/nsrun/cgroup"
 	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/hostfw"
 	"github.com/nsrun/nsrun/internal/quote"
@@ -52,6 +53,13 @@ type System interface {
 	ZonedLinks(ctx context.Context) ([]string, error)
 	WriteEtc(ns string, files map[string]string) error
 	RemoveEtc(ns string) error
+	// EnsureCgroup makes a namespace's cgroup, or sets its limits in
+	// place; AdoptIntoCgroup moves the processes already in the namespace
+	// into it; RemoveCgroups removes the cgroups of namespaces whose
+	// processes are stopped (see package cgroup).
+	EnsureCgroup(t cgroup.Tree) error
+	AdoptIntoCgroup(ns string) error
+	RemoveCgroups(names []string) error
 }
 
 // Publisher publishes the projects' ports: the firewall backends and the
@@ -178,6 +186,22 @@ var ops = map[Op]opKind{
 		do: func(e *executor, s Step) error { return e.pub.Remove(e.ctx, s.Project) }},
 	OpDeleteNamespace: {stage: deleteNamespaces, describe: func(s Step) string { return fmt.Sprintf("namespace %s removed", s.Namespace) },
 		do: func(e *executor, s Step) error { return e.sys.DeleteNamespace(s.Namespace) }},
+	OpCgroup: {stage: fillNamespaces, describe: func(s Step) string {
+		return fmt.Sprintf("cgroup of %s: %s", s.Namespace, s.Cgroup.Limits)
+	}, do: func(e *executor, s Step) error {
+		if s.Created && !s.Adopt {
+			e.onUndo(func() error { return e.sys.RemoveCgroups([]string{s.Namespace}) })
+		}
+		if err := e.sys.EnsureCgroup(*s.Cgroup); err != nil {
+			return err
+		}
+		if s.Adopt {
+			return e.sys.AdoptIntoCgroup(s.Namespace)
+		}
+		return nil
+	}},
+	OpRemoveCgroups: {stage: clearAfterDelete, describe: func(s Step) string { return "cgroups removed: " + names(s.Namespaces) },
+		do: func(e *executor, s Step) error { return e.sys.RemoveCgroups(s.Namespaces) }},
 	OpRemoveEtc: {stage: clearAfterDelete, describe: func(s Step) string { return fmt.Sprintf("/etc/netns/%s removed", s.Namespace) },
 		do: func(e *executor, s Step) error { return e.sys.RemoveEtc(s.Namespace) }},
 	OpLinksGone: {stage: alone, describe: func(s Step) string { return words.Plural(len(s.Links), "link") + " removed: " + names(s.Links) },

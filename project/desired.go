@@ -3,7 +3,9 @@ package project
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 
+	"github.com/nsrun/nsrun/cgroup"
 	"github.com/nsrun/nsrun/specs"
 	"github.com/nsrun/nsrun/state"
 	"github.com/nsrun/nsrun/supervise"
@@ -53,7 +55,13 @@ func Desire(s *specs.Spec, recorded *state.Record, others []*state.Record, forei
 			return nil, fmt.Errorf("%w; set subnet6: in the spec to a free range", err)
 		}
 	}
-	return FromSpec(s), nil
+	want := FromSpec(s)
+	for _, ns := range want.Namespaces {
+		if r := recorded.Namespace(ns.Name); r != nil && r.Cgroup {
+			keepCgroup(ns) // made once, it stays until down
+		}
+	}
+	return want, nil
 }
 
 // choosePool6 is the IPv6 pool: the spec's subnet6, else the recorded
@@ -82,6 +90,7 @@ func FromSpec(s *specs.Spec) *state.Record {
 			Name: ns.Name, Link: ns.HostLink, Address: ns.Address, HostAddress: ns.HostAddress,
 			AutoAddress: ns.AutoAddress, Egress: ns.Egress, Networks: s.NetworkKeys(ns),
 			Address6: ns.Address6, HostAddress6: ns.HostAddress6, AutoAddress6: ns.AutoAddress6,
+			Resources: ns.Resources,
 		}
 		rec.Ports = append(rec.Ports, ns.Ports...)
 		if g := s.ExecFor(ns); g != nil {
@@ -95,11 +104,38 @@ func FromSpec(s *specs.Spec) *state.Record {
 			if r.Ready != nil {
 				ps.ReadyTCP, ps.ReadyTimeout = r.Ready.TCP, r.Ready.Timeout
 			}
+			ps.Resources = r.Resources
 			rec.Run = append(rec.Run, ps)
+		}
+		if limited(rec) {
+			keepCgroup(rec)
 		}
 		st.Namespaces = append(st.Namespaces, rec)
 	}
 	return st
+}
+
+// limited reports whether a namespace or one of its processes has limits.
+func limited(ns *state.Namespace) bool {
+	return !ns.Resources.IsZero() || slices.ContainsFunc(ns.Run, func(p state.Process) bool { return !p.Resources.IsZero() })
+}
+
+// keepCgroup gives the namespace its cgroup, and each process its leaf.
+func keepCgroup(ns *state.Namespace) {
+	ns.Cgroup = true
+	for i := range ns.Run {
+		ns.Run[i].Cgroup = cgroup.RunLeaf(ns.Run[i].Name)
+	}
+}
+
+// cgroupTree is the cgroup a recorded namespace has: its limits, a leaf
+// for nsrun exec and one per process with the process's own.
+func cgroupTree(ns *state.Namespace) cgroup.Tree {
+	t := cgroup.Tree{Namespace: ns.Name, Limits: ns.Resources, Leaves: map[string]specs.Resources{cgroup.ExecLeaf: {}}}
+	for _, p := range ns.Run {
+		t.Leaves[cgroup.RunLeaf(p.Name)] = p.Resources
+	}
+	return t
 }
 
 func choosePool(s *specs.Spec, recorded *state.Record, foreign []netip.Prefix) (netip.Prefix, error) {

@@ -25,6 +25,7 @@ const (
 	DriftFirewall    DriftKind = "firewall"     // the project's rules, or the accepts a backend needs
 	DriftZone        DriftKind = "zone"         // a link is not in nsrun's firewalld zone
 	DriftProcess     DriftKind = "process"      // the supervisor or a process is not running
+	DriftCgroup      DriftKind = "cgroup"       // a namespace's cgroup is missing, or its limits are not the record's
 )
 
 // Drift is one way the host differs from a project's record.
@@ -56,6 +57,9 @@ func NetworkDrift(st *state.Record, others []*state.Record, obs host.Observed) [
 		for _, name := range etcDiffers(obs.Etc[ns.Name], etc[ns.Name].Sums) {
 			out = append(out, Drift{Kind: DriftEtc, Namespace: ns.Name, Message: fmt.Sprintf("/etc/netns/%s/%s is missing or out of date", ns.Name, name)})
 		}
+		for _, m := range cgroupDrift(ns, obs) {
+			out = append(out, Drift{Kind: DriftCgroup, Namespace: ns.Name, Message: m})
+		}
 	}
 	return append(out, keptDrift(st, obs)...)
 }
@@ -71,6 +75,34 @@ func linkDrift(project string, ns *state.Namespace, obs host.Observed) []Drift {
 	var out []Drift
 	for _, m := range veth.Drift(pair(ns, project), host, obs.RouteLocalnet[ns.Link], obs.Peers[ns.Name]) {
 		out = append(out, Drift{Kind: DriftLink, Namespace: ns.Name, Message: m})
+	}
+	return out
+}
+
+// cgroupDrift says how a recorded namespace's cgroup differs from the
+// record: missing (whole, in a hierarchy, or a leaf), or other limits.
+func cgroupDrift(ns *state.Namespace, obs host.Observed) []string {
+	if !ns.Cgroup {
+		return nil
+	}
+	want := cgroupTree(ns)
+	have, ok := obs.Cgroups[ns.Name]
+	if !ok {
+		return []string{fmt.Sprintf("the cgroup of %s is missing: its processes run without their limits (%s)", ns.Name, ns.Resources)}
+	}
+	var out []string
+	if !have.Complete {
+		out = append(out, fmt.Sprintf("the cgroup of %s is missing from a hierarchy of %s", ns.Name, obs.CgroupLayout))
+	}
+	if have.Limits != want.Limits {
+		out = append(out, fmt.Sprintf("the limits of %s are %s; the record's are %s", ns.Name, have.Limits, want.Limits))
+	}
+	for _, leaf := range slices.Sorted(maps.Keys(want.Leaves)) {
+		if got, ok := have.Leaves[leaf]; !ok {
+			out = append(out, fmt.Sprintf("the cgroup of %s lacks its leaf %s", ns.Name, leaf))
+		} else if got != want.Leaves[leaf] {
+			out = append(out, fmt.Sprintf("the limits of %s/%s are %s; the record's are %s", ns.Name, leaf, got, want.Leaves[leaf]))
+		}
 	}
 	return out
 }

@@ -27,6 +27,8 @@ import (
 type Sweeper interface {
 	LabelledLinks() ([]veth.Labelled, error)
 	SweepFirewall(ctx context.Context) error
+	// CgroupNamespaces lists the namespaces with a cgroup of nsrun's.
+	CgroupNamespaces() []string
 }
 
 // Engine brings projects up and down under the state lock.
@@ -164,6 +166,12 @@ func (e *Engine) up(ctx context.Context, s *specs.Spec) (*Outcome, bool, error) 
 	for _, ns := range q.Namespaces {
 		if _, ok := grants[ns]; ok {
 			q.Cookies = append(q.Cookies, ns)
+		}
+	}
+	q.Cgroups = cgroupNames(recorded)
+	for _, ns := range s.Namespaces {
+		if ns.Limited() && !slices.Contains(q.Cgroups, ns.Name) {
+			q.Cgroups = append(q.Cgroups, ns.Name)
 		}
 	}
 	obs, err := e.Observe(ctx, q)
@@ -399,6 +407,17 @@ func (e *Engine) sweep(ctx context.Context, project string) (int, error) {
 		}
 		errs = append(errs, e.System.LinksGone(hosts), e.System.UnbindZone(ctx, hosts))
 	}
+	// Cgroups are named by their namespace: those of the namespaces
+	// swept, and with every project's, every one of nsrun's.
+	var cgroups []string
+	for _, ns := range e.Sweeper.CgroupNamespaces() {
+		if project == "" || slices.Contains(names, ns) {
+			cgroups = append(cgroups, ns)
+		}
+	}
+	if len(cgroups) > 0 {
+		errs = append(errs, e.System.RemoveCgroups(cgroups))
+	}
 	if project != "" {
 		errs = append(errs, e.Publisher.Remove(ctx, project))
 	}
@@ -563,6 +582,19 @@ func recordedBackend(s *state.Record) forward.Backend {
 // do not count.
 func processesChanged(a, b *state.Record) bool {
 	return !maps.Equal(processDefs(a), processDefs(b))
+}
+
+// cgroupNames lists the namespaces of a record that have a cgroup.
+func cgroupNames(st *state.Record) []string {
+	var out []string
+	if st != nil {
+		for _, ns := range st.Namespaces {
+			if ns.Cgroup {
+				out = append(out, ns.Name)
+			}
+		}
+	}
+	return out
 }
 
 // processDefs maps each process of a record (NS/PROC) to its definition.

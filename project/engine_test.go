@@ -94,6 +94,8 @@ func TestRollbackAfterEveryStep(t *testing.T) {
 	t.Run("ipv4", func(t *testing.T) { rollbackAfterEveryStep(t, twoNamespaces) })
 	// With IPv6: forwarding and accept_ra go back too.
 	t.Run("ipv6", func(t *testing.T) { rollbackAfterEveryStep(t, "ipv6: true\n"+twoNamespaces) })
+	// With resource limits: the cgroups go too.
+	t.Run("limits", func(t *testing.T) { rollbackAfterEveryStep(t, limitedSpec) })
 }
 
 func rollbackAfterEveryStep(t *testing.T, src string) {

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/nsrun/nsrun/cgroup"
 	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/forward/iptables"
 	"github.com/nsrun/nsrun/forward/nftables"
@@ -49,6 +50,10 @@ type fakeSystem struct {
 	nsIDs     map[string]uint64
 	holders   map[string][]netns.Holder // who holds a namespace open, by its name
 	made      uint64                    // namespaces made so far
+	// cgroups are the namespaces' cgroups, as made; controllers those the
+	// fake host offers (all three unless a test takes one away).
+	cgroups     map[string]cgroup.Tree
+	controllers map[string]bool
 }
 
 func (f *fakeSystem) BindZone(_ context.Context, links []string) error {
@@ -103,7 +108,8 @@ const cleanTables = "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPU
 
 func newFake() *fakeSystem {
 	f := &fakeSystem{ipForward: "0", sysctls: map[string]string{sysctl.IPv6Forward: "0"}, namespaces: map[string]bool{}, nsIDs: map[string]uint64{}, links: map[string]veth.Pair{},
-		fw: map[forward.Backend]forward.Firewall{nftables.Backend: nftables.NewFake()}, etc: map[string]map[string]string{}}
+		fw: map[forward.Backend]forward.Firewall{nftables.Backend: nftables.NewFake()}, etc: map[string]map[string]string{},
+		cgroups: map[string]cgroup.Tree{}, controllers: map[string]bool{"memory": true, "cpu": true, "cpuacct": true, "pids": true}}
 	for _, b := range iptables.Backends {
 		f.fw[b], _ = iptables.NewFake(b, cleanTables)
 	}
@@ -115,7 +121,7 @@ func (f *fakeSystem) fingerprint() string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return fmt.Sprint(f.ipForward, f.sysctls, slices.Sorted(maps.Keys(f.namespaces)), slices.Sorted(maps.Keys(f.links)),
-		slices.Sorted(maps.Keys(f.etc)), f.tables(iptables.NFT), f.tables(iptables.Legacy), f.tables(nftables.Backend), f.firewalld,
+		slices.Sorted(maps.Keys(f.etc)), slices.Sorted(maps.Keys(f.cgroups)), f.tables(iptables.NFT), f.tables(iptables.Legacy), f.tables(nftables.Backend), f.firewalld,
 		f.tables6(iptables.NFT), f.tables6(iptables.Legacy))
 }
 
@@ -380,6 +386,53 @@ func (f *fakeSystem) FlushUDP([]specs.PortRange) error {
 	return f.change("conntrack")
 }
 
+// EnsureCgroup sets the tree as the kernel would: the controllers the
+// limits need must be there; leaves the tree drops go.
+func (f *fakeSystem) EnsureCgroup(t cgroup.Tree) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, c := range cgroup.Needed(t.Limits) {
+		if !f.controllers[c] {
+			return fmt.Errorf("no %s controller", c)
+		}
+	}
+	if err := f.change("cgroup " + t.Namespace); err != nil {
+		return err
+	}
+	f.cgroups[t.Namespace] = cgroup.Tree{Namespace: t.Namespace, Limits: t.Limits, Leaves: maps.Clone(t.Leaves)}
+	return nil
+}
+
+func (f *fakeSystem) AdoptIntoCgroup(ns string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.cgroups[ns]; !ok {
+		return fmt.Errorf("no cgroup for %s", ns)
+	}
+	return f.change("adopt " + ns)
+}
+
+func (f *fakeSystem) RemoveCgroups(names []string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, ns := range names {
+		if _, ok := f.cgroups[ns]; !ok {
+			continue
+		}
+		if err := f.change("cgroup del " + ns); err != nil {
+			return err
+		}
+		delete(f.cgroups, ns)
+	}
+	return nil
+}
+
+func (f *fakeSystem) CgroupNamespaces() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Sorted(maps.Keys(f.cgroups))
+}
+
 func (f *fakeSystem) LabelledLinks() ([]veth.Labelled, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -410,6 +463,12 @@ func (f *fakeSystem) observe(_ context.Context, q host.Query) (host.Observed, er
 		Tables: map[forward.Backend]forward.Tables{}, RouteLocalnet: map[string]string{},
 		Peers: map[string]veth.Peer{}, Etc: map[string]map[string]host.EtcFile{}}
 	obs.Host.Firewalld = f.firewalldState()
+	obs.Controllers, obs.Cgroups = maps.Clone(f.controllers), map[string]cgroup.State{}
+	for _, ns := range q.Cgroups {
+		if t, ok := f.cgroups[ns]; ok {
+			obs.Cgroups[ns] = cgroup.State{Complete: true, Limits: t.Limits, Leaves: maps.Clone(t.Leaves)}
+		}
+	}
 	obs.NetnsCookies = map[string]uint64{}
 	for _, name := range q.Cookies {
 		if f.namespaces[name] {

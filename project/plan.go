@@ -2,9 +2,11 @@ package project
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
+	"github.com/nsrun/nsrun/cgroup"
 	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/host"
 	"github.com/nsrun/nsrun/netns"
@@ -30,7 +32,9 @@ const (
 	OpUnzone          Op = "unzone"           // take the links out of it
 	OpKill            Op = "kill"             // stop every process inside the namespaces
 	OpDeleteNamespace Op = "delete-namespace"
-	OpRemoveEtc       Op = "remove-etc" // remove nsrun's /etc/netns files
+	OpCgroup          Op = "cgroup"         // make a namespace's cgroup with its limits, or change them in place
+	OpRemoveCgroups   Op = "remove-cgroups" // remove the cgroups of namespaces whose processes are stopped
+	OpRemoveEtc       Op = "remove-etc"     // remove nsrun's /etc/netns files
 	OpRemoveForwards  Op = "remove-forwards"
 	OpLinksGone       Op = "links-gone" // links go with their namespaces: wait for them, remove those that stay
 	OpStarted         Op = "started"    // progress only: the supervisor runs the processes
@@ -62,6 +66,10 @@ type Step struct {
 	Grant, PreviousGrant *netns.Grant
 	// Repair is the drift the step repairs, for its progress line.
 	Repair []string
+	// Cgroup is, for OpCgroup, the namespace's cgroup as it should be;
+	// Adopt: the namespace exists without one, and its processes move in.
+	Cgroup *cgroup.Tree
+	Adopt  bool
 }
 
 // Forwards are a project's rules and where they go.
@@ -119,6 +127,7 @@ func PlanUp(want, recorded *state.Record, others []*state.Record, obs host.Obser
 		}
 	}
 	steps = append(steps, grantSteps(want, obs)...)
+	steps = append(steps, cgroupSteps(want, obs, drift)...)
 	if repair := messages(drift, "", DriftFirewall); recorded == nil || !sameForwards(recorded, want) || len(repair) > 0 {
 		step := Step{Op: OpForwards, Forward: want.ForwardProject(), Placement: want.Placement(), Repair: repair}
 		if recorded != nil {
@@ -171,6 +180,15 @@ func removeNamespaces(project string, namespaces []*state.Namespace, zoned []str
 		steps = append(steps, Step{Op: OpDeleteNamespace, Namespace: ns})
 	}
 	steps = append(steps, extra...)
+	var cgroups []string
+	for _, ns := range namespaces {
+		if ns.Cgroup {
+			cgroups = append(cgroups, ns.Name)
+		}
+	}
+	if len(cgroups) > 0 {
+		steps = append(steps, Step{Op: OpRemoveCgroups, Namespaces: cgroups})
+	}
 	for _, ns := range names {
 		steps = append(steps, Step{Op: OpRemoveEtc, Namespace: ns})
 	}
@@ -186,6 +204,25 @@ func removeNamespaces(project string, namespaces []*state.Namespace, zoned []str
 		steps = append(steps, Step{Op: OpFlushUDP, Ports: udp})
 	}
 	return append(steps, Step{Op: OpLinksGone, Links: links})
+}
+
+// cgroupSteps make the cgroups of the namespaces that are to have one and
+// lack it, or whose limits or leaves differ from the record's: in place.
+func cgroupSteps(want *state.Record, obs host.Observed, drift []Drift) []Step {
+	var steps []Step
+	for _, ns := range want.Namespaces {
+		if !ns.Cgroup {
+			continue
+		}
+		tree := cgroupTree(ns)
+		have, exists := obs.Cgroups[ns.Name]
+		if exists && have.Complete && have.Limits == tree.Limits && maps.Equal(have.Leaves, tree.Leaves) {
+			continue
+		}
+		steps = append(steps, Step{Op: OpCgroup, Namespace: ns.Name, Cgroup: &tree, Created: !exists,
+			Adopt: !exists && obs.Namespaces[ns.Name], Repair: messages(drift, ns.Name, DriftCgroup)})
+	}
+	return steps
 }
 
 // grantSteps publish the exec grants that are missing, differ, or name a

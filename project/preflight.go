@@ -3,9 +3,11 @@ package project
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"strings"
 
+	"github.com/nsrun/nsrun/cgroup"
 	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/host"
 	"github.com/nsrun/nsrun/internal/quote"
@@ -29,7 +31,45 @@ func Preflight(want, recorded *state.Record, others []*state.Record, obs host.Ob
 		errs = append(errs, checkNamespace(want.Project, ns, recorded, others, obs, foreign)...)
 	}
 	errs = append(errs, checkPorts(want, recorded, others, obs.Listeners)...)
+	errs = append(errs, checkResources(want, obs)...)
 	return errors.Join(errs...)
+}
+
+// checkResources refuses limits this host cannot enforce: a controller
+// it lacks, or more CPUs than it has (as Docker does).
+func checkResources(want *state.Record, obs host.Observed) []error {
+	var errs []error
+	cpus := runtime.NumCPU()
+	for _, ns := range want.Namespaces {
+		if !ns.Cgroup {
+			continue
+		}
+		limits := []specs.Resources{ns.Resources}
+		for _, p := range ns.Run {
+			limits = append(limits, p.Resources)
+		}
+		for _, c := range cgroup.Needed(limits...) {
+			if !obs.Controllers[c] {
+				errs = append(errs, fmt.Errorf("namespace %q has resource limits that need the %s cgroup controller, which this host lacks (%s%s); enable it, or remove the limit from the spec",
+					ns.Name, c, obs.CgroupLayout, missingWhere(obs.CgroupLayout, c)))
+			}
+		}
+		for _, r := range limits {
+			if r.CPUs > float64(cpus) {
+				errs = append(errs, fmt.Errorf("namespace %q asks for cpus %s, more than the %d this host has; give at most %d", ns.Name, specs.FormatCPUs(r.CPUs), cpus, cpus))
+				break
+			}
+		}
+	}
+	return errs
+}
+
+// missingWhere says where a controller would be.
+func missingWhere(l cgroup.Layout, controller string) string {
+	if l.V2 {
+		return fmt.Sprintf(": %s/cgroup.controllers does not list it", l.Root)
+	}
+	return fmt.Sprintf(": no hierarchy is mounted at %s/%s", l.Root, controller)
 }
 
 func checkNamespace(project string, ns *state.Namespace, recorded *state.Record, others []*state.Record, obs host.Observed, foreign []veth.HostPrefix) []error {

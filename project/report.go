@@ -66,7 +66,7 @@ func (e *Engine) Status(ctx context.Context, project string) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	obs, err := e.Observe(ctx, host.Query{Namespaces: namespaceNames(st)})
+	obs, err := e.Observe(ctx, host.Query{Namespaces: namespaceNames(st), Cgroups: cgroupNames(st)})
 	if err != nil {
 		return nil, err
 	}

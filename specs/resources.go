@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -176,6 +177,12 @@ func (d *decoder) resources(n *yaml.Node, path string) (Resources, position) {
 		}
 	})
 	return r, at(n)
+}
+
+// Limited reports whether the namespace or one of its processes has
+// limits.
+func (ns *Namespace) Limited() bool {
+	return !ns.Resources.IsZero() || slices.ContainsFunc(ns.Run, func(p Process) bool { return !p.Resources.IsZero() })
 }
 
 // checkResources reports the processes whose own limits are above their

@@ -56,6 +56,11 @@ type Namespace struct {
 	Networks []string     `json:"networks"`
 	Ports    []specs.Port `json:"ports,omitempty"` // in the full short form, e.g. 127.0.0.1:6000:8080/udp
 	Run      []Process    `json:"run,omitempty"`
+	// Resources are the namespace's limits. Cgroup: the namespace has a
+	// cgroup of nsrun's, holding its processes (see package cgroup); once
+	// made, it stays until down, its limits lifted if the spec drops them.
+	Resources specs.Resources `json:"resources,omitzero"`
+	Cgroup    bool            `json:"cgroup,omitempty"`
 }
 
 // Process is a run entry as recorded.
@@ -63,6 +68,9 @@ type Process struct {
 	supervise.Process
 	ReadyTCP     uint16        `json:"ready_tcp,omitempty"`
 	ReadyTimeout time.Duration `json:"ready_timeout,omitempty"`
+	// Resources are the process's own limits, in its leaf of the
+	// namespace's cgroup; changed in place, they restart nothing.
+	Resources specs.Resources `json:"resources,omitzero"`
 }
 
 // Plan is what the supervisor should run for this state.

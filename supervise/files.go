@@ -26,6 +26,9 @@ type Process struct {
 	Env       []string `json:"env,omitempty"`
 	User      string   `json:"user,omitempty"`
 	Restart   string   `json:"restart"` // no | on-failure | always
+	// Cgroup is the leaf of the namespace's cgroup the process runs in
+	// (nsrun exec --cgroup); "" when the namespace has none.
+	Cgroup string `json:"cgroup,omitempty"`
 }
 
 // Key names a process within its project: NS/NAME.
