@@ -46,10 +46,17 @@ func (k Kernel) Observe(ctx context.Context, q Query) (Observed, error) {
 		uplinks, err = observeHost(&obs, q, k.Peers)
 		obs.CgroupLayout = k.cgroups()
 		obs.Controllers = obs.CgroupLayout.Available()
-		obs.Cgroups = map[string]cgroup.State{}
+		obs.Cgroups, obs.CgroupUsage = map[string]cgroup.State{}, map[string]cgroup.Usage{}
 		for _, ns := range q.Cgroups {
-			if st, ok := obs.CgroupLayout.Read(ns); ok {
-				obs.Cgroups[ns] = st
+			st, ok := obs.CgroupLayout.Read(ns)
+			if !ok {
+				continue
+			}
+			obs.Cgroups[ns] = st
+			if q.Usage {
+				if u, err := obs.CgroupLayout.Usage(ns); err == nil {
+					obs.CgroupUsage[ns] = u
+				}
 			}
 		}
 	}

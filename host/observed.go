@@ -37,6 +37,8 @@ type Query struct {
 	// Cgroups are the namespaces whose cgroups are read: those that have
 	// one, or are to have one.
 	Cgroups []string
+	// Usage reads what the namespaces of Cgroups use, too.
+	Usage bool
 	// FirewallOnly reads only what the keeper keeps: the firewall
 	// backends, the loopback shortcuts and firewalld.
 	FirewallOnly bool
@@ -80,6 +82,7 @@ type Observed struct {
 	// CgroupLayout is the host's (cgroup v1 or v2), with the controllers
 	// it offers.
 	Cgroups      map[string]cgroup.State
+	CgroupUsage  map[string]cgroup.Usage // with Query.Usage
 	CgroupLayout cgroup.Layout
 	Controllers  map[string]bool
 }

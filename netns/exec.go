@@ -22,6 +22,9 @@ type ExecOptions struct {
 	User    string   // name or uid, optionally ":group" or ":gid"; empty: stay root
 	Env     []string // KEY=VALUE, added to (or replacing in) the current environment
 	Workdir string   // empty: stay in the current directory
+	// Cgroup is the leaf of the namespace's cgroup to run in, where the
+	// namespace has one; empty: the one for commands run by hand (exec).
+	Cgroup string
 }
 
 // ExitError is a failure with the exit status it calls for: 127 when the
@@ -31,7 +34,9 @@ type ExitError = nsexec.ExitError
 // Exec replaces the current process with argv, run inside the named
 // network namespace the way `ip netns exec` runs it: in a mount namespace
 // of its own where /sys shows the namespace's interfaces and the files of
-// /etc/netns/NAME/ stand in for those in /etc. It returns only on failure.
+// /etc/netns/NAME/ stand in for those in /etc; where the namespace has a
+// cgroup of nsrun's (resource limits), in a leaf of it, joined first. It
+// returns only on failure.
 //
 // This is the one place where nsrun enters a namespace to run something:
 // the supervisor starts its processes through it, so no thread of a
@@ -45,6 +50,13 @@ func Exec(name string, argv []string, o ExecOptions) error {
 		return err
 	}
 	defer f.Close()
+	leaf := o.Cgroup
+	if leaf == "" {
+		leaf = nsexec.CgroupExecLeaf
+	}
+	if err := nsexec.JoinCgroup(name, leaf); err != nil {
+		return err
+	}
 	// The thread that enters the namespace is the one that calls execve;
 	// it is never unlocked (we exec, or the process exits).
 	runtime.LockOSThread()

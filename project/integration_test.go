@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nsrun/nsrun/cgroup"
 	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/forward/iptables"
 	"github.com/nsrun/nsrun/forward/nftables"
@@ -666,7 +667,7 @@ func TestPlanScriptBuildsTheSameSetup(t *testing.T) {
 		if b := l.backend(); b.IsIPTables() {
 			fw = iptables.New(b, 0)
 		}
-		script, err := Script(FromSpec(s), fw)
+		script, err := Script(FromSpec(s), fw, cgroup.Host())
 		if err != nil {
 			t.Fatal(err)
 		}

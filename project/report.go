@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/nsrun/nsrun/cgroup"
 	"github.com/nsrun/nsrun/forward/shortcut"
 	"github.com/nsrun/nsrun/host"
 	"github.com/nsrun/nsrun/internal/proc"
@@ -25,6 +26,8 @@ type Report struct {
 	Heal       state.HealStatus // the keeper's repairs of the project
 	// Host is the host's firewalls, judged for the projects reported on.
 	Host HostReport
+	// Usage is what each namespace with a cgroup uses now.
+	Usage map[string]cgroup.Usage
 	// Loopback6 says, for a project with TCP ports published on IPv6,
 	// whether the host reaches them at [::1] (only the loopback shortcut
 	// can serve that); "" for a project without.
@@ -58,6 +61,8 @@ type ProcessReport struct {
 	Restarts  int
 	StartedAt time.Time // when it started, if it runs
 	ExitCode  int       // of its last exit
+	ExitCause string    // "killed: out of memory (limit 256M)", where the exit status cannot say
+	OOMKills  int       // its exits the OOM killer caused
 }
 
 // Status reports on one project. It only reads, so it takes no lock.
@@ -66,7 +71,7 @@ func (e *Engine) Status(ctx context.Context, project string) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	obs, err := e.Observe(ctx, host.Query{Namespaces: namespaceNames(st), Cgroups: cgroupNames(st)})
+	obs, err := e.Observe(ctx, host.Query{Namespaces: namespaceNames(st), Cgroups: cgroupNames(st), Usage: true})
 	if err != nil {
 		return nil, err
 	}
@@ -83,12 +88,13 @@ func (e *Engine) StatusAll(ctx context.Context) ([]*Report, error) {
 		return nil, err
 	}
 	out := make([]*Report, len(names))
-	var q host.Query
+	q := host.Query{Usage: true}
 	for i, name := range names {
 		st, err := e.Store.Load(name)
 		out[i] = &Report{Project: name, State: st, Err: err}
 		if err == nil {
 			q.Namespaces = append(q.Namespaces, namespaceNames(st)...)
+			q.Cgroups = append(q.Cgroups, cgroupNames(st)...)
 		}
 	}
 	obs, err := e.Observe(ctx, q)
@@ -121,6 +127,14 @@ func (e *Engine) report(st *state.Record, others []*state.Record, obs host.Obser
 	r.Supervisor, r.Processes = processReports(st, sup)
 	r.Drift = append(NetworkDrift(st, others, obs), processDrift(st, r)...)
 	r.Loopback6 = loopback6(st, obs.Shortcuts)
+	for _, ns := range cgroupNames(st) {
+		if u, ok := obs.CgroupUsage[ns]; ok {
+			if r.Usage == nil {
+				r.Usage = map[string]cgroup.Usage{}
+			}
+			r.Usage[ns] = u
+		}
+	}
 	return r
 }
 
@@ -156,7 +170,7 @@ func processReports(st *state.Record, sup supervise.Status) (*ProcessReport, []P
 		p, ok := seen[r.Key()]
 		pr := ProcessReport{Name: r.Key(), State: "not started"}
 		if ok {
-			pr = ProcessReport{Name: r.Key(), State: p.State, PID: p.PID, Restarts: p.Restarts, ExitCode: p.ExitCode}
+			pr = ProcessReport{Name: r.Key(), State: p.State, PID: p.PID, Restarts: p.Restarts, ExitCode: p.ExitCode, ExitCause: p.ExitCause, OOMKills: p.OOMKills}
 			if p.State == supervise.Running {
 				switch {
 				case !proc.Alive(proc.Process{PID: p.PID, StartTime: p.StartTime}):

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/nsrun/nsrun/cgroup"
 	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/forward/shortcut"
 	"github.com/nsrun/nsrun/hostfw"
@@ -11,8 +12,9 @@ import (
 )
 
 // Script renders, as a shell script, the ip, sysctl and firewall commands
-// that build want by hand on a clean machine: what `nsrun plan` prints.
-func Script(want *state.Record, firewall forward.Firewall) (string, error) {
+// that build want by hand on a clean machine, and the cgroups of its
+// limits on that cgroup layout: what `nsrun plan` prints.
+func Script(want *state.Record, firewall forward.Firewall, cg cgroup.Layout) (string, error) {
 	fw := want.ForwardProject()
 	var b strings.Builder
 	fmt.Fprintf(&b, "#!/bin/sh\n# The commands equivalent to 'nsrun up' for project %s on a clean machine.\n", want.Project)
@@ -45,6 +47,16 @@ func Script(want *state.Record, firewall forward.Firewall) (string, error) {
 		fmt.Fprintf(&b, "ip -n %s route add default via %s\n", ns.Name, p.HostAddr.Addr())
 		if p.IPv6() {
 			fmt.Fprintf(&b, "ip -n %s -6 route add default via %s\n", ns.Name, p.HostAddr6.Addr())
+		}
+	}
+	for _, ns := range want.Namespaces {
+		if !ns.Cgroup {
+			continue
+		}
+		fmt.Fprintf(&b, "\n# resource limits of namespace %s: its cgroup (%s), a leaf per process and one for\n", ns.Name, cg)
+		fmt.Fprintf(&b, "# commands run in it by hand, which join it first: echo $$ > LEAF/cgroup.procs\n")
+		for _, c := range cg.Commands(cgroupTree(ns)) {
+			b.WriteString(c + "\n")
 		}
 	}
 	b.WriteString("\n# where firewalld runs, the links go in its zone trusted, at runtime (see docs/firewalls.md, Host firewalls)\n")

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nsrun/nsrun/cgroup"
 	"github.com/nsrun/nsrun/forward/iptables"
 )
 
@@ -17,7 +18,7 @@ func TestScriptShortcutNote(t *testing.T) {
 		{`["6000:8080", "7000-7002:8000-8002", "127.0.0.1:6100:9090/udp", "192.0.2.1:6200:80"]`, "the 4 port(s) published at 127.0.0.0/8"},
 		{`["127.0.0.1:6100:9090/udp", "192.0.2.1:6200:80"]`, ""},
 	} {
-		script, err := Script(FromSpec(spec(t, "namespaces:\n  ns1: {address: 10.9.1.2/24, ports: "+c.ports+"}\n")), iptables.New(iptables.NFT, 0))
+		script, err := Script(FromSpec(spec(t, "namespaces:\n  ns1: {address: 10.9.1.2/24, ports: "+c.ports+"}\n")), iptables.New(iptables.NFT, 0), cgroup.Host())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -33,7 +34,7 @@ func TestScriptShortcutNote(t *testing.T) {
 // ip6tables rules and the note on [::1].
 func TestScriptIPv6(t *testing.T) {
 	s := spec(t, "ipv6: true\nnamespaces:\n  ns1: {address: 10.9.1.2/24, address6: \"fd00:9:1::2/64\", ports: [\"6000:8080\"]}\n")
-	script, err := Script(FromSpec(s), iptables.New(iptables.NFT, 0))
+	script, err := Script(FromSpec(s), iptables.New(iptables.NFT, 0), cgroup.Host())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,7 +8,7 @@
 #
 # --exec-capability gives the helper, PREFIX/bin/nsrun-exec, the file
 # capabilities that let users a spec grants exec to (exec: {users: [...]})
-# run nsrun exec without sudo: setcap cap_setpcap,cap_sys_admin+p (see
+# run nsrun exec without sudo: setcap cap_dac_override,cap_setpcap,cap_sys_admin+p (see
 # docs/security.md; undo with setcap -r PREFIX/bin/nsrun-exec, or install
 # again without it). nsrun itself never gets any.
 #
@@ -60,7 +60,7 @@ put 0755 "$helper" "$prefix/bin/nsrun-exec"
 if $exec_capability; then
 	# Permitted only, not effective: the helper raises them itself, on the
 	# one thread that enters, and drops every one before the command runs.
-	setcap cap_setpcap,cap_sys_admin+p "$dest$prefix/bin/nsrun-exec"
+	setcap cap_dac_override,cap_setpcap,cap_sys_admin+p "$dest$prefix/bin/nsrun-exec"
 fi
 "$binary" man "$work/man"
 for page in "$work"/man/*.1; do
@@ -84,5 +84,5 @@ fi
 echo "nsrun installed to $dest$prefix (${#installed[@]} files; the list is in $manifest)"
 echo "boot persistence: put a spec in /etc/nsrun/NAME.yaml, then: systemctl enable --now nsrun@NAME"
 if $exec_capability; then
-	echo "nsrun exec without sudo: $prefix/bin/nsrun-exec has cap_setpcap,cap_sys_admin+p (getcap shows it; setcap -r removes it)"
+	echo "nsrun exec without sudo: $prefix/bin/nsrun-exec has cap_dac_override,cap_setpcap,cap_sys_admin+p (getcap shows it; setcap -r removes it)"
 fi

@@ -87,6 +87,19 @@ func FormatBytes(n int64) string {
 	return strconv.FormatInt(n, 10)
 }
 
+// FormatSize writes a byte count for people, to one decimal: 12.3M.
+func FormatSize(n int64) string {
+	for _, u := range []struct {
+		suffix string
+		size   float64
+	}{{"G", 1 << 30}, {"M", 1 << 20}, {"K", 1 << 10}} {
+		if float64(n) >= u.size {
+			return strconv.FormatFloat(float64(n)/u.size, 'f', 1, 64) + u.suffix
+		}
+	}
+	return strconv.FormatInt(n, 10)
+}
+
 // FormatCPUs writes a CPU count as short as it goes: 0.5, 2.
 func FormatCPUs(c float64) string { return strconv.FormatFloat(c, 'f', -1, 64) }
 

@@ -77,7 +77,12 @@ type ProcessStatus struct {
 	StartedAt time.Time `json:"started_at,omitempty"`
 	Restarts  int       `json:"restarts"`
 	ExitCode  int       `json:"exit_code"` // of the last exit; 128+N for signal N
-	Error     string    `json:"error,omitempty"`
+	// ExitCause says why the last exit happened where the exit status
+	// cannot: "killed: out of memory (limit 256M)". OOMKills counts the
+	// exits the OOM killer caused.
+	ExitCause string `json:"exit_cause,omitempty"`
+	OOMKills  int    `json:"oom_kills,omitempty"`
+	Error     string `json:"error,omitempty"`
 }
 
 // Key names the process: NS/NAME.

@@ -13,8 +13,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nsrun/nsrun/cgroup"
 	"github.com/nsrun/nsrun/internal/atomicfile"
 	"github.com/nsrun/nsrun/internal/proc"
+	"github.com/nsrun/nsrun/specs"
 )
 
 // Backoff bounds for restarts: the pause doubles from the first to the
@@ -30,6 +32,8 @@ type Supervisor struct {
 	Dir   string        // the project's state directory
 	Self  string        // the nsrun binary: processes start through `nsrun exec`
 	Grace time.Duration // between SIGTERM and SIGKILL when stopping
+	// Cgroups is where the namespaces' cgroups are; zero for this host's.
+	Cgroups cgroup.Layout
 
 	mu     sync.Mutex
 	procs  map[string]*supervised
@@ -150,19 +154,32 @@ func (s *Supervisor) monitor(p *supervised) {
 	backoff := firstBackoff
 	for {
 		started := time.Now()
+		ooms := s.oomKills(p.def)
 		code, stopped := s.runOnce(p, logf)
 		if stopped {
-			s.update(p, func(st *ProcessStatus) { st.State, st.PID, st.ExitCode = Stopped, 0, code })
+			s.update(p, func(st *ProcessStatus) { st.State, st.PID, st.ExitCode, st.ExitCause = Stopped, 0, code, "" })
 			return
 		}
+		cause := s.exitCause(p.def, code, ooms)
+		exited := func(state string) func(*ProcessStatus) {
+			return func(st *ProcessStatus) {
+				st.State, st.PID, st.ExitCode, st.ExitCause = state, 0, code, cause
+				if cause != "" {
+					st.OOMKills++
+				}
+			}
+		}
+		if cause != "" {
+			fmt.Fprintf(logf, "[nsrun] %s\n", cause)
+		}
 		if !shouldRestart(p.def.Restart, code) {
-			s.update(p, func(st *ProcessStatus) { st.State, st.PID, st.ExitCode = Exited, 0, code })
+			s.update(p, exited(Exited))
 			return
 		}
 		if time.Since(started) >= resetAfter {
 			backoff = firstBackoff
 		}
-		s.update(p, func(st *ProcessStatus) { st.State, st.PID, st.ExitCode = Backoff, 0, code })
+		s.update(p, exited(Backoff))
 		fmt.Fprintf(logf, "[nsrun] exited with status %d; restarting in %s\n", code, backoff)
 		select {
 		case <-time.After(backoff):
@@ -173,6 +190,36 @@ func (s *Supervisor) monitor(p *supervised) {
 		backoff = min(backoff*2, maxBackoff)
 		s.update(p, func(st *ProcessStatus) { st.Restarts++ })
 	}
+}
+
+// layout is where the cgroups are.
+func (s *Supervisor) layout() cgroup.Layout {
+	if s.Cgroups.Root == "" {
+		return cgroup.Host()
+	}
+	return s.Cgroups
+}
+
+// oomKills counts the OOM kills in the process's leaf of its namespace's
+// cgroup; 0 without one.
+func (s *Supervisor) oomKills(def Process) uint64 {
+	if def.Cgroup == "" {
+		return 0
+	}
+	return s.layout().OOMKills(def.Namespace, def.Cgroup)
+}
+
+// exitCause is "killed: out of memory (limit ...)" for a process killed
+// by SIGKILL (or whose command exited as such, 137) while the OOM killer
+// ended a process of its leaf; "" otherwise.
+func (s *Supervisor) exitCause(def Process, code int, before uint64) string {
+	if code != 128+int(syscall.SIGKILL) || def.Cgroup == "" || s.oomKills(def) <= before {
+		return ""
+	}
+	if limit := s.layout().MemoryLimit(def.Namespace, def.Cgroup); limit > 0 {
+		return fmt.Sprintf("killed: out of memory (limit %s)", specs.FormatBytes(limit))
+	}
+	return "killed: out of memory"
 }
 
 // runOnce starts the process and waits for it to exit, or stops it when
@@ -250,6 +297,9 @@ func execArgs(p Process) []string {
 	}
 	if p.Workdir != "" {
 		args = append(args, "--workdir", p.Workdir)
+	}
+	if p.Cgroup != "" {
+		args = append(args, "--cgroup", p.Cgroup)
 	}
 	return append(append(args, "--"), p.Command...)
 }

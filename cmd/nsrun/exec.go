@@ -10,7 +10,9 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/nsrun/nsrun/cgroup"
 	"github.com/nsrun/nsrun/netns"
+	"github.com/nsrun/nsrun/specs"
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 )
@@ -19,6 +21,7 @@ type execFlags struct {
 	user    string
 	env     []string
 	workdir string
+	cgroup  string
 }
 
 func newExecCommand() *cobra.Command {
@@ -62,6 +65,7 @@ runs as that user, with no privilege at all (see docs/security.md).`,
 	c.Flags().StringVar(&flags.user, "user", "", "run as this user: name or uid, optionally :group or :gid")
 	c.Flags().StringArrayVar(&flags.env, "env", nil, "set an environment variable, KEY=VALUE (repeatable)")
 	c.Flags().StringVar(&flags.workdir, "workdir", "", "run in this directory")
+	c.Flags().StringVar(&flags.cgroup, "cgroup", "", "where NS has resource limits, run in this leaf of its cgroup: exec (the default) or run.PROCESS (the supervisor's)")
 	return c
 }
 
@@ -71,9 +75,14 @@ func runExec(ns string, argv []string, flags execFlags) error {
 			return usageError(fmt.Errorf("--env %q is not KEY=VALUE", kv))
 		}
 	}
+	if flags.cgroup != "" && flags.cgroup != cgroup.ExecLeaf {
+		if name, ok := strings.CutPrefix(flags.cgroup, "run."); !ok || specs.CheckProcessName(name) != nil {
+			return usageError(fmt.Errorf("--cgroup %q: give exec, or run.PROCESS for a process of the namespace", flags.cgroup))
+		}
+	}
 	var err error
 	if os.Geteuid() == 0 {
-		err = netns.Exec(ns, argv, netns.ExecOptions{User: flags.user, Env: flags.env, Workdir: flags.workdir})
+		err = netns.Exec(ns, argv, netns.ExecOptions{User: flags.user, Env: flags.env, Workdir: flags.workdir, Cgroup: flags.cgroup})
 	} else {
 		err = execUnprivileged(ns, argv, flags)
 	}
@@ -94,8 +103,8 @@ const helperName = "nsrun-exec"
 // docs/security.md): this nsrun holds no privilege, and hands the command
 // and the caller's environment over.
 func execUnprivileged(ns string, argv []string, flags execFlags) error {
-	if flags.user != "" || flags.workdir != "" {
-		return usageError(errors.New("--user and --workdir need root: without root, exec runs the command as you, in the directory you are in"))
+	if flags.user != "" || flags.workdir != "" || flags.cgroup != "" {
+		return usageError(errors.New("--user, --workdir and --cgroup need root: without root, exec runs the command as you, in the directory you are in, in the namespace's cgroup for exec"))
 	}
 	helper := findHelper()
 	if helper == "" {

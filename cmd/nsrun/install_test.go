@@ -38,8 +38,8 @@ func TestInstallScript(t *testing.T) {
 		}
 		return string(out)
 	}
-	if caps := getcap("nsrun-exec"); !strings.Contains(caps, "cap_setpcap,cap_sys_admin=p") {
-		t.Errorf("getcap nsrun-exec: %q; want cap_setpcap,cap_sys_admin=p", caps)
+	if caps := getcap("nsrun-exec"); !strings.Contains(caps, "cap_dac_override,cap_setpcap,cap_sys_admin=p") {
+		t.Errorf("getcap nsrun-exec: %q; want cap_dac_override,cap_setpcap,cap_sys_admin=p", caps)
 	}
 	if caps := getcap("nsrun"); caps != "" {
 		t.Errorf("getcap nsrun: %q; want nothing: only the helper is privileged", caps)

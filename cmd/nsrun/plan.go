@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/nsrun/nsrun/cgroup"
 	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/forward/iptables"
 	"github.com/nsrun/nsrun/forward/nftables"
@@ -22,7 +23,9 @@ func newPlanCommand() *cobra.Command {
 		Long: `Plan validates the spec and prints, as a shell script, the ip and sysctl
 commands and the firewall input (iptables-restore, or nft -f with
 --firewall nftables) that build the same namespaces, links and published
-ports by hand on a clean machine; 'nsrun down --all' removes what it made.
+ports by hand on a clean machine, and the mkdir and echo commands of the
+namespaces' cgroups with their resource limits (for this host's cgroup
+layout, v1 or v2); 'nsrun down --all' removes what it made.
 -o json prints instead the steps up would take on a clean machine, one
 object each (version 1). It changes nothing and needs no root.`,
 		Example: `  nsrun plan specs/examples/blog.yaml > blog.sh && sudo sh blog.sh
@@ -45,7 +48,7 @@ object each (version 1). It changes nothing and needs no root.`,
 			if output == "json" {
 				return planJSON(c.OutOrStdout(), project.FromSpec(s), fw.Backend())
 			}
-			script, err := project.Script(project.FromSpec(s), fw)
+			script, err := project.Script(project.FromSpec(s), fw, cgroup.Host())
 			if err != nil {
 				return err
 			}

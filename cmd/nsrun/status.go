@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/nsrun/nsrun/cgroup"
 	"github.com/nsrun/nsrun/internal/words"
 	"github.com/nsrun/nsrun/project"
 	"github.com/nsrun/nsrun/specs"
@@ -179,6 +182,17 @@ type namespaceReport struct {
 	// Networks: the namespaces it reaches directly are those on one of them.
 	Networks []networkReport `json:"networks"`
 	Ports    []portReport    `json:"ports"`
+	// Resources: the namespace's limits and what it uses, where it has a
+	// cgroup (limits in the spec, now or before).
+	Resources *resourcesReport `json:"resources,omitempty"`
+}
+
+type resourcesReport struct {
+	Limits specs.Resources `json:"limits"` // memory in bytes, cpus in cores, pids; absent: no limit
+	// Usage is read from the cgroup's counters; absent when it cannot be.
+	Usage *cgroup.Usage `json:"usage,omitempty"`
+	// Processes are the limits of its processes that have their own.
+	Processes map[string]specs.Resources `json:"processes,omitempty"`
 }
 
 type networkReport struct {
@@ -226,6 +240,22 @@ type processReport struct {
 	Restarts int    `json:"restarts"`
 	Uptime   string `json:"uptime,omitempty"`
 	ExitCode int    `json:"exit_code"`
+	// ExitCause says why it last exited where the status cannot:
+	// "killed: out of memory (limit 256M)"; OOMKills counts such exits.
+	ExitCause string `json:"exit_cause,omitempty"`
+	OOMKills  int    `json:"oom_kills,omitempty"`
+}
+
+// lastExit is the LAST EXIT column: the status, and why where known.
+func (p processReport) lastExit() string {
+	out := fmt.Sprint(p.ExitCode)
+	if p.ExitCause != "" {
+		out += ", " + p.ExitCause
+	}
+	if p.OOMKills > 0 {
+		out += fmt.Sprintf(" (%s so far)", words.Plural(p.OOMKills, "OOM kill"))
+	}
+	return out
 }
 
 // report renders what project reports for people and for JSON.
@@ -246,6 +276,20 @@ func report(r *project.Report, now time.Time) projectReport {
 			nr.Address6, nr.HostAddress6 = ns.Address6.String(), ns.HostAddress6.String()
 		}
 		nr.Networks = networksOf(s, ns)
+		if ns.Cgroup {
+			nr.Resources = &resourcesReport{Limits: ns.Resources}
+			if u, ok := r.Usage[ns.Name]; ok {
+				nr.Resources.Usage = &u
+			}
+			for _, p := range ns.Run {
+				if !p.Resources.IsZero() {
+					if nr.Resources.Processes == nil {
+						nr.Resources.Processes = map[string]specs.Resources{}
+					}
+					nr.Resources.Processes[p.Name] = p.Resources
+				}
+			}
+		}
 		for _, p := range ns.Ports {
 			to := ns.Address.Addr()
 			if p.Is6() {
@@ -275,7 +319,7 @@ func report(r *project.Report, now time.Time) projectReport {
 }
 
 func processRow(p project.ProcessReport, now time.Time) processReport {
-	row := processReport{Name: p.Name, State: p.State, PID: p.PID, Restarts: p.Restarts, ExitCode: p.ExitCode}
+	row := processReport{Name: p.Name, State: p.State, PID: p.PID, Restarts: p.Restarts, ExitCode: p.ExitCode, ExitCause: p.ExitCause, OOMKills: p.OOMKills}
 	if !p.StartedAt.IsZero() {
 		row.Uptime = now.Sub(p.StartedAt).Round(time.Second).String()
 	}
@@ -345,6 +389,7 @@ func printProject(w io.Writer, r projectReport) {
 	if r.Loopback6 != "" {
 		fmt.Fprintf(w, "\n[::1] (ports published on IPv6, from this host): %s\n", r.Loopback6)
 	}
+	printResources(w, r)
 	printProcesses(w, r)
 	printDrift(w, r.Drift)
 	printHealing(w, r)
@@ -363,7 +408,33 @@ func printProcesses(w io.Writer, r projectReport) {
 		if p.PID != 0 {
 			pid = fmt.Sprint(p.PID)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%d\n", p.Name, p.State, pid, p.Restarts, p.Uptime, p.ExitCode)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", p.Name, p.State, pid, p.Restarts, p.Uptime, p.lastExit())
+	}
+	tw.Flush()
+}
+
+// printResources prints the limits and usage of the namespaces that have
+// a cgroup, and the limits of their processes that have their own.
+func printResources(w io.Writer, r projectReport) {
+	if !slices.ContainsFunc(r.Namespaces, func(ns namespaceReport) bool { return ns.Resources != nil }) {
+		return
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "LIMITS OF\tLIMITS\tMEMORY USED\tCPU TIME\tPIDS")
+	for _, ns := range r.Namespaces {
+		res := ns.Resources
+		if res == nil {
+			continue
+		}
+		memory, cpu, pids := "-", "-", "-"
+		if u := res.Usage; u != nil {
+			memory, cpu, pids = specs.FormatSize(int64(u.Memory)), fmt.Sprintf("%.2fs", u.CPUSeconds), fmt.Sprint(u.PIDs)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", ns.Name, res.Limits, memory, cpu, pids)
+		for _, name := range slices.Sorted(maps.Keys(res.Processes)) {
+			fmt.Fprintf(tw, "%s/%s\t%s\t\t\t\n", ns.Name, name, res.Processes[name])
+		}
 	}
 	tw.Flush()
 }

@@ -67,7 +67,7 @@ func newCapLab(t *testing.T) *capLab {
 		mustRun(t, "cp", c[0], c[1])
 		os.Chmod(c[1], 0o755)
 	}
-	mustRun(t, "setcap", "cap_setpcap,cap_sys_admin+p", l.capHelper)
+	mustRun(t, "setcap", "cap_dac_override,cap_setpcap,cap_sys_admin+p", l.capHelper)
 	spec := writeSpec(t, l.project+".yaml", fmt.Sprintf("name: %s\nexec: {users: [%s], groups: [nogroup]}\nnamespaces:\n  %s:\n    ports: [\"%d:8080\"]\n", l.project, name, l.ns, l.port))
 	if code, _, errOut := nsrunCmd(t, "/", "up", "-q", spec); code != 0 {
 		t.Fatalf("up: %s", errOut)

@@ -44,6 +44,17 @@ func CgroupDirs(root, ns string) []string {
 	return dirs
 }
 
+// HasCgroup reports whether the namespace has a cgroup of nsrun's in any
+// hierarchy.
+func HasCgroup(ns string) bool {
+	for _, dir := range CgroupDirs(CgroupRoot, ns) {
+		if _, err := os.Lstat(dir); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
 // JoinCgroup moves the calling process into the leaf of the namespace's
 // cgroup, in every hierarchy where the namespace has one; a namespace
 // without one (no limits) is left as it is. The leaf must exist where

@@ -14,7 +14,9 @@ import (
 // Capabilities the unprivileged exec needs in its permitted set (file
 // capabilities of the nsrun-exec helper: see docs/security.md):
 // CAP_SYS_ADMIN to enter the namespace and make its mount namespace,
-// CAP_SETPCAP to empty the bounding set before the command runs.
+// CAP_SETPCAP to empty the bounding set before the command runs. A
+// namespace with resource limits takes CAP_DAC_OVERRIDE too, to write the
+// command's pid into its cgroup (a file of root's).
 var execCaps = []uintptr{unix.CAP_SYS_ADMIN, unix.CAP_SETPCAP}
 
 // CanExecUnprivileged reports whether this process holds, in its
@@ -81,8 +83,13 @@ func ExecGranted(name string, argv, env []string) error {
 	if err != nil {
 		return fmt.Errorf("reading this process's capabilities: %w", err)
 	}
-	for i := range data {
-		data[i].Effective = data[i].Permitted
+	if HasCgroup(name) {
+		if err := joinGranted(name, &data); err != nil {
+			return err
+		}
+	}
+	for _, c := range execCaps {
+		data[c/32].Effective |= data[c/32].Permitted & (1 << (c % 32))
 	}
 	if err := capset(data); err != nil {
 		return fmt.Errorf("raising the capabilities of nsrun-exec: %w", err)
@@ -95,6 +102,32 @@ func ExecGranted(name string, argv, env []string) error {
 		return err
 	}
 	return Exec(argv, env)
+}
+
+// joinGranted puts the caller into the exec leaf of the namespace's
+// cgroup (its resource limits): it raises CAP_DAC_OVERRIDE alone, for the
+// one write of its pid into a file of root's, and then drops it from
+// every set for good. data is the process's capabilities, which it
+// updates.
+func joinGranted(name string, data *[2]unix.CapUserData) error {
+	const c = unix.CAP_DAC_OVERRIDE
+	if data[c/32].Permitted&(1<<(c%32)) == 0 {
+		return fmt.Errorf("namespace %q has resource limits, and nsrun-exec lacks cap_dac_override, which putting the command in the namespace's cgroup takes; root installs it with it (sudo scripts/install.sh --exec-capability; see docs/security.md)", name)
+	}
+	data[c/32].Effective |= 1 << (c % 32)
+	if err := capset(*data); err != nil {
+		return fmt.Errorf("raising cap_dac_override: %w", err)
+	}
+	err := JoinCgroup(name, CgroupExecLeaf)
+	data[c/32].Effective &^= 1 << (c % 32)
+	data[c/32].Permitted &^= 1 << (c % 32)
+	if derr := capset(*data); derr != nil {
+		return errors.Join(err, fmt.Errorf("dropping cap_dac_override: %w", derr), DropPrivileges())
+	}
+	if err != nil {
+		return errors.Join(err, DropPrivileges())
+	}
+	return nil
 }
 
 // enterGranted enters the namespace f is, checks there that its cookie is

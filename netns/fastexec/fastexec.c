@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/magic.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,6 +56,42 @@ static int open_netns(const char *name)
 			return fd;
 	}
 	return -1;
+}
+
+// join_cgroup is nsexec.JoinCgroup for the exec leaf: where the namespace
+// has a cgroup of nsrun's (resource limits), in each hierarchy, write 0
+// into exec/cgroup.procs, a file checked to be a cgroup file. 1 when done
+// or nothing is to be done, 0 to leave it to the Go path.
+static int join_cgroup(const char *name)
+{
+	static const char *const v1[] = {"memory", "cpu", "cpuacct", "pids"};
+	struct statfs st;
+	int v2 = statfs("/sys/fs/cgroup", &st) == 0 && st.f_type == CGROUP2_SUPER_MAGIC;
+	for (int i = 0; i < (v2 ? 1 : 4); i++) {
+		char dir[PATH_MAX], path[PATH_MAX];
+		int len = v2 ? snprintf(dir, sizeof(dir), "/sys/fs/cgroup/nsrun/%s", name)
+			     : snprintf(dir, sizeof(dir), "/sys/fs/cgroup/%s/nsrun/%s", v1[i], name);
+		if (len <= 0 || (size_t)len >= sizeof(dir))
+			return 0;
+		struct stat sb;
+		if (lstat(dir, &sb) != 0) {
+			if (errno == ENOENT)
+				continue;
+			return 0;
+		}
+		if (!join(path, sizeof(path), dir, len, "exec/cgroup.procs"))
+			return 0;
+		int fd = open(path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0)
+			return 0;
+		struct statfs fs;
+		int ok = fstatfs(fd, &fs) == 0 && (fs.f_type == CGROUP_SUPER_MAGIC || fs.f_type == CGROUP2_SUPER_MAGIC) &&
+			 write(fd, "0", 1) == 1;
+		close(fd);
+		if (!ok)
+			return 0;
+	}
+	return 1;
 }
 
 // remount_sys is netns.remountSys.
@@ -138,6 +175,10 @@ __attribute__((constructor)) static void nsrun_fastexec(int argc, char **argv)
 	int fd = open_netns(name);
 	if (fd < 0)
 		return;
+	if (!join_cgroup(name)) {
+		close(fd);
+		return;
+	}
 	int entered = setns(fd, CLONE_NEWNET) == 0;
 	close(fd);
 	if (!entered || unshare(CLONE_NEWNS) != 0 ||
