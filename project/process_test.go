@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nsrun/nsrun/cgroup"
+
 	"github.com/nsrun/nsrun/host"
 	"github.com/nsrun/nsrun/internal/atomicfile"
 	"github.com/nsrun/nsrun/internal/proc"
@@ -349,7 +351,8 @@ func TestDownAllAfterTheRecordsWereLost(t *testing.T) {
 			t.Error(err)
 		}
 	})
-	l.up("name: t{ID}\nnamespaces:\n  a{ID}:\n    run:\n      - command: [sleep, \"300\"]\n  b{ID}:\n    run:\n      - command: [sleep, \"301\"]\n        restart: always\n")
+	// a has limits: its cgroup goes too, found by nsrun's parent cgroup.
+	l.up("name: t{ID}\nnamespaces:\n  a{ID}:\n    resources: {pids: 100}\n    run:\n      - command: [sleep, \"300\"]\n  b{ID}:\n    run:\n      - command: [sleep, \"301\"]\n        restart: always\n")
 	sup := l.status()
 	// Each process enters its namespace in its own time (nsrun exec):
 	// wait for both.
@@ -378,5 +381,8 @@ func TestDownAllAfterTheRecordsWereLost(t *testing.T) {
 	}
 	if _, err := os.Stat(l.e.Store.Dir); !os.IsNotExist(err) {
 		t.Errorf("%s exists after down --all: %v", l.e.Store.Dir, err)
+	}
+	if left := cgroup.Host().Namespaces(); len(left) > 0 {
+		t.Errorf("cgroups of nsrun's left after down --all: %q", left)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -27,6 +28,12 @@ func Main(m *testing.M) {
 		return
 	case "dial":
 		os.Exit(dialMain(os.Getenv("PROTO"), os.Getenv("ADDR"), os.Getenv("SRC")))
+	case "alloc":
+		alloc(os.Getenv("MB"))
+		return
+	case "spin":
+		spin(os.Getenv("THREADS"))
+		return
 	}
 	if os.Geteuid() != 0 {
 		code := m.Run()
@@ -52,6 +59,43 @@ func Main(m *testing.M) {
 		code = 1
 	}
 	os.Exit(code)
+}
+
+// alloc takes MB mebibytes of memory, a mebibyte at a time, each page
+// written so that it is really used, printing its progress; then waits.
+// Under a lower memory limit the OOM killer ends it on the way.
+func alloc(mb string) {
+	n, _ := strconv.Atoi(mb)
+	var held [][]byte
+	for i := 1; i <= n; i++ {
+		b := make([]byte, 1<<20)
+		for j := 0; j < len(b); j += 4096 {
+			b[j] = 1
+		}
+		held = append(held, b)
+		if i%16 == 0 {
+			fmt.Printf("allocated %d MiB\n", i)
+		}
+	}
+	fmt.Printf("allocated all %d MiB\n", len(held))
+	for {
+		time.Sleep(time.Hour)
+	}
+}
+
+// spin keeps THREADS threads busy for ever.
+func spin(threads string) {
+	n, _ := strconv.Atoi(threads)
+	runtime.GOMAXPROCS(n + 1)
+	for range n {
+		go func() {
+			runtime.LockOSThread()
+			for x := 0; ; x++ {
+				_ = x
+			}
+		}()
+	}
+	select {}
 }
 
 // serve answers on TCP and UDP ports: each TCP connection gets
