@@ -68,7 +68,8 @@ func newCapLab(t *testing.T) *capLab {
 		os.Chmod(c[1], 0o755)
 	}
 	mustRun(t, "setcap", "cap_dac_override,cap_setpcap,cap_sys_admin+p", l.capHelper)
-	spec := writeSpec(t, l.project+".yaml", fmt.Sprintf("name: %s\nexec: {users: [%s], groups: [nogroup]}\nnamespaces:\n  %s:\n    ports: [\"%d:8080\"]\n", l.project, name, l.ns, l.port))
+	// The namespace has resource limits: every command joins its cgroup.
+	spec := writeSpec(t, l.project+".yaml", fmt.Sprintf("name: %s\nexec: {users: [%s], groups: [nogroup]}\nnamespaces:\n  %s:\n    ports: [\"%d:8080\"]\n    resources: {pids: 200}\n", l.project, name, l.ns, l.port))
 	if code, _, errOut := nsrunCmd(t, "/", "up", "-q", spec); code != 0 {
 		t.Fatalf("up: %s", errOut)
 	}
@@ -184,11 +185,45 @@ func TestExecWithoutRoot(t *testing.T) {
 			t.Errorf("%v: exit %d, want %d (%s)", c.cmd, code, c.code, errOut)
 		}
 	}
-	if code, _, errOut := l.as(t, l.uid, l.gid, nil, nil, l.capBin, "exec", l.ns, "--user", "root", "--", "id"); code != 2 || !strings.Contains(errOut, "--user and --workdir need root") {
+	if code, _, errOut := l.as(t, l.uid, l.gid, nil, nil, l.capBin, "exec", l.ns, "--user", "root", "--", "id"); code != 2 || !strings.Contains(errOut, "--user, --workdir and --cgroup need root") {
 		t.Errorf("exec --user as the user: exit %d %s", code, errOut)
 	}
-	if code, _, errOut := l.as(t, l.uid, l.gid, nil, nil, l.capBin, "exec", l.ns, "--workdir", "/tmp", "--", "pwd"); code != 2 || !strings.Contains(errOut, "--user and --workdir need root") {
+	if code, _, errOut := l.as(t, l.uid, l.gid, nil, nil, l.capBin, "exec", l.ns, "--workdir", "/tmp", "--", "pwd"); code != 2 || !strings.Contains(errOut, "--user, --workdir and --cgroup need root") {
 		t.Errorf("exec --workdir as the user: exit %d %s", code, errOut)
+	}
+}
+
+// TestExecWithoutRootInCgroup: the granted user's command runs in the
+// namespace's cgroup for exec, with no capability left; a helper
+// installed without cap_dac_override refuses, and runs nothing, rather
+// than run the command outside the namespace's limits.
+func TestExecWithoutRootInCgroup(t *testing.T) {
+	l := newCapLab(t)
+	code, out, errOut := l.user(t, nil, "cat", "/proc/self/cgroup", "/proc/self/status")
+	if code != 0 || !strings.Contains(out, ":/nsrun/"+l.ns+"/exec\n") || !strings.Contains(out, "CapPrm:\t0000000000000000\n") {
+		t.Errorf("the granted user's command: exit %d %s\n%s", code, errOut, out)
+	}
+	old := filepath.Join(l.dir, "old")
+	os.Mkdir(old, 0o755)
+	for _, c := range [][2]string{{l.capBin, filepath.Join(old, "nsrun")}, {l.capHelper, filepath.Join(old, "nsrun-exec")}} {
+		mustRun(t, "cp", c[0], c[1])
+		os.Chmod(c[1], 0o755)
+	}
+	mustRun(t, "setcap", "cap_setpcap,cap_sys_admin+p", filepath.Join(old, "nsrun-exec"))
+	writable := filepath.Join(l.dir, "user")
+	os.Mkdir(writable, 0o755)
+	os.Chown(writable, l.uid, l.gid)
+	marker := filepath.Join(writable, "ran")
+	if code, _, errOut := l.user(t, nil, "sh", "-c", "echo > "+marker); code != 0 {
+		t.Fatalf("the user cannot write the marker: %s", errOut) // else its absence below proves nothing
+	}
+	os.Remove(marker)
+	code, _, errOut = l.as(t, l.uid, l.gid, nil, nil, filepath.Join(old, "nsrun"), "exec", l.ns, "--", "sh", "-c", "echo > "+marker)
+	if code != 1 || !strings.Contains(errOut, "lacks cap_dac_override") || !strings.Contains(errOut, "scripts/install.sh --exec-capability") {
+		t.Errorf("exec through a helper without cap_dac_override: exit %d, %q; want 1 and how to install it", code, errOut)
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Error("the command ran outside the namespace's limits")
 	}
 }
 
