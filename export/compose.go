@@ -137,6 +137,24 @@ func composeService(ns *specs.Namespace, i int, p specs.Process, o ComposeOption
 		svc.Content = append(svc.Content, scalar("network_mode"), node("service:"+serviceName(ns, ns.Run[0])))
 	}
 	svc.Content = append(svc.Content, scalar("restart"), node(string(p.Restart)))
+	if r := share(ns, i); !r.IsZero() {
+		// pids is said twice, as compose-go wants: pids_limit, which
+		// docker compose has read the longest, and the same in deploy.
+		limits := mapping()
+		if r.CPUs > 0 {
+			limits.Content = append(limits.Content, scalar("cpus"), str(specs.FormatCPUs(r.CPUs)))
+		}
+		if r.Memory > 0 {
+			limits.Content = append(limits.Content, scalar("memory"), str(specs.FormatBytes(r.Memory)))
+		}
+		if r.PIDs > 0 {
+			limits.Content = append(limits.Content, scalar("pids"), node(int(r.PIDs)))
+		}
+		svc.Content = append(svc.Content, scalar("deploy"), mapping("resources", mapping("limits", limits)))
+		if r.PIDs > 0 {
+			svc.Content = append(svc.Content, scalar("pids_limit"), node(int(r.PIDs)))
+		}
+	}
 	key := ns.Name + "/" + p.Name
 	if p.Ready == nil {
 		return svc, ""
@@ -183,6 +201,11 @@ func composeHeader(s *specs.Spec, notes []string) string {
 	b.WriteString("# each other by service name), the loopback shortcut and firewall rules.\n")
 	if empty := idle(s); len(empty) > 0 {
 		fmt.Fprintf(&b, "# Namespaces that run nothing are left out: %s.\n", strings.Join(empty, ", "))
+	}
+	if limitedSpec(s) {
+		b.WriteString("# Resource limits: each service's deploy.resources.limits and pids_limit are its\n")
+		b.WriteString("# process's own, else an even share of its namespace's (Compose limits each\n")
+		b.WriteString("# service, not the services of a namespace together).\n")
 	}
 	for _, n := range notes {
 		for _, line := range wrap(n + ".") {

@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"fmt"
 	"maps"
+	"math"
 	"regexp"
 	"slices"
 	"strings"
@@ -259,4 +260,35 @@ func document(b *bytes.Buffer, comment string, n *yaml.Node) error {
 		return err
 	}
 	return enc.Close()
+}
+
+// share is the limits of run entry i of a namespace, as a container's of
+// its own: the process's own limit where it has one, else an even share
+// of the namespace's (the containers of a pod, the services of a Compose
+// file, are each limited, never together), so that together they stay
+// within the namespace's.
+func share(ns *specs.Namespace, i int) specs.Resources {
+	own, n := ns.Run[i].Resources, int64(len(ns.Run))
+	out := own
+	if out.Memory == 0 && ns.Resources.Memory > 0 {
+		out.Memory = max(ns.Resources.Memory/n/(1<<20)*(1<<20), specs.MinMemory)
+	}
+	if out.CPUs == 0 && ns.Resources.CPUs > 0 {
+		out.CPUs = max(math.Floor(ns.Resources.CPUs/float64(n)*1000)/1000, 0.001)
+	}
+	if out.PIDs == 0 && ns.Resources.PIDs > 0 {
+		out.PIDs = max(ns.Resources.PIDs/n, 1)
+	}
+	return out
+}
+
+// limitedSpec reports whether a namespace that runs something has limits,
+// which the outputs' headers explain.
+func limitedSpec(s *specs.Spec) bool {
+	for _, ns := range s.Namespaces {
+		if len(ns.Run) > 0 && ns.Limited() {
+			return true
+		}
+	}
+	return false
 }

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -20,6 +21,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer/json"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
@@ -462,5 +464,73 @@ namespaces:
 	s, _ = specs.Parse("r.yaml", []byte("namespaces:\n  a: {networks: [], ports: [\"6000:8080\"], run: [{command: [srv]}]}\n"))
 	if _, err := Compose(s, ComposeOptions{Images: images}); err == nil || !strings.Contains(err.Error(), "networks: [] with published ports cannot be carried") {
 		t.Errorf("networks: [] with ports: %v", err)
+	}
+}
+
+// TestExportLimits: the limits reach each container and each service as
+// Kubernetes and compose-go read them: a process's own, else an even
+// share of its namespace's; requests equal limits.
+func TestExportLimits(t *testing.T) {
+	s, err := specs.Parse("l.yaml", []byte(`name: l
+namespaces:
+  a:
+    resources: {memory: 512M, cpus: 1.5, pids: 100}
+    run:
+      - {name: web, command: [web], resources: {memory: 128M}}
+      - {name: side, command: [side]}
+  b:
+    resources: {memory: 1G}
+    run:
+      - {name: db, command: [db]}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kube, err := Kubernetes(s, KubeOptions{Images: Images{Default: "img:1"}, Kind: KindDeployment})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][2]string{"web": {"750m", "128Mi"}, "side": {"750m", "256Mi"}, "db": {"", "1Gi"}}
+	seen := 0
+	for _, o := range decodeStrict(t, kube) {
+		d, ok := o.(*appsv1.Deployment)
+		if !ok {
+			continue
+		}
+		for _, c := range d.Spec.Template.Spec.Containers {
+			w := want[c.Name]
+			seen++
+			lim, req := c.Resources.Limits, c.Resources.Requests
+			cpu := ""
+			if q, ok := lim["cpu"]; ok {
+				cpu = q.String()
+			}
+			if cpu != w[0] || lim.Memory().String() != w[1] || !maps.EqualFunc(lim, req, func(a, b resource.Quantity) bool { return a.Cmp(b) == 0 }) {
+				t.Errorf("container %s: limits %v, requests %v; want cpu %q memory %q, requests the same", c.Name, lim, req, w[0], w[1])
+			}
+		}
+	}
+	if seen != 3 {
+		t.Errorf("%d containers; want 3", seen)
+	}
+	compose, err := Compose(s, ComposeOptions{Images: Images{Default: "img:1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := loadCompose(t, "l", compose)
+	for name, w := range map[string]struct {
+		memory int64
+		cpus   float32
+		pids   int64
+	}{"a-web": {128 << 20, 0.75, 50}, "a-side": {256 << 20, 0.75, 50}, "b-db": {1 << 30, 0, 0}} {
+		svc := p.Services[name]
+		if svc.Deploy == nil || svc.Deploy.Resources.Limits == nil {
+			t.Errorf("service %s has no limits:\n%s", name, compose)
+			continue
+		}
+		lim := svc.Deploy.Resources.Limits
+		if int64(lim.MemoryBytes) != w.memory || float32(lim.NanoCPUs.Value()) != w.cpus || svc.PidsLimit != w.pids {
+			t.Errorf("service %s: memory %d, cpus %v, pids_limit %d; want %d, %v, %d", name, lim.MemoryBytes, lim.NanoCPUs, svc.PidsLimit, w.memory, w.cpus, w.pids)
+		}
 	}
 }

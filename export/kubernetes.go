@@ -1,6 +1,7 @@
 package export
 
 import (
+	"math"
 	"bytes"
 	"fmt"
 	"path/filepath"
@@ -162,6 +163,13 @@ func kubeHeader(s *specs.Spec, o KubeOptions) string {
 		fmt.Fprintf(&b, "#   - namespaces that run nothing: %s,\n", strings.Join(empty, ", "))
 	}
 	b.WriteString("#   - the host's loopback shortcut and firewall rules (a Service takes their place).\n")
+	if limitedSpec(s) {
+		b.WriteString("# Resource limits: each container's resources.limits are its process's own, else\n")
+		b.WriteString("# an even share of its namespace's (Kubernetes limits each container, not the\n")
+		b.WriteString("# pod's together); requests equal limits, so that a pod with memory and cpus\n")
+		b.WriteString("# set is Guaranteed. pids is not carried: Kubernetes bounds a pod's processes\n")
+		b.WriteString("# by the kubelet's podPidsLimit, a setting of the node.\n")
+	}
 	if o.Kind == KindDeployment && hasRestart(s, specs.RestartNo, specs.RestartOnFailure) {
 		b.WriteString("# restart: no and on-failure are the containers' own restartPolicy (Never,\n")
 		b.WriteString("# OnFailure; Kubernetes 1.34 has it behind the ContainerRestartPolicy feature\n")
@@ -337,6 +345,11 @@ func podSpec(s *specs.Spec, ns *specs.Namespace, o KubeOptions) *yaml.Node {
 			}
 			c.Content = append(c.Content, scalar("securityContext"), sc)
 		}
+		if r := share(ns, i); r.Memory > 0 || r.CPUs > 0 {
+			limits := mapping("cpu", kubeCPU(r.CPUs), "memory", kubeMemory(r.Memory))
+			requests := mapping("cpu", kubeCPU(r.CPUs), "memory", kubeMemory(r.Memory))
+			c.Content = append(c.Content, scalar("resources"), mapping("limits", limits, "requests", requests))
+		}
 		if p.Ready != nil {
 			probe := func(extra ...any) *yaml.Node {
 				return mapping(append([]any{"tcpSocket", mapping("port", int(p.Ready.TCP))}, extra...)...)
@@ -360,6 +373,31 @@ func podSpec(s *specs.Spec, ns *specs.Namespace, o KubeOptions) *yaml.Node {
 		spec.Content = append(spec.Content, scalar("restartPolicy"), scalar(policy))
 	}
 	return spec
+}
+
+// kubeCPU is a CPU count as a Kubernetes quantity: 500m, 2; "" for none.
+func kubeCPU(c float64) string {
+	if c == 0 {
+		return ""
+	}
+	m := int64(math.Round(c * 1000))
+	if m%1000 == 0 {
+		return strconv.FormatInt(m/1000, 10)
+	}
+	return strconv.FormatInt(m, 10) + "m"
+}
+
+// kubeMemory is a byte count as a Kubernetes quantity, in the largest
+// binary unit that divides it: 256Mi; "" for none.
+func kubeMemory(b int64) string {
+	if b == 0 {
+		return ""
+	}
+	s := specs.FormatBytes(b) // 256M, or plain bytes
+	if last := s[len(s)-1]; last >= 'A' && last <= 'Z' {
+		return s + "i"
+	}
+	return s
 }
 
 // samePolicy reports whether every run entry of a namespace restarts
