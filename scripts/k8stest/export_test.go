@@ -131,6 +131,19 @@ func TestExportsAreAccepted(t *testing.T) {
 							t.Errorf("the API server refused %s %s: %v", o.GetKind(), o.GetName(), err)
 						}
 					}
+					if name == "tenants" && kind == export.KindPod {
+						// Limits and requests, memory and CPU, on every
+						// container: the server makes the pod Guaranteed.
+						got := &unstructured.Unstructured{}
+						got.SetAPIVersion("v1")
+						got.SetKind("Pod")
+						if err := kube.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "edge"}, got); err != nil {
+							t.Fatal(err)
+						}
+						if qos, _, _ := unstructured.NestedString(got.Object, "status", "qosClass"); qos != "Guaranteed" {
+							t.Errorf("pod edge has QoS class %q; want Guaranteed", qos)
+						}
+					}
 				})
 			}
 		}
@@ -211,6 +224,12 @@ spec:
 kind: Service
 metadata: {name: bad_name}
 spec: {clusterIP: None, selector: {app: x}}
+`,
+		"memory requests above limits": `apiVersion: v1
+kind: Pod
+metadata: {name: requests}
+spec:
+  containers: [{name: c, image: img, resources: {limits: {memory: 128Mi}, requests: {memory: 256Mi}}}]
 `,
 		"hostPort 70000": `apiVersion: v1
 kind: Pod
