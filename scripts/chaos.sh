@@ -29,6 +29,7 @@ name: chaos
 namespaces:
   chaos1:
     ports: ["16000:8080", "16100:9090/udp"]
+    resources: {memory: 64M, pids: 32}
     run:
       - command: [sleep, "600"]
   chaos2:
@@ -49,7 +50,8 @@ cleanup() {
 trap cleanup EXIT
 
 # Everything nsrun could leave behind: what the test suite compares
-# (namespaces, links, rules, sysctls, cgroup programs, /run/nsrun), and more.
+# (namespaces, links, rules, sysctls, cgroup programs, nsrun's cgroups,
+# /run/nsrun), and more.
 snapshot() {
 	"$work/hoststate"
 	echo "== /etc/netns"
