@@ -2,7 +2,7 @@
 # Benchmarks nsrun side by side with the manual method and a userland
 # proxy, in one run, as ratios (this machine is shared and noisy):
 #
-#   sudo scripts/bench.sh [--quick] [--firewalls] [--ipv6] [--tenants]
+#   sudo scripts/bench.sh [--quick] [--firewalls] [--ipv6] [--tenants] [--limits]
 #
 # Sections 2, 2b, 3, 3b and 3c run once per firewall backend (iptables,
 # then nftables), marked [iptables] and [nftables]; --firewalls runs only
@@ -14,6 +14,9 @@
 #    an unchanged spec (N = 100, 200, 500) and status (N = 500) against the
 #    first up, and down of 1,000 against the floor (ip -batch, one firewall
 #    batch);
+# 1c. the cost of resource limits: up of 100 namespaces with one process
+#    each and memory, cpus and pids limits on each, against the same spec
+#    without limits, in interleaved rounds (--limits: only this);
 # 2. the data path: HTTP requests/s with wrk (keep-alive and
 #    Connection: close) through the published port and straight to the
 #    namespace's address, from another machine (a namespace routed through
@@ -43,15 +46,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-quick=false firewalls_only=false ipv6_only=false tenants_only=false
+quick=false firewalls_only=false ipv6_only=false tenants_only=false limits_only=false
 for arg in "$@"; do
 	case "$arg" in
 	--quick) quick=true ;;
 	--firewalls) firewalls_only=true ;;
 	--ipv6) ipv6_only=true firewalls_only=true ;;
 	--tenants) tenants_only=true firewalls_only=true ;;
+	--limits) limits_only=true ;;
 	*)
-		echo "usage: sudo $0 [--quick] [--firewalls] [--ipv6] [--tenants]" >&2
+		echo "usage: sudo $0 [--quick] [--firewalls] [--ipv6] [--tenants] [--limits]" >&2
 		exit 2
 		;;
 	esac
@@ -173,6 +177,37 @@ manual_down_n() {
 	echo "sysctl -qw net.ipv4.ip_forward=$(sysctl -n net.ipv4.ip_forward)"
 }
 
+# --- 1c. the cost of resource limits -----------------------------------------
+limits_spec() { # limits_spec LIMITS: 100 namespaces, a port and a process each
+	echo "name: benchlim"
+	echo "subnet: 10.247.0.0/16"
+	echo "namespaces:"
+	for ((i = 0; i < 100; i++)); do
+		echo "  bl$i:"
+		echo "    ports: [\"$((31000 + i)):8080\"]"
+		[[ -n $1 ]] && echo "    resources: $1"
+		echo "    run: [{name: idle, command: [sleep, \"3600\"]}]"
+	done
+}
+limits_cost() {
+	limits_spec "" >"$work/plain.yaml"
+	limits_spec "{memory: 64M, cpus: 0.5, pids: 32}" >"$work/limited.yaml"
+	local plain="" limited="" r
+	for ((r = 1; r <= rounds; r++)); do
+		plain+=" $(hyper "bash -c '$nsrun down -q -p benchlim; sleep 2'" "$nsrun up -q $work/plain.yaml")"
+		limited+=" $(hyper "bash -c '$nsrun down -q -p benchlim; sleep 2'" "$nsrun up -q $work/limited.yaml")"
+	done
+	"$nsrun" down -q -p benchlim >/dev/null
+	echo "bench: up of 100 namespaces with a process each, by round: without limits$plain; with$limited" >&2
+	row "up, 100 namespaces with a process: with limits vs without (ms)" "$(median $limited | awk '{printf "%.1f", $1*1000}')" "$(median $plain | awk '{printf "%.1f", $1*1000}')" "$(pratio "$limited" "$plain")" "(goal: <= 1.10x)"
+}
+if $limits_only; then
+	limits_cost
+	printf '\n%-66s %14s %14s %9s %s\n' "measure" "nsrun" "other" "ratio" ""
+	printf '%s\n' "${rows[@]}"
+	exit 0
+fi
+
 if ! $firewalls_only; then
 # The root file system here (ext4 without a journal) passes over inodes
 # freed in the last minutes when it makes a file, so after many files were
@@ -250,7 +285,8 @@ bare1000=$(hyper "$prep1000" "bash $work/floor-bare.sh")
 row "down, 1000 namespaces (vs the floor, ms)" "$(ms1 "$down1000")" "$(ms1 "$floor1000")" "$(ratio "$down1000" "$floor1000")" "of it (goal: <= 2x)"
 row "down, 1000 namespaces (vs the floor without files, ms)" "$(ms1 "$down1000")" "$(ms1 "$bare1000")" "$(ratio "$down1000" "$bare1000")" "(information)"
 
-fi # sections 1 and 1b
+limits_cost
+fi # sections 1, 1b and 1c
 
 # --- 2. the data path -------------------------------------------------------
 cat >"$work/data.yaml" <<YAML
