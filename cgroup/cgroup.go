@@ -29,6 +29,7 @@ import (
 	"github.com/nsrun/nsrun/internal/nsexec"
 	"github.com/nsrun/nsrun/specs"
 	rspec "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 )
 
 // ExecLeaf holds the processes nsrun exec starts by hand.
@@ -103,18 +104,9 @@ type Tree struct {
 	Leaves map[string]specs.Resources
 }
 
-// Dirs are the namespace's cgroup directories, one per hierarchy this
-// layout has.
-func (l Layout) Dirs(ns string) []string {
-	if l.V2 {
-		return []string{filepath.Join(l.Root, nsexec.CgroupParent, ns)}
-	}
-	var out []string
-	for _, c := range nsexec.CgroupControllers {
-		out = append(out, filepath.Join(l.Root, c, nsexec.CgroupParent, ns))
-	}
-	return out
-}
+// Dirs are the namespace's cgroup directories, one per hierarchy of the
+// layout (on v1, in the order of nsexec.CgroupControllers).
+func (l Layout) Dirs(ns string) []string { return nsexec.CgroupDirsOf(l.Root, l.V2, ns) }
 
 // group is the cgroup path of a namespace (and leaf) below the root of a
 // hierarchy.
@@ -261,17 +253,9 @@ func (l Layout) removeStaleLeaves(t Tree) {
 
 // Namespaces lists the namespaces that have a cgroup of nsrun's.
 func (l Layout) Namespaces() []string {
-	var parents []string
-	if l.V2 {
-		parents = []string{filepath.Join(l.Root, nsexec.CgroupParent)}
-	} else {
-		for _, c := range nsexec.CgroupControllers {
-			parents = append(parents, filepath.Join(l.Root, c, nsexec.CgroupParent))
-		}
-	}
 	var out []string
-	for _, p := range parents {
-		entries, _ := os.ReadDir(p)
+	for _, parent := range l.Dirs("") {
+		entries, _ := os.ReadDir(parent)
 		for _, e := range entries {
 			if e.IsDir() && !slices.Contains(out, e.Name()) {
 				out = append(out, e.Name())
@@ -280,21 +264,6 @@ func (l Layout) Namespaces() []string {
 	}
 	slices.Sort(out)
 	return out
-}
-
-// Exists reports whether the namespace has its cgroup in every
-// hierarchy the host has.
-func (l Layout) Exists(ns string) bool {
-	avail := l.Available()
-	for i, dir := range l.Dirs(ns) {
-		if !l.V2 && !avail[nsexec.CgroupControllers[i]] {
-			continue
-		}
-		if _, err := os.Stat(dir); err != nil {
-			return false
-		}
-	}
-	return true
 }
 
 // Remove removes the namespace's cgroup, its leaves first, waiting a
@@ -350,6 +319,23 @@ func (l Layout) Procs(ns string) []int {
 		})
 	}
 	return out
+}
+
+// Kill sends SIGKILL to every process in the namespace's cgroup. Each is
+// held by a pidfd, and still in the cgroup once held, before it is sent
+// the signal: a pid freed and given to another process meanwhile is left
+// alone.
+func (l Layout) Kill(ns string) {
+	for _, pid := range l.Procs(ns) {
+		fd, err := unix.PidfdOpen(pid, 0)
+		if err != nil {
+			continue // gone
+		}
+		if slices.Contains(l.Procs(ns), pid) {
+			unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0)
+		}
+		unix.Close(fd)
+	}
 }
 
 func readPids(dir string) []int {

@@ -92,8 +92,11 @@ func TestV2Layout(t *testing.T) {
 	if got := l.Namespaces(); !slices.Equal(got, []string{"web"}) {
 		t.Errorf("namespaces with a cgroup: %q", got)
 	}
-	if !l.Exists("web") || l.Exists("other") {
-		t.Error("Exists is wrong")
+	if st, ok := l.Read("web"); !ok || !st.Complete || st.Limits != tree.Limits || len(st.Leaves) != 2 {
+		t.Errorf("the cgroup read back: %+v, %v", st, ok)
+	}
+	if _, ok := l.Read("other"); ok {
+		t.Error("a namespace without a cgroup reads as having one")
 	}
 }
 
@@ -154,14 +157,19 @@ func TestHost(t *testing.T) {
 	if got, _ := l.Limits(ns, RunLeaf("app")); got != (specs.Resources{PIDs: 8}) {
 		t.Errorf("leaf limits in place: %+v", got)
 	}
-	if !slices.Contains(l.Namespaces(), ns) || !l.Exists(ns) {
+	if st, ok := l.Read(ns); !slices.Contains(l.Namespaces(), ns) || !ok || !st.Complete {
 		t.Errorf("the namespace's cgroup is not listed: %q", l.Namespaces())
 	}
 	sleep := exec.Command("sleep", "60")
 	if err := sleep.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { sleep.Process.Kill(); sleep.Wait() })
+	t.Cleanup(func() {
+		if sleep.ProcessState == nil {
+			sleep.Process.Kill()
+			sleep.Wait()
+		}
+	})
 	if err := l.Move(ns, RunLeaf("app"), []int{sleep.Process.Pid}); err != nil {
 		t.Fatal(err)
 	}
@@ -185,8 +193,10 @@ func TestHost(t *testing.T) {
 	if err := l.Remove(ns, 100*time.Millisecond); err == nil || !strings.Contains(err.Error(), itoa(sleep.Process.Pid)) {
 		t.Errorf("removing a cgroup a process is in: %v; want an error naming it", err)
 	}
-	sleep.Process.Kill()
-	sleep.Wait()
+	l.Kill(ns)
+	if err := sleep.Wait(); err == nil || !strings.Contains(err.Error(), "killed") {
+		t.Errorf("the process in the cgroup after Kill: %v; want killed", err)
+	}
 	if err := l.Remove(ns, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/nsrun/nsrun/cgroup"
@@ -76,9 +75,7 @@ func (k Kernel) RemoveCgroups(names []string) error {
 	l := k.cgroups()
 	var errs []error
 	for _, ns := range names {
-		for _, pid := range l.Procs(ns) {
-			syscall.Kill(pid, syscall.SIGKILL)
-		}
+		l.Kill(ns)
 		errs = append(errs, l.Remove(ns, 5*time.Second))
 	}
 	return errors.Join(errs...)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nsrun/nsrun/cgroup"
 	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/forward/iptables"
 	"github.com/nsrun/nsrun/netns"
@@ -219,5 +220,45 @@ func TestStatusJSONIPv6(t *testing.T) {
 	printProject(&text, r)
 	if !strings.Contains(text.String(), "[::]:6000/tcp -> [fd00:9:1::2]:8080") || !strings.Contains(text.String(), "[::1] (ports published on IPv6, from this host): served") {
 		t.Errorf("status for people:\n%s", text.String())
+	}
+}
+
+// TestStatusLimits: a namespace with limits shows them and its usage, in
+// JSON and in the table; a process the OOM killer ended says so.
+func TestStatusLimits(t *testing.T) {
+	s, err := specs.Parse("lim.yaml", []byte("name: lim\nnamespaces:\n  ns1:\n    resources: {memory: 256M, cpus: 0.5, pids: 64}\n    run: [{name: app, command: [srv], resources: {memory: 128M}}]\n  ns2: {}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := report(&project.Report{Project: "lim", State: project.FromSpec(s),
+		Usage:     map[string]cgroup.Usage{"ns1": {Memory: 42 << 20, CPUSeconds: 12.5, PIDs: 3}},
+		Processes: []project.ProcessReport{{Name: "ns1/app", State: "backoff", Restarts: 2, ExitCode: 137, ExitCause: "killed: out of memory (limit 128M)", OOMKills: 2}},
+	}, time.Now())
+	data, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		`"resources":{"limits":{"memory":268435456,"cpus":0.5,"pids":64},"usage":{"memory_bytes":44040192,"cpu_seconds":12.5,"pids":3},"processes":{"app":{"memory":134217728}}}`,
+		`"exit_code":137,"exit_cause":"killed: out of memory (limit 128M)","oom_kills":2`,
+	} {
+		if !strings.Contains(string(data), want) {
+			t.Errorf("status -o json lacks %s:\n%s", want, data)
+		}
+	}
+	if strings.Count(string(data), `"resources"`) != 1 {
+		t.Errorf("ns2, without limits, has resources:\n%s", data)
+	}
+	var table bytes.Buffer
+	printProject(&table, r)
+	for _, want := range []string{
+		"LIMITS OF  LIMITS                          MEMORY USED  CPU TIME  PIDS",
+		"ns1        memory 256M, cpus 0.5, pids 64  42.0M        12.50s    3",
+		"ns1/app    memory 128M",
+		"137, killed: out of memory (limit 128M) (2 OOM kills so far)",
+	} {
+		if !strings.Contains(table.String(), want) {
+			t.Errorf("status lacks %q:\n%s", want, table.String())
+		}
 	}
 }

@@ -32,9 +32,14 @@ func CgroupV2(root string) bool {
 }
 
 // CgroupDirs are the namespace's cgroup directories, one per hierarchy,
-// whether they exist or not.
-func CgroupDirs(root, ns string) []string {
-	if CgroupV2(root) {
+// whether they exist or not, on the layout the root has (ns "": nsrun's
+// parent cgroups).
+func CgroupDirs(root, ns string) []string { return CgroupDirsOf(root, CgroupV2(root), ns) }
+
+// CgroupDirsOf are CgroupDirs on the layout given: v2, or v1 with a
+// hierarchy per controller of CgroupControllers, in that order.
+func CgroupDirsOf(root string, v2 bool, ns string) []string {
+	if v2 {
 		return []string{filepath.Join(root, CgroupParent, ns)}
 	}
 	var dirs []string
