@@ -1,9 +1,9 @@
 package export
 
 import (
-	"math"
 	"bytes"
 	"fmt"
+	"math"
 	"path/filepath"
 	"strconv"
 	"strings"
