@@ -54,11 +54,26 @@ const (
 	maxRetry   = 30 * time.Second
 )
 
+// ErrBusy says that a look found differences while an up or down ran, or
+// right after one: its own changes, most likely. The keeper looks again
+// shortly, rather than wait for the lock (which would make the next up
+// or down wait for it).
+var ErrBusy = errors.New("an up or down is changing the host")
+
+// After ErrBusy the keeper looks again after a pause that doubles from
+// firstBusy to maxBusy while up or down keep running (an up that waits
+// for ready checks runs for a while).
+const (
+	firstBusy = 200 * time.Millisecond
+	maxBusy   = 2 * time.Second
+)
+
 // Healer is what the keeper keeps: the projects of its directory.
 type Healer interface {
 	// Heal looks at every project that heals and repairs what differs,
-	// under the lock of up and down; causes say what the keeper was told
-	// since its last look.
+	// under the lock of up and down, which it takes only to repair (ErrBusy
+	// when an up or down runs); causes say what the keeper was told since
+	// its last look.
 	Heal(ctx context.Context, causes []string) ([]Repair, error)
 	// Keeps reports whether the keeper has work: any project of the
 	// directory heals, or publishes a port it holds.
@@ -81,12 +96,19 @@ func Run(ctx context.Context, dir string, h Healer, events <-chan hostfw.Event, 
 	defer tick.Stop()
 	causes := []string{"the keeper started"}
 	last := quiet(ctx)
-	pause := firstRetry
+	pause, busy := firstRetry, firstBusy
 	for {
 		if len(causes) > 0 {
 			causes = collect(ctx, events, causes)
 			repairs, err := h.Heal(ctx, causes)
-			causes = nil
+			if errors.Is(err, ErrBusy) {
+				// An up or down's own changes: look again after it.
+				sleep(ctx, busy)
+				busy = min(2*busy, maxBusy)
+				causes = []string{"an up or down changed the host"}
+				continue
+			}
+			busy, causes = firstBusy, nil
 			if err != nil && ctx.Err() == nil {
 				log.Printf("looking at the firewalls: %v", err)
 			}

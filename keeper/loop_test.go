@@ -19,6 +19,7 @@ type fakeHealer struct {
 	mu    sync.Mutex
 	calls [][]string
 	fail  int
+	busy  int // the first looks find an up or down running
 	heals bool
 }
 
@@ -26,6 +27,10 @@ func (f *fakeHealer) Heal(_ context.Context, causes []string) ([]Repair, error) 
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls = append(f.calls, slices.Clone(causes))
+	if f.busy > 0 {
+		f.busy--
+		return nil, ErrBusy
+	}
 	r := Repair{Project: "p", At: time.Now(), Fixed: []string{"rule"}}
 	if f.fail > 0 {
 		f.fail--
@@ -130,6 +135,18 @@ func TestRunLooksAtStartAndAfterEachBurst(t *testing.T) {
 
 // TestRunRetriesAFailedRepair: a repair that fails is tried again, with
 // that as the cause, until it works; then the keeper waits for events.
+// TestRunLooksAgainAfterAnUp: a look that finds an up or down running
+// is made again shortly, as its own changes, not a failure.
+func TestRunLooksAgainAfterAnUp(t *testing.T) {
+	h := &fakeHealer{heals: true, busy: 2}
+	loop(t, t.TempDir(), h, time.Hour)
+	calls := h.waitCalls(t, 3)
+	again := []string{"an up or down changed the host"}
+	if !slices.Equal(calls[1], again) || !slices.Equal(calls[2], again) {
+		t.Errorf("causes %q; want two looks again after the busy first one", calls)
+	}
+}
+
 func TestRunRetriesAFailedRepair(t *testing.T) {
 	h := &fakeHealer{heals: true, fail: 2}
 	loop(t, t.TempDir(), h, time.Hour)

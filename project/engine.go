@@ -137,6 +137,9 @@ func (e *Engine) Up(ctx context.Context, s *specs.Spec) (*Outcome, error) {
 		// The lock made the state directory: it goes if nothing else is there.
 		err = errors.Join(err, e.finishIfLast(ctx))
 	}
+	if changed {
+		err = errors.Join(err, e.Store.Changed())
+	}
 	if out != nil {
 		err = errors.Join(err, e.updateKeeper(ctx, !out.State.NoHeal || len(heldPorts(out.State)) > 0, out.portsChanged))
 	}
@@ -301,7 +304,11 @@ func (e *Engine) Down(ctx context.Context, project string) (bool, error) {
 		return false, err
 	}
 	defer lock.Unlock()
-	return e.down(ctx, project)
+	found, err := e.down(ctx, project)
+	if found {
+		err = errors.Join(err, e.Store.Changed())
+	}
+	return found, err
 }
 
 func (e *Engine) down(ctx context.Context, project string) (bool, error) {

@@ -18,19 +18,26 @@ import (
 // Heal checks the firewall state of every project that heals (not
 // up --no-heal, not being taken down) against its record: its rules, the
 // FORWARD accepts other backends need, its loopback shortcuts and its
-// links' firewalld zone. It re-applies exactly that of a project which
-// differs, under the lock of up and down, and records each repair.
-// causes say what the keeper was told since its last look.
+// links' firewalld zone. It looks without the lock of up and down, and
+// takes it only to repair, where a project differs, no up or down runs,
+// and none changed the host since it looked: an up or down in progress, or
+// just done, made the changes it saw (ErrBusy: look again after it). Under
+// the lock it looks again and re-applies exactly what differs, and records
+// each repair. causes say what the keeper was told since its last look.
 func (e *Engine) Heal(ctx context.Context, causes []string) ([]keeper.Repair, error) {
-	lock, err := e.lock(ctx)
-	if err != nil {
+	gen := e.Store.Generation()
+	if drifted, err := e.keptDrifted(ctx); err != nil || !drifted {
 		return nil, err
 	}
-	defer lock.Unlock()
-	states := e.Store.Healing()
-	if len(states) == 0 {
-		return nil, nil
+	lock, ok, err := e.Store.TryLock()
+	if err != nil || !ok {
+		return nil, errors.Join(err, keeper.ErrBusy)
 	}
+	defer lock.Unlock()
+	if e.Store.Generation() != gen {
+		return nil, keeper.ErrBusy
+	}
+	states := e.Store.Healing()
 	obs, err := e.Observe(ctx, host.Query{FirewallOnly: true})
 	if err != nil {
 		return nil, err
@@ -51,6 +58,20 @@ func (e *Engine) Heal(ctx context.Context, causes []string) ([]keeper.Repair, er
 		errs = append(errs, e.Store.RecordRepair(r))
 	}
 	return out, errors.Join(errs...)
+}
+
+// keptDrifted reports whether what the keeper keeps differs from a
+// record, as read without the lock.
+func (e *Engine) keptDrifted(ctx context.Context) (bool, error) {
+	states := e.Store.Healing()
+	if len(states) == 0 {
+		return false, nil
+	}
+	obs, err := e.Observe(ctx, host.Query{FirewallOnly: true})
+	if err != nil {
+		return false, err
+	}
+	return slices.ContainsFunc(states, func(st *state.Record) bool { return len(keptDrift(st, obs)) > 0 }), nil
 }
 
 // Heals reports whether any project is kept by the keeper.

@@ -3,6 +3,7 @@ package project
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"slices"
@@ -131,4 +132,53 @@ func TestForeignTableDrops(t *testing.T) {
 	if rep, err := l.e.Status(context.Background(), "t"+l.id); err != nil || !rep.Host.Passes {
 		t.Errorf("status after the fix: %+v, %v", rep.Host.Findings, err)
 	}
+}
+
+// TestKeeperNeverMakesUpWait: 20 ups and downs of a small project one
+// after the other, with the keeper running for a bigger project beside them (its
+// look reads the firewall's rules of all), never wait for the lock: the
+// keeper looks at what they change without it, and takes it only to
+// repair what no up or down made.
+func TestKeeperNeverMakesUpWait(t *testing.T) {
+	eachFirewall(t, func(t *testing.T, l *lab) {
+		l.e.NoHeal = false
+		ports := freePorts(t, 60)
+		var big strings.Builder
+		big.WriteString("name: t{ID}\nnamespaces:\n")
+		for i := range 50 {
+			fmt.Fprintf(&big, "  a%d{ID}: {ports: [\"%d:8080\"]}\n", i, ports[i])
+		}
+		l.up(big.String())
+		if _, ok := (keeper.Daemon{Self: nstest.Binary(t)}).Running(l.e.Store.Dir); !ok {
+			t.Fatal("no keeper runs after up")
+		}
+		waits := 0
+		l.e.Waiting = func() { waits++ }
+		var small strings.Builder
+		small.WriteString("name: s{ID}\nnamespaces:\n")
+		for i := range 5 {
+			fmt.Fprintf(&small, "  s%d{ID}: {ports: [\"%d:8080\"]}\n", i, ports[50+i])
+		}
+		// A pause after each, as between commands typed or scripted: the
+		// keeper looks once the events of one have settled (100 ms), and
+		// the next begins while it looks.
+		pause := func(i int) { time.Sleep(time.Duration(100+i%5*10) * time.Millisecond) }
+		for i := range 20 {
+			l.up(small.String())
+			pause(i)
+			if _, err := l.e.Down(context.Background(), "s"+l.id); err != nil {
+				t.Fatalf("down %d: %v", i, err)
+			}
+			pause(i)
+		}
+		if waits > 0 {
+			t.Errorf("20 ups and downs with the keeper running waited for the lock %d times; want none", waits)
+		}
+		// The project beside them is as recorded (TestKeeperHeals shows
+		// the keeper still repairs what no up or down did).
+		rep, err := l.e.Status(context.Background(), "t"+l.id)
+		if err != nil || len(rep.Drift) > 0 {
+			t.Fatalf("status: %+v, %v", rep, err)
+		}
+	})
 }

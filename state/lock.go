@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
+	"github.com/nsrun/nsrun/internal/atomicfile"
 	"golang.org/x/sys/unix"
 )
 
@@ -48,6 +51,51 @@ func (st Store) Lock(ctx context.Context, waiting func()) (*Lock, error) {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// TryLock takes the lock if no one holds it; ok is false when another
+// nsrun does. It never waits, and makes nothing when the state directory
+// is gone.
+func (st Store) TryLock() (l *Lock, ok bool, err error) {
+	path := filepath.Join(st.Dir, "lock")
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, false, nil // no state directory: nothing to keep
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("opening lock %s: %w", path, err)
+	}
+	err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+	if err == nil && sameFile(f, path) {
+		return &Lock{f: f}, true, nil
+	}
+	f.Close()
+	if err != nil && !errors.Is(err, unix.EWOULDBLOCK) {
+		return nil, false, fmt.Errorf("locking %s: %w", path, err)
+	}
+	return nil, false, nil
+}
+
+// generationFile counts the ups and downs that changed the host.
+func (st Store) generationFile() string { return filepath.Join(st.Dir, "generation") }
+
+// Generation is the count of ups and downs that changed the host so far
+// (see Changed); 0 before the first.
+func (st Store) Generation() uint64 {
+	data, _ := os.ReadFile(st.generationFile())
+	n, _ := strconv.ParseUint(strings.TrimSpace(string(data)), 10, 64)
+	return n
+}
+
+// Changed counts an up or down that changed the host: called under the
+// lock, once its changes are made, so that a reader who saw the host
+// change meanwhile knows the change was nsrun's. Without a state
+// directory (the last down removed it) there is nothing to count.
+func (st Store) Changed() error {
+	if _, err := os.Stat(st.Dir); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	return atomicfile.Write(st.generationFile(), []byte(strconv.FormatUint(st.Generation()+1, 10)+"\n"), 0o600)
 }
 
 // sameFile reports whether f is still the file at path: the last down
