@@ -225,6 +225,19 @@ func TestExecWithoutRootInCgroup(t *testing.T) {
 	if _, err := os.Stat(marker); err == nil {
 		t.Error("the command ran outside the namespace's limits")
 	}
+	// The namespace's leaf for exec removed by hand: refused, nothing run,
+	// never outside the limits.
+	leaf := filepath.Join(nsexec.CgroupDirs(nsexec.CgroupRoot, l.ns)[0], nsexec.CgroupExecLeaf)
+	if err := os.Remove(leaf); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut = l.user(t, nil, "sh", "-c", "echo > "+marker)
+	if code != 1 || !strings.Contains(errOut, "joining the cgroup of namespace") || !strings.Contains(errOut, "run nsrun up again") {
+		t.Errorf("exec with the leaf gone: exit %d, %q; want 1 and the cause", code, errOut)
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Error("the command ran outside the namespace's limits")
+	}
 }
 
 // TestExecWithoutRootRefusals: a user not granted, a record writable by

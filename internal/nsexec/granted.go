@@ -119,13 +119,14 @@ func joinGranted(name string, data *[2]unix.CapUserData) error {
 		return fmt.Errorf("raising cap_dac_override: %w", err)
 	}
 	err := JoinCgroup(name, CgroupExecLeaf)
+	if err != nil {
+		// Nothing more is done: every capability goes before saying why.
+		return errors.Join(err, capset([2]unix.CapUserData{}))
+	}
 	data[c/32].Effective &^= 1 << (c % 32)
 	data[c/32].Permitted &^= 1 << (c % 32)
-	if derr := capset(*data); derr != nil {
-		return errors.Join(err, fmt.Errorf("dropping cap_dac_override: %w", derr), DropPrivileges())
-	}
-	if err != nil {
-		return errors.Join(err, DropPrivileges())
+	if err := capset(*data); err != nil {
+		return errors.Join(fmt.Errorf("dropping cap_dac_override: %w", err), capset([2]unix.CapUserData{}))
 	}
 	return nil
 }
