@@ -56,20 +56,60 @@ func (e *Engine) startProcesses(ctx context.Context, st *state.Record, restart b
 	if len(plan.Processes) > 0 && e.Progress != nil {
 		e.Progress(Step{Op: OpStarted, Project: st.Project})
 	}
+	return e.waitAllReady(ctx, dir, st)
+}
+
+// readyWorkers bounds the ready checks run at once.
+const readyWorkers = 16
+
+// waitAllReady waits for every ready check of the record, side by side
+// (each in its own time, up to readyWorkers at once), reporting each as
+// it passes; the first failure ends the wait and is returned.
+func (e *Engine) waitAllReady(ctx context.Context, dir string, st *state.Record) error {
+	type check struct {
+		ns *state.Namespace
+		r  state.Process
+	}
+	var checks []check
 	for _, ns := range st.Namespaces {
 		for _, r := range ns.Run {
-			if r.ReadyTCP == 0 {
-				continue
-			}
-			if err := e.waitReady(ctx, dir, st.Project, ns, r); err != nil {
-				return err
-			}
-			if e.Progress != nil {
-				e.Progress(Step{Op: OpReady, Namespace: ns.Name, Process: r.Name})
+			if r.ReadyTCP != 0 {
+				checks = append(checks, check{ns, r})
 			}
 		}
 	}
-	return nil
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type result struct {
+		check
+		err error
+	}
+	results := make(chan result, len(checks))
+	sem := make(chan struct{}, readyWorkers)
+	for _, c := range checks {
+		go func() {
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				results <- result{c, ctx.Err()}
+				return
+			}
+			defer func() { <-sem }()
+			results <- result{c, e.waitReady(ctx, dir, st.Project, c.ns, c.r)}
+		}()
+	}
+	var first error
+	for range checks {
+		res := <-results
+		switch {
+		case res.err != nil && first == nil:
+			first = res.err
+			cancel() // the others stop: their results are not waited for in vain
+		case res.err == nil && e.Progress != nil:
+			e.Progress(Step{Op: OpReady, Namespace: res.ns.Name, Process: res.r.Name})
+		}
+	}
+	return first
 }
 
 // waitReady waits until the process's port accepts a connection inside its
@@ -81,6 +121,8 @@ func (e *Engine) waitReady(ctx context.Context, dir, project string, ns *state.N
 	}
 	deadline := time.Now().Add(r.ReadyTimeout)
 	addrs := []netip.Addr{ns.Address.Addr(), netip.MustParseAddr("127.0.0.1")}
+	// Most servers listen within milliseconds: look soon, then less often.
+	pause := 5 * time.Millisecond
 	for {
 		if e.Supervision.Dial(ns.Name, addrs, r.ReadyTCP) == nil {
 			return nil
@@ -98,7 +140,8 @@ func (e *Engine) waitReady(ctx context.Context, dir, project string, ns *state.N
 		select {
 		case <-ctx.Done():
 			return fail(fmt.Sprintf("is not ready: gave up waiting for port %d (%v)", r.ReadyTCP, ctx.Err()))
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(pause):
 		}
+		pause = min(2*pause, 100*time.Millisecond)
 	}
 }
