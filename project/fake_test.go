@@ -561,7 +561,12 @@ func (k *fakeKeeper) Running(string) (proc.Process, bool) {
 
 // fakeSupervision records the plans it is given and reports their
 // processes as running (as this test process).
-type fakeSupervision struct{ plans []supervise.Plan }
+type fakeSupervision struct {
+	plans []supervise.Plan
+	// dial, when set, answers the ready checks' dials: nil once the port
+	// of the namespace accepts.
+	dial func(ns string, port uint16) error
+}
 
 func (f *fakeSupervision) Apply(_ context.Context, _ string, p supervise.Plan) error {
 	f.plans = append(f.plans, p)
@@ -569,7 +574,12 @@ func (f *fakeSupervision) Apply(_ context.Context, _ string, p supervise.Plan) e
 }
 func (f *fakeSupervision) Stop(string) error                       { return nil }
 func (f *fakeSupervision) StopAll(string) error                    { return nil }
-func (f *fakeSupervision) Dial(string, []netip.Addr, uint16) error { return nil }
+func (f *fakeSupervision) Dial(ns string, _ []netip.Addr, port uint16) error {
+	if f.dial != nil {
+		return f.dial(ns, port)
+	}
+	return nil
+}
 func (f *fakeSupervision) Status(string) (supervise.Status, error) {
 	if len(f.plans) == 0 {
 		return supervise.Status{}, os.ErrNotExist
