@@ -63,19 +63,40 @@ func (s Daemon) start(dir string) error {
 	return nil
 }
 
+// startStall is how long up waits for the supervisor to start another
+// process before it gives up.
+var startStall = 10 * time.Second
+
 // waitGeneration waits until the supervisor reports the plan's generation
 // with every process started (running, or already exited): up returns
-// once every process exists.
+// once every process exists. It waits as long as the supervisor runs and
+// starts processes, and gives up after stall with none started (a busy
+// machine starting a hundred programs at once takes a while; a stuck
+// supervisor starts none).
 func waitGeneration(ctx context.Context, dir string, gen int) error {
-	took := func() bool {
+	stall := startStall
+	started, since := -1, time.Now()
+	for {
 		st, err := ReadStatus(dir)
-		return err == nil && st.Generation == gen && proc.Alive(proc.Process{PID: st.PID, StartTime: st.StartTime}) &&
-			!slices.ContainsFunc(st.Processes, func(p ProcessStatus) bool { return p.State == Starting })
+		alive := err == nil && proc.Alive(proc.Process{PID: st.PID, StartTime: st.StartTime})
+		if alive && st.Generation == gen {
+			n := len(slices.DeleteFunc(slices.Clone(st.Processes), func(p ProcessStatus) bool { return p.State == Starting }))
+			if n == len(st.Processes) {
+				return nil
+			}
+			if n > started {
+				started, since = n, time.Now()
+			}
+		}
+		if time.Since(since) > stall {
+			return fmt.Errorf("the supervisor did not take up the new processes (none started for %s); see %s", stall, SupervisorLog(dir))
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the supervisor did not take up the new processes: %w; see %s", ctx.Err(), SupervisorLog(dir))
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
-	if !daemon.Await(ctx, 10*time.Second, 20*time.Millisecond, took) {
-		return fmt.Errorf("the supervisor did not take up the new processes; see %s", SupervisorLog(dir))
-	}
-	return nil
 }
 
 // Stop stops the supervisor of dir: the one its status names, and any

@@ -1,14 +1,19 @@
 package supervise
 
 import (
+	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/nsrun/nsrun/internal/atomicfile"
 	"github.com/nsrun/nsrun/internal/daemon"
+	"github.com/nsrun/nsrun/internal/proc"
 	"github.com/nsrun/nsrun/netns/nstest"
 )
 
@@ -68,5 +73,47 @@ func TestDaemonsAreRootsRunningNsrun(t *testing.T) {
 	// The control: the same program as nsrun itself is found.
 	if found := daemon.Find(fake, "supervise", func(d string) bool { return d == projectDir }); len(found) != 1 || found[0].PID != roots.Process.Pid {
 		t.Errorf("daemons with self = the impostor's program found %v; want root's one, pid %d", found, roots.Process.Pid)
+	}
+}
+
+// TestWaitGenerationWhileProcessesStart: up waits as long as the
+// supervisor keeps starting processes, however long all of them take,
+// and gives up once it starts none for the stall time.
+func TestWaitGenerationWhileProcessesStart(t *testing.T) {
+	defer func(old time.Duration) { startStall = old }(startStall)
+	startStall = 2 * time.Second
+	dir := t.TempDir()
+	self := os.Getpid()
+	start, err := proc.StartTime(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	status := func(running int) {
+		st := Status{PID: self, StartTime: start, Generation: 2}
+		for i := range 10 {
+			state := Starting
+			if i < running {
+				state = Running
+			}
+			st.Processes = append(st.Processes, ProcessStatus{Namespace: "n", Name: fmt.Sprint(i), State: state})
+		}
+		if err := atomicfile.WriteJSON(StatusPath(dir), st); err != nil {
+			t.Error(err)
+		}
+	}
+	status(0)
+	go func() {
+		// One more started every 250 ms: 2.5 s in all, past the stall.
+		for i := 1; i <= 10; i++ {
+			time.Sleep(250 * time.Millisecond)
+			status(i)
+		}
+	}()
+	if err := waitGeneration(context.Background(), dir, 2); err != nil {
+		t.Errorf("processes starting one by one for 2.5 s: %v", err)
+	}
+	status(3) // a supervisor stuck with seven processes to start
+	if err := waitGeneration(context.Background(), dir, 2); err == nil || !strings.Contains(err.Error(), "none started for") {
+		t.Errorf("a stuck supervisor: %v; want an error", err)
 	}
 }
