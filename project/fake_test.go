@@ -572,8 +572,8 @@ func (f *fakeSupervision) Apply(_ context.Context, _ string, p supervise.Plan) e
 	f.plans = append(f.plans, p)
 	return nil
 }
-func (f *fakeSupervision) Stop(string) error                       { return nil }
-func (f *fakeSupervision) StopAll(string) error                    { return nil }
+func (f *fakeSupervision) Stop(string) error    { return nil }
+func (f *fakeSupervision) StopAll(string) error { return nil }
 func (f *fakeSupervision) Dial(ns string, _ []netip.Addr, port uint16) error {
 	if f.dial != nil {
 		return f.dial(ns, port)
