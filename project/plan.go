@@ -2,7 +2,6 @@ package project
 
 import (
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 
@@ -216,13 +215,25 @@ func cgroupSteps(want *state.Record, obs host.Observed, drift []Drift) []Step {
 		}
 		tree := cgroupTree(ns)
 		have, exists := obs.Cgroups[ns.Name]
-		if exists && have.Complete && have.Limits == tree.Limits && maps.Equal(have.Leaves, tree.Leaves) {
+		if exists && have.Complete && have.Limits == tree.Limits && hasLeaves(have.Leaves, tree.Leaves) {
 			continue
 		}
 		steps = append(steps, Step{Op: OpCgroup, Namespace: ns.Name, Cgroup: &tree, Created: !exists,
 			Adopt: !exists && obs.Namespaces[ns.Name], Repair: messages(drift, ns.Name, DriftCgroup)})
 	}
 	return steps
+}
+
+// hasLeaves reports whether every leaf wanted is there with its limits.
+// Others are left: a leaf of a process the spec dropped goes once the
+// supervisor has stopped it, at the next change of the cgroup, or with it.
+func hasLeaves(have, want map[string]specs.Resources) bool {
+	for leaf, r := range want {
+		if got, ok := have[leaf]; !ok || got != r {
+			return false
+		}
+	}
+	return true
 }
 
 // grantSteps publish the exec grants that are missing, differ, or name a
