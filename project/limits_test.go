@@ -226,6 +226,14 @@ func TestExecInCgroup(t *testing.T) {
 	if got, _ := layout.Limits(a, ""); got != (specs.Resources{Memory: 128 << 20, PIDs: 50}) {
 		t.Errorf("limits after the repair: %+v", got)
 	}
+	// A process dropped from the spec: its leaf stays while it stops, and
+	// an up after that has nothing to do.
+	l.up("name: t{ID}\nnamespaces:\n  a{ID}:\n    resources: {memory: 128M, pids: 50}\n    run:\n      - {name: idle, command: [sleep, \"300\"]}\n      - {name: idle2, command: [sleep, \"300\"]}\n  b{ID}: {}\n")
+	l.running(a + "/idle2")
+	l.up("name: t{ID}\nnamespaces:\n  a{ID}:\n    resources: {memory: 128M, pids: 50}\n    run:\n      - {name: idle, command: [sleep, \"300\"]}\n  b{ID}: {}\n")
+	if out, err := l.e.Up(context.Background(), l.parse("name: t{ID}\nnamespaces:\n  a{ID}:\n    resources: {memory: 128M, pids: 50}\n    run:\n      - {name: idle, command: [sleep, \"300\"]}\n  b{ID}: {}\n")); err != nil || !out.UpToDate {
+		t.Errorf("the up after a process was dropped: %+v, %v; want up to date", out, err)
+	}
 	if _, err := l.e.Down(context.Background(), "t"+l.id); err != nil {
 		t.Fatal(err)
 	}
