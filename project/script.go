@@ -34,6 +34,10 @@ func Script(want *state.Record, firewall forward.Firewall, cg cgroup.Layout) (st
 		fmt.Fprintf(&b, "ip link set %s alias %s\n", p.Host, p.Alias)
 		fmt.Fprintf(&b, "ip addr add %s dev %s\n", p.HostAddr, p.Host)
 		fmt.Fprintf(&b, "sysctl -w net.ipv4.conf.%s.route_localnet=1\n", strings.ReplaceAll(p.Host, ".", "/"))
+		if !p.IPv6() {
+			// no IPv6 on the host side: no route of its own in the host's IPv6 table
+			fmt.Fprintf(&b, "if [ -d /proc/sys/net/ipv6/conf/%s ]; then sysctl -w net.ipv6.conf.%s.disable_ipv6=1; fi\n", p.Host, strings.ReplaceAll(p.Host, ".", "/"))
+		}
 		if p.IPv6() {
 			host := strings.ReplaceAll(p.Host, ".", "/")
 			fmt.Fprintf(&b, "sysctl -w net.ipv6.conf.%s.accept_dad=0 net.ipv6.conf.%s.accept_ra=0 net.ipv6.conf.%s.autoconf=0\n", host, host, host)

@@ -42,6 +42,32 @@ func (p Pair) IPv6() bool { return p.PeerAddr6.IsValid() }
 // router advertisements or addresses of their own making.
 var noAutoconf = [][2]string{{"accept_dad", "0"}, {"accept_ra", "0"}, {"autoconf", "0"}}
 
+// ipv6Host sets the host side's IPv6 sysctls, before it is up. A pair
+// with IPv6 gets noAutoconf, and IPv6 on (a link made for a project
+// without it had it off). One without has IPv6 off on the host side
+// (disable_ipv6), set when the pair is made: no link-local address, and
+// so no route of its own in the host's IPv6 table, which the kernel walks
+// whole each time any link comes up or goes: with thousands of links, one
+// such route each made up and down grow with the square of their number.
+// A host without IPv6 has no such sysctl, and nothing to turn off.
+func ipv6Host(p Pair, fresh bool) error {
+	if !p.IPv6() {
+		if _, err := sysctl.Get(sysctl.Link6(p.Host, "disable_ipv6")); fresh && err == nil {
+			return sysctl.Set(sysctl.Link6(p.Host, "disable_ipv6"), "1")
+		}
+		return nil
+	}
+	for _, kv := range noAutoconf {
+		if err := sysctl.Set(sysctl.Link6(p.Host, kv[0]), kv[1]); err != nil {
+			return err
+		}
+	}
+	if v, err := sysctl.Get(sysctl.Link6(p.Host, "disable_ipv6")); err == nil && v == "1" {
+		return sysctl.Set(sysctl.Link6(p.Host, "disable_ipv6"), "0")
+	}
+	return nil
+}
+
 // Label is the alias nsrun puts on a host-side link, so that leftovers can
 // be found and attributed even when state is lost.
 func Label(project, ns string) string { return "nsrun:" + project + "/" + ns }
@@ -114,8 +140,8 @@ func ensureLink(p Pair, hh, nh *netlink.Handle) (link netlink.Link, fresh bool, 
 }
 
 // create makes the pair, the peer directly inside the namespace (moving
-// it there afterwards would wait on the network stack); the host side is
-// up at once, unless the pair has IPv6, whose sysctls must be set first.
+// it there afterwards would wait on the network stack), down: its IPv6
+// sysctls are set before it is up (see ipv6Host).
 func create(p Pair, hh *netlink.Handle) (netlink.Link, error) {
 	ns, err := netns.Handle(p.Namespace)
 	if err != nil {
@@ -124,9 +150,6 @@ func create(p Pair, hh *netlink.Handle) (netlink.Link, error) {
 	defer ns.Close()
 	attrs := netlink.NewLinkAttrs()
 	attrs.Name = p.Host
-	if !p.IPv6() {
-		attrs.Flags = net.FlagUp
-	}
 	link := &netlink.Veth{LinkAttrs: attrs, PeerName: p.Peer, PeerNamespace: netlink.NsFd(int(ns))}
 	if err := hh.LinkAdd(link); err != nil {
 		return nil, fmt.Errorf("creating veth %q with peer %q in netns %q: %w", p.Host, p.Peer, p.Namespace, err)
@@ -147,12 +170,10 @@ func ensureHostSide(p Pair, hh *netlink.Handle, host netlink.Link, fresh bool) e
 	if err := setAddr(hh, host, p.HostAddr, fresh); err != nil {
 		return err
 	}
+	if err := ipv6Host(p, fresh); err != nil {
+		return err
+	}
 	if p.IPv6() {
-		for _, kv := range noAutoconf {
-			if err := sysctl.Set(sysctl.Link6(p.Host, kv[0]), kv[1]); err != nil {
-				return err
-			}
-		}
 		if err := setAddr(hh, host, p.HostAddr6, fresh); err != nil {
 			return err
 		}

@@ -74,6 +74,25 @@ func TestEnsureBuildsThePair(t *testing.T) {
 	if v, _ := sysctl.Get("net/ipv4/conf/all/route_localnet"); v != "0" {
 		t.Errorf("route_localnet on all = %q; nsrun must never set it", v)
 	}
+	// IPv4 only: no IPv6 on the host side, so no route of its own in the
+	// host's IPv6 table; given IPv6 later, the same link gets it.
+	if v, _ := sysctl.Get(sysctl.Link6(p.Host, "disable_ipv6")); v != "1" {
+		t.Errorf("disable_ipv6 on %s = %q, want 1 for a pair without IPv6", p.Host, v)
+	}
+	if strings.Contains(host, "inet6") || strings.Contains(ip(t, "-6", "route", "show", "table", "all", "dev", p.Host), "fe80") {
+		t.Errorf("the host side of a pair without IPv6 has IPv6 addresses or routes:\n%s", host)
+	}
+	before, _ := netlink.LinkByName(p.Host)
+	p6 := p
+	p6.HostAddr6, p6.PeerAddr6 = netip.MustParsePrefix("fd00:231:7::1/64"), netip.MustParsePrefix("fd00:231:7::2/64")
+	if err := Ensure(p6); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := netlink.LinkByName(p.Host)
+	if v, _ := sysctl.Get(sysctl.Link6(p.Host, "disable_ipv6")); v != "0" || before.Attrs().Index != after.Attrs().Index ||
+		!strings.Contains(ip(t, "addr", "show", "dev", p.Host), "inet6 fd00:231:7::1/64") {
+		t.Errorf("the pair given IPv6: disable_ipv6 %q, index %d then %d, addresses:\n%s", v, before.Attrs().Index, after.Attrs().Index, ip(t, "addr", "show", "dev", p.Host))
+	}
 	// The host reaches the namespace over the link.
 	if out, err := exec.Command("ip", "netns", "exec", p.Namespace, "ip", "neigh").CombinedOutput(); err != nil {
 		t.Errorf("ip neigh: %v %s", err, out)
