@@ -39,19 +39,10 @@ type Kernel struct {
 	// Peers keeps the namespaces' sides of their pairs while the keeper
 	// has seen no change; nil keeps nothing.
 	Peers *PeerCache
-	// Cgroup is where the cgroups are; zero for this host's.
-	Cgroup cgroup.Layout
-}
-
-func (k Kernel) cgroups() cgroup.Layout {
-	if k.Cgroup.Root == "" {
-		return cgroup.Host()
-	}
-	return k.Cgroup
 }
 
 // EnsureCgroup makes a namespace's cgroup, or sets its limits in place.
-func (k Kernel) EnsureCgroup(t cgroup.Tree) error { return k.cgroups().Ensure(t) }
+func (k Kernel) EnsureCgroup(t cgroup.Tree) error { return cgroup.Host().Ensure(t) }
 
 // AdoptIntoCgroup moves every process in the namespace into the leaf of
 // its cgroup that nsrun exec uses: they were there before the cgroup was.
@@ -64,7 +55,7 @@ func (k Kernel) AdoptIntoCgroup(ns string) error {
 	for _, p := range procs {
 		pids = append(pids, p.PID)
 	}
-	return k.cgroups().Move(ns, cgroup.ExecLeaf, pids)
+	return cgroup.Host().Move(ns, cgroup.ExecLeaf, pids)
 }
 
 // RemoveCgroups removes the namespaces' cgroups. Their processes were
@@ -72,7 +63,7 @@ func (k Kernel) AdoptIntoCgroup(ns string) error {
 // had joined it and not yet entered the namespace) is killed: being in
 // nsrun's cgroup, it is nsrun's.
 func (k Kernel) RemoveCgroups(names []string) error {
-	l := k.cgroups()
+	l := cgroup.Host()
 	var errs []error
 	for _, ns := range names {
 		l.Kill(ns)
@@ -82,7 +73,7 @@ func (k Kernel) RemoveCgroups(names []string) error {
 }
 
 // CgroupNamespaces lists the namespaces that have a cgroup of nsrun's.
-func (k Kernel) CgroupNamespaces() []string { return k.cgroups().Namespaces() }
+func (k Kernel) CgroupNamespaces() []string { return cgroup.Host().Namespaces() }
 
 func (k Kernel) IPForward() (string, error)                  { return sysctl.Get(sysctl.IPForward) }
 func (k Kernel) SetIPForward(value string) error             { return sysctl.Set(sysctl.IPForward, value) }

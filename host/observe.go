@@ -44,7 +44,7 @@ func (k Kernel) Observe(ctx context.Context, q Query) (Observed, error) {
 	var uplinks []string
 	if !q.FirewallOnly {
 		uplinks, err = observeHost(&obs, q, k.Peers)
-		obs.CgroupLayout = k.cgroups()
+		obs.CgroupLayout = cgroup.Host()
 		obs.Controllers = obs.CgroupLayout.Available()
 		obs.Cgroups, obs.CgroupUsage = map[string]cgroup.State{}, map[string]cgroup.Usage{}
 		for _, ns := range q.Cgroups {

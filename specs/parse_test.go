@@ -622,19 +622,7 @@ func TestBadNetworks(t *testing.T) {
 		{"external not bool", "networks: {front: {external: yes please}}\nnamespaces: {a: {}}\n", 1, 30, "networks.front.external", "expected true or false"},
 		{"not a list", "networks: {front: {}}\nnamespaces:\n  a: {networks: front}\n", 3, 17, "namespaces.a.networks", "expected a list"},
 	} {
-		t.Run(c.name, func(t *testing.T) {
-			_, err := Parse("demo.yaml", []byte(c.spec))
-			var e *Error
-			if !errors.As(err, &e) {
-				t.Fatalf("no spec error: %v", err)
-			}
-			for _, p := range e.Problems {
-				if p.Line == c.line && p.Col == c.col && p.Path == c.path && strings.Contains(p.Msg, c.msg) {
-					return
-				}
-			}
-			t.Errorf("no problem at %d:%d %s containing %q; got:\n%v", c.line, c.col, c.path, c.msg, err)
-		})
+		t.Run(c.name, func(t *testing.T) { expectProblem(t, c.spec, c.line, c.col, c.path, c.msg) })
 	}
 }
 
@@ -717,18 +705,23 @@ func TestBadResources(t *testing.T) {
 		{"process pids above namespace", "namespaces:\n  a:\n    resources: {pids: 10}\n    run:\n      - {command: [x], resources: {pids: 11}}\n", 5, 35, "namespaces.a.run[0].resources",
 			"pids 11 is above the namespace's 10"},
 	} {
-		t.Run(c.name, func(t *testing.T) {
-			_, err := Parse("demo.yaml", []byte(c.spec))
-			var e *Error
-			if !errors.As(err, &e) {
-				t.Fatalf("no spec error: %v", err)
-			}
-			for _, p := range e.Problems {
-				if p.Line == c.line && p.Col == c.col && p.Path == c.path && strings.Contains(p.Msg, c.msg) {
-					return
-				}
-			}
-			t.Errorf("no problem at %d:%d %s containing %q; got:\n%v", c.line, c.col, c.path, c.msg, err)
-		})
+		t.Run(c.name, func(t *testing.T) { expectProblem(t, c.spec, c.line, c.col, c.path, c.msg) })
 	}
+}
+
+// expectProblem checks that a spec is refused with a problem at that
+// place and path whose message contains msg.
+func expectProblem(t *testing.T, spec string, line, col int, path, msg string) {
+	t.Helper()
+	_, err := Parse("demo.yaml", []byte(spec))
+	var e *Error
+	if !errors.As(err, &e) {
+		t.Fatalf("no spec error: %v", err)
+	}
+	for _, p := range e.Problems {
+		if p.Line == line && p.Col == col && p.Path == path && strings.Contains(p.Msg, msg) {
+			return
+		}
+	}
+	t.Errorf("no problem at %d:%d %s containing %q; got:\n%v", line, col, path, msg, err)
 }

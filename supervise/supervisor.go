@@ -32,8 +32,6 @@ type Supervisor struct {
 	Dir   string        // the project's state directory
 	Self  string        // the nsrun binary: processes start through `nsrun exec`
 	Grace time.Duration // between SIGTERM and SIGKILL when stopping
-	// Cgroups is where the namespaces' cgroups are; zero for this host's.
-	Cgroups cgroup.Layout
 
 	mu     sync.Mutex
 	procs  map[string]*supervised
@@ -192,21 +190,13 @@ func (s *Supervisor) monitor(p *supervised) {
 	}
 }
 
-// layout is where the cgroups are.
-func (s *Supervisor) layout() cgroup.Layout {
-	if s.Cgroups.Root == "" {
-		return cgroup.Host()
-	}
-	return s.Cgroups
-}
-
 // oomKills counts the OOM kills in the process's leaf of its namespace's
 // cgroup; 0 without one.
 func (s *Supervisor) oomKills(def Process) uint64 {
 	if def.Cgroup == "" {
 		return 0
 	}
-	return s.layout().OOMKills(def.Namespace, def.Cgroup)
+	return cgroup.Host().OOMKills(def.Namespace, def.Cgroup)
 }
 
 // exitCause is "killed: out of memory (limit ...)" for a process killed
@@ -216,7 +206,7 @@ func (s *Supervisor) exitCause(def Process, code int, before uint64) string {
 	if code != 128+int(syscall.SIGKILL) || def.Cgroup == "" || s.oomKills(def) <= before {
 		return ""
 	}
-	if limit := s.layout().MemoryLimit(def.Namespace, def.Cgroup); limit > 0 {
+	if limit := cgroup.Host().MemoryLimit(def.Namespace, def.Cgroup); limit > 0 {
 		return fmt.Sprintf("killed: out of memory (limit %s)", specs.FormatBytes(limit))
 	}
 	return "killed: out of memory"
