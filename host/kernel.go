@@ -36,9 +36,9 @@ type Kernel struct {
 	// nftables generation stays the same; nil keeps nothing. (The
 	// Publisher's backends are given theirs, see NewCached.)
 	Cache *nftcache.Cache
-	// Peers keeps the namespaces' sides of their pairs while the keeper
-	// has seen no change; nil keeps nothing.
-	Peers *PeerCache
+	// Etc keeps digests of nsrun's files in /etc/netns while they are
+	// unchanged; nil keeps nothing.
+	Etc *EtcCache
 }
 
 // EnsureCgroup makes a namespace's cgroup, or sets its limits in place.
@@ -89,21 +89,22 @@ func (k Kernel) KillNamespaces(names []string) error {
 	return netns.KillAllIn(names, k.Grace)
 }
 
-// EnsureLink builds or repairs a pair. A repair that changes nothing in
-// the kernel (one the keeper would not count) must not leave a kept peer
-// that says otherwise: the cache goes.
-func (k Kernel) EnsureLink(p veth.Pair) error {
-	k.Peers.forget()
-	return veth.Ensure(p)
-}
+// EnsureLink builds or repairs a pair.
+func (k Kernel) EnsureLink(p veth.Pair) error   { return veth.Ensure(p) }
 func (k Kernel) DeleteLink(name string) error   { return veth.Delete(name) }
 func (k Kernel) LinksGone(names []string) error { return veth.WaitGone(names, 5*time.Second) }
 func (k Kernel) FlushUDP(ports []specs.PortRange) error {
 	return forward.DeleteUDPConntrack(ports)
 }
 
-func (k Kernel) WriteEtc(ns string, files map[string]string) error { return writeEtc(ns, files) }
-func (k Kernel) RemoveEtc(ns string) error                         { return removeEtc(ns) }
+// WriteEtc writes nsrun's files in /etc/netns/NS. A file found with the
+// content wanted is left as it is: a kept digest that said otherwise is
+// wrong, so the cache goes.
+func (k Kernel) WriteEtc(ns string, files map[string]string) error {
+	k.Etc.forget()
+	return writeEtc(ns, files)
+}
+func (k Kernel) RemoveEtc(ns string) error { return removeEtc(ns) }
 
 func (k Kernel) BindZone(ctx context.Context, links []string) error {
 	return k.Firewalld.Bind(ctx, links)

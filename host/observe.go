@@ -43,7 +43,7 @@ func (k Kernel) Observe(ctx context.Context, q Query) (Observed, error) {
 	var err error
 	var uplinks []string
 	if !q.FirewallOnly {
-		uplinks, err = observeHost(&obs, q, k.Peers)
+		uplinks, err = observeHost(&obs, q, k.Etc)
 		obs.CgroupLayout = cgroup.Host()
 		obs.Controllers = obs.CgroupLayout.Available()
 		obs.Cgroups, obs.CgroupUsage = map[string]cgroup.State{}, map[string]cgroup.Usage{}
@@ -67,7 +67,7 @@ func (k Kernel) Observe(ctx context.Context, q Query) (Observed, error) {
 
 // observeHost reads all Observe reads but the firewalls, and returns the
 // host's uplinks (for obs.Host, which another reader fills meanwhile).
-func observeHost(obs *Observed, q Query, peers *PeerCache) ([]string, error) {
+func observeHost(obs *Observed, q Query, etc *EtcCache) ([]string, error) {
 	names, err := netns.List()
 	if err != nil {
 		return nil, err
@@ -79,7 +79,7 @@ func observeHost(obs *Observed, q Query, peers *PeerCache) ([]string, error) {
 	// meanwhile.
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	wg.Go(func() { observeNamespaces(obs, q.Namespaces, q.Cookies, peers) })
+	wg.Go(func() { observeNamespaces(obs, q.Namespaces, q.Cookies, etc) })
 	host, err := veth.ReadHost()
 	if err != nil {
 		return nil, err
@@ -143,13 +143,11 @@ func (k Kernel) readHost(ctx context.Context) (hostfw.Host, error) {
 const workers = 8
 
 // observeNamespaces reads, for each namespace that exists, its side of the
-// pair (from the cache while the keeper has seen no change), nsrun's
-// files in /etc/netns (from the cache while unchanged) and, for those in
-// cookies, its cookie, on several workers.
-func observeNamespaces(obs *Observed, names, cookies []string, cache *PeerCache) {
-	token := cache.token()
-	kept := cache.load(token)
-	read := map[string]cachedPeer{}
+// pair, nsrun's files in /etc/netns (from the cache while unchanged) and,
+// for those in cookies, its cookie, on several workers.
+func observeNamespaces(obs *Observed, names, cookies []string, cache *EtcCache) {
+	kept := cache.load()
+	read := map[string]map[string]cachedEtc{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, workers)
@@ -170,18 +168,13 @@ func observeNamespaces(obs *Observed, names, cookies []string, cache *PeerCache)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			buf := bufs.Get().(*[]byte)
-			inode := namespaceInode(name)
-			peer, cached := reusable(kept, name, inode)
-			var err error
-			if !cached {
-				peer, err = veth.ObservePeer(name, PeerName, *buf)
-			}
-			files, etc := readEtcCached(name, *buf, kept[name].Etc)
+			peer, err := veth.ObservePeer(name, PeerName, *buf)
+			files, etc := readEtcCached(name, *buf, kept[name])
 			bufs.Put(buf)
 			mu.Lock()
 			defer mu.Unlock()
-			if err == nil && inode != 0 && (!cached || !maps.EqualFunc(etc, kept[name].Etc, func(a, b cachedEtc) bool { return a == b })) {
-				read[name] = cachedPeer{Inode: inode, Peer: peer, Etc: etc}
+			if !maps.Equal(etc, kept[name]) {
+				read[name] = etc
 			}
 			if asked[name] && peer.Cookie != 0 {
 				obs.NetnsCookies[name] = peer.Cookie
@@ -195,10 +188,7 @@ func observeNamespaces(obs *Observed, names, cookies []string, cache *PeerCache)
 		}()
 	}
 	wg.Wait()
-	// What was read is kept if nothing changed while it was read.
-	if len(read) > 0 && token != "" && cache.token() == token {
-		cache.save(token, read)
-	}
+	cache.save(read, obs.Namespaces)
 }
 
 // readEtcFile reads one of the files of /etc/netns/NS that nsrun writes

@@ -1,6 +1,7 @@
 package keeper
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -104,8 +105,7 @@ func TestHolder(t *testing.T) {
 }
 
 // TestServeHolds: "hold" on the keeper's socket runs the hold and answers
-// once it is done, with its error; a count question still answers the
-// count, or nothing without a counter.
+// once it is done, with its error; another question gets no answer.
 func TestServeHolds(t *testing.T) {
 	dir := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -116,7 +116,7 @@ func TestServeHolds(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		Serve(ctx, dir, nil, func() error {
+		Serve(ctx, dir, func() error {
 			calls.Add(1)
 			if msg := fail.Load().(string); msg != "" {
 				return errors.New(msg)
@@ -132,8 +132,8 @@ func TestServeHolds(t *testing.T) {
 	if err := ask(ctx, dir); err == nil || err.Error() != msg {
 		t.Errorf("ask with a failing hold: %v", err)
 	}
-	if tok := Token(dir); tok != "" {
-		t.Errorf("Token without a counter: %q", tok)
+	if line := question(t, dir, "count"); line != "" || calls.Load() != 2 {
+		t.Errorf("another question: answered %q after %d holds", line, calls.Load())
 	}
 	cancel()
 	<-done
@@ -169,4 +169,18 @@ func TestRetryHoldsOnceLetGo(t *testing.T) {
 	if err := tryBind("tcp4", fmt.Sprintf("0.0.0.0:%d", p)); !errors.Is(err, syscall.EADDRINUSE) {
 		t.Errorf("bind after Retry held it: %v", err)
 	}
+}
+
+// question asks the keeper's socket of dir q and returns its answer.
+func question(t *testing.T, dir, q string) string {
+	t.Helper()
+	conn, err := net.DialTimeout("unix", Socket(dir), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprintln(conn, q)
+	line, _ := bufio.NewReader(conn).ReadString('\n')
+	return line
 }

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/nsrun/nsrun/hostfw"
-	"github.com/nsrun/nsrun/internal/rtnl"
 	"github.com/nsrun/nsrun/keeper"
 	"github.com/nsrun/nsrun/state"
 	"github.com/spf13/cobra"
@@ -39,18 +38,9 @@ func newKeepCommand() *cobra.Command {
 				log.Print(err)
 			}
 			go holder.Retry(ctx, period, hold)
-			// Its count of link, address and route changes lets an up
-			// that finds none skip reading each namespace.
-			var counter keeper.ChangeCounter
-			if changes, err := rtnl.WatchChanges(); err != nil {
-				log.Printf("%v; every up reads every namespace", err)
-			} else {
-				defer changes.Close()
-				counter = changes
-			}
 			go func() {
-				if err := keeper.Serve(ctx, args[0], counter, hold); err != nil {
-					log.Printf("%v; every up reads every namespace, and published ports are not held", err)
+				if err := keeper.Serve(ctx, args[0], hold); err != nil {
+					log.Printf("%v; published ports are not held", err)
 				}
 			}()
 			w := hostfw.NewWatcher()

@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/nsrun/nsrun/internal/rtnl"
 	"github.com/nsrun/nsrun/netns"
@@ -225,67 +224,5 @@ func TestDialRefusesASmallBuffer(t *testing.T) {
 	if c, err := rtnl.Dial(f, make([]byte, 4096)); err == nil {
 		c.Close()
 		t.Fatal("Dial took a buffer a dump can overflow")
-	}
-}
-
-// TestChangesCountsEveryChangeBeforeIt: a change inside a namespace (an
-// address, a route, a link's state) is counted by the Count that follows
-// the command that made it, without waiting: the property an up relies on
-// to trust what it read before (see host.PeerCache).
-func TestChangesCountsEveryChangeBeforeIt(t *testing.T) {
-	nstest.RequireRoot(t)
-	nstest.DumpOnFailure(t)
-	ns := nstest.Name("rc-")
-	host := "h" + ns
-	if err := netns.Create(ns); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := netns.Delete(ns); err != nil {
-			t.Error(err)
-		}
-		if l, err := netlink.LinkByName(host); err == nil {
-			netlink.LinkDel(l)
-		}
-	})
-	c, err := rtnl.WatchChanges()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if out, err := exec.Command("ip", "link", "add", host, "type", "veth", "peer", "name", "eth0", "netns", ns).CombinedOutput(); err != nil {
-		t.Fatalf("ip link add: %v\n%s", err, out)
-	}
-	ipBatch(t, ns, []string{"link set eth0 up", "addr add 10.231.12.2/24 dev eth0"})
-	count := func() uint64 {
-		t.Helper()
-		n, err := c.Count()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
-	last := count()
-	if again := count(); again != last {
-		t.Fatalf("Count moved from %d to %d with no change", last, again)
-	}
-	for i := range 30 {
-		for _, cmd := range []string{
-			fmt.Sprintf("addr add 10.231.13.%d/32 dev eth0", i+1),
-			"route replace default via 10.231.12.1 dev eth0",
-			"route del default",
-			"link set eth0 down",
-			"link set eth0 up",
-		} {
-			ipBatch(t, ns, []string{cmd})
-			n := count()
-			if n == last {
-				t.Fatalf("round %d: %q inside the namespace was not counted", i, cmd)
-			}
-			last = n
-		}
-	}
-	if err := c.Wait(10 * time.Millisecond); err != nil {
-		t.Fatal(err)
 	}
 }

@@ -10,7 +10,6 @@ import (
 
 	"github.com/nsrun/nsrun/netns"
 	"github.com/nsrun/nsrun/netns/nstest"
-	"github.com/nsrun/nsrun/veth"
 )
 
 // TestReadEtcCached: a file of /etc/netns/NS is taken from the cache
@@ -98,23 +97,5 @@ func TestReadEtcCached(t *testing.T) {
 	}
 	if got, _ := readEtcCached(ns, buf, keep); len(got) != 0 {
 		t.Errorf("a removed file: %v, want none", got)
-	}
-}
-
-// TestReusablePeer: a kept peer is used for the namespace it was read in
-// (the inode of its /run/netns file), and only when the peer existed.
-func TestReusablePeer(t *testing.T) {
-	kept := map[string]cachedPeer{
-		"a": {Inode: 7, Peer: veth.Peer{Exists: true, ParentIndex: 3}},
-		"b": {Inode: 8, Peer: veth.Peer{}},
-	}
-	for _, tc := range []struct {
-		name  string
-		inode uint64
-		ok    bool
-	}{{"a", 7, true}, {"a", 9, false}, {"a", 0, false}, {"b", 8, false}, {"c", 7, false}} {
-		if p, ok := reusable(kept, tc.name, tc.inode); ok != tc.ok || (ok && p.ParentIndex != 3) {
-			t.Errorf("reusable(%s, %d) = %+v, %v; want %v", tc.name, tc.inode, p, ok, tc.ok)
-		}
 	}
 }

@@ -13,12 +13,11 @@ import (
 	"github.com/nsrun/nsrun/netns/nstest"
 )
 
-// TestPeerCache: with the keeper running, an up that follows a change
-// inside a namespace sees it right after the command that made it,
-// whatever the change (the keeper's count of changes says the kept
-// peers are stale); an up with nothing changed takes the namespaces'
-// sides from the cache, which a kept peer altered by hand shows.
-func TestPeerCache(t *testing.T) {
+// TestUpSeesEveryChange: an up right after a change inside a namespace
+// sees it, whatever the change; nsrun's /etc/netns files are taken from
+// the cache while unchanged (a kept digest altered by hand shows through)
+// and read again after any change, one in place to the same size too.
+func TestUpSeesEveryChange(t *testing.T) {
 	nstest.RequireRoot(t)
 	nstest.DumpOnFailure(t)
 	project := nstest.Name("pc")
@@ -43,38 +42,42 @@ func TestPeerCache(t *testing.T) {
 		return string(out)
 	}
 	up()
-	if _, err := os.Stat("/run/nsrun/keeper.sock"); err != nil {
-		t.Fatalf("the keeper does not answer: %v", err)
-	}
 	address := strings.Fields(strings.SplitN(ipn(a, "-4", "-o", "addr", "show", "dev", "eth0"), "inet ", 2)[1])[0]
 
-	// A kept peer altered by hand shows through an up: the cache is used.
-	const path = "/run/nsrun/peers-cache.json"
-	deadline := time.Now().Add(60 * time.Second)
-	for used := false; !used; {
-		if time.Now().After(deadline) {
-			t.Fatal("no up took a peer from the cache within 60 s")
+	// A kept digest altered by hand shows through an up: the cache is used.
+	const path = "/run/nsrun/etc-cache.json"
+	hosts := "/etc/netns/" + a + "/hosts"
+	settle := func() {
+		t.Helper()
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			if st, err := os.Stat(hosts); err == nil && time.Since(statCtime(st)) > 1100*time.Millisecond {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s stays recent, or is missing", hosts)
+			}
 		}
-		up() // reads what is not kept, and keeps it
-		var f map[string]json.RawMessage
-		data, err := os.ReadFile(path)
-		if err != nil || json.Unmarshal(data, &f) != nil {
-			continue
-		}
-		var peers map[string]map[string]any
-		if json.Unmarshal(f["peers"], &peers) != nil || peers[a] == nil {
-			continue
-		}
-		peers[a]["peer"].(map[string]any)["Addrs"] = []string{"10.231.255.1/30"}
-		f["peers"], _ = json.Marshal(peers)
-		data, _ = json.Marshal(f)
-		if err := os.WriteFile(path, data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		used = !up() // another change on the host meanwhile: read anew, up to date
+	}
+	settle()
+	up() // reads the settled files, and keeps them
+	var f struct {
+		Version int                                              `json:"version"`
+		Files   map[string]map[string]map[string]json.RawMessage `json:"files"` // raw: a float64 loses the change time's nanoseconds
+	}
+	data, err := os.ReadFile(path)
+	if err != nil || json.Unmarshal(data, &f) != nil || f.Files[a]["hosts"] == nil {
+		t.Fatalf("%s keeps no hosts file of %s: %v\n%s", path, a, err, data)
+	}
+	f.Files[a]["hosts"]["sum"] = json.RawMessage(`"` + strings.Repeat("ab", 32) + `"`)
+	data, _ = json.Marshal(f)
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if up() {
+		t.Error("up with a kept digest altered by hand says up to date: the cache is not used")
 	}
 	if !up() {
-		t.Error("after the repair of a peer altered in the cache, the next up is not up to date: the altered peer stayed")
+		t.Error("the up after the altered digest's repair is not up to date")
 	}
 
 	// Every change inside a namespace is seen by the next up, at once.
@@ -85,7 +88,6 @@ func TestPeerCache(t *testing.T) {
 		{b, "link", "set", "eth0", "mtu", "1400"}, // not nsrun's business: up to date
 	} {
 		up()
-		up() // the cache holds both namespaces now, unless the host changed meanwhile
 		ipn(change[0], change[1:]...)
 		upToDate := up()
 		if wantUpToDate := change[2] == "set" && change[4] == "mtu"; upToDate != wantUpToDate {
@@ -106,27 +108,18 @@ func TestPeerCache(t *testing.T) {
 	}
 
 	// A hosts file changed in place, to the same size, once kept.
-	hosts := "/etc/netns/" + a + "/hosts"
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		if st, err := os.Stat(hosts); err == nil && time.Since(statCtime(st)) > 1100*time.Millisecond {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s stays recent, or is missing", hosts)
-		}
-	}
-	up()
-	up() // kept now, unless the host changed meanwhile
-	f, err := os.OpenFile(hosts, os.O_RDWR, 0)
+	settle()
+	up() // kept now
+	file, err := os.OpenFile(hosts, os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	data, _ := os.ReadFile(hosts)
+	data, _ = os.ReadFile(hosts)
 	last := len(data) - 2 // a character of the last name
-	if _, err := f.WriteAt([]byte{data[last] ^ 1}, int64(last)); err != nil {
+	if _, err := file.WriteAt([]byte{data[last] ^ 1}, int64(last)); err != nil {
 		t.Fatal(err)
 	}
-	f.Close()
+	file.Close()
 	if up() {
 		t.Errorf("up after %s changed in place says up to date", hosts)
 	}
