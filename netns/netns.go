@@ -81,20 +81,31 @@ func Create(name string) error {
 }
 
 // runDirMu serialises prepareRunDir: namespaces are created in parallel,
-// and two binds of /run/netns onto itself would stack.
-var runDirMu sync.Mutex
+// and two binds of /run/netns onto itself would stack. runDirShared is
+// the /run/netns this process made a shared mount (device and inode):
+// doing it again walks every namespace mounted there (MS_REC), which for
+// each of thousands of namespaces is a cost in their square.
+var (
+	runDirMu     sync.Mutex
+	runDirShared unix.Stat_t
+)
 
 // prepareRunDir makes /run/netns a shared mount, as iproute2 does, so a
 // namespace mounted there appears in every mount namespace.
 func prepareRunDir() error {
 	runDirMu.Lock()
 	defer runDirMu.Unlock()
+	var st unix.Stat_t
+	if unix.Stat(RunDir, &st) == nil && st.Ino != 0 && st.Dev == runDirShared.Dev && st.Ino == runDirShared.Ino {
+		return nil
+	}
 	if err := os.MkdirAll(RunDir, 0o755); err != nil {
 		return fmt.Errorf("creating %s: %w", RunDir, err)
 	}
 	for bound := false; ; bound = true {
 		err := unix.Mount("", RunDir, "none", unix.MS_SHARED|unix.MS_REC, "")
 		if err == nil {
+			unix.Stat(RunDir, &runDirShared) // zero when it fails: done again next time
 			return nil
 		}
 		if !errors.Is(err, unix.EINVAL) || bound {

@@ -191,6 +191,41 @@ func TestParallelCreateMountsRunDirOnce(t *testing.T) {
 	}
 }
 
+// TestRunDirSharedAgainOnceRemoved: this process makes /run/netns a
+// shared mount once, not for each namespace (that walks every namespace
+// mounted there); but when /run/netns went since, the next namespace
+// makes it a shared mount again.
+func TestRunDirSharedAgainOnceRemoved(t *testing.T) {
+	nstest.RequireRoot(t)
+	first, second := nstest.Name("nrs"), nstest.Name("nrs")
+	if err := Create(first); err != nil {
+		t.Fatal(err)
+	}
+	Delete(first)
+	if entries, _ := os.ReadDir(RunDir); len(entries) > 0 {
+		t.Skipf("%s holds other namespaces: it stays", RunDir)
+	}
+	for runDirMounts(t) > 0 {
+		if err := unix.Unmount(RunDir, unix.MNT_DETACH); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Remove(RunDir); err != nil {
+		t.Fatal(err)
+	}
+	if err := Create(second); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { Delete(second) })
+	data, _ := os.ReadFile("/proc/self/mountinfo")
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) > 6 && f[4] == RunDir && strings.HasPrefix(f[6], "shared:") {
+			return
+		}
+	}
+	t.Errorf("%s made again is not a shared mount:\n%s", RunDir, data)
+}
+
 func runDirMounts(t *testing.T) int {
 	data, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
