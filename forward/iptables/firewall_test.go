@@ -203,7 +203,7 @@ func TestCachedReadsFollowTheRules(t *testing.T) {
 	}
 	for _, b := range Backends {
 		t.Run(string(b), func(t *testing.T) {
-			cache := &nftcache.Cache{Path: filepath.Join(t.TempDir(), "cache.json")}
+			cache := &nftcache.Cache{Dir: filepath.Join(t.TempDir(), "cache")}
 			fw := NewCached(b, 0, cache)
 			project := strings.ToLower(nstest.Name("fc"))
 			p := forward.Project{Name: project, Namespaces: []forward.Namespace{

@@ -13,12 +13,15 @@ package nftcache
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 
@@ -26,13 +29,15 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Cache keeps results in the file at Path. A nil Cache, or one whose
-// directory does not exist, keeps nothing: every Output runs its program.
+// Cache keeps results in the directory Dir, one file per key, so that a
+// read costs what its key holds, not what every key does (one project's
+// drift beside thousands of others'). A nil Cache, or one whose Dir's
+// parent does not exist, keeps nothing: every Output runs its program.
 type Cache struct {
-	Path string
+	Dir string
 
 	mu   sync.Mutex
-	held *file // the file as this process last read or wrote it
+	held map[string]entry // by key, the entries as this process last read or wrote them
 }
 
 // Result is what a program did: its standard output and error and its
@@ -65,12 +70,8 @@ func NFTGeneration() (string, error) {
 	return fmt.Sprintf("nftables generation %d", g), err
 }
 
-// file is what the cache file holds: by argv, the last result kept and
-// the version it was kept at.
-type file struct {
-	Results map[string]entry `json:"results"`
-}
-
+// entry is what a key's file holds: the last result kept and the version
+// it was kept at.
 type entry struct {
 	Version string `json:"version"`
 	Result
@@ -88,7 +89,7 @@ func (c *Cache) Run(ctx context.Context, argv ...string) (Result, error) {
 // change while it ran. The error is for a program that could not be run
 // at all; a version that cannot be read keeps nothing.
 func (c *Cache) RunAt(ctx context.Context, version Version, argv ...string) (Result, error) {
-	if c == nil || c.Path == "" {
+	if c == nil || c.Dir == "" {
 		return run(ctx, argv)
 	}
 	before, err := version()
@@ -119,7 +120,7 @@ func (c *Cache) RunAt(ctx context.Context, version Version, argv ...string) (Res
 // is added to it. Each key holds one answer, the last one computed. A nil
 // Cache, or an unknown version (""), computes every time.
 func (c *Cache) Lines(version, key string, compute func() []string) []string {
-	if c == nil || c.Path == "" || version == "" || executable() == "" {
+	if c == nil || c.Dir == "" || version == "" || executable() == "" {
 		return compute()
 	}
 	version += "\x00" + executable()
@@ -148,35 +149,54 @@ var executable = sync.OnceValue(func() string {
 })
 
 // lookup returns the result kept for key at that version: from what
-// this process holds, else from the file (which another nsrun may have
-// written since).
+// this process holds, else from the key's file (which another nsrun may
+// have written since).
 func (c *Cache) lookup(version, key string) (Result, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.held != nil {
-		if e, ok := c.held.Results[key]; ok && e.Version == version {
-			return e.Result, true
-		}
+	if e, ok := c.held[key]; ok && e.Version == version {
+		return e.Result, true
 	}
-	f := c.load()
-	c.held = &f
-	e, ok := f.Results[key]
+	e, ok := c.load(key)
+	if ok {
+		c.hold(key, e)
+	}
 	return e.Result, ok && e.Version == version
 }
 
-// keep puts a result in the file, in place of the one kept before.
+// keep puts a result in the key's file, in place of the one kept before.
 func (c *Cache) keep(version, key string, r Result) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	f := c.load()
-	if f.Results == nil {
-		f.Results = map[string]entry{}
+	e := entry{Version: version, Result: r}
+	c.hold(key, e)
+	if err := os.Mkdir(c.Dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return // no state directory: nothing is kept
 	}
-	f.Results[key] = entry{Version: version, Result: r}
-	c.held = &f
-	if data, err := json.Marshal(f); err == nil {
-		atomicfile.Write(c.Path, data, 0o600) // a cache: a failed write only costs the next read
+	if data, err := json.Marshal(e); err == nil {
+		atomicfile.Write(c.path(key), data, 0o600) // a cache: a failed write only costs the next read
 	}
+}
+
+func (c *Cache) hold(key string, e entry) {
+	if c.held == nil {
+		c.held = map[string]entry{}
+	}
+	c.held[key] = e
+}
+
+// path is the file of a key: a digest of it, as keys are long and hold
+// any byte.
+func (c *Cache) path(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return filepath.Join(c.Dir, hex.EncodeToString(sum[:16])+".json")
+}
+
+// load reads a key's file; false when there is none or it is corrupt.
+func (c *Cache) load(key string) (entry, bool) {
+	var e entry
+	data, err := os.ReadFile(c.path(key))
+	return e, err == nil && json.Unmarshal(data, &e) == nil
 }
 
 func run(ctx context.Context, argv []string) (Result, error) {
@@ -192,14 +212,6 @@ func run(ctx context.Context, argv []string) (Result, error) {
 		return Result{}, fmt.Errorf("%s: %w", strings.Join(argv, " "), err)
 	}
 	return Result{Stdout: out.String(), Stderr: errOut.String()}, nil
-}
-
-func (c *Cache) load() file {
-	var f file
-	if data, err := os.ReadFile(c.Path); err == nil {
-		json.Unmarshal(data, &f) // a corrupt file is an empty cache
-	}
-	return f
 }
 
 // Generation asks the kernel for the nftables ruleset's generation of the

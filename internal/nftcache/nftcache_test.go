@@ -46,7 +46,7 @@ func TestGenerationFollowsChanges(t *testing.T) {
 // program comes from the cache, and a change to the ruleset runs it again.
 func TestOutputIsKeptWhileNothingChanges(t *testing.T) {
 	nstest.RequireRoot(t)
-	c := &Cache{Path: filepath.Join(t.TempDir(), "cache.json")}
+	c := &Cache{Dir: filepath.Join(t.TempDir(), "cache")}
 	ctx := context.Background()
 	table := nstest.Name("nftcache")
 	t.Cleanup(func() { exec.Command("nft", "delete", "table", "ip", table).Run() })
@@ -107,7 +107,7 @@ func TestParseGeneration(t *testing.T) {
 // not drop what iptables-legacy printed), and not kept when the version
 // moved while the program ran, or cannot be read.
 func TestRunAtKeepsEachResultAtItsVersion(t *testing.T) {
-	c := &Cache{Path: filepath.Join(t.TempDir(), "cache.json")}
+	c := &Cache{Dir: filepath.Join(t.TempDir(), "cache")}
 	ctx := context.Background()
 	count := filepath.Join(t.TempDir(), "runs")
 	prog := func(name string) []string {
@@ -125,8 +125,8 @@ func TestRunAtKeepsEachResultAtItsVersion(t *testing.T) {
 	if b, err := c.RunAt(ctx, versionB, prog("b")...); err != nil || b == b1 {
 		t.Errorf("b after its version moved: %+v, %v; want a new run", b, err)
 	}
-	// A second Cache on the same file: another nsrun.
-	other := &Cache{Path: c.Path}
+	// A second Cache on the same directory: another nsrun.
+	other := &Cache{Dir: c.Dir}
 	if a, err := other.RunAt(ctx, versionA, prog("a")...); err != nil || a != a1 {
 		t.Errorf("another process: %+v, %v; want the kept %+v", a, err, a1)
 	}
@@ -149,7 +149,7 @@ func TestRunAtKeepsEachResultAtItsVersion(t *testing.T) {
 // whether run or taken from the cache; one read while the version moved
 // is of none.
 func TestResultsSayTheirVersion(t *testing.T) {
-	c := &Cache{Path: filepath.Join(t.TempDir(), "cache.json")}
+	c := &Cache{Dir: filepath.Join(t.TempDir(), "cache")}
 	ctx := context.Background()
 	v := "v1"
 	version := func() (string, error) { return v, nil }
@@ -170,11 +170,11 @@ func TestResultsSayTheirVersion(t *testing.T) {
 }
 
 // TestLinesKeptWhileTheVersionHolds: an answer is computed once per
-// version and key, by this nsrun or another reading the same file; a new
+// version and key, by this nsrun or another reading the same files; a new
 // version computes again and replaces it; without a cache or a version,
 // every call computes.
 func TestLinesKeptWhileTheVersionHolds(t *testing.T) {
-	c := &Cache{Path: filepath.Join(t.TempDir(), "cache.json")}
+	c := &Cache{Dir: filepath.Join(t.TempDir(), "cache")}
 	computed := 0
 	answer := func(lines ...string) func() []string {
 		return func() []string { computed++; return lines }
@@ -187,7 +187,7 @@ func TestLinesKeptWhileTheVersionHolds(t *testing.T) {
 	}
 	check("first", c.Lines("v1", "drift a", answer("x", "y")), "x|y", 1)
 	check("same version", c.Lines("v1", "drift a", answer("other")), "x|y", 1)
-	check("another nsrun", (&Cache{Path: c.Path}).Lines("v1", "drift a", answer("other")), "x|y", 1)
+	check("another nsrun", (&Cache{Dir: c.Dir}).Lines("v1", "drift a", answer("other")), "x|y", 1)
 	check("another key", c.Lines("v1", "drift b", answer()), "", 2)
 	check("a kept empty answer", c.Lines("v1", "drift b", answer("other")), "", 2)
 	check("new version", c.Lines("v2", "drift a", answer("z")), "z", 3)
@@ -195,8 +195,25 @@ func TestLinesKeptWhileTheVersionHolds(t *testing.T) {
 	check("no version", c.Lines("", "drift a", answer("n")), "n", 5)
 	check("no version again", c.Lines("", "drift a", answer("n")), "n", 6)
 	check("no cache", (*Cache)(nil).Lines("v1", "drift a", answer("n")), "n", 7)
-	data, err := os.ReadFile(c.Path)
-	if err != nil || strings.Count(string(data), "drift a") != 1 {
-		t.Errorf("the file holds %q (%v); want one answer per key", data, err)
+	files, err := os.ReadDir(c.Dir)
+	if err != nil || len(files) != 2 {
+		t.Errorf("the cache holds %d files (%v); want one per key, 2", len(files), err)
+	}
+}
+
+// TestCacheWithoutStateDirectory: a Cache whose directory's parent does
+// not exist keeps nothing, and makes nothing.
+func TestCacheWithoutStateDirectory(t *testing.T) {
+	c := &Cache{Dir: filepath.Join(t.TempDir(), "gone", "cache")}
+	computed := 0
+	for range 2 {
+		c.Lines("v1", "k", func() []string { computed++; return nil })
+		c.held = nil // another process: only the files would say
+	}
+	if computed != 2 {
+		t.Errorf("computed %d times; want 2, nothing kept", computed)
+	}
+	if _, err := os.Stat(filepath.Dir(c.Dir)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the missing parent was made: %v", err)
 	}
 }
