@@ -2,7 +2,7 @@
 # Benchmarks nsrun side by side with the manual method and a userland
 # proxy, in one run, as ratios (this machine is shared and noisy):
 #
-#   sudo scripts/bench.sh [--quick] [--firewalls] [--ipv6] [--tenants] [--limits]
+#   sudo scripts/bench.sh [--quick] [--firewalls] [--ipv6] [--tenants] [--limits] [--many]
 #
 # Sections 2, 2b, 3, 3b and 3c run once per firewall backend (iptables,
 # then nftables), marked [iptables] and [nftables]; --firewalls runs only
@@ -17,6 +17,14 @@
 # 1c. the cost of resource limits: up of 100 namespaces with one process
 #    each and memory, cpus and pids limits on each, against the same spec
 #    without limits, in interleaved rounds (--limits: only this);
+# 1d. many namespaces on one host (--many: only this): ten projects of
+#    1,000 namespaces with a published port each, brought up one after the
+#    other: up of the 5th against the 1st's and against the kernel floor
+#    for the same 1,000 with as many up (scripts/floor: the namespaces,
+#    pairs, addresses and routes alone); an unchanged up and status of the
+#    1st with 9,000 others up against the same alone; down of the 5th
+#    with 4,000 others up against the floor for that teardown; the
+#    keeper's RSS with all 10,000 up;
 # 2. the data path: HTTP requests/s with wrk (keep-alive and
 #    Connection: close) through the published port and straight to the
 #    namespace's address, from another machine (a namespace routed through
@@ -46,7 +54,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-quick=false firewalls_only=false ipv6_only=false tenants_only=false limits_only=false
+quick=false firewalls_only=false ipv6_only=false tenants_only=false limits_only=false many_only=false
 for arg in "$@"; do
 	case "$arg" in
 	--quick) quick=true ;;
@@ -54,8 +62,9 @@ for arg in "$@"; do
 	--ipv6) ipv6_only=true firewalls_only=true ;;
 	--tenants) tenants_only=true firewalls_only=true ;;
 	--limits) limits_only=true ;;
+	--many) many_only=true ;;
 	*)
-		echo "usage: sudo $0 [--quick] [--firewalls] [--ipv6] [--tenants] [--limits]" >&2
+		echo "usage: sudo $0 [--quick] [--firewalls] [--ipv6] [--tenants] [--limits] [--many]" >&2
 		exit 2
 		;;
 	esac
@@ -105,6 +114,7 @@ cleanup() {
 trap cleanup EXIT
 
 median() { python3 -c 'import sys,statistics; print(statistics.median(float(x) for x in sys.argv[1:]))' "$@"; }
+ms1() { awk -v x="$1" 'BEGIN{printf "%.1f", x*1000}'; }
 ratio() { python3 -c 'import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print(f"{a/b:.2f}x" if b else "n/a")' "$1" "$2"; }
 # pratio "A1 A2 ..." "B1 B2 ..." -> the median of the rounds' ratios Ai/Bi:
 # each pair is measured close together, so the machine's drift from one
@@ -201,6 +211,93 @@ limits_cost() {
 	echo "bench: up of 100 namespaces with a process each, by round: without limits$plain; with$limited" >&2
 	row "up, 100 namespaces with a process: with limits vs without (ms)" "$(median $limited | awk '{printf "%.1f", $1*1000}')" "$(median $plain | awk '{printf "%.1f", $1*1000}')" "$(pratio "$limited" "$plain")" "(goal: <= 1.10x)"
 }
+# --- 1d. many namespaces on one host ----------------------------------------
+many_spec() { # many_spec K: the K-th project of 1,000, ports 20000-29999
+	echo "name: many$1"
+	echo "subnet: 10.$((210 + $1)).0.0/16"
+	echo "namespaces:"
+	for ((i = 0; i < 1000; i++)); do echo "  m$1x$i: {ports: [\"$((20000 + ($1 - 1) * 1000 + i)):8080\"]}"; done
+}
+timed() { # timed COMMAND... -> seconds it took (its output dropped)
+	local start end
+	start=$(date +%s.%N)
+	"$@" >/dev/null
+	end=$(date +%s.%N)
+	awk -v a="$start" -v b="$end" 'BEGIN{printf "%.3f", b - a}'
+}
+links_gone() { # links_gone PATTERN: wait until no host link matches
+	local i
+	for ((i = 0; i < 600; i++)); do
+		ip -o link | grep -Eq "$1" || return 0
+		sleep 0.1
+	done
+	echo "bench: links matching $1 are still there after 60 s" >&2
+	return 1
+}
+floor_up() { # floor_up -> seconds the floor takes to bring up 1,000 namespaces
+	local t
+	t=$(timed "$work/floor" up fl 1000 10.209.0.0/16)
+	"$work/floor" down fl 1000
+	links_gone ': fl[0-9]+[@:]'
+	echo "$t"
+}
+many() {
+	go build -o "$work/floor" ./scripts/floor
+	local k up=() f1 f5 alone_up alone_status
+	for ((k = 1; k <= 10; k++)); do many_spec "$k" >"$work/many$k.yaml"; done
+	f1=$(floor_up)
+	up[1]=$(timed "$nsrun" up -q "$work/many1.yaml")
+	sleep 2 # the first unchanged up keeps /etc/netns files a second old
+	"$nsrun" up -q "$work/many1.yaml" >/dev/null
+	alone_up=$(hyper true "$nsrun up -q $work/many1.yaml")
+	alone_status=$(hyper true "$nsrun status -p many1")
+	for k in 2 3 4; do up[k]=$(timed "$nsrun" up -q "$work/many$k.yaml"); done
+	f5=$(floor_up)
+	up[5]=$(timed "$nsrun" up -q "$work/many5.yaml")
+	# down of the 5th against the floor for the same teardown (the
+	# namespaces in one ip -batch, the firewall in one batch, the
+	# /etc/netns files), each after an up that brings the project back.
+	for ((i = 0; i < 1000; i++)); do echo "netns del m5x$i"; done >"$work/delmany5.batch"
+	local fw
+	fw=$("$nsrun" status -p many5 -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["projects"][0]["backend"])')
+	echo "ip -batch $work/delmany5.batch; $fw-save | grep -v NSR | $fw-restore; rm -rf /etc/netns/m5x*" >"$work/floor-many5.sh"
+	sync
+	local down5 floor5
+	down5=$(timed "$nsrun" down -q -p many5)
+	links_gone ': nsr-m5x[0-9]+[@:]'
+	"$nsrun" up -q "$work/many5.yaml" >/dev/null
+	sync
+	floor5=$(timed bash "$work/floor-many5.sh")
+	links_gone ': nsr-m5x[0-9]+[@:]'
+	"$nsrun" up -q "$work/many5.yaml" >/dev/null # repairs what the floor removed
+	for ((k = 6; k <= 10; k++)); do up[k]=$(timed "$nsrun" up -q "$work/many$k.yaml"); done
+	echo "bench: up of projects 1-10 of 1,000 (s): ${up[*]}; floor up of 1,000 with none and 4,000 up: $f1 $f5" >&2
+	"$nsrun" up -q "$work/many1.yaml" >/dev/null
+	local all_up all_status
+	all_up=$(hyper true "$nsrun up -q $work/many1.yaml")
+	all_status=$(hyper true "$nsrun status -p many1")
+	sleep 10 # the keeper's looks after the last up are over
+	local keeper rss
+	keeper=$(python3 -c 'import json; print(json.load(open("/run/nsrun/keeper.json"))["pid"])')
+	rss=$(awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$keeper/status")
+	local downs=""
+	for ((k = 10; k >= 1; k--)); do downs+=" $(timed "$nsrun" down -q -p "many$k")"; done
+	echo "bench: down of projects 10-1 (s):$downs" >&2
+	row "up, 5th project of 1,000 (vs the 1st, ms)" "$(ms1 "${up[5]}")" "$(ms1 "${up[1]}")" "$(ratio "${up[5]}" "${up[1]}")" "(goal: <= 1.2x)"
+	row "up, 5th project of 1,000 (vs the floor with 4,000 up, ms)" "$(ms1 "${up[5]}")" "$(ms1 "$f5")" "$(ratio "${up[5]}" "$f5")" "(goal: <= 1.3x)"
+	row "up, 1st project of 1,000 (vs the floor with none up, ms)" "$(ms1 "${up[1]}")" "$(ms1 "$f1")" "$(ratio "${up[1]}" "$f1")" "(information)"
+	row "up, 10th project of 1,000 (vs the 1st, ms)" "$(ms1 "${up[10]}")" "$(ms1 "${up[1]}")" "$(ratio "${up[10]}" "${up[1]}")" "(information)"
+	row "unchanged up of 1,000 with 9,000 others up (vs none, ms)" "$(ms1 "$all_up")" "$(ms1 "$alone_up")" "$(ratio "$all_up" "$alone_up")" "(goal: <= 1.2x)"
+	row "status -p of 1,000 with 9,000 others up (vs none, ms)" "$(ms1 "$all_status")" "$(ms1 "$alone_status")" "$(ratio "$all_status" "$alone_status")" "(goal: <= 1.2x)"
+	row "down of 1,000 with 4,000 others up (vs the floor, ms)" "$(ms1 "$down5")" "$(ms1 "$floor5")" "$(ratio "$down5" "$floor5")" "(goal: <= 2x)"
+	row "keeper RSS with 10,000 namespaces up (MiB)" "$rss" "" "" "(goal: < 40)"
+}
+if $many_only; then
+	many
+	printf '\n%-66s %14s %14s %9s %s\n' "measure" "nsrun" "other" "ratio" ""
+	printf '%s\n' "${rows[@]}"
+	exit 0
+fi
 if $limits_only; then
 	limits_cost
 	printf '\n%-66s %14s %14s %9s %s\n' "measure" "nsrun" "other" "ratio" ""
@@ -240,19 +337,15 @@ row "up, extra time per extra namespace (ms)" "$per_ns" "" "" "(target: about 5 
 row "up, 100 namespaces right after their down (ms)" "$(awk -v x="$nsrun_up_now" 'BEGIN{printf "%.1f", x*1000}')" "" "" "(information: waits for the kernel's cleanup)"
 
 # --- 1b. at scale: up of an unchanged spec, status, down ---------------------
-ms1() { awk -v x="$1" 'BEGIN{printf "%.1f", x*1000}'; }
 for n in 100 200 500; do
 	spec_n "$n" >"$work/bench$n.yaml"
 	first=$(hyper "bash -c '$nsrun down -q -p bench$n; $settle'" "$nsrun up -q $work/bench$n.yaml")
 	# The project is up now, as the last run left it: each further up
 	# finds everything in place and changes nothing. The first of them
-	# reads the firewalls that the last up changed, and each namespace,
-	# and keeps what it read (/run/nsrun/nftables-cache.json and
-	# peers-cache.json); the others find it there. It comes 3 s after the
-	# first up: the links' IPv6 link-local addresses finish their
-	# duplicate address detection a second or two after up returns, a
-	# change in every namespace that the keeper counts, after which the
-	# namespaces are read again.
+	# reads the firewalls that the last up changed and keeps what it read
+	# (/run/nsrun/nftables-cache/), and the digests of the /etc/netns
+	# files, once they are a second old (etc-cache.json); the others find
+	# them there. It comes 3 s after the first up.
 	sleep 3
 	"$nsrun" up -q "$work/bench$n.yaml" >/dev/null
 	again=$(hyper true "$nsrun up -q $work/bench$n.yaml")
@@ -286,7 +379,8 @@ row "down, 1000 namespaces (vs the floor, ms)" "$(ms1 "$down1000")" "$(ms1 "$flo
 row "down, 1000 namespaces (vs the floor without files, ms)" "$(ms1 "$down1000")" "$(ms1 "$bare1000")" "$(ratio "$down1000" "$bare1000")" "(information)"
 
 limits_cost
-fi # sections 1, 1b and 1c
+many
+fi # sections 1, 1b, 1c and 1d
 
 # --- 2. the data path -------------------------------------------------------
 cat >"$work/data.yaml" <<YAML

@@ -1,0 +1,141 @@
+// Command floor is the kernel floor scripts/bench.sh measures nsrun's up
+// and down of many namespaces against: the same kernel work, done with
+// nothing else: no spec, no record, no checks of what exists, no firewall
+// and no files in /etc/netns. For each namespace i of N it makes the
+// namespace PREFIXi with lo up and a veth pair (PREFIXi on the host, eth0
+// inside, made there), labels the host side, gives both sides an address
+// of a /30 of SUBNET (a /16), turns IPv6 off on the host side and
+// route_localnet on, brings both up and routes the namespace through the
+// host; on as many workers as nsrun uses. down deletes the namespaces, as
+// ip netns del does: the kernel removes their pairs with them.
+//
+//	floor up PREFIX N SUBNET
+//	floor down PREFIX N
+package main
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"sync"
+
+	"github.com/nsrun/nsrun/internal/sysctl"
+	"github.com/nsrun/nsrun/netns"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// workers is as many as nsrun's steps run on (project.workers).
+const workers = 8
+
+func main() {
+	if len(os.Args) < 4 || (os.Args[1] == "up" && len(os.Args) != 5) {
+		fmt.Fprintln(os.Stderr, "usage: floor up PREFIX N SUBNET | floor down PREFIX N")
+		os.Exit(2)
+	}
+	prefix := os.Args[2]
+	n, err := strconv.Atoi(os.Args[3])
+	if err != nil || n < 1 || n > 16384 {
+		fmt.Fprintf(os.Stderr, "floor: N %q: want 1-16384\n", os.Args[3])
+		os.Exit(2)
+	}
+	var each func(i int) error
+	switch os.Args[1] {
+	case "up":
+		subnet, err := netip.ParsePrefix(os.Args[4])
+		if err != nil || !subnet.Addr().Is4() || subnet.Bits() != 16 {
+			fmt.Fprintf(os.Stderr, "floor: SUBNET %q: want an IPv4 /16\n", os.Args[4])
+			os.Exit(2)
+		}
+		each = func(i int) error { return up(fmt.Sprintf("%s%d", prefix, i), subnet.Masked().Addr().As4(), i) }
+	case "down":
+		each = func(i int) error { return down(fmt.Sprintf("%s%d", prefix, i)) }
+	default:
+		fmt.Fprintf(os.Stderr, "floor: unknown command %q: up or down\n", os.Args[1])
+		os.Exit(2)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	sem := make(chan struct{}, workers)
+	for i := range n {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := each(i); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	failed := false
+	for err := range errs {
+		fmt.Fprintln(os.Stderr, "floor:", err)
+		failed = true
+	}
+	if failed {
+		os.Exit(1)
+	}
+}
+
+// up makes namespace name, the i-th, and its pair on the i-th /30 of the
+// /16 at base.
+func up(name string, base [4]byte, i int) error {
+	if err := netns.Create(name); err != nil { // lo up too
+		return err
+	}
+	ns, err := netns.Handle(name)
+	if err != nil {
+		return err
+	}
+	defer ns.Close()
+	nh, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
+	if err != nil {
+		return err
+	}
+	defer nh.Close()
+	attrs := netlink.NewLinkAttrs()
+	attrs.Name = name
+	if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: attrs, PeerName: "eth0", PeerNamespace: netlink.NsFd(int(ns))}); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	host, err := netlink.LinkByName(name)
+	if err != nil {
+		return err
+	}
+	peer, err := nh.LinkByName("eth0")
+	if err != nil {
+		return err
+	}
+	base[2], base[3] = byte(i>>6), byte(i&63)<<2
+	hostIP, peerIP := net.IPv4(base[0], base[1], base[2], base[3]+1), net.IPv4(base[0], base[1], base[2], base[3]+2)
+	mask := net.CIDRMask(30, 32)
+	if err := netlink.LinkSetAlias(host, "floor:"+name); err != nil {
+		return err
+	}
+	if err := netlink.AddrAdd(host, &netlink.Addr{IPNet: &net.IPNet{IP: hostIP, Mask: mask}}); err != nil {
+		return err
+	}
+	if err := sysctl.Set(sysctl.Link6(name, "disable_ipv6"), "1"); err != nil {
+		return err
+	}
+	if err := sysctl.SetLink(name, "route_localnet", "1"); err != nil {
+		return err
+	}
+	if err := netlink.LinkSetUp(host); err != nil {
+		return err
+	}
+	if err := nh.AddrAdd(peer, &netlink.Addr{IPNet: &net.IPNet{IP: peerIP, Mask: mask}}); err != nil {
+		return err
+	}
+	if err := nh.LinkSetUp(peer); err != nil {
+		return err
+	}
+	return nh.RouteReplace(&netlink.Route{LinkIndex: peer.Attrs().Index, Gw: hostIP})
+}
+
+// down deletes namespace name.
+func down(name string) error { return netns.Delete(name) }
