@@ -3,6 +3,7 @@ package project
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"runtime"
 	"slices"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"github.com/nsrun/nsrun/cgroup"
 	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/host"
+	"github.com/nsrun/nsrun/internal/overlap"
 	"github.com/nsrun/nsrun/internal/quote"
 	"github.com/nsrun/nsrun/specs"
 	"github.com/nsrun/nsrun/state"
@@ -20,7 +22,7 @@ import (
 // host next to the other projects. It reports every conflict at once.
 func Preflight(want, recorded *state.Record, others []*state.Record, obs host.Observed) error {
 	var errs []error
-	foreign := obs.ForeignPrefixes()
+	near := newNeighbours(others, obs.ForeignPrefixes())
 	if want.IPv6 && obs.IPv6Forward == "" {
 		errs = append(errs, errors.New("the spec has ipv6: true, but IPv6 is off on this host (net.ipv6.conf.all.disable_ipv6=1, or a kernel without IPv6); turn it on with 'sudo sysctl -w net.ipv6.conf.all.disable_ipv6=0' or remove ipv6: true"))
 	}
@@ -28,7 +30,7 @@ func Preflight(want, recorded *state.Record, others []*state.Record, obs host.Ob
 		errs = append(errs, checkIP6Tables(want, obs)...)
 	}
 	for _, ns := range want.Namespaces {
-		errs = append(errs, checkNamespace(want.Project, ns, recorded, others, obs, foreign)...)
+		errs = append(errs, checkNamespace(want.Project, ns, recorded, others, obs, near)...)
 	}
 	errs = append(errs, checkPorts(want, recorded, others, obs.Listeners)...)
 	errs = append(errs, checkResources(want, obs)...)
@@ -72,7 +74,7 @@ func missingWhere(l cgroup.Layout, controller string) string {
 	return fmt.Sprintf(": no hierarchy is mounted at %s/%s", l.Root, controller)
 }
 
-func checkNamespace(project string, ns *state.Namespace, recorded *state.Record, others []*state.Record, obs host.Observed, foreign []veth.HostPrefix) []error {
+func checkNamespace(project string, ns *state.Namespace, recorded *state.Record, others []*state.Record, obs host.Observed, near *neighbours) []error {
 	var errs []error
 	mine := recorded.Namespace(ns.Name) != nil || obs.Alias(ns.Link) == veth.Label(project, ns.Name)
 	if obs.Namespaces[ns.Name] && !mine {
@@ -87,35 +89,58 @@ func checkNamespace(project string, ns *state.Namespace, recorded *state.Record,
 		errs = append(errs, fmt.Errorf("interface %q, which namespace %q needs on the host, already exists (alias %q); rename the namespace or remove the interface", ns.Link, ns.Name, alias))
 	}
 	link := ns.Address.Masked()
-	for _, hp := range foreign {
-		if hp.Prefix.Overlaps(link) {
-			errs = append(errs, fmt.Errorf("namespace %q's subnet %s overlaps the host's %s %s on %s; give it another address, or set subnet: to a free range", ns.Name, link, hp.What, hp.Prefix, quote.Name(hp.Link)))
-		}
+	for _, i := range near.host.Of(link) {
+		hp := near.foreign[i]
+		errs = append(errs, fmt.Errorf("namespace %q's subnet %s overlaps the host's %s %s on %s; give it another address, or set subnet: to a free range", ns.Name, link, hp.What, hp.Prefix, quote.Name(hp.Link)))
 	}
-	for _, o := range others {
-		for _, ons := range o.Namespaces {
-			if ons.Address.Masked().Overlaps(link) {
-				errs = append(errs, fmt.Errorf("namespace %q's subnet %s overlaps namespace %q of project %q (%s); give it another address or subnet", ns.Name, link, ons.Name, o.Project, ons.Address.Masked()))
-			}
-		}
+	for _, i := range near.v4.Of(link) {
+		o := near.others[i]
+		errs = append(errs, fmt.Errorf("namespace %q's subnet %s overlaps namespace %q of project %q (%s); give it another address or subnet", ns.Name, link, o.ns.Name, o.project, o.ns.Address.Masked()))
 	}
 	if !ns.Address6.IsValid() {
 		return errs
 	}
 	link6 := ns.Address6.Masked()
-	for _, hp := range foreign {
-		if hp.Prefix.Overlaps(link6) {
-			errs = append(errs, fmt.Errorf("namespace %q's IPv6 subnet %s overlaps the host's %s %s on %s; give it another address6, or set subnet6: to a free range", ns.Name, link6, hp.What, hp.Prefix, quote.Name(hp.Link)))
-		}
+	for _, i := range near.host.Of(link6) {
+		hp := near.foreign[i]
+		errs = append(errs, fmt.Errorf("namespace %q's IPv6 subnet %s overlaps the host's %s %s on %s; give it another address6, or set subnet6: to a free range", ns.Name, link6, hp.What, hp.Prefix, quote.Name(hp.Link)))
 	}
-	for _, o := range others {
-		for _, ons := range o.Namespaces {
-			if ons.Address6.IsValid() && ons.Address6.Masked().Overlaps(link6) {
-				errs = append(errs, fmt.Errorf("namespace %q's IPv6 subnet %s overlaps namespace %q of project %q (%s); give it another address6 or subnet6", ns.Name, link6, ons.Name, o.Project, ons.Address6.Masked()))
-			}
-		}
+	for _, i := range near.v6.Of(link6) {
+		o := near.others[i]
+		errs = append(errs, fmt.Errorf("namespace %q's IPv6 subnet %s overlaps namespace %q of project %q (%s); give it another address6 or subnet6", ns.Name, link6, o.ns.Name, o.project, o.ns.Address6.Masked()))
 	}
 	return errs
+}
+
+// neighbours is what a project's namespaces must not overlap, indexed:
+// the host's own prefixes and the other projects' namespaces.
+type neighbours struct {
+	foreign []veth.HostPrefix
+	host    *overlap.Index // of foreign
+	others  []otherNamespace
+	v4, v6  *overlap.Index // of others' addresses (an invalid one where none)
+}
+
+type otherNamespace struct {
+	project string
+	ns      *state.Namespace
+}
+
+func newNeighbours(others []*state.Record, foreign []veth.HostPrefix) *neighbours {
+	n := &neighbours{foreign: foreign}
+	var host, v4, v6 []netip.Prefix
+	for _, hp := range foreign {
+		host = append(host, hp.Prefix)
+	}
+	for _, o := range others {
+		for _, ns := range o.Namespaces {
+			n.others = append(n.others, otherNamespace{project: o.Project, ns: ns})
+			v4 = append(v4, ns.Address)
+			v6 = append(v6, ns.Address6)
+		}
+	}
+	n.host, n.v4, n.v6 = overlap.New(host...), overlap.New(v4...), overlap.New(v6...)
+	return n
 }
 
 // checkIP6Tables reports an iptables backend of the project's placement

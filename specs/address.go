@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"github.com/nsrun/nsrun/internal/overlap"
 	"hash/fnv"
 	"net/netip"
 	"sort"
@@ -80,13 +81,13 @@ func AssignAddresses(s *Spec, pool netip.Prefix, reserved []netip.Prefix, previo
 	if err := checkPool(pool); err != nil {
 		return err
 	}
-	taken := append([]netip.Prefix(nil), reserved...)
+	taken := overlap.New(reserved...)
 	var auto []*Namespace
 	for _, ns := range s.Namespaces {
 		if ns.AutoAddress {
 			auto = append(auto, ns)
 		} else {
-			taken = append(taken, ns.Address.Masked())
+			taken.Add(ns.Address.Masked())
 		}
 	}
 	sort.Slice(auto, func(i, j int) bool { return auto[i].Name < auto[j].Name })
@@ -94,9 +95,9 @@ func AssignAddresses(s *Spec, pool netip.Prefix, reserved []netip.Prefix, previo
 	for _, ns := range auto { // previous subnets first, so none is taken by a newcomer
 		prev, ok := previous[ns.Name]
 		link := prev.Masked()
-		if ok && prev.Bits() == linkBits && pool.Contains(link.Addr()) && !overlapsAny(link, taken) {
+		if ok && prev.Bits() == linkBits && pool.Contains(link.Addr()) && len(taken.Of(link)) == 0 {
 			setLink(ns, link)
-			taken = append(taken, link)
+			taken.Add(link)
 			continue
 		}
 		rest = append(rest, ns)
@@ -108,7 +109,7 @@ func AssignAddresses(s *Spec, pool netip.Prefix, reserved []netip.Prefix, previo
 		if !ok {
 			return fmt.Errorf("subnet %s has no room left for namespace %q", pool, ns.Name)
 		}
-		taken = append(taken, link)
+		taken.Add(link)
 		setLink(ns, link)
 	}
 	s.Subnet = pool
@@ -121,21 +122,15 @@ func setLink(ns *Namespace, link netip.Prefix) {
 	ns.HostAddress = HostSide(ns.Address)
 }
 
-// overlapsAny reports whether p overlaps any prefix of list.
-func overlapsAny(p netip.Prefix, list []netip.Prefix) bool {
-	_, hit := overlapping(p, list)
-	return hit
-}
-
 // freeSlot probes the /30 slots of a pool from start for one that overlaps
 // nothing taken. A taken prefix larger than a slot is skipped in one step,
 // so a huge pool with a large taken prefix costs no more than a small one.
-func freeSlot(base, slots, start uint32, taken []netip.Prefix) (netip.Prefix, bool) {
+func freeSlot(base, slots, start uint32, taken *overlap.Index) (netip.Prefix, bool) {
 	slot := start
 	for probed := uint32(0); probed < slots; {
 		addr := base + slot<<(32-linkBits)
 		link := netip.PrefixFrom(addrFromUint32(addr), linkBits)
-		q, hit := overlapping(link, taken)
+		q, hit := taken.First(link)
 		if !hit {
 			return link, true
 		}
@@ -146,15 +141,6 @@ func freeSlot(base, slots, start uint32, taken []netip.Prefix) (netip.Prefix, bo
 		skip = min(skip, slots-slot)
 		probed += skip
 		slot = (slot + skip) % slots
-	}
-	return netip.Prefix{}, false
-}
-
-func overlapping(p netip.Prefix, list []netip.Prefix) (netip.Prefix, bool) {
-	for _, q := range list {
-		if p.Overlaps(q) {
-			return q, true
-		}
 	}
 	return netip.Prefix{}, false
 }
@@ -249,13 +235,13 @@ func AssignAddresses6(s *Spec, pool netip.Prefix, reserved []netip.Prefix, previ
 	if err := checkPool6(pool); err != nil {
 		return err
 	}
-	taken := append([]netip.Prefix(nil), reserved...)
+	taken := overlap.New(reserved...)
 	var auto []*Namespace
 	for _, ns := range s.Namespaces {
 		if ns.AutoAddress6 {
 			auto = append(auto, ns)
 		} else if ns.Address6.IsValid() {
-			taken = append(taken, ns.Address6.Masked())
+			taken.Add(ns.Address6.Masked())
 		}
 	}
 	sort.Slice(auto, func(i, j int) bool { return auto[i].Name < auto[j].Name })
@@ -263,9 +249,9 @@ func AssignAddresses6(s *Spec, pool netip.Prefix, reserved []netip.Prefix, previ
 	for _, ns := range auto {
 		prev, ok := previous[ns.Name]
 		link := prev.Masked()
-		if ok && prev.Bits() == link6Bits && pool.Contains(link.Addr()) && !overlapsAny(link, taken) {
+		if ok && prev.Bits() == link6Bits && pool.Contains(link.Addr()) && len(taken.Of(link)) == 0 {
 			setLink6(ns, link)
-			taken = append(taken, link)
+			taken.Add(link)
 			continue
 		}
 		rest = append(rest, ns)
@@ -277,7 +263,7 @@ func AssignAddresses6(s *Spec, pool netip.Prefix, reserved []netip.Prefix, previ
 		if !ok {
 			return fmt.Errorf("subnet6 %s has no room left for namespace %q", pool, ns.Name)
 		}
-		taken = append(taken, link)
+		taken.Add(link)
 		setLink6(ns, link)
 	}
 	s.Subnet6 = pool
@@ -293,13 +279,13 @@ func setLink6(ns *Namespace, link netip.Prefix) {
 // freeSlot6 probes the /64 slots of a pool from start for one that
 // overlaps nothing taken, skipping a taken prefix larger than a slot in
 // one step.
-func freeSlot6(base, slots, start uint64, taken []netip.Prefix) (netip.Prefix, bool) {
+func freeSlot6(base, slots, start uint64, taken *overlap.Index) (netip.Prefix, bool) {
 	slot := start
 	for probed := uint64(0); probed < slots; {
 		var a [16]byte
 		binary.BigEndian.PutUint64(a[:8], base+slot)
 		link := netip.PrefixFrom(netip.AddrFrom16(a), link6Bits)
-		q, hit := overlapping(link, taken)
+		q, hit := taken.First(link)
 		if !hit {
 			return link, true
 		}
