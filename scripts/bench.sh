@@ -343,7 +343,7 @@ for n in 100 200 500; do
 	# The project is up now, as the last run left it: each further up
 	# finds everything in place and changes nothing. The first of them
 	# reads the firewalls that the last up changed and keeps what it read
-	# (/run/nsrun/nftables-cache/), and the digests of the /etc/netns
+	# (/run/nsrun/nftables.cache/), and the digests of the /etc/netns
 	# files, once they are a second old (etc-cache.json); the others find
 	# them there. It comes 3 s after the first up.
 	sleep 3

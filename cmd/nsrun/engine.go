@@ -27,7 +27,7 @@ func newEngine(w io.Writer, quiet bool) (*project.Engine, error) {
 		return nil, err
 	}
 	st := store()
-	cache := &nftcache.Cache{Dir: filepath.Join(st.Dir, "nftables-cache")}
+	cache := &nftcache.Cache{Dir: filepath.Join(st.Dir, "nftables.cache")} // a dot: never taken for a project's directory
 	pub := forward.Publisher{Firewalls: firewalls(cache), Shortcut: shortcut.Loopback{}}
 	k := host.Kernel{Publisher: pub, Grace: 5 * time.Second, Cache: cache, Etc: &host.EtcCache{Dir: st.Dir}}
 	e := &project.Engine{

@@ -142,6 +142,20 @@ func TestUpSeesEveryChange(t *testing.T) {
 	if got := ipn(b, "-4", "-o", "addr", "show", "dev", "eth0"); !strings.Contains(got, "inet ") {
 		t.Errorf("%s has no address after the up:\n%s", b, got)
 	}
+
+	// The caches are not taken for projects: the last down removes them
+	// with the state directory.
+	if _, err := os.Stat("/run/nsrun/nftables.cache"); err != nil {
+		t.Errorf("no nftables cache was kept: %v", err)
+	}
+	if code, out, errOut := nsrunCmd(t, dir, "down", "-q", "-p", project); code != 0 {
+		t.Fatalf("down: exit %d\n%s%s", code, out, errOut)
+	}
+	records, _ := filepath.Glob("/run/nsrun/*/state.json")
+	if _, err := os.Stat("/run/nsrun"); err == nil && len(records) == 0 {
+		entries, _ := os.ReadDir("/run/nsrun")
+		t.Errorf("no project is left, and /run/nsrun stays: %v", entries)
+	}
 }
 
 // statCtime is a file's change time.
