@@ -217,3 +217,36 @@ func TestCacheWithoutStateDirectory(t *testing.T) {
 		t.Errorf("the missing parent was made: %v", err)
 	}
 }
+
+// TestAnotherProcessReadsTheOutputAsPrinted: what another nsrun reads
+// from a key's file is the result as the program printed it (lines, a
+// byte that is not UTF-8, a failing exit and its standard error); a file
+// that is cut short or not a cache's runs the program again.
+func TestAnotherProcessReadsTheOutputAsPrinted(t *testing.T) {
+	c := &Cache{Dir: filepath.Join(t.TempDir(), "cache")}
+	ctx := context.Background()
+	count := filepath.Join(t.TempDir(), "runs")
+	prog := []string{"sh", "-c", `echo x >> ` + count + `; printf '*nat\n:PREROUTING ACCEPT [0:0]\n"quoted" \377 \\n\n'; wc -l < ` + count + `; echo 'line 1' >&2; echo '{"version":"v1"}' >&2; exit 4`}
+	version := func() (string, error) { return "v1", nil }
+	first, err := c.RunAt(ctx, version, prog...)
+	if err != nil || first.Code != 4 || !strings.Contains(first.Stdout, "\"quoted\" \377 \\n\n1\n") || !strings.Contains(first.Stderr, "line 1\n{") {
+		t.Fatalf("the program: %+v, %v", first, err)
+	}
+	if got, err := (&Cache{Dir: c.Dir}).RunAt(ctx, version, prog...); err != nil || got != first {
+		t.Errorf("another process: %+v, %v; want %+v", got, err, first)
+	}
+	files, err := filepath.Glob(filepath.Join(c.Dir, "*"))
+	if err != nil || len(files) != 1 {
+		t.Fatalf("cache files %v, %v; want one", files, err)
+	}
+	for _, content := range []string{"", "{\"version\":\"v1\",\"code\":4}", "not json\n*nat\n"} {
+		if err := os.WriteFile(files[0], []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		runs, _ := os.ReadFile(count)
+		got, err := (&Cache{Dir: c.Dir}).RunAt(ctx, version, prog...)
+		if again, _ := os.ReadFile(count); err != nil || len(again) == len(runs) || got.Code != 4 {
+			t.Errorf("a file holding %q: %+v, %v; want the program run again", content, got, err)
+		}
+	}
+}
