@@ -202,6 +202,26 @@ func findMap(cg *os.File, typ ebpf.AttachType, prog, name string) (*ebpf.Map, er
 // cgroup, getpeername first so that no redirected socket misses it (and
 // after detaching any program an nsrun killed while attaching left).
 // The cgroup then holds them: they stay after nsrun exits.
+// newPortMaps makes the port maps, IPv4 and IPv6.
+func newPortMaps() (kernelMap, error) {
+	v4, err := ebpf.NewMap(&ebpf.MapSpec{
+		Name: mapPorts, Type: ebpf.Hash, MaxEntries: 1 << 16, Flags: unix.BPF_F_NO_PREALLOC,
+		KeySize: uint32(binary.Size(shortcutKey{})), ValueSize: uint32(binary.Size(shortcutValue{})),
+	})
+	if err != nil {
+		return kernelMap{}, fmt.Errorf("%w: creating the port map: %v", ErrUnavailable, err)
+	}
+	v6, err := ebpf.NewMap(&ebpf.MapSpec{
+		Name: mapPorts6, Type: ebpf.Hash, MaxEntries: 1 << 16, Flags: unix.BPF_F_NO_PREALLOC,
+		KeySize: uint32(binary.Size(shortcutKey6{})), ValueSize: uint32(binary.Size(shortcutValue6{})),
+	})
+	if err != nil {
+		v4.Close()
+		return kernelMap{}, fmt.Errorf("%w: creating the IPv6 port map: %v", ErrUnavailable, err)
+	}
+	return kernelMap{v4, v6}, nil
+}
+
 func attachShortcut(cg *os.File) (*shortcut, error) {
 	if err := detachShortcut(cg); err != nil {
 		return nil, err
@@ -210,22 +230,11 @@ func attachShortcut(cg *os.File) (*shortcut, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
-	ports, err := ebpf.NewMap(&ebpf.MapSpec{
-		Name: mapPorts, Type: ebpf.Hash, MaxEntries: 1 << 16, Flags: unix.BPF_F_NO_PREALLOC,
-		KeySize: uint32(binary.Size(shortcutKey{})), ValueSize: uint32(binary.Size(shortcutValue{})),
-	})
+	maps, err := newPortMaps()
 	if err != nil {
-		return nil, fmt.Errorf("%w: creating the port map: %v", ErrUnavailable, err)
+		return nil, err
 	}
-	ports6, err := ebpf.NewMap(&ebpf.MapSpec{
-		Name: mapPorts6, Type: ebpf.Hash, MaxEntries: 1 << 16, Flags: unix.BPF_F_NO_PREALLOC,
-		KeySize: uint32(binary.Size(shortcutKey6{})), ValueSize: uint32(binary.Size(shortcutValue6{})),
-	})
-	if err != nil {
-		ports.Close()
-		return nil, fmt.Errorf("%w: creating the IPv6 port map: %v", ErrUnavailable, err)
-	}
-	s := &shortcut{cgroup: cg, ports: ports, ports6: ports6}
+	s := &shortcut{cgroup: cg, ports: maps.v4, ports6: maps.v6}
 	peers, err := newPeersMap()
 	if err != nil {
 		s.ports.Close()
@@ -240,9 +249,9 @@ func attachShortcut(cg *os.File) (*shortcut, error) {
 	}{
 		{progGetpeername, ebpf.AttachCgroupInet4GetPeername, getpeernameProgram(peers, false)},
 		{progGetpeername6, ebpf.AttachCgroupInet6GetPeername, getpeernameProgram(peers, true)},
-		{progConnect6, ebpf.AttachCGroupInet6Connect, connect6(ports, ports6, peers, cookie)},
+		{progConnect6, ebpf.AttachCGroupInet6Connect, connect6(maps.v4, maps.v6, peers, cookie)},
 		// The connect4 program last: findMaps knows the shortcut by it.
-		{progConnect, ebpf.AttachCGroupInet4Connect, connect4(ports, peers, cookie)},
+		{progConnect, ebpf.AttachCGroupInet4Connect, connect4(maps.v4, peers, cookie)},
 	} {
 		if err := attachProgram(cg, p.name, p.attach, p.insns); err != nil {
 			s.ports.Close()

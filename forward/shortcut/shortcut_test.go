@@ -535,3 +535,38 @@ func TestShortcutUpgrade(t *testing.T) {
 		s.Close()
 	}
 }
+
+// TestEachReadsEveryEntry: the port maps read in batches give back every
+// entry put in them, of both families, across many batches.
+func TestEachReadsEveryEntry(t *testing.T) {
+	nstest.RequireRoot(t)
+	m, err := newPortMaps()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.v4.Close()
+	defer m.v6.Close()
+	want := map[Entry]uint64{}
+	for i := range 3*batchSize + 7 {
+		e := Entry{Host: netip.AddrPortFrom(netip.IPv4Unspecified(), uint16(20000+i)), Target: netip.MustParseAddrPort(fmt.Sprintf("10.%d.%d.2:8080", i/250, i%250))}
+		e6 := Entry{Host: netip.AddrPortFrom(netip.IPv6Unspecified(), uint16(20000+i)), Target: netip.MustParseAddrPort(fmt.Sprintf("[fd00::%x]:8080", i))}
+		for _, e := range []Entry{e, e6} {
+			want[e] = uint64(i + 1)
+			if err := m.put(e, uint64(i+1)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	got := map[Entry]uint64{}
+	if err := m.each(func(e Entry, own uint64) { got[e] = own }); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("read %d entries, put %d", len(got), len(want))
+	}
+	for e, own := range want {
+		if got[e] != own {
+			t.Errorf("entry %v: owner %d, want %d", e, got[e], own)
+		}
+	}
+}
