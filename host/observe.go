@@ -80,7 +80,7 @@ func observeHost(obs *Observed, q Query, etc *EtcCache) ([]string, error) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	wg.Go(func() { observeNamespaces(obs, q.Namespaces, q.Cookies, etc) })
-	host, err := veth.ReadHost()
+	host, err := veth.ReadHost(q.Links)
 	if err != nil {
 		return nil, err
 	}

@@ -2,7 +2,6 @@ package host
 
 import (
 	"crypto/sha256"
-	"net/netip"
 	"slices"
 	"strings"
 
@@ -31,6 +30,10 @@ const PeerName = "eth0"
 type Query struct {
 	Published  []specs.Port
 	Namespaces []string
+	// Links are the host links read whole (Observed.Links): the
+	// namespaces' host sides. Other links are named only where a prefix
+	// is theirs.
+	Links []string
 	// Cookies are the namespaces whose cookies are read: those that have
 	// an exec grant to compare with.
 	Cookies []string
@@ -45,11 +48,12 @@ type Query struct {
 }
 
 // Observed is what exists on the host, read in bulk before any change:
-// one dump of the links, of the addresses and of the routes, one read of
-// each firewall backend, and per namespace queried one netlink socket.
+// one request per link queried, one dump of the addresses and of the
+// routes, one read of each firewall backend, and per namespace queried
+// one netlink socket.
 type Observed struct {
 	Namespaces map[string]bool      // the named network namespaces
-	Links      map[string]veth.Link // host links by name
+	Links      map[string]veth.Link // the host links queried that exist, by name
 	Prefixes   []veth.HostPrefix    // host routes and addresses
 	Listeners  []forward.Listener   // host sockets bound to the ports queried
 	// The host's /etc/resolv.conf and systemd-resolved's upstream one,
@@ -112,24 +116,6 @@ func (o Observed) NeedAcceptRA() []string {
 	return out
 }
 
-// Foreign returns the host prefixes that are not on nsrun's links.
-func (o Observed) Foreign() []netip.Prefix {
-	var out []netip.Prefix
-	for _, p := range o.ForeignPrefixes() {
-		out = append(out, p.Prefix)
-	}
-	return out
-}
-
-func (o Observed) ForeignPrefixes() []veth.HostPrefix {
-	var out []veth.HostPrefix
-	for _, p := range o.Prefixes {
-		if _, _, ours := veth.ParseLabel(o.Links[p.Link].Alias); !ours {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
-// Alias returns a host link's alias; "" for none, or no such link.
+// Alias returns a queried host link's alias; "" for none, or no such
+// link.
 func (o Observed) Alias(link string) string { return o.Links[link].Alias }

@@ -161,9 +161,11 @@ func (e *Engine) up(ctx context.Context, s *specs.Spec) (*Outcome, bool, error) 
 	q := host.Query{Published: newPorts(s, recorded)}
 	for _, ns := range s.Namespaces {
 		q.Namespaces = append(q.Namespaces, ns.Name)
+		q.Links = append(q.Links, ns.HostLink)
 	}
 	if recorded != nil {
 		q.Namespaces = append(q.Namespaces, namespaceNames(recorded)...)
+		q.Links = append(q.Links, hostLinks(recorded)...)
 	}
 	grants := e.Store.Grants()
 	for _, ns := range q.Namespaces {
@@ -187,7 +189,7 @@ func (e *Engine) up(ctx context.Context, s *specs.Spec) (*Outcome, bool, error) 
 		// a moment ago: nsrun's own, which the records judge.
 		obs.Listeners = slices.DeleteFunc(obs.Listeners, func(l forward.Listener) bool { return l.PID == k.PID })
 	}
-	want, err := Desire(s, recorded, others, obs.Foreign(), obs.MachineID)
+	want, err := Desire(s, recorded, others, foreign(obs, others), obs.MachineID)
 	if err != nil {
 		return nil, false, &PreflightError{err}
 	}

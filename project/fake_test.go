@@ -488,7 +488,11 @@ func (f *fakeSystem) observe(_ context.Context, q host.Query) (host.Observed, er
 			obs.Backends = append(obs.Backends, b)
 		}
 	}
-	for name, p := range f.links {
+	for _, name := range q.Links { // as the real host: only the links asked for
+		p, ok := f.links[name]
+		if !ok {
+			continue
+		}
 		obs.Links[name] = veth.Link{Name: name, Alias: p.Alias, Type: "veth", Index: index(name), Up: true, Addrs: []netip.Prefix{p.HostAddr}}
 		if p.IPv6() {
 			l := obs.Links[name]

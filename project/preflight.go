@@ -22,7 +22,7 @@ import (
 // host next to the other projects. It reports every conflict at once.
 func Preflight(want, recorded *state.Record, others []*state.Record, obs host.Observed) error {
 	var errs []error
-	near := newNeighbours(others, obs.ForeignPrefixes())
+	near := newNeighbours(others, foreignPrefixes(obs, others))
 	if want.IPv6 && obs.IPv6Forward == "" {
 		errs = append(errs, errors.New("the spec has ipv6: true, but IPv6 is off on this host (net.ipv6.conf.all.disable_ipv6=1, or a kernel without IPv6); turn it on with 'sudo sysctl -w net.ipv6.conf.all.disable_ipv6=0' or remove ipv6: true"))
 	}
@@ -143,6 +143,39 @@ func newNeighbours(others []*state.Record, foreign []veth.HostPrefix) *neighbour
 	return n
 }
 
+// foreignPrefixes are the host's prefixes that are not nsrun's: neither
+// on a queried link (the project's own) that carries an nsrun label, nor
+// the subnet of another project's namespace, which the checks against the
+// other projects' records cover (by their records: naming every link of
+// a host with thousands of them costs more than the rest of an up).
+func foreignPrefixes(obs host.Observed, others []*state.Record) []veth.HostPrefix {
+	theirs := map[netip.Prefix]bool{}
+	for _, o := range others {
+		for _, ns := range o.Namespaces {
+			theirs[ns.Address.Masked()] = true
+			if ns.Address6.IsValid() {
+				theirs[ns.Address6.Masked()] = true
+			}
+		}
+	}
+	var out []veth.HostPrefix
+	for _, p := range obs.Prefixes {
+		if _, _, ours := veth.ParseLabel(obs.Links[p.Link].Alias); !ours && !theirs[p.Prefix] {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// foreign is foreignPrefixes' prefixes alone.
+func foreign(obs host.Observed, others []*state.Record) []netip.Prefix {
+	var out []netip.Prefix
+	for _, p := range foreignPrefixes(obs, others) {
+		out = append(out, p.Prefix)
+	}
+	return out
+}
+
 // checkIP6Tables reports an iptables backend of the project's placement
 // whose ip6tables of the same flavour is missing: nsrun never mixes
 // flavours (a packet meets both, and a project's rules are in one).
@@ -170,14 +203,15 @@ func ownerOf(states []*state.Record, ns string) string {
 // ports that a host process is bound to (DNAT would steal its traffic).
 func checkPorts(want, recorded *state.Record, others []*state.Record, listeners []forward.Listener) []error {
 	var errs []error
+	published := newPortIndex(others)
 	for _, ns := range want.Namespaces {
 		var had []specs.Port
 		if r := recorded.Namespace(ns.Name); r != nil {
 			had = r.Ports
 		}
 		for _, p := range ns.Ports {
-			if owner, ons, ok := publisherOf(others, p); ok {
-				errs = append(errs, fmt.Errorf("host port %s/%s is already published by project %q (namespace %q); publish another port, or take that project down with 'sudo nsrun down -p %s'", p.Published, p.Protocol, owner, ons, owner))
+			if o, ok := published.first(p); ok {
+				errs = append(errs, fmt.Errorf("host port %s/%s is already published by project %q (namespace %q); publish another port, or take that project down with 'sudo nsrun down -p %s'", p.Published, p.Protocol, o.project, o.ns, o.project))
 			}
 			if slices.ContainsFunc(had, func(q specs.Port) bool { return q.Full() == p.Full() }) {
 				continue // published by this project already: its traffic is ours
@@ -192,15 +226,65 @@ func checkPorts(want, recorded *state.Record, others []*state.Record, listeners 
 	return errs
 }
 
-func publisherOf(states []*state.Record, p specs.Port) (project, ns string, ok bool) {
-	for _, s := range states {
-		for _, n := range s.Namespaces {
-			for _, q := range n.Ports {
-				if specs.Conflicts(p, q) {
-					return s.Project, n.Name, true
+// portIndex holds the other projects' published ports by protocol and
+// block of host ports, so that a port is compared with those of its
+// blocks, not with every port of the host.
+type portIndex struct {
+	ports  []publishedPort
+	blocks map[portBlock][]int // indexes into ports, in order
+}
+
+type publishedPort struct {
+	project, ns string
+	port        specs.Port
+}
+
+type portBlock struct {
+	protocol specs.Protocol
+	block    uint16 // port / portBlockSize
+}
+
+const portBlockSize = 64
+
+func newPortIndex(others []*state.Record) *portIndex {
+	x := &portIndex{blocks: map[portBlock][]int{}}
+	for _, o := range others {
+		for _, ns := range o.Namespaces {
+			for _, p := range ns.Ports {
+				i := len(x.ports)
+				x.ports = append(x.ports, publishedPort{project: o.Project, ns: ns.Name, port: p})
+				for _, b := range blocksOf(p) {
+					x.blocks[b] = append(x.blocks[b], i)
 				}
 			}
 		}
 	}
-	return "", "", false
+	return x
+}
+
+// blocksOf lists the blocks a port's host range falls in.
+func blocksOf(p specs.Port) []portBlock {
+	var out []portBlock
+	for b := int(p.Published.First) / portBlockSize; b <= int(p.Published.Last)/portBlockSize; b++ {
+		out = append(out, portBlock{protocol: p.Protocol, block: uint16(b)})
+	}
+	return out
+}
+
+// first returns the first port, in the others' order, that p conflicts
+// with (specs.Conflicts).
+func (x *portIndex) first(p specs.Port) (publishedPort, bool) {
+	found := -1
+	for _, b := range blocksOf(p) {
+		for _, i := range x.blocks[b] {
+			if (found < 0 || i < found) && specs.Conflicts(p, x.ports[i].port) {
+				found = i
+				break // the block's later ones come after it
+			}
+		}
+	}
+	if found < 0 {
+		return publishedPort{}, false
+	}
+	return x.ports[found], true
 }

@@ -2,6 +2,8 @@ package project
 
 import (
 	"context"
+	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -376,5 +378,90 @@ func TestNeighboursRenamed(t *testing.T) {
 	}
 	if r, err := e.Status(ctx, "a"); err != nil || len(r.Drift) != 0 {
 		t.Errorf("a's drift after b's down: %v", err)
+	}
+}
+
+// TestPortIndexAsComparingEach: the first published port a port
+// conflicts with, looked up by block, is the one comparing it with every
+// other project's port in order finds, for single ports, ranges across
+// blocks, both protocols and host addresses of both families.
+func TestPortIndexAsComparingEach(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	hostIPs := []netip.Addr{netip.IPv4Unspecified(), netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("10.0.0.1"), netip.IPv6Unspecified(), netip.MustParseAddr("::1")}
+	random := func() specs.Port {
+		first := uint16(1000 + r.IntN(2000))
+		length := []int{1, 1, 1, 3, 70, 200}[r.IntN(6)]
+		return specs.Port{HostIP: hostIPs[r.IntN(len(hostIPs))], Published: specs.PortRange{First: first, Last: first + uint16(length-1)},
+			Protocol: []specs.Protocol{specs.TCP, specs.UDP}[r.IntN(2)]}
+	}
+	var others []*state.Record
+	for i := range 20 {
+		o := &state.Record{Project: fmt.Sprintf("p%d", i)}
+		for j := range 10 {
+			ns := &state.Namespace{Name: fmt.Sprintf("p%dn%d", i, j)}
+			for range r.IntN(4) {
+				ns.Ports = append(ns.Ports, random())
+			}
+			o.Namespaces = append(o.Namespaces, ns)
+		}
+		others = append(others, o)
+	}
+	x := newPortIndex(others)
+	found := 0
+	for range 3000 {
+		p := random()
+		var want publishedPort
+		wantOK := false
+	each:
+		for _, o := range others {
+			for _, ns := range o.Namespaces {
+				for _, q := range ns.Ports {
+					if specs.Conflicts(p, q) {
+						want, wantOK = publishedPort{project: o.Project, ns: ns.Name, port: q}, true
+						break each
+					}
+				}
+			}
+		}
+		got, ok := x.first(p)
+		if ok != wantOK || got != want {
+			t.Fatalf("port %v: index %v %v, comparing each %v %v", p, got, ok, want, wantOK)
+		}
+		if ok {
+			found++
+		}
+	}
+	if found < 300 {
+		t.Errorf("only %d of 3000 ports conflicted: the test compares too few", found)
+	}
+}
+
+// TestForeignPrefixes: of the host's prefixes, those on the project's
+// own labelled links and the other projects' namespace subnets are
+// nsrun's; a prefix on a link that was not read, or a labelled link's
+// prefix no record holds (a leftover), is the host's.
+func TestForeignPrefixes(t *testing.T) {
+	other := FromSpec(spec(t, "name: other\nnamespaces:\n  o1: {address: 10.9.2.2/30}\n"))
+	p := func(s, link string) veth.HostPrefix {
+		return veth.HostPrefix{Prefix: netip.MustParsePrefix(s), Link: link, What: "route"}
+	}
+	obs := host.Observed{
+		Links: map[string]veth.Link{"nsr-ns1": {Name: "nsr-ns1", Alias: veth.Label("demo", "ns1")}, "nsr-x": {Name: "nsr-x"}},
+		Prefixes: []veth.HostPrefix{
+			p("10.9.1.0/30", "nsr-ns1"),   // the project's own
+			p("10.9.2.0/30", "nsr-o1"),    // the other project's, its link not read
+			p("10.9.3.0/30", "nsr-x"),     // a link of that name, not labelled
+			p("10.9.4.0/30", "nsr-gone1"), // a leftover of no record, not read
+			p("10.9.2.0/24", "eth0"),      // the host's, around the other's
+			p("192.168.1.0/24", "eth0"),   // the host's
+		},
+	}
+	var got []string
+	for _, hp := range foreignPrefixes(obs, []*state.Record{other}) {
+		got = append(got, hp.Prefix.String()+" "+hp.Link)
+	}
+	want := []string{"10.9.3.0/30 nsr-x", "10.9.4.0/30 nsr-gone1", "10.9.2.0/24 eth0", "192.168.1.0/24 eth0"}
+	if !slices.Equal(got, want) {
+		t.Errorf("foreign prefixes %q; want %q", got, want)
 	}
 }

@@ -71,7 +71,7 @@ func (e *Engine) Status(ctx context.Context, project string) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	obs, err := e.Observe(ctx, host.Query{Namespaces: namespaceNames(st), Cgroups: cgroupNames(st), Usage: true})
+	obs, err := e.Observe(ctx, host.Query{Namespaces: namespaceNames(st), Links: hostLinks(st), Cgroups: cgroupNames(st), Usage: true})
 	if err != nil {
 		return nil, err
 	}
@@ -94,6 +94,7 @@ func (e *Engine) StatusAll(ctx context.Context) ([]*Report, error) {
 		out[i] = &Report{Project: name, State: st, Err: err}
 		if err == nil {
 			q.Namespaces = append(q.Namespaces, namespaceNames(st)...)
+			q.Links = append(q.Links, hostLinks(st)...)
 			q.Cgroups = append(q.Cgroups, cgroupNames(st)...)
 		}
 	}

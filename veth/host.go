@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 
 	"github.com/nsrun/nsrun/internal/rtnl"
 	"github.com/vishvananda/netlink"
@@ -19,10 +20,10 @@ type HostPrefix struct {
 	What   string // "route" or "address"
 }
 
-// Host is one read of the host: its links with their addresses, and
-// what its routes say.
+// Host is one read of the host: the links asked for with their
+// addresses, and what the host's addresses and routes say.
 type Host struct {
-	Links map[string]Link
+	Links map[string]Link // the links asked for that exist, by name
 	// Prefixes are the host's routes of both families (all tables,
 	// default routes and link-local ones left out) and its links'
 	// addresses, for overlap checks before any change.
@@ -33,34 +34,119 @@ type Host struct {
 	Uplinks, RADefault []string
 }
 
-// ReadHost reads the host's links, addresses and unicast routes: one
-// dump of each.
-func ReadHost() (Host, error) {
+// ReadHost reads the host links named (those that exist), and every
+// address and unicast route of the host: one request per link named, one
+// dump of the addresses and one of the routes. It dumps no links: for
+// each veth in a dump the kernel walks every namespace id the host holds
+// to name its peer's, so with thousands of namespaces a dump of the links
+// takes the square of their number, and the project's own links are all
+// it needs whole. The links of the other prefixes are named by their
+// IPv4 addresses' labels, else asked for by index.
+func ReadHost(names []string) (Host, error) {
 	c, err := rtnl.Dial(nil, make([]byte, rtnl.BufferSize))
 	if err != nil {
-		return Host{}, fmt.Errorf("listing links: %w", err)
+		return Host{}, fmt.Errorf("reading the host's links: %w", err)
 	}
 	defer c.Close()
-	links, err := hostLinks(c)
+	links := make(map[string]Link, len(names))
+	for _, name := range names {
+		if _, done := links[name]; done {
+			continue
+		}
+		l, ok, err := c.Link(name)
+		if err != nil {
+			return Host{}, fmt.Errorf("reading link %q: %w", name, err)
+		}
+		if ok {
+			links[name] = Link{Name: l.Name, Alias: l.Alias, Type: linkType(l.Kind), Index: l.Index, Up: l.Up, RouteLocalnet: l.RouteLocalnet}
+		}
+	}
+	addrs, err := c.Addresses()
 	if err != nil {
-		return Host{}, err
+		return Host{}, fmt.Errorf("listing addresses: %w", err)
 	}
 	routes, err := c.UnicastRoutes()
 	if err != nil {
 		return Host{}, fmt.Errorf("listing routes: %w", err)
 	}
-	return hostOf(links, routes), nil
+	linkNames := namesOf(links, addrs)
+	for _, i := range unnamed(linkNames, addrs, routes) {
+		l, ok, err := c.LinkByIndex(i)
+		if err != nil {
+			return Host{}, fmt.Errorf("reading link %d: %w", i, err)
+		}
+		if ok {
+			linkNames[i] = l.Name
+		}
+	}
+	return hostOf(links, linkNames, addrs, routes), nil
 }
 
-// hostOf is what the links and the routes say.
-func hostOf(links map[string]Link, routes []rtnl.Route) Host {
-	h := Host{Links: links}
-	names := map[int]string{}
-	for _, l := range links {
-		names[l.Index] = l.Name
-		for _, p := range append(slices.Clone(l.Addrs), l.Addrs6...) {
-			h.Prefixes = append(h.Prefixes, HostPrefix{Prefix: p.Masked(), Link: l.Name, What: "address"})
+// namesOf names links by index: those read by name, then the others by
+// their IPv4 addresses' labels (a label is its link's name, or that name,
+// a colon and more). Pure.
+func namesOf(links map[string]Link, addrs []rtnl.Addr) map[int]string {
+	out := make(map[int]string, len(addrs))
+	for _, a := range addrs {
+		if name, _, _ := strings.Cut(a.Label, ":"); name != "" {
+			out[a.Index] = name
 		}
+	}
+	for name, l := range links {
+		out[l.Index] = name
+	}
+	return out
+}
+
+// unnamed lists, once each, the indexes of links that addresses or
+// routes name and names does not. Pure.
+func unnamed(names map[int]string, addrs []rtnl.Addr, routes []rtnl.Route) []int {
+	var out []int
+	seen := map[int]bool{}
+	add := func(i int) {
+		if _, ok := names[i]; !ok && !seen[i] {
+			seen[i] = true
+			out = append(out, i)
+		}
+	}
+	for _, a := range addrs {
+		if !a.Prefix.Addr().IsLinkLocalUnicast() {
+			add(a.Index)
+		}
+	}
+	for _, r := range routes {
+		for _, i := range r.Links {
+			add(i)
+		}
+	}
+	return out
+}
+
+// hostOf is what the links read by name, the names of the others, the
+// addresses and the routes say. Pure.
+func hostOf(links map[string]Link, names map[int]string, addrs []rtnl.Addr, routes []rtnl.Route) Host {
+	h := Host{Links: links}
+	byIndex := make(map[int]string, len(links))
+	for name, l := range links {
+		byIndex[l.Index] = name
+	}
+	for _, a := range addrs {
+		p := a.Prefix
+		if p.Addr().IsLinkLocalUnicast() {
+			continue
+		}
+		h.Prefixes = append(h.Prefixes, HostPrefix{Prefix: p.Masked(), Link: names[a.Index], What: "address"})
+		name, ok := byIndex[a.Index]
+		if !ok {
+			continue
+		}
+		l := h.Links[name]
+		if p.Addr().Is4() {
+			l.Addrs = append(l.Addrs, p)
+		} else {
+			l.Addrs6 = append(l.Addrs6, p)
+		}
+		h.Links[name] = l
 	}
 	addLinks := func(to *[]string, indexes []int) {
 		for _, i := range indexes {

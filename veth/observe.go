@@ -22,43 +22,6 @@ type Link struct {
 	RouteLocalnet     string         // its route_localnet sysctl; "" when unknown
 }
 
-// HostLinks returns the host's links by name with their addresses, from
-// one dump of the links and one of the addresses.
-func HostLinks() (map[string]Link, error) {
-	c, err := rtnl.Dial(nil, make([]byte, rtnl.BufferSize))
-	if err != nil {
-		return nil, fmt.Errorf("listing links: %w", err)
-	}
-	defer c.Close()
-	return hostLinks(c)
-}
-
-func hostLinks(c *rtnl.Conn) (map[string]Link, error) {
-	links, err := c.Links()
-	if err != nil {
-		return nil, fmt.Errorf("listing links: %w", err)
-	}
-	addrs, err := c.AddrsByLink()
-	if err != nil {
-		return nil, fmt.Errorf("listing addresses: %w", err)
-	}
-	out := make(map[string]Link, len(links))
-	for _, l := range links {
-		hl := Link{Name: l.Name, Alias: l.Alias, Type: linkType(l.Kind), Index: l.Index, Up: l.Up, RouteLocalnet: l.RouteLocalnet}
-		for _, p := range addrs[l.Index] {
-			switch {
-			case p.Addr().IsLinkLocalUnicast():
-			case p.Addr().Is4():
-				hl.Addrs = append(hl.Addrs, p)
-			default:
-				hl.Addrs6 = append(hl.Addrs6, p)
-			}
-		}
-		out[l.Name] = hl
-	}
-	return out, nil
-}
-
 // linkType names a link's kind as the netlink library does ("device"
 // for one without a kind, "tuntap" for tun).
 func linkType(kind string) string {

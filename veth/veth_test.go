@@ -154,11 +154,11 @@ func TestDeleteRemovesBothSides(t *testing.T) {
 	if err := Delete(p.Host); err != nil {
 		t.Fatal(err)
 	}
-	links, err := HostLinks()
+	host, err := ReadHost([]string{p.Host})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := links[p.Host]; ok {
+	if _, ok := host.Links[p.Host]; ok {
 		t.Error("host side still exists")
 	}
 	if out := ip(t, "-n", p.Namespace, "-o", "link"); strings.Contains(out, "eth0") {
@@ -174,9 +174,13 @@ func TestHostPrefixesAndLabels(t *testing.T) {
 	if err := Ensure(p); err != nil {
 		t.Fatal(err)
 	}
-	host, err := ReadHost()
+	// Not asked for, the link is named by its address's label.
+	host, err := ReadHost(nil)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(host.Links) != 0 {
+		t.Errorf("links read, none asked for: %v", host.Links)
 	}
 	var route, addr bool
 	for _, hp := range host.Prefixes {
@@ -221,10 +225,11 @@ func TestParseLabel(t *testing.T) {
 // observe reads a pair the way status and up do, in bulk.
 func observe(t *testing.T, p Pair) []string {
 	t.Helper()
-	links, err := HostLinks()
+	read, err := ReadHost([]string{p.Host})
 	if err != nil {
 		t.Fatal(err)
 	}
+	links := read.Links
 	peer, err := ObservePeer(p.Namespace, p.Peer, make([]byte, rtnl.BufferSize))
 	if err != nil {
 		t.Fatal(err)
@@ -278,7 +283,9 @@ func TestObserveAndDrift(t *testing.T) {
 // main table and another, local, broadcast, blackhole and link-local
 // ones, IPv4 default routes (one through two next hops) and an IPv6 one
 // learned from a router, ReadHost keeps the unicast prefixes, the uplinks
-// and the RA-learned default route's link.
+// and the RA-learned default route's link. The links are named though
+// only va is asked for: eth0 by its addresses' label, vb (only IPv6) by
+// its index.
 func TestReadHostFromTheRoutes(t *testing.T) {
 	p := newPair(t)
 	if err := Ensure(p); err != nil {
@@ -297,11 +304,12 @@ func TestReadHostFromTheRoutes(t *testing.T) {
 		{"-6", "addr", "add", "fd31:8::1/64", "dev", "eth0", "nodad"},
 		{"-6", "route", "add", "default", "via", "fd31:8::2", "dev", "eth0", "proto", "ra"},
 		{"-6", "route", "add", "fd31:9::/64", "via", "fd31:8::3", "dev", "eth0", "proto", "static"},
+		{"-6", "addr", "add", "fd31:b::1/64", "dev", "vb", "nodad"},
 	} {
 		ip(t, append([]string{"-n", p.Namespace}, args...)...)
 	}
 	var host Host
-	if err := netns.Do(p.Namespace, func() (err error) { host, err = ReadHost(); return err }); err != nil {
+	if err := netns.Do(p.Namespace, func() (err error) { host, err = ReadHost([]string{"va"}); return err }); err != nil {
 		t.Fatal(err)
 	}
 	var routes []string
@@ -311,22 +319,23 @@ func TestReadHostFromTheRoutes(t *testing.T) {
 		}
 	}
 	slices.Sort(routes)
-	want := []string{"10.231.11.0/24 va", "10.231.7.0/30 eth0", "10.231.8.0/24 eth0", "10.231.9.0/24 eth0", "fd31:8::/64 eth0", "fd31:9::/64 eth0"}
+	want := []string{"10.231.11.0/24 va", "10.231.7.0/30 eth0", "10.231.8.0/24 eth0", "10.231.9.0/24 eth0", "fd31:8::/64 eth0", "fd31:9::/64 eth0", "fd31:b::/64 vb"}
 	if !slices.Equal(routes, want) {
 		t.Errorf("routes among the prefixes:\n%q\nwant\n%q", routes, want)
 	}
 	if !slices.Equal(host.Uplinks, []string{"eth0", "va"}) || !slices.Equal(host.RADefault, []string{"eth0"}) {
 		t.Errorf("uplinks %q, RA default %q; want [eth0 va] (both next hops, main table only) and [eth0]", host.Uplinks, host.RADefault)
 	}
-	if _, ok := host.Links["va"]; !ok {
-		t.Errorf("links %v lack va", host.Links)
+	if _, ok := host.Links["va"]; !ok || len(host.Links) != 1 {
+		t.Errorf("links %v: want va alone", host.Links)
 	}
 }
 
-// TestHostLinksMatchTheLibrary: HostLinks reads through internal/rtnl what
-// the netlink library reads (names, aliases, kinds, indexes, state and
-// addresses), here inside a namespace with a veth pair, a labelled link,
-// link-local, point-to-point and IPv6 addresses.
+// TestHostLinksMatchTheLibrary: ReadHost reads through internal/rtnl what
+// the netlink library reads of the links asked for (names, aliases,
+// kinds, indexes, state and addresses), here inside a namespace with a
+// veth pair, a labelled link, link-local, point-to-point, labelled and
+// IPv6 addresses; each address's prefix is named by its link.
 func TestHostLinksMatchTheLibrary(t *testing.T) {
 	p := newPair(t)
 	if err := Ensure(p); err != nil {
@@ -341,22 +350,29 @@ func TestHostLinksMatchTheLibrary(t *testing.T) {
 		{"addr", "add", "10.231.21.1", "peer", "10.231.21.2/32", "dev", "va"},
 		{"-6", "addr", "add", "fd31:20::1/64", "dev", "va", "nodad"},
 		{"addr", "add", "10.231.22.1/24", "dev", "lo"},
+		{"addr", "add", "10.231.23.1/24", "dev", "vb", "label", "vb:x"},
 	} {
 		ip(t, append([]string{"-n", p.Namespace}, args...)...)
 	}
 	var got, want map[string]Link
+	var prefixes []HostPrefix
 	err := netns.Do(p.Namespace, func() error {
 		if err := sysctl.SetLink("va", "route_localnet", "1"); err != nil {
-			return err
-		}
-		var err error
-		if got, err = HostLinks(); err != nil {
 			return err
 		}
 		links, err := netlink.LinkList()
 		if err != nil {
 			return err
 		}
+		var asked []string
+		for _, l := range links {
+			asked = append(asked, l.Attrs().Name)
+		}
+		host, err := ReadHost(asked)
+		if err != nil {
+			return err
+		}
+		got, prefixes = host.Links, host.Prefixes
 		addrs, err := netlink.AddrList(nil, unix.AF_UNSPEC)
 		if err != nil {
 			return err
@@ -393,11 +409,16 @@ func TestHostLinksMatchTheLibrary(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(got) != len(want) || len(got) < 4 {
-		t.Fatalf("HostLinks: %d links, the library %d:\n%v\n%v", len(got), len(want), got, want)
+		t.Fatalf("ReadHost: %d links, the library %d:\n%v\n%v", len(got), len(want), got, want)
 	}
 	for name, w := range want {
 		if g := got[name]; fmt.Sprint(g) != fmt.Sprint(w) {
-			t.Errorf("link %s: HostLinks %+v\nthe library %+v", name, g, w)
+			t.Errorf("link %s: ReadHost %+v\nthe library %+v", name, g, w)
+		}
+		for _, p := range append(slices.Clone(w.Addrs), w.Addrs6...) {
+			if !slices.Contains(prefixes, HostPrefix{Prefix: p.Masked(), Link: name, What: "address"}) {
+				t.Errorf("prefixes lack %s's address %s: %v", name, p, prefixes)
+			}
 		}
 	}
 	if va, vb := got["va"], got["vb"]; va.Type != "veth" || va.Alias != "nsrun:test/va" || !slices.Contains(va.Addrs, netip.MustParsePrefix("10.231.21.1/32")) ||

@@ -93,6 +93,17 @@ func (c *Conn) Cookie() (uint64, error) { return nsexec.SocketCookie(c.fd) }
 func (c *Conn) Link(name string) (Link, bool, error) {
 	req := request(unix.RTM_GETLINK, 0, unix.SizeofIfInfomsg)
 	req = appendAttr(req, unix.IFLA_IFNAME, append([]byte(name), 0))
+	return c.getLink(req)
+}
+
+// LinkByIndex reads the link of that index; false when there is none.
+func (c *Conn) LinkByIndex(index int) (Link, bool, error) {
+	req := request(unix.RTM_GETLINK, 0, unix.SizeofIfInfomsg)
+	binary.NativeEndian.PutUint32(req[unix.NLMSG_HDRLEN+4:], uint32(index)) // ifi_index
+	return c.getLink(req)
+}
+
+func (c *Conn) getLink(req []byte) (Link, bool, error) {
 	var out Link
 	found := false
 	err := c.do(req, func(typ uint16, b []byte) error {
@@ -110,7 +121,10 @@ func (c *Conn) Link(name string) (Link, bool, error) {
 	return out, found, err
 }
 
-// Links lists every link.
+// Links lists every link. With thousands of veth pairs it is slow: for
+// each veth the kernel names the namespace of its peer by walking every
+// namespace id it holds (rtnl_fill_link_netnsid), so a dump takes the
+// square of their number; Link and LinkByIndex ask for one.
 func (c *Conn) Links() ([]Link, error) {
 	req := request(unix.RTM_GETLINK, unix.NLM_F_DUMP, unix.SizeofIfInfomsg)
 	var out []Link
@@ -181,18 +195,29 @@ func cString(v []byte) string {
 // address as its local side, as `ip address` shows it.
 func (c *Conn) Addrs(index int) ([]netip.Prefix, error) {
 	var out []netip.Prefix
-	err := c.eachAddr(index, func() { out = out[:0] }, func(_ int, p netip.Prefix) { out = append(out, p) })
+	err := c.eachAddr(index, func() { out = out[:0] }, func(a Addr) { out = append(out, a.Prefix) })
 	return out, err
 }
 
-// AddrsByLink lists the addresses of every link, by the link's index.
-func (c *Conn) AddrsByLink() (map[int][]netip.Prefix, error) {
-	var out map[int][]netip.Prefix
-	err := c.eachAddr(0, func() { out = map[int][]netip.Prefix{} }, func(i int, p netip.Prefix) { out[i] = append(out[i], p) })
+// Addr is an address as a dump of every link's shows it.
+type Addr struct {
+	Index  int // its link's
+	Prefix netip.Prefix
+	// Label is an IPv4 address's label: its link's name when it was
+	// added, unless whoever added it gave another (`ip address add ...
+	// label eth0:1`); "" for IPv6.
+	Label string
+}
+
+// Addresses lists the addresses of every link. The kernel names no
+// namespace in an address message: a dump costs one step per address.
+func (c *Conn) Addresses() ([]Addr, error) {
+	var out []Addr
+	err := c.eachAddr(0, func() { out = out[:0] }, func(a Addr) { out = append(out, a) })
 	return out, err
 }
 
-func (c *Conn) eachAddr(index int, reset func(), each func(index int, p netip.Prefix)) error {
+func (c *Conn) eachAddr(index int, reset func(), each func(Addr)) error {
 	req := request(unix.RTM_GETADDR, unix.NLM_F_DUMP, unix.SizeofIfAddrmsg)
 	binary.NativeEndian.PutUint32(req[unix.NLMSG_HDRLEN+4:], uint32(index))
 	return c.dump(req, unix.RTM_NEWADDR, reset, func(b []byte) error {
@@ -205,19 +230,22 @@ func (c *Conn) eachAddr(index int, reset func(), each func(index int, p netip.Pr
 		}
 		bits := int(b[1])
 		var addr, local []byte
+		label := ""
 		err := eachAttr(b[unix.SizeofIfAddrmsg:], func(t uint16, v []byte) {
 			switch t {
 			case unix.IFA_ADDRESS:
 				addr = v
 			case unix.IFA_LOCAL:
 				local = v
+			case unix.IFA_LABEL:
+				label = cString(v)
 			}
 		})
 		if local != nil {
 			addr = local
 		}
 		if a, ok := netip.AddrFromSlice(addr); ok && netip.PrefixFrom(a, bits).IsValid() {
-			each(link, netip.PrefixFrom(a, bits))
+			each(Addr{Index: link, Prefix: netip.PrefixFrom(a, bits), Label: label})
 		}
 		return err
 	})
