@@ -94,15 +94,20 @@ func (c *EtcCache) load() map[string]map[string]cachedEtc {
 }
 
 // save keeps the files read of some namespaces beside those kept before,
-// of the namespaces that exist.
-func (c *EtcCache) save(read map[string]map[string]cachedEtc, exists map[string]bool) {
+// but those of the namespaces queried that do not exist (the others'
+// stay: a kept file is taken only while its inode, size and change time
+// are the same).
+func (c *EtcCache) save(read map[string]map[string]cachedEtc, queried []string, exists map[string]bool) {
 	if c == nil || len(read) == 0 {
 		return
 	}
-	f := etcCacheFile{Version: etcCacheVersion, Files: map[string]map[string]cachedEtc{}}
-	for ns, files := range c.load() {
-		if exists[ns] {
-			f.Files[ns] = files
+	f := etcCacheFile{Version: etcCacheVersion, Files: c.load()}
+	if f.Files == nil {
+		f.Files = map[string]map[string]cachedEtc{}
+	}
+	for _, ns := range queried {
+		if !exists[ns] {
+			delete(f.Files, ns)
 		}
 	}
 	for ns, files := range read {

@@ -99,3 +99,16 @@ func TestReadEtcCached(t *testing.T) {
 		t.Errorf("a removed file: %v, want none", got)
 	}
 }
+
+// TestEtcCacheSaveKeepsOthers: a save keeps what another query kept, and
+// drops only the namespaces it queried that no longer exist.
+func TestEtcCacheSaveKeepsOthers(t *testing.T) {
+	c := &EtcCache{Dir: t.TempDir()}
+	file := func(n uint64) map[string]cachedEtc { return map[string]cachedEtc{"hosts": {Inode: n, Sum: "x"}} }
+	c.save(map[string]map[string]cachedEtc{"a": file(1), "b": file(2)}, []string{"a", "b"}, map[string]bool{"a": true, "b": true})
+	c.save(map[string]map[string]cachedEtc{"c": file(3)}, []string{"a", "c"}, map[string]bool{"c": true})
+	got := c.load()
+	if len(got) != 2 || got["b"]["hosts"].Inode != 2 || got["c"]["hosts"].Inode != 3 {
+		t.Errorf("kept %v; want b (not queried) and c, not a (queried, gone)", got)
+	}
+}

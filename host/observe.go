@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"maps"
 	"os"
 	"strings"
@@ -68,12 +69,14 @@ func (k Kernel) Observe(ctx context.Context, q Query) (Observed, error) {
 // observeHost reads all Observe reads but the firewalls, and returns the
 // host's uplinks (for obs.Host, which another reader fills meanwhile).
 func observeHost(obs *Observed, q Query, etc *EtcCache) ([]string, error) {
-	names, err := netns.List()
-	if err != nil {
-		return nil, err
-	}
-	for _, n := range names {
-		obs.Namespaces[n] = true
+	// Each namespace queried is looked up: listing /run/netns costs what
+	// every project's namespaces do.
+	for _, n := range q.Namespaces {
+		if _, err := os.Lstat(netns.Path(n)); err == nil {
+			obs.Namespaces[n] = true
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("looking up netns %q: %w", n, err)
+		}
 	}
 	// The namespaces' reads fill fields of their own; the host's go on
 	// meanwhile.
@@ -188,7 +191,7 @@ func observeNamespaces(obs *Observed, names, cookies []string, cache *EtcCache) 
 		}()
 	}
 	wg.Wait()
-	cache.save(read, obs.Namespaces)
+	cache.save(read, names, obs.Namespaces)
 }
 
 // readEtcFile reads one of the files of /etc/netns/NS that nsrun writes

@@ -52,7 +52,7 @@ type Query struct {
 // routes, one read of each firewall backend, and per namespace queried
 // one netlink socket.
 type Observed struct {
-	Namespaces map[string]bool      // the named network namespaces
+	Namespaces map[string]bool      // the named network namespaces queried that exist
 	Links      map[string]veth.Link // the host links queried that exist, by name
 	Prefixes   []veth.HostPrefix    // host routes and addresses
 	Listeners  []forward.Listener   // host sockets bound to the ports queried

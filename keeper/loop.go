@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"time"
@@ -100,6 +101,9 @@ func Run(ctx context.Context, dir string, h Healer, events <-chan hostfw.Event, 
 	for {
 		if len(causes) > 0 {
 			causes = collect(ctx, events, causes)
+			// The fingerprint before the look: a change while it looks is
+			// looked at again.
+			seen := quiet(ctx)
 			repairs, err := h.Heal(ctx, causes)
 			if errors.Is(err, ErrBusy) {
 				// An up or down's own changes: look again after it.
@@ -109,6 +113,11 @@ func Run(ctx context.Context, dir string, h Healer, events <-chan hostfw.Event, 
 				continue
 			}
 			busy, causes = firstBusy, nil
+			// A look reads every healing project's record and the
+			// firewalls: tens of MB beside thousands of namespaces, all
+			// garbage once it is over. Given back now, not over the
+			// minutes the runtime takes, the keeper waits in what it holds.
+			debug.FreeOSMemory()
 			if err != nil && ctx.Err() == nil {
 				log.Printf("looking at the firewalls: %v", err)
 			}
@@ -117,7 +126,7 @@ func Run(ctx context.Context, dir string, h Healer, events <-chan hostfw.Event, 
 				log.Print(r.String())
 				failed = failed || r.Err != nil
 			}
-			last = quiet(ctx)
+			last = seen
 			if !failed {
 				pause = firstRetry
 				continue

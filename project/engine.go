@@ -159,15 +159,21 @@ func (e *Engine) up(ctx context.Context, s *specs.Spec) (*Outcome, bool, error) 
 		return nil, false, err
 	}
 	q := host.Query{Published: newPorts(s, recorded)}
+	inSpec := map[string]bool{}
 	for _, ns := range s.Namespaces {
 		q.Namespaces = append(q.Namespaces, ns.Name)
 		q.Links = append(q.Links, ns.HostLink)
+		inSpec[ns.Name] = true
 	}
 	if recorded != nil {
-		q.Namespaces = append(q.Namespaces, namespaceNames(recorded)...)
-		q.Links = append(q.Links, hostLinks(recorded)...)
+		for _, ns := range recorded.Namespaces {
+			if !inSpec[ns.Name] { // one the spec no longer has
+				q.Namespaces = append(q.Namespaces, ns.Name)
+				q.Links = append(q.Links, ns.Link)
+			}
+		}
 	}
-	grants := e.Store.Grants()
+	grants := e.Store.Grants(q.Namespaces)
 	for _, ns := range q.Namespaces {
 		if _, ok := grants[ns]; ok {
 			q.Cookies = append(q.Cookies, ns)

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/nsrun/nsrun/internal/atomicfile"
 	"github.com/nsrun/nsrun/netns"
@@ -83,15 +85,15 @@ func (st Store) Save(s *Record) error {
 // project's (nsexec.GrantDir, /run/nsrun-exec, for the default store).
 func (st Store) grantDir() string { return st.Dir + "-exec" }
 
-// Grants reads every namespace's exec grant; unreadable ones are left
-// out (up writes them again).
-func (st Store) Grants() map[string]netns.Grant {
+// Grants reads the exec grants of the namespaces named, of those that
+// have one (one file each: not every namespace's, which costs what the
+// whole host's do); unreadable ones are left out (up writes them again).
+func (st Store) Grants(names []string) map[string]netns.Grant {
 	out := map[string]netns.Grant{}
-	entries, _ := os.ReadDir(st.grantDir())
-	for _, e := range entries {
+	for _, name := range names {
 		var g netns.Grant
-		if atomicfile.ReadJSON(filepath.Join(st.grantDir(), e.Name()), &g) == nil && g.Namespace == e.Name() {
-			out[e.Name()] = g
+		if atomicfile.ReadJSON(filepath.Join(st.grantDir(), name), &g) == nil && g.Namespace == name {
+			out[name] = g
 		}
 	}
 	return out
@@ -178,12 +180,25 @@ func (st Store) Others(project string) ([]*Record, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []*Record
-	for _, name := range names {
+	// Decoding is most of the cost, and each record is its own: they are
+	// decoded side by side, one per CPU.
+	loaded := make([]*Record, len(names))
+	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	var wg sync.WaitGroup
+	for i, name := range names {
 		if name == project {
 			continue
 		}
-		if s, err := st.Load(name); err == nil {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			loaded[i], _ = st.Load(name)
+		})
+	}
+	wg.Wait()
+	var out []*Record
+	for _, s := range loaded {
+		if s != nil {
 			out = append(out, s)
 		}
 	}
