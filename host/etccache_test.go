@@ -112,3 +112,75 @@ func TestEtcCacheSaveKeepsOthers(t *testing.T) {
 		t.Errorf("kept %v; want b (not queried) and c, not a (queried, gone)", got)
 	}
 }
+
+// TestWriteEtcShares: namespaces that want the same file share one
+// (hard-linked); one changed by hand is not passed on, and without a
+// SharedEtc each is written. Removing one namespace's files leaves the
+// others'.
+func TestWriteEtcShares(t *testing.T) {
+	nstest.RequireRoot(t)
+	_, err := os.Stat(netns.EtcDir)
+	had := err == nil
+	var names []string
+	for range 4 {
+		names = append(names, nstest.Name("es"))
+	}
+	t.Cleanup(func() {
+		for _, ns := range names {
+			os.RemoveAll(filepath.Join(netns.EtcDir, ns))
+		}
+		if !had {
+			os.Remove(netns.EtcDir) // once empty
+		}
+	})
+	hosts := EtcMarker + "\n10.0.0.2 a\n10.0.0.6 b\n"
+	files := map[string]string{"hosts": hosts}
+	shared := &SharedEtc{}
+	stat := func(ns string) os.FileInfo {
+		t.Helper()
+		fi, err := os.Stat(filepath.Join(netns.EtcDir, ns, "hosts"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi
+	}
+	holdsHosts := func(ns string) {
+		t.Helper()
+		if data, _ := os.ReadFile(filepath.Join(netns.EtcDir, ns, "hosts")); string(data) != hosts {
+			t.Errorf("%s's hosts holds %q; want %q", ns, data, hosts)
+		}
+	}
+	for _, ns := range names[:2] {
+		if err := writeEtc(ns, files, shared); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !os.SameFile(stat(names[0]), stat(names[1])) {
+		t.Error("two namespaces wanting the same hosts got two files")
+	}
+	holdsHosts(names[1])
+	// The shared file changed in place: the next namespace gets its own.
+	first := filepath.Join(netns.EtcDir, names[0], "hosts")
+	if err := os.WriteFile(first, []byte(EtcMarker+"\nedited\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeEtc(names[2], files, shared); err != nil {
+		t.Fatal(err)
+	}
+	if os.SameFile(stat(names[2]), stat(names[1])) {
+		t.Error("a file changed by hand was passed on")
+	}
+	holdsHosts(names[2])
+	if err := writeEtc(names[3], files, nil); err != nil {
+		t.Fatal(err)
+	}
+	if os.SameFile(stat(names[3]), stat(names[2])) {
+		t.Error("without a SharedEtc, a file was shared")
+	}
+	if err := removeEtc(names[0]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(netns.EtcDir, names[1], "hosts")); err != nil {
+		t.Errorf("removing a namespace's files took another's: %v", err)
+	}
+}

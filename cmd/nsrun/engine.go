@@ -29,7 +29,7 @@ func newEngine(w io.Writer, quiet bool) (*project.Engine, error) {
 	st := store()
 	cache := &nftcache.Cache{Dir: filepath.Join(st.Dir, "nftables.cache")} // a dot: never taken for a project's directory
 	pub := forward.Publisher{Firewalls: firewalls(cache), Shortcut: shortcut.Loopback{}}
-	k := host.Kernel{Publisher: pub, Grace: 5 * time.Second, Cache: cache, Etc: &host.EtcCache{Dir: st.Dir}}
+	k := host.Kernel{Publisher: pub, Grace: 5 * time.Second, Cache: cache, Etc: &host.EtcCache{Dir: st.Dir}, Shared: &host.SharedEtc{}}
 	e := &project.Engine{
 		Store:       st,
 		System:      k,

@@ -3,7 +3,10 @@
 package atomicfile
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -66,4 +69,33 @@ func ReadJSON(path string, v any) error {
 		return fmt.Errorf("%s is corrupt: %w", path, err)
 	}
 	return nil
+}
+
+// Link makes path another name of the file src (a hard link), as Write
+// does: a link beside path first, renamed over it. Both must be on one
+// file system.
+func Link(src, path string) error {
+	for range 10 {
+		tmp := filepath.Join(filepath.Dir(path), TempPrefix+filepath.Base(path)+"-"+randomSuffix())
+		err := os.Link(src, tmp)
+		if errors.Is(err, os.ErrExist) {
+			continue // another writer's name: draw again
+		}
+		if err != nil {
+			return fmt.Errorf("linking %s to %s: %w", path, src, err)
+		}
+		if err := os.Rename(tmp, path); err != nil {
+			os.Remove(tmp)
+			return fmt.Errorf("linking %s to %s: %w", path, src, err)
+		}
+		return nil
+	}
+	return fmt.Errorf("linking %s to %s: no free temporary name", path, src)
+}
+
+// randomSuffix is a random name part, as os.CreateTemp draws them.
+func randomSuffix() string {
+	var b [6]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }

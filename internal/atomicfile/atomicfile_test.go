@@ -46,3 +46,34 @@ func TestIsTemp(t *testing.T) {
 		t.Error("IsTemp does not tell temporary names from others")
 	}
 }
+
+// TestLink: path becomes another name of src, over what it was, with no
+// temporary name left behind; a missing src changes nothing.
+func TestLink(t *testing.T) {
+	dir := t.TempDir()
+	src, path := filepath.Join(dir, "a"), filepath.Join(dir, "b")
+	if err := os.WriteFile(src, []byte("shared\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte("old\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := Link(src, path); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := os.Stat(src)
+	b, _ := os.Stat(path)
+	if !os.SameFile(a, b) {
+		t.Error("path is not src's file")
+	}
+	if err := Link(filepath.Join(dir, "missing"), path); err == nil {
+		t.Error("a link to a missing file succeeded")
+	}
+	if got, _ := os.ReadFile(path); string(got) != "shared\n" {
+		t.Errorf("path holds %q after the failed link", got)
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 2 {
+		t.Errorf("directory holds %d entries; want a and b only", len(entries))
+	}
+}
