@@ -277,9 +277,12 @@ func (x *portIndex) first(p specs.Port) (publishedPort, bool) {
 	found := -1
 	for _, b := range blocksOf(p) {
 		for _, i := range x.blocks[b] {
-			if (found < 0 || i < found) && specs.Conflicts(p, x.ports[i].port) {
+			if found >= 0 && i >= found {
+				break // the block's later ones come after the one found
+			}
+			if specs.Conflicts(p, x.ports[i].port) {
 				found = i
-				break // the block's later ones come after it
+				break
 			}
 		}
 	}
