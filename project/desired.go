@@ -56,8 +56,9 @@ func Desire(s *specs.Spec, recorded *state.Record, others []*state.Record, forei
 		}
 	}
 	want := FromSpec(s)
+	had := recorded.ByName()
 	for _, ns := range want.Namespaces {
-		if r := recorded.Namespace(ns.Name); r != nil && r.Cgroup {
+		if r := had[ns.Name]; r != nil && r.Cgroup {
 			keepCgroup(ns) // made once, it stays until down
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nsrun/nsrun/forward"
@@ -154,10 +155,13 @@ func (e *Engine) up(ctx context.Context, s *specs.Spec) (*Outcome, bool, error) 
 	} else if err != nil {
 		return nil, false, err
 	}
-	others, err := e.Store.Others(s.Name)
-	if err != nil {
-		return nil, false, err
-	}
+	// The other projects' records are decoded while the host is read:
+	// with thousands of namespaces that is megabytes of JSON.
+	var others []*state.Record
+	var othersErr error
+	var wg sync.WaitGroup
+	wg.Go(func() { others, othersErr = e.Store.Others(s.Name) })
+	defer wg.Wait()
 	q := host.Query{Published: newPorts(s, recorded)}
 	inSpec := map[string]bool{}
 	for _, ns := range s.Namespaces {
@@ -186,7 +190,8 @@ func (e *Engine) up(ctx context.Context, s *specs.Spec) (*Outcome, bool, error) 
 		}
 	}
 	obs, err := e.Observe(ctx, q)
-	if err != nil {
+	wg.Wait()
+	if err := errors.Join(err, othersErr); err != nil {
 		return nil, false, err
 	}
 	obs.Grants = grants
@@ -562,9 +567,10 @@ func (e *Engine) removeMadeTables(ctx context.Context, before map[forward.Backen
 // to those only (checkPorts), so the others are not read.
 func newPorts(s *specs.Spec, recorded *state.Record) []specs.Port {
 	var out []specs.Port
+	byName := recorded.ByName()
 	for _, ns := range s.Namespaces {
 		var had []specs.Port
-		if r := recorded.Namespace(ns.Name); r != nil {
+		if r := byName[ns.Name]; r != nil {
 			had = r.Ports
 		}
 		for _, p := range ns.Ports {

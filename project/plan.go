@@ -110,8 +110,9 @@ func PlanUp(want, recorded *state.Record, others []*state.Record, obs host.Obser
 			steps = append(steps, Step{Op: OpCreateNamespace, Namespace: ns.Name, Repair: messages(drift, ns.Name, DriftNamespace)})
 		}
 	}
+	had := recorded.ByName()
 	for _, ns := range want.Namespaces {
-		r, p := recorded.Namespace(ns.Name), pair(ns, want.Project)
+		r, p := had[ns.Name], pair(ns, want.Project)
 		repair := messages(drift, ns.Name, DriftLink)
 		if r == nil || pair(r, want.Project) != p || len(repair) > 0 || !obs.Namespaces[ns.Name] {
 			_, exists := obs.Links[ns.Link]
@@ -121,7 +122,7 @@ func PlanUp(want, recorded *state.Record, others []*state.Record, obs host.Obser
 	etc := EtcFiles(want, others, obs.HostResolv, obs.SystemdResolv)
 	for _, ns := range want.Namespaces {
 		if len(etcDiffers(obs.Etc[ns.Name], etc[ns.Name].Sums)) > 0 {
-			steps = append(steps, Step{Op: OpEtc, Namespace: ns.Name, Files: etc[ns.Name].Files, Created: recorded.Namespace(ns.Name) == nil,
+			steps = append(steps, Step{Op: OpEtc, Namespace: ns.Name, Files: etc[ns.Name].Files, Created: had[ns.Name] == nil,
 				Repair: messages(drift, ns.Name, DriftEtc)})
 		}
 	}
@@ -143,8 +144,9 @@ func PlanUp(want, recorded *state.Record, others []*state.Record, obs host.Obser
 		steps = append(steps, Step{Op: OpFlushUDP, Ports: changed})
 	}
 	if recorded != nil {
+		wanted := want.ByName()
 		for _, ns := range recorded.Namespaces {
-			if want.Namespace(ns.Name) == nil {
+			if wanted[ns.Name] == nil {
 				steps = append(steps, removeNamespaces(recorded.Project, []*state.Namespace{ns}, obs.Host.Firewalld.Zoned())...)
 			}
 		}

@@ -29,10 +29,11 @@ func Preflight(want, recorded *state.Record, others []*state.Record, obs host.Ob
 	if want.IPv6 {
 		errs = append(errs, checkIP6Tables(want, obs)...)
 	}
+	had := recorded.ByName()
 	for _, ns := range want.Namespaces {
-		errs = append(errs, checkNamespace(want.Project, ns, recorded, others, obs, near)...)
+		errs = append(errs, checkNamespace(want.Project, ns, had[ns.Name] != nil, others, obs, near)...)
 	}
-	errs = append(errs, checkPorts(want, recorded, others, obs.Listeners)...)
+	errs = append(errs, checkPorts(want, had, others, obs.Listeners)...)
 	errs = append(errs, checkResources(want, obs)...)
 	return errors.Join(errs...)
 }
@@ -74,9 +75,11 @@ func missingWhere(l cgroup.Layout, controller string) string {
 	return fmt.Sprintf(": no hierarchy is mounted at %s/%s", l.Root, controller)
 }
 
-func checkNamespace(project string, ns *state.Namespace, recorded *state.Record, others []*state.Record, obs host.Observed, near *neighbours) []error {
+// checkNamespace checks one namespace the project wants; recorded: the
+// project's record has it.
+func checkNamespace(project string, ns *state.Namespace, recorded bool, others []*state.Record, obs host.Observed, near *neighbours) []error {
 	var errs []error
-	mine := recorded.Namespace(ns.Name) != nil || obs.Alias(ns.Link) == veth.Label(project, ns.Name)
+	mine := recorded || obs.Alias(ns.Link) == veth.Label(project, ns.Name)
 	if obs.Namespaces[ns.Name] && !mine {
 		if owner := ownerOf(others, ns.Name); owner != "" {
 			errs = append(errs, fmt.Errorf("namespace %q belongs to nsrun project %q; choose another name, or take that project down with 'sudo nsrun down -p %s'", ns.Name, owner, owner))
@@ -200,13 +203,14 @@ func ownerOf(states []*state.Record, ns string) string {
 }
 
 // checkPorts reports host ports another project publishes, and new host
-// ports that a host process is bound to (DNAT would steal its traffic).
-func checkPorts(want, recorded *state.Record, others []*state.Record, listeners []forward.Listener) []error {
+// ports that a host process is bound to (DNAT would steal its traffic);
+// recorded are the project's recorded namespaces by name.
+func checkPorts(want *state.Record, recorded map[string]*state.Namespace, others []*state.Record, listeners []forward.Listener) []error {
 	var errs []error
 	published := newPortIndex(others)
 	for _, ns := range want.Namespaces {
 		var had []specs.Port
-		if r := recorded.Namespace(ns.Name); r != nil {
+		if r := recorded[ns.Name]; r != nil {
 			had = r.Ports
 		}
 		for _, p := range ns.Ports {

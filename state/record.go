@@ -84,6 +84,20 @@ func (s *Record) Plan() supervise.Plan {
 	return p
 }
 
+// ByName indexes the record's namespaces by name (empty for nil): a loop
+// over one record's namespaces that looks each up in another uses it, as
+// Namespace's scan would make it quadratic.
+func (s *Record) ByName() map[string]*Namespace {
+	if s == nil {
+		return map[string]*Namespace{}
+	}
+	out := make(map[string]*Namespace, len(s.Namespaces))
+	for _, ns := range s.Namespaces {
+		out[ns.Name] = ns
+	}
+	return out
+}
+
 // Namespace returns the recorded namespace of that name, or nil.
 func (s *Record) Namespace(name string) *Namespace {
 	if s == nil {
@@ -129,8 +143,9 @@ func Merge(a, b *Record) *Record {
 	}
 	out := *b
 	out.Namespaces = append([]*Namespace(nil), b.Namespaces...)
+	inB := b.ByName()
 	for _, ns := range a.Namespaces {
-		if b.Namespace(ns.Name) == nil {
+		if inB[ns.Name] == nil {
 			out.Namespaces = append(out.Namespaces, ns)
 		}
 	}
