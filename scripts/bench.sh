@@ -2,7 +2,7 @@
 # Benchmarks nsrun side by side with the manual method and a userland
 # proxy, in one run, as ratios (this machine is shared and noisy):
 #
-#   sudo scripts/bench.sh [--quick] [--firewalls] [--ipv6] [--tenants] [--limits] [--many]
+#   sudo scripts/bench.sh [--quick] [--firewalls] [--ipv6] [--tenants] [--limits] [--many] [--peers]
 #
 # Sections 2, 2b, 3, 3b and 3c run once per firewall backend (iptables,
 # then nftables), marked [iptables] and [nftables]; --firewalls runs only
@@ -25,6 +25,9 @@
 #    1st with 9,000 others up against the same alone; down of the 5th
 #    with 4,000 others up against the floor for that teardown; the
 #    keeper's RSS with all 10,000 up;
+# 1e. nsrun against Podman and Docker (--peers: only this, in
+#    scripts/bench-peers.sh): bring-up, teardown, memory and the data path
+#    of 100 published web servers;
 # 2. the data path: HTTP requests/s with wrk (keep-alive and
 #    Connection: close) through the published port and straight to the
 #    namespace's address, from another machine (a namespace routed through
@@ -55,6 +58,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 quick=false firewalls_only=false ipv6_only=false tenants_only=false limits_only=false many_only=false
+if [[ " $* " == *" --peers "* ]]; then
+	[[ " $* " == *" --quick "* ]] && exec scripts/bench-peers.sh --quick
+	exec scripts/bench-peers.sh
+fi
 for arg in "$@"; do
 	case "$arg" in
 	--quick) quick=true ;;
@@ -64,7 +71,7 @@ for arg in "$@"; do
 	--limits) limits_only=true ;;
 	--many) many_only=true ;;
 	*)
-		echo "usage: sudo $0 [--quick] [--firewalls] [--ipv6] [--tenants] [--limits] [--many]" >&2
+		echo "usage: sudo $0 [--quick] [--firewalls] [--ipv6] [--tenants] [--limits] [--many] [--peers]" >&2
 		exit 2
 		;;
 	esac

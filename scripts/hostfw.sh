@@ -80,12 +80,8 @@ sysctl_keys() {
 
 save_host() {
 	host_state >"$work/host.before"
-	iptables-nft-save >"$work/v4.before" 2>/dev/null
-	ip6tables-nft-save >"$work/v6.before" 2>/dev/null
-	iptables-legacy-save >"$work/legacy.before"
-	nft list tables | sort >"$work/tables.before"
+	save_firewalls
 	sysctl_keys | xargs -r sysctl -e >"$work/sysctl.before" 2>/dev/null || true
-	sysctl net.ipv4.ip_forward >>"$work/sysctl.before"
 	cp -a /etc/ufw "$work/ufw.before" 2>/dev/null || true
 }
 
@@ -94,14 +90,7 @@ save_host() {
 # and sysctls.
 restore_host() {
 	[[ -f $work/v4.before ]] || return 0
-	iptables-nft-restore <"$work/v4.before" 2>/dev/null
-	ip6tables-nft-restore <"$work/v6.before" 2>/dev/null
-	iptables-legacy-restore <"$work/legacy.before"
-	grep -q "^\*filter" "$work/legacy.before" || iptables-legacy -P FORWARD ACCEPT 2>/dev/null || true # loaded since: no saved policy
-	nft list tables | sort | comm -13 "$work/tables.before" - | while read -r _ family name; do
-		nft delete table "$family" "$name"
-	done
-	ip link del docker0 2>/dev/null || true
+	restore_firewalls
 	if [[ -d $work/ufw.before ]]; then
 		rm -rf /etc/ufw && cp -a "$work/ufw.before" /etc/ufw
 	fi
@@ -152,57 +141,17 @@ start_firewalld() {
 	wait_for firewalld 30 sh -c 'firewall-cmd --state 2>/dev/null | grep -qx running'
 }
 
-stop_pid() { # PID: SIGTERM, then wait for it to end
-	[[ -n $1 ]] || return 0
-	kill "$1" 2>/dev/null || return 0
-	for _ in $(seq 300); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
-	kill -9 "$1" 2>/dev/null || true
-}
-
 stop_firewalld() { stop_pid "$fw_pid"; fw_pid=""; }
-
-start_docker() {
-	mkdir -p "$work/containerd" "$work/docker"
-	if [[ -z $containerd_pid ]]; then
-		containerd --root "$work/containerd/root" --state "$work/containerd/state" --address "$work/containerd/sock" \
-			>>"$work/containerd.log" 2>&1 &
-		containerd_pid=$!
-		pids+=("$containerd_pid")
-		wait_for containerd 30 test -S "$work/containerd/sock"
-	fi
-	dockerd --containerd "$work/containerd/sock" --data-root "$work/docker/root" --exec-root "$work/docker/exec" \
-		--pidfile "$work/docker/pid" --host "unix://$work/docker/sock" --storage-driver vfs \
-		>>"$work/dockerd.log" 2>&1 &
-	dockerd_pid=$!
-	pids+=("$dockerd_pid")
-	wait_for dockerd 60 docker -H "unix://$work/docker/sock" version
-	wait_for "Docker's chains" 30 sh -c 'iptables -S DOCKER-USER >/dev/null 2>&1'
-}
-
-stop_docker() { stop_pid "$dockerd_pid"; dockerd_pid=""; }
 
 stop_daemons() {
 	stop_docker
-	stop_pid "$containerd_pid"
-	containerd_pid=""
+	stop_containerd
 	stop_firewalld
 	if [[ -n $dbus_pid ]]; then
 		stop_pid "$dbus_pid"
 		rm -f /run/dbus/system_bus_socket # it leaves it behind
 	fi
 	dbus_pid=""
-}
-
-wait_for() { # WHAT SECONDS CMD...: until CMD succeeds
-	local what=$1 secs=$2
-	shift 2
-	for _ in $(seq $((secs * 10))); do
-		"$@" >/dev/null 2>&1 && return 0
-		sleep 0.1
-	done
-	echo "hostfw.sh: $what did not come up in ${secs}s" >&2
-	tail -20 "$work"/*.log >&2 2>/dev/null || true
-	return 1
 }
 
 # --- the outside machine, and the project ---
