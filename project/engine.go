@@ -574,7 +574,7 @@ func newPorts(s *specs.Spec, recorded *state.Record) []specs.Port {
 			had = r.Ports
 		}
 		for _, p := range ns.Ports {
-			if !slices.ContainsFunc(had, func(q specs.Port) bool { return q.Full() == p.Full() }) {
+			if !slices.ContainsFunc(had, p.Same) {
 				out = append(out, p)
 			}
 		}

@@ -284,7 +284,7 @@ func sameForwards(a, b *state.Record) bool {
 	}
 	return slices.EqualFunc(a.ForwardProject().Namespaces, b.ForwardProject().Namespaces, func(x, y forward.Namespace) bool {
 		return x.Name == y.Name && x.Link == y.Link && x.Address == y.Address && x.Address6 == y.Address6 && x.Egress == y.Egress &&
-			slices.Equal(x.Networks, y.Networks) && slices.EqualFunc(x.Ports, y.Ports, func(p, q specs.Port) bool { return p.Full() == q.Full() })
+			slices.Equal(x.Networks, y.Networks) && slices.EqualFunc(x.Ports, y.Ports, specs.Port.Same)
 	})
 }
 

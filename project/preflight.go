@@ -217,7 +217,7 @@ func checkPorts(want *state.Record, recorded map[string]*state.Namespace, others
 			if o, ok := published.first(p); ok {
 				errs = append(errs, fmt.Errorf("host port %s/%s is already published by project %q (namespace %q); publish another port, or take that project down with 'sudo nsrun down -p %s'", p.Published, p.Protocol, o.project, o.ns, o.project))
 			}
-			if slices.ContainsFunc(had, func(q specs.Port) bool { return q.Full() == p.Full() }) {
+			if slices.ContainsFunc(had, p.Same) {
 				continue // published by this project already: its traffic is ours
 			}
 			for _, l := range listeners {

@@ -177,6 +177,12 @@ func (p Port) Full() string {
 	return fmt.Sprintf("%s:%s:%s/%s", HostIPText(p.HostIP), p.Published, p.Target, p.Protocol)
 }
 
+// Same reports whether two ports publish the same thing: their Full
+// forms are equal (without writing them).
+func (p Port) Same(q Port) bool {
+	return p.HostIP == q.HostIP && p.Published == q.Published && p.Target == q.Target && p.Protocol == q.Protocol
+}
+
 // HostIPText writes a host address as the short form has it: IPv6 in
 // brackets.
 func HostIPText(ip netip.Addr) string {

@@ -146,3 +146,27 @@ func samePort(a, b Port) bool {
 	a.Both, b.Both = false, false
 	return a == b
 }
+
+func TestSameIsFullEqual(t *testing.T) {
+	var ports []Port
+	for _, s := range []string{"6000:8080", "6000:8080/udp", "6000:8081", "6001:8080", "127.0.0.1:6000:8080", "0.0.0.0:6000:8080",
+		"[::]:6000:8080", "[::1]:6000:8080", "6000-6001:8080-8081", "6000-6001:8080-8081/udp", "[fd00::1]:6000:8080"} {
+		p, err := ParsePort(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ports = append(ports, p)
+	}
+	for _, p := range ports {
+		for _, q := range ports {
+			if got, want := p.Same(q), p.Full() == q.Full(); got != want {
+				t.Errorf("%s.Same(%s) = %v, want %v (the Full forms)", p.Full(), q.Full(), got, want)
+			}
+		}
+	}
+	a, _ := ParsePort("6000:8080")
+	b, _ := ParsePort("0.0.0.0:6000:8080/tcp")
+	if !a.Same(b) {
+		t.Errorf("%s and %s are not Same, though they publish the same", a, b)
+	}
+}

@@ -1,7 +1,6 @@
 package iptables
 
 import (
-	"bufio"
 	"fmt"
 	"slices"
 	"strings"
@@ -32,14 +31,15 @@ type Chain struct {
 	Rules  []string // each "-A CHAIN ..." line
 }
 
-// ParseSave parses iptables-save output.
+// ParseSave parses iptables-save output. Its rules are slices of text,
+// not copies: with thousands of namespaces the output is megabytes.
 func ParseSave(text string) (*Snapshot, error) {
 	s := &Snapshot{Tables: map[string]map[string]*Chain{}}
 	var table map[string]*Chain
-	sc := bufio.NewScanner(strings.NewReader(text))
-	sc.Buffer(make([]byte, 0, 64*1024), 16*1024*1024)
-	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
+	n := 0
+	for line := range strings.Lines(text) {
+		n++
+		line = strings.TrimSpace(line)
 		switch {
 		case line == "" || strings.HasPrefix(line, "#") || line == "COMMIT":
 		case strings.HasPrefix(line, "*"):
@@ -54,18 +54,18 @@ func ParseSave(text string) (*Snapshot, error) {
 			}
 			table[f[0]] = &Chain{Policy: f[1]}
 		case strings.HasPrefix(line, "-A "):
-			f := strings.SplitN(line, " ", 3)
-			c := table[f[1]]
+			name, _, _ := strings.Cut(line[len("-A "):], " ")
+			c := table[name]
 			if c == nil {
 				c = &Chain{Policy: "-"}
-				table[f[1]] = c
+				table[name] = c
 			}
 			c.Rules = append(c.Rules, line)
 		default:
 			return nil, fmt.Errorf("iptables-save line %d: unexpected %q", n, line)
 		}
 	}
-	return s, sc.Err()
+	return s, nil
 }
 
 // HasChain reports whether a chain exists.
