@@ -16,7 +16,7 @@ var (
 	namespaceKeys = []string{"address", "address6", "egress", "networks", "ports", "run", "exec", "resources"}
 	execKeys      = []string{"users", "groups"}
 	portKeys      = []string{"published", "target", "protocol", "host_ip"}
-	processKeys   = []string{"name", "command", "workdir", "env", "user", "restart", "ready", "resources"}
+	processKeys   = []string{"name", "command", "workdir", "env", "user", "restart", "ready", "health", "depends_on", "resources"}
 	readyKeys     = []string{"tcp", "timeout"}
 )
 
@@ -80,6 +80,8 @@ func (d *decoder) spec(root *yaml.Node) *Spec {
 	}
 	twinPorts(s)
 	d.checkSpec(s)
+	d.checkHealth(s)
+	d.checkDependencies(s)
 	if len(d.list) > 0 {
 		return s
 	}
@@ -327,6 +329,10 @@ func (d *decoder) process(n *yaml.Node, path string) (Process, bool) {
 			p.Restart = d.restart(v, kp)
 		case "ready":
 			p.Ready = d.ready(v, kp)
+		case "health":
+			p.Health = d.health(v, kp)
+		case "depends_on":
+			p.DependsOn, p.dependsPos = d.dependsOn(v, kp)
 		case "resources":
 			p.Resources, p.resourcesPos = d.resources(v, kp)
 		}

@@ -115,6 +115,35 @@ var (
 			"required":             []string{"tcp"},
 			"additionalProperties": false,
 		},
+		"health": map[string]any{
+			"description":          "A check the supervisor runs inside the namespace for as long as the process runs: exactly one of http, tcp and command. Without ready, up waits for its first healthy result.",
+			"type":                 "object",
+			"properties":           healthProps,
+			"oneOf":                []any{map[string]any{"required": []string{"http"}}, map[string]any{"required": []string{"tcp"}}, map[string]any{"required": []string{"command"}}},
+			"additionalProperties": false,
+		},
+		"depends_on": map[string]any{
+			"description": "Processes that must be ready (and healthy, if they have a health check) before this one starts, as NAMESPACE/PROCESS, or PROCESS of the same namespace.",
+			"type":        "array",
+			"uniqueItems": true,
+			"items":       map[string]any{"type": "string", "pattern": `^([A-Za-z0-9][A-Za-z0-9._-]{0,63}/)?[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`},
+		},
+	}
+	healthProps = map[string]any{
+		"http": str("GET this path (on the ready port, else the namespace's first published TCP port) or http://ADDRESS:PORT/PATH URL inside the namespace (127.0.0.1 is its loopback); a 2xx or 3xx answer is healthy.", `^(/|http://)`),
+		"tcp":  port("A TCP port that must accept a connection inside the namespace."),
+		"command": map[string]any{
+			"description": "A command run inside the namespace as the process's user; exit status 0 is healthy. A list is exec'd directly; a string is run by /bin/sh -c.",
+			"oneOf": []any{
+				map[string]any{"type": "string", "pattern": `\S`},
+				map[string]any{"type": "array", "minItems": 1, "items": map[string]any{"type": []string{"string", "number"}}},
+			},
+		},
+		"interval":     str("Time between the end of a check and the next, whole seconds from 1s to 1h. Default: 10s.", duration),
+		"timeout":      str("A check that takes longer fails, whole seconds from 1s to 1h. Default: 2s.", duration),
+		"retries":      map[string]any{"description": "Consecutive failures that make the process unhealthy. Default: 3.", "type": "integer", "minimum": 1, "maximum": 100},
+		"start_period": str("Failures in this time after the start do not count, whole seconds up to 1h. Default: 0s.", duration),
+		"on_failure":   map[string]any{"description": "What the supervisor does once the process is unhealthy: none (report it, the default), restart, or stop.", "enum": []string{"none", "restart", "stop"}},
 	}
 	execProps = map[string]any{
 		"users":  idList("Users, by name or numeric uid."),

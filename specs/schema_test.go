@@ -40,6 +40,7 @@ func TestSchemaKnowsEveryKey(t *testing.T) {
 		{"a port", portKeys, portProps},
 		{"a process", processKeys, processProps},
 		{"ready", readyKeys, readyProps},
+		{"health", healthKeys, healthProps},
 		{"resources", resourceKeys, resourceProps},
 		{"exec", execKeys, execProps},
 		{"a network", networkKeys, networkProps},

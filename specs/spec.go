@@ -162,11 +162,17 @@ type Process struct {
 	User    string   // name or uid, optionally ":group"; empty means root
 	Restart Restart
 	Ready   *Ready // nil when the process has no readiness check
+	// Health is checked for as long as the process runs; nil for none.
+	Health *Health
+	// DependsOn are the processes (NAMESPACE/PROCESS) that must be ready
+	// and healthy before this one starts.
+	DependsOn []string
 	// Resources bound this process (and its children) inside the
 	// namespace's own limits.
 	Resources Resources
 
 	pos, resourcesPos position
+	dependsPos        []position
 }
 
 // Ready is a readiness check: the TCP port accepts a connection inside the
