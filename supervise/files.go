@@ -1,8 +1,11 @@
 // Package supervise keeps a project's processes running: a detached
 // supervisor per project starts each through `nsrun exec` (the one code
 // path that enters a namespace), writes their output to size-capped logs,
-// restarts them by policy with backoff, and records their status. It
-// never changes namespace itself.
+// restarts them by policy with backoff, runs their health checks and
+// holds back those whose dependencies are not ready yet, and records
+// their status. It never changes namespace itself: a check's socket is
+// made inside the namespace by a thread that enters it and comes back
+// (DialIn), and a check's command starts through `nsrun exec` too.
 package supervise
 
 import (
@@ -29,6 +32,11 @@ type Process struct {
 	// Cgroup is the leaf of the namespace's cgroup the process runs in
 	// (nsrun exec --cgroup); "" when the namespace has none.
 	Cgroup string `json:"cgroup,omitempty"`
+	// Health is checked while the process runs; nil for none.
+	Health *Health `json:"health,omitempty"`
+	// DependsOn are the processes that must be ready, and healthy if
+	// they have a check, before this one first starts.
+	DependsOn []Dependency `json:"depends_on,omitempty"`
 }
 
 // Key names a process within its project: NS/NAME.
@@ -60,6 +68,7 @@ type Status struct {
 // Process states.
 const (
 	Starting = "starting"
+	Waiting  = "waiting" // for its dependencies, before its first start
 	Running  = "running"
 	Backoff  = "backoff" // exited, restarting after a pause
 	Exited   = "exited"  // exited, not to be restarted
@@ -83,6 +92,12 @@ type ProcessStatus struct {
 	ExitCause string `json:"exit_cause,omitempty"`
 	OOMKills  int    `json:"oom_kills,omitempty"`
 	Error     string `json:"error,omitempty"`
+	// Health is what its checks found while it runs; nil without a
+	// check, or before it runs.
+	Health *HealthStatus `json:"health,omitempty"`
+	// Waiting says what a process held back by its dependencies waits
+	// for.
+	Waiting string `json:"waiting,omitempty"`
 }
 
 // Key names the process: NS/NAME.

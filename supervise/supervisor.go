@@ -32,10 +32,16 @@ type Supervisor struct {
 	Dir   string        // the project's state directory
 	Self  string        // the nsrun binary: processes start through `nsrun exec`
 	Grace time.Duration // between SIGTERM and SIGKILL when stopping
+	// Dial connects inside a namespace for health and dependency checks;
+	// nil is DialIn.
+	Dial DialFunc
 
-	mu     sync.Mutex
-	procs  map[string]*supervised
-	status Status
+	checkSlots chan struct{} // bounds the checks run at once
+
+	mu      sync.Mutex
+	procs   map[string]*supervised
+	status  Status
+	changed chan struct{} // closed at the next status change (see changes)
 }
 
 // supervised is one process under supervision.
@@ -44,6 +50,7 @@ type supervised struct {
 	st   ProcessStatus
 	stop chan struct{} // closed to stop the process for good
 	done chan struct{} // closed when its monitor has ended
+	log  *logFile      // its log, once its monitor opened it
 }
 
 // Run supervises until ctx ends, then stops every process. SIGHUP makes
@@ -51,6 +58,7 @@ type supervised struct {
 // changed ones stop, unchanged ones are left alone.
 func (s *Supervisor) Run(ctx context.Context) error {
 	s.procs = map[string]*supervised{}
+	s.checkSlots = make(chan struct{}, checkWorkers)
 	s.status.PID = os.Getpid()
 	start, err := proc.StartTime(s.status.PID)
 	if err != nil {
@@ -149,13 +157,29 @@ func (s *Supervisor) monitor(p *supervised) {
 		return
 	}
 	defer logf.Close()
+	s.mu.Lock()
+	p.log = logf
+	s.mu.Unlock()
+	if len(p.def.DependsOn) > 0 {
+		if !s.waitDeps(p) {
+			s.update(p, func(st *ProcessStatus) { st.State, st.Waiting = Stopped, "" })
+			return
+		}
+		s.update(p, func(st *ProcessStatus) { st.Waiting = "" })
+	}
 	backoff := firstBackoff
 	for {
 		started := time.Now()
 		ooms := s.oomKills(p.def)
-		code, stopped := s.runOnce(p, logf)
+		code, stopped, unhealthy := s.runOnce(p, logf)
 		if stopped {
 			s.update(p, func(st *ProcessStatus) { st.State, st.PID, st.ExitCode, st.ExitCause = Stopped, 0, code, "" })
+			return
+		}
+		if unhealthy == OnFailureStop {
+			s.update(p, func(st *ProcessStatus) {
+				st.State, st.PID, st.ExitCode, st.ExitCause = Exited, 0, code, "unhealthy: stopped (on_failure: stop)"
+			})
 			return
 		}
 		cause := s.exitCause(p.def, code, ooms)
@@ -170,7 +194,7 @@ func (s *Supervisor) monitor(p *supervised) {
 		if cause != "" {
 			fmt.Fprintf(logf, "[nsrun] %s\n", cause)
 		}
-		if !shouldRestart(p.def.Restart, code) {
+		if unhealthy != OnFailureRestart && !shouldRestart(p.def.Restart, code) {
 			s.update(p, exited(Exited))
 			return
 		}
@@ -178,7 +202,11 @@ func (s *Supervisor) monitor(p *supervised) {
 			backoff = firstBackoff
 		}
 		s.update(p, exited(Backoff))
-		fmt.Fprintf(logf, "[nsrun] exited with status %d; restarting in %s\n", code, backoff)
+		if unhealthy == OnFailureRestart {
+			fmt.Fprintf(logf, "[nsrun] unhealthy (on_failure: restart): stopped with status %d; restarting in %s\n", code, backoff)
+		} else {
+			fmt.Fprintf(logf, "[nsrun] exited with status %d; restarting in %s\n", code, backoff)
+		}
 		select {
 		case <-time.After(backoff):
 		case <-p.stop:
@@ -212,29 +240,60 @@ func (s *Supervisor) exitCause(def Process, code int, before uint64) string {
 	return "killed: out of memory"
 }
 
-// runOnce starts the process and waits for it to exit, or stops it when
-// asked. It returns the exit status (128+N for signal N).
-func (s *Supervisor) runOnce(p *supervised, logf *logFile) (code int, stopped bool) {
+// What a process that turned unhealthy gets (its check's on_failure).
+const (
+	OnFailureRestart = "restart"
+	OnFailureStop    = "stop"
+)
+
+// runOnce starts the process, checks its health while it runs, and
+// waits for it to exit, or stops it when asked or when it turned
+// unhealthy with an on_failure of restart or stop. It returns the exit
+// status (128+N for signal N) and, when its health ended it, that
+// on_failure.
+func (s *Supervisor) runOnce(p *supervised, logf *logFile) (code int, stopped bool, unhealthy string) {
 	cmd := exec.Command(s.Self, execArgs(p.def)...)
 	cmd.Env = baseEnv()
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		fmt.Fprintf(logf, "[nsrun] cannot start: %v\n", err)
-		return 127, false
+		return 127, false, ""
 	}
+	started := time.Now()
 	start, _ := proc.StartTime(cmd.Process.Pid)
 	s.update(p, func(st *ProcessStatus) {
-		st.State, st.PID, st.StartTime, st.StartedAt, st.Error = Running, cmd.Process.Pid, start, time.Now(), ""
+		st.State, st.PID, st.StartTime, st.StartedAt, st.Error, st.Health = Running, cmd.Process.Pid, start, started, "", nil
 	})
 	waited := make(chan error, 1)
 	go func() { waited <- cmd.Wait() }()
+	sick := make(chan string, 1)
+	if h := p.def.Health; h != nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		checked := make(chan struct{})
+		defer func() { cancel(); <-checked }()
+		go func() {
+			defer close(checked)
+			s.watchHealth(ctx, p, started, func(string) {
+				if h.OnFailure == OnFailureRestart || h.OnFailure == OnFailureStop {
+					select {
+					case sick <- h.OnFailure:
+					default: // told already
+					}
+				}
+			})
+		}()
+	}
 	select {
 	case err := <-waited:
-		return exitCode(cmd, err), false
+		return exitCode(cmd, err), false, ""
 	case <-p.stop:
 		s.terminate(cmd.Process.Pid, waited)
-		return exitCode(cmd, nil), true
+		return exitCode(cmd, nil), true, ""
+	case action := <-sick:
+		fmt.Fprintf(logf, "[nsrun] unhealthy: stopping it (on_failure: %s)\n", action)
+		s.terminate(cmd.Process.Pid, waited)
+		return exitCode(cmd, nil), false, action
 	}
 }
 
@@ -315,6 +374,20 @@ func (s *Supervisor) update(p *supervised, change func(*ProcessStatus)) {
 	defer s.mu.Unlock()
 	change(&p.st)
 	s.writeStatusLocked()
+	if s.changed != nil {
+		close(s.changed)
+		s.changed = nil
+	}
+}
+
+// logf writes one of nsrun's lines to a process's log.
+func (s *Supervisor) logf(p *supervised, format string, args ...any) {
+	s.mu.Lock()
+	l := p.log
+	s.mu.Unlock()
+	if l != nil {
+		fmt.Fprintf(l, "[nsrun] "+format+"\n", args...)
+	}
 }
 
 func (s *Supervisor) writeStatusLocked() {
