@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 
 	"github.com/nsrun/nsrun/cgroup"
 	"github.com/nsrun/nsrun/specs"
@@ -105,6 +106,16 @@ func FromSpec(s *specs.Spec) *state.Record {
 			if r.Ready != nil {
 				ps.ReadyTCP, ps.ReadyTimeout = r.Ready.TCP, r.Ready.Timeout
 			}
+			if h := r.Health; h != nil {
+				ps.Health = &supervise.Health{HTTP: h.HTTP, TCP: h.TCP, Command: h.Command, Interval: h.Interval, Timeout: h.Timeout,
+					Retries: h.Retries, StartPeriod: h.StartPeriod, OnFailure: string(h.OnFailure)}
+				if h.TCP != 0 {
+					ps.Health.Address = ns.Address.Addr().String()
+				}
+			}
+			for _, key := range r.DependsOn {
+				ps.DependsOn = append(ps.DependsOn, dependency(s, key))
+			}
 			ps.Resources = r.Resources
 			rec.Run = append(rec.Run, ps)
 		}
@@ -114,6 +125,20 @@ func FromSpec(s *specs.Spec) *state.Record {
 		st.Namespaces = append(st.Namespaces, rec)
 	}
 	return st
+}
+
+// dependency is what the supervisor needs to know of a process another
+// depends on (NS/NAME, which the spec has): its ready port and address.
+func dependency(s *specs.Spec, key string) supervise.Dependency {
+	d := supervise.Dependency{Key: key}
+	name, proc, _ := strings.Cut(key, "/")
+	ns := s.Namespace(name)
+	for _, r := range ns.Run {
+		if r.Name == proc && r.Ready != nil {
+			d.ReadyTCP, d.Address = r.Ready.TCP, ns.Address.Addr().String()
+		}
+	}
+	return d
 }
 
 // limited reports whether a namespace or one of its processes has limits.

@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/nsrun/nsrun/specs"
 	"github.com/nsrun/nsrun/state"
 	"github.com/nsrun/nsrun/supervise"
 )
@@ -73,7 +75,7 @@ func (e *Engine) waitAllReady(ctx context.Context, dir string, st *state.Record)
 	var checks []check
 	for _, ns := range st.Namespaces {
 		for _, r := range ns.Run {
-			if r.ReadyTCP != 0 {
+			if r.ReadyTCP != 0 || r.Health != nil {
 				checks = append(checks, check{ns, r})
 			}
 		}
@@ -112,36 +114,76 @@ func (e *Engine) waitAllReady(ctx context.Context, dir string, st *state.Record)
 	return first
 }
 
-// waitReady waits until the process's port accepts a connection inside its
-// namespace, failing early when the process has exited for good.
+// waitReady waits until the process is ready: its ready port accepts a
+// connection inside its namespace or, without one, its health check
+// passed. It fails early when the process has exited for good or turned
+// unhealthy. The time allowed counts from when the process stops waiting
+// for its dependencies (each of which has its own).
 func (e *Engine) waitReady(ctx context.Context, dir, project string, ns *state.Namespace, r state.Process) error {
 	fail := func(reason string) error {
 		logPath := supervise.LogPath(dir, ns.Name, r.Name)
 		return &ProcessError{Project: project, Namespace: ns.Name, Process: r.Name, Reason: reason, LogPath: logPath, Tail: supervise.Tail(logPath, 10)}
 	}
-	deadline := time.Now().Add(r.ReadyTimeout)
+	timeout, what := r.ReadyTimeout, fmt.Sprintf("port %d did not accept a connection inside the namespace", r.ReadyTCP)
+	if r.ReadyTCP == 0 {
+		timeout, what = healthWait(r.Health), "its health check did not pass"
+	}
+	deadline := time.Now().Add(timeout)
 	addrs := []netip.Addr{ns.Address.Addr(), netip.MustParseAddr("127.0.0.1")}
 	// Most servers listen within milliseconds: look soon, then less often.
 	pause := 5 * time.Millisecond
 	for {
-		if e.Supervision.Dial(ns.Name, addrs, r.ReadyTCP) == nil {
+		p, _ := processStatus(dir, ns.Name, r.Name)
+		switch {
+		case p.State == supervise.Exited && r.ReadyTCP != 0:
+			return fail(fmt.Sprintf("exited with status %d before port %d accepted a connection", p.ExitCode, r.ReadyTCP))
+		case p.State == supervise.Exited:
+			return fail(fmt.Sprintf("exited with status %d before its health check passed", p.ExitCode))
+		case r.ReadyTCP != 0 && e.Supervision.Dial(ns.Name, addrs, r.ReadyTCP) == nil:
 			return nil
+		case r.ReadyTCP != 0:
+		case p.Health != nil && p.Health.State == supervise.HealthHealthy:
+			return nil
+		case p.Health != nil && p.Health.State == supervise.HealthUnhealthy:
+			return fail(fmt.Sprintf("is unhealthy: its health check failed %d times; the last said: %s", p.Health.Failures, strconv.Quote(p.Health.Output)))
 		}
-		if st, err := supervise.ReadStatus(dir); err == nil {
-			for _, p := range st.Processes {
-				if p.Namespace == ns.Name && p.Name == r.Name && p.State == supervise.Exited {
-					return fail(fmt.Sprintf("exited with status %d before port %d accepted a connection", p.ExitCode, r.ReadyTCP))
-				}
-			}
+		if p.State == supervise.Waiting {
+			deadline = time.Now().Add(timeout)
 		}
 		if time.Now().After(deadline) {
-			return fail(fmt.Sprintf("is not ready: port %d did not accept a connection inside the namespace within %s", r.ReadyTCP, r.ReadyTimeout))
+			reason := fmt.Sprintf("is not ready: %s within %s", what, timeout)
+			if p.Health != nil && p.Health.Output != "" && r.ReadyTCP == 0 {
+				reason += "; the last check said: " + strconv.Quote(p.Health.Output)
+			}
+			return fail(reason)
 		}
 		select {
 		case <-ctx.Done():
-			return fail(fmt.Sprintf("is not ready: gave up waiting for port %d (%v)", r.ReadyTCP, ctx.Err()))
+			return fail(fmt.Sprintf("is not ready: gave up waiting (%v)", ctx.Err()))
 		case <-time.After(pause):
 		}
 		pause = min(2*pause, 100*time.Millisecond)
 	}
+}
+
+// healthWait is how long up waits for the first healthy result of a
+// process without a ready port: its start period and a check's worth of
+// failures, and at least the ready checks' default.
+func healthWait(h *supervise.Health) time.Duration {
+	return max(specs.DefaultReadyTimeout, h.StartPeriod+time.Duration(h.Retries+1)*(h.Interval+h.Timeout))
+}
+
+// processStatus is what the supervisor of dir last said of process
+// NS/NAME; the zero status when it has said nothing of it.
+func processStatus(dir, ns, name string) (supervise.ProcessStatus, bool) {
+	st, err := supervise.ReadStatus(dir)
+	if err != nil {
+		return supervise.ProcessStatus{}, false
+	}
+	for _, p := range st.Processes {
+		if p.Namespace == ns && p.Name == name {
+			return p, true
+		}
+	}
+	return supervise.ProcessStatus{}, false
 }

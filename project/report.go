@@ -2,6 +2,7 @@ package project
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/nsrun/nsrun/cgroup"
@@ -63,6 +64,14 @@ type ProcessReport struct {
 	ExitCode  int       // of its last exit
 	ExitCause string    // "killed: out of memory (limit 256M)", where the exit status cannot say
 	OOMKills  int       // its exits the OOM killer caused
+	// Health is what its health check found while it runs; nil without
+	// a check or while it does not run.
+	Health *supervise.HealthStatus
+	// Waiting says what a process held back by depends_on waits for;
+	// Failing lists its dependencies that do not run or are unhealthy
+	// once it runs (it is not restarted for them, as in compose).
+	Waiting string
+	Failing []string
 }
 
 // Status reports on one project. It only reads, so it takes no lock.
@@ -171,7 +180,17 @@ func processReports(st *state.Record, sup supervise.Status) (*ProcessReport, []P
 		p, ok := seen[r.Key()]
 		pr := ProcessReport{Name: r.Key(), State: "not started"}
 		if ok {
-			pr = ProcessReport{Name: r.Key(), State: p.State, PID: p.PID, Restarts: p.Restarts, ExitCode: p.ExitCode, ExitCause: p.ExitCause, OOMKills: p.OOMKills}
+			pr = ProcessReport{Name: r.Key(), State: p.State, PID: p.PID, Restarts: p.Restarts, ExitCode: p.ExitCode, ExitCause: p.ExitCause, OOMKills: p.OOMKills,
+				Health: p.Health, Waiting: p.Waiting}
+			if p.State == supervise.Running {
+				for _, d := range r.DependsOn {
+					if dep := seen[d.Key]; dep.State != supervise.Running {
+						pr.Failing = append(pr.Failing, fmt.Sprintf("%s is %s", d.Key, orNone(dep.State, "not started")))
+					} else if dep.Health != nil && dep.Health.State == supervise.HealthUnhealthy {
+						pr.Failing = append(pr.Failing, d.Key+" is unhealthy")
+					}
+				}
+			}
 			if p.State == supervise.Running {
 				switch {
 				case !proc.Alive(proc.Process{PID: p.PID, StartTime: p.StartTime}):
@@ -182,10 +201,21 @@ func processReports(st *state.Record, sup supervise.Status) (*ProcessReport, []P
 					pr.StartedAt = p.StartedAt
 				}
 			}
+			if pr.State != supervise.Running {
+				pr.Health = nil // what its checks found while it ran, or another supervisor's
+			}
 		}
 		out = append(out, pr)
 	}
 	return supervisor, out
+}
+
+// orNone is s, or none when s is empty.
+func orNone(s, none string) string {
+	if s == "" {
+		return none
+	}
+	return s
 }
 
 func namespaceNames(st *state.Record) []string {

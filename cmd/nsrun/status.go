@@ -7,6 +7,7 @@ import (
 	"io"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -244,6 +245,38 @@ type processReport struct {
 	// "killed: out of memory (limit 256M)"; OOMKills counts such exits.
 	ExitCause string `json:"exit_cause,omitempty"`
 	OOMKills  int    `json:"oom_kills,omitempty"`
+	// Health is what its health check found while it runs.
+	Health *healthReport `json:"health,omitempty"`
+	// Waiting says what it waits for before its first start
+	// (depends_on); Failing, its dependencies that no longer run or are
+	// unhealthy.
+	Waiting string   `json:"waiting,omitempty"`
+	Failing []string `json:"failing_dependencies,omitempty"`
+}
+
+// healthReport is a process's health as status shows it.
+type healthReport struct {
+	State     string     `json:"state"`    // starting, healthy or unhealthy
+	Failures  int        `json:"failures"` // consecutive failed checks
+	Retries   int        `json:"retries"`  // failures that make it unhealthy
+	Since     time.Time  `json:"since"`
+	LastCheck *time.Time `json:"last_check,omitempty"`
+	Output    string     `json:"output,omitempty"` // the last check's, cut to a few hundred bytes
+}
+
+// healthColumn is the HEALTH column: "-" without a check, "healthy",
+// "starting", or "unhealthy 3/3 since 14:02:11".
+func (p processReport) healthColumn() string {
+	h := p.Health
+	switch {
+	case h == nil:
+		return "-"
+	case h.State == supervise.HealthUnhealthy:
+		return fmt.Sprintf("unhealthy %d/%d since %s", h.Failures, h.Retries, h.Since.Local().Format(time.TimeOnly))
+	case h.State == supervise.HealthStarting && h.Failures > 0:
+		return fmt.Sprintf("starting (%d/%d failed)", h.Failures, h.Retries)
+	}
+	return h.State
 }
 
 // lastExit is the LAST EXIT column: the status, and why where known.
@@ -319,7 +352,15 @@ func report(r *project.Report, now time.Time) projectReport {
 }
 
 func processRow(p project.ProcessReport, now time.Time) processReport {
-	row := processReport{Name: p.Name, State: p.State, PID: p.PID, Restarts: p.Restarts, ExitCode: p.ExitCode, ExitCause: p.ExitCause, OOMKills: p.OOMKills}
+	row := processReport{Name: p.Name, State: p.State, PID: p.PID, Restarts: p.Restarts, ExitCode: p.ExitCode, ExitCause: p.ExitCause, OOMKills: p.OOMKills,
+		Waiting: p.Waiting, Failing: p.Failing}
+	if h := p.Health; h != nil {
+		row.Health = &healthReport{State: h.State, Failures: h.Failures, Retries: h.Retries, Since: h.Since, Output: h.Output}
+		if !h.LastCheck.IsZero() {
+			last := h.LastCheck
+			row.Health.LastCheck = &last
+		}
+	}
 	if !p.StartedAt.IsZero() {
 		row.Uptime = now.Sub(p.StartedAt).Round(time.Second).String()
 	}
@@ -402,15 +443,26 @@ func printProcesses(w io.Writer, r projectReport) {
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PROCESS\tSTATE\tPID\tRESTARTS\tUPTIME\tLAST EXIT")
+	fmt.Fprintln(tw, "PROCESS\tSTATE\tHEALTH\tPID\tRESTARTS\tUPTIME\tLAST EXIT")
 	for _, p := range append(r.Processes, supervisorRow(r)...) {
 		pid := "-"
 		if p.PID != 0 {
 			pid = fmt.Sprint(p.PID)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", p.Name, p.State, pid, p.Restarts, p.Uptime, p.lastExit())
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", p.Name, p.State, p.healthColumn(), pid, p.Restarts, p.Uptime, p.lastExit())
 	}
 	tw.Flush()
+	for _, p := range r.Processes {
+		switch {
+		case p.Waiting != "":
+			fmt.Fprintf(w, "%s is %s\n", p.Name, p.Waiting)
+		case len(p.Failing) > 0:
+			fmt.Fprintf(w, "%s depends on what is failing: %s\n", p.Name, strings.Join(p.Failing, ", "))
+		}
+		if h := p.Health; h != nil && h.State == supervise.HealthUnhealthy {
+			fmt.Fprintf(w, "%s: its last health check said %s\n", p.Name, strconv.Quote(h.Output))
+		}
+	}
 }
 
 // printResources prints the limits and usage of the namespaces that have
