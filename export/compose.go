@@ -62,16 +62,19 @@ func Compose(s *specs.Spec, o ComposeOptions) ([]byte, error) {
 		return nil, err
 	}
 	services := mapping()
+	byKey := map[string]*yaml.Node{}
 	var notes []string
 	for _, ns := range s.Namespaces {
 		for i, p := range ns.Run {
 			svc, note := composeService(ns, i, p, o)
 			services.Content = append(services.Content, scalar(serviceName(ns, p)), svc)
+			byKey[ns.Name+"/"+p.Name] = svc
 			if note != "" {
 				notes = append(notes, note)
 			}
 		}
 	}
+	addDependsOn(s, byKey)
 	var b bytes.Buffer
 	b.WriteString(composeHeader(s, notes))
 	root := mapping("name", s.Name, "services", services)
@@ -156,6 +159,9 @@ func composeService(ns *specs.Namespace, i int, p specs.Process, o ComposeOption
 		}
 	}
 	key := ns.Name + "/" + p.Name
+	if h := p.Health; h != nil {
+		return composeHealth(svc, key, h, o)
+	}
 	if p.Ready == nil {
 		return svc, ""
 	}
@@ -169,6 +175,72 @@ func composeService(ns *specs.Namespace, i int, p specs.Process, o ComposeOption
 		"start_period", p.Ready.Timeout.String(),
 		"start_interval", "1s"))
 	return svc, ""
+}
+
+// composeHealth gives a service the run entry's health check: a command
+// check as it is (CMD, or CMD-SHELL for a shell string), an http or tcp
+// check only as the command --check gives (Compose runs a command inside
+// the container, and nsrun cannot know what the image has).
+func composeHealth(svc *yaml.Node, key string, h *specs.Health, o ComposeOptions) (*yaml.Node, string) {
+	var test []string
+	switch {
+	case o.Checks[key] != "":
+		test = []string{"CMD-SHELL", o.Checks[key]}
+	case h.Kind() != "command":
+		return svc, fmt.Sprintf("%s's %s health check is not carried: Compose runs a command inside the container to check health, and nsrun cannot know what the image has; give one with --check %s='COMMAND'", key, h.Kind(), key)
+	case len(h.Command) == 3 && h.Command[0] == "/bin/sh" && h.Command[1] == "-c":
+		test = []string{"CMD-SHELL", h.Command[2]}
+	default:
+		test = append([]string{"CMD"}, h.Command...)
+	}
+	check := mapping("test", test, "interval", h.Interval.String(), "timeout", h.Timeout.String(), "retries", h.Retries)
+	if h.StartPeriod > 0 {
+		check.Content = append(check.Content, scalar("start_period"), node(h.StartPeriod.String()))
+	}
+	svc.Content = append(svc.Content, scalar("healthcheck"), check)
+	if h.OnFailure != specs.OnFailureNone {
+		return svc, fmt.Sprintf("%s's on_failure: %s is not carried: Docker reports an unhealthy container and does nothing more", key, h.OnFailure)
+	}
+	return svc, ""
+}
+
+// addDependsOn gives each service its run entry's depends_on, with
+// condition service_healthy for a service that has a healthcheck and
+// service_started otherwise.
+func addDependsOn(s *specs.Spec, services map[string]*yaml.Node) {
+	for _, ns := range s.Namespaces {
+		for _, p := range ns.Run {
+			if len(p.DependsOn) == 0 {
+				continue
+			}
+			deps := mapping()
+			for _, key := range p.DependsOn {
+				nsName, procName, _ := strings.Cut(key, "/")
+				dns := s.Namespace(nsName)
+				for _, q := range dns.Run {
+					if q.Name != procName {
+						continue
+					}
+					condition := "service_started"
+					if hasKey(services[key], "healthcheck") {
+						condition = "service_healthy"
+					}
+					deps.Content = append(deps.Content, scalar(serviceName(dns, q)), mapping("condition", condition))
+				}
+			}
+			svc := services[ns.Name+"/"+p.Name]
+			svc.Content = append(svc.Content, scalar("depends_on"), deps)
+		}
+	}
+}
+
+func hasKey(m *yaml.Node, key string) bool {
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key {
+			return true
+		}
+	}
+	return false
 }
 
 // composePorts are a namespace's ports in Compose's short form: ranges and

@@ -534,3 +534,82 @@ namespaces:
 		}
 	}
 }
+
+// TestHealthExport: health checks become probes (http httpGet, tcp
+// tcpSocket, command exec; the schedule in seconds; liveness only with
+// on_failure: restart) and Compose healthchecks (a command as it is, http
+// and tcp only through --check); depends_on becomes Compose's, healthy
+// where the dependency has a healthcheck.
+func TestHealthExport(t *testing.T) {
+	s, err := specs.Parse("h.yaml", []byte(`name: h
+namespaces:
+  a:
+    ports: ["6000:8080"]
+    run:
+      - {name: web, command: [srv], ready: {tcp: 8080}, health: {http: "/healthz?full=1", interval: 5s, timeout: 2s, retries: 4, start_period: 10s, on_failure: restart},
+         depends_on: [b/db, b/cache]}
+      - {name: probe, command: [srv], health: {tcp: 9000}}
+  b:
+    run:
+      - {name: db, command: [pg], health: {command: "pg_isready -q", interval: 3s}}
+      - {name: cache, command: [redis]}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := Kubernetes(s, KubeOptions{Images: Images{Default: "img:1"}, Kind: KindDeployment, Publish: PublishService})
+	if err != nil {
+		t.Fatal(err)
+	}
+	containers := map[string]corev1.Container{}
+	for _, o := range decodeStrict(t, out) {
+		if d, ok := o.(*appsv1.Deployment); ok {
+			for _, c := range d.Spec.Template.Spec.Containers {
+				containers[c.Name+"@"+d.Name] = c
+			}
+		}
+	}
+	web := containers["web@a"]
+	r, l := web.ReadinessProbe, web.LivenessProbe
+	if r == nil || r.HTTPGet == nil || r.HTTPGet.Path != "/healthz?full=1" || r.HTTPGet.Port.IntValue() != 8080 ||
+		r.PeriodSeconds != 5 || r.TimeoutSeconds != 2 || r.FailureThreshold != 4 || r.InitialDelaySeconds != 10 {
+		t.Errorf("web's readiness probe: %+v", r)
+	}
+	if l == nil || l.HTTPGet == nil || l.FailureThreshold != 4 || web.StartupProbe == nil || web.StartupProbe.TCPSocket.Port.IntValue() != 8080 {
+		t.Errorf("web's liveness %+v and startup %+v probes", l, web.StartupProbe)
+	}
+	probe := containers["probe@a"]
+	if probe.ReadinessProbe == nil || probe.ReadinessProbe.TCPSocket.Port.IntValue() != 9000 || probe.LivenessProbe != nil ||
+		probe.ReadinessProbe.PeriodSeconds != 10 || probe.ReadinessProbe.FailureThreshold != 3 {
+		t.Errorf("probe's probes: %+v, %+v (on_failure none: readiness only)", probe.ReadinessProbe, probe.LivenessProbe)
+	}
+	db := containers["db@b"]
+	if db.ReadinessProbe == nil || strings.Join(db.ReadinessProbe.Exec.Command, " ") != "/bin/sh -c pg_isready -q" || db.ReadinessProbe.PeriodSeconds != 3 {
+		t.Errorf("db's probe: %+v", db.ReadinessProbe)
+	}
+
+	compose, err := Compose(s, ComposeOptions{Images: Images{Default: "img:1"}, Checks: map[string]string{"a/web": "wget -qO- localhost:8080/healthz"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := loadCompose(t, "h", compose)
+	w, d := p.Services["a-web"], p.Services["b-db"]
+	if w.HealthCheck == nil || strings.Join(w.HealthCheck.Test, " ") != "CMD-SHELL wget -qO- localhost:8080/healthz" || w.HealthCheck.Interval.String() != "5s" ||
+		*w.HealthCheck.Retries != 4 || w.HealthCheck.StartPeriod.String() != "10s" {
+		t.Errorf("web's healthcheck: %+v", w.HealthCheck)
+	}
+	if d.HealthCheck == nil || strings.Join(d.HealthCheck.Test, " ") != "CMD-SHELL pg_isready -q" || d.HealthCheck.Interval.String() != "3s" {
+		t.Errorf("db's healthcheck: %+v", d.HealthCheck)
+	}
+	if p.Services["a-probe"].HealthCheck != nil {
+		t.Error("a tcp check without --check became a healthcheck")
+	}
+	if w.DependsOn["b-db"].Condition != "service_healthy" || w.DependsOn["b-cache"].Condition != "service_started" || len(w.DependsOn) != 2 {
+		t.Errorf("web's depends_on: %+v", w.DependsOn)
+	}
+	for _, note := range []string{"a/probe's tcp health check is not carried", "a/web's on_failure: restart is not carried"} {
+		if !strings.Contains(string(compose), note) {
+			t.Errorf("the header does not say %q:\n%s", note, compose)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"math"
+	"net/url"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -308,6 +309,34 @@ func ingressPolicy(s *specs.Spec, ns *specs.Namespace, o KubeOptions) *yaml.Node
 			"policyTypes", []string{"Ingress"}, "ingress", rules))
 }
 
+// healthProbe is a health check as a probe: http as httpGet (to the pod's
+// address: the kubelet probes from outside the pod), tcp as tcpSocket,
+// command as exec; interval, timeout, retries and start period as
+// periodSeconds, timeoutSeconds, failureThreshold and
+// initialDelaySeconds.
+func healthProbe(h *specs.Health) *yaml.Node {
+	var probe *yaml.Node
+	switch h.Kind() {
+	case "http":
+		u, _ := url.Parse(h.HTTP)
+		port, _ := strconv.Atoi(u.Port())
+		path := u.RequestURI()
+		probe = mapping("httpGet", mapping("path", path, "port", port))
+	case "tcp":
+		probe = mapping("tcpSocket", mapping("port", int(h.TCP)))
+	default:
+		probe = mapping("exec", mapping("command", h.Command))
+	}
+	if h.StartPeriod > 0 {
+		probe.Content = append(probe.Content, scalar("initialDelaySeconds"), node(int(h.StartPeriod/time.Second)))
+	}
+	probe.Content = append(probe.Content,
+		scalar("periodSeconds"), node(int(h.Interval/time.Second)),
+		scalar("timeoutSeconds"), node(int(h.Timeout/time.Second)),
+		scalar("failureThreshold"), node(h.Retries))
+	return probe
+}
+
 // dualStack asks for both families in a spec with IPv6.
 func dualStack(s *specs.Spec) any {
 	if s.IPv6 {
@@ -355,9 +384,19 @@ func podSpec(s *specs.Spec, ns *specs.Namespace, o KubeOptions) *yaml.Node {
 				return mapping(append([]any{"tcpSocket", mapping("port", int(p.Ready.TCP))}, extra...)...)
 			}
 			failures := int((p.Ready.Timeout + startupPeriod - 1) / startupPeriod)
+			if p.Health == nil {
+				c.Content = append(c.Content, scalar("readinessProbe"), probe("periodSeconds", 2))
+			}
 			c.Content = append(c.Content,
-				scalar("readinessProbe"), probe("periodSeconds", 2),
 				scalar("startupProbe"), probe("periodSeconds", int(startupPeriod/time.Second), "failureThreshold", failures))
+		}
+		if h := p.Health; h != nil {
+			// The check is the pod's readiness; with on_failure: restart
+			// also its liveness (the kubelet restarts the container).
+			c.Content = append(c.Content, scalar("readinessProbe"), healthProbe(h))
+			if h.OnFailure == specs.OnFailureRestart {
+				c.Content = append(c.Content, scalar("livenessProbe"), healthProbe(h))
+			}
 		}
 		if policy := restartPolicy(p.Restart); policy != "Always" && !(o.Kind == KindPod && same) {
 			c.Content = append(c.Content, scalar("restartPolicy"), scalar(policy))
