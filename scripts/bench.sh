@@ -2,7 +2,7 @@
 # Benchmarks nsrun side by side with the manual method and a userland
 # proxy, in one run, as ratios (this machine is shared and noisy):
 #
-#   sudo scripts/bench.sh [--quick] [--firewalls] [--ipv6] [--tenants] [--limits] [--many] [--peers]
+#   sudo scripts/bench.sh [--quick] [--firewalls] [--ipv6] [--tenants] [--limits] [--many] [--peers] [--health]
 #
 # Sections 2, 2b, 3, 3b and 3c run once per firewall backend (iptables,
 # then nftables), marked [iptables] and [nftables]; --firewalls runs only
@@ -25,6 +25,10 @@
 #    1st with 9,000 others up against the same alone; down of the 5th
 #    with 4,000 others up against the floor for that teardown; the
 #    keeper's RSS with all 10,000 up;
+# 1f. health checks (--health: only this): the supervisor's CPU time
+#    over a minute with 100 web servers, each checked over HTTP every
+#    second, against the same without checks; its open files and
+#    threads after the first and after the last checks;
 # 1e. nsrun against Podman and Docker (--peers: only this, in
 #    scripts/bench-peers.sh): bring-up, teardown, memory and the data path
 #    of 100 published web servers;
@@ -57,7 +61,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-quick=false firewalls_only=false ipv6_only=false tenants_only=false limits_only=false many_only=false
+quick=false firewalls_only=false ipv6_only=false tenants_only=false limits_only=false many_only=false health_only=false
 if [[ " $* " == *" --peers "* ]]; then
 	[[ " $* " == *" --quick "* ]] && exec scripts/bench-peers.sh --quick
 	exec scripts/bench-peers.sh
@@ -70,8 +74,9 @@ for arg in "$@"; do
 	--tenants) tenants_only=true firewalls_only=true ;;
 	--limits) limits_only=true ;;
 	--many) many_only=true ;;
+	--health) health_only=true ;;
 	*)
-		echo "usage: sudo $0 [--quick] [--firewalls] [--ipv6] [--tenants] [--limits] [--many] [--peers]" >&2
+		echo "usage: sudo $0 [--quick] [--firewalls] [--ipv6] [--tenants] [--limits] [--many] [--peers] [--health]" >&2
 		exit 2
 		;;
 	esac
@@ -104,7 +109,7 @@ sysctl -qw net.ipv4.tcp_tw_reuse=1
 cleanup() {
 	sysctl -qw net.ipv4.tcp_tw_reuse="$tw_reuse"
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	for p in bench1 bench10 bench100 bench500 bench1000 benchdata benchdata6 benchscale benchns benchmem; do
+	for p in bench1 bench10 bench100 bench500 bench1000 benchdata benchdata6 benchscale benchns benchmem benchhealth; do
 		"$nsrun" down -q -p "$p" >/dev/null 2>&1 || true
 	done
 	for ((i = 0; i < 100; i++)); do
@@ -299,6 +304,44 @@ many() {
 	row "down of 1,000 with 4,000 others up (vs the floor, ms)" "$(ms1 "$down5")" "$(ms1 "$floor5")" "$(ratio "$down5" "$floor5")" "(goal: <= 2x)"
 	row "keeper RSS with 10,000 namespaces up (MiB)" "$rss" "" "" "(goal: < 40)"
 }
+# --- 1f. health checks ------------------------------------------------------
+health_spec() { # health_spec CHECKED: 100 web servers, checked every second or not
+	echo "name: benchhealth"
+	echo "subnet: 10.239.0.0/16"
+	echo "namespaces:"
+	local check=""
+	$1 && check=", health: {http: /, interval: 1s}"
+	for ((i = 0; i < 100; i++)); do
+		echo "  bh$i: {run: [{name: web, command: [\"$work/benchserver\", \"-addr\", \":8080\"], ready: {tcp: 8080}$check}]}"
+	done
+}
+supervisor_of() { python3 -c 'import json; print(json.load(open("/run/nsrun/benchhealth/status.json"))["pid"])'; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+health_cost() {
+	local secs=60 checked pid t0 t1 fds0 fds1 thr0 thr1
+	$quick && secs=20
+	declare -A pct
+	for checked in false true; do
+		health_spec "$checked" >"$work/health.yaml"
+		"$nsrun" up -q "$work/health.yaml" >/dev/null
+		sleep 5 # the first checks are over
+		pid=$(supervisor_of)
+		t0=$(cpu_ticks "$pid") fds0=$(ls "/proc/$pid/fd" | wc -l) thr0=$(ls "/proc/$pid/task" | wc -l)
+		sleep "$secs"
+		t1=$(cpu_ticks "$pid") fds1=$(ls "/proc/$pid/fd" | wc -l) thr1=$(ls "/proc/$pid/task" | wc -l)
+		pct[$checked]=$(awk -v a="$t0" -v b="$t1" -v hz="$(getconf CLK_TCK)" -v s="$secs" 'BEGIN{printf "%.2f", (b-a)/hz/s*100}')
+		echo "bench: supervisor with checks=$checked: ${pct[$checked]}% of a core over ${secs}s; fds $fds0 -> $fds1, threads $thr0 -> $thr1" >&2
+		"$nsrun" down -q -p benchhealth >/dev/null
+	done
+	row "supervisor CPU, 100 processes checked every second (% of a core)" "${pct[true]}" "${pct[false]}" "" "(goal: < 1%; other: no checks)"
+	row "supervisor open files after ${secs}s of checks (first, last)" "$fds0" "$fds1" "" "(the same: nothing leaks)"
+}
+if $health_only; then
+	health_cost
+	printf '\n%-66s %14s %14s %9s %s\n' "measure" "nsrun" "other" "ratio" ""
+	printf '%s\n' "${rows[@]}"
+	exit 0
+fi
 if $many_only; then
 	many
 	printf '\n%-66s %14s %14s %9s %s\n' "measure" "nsrun" "other" "ratio" ""

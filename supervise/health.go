@@ -85,7 +85,7 @@ func DialIn(ctx context.Context, ns, address string) (net.Conn, error) {
 
 // check runs one health check of p and returns whether it passed and
 // what it said.
-func (s *Supervisor) check(ctx context.Context, p Process) (bool, string) {
+func (s *Supervisor) check(ctx context.Context, p Process, client *http.Client) (bool, string) {
 	h := p.Health
 	ctx, cancel := context.WithTimeout(ctx, h.Timeout)
 	defer cancel()
@@ -93,7 +93,7 @@ func (s *Supervisor) check(ctx context.Context, p Process) (bool, string) {
 	var out string
 	switch {
 	case h.HTTP != "":
-		ok, out = s.checkHTTP(ctx, p.Namespace, h.HTTP)
+		ok, out = checkHTTP(ctx, client, h.HTTP)
 	case h.TCP != 0:
 		if err := s.dialAny(ctx, p.Namespace, h.TCP, h.Address); err != nil {
 			out = err.Error()
@@ -133,17 +133,26 @@ func (s *Supervisor) dial(ctx context.Context, ns, address string) (net.Conn, er
 	return DialIn(ctx, ns, address)
 }
 
-func (s *Supervisor) checkHTTP(ctx context.Context, ns, url string) (bool, string) {
-	client := &http.Client{
+// healthClient is the HTTP client of one process's checks: its
+// connections are made inside the namespace, and one kept open between
+// checks is used again (a server that keeps it open saves a connection
+// and an entry into the namespace per check; one that hangs answers on
+// it no more than on a new one).
+func (s *Supervisor) healthClient(ns string) *http.Client {
+	return &http.Client{
 		Transport: &http.Transport{
-			DialContext:       func(ctx context.Context, _, addr string) (net.Conn, error) { return s.dial(ctx, ns, addr) },
-			DisableKeepAlives: true,
-			Proxy:             nil,
+			DialContext:     func(ctx context.Context, _, addr string) (net.Conn, error) { return s.dial(ctx, ns, addr) },
+			MaxIdleConns:    1,
+			IdleConnTimeout: time.Hour,
+			Proxy:           nil,
 		},
 		// A redirect is an answer: 3xx is healthy, as Docker and
 		// Kubernetes count it.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
+}
+
+func checkHTTP(ctx context.Context, client *http.Client, url string) (bool, string) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return false, err.Error()
@@ -155,6 +164,7 @@ func (s *Supervisor) checkHTTP(ctx context.Context, ns, url string) (bool, strin
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxCheckOutput))
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // the rest, so that the connection can serve the next check
 	out := cut(resp.Status + ": " + string(body))
 	return resp.StatusCode >= 200 && resp.StatusCode < 400, out
 }
@@ -223,6 +233,11 @@ func (s *Supervisor) watchHealth(ctx context.Context, p *supervised, started tim
 	s.update(p, func(st *ProcessStatus) {
 		st.Health = &HealthStatus{State: HealthStarting, Retries: h.Retries, Since: time.Now()}
 	})
+	var client *http.Client
+	if h.HTTP != "" {
+		client = s.healthClient(p.def.Namespace)
+		defer client.CloseIdleConnections()
+	}
 	var counted time.Time // when a failure last counted
 	timer := time.NewTimer(min(h.Interval, time.Second) / 2)
 	defer timer.Stop()
@@ -237,18 +252,21 @@ func (s *Supervisor) watchHealth(ctx context.Context, p *supervised, started tim
 		case <-ctx.Done():
 			return
 		}
-		ok, out := s.check(ctx, p.def)
+		ok, out := s.check(ctx, p.def, client)
 		<-s.checkSlots
 		if ctx.Err() != nil {
 			return // the process ended meanwhile: the result is not its
 		}
 		now := time.Now()
 		var turned string
-		s.update(p, func(st *ProcessStatus) {
+		news := false // a change worth writing at once
+		s.note(p, func(st *ProcessStatus) {
 			hs := st.Health
+			news = hs.Output != out
 			hs.LastCheck, hs.Output = now, out
 			switch {
 			case ok:
+				news = news || hs.Failures != 0
 				hs.Failures = 0
 				if hs.State != HealthHealthy {
 					hs.State, hs.Since, turned = HealthHealthy, now, HealthHealthy
@@ -256,13 +274,16 @@ func (s *Supervisor) watchHealth(ctx context.Context, p *supervised, started tim
 			case now.Sub(started) < h.StartPeriod:
 			case hs.State == HealthStarting && !counted.IsZero() && now.Sub(counted) < h.Interval:
 			default:
-				counted = now
+				counted, news = now, true
 				hs.Failures++
 				if hs.Failures >= h.Retries && hs.State != HealthUnhealthy {
 					hs.State, hs.Since, turned = HealthUnhealthy, now, HealthUnhealthy
 				}
 			}
 		})
+		if news || turned != "" {
+			s.update(p, func(*ProcessStatus) {}) // written, and waiters woken
+		}
 		switch turned {
 		case HealthHealthy:
 			s.logf(p, "health: healthy (%s)", out)

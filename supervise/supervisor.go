@@ -42,6 +42,7 @@ type Supervisor struct {
 	procs   map[string]*supervised
 	status  Status
 	changed chan struct{} // closed at the next status change (see changes)
+	dirty   bool          // the status changed quietly since it was written (see note)
 }
 
 // supervised is one process under supervision.
@@ -76,6 +77,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		case <-hup:
 			s.reload()
 		case <-check.C:
+			s.flush()
 			if _, err := os.Stat(s.Dir); errors.Is(err, os.ErrNotExist) {
 				log.Printf("%s was removed: stopping every process and exiting", s.Dir)
 				s.stopAll()
@@ -380,6 +382,27 @@ func (s *Supervisor) update(p *supervised, change func(*ProcessStatus)) {
 	}
 }
 
+// note records a change of a process's status that tells nothing new (a
+// check that found what the last one did, at a later time): the status
+// file is written with the next change, or within dirCheck, rather than
+// on every check (100 processes checked each second made 100 writes of
+// the whole status a second).
+func (s *Supervisor) note(p *supervised, change func(*ProcessStatus)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	change(&p.st)
+	s.dirty = true
+}
+
+// flush writes the status if a noted change is not in it yet.
+func (s *Supervisor) flush() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.dirty {
+		s.writeStatusLocked()
+	}
+}
+
 // logf writes one of nsrun's lines to a process's log.
 func (s *Supervisor) logf(p *supervised, format string, args ...any) {
 	s.mu.Lock()
@@ -396,6 +419,7 @@ func (s *Supervisor) writeStatusLocked() {
 		s.status.Processes = append(s.status.Processes, p.st)
 	}
 	sort.Slice(s.status.Processes, func(i, j int) bool { return s.status.Processes[i].Key() < s.status.Processes[j].Key() })
+	s.dirty = false
 	if err := atomicfile.WriteJSON(statusPath(s.Dir), s.status); err != nil {
 		log.Printf("writing status: %v", err)
 	}
