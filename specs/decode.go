@@ -3,6 +3,7 @@ package specs
 import (
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -431,16 +432,26 @@ func (d *decoder) env(n *yaml.Node, path string) []string {
 }
 
 func (d *decoder) restart(n *yaml.Node, path string) Restart {
+	return oneOf(d, n, path, "restart", RestartNo, RestartOnFailure, RestartAlways)
+}
+
+// oneOf decodes a key whose value is one of values; the first is the
+// default, which a wrong value gets too (with a problem naming them all).
+func oneOf[T ~string](d *decoder, n *yaml.Node, path, key string, values ...T) T {
 	s, ok := d.str(n, path)
 	if !ok {
-		return RestartNo
+		return values[0]
 	}
-	switch r := Restart(s); r {
-	case RestartNo, RestartOnFailure, RestartAlways:
-		return r
+	if i := slices.Index(values, T(s)); i >= 0 {
+		return values[i]
 	}
-	d.add(at(n), path, "restart %s is not supported; use no, on-failure or always", quote(s))
-	return RestartNo
+	words := make([]string, len(values))
+	for i, v := range values {
+		words[i] = string(v)
+	}
+	last := len(words) - 1
+	d.add(at(n), path, "%s %s is not supported; use %s or %s", key, quote(s), strings.Join(words[:last], ", "), words[last])
+	return values[0]
 }
 
 func (d *decoder) ready(n *yaml.Node, path string) *Ready {

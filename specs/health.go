@@ -99,7 +99,7 @@ func (d *decoder) health(n *yaml.Node, path string) *Health {
 		case "retries":
 			h.Retries = d.retries(v, kp)
 		case "on_failure":
-			h.OnFailure = d.onFailure(v, kp)
+			h.OnFailure = oneOf(d, v, kp, "on_failure", OnFailureNone, OnFailureRestart, OnFailureStop)
 		}
 	})
 	if !ok {
@@ -134,7 +134,7 @@ func (d *decoder) healthURL(s string, n *yaml.Node, path string) (string, bool) 
 		d.add(at(n), path, "health URL %s is not an http URL such as http://127.0.0.1:8080/healthz, nor a path such as /healthz (https is not supported: use tcp or command)", quote(s))
 		return "", false
 	}
-	if _, err := netip.ParseAddr(strings.Trim(u.Hostname(), "[]")); err != nil {
+	if _, err := netip.ParseAddr(u.Hostname()); err != nil {
 		d.add(at(n), path, "health URL %s names host %s; give an IP address (127.0.0.1 is the namespace's own loopback)", quote(s), quote(u.Hostname()))
 		return "", false
 	}
@@ -177,19 +177,6 @@ func (d *decoder) retries(n *yaml.Node, path string) int {
 		return DefaultHealthRetries
 	}
 	return v
-}
-
-func (d *decoder) onFailure(n *yaml.Node, path string) OnFailure {
-	s, ok := d.str(n, path)
-	if !ok {
-		return OnFailureNone
-	}
-	switch f := OnFailure(s); f {
-	case OnFailureNone, OnFailureRestart, OnFailureStop:
-		return f
-	}
-	d.add(at(n), path, "on_failure %s is not supported; use none, restart or stop", quote(s))
-	return OnFailureNone
 }
 
 // dependsOn reads depends_on: a list of NAMESPACE/PROCESS, or PROCESS of

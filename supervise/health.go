@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/netip"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -382,15 +381,4 @@ func (s *Supervisor) changes() <-chan struct{} {
 		s.changed = make(chan struct{})
 	}
 	return s.changed
-}
-
-// ParseHealthURL splits an HTTP check's URL for those who print it.
-func ParseHealthURL(url string) (netip.AddrPort, string, error) {
-	rest, ok := strings.CutPrefix(url, "http://")
-	if !ok {
-		return netip.AddrPort{}, "", errors.New("not an http URL")
-	}
-	host, path, _ := strings.Cut(rest, "/")
-	ap, err := netip.ParseAddrPort(host)
-	return ap, "/" + path, err
 }

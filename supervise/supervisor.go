@@ -178,7 +178,7 @@ func (s *Supervisor) monitor(p *supervised) {
 			s.update(p, func(st *ProcessStatus) { st.State, st.PID, st.ExitCode, st.ExitCause = Stopped, 0, code, "" })
 			return
 		}
-		if unhealthy == OnFailureStop {
+		if unhealthy == onFailureStop {
 			s.update(p, func(st *ProcessStatus) {
 				st.State, st.PID, st.ExitCode, st.ExitCause = Exited, 0, code, "unhealthy: stopped (on_failure: stop)"
 			})
@@ -196,7 +196,7 @@ func (s *Supervisor) monitor(p *supervised) {
 		if cause != "" {
 			fmt.Fprintf(logf, "[nsrun] %s\n", cause)
 		}
-		if unhealthy != OnFailureRestart && !shouldRestart(p.def.Restart, code) {
+		if unhealthy != onFailureRestart && !shouldRestart(p.def.Restart, code) {
 			s.update(p, exited(Exited))
 			return
 		}
@@ -204,7 +204,7 @@ func (s *Supervisor) monitor(p *supervised) {
 			backoff = firstBackoff
 		}
 		s.update(p, exited(Backoff))
-		if unhealthy == OnFailureRestart {
+		if unhealthy == onFailureRestart {
 			fmt.Fprintf(logf, "[nsrun] unhealthy (on_failure: restart): stopped with status %d; restarting in %s\n", code, backoff)
 		} else {
 			fmt.Fprintf(logf, "[nsrun] exited with status %d; restarting in %s\n", code, backoff)
@@ -244,8 +244,8 @@ func (s *Supervisor) exitCause(def Process, code int, before uint64) string {
 
 // What a process that turned unhealthy gets (its check's on_failure).
 const (
-	OnFailureRestart = "restart"
-	OnFailureStop    = "stop"
+	onFailureRestart = string(specs.OnFailureRestart)
+	onFailureStop    = string(specs.OnFailureStop)
 )
 
 // runOnce starts the process, checks its health while it runs, and
@@ -277,7 +277,7 @@ func (s *Supervisor) runOnce(p *supervised, logf *logFile) (code int, stopped bo
 		go func() {
 			defer close(checked)
 			s.watchHealth(ctx, p, started, func(string) {
-				if h.OnFailure == OnFailureRestart || h.OnFailure == OnFailureStop {
+				if h.OnFailure == onFailureRestart || h.OnFailure == onFailureStop {
 					select {
 					case sick <- h.OnFailure:
 					default: // told already
