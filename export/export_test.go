@@ -548,7 +548,7 @@ namespaces:
     run:
       - {name: web, command: [srv], ready: {tcp: 8080}, health: {http: "/healthz?full=1", interval: 5s, timeout: 2s, retries: 4, start_period: 10s, on_failure: restart},
          depends_on: [b/db, b/cache]}
-      - {name: probe, command: [srv], health: {tcp: 9000}}
+      - {name: probe, command: [srv], health: {tcp: 9000, on_failure: stop}}
   b:
     run:
       - {name: db, command: [pg], health: {command: "pg_isready -q", interval: 3s}}
@@ -560,6 +560,11 @@ namespaces:
 	out, err := Kubernetes(s, KubeOptions{Images: Images{Default: "img:1"}, Kind: KindDeployment, Publish: PublishService})
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, said := range []string{"# Health checks are probes", "on_failure:\n# stop is not carried", "# depends_on is not carried"} {
+		if !strings.Contains(string(out), said) {
+			t.Errorf("the header does not say %q:\n%s", said, out)
+		}
 	}
 	containers := map[string]corev1.Container{}
 	for _, o := range decodeStrict(t, out) {

@@ -177,6 +177,18 @@ func kubeHeader(s *specs.Spec, o KubeOptions) string {
 		b.WriteString("# gate, later releases by default); a Deployment's pods restart Always. For an\n")
 		b.WriteString("# older cluster export with --kind pod.\n")
 	}
+	if checked, stopped, ordered := healthUse(s); checked || ordered {
+		b.WriteString("# Health checks are probes: a readinessProbe for each, and a livenessProbe too\n")
+		b.WriteString("# for on_failure: restart (the kubelet restarts the container).")
+		if stopped {
+			b.WriteString(" on_failure:\n# stop is not carried: the kubelet restarts or reports, never stops one container.")
+		}
+		b.WriteString("\n")
+		if ordered {
+			b.WriteString("# depends_on is not carried: a cluster starts pods in any order; the readiness\n")
+			b.WriteString("# probe keeps a pod out of its Service until it answers, so dependants must retry.\n")
+		}
+	}
 	if o.Publish == PublishHostPort {
 		b.WriteString("# --publish hostport: each published port is a hostPort on the node that runs\n")
 		b.WriteString("# the pod; Kubernetes discourages it (it ties a pod to a node and its ports).\n")
@@ -189,6 +201,21 @@ func baseName(path string) string {
 		return path[i+1:]
 	}
 	return path
+}
+
+// healthUse reports whether any run entry has a health check, one with
+// on_failure: stop, and any depends_on.
+func healthUse(s *specs.Spec) (checked, stopped, ordered bool) {
+	for _, ns := range s.Namespaces {
+		for _, p := range ns.Run {
+			if p.Health != nil {
+				checked = true
+				stopped = stopped || p.Health.OnFailure == specs.OnFailureStop
+			}
+			ordered = ordered || len(p.DependsOn) > 0
+		}
+	}
+	return checked, stopped, ordered
 }
 
 func hasRestart(s *specs.Spec, rs ...specs.Restart) bool {

@@ -271,7 +271,9 @@ func (s *Supervisor) watchHealth(ctx context.Context, p *supervised, started tim
 					hs.State, hs.Since, turned = HealthHealthy, now, HealthHealthy
 				}
 			case now.Sub(started) < h.StartPeriod:
-			case hs.State == HealthStarting && !counted.IsZero() && now.Sub(counted) < h.Interval:
+			case hs.State == HealthStarting && !counted.IsZero() && now.Sub(counted) < h.Interval-time.Second/2:
+				// a failure counted within this interval (checks fall on
+				// whole seconds: one a few ms early is the next)
 			default:
 				counted, news = now, true
 				hs.Failures++
@@ -294,8 +296,22 @@ func (s *Supervisor) watchHealth(ctx context.Context, p *supervised, started tim
 		if st := s.healthState(p); st == HealthStarting {
 			next = min(h.Interval, time.Second)
 		}
-		timer.Reset(next)
+		timer.Reset(untilAligned(time.Now(), next))
 	}
+}
+
+// untilAligned is how long from now until the next whole multiple of
+// every (counted from the Unix epoch), at least half of every away: the
+// checks of processes with the same interval fall due together, so the
+// supervisor wakes once for all of them, not once for each (100
+// processes checked every second cost 1.75% of a core woken one by
+// one).
+func untilAligned(now time.Time, every time.Duration) time.Duration {
+	d := every - time.Duration(now.UnixNano()%int64(every))
+	if d < every/2 {
+		d += every
+	}
+	return d
 }
 
 func (s *Supervisor) healthState(p *supervised) string {

@@ -277,3 +277,33 @@ func openFDs(t *testing.T) int {
 	}
 	return len(entries)
 }
+
+// TestChecksFallDueTogether: the next check is on a whole multiple of
+// the interval, at least half an interval away, so that processes with
+// the same interval are checked in one wake-up.
+func TestChecksFallDueTogether(t *testing.T) {
+	base := time.Unix(1_700_000_000, 0)
+	for _, c := range []struct {
+		now   time.Duration // after a whole multiple
+		every time.Duration
+		want  time.Duration
+	}{
+		{0, time.Second, time.Second},
+		{10 * time.Millisecond, time.Second, 990 * time.Millisecond},
+		{400 * time.Millisecond, time.Second, 600 * time.Millisecond},
+		{600 * time.Millisecond, time.Second, 1400 * time.Millisecond}, // 400 ms is too soon
+		{3 * time.Second, 10 * time.Second, 7 * time.Second},
+		{7 * time.Second, 10 * time.Second, 13 * time.Second},
+	} {
+		if got := untilAligned(base.Add(c.now), c.every); got != c.want {
+			t.Errorf("untilAligned(+%s, %s) = %s, want %s", c.now, c.every, got, c.want)
+		}
+	}
+	// Two processes started apart are then both checked on whole seconds.
+	for _, start := range []time.Duration{130 * time.Millisecond, 770 * time.Millisecond} {
+		now := base.Add(start)
+		if at := now.Add(untilAligned(now, time.Second)); at.Nanosecond() != 0 {
+			t.Errorf("a process started at +%s is checked at %s, not on a whole second", start, at)
+		}
+	}
+}

@@ -130,12 +130,14 @@ func TestBlogExample(t *testing.T) {
 	}
 }
 
-// TestAttach: up --attach streams the processes' output prefixed, and
-// Ctrl-C takes the project down.
+// TestAttach: up --attach streams the processes' output prefixed, with
+// the supervisor's lines about them (a health change), and Ctrl-C takes
+// the project down.
 func TestAttach(t *testing.T) {
 	nstest.RequireRoot(t)
 	name := strings.ToLower(nstest.Name("at"))
-	spec := writeSpec(t, name+".yaml", "namespaces:\n  "+name+":\n    run:\n      - name: talker\n        command: while true; do echo tick; sleep 0.2; done\n")
+	spec := writeSpec(t, name+".yaml", "namespaces:\n  "+name+":\n    run:\n      - name: talker\n        command: while true; do echo tick; sleep 0.2; done\n"+
+		"        health: {command: \"echo fine\", interval: 1s}\n")
 	before := nstest.Snapshot()
 	cmd := exec.Command(nstest.Binary(t), "up", "--attach", spec)
 	stdout, err := cmd.StdoutPipe()
@@ -149,16 +151,17 @@ func TestAttach(t *testing.T) {
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); nsrunCmd(t, "/", "down", "-q", "-p", name) })
 	lines := bufio.NewScanner(stdout)
-	want := name + "/talker | tick"
-	found := false
-	for lines.Scan() {
-		if lines.Text() == want {
-			found = true
-			break
+	want := map[string]bool{name + "/talker | tick": false, name + "/talker | [nsrun] health: healthy (fine)": false}
+	for seen := 0; seen < len(want) && lines.Scan(); {
+		if found, ok := want[lines.Text()]; ok && !found {
+			want[lines.Text()] = true
+			seen++
 		}
 	}
-	if !found {
-		t.Fatalf("no %q line in the attached output; stderr:\n%s", want, errOut.String())
+	for line, found := range want {
+		if !found {
+			t.Fatalf("no %q line in the attached output; stderr:\n%s", line, errOut.String())
+		}
 	}
 	cmd.Process.Signal(os.Interrupt)
 	go func() {
