@@ -134,7 +134,7 @@ func (e *Engine) StatusAll(ctx context.Context) ([]*Report, error) {
 func (e *Engine) report(st *state.Record, others []*state.Record, obs host.Observed) *Report {
 	sup, _ := e.Supervision.Status(e.Store.ProjectDir(st.Project))
 	r := &Report{Project: st.Project, State: st, Heal: e.Store.Repairs(st.Project)}
-	r.Supervisor, r.Processes = processReports(st, sup)
+	r.Supervisor, r.Processes = ProcessReports(st, sup)
 	r.Drift = append(NetworkDrift(st, others, obs), processDrift(st, r)...)
 	r.Loopback6 = loopback6(st, obs.Shortcuts)
 	for _, ns := range cgroupNames(st) {
@@ -159,9 +159,9 @@ func (e *Engine) neighbourRecords(st *state.Record) []*state.Record {
 	return others
 }
 
-// processReports tells how the supervisor and each recorded process are,
+// ProcessReports tells how the supervisor and each recorded process are,
 // from the supervisor's status and the processes' liveness.
-func processReports(st *state.Record, sup supervise.Status) (*ProcessReport, []ProcessReport) {
+func ProcessReports(st *state.Record, sup supervise.Status) (*ProcessReport, []ProcessReport) {
 	var supervisor *ProcessReport
 	supAlive := sup.PID != 0 && proc.Alive(proc.Process{PID: sup.PID, StartTime: sup.StartTime})
 	if sup.PID != 0 {

@@ -87,6 +87,7 @@ ip netns / ip link / iptables / sysctl steps, and removes exactly what it made.`
 		newDownCommand(),
 		newExecCommand(),
 		newStatusCommand(),
+		newMetricsCommand(),
 		newLogsCommand(),
 		newValidateCommand(),
 		newPlanCommand(),

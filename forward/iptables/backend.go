@@ -47,6 +47,8 @@ type runner interface {
 	// (see nftcache; "" when not known).
 	save(ctx context.Context) (text, at string, err error)
 	restore(ctx context.Context, script string) error
+	// counted returns what BACKEND-save -c -t nat prints now.
+	counted(ctx context.Context) (string, error)
 	// deleteTable removes a table of iptables-nft, whatever it holds.
 	deleteTable(ctx context.Context, table string) error
 }
@@ -307,6 +309,23 @@ func (p programs) save(ctx context.Context) (string, string, error) {
 	return r.Stdout, r.At, nil
 }
 
+// counted runs BACKEND-save -c -t nat, never from the cache; nothing
+// for iptables-legacy without a table.
+func (p programs) counted(ctx context.Context) (string, error) {
+	if p.backend != NFT && !p.legacyTables() {
+		return "", nil
+	}
+	var errOut bytes.Buffer
+	name := p.name() + "-save"
+	cmd := exec.CommandContext(ctx, name, "-c", "-t", "nat")
+	cmd.Stderr = &errOut
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("%s -c -t nat: %w: %s", name, err, strings.TrimSpace(errOut.String()))
+	}
+	return string(out), nil
+}
+
 // legacyTables reports whether the kernel has any x_tables table of the
 // family (iptables-legacy's; a table stays once made, rules or not).
 func (p programs) legacyTables() bool {
@@ -365,6 +384,20 @@ func (m *memory) save(ctx context.Context) (string, string, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.snap.String(), "", ctx.Err()
+}
+
+// counted of the fake: it keeps no counters, so every rule has counted
+// nothing.
+func (m *memory) counted(ctx context.Context) (string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var b strings.Builder
+	for _, c := range m.snap.Tables["nat"] {
+		for _, r := range c.Rules {
+			b.WriteString("[0:0] " + r + "\n")
+		}
+	}
+	return b.String(), ctx.Err()
 }
 
 func (m *memory) restore(ctx context.Context, script string) error {

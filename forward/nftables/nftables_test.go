@@ -103,7 +103,7 @@ func TestEnsure(t *testing.T) {
 	if e := f.Table.Maps[mapAddr6].FindElement("2001:db8::1", "udp", "16003"); e == nil || !slices.Equal(e.Value, []string{"goto port/p1/c/ip6/2001.db8..1/udp/16003"}) {
 		t.Errorf("the IPv6 address's port: %+v", e)
 	}
-	if c := f.Table.Chains["port/p1/c/ip6/tcp/16002"]; c == nil || len(c.Rules) != 1 || c.Rules[0].Rule != "meta l4proto tcp dnat ip6 to [fd00:231:0::2]:8080" && c.Rules[0].Rule != "meta l4proto tcp dnat ip6 to [fd00:231::2]:8080" {
+	if c := f.Table.Chains["port/p1/c/ip6/tcp/16002"]; c == nil || len(c.Rules) != 1 || c.Rules[0].Rule != "counter meta l4proto tcp dnat ip6 to [fd00:231:0::2]:8080" && c.Rules[0].Rule != "counter meta l4proto tcp dnat ip6 to [fd00:231::2]:8080" {
 		t.Errorf("the IPv6 publication chain: %+v", c)
 	}
 	if f.Table.Sets[setHairpin6].FindElement("fd00:231::2", "fd00:231::2") == nil || f.Table.Sets[setEgress6].FindElement("fd00:231::/64") == nil {
@@ -139,7 +139,7 @@ func TestDrift(t *testing.T) {
 		{"publication retargeted", func(tx *knftables.Transaction) {
 			tx.Flush(&knftables.Chain{Name: "port/p1/a/tcp/16000"})
 			tx.Add(&knftables.Rule{Chain: "port/p1/a/tcp/16000", Rule: "meta l4proto tcp dnat ip to 10.9.9.9:1", Comment: knftables.PtrTo("nsrun -> 10.9.9.9:1")})
-		}, `rule missing from chain port/p1/a/tcp/16000: "nsrun -> 10.231.0.2:8080"`},
+		}, `rule missing from chain port/p1/a/tcp/16000: "nsrun -> 10.231.0.2:8080, counted"`},
 		{"set deleted", func(tx *knftables.Transaction) {
 			tx.Flush(&knftables.Chain{Name: chainForward})
 			tx.Delete(&knftables.Set{Name: setIsolated})

@@ -322,8 +322,11 @@ func publicationOf(project, ns, addr string, port specs.Port) publication {
 		}
 		text = fmt.Sprintf("meta l4proto %s dnat %s addr . port to th dport map { %s }", proto, family, strings.Join(m, ", "))
 	}
-	// The comment says where it goes, so a changed target is a changed rule.
-	return publication{chain: name, rules: []rule{{text, "nsrun -> " + to + ":" + portsText(port.Target)}}}
+	// The counter counts the connections: only a connection's first
+	// packet meets a nat chain. The comment says where it goes, so a
+	// changed target is a changed rule, and that it counts, so that a rule
+	// of an nsrun from before counters is one too.
+	return publication{chain: name, rules: []rule{{"counter " + text, "nsrun -> " + to + ":" + portsText(port.Target) + ", counted"}}}
 }
 
 // NetworkSet names the set of the links on a network (its key, see

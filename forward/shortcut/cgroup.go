@@ -27,15 +27,18 @@ type shortcut struct {
 	cgroup *os.File
 	ports  *ebpf.Map
 	ports6 *ebpf.Map // nil where an nsrun from before [::1] attached the programs
+	// The connection counters of each port map; nil where an nsrun from
+	// before counters attached the programs.
+	conns, conns6 *ebpf.Map
 }
 
 func (s *shortcut) Close() {
-	s.ports.Close()
-	if s.ports6 != nil {
-		s.ports6.Close()
-	}
+	s.closeMaps()
 	s.cgroup.Close()
 }
+
+// closeMaps closes the maps, leaving the cgroup open.
+func (s *shortcut) closeMaps() { s.maps().close() }
 
 // cgroup2Root returns where the cgroup v2 hierarchy is mounted: its root
 // cgroup holds every process of the host.
@@ -84,14 +87,15 @@ func openCgroup() (*os.File, error) {
 // not there it loads and attaches them if create is set, and otherwise
 // returns nil. With need6, programs attached by an nsrun from before
 // [::1] was served (no IPv6 port map) are attached anew, their entries
-// kept.
+// kept; so are, with create, those of an nsrun from before the
+// connection counters.
 func openShortcut(create, need6 bool) (*shortcut, error) {
 	cg, err := openCgroup()
 	if err != nil {
 		return nil, err
 	}
 	s, err := findMaps(cg)
-	if err == nil && s != nil && s.ports6 == nil && need6 {
+	if err == nil && s != nil && (s.ports6 == nil && need6 || s.conns == nil && create) {
 		s, err = reattach(s)
 	}
 	if err == nil && s == nil && create {
@@ -108,8 +112,8 @@ func openShortcut(create, need6 bool) (*shortcut, error) {
 func reattach(old *shortcut) (*shortcut, error) {
 	var entries []Entry
 	var owners []uint64
-	err := kernelMap{old.ports, nil}.each(func(e Entry, own uint64) { entries, owners = append(entries, e), append(owners, own) })
-	old.ports.Close()
+	err := old.maps().each(func(e Entry, own uint64) { entries, owners = append(entries, e), append(owners, own) })
+	old.closeMaps()
 	if err != nil {
 		return nil, fmt.Errorf("reading the loopback shortcuts: %w", err)
 	}
@@ -161,12 +165,23 @@ func findMaps(cg *os.File) (*shortcut, error) {
 	if err != nil || ports == nil {
 		return nil, err
 	}
-	ports6, err := findMap(cg, ebpf.AttachCGroupInet6Connect, progConnect6, mapPorts6)
-	if err != nil {
-		ports.Close()
-		return nil, err
+	s := &shortcut{cgroup: cg, ports: ports}
+	for _, m := range []struct {
+		to   **ebpf.Map
+		typ  ebpf.AttachType
+		prog string
+		name string
+	}{
+		{&s.ports6, ebpf.AttachCGroupInet6Connect, progConnect6, mapPorts6},
+		{&s.conns, ebpf.AttachCGroupInet4Connect, progConnect, mapConns},
+		{&s.conns6, ebpf.AttachCGroupInet6Connect, progConnect6, mapConns6},
+	} {
+		if *m.to, err = findMap(cg, m.typ, m.prog, m.name); err != nil {
+			s.closeMaps()
+			return nil, err
+		}
 	}
-	return &shortcut{cgroup: cg, ports: ports, ports6: ports6}, nil
+	return s, nil
 }
 
 // findMap opens the map of that name of nsrun's connect program of that
@@ -204,22 +219,37 @@ func findMap(cg *os.File, typ ebpf.AttachType, prog, name string) (*ebpf.Map, er
 // The cgroup then holds them: they stay after nsrun exits.
 // newPortMaps makes the port maps, IPv4 and IPv6.
 func newPortMaps() (kernelMap, error) {
-	v4, err := ebpf.NewMap(&ebpf.MapSpec{
-		Name: mapPorts, Type: ebpf.Hash, MaxEntries: 1 << 16, Flags: unix.BPF_F_NO_PREALLOC,
-		KeySize: uint32(binary.Size(shortcutKey{})), ValueSize: uint32(binary.Size(shortcutValue{})),
-	})
-	if err != nil {
-		return kernelMap{}, fmt.Errorf("%w: creating the port map: %v", ErrUnavailable, err)
+	key4, key6 := uint32(binary.Size(shortcutKey{})), uint32(binary.Size(shortcutKey6{}))
+	var k kernelMap
+	for _, m := range []struct {
+		to         **ebpf.Map
+		name, what string
+		key, value uint32
+	}{
+		{&k.v4, mapPorts, "port map", key4, uint32(binary.Size(shortcutValue{}))},
+		{&k.v6, mapPorts6, "IPv6 port map", key6, uint32(binary.Size(shortcutValue6{}))},
+		{&k.c4, mapConns, "connection counters", key4, 8},
+		{&k.c6, mapConns6, "IPv6 connection counters", key6, 8},
+	} {
+		var err error
+		*m.to, err = ebpf.NewMap(&ebpf.MapSpec{
+			Name: m.name, Type: ebpf.Hash, MaxEntries: 1 << 16, Flags: unix.BPF_F_NO_PREALLOC, KeySize: m.key, ValueSize: m.value,
+		})
+		if err != nil {
+			k.close()
+			return kernelMap{}, fmt.Errorf("%w: creating the %s: %v", ErrUnavailable, m.what, err)
+		}
 	}
-	v6, err := ebpf.NewMap(&ebpf.MapSpec{
-		Name: mapPorts6, Type: ebpf.Hash, MaxEntries: 1 << 16, Flags: unix.BPF_F_NO_PREALLOC,
-		KeySize: uint32(binary.Size(shortcutKey6{})), ValueSize: uint32(binary.Size(shortcutValue6{})),
-	})
-	if err != nil {
-		v4.Close()
-		return kernelMap{}, fmt.Errorf("%w: creating the IPv6 port map: %v", ErrUnavailable, err)
+	return k, nil
+}
+
+// close closes the maps there are.
+func (k kernelMap) close() {
+	for _, m := range []*ebpf.Map{k.v4, k.v6, k.c4, k.c6} {
+		if m != nil {
+			m.Close()
+		}
 	}
-	return kernelMap{v4, v6}, nil
 }
 
 func attachShortcut(cg *os.File) (*shortcut, error) {
@@ -234,11 +264,10 @@ func attachShortcut(cg *os.File) (*shortcut, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &shortcut{cgroup: cg, ports: maps.v4, ports6: maps.v6}
+	s := &shortcut{cgroup: cg, ports: maps.v4, ports6: maps.v6, conns: maps.c4, conns6: maps.c6}
 	peers, err := newPeersMap()
 	if err != nil {
-		s.ports.Close()
-		s.ports6.Close()
+		s.closeMaps()
 		return nil, err
 	}
 	defer peers.Close()
@@ -249,13 +278,12 @@ func attachShortcut(cg *os.File) (*shortcut, error) {
 	}{
 		{progGetpeername, ebpf.AttachCgroupInet4GetPeername, getpeernameProgram(peers, false)},
 		{progGetpeername6, ebpf.AttachCgroupInet6GetPeername, getpeernameProgram(peers, true)},
-		{progConnect6, ebpf.AttachCGroupInet6Connect, connect6(maps.v4, maps.v6, peers, cookie)},
+		{progConnect6, ebpf.AttachCGroupInet6Connect, connect6(maps.v4, maps.v6, maps.c4, maps.c6, peers, cookie)},
 		// The connect4 program last: findMaps knows the shortcut by it.
-		{progConnect, ebpf.AttachCGroupInet4Connect, connect4(maps.v4, peers, cookie)},
+		{progConnect, ebpf.AttachCGroupInet4Connect, connect4(maps.v4, maps.c4, peers, cookie)},
 	} {
 		if err := attachProgram(cg, p.name, p.attach, p.insns); err != nil {
-			s.ports.Close()
-			s.ports6.Close()
+			s.closeMaps()
 			return nil, errors.Join(err, detachShortcut(cg))
 		}
 	}

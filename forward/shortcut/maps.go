@@ -30,6 +30,8 @@ const (
 	mapPorts         = "nsrun_ports"
 	mapPorts6        = "nsrun_ports6"
 	mapPeers         = "nsrun_peers"
+	mapConns         = "nsrun_conns"  // the connections each port map entry took, by its key
+	mapConns6        = "nsrun_conns6" // the same for the IPv6 port map
 )
 
 // shortcutKey is a published port as connect() gives it to the program:
@@ -146,35 +148,81 @@ func reconcile(m portMap, project string, want []Entry) (int, error) {
 	return left, nil
 }
 
-// kernelMap is the kernel's port maps, IPv4 and IPv6 (nil when the
-// attached programs have none).
-type kernelMap struct{ v4, v6 *ebpf.Map }
+// kernelMap is the kernel's port maps, IPv4 and IPv6, and their
+// connection counters, c4 and c6 (each nil when the attached programs,
+// an older nsrun's, have none).
+type kernelMap struct{ v4, v6, c4, c6 *ebpf.Map }
 
-func (s *shortcut) maps() kernelMap { return kernelMap{s.ports, s.ports6} }
+func (s *shortcut) maps() kernelMap { return kernelMap{s.ports, s.ports6, s.conns, s.conns6} }
 
+// put adds or changes an entry; its counter, made at 0 the first time,
+// keeps counting through changes of the entry.
 func (k kernelMap) put(e Entry, own uint64) error {
 	if e.Host.Addr().Is4() {
-		return k.v4.Put(entry(e, own))
+		key, v := entry(e, own)
+		if err := k.v4.Put(key, v); err != nil {
+			return err
+		}
+		return newCounter(k.c4, key)
 	}
 	if k.v6 == nil {
 		return fmt.Errorf("%w: the attached programs have no IPv6 port map", ErrUnavailable)
 	}
-	return k.v6.Put(entry6(e, own))
+	key, v := entry6(e, own)
+	if err := k.v6.Put(key, v); err != nil {
+		return err
+	}
+	return newCounter(k.c6, key)
 }
 
-func (k kernelMap) delete(host netip.AddrPort) error {
-	var err error
-	if host.Addr().Is4() {
-		key, _ := entry(Entry{Host: host, Target: host}, 0)
-		err = k.v4.Delete(key)
-	} else if k.v6 != nil {
-		key, _ := entry6(Entry{Host: host, Target: host}, 0)
-		err = k.v6.Delete(key)
+// newCounter makes key's counter at 0, unless it is there.
+func newCounter(m *ebpf.Map, key any) error {
+	if m == nil {
+		return nil
 	}
-	if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+	if err := m.Update(key, uint64(0), ebpf.UpdateNoExist); err != nil && !errors.Is(err, ebpf.ErrKeyExist) {
 		return err
 	}
 	return nil
+}
+
+func (k kernelMap) delete(host netip.AddrPort) error {
+	var errs []error
+	if host.Addr().Is4() {
+		key, _ := entry(Entry{Host: host, Target: host}, 0)
+		errs = append(errs, k.v4.Delete(key))
+		if k.c4 != nil {
+			errs = append(errs, k.c4.Delete(key))
+		}
+	} else if k.v6 != nil {
+		key, _ := entry6(Entry{Host: host, Target: host}, 0)
+		errs = append(errs, k.v6.Delete(key))
+		if k.c6 != nil {
+			errs = append(errs, k.c6.Delete(key))
+		}
+	}
+	for _, err := range errs {
+		if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return err
+		}
+	}
+	return nil
+}
+
+// counts reads the connection counters, by host address and port.
+func (k kernelMap) counts() (map[netip.AddrPort]uint64, error) {
+	out := map[netip.AddrPort]uint64{}
+	if k.c4 != nil {
+		if err := eachOf(k.c4, func(key shortcutKey, n uint64) { out[fromSockAddr(key.Addr, key.Port)] = n }); err != nil {
+			return nil, err
+		}
+	}
+	if k.c6 != nil {
+		if err := eachOf(k.c6, func(key shortcutKey6, n uint64) { out[fromSockAddr6(key.Addr, key.Port)] = n }); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 func (k kernelMap) each(fn func(Entry, uint64)) error {
@@ -279,13 +327,13 @@ func Read() (Table, error) {
 		t.Supported = features.HaveProgramType(ebpf.CGroupSockAddr) == nil
 		return t, nil
 	}
-	defer sc.ports.Close()
-	if sc.ports6 != nil {
-		defer sc.ports6.Close()
-	}
+	defer sc.closeMaps()
 	t.Supported = true
 	if err := sc.maps().each(func(e Entry, own uint64) { t.Entries[e] = own }); err != nil {
 		return t, fmt.Errorf("reading the loopback shortcuts: %w", err)
+	}
+	if t.Conns, err = sc.maps().counts(); err != nil {
+		return t, fmt.Errorf("reading the loopback shortcuts' connection counters: %w", err)
 	}
 	return t, nil
 }

@@ -69,6 +69,24 @@ func lookup(m *ebpf.Map, off int16) asm.Instructions {
 	}
 }
 
+// count adds one to the counter in conns under the key at fp+off (the
+// port map's key that was found), when there is one:
+//
+//	__u64 *n = bpf_map_lookup_elem(&nsrun_conns, &key);
+//	if (n)
+//		__sync_fetch_and_add(n, 1);
+func count(conns *ebpf.Map, off int16, tag string) asm.Instructions {
+	if conns == nil {
+		return nil // the programs of an nsrun from before counters, as tests make them
+	}
+	return append(lookup(conns, off),
+		asm.JEq.Imm(asm.R0, 0, "counted"+tag),
+		asm.Mov.Imm(asm.R1, 1),
+		asm.StoreXAdd(asm.R0, asm.R1, asm.DWord),              // *(R0+0) += R1, atomically
+		asm.Mov.Reg(asm.R0, asm.R0).WithSymbol("counted"+tag), // nothing: where the jump lands
+	)
+}
+
 // peerRecord gets the socket's record into R0, creating it with create;
 // it jumps to none when there is none.
 func peerRecord(peers *ebpf.Map, create bool, none string) asm.Instructions {
@@ -113,14 +131,14 @@ func missAndOut(peers *ebpf.Map) asm.Instructions {
 //			return 1;
 //		return loopback4(ctx, ctx->user_ip4);  // below; ends in miss or out
 //	}
-func connect4(ports, peers *ebpf.Map, hostNetns uint64) asm.Instructions {
+func connect4(ports, conns, peers *ebpf.Map, hostNetns uint64) asm.Instructions {
 	insns := asm.Instructions{
 		asm.Mov.Reg(asm.R6, asm.R1),
 		asm.LoadMem(asm.R2, asm.R6, ctxProtocol, asm.Word),
 		asm.JNE.Imm(asm.R2, unix.IPPROTO_TCP, "out"),
 		asm.LoadMem(asm.R7, asm.R6, ctxUserIP4, asm.Word),
 	}
-	insns = append(insns, loopback4(ports, peers, hostNetns, ctxUserIP4, "4")...)
+	insns = append(insns, loopback4(ports, conns, peers, hostNetns, ctxUserIP4, "4")...)
 	return append(insns, missAndOut(peers)...)
 }
 
@@ -139,6 +157,7 @@ func connect4(ports, peers *ebpf.Map, hostNetns uint64) asm.Instructions {
 //		if (!to)
 //			goto miss;
 //	}
+//	count(&nsrun_conns, &key);             // below: the connections taken
 //	struct nsrun_peer *p = bpf_sk_storage_get(&nsrun_peers, ctx->sk, 0, CREATE);
 //	if (p) {                               // for getpeername
 //		p->addr = the context's address words;
@@ -147,7 +166,7 @@ func connect4(ports, peers *ebpf.Map, hostNetns uint64) asm.Instructions {
 //	*addr = to->addr;                      // user_ip4, or user_ip6[3]
 //	ctx->user_port = to->port;
 //	return 1;
-func loopback4(ports, peers *ebpf.Map, hostNetns uint64, addr int16, tag string) asm.Instructions {
+func loopback4(ports, conns, peers *ebpf.Map, hostNetns uint64, addr int16, tag string) asm.Instructions {
 	insns := asm.Instructions{
 		asm.Mov.Reg32(asm.R2, asm.R7),
 		asm.And.Imm32(asm.R2, word(255, 0, 0, 0)),
@@ -164,6 +183,7 @@ func loopback4(ports, peers *ebpf.Map, hostNetns uint64, addr int16, tag string)
 	insns = append(insns, asm.JNE.Imm(asm.R0, 0, "hit"+tag), asm.StoreImm(asm.RFP, -8, 0, asm.Word))
 	insns = append(insns, lookup(ports, -8)...)
 	insns = append(insns, asm.JEq.Imm(asm.R0, 0, "miss"), asm.Mov.Reg(asm.R9, asm.R0).WithSymbol("hit"+tag))
+	insns = append(insns, count(conns, -8, tag)...)
 	insns = append(insns, peerRecord(peers, true, "redirect"+tag)...)
 	for off := int16(ctxUserIP6); off < ctxUserIP6+16 && addr != ctxUserIP4; off += 4 {
 		insns = append(insns, asm.LoadMem(asm.R2, asm.R6, off, asm.Word), asm.StoreMem(asm.R0, peerAddr+off-ctxUserIP6, asm.R2, asm.Word))
@@ -201,12 +221,13 @@ func loopback4(ports, peers *ebpf.Map, hostNetns uint64, addr int16, tag string)
 //			if (!to)
 //				goto miss;
 //		}
+//		count(&nsrun_conns6, &key);
 //		record ::1 and the port in the socket's storage, as loopback4 does;
 //		ctx->user_ip6 = to->addr;
 //		ctx->user_port = to->port;
 //		return 1;
 //	}
-func connect6(ports, ports6, peers *ebpf.Map, hostNetns uint64) asm.Instructions {
+func connect6(ports, ports6, conns, conns6, peers *ebpf.Map, hostNetns uint64) asm.Instructions {
 	insns := asm.Instructions{
 		asm.Mov.Reg(asm.R6, asm.R1),
 		asm.LoadMem(asm.R2, asm.R6, ctxProtocol, asm.Word),
@@ -235,6 +256,7 @@ func connect6(ports, ports6, peers *ebpf.Map, hostNetns uint64) asm.Instructions
 	insns = append(insns, asm.JNE.Imm(asm.R0, 0, "hit6"), asm.StoreImm(asm.RFP, -8, 0, asm.Word))
 	insns = append(insns, lookup(ports6, -20)...)
 	insns = append(insns, asm.JEq.Imm(asm.R0, 0, "miss"), asm.Mov.Reg(asm.R9, asm.R0).WithSymbol("hit6"))
+	insns = append(insns, count(conns6, -20, "6")...)
 	insns = append(insns, peerRecord(peers, true, "redirect6")...)
 	insns = append(insns,
 		asm.StoreImm(asm.R0, peerAddr, 0, asm.Word),
@@ -256,7 +278,7 @@ func connect6(ports, ports6, peers *ebpf.Map, hostNetns uint64) asm.Instructions
 		asm.Ja.Label("out"),
 		asm.LoadMem(asm.R7, asm.R6, ctxUserIP6+12, asm.Word).WithSymbol("mapped"),
 	)
-	insns = append(insns, loopback4(ports, peers, hostNetns, ctxUserIP6+12, "4")...)
+	insns = append(insns, loopback4(ports, conns, peers, hostNetns, ctxUserIP6+12, "4")...)
 	return append(insns, missAndOut(peers)...)
 }
 

@@ -79,6 +79,27 @@ func Serves6(p forward.Project) bool {
 type Table struct {
 	Supported bool // the kernel can run the programs; when not, none are expected
 	Entries   map[Entry]uint64
+	// Conns are the connections each entry took since it was made, by its
+	// host address and port (none where an older nsrun's programs count
+	// nothing).
+	Conns map[netip.AddrPort]uint64
+}
+
+// Connections returns the connections the shortcut took for a published
+// port (all its host ports); false for one it does not serve, or has no
+// counter of.
+func (t Table) Connections(port specs.Port) (uint64, bool) {
+	if port.Protocol != specs.TCP || !(port.HostIP.IsUnspecified() || port.HostIP.IsLoopback()) {
+		return 0, false
+	}
+	var sum uint64
+	found := false
+	for i := 0; i < port.Published.Len(); i++ {
+		if n, ok := t.Conns[netip.AddrPortFrom(port.HostIP, port.Published.First+uint16(i))]; ok {
+			sum, found = sum+n, true
+		}
+	}
+	return sum, found
 }
 
 // Drift reports how the table differs from the project's

@@ -293,6 +293,40 @@ func TestShortcutRedirect(t *testing.T) {
 		}
 	})
 
+	// Each redirected connect() was counted under the entry it met (the
+	// dual-stack ones under the IPv4 entry), and a Set of the same entries
+	// again keeps the counts.
+	wantConns := map[netip.AddrPort]uint64{
+		netip.AddrPortFrom(netip.IPv4Unspecified(), pAll):            3 + 2 + 1,
+		netip.AddrPortFrom(netip.MustParseAddr("127.0.0.2"), pExact): 1,
+		netip.AddrPortFrom(netip.IPv6Unspecified(), p6All):           1,
+		netip.AddrPortFrom(netip.IPv6Loopback(), p6Exact):            1,
+		netip.AddrPortFrom(netip.IPv4Unspecified(), pOther):          1,
+	}
+	for round := range 2 {
+		table, err := Read()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for host, n := range wantConns {
+			if table.Conns[host] != n {
+				t.Errorf("round %d: connections to %s: %d, want %d (all: %v)", round, host, table.Conns[host], n, table.Conns)
+			}
+		}
+		if n, ok := table.Connections(specs.Port{HostIP: netip.IPv4Unspecified(), Protocol: specs.TCP, Published: specs.PortRange{First: pAll, Last: pAll}}); !ok || n != 6 {
+			t.Errorf("round %d: Connections of the port published on every address: %d, %t; want 6", round, n, ok)
+		}
+		err = Set(project, []Entry{
+			{netip.AddrPortFrom(netip.IPv4Unspecified(), pAll), target},
+			{netip.AddrPortFrom(netip.MustParseAddr("127.0.0.2"), pExact), target},
+			{netip.AddrPortFrom(netip.IPv6Unspecified(), p6All), target6},
+			{netip.AddrPortFrom(netip.IPv6Loopback(), p6Exact), target6},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+
 	// Removing one project keeps the other's shortcut; the last takes the
 	// programs with it.
 	if err := Set(project, nil); err != nil {
@@ -479,9 +513,9 @@ func TestReconcile(t *testing.T) {
 }
 
 // TestShortcutUpgrade: programs attached by an nsrun from before [::1]
-// was served (a connect4 program and its port map, no IPv6 port map) are
-// replaced by today's when a project needs [::1], and their entries are
-// kept.
+// was served and connections were counted (a connect4 program and its
+// port map, no IPv6 port map, no counters) are replaced by today's when a
+// project needs [::1], and their entries are kept.
 func TestShortcutUpgrade(t *testing.T) {
 	nstest.RequireRoot(t)
 	old, project := strings.ToLower(nstest.Name("so")), strings.ToLower(nstest.Name("sn"))
@@ -511,11 +545,11 @@ func TestShortcutUpgrade(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := attachProgram(cg, progConnect, ebpf.AttachCGroupInet4Connect, connect4(ports, peers, cookie)); err != nil {
+	if err := attachProgram(cg, progConnect, ebpf.AttachCGroupInet4Connect, connect4(ports, nil, peers, cookie)); err != nil {
 		t.Fatal(err)
 	}
 	v4 := Entry{Host: netip.MustParseAddrPort("0.0.0.0:16990"), Target: netip.MustParseAddrPort("10.9.1.2:8080")}
-	if err := (kernelMap{ports, nil}).put(v4, owner(old)); err != nil {
+	if err := (kernelMap{v4: ports}).put(v4, owner(old)); err != nil {
 		t.Fatal(err)
 	}
 	v6 := Entry{Host: netip.MustParseAddrPort("[::]:16991"), Target: netip.MustParseAddrPort("[fd00:9::2]:8080")}
@@ -529,8 +563,8 @@ func TestShortcutUpgrade(t *testing.T) {
 	if table.Entries[v4] != owner(old) || table.Entries[v6] != owner(project) || len(table.Entries) != 2 {
 		t.Errorf("entries after the upgrade: %v; want the old project's IPv4 one and the new IPv6 one", table.Entries)
 	}
-	if s, err := openShortcut(false, false); err != nil || s == nil || s.ports6 == nil {
-		t.Errorf("after the upgrade: %+v, %v; want today's programs, with the IPv6 port map", s, err)
+	if s, err := openShortcut(false, false); err != nil || s == nil || s.ports6 == nil || s.conns == nil || s.conns6 == nil {
+		t.Errorf("after the upgrade: %+v, %v; want today's programs, with the IPv6 port map and the connection counters", s, err)
 	} else {
 		s.Close()
 	}
@@ -544,8 +578,7 @@ func TestEachReadsEveryEntry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer m.v4.Close()
-	defer m.v6.Close()
+	defer m.close()
 	want := map[Entry]uint64{}
 	for i := range 3*batchSize + 7 {
 		e := Entry{Host: netip.AddrPortFrom(netip.IPv4Unspecified(), uint16(20000+i)), Target: netip.MustParseAddrPort(fmt.Sprintf("10.%d.%d.2:8080", i/250, i%250))}

@@ -1,0 +1,38 @@
+package forward
+
+import (
+	"context"
+	"net/netip"
+
+	"github.com/nsrun/nsrun/specs"
+)
+
+// Counts are what a backend's counters said at one read: the
+// connections each publication has DNAT'd.
+type Counts interface {
+	// Connections returns the connections that the port's publication in
+	// the project's namespace has DNAT'd since its rule was made (a
+	// connection's first packet is the only one the nat hooks see); false
+	// when the backend holds no counter for it.
+	Connections(project string, ns Namespace, port specs.Port) (uint64, bool)
+}
+
+// Counter is a backend whose publications count their connections.
+type Counter interface {
+	Backend() Backend
+	// Counts reads the counters, all projects' at once.
+	Counts(ctx context.Context) (Counts, error)
+}
+
+// DNATTo returns the namespace address a published port is DNAT'd to,
+// of the port's family; false for a port no rule DNATs: one on IPv6 in a
+// namespace without IPv6, or on [::1], the loopback shortcut's alone.
+func DNATTo(ns Namespace, port specs.Port) (netip.Addr, bool) {
+	switch {
+	case port.HostIP == netip.IPv6Loopback():
+		return netip.Addr{}, false
+	case port.Is6():
+		return ns.Address6.Addr(), ns.Address6.IsValid()
+	}
+	return ns.Address.Addr(), ns.Address.IsValid()
+}

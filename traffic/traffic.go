@@ -1,0 +1,150 @@
+// Package traffic is what the kernel counted for the projects: each
+// published port's connections (the firewall backend's counter on its
+// DNAT rule, and the loopback shortcut's), each namespace's traffic (its host-side link's statistics,
+// one netlink dump for all), and each process's restarts and health (its
+// supervisor's status). Assemble puts them together, pure; Read gathers
+// them from the host. nsrun metrics and status show the result.
+package traffic
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/nsrun/nsrun/forward"
+	"github.com/nsrun/nsrun/forward/shortcut"
+	"github.com/nsrun/nsrun/specs"
+	"github.com/nsrun/nsrun/state"
+)
+
+// Sample is one reading of every project's counters.
+type Sample struct {
+	Ports      []Port
+	Namespaces []Namespace
+	Processes  []Process
+}
+
+// Port is one published port of a project's namespace.
+type Port struct {
+	Project, Namespace string
+	Port               specs.Port
+	// Connections is what the port's DNAT rule counted since it was made,
+	// and the loopback shortcut for the connections it took from the host
+	// to 127.0.0.1 or [::1] (a repaired rule or entry starts again from 0,
+	// which Prometheus takes as a counter reset); Counted is false where
+	// neither holds a counter for it.
+	Connections uint64
+	Counted     bool
+}
+
+// Namespace is one namespace's link, as the host side counts it: In is
+// what went into the namespace (the host side's transmit), Out what came
+// out of it (its receive).
+type Namespace struct {
+	Project, Namespace, Link string
+	Found                    bool // the link is there
+	In, Out                  LinkCounts
+}
+
+// LinkCounts are one direction's counters of a link.
+type LinkCounts struct {
+	Bytes, Packets, Drops uint64
+}
+
+// LinkStats are a link's counters as the kernel keeps them, for the side
+// that holds them.
+type LinkStats struct {
+	RxBytes, RxPackets, RxDropped uint64
+	TxBytes, TxPackets, TxDropped uint64
+}
+
+// Process is one run entry of a project, as its supervisor reports it.
+type Process struct {
+	Project, Namespace, Name string
+	Up                       bool // running
+	Restarts, OOMKills       int
+	Health                   string // healthy, unhealthy, starting; "" without a check or not running
+}
+
+// Sources are where Read finds the counters.
+type Sources struct {
+	// Counters read the firewall backends' counters, by backend.
+	Counters map[forward.Backend]forward.Counter
+	// Shortcut reads the loopback shortcut's entries and counters.
+	Shortcut func() (shortcut.Table, error)
+	// Links reads the statistics of the host's links, by name, in one dump.
+	Links func() (map[string]LinkStats, error)
+	// Processes reports a project's processes as they are now (the
+	// supervisor's status, checked against the running processes).
+	Processes func(r *state.Record) []Process
+}
+
+// Read gathers the counters of the projects' records: one read of each
+// backend the projects' rules are in, one dump of the links.
+func Read(ctx context.Context, records []*state.Record, src Sources) (*Sample, error) {
+	counts := map[forward.Backend]forward.Counts{}
+	var errs []error
+	for _, r := range records {
+		if _, done := counts[r.Backend]; done || r.Backend == "" {
+			continue
+		}
+		c, ok := src.Counters[r.Backend]
+		if !ok {
+			continue
+		}
+		got, err := c.Counts(ctx)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("reading the counters of %s: %w", r.Backend, err))
+		}
+		counts[r.Backend] = got
+	}
+	sc, err := src.Shortcut()
+	if err != nil {
+		errs = append(errs, err)
+	}
+	links, err := src.Links()
+	if err != nil {
+		errs = append(errs, fmt.Errorf("reading the links' statistics: %w", err))
+	}
+	procs := map[string][]Process{}
+	for _, r := range records {
+		procs[r.Project] = src.Processes(r)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return Assemble(records, counts, sc, links, procs), nil
+}
+
+// Assemble puts the counters together, project by project in the
+// records' order.
+func Assemble(records []*state.Record, counts map[forward.Backend]forward.Counts, sc shortcut.Table, links map[string]LinkStats, procs map[string][]Process) *Sample {
+	s := &Sample{}
+	for _, r := range records {
+		c := counts[r.Backend]
+		fp := r.ForwardProject()
+		for _, ns := range fp.Namespaces {
+			for _, port := range ns.Ports {
+				p := Port{Project: r.Project, Namespace: ns.Name, Port: port}
+				if c != nil {
+					p.Connections, p.Counted = c.Connections(r.Project, ns, port)
+				}
+				if n, ok := sc.Connections(port); ok {
+					p.Connections, p.Counted = p.Connections+n, true
+				}
+				s.Ports = append(s.Ports, p)
+			}
+		}
+		for _, ns := range r.Namespaces {
+			n := Namespace{Project: r.Project, Namespace: ns.Name, Link: ns.Link}
+			if st, ok := links[ns.Link]; ok {
+				n.Found = true
+				n.In = LinkCounts{st.TxBytes, st.TxPackets, st.TxDropped}
+				n.Out = LinkCounts{st.RxBytes, st.RxPackets, st.RxDropped}
+			}
+			s.Namespaces = append(s.Namespaces, n)
+		}
+		s.Processes = append(s.Processes, procs[r.Project]...)
+	}
+	return s
+}
