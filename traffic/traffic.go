@@ -127,7 +127,9 @@ func Assemble(records []*state.Record, counts map[forward.Backend]forward.Counts
 			for _, port := range ns.Ports {
 				p := Port{Project: r.Project, Namespace: ns.Name, Port: port}
 				if c != nil {
-					p.Connections, p.Counted = c.Connections(r.Project, ns, port)
+					if n, ok := c.Connections(r.Project, ns, port); ok {
+						p.Connections, p.Counted = n, true
+					}
 				}
 				if n, ok := sc.Connections(port); ok {
 					p.Connections, p.Counted = p.Connections+n, true

@@ -1,0 +1,70 @@
+package project
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/nsrun/nsrun/forward"
+	"github.com/nsrun/nsrun/forward/shortcut"
+	"github.com/nsrun/nsrun/netns/nstest"
+	"github.com/nsrun/nsrun/state"
+	"github.com/nsrun/nsrun/traffic"
+)
+
+// TestTrafficCounters sends real connections to a published port, 100
+// from a neighbour and 50 from the host at 127.0.0.1 (which the loopback
+// shortcut takes, where the kernel has it, and DNAT otherwise), and reads
+// the counters as nsrun metrics does: the port's connection count grows
+// by all 150 in each backend, and the namespace's link counters grow both
+// ways.
+func TestTrafficCounters(t *testing.T) {
+	eachFirewall(t, func(t *testing.T, l *lab) {
+		ports := freePorts(t, 1)
+		st := l.up(fmt.Sprintf("name: t{ID}\nnamespaces:\n  a{ID}:\n    ports: [\"%d:8080\"]\n", ports[0]))
+		a := l.ns("a")
+		nstest.StartServer(t, a, a, "8080", "")
+		before := readTraffic(t, st)
+		for i := range 100 {
+			r, err := nstest.DialFrom(t, l.outside, "tcp", addr(l.outHost, ports[0]), "")
+			l.expect(r, err, a, fmt.Sprintf("neighbour -> host:%d, connection %d", ports[0], i))
+		}
+		for i := range 50 {
+			r, err := hostDial("tcp", fmt.Sprintf("127.0.0.1:%d", ports[0]), "")
+			l.expect(r, err, a, fmt.Sprintf("host -> 127.0.0.1:%d, connection %d", ports[0], i))
+		}
+		after := readTraffic(t, st)
+		p0, p1 := before.Ports[0], after.Ports[0]
+		if !p1.Counted || p1.Connections-p0.Connections < 150 {
+			t.Errorf("port %s: %d connections before, %d after (counted: %t); want at least 150 more", p1.Port.Full(), p0.Connections, p1.Connections, p1.Counted)
+		}
+		n0, n1 := before.Namespaces[0], after.Namespaces[0]
+		if !n1.Found || n1.In.Bytes <= n0.In.Bytes || n1.Out.Bytes <= n0.Out.Bytes || n1.In.Packets < n0.In.Packets+150 || n1.Out.Packets < n0.Out.Packets+150 {
+			t.Errorf("namespace %s: link counters before %+v, after %+v; want more bytes both ways, and at least a packet a connection", a, n0, n1)
+		}
+	})
+}
+
+// readTraffic reads the project's counters as nsrun metrics does.
+func readTraffic(t *testing.T, st *state.Record) *traffic.Sample {
+	t.Helper()
+	counters := map[forward.Backend]forward.Counter{}
+	for _, fw := range kernel(0).Publisher.Firewalls {
+		if c, ok := fw.(forward.Counter); ok {
+			counters[fw.Backend()] = c
+		}
+	}
+	s, err := traffic.Read(context.Background(), []*state.Record{st}, traffic.Sources{
+		Counters:  counters,
+		Shortcut:  shortcut.Read,
+		Links:     traffic.HostLinks,
+		Processes: func(*state.Record) []traffic.Process { return nil },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Ports) != 1 || len(s.Namespaces) != 1 {
+		t.Fatalf("sample: %+v; want the project's one port and one namespace", s)
+	}
+	return s
+}
