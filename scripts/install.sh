@@ -74,6 +74,8 @@ put 0644 "$work/_nsrun" "$prefix/share/zsh/site-functions/_nsrun"
 put 0644 "$work/nsrun.fish" "$prefix/share/fish/vendor_completions.d/nsrun.fish"
 sed "s|/usr/local/bin/nsrun|$prefix/bin/nsrun|g" contrib/systemd/nsrun@.service >"$work/nsrun@.service"
 put 0644 "$work/nsrun@.service" /etc/systemd/system/nsrun@.service
+sed "s|/usr/local/bin/nsrun|$prefix/bin/nsrun|g" contrib/systemd/nsrun-metrics.service >"$work/nsrun-metrics.service"
+put 0644 "$work/nsrun-metrics.service" /etc/systemd/system/nsrun-metrics.service
 install -d -m 0755 "$dest/etc/nsrun"
 
 mkdir -p "$(dirname "$manifest")"
@@ -83,6 +85,7 @@ if [[ -z $dest && -d /run/systemd/system ]]; then
 fi
 echo "nsrun installed to $dest$prefix (${#installed[@]} files; the list is in $manifest)"
 echo "boot persistence: put a spec in /etc/nsrun/NAME.yaml, then: systemctl enable --now nsrun@NAME"
+echo "metrics for Prometheus at 127.0.0.1:9469: systemctl enable --now nsrun-metrics"
 if $exec_capability; then
 	echo "nsrun exec without sudo: $prefix/bin/nsrun-exec has cap_dac_override,cap_setpcap,cap_sys_admin+p (getcap shows it; setcap -r removes it)"
 fi

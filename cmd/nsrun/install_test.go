@@ -51,7 +51,10 @@ func TestInstallScript(t *testing.T) {
 	if err != nil || !strings.Contains(string(unit), "ExecStart=/opt/nsrun/bin/nsrun up --attach") {
 		t.Errorf("the installed unit: %v\n%s", err, unit)
 	}
-	for _, f := range []string{"opt/nsrun/share/man/man1/nsrun-up.1", "opt/nsrun/share/bash-completion/completions/nsrun",
+	if unit, err := os.ReadFile(filepath.Join(dest, "etc/systemd/system/nsrun-metrics.service")); err != nil || !strings.Contains(string(unit), "ExecStart=/opt/nsrun/bin/nsrun metrics --listen 127.0.0.1:9469") {
+		t.Errorf("the installed metrics unit: %v\n%s", err, unit)
+	}
+	for _, f := range []string{"opt/nsrun/share/man/man1/nsrun-up.1", "opt/nsrun/share/man/man1/nsrun-metrics.1", "opt/nsrun/share/bash-completion/completions/nsrun",
 		"opt/nsrun/share/zsh/site-functions/_nsrun", "opt/nsrun/share/fish/vendor_completions.d/nsrun.fish"} {
 		if _, err := os.Stat(filepath.Join(dest, f)); err != nil {
 			t.Errorf("not installed: %v", err)

@@ -14,7 +14,7 @@ import (
 )
 
 // TestSystemdUnitVerifies runs systemd-analyze verify on the template unit,
-// instantiated, in a root of the test's own: the binary where the unit
+// instantiated, and the metrics unit, in a root of the test's own: the binary where the unit
 // names it, systemd's own units beside it. Nothing is printed for a good
 // unit; a warning or a missing program is a failure.
 func TestSystemdUnitVerifies(t *testing.T) {
@@ -34,9 +34,9 @@ func TestSystemdUnitVerifies(t *testing.T) {
 		}
 	}
 	run("cp", nstest.Binary(t), filepath.Join(root, "usr/local/bin/nsrun"))
-	run("cp", "../../contrib/systemd/nsrun@.service", filepath.Join(root, "etc/systemd/system/"))
+	run("cp", "../../contrib/systemd/nsrun@.service", "../../contrib/systemd/nsrun-metrics.service", filepath.Join(root, "etc/systemd/system/"))
 	run("cp", "-a", "/usr/lib/systemd/system", filepath.Join(root, "usr/lib/systemd/"))
-	out, err := exec.Command("systemd-analyze", "verify", "--man=no", "--root="+root, "nsrun@blog.service").CombinedOutput()
+	out, err := exec.Command("systemd-analyze", "verify", "--man=no", "--root="+root, "nsrun@blog.service", "nsrun-metrics.service").CombinedOutput()
 	if err != nil || len(out) > 0 {
 		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
 	}
