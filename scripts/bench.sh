@@ -2,7 +2,7 @@
 # Benchmarks nsrun side by side with the manual method and a userland
 # proxy, in one run, as ratios (this machine is shared and noisy):
 #
-#   sudo scripts/bench.sh [--quick] [--firewalls] [--ipv6] [--tenants] [--limits] [--many] [--peers] [--health]
+#   sudo scripts/bench.sh [--quick] [--firewalls] [--ipv6] [--tenants] [--limits] [--many] [--peers] [--health] [--metrics]
 #
 # Sections 2, 2b, 3, 3b and 3c run once per firewall backend (iptables,
 # then nftables), marked [iptables] and [nftables]; --firewalls runs only
@@ -29,6 +29,9 @@
 #    over a minute with 100 web servers, each checked over HTTP every
 #    second, against the same without checks; its open files and
 #    threads after the first and after the last checks;
+# 1g. the scrape cost (--metrics: only this): nsrun metrics of a project
+#    of 1,000 namespaces with a published port each, in each firewall
+#    backend;
 # 1e. nsrun against Podman and Docker (--peers: only this, in
 #    scripts/bench-peers.sh): bring-up, teardown, memory and the data path
 #    of 100 published web servers;
@@ -61,7 +64,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-quick=false firewalls_only=false ipv6_only=false tenants_only=false limits_only=false many_only=false health_only=false
+quick=false firewalls_only=false ipv6_only=false tenants_only=false limits_only=false many_only=false health_only=false metrics_only=false
 if [[ " $* " == *" --peers "* ]]; then
 	[[ " $* " == *" --quick "* ]] && exec scripts/bench-peers.sh --quick
 	exec scripts/bench-peers.sh
@@ -75,8 +78,9 @@ for arg in "$@"; do
 	--limits) limits_only=true ;;
 	--many) many_only=true ;;
 	--health) health_only=true ;;
+	--metrics) metrics_only=true ;;
 	*)
-		echo "usage: sudo $0 [--quick] [--firewalls] [--ipv6] [--tenants] [--limits] [--many] [--peers] [--health]" >&2
+		echo "usage: sudo $0 [--quick] [--firewalls] [--ipv6] [--tenants] [--limits] [--many] [--peers] [--health] [--metrics]" >&2
 		exit 2
 		;;
 	esac
@@ -109,7 +113,7 @@ sysctl -qw net.ipv4.tcp_tw_reuse=1
 cleanup() {
 	sysctl -qw net.ipv4.tcp_tw_reuse="$tw_reuse"
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	for p in bench1 bench10 bench100 bench500 bench1000 benchdata benchdata6 benchscale benchns benchmem benchhealth; do
+	for p in bench1 bench10 bench100 bench500 bench1000 benchdata benchdata6 benchscale benchns benchmem benchhealth benchmetrics; do
 		"$nsrun" down -q -p "$p" >/dev/null 2>&1 || true
 	done
 	for ((i = 0; i < 100; i++)); do
@@ -336,6 +340,31 @@ health_cost() {
 	row "supervisor CPU, 100 processes checked every second (% of a core)" "${pct[true]}" "${pct[false]}" "" "(goal: < 1%; other: no checks)"
 	row "supervisor open files after ${secs}s of checks (first, last)" "$fds0" "$fds1" "" "(the same: nothing leaks)"
 }
+# --- 1g. the scrape cost ------------------------------------------------------
+metrics_cost() {
+	local fw ms
+	{
+		echo "name: benchmetrics"
+		echo "subnet: 10.238.0.0/16"
+		echo "namespaces:"
+		for ((i = 0; i < 1000; i++)); do echo "  bm$i: {ports: [\"$((30000 + i)):8080\"]}"; done
+	} >"$work/metrics.yaml"
+	for fw in iptables nftables; do
+		"$nsrun" up -q --firewall "$fw" "$work/metrics.yaml" >/dev/null
+		hyperfine -N -w 3 -r $((runs * 4)) --export-json "$work/metrics.json" "$nsrun metrics -p benchmetrics" >/dev/null 2>&1
+		ms=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["results"][0]["median"])' "$work/metrics.json")
+		"$nsrun" metrics -p benchmetrics | grep -c '^nsrun_published_connections_total' | grep -qx 1000 ||
+			{ echo "bench: nsrun metrics did not report the 1,000 ports" >&2; exit 1; }
+		row "nsrun metrics, 1,000 published ports [$fw] (ms)" "$(ms1 "$ms")" "" "" "(goal: < 50)"
+		"$nsrun" down -q -p benchmetrics >/dev/null
+	done
+}
+if $metrics_only; then
+	metrics_cost
+	printf '\n%-66s %14s %14s %9s %s\n' "measure" "nsrun" "other" "ratio" ""
+	printf '%s\n' "${rows[@]}"
+	exit 0
+fi
 if $health_only; then
 	health_cost
 	printf '\n%-66s %14s %14s %9s %s\n' "measure" "nsrun" "other" "ratio" ""

@@ -48,7 +48,9 @@ type Namespace struct {
 
 // LinkCounts are one direction's counters of a link.
 type LinkCounts struct {
-	Bytes, Packets, Drops uint64
+	Bytes   uint64 `json:"bytes"`
+	Packets uint64 `json:"packets"`
+	Drops   uint64 `json:"drops"`
 }
 
 // LinkStats are a link's counters as the kernel keeps them, for the side

@@ -103,31 +103,7 @@ func runMetrics(c *cobra.Command, args []string, flags metricsFlags) error {
 
 // metricsReader reads the counters of every project, or of one.
 func metricsReader(st state.Store, only string) func(ctx context.Context) (*traffic.Sample, error) {
-	counters := map[forward.Backend]forward.Counter{}
-	for _, fw := range firewalls(nil) {
-		if c, ok := fw.(forward.Counter); ok {
-			counters[fw.Backend()] = c
-		}
-	}
-	src := traffic.Sources{
-		Counters: counters,
-		Shortcut: shortcut.Read,
-		Links:    traffic.HostLinks,
-		Processes: func(r *state.Record) []traffic.Process {
-			sup, _ := supervise.ReadStatus(st.ProjectDir(r.Project))
-			_, reports := project.ProcessReports(r, sup)
-			out := make([]traffic.Process, 0, len(reports))
-			for _, p := range reports {
-				ns, name, _ := strings.Cut(p.Name, "/")
-				tp := traffic.Process{Project: r.Project, Namespace: ns, Name: name, Up: p.State == supervise.Running, Restarts: p.Restarts, OOMKills: p.OOMKills}
-				if p.Health != nil {
-					tp.Health = p.Health.State
-				}
-				out = append(out, tp)
-			}
-			return out
-		},
-	}
+	src := trafficSources(st)
 	return func(ctx context.Context) (*traffic.Sample, error) {
 		names := []string{only}
 		if only == "" {
@@ -148,6 +124,37 @@ func metricsReader(st state.Store, only string) func(ctx context.Context) (*traf
 			records = append(records, r)
 		}
 		return traffic.Read(ctx, records, src)
+	}
+}
+
+// trafficSources are where nsrun metrics and status read the counters:
+// the real firewall backends, the loopback shortcut, the host's links,
+// and the supervisors' status files.
+func trafficSources(st state.Store) traffic.Sources {
+	counters := map[forward.Backend]forward.Counter{}
+	for _, fw := range firewalls(nil) {
+		if c, ok := fw.(forward.Counter); ok {
+			counters[fw.Backend()] = c
+		}
+	}
+	return traffic.Sources{
+		Counters: counters,
+		Shortcut: shortcut.Read,
+		Links:    traffic.HostLinks,
+		Processes: func(r *state.Record) []traffic.Process {
+			sup, _ := supervise.ReadStatus(st.ProjectDir(r.Project))
+			_, reports := project.ProcessReports(r, sup)
+			out := make([]traffic.Process, 0, len(reports))
+			for _, p := range reports {
+				ns, name, _ := strings.Cut(p.Name, "/")
+				tp := traffic.Process{Project: r.Project, Namespace: ns, Name: name, Up: p.State == supervise.Running, Restarts: p.Restarts, OOMKills: p.OOMKills}
+				if p.Health != nil {
+					tp.Health = p.Health.State
+				}
+				out = append(out, tp)
+			}
+			return out
+		},
 	}
 }
 

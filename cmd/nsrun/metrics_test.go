@@ -68,6 +68,32 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("metrics lacks %s:\n%s", want, out)
 		}
 	}
+	// status shows the same counters, in its table and its JSON.
+	if code, out, errOut := nsrunCmd(t, "/", "status", "-p", name); code != 0 || !regexp.MustCompile(`(?m)^0\.0\.0\.0:26150/tcp -> \S+:8080\s+([5-9]|\d\d+)$`).MatchString(out) ||
+		!strings.Contains(out, "DROPS (IN, OUT)") {
+		t.Errorf("status (exit %d) lacks the port's connections or the namespace's traffic:\n%s%s", code, out, errOut)
+	}
+	code, out2, _ := nsrunCmd(t, "/", "status", "-p", name, "-o", "json")
+	var doc struct {
+		Projects []struct {
+			Namespaces []struct {
+				Ports []struct {
+					Connections *uint64 `json:"connections"`
+				} `json:"ports"`
+				Traffic *struct {
+					In, Out struct{ Bytes, Packets uint64 }
+				} `json:"traffic"`
+			} `json:"namespaces"`
+		} `json:"projects"`
+	}
+	if err := json.Unmarshal([]byte(out2), &doc); err != nil || code != 0 || len(doc.Projects) != 1 || len(doc.Projects[0].Namespaces) != 1 {
+		t.Fatalf("status -o json (exit %d): %v\n%s", code, err, out2)
+	}
+	ns := doc.Projects[0].Namespaces[0]
+	if len(ns.Ports) != 1 || ns.Ports[0].Connections == nil || *ns.Ports[0].Connections < 5 || ns.Traffic == nil || ns.Traffic.In.Bytes == 0 || ns.Traffic.Out.Packets == 0 {
+		t.Errorf("status -o json: the port's connections or the namespace's traffic are missing:\n%s", out2)
+	}
+
 	check := exec.Command(promtool, "check", "metrics")
 	check.Stdin = strings.NewReader(out)
 	if res, err := check.CombinedOutput(); err != nil {

@@ -88,6 +88,7 @@ ip netns / ip link / iptables / sysctl steps, and removes exactly what it made.`
 		newExecCommand(),
 		newStatusCommand(),
 		newMetricsCommand(),
+		newTopCommand(),
 		newLogsCommand(),
 		newValidateCommand(),
 		newPlanCommand(),

@@ -18,6 +18,7 @@ import (
 	"github.com/nsrun/nsrun/specs"
 	"github.com/nsrun/nsrun/state"
 	"github.com/nsrun/nsrun/supervise"
+	"github.com/nsrun/nsrun/traffic"
 	"github.com/spf13/cobra"
 )
 
@@ -89,10 +90,13 @@ func runStatus(c *cobra.Command, args []string, flags statusFlags) error {
 	if p, ok := e.Keeper.Running(e.Store.Dir); ok {
 		keeper = &processReport{Name: "keeper", State: "running", PID: p.PID}
 	}
+	sample := readTraffic(c, e.Store, reports)
 	docs := []projectReport{}
 	var drifted, unreadable []string
 	for _, r := range reports {
-		docs = append(docs, report(r, time.Now()))
+		doc := report(r, time.Now())
+		addTraffic(&doc, sample)
+		docs = append(docs, doc)
 		switch {
 		case r.Err != nil:
 			unreadable = append(unreadable, r.Project)
@@ -186,6 +190,8 @@ type namespaceReport struct {
 	// Resources: the namespace's limits and what it uses, where it has a
 	// cgroup (limits in the spec, now or before).
 	Resources *resourcesReport `json:"resources,omitempty"`
+	// Traffic is what its link counted; absent where it was not read.
+	Traffic *trafficReport `json:"traffic,omitempty"`
 }
 
 type resourcesReport struct {
@@ -224,6 +230,17 @@ type portReport struct {
 	Protocol  string `json:"protocol"`
 	Address   string `json:"address"` // the namespace's address
 	Target    string `json:"target"`  // port or range inside
+	// Connections it took since its rule was made (see nsrun metrics);
+	// absent where no counter was read.
+	Connections *uint64 `json:"connections,omitempty"`
+	full        string  // the port in the full short form, to match the counters
+}
+
+// trafficReport is what a namespace's link counted each way: In is into
+// the namespace.
+type trafficReport struct {
+	In  traffic.LinkCounts `json:"in"`
+	Out traffic.LinkCounts `json:"out"`
 }
 
 func (p portReport) String() string {
@@ -329,7 +346,7 @@ func report(r *project.Report, now time.Time) projectReport {
 				to = ns.Address6.Addr()
 			}
 			nr.Ports = append(nr.Ports, portReport{HostIP: p.HostIP.String(), Published: p.Published.String(), Protocol: string(p.Protocol),
-				Address: to.String(), Target: p.Target.String()})
+				Address: to.String(), Target: p.Target.String(), full: p.Full()})
 		}
 		out.Namespaces = append(out.Namespaces, nr)
 	}
@@ -431,6 +448,7 @@ func printProject(w io.Writer, r projectReport) {
 		fmt.Fprintf(w, "\n[::1] (ports published on IPv6, from this host): %s\n", r.Loopback6)
 	}
 	printResources(w, r)
+	printTraffic(w, r)
 	printProcesses(w, r)
 	printDrift(w, r.Drift)
 	printHealing(w, r)
@@ -560,4 +578,96 @@ func printDrift(w io.Writer, drift []string) {
 	for _, d := range drift {
 		fmt.Fprintln(w, "  "+d)
 	}
+}
+
+// readTraffic reads the counters of the reported projects, as nsrun
+// metrics does; nil, said on stderr, when they cannot be read (status
+// shows the rest all the same).
+func readTraffic(c *cobra.Command, st state.Store, reports []*project.Report) *traffic.Sample {
+	var records []*state.Record
+	for _, r := range reports {
+		if r.State != nil {
+			records = append(records, r.State)
+		}
+	}
+	s, err := traffic.Read(c.Context(), records, trafficSources(st))
+	if err != nil {
+		fmt.Fprintf(c.ErrOrStderr(), "nsrun: warning: the traffic counters were not read: %v\n", err)
+		return nil
+	}
+	return s
+}
+
+// addTraffic puts the counters of a project's ports and namespaces in
+// its report.
+func addTraffic(r *projectReport, s *traffic.Sample) {
+	if s == nil {
+		return
+	}
+	conns := map[string]uint64{}
+	for _, p := range s.Ports {
+		if p.Project == r.Name && p.Counted {
+			conns[p.Namespace+" "+p.Port.Full()] = p.Connections
+		}
+	}
+	links := map[string]traffic.Namespace{}
+	for _, n := range s.Namespaces {
+		if n.Project == r.Name && n.Found {
+			links[n.Namespace] = n
+		}
+	}
+	for i := range r.Namespaces {
+		ns := &r.Namespaces[i]
+		if n, ok := links[ns.Name]; ok {
+			ns.Traffic = &trafficReport{In: n.In, Out: n.Out}
+		}
+		for j := range ns.Ports {
+			if n, ok := conns[ns.Name+" "+ns.Ports[j].full]; ok {
+				ns.Ports[j].Connections = &n
+			}
+		}
+	}
+}
+
+// printTraffic prints what each namespace's link and each published port
+// counted, where they were read.
+func printTraffic(w io.Writer, r projectReport) {
+	var rows []string
+	for _, ns := range r.Namespaces {
+		if t := ns.Traffic; t != nil {
+			rows = append(rows, fmt.Sprintf("%s\t%s\t%s\t%d, %d", ns.Name, trafficText(t.In), trafficText(t.Out), t.In.Drops, t.Out.Drops))
+		}
+	}
+	if len(rows) > 0 {
+		fmt.Fprintln(w)
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "NAMESPACE\tIN\tOUT\tDROPS (IN, OUT)")
+		for _, row := range rows {
+			fmt.Fprintln(tw, row)
+		}
+		tw.Flush()
+	}
+	rows = nil
+	for _, ns := range r.Namespaces {
+		for _, p := range ns.Ports {
+			if p.Connections != nil {
+				rows = append(rows, fmt.Sprintf("%s\t%d", p, *p.Connections))
+			}
+		}
+	}
+	if len(rows) > 0 {
+		fmt.Fprintln(w)
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "PUBLISHED\tCONNECTIONS")
+		for _, row := range rows {
+			fmt.Fprintln(tw, row)
+		}
+		tw.Flush()
+	}
+}
+
+// trafficText is one direction of a link's counters: "1.2M, 340 packets"
+// (bytes as the resources table writes them).
+func trafficText(c traffic.LinkCounts) string {
+	return fmt.Sprintf("%s, %s", specs.FormatSize(int64(c.Bytes)), words.Plural(int(c.Packets), "packet"))
 }
