@@ -21,7 +21,7 @@ command -v gcc >/dev/null || need+=(gcc)         # cgo: netns/fastexec
 # JSON Schema validator, graphviz for the pictures, systemd-analyze for the
 # unit, man for the pages, Flask for the lab note's example, radvd for the
 # IPv6 tests' router advertisements, prometheus (promtool and the server)
-# for the metrics test.
+# for the metrics test, tmux for top's.
 # scripts/demo.sh --flask: the lab note's example (NSRUN_FLASK=1).
 if [[ ${NSRUN_FLASK:-} == 1 ]]; then
 	/usr/bin/python3 -c 'import flask' 2>/dev/null || need+=(python3-flask)
@@ -34,6 +34,7 @@ if [[ ${NSRUN_TEST_DEPS:-} == 1 ]]; then
 	command -v man >/dev/null || need+=(man-db)
 	command -v radvd >/dev/null || need+=(radvd) # router advertisements for the IPv6 tests
 	command -v promtool >/dev/null || need+=(prometheus) # promtool and a real server for nsrun metrics
+	command -v tmux >/dev/null || need+=(tmux)             # a terminal for nsrun top's test
 	command -v setcap >/dev/null || need+=(libcap2-bin) # nsrun exec without root: the file capabilities
 	/usr/bin/python3 -c 'import flask' 2>/dev/null || need+=(python3-flask)
 fi

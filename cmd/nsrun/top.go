@@ -224,7 +224,7 @@ func topView(prev, cur *traffic.Sample, dt time.Duration, height int) string {
 	// Each table gets its share of the lines: a header, and its rows.
 	budget := []int{len(ports), len(nss), len(procs)}
 	if height > 0 {
-		budget = share(height-2*3, budget) // a header and a blank line each
+		budget = share(height-5, budget) // three headers, two blank lines
 	}
 	var b strings.Builder
 	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
