@@ -17,11 +17,12 @@ import (
 // shortcut takes, where the kernel has it, and DNAT otherwise), and reads
 // the counters as nsrun metrics does: the port's connection count grows
 // by all 150 in each backend, and the namespace's link counters grow both
-// ways.
+// ways; in nftables the count outlives a repair of the rule.
 func TestTrafficCounters(t *testing.T) {
 	eachFirewall(t, func(t *testing.T, l *lab) {
 		ports := freePorts(t, 1)
-		st := l.up(fmt.Sprintf("name: t{ID}\nnamespaces:\n  a{ID}:\n    ports: [\"%d:8080\"]\n", ports[0]))
+		src := fmt.Sprintf("name: t{ID}\nnamespaces:\n  a{ID}:\n    ports: [\"%d:8080\"]\n", ports[0])
+		st := l.up(src)
 		a := l.ns("a")
 		nstest.StartServer(t, a, a, "8080", "")
 		before := readTraffic(t, st)
@@ -37,6 +38,17 @@ func TestTrafficCounters(t *testing.T) {
 		p0, p1 := before.Ports[0], after.Ports[0]
 		if !p1.Counted || p1.Connections-p0.Connections < 150 {
 			t.Errorf("port %s: %d connections before, %d after (counted: %t); want at least 150 more", p1.Port.Full(), p0.Connections, p1.Connections, p1.Counted)
+		}
+		if l.firewall == forward.NFTables {
+			// The publication's rule flushed and put back by up: its named
+			// counter kept counting.
+			run(t, "nft", "flush", "chain", "inet", "nsrun", fmt.Sprintf("port/%s/%s/tcp/%d", st.Project, a, ports[0]))
+			l.up(src)
+			r, err := nstest.DialFrom(t, l.outside, "tcp", addr(l.outHost, ports[0]), "")
+			l.expect(r, err, a, "neighbour -> host:P after the repair")
+			if again := readTraffic(t, st).Ports[0]; again.Connections != p1.Connections+1 {
+				t.Errorf("after the rule was repaired and one more connection: %d connections, %d before; want the count kept, and one more", again.Connections, p1.Connections)
+			}
 		}
 		n0, n1 := before.Namespaces[0], after.Namespaces[0]
 		if !n1.Found || n1.In.Bytes <= n0.In.Bytes || n1.Out.Bytes <= n0.Out.Bytes || n1.In.Packets < n0.In.Packets+150 || n1.Out.Packets < n0.Out.Packets+150 {

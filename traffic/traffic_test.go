@@ -117,3 +117,28 @@ nsrun_process_healthy{namespace="a",process="web",project="p"} 0
 		t.Errorf("lint: %v %v", problems, err)
 	}
 }
+
+// TestNetDev: /proc/net/dev as the kernel writes it, receive and
+// transmit counters in their columns.
+func TestNetDev(t *testing.T) {
+	data := []byte(`Inter-|   Receive                                                |  Transmit
+ face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
+    lo:  123456     789    0    0    0     0          0         0   123456     789    0    0    0     0       0          0
+nsr-a1b2: 18446744073709551615 5 0 7 0 0 0 0 2048 9 0 11 0 0 0 0
+`)
+	got, err := parseNetDev(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := LinkStats{RxBytes: 18446744073709551615, RxPackets: 5, RxDropped: 7, TxBytes: 2048, TxPackets: 9, TxDropped: 11}
+	if len(got) != 2 || got["nsr-a1b2"] != want || got["lo"].RxBytes != 123456 {
+		t.Errorf("parsed %+v; want lo and nsr-a1b2 %+v", got, want)
+	}
+	if _, err := parseNetDev([]byte("h1\nh2\nnsr-x: 1 2 3\n")); err == nil {
+		t.Error("a short line was read without an error")
+	}
+	live, err := HostLinks()
+	if err != nil || len(live) == 0 {
+		t.Errorf("this host's links: %v, %v", live, err)
+	}
+}

@@ -103,7 +103,7 @@ func TestEnsure(t *testing.T) {
 	if e := f.Table.Maps[mapAddr6].FindElement("2001:db8::1", "udp", "16003"); e == nil || !slices.Equal(e.Value, []string{"goto port/p1/c/ip6/2001.db8..1/udp/16003"}) {
 		t.Errorf("the IPv6 address's port: %+v", e)
 	}
-	if c := f.Table.Chains["port/p1/c/ip6/tcp/16002"]; c == nil || len(c.Rules) != 1 || c.Rules[0].Rule != "counter meta l4proto tcp dnat ip6 to [fd00:231:0::2]:8080" && c.Rules[0].Rule != "counter meta l4proto tcp dnat ip6 to [fd00:231::2]:8080" {
+	if c := f.Table.Chains["port/p1/c/ip6/tcp/16002"]; c == nil || len(c.Rules) != 1 || c.Rules[0].Rule != "counter name port/p1/c/ip6/tcp/16002 meta l4proto tcp dnat ip6 to [fd00:231:0::2]:8080" && c.Rules[0].Rule != "counter name port/p1/c/ip6/tcp/16002 meta l4proto tcp dnat ip6 to [fd00:231::2]:8080" {
 		t.Errorf("the IPv6 publication chain: %+v", c)
 	}
 	if f.Table.Sets[setHairpin6].FindElement("fd00:231::2", "fd00:231::2") == nil || f.Table.Sets[setEgress6].FindElement("fd00:231::/64") == nil {

@@ -203,6 +203,10 @@ func (e element) String() string {
 type publication struct {
 	chain string
 	rules []rule
+	// counter is the named counter of a published port's chain, of the
+	// same name, which counts its connections; "" for a reach chain. It
+	// outlives the rule: a chain written again keeps counting on.
+	counter string
 }
 
 // Comment is the comment on each element of a project's namespace.
@@ -322,11 +326,12 @@ func publicationOf(project, ns, addr string, port specs.Port) publication {
 		}
 		text = fmt.Sprintf("meta l4proto %s dnat %s addr . port to th dport map { %s }", proto, family, strings.Join(m, ", "))
 	}
-	// The counter counts the connections: only a connection's first
+	// The named counter counts the connections: only a connection's first
 	// packet meets a nat chain. The comment says where it goes, so a
 	// changed target is a changed rule, and that it counts, so that a rule
 	// of an nsrun from before counters is one too.
-	return publication{chain: name, rules: []rule{{"counter " + text, "nsrun -> " + to + ":" + portsText(port.Target) + ", counted"}}}
+	return publication{chain: name, counter: name,
+		rules: []rule{{"counter name " + name + " " + text, "nsrun -> " + to + ":" + portsText(port.Target) + ", counted"}}}
 }
 
 // NetworkSet names the set of the links on a network (its key, see

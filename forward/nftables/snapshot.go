@@ -20,6 +20,7 @@ type Snapshot struct {
 	exists   bool
 	chains   map[string][]string  // chain -> the comments of its rules, in order ("" for none)
 	elements map[string][]element // set or map -> its elements
+	counters map[string]bool      // the named counters
 
 	// at is the version the table was read at ("" when unknown), memo the
 	// cache that keeps what Drift computes from it (nil: none).
@@ -28,7 +29,7 @@ type Snapshot struct {
 }
 
 func emptySnapshot() *Snapshot {
-	return &Snapshot{chains: map[string][]string{}, elements: map[string][]element{}}
+	return &Snapshot{chains: map[string][]string{}, elements: map[string][]element{}, counters: map[string]bool{}}
 }
 
 // Publishes reports whether nsrun's table exists: it holds only
@@ -74,6 +75,8 @@ type diff struct {
 	pubs      []publication // the project's chains missing or holding other rules
 	newPubs   []string      // of those, the missing ones
 	oldPubs   []string      // the project's publication chains it no longer needs
+	counters  []string      // the named counters of its publications that are missing
+	oldCounts []string      // the project's named counters it no longer needs
 	add, del  []element     // the project's elements to add and to delete
 	messages  []string      // each difference, for status
 }
@@ -126,6 +129,12 @@ func compare(s *Snapshot, p forward.Project) *diff {
 	wanted := map[string]bool{}
 	for _, pub := range pubs {
 		wanted[pub.chain] = true
+		if pub.counter != "" && !s.counters[pub.counter] {
+			d.counters = append(d.counters, pub.counter)
+			if s.exists {
+				d.say("counter %s is missing", pub.counter)
+			}
+		}
 		have, ok := s.chains[pub.chain]
 		switch {
 		case !ok:
@@ -142,6 +151,12 @@ func compare(s *Snapshot, p forward.Project) *diff {
 		if isProjectChain(p.Name, name) && !wanted[name] {
 			d.oldPubs = append(d.oldPubs, name)
 			d.say("chain %s is not needed by project %s", name, p.Name)
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(s.counters)) {
+		if isProjectChain(p.Name, name) && !wanted[name] {
+			d.oldCounts = append(d.oldCounts, name)
+			d.say("counter %s is not needed by project %s", name, p.Name)
 		}
 	}
 	d.add, d.del = elementDiff(s, p.Name, elems)
@@ -248,6 +263,9 @@ func ensure(tx *knftables.Transaction, s *Snapshot, p forward.Project) {
 			tx.Add(&knftables.Set{Name: def.name, Type: def.typ, Flags: flags(def), Comment: knftables.PtrTo(def.comment)})
 		}
 	}
+	for _, name := range d.counters { // before the rules that count with them
+		tx.Add(&knftables.Counter{Name: name})
+	}
 	for _, pub := range d.pubs {
 		fill(tx, &knftables.Chain{Name: pub.chain}, slices.Contains(d.newPubs, pub.chain), pub.rules)
 	}
@@ -270,6 +288,9 @@ func ensure(tx *knftables.Transaction, s *Snapshot, p forward.Project) {
 	}
 	for _, name := range d.oldPubs {
 		tx.Delete(&knftables.Chain{Name: name})
+	}
+	for _, name := range d.oldCounts { // once no rule counts with them
+		tx.Delete(&knftables.Counter{Name: name})
 	}
 	deleteEmptyNetworks(tx, s, d.add, d.del)
 }
@@ -348,6 +369,11 @@ func remove(tx *knftables.Transaction, s *Snapshot, project string) {
 			tx.Delete(&knftables.Chain{Name: name})
 		}
 	}
+	for _, name := range slices.Sorted(maps.Keys(s.counters)) {
+		if isProjectChain(project, name) {
+			tx.Delete(&knftables.Counter{Name: name})
+		}
+	}
 	deleteEmptyNetworks(tx, s, nil, del)
 }
 
@@ -368,8 +394,13 @@ type listed struct {
 		Chain   string `json:"chain"`
 		Comment string `json:"comment"`
 	} `json:"rule"`
-	Set *listedSet `json:"set"`
-	Map *listedSet `json:"map"`
+	Set     *listedSet `json:"set"`
+	Map     *listedSet `json:"map"`
+	Counter *struct {
+		Family string `json:"family"`
+		Table  string `json:"table"`
+		Name   string `json:"name"`
+	} `json:"counter"`
 }
 
 type listedSet struct {
@@ -410,6 +441,8 @@ func parseList(out []byte) (*Snapshot, error) {
 			if err := s.parseSet(o.Map, true); err != nil {
 				return nil, err
 			}
+		case o.Counter != nil && ours(o.Counter.Family, o.Counter.Table):
+			s.counters[o.Counter.Name] = true
 		}
 	}
 	return s, nil
@@ -519,6 +552,9 @@ func fromFake(f *knftables.Fake) *Snapshot {
 	}
 	for name, m := range t.Maps {
 		s.elements[name] = fakeElements(name, m.Elements)
+	}
+	for name := range t.Counters {
+		s.counters[name] = true
 	}
 	return s
 }
