@@ -330,23 +330,23 @@ func (s *Supervisor) depsReady(ctx context.Context, p *supervised) (bool, string
 	for _, d := range p.def.DependsOn {
 		s.mu.Lock()
 		dep, ok := s.procs[d.Key]
-		var st ProcessStatus
+		var state, health string
 		var hasHealth bool
 		if ok {
-			st, hasHealth = dep.st, dep.def.Health != nil
+			// Copied under the lock: the checks change the health in place.
+			state, hasHealth, health = dep.st.State, dep.def.Health != nil, HealthStarting
+			if dep.st.Health != nil {
+				health = dep.st.Health.State
+			}
 		}
 		s.mu.Unlock()
 		switch {
 		case !ok:
 			return false, fmt.Sprintf("%s, which this supervisor does not run", d.Key)
-		case st.State != Running:
-			return false, fmt.Sprintf("%s to run (it is %s)", d.Key, st.State)
-		case hasHealth && (st.Health == nil || st.Health.State != HealthHealthy):
-			state := HealthStarting
-			if st.Health != nil {
-				state = st.Health.State
-			}
-			return false, fmt.Sprintf("%s to be healthy (it is %s)", d.Key, state)
+		case state != Running:
+			return false, fmt.Sprintf("%s to run (it is %s)", d.Key, state)
+		case hasHealth && health != HealthHealthy:
+			return false, fmt.Sprintf("%s to be healthy (it is %s)", d.Key, health)
 		case d.ReadyTCP != 0:
 			ns, _, _ := strings.Cut(d.Key, "/")
 			dctx, cancel := context.WithTimeout(ctx, time.Second)

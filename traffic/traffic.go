@@ -1,9 +1,10 @@
 // Package traffic is what the kernel counted for the projects: each
-// published port's connections (the firewall backend's counter on its
-// DNAT rule, and the loopback shortcut's), each namespace's traffic (its host-side link's statistics,
-// one netlink dump for all), and each process's restarts and health (its
-// supervisor's status). Assemble puts them together, pure; Read gathers
-// them from the host. nsrun metrics and status show the result.
+// published port's connections (the firewall backend's counter of its
+// DNAT rule, and the loopback shortcut's), each namespace's traffic (its
+// host-side link's statistics, one read for all links), and each
+// process's restarts and health (its supervisor's status). Assemble puts
+// them together, pure; Read gathers them from the host. nsrun metrics,
+// status and top show the result.
 package traffic
 
 import (
@@ -74,7 +75,7 @@ type Sources struct {
 	Counters map[forward.Backend]forward.Counter
 	// Shortcut reads the loopback shortcut's entries and counters.
 	Shortcut func() (shortcut.Table, error)
-	// Links reads the statistics of the host's links, by name, in one dump.
+	// Links reads the statistics of the host's links, by name, in one read.
 	Links func() (map[string]LinkStats, error)
 	// Processes reports a project's processes as they are now (the
 	// supervisor's status, checked against the running processes).
@@ -82,7 +83,7 @@ type Sources struct {
 }
 
 // Read gathers the counters of the projects' records: one read of each
-// backend the projects' rules are in, one dump of the links.
+// backend the projects' rules are in, one read of the links.
 func Read(ctx context.Context, records []*state.Record, src Sources) (*Sample, error) {
 	counts := map[forward.Backend]forward.Counts{}
 	var errs []error

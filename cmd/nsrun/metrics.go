@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -159,7 +160,7 @@ func trafficSources(st state.Store) traffic.Sources {
 }
 
 // serveMetrics serves /metrics at address until SIGINT or SIGTERM.
-func serveMetrics(ctx context.Context, address string, reg *prometheus.Registry, errOut interface{ Write([]byte) (int, error) }) error {
+func serveMetrics(ctx context.Context, address string, reg *prometheus.Registry, errOut io.Writer) error {
 	l, err := net.Listen("tcp", address)
 	if err != nil {
 		return fmt.Errorf("--listen %s: %w; pick a free address and port", address, err)
