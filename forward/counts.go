@@ -20,8 +20,9 @@ type Counts interface {
 // Counter is a backend whose publications count their connections.
 type Counter interface {
 	Backend() Backend
-	// Counts reads the counters, all projects' at once.
-	Counts(ctx context.Context) (Counts, error)
+	// Counts reads the counters of the projects whose rules it holds, in
+	// one read.
+	Counts(ctx context.Context, projects []Project) (Counts, error)
 }
 
 // DNATTo returns the namespace address a published port is DNAT'd to,

@@ -85,21 +85,20 @@ type Sources struct {
 // Read gathers the counters of the projects' records: one read of each
 // backend the projects' rules are in, one read of the links.
 func Read(ctx context.Context, records []*state.Record, src Sources) (*Sample, error) {
+	projects := map[forward.Backend][]forward.Project{}
+	for _, r := range records {
+		if _, ok := src.Counters[r.Backend]; ok {
+			projects[r.Backend] = append(projects[r.Backend], r.ForwardProject())
+		}
+	}
 	counts := map[forward.Backend]forward.Counts{}
 	var errs []error
-	for _, r := range records {
-		if _, done := counts[r.Backend]; done || r.Backend == "" {
-			continue
-		}
-		c, ok := src.Counters[r.Backend]
-		if !ok {
-			continue
-		}
-		got, err := c.Counts(ctx)
+	for b, ps := range projects {
+		got, err := src.Counters[b].Counts(ctx, ps)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("reading the counters of %s: %w", r.Backend, err))
+			errs = append(errs, fmt.Errorf("reading the counters of %s: %w", b, err))
 		}
-		counts[r.Backend] = got
+		counts[b] = got
 	}
 	sc, err := src.Shortcut()
 	if err != nil {

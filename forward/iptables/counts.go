@@ -30,14 +30,22 @@ func (c Counts) Connections(project string, ns forward.Namespace, port specs.Por
 	return n, ok
 }
 
-// Counts reads the nat table's counters of both families, one
-// BACKEND-save -c each, never from the cache (counters change with no
-// change of the rules).
-func (f *Firewall) Counts(ctx context.Context) (forward.Counts, error) {
+// Counts reads the counters of the projects' DNAT rules, of both
+// families, never from the cache (counters change with no change of the
+// rules): iptables-nft's in process, chain by chain (see
+// countsInProcess), and otherwise, as iptables-legacy's, from one
+// BACKEND-save -c -t nat each.
+func (f *Firewall) Counts(ctx context.Context, projects []forward.Project) (forward.Counts, error) {
 	c := Counts{}
 	for fam, r := range map[Family]runner{IPv4: f.run, IPv6: f.run6} {
 		if fam == IPv6 && !r.installed() {
 			continue
+		}
+		if _, kernel := r.(programs); kernel && f.backend == NFT {
+			if got, ok, err := countsInProcess(fam, projects); err == nil && ok {
+				c[fam] = got
+				continue
+			}
 		}
 		out, err := r.counted(ctx)
 		if err != nil {

@@ -27,9 +27,9 @@ func (c Counts) Connections(project string, ns forward.Namespace, port specs.Por
 	return n, ok
 }
 
-// Counts reads every named counter of nsrun's table; none when the table
-// is not there.
-func (f *Firewall) Counts(ctx context.Context) (forward.Counts, error) {
+// Counts reads every named counter of nsrun's table, whichever projects
+// ask; none when the table is not there.
+func (f *Firewall) Counts(ctx context.Context, _ []forward.Project) (forward.Counts, error) {
 	c, err := f.run.counters(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("reading the counters of table %s %s: %w", Family, Table, err)

@@ -19,7 +19,7 @@ func TestCounts(t *testing.T) {
 	if err := fw.Ensure(ctx, p, false); err != nil {
 		t.Fatal(err)
 	}
-	got, err := fw.Counts(ctx)
+	got, err := fw.Counts(ctx, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +42,7 @@ func TestCounts(t *testing.T) {
 	if err := fw.Remove(ctx, p.Name); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := fw.Counts(ctx); len(got.(Counts)) != 0 {
+	if got, _ := fw.Counts(ctx, nil); len(got.(Counts)) != 0 {
 		t.Errorf("counters after the project was removed: %v", got)
 	}
 
