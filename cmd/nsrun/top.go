@@ -3,6 +3,7 @@ package main
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -71,7 +72,7 @@ func runTop(c *cobra.Command, args []string, flags topFlags) error {
 	}
 	m := topModel{read: read}
 	_, err := tea.NewProgram(m, tea.WithAltScreen(), tea.WithContext(c.Context())).Run()
-	if err != nil && !strings.Contains(err.Error(), "context canceled") {
+	if err != nil && !errors.Is(err, tea.ErrProgramKilled) && !errors.Is(err, context.Canceled) { // interrupted: as q
 		return fmt.Errorf("top: %w", err)
 	}
 	return nil
