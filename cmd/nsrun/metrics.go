@@ -64,16 +64,9 @@ func runMetrics(c *cobra.Command, args []string, flags metricsFlags) error {
 		return err
 	}
 	st := store()
-	only := ""
-	if flags.project != "" || len(args) > 0 {
-		name, _, err := pickProject(st, flags.project, args)
-		if err != nil {
-			return err
-		}
-		if _, err := loadState(st, name); err != nil {
-			return err
-		}
-		only = name
+	only, err := namedProject(st, flags.project, args)
+	if err != nil {
+		return err
 	}
 	read := metricsReader(st, only)
 	reg := prometheus.NewPedanticRegistry()

@@ -64,3 +64,17 @@ func loadState(st state.Store, name string) (*state.Record, error) {
 	}
 	return s, err
 }
+
+// namedProject is the project a read-only command is narrowed to (-p NAME
+// or SPEC), checked to be up; "" when none is named: every project.
+func namedProject(st state.Store, flagProject string, args []string) (string, error) {
+	if flagProject == "" && len(args) == 0 {
+		return "", nil
+	}
+	name, _, err := pickProject(st, flagProject, args)
+	if err != nil {
+		return "", err
+	}
+	_, err = loadState(st, name)
+	return name, err
+}

@@ -632,38 +632,33 @@ func addTraffic(r *projectReport, s *traffic.Sample) {
 // printTraffic prints what each namespace's link and each published port
 // counted, where they were read.
 func printTraffic(w io.Writer, r projectReport) {
-	var rows []string
+	var links, ports []string
 	for _, ns := range r.Namespaces {
 		if t := ns.Traffic; t != nil {
-			rows = append(rows, fmt.Sprintf("%s\t%s\t%s\t%d, %d", ns.Name, trafficText(t.In), trafficText(t.Out), t.In.Drops, t.Out.Drops))
+			links = append(links, fmt.Sprintf("%s\t%s\t%s\t%d, %d", ns.Name, trafficText(t.In), trafficText(t.Out), t.In.Drops, t.Out.Drops))
 		}
-	}
-	if len(rows) > 0 {
-		fmt.Fprintln(w)
-		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "NAMESPACE\tIN\tOUT\tDROPS (IN, OUT)")
-		for _, row := range rows {
-			fmt.Fprintln(tw, row)
-		}
-		tw.Flush()
-	}
-	rows = nil
-	for _, ns := range r.Namespaces {
 		for _, p := range ns.Ports {
 			if p.Connections != nil {
-				rows = append(rows, fmt.Sprintf("%s\t%d", p, *p.Connections))
+				ports = append(ports, fmt.Sprintf("%s\t%d", p, *p.Connections))
 			}
 		}
 	}
-	if len(rows) > 0 {
-		fmt.Fprintln(w)
-		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "PUBLISHED\tCONNECTIONS")
-		for _, row := range rows {
-			fmt.Fprintln(tw, row)
-		}
-		tw.Flush()
+	printRows(w, "NAMESPACE\tIN\tOUT\tDROPS (IN, OUT)", links)
+	printRows(w, "PUBLISHED\tCONNECTIONS", ports)
+}
+
+// printRows prints a table after a blank line, if it has rows.
+func printRows(w io.Writer, header string, rows []string) {
+	if len(rows) == 0 {
+		return
 	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, header)
+	for _, row := range rows {
+		fmt.Fprintln(tw, row)
+	}
+	tw.Flush()
 }
 
 // trafficText is one direction of a link's counters: "1.2M, 340 packets"

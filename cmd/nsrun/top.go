@@ -54,16 +54,9 @@ func runTop(c *cobra.Command, args []string, flags topFlags) error {
 		return err
 	}
 	st := store()
-	only := ""
-	if flags.project != "" || len(args) > 0 {
-		name, _, err := pickProject(st, flags.project, args)
-		if err != nil {
-			return err
-		}
-		if _, err := loadState(st, name); err != nil {
-			return err
-		}
-		only = name
+	only, err := namedProject(st, flags.project, args)
+	if err != nil {
+		return err
 	}
 	read := metricsReader(st, only)
 	out := c.OutOrStdout()
@@ -71,7 +64,7 @@ func runTop(c *cobra.Command, args []string, flags topFlags) error {
 		return topOnce(c.Context(), out, read)
 	}
 	m := topModel{read: read}
-	_, err := tea.NewProgram(m, tea.WithAltScreen(), tea.WithContext(c.Context())).Run()
+	_, err = tea.NewProgram(m, tea.WithAltScreen(), tea.WithContext(c.Context())).Run()
 	if err != nil && !errors.Is(err, tea.ErrProgramKilled) && !errors.Is(err, context.Canceled) { // interrupted: as q
 		return fmt.Errorf("top: %w", err)
 	}
