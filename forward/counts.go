@@ -8,13 +8,24 @@ import (
 )
 
 // Counts are what a backend's counters said at one read: the
-// connections each publication has DNAT'd.
+// connections each publication has DNAT'd, and the packets and bytes of
+// those connections each way.
 type Counts interface {
 	// Connections returns the connections that the port's publication in
 	// the project's namespace has DNAT'd since its rule was made (a
 	// connection's first packet is the only one the nat hooks see); false
 	// when the backend holds no counter for it.
 	Connections(project string, ns Namespace, port specs.Port) (uint64, bool)
+	// Traffic returns the packets and bytes of the port's connections that
+	// the host forwarded, into the namespace (in) and out of it (out):
+	// those from other machines and from namespaces, not those of the
+	// host itself; false when the backend holds no counter for it.
+	Traffic(project string, ns Namespace, port specs.Port) (in, out Flow, ok bool)
+}
+
+// Flow is what a counter counted of one way of some traffic.
+type Flow struct {
+	Packets, Bytes uint64
 }
 
 // Counter is a backend whose publications count their connections.

@@ -16,8 +16,10 @@ import (
 // from a neighbour and 50 from the host at 127.0.0.1 (which the loopback
 // shortcut takes, where the kernel has it, and DNAT otherwise), and reads
 // the counters as nsrun metrics does: the port's connection count grows
-// by all 150 in each backend, and the namespace's link counters grow both
-// ways; in nftables the count outlives a repair of the rule.
+// by all 150 in each backend, its packets and bytes grow both ways by
+// what the neighbour's 100 at least send (and by no more than the link
+// carried), and the namespace's link counters grow both ways; in nftables
+// the counts outlive a repair of the rule.
 func TestTrafficCounters(t *testing.T) {
 	eachFirewall(t, func(t *testing.T, l *lab) {
 		ports := freePorts(t, 1)
@@ -39,6 +41,23 @@ func TestTrafficCounters(t *testing.T) {
 		if !p1.Counted || p1.Connections-p0.Connections < 150 {
 			t.Errorf("port %s: %d connections before, %d after (counted: %t); want at least 150 more", p1.Port.Full(), p0.Connections, p1.Connections, p1.Counted)
 		}
+		n0, n1 := before.Namespaces[0], after.Namespaces[0]
+		// Each of the 100 connections carries at least two packets each
+		// way (SYN, request; SYN-ACK, answer), each of at least 40 bytes;
+		// what the port counts (IP packets) is within what the link
+		// carried (frames), which also carried the 50 from the host.
+		for _, w := range []struct {
+			way          string
+			from, to     forward.Flow
+			link0, link1 traffic.LinkCounts
+		}{{"in", p0.In, p1.In, n0.In, n1.In}, {"out", p0.Out, p1.Out, n0.Out, n1.Out}} {
+			packets, bytes := w.to.Packets-w.from.Packets, w.to.Bytes-w.from.Bytes
+			t.Logf("%s: %d packets, %d bytes through the port; %d bytes through the link", w.way, packets, bytes, w.link1.Bytes-w.link0.Bytes)
+			if !p1.Measured || packets < 200 || bytes < 40*packets || bytes > w.link1.Bytes-w.link0.Bytes {
+				t.Errorf("port %s, %s: %+v before, %+v after (measured: %t), the link carried %d bytes; want at least 200 packets more, of at least 40 bytes, and no more bytes than the link",
+					p1.Port.Full(), w.way, w.from, w.to, p1.Measured, w.link1.Bytes-w.link0.Bytes)
+			}
+		}
 		if l.firewall == forward.NFTables {
 			// The publication's rule flushed and put back by up: its named
 			// counter kept counting.
@@ -46,11 +65,15 @@ func TestTrafficCounters(t *testing.T) {
 			l.up(src)
 			r, err := nstest.DialFrom(t, l.outside, "tcp", addr(l.outHost, ports[0]), "")
 			l.expect(r, err, a, "neighbour -> host:P after the repair")
-			if again := readTraffic(t, st).Ports[0]; again.Connections != p1.Connections+1 {
+			again := readTraffic(t, st).Ports[0]
+			if again.Connections != p1.Connections+1 {
 				t.Errorf("after the rule was repaired and one more connection: %d connections, %d before; want the count kept, and one more", again.Connections, p1.Connections)
 			}
+			if again.In.Packets < p1.In.Packets+2 || again.Out.Packets < p1.Out.Packets+2 {
+				t.Errorf("after the rule was repaired and one more connection: in %+v, out %+v; before in %+v, out %+v; want the counts kept, and more",
+					again.In, again.Out, p1.In, p1.Out)
+			}
 		}
-		n0, n1 := before.Namespaces[0], after.Namespaces[0]
 		if !n1.Found || n1.In.Bytes <= n0.In.Bytes || n1.Out.Bytes <= n0.Out.Bytes || n1.In.Packets < n0.In.Packets+150 || n1.Out.Packets < n0.Out.Packets+150 {
 			t.Errorf("namespace %s: link counters before %+v, after %+v; want more bytes both ways, and at least a packet a connection", a, n0, n1)
 		}

@@ -6,17 +6,23 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/nsrun/nsrun/forward"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
 // The metrics, their help and labels.
 var (
 	portLabels      = []string{"project", "namespace", "host_ip", "port", "protocol"}
+	portWayLabels   = append(portLabels[:len(portLabels):len(portLabels)], "direction")
 	namespaceLabels = []string{"project", "namespace", "direction"}
 	processLabels   = []string{"project", "namespace", "process"}
 
 	publishedConnections = prometheus.NewDesc("nsrun_published_connections_total",
 		"Connections a published port has taken: what its DNAT rule counted since it was made.", portLabels, nil)
+	publishedBytes = prometheus.NewDesc("nsrun_published_bytes_total",
+		"Bytes of a published port's connections that the host forwarded, into (in) and out of (out) the namespace; not those of connections from the host itself.", portWayLabels, nil)
+	publishedPackets = prometheus.NewDesc("nsrun_published_packets_total",
+		"Packets of a published port's connections that the host forwarded, into (in) and out of (out) the namespace; not those of connections from the host itself.", portWayLabels, nil)
 	namespaceBytes = prometheus.NewDesc("nsrun_namespace_bytes_total",
 		"Bytes into (in) and out of (out) a namespace, counted by the host side of its link.", namespaceLabels, nil)
 	namespacePackets = prometheus.NewDesc("nsrun_namespace_packets_total",
@@ -46,7 +52,7 @@ type Collector struct {
 
 // Describe sends the descriptions of every metric.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{publishedConnections, namespaceBytes, namespacePackets, namespaceDrops,
+	for _, d := range []*prometheus.Desc{publishedConnections, publishedBytes, publishedPackets, namespaceBytes, namespacePackets, namespaceDrops,
 		processUp, processRestarts, processOOMKills, processHealthy, scrapeErrors} {
 		ch <- d
 	}
@@ -70,11 +76,20 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(scrapeErrors, prometheus.GaugeValue, 0)
 	for _, p := range s.Ports {
-		if !p.Counted {
+		labels := []string{p.Project, p.Namespace, p.Port.HostIP.String(), portText(p), string(p.Port.Protocol)}
+		if p.Counted {
+			ch <- prometheus.MustNewConstMetric(publishedConnections, prometheus.CounterValue, float64(p.Connections), labels...)
+		}
+		if !p.Measured {
 			continue
 		}
-		ch <- prometheus.MustNewConstMetric(publishedConnections, prometheus.CounterValue, float64(p.Connections),
-			p.Project, p.Namespace, p.Port.HostIP.String(), portText(p), string(p.Port.Protocol))
+		for _, w := range []struct {
+			dir  string
+			flow forward.Flow
+		}{{"in", p.In}, {"out", p.Out}} {
+			ch <- prometheus.MustNewConstMetric(publishedBytes, prometheus.CounterValue, float64(w.flow.Bytes), append(labels, w.dir)...)
+			ch <- prometheus.MustNewConstMetric(publishedPackets, prometheus.CounterValue, float64(w.flow.Packets), append(labels, w.dir)...)
+		}
 	}
 	for _, n := range s.Namespaces {
 		if !n.Found {

@@ -1,6 +1,8 @@
 // Package traffic is what the kernel counted for the projects: each
 // published port's connections (the firewall backend's counter of its
-// DNAT rule, and the loopback shortcut's), each namespace's traffic (its
+// DNAT rule, and the loopback shortcut's) and the packets and bytes of
+// those the host forwarded, each way (the backend's counters of them),
+// each namespace's traffic (its
 // host-side link's statistics, one read for all links), and each
 // process's restarts and health (its supervisor's status). Assemble puts
 // them together, pure; Read gathers them from the host. nsrun metrics,
@@ -36,6 +38,13 @@ type Port struct {
 	// neither holds a counter for it.
 	Connections uint64
 	Counted     bool
+	// In and Out are the packets and bytes of the port's connections that
+	// the host forwarded (from other machines and from namespaces), into
+	// the namespace and out of it; not those of connections from the host
+	// itself, which never pass its forward hook. Measured is false where
+	// the backend holds no counter of them.
+	In, Out  forward.Flow
+	Measured bool
 }
 
 // Namespace is one namespace's link, as the host side counts it: In is
@@ -132,6 +141,7 @@ func Assemble(records []*state.Record, counts map[forward.Backend]forward.Counts
 					if n, ok := c.Connections(r.Project, ns, port); ok {
 						p.Connections, p.Counted = n, true
 					}
+					p.In, p.Out, p.Measured = c.Traffic(r.Project, ns, port)
 				}
 				if n, ok := sc.Connections(port); ok {
 					p.Connections, p.Counted = p.Connections+n, true

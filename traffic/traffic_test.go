@@ -14,11 +14,17 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
-// fixedCounts counts every publication of namespace "a" n connections.
+// fixedCounts counts every publication of namespace "a" n connections,
+// of 2n packets and 100n bytes in, n packets and 1000n bytes out.
 type fixedCounts uint64
 
 func (c fixedCounts) Connections(project string, ns forward.Namespace, port specs.Port) (uint64, bool) {
 	return uint64(c), ns.Name == "a"
+}
+
+func (c fixedCounts) Traffic(project string, ns forward.Namespace, port specs.Port) (in, out forward.Flow, ok bool) {
+	n := uint64(c)
+	return forward.Flow{Packets: 2 * n, Bytes: 100 * n}, forward.Flow{Packets: n, Bytes: 1000 * n}, ns.Name == "a"
 }
 
 func record(t *testing.T) *state.Record {
@@ -60,6 +66,14 @@ func TestAssemble(t *testing.T) {
 			t.Errorf("port %s: %d connections, counted %t; want %d, %t", p.Port.Full(), p.Connections, p.Counted, want.n, want.ok)
 		}
 	}
+	// The shortcut's connections never pass the forward hook: the bytes
+	// are the backend's alone.
+	if p := s.Ports[0]; !p.Measured || p.In != (forward.Flow{Packets: 200, Bytes: 10000}) || p.Out != (forward.Flow{Packets: 100, Bytes: 100000}) {
+		t.Errorf("port %s: in %+v, out %+v, measured %t; want the backend's counts", p.Port.Full(), p.In, p.Out, p.Measured)
+	}
+	if p := s.Ports[2]; p.Measured {
+		t.Errorf("port %s of namespace b has no counters of its traffic, but is measured: %+v", p.Port.Full(), p)
+	}
 	a, b := s.Namespaces[0], s.Namespaces[1]
 	if !a.Found || a.In != (LinkCounts{4, 5, 6}) || a.Out != (LinkCounts{1, 2, 3}) {
 		t.Errorf("namespace a: %+v; want in from the host side's transmit, out from its receive", a)
@@ -84,6 +98,18 @@ func TestCollector(t *testing.T) {
 # TYPE nsrun_published_connections_total counter
 nsrun_published_connections_total{host_ip="0.0.0.0",namespace="a",port="6000",project="p",protocol="tcp"} 7
 nsrun_published_connections_total{host_ip="0.0.0.0",namespace="a",port="7000-7001",project="p",protocol="udp"} 7
+# HELP nsrun_published_bytes_total Bytes of a published port's connections that the host forwarded, into (in) and out of (out) the namespace; not those of connections from the host itself.
+# TYPE nsrun_published_bytes_total counter
+nsrun_published_bytes_total{direction="in",host_ip="0.0.0.0",namespace="a",port="6000",project="p",protocol="tcp"} 700
+nsrun_published_bytes_total{direction="in",host_ip="0.0.0.0",namespace="a",port="7000-7001",project="p",protocol="udp"} 700
+nsrun_published_bytes_total{direction="out",host_ip="0.0.0.0",namespace="a",port="6000",project="p",protocol="tcp"} 7000
+nsrun_published_bytes_total{direction="out",host_ip="0.0.0.0",namespace="a",port="7000-7001",project="p",protocol="udp"} 7000
+# HELP nsrun_published_packets_total Packets of a published port's connections that the host forwarded, into (in) and out of (out) the namespace; not those of connections from the host itself.
+# TYPE nsrun_published_packets_total counter
+nsrun_published_packets_total{direction="in",host_ip="0.0.0.0",namespace="a",port="6000",project="p",protocol="tcp"} 14
+nsrun_published_packets_total{direction="in",host_ip="0.0.0.0",namespace="a",port="7000-7001",project="p",protocol="udp"} 14
+nsrun_published_packets_total{direction="out",host_ip="0.0.0.0",namespace="a",port="6000",project="p",protocol="tcp"} 7
+nsrun_published_packets_total{direction="out",host_ip="0.0.0.0",namespace="a",port="7000-7001",project="p",protocol="udp"} 7
 # HELP nsrun_namespace_bytes_total Bytes into (in) and out of (out) a namespace, counted by the host side of its link.
 # TYPE nsrun_namespace_bytes_total counter
 nsrun_namespace_bytes_total{direction="in",namespace="a",project="p"} 20
@@ -98,7 +124,7 @@ nsrun_process_restarts_total{namespace="a",process="web",project="p"} 1
 # TYPE nsrun_process_healthy gauge
 nsrun_process_healthy{namespace="a",process="web",project="p"} 0
 `
-	names := []string{"nsrun_published_connections_total", "nsrun_namespace_bytes_total", "nsrun_process_up", "nsrun_process_restarts_total", "nsrun_process_healthy"}
+	names := []string{"nsrun_published_connections_total", "nsrun_published_bytes_total", "nsrun_published_packets_total", "nsrun_namespace_bytes_total", "nsrun_process_up", "nsrun_process_restarts_total", "nsrun_process_healthy"}
 	if err := testutil.CollectAndCompare(c, strings.NewReader(want), names...); err != nil {
 		t.Error(err)
 	}

@@ -12,19 +12,34 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Counts are the packets each publication's named counter counted: the
-// connections of that published port (forward.Counts), by the counter's
-// name, which is its chain's.
-type Counts map[string]uint64
+// Counts are what each named counter of nsrun's table counted, by its
+// name (forward.Counts): a publication's counter of its chain's name
+// counts its connections in packets, those of wayCounter each way.
+type Counts map[string]forward.Flow
 
 // Connections returns the count of the port's publication.
 func (c Counts) Connections(project string, ns forward.Namespace, port specs.Port) (uint64, bool) {
+	chain, ok := chainOf(project, ns, port)
+	n, found := c[chain]
+	return n.Packets, ok && found
+}
+
+// Traffic returns the counts of each way of the port's connections.
+func (c Counts) Traffic(project string, ns forward.Namespace, port specs.Port) (in, out forward.Flow, ok bool) {
+	chain, ok := chainOf(project, ns, port)
+	in, okIn := c[wayCounter(chain, wayIn)]
+	out, okOut := c[wayCounter(chain, wayOut)]
+	return in, out, ok && okIn && okOut
+}
+
+// chainOf names the chain of the port's publication; false when no rule
+// DNATs the port.
+func chainOf(project string, ns forward.Namespace, port specs.Port) (string, bool) {
 	to, ok := forward.DNATTo(ns, port)
 	if !ok {
-		return 0, false
+		return "", false
 	}
-	n, ok := c[publicationOf(project, ns.Name, to.String(), port).counter]
-	return n, ok
+	return publicationOf(project, ns.Name, to.String(), port).chain, true
 }
 
 // Counts reads every named counter of nsrun's table, whichever projects
@@ -41,7 +56,7 @@ func (f *Firewall) Counts(ctx context.Context, _ []forward.Project) (forward.Cou
 // of the table's objects, in this process: nft list counters takes 27 ms
 // whatever the table holds (it reads much of the ruleset first), this
 // well under one with 1,000.
-func (p *program) counters(ctx context.Context) (map[string]uint64, error) {
+func (p *program) counters(ctx context.Context) (map[string]forward.Flow, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -51,28 +66,28 @@ func (p *program) counters(ctx context.Context) (map[string]uint64, error) {
 	}
 	objs, err := conn.GetObjects(&gnft.Table{Name: Table, Family: gnft.TableFamilyINet})
 	if errors.Is(err, unix.ENOENT) {
-		return map[string]uint64{}, nil
+		return map[string]forward.Flow{}, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	out := make(map[string]uint64, len(objs))
+	out := make(map[string]forward.Flow, len(objs))
 	for _, o := range objs {
 		if c, ok := o.(*gnft.CounterObj); ok {
-			out[c.Name] = c.Packets
+			out[c.Name] = forward.Flow{Packets: c.Packets, Bytes: c.Bytes}
 		}
 	}
 	return out, nil
 }
 
 // counters of the fake: it keeps the counters but does not count.
-func (f fake) counters(ctx context.Context) (map[string]uint64, error) {
+func (f fake) counters(ctx context.Context) (map[string]forward.Flow, error) {
 	f.f.RLock()
 	defer f.f.RUnlock()
-	out := map[string]uint64{}
+	out := map[string]forward.Flow{}
 	if f.f.Table != nil {
 		for name := range f.f.Table.Counters {
-			out[name] = 0
+			out[name] = forward.Flow{}
 		}
 	}
 	return out, ctx.Err()

@@ -9,9 +9,10 @@ import (
 	"github.com/nsrun/nsrun/specs"
 )
 
-// TestCounts: each publication has a named counter of its chain's name,
-// which its rule counts with, made before the rule and removed with the
-// project; a port finds its own.
+// TestCounts: each publication has three named counters, of its chain's
+// name, which its rule counts with, and of each way of its traffic, which
+// the count maps hold; they are made before what uses them and removed
+// with the project; a port finds its own.
 func TestCounts(t *testing.T) {
 	ctx := context.Background()
 	fw := NewFake()
@@ -34,9 +35,12 @@ func TestCounts(t *testing.T) {
 			if _, ok := c.Connections(p.Name, ns, port); !ok {
 				t.Errorf("no counter for %s/%s %s; the counters: %v", p.Name, ns.Name, port.Full(), c)
 			}
+			if _, _, ok := c.Traffic(p.Name, ns, port); !ok {
+				t.Errorf("no traffic counters for %s/%s %s; the counters: %v", p.Name, ns.Name, port.Full(), c)
+			}
 		}
 	}
-	if len(c) != pubs {
+	if len(c) != 3*pubs {
 		t.Errorf("%d counters for %d publications: %v", len(c), pubs, c)
 	}
 	if err := fw.Remove(ctx, p.Name); err != nil {
@@ -47,7 +51,8 @@ func TestCounts(t *testing.T) {
 	}
 
 	ns := forward.Namespace{Name: "a", Address: netip.MustParsePrefix("10.1.0.2/30"), Address6: netip.MustParsePrefix("fd00::2/64")}
-	counts := Counts{"port/p/a/tcp/6000": 152, "port/p/a/ip6/udp/6001": 3}
+	counts := Counts{"port/p/a/tcp/6000": {Packets: 152, Bytes: 9120}, "port/p/a/ip6/udp/6001": {Packets: 3},
+		"port/p/a/tcp/6000/in": {Packets: 160, Bytes: 9000}, "port/p/a/tcp/6000/out": {Packets: 150, Bytes: 250000}}
 	for _, tc := range []struct {
 		port string
 		n    uint64
@@ -65,5 +70,12 @@ func TestCounts(t *testing.T) {
 		if n, ok := counts.Connections("p", ns, port); n != tc.n || ok != tc.ok {
 			t.Errorf("Connections(%s) = %d, %t; want %d, %t", tc.port, n, ok, tc.n, tc.ok)
 		}
+	}
+	in, out, ok := counts.Traffic("p", ns, specs.MustParsePort("6000:8080"))
+	if in != (forward.Flow{Packets: 160, Bytes: 9000}) || out != (forward.Flow{Packets: 150, Bytes: 250000}) || !ok {
+		t.Errorf("Traffic(6000) = %+v, %+v, %t", in, out, ok)
+	}
+	if _, _, ok := counts.Traffic("p", ns, specs.MustParsePort("[::]:6001:53/udp")); ok {
+		t.Error("Traffic of a port without way counters says it has them")
 	}
 }

@@ -28,8 +28,8 @@ type runner interface {
 	// table; probe, one on a table of its own for Probe.
 	nft(ctx context.Context) (knftables.Interface, error)
 	probe(ctx context.Context) (knftables.Interface, error)
-	// counters reads the named counters' packets, by name.
-	counters(ctx context.Context) (map[string]uint64, error)
+	// counters reads the named counters, by name.
+	counters(ctx context.Context) (map[string]forward.Flow, error)
 }
 
 // probeTable is the table Probe makes and deletes in one transaction.

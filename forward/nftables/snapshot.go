@@ -126,13 +126,16 @@ func compare(s *Snapshot, p forward.Project) *diff {
 			d.say("set %s is missing from table %s %s", e.set, Family, Table)
 		}
 	}
-	wanted := map[string]bool{}
+	wanted, wantCounts := map[string]bool{}, map[string]bool{}
 	for _, pub := range pubs {
 		wanted[pub.chain] = true
-		if pub.counter != "" && !s.counters[pub.counter] {
-			d.counters = append(d.counters, pub.counter)
-			if s.exists {
-				d.say("counter %s is missing", pub.counter)
+		for _, name := range pub.counters {
+			wantCounts[name] = true
+			if !s.counters[name] {
+				d.counters = append(d.counters, name)
+				if s.exists {
+					d.say("counter %s is missing", name)
+				}
 			}
 		}
 		have, ok := s.chains[pub.chain]
@@ -154,7 +157,7 @@ func compare(s *Snapshot, p forward.Project) *diff {
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(s.counters)) {
-		if isProjectChain(p.Name, name) && !wanted[name] {
+		if isProjectChain(p.Name, name) && !wantCounts[name] {
 			d.oldCounts = append(d.oldCounts, name)
 			d.say("counter %s is not needed by project %s", name, p.Name)
 		}
