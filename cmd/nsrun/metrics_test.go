@@ -20,9 +20,10 @@ import (
 )
 
 // TestMetrics: nsrun metrics prints a project's counters in a form
-// promtool accepts, with the connections made to its published port; and
-// a real Prometheus scraping nsrun metrics --listen gets the port's
-// series.
+// promtool accepts, with the connections made to its published port (5
+// from the host, 5 from a neighbour namespace, whose bytes the host
+// forwards and counts both ways); and a real Prometheus scraping nsrun
+// metrics --listen gets the port's series.
 func TestMetrics(t *testing.T) {
 	nstest.RequireRoot(t)
 	nstest.DumpOnFailure(t)
@@ -37,7 +38,7 @@ func TestMetrics(t *testing.T) {
 	name := strings.ToLower(nstest.Name("mx"))
 	const port = 26150
 	spec := writeSpec(t, name+".yaml", fmt.Sprintf("namespaces:\n  %s:\n    ports: [\"%d:8080\"]\n    run:\n"+
-		"      - {name: web, command: [python3, -m, http.server, \"8080\"], ready: {tcp: 8080}, health: {tcp: 8080, interval: 1s}}\n", name, port))
+		"      - {name: web, command: [python3, -m, http.server, \"8080\"], ready: {tcp: 8080}, health: {tcp: 8080, interval: 1s}}\n  %s-c: {}\n", name, port, name))
 	t.Cleanup(func() { nsrunCmd(t, "/", "down", "-q", "-p", name) })
 	if code, _, errOut := nsrunCmd(t, "/", "up", "-q", spec); code != 0 {
 		t.Fatalf("up: %s", errOut)
@@ -49,6 +50,12 @@ func TestMetrics(t *testing.T) {
 		}
 		resp.Body.Close()
 	}
+	// From the neighbour, to the host's address at the other end of its
+	// link: DNAT'd and forwarded.
+	get := fmt.Sprintf(`gw=$(ip -4 route show default | cut -d" " -f3); for i in 1 2 3 4 5; do python3 -c "import urllib.request, sys; urllib.request.urlopen(sys.argv[1], timeout=30).read()" "http://$gw:%d/" || exit 1; done`, port)
+	if code, _, errOut := nsrunCmd(t, "/", "exec", name+"-c", "--", "sh", "-c", get); code != 0 {
+		t.Fatalf("requests from namespace %s-c: exit %d: %s", name, code, errOut)
+	}
 
 	code, out, errOut := nsrunCmd(t, "/", "metrics", "-p", name)
 	if code != 0 {
@@ -56,8 +63,16 @@ func TestMetrics(t *testing.T) {
 	}
 	series := regexp.MustCompile(`(?m)^nsrun_published_connections_total\{host_ip="0.0.0.0",namespace="` + name + `",port="26150",project="` + name + `",protocol="tcp"\} (\d+)$`)
 	m := series.FindStringSubmatch(out)
-	if n, _ := strconv.Atoi(m1(m)); n < 5 {
-		t.Errorf("metrics: want the port's connections, at least 5:\n%s", out)
+	if n, _ := strconv.Atoi(m1(m)); n < 10 {
+		t.Errorf("metrics: want the port's connections, at least 10:\n%s", out)
+	}
+	for _, metric := range []string{"bytes", "packets"} {
+		for _, dir := range []string{"in", "out"} {
+			series := regexp.MustCompile(`(?m)^nsrun_published_` + metric + `_total\{direction="` + dir + `",host_ip="0.0.0.0",namespace="` + name + `",port="26150",project="` + name + `",protocol="tcp"\} (\d+)$`)
+			if n, _ := strconv.Atoi(m1(series.FindStringSubmatch(out))); n < 10 {
+				t.Errorf("metrics: want the port's %s %s, at least 10 (two packets a connection):\n%s", metric, dir, out)
+			}
+		}
 	}
 	for _, want := range []string{
 		`nsrun_namespace_bytes_total{direction="in",namespace="` + name + `",project="` + name + `"}`,
@@ -69,7 +84,7 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 	// status shows the same counters, in its table and its JSON.
-	if code, out, errOut := nsrunCmd(t, "/", "status", "-p", name); code != 0 || !regexp.MustCompile(`(?m)^0\.0\.0\.0:26150/tcp -> \S+:8080\s+([5-9]|\d\d+)$`).MatchString(out) ||
+	if code, out, errOut := nsrunCmd(t, "/", "status", "-p", name); code != 0 || !regexp.MustCompile(`(?m)^0\.0\.0\.0:26150/tcp -> \S+:8080\s+\d\d+\s+\S+, \d+ packets\s+\S+, \d+ packets$`).MatchString(out) ||
 		!strings.Contains(out, "DROPS (IN, OUT)") {
 		t.Errorf("status (exit %d) lacks the port's connections or the namespace's traffic:\n%s%s", code, out, errOut)
 	}
@@ -79,6 +94,9 @@ func TestMetrics(t *testing.T) {
 			Namespaces []struct {
 				Ports []struct {
 					Connections *uint64 `json:"connections"`
+					Traffic     *struct {
+						In, Out struct{ Bytes, Packets uint64 }
+					} `json:"traffic"`
 				} `json:"ports"`
 				Traffic *struct {
 					In, Out struct{ Bytes, Packets uint64 }
@@ -86,12 +104,15 @@ func TestMetrics(t *testing.T) {
 			} `json:"namespaces"`
 		} `json:"projects"`
 	}
-	if err := json.Unmarshal([]byte(out2), &doc); err != nil || code != 0 || len(doc.Projects) != 1 || len(doc.Projects[0].Namespaces) != 1 {
+	if err := json.Unmarshal([]byte(out2), &doc); err != nil || code != 0 || len(doc.Projects) != 1 || len(doc.Projects[0].Namespaces) != 2 {
 		t.Fatalf("status -o json (exit %d): %v\n%s", code, err, out2)
 	}
 	ns := doc.Projects[0].Namespaces[0]
-	if len(ns.Ports) != 1 || ns.Ports[0].Connections == nil || *ns.Ports[0].Connections < 5 || ns.Traffic == nil || ns.Traffic.In.Bytes == 0 || ns.Traffic.Out.Packets == 0 {
+	if len(ns.Ports) != 1 || ns.Ports[0].Connections == nil || *ns.Ports[0].Connections < 10 || ns.Traffic == nil || ns.Traffic.In.Bytes == 0 || ns.Traffic.Out.Packets == 0 {
 		t.Errorf("status -o json: the port's connections or the namespace's traffic are missing:\n%s", out2)
+	}
+	if tr := ns.Ports[0].Traffic; tr == nil || tr.In.Packets < 10 || tr.Out.Packets < 10 || tr.In.Bytes < 40*tr.In.Packets || tr.Out.Bytes < 40*tr.Out.Packets {
+		t.Errorf("status -o json: the port's traffic is missing or too small:\n%s", out2)
 	}
 
 	check := exec.Command(promtool, "check", "metrics")

@@ -233,7 +233,21 @@ type portReport struct {
 	// Connections it took since its rule was made (see nsrun metrics);
 	// absent where no counter was read.
 	Connections *uint64 `json:"connections,omitempty"`
-	full        string  // the port in the full short form, to match the counters
+	// Traffic is what its connections that the host forwarded carried
+	// each way (In into the namespace); absent where not read.
+	Traffic *portTraffic `json:"traffic,omitempty"`
+	full    string       // the port in the full short form, to match the counters
+}
+
+// portTraffic is what a published port's counters counted each way.
+type portTraffic struct {
+	In  flowReport `json:"in"`
+	Out flowReport `json:"out"`
+}
+
+type flowReport struct {
+	Bytes   uint64 `json:"bytes"`
+	Packets uint64 `json:"packets"`
 }
 
 // trafficReport is what a namespace's link counted each way: In is into
@@ -604,10 +618,10 @@ func addTraffic(r *projectReport, s *traffic.Sample) {
 	if s == nil {
 		return
 	}
-	conns := map[string]uint64{}
+	ports := map[string]traffic.Port{}
 	for _, p := range s.Ports {
-		if p.Project == r.Name && p.Counted {
-			conns[p.Namespace+" "+p.Port.Full()] = p.Connections
+		if p.Project == r.Name {
+			ports[p.Namespace+" "+p.Port.Full()] = p
 		}
 	}
 	links := map[string]traffic.Namespace{}
@@ -622,8 +636,12 @@ func addTraffic(r *projectReport, s *traffic.Sample) {
 			ns.Traffic = &trafficReport{In: n.In, Out: n.Out}
 		}
 		for j := range ns.Ports {
-			if n, ok := conns[ns.Name+" "+ns.Ports[j].full]; ok {
-				ns.Ports[j].Connections = &n
+			p, ok := ports[ns.Name+" "+ns.Ports[j].full]
+			if ok && p.Counted {
+				ns.Ports[j].Connections = &p.Connections
+			}
+			if ok && p.Measured {
+				ns.Ports[j].Traffic = &portTraffic{In: flowReport{p.In.Bytes, p.In.Packets}, Out: flowReport{p.Out.Bytes, p.Out.Packets}}
 			}
 		}
 	}
@@ -638,13 +656,18 @@ func printTraffic(w io.Writer, r projectReport) {
 			links = append(links, fmt.Sprintf("%s\t%s\t%s\t%d, %d", ns.Name, trafficText(t.In), trafficText(t.Out), t.In.Drops, t.Out.Drops))
 		}
 		for _, p := range ns.Ports {
-			if p.Connections != nil {
-				ports = append(ports, fmt.Sprintf("%s\t%d", p, *p.Connections))
+			if p.Connections == nil {
+				continue
 			}
+			in, out := "-", "-"
+			if t := p.Traffic; t != nil {
+				in, out = flowText(t.In), flowText(t.Out)
+			}
+			ports = append(ports, fmt.Sprintf("%s\t%d\t%s\t%s", p, *p.Connections, in, out))
 		}
 	}
 	printRows(w, "NAMESPACE\tIN\tOUT\tDROPS (IN, OUT)", links)
-	printRows(w, "PUBLISHED\tCONNECTIONS", ports)
+	printRows(w, "PUBLISHED\tCONNECTIONS\tIN (FORWARDED)\tOUT (FORWARDED)", ports)
 }
 
 // printRows prints a table after a blank line, if it has rows.
@@ -664,5 +687,9 @@ func printRows(w io.Writer, header string, rows []string) {
 // trafficText is one direction of a link's counters: "1.2M, 340 packets"
 // (bytes as the resources table writes them).
 func trafficText(c traffic.LinkCounts) string {
-	return fmt.Sprintf("%s, %s", specs.FormatSize(int64(c.Bytes)), words.Plural(int(c.Packets), "packet"))
+	return flowText(flowReport{c.Bytes, c.Packets})
+}
+
+func flowText(f flowReport) string {
+	return fmt.Sprintf("%s, %s", specs.FormatSize(int64(f.Bytes)), words.Plural(int(f.Packets), "packet"))
 }

@@ -29,8 +29,9 @@ func newTopCommand() *cobra.Command {
 		Use:   "top [SPEC | -p NAME]",
 		Short: "Watch the projects' published ports, namespaces and processes, busiest first",
 		Long: `Top shows, refreshed each second, every project's published ports with
-their new connections per second, its namespaces with the bytes per second
-into and out of each, and its processes with their state, health and
+their new connections per second and the bytes per second each way of the
+connections the host forwards to them, its namespaces with the bytes per
+second into and out of each, and its processes with their state, health and
 restarts, each busiest first; q (or Ctrl-C) quits and gives the terminal
 back as it was. It reads the counters that nsrun metrics reads.
 
@@ -169,22 +170,25 @@ func topView(prev, cur *traffic.Sample, dt time.Duration, height int) string {
 		name, where string
 		perSec      float64
 		total       uint64
+		measured    bool
+		in, out     float64 // bytes per second
 	}
-	before := map[string]uint64{}
+	before := map[string]traffic.Port{}
 	for _, p := range prev.Ports {
-		before[p.Project+"/"+p.Namespace+" "+p.Port.Full()] = p.Connections
+		before[p.Project+"/"+p.Namespace+" "+p.Port.Full()] = p
 	}
 	var ports []portRow
 	for _, p := range cur.Ports {
 		if !p.Counted {
 			continue
 		}
-		key := p.Project + "/" + p.Namespace + " " + p.Port.Full()
+		was := before[p.Project+"/"+p.Namespace+" "+p.Port.Full()]
 		ports = append(ports, portRow{specs.HostIPText(p.Port.HostIP) + ":" + p.Port.Published.String() + "/" + string(p.Port.Protocol),
-			p.Project + "/" + p.Namespace, rate(p.Connections, before[key]), p.Connections})
+			p.Project + "/" + p.Namespace, rate(p.Connections, was.Connections), p.Connections,
+			p.Measured, rate(p.In.Bytes, was.In.Bytes), rate(p.Out.Bytes, was.Out.Bytes)})
 	}
 	slices.SortStableFunc(ports, func(a, b portRow) int {
-		return cmp.Or(cmp.Compare(b.perSec, a.perSec), cmp.Compare(b.total, a.total), cmp.Compare(a.where+a.name, b.where+b.name))
+		return cmp.Or(cmp.Compare(b.in+b.out, a.in+a.out), cmp.Compare(b.perSec, a.perSec), cmp.Compare(b.total, a.total), cmp.Compare(a.where+a.name, b.where+b.name))
 	})
 
 	type nsRow struct {
@@ -222,9 +226,13 @@ func topView(prev, cur *traffic.Sample, dt time.Duration, height int) string {
 	}
 	var b strings.Builder
 	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PUBLISHED\tNAMESPACE\tCONN/S\tCONNECTIONS")
+	fmt.Fprintln(tw, "PUBLISHED\tNAMESPACE\tCONN/S\tCONNECTIONS\tIN/S\tOUT/S")
 	for _, p := range ports[:budget[0]] {
-		fmt.Fprintf(tw, "%s\t%s\t%.1f\t%d\n", p.name, p.where, p.perSec, p.total)
+		in, out := "-", "-"
+		if p.measured {
+			in, out = specs.FormatSize(int64(p.in)), specs.FormatSize(int64(p.out))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%.1f\t%d\t%s\t%s\n", p.name, p.where, p.perSec, p.total, in, out)
 	}
 	tw.Flush()
 	b.WriteString("\n")

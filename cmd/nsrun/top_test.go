@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/netns/nstest"
 	"github.com/nsrun/nsrun/specs"
 	"github.com/nsrun/nsrun/traffic"
@@ -99,11 +100,12 @@ func TestTopView(t *testing.T) {
 		}
 		return p
 	}
-	sample := func(a, b uint64, inA uint64) *traffic.Sample {
+	// Port b's forwarded connections carry bytesB in; a's none.
+	sample := func(a, b uint64, inA, bytesB uint64) *traffic.Sample {
 		return &traffic.Sample{
 			Ports: []traffic.Port{
-				{Project: "p", Namespace: "a", Port: port("6000:80"), Connections: a, Counted: true},
-				{Project: "p", Namespace: "b", Port: port("6001:80"), Connections: b, Counted: true},
+				{Project: "p", Namespace: "a", Port: port("6000:80"), Connections: a, Counted: true, Measured: true},
+				{Project: "p", Namespace: "b", Port: port("6001:80"), Connections: b, Counted: true, Measured: true, In: forward.Flow{Bytes: bytesB}},
 			},
 			Namespaces: []traffic.Namespace{
 				{Project: "p", Namespace: "a", Found: true, In: traffic.LinkCounts{Bytes: inA}},
@@ -112,10 +114,11 @@ func TestTopView(t *testing.T) {
 			Processes: []traffic.Process{{Project: "p", Namespace: "a", Name: "web", Up: true, Health: "healthy"}},
 		}
 	}
-	out := topView(sample(10, 100, 0), sample(30, 104, 2048*2), 2*time.Second, 0)
+	// The busiest port by bytes first, then by connections.
+	out := topView(sample(10, 100, 0, 1000), sample(30, 104, 2048*2, 1000+2048*2), 2*time.Second, 0)
 	want := []string{
-		"0.0.0.0:6000/tcp  p/a        10.0    30",
-		"0.0.0.0:6001/tcp  p/b        2.0     104",
+		"0.0.0.0:6001/tcp  p/b        2.0     104          2.0K  0",
+		"0.0.0.0:6000/tcp  p/a        10.0    30           0     0",
 		"p/a        2.0K  0      4.0K  0    0",
 		"p/b        0     0      4.0K  0    0",
 		"p/a/web  running  healthy  0         0",
@@ -129,11 +132,11 @@ func TestTopView(t *testing.T) {
 		last = i
 	}
 	// A counter made anew (lower than before) counts from 0.
-	if out := topView(sample(500, 0, 0), sample(3, 0, 0), time.Second, 0); !strings.Contains(out, "p/a        3.0") {
+	if out := topView(sample(500, 0, 0, 0), sample(3, 0, 0, 0), time.Second, 0); !strings.Contains(out, "p/a        3.0") {
 		t.Errorf("a reset counter:\n%s", out)
 	}
 	// Nine lines: headers and blank lines first, then rows in turn.
-	if out := topView(sample(1, 2, 0), sample(3, 4, 0), time.Second, 9); strings.Count(out, "\n") != 9 {
+	if out := topView(sample(1, 2, 0, 0), sample(3, 4, 0, 0), time.Second, 9); strings.Count(out, "\n") != 9 {
 		t.Errorf("cut to 9 lines, got %d:\n%s", strings.Count(out, "\n"), out)
 	}
 }
