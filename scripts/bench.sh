@@ -31,7 +31,8 @@
 #    threads after the first and after the last checks;
 # 1g. the scrape cost (--metrics: only this): nsrun metrics of a project
 #    of 1,000 namespaces with a published port each, in each firewall
-#    backend;
+#    backend; and what counting each packet costs: HTTP requests/s from
+#    another machine to the last of those ports, counted against not;
 # 1e. nsrun against Podman and Docker (--peers: only this, in
 #    scripts/bench-peers.sh): bring-up, teardown, memory and the data path
 #    of 100 published web servers;
@@ -142,6 +143,17 @@ hyper() { # hyper PREPARE COMMAND -> median seconds
 }
 rows=()
 row() { rows+=("$(printf '%-66s %14s %14s %9s %s' "$@")"); }
+rps() { # rps URL [HEADER] -> requests/s, from the host, or from namespace $client_ns when set
+	# wrk has been seen to hang, with no socket open, once in a while: it
+	# gets a bounded time, and a run that does not finish counts as 0.
+	local out
+	out=$(${client_ns:+ip netns exec "$client_ns"} timeout -k 2 $((secs + 20)) wrk -t2 -c32 -d"${secs}s" ${2:+-H "$2"} "$1" | awk '/Requests\/sec/ {print $2}') || true
+	if [[ -z $out ]]; then
+		echo "bench: wrk did not finish on $1; counted as 0" >&2
+		out=0
+	fi
+	echo "$out"
+}
 
 # --- 1. up and down at scale ------------------------------------------------
 spec_n() { # spec_n N: N namespaces, one published port each, no processes
@@ -341,21 +353,66 @@ health_cost() {
 	row "supervisor open files after ${secs}s of checks (first, last)" "$fds0" "$fds1" "" "(the same: nothing leaks)"
 }
 # --- 1g. the scrape cost ------------------------------------------------------
+# Another machine: a namespace of the bench's own behind a veth, routed
+# through the host like a LAN client (made by hand, not by nsrun).
+make_benchout() {
+	[[ -e /run/netns/benchout ]] && return
+	ip netns add benchout
+	ip link add benchout-h type veth peer name eth0 netns benchout
+	ip addr add 10.239.0.1/30 dev benchout-h
+	ip link set benchout-h up
+	ip -n benchout addr add 10.239.0.2/30 dev eth0
+	ip -n benchout link set eth0 up
+	ip -n benchout link set lo up
+	ip -n benchout route add default via 10.239.0.1
+	ip netns exec benchout sysctl -qw net.ipv4.tcp_tw_reuse=1
+}
+# counting FIREWALL on|off: the jump to the counters of published ports'
+# traffic put back (by up, which repairs it) or taken out by hand.
+counting() {
+	case $1-$2 in
+	*-on) "$nsrun" up -q --no-heal --firewall "$1" "$work/metrics.yaml" >/dev/null ;;
+	nftables-off)
+		nft delete rule inet nsrun filter-forward handle "$(nft -a list chain inet nsrun filter-forward | awk '/jump count/ {print $NF}')" ;;
+	iptables-off)
+		iptables-nft -w -D NSRUN-FORWARD -m conntrack --ctstate DNAT -m comment --comment "nsrun: count the traffic of published ports" -j NSRUN-COUNT ;;
+	esac
+}
 metrics_cost() {
-	local fw ms
+	local fw ms mode header state on off
 	{
 		echo "name: benchmetrics"
 		echo "subnet: 10.238.0.0/16"
 		echo "namespaces:"
-		for ((i = 0; i < 1000; i++)); do echo "  bm$i: {ports: [\"$((30000 + i)):8080\"]}"; done
+		for ((i = 0; i < 999; i++)); do echo "  bm$i: {ports: [\"$((30000 + i)):8080\"]}"; done
+		echo "  bm999: {ports: [\"30999:8080\"], run: [{name: web, command: [\"$work/benchserver\", \"-addr\", \":8080\"], ready: {tcp: 8080}}]}"
 	} >"$work/metrics.yaml"
+	make_benchout
 	for fw in iptables nftables; do
-		"$nsrun" up -q --firewall "$fw" "$work/metrics.yaml" >/dev/null
+		"$nsrun" up -q --no-heal --firewall "$fw" "$work/metrics.yaml" >/dev/null
 		hyperfine -N -w 3 -r $((runs * 4)) --export-json "$work/metrics.json" "$nsrun metrics -p benchmetrics" >/dev/null 2>&1
 		ms=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["results"][0]["median"])' "$work/metrics.json")
 		"$nsrun" metrics -p benchmetrics | grep -c '^nsrun_published_connections_total' | grep -qx 1000 ||
 			{ echo "bench: nsrun metrics did not report the 1,000 ports" >&2; exit 1; }
 		row "nsrun metrics, 1,000 published ports [$fw] (ms)" "$(ms1 "$ms")" "" "" "(goal: < 50)"
+		# What counting each packet costs: requests from another machine to
+		# the last of the 1,000 published ports (the deepest in iptables'
+		# counting tree), counted against not counted, in alternating rounds.
+		for mode in keepalive close; do
+			header=""
+			[[ $mode == close ]] && header="Connection: close"
+			on="" off=""
+			for ((i = 0; i < rounds; i++)); do
+				for state in on off; do
+					((i % 2 == 1)) && state=$([[ $state == on ]] && echo off || echo on)
+					counting "$fw" "$state"
+					if [[ $state == on ]]; then on+=" $(client_ns=benchout rps http://10.239.0.1:30999/ "$header")"; else off+=" $(client_ns=benchout rps http://10.239.0.1:30999/ "$header")"; fi
+				done
+			done
+			counting "$fw" on
+			echo "bench: [$fw] $mode counted req/s by round:$on; not counted:$off" >&2
+			row "HTTP req/s, $mode, outside to the 1,000th port: counted vs not [$fw]" "$(median $on)" "$(median $off)" "$(pratio "$on" "$off")" "(target: >= 0.95x)"
+		done
 		"$nsrun" down -q -p benchmetrics >/dev/null
 	done
 }
@@ -480,17 +537,7 @@ namespaces:
       - {name: iperf, command: [iperf3, -s, -p, "5201"], ready: {tcp: 5201}}
       - {name: iperf2, command: [iperf3, -s, -p, "5202"], ready: {tcp: 5202}}
 YAML
-# Another machine: a namespace of the bench's own behind a veth, routed
-# through the host like a LAN client (made by hand, not by nsrun).
-ip netns add benchout
-ip link add benchout-h type veth peer name eth0 netns benchout
-ip addr add 10.239.0.1/30 dev benchout-h
-ip link set benchout-h up
-ip -n benchout addr add 10.239.0.2/30 dev eth0
-ip -n benchout link set eth0 up
-ip -n benchout link set lo up
-ip -n benchout route add default via 10.239.0.1
-ip netns exec benchout sysctl -qw net.ipv4.tcp_tw_reuse=1
+make_benchout
 
 json_of() { # json_of PROJECT PYTHON-EXPRESSION-ON-p: a field of the project's status
 	"$nsrun" status -p "$1" -o json | python3 -c "import json,sys; p=json.load(sys.stdin)['projects'][0]; print($2)"
@@ -522,17 +569,6 @@ close_direct() {
 		[[ -n ${bare[*]:-} ]] && "$fw" -w -t nat -D OUTPUT "${bare[@]}" 2>/dev/null || true
 	fi
 	fw="" bare=()
-}
-rps() { # rps URL [HEADER] -> requests/s, from the host, or from namespace $client_ns when set
-	# wrk has been seen to hang, with no socket open, once in a while: it
-	# gets a bounded time, and a run that does not finish counts as 0.
-	local out
-	out=$(${client_ns:+ip netns exec "$client_ns"} timeout -k 2 $((secs + 20)) wrk -t2 -c32 -d"${secs}s" ${2:+-H "$2"} "$1" | awk '/Requests\/sec/ {print $2}') || true
-	if [[ -z $out ]]; then
-		echo "bench: wrk did not finish on $1; counted as 0" >&2
-		out=0
-	fi
-	echo "$out"
 }
 # data_path FIREWALL: the data.yaml project up with --firewall FIREWALL,
 # every path measured; the project stays up for the exec section.
