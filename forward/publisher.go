@@ -21,13 +21,32 @@ type Shortcut interface {
 	Sweep() error
 }
 
-// Publisher publishes projects' ports: it holds the firewall backends and
-// the loopback shortcut, puts a project's rules where a placement (Place)
-// says, and takes them away again.
+// Publisher publishes projects' ports: it holds the firewall backends,
+// the loopback shortcut and the counting of the ports' traffic, puts a
+// project's rules where a placement (Place) says, and takes them away
+// again.
 type Publisher struct {
 	// Firewalls are the backends, in order of preference.
 	Firewalls []Firewall
 	Shortcut  Shortcut
+	// Counting counts the ports' traffic, whichever backend publishes
+	// them; nil: none is counted.
+	Counting Counting
+}
+
+// counting returns the counting table when it can be used here.
+func (p Publisher) counting() (Counting, bool) {
+	return p.Counting, p.Counting != nil && p.Counting.Installed()
+}
+
+// ReadCounting takes one look at the counting table; nil where there is
+// none to read.
+func (p Publisher) ReadCounting(ctx context.Context) (CountingState, error) {
+	c, ok := p.counting()
+	if !ok {
+		return nil, nil
+	}
+	return c.Read(ctx)
 }
 
 // Read reads each installed backend once, all at once (each is another
@@ -61,7 +80,8 @@ func (p Publisher) Read(ctx context.Context) (map[Backend]Tables, []Backend, err
 // Apply puts the project's rules in their backend and its FORWARD accepts
 // in the others the placement names, removes whatever of the project any
 // other backend holds (a project moved to another backend, accepts no
-// longer needed), then puts its loopback shortcuts in place.
+// longer needed), then puts its loopback shortcuts and the counters of
+// its ports' traffic in place.
 func (p Publisher) Apply(ctx context.Context, at Placement, proj Project) error {
 	placed := append([]Backend{at.Backend}, at.Accepts...)
 	for i, b := range placed {
@@ -80,7 +100,13 @@ func (p Publisher) Apply(ctx context.Context, at Placement, proj Project) error 
 			}
 		}
 	}
-	return p.Shortcut.Set(proj)
+	if err := p.Shortcut.Set(proj); err != nil {
+		return err
+	}
+	if c, ok := p.counting(); ok {
+		return c.Set(ctx, proj)
+	}
+	return nil
 }
 
 // Probe checks that a backend works here, changing nothing.
@@ -93,13 +119,16 @@ func (p Publisher) Probe(ctx context.Context, b Backend) error {
 }
 
 // Remove removes the project's shortcuts, then whatever of its rules any
-// installed backend holds: removal does not depend on which backend up
-// chose, nor on any backend's policy.
+// installed backend holds, and its counters: removal does not depend on
+// which backend up chose, nor on any backend's policy.
 func (p Publisher) Remove(ctx context.Context, project string) error {
 	if err := p.Shortcut.Remove(project); err != nil {
 		return err
 	}
 	var errs []error
+	if c, ok := p.counting(); ok {
+		errs = append(errs, c.Remove(ctx, project))
+	}
 	for _, fw := range p.Firewalls {
 		if fw.Installed() {
 			errs = append(errs, fw.Remove(ctx, project))
@@ -138,9 +167,12 @@ func (p Publisher) RemoveEmptyTables(ctx context.Context, tables map[Backend][]s
 }
 
 // Sweep removes nsrun's chains, and the rules that jump to them, from
-// every installed backend, and the loopback shortcut.
+// every installed backend, the loopback shortcut and the counting table.
 func (p Publisher) Sweep(ctx context.Context) error {
 	var errs []error
+	if c, ok := p.counting(); ok {
+		errs = append(errs, c.Sweep(ctx))
+	}
 	for _, fw := range p.Firewalls {
 		if fw.Installed() {
 			errs = append(errs, fw.Sweep(ctx))

@@ -33,6 +33,9 @@ func (k Kernel) Observe(ctx context.Context, q Query) (Observed, error) {
 		if obs.Tables, obs.Backends, fwErr = k.Publisher.Read(ctx); fwErr == nil {
 			obs.Shortcuts, fwErr = shortcut.Read()
 		}
+		if fwErr == nil {
+			obs.Counting, fwErr = k.Publisher.ReadCounting(ctx)
+		}
 	})
 	wg.Go(func() {
 		if q.FirewallOnly {

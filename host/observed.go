@@ -74,6 +74,7 @@ type Observed struct {
 	Backends      []forward.Backend                  // the installed backends, in order of preference
 	RouteLocalnet map[string]string                  // nsrun's host links -> route_localnet
 	Shortcuts     shortcut.Table                     // the loopback shortcut's entries
+	Counting      forward.CountingState              // the counting table; nil where nft is not installed
 	Host          hostfw.Host                        // the host's own firewalls
 
 	// Of the namespaces queried that exist: the namespace side of the

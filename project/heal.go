@@ -112,11 +112,17 @@ func (e *Engine) repair(ctx context.Context, st *state.Record, obs host.Observed
 }
 
 // keptDrift is the drift of what the keeper keeps: the project's
-// rules and accepts, its loopback shortcuts, and its links' zone.
+// rules and accepts, its loopback shortcuts, the counters of its ports'
+// traffic, and its links' zone.
 func keptDrift(st *state.Record, obs host.Observed) []Drift {
 	out := firewallDrift(st, obs.Tables)
 	for _, m := range shortcut.Drift(obs.Shortcuts, st.Project, shortcut.Of(st.ForwardProject())) {
 		out = append(out, Drift{Kind: DriftFirewall, Message: m})
+	}
+	if obs.Counting != nil {
+		for _, m := range obs.Counting.Drift(st.ForwardProject()) {
+			out = append(out, Drift{Kind: DriftFirewall, Message: m})
+		}
 	}
 	return append(out, zoneDrift(st, obs.Host.Firewalld)...)
 }

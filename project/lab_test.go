@@ -262,5 +262,5 @@ func kernel(grace time.Duration) host.Kernel {
 	for _, b := range iptables.Backends {
 		fws = append(fws, iptables.New(b, 30*time.Second))
 	}
-	return host.Kernel{Publisher: forward.Publisher{Firewalls: append(fws, nftables.New()), Shortcut: shortcut.Loopback{}}, Grace: grace}
+	return host.Kernel{Publisher: forward.Publisher{Firewalls: append(fws, nftables.New()), Shortcut: shortcut.Loopback{}, Counting: nftables.NewCounting(nil)}, Grace: grace}
 }

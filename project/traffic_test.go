@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/nsrun/nsrun/forward"
+	"github.com/nsrun/nsrun/forward/nftables"
 	"github.com/nsrun/nsrun/forward/shortcut"
 	"github.com/nsrun/nsrun/netns/nstest"
 	"github.com/nsrun/nsrun/state"
@@ -91,6 +92,7 @@ func readTraffic(t *testing.T, st *state.Record) *traffic.Sample {
 	}
 	s, err := traffic.Read(context.Background(), []*state.Record{st}, traffic.Sources{
 		Counters:  counters,
+		Traffic:   nftables.NewCounting(nil).Traffic,
 		Shortcut:  shortcut.Read,
 		Links:     traffic.HostLinks,
 		Processes: func(*state.Record) []traffic.Process { return nil },

@@ -1,7 +1,7 @@
 // Package traffic is what the kernel counted for the projects: each
 // published port's connections (the firewall backend's counter of its
 // DNAT rule, and the loopback shortcut's) and the packets and bytes of
-// those the host forwarded, each way (the backend's counters of them),
+// those the host forwarded, each way (the counting table's counters),
 // each namespace's traffic (its
 // host-side link's statistics, one read for all links), and each
 // process's restarts and health (its supervisor's status). Assemble puts
@@ -42,7 +42,7 @@ type Port struct {
 	// the host forwarded (from other machines and from namespaces), into
 	// the namespace and out of it; not those of connections from the host
 	// itself, which never pass its forward hook. Measured is false where
-	// the backend holds no counter of them.
+	// the counting table holds no counter of them.
 	In, Out  forward.Flow
 	Measured bool
 }
@@ -82,6 +82,8 @@ type Process struct {
 type Sources struct {
 	// Counters read the firewall backends' counters, by backend.
 	Counters map[forward.Backend]forward.Counter
+	// Traffic reads the counting table's counters; nil: none.
+	Traffic func(ctx context.Context) (forward.Traffic, error)
 	// Shortcut reads the loopback shortcut's entries and counters.
 	Shortcut func() (shortcut.Table, error)
 	// Links reads the statistics of the host's links, by name, in one read.
@@ -109,6 +111,13 @@ func Read(ctx context.Context, records []*state.Record, src Sources) (*Sample, e
 		}
 		counts[b] = got
 	}
+	var flows forward.Traffic
+	if src.Traffic != nil {
+		var err error
+		if flows, err = src.Traffic(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	sc, err := src.Shortcut()
 	if err != nil {
 		errs = append(errs, err)
@@ -124,12 +133,12 @@ func Read(ctx context.Context, records []*state.Record, src Sources) (*Sample, e
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	return Assemble(records, counts, sc, links, procs), nil
+	return Assemble(records, counts, flows, sc, links, procs), nil
 }
 
 // Assemble puts the counters together, project by project in the
-// records' order.
-func Assemble(records []*state.Record, counts map[forward.Backend]forward.Counts, sc shortcut.Table, links map[string]LinkStats, procs map[string][]Process) *Sample {
+// records' order; flows may be nil.
+func Assemble(records []*state.Record, counts map[forward.Backend]forward.Counts, flows forward.Traffic, sc shortcut.Table, links map[string]LinkStats, procs map[string][]Process) *Sample {
 	s := &Sample{}
 	for _, r := range records {
 		c := counts[r.Backend]
@@ -141,7 +150,9 @@ func Assemble(records []*state.Record, counts map[forward.Backend]forward.Counts
 					if n, ok := c.Connections(r.Project, ns, port); ok {
 						p.Connections, p.Counted = n, true
 					}
-					p.In, p.Out, p.Measured = c.Traffic(r.Project, ns, port)
+				}
+				if flows != nil {
+					p.In, p.Out, p.Measured = flows.Traffic(r.Project, ns, port)
 				}
 				if n, ok := sc.Connections(port); ok {
 					p.Connections, p.Counted = p.Connections+n, true

@@ -54,7 +54,7 @@ func TestAssemble(t *testing.T) {
 	}}
 	links := map[string]LinkStats{"nsr-a": {RxBytes: 1, RxPackets: 2, RxDropped: 3, TxBytes: 4, TxPackets: 5, TxDropped: 6}}
 	procs := map[string][]Process{"p": {{Project: "p", Namespace: "a", Name: "web", Up: true, Restarts: 2, Health: "healthy"}}}
-	s := Assemble([]*state.Record{r}, map[forward.Backend]forward.Counts{"nftables": fixedCounts(100)}, sc, links, procs)
+	s := Assemble([]*state.Record{r}, map[forward.Backend]forward.Counts{"nftables": fixedCounts(100)}, fixedCounts(100), sc, links, procs)
 	if len(s.Ports) != 3 {
 		t.Fatalf("ports: %+v", s.Ports)
 	}
@@ -90,7 +90,7 @@ func TestAssemble(t *testing.T) {
 // labelled as documented, and a failed read is one error gauge.
 func TestCollector(t *testing.T) {
 	r := record(t)
-	s := Assemble([]*state.Record{r}, map[forward.Backend]forward.Counts{"nftables": fixedCounts(7)}, shortcut.Table{},
+	s := Assemble([]*state.Record{r}, map[forward.Backend]forward.Counts{"nftables": fixedCounts(7)}, fixedCounts(7), shortcut.Table{},
 		map[string]LinkStats{"nsr-a": {RxBytes: 10, TxBytes: 20}},
 		map[string][]Process{"p": {{Project: "p", Namespace: "a", Name: "web", Up: true, Restarts: 1, Health: "unhealthy"}}})
 	c := &Collector{Read: func(context.Context) (*Sample, error) { return s, nil }}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nsrun/nsrun/forward"
+	"github.com/nsrun/nsrun/forward/nftables"
 	"github.com/nsrun/nsrun/forward/shortcut"
 	"github.com/nsrun/nsrun/project"
 	"github.com/nsrun/nsrun/state"
@@ -122,8 +123,8 @@ func metricsReader(st state.Store, only string) func(ctx context.Context) (*traf
 }
 
 // trafficSources are where nsrun metrics and status read the counters:
-// the real firewall backends, the loopback shortcut, the host's links,
-// and the supervisors' status files.
+// the real firewall backends, the counting table, the loopback shortcut,
+// the host's links, and the supervisors' status files.
 func trafficSources(st state.Store) traffic.Sources {
 	counters := map[forward.Backend]forward.Counter{}
 	for _, fw := range firewalls(nil) {
@@ -133,6 +134,7 @@ func trafficSources(st state.Store) traffic.Sources {
 	}
 	return traffic.Sources{
 		Counters: counters,
+		Traffic:  nftables.NewCounting(nil).Traffic,
 		Shortcut: shortcut.Read,
 		Links:    traffic.HostLinks,
 		Processes: func(r *state.Record) []traffic.Process {

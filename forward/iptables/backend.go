@@ -47,8 +47,8 @@ type runner interface {
 	// (see nftcache; "" when not known).
 	save(ctx context.Context) (text, at string, err error)
 	restore(ctx context.Context, script string) error
-	// counted returns what BACKEND-save -c -t TABLE prints now.
-	counted(ctx context.Context, table string) (string, error)
+	// counted returns what BACKEND-save -c -t nat prints now.
+	counted(ctx context.Context) (string, error)
 	// deleteTable removes a table of iptables-nft, whatever it holds.
 	deleteTable(ctx context.Context, table string) error
 }
@@ -309,19 +309,19 @@ func (p programs) save(ctx context.Context) (string, string, error) {
 	return r.Stdout, r.At, nil
 }
 
-// counted runs BACKEND-save -c -t TABLE, never from the cache; nothing
+// counted runs BACKEND-save -c -t nat, never from the cache; nothing
 // for iptables-legacy without a table.
-func (p programs) counted(ctx context.Context, table string) (string, error) {
+func (p programs) counted(ctx context.Context) (string, error) {
 	if p.backend != NFT && !p.legacyTables() {
 		return "", nil
 	}
 	var errOut bytes.Buffer
 	name := p.name() + "-save"
-	cmd := exec.CommandContext(ctx, name, "-c", "-t", table)
+	cmd := exec.CommandContext(ctx, name, "-c", "-t", "nat")
 	cmd.Stderr = &errOut
 	out, err := cmd.Output()
 	if err != nil {
-		return "", fmt.Errorf("%s -c -t %s: %w: %s", name, table, err, strings.TrimSpace(errOut.String()))
+		return "", fmt.Errorf("%s -c -t nat: %w: %s", name, err, strings.TrimSpace(errOut.String()))
 	}
 	return string(out), nil
 }
@@ -388,11 +388,11 @@ func (m *memory) save(ctx context.Context) (string, string, error) {
 
 // counted of the fake: it keeps no counters, so every rule has counted
 // nothing.
-func (m *memory) counted(ctx context.Context, table string) (string, error) {
+func (m *memory) counted(ctx context.Context) (string, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var b strings.Builder
-	for _, c := range m.snap.Tables[table] {
+	for _, c := range m.snap.Tables["nat"] {
 		for _, r := range c.Rules {
 			b.WriteString("[0:0] " + r + "\n")
 		}

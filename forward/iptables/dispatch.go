@@ -21,13 +21,12 @@ type dnatEntry struct {
 	args        []string // match and target, without the chain
 }
 
-// dispatch places a project's rules of one kind in their chain root: its
-// DNAT rules in its DNAT chain, its counting rules in its count chain;
-// past fanout rules, in a tree of sub-chains subPrefix<n>, each jumped to
-// by the port range it covers (as match renders it). A new connection
-// then walks about fanout*log16(rules) rules instead of all of them, so
-// the last of 1,000 published ports is reached as fast as the first.
-func dispatch(table, root, subPrefix, project string, entries []dnatEntry, match func(specs.Protocol, uint16, uint16) []string) []Rule {
+// dispatch places a project's DNAT rules in its DNAT chain; past fanout
+// rules, in a tree of sub-chains NSR-<project>-D<n>, each jumped to by the
+// port range it covers. A new connection then walks about
+// fanout*log16(rules) rules instead of all of them, so the last of 1,000
+// published ports is reached as fast as the first.
+func dispatch(ch Chains, project string, entries []dnatEntry) []Rule {
 	sort.SliceStable(entries, func(i, j int) bool {
 		if entries[i].proto != entries[j].proto {
 			return entries[i].proto < entries[j].proto
@@ -40,22 +39,22 @@ func dispatch(table, root, subPrefix, project string, entries []dnatEntry, match
 	for len(level) > fanout {
 		var parents []dnatEntry
 		for _, group := range groups(level) {
-			sub := subPrefix + strconv.Itoa(next)
+			sub := ch.DNAT[:len(ch.DNAT)-len("NAT")] + strconv.Itoa(next) // NSR-<project>-D<n>
 			next++
 			for _, e := range group {
-				rules = append(rules, Rule{table, sub, e.args})
+				rules = append(rules, Rule{"nat", sub, e.args})
 			}
 			lo, hi := group[0].first, group[0].last
 			for _, e := range group {
 				hi = max(hi, e.last)
 			}
 			parents = append(parents, dnatEntry{proto: group[0].proto, first: lo, last: hi,
-				args: cat(match(group[0].proto, lo, hi), comment(projectComment(project)), []string{"-j", sub})})
+				args: cat(portMatch(group[0].proto, lo, hi), comment(projectComment(project)), []string{"-j", sub})})
 		}
 		level = parents
 	}
 	for _, e := range level {
-		rules = append(rules, Rule{table, root, e.args})
+		rules = append(rules, Rule{"nat", ch.DNAT, e.args})
 	}
 	return rules
 }
@@ -74,36 +73,17 @@ func groups(entries []dnatEntry) [][]dnatEntry {
 	return out
 }
 
-// portMatch matches the packets to a port range.
 func portMatch(proto specs.Protocol, first, last uint16) []string {
-	return []string{"-p", string(proto), "-m", string(proto), "--dport", portsArg(first, last)}
-}
-
-// countPortMatch matches the packets of connections to a port range,
-// either way.
-func countPortMatch(proto specs.Protocol, first, last uint16) []string {
-	return []string{"-p", string(proto), "-m", "conntrack", "--ctorigdstport", portsArg(first, last)}
-}
-
-func portsArg(first, last uint16) string {
+	dport := fmt.Sprint(first)
 	if last != first {
-		return fmt.Sprintf("%d:%d", first, last)
+		dport = fmt.Sprintf("%d:%d", first, last)
 	}
-	return fmt.Sprint(first)
+	return []string{"-p", string(proto), "-m", string(proto), "--dport", dport}
 }
 
-// dnatSubPrefix and countSubPrefix start the names of the sub-chains of
-// the project's two trees: NSR-<project>-D<n> and NSR-<project>-C<n>.
-func dnatSubPrefix(ch Chains) string  { return strings.TrimSuffix(ch.DNAT, "NAT") }
-func countSubPrefix(ch Chains) string { return strings.TrimSuffix(ch.Count, "NT") }
-
-// isSubChain reports whether chain is one of the project's sub-chains, of
-// either tree.
+// isSubChain reports whether chain is one of the project's DNAT sub-chains.
 func isSubChain(ch Chains, chain string) bool {
-	return isSubChainOf(dnatSubPrefix(ch), chain) || isSubChainOf(countSubPrefix(ch), chain)
-}
-
-func isSubChainOf(prefix, chain string) bool {
+	prefix := ch.DNAT[:len(ch.DNAT)-len("NAT")]
 	n, ok := strings.CutPrefix(chain, prefix)
 	if !ok || n == "" {
 		return false

@@ -76,7 +76,7 @@ func drift(f Family, snap *Snapshot, p forward.Project, keep func(table, chain s
 	if f == IPv4 {
 		missing(Guard())
 	}
-	for _, r := range cat(forwardHead(keep), Ingress(), PostHeadFor(f)) {
+	for _, r := range cat(ForwardHead(), Ingress(), PostHeadFor(f)) {
 		missing(r)
 	}
 	for _, j := range Jumps(p.Name) {

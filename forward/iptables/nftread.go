@@ -1,7 +1,6 @@
 package iptables
 
 import (
-	"slices"
 	"strings"
 
 	"github.com/nsrun/nsrun/forward"
@@ -10,27 +9,27 @@ import (
 	"github.com/google/nftables/expr"
 )
 
-// countsInProcess reads the counters of the projects' rules that count
-// (see Counts) in iptables-nft's nat and filter tables of the family, in
-// this process: one netlink dump per chain of their DNAT and counting
-// trees (about 200 for 1,000 published ports), where iptables-nft-save
-// -c prints the whole tables (46 ms for the nat table alone with 1,000
-// ports, most of it the namespaces' masquerades). A chain's rules are
-// matched to what nsrun renders for it by their order: iptables-nft keeps
-// them as iptables-restore wrote them. ok is false when a chain holds
-// other rules than those (drift, or rules iptables-nft wrote another
-// way): the caller reads the counters with iptables-save then.
-func countsInProcess(f Family, projects []forward.Project) (counts map[string]forward.Flow, ok bool, err error) {
-	type chainKey struct{ table, chain string }
-	byChain := map[chainKey][]Rule{}
-	var chains []chainKey
+// countsInProcess reads the counters of the projects' DNAT rules in
+// iptables-nft's nat table of the family, in this process: one netlink
+// dump per chain of their DNAT trees (about 65 for 1,000 published
+// ports), where iptables-nft-save -c prints the whole table (46 ms with
+// 1,000 ports, most of it the namespaces' masquerades). A chain's rules
+// are matched to what nsrun renders for it by their order: iptables-nft
+// keeps them as iptables-restore wrote them. ok is false when a chain
+// holds other rules than those (drift, or rules iptables-nft wrote
+// another way): the caller reads the counters with iptables-save then.
+func countsInProcess(f Family, projects []forward.Project) (counts map[string]uint64, ok bool, err error) {
+	byChain := map[string][]Rule{}
+	var chains []string
 	for _, p := range projects {
 		for _, r := range RulesFor(f, p) {
-			k := chainKey{r.Table, r.Chain}
-			if _, seen := byChain[k]; !seen {
-				chains = append(chains, k)
+			if r.Table != "nat" {
+				continue
 			}
-			byChain[k] = append(byChain[k], r)
+			if _, seen := byChain[r.Chain]; !seen {
+				chains = append(chains, r.Chain)
+			}
+			byChain[r.Chain] = append(byChain[r.Chain], r)
 		}
 	}
 	conn, err := gnft.New(gnft.AsLasting())
@@ -42,68 +41,56 @@ func countsInProcess(f Family, projects []forward.Project) (counts map[string]fo
 	if f == IPv6 {
 		family = gnft.TableFamilyIPv6
 	}
-	counts = map[string]forward.Flow{}
-	for _, k := range chains {
-		want := byChain[k]
-		if !slices.ContainsFunc(want, func(r Rule) bool { return countingKind(r.Args) != notCounting }) {
-			continue // the masquerades, the accepts: no counter wanted there
+	table := &gnft.Table{Name: "nat", Family: family}
+	counts = map[string]uint64{}
+	for _, chain := range chains {
+		want := byChain[chain]
+		if !dnats(want) {
+			continue // the project's masquerades: no counter wanted there
 		}
-		table := &gnft.Table{Name: k.table, Family: family}
-		have, err := conn.GetRules(table, &gnft.Chain{Name: k.chain, Table: table})
+		have, err := conn.GetRules(table, &gnft.Chain{Name: chain, Table: table})
 		if err != nil || len(have) != len(want) {
 			return nil, false, nil // missing, or other rules: iptables-save decides
 		}
 		for i, r := range want {
-			kind := countingKind(r.Args)
-			if kind == notCounting {
+			if !isDNAT(r.Args) {
 				continue
 			}
-			flow, found := ruleCounter(have[i].Exprs, kind)
+			packets, found := dnatCounter(have[i].Exprs)
 			if !found {
 				return nil, false, nil
 			}
-			counts[joinArgs(r.Args)] = flow
+			counts[joinArgs(r.Args)] = packets
 		}
 	}
 	return counts, true, nil
 }
 
-// The kinds of rules whose counters Counts reads.
-type counting int
-
-const (
-	notCounting counting = iota
-	dnatRule             // a port's DNAT rule: its connections
-	wayRule              // one of a port's counting rules: one way of its traffic
-)
-
-func countingKind(args []string) counting {
-	text := joinArgs(args)
-	switch {
-	case strings.Contains(text, " -j DNAT "):
-		return dnatRule
-	case strings.Contains(text, " --ctdir ") && strings.HasSuffix(text, " -j RETURN"):
-		return wayRule
+func dnats(rules []Rule) bool {
+	for _, r := range rules {
+		if isDNAT(r.Args) {
+			return true
+		}
 	}
-	return notCounting
+	return false
 }
 
-// ruleCounter returns a rule's counter, if the rule counts and is of the
-// kind: it DNATs, or it RETURNs.
-func ruleCounter(exprs []expr.Any, kind counting) (forward.Flow, bool) {
-	var flow forward.Flow
-	counted, is := false, false
+func isDNAT(args []string) bool { return strings.Contains(joinArgs(args), " -j DNAT ") }
+
+// dnatCounter returns the packets of a rule's counter, if the rule counts
+// and DNATs.
+func dnatCounter(exprs []expr.Any) (uint64, bool) {
+	var packets uint64
+	counted, nat := false, false
 	for _, e := range exprs {
 		switch e := e.(type) {
 		case *expr.Counter:
-			flow, counted = forward.Flow{Packets: e.Packets, Bytes: e.Bytes}, true
+			packets, counted = e.Packets, true
 		case *expr.NAT:
-			is = is || kind == dnatRule && e.Type == expr.NATTypeDestNAT
+			nat = e.Type == expr.NATTypeDestNAT
 		case *expr.Target:
-			is = is || kind == dnatRule && e.Name == "DNAT" // an iptables-nft that keeps the target as xtables'
-		case *expr.Verdict:
-			is = is || kind == wayRule && e.Kind == expr.VerdictReturn
+			nat = nat || e.Name == "DNAT" // an iptables-nft that keeps the target as xtables'
 		}
 	}
-	return flow, counted && is
+	return packets, counted && nat
 }

@@ -18,7 +18,6 @@ const (
 	ChainForward = "NSRUN-FORWARD"     // filter: from FORWARD, first
 	ChainIngress = "NSRUN-INGRESS"     // filter: from NSRUN-FORWARD: new connections to nsrun's links not DNAT'd
 	ChainInput   = "NSRUN-INPUT"       // filter: from INPUT, first: the route_localnet guard
-	ChainCount   = "NSRUN-COUNT"       // filter: from NSRUN-FORWARD, for DNAT'd connections: their traffic
 )
 
 // linkPatterns match every host-side link nsrun makes (see specs' names).
@@ -70,12 +69,12 @@ func joinArgs(args []string) string {
 
 // Chains are the names of one project's own chains.
 type Chains struct {
-	DNAT, Post, Forward, Count string
+	DNAT, Post, Forward string
 }
 
 // ProjectChains names a project's chains: NSR-<project>-DNAT and so on
-// (and NSR-<project>-D<n> for the DNAT dispatch tree, NSR-<project>-C<n>
-// for that of the counters), within iptables' 28 characters. Long project names are shortened with a hash in upper case,
+// (and NSR-<project>-D<n> for the DNAT dispatch tree), within iptables' 28
+// characters. Long project names are shortened with a hash in upper case,
 // which no project name can contain.
 func ProjectChains(project string) Chains {
 	base := project
@@ -83,7 +82,7 @@ func ProjectChains(project string) Chains {
 		sum := sha256.Sum256([]byte(project))
 		base = project[:9] + strings.ToUpper(hex.EncodeToString(sum[:4]))
 	}
-	return Chains{DNAT: "NSR-" + base + "-DNAT", Post: "NSR-" + base + "-POST", Forward: "NSR-" + base + "-FWD", Count: "NSR-" + base + "-CNT"}
+	return Chains{DNAT: "NSR-" + base + "-DNAT", Post: "NSR-" + base + "-POST", Forward: "NSR-" + base + "-FWD"}
 }
 
 // NetworkChain names the filter chain of the links on a network (its key,
@@ -165,13 +164,8 @@ func Guard() Rule {
 // drops it unless it comes from one of nsrun's own links: a neighbour
 // routing nsrun's subnets via this host reaches only what is published (as
 // Docker 28 drops "direct routing").
-//
-// The first rule sends every packet of a DNAT'd connection to
-// NSRUN-COUNT, where the publication that DNAT'd it counts it (see
-// countEntries), and back.
 func ForwardHead() []Rule {
-	out := []Rule{{"filter", ChainForward, cat([]string{"-m", "conntrack", "--ctstate", "DNAT"},
-		comment("nsrun: count the traffic of published ports"), []string{"-j", ChainCount})}}
+	var out []Rule
 	established := comment("nsrun: traffic of accepted connections")
 	for _, l := range linkPatterns {
 		out = append(out,
@@ -202,15 +196,14 @@ func Ingress() []Rule {
 }
 
 // Jumps returns the rules that jump from the shared chains into the
-// project's own chains: from NSRUN-DNAT, NSRUN-POSTROUTING, NSRUN-FORWARD
-// and NSRUN-COUNT, in that order.
+// project's own chains: from NSRUN-DNAT, NSRUN-POSTROUTING and
+// NSRUN-FORWARD, in that order.
 func Jumps(project string) []Rule {
 	ch, c := ProjectChains(project), comment(projectComment(project))
 	return []Rule{
 		{"nat", ChainDNAT, cat(c, []string{"-j", ch.DNAT})},
 		{"nat", ChainPost, cat(c, []string{"-j", ch.Post})},
 		{"filter", ChainForward, cat(c, []string{"-j", ch.Forward})},
-		{"filter", ChainCount, cat(c, []string{"-j", ch.Count})},
 	}
 }
 
@@ -222,7 +215,7 @@ func Rules(p forward.Project) []Rule { return RulesFor(IPv4, p) }
 // namespaces' addresses of that family.
 func RulesFor(f Family, p forward.Project) []Rule {
 	ch := ProjectChains(p.Name)
-	var entries, counts []dnatEntry
+	var entries []dnatEntry
 	var post, fwd []Rule
 	var addrs []netip.Prefix
 	for _, ns := range p.Namespaces {
@@ -242,7 +235,6 @@ func RulesFor(f Family, p forward.Project) []Rule {
 			}
 			entries = append(entries, dnatEntry{proto: port.Protocol, first: port.Published.First, last: port.Published.Last,
 				args: cat(dnatMatch(port), c, []string{"-j", "DNAT", "--to-destination", dnatTarget(prefix.Addr(), port)})})
-			counts = append(counts, countEntries(port, c)...)
 		}
 		// A namespace reaching its own published port needs a source it can
 		// answer (connections from the host's loopback get one in PostHead).
@@ -260,39 +252,7 @@ func RulesFor(f Family, p forward.Project) []Rule {
 		// anywhere else (every one from outside) passes them all in one.
 		post = append([]Rule{{"nat", ch.Post, cat([]string{"!", "-s", cover.String()}, comment(projectComment(p.Name)), []string{"-j", "RETURN"})}}, post...)
 	}
-	return cat(dispatch("nat", ch.DNAT, dnatSubPrefix(ch), p.Name, entries, portMatch), post, fwd,
-		dispatch("filter", ch.Count, countSubPrefix(ch), p.Name, counts, countPortMatch))
-}
-
-// The ways of a connection, as the conntrack match names them: ORIGINAL
-// is into the namespace, REPLY out of it.
-const (
-	WayIn  = "ORIGINAL"
-	WayOut = "REPLY"
-)
-
-// countEntries are the rules that count each way of a published port's
-// connections: every packet of a connection DNAT'd by the port's rule
-// (its original destination is the port) meets one of them in the
-// project's counting tree, which RETURNs it. Their counters are the
-// port's traffic each way.
-func countEntries(port specs.Port, c []string) []dnatEntry {
-	var out []dnatEntry
-	for _, way := range []string{WayIn, WayOut} {
-		out = append(out, dnatEntry{proto: port.Protocol, first: port.Published.First, last: port.Published.Last,
-			args: cat(countMatch(port, way), c, []string{"-j", "RETURN"})})
-	}
-	return out
-}
-
-// countMatch matches one way of the connections to a published port, as
-// iptables-save prints it (--ctorigdst without /32).
-func countMatch(p specs.Port, way string) []string {
-	m := []string{"-p", string(p.Protocol), "-m", "conntrack"}
-	if !p.HostIP.IsUnspecified() {
-		m = append(m, "--ctorigdst", p.HostIP.String())
-	}
-	return append(m, "--ctorigdstport", portsArg(p.Published.First, p.Published.Last), "--ctdir", way)
+	return cat(dispatch(ch, p.Name, entries), post, fwd)
 }
 
 // covering returns the smallest prefix that holds every one of the
@@ -359,7 +319,12 @@ func dnatMatch(p specs.Port) []string {
 	if !p.HostIP.IsUnspecified() {
 		m = append(m, "-d", netip.PrefixFrom(p.HostIP, p.HostIP.BitLen()).String())
 	}
-	return append(m, portMatch(p.Protocol, p.Published.First, p.Published.Last)...)
+	proto := string(p.Protocol)
+	dport := fmt.Sprint(p.Published.First)
+	if p.Published.Len() > 1 {
+		dport = fmt.Sprintf("%d:%d", p.Published.First, p.Published.Last)
+	}
+	return append(m, "-p", proto, "-m", proto, "--dport", dport)
 }
 
 // dnatTarget maps a host port (range) onto the namespace; a range keeps

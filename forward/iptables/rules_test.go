@@ -45,16 +45,6 @@ func TestRules(t *testing.T) {
 		`-A NSR-blog-FWD -i nsr-ns2 -m comment --comment "nsrun blog/ns2" -j NSR-N-D00ABF7437B9`,
 		`-A NSR-blog-FWD -i nsr-ns2 -m comment --comment "nsrun blog/ns2" -j DROP`,
 		`-A NSR-N-D00ABF7437B9 -o nsr-ns2 -m comment --comment "nsrun blog/ns2" -j ACCEPT`,
-		// Each way of each published port's connections is counted, by
-		// the connection's original destination.
-		`-A NSR-blog-CNT -p tcp -m conntrack --ctorigdstport 6000 --ctdir ORIGINAL -m comment --comment "nsrun blog/ns1" -j RETURN`,
-		`-A NSR-blog-CNT -p tcp -m conntrack --ctorigdstport 6000 --ctdir REPLY -m comment --comment "nsrun blog/ns1" -j RETURN`,
-		`-A NSR-blog-CNT -p tcp -m conntrack --ctorigdstport 6001 --ctdir ORIGINAL -m comment --comment "nsrun blog/ns2" -j RETURN`,
-		`-A NSR-blog-CNT -p tcp -m conntrack --ctorigdstport 6001 --ctdir REPLY -m comment --comment "nsrun blog/ns2" -j RETURN`,
-		`-A NSR-blog-CNT -p tcp -m conntrack --ctorigdstport 7000:7002 --ctdir ORIGINAL -m comment --comment "nsrun blog/ns1" -j RETURN`,
-		`-A NSR-blog-CNT -p tcp -m conntrack --ctorigdstport 7000:7002 --ctdir REPLY -m comment --comment "nsrun blog/ns1" -j RETURN`,
-		`-A NSR-blog-CNT -p udp -m conntrack --ctorigdst 127.0.0.1 --ctorigdstport 6100 --ctdir ORIGINAL -m comment --comment "nsrun blog/ns1" -j RETURN`,
-		`-A NSR-blog-CNT -p udp -m conntrack --ctorigdst 127.0.0.1 --ctorigdstport 6100 --ctdir REPLY -m comment --comment "nsrun blog/ns1" -j RETURN`,
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("rules:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
@@ -62,13 +52,13 @@ func TestRules(t *testing.T) {
 }
 
 func TestProjectChains(t *testing.T) {
-	if c := ProjectChains("blog"); c != (Chains{"NSR-blog-DNAT", "NSR-blog-POST", "NSR-blog-FWD", "NSR-blog-CNT"}) {
+	if c := ProjectChains("blog"); c != (Chains{"NSR-blog-DNAT", "NSR-blog-POST", "NSR-blog-FWD"}) {
 		t.Errorf("ProjectChains(blog) = %+v", c)
 	}
 	long := strings.Repeat("p", 32)
 	a, b := ProjectChains(long), ProjectChains(long[:31]+"q")
 	for _, c := range []Chains{a, b, ProjectChains(strings.Repeat("x", 17)), ProjectChains(strings.Repeat("y", 18))} {
-		for _, name := range []string{c.DNAT, c.Post, c.Forward, c.Count, c.DNAT[:len(c.DNAT)-3] + "9999", c.Count[:len(c.Count)-2] + "9999"} {
+		for _, name := range []string{c.DNAT, c.Post, c.Forward, c.DNAT[:len(c.DNAT)-3] + "9999"} {
 			if len(name) > 28 {
 				t.Errorf("chain %q is longer than 28 characters", name)
 			}
@@ -126,15 +116,12 @@ COMMIT
 *filter
 :NSRUN-FORWARD - [0:0]
 :NSRUN-INGRESS - [0:0]
-:NSRUN-COUNT - [0:0]
 :NSRUN-INPUT - [0:0]
 :NSR-blog-FWD - [0:0]
-:NSR-blog-CNT - [0:0]
 :NSR-N-D00ABF7437B9 - [0:0]
 -I FORWARD 1 -m comment --comment nsrun -j NSRUN-FORWARD
 -I INPUT 1 -m comment --comment nsrun -j NSRUN-INPUT
 -A NSRUN-INPUT ! -s 127.0.0.0/8 -d 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -m comment --comment "nsrun: drop non-loopback traffic to 127.0.0.0/8 (CVE-2020-8558)" -j DROP
--A NSRUN-FORWARD -m conntrack --ctstate DNAT -m comment --comment "nsrun: count the traffic of published ports" -j NSRUN-COUNT
 -A NSRUN-FORWARD -o nsr-+ -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "nsrun: traffic of accepted connections" -j ACCEPT
 -A NSRUN-FORWARD -i nsr-+ -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "nsrun: traffic of accepted connections" -j ACCEPT
 -A NSRUN-FORWARD -o nsh-+ -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "nsrun: traffic of accepted connections" -j ACCEPT
@@ -151,10 +138,7 @@ COMMIT
 -A NSR-blog-FWD -i nsr-ns1 -o nsr-+ -m comment --comment "nsrun blog/ns1" -j DROP
 -A NSR-blog-FWD -i nsr-ns1 -o nsh-+ -m comment --comment "nsrun blog/ns1" -j DROP
 -A NSR-blog-FWD -i nsr-ns1 -m comment --comment "nsrun blog/ns1" -j ACCEPT
--A NSR-blog-CNT -p tcp -m conntrack --ctorigdstport 6000 --ctdir ORIGINAL -m comment --comment "nsrun blog/ns1" -j RETURN
--A NSR-blog-CNT -p tcp -m conntrack --ctorigdstport 6000 --ctdir REPLY -m comment --comment "nsrun blog/ns1" -j RETURN
 -A NSR-N-D00ABF7437B9 -o nsr-ns1 -m comment --comment "nsrun blog/ns1" -j ACCEPT
--A NSRUN-COUNT -m comment --comment "nsrun blog" -j NSR-blog-CNT
 COMMIT
 `
 	if got != want {
@@ -409,27 +393,19 @@ func manyPorts(t *testing.T, n int) forward.Project {
 // walk follows a new connection through the DNAT chains as the kernel
 // would (for rules matching on protocol and destination port only) and
 // returns the DNAT target and how many rules it was matched against.
-// walk follows a packet of a connection to dport through the tree from
-// chain: a new one's through the DNAT tree (way ""), one of either way
-// through the counting tree (way ORIGINAL or REPLY). It returns the DNAT
-// target or the counting rule's way, and the rules evaluated.
-func walk(rules []Rule, chain, proto string, dport int, way string) (string, int) {
+func walk(rules []Rule, chain, proto string, dport int) (string, int) {
 	evaluated := 0
-	match := "--dport "
-	if way != "" {
-		match = "--ctorigdstport "
-	}
 	for _, r := range rules {
 		if r.Chain != chain {
 			continue
 		}
 		evaluated++
 		args := strings.Join(r.Args, " ")
-		if !strings.Contains(args, "-p "+proto+" ") || way != "" && strings.Contains(args, "--ctdir ") && !strings.Contains(args, "--ctdir "+way+" ") {
+		if !strings.Contains(args, "-p "+proto+" ") {
 			continue
 		}
 		var lo, hi int
-		f := strings.Fields(args[strings.Index(args, match)+len(match):])[0]
+		f := strings.Fields(args[strings.Index(args, "--dport ")+len("--dport "):])[0]
 		if _, err := fmt.Sscanf(f, "%d:%d", &lo, &hi); err != nil {
 			fmt.Sscanf(f, "%d", &lo)
 			hi = lo
@@ -438,13 +414,10 @@ func walk(rules []Rule, chain, proto string, dport int, way string) (string, int
 			continue
 		}
 		target := r.Args[slices.Index(r.Args, "-j")+1]
-		switch target {
-		case "DNAT":
+		if target == "DNAT" {
 			return r.Args[len(r.Args)-1], evaluated
-		case "RETURN":
-			return way, evaluated
 		}
-		got, n := walk(rules, target, proto, dport, way)
+		got, n := walk(rules, target, proto, dport)
 		if got != "" {
 			return got, evaluated + n
 		}
@@ -459,7 +432,7 @@ func TestDispatchTree(t *testing.T) {
 		ch := ProjectChains("many")
 		perChain := map[string]int{}
 		for _, r := range rules {
-			if r.Table == "nat" && r.Chain != ch.Post || isCountChain(r.Chain) {
+			if r.Table == "nat" && r.Chain != ch.Post {
 				perChain[r.Chain]++
 			}
 		}
@@ -471,47 +444,27 @@ func TestDispatchTree(t *testing.T) {
 				t.Errorf("chain name %s is too long", chain)
 			}
 		}
-		worst, worstCount := 0, 0
+		worst := 0
 		for i := 0; i < n; i++ {
-			target, evaluated := walk(rules, ch.DNAT, "tcp", 20000+i, "")
+			target, evaluated := walk(rules, ch.DNAT, "tcp", 20000+i)
 			if target != "10.9.0.2:8080" {
 				t.Fatalf("n=%d: port %d reaches %q", n, 20000+i, target)
 			}
 			worst = max(worst, evaluated)
-			for _, way := range []string{WayIn, WayOut} {
-				counted, evaluated := walk(rules, ch.Count, "tcp", 20000+i, way)
-				if counted != way {
-					t.Fatalf("n=%d: a packet of port %d's connections, way %s, is counted by %q", n, 20000+i, way, counted)
-				}
-				worstCount = max(worstCount, evaluated)
-			}
 		}
-		if target, _ := walk(rules, ch.DNAT, "udp", 40001, ""); n >= 10 && target != "10.9.0.2:9000-9001/40000" {
+		if target, _ := walk(rules, ch.DNAT, "udp", 40001); n >= 10 && target != "10.9.0.2:9000-9001/40000" {
 			t.Errorf("n=%d: udp 40001 reaches %q", n, target)
 		}
-		if counted, _ := walk(rules, ch.Count, "udp", 40001, WayOut); n >= 10 && counted != WayOut {
-			t.Errorf("n=%d: udp 40001 out is counted by %q", n, counted)
-		}
-		if target, _ := walk(rules, ch.DNAT, "tcp", 20000+n, ""); target != "" {
+		if target, _ := walk(rules, ch.DNAT, "tcp", 20000+n); target != "" {
 			t.Errorf("n=%d: an unpublished port reaches %q", n, target)
 		}
-		if counted, _ := walk(rules, ch.Count, "tcp", 20000+n, WayIn); counted != "" {
-			t.Errorf("n=%d: an unpublished port is counted by %q", n, counted)
+		// At most fanout rules per level of a tree of fanout-wide chains.
+		levels := 1
+		for size := fanout; size < n+n/10; size *= fanout {
+			levels++
 		}
-		// At most fanout rules per level of a tree of fanout-wide chains;
-		// the counting tree holds two rules per port.
-		levels := func(entries int) int {
-			l := 1
-			for size := fanout; size < entries; size *= fanout {
-				l++
-			}
-			return l
-		}
-		if want := fanout * levels(n+n/10); worst > want {
-			t.Errorf("n=%d: a connection is matched against %d rules; want at most %d", n, worst, want)
-		}
-		if want := fanout * levels(2*(n+n/10)); worstCount > want {
-			t.Errorf("n=%d: a packet is matched against %d counting rules; want at most %d", n, worstCount, want)
+		if worst > fanout*levels {
+			t.Errorf("n=%d: a connection is matched against %d rules; want at most %d", n, worst, fanout*levels)
 		}
 	}
 }
@@ -520,11 +473,9 @@ func TestDispatchTreeShrinks(t *testing.T) {
 	clean := emptySnapshot(t)
 	big := applied(t, clean, UpScript(clean, manyPorts(t, 100)))
 	small := applied(t, big, UpScript(big, manyPorts(t, 3)))
-	for _, table := range []string{"nat", "filter"} {
-		for name := range small.Tables[table] {
-			if isSubChain(ProjectChains("many"), name) {
-				t.Errorf("sub-chain %s/%s left after the project shrank", table, name)
-			}
+	for name := range small.Tables["nat"] {
+		if isSubChain(ProjectChains("many"), name) {
+			t.Errorf("sub-chain %s left after the project shrank", name)
 		}
 	}
 	if again := UpScript(small, manyPorts(t, 3)); again != "" {
@@ -642,7 +593,7 @@ func TestAcceptScript(t *testing.T) {
 		t.Error("AcceptDrift of a backend without the accepts reports nothing")
 	}
 	script := AcceptScript(clean, p)
-	if strings.Contains(script, "*nat") || strings.Contains(script, ChainInput) || strings.Contains(script, ChainCount) || strings.Contains(script, "-CNT") {
+	if strings.Contains(script, "*nat") || strings.Contains(script, ChainInput) {
 		t.Errorf("the accepts touch more than filter FORWARD:\n%s", script)
 	}
 	up := applied(t, clean, script)

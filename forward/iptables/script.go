@@ -64,12 +64,12 @@ func (s *script) String() string {
 }
 
 // sharedChains are nsrun's shared chains with their tables.
-var sharedChains = [][2]string{{"nat", ChainDNAT}, {"nat", ChainPost}, {"filter", ChainForward}, {"filter", ChainIngress}, {"filter", ChainCount}, {"filter", ChainInput}}
+var sharedChains = [][2]string{{"nat", ChainDNAT}, {"nat", ChainPost}, {"filter", ChainForward}, {"filter", ChainIngress}, {"filter", ChainInput}}
 
 // sharedChainsFor are a family's shared chains: IPv6 has no guard.
 func sharedChainsFor(f Family) [][2]string {
 	if f == IPv6 {
-		return sharedChains[:5]
+		return sharedChains[:4]
 	}
 	return sharedChains
 }
@@ -97,28 +97,9 @@ func AcceptScriptFor(f Family, snap *Snapshot, p forward.Project) string {
 func everything(table, chain string) bool { return true }
 
 // isAccept tells the chains of the FORWARD accepts: those of the filter
-// table but the INPUT guard's and the counters'.
+// table but the INPUT guard's.
 func isAccept(table, chain string) bool {
-	return table == "filter" && chain != "INPUT" && chain != ChainInput && !isCountChain(chain)
-}
-
-// isCountChain tells NSRUN-COUNT and the chains of the projects' counting
-// trees: NSR-<project>-CNT and NSR-<project>-C<n>.
-func isCountChain(chain string) bool {
-	if chain == ChainCount || strings.HasPrefix(chain, "NSR-") && strings.HasSuffix(chain, "-CNT") {
-		return true
-	}
-	i := strings.LastIndex(chain, "-C")
-	return strings.HasPrefix(chain, "NSR-") && !isNetworkChain(chain) && i > 0 && isSubChainOf(chain[:i+2], chain)
-}
-
-// forwardHead is ForwardHead without the jump to the counters when they
-// are not kept.
-func forwardHead(keep func(table, chain string) bool) []Rule {
-	if keep("filter", ChainCount) {
-		return ForwardHead()
-	}
-	return ForwardHead()[1:]
+	return table == "filter" && chain != "INPUT" && chain != ChainInput
 }
 
 // upScript renders UpScript for the chains that keep reports.
@@ -143,9 +124,9 @@ func upScript(f Family, snap *Snapshot, p forward.Project, keep func(table, chai
 		replaceChain(s, snap, "filter", ChainInput, []Rule{Guard()})
 	}
 	jumps := Jumps(p.Name)
-	dnatJump, postJump, forwardJump, countJump := jumps[0], jumps[1], jumps[2], jumps[3] // Jumps' order
+	dnatJump, postJump, forwardJump := jumps[0], jumps[1], jumps[2] // Jumps' order
 	if keep("filter", ChainForward) {
-		replaceLines(s, snap, "filter", ChainForward, headFirst(snap, forwardHead(keep), forwardJump))
+		replaceLines(s, snap, "filter", ChainForward, headFirst(snap, ForwardHead(), forwardJump))
 		replaceChain(s, snap, "filter", ChainIngress, Ingress())
 	}
 	if keep("nat", ChainPost) {
@@ -153,8 +134,8 @@ func upScript(f Family, snap *Snapshot, p forward.Project, keep func(table, chai
 	}
 	rules := RulesFor(f, p)
 	ch := ProjectChains(p.Name)
-	// The project's four chains exist even when empty: the jumps need them.
-	chains := [][2]string{{"nat", ch.DNAT}, {"nat", ch.Post}, {"filter", ch.Forward}, {"filter", ch.Count}}
+	// The project's three chains exist even when empty: the jumps need them.
+	chains := [][2]string{{"nat", ch.DNAT}, {"nat", ch.Post}, {"filter", ch.Forward}}
 	for _, tc := range ruleChains(rules) {
 		if !slices.Contains(chains, tc) {
 			chains = append(chains, tc)
@@ -177,17 +158,13 @@ func upScript(f Family, snap *Snapshot, p forward.Project, keep func(table, chai
 	}
 	// Sub-chains of the dispatch tree that are no longer used go, once the
 	// chains that jumped to them are rewritten.
-	for _, table := range []string{"nat", "filter"} {
-		for _, name := range slices.Sorted(maps.Keys(snap.Tables[table])) {
-			if isSubChain(ch, name) && len(inChain(rules, name)) == 0 && keep(table, name) {
-				s.remove(table, name)
-			}
+	for name := range snap.Tables["nat"] {
+		if isSubChain(ch, name) && len(inChain(rules, name)) == 0 && keep("nat", name) {
+			s.remove("nat", name)
 		}
 	}
-	for _, j := range []Rule{dnatJump, countJump} { // the others are in headFirst
-		if !snap.Has(j) && keep(j.Table, j.Chain) {
-			s.rule(j.Table, j.String())
-		}
+	if !snap.Has(dnatJump) && keep(dnatJump.Table, dnatJump.Chain) { // the others are in headFirst
+		s.rule(dnatJump.Table, dnatJump.String())
 	}
 	return s.String()
 }
@@ -301,7 +278,7 @@ func projectChainsIn(snap *Snapshot, project string) [][2]string {
 	for _, table := range []string{"nat", "filter"} {
 		var names []string
 		for name := range snap.Tables[table] {
-			if name == ch.DNAT || name == ch.Post || name == ch.Forward || name == ch.Count || isSubChain(ch, name) {
+			if name == ch.DNAT || name == ch.Post || name == ch.Forward || isSubChain(ch, name) {
 				names = append(names, name)
 			}
 		}

@@ -12,9 +12,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Counts are what each named counter of nsrun's table counted, by its
-// name (forward.Counts): a publication's counter of its chain's name
-// counts its connections in packets, those of wayCounter each way.
+// Counts are what each named counter of a table counted, by its name:
+// in nsrun's table (forward.Counts) a publication's counter of its
+// chain's name counts its connections in packets; in the counting table
+// (forward.Traffic) those of wayCounter count each way of its traffic.
 type Counts map[string]forward.Flow
 
 // Connections returns the count of the port's publication.
@@ -64,7 +65,7 @@ func (p *program) counters(ctx context.Context) (map[string]forward.Flow, error)
 	if err != nil {
 		return nil, err
 	}
-	objs, err := conn.GetObjects(&gnft.Table{Name: Table, Family: gnft.TableFamilyINet})
+	objs, err := conn.GetObjects(&gnft.Table{Name: p.tableName(), Family: gnft.TableFamilyINet})
 	if errors.Is(err, unix.ENOENT) {
 		return map[string]forward.Flow{}, nil
 	}

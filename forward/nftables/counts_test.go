@@ -7,12 +7,12 @@ import (
 
 	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/specs"
+	"sigs.k8s.io/knftables"
 )
 
-// TestCounts: each publication has three named counters, of its chain's
-// name, which its rule counts with, and of each way of its traffic, which
-// the count maps hold; they are made before what uses them and removed
-// with the project; a port finds its own.
+// TestCounts: each publication has a named counter of its chain's name,
+// which its rule counts with, made before the rule and removed with the
+// project; a port finds its own, and its counters of each way.
 func TestCounts(t *testing.T) {
 	ctx := context.Background()
 	fw := NewFake()
@@ -35,12 +35,9 @@ func TestCounts(t *testing.T) {
 			if _, ok := c.Connections(p.Name, ns, port); !ok {
 				t.Errorf("no counter for %s/%s %s; the counters: %v", p.Name, ns.Name, port.Full(), c)
 			}
-			if _, _, ok := c.Traffic(p.Name, ns, port); !ok {
-				t.Errorf("no traffic counters for %s/%s %s; the counters: %v", p.Name, ns.Name, port.Full(), c)
-			}
 		}
 	}
-	if len(c) != 3*pubs {
+	if len(c) != pubs {
 		t.Errorf("%d counters for %d publications: %v", len(c), pubs, c)
 	}
 	if err := fw.Remove(ctx, p.Name); err != nil {
@@ -77,5 +74,102 @@ func TestCounts(t *testing.T) {
 	}
 	if _, _, ok := counts.Traffic("p", ns, specs.MustParsePort("[::]:6001:53/udp")); ok {
 		t.Error("Traffic of a port without way counters says it has them")
+	}
+}
+
+// TestCounting: the counting table holds two counters per published port
+// and an element per counter in the port's map, keyed by the direction
+// and the port's host address, protocol and ports; a second Set changes
+// nothing; another project's counters stay when one goes, and the table
+// goes with the last; a project without published ports makes none.
+func TestCounting(t *testing.T) {
+	ctx := context.Background()
+	c := NewCountingFake()
+	p, q := project("p1", 0), project("p2", 1)
+	for _, pr := range []forward.Project{p, q} {
+		if err := c.Set(ctx, pr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := c.Read(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := st.Drift(p); len(d) != 0 {
+		t.Errorf("drift after Set: %q", d)
+	}
+	got, err := c.Traffic(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubs := 0
+	for _, ns := range p.Namespaces {
+		for _, port := range ns.Ports {
+			if _, ok := forward.DNATTo(ns, port); !ok {
+				continue
+			}
+			pubs++
+			if _, _, ok := got.Traffic(p.Name, ns, port); !ok {
+				t.Errorf("no counters of %s/%s %s: %v", p.Name, ns.Name, port.Full(), got)
+			}
+		}
+	}
+	if pubs == 0 || len(got.(Counts)) != 2*pubs*2 { // two projects alike
+		t.Errorf("%d counters for %d publications of each of two projects", len(got.(Counts)), pubs)
+	}
+	f := c.run.(fake).f
+	if elems := len(f.Table.Maps[countAny].Elements) + len(f.Table.Maps[countAddr].Elements) + len(f.Table.Maps[countAnys].Elements) +
+		len(f.Table.Maps[countAddrs].Elements) + len(f.Table.Maps[countAny6].Elements) + len(f.Table.Maps[countAddr6].Elements) +
+		len(f.Table.Maps[countAnys6].Elements) + len(f.Table.Maps[countAddrs6].Elements); elems != 2*pubs*2 {
+		t.Errorf("%d elements in the maps; want one per counter, %d", elems, 2*pubs*2)
+	}
+	before := f.Dump()
+	if err := c.Set(ctx, p); err != nil || f.Dump() != before {
+		t.Errorf("a second Set changed the table (%v)", err)
+	}
+	// A counter deleted by hand is drift, which Set repairs.
+	tx := f.NewTransaction()
+	name := wayCounter(publicationOf(p.Name, p.Namespaces[0].Name, p.Namespaces[0].Address.Addr().String(), p.Namespaces[0].Ports[0]).chain, wayIn)
+	for m, mp := range f.Table.Maps {
+		for _, e := range mp.Elements {
+			if len(e.Value) == 1 && e.Value[0] == name {
+				tx.Delete(&knftables.Element{Map: m, Key: e.Key})
+			}
+		}
+	}
+	tx.Delete(&knftables.Counter{Name: name})
+	if err := f.Run(ctx, tx); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := c.Read(ctx); len(st.Drift(p)) != 2 {
+		t.Errorf("a counter and its element deleted: drift %q; want both", st.Drift(p))
+	}
+	if err := c.Set(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := c.Read(ctx); len(st.Drift(p)) != 0 {
+		t.Errorf("not repaired: %q", st.Drift(p))
+	}
+	if got, _ := c.Traffic(ctx); len(got.(Counts)) != 2*pubs*2 {
+		t.Errorf("after the repair: %d counters", len(got.(Counts)))
+	}
+	if err := c.Remove(ctx, p.Name); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := c.Traffic(ctx); len(got.(Counts)) != 2*pubs {
+		t.Errorf("after one project went: %d counters; want the other's %d", len(got.(Counts)), 2*pubs)
+	}
+	if err := c.Remove(ctx, q.Name); err != nil {
+		t.Fatal(err)
+	}
+	if f.Table != nil {
+		t.Errorf("the table is left after the last project:\n%s", f.Dump())
+	}
+	none := forward.Project{Name: "bare", Namespaces: []forward.Namespace{{Name: "a", Link: "nsr-bare-a", Address: netip.MustParsePrefix("10.9.0.2/30")}}}
+	if err := c.Set(ctx, none); err != nil || f.Table != nil {
+		t.Errorf("a project without published ports made the table (%v)", err)
+	}
+	if st, _ := c.Read(ctx); len(st.Drift(none)) != 0 {
+		t.Errorf("a project without published ports drifts: %q", st.Drift(none))
 	}
 }

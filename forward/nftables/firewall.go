@@ -1,6 +1,7 @@
 package nftables
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net/netip"
@@ -89,11 +90,17 @@ func (f *Firewall) Sweep(ctx context.Context) error {
 }
 
 func (f *Firewall) change(ctx context.Context, build func(*knftables.Transaction, *Snapshot)) error {
-	s, err := f.run.read(ctx)
+	return change(ctx, f.run, build)
+}
+
+// change reads a table and runs the transaction build makes from it, if
+// it holds anything.
+func change(ctx context.Context, run runner, build func(*knftables.Transaction, *Snapshot)) error {
+	s, err := run.read(ctx)
 	if err != nil {
 		return err
 	}
-	nft, err := f.run.nft(ctx)
+	nft, err := run.nft(ctx)
 	if err != nil {
 		return err
 	}
@@ -139,8 +146,10 @@ func (f *Firewall) Probe(ctx context.Context) error {
 	return nil
 }
 
-// program is the nft program.
+// program is the nft program, on one table: nsrun's, or the counting
+// table.
 type program struct {
+	table  string          // "": nsrun's
 	cache  *nftcache.Cache // the reads; nil: none
 	once   sync.Once
 	handle knftables.Interface
@@ -152,9 +161,11 @@ func (p *program) installed() bool {
 	return err == nil
 }
 
-// read runs nft -j list table inet nsrun.
+func (p *program) tableName() string { return cmp.Or(p.table, Table) }
+
+// read runs nft -j list table inet TABLE.
 func (p *program) read(ctx context.Context) (*Snapshot, error) {
-	argv := []string{"nft", "-j", "list", "table", string(Family), Table}
+	argv := []string{"nft", "-j", "list", "table", string(Family), p.tableName()}
 	r, err := p.cache.Run(ctx, argv...)
 	if err != nil {
 		return nil, err
@@ -165,7 +176,7 @@ func (p *program) read(ctx context.Context) (*Snapshot, error) {
 		}
 		return nil, r.Err(argv...)
 	}
-	s, err := parseList([]byte(r.Stdout))
+	s, err := parseList([]byte(r.Stdout), p.tableName())
 	if err != nil {
 		return nil, err
 	}
@@ -175,7 +186,7 @@ func (p *program) read(ctx context.Context) (*Snapshot, error) {
 
 // nft makes the knftables handle once: making it runs nft twice.
 func (p *program) nft(ctx context.Context) (knftables.Interface, error) {
-	p.once.Do(func() { p.handle, p.err = handle(Table) })
+	p.once.Do(func() { p.handle, p.err = handle(p.tableName()) })
 	return p.handle, p.err
 }
 

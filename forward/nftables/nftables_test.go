@@ -332,7 +332,7 @@ func TestParseElement(t *testing.T) {
 	} {
 		doc := fmt.Sprintf(`{"nftables": [{"table": {"family": "inet", "name": "nsrun"}}, {"%s": {"family": "inet", "table": "nsrun", "name": "s", "elem": [%s]}}]}`,
 			map[bool]string{false: "set", true: "map"}[tc.isMap], tc.json)
-		s, err := parseList([]byte(doc))
+		s, err := parseList([]byte(doc), Table)
 		if err != nil {
 			t.Errorf("%s: %v", tc.json, err)
 			continue
@@ -389,7 +389,7 @@ func TestRealTable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	whole, err := parseList(js)
+	whole, err := parseList(js, Table)
 	if err != nil {
 		t.Fatalf("nft -j list ruleset: %v", err)
 	}

@@ -32,7 +32,6 @@ const (
 	chainPostrouting = "nat-postrouting" // nat, postrouting: sources the namespaces can answer
 	chainForward     = "filter-forward"  // filter, forward: what reaches and leaves the namespaces
 	chainInput       = "filter-input"    // filter, input: the route_localnet guard
-	chainCount       = "count"           // from filter-forward: the traffic of published ports
 
 	setLinks    = "links"               // the host side of every namespace's veth
 	setIsolated = "no-egress"           // the links of namespaces with egress: false
@@ -43,10 +42,6 @@ const (
 	mapAny      = "publish-any"         // ports published on every host address
 	mapAddrs    = "publish-addr-ranges" // port ranges published on one host address
 	mapAnys     = "publish-any-ranges"  // port ranges published on every host address
-	countAddr   = "count-addr"          // each way of ports published on one host address: its counter
-	countAny    = "count-any"           // each way of ports published on every host address: its counter
-	countAddrs  = "count-addr-ranges"   // each way of port ranges published on one host address
-	countAnys   = "count-any-ranges"    // each way of port ranges published on every host address
 
 	// The IPv6 twins.
 	setEgress6  = "egress6"
@@ -55,10 +50,6 @@ const (
 	mapAny6     = "publish6-any"
 	mapAddrs6   = "publish6-addr-ranges"
 	mapAnys6    = "publish6-any-ranges"
-	countAddr6  = "count6-addr"
-	countAny6   = "count6-any"
-	countAddrs6 = "count6-addr-ranges"
-	countAnys6  = "count6-any-ranges"
 )
 
 // publicationPrefix starts the name of every publication chain,
@@ -113,17 +104,6 @@ var sets = []setDef{
 	{name: mapAny6, typ: "inet_proto . inet_service : verdict", isMap: true, comment: "nsrun: ports published on every host IPv6 address"},
 	{name: mapAddrs6, typ: "ipv6_addr . inet_proto . inet_service : verdict", isMap: true, interval: true, comment: "nsrun: port ranges published on one host IPv6 address"},
 	{name: mapAnys6, typ: "inet_proto . inet_service : verdict", isMap: true, interval: true, comment: "nsrun: port ranges published on every host IPv6 address"},
-	// The counters of each way of the published ports' connections, keyed
-	// by the connection's direction and original destination: the
-	// publication it was DNAT'd by.
-	{name: countAddr, typ: "ct_dir . ipv4_addr . inet_proto . inet_service : counter", isMap: true, comment: "nsrun: the counters of ports published on one host address"},
-	{name: countAny, typ: "ct_dir . inet_proto . inet_service : counter", isMap: true, comment: "nsrun: the counters of ports published on every host address"},
-	{name: countAddrs, typ: "ct_dir . ipv4_addr . inet_proto . inet_service : counter", isMap: true, interval: true, comment: "nsrun: the counters of port ranges published on one host address"},
-	{name: countAnys, typ: "ct_dir . inet_proto . inet_service : counter", isMap: true, interval: true, comment: "nsrun: the counters of port ranges published on every host address"},
-	{name: countAddr6, typ: "ct_dir . ipv6_addr . inet_proto . inet_service : counter", isMap: true, comment: "nsrun: the counters of ports published on one host IPv6 address"},
-	{name: countAny6, typ: "ct_dir . inet_proto . inet_service : counter", isMap: true, comment: "nsrun: the counters of ports published on every host IPv6 address"},
-	{name: countAddrs6, typ: "ct_dir . ipv6_addr . inet_proto . inet_service : counter", isMap: true, interval: true, comment: "nsrun: the counters of port ranges published on one host IPv6 address"},
-	{name: countAnys6, typ: "ct_dir . inet_proto . inet_service : counter", isMap: true, interval: true, comment: "nsrun: the counters of port ranges published on every host IPv6 address"},
 }
 
 // noDNAT6 are the IPv6 sources and destinations never DNAT'd: link-local
@@ -172,7 +152,6 @@ var chains = []chainDef{
 		{"ip6 saddr @" + setEgress6 + " masquerade", "nsrun: IPv6 egress of the namespaces"},
 	}},
 	{name: chainForward, hook: knftables.ForwardHook, kind: knftables.FilterType, priority: knftables.FilterPriority, rules: []rule{
-		{"ct status dnat jump " + chainCount, "nsrun: count the traffic of published ports"},
 		{"ct state established,related oifname @" + setLinks + " accept", "nsrun: traffic of accepted connections, to a namespace"},
 		{"ct state established,related iifname @" + setLinks + " accept", "nsrun: traffic of accepted connections, from a namespace"},
 		{"oifname @" + setLinks + " ct status dnat accept", "nsrun: a published port"},
@@ -187,12 +166,6 @@ var chains = []chainDef{
 		{"iifname @" + setIsolated + " oifname != @" + setLinks + " drop", "nsrun: a namespace without egress reaches only namespaces"},
 		{"iifname @" + setLinks + " accept", "nsrun: a namespace's own connections"},
 	}},
-	// Each packet of a DNAT'd connection that the host forwards, either
-	// way, adds to the counter of the publication that DNAT'd it: one map
-	// lookup for a port, two for a port range. nft types ct original
-	// proto-dst only after a protocol match, hence meta l4proto. The
-	// connections of the host itself do not pass here.
-	{name: chainCount, rules: countRules()},
 	{name: chainInput, hook: knftables.InputHook, kind: knftables.FilterType, priority: knftables.FilterPriority, rules: []rule{
 		// route_localnet on nsrun's links would let a namespace reach
 		// services bound to the host's loopback by routing 127.0.0.1 via
@@ -201,26 +174,6 @@ var chains = []chainDef{
 		// "ct status != dnat" would compare the whole status word.
 		{"ip saddr != 127.0.0.0/8 ip daddr 127.0.0.0/8 ct state != { established, related } ct status & dnat == 0 drop", guardComment},
 	}},
-}
-
-// countRules are those of the count chain: for each map, the lookup of
-// the counter of a connection's direction and original destination.
-func countRules() []rule {
-	var out []rule
-	for _, m := range []struct{ name, match, key, what string }{
-		{countAddr, "", "ct original ip daddr . ", "ports published on one host address"},
-		{countAny, "meta nfproto ipv4 ", "", "ports published on every host address"},
-		{countAddrs, "", "ct original ip daddr . ", "port ranges published on one host address"},
-		{countAnys, "meta nfproto ipv4 ", "", "port ranges published on every host address"},
-		{countAddr6, "", "ct original ip6 daddr . ", "ports published on one host IPv6 address"},
-		{countAny6, "meta nfproto ipv6 ", "", "ports published on every host IPv6 address"},
-		{countAddrs6, "", "ct original ip6 daddr . ", "port ranges published on one host IPv6 address"},
-		{countAnys6, "meta nfproto ipv6 ", "", "port ranges published on every host IPv6 address"},
-	} {
-		out = append(out, rule{m.match + "meta l4proto { tcp, udp } counter name ct direction . " + m.key +
-			"meta l4proto . ct original proto-dst map @" + m.name + " return", "nsrun: count " + m.what})
-	}
-	return out
 }
 
 // element is one element of a set or map, as nsrun writes it and as nft
@@ -250,23 +203,11 @@ func (e element) String() string {
 type publication struct {
 	chain string
 	rules []rule
-	// counters are the named counters of a published port's chain: its
-	// connections (of the chain's name), and the packets and bytes of
-	// their way in and out (see wayCounter); none for a reach chain. They
-	// outlive the rules: a chain written again keeps counting on.
+	// counters are the named counters of a published port's chain: that
+	// of its connections, of the chain's name; none for a reach chain. It
+	// outlives the rule: a chain written again keeps counting on.
 	counters []string
 }
-
-// wayCounter names the counter of one way of a publication's traffic:
-// CHAIN/in into the namespace, CHAIN/out out of it (no chain's name ends
-// so: it ends with the ports).
-func wayCounter(chain, way string) string { return chain + "/" + way }
-
-// The two ways, as the counters' names have them.
-const (
-	wayIn  = "in"
-	wayOut = "out"
-)
 
 // Comment is the comment on each element of a project's namespace.
 func Comment(project, ns string) string { return "nsrun " + project + "/" + ns }
@@ -342,11 +283,8 @@ func render(p forward.Project) ([]element, []publication) {
 			}
 			pub := publicationOf(p.Name, ns.Name, to, port)
 			pubs = append(pubs, pub)
-			publish, count := mapsOf(port)
-			elems = append(elems,
-				element{set: publish, key: key, value: []string{"goto " + pub.chain}, comment: c},
-				element{set: count, key: append([]string{"original"}, key...), value: []string{wayCounter(pub.chain, wayIn)}, comment: c},
-				element{set: count, key: append([]string{"reply"}, key...), value: []string{wayCounter(pub.chain, wayOut)}, comment: c})
+			publish, _ := mapsOf(port)
+			elems = append(elems, element{set: publish, key: key, value: []string{"goto " + pub.chain}, comment: c})
 		}
 	}
 	return elems, pubs
@@ -402,7 +340,7 @@ func publicationOf(project, ns, addr string, port specs.Port) publication {
 	// packet meets a nat chain. The comment says where it goes, so a
 	// changed target is a changed rule, and that it counts, so that a rule
 	// of an nsrun from before counters is one too.
-	return publication{chain: name, counters: []string{name, wayCounter(name, wayIn), wayCounter(name, wayOut)},
+	return publication{chain: name, counters: []string{name},
 		rules: []rule{{"counter name " + name + " " + text, "nsrun -> " + to + ":" + portsText(port.Target) + ", counted"}}}
 }
 

@@ -413,18 +413,18 @@ type listedSet struct {
 	Elem   []any  `json:"elem"`
 }
 
-// parseList parses what nft -j list table inet nsrun (or list ruleset)
+// parseList parses what nft -j list table inet TABLE (or list ruleset)
 // prints, in one pass; other tables' objects are passed over.
-func parseList(out []byte) (*Snapshot, error) {
+func parseList(out []byte, table string) (*Snapshot, error) {
 	var doc struct {
 		Nftables []listed `json:"nftables"`
 	}
 	dec := json.NewDecoder(bytes.NewReader(out))
 	dec.UseNumber()
 	if err := dec.Decode(&doc); err != nil {
-		return nil, fmt.Errorf("nft -j list table %s %s: %w", Family, Table, err)
+		return nil, fmt.Errorf("nft -j list table %s %s: %w", Family, table, err)
 	}
-	ours := func(family, table string) bool { return family == string(Family) && table == Table }
+	ours := func(family, name string) bool { return family == string(Family) && name == table }
 	s := emptySnapshot()
 	for _, o := range doc.Nftables {
 		switch {
@@ -437,11 +437,11 @@ func parseList(out []byte) (*Snapshot, error) {
 		case o.Rule != nil && ours(o.Rule.Family, o.Rule.Table):
 			s.chains[o.Rule.Chain] = append(s.chains[o.Rule.Chain], o.Rule.Comment)
 		case o.Set != nil && ours(o.Set.Family, o.Set.Table):
-			if err := s.parseSet(o.Set, false); err != nil {
+			if err := s.parseSet(o.Set, false, table); err != nil {
 				return nil, err
 			}
 		case o.Map != nil && ours(o.Map.Family, o.Map.Table):
-			if err := s.parseSet(o.Map, true); err != nil {
+			if err := s.parseSet(o.Map, true, table); err != nil {
 				return nil, err
 			}
 		case o.Counter != nil && ours(o.Counter.Family, o.Counter.Table):
@@ -451,12 +451,12 @@ func parseList(out []byte) (*Snapshot, error) {
 	return s, nil
 }
 
-func (s *Snapshot) parseSet(set *listedSet, isMap bool) error {
+func (s *Snapshot) parseSet(set *listedSet, isMap bool, table string) error {
 	elems := make([]element, 0, len(set.Elem))
 	for _, raw := range set.Elem {
 		e, err := parseElement(set.Name, isMap, raw)
 		if err != nil {
-			return fmt.Errorf("nft -j list table %s %s: %w", Family, Table, err)
+			return fmt.Errorf("nft -j list table %s %s: %w", Family, table, err)
 		}
 		elems = append(elems, e)
 	}

@@ -1,0 +1,338 @@
+package nftables
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/nsrun/nsrun/forward"
+	"github.com/nsrun/nsrun/internal/nftcache"
+	"github.com/nsrun/nsrun/specs"
+	"sigs.k8s.io/knftables"
+)
+
+// CountTable is the table of the counters of the published ports'
+// traffic (forward.Counting), whichever backend publishes them: family
+// inet, as nsrun's own.
+const (
+	CountTable        = "nsrun-count"
+	countTableComment = "nsrun: the traffic of published ports, each way"
+)
+
+// The counting table's chains and maps.
+const (
+	chainCountForward = "forward" // filter, forward: the packets of DNAT'd connections
+	chainCount        = "count"   // the lookups of their counters
+
+	countAny    = "count-any"         // ports published on every host address
+	countAddr   = "count-addr"        // ports published on one host address
+	countAnys   = "count-any-ranges"  // port ranges published on every host address
+	countAddrs  = "count-addr-ranges" // port ranges published on one host address
+	countAny6   = "count6-any"
+	countAddr6  = "count6-addr"
+	countAnys6  = "count6-any-ranges"
+	countAddrs6 = "count6-addr-ranges"
+)
+
+// countSets are the counting table's maps: each way of each published
+// port's connections, keyed by the connection's direction and original
+// destination (the publication that DNAT'd it), to its named counter.
+var countSets = []setDef{
+	{name: countAny, typ: "ct_dir . inet_proto . inet_service : counter", isMap: true, comment: "nsrun: the counters of ports published on every host address"},
+	{name: countAddr, typ: "ct_dir . ipv4_addr . inet_proto . inet_service : counter", isMap: true, comment: "nsrun: the counters of ports published on one host address"},
+	{name: countAnys, typ: "ct_dir . inet_proto . inet_service : counter", isMap: true, interval: true, comment: "nsrun: the counters of port ranges published on every host address"},
+	{name: countAddrs, typ: "ct_dir . ipv4_addr . inet_proto . inet_service : counter", isMap: true, interval: true, comment: "nsrun: the counters of port ranges published on one host address"},
+	{name: countAny6, typ: "ct_dir . inet_proto . inet_service : counter", isMap: true, comment: "nsrun: the counters of ports published on every host IPv6 address"},
+	{name: countAddr6, typ: "ct_dir . ipv6_addr . inet_proto . inet_service : counter", isMap: true, comment: "nsrun: the counters of ports published on one host IPv6 address"},
+	{name: countAnys6, typ: "ct_dir . inet_proto . inet_service : counter", isMap: true, interval: true, comment: "nsrun: the counters of port ranges published on every host IPv6 address"},
+	{name: countAddrs6, typ: "ct_dir . ipv6_addr . inet_proto . inet_service : counter", isMap: true, interval: true, comment: "nsrun: the counters of port ranges published on one host IPv6 address"},
+}
+
+// countChains: every packet the host forwards of a DNAT'd connection,
+// either way, is looked up in the maps, and adds to the counter of the
+// publication that DNAT'd it. Other packets meet one rule. The table
+// holds no verdict but return: it counts, and changes no packet's fate.
+var countChains = []chainDef{
+	{name: chainCountForward, hook: knftables.ForwardHook, kind: knftables.FilterType, priority: knftables.FilterPriority, rules: []rule{
+		{"ct status dnat jump " + chainCount, "nsrun: count the traffic of published ports"},
+	}},
+	{name: chainCount, rules: countRules()},
+}
+
+// countRules look the counter up, one rule per protocol, family and map:
+// TCP first, a port published on every address (most are) before one on
+// an address, single ports before ranges. A host port is published once
+// (up refuses a port another project publishes, on any address), so one
+// map at most holds a connection's key, and the first found ends the
+// lookups. nft types ct original proto-dst only after a protocol match,
+// hence the rule per protocol.
+func countRules() []rule {
+	var out []rule
+	for _, proto := range []specs.Protocol{specs.TCP, specs.UDP} {
+		for _, fam := range []struct{ nfproto, daddr, maps, what string }{
+			{"ipv4", "ct original ip daddr . ", "count-", "host address"},
+			{"ipv6", "ct original ip6 daddr . ", "count6-", "host IPv6 address"},
+		} {
+			for _, m := range []struct{ suffix, what string }{
+				{"any", "%s ports published on every %s"}, {"addr", "%s ports published on one %s"},
+				{"any-ranges", "%s port ranges published on every %s"}, {"addr-ranges", "%s port ranges published on one %s"},
+			} {
+				key := "ct direction . "
+				if strings.HasPrefix(m.suffix, "addr") {
+					key += fam.daddr
+				}
+				out = append(out, rule{
+					fmt.Sprintf("meta nfproto %s meta l4proto %s counter name %smeta l4proto . ct original proto-dst map @%s%s return", fam.nfproto, proto, key, fam.maps, m.suffix),
+					"nsrun: count " + fmt.Sprintf(m.what, proto, fam.what)})
+			}
+		}
+	}
+	return out
+}
+
+// The two ways, as the counters' names and the maps' keys have them.
+const (
+	wayIn  = "in"  // ct direction original: into the namespace
+	wayOut = "out" // ct direction reply: out of it
+)
+
+// wayCounter names the counter of one way of a publication's traffic:
+// CHAIN/in or CHAIN/out, after the publication's chain in nsrun's table
+// (see publicationOf), whichever backend publishes it.
+func wayCounter(chain, way string) string { return chain + "/" + way }
+
+// renderCounts returns the counting table's elements of a project and
+// the counters they name.
+func renderCounts(p forward.Project) ([]element, []string) {
+	var elems []element
+	var counters []string
+	for _, ns := range p.Namespaces {
+		c := Comment(p.Name, ns.Name)
+		for _, port := range ns.Ports {
+			to, ok := forward.DNATTo(ns, port)
+			if !ok {
+				continue
+			}
+			key := []string{string(port.Protocol), portsText(port.Published)}
+			if !port.HostIP.IsUnspecified() {
+				key = append([]string{port.HostIP.String()}, key...)
+			}
+			chain := publicationOf(p.Name, ns.Name, to.String(), port).chain
+			in, out := wayCounter(chain, wayIn), wayCounter(chain, wayOut)
+			_, count := mapsOf(port)
+			counters = append(counters, in, out)
+			elems = append(elems,
+				element{set: count, key: append([]string{"original"}, key...), value: []string{in}, comment: c},
+				element{set: count, key: append([]string{"reply"}, key...), value: []string{out}, comment: c})
+		}
+	}
+	return elems, counters
+}
+
+// Counting is the counting table (forward.Counting), run by the nft
+// program or held in knftables' fake.
+type Counting struct {
+	run runner
+}
+
+// NewCounting returns the counting table run by the nft program, its
+// reads kept in the cache while the nftables generation stays the same.
+func NewCounting(cache *nftcache.Cache) *Counting {
+	return &Counting{run: &program{cache: cache, table: CountTable}}
+}
+
+// NewCountingFake returns the counting table held in knftables' fake.
+func NewCountingFake() *Counting { return &Counting{run: fake{knftables.NewFake(Family, CountTable)}} }
+
+func (c *Counting) Installed() bool { return c.run.installed() }
+
+// Set puts the project's counters and their elements in place, in one
+// transaction of only what differs; counters there already keep counting.
+func (c *Counting) Set(ctx context.Context, p forward.Project) error {
+	return change(ctx, c.run, func(tx *knftables.Transaction, s *Snapshot) { ensureCounts(tx, s, p) })
+}
+
+// Remove removes the project's elements and counters, and the table with
+// the last project.
+func (c *Counting) Remove(ctx context.Context, project string) error {
+	return change(ctx, c.run, func(tx *knftables.Transaction, s *Snapshot) { removeCounts(tx, s, project) })
+}
+
+// Sweep removes the counting table.
+func (c *Counting) Sweep(ctx context.Context) error {
+	return change(ctx, c.run, func(tx *knftables.Transaction, s *Snapshot) {
+		if s.exists {
+			tx.Delete(&knftables.Table{})
+		}
+	})
+}
+
+// Read reads the counting table; a missing table is an empty one.
+func (c *Counting) Read(ctx context.Context) (forward.CountingState, error) {
+	s, err := c.run.read(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return countingState{s}, nil
+}
+
+// Traffic reads every counter of the counting table, in one netlink dump.
+func (c *Counting) Traffic(ctx context.Context) (forward.Traffic, error) {
+	got, err := c.run.counters(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reading the counters of table %s %s: %w", Family, CountTable, err)
+	}
+	return Counts(got), nil
+}
+
+// Script is nft -f with the project's counting, for a clean host.
+func (c *Counting) Script(p forward.Project) string {
+	tx := knftables.NewFake(Family, CountTable).NewTransaction()
+	ensureCounts(tx, emptySnapshot(), p)
+	return "nft -f - <<'EOF'\n" + tx.String() + "EOF\n"
+}
+
+// countingState is the counting table as one read saw it.
+type countingState struct{ s *Snapshot }
+
+// Drift reports how the table differs from what the project's ports need.
+func (c countingState) Drift(p forward.Project) []string {
+	version := c.s.at
+	if version != "" {
+		version += "; project " + p.Digest()
+	}
+	return c.s.memo.Lines(version, "counting drift of project "+p.Name, func() []string { return compareCounts(c.s, p).messages })
+}
+
+// compareCounts finds how the counting table differs from what p needs,
+// as compare does for nsrun's table: the table, its maps and chains, the
+// project's counters and elements.
+func compareCounts(s *Snapshot, p forward.Project) *diff {
+	d := &diff{}
+	where := fmt.Sprintf("table %s %s", Family, CountTable)
+	elems, counters := renderCounts(p)
+	if len(counters) == 0 { // nothing to count: only what is left of the project
+		oldCounts(d, s, p.Name, nil, where)
+		_, d.del = elementDiff(s, p.Name, nil)
+		for _, e := range d.del {
+			d.say("element of project %s not needed in %s of %s: %s", p.Name, e.set, where, e)
+		}
+		return d
+	}
+	if !s.exists {
+		d.table = true
+		d.say("%s is missing", where)
+	}
+	for _, def := range countSets {
+		if _, ok := s.elements[def.name]; !ok {
+			d.sets = append(d.sets, def)
+			if s.exists {
+				d.say("map %s is missing from %s", def.name, where)
+			}
+		}
+	}
+	for _, c := range countChains {
+		have, ok := s.chains[c.name]
+		switch {
+		case !ok:
+			d.chains, d.newChains = append(d.chains, c), append(d.newChains, c.name)
+			if s.exists {
+				d.say("chain %s is missing from %s", c.name, where)
+			}
+		case !slices.Equal(have, comments(c.rules)):
+			d.chains = append(d.chains, c)
+			sayRules(d, c.name, have, comments(c.rules))
+		}
+	}
+	for _, name := range counters {
+		if !s.counters[name] {
+			d.counters = append(d.counters, name)
+			if s.exists {
+				d.say("counter %s is missing from %s", name, where)
+			}
+		}
+	}
+	oldCounts(d, s, p.Name, counters, where)
+	d.add, d.del = elementDiff(s, p.Name, elems)
+	for _, e := range d.add {
+		if s.exists {
+			d.say("element missing from %s of %s: %s", e.set, where, e)
+		}
+	}
+	for _, e := range d.del {
+		d.say("element of project %s not needed in %s of %s: %s", p.Name, e.set, where, e)
+	}
+	return d
+}
+
+// oldCounts notes the project's counters that it does not need.
+func oldCounts(d *diff, s *Snapshot, project string, want []string, where string) {
+	for _, name := range slices.Sorted(maps.Keys(s.counters)) {
+		if isProjectChain(project, name) && !slices.Contains(want, name) {
+			d.oldCounts = append(d.oldCounts, name)
+			d.say("counter %s of %s is not needed by project %s", name, where, project)
+		}
+	}
+}
+
+// ensureCounts adds to tx what brings the counting table from s to
+// holding p's counters: what is referenced first (counters before the
+// elements that name them), what is no longer needed after.
+func ensureCounts(tx *knftables.Transaction, s *Snapshot, p forward.Project) {
+	d := compareCounts(s, p)
+	if d.empty() {
+		return
+	}
+	if d.table {
+		tx.Add(&knftables.Table{Comment: knftables.PtrTo(countTableComment)})
+	}
+	for _, def := range d.sets {
+		tx.Add(&knftables.Map{Name: def.name, Type: def.typ, Flags: flags(def), Comment: knftables.PtrTo(def.comment)})
+	}
+	for _, name := range d.counters {
+		tx.Add(&knftables.Counter{Name: name})
+	}
+	for _, c := range d.chains { // the regular chain first: the base chain jumps to it
+		if c.hook == "" {
+			fill(tx, &knftables.Chain{Name: c.name}, slices.Contains(d.newChains, c.name), c.rules)
+		}
+	}
+	for _, c := range d.chains {
+		if c.hook != "" {
+			fill(tx, &knftables.Chain{Name: c.name, Type: knftables.PtrTo(c.kind), Hook: knftables.PtrTo(c.hook), Priority: knftables.PtrTo(c.priority)},
+				slices.Contains(d.newChains, c.name), c.rules)
+		}
+	}
+	for _, e := range d.del {
+		tx.Delete(e.object())
+	}
+	for _, e := range d.add {
+		tx.Add(e.object())
+	}
+	for _, name := range d.oldCounts { // once no element names them
+		tx.Delete(&knftables.Counter{Name: name})
+	}
+}
+
+// removeCounts adds to tx what removes a project's counting: the whole
+// table when no other project has an element in it.
+func removeCounts(tx *knftables.Transaction, s *Snapshot, project string) {
+	if !s.exists {
+		return
+	}
+	if others := slices.DeleteFunc(s.Projects(), func(p string) bool { return p == project }); len(others) == 0 {
+		tx.Delete(&knftables.Table{})
+		return
+	}
+	_, del := elementDiff(s, project, nil)
+	for _, e := range del {
+		tx.Delete(e.object())
+	}
+	for _, name := range slices.Sorted(maps.Keys(s.counters)) {
+		if isProjectChain(project, name) {
+			tx.Delete(&knftables.Counter{Name: name})
+		}
+	}
+}
