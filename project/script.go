@@ -6,6 +6,7 @@ import (
 
 	"github.com/nsrun/nsrun/cgroup"
 	"github.com/nsrun/nsrun/forward"
+	"github.com/nsrun/nsrun/forward/nftables"
 	"github.com/nsrun/nsrun/forward/shortcut"
 	"github.com/nsrun/nsrun/hostfw"
 	"github.com/nsrun/nsrun/state"
@@ -71,6 +72,11 @@ func Script(want *state.Record, firewall forward.Firewall, cg cgroup.Layout) (st
 	b.WriteString("fi\n")
 	b.WriteString("\n# published ports, in nsrun's own chains\n")
 	b.WriteString(firewall.Script(fw))
+	if elems := nftables.NewCountingFake().Script(fw); strings.Contains(elems, "element") {
+		b.WriteString("\n# the counters of each way of the published ports' traffic, in table inet nsrun-count\n")
+		b.WriteString("# (see docs/firewalls.md, The counting table)\n")
+		b.WriteString(elems)
+	}
 	var n4, n6 int
 	for _, e := range shortcut.Of(fw) {
 		if e.Host.Addr().Is4() {

@@ -368,22 +368,18 @@ make_benchout() {
 	ip netns exec benchout sysctl -qw net.ipv4.tcp_tw_reuse=1
 }
 # counting FIREWALL on|off: the jump to the counters of published ports'
-# traffic put back (by up, which repairs it) or taken out by hand; each
-# checked, so a figure is never of the wrong state.
+# traffic (in table inet nsrun-count) put back (by up, which repairs it)
+# or taken out by hand; each checked, so a figure is never of the wrong
+# state.
 counting() {
-	local handle jump=(NSRUN-FORWARD -m conntrack --ctstate DNAT -m comment --comment "nsrun: count the traffic of published ports" -j NSRUN-COUNT)
-	case $1-$2 in
-	*-on) "$nsrun" up -q --no-heal --firewall "$1" "$work/metrics.yaml" >/dev/null ;;
-	nftables-off)
-		handle=$(nft -a list chain inet nsrun filter-forward | awk '/jump count/ {print $NF}') # awk reads it all
-		[[ -z $handle ]] || nft delete rule inet nsrun filter-forward handle "$handle" ;;
-	iptables-off) ! iptables-nft -w -C "${jump[@]}" 2>/dev/null || iptables-nft -w -D "${jump[@]}" ;;
+	local handle have=off
+	case $2 in
+	on) "$nsrun" up -q --no-heal --firewall "$1" "$work/metrics.yaml" >/dev/null ;;
+	off)
+		handle=$(nft -a list chain inet nsrun-count forward | awk '/jump count/ {print $NF}') # awk reads it all
+		[[ -z $handle ]] || nft delete rule inet nsrun-count forward handle "$handle" ;;
 	esac
-	local have=off
-	case $1 in
-	nftables) [[ $(nft list chain inet nsrun filter-forward) == *"jump count"* ]] && have=on ;;
-	iptables) iptables-nft -w -C "${jump[@]}" 2>/dev/null && have=on ;;
-	esac
+	[[ $(nft list chain inet nsrun-count forward) == *"jump count"* ]] && have=on
 	if [[ $have != "$2" ]]; then
 		echo "bench: could not turn the counting $2 in $1" >&2
 		exit 1
