@@ -3,6 +3,8 @@ package project
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/nsrun/nsrun/forward"
@@ -20,7 +22,8 @@ import (
 // by all 150 in each backend, its packets and bytes grow both ways by
 // what the neighbour's 100 at least send (and by no more than the link
 // carried), and the namespace's link counters grow both ways; in nftables
-// the counts outlive a repair of the rule.
+// the counts outlive a repair of the rule; the counting table deleted by
+// hand is drift that status reports and up repairs.
 func TestTrafficCounters(t *testing.T) {
 	eachFirewall(t, func(t *testing.T, l *lab) {
 		ports := freePorts(t, 1)
@@ -74,6 +77,19 @@ func TestTrafficCounters(t *testing.T) {
 				t.Errorf("after the rule was repaired and one more connection: in %+v, out %+v; before in %+v, out %+v; want the counts kept, and more",
 					again.In, again.Out, p1.In, p1.Out)
 			}
+		}
+		// The counting table removed by hand: status says so, and up puts
+		// it back, counting from 0 again.
+		run(t, "nft", "delete", "table", "inet", "nsrun-count")
+		rep, err := l.e.Status(context.Background(), st.Project)
+		if err != nil || !slices.ContainsFunc(rep.Drift, func(d Drift) bool { return strings.Contains(d.Message, "nsrun-count") }) {
+			t.Errorf("status after the counting table was deleted: %v, drift %+v; want it reported", err, rep.Drift)
+		}
+		l.up(src)
+		r, err := nstest.DialFrom(t, l.outside, "tcp", addr(l.outHost, ports[0]), "")
+		l.expect(r, err, a, "neighbour -> host:P after the counting table was put back")
+		if again := readTraffic(t, st).Ports[0]; !again.Measured || again.In.Packets < 2 || again.Out.Packets < 2 {
+			t.Errorf("after the counting table was put back and one more connection: %+v", again)
 		}
 		if !n1.Found || n1.In.Bytes <= n0.In.Bytes || n1.Out.Bytes <= n0.Out.Bytes || n1.In.Packets < n0.In.Packets+150 || n1.Out.Packets < n0.Out.Packets+150 {
 			t.Errorf("namespace %s: link counters before %+v, after %+v; want more bytes both ways, and at least a packet a connection", a, n0, n1)
