@@ -37,6 +37,7 @@ type fakeSystem struct {
 	namespaces map[string]bool
 	links      map[string]veth.Pair
 	fw         map[forward.Backend]forward.Firewall
+	counting   *nftables.Counting // the counting table, whatever the backend
 	etc        map[string]map[string]string
 	calls      int
 	failAt     int // 1-based index of the change that fails; 0 never
@@ -108,7 +109,7 @@ const cleanTables = "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPU
 
 func newFake() *fakeSystem {
 	f := &fakeSystem{ipForward: "0", sysctls: map[string]string{sysctl.IPv6Forward: "0"}, namespaces: map[string]bool{}, nsIDs: map[string]uint64{}, links: map[string]veth.Pair{},
-		fw: map[forward.Backend]forward.Firewall{nftables.Backend: nftables.NewFake()}, etc: map[string]map[string]string{},
+		fw: map[forward.Backend]forward.Firewall{nftables.Backend: nftables.NewFake()}, counting: nftables.NewCountingFake(), etc: map[string]map[string]string{},
 		cgroups: map[string]cgroup.Tree{}, controllers: map[string]bool{"memory": true, "cpu": true, "cpuacct": true, "pids": true}}
 	for _, b := range iptables.Backends {
 		f.fw[b], _ = iptables.NewFake(b, cleanTables)
@@ -122,7 +123,16 @@ func (f *fakeSystem) fingerprint() string {
 	defer f.mu.Unlock()
 	return fmt.Sprint(f.ipForward, f.sysctls, slices.Sorted(maps.Keys(f.namespaces)), slices.Sorted(maps.Keys(f.links)),
 		slices.Sorted(maps.Keys(f.etc)), slices.Sorted(maps.Keys(f.cgroups)), f.tables(iptables.NFT), f.tables(iptables.Legacy), f.tables(nftables.Backend), f.firewalld,
-		f.tables6(iptables.NFT), f.tables6(iptables.Legacy))
+		f.tables6(iptables.NFT), f.tables6(iptables.Legacy), f.countingDump())
+}
+
+// countingDump is what the counting table holds.
+func (f *fakeSystem) countingDump() string {
+	t, err := f.counting.Traffic(context.Background())
+	if err != nil {
+		return err.Error()
+	}
+	return fmt.Sprint(t)
 }
 
 // tables is what a backend holds, as iptables-save prints it.
@@ -325,7 +335,7 @@ func (f *fakeSystem) Apply(ctx context.Context, at forward.Placement, p forward.
 			}
 		}
 	}
-	return nil
+	return f.counting.Set(ctx, p)
 }
 
 func (f *fakeSystem) Probe(ctx context.Context, b forward.Backend) error {
@@ -353,7 +363,7 @@ func (f *fakeSystem) Remove(ctx context.Context, project string) error {
 			return err
 		}
 	}
-	return nil
+	return f.counting.Remove(ctx, project)
 }
 func (f *fakeSystem) MadeTables(ctx context.Context) (map[forward.Backend][]string, error) {
 	f.mu.Lock()
@@ -452,7 +462,7 @@ func (f *fakeSystem) SweepFirewall(context.Context) error {
 			return err
 		}
 	}
-	return nil
+	return f.counting.Sweep(context.Background())
 }
 
 // observe shows the fake host as Observe shows the real one.
@@ -488,6 +498,7 @@ func (f *fakeSystem) observe(_ context.Context, q host.Query) (host.Observed, er
 			obs.Backends = append(obs.Backends, b)
 		}
 	}
+	obs.Counting, _ = f.counting.Read(context.Background())
 	for _, name := range q.Links { // as the real host: only the links asked for
 		p, ok := f.links[name]
 		if !ok {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/forward/iptables"
+	"github.com/nsrun/nsrun/forward/nftables"
 	"github.com/nsrun/nsrun/host"
 	"github.com/nsrun/nsrun/hostfw"
 	"github.com/nsrun/nsrun/keeper"
@@ -88,6 +89,38 @@ func TestHealRepairsWhatWasRemoved(t *testing.T) {
 	}
 	if e.Keeper.(*fakeKeeper).running {
 		t.Error("the keeper still runs after the last project went")
+	}
+}
+
+// TestHealRepairsTheCounting: the counters of a project's ports removed
+// behind nsrun's back are drift, which status reports and one repair puts
+// back.
+func TestHealRepairsTheCounting(t *testing.T) {
+	sys := newFake()
+	e := newEngine(t, sys)
+	ctx := context.Background()
+	if _, err := e.Up(ctx, spec(t, twoNamespaces)); err != nil {
+		t.Fatal(err)
+	}
+	healthy := sys.fingerprint()
+	if err := sys.counting.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := e.Status(ctx, "demo"); err != nil || !slices.ContainsFunc(r.Drift, func(d Drift) bool { return strings.Contains(d.Message, nftables.CountTable) }) {
+		t.Errorf("status after the counting table went: %+v, %v; want its drift", r.Drift, err)
+	}
+	repairs, err := e.Heal(ctx, []string{string(hostfw.NFTablesChanged)})
+	if err != nil || len(repairs) != 1 || repairs[0].Err != nil {
+		t.Fatalf("Heal = %+v, %v; want one repair", repairs, err)
+	}
+	if sys.fingerprint() != healthy {
+		t.Errorf("after the repair: %s\nwant %s", sys.fingerprint(), healthy)
+	}
+	if _, err := e.Down(ctx, "demo"); err != nil {
+		t.Fatal(err)
+	}
+	if dump := sys.countingDump(); dump != "map[]" {
+		t.Errorf("counters left after down: %s", dump)
 	}
 }
 
