@@ -1,7 +1,7 @@
 package iptables
 
 import (
-	"strings"
+	"slices"
 
 	"github.com/nsrun/nsrun/forward"
 
@@ -22,10 +22,7 @@ func countsInProcess(f Family, projects []forward.Project) (counts map[string]ui
 	byChain := map[string][]Rule{}
 	var chains []string
 	for _, p := range projects {
-		for _, r := range RulesFor(f, p) {
-			if r.Table != "nat" {
-				continue
-			}
+		for _, r := range DNATRulesFor(f, p) {
 			if _, seen := byChain[r.Chain]; !seen {
 				chains = append(chains, r.Chain)
 			}
@@ -75,7 +72,10 @@ func dnats(rules []Rule) bool {
 	return false
 }
 
-func isDNAT(args []string) bool { return strings.Contains(joinArgs(args), " -j DNAT ") }
+func isDNAT(args []string) bool {
+	i := slices.Index(args, "-j")
+	return i >= 0 && i+1 < len(args) && args[i+1] == "DNAT"
+}
 
 // dnatCounter returns the packets of a rule's counter, if the rule counts
 // and DNATs.

@@ -229,13 +229,7 @@ func RulesFor(f Family, p forward.Project) []Rule {
 		}
 		addrs = append(addrs, prefix)
 		addr := prefix.Addr().String()
-		for _, port := range ns.Ports {
-			if port.Is6() != (f == IPv6) || port.HostIP == netip.IPv6Loopback() {
-				continue // another family's, or [::1], the loopback shortcut's alone
-			}
-			entries = append(entries, dnatEntry{proto: port.Protocol, first: port.Published.First, last: port.Published.Last,
-				args: cat(dnatMatch(port), c, []string{"-j", "DNAT", "--to-destination", dnatTarget(prefix.Addr(), port)})})
-		}
+		entries = append(entries, nsDNATs(f, prefix, p.Name, ns)...)
 		// A namespace reaching its own published port needs a source it can
 		// answer (connections from the host's loopback get one in PostHead).
 		post = append(post, Rule{"nat", ch.Post, cat([]string{"-s", addr + host, "-d", addr + host}, c, []string{"-j", "MASQUERADE"})})
@@ -253,6 +247,38 @@ func RulesFor(f Family, p forward.Project) []Rule {
 		post = append([]Rule{{"nat", ch.Post, cat([]string{"!", "-s", cover.String()}, comment(projectComment(p.Name)), []string{"-j", "RETURN"})}}, post...)
 	}
 	return cat(dispatch(ch, p.Name, entries), post, fwd)
+}
+
+// DNATRulesFor renders only the project's DNAT rules in a family's nat
+// table, their dispatch tree with them: those whose counters count its
+// connections.
+func DNATRulesFor(f Family, p forward.Project) []Rule {
+	var entries []dnatEntry
+	for _, ns := range p.Namespaces {
+		prefix := ns.Address
+		if f == IPv6 {
+			prefix = ns.Address6
+		}
+		if prefix.IsValid() {
+			entries = append(entries, nsDNATs(f, prefix, p.Name, ns)...)
+		}
+	}
+	return dispatch(ProjectChains(p.Name), p.Name, entries)
+}
+
+// nsDNATs are the DNAT rules of a namespace's ports of the family, to its
+// address of the family (prefix).
+func nsDNATs(f Family, prefix netip.Prefix, project string, ns forward.Namespace) []dnatEntry {
+	var out []dnatEntry
+	c := comment(Comment(project, ns.Name))
+	for _, port := range ns.Ports {
+		if port.Is6() != (f == IPv6) || port.HostIP == netip.IPv6Loopback() {
+			continue // another family's, or [::1], the loopback shortcut's alone
+		}
+		out = append(out, dnatEntry{proto: port.Protocol, first: port.Published.First, last: port.Published.Last,
+			args: cat(dnatMatch(port), c, []string{"-j", "DNAT", "--to-destination", dnatTarget(prefix.Addr(), port)})})
+	}
+	return out
 }
 
 // covering returns the smallest prefix that holds every one of the

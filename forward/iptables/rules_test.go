@@ -695,3 +695,21 @@ func mustParseSave(t *testing.T, s string) *Snapshot {
 	}
 	return snap
 }
+
+// TestDNATRulesFor: the DNAT rules alone, which Counts reads the counters
+// of, are those RulesFor renders, tree and all, in each family.
+func TestDNATRulesFor(t *testing.T) {
+	for _, p := range []forward.Project{blog(t), manyPorts(t, 100)} {
+		for _, f := range []Family{IPv4, IPv6} {
+			var want []Rule
+			for _, r := range RulesFor(f, p) {
+				if r.Table == "nat" && r.Chain != ProjectChains(p.Name).Post {
+					want = append(want, r)
+				}
+			}
+			if got := DNATRulesFor(f, p); !reflect.DeepEqual(got, want) {
+				t.Errorf("%s, family %d: DNATRulesFor:\n%v\nwant:\n%v", p.Name, f, got, want)
+			}
+		}
+	}
+}
