@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/forward/shortcut"
@@ -94,7 +95,8 @@ type Sources struct {
 }
 
 // Read gathers the counters of the projects' records: one read of each
-// backend the projects' rules are in, one read of the links.
+// backend the projects' rules are in, one of the counting table, one of
+// the links, all at once (each waits on the kernel).
 func Read(ctx context.Context, records []*state.Record, src Sources) (*Sample, error) {
 	projects := map[forward.Backend][]forward.Project{}
 	for _, r := range records {
@@ -102,34 +104,56 @@ func Read(ctx context.Context, records []*state.Record, src Sources) (*Sample, e
 			projects[r.Backend] = append(projects[r.Backend], r.ForwardProject())
 		}
 	}
-	counts := map[forward.Backend]forward.Counts{}
-	var errs []error
-	for b, ps := range projects {
-		got, err := src.Counters[b].Counts(ctx, ps)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("reading the counters of %s: %w", b, err))
-		}
-		counts[b] = got
-	}
-	var flows forward.Traffic
-	if src.Traffic != nil {
-		var err error
-		if flows, err = src.Traffic(ctx); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	sc, err := src.Shortcut()
-	if err != nil {
+	var (
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		errs   []error
+		counts = map[forward.Backend]forward.Counts{}
+		flows  forward.Traffic
+		sc     shortcut.Table
+		links  map[string]LinkStats
+	)
+	fail := func(err error) {
+		mu.Lock()
+		defer mu.Unlock()
 		errs = append(errs, err)
 	}
-	links, err := src.Links()
-	if err != nil {
-		errs = append(errs, fmt.Errorf("reading the links' statistics: %w", err))
+	for b, ps := range projects {
+		wg.Go(func() {
+			got, err := src.Counters[b].Counts(ctx, ps)
+			if err != nil {
+				fail(fmt.Errorf("reading the counters of %s: %w", b, err))
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			counts[b] = got
+		})
 	}
+	if src.Traffic != nil {
+		wg.Go(func() {
+			var err error
+			if flows, err = src.Traffic(ctx); err != nil {
+				fail(err)
+			}
+		})
+	}
+	wg.Go(func() {
+		var err error
+		if sc, err = src.Shortcut(); err != nil {
+			fail(err)
+		}
+	})
+	wg.Go(func() {
+		var err error
+		if links, err = src.Links(); err != nil {
+			fail(fmt.Errorf("reading the links' statistics: %w", err))
+		}
+	})
 	procs := map[string][]Process{}
 	for _, r := range records {
 		procs[r.Project] = src.Processes(r)
 	}
+	wg.Wait()
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
