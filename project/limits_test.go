@@ -27,7 +27,11 @@ func TestOOMKill(t *testing.T) {
 	helper := helperBinary(t)
 	src := func(memory string) string {
 		return fmt.Sprintf("name: t{ID}\nnamespaces:\n  a{ID}:\n    resources: {memory: %s}\n    run:\n%s"+
-			"      - name: hog\n        command: [%q]\n        env: {NSRUN_TEST_HELPER: alloc, MB: \"200\"}\n        restart: on-failure\n",
+			"      - name: hog\n        command: [%q]\n        env: {NSRUN_TEST_HELPER: alloc, MB: \"200\"}\n        restart: on-failure\n"+
+			// After web is up: while web starts (a race-detector build, under
+			// load), the OOM killer of the shared limit may find it the bigger
+			// and kill it instead (seen once in CI).
+			"        depends_on: [web]\n",
 			memory, server(helper, "a{ID}", ""), helper)
 	}
 	st := l.up(src("64M"))
