@@ -1,7 +1,11 @@
 package iptables
 
 import (
+	"errors"
+	"maps"
+	"runtime"
 	"slices"
+	"sync"
 
 	"github.com/nsrun/nsrun/forward"
 
@@ -12,7 +16,7 @@ import (
 // countsInProcess reads the counters of the projects' DNAT rules in
 // iptables-nft's nat table of the family, in this process: one netlink
 // dump per chain of their DNAT trees (about 65 for 1,000 published
-// ports), where iptables-nft-save -c prints the whole table (46 ms with
+// ports), over a connection per CPU (up to 4) at once, where iptables-nft-save -c prints the whole table (46 ms with
 // 1,000 ports, most of it the namespaces' masquerades). A chain's rules
 // are matched to what nsrun renders for it by their order: iptables-nft
 // keeps them as iptables-restore wrote them. ok is false when a chain
@@ -29,17 +33,50 @@ func countsInProcess(f Family, projects []forward.Project) (counts map[string]ui
 			byChain[r.Chain] = append(byChain[r.Chain], r)
 		}
 	}
-	conn, err := gnft.New(gnft.AsLasting())
-	if err != nil {
-		return nil, false, err
-	}
-	defer conn.CloseLasting()
 	family := gnft.TableFamilyIPv4
 	if f == IPv6 {
 		family = gnft.TableFamilyIPv6
 	}
 	table := &gnft.Table{Name: "nat", Family: family}
+	// The dumps wait on the kernel: a few connections at once, each with
+	// its share of the chains.
+	workers := min(runtime.NumCPU(), 4)
+	parts := make([]map[string]uint64, workers)
+	oks := make([]bool, workers)
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			var mine []string
+			for i := w; i < len(chains); i += workers {
+				mine = append(mine, chains[i])
+			}
+			parts[w], oks[w], errs[w] = readCounters(table, mine, byChain)
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, false, err
+	}
 	counts = map[string]uint64{}
+	for w := range workers {
+		if !oks[w] {
+			return nil, false, nil
+		}
+		maps.Copy(counts, parts[w])
+	}
+	return counts, true, nil
+}
+
+// readCounters reads the DNAT rules' counters of the chains over one
+// netlink connection: false when a chain is not what nsrun rendered.
+func readCounters(table *gnft.Table, chains []string, byChain map[string][]Rule) (map[string]uint64, bool, error) {
+	conn, err := gnft.New(gnft.AsLasting())
+	if err != nil {
+		return nil, false, err
+	}
+	defer conn.CloseLasting()
+	counts := map[string]uint64{}
 	for _, chain := range chains {
 		want := byChain[chain]
 		if !dnats(want) {

@@ -1,0 +1,37 @@
+package state
+
+import (
+	"errors"
+	"testing"
+)
+
+// TestCache: a record is decoded once while its file stays the same, and
+// again once Save wrote it anew; a removed record is ErrNoRecord.
+func TestCache(t *testing.T) {
+	st := Store{Dir: t.TempDir()}
+	r := &Record{Version: Version, Project: "p"}
+	if err := st.Save(r); err != nil {
+		t.Fatal(err)
+	}
+	var c Cache
+	first, err := c.Load(st, "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, err := c.Load(st, "p"); err != nil || again != first {
+		t.Errorf("a second Load of the same file decoded it again (%v)", err)
+	}
+	r.Backend = "nftables"
+	if err := st.Save(r); err != nil {
+		t.Fatal(err)
+	}
+	if changed, err := c.Load(st, "p"); err != nil || changed == first || changed.Backend != "nftables" {
+		t.Errorf("after Save: %+v, %v; want the new record", changed, err)
+	}
+	if err := st.Remove("p"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Load(st, "p"); !errors.Is(err, ErrNoRecord) {
+		t.Errorf("a removed record: %v; want ErrNoRecord", err)
+	}
+}
