@@ -3,8 +3,6 @@ package nftables
 import (
 	"context"
 	"fmt"
-	"maps"
-	"slices"
 	"strings"
 
 	"github.com/nsrun/nsrun/forward"
@@ -157,7 +155,7 @@ func (c *Counting) Set(ctx context.Context, p forward.Project) error {
 // Remove removes the project's elements and counters, and the table with
 // the last project.
 func (c *Counting) Remove(ctx context.Context, project string) error {
-	return change(ctx, c.run, func(tx *knftables.Transaction, s *Snapshot) { removeCounts(tx, s, project) })
+	return change(ctx, c.run, func(tx *knftables.Transaction, s *Snapshot) { remove(tx, s, project) })
 }
 
 // Sweep removes the counting table.
@@ -211,128 +209,19 @@ func (c countingState) Drift(p forward.Project) []string {
 // project's counters and elements.
 func compareCounts(s *Snapshot, p forward.Project) *diff {
 	d := &diff{}
-	where := fmt.Sprintf("table %s %s", Family, CountTable)
 	elems, counters := renderCounts(p)
-	if len(counters) == 0 { // nothing to count: only what is left of the project
-		oldCounts(d, s, p.Name, nil, where)
-		_, d.del = elementDiff(s, p.Name, nil)
-		for _, e := range d.del {
-			d.say("element of project %s not needed in %s of %s: %s", p.Name, e.set, where, e)
-		}
-		return d
+	if len(counters) > 0 { // with nothing to count, only what is left of the project
+		compareFixed(d, s, CountTable, countSets, countChains)
 	}
-	if !s.exists {
-		d.table = true
-		d.say("%s is missing", where)
-	}
-	for _, def := range countSets {
-		if _, ok := s.elements[def.name]; !ok {
-			d.sets = append(d.sets, def)
-			if s.exists {
-				d.say("map %s is missing from %s", def.name, where)
-			}
-		}
-	}
-	for _, c := range countChains {
-		have, ok := s.chains[c.name]
-		switch {
-		case !ok:
-			d.chains, d.newChains = append(d.chains, c), append(d.newChains, c.name)
-			if s.exists {
-				d.say("chain %s is missing from %s", c.name, where)
-			}
-		case !slices.Equal(have, comments(c.rules)):
-			d.chains = append(d.chains, c)
-			sayRules(d, c.name, have, comments(c.rules))
-		}
-	}
-	for _, name := range counters {
-		if !s.counters[name] {
-			d.counters = append(d.counters, name)
-			if s.exists {
-				d.say("counter %s is missing from %s", name, where)
-			}
-		}
-	}
-	oldCounts(d, s, p.Name, counters, where)
-	d.add, d.del = elementDiff(s, p.Name, elems)
-	for _, e := range d.add {
-		if s.exists {
-			d.say("element missing from %s of %s: %s", e.set, where, e)
-		}
-	}
-	for _, e := range d.del {
-		d.say("element of project %s not needed in %s of %s: %s", p.Name, e.set, where, e)
-	}
+	in := fmt.Sprintf(" in table %s %s", Family, CountTable)
+	compareCounters(d, s, p.Name, counters, in)
+	compareElements(d, s, p.Name, elems, in)
 	return d
-}
-
-// oldCounts notes the project's counters that it does not need.
-func oldCounts(d *diff, s *Snapshot, project string, want []string, where string) {
-	for _, name := range slices.Sorted(maps.Keys(s.counters)) {
-		if isProjectChain(project, name) && !slices.Contains(want, name) {
-			d.oldCounts = append(d.oldCounts, name)
-			d.say("counter %s of %s is not needed by project %s", name, where, project)
-		}
-	}
 }
 
 // ensureCounts adds to tx what brings the counting table from s to
 // holding p's counters: what is referenced first (counters before the
 // elements that name them), what is no longer needed after.
 func ensureCounts(tx *knftables.Transaction, s *Snapshot, p forward.Project) {
-	d := compareCounts(s, p)
-	if d.empty() {
-		return
-	}
-	if d.table {
-		tx.Add(&knftables.Table{Comment: knftables.PtrTo(countTableComment)})
-	}
-	for _, def := range d.sets {
-		tx.Add(&knftables.Map{Name: def.name, Type: def.typ, Flags: flags(def), Comment: knftables.PtrTo(def.comment)})
-	}
-	for _, name := range d.counters {
-		tx.Add(&knftables.Counter{Name: name})
-	}
-	for _, c := range d.chains { // the regular chain first: the base chain jumps to it
-		if c.hook == "" {
-			fill(tx, &knftables.Chain{Name: c.name}, slices.Contains(d.newChains, c.name), c.rules)
-		}
-	}
-	for _, c := range d.chains {
-		if c.hook != "" {
-			fill(tx, &knftables.Chain{Name: c.name, Type: knftables.PtrTo(c.kind), Hook: knftables.PtrTo(c.hook), Priority: knftables.PtrTo(c.priority)},
-				slices.Contains(d.newChains, c.name), c.rules)
-		}
-	}
-	for _, e := range d.del {
-		tx.Delete(e.object())
-	}
-	for _, e := range d.add {
-		tx.Add(e.object())
-	}
-	for _, name := range d.oldCounts { // once no element names them
-		tx.Delete(&knftables.Counter{Name: name})
-	}
-}
-
-// removeCounts adds to tx what removes a project's counting: the whole
-// table when no other project has an element in it.
-func removeCounts(tx *knftables.Transaction, s *Snapshot, project string) {
-	if !s.exists {
-		return
-	}
-	if others := slices.DeleteFunc(s.Projects(), func(p string) bool { return p == project }); len(others) == 0 {
-		tx.Delete(&knftables.Table{})
-		return
-	}
-	_, del := elementDiff(s, project, nil)
-	for _, e := range del {
-		tx.Delete(e.object())
-	}
-	for _, name := range slices.Sorted(maps.Keys(s.counters)) {
-		if isProjectChain(project, name) {
-			tx.Delete(&knftables.Counter{Name: name})
-		}
-	}
+	apply(tx, s, compareCounts(s, p), countTableComment)
 }

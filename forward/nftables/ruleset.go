@@ -203,10 +203,10 @@ func (e element) String() string {
 type publication struct {
 	chain string
 	rules []rule
-	// counters are the named counters of a published port's chain: that
-	// of its connections, of the chain's name; none for a reach chain. It
+	// counter is the named counter of a published port's chain, of the
+	// same name, which counts its connections; "" for a reach chain. It
 	// outlives the rule: a chain written again keeps counting on.
-	counters []string
+	counter string
 }
 
 // Comment is the comment on each element of a project's namespace.
@@ -340,7 +340,7 @@ func publicationOf(project, ns, addr string, port specs.Port) publication {
 	// packet meets a nat chain. The comment says where it goes, so a
 	// changed target is a changed rule, and that it counts, so that a rule
 	// of an nsrun from before counters is one too.
-	return publication{chain: name, counters: []string{name},
+	return publication{chain: name, counter: name,
 		rules: []rule{{"counter name " + name + " " + text, "nsrun -> " + to + ":" + portsText(port.Target) + ", counted"}}}
 }
 

@@ -90,32 +90,7 @@ func (d *diff) say(format string, args ...any) {
 // compare finds how s differs from what p needs.
 func compare(s *Snapshot, p forward.Project) *diff {
 	d := &diff{}
-	if !s.exists {
-		d.table = true
-		d.say("table %s %s is missing", Family, Table)
-	}
-	for _, def := range sets {
-		if _, ok := s.elements[def.name]; !ok {
-			d.sets = append(d.sets, def)
-			if s.exists {
-				d.say("set %s is missing from table %s %s", def.name, Family, Table)
-			}
-		}
-	}
-	for _, c := range chains {
-		have, ok := s.chains[c.name]
-		want := comments(c.rules)
-		switch {
-		case !ok:
-			d.chains, d.newChains = append(d.chains, c), append(d.newChains, c.name)
-			if s.exists {
-				d.say("chain %s is missing from table %s %s", c.name, Family, Table)
-			}
-		case !slices.Equal(have, want):
-			d.chains = append(d.chains, c)
-			sayRules(d, c.name, have, want)
-		}
-	}
+	compareFixed(d, s, Table, sets, chains)
 	elems, pubs := render(p)
 	for _, e := range elems {
 		if _, ok := s.elements[e.set]; ok || !strings.HasPrefix(e.set, networkPrefix) || slices.ContainsFunc(d.sets, func(def setDef) bool { return def.name == e.set }) {
@@ -126,17 +101,12 @@ func compare(s *Snapshot, p forward.Project) *diff {
 			d.say("set %s is missing from table %s %s", e.set, Family, Table)
 		}
 	}
-	wanted, wantCounts := map[string]bool{}, map[string]bool{}
+	wanted := map[string]bool{}
+	var counters []string
 	for _, pub := range pubs {
 		wanted[pub.chain] = true
-		for _, name := range pub.counters {
-			wantCounts[name] = true
-			if !s.counters[name] {
-				d.counters = append(d.counters, name)
-				if s.exists {
-					d.say("counter %s is missing", name)
-				}
-			}
+		if pub.counter != "" {
+			counters = append(counters, pub.counter)
 		}
 		have, ok := s.chains[pub.chain]
 		switch {
@@ -156,22 +126,24 @@ func compare(s *Snapshot, p forward.Project) *diff {
 			d.say("chain %s is not needed by project %s", name, p.Name)
 		}
 	}
-	for _, name := range slices.Sorted(maps.Keys(s.counters)) {
-		if isProjectChain(p.Name, name) && !wantCounts[name] {
-			d.oldCounts = append(d.oldCounts, name)
-			d.say("counter %s is not needed by project %s", name, p.Name)
-		}
-	}
-	d.add, d.del = elementDiff(s, p.Name, elems)
+	compareCounters(d, s, p.Name, counters, "")
+	compareElements(d, s, p.Name, elems, "")
+	return d
+}
+
+// compareElements notes the project's elements missing from a table,
+// and those it holds that the project does not need; in names the table
+// in the messages (" in table inet nsrun-count"), "" for nsrun's.
+func compareElements(d *diff, s *Snapshot, project string, want []element, in string) {
+	d.add, d.del = elementDiff(s, project, want)
 	for _, e := range d.add {
 		if s.exists {
-			d.say("element missing from %s: %s", e.set, e)
+			d.say("element missing from %s%s: %s", e.set, in, e)
 		}
 	}
 	for _, e := range d.del {
-		d.say("element of project %s not needed in %s: %s", p.Name, e.set, e)
+		d.say("element of project %s not needed in %s%s: %s", project, e.set, in, e)
 	}
-	return d
 }
 
 // elementDiff returns the elements to add and the project's elements to
@@ -205,6 +177,60 @@ func elementDiff(s *Snapshot, project string, want []element) (add, del []elemen
 		}
 	}
 	return add, del
+}
+
+// compareFixed notes how a table, its fixed sets and maps, and its fixed
+// chains differ from what they should be.
+func compareFixed(d *diff, s *Snapshot, table string, sets []setDef, chains []chainDef) {
+	where := fmt.Sprintf("table %s %s", Family, table)
+	if !s.exists {
+		d.table = true
+		d.say("%s is missing", where)
+	}
+	for _, def := range sets {
+		if _, ok := s.elements[def.name]; !ok {
+			d.sets = append(d.sets, def)
+			if s.exists {
+				d.say("set %s is missing from %s", def.name, where)
+			}
+		}
+	}
+	for _, c := range chains {
+		have, ok := s.chains[c.name]
+		want := comments(c.rules)
+		switch {
+		case !ok:
+			d.chains, d.newChains = append(d.chains, c), append(d.newChains, c.name)
+			if s.exists {
+				d.say("chain %s is missing from %s", c.name, where)
+			}
+		case !slices.Equal(have, want):
+			d.chains = append(d.chains, c)
+			sayRules(d, c.name, have, want)
+		}
+	}
+}
+
+// compareCounters notes the named counters of the project that are
+// missing from a table, and those it holds that the project does not
+// need; in names the table as for compareElements.
+func compareCounters(d *diff, s *Snapshot, project string, want []string, in string) {
+	needed := map[string]bool{}
+	for _, name := range want {
+		needed[name] = true
+		if !s.counters[name] {
+			d.counters = append(d.counters, name)
+			if s.exists {
+				d.say("counter %s%s is missing", name, in)
+			}
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(s.counters)) {
+		if isProjectChain(project, name) && !needed[name] {
+			d.oldCounts = append(d.oldCounts, name)
+			d.say("counter %s%s is not needed by project %s", name, in, project)
+		}
+	}
 }
 
 func sayRules(d *diff, chain string, have, want []string) {
@@ -252,12 +278,17 @@ func (s *Snapshot) Drift(p forward.Project, acceptsOnly bool) []string {
 // publications: only what differs, in an order nft accepts (what is
 // referenced exists first; what references a chain goes before it).
 func ensure(tx *knftables.Transaction, s *Snapshot, p forward.Project) {
-	d := compare(s, p)
+	apply(tx, s, compare(s, p), tableComment)
+}
+
+// apply adds to tx what d says the table (commented comment, when it is
+// made) lacks or holds too much of.
+func apply(tx *knftables.Transaction, s *Snapshot, d *diff, comment string) {
 	if d.empty() {
 		return
 	}
 	if d.table {
-		tx.Add(&knftables.Table{Comment: knftables.PtrTo(tableComment)})
+		tx.Add(&knftables.Table{Comment: knftables.PtrTo(comment)})
 	}
 	for _, def := range d.sets {
 		if def.isMap {
@@ -353,8 +384,9 @@ func (e element) object() *knftables.Element {
 	return out
 }
 
-// remove adds to tx what removes a project: the whole table when no other
-// project has anything in it, else the project's elements and chains.
+// remove adds to tx what removes a project from a table (nsrun's or the
+// counting table): the whole table when no other project has anything in
+// it, else the project's elements, chains and counters.
 func remove(tx *knftables.Transaction, s *Snapshot, project string) {
 	if !s.exists {
 		return
