@@ -61,6 +61,12 @@ func (s *Spec) Config() ([]byte, error) {
 		if !ns.Resources.IsZero() {
 			add(n, "resources", resourcesNode(ns.Resources))
 		}
+		if !ns.Bandwidth.IsZero() {
+			add(n, "bandwidth", bandwidthNode(ns.Bandwidth))
+		}
+		if ns.Netem != nil {
+			add(n, "netem", netemNode(ns.Netem))
+		}
 		if len(ns.Ports) > 0 {
 			ports := sequence()
 			for _, p := range ns.Ports {

@@ -14,7 +14,7 @@ import (
 // The keys each mapping of the spec accepts, in the order the docs list them.
 var (
 	specKeys      = []string{"name", "subnet", "ipv6", "subnet6", "exec", "networks", "namespaces"}
-	namespaceKeys = []string{"address", "address6", "egress", "networks", "ports", "run", "exec", "resources"}
+	namespaceKeys = []string{"address", "address6", "egress", "networks", "ports", "run", "exec", "resources", "bandwidth", "netem"}
 	execKeys      = []string{"users", "groups"}
 	portKeys      = []string{"published", "target", "protocol", "host_ip"}
 	processKeys   = []string{"name", "command", "workdir", "env", "user", "restart", "ready", "health", "depends_on", "resources"}
@@ -159,6 +159,10 @@ func (d *decoder) namespace(name string, k, v *yaml.Node, path string) *Namespac
 			ns.Exec = d.execGrant(v, p)
 		case "resources":
 			ns.Resources, _ = d.resources(v, p)
+		case "bandwidth":
+			ns.Bandwidth = d.bandwidth(v, p)
+		case "netem":
+			ns.Netem = d.netem(v, p)
 		}
 	})
 	d.checkProcessNames(ns, path)

@@ -21,6 +21,7 @@ const (
 	cidr6      = `^` + ipv6 + `/([0-9]|[1-9][0-9]|1[01][0-9]|12[0-8])$`
 	userPart   = `([A-Za-z_][A-Za-z0-9_.-]{0,30}\$?|[0-9]{1,10})`
 	duration   = `^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	rate       = `^[0-9]+(\.[0-9]+)? ?([KkMmGgTt]i?)?([Bb][Ii][Tt]|[Bb][Pp][Ss])$`
 )
 
 // The schema's descriptions of each key, which editors show on hover.
@@ -67,6 +68,15 @@ var (
 			"description": "Who may run nsrun exec without root in this namespace; replaces the project's exec (exec: {} grants nobody)."},
 		"resources": map[string]any{"$ref": "#/$defs/resources",
 			"description": "Limits on what everything that runs in the namespace uses together (its processes and nsrun exec's), enforced by a cgroup of its own. Default: none."},
+		"bandwidth": object("Bandwidth limits of the namespace's link, in tc's units: bit, kbit, mbit, gbit (or kibit... for binary multiples), or bps, kbps, mbps, gbps for bytes per second. Default: none.", map[string]any{
+			"ingress": str("What goes into the namespace, at most, e.g. 20mbit.", rate),
+			"egress":  str("What comes out of the namespace, at most, e.g. 10mbit.", rate),
+		}),
+		"netem": object("Delay and loss added to what leaves the namespace, by the kernel's sch_netem (up refuses it on a kernel without). Default: none.", map[string]any{
+			"delay":  str("Added to each packet, e.g. 20ms.", duration),
+			"jitter": str("The delay varies by up to this either way, e.g. 5ms (with delay).", duration),
+			"loss":   map[string]any{"description": "Packets dropped at random, in percent, e.g. 1%.", "type": []string{"string", "number"}, "pattern": `^[0-9]+(\.[0-9]+)?%?$`},
+		}),
 		"run": map[string]any{
 			"description": "The processes to run inside the namespace, kept running by nsrun's supervisor.",
 			"type":        "array",

@@ -77,6 +77,10 @@ type Namespace struct {
 	Exec *ExecGrant
 	// Resources bound everything that runs in the namespace together.
 	Resources Resources
+	// Bandwidth limits its link each way; Netem adds delay and loss to
+	// what leaves it (nil: none).
+	Bandwidth Bandwidth
+	Netem     *Netem
 
 	pos, addressPos, address6Pos position
 	networkPos                   []position
