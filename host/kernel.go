@@ -18,6 +18,7 @@ import (
 	"github.com/nsrun/nsrun/internal/nftcache"
 	"github.com/nsrun/nsrun/internal/sysctl"
 	"github.com/nsrun/nsrun/netns"
+	"github.com/nsrun/nsrun/shape"
 	"github.com/nsrun/nsrun/specs"
 	"github.com/nsrun/nsrun/veth"
 )
@@ -127,7 +128,10 @@ func (k Kernel) KillNamespaces(names []string) error {
 }
 
 // EnsureLink builds or repairs a pair.
-func (k Kernel) EnsureLink(p veth.Pair) error   { return veth.Ensure(p) }
+func (k Kernel) EnsureLink(p veth.Pair) error { return veth.Ensure(p) }
+func (k Kernel) Shape(ns, hostLink string, want shape.Link) error {
+	return shape.Ensure(ns, hostLink, PeerName, want)
+}
 func (k Kernel) DeleteLink(name string) error   { return veth.Delete(name) }
 func (k Kernel) LinksGone(names []string) error { return veth.WaitGone(names, 5*time.Second) }
 func (k Kernel) FlushUDP(ports []specs.PortRange) error {

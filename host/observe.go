@@ -18,6 +18,7 @@ import (
 	"github.com/nsrun/nsrun/internal/rtnl"
 	"github.com/nsrun/nsrun/internal/sysctl"
 	"github.com/nsrun/nsrun/netns"
+	"github.com/nsrun/nsrun/shape"
 	"github.com/nsrun/nsrun/veth"
 )
 
@@ -37,6 +38,8 @@ func (k Kernel) Observe(ctx context.Context, q Query) (Observed, error) {
 			obs.Counting, fwErr = k.Publisher.ReadCounting(ctx)
 		}
 	})
+	var shapeErr error
+	wg.Go(func() { obs.Shaping, obs.QdiscKinds, shapeErr = observeShaping(q) })
 	wg.Go(func() {
 		if q.FirewallOnly {
 			obs.Host.Firewalld, hostErr = k.Firewalld.Read(ctx)
@@ -66,7 +69,44 @@ func (k Kernel) Observe(ctx context.Context, q Query) (Observed, error) {
 	}
 	wg.Wait()
 	obs.Host.Uplinks = uplinks
-	return obs, errors.Join(err, fwErr, hostErr)
+	return obs, errors.Join(err, fwErr, hostErr, shapeErr)
+}
+
+// observeShaping reads the qdiscs of the links queried, on several
+// workers, and tries the qdisc kinds queried.
+func observeShaping(q Query) (map[string]shape.Link, map[string]error, error) {
+	links := make(map[string]shape.Link, len(q.Shaped))
+	var kinds map[string]error
+	var mu sync.Mutex
+	var errs []error
+	var wg sync.WaitGroup
+	if len(q.QdiscKinds) > 0 {
+		wg.Go(func() {
+			k, err := shape.Supported(q.QdiscKinds)
+			mu.Lock()
+			defer mu.Unlock()
+			kinds, errs = k, append(errs, err)
+		})
+	}
+	sem := make(chan struct{}, workers)
+	bufs := sync.Pool{New: func() any { b := make([]byte, rtnl.BufferSize); return &b }}
+	for _, s := range q.Shaped {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			buf := bufs.Get().(*[]byte)
+			l, found, err := shape.Read(s.Namespace, s.Link, PeerName, *buf)
+			bufs.Put(buf)
+			mu.Lock()
+			defer mu.Unlock()
+			if found {
+				links[s.Namespace] = l
+			}
+			errs = append(errs, err)
+		})
+	}
+	wg.Wait()
+	return links, kinds, errors.Join(errs...)
 }
 
 // observeHost reads all Observe reads but the firewalls, and returns the

@@ -10,6 +10,7 @@ import (
 	"github.com/nsrun/nsrun/forward/shortcut"
 	"github.com/nsrun/nsrun/hostfw"
 	"github.com/nsrun/nsrun/netns"
+	"github.com/nsrun/nsrun/shape"
 	"github.com/nsrun/nsrun/specs"
 	"github.com/nsrun/nsrun/veth"
 )
@@ -42,10 +43,20 @@ type Query struct {
 	Cgroups []string
 	// Usage reads what the namespaces of Cgroups use, too.
 	Usage bool
+	// Shaped are the links whose qdiscs are read, both ends: those of
+	// namespaces shaped, or to be (Observed.Shaping).
+	Shaped []Shaped
+	// QdiscKinds are tried in a network namespace of the try's own, to
+	// tell which the kernel has (Observed.QdiscKinds).
+	QdiscKinds []string
 	// FirewallOnly reads only what the keeper keeps: the firewall
-	// backends, the loopback shortcuts and firewalld.
+	// backends, the loopback shortcuts, firewalld, and the qdiscs of
+	// Shaped.
 	FirewallOnly bool
 }
+
+// Shaped names a namespace and the host side of its link.
+type Shaped struct{ Namespace, Link string }
 
 // Observed is what exists on the host, read in bulk before any change:
 // one request per link queried, one dump of the addresses and of the
@@ -90,6 +101,12 @@ type Observed struct {
 	CgroupUsage  map[string]cgroup.Usage // with Query.Usage
 	CgroupLayout cgroup.Layout
 	Controllers  map[string]bool
+
+	// Shaping is, by namespace, the qdiscs of both ends of the links of
+	// Query.Shaped that exist; QdiscKinds, for each kind of Query.QdiscKinds, why
+	// the kernel cannot make it (nil: it can).
+	Shaping    map[string]shape.Link
+	QdiscKinds map[string]error
 }
 
 // EtcFile is one of the files nsrun writes in /etc/netns/NS, as found:

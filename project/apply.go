@@ -14,6 +14,7 @@ import (
 	"github.com/nsrun/nsrun/internal/sysctl"
 	"github.com/nsrun/nsrun/internal/words"
 	"github.com/nsrun/nsrun/netns"
+	"github.com/nsrun/nsrun/shape"
 	"github.com/nsrun/nsrun/specs"
 	"github.com/nsrun/nsrun/state"
 	"github.com/nsrun/nsrun/veth"
@@ -58,6 +59,9 @@ type System interface {
 	// into it; RemoveCgroups removes the cgroups of namespaces whose
 	// processes are stopped (see package cgroup).
 	EnsureCgroup(t cgroup.Tree) error
+	// Shape gives both ends of a namespace's link (hostLink its host side)
+	// the qdiscs of want, in place where their kind stays (shape.Ensure).
+	Shape(ns, hostLink string, want shape.Link) error
 	AdoptIntoCgroup(ns string) error
 	RemoveCgroups(names []string) error
 }
@@ -97,6 +101,7 @@ const (
 	alone            stage = iota // runs by itself, in order
 	createNamespaces              // each namespace made
 	fillNamespaces                // links, /etc/netns files, exec grants, forwards, zones: once the namespaces exist
+	shapeLinks                    // each link's qdiscs: once the links exist
 	deleteNamespaces              // each namespace deleted (its links go with it)
 	clearAfterDelete              // what deleted namespaces leave: forwards, files, grants, zones
 )
@@ -199,6 +204,15 @@ var ops = map[Op]opKind{
 			return e.sys.AdoptIntoCgroup(s.Namespace)
 		}
 		return nil
+	}},
+	OpShape: {stage: shapeLinks, describe: func(s Step) string {
+		if s.Shaping.IsZero() {
+			return fmt.Sprintf("shaping of %s removed", s.Namespace)
+		}
+		return fmt.Sprintf("shaping of %s: %s", s.Namespace, s.What)
+	}, do: func(e *executor, s Step) error {
+		e.onUndo(func() error { return e.sys.Shape(s.Namespace, s.Links[0], *s.PreviousShaping) })
+		return e.sys.Shape(s.Namespace, s.Links[0], *s.Shaping)
 	}},
 	OpRemoveCgroups: {stage: clearAfterDelete, describe: func(s Step) string { return "cgroups removed: " + names(s.Namespaces) },
 		do: func(e *executor, s Step) error { return e.sys.RemoveCgroups(s.Namespaces) }},

@@ -92,7 +92,7 @@ func FromSpec(s *specs.Spec) *state.Record {
 			Name: ns.Name, Link: ns.HostLink, Address: ns.Address, HostAddress: ns.HostAddress,
 			AutoAddress: ns.AutoAddress, Egress: ns.Egress, Networks: s.NetworkKeys(ns),
 			Address6: ns.Address6, HostAddress6: ns.HostAddress6, AutoAddress6: ns.AutoAddress6,
-			Resources: ns.Resources,
+			Resources: ns.Resources, Bandwidth: ns.Bandwidth, Netem: ns.Netem,
 		}
 		rec.Ports = append(rec.Ports, ns.Ports...)
 		if g := s.ExecFor(ns); g != nil {

@@ -26,6 +26,7 @@ const (
 	DriftZone        DriftKind = "zone"         // a link is not in nsrun's firewalld zone
 	DriftProcess     DriftKind = "process"      // the supervisor or a process is not running
 	DriftCgroup      DriftKind = "cgroup"       // a namespace's cgroup is missing, or its limits are not the record's
+	DriftShaping     DriftKind = "shaping"      // the qdiscs of a namespace's link are not the record's
 )
 
 // Drift is one way the host differs from a project's record.

@@ -189,6 +189,9 @@ func (e *Engine) up(ctx context.Context, s *specs.Spec) (*Outcome, bool, error) 
 			q.Cgroups = append(q.Cgroups, ns.Name)
 		}
 	}
+	shapes := specShaping(s)
+	q.Shaped = shapedLinks(recorded, shapes)
+	q.QdiscKinds = newQdiscKinds(shapes, recorded)
 	obs, err := e.Observe(ctx, q)
 	wg.Wait()
 	if err := errors.Join(err, othersErr); err != nil {

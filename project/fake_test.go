@@ -21,6 +21,7 @@ import (
 	"github.com/nsrun/nsrun/internal/proc"
 	"github.com/nsrun/nsrun/internal/sysctl"
 	"github.com/nsrun/nsrun/netns"
+	"github.com/nsrun/nsrun/shape"
 	"github.com/nsrun/nsrun/specs"
 	"github.com/nsrun/nsrun/supervise"
 	"github.com/nsrun/nsrun/veth"
@@ -55,6 +56,12 @@ type fakeSystem struct {
 	// fake host offers (all three unless a test takes one away).
 	cgroups     map[string]cgroup.Tree
 	controllers map[string]bool
+	// shaping is each host link's qdiscs, both ends, as made; they go
+	// with the link.
+	shaping map[string]shape.Link
+	// noQdisc are the qdisc kinds the fake kernel lacks, with the error
+	// the real one gives.
+	noQdisc map[string]error
 }
 
 func (f *fakeSystem) BindZone(_ context.Context, links []string) error {
@@ -110,7 +117,7 @@ const cleanTables = "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPU
 func newFake() *fakeSystem {
 	f := &fakeSystem{ipForward: "0", sysctls: map[string]string{sysctl.IPv6Forward: "0"}, namespaces: map[string]bool{}, nsIDs: map[string]uint64{}, links: map[string]veth.Pair{},
 		fw: map[forward.Backend]forward.Firewall{nftables.Backend: nftables.NewFake()}, counting: nftables.NewCountingFake(), etc: map[string]map[string]string{},
-		cgroups: map[string]cgroup.Tree{}, controllers: map[string]bool{"memory": true, "cpu": true, "cpuacct": true, "pids": true}}
+		shaping: map[string]shape.Link{}, cgroups: map[string]cgroup.Tree{}, controllers: map[string]bool{"memory": true, "cpu": true, "cpuacct": true, "pids": true}}
 	for _, b := range iptables.Backends {
 		f.fw[b], _ = iptables.NewFake(b, cleanTables)
 	}
@@ -122,7 +129,7 @@ func (f *fakeSystem) fingerprint() string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return fmt.Sprint(f.ipForward, f.sysctls, slices.Sorted(maps.Keys(f.namespaces)), slices.Sorted(maps.Keys(f.links)),
-		slices.Sorted(maps.Keys(f.etc)), slices.Sorted(maps.Keys(f.cgroups)), f.tables(iptables.NFT), f.tables(iptables.Legacy), f.tables(nftables.Backend), f.firewalld,
+		slices.Sorted(maps.Keys(f.etc)), slices.Sorted(maps.Keys(f.cgroups)), f.shaping, f.tables(iptables.NFT), f.tables(iptables.Legacy), f.tables(nftables.Backend), f.firewalld,
 		f.tables6(iptables.NFT), f.tables6(iptables.Legacy), f.countingDump())
 }
 
@@ -300,6 +307,7 @@ func (f *fakeSystem) LinksGone(names []string) error {
 			return err
 		}
 		delete(f.links, name)
+		delete(f.shaping, name)
 	}
 	return nil
 }
@@ -310,6 +318,21 @@ func (f *fakeSystem) DeleteLink(name string) error {
 		return err
 	}
 	delete(f.links, name)
+	delete(f.shaping, name)
+	return nil
+}
+
+// Shape sets a link's qdiscs as the kernel would: both ends must exist.
+func (f *fakeSystem) Shape(ns, hostLink string, want shape.Link) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if p, ok := f.links[hostLink]; !ok || p.Namespace != ns || !f.namespaces[ns] {
+		return fmt.Errorf("shaping the link of namespace %q: link %q or its peer is missing", ns, hostLink)
+	}
+	if err := f.change("shape " + ns); err != nil {
+		return err
+	}
+	f.shaping[hostLink] = want
 	return nil
 }
 
@@ -477,6 +500,16 @@ func (f *fakeSystem) observe(_ context.Context, q host.Query) (host.Observed, er
 	for _, ns := range q.Cgroups {
 		if t, ok := f.cgroups[ns]; ok {
 			obs.Cgroups[ns] = cgroup.State{Complete: true, Limits: t.Limits, Leaves: maps.Clone(t.Leaves)}
+		}
+	}
+	obs.QdiscKinds = map[string]error{}
+	for _, k := range q.QdiscKinds {
+		obs.QdiscKinds[k] = f.noQdisc[k]
+	}
+	obs.Shaping = map[string]shape.Link{}
+	for _, s := range q.Shaped {
+		if p, ok := f.links[s.Link]; ok && p.Namespace == s.Namespace && f.namespaces[s.Namespace] {
+			obs.Shaping[s.Namespace] = f.shaping[s.Link]
 		}
 	}
 	obs.NetnsCookies = map[string]uint64{}

@@ -38,7 +38,7 @@ func (e *Engine) Heal(ctx context.Context, causes []string) ([]keeper.Repair, er
 		return nil, keeper.ErrBusy
 	}
 	states := e.Store.Healing()
-	obs, err := e.Observe(ctx, host.Query{FirewallOnly: true})
+	obs, err := e.Observe(ctx, host.Query{FirewallOnly: true, Shaped: shapedLinks(states...)})
 	if err != nil {
 		return nil, err
 	}
@@ -67,7 +67,7 @@ func (e *Engine) keptDrifted(ctx context.Context) (bool, error) {
 	if len(states) == 0 {
 		return false, nil
 	}
-	obs, err := e.Observe(ctx, host.Query{FirewallOnly: true})
+	obs, err := e.Observe(ctx, host.Query{FirewallOnly: true, Shaped: shapedLinks(states...)})
 	if err != nil {
 		return false, err
 	}
@@ -88,7 +88,8 @@ func (e *Engine) Held() []keeper.HeldPort {
 }
 
 // repair re-applies a project's firewall state: its rules where its
-// backend and the drops of the others now say, and its links' zone.
+// backend and the drops of the others now say, its links' shaping and
+// their zone.
 func (e *Engine) repair(ctx context.Context, st *state.Record, obs host.Observed, drift []Drift) error {
 	if hasKind(drift, DriftFirewall) {
 		at, err := forward.Place(st.Backend, forward.Auto, obs.Backends, obs.Tables)
@@ -105,15 +106,21 @@ func (e *Engine) repair(ctx context.Context, st *state.Record, obs host.Observed
 			}
 		}
 	}
-	if hasKind(drift, DriftZone) {
-		return e.System.BindZone(ctx, obs.Host.Firewalld.Unbound(hostLinks(st)))
+	var errs []error
+	for _, ns := range st.Namespaces {
+		if len(messages(drift, ns.Name, DriftShaping)) > 0 {
+			errs = append(errs, e.System.Shape(ns.Name, ns.Link, shaping(ns)))
+		}
 	}
-	return nil
+	if hasKind(drift, DriftZone) {
+		errs = append(errs, e.System.BindZone(ctx, obs.Host.Firewalld.Unbound(hostLinks(st))))
+	}
+	return errors.Join(errs...)
 }
 
 // keptDrift is the drift of what the keeper keeps: the project's
 // rules and accepts, its loopback shortcuts, the counters of its ports'
-// traffic, and its links' zone.
+// traffic, its links' shaping, and their zone.
 func keptDrift(st *state.Record, obs host.Observed) []Drift {
 	out := firewallDrift(st, obs.Tables)
 	for _, m := range shortcut.Drift(obs.Shortcuts, st.Project, shortcut.Of(st.ForwardProject())) {
@@ -122,6 +129,11 @@ func keptDrift(st *state.Record, obs host.Observed) []Drift {
 	if obs.Counting != nil {
 		for _, m := range obs.Counting.Drift(st.ForwardProject()) {
 			out = append(out, Drift{Kind: DriftFirewall, Message: m})
+		}
+	}
+	for _, ns := range st.Namespaces {
+		for _, m := range shapingDrift(ns, obs) {
+			out = append(out, Drift{Kind: DriftShaping, Namespace: ns.Name, Message: m})
 		}
 	}
 	return append(out, zoneDrift(st, obs.Host.Firewalld)...)

@@ -9,6 +9,7 @@ import (
 	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/host"
 	"github.com/nsrun/nsrun/netns"
+	"github.com/nsrun/nsrun/shape"
 	"github.com/nsrun/nsrun/specs"
 	"github.com/nsrun/nsrun/state"
 	"github.com/nsrun/nsrun/veth"
@@ -31,6 +32,7 @@ const (
 	OpUnzone          Op = "unzone"           // take the links out of it
 	OpKill            Op = "kill"             // stop every process inside the namespaces
 	OpDeleteNamespace Op = "delete-namespace"
+	OpShape           Op = "shape"          // put a namespace's shaping on both ends of its link, or change it in place
 	OpCgroup          Op = "cgroup"         // make a namespace's cgroup with its limits, or change them in place
 	OpRemoveCgroups   Op = "remove-cgroups" // remove the cgroups of namespaces whose processes are stopped
 	OpRemoveEtc       Op = "remove-etc"     // remove nsrun's /etc/netns files
@@ -69,6 +71,11 @@ type Step struct {
 	// Adopt: the namespace exists without one, and its processes move in.
 	Cgroup *cgroup.Tree
 	Adopt  bool
+	// Shaping is, for OpShape, the qdiscs of the link of the namespace
+	// (Links[0] its host side), as the spec writes it in What; Previous
+	// Shaping what the record had, which a rollback puts back.
+	Shaping, PreviousShaping *shape.Link
+	What                     string
 }
 
 // Forwards are a project's rules and where they go.
@@ -135,6 +142,7 @@ func PlanUp(want, recorded *state.Record, others []*state.Record, obs host.Obser
 		}
 		steps = append(steps, step)
 	}
+	steps = append(steps, shapingSteps(want, recorded, steps, obs, drift)...)
 	if f := obs.Host.Firewalld; f.Running {
 		if unbound := f.Unbound(hostLinks(want)); len(unbound) > 0 {
 			steps = append(steps, Step{Op: OpZone, Links: unbound, Repair: kindMessages(drift, DriftZone)})

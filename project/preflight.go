@@ -35,6 +35,7 @@ func Preflight(want, recorded *state.Record, others []*state.Record, obs host.Ob
 	}
 	errs = append(errs, checkPorts(want, had, others, obs.Listeners)...)
 	errs = append(errs, checkResources(want, obs)...)
+	errs = append(errs, checkShaping(want, obs)...)
 	return errors.Join(errs...)
 }
 

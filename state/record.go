@@ -61,6 +61,10 @@ type Namespace struct {
 	// made, it stays until down, its limits lifted if the spec drops them.
 	Resources specs.Resources `json:"resources,omitzero"`
 	Cgroup    bool            `json:"cgroup,omitempty"`
+	// Bandwidth and Netem are the shaping of the namespace's link (see
+	// package shape).
+	Bandwidth specs.Bandwidth `json:"bandwidth,omitzero"`
+	Netem     *specs.Netem    `json:"netem,omitempty"`
 }
 
 // Process is a run entry as recorded.

@@ -466,3 +466,50 @@ func (c *Conn) do(req []byte, f func(typ uint16, body []byte) error) error {
 		}
 	}
 }
+
+// Qdisc is what Conn reads of a queueing discipline.
+type Qdisc struct {
+	Kind           string // TCA_KIND: "tbf", "netem", "noqueue", ...
+	Handle, Parent uint32
+	Options        []byte // TCA_OPTIONS as the kernel sent them; their layout is the kind's
+}
+
+// sizeofTcmsg is struct tcmsg's size (linux/rtnetlink.h).
+const sizeofTcmsg = 20
+
+// Qdisc reads the qdisc of the link of that index at parent:
+// unix.TC_H_ROOT for its root, a class (MAJOR:MINOR) for the qdisc under
+// it; false when there is none (a classful qdisc whose class holds none).
+// One request, answered for that link alone: a dump would walk every link
+// of the namespace.
+func (c *Conn) Qdisc(index int, parent uint32) (Qdisc, bool, error) {
+	req := request(unix.RTM_GETQDISC, 0, sizeofTcmsg)
+	binary.NativeEndian.PutUint32(req[unix.NLMSG_HDRLEN+4:], uint32(index)) // tcm_ifindex
+	binary.NativeEndian.PutUint32(req[unix.NLMSG_HDRLEN+12:], parent)       // tcm_parent
+	var out Qdisc
+	found := false
+	err := c.do(req, func(typ uint16, b []byte) error {
+		if typ != unix.RTM_NEWQDISC || len(b) < sizeofTcmsg {
+			return nil
+		}
+		out.Handle = binary.NativeEndian.Uint32(b[8:12])
+		out.Parent = binary.NativeEndian.Uint32(b[12:16])
+		found = true
+		return EachAttr(b[sizeofTcmsg:], func(t uint16, v []byte) {
+			switch t {
+			case unix.TCA_KIND:
+				out.Kind = cString(v)
+			case unix.TCA_OPTIONS:
+				out.Options = slices.Clone(v)
+			}
+		})
+	})
+	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENODEV) {
+		return Qdisc{}, false, nil
+	}
+	return out, found, err
+}
+
+// EachAttr calls f for each netlink attribute in b, its type without the
+// nested and byte-order flags.
+func EachAttr(b []byte, f func(typ uint16, v []byte)) error { return eachAttr(b, f) }

@@ -1,0 +1,226 @@
+package shape
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"slices"
+
+	"github.com/nsrun/nsrun/internal/rtnl"
+	"github.com/nsrun/nsrun/netns"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Read reads the shaping of a namespace's link as the kernel has it: the
+// root qdisc of each end, and the one under nsrun's netem. One request per
+// qdisc, answered for that link alone, through buf (rtnl.BufferSize bytes
+// at least). It reports false when either end's link (or the namespace)
+// is missing: the link's own drift says so.
+func Read(ns, hostLink, peer string, buf []byte) (Link, bool, error) {
+	var l Link
+	host, err := rtnl.Dial(nil, buf)
+	if err != nil {
+		return l, false, fmt.Errorf("reading the qdiscs of %q: %w", hostLink, err)
+	}
+	var found bool
+	l.Host, found, err = readSide(host, hostLink)
+	host.Close()
+	if err != nil || !found {
+		return l, false, err
+	}
+	f, err := os.Open(netns.Path(ns))
+	if errors.Is(err, os.ErrNotExist) {
+		return l, false, nil
+	}
+	if err != nil {
+		return l, false, fmt.Errorf("opening netns %q: %w", ns, err)
+	}
+	defer f.Close()
+	c, err := rtnl.Dial(f, buf)
+	if err != nil {
+		return l, false, fmt.Errorf("netlink socket in netns %q: %w", ns, err)
+	}
+	defer c.Close()
+	if l.Peer, found, err = readSide(c, peer); err != nil {
+		return l, false, fmt.Errorf("netns %q: %w", ns, err)
+	}
+	return l, found, nil
+}
+
+// readSide reads the root qdisc of the named link and, under nsrun's
+// netem, the qdisc of its class. A link without qdiscs of nsrun's reads
+// as its root alone (noqueue, or someone else's).
+func readSide(c *rtnl.Conn, link string) (Side, bool, error) {
+	l, ok, err := c.Link(link)
+	if err != nil || !ok {
+		return nil, false, wrap(err, "looking up link %q", link)
+	}
+	root, ok, err := c.Qdisc(l.Index, rootParent)
+	if err != nil || !ok {
+		return nil, err == nil, wrap(err, "reading the qdiscs of %q", link)
+	}
+	q, err := Parse(root)
+	if err != nil {
+		return nil, false, wrap(err, "reading the qdiscs of %q", link)
+	}
+	side := Side{q}
+	if q.Handle != RootHandle || q.Kind != Netem {
+		return side, true, nil
+	}
+	child, ok, err := c.Qdisc(l.Index, ChildParent)
+	if err != nil || !ok || child.Handle != ChildHandle {
+		return side, true, wrap(err, "reading the qdiscs of %q", link)
+	}
+	cq, err := Parse(child)
+	return append(side, cq), true, wrap(err, "reading the qdiscs of %q", link)
+}
+
+// wrap says what failed; nil stays nil.
+func wrap(err error, format string, args ...any) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf(format+": %w", append(args, err)...)
+}
+
+// Ensure gives each end of a namespace's link the qdiscs of want, read
+// first: a qdisc of the same kind and place is changed in place (its
+// queue and the link stay), one of another kind is replaced, and nsrun's
+// are removed from an end that should have none. Someone else's root
+// qdisc on an end that should be shaped is replaced. Both links must
+// exist.
+func Ensure(ns, hostLink, peer string, want Link) error {
+	have, found, err := Read(ns, hostLink, peer, make([]byte, rtnl.BufferSize))
+	if err != nil {
+		return err
+	}
+	if !found {
+		return fmt.Errorf("shaping the link of namespace %q: link %q or its peer %q is missing", ns, hostLink, peer)
+	}
+	hh, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		return fmt.Errorf("netlink handle: %w", err)
+	}
+	defer hh.Close()
+	if err := ensureSide(hh, hostLink, want.Host, have.Host); err != nil {
+		return err
+	}
+	nh, err := netns.Netlink(ns)
+	if err != nil {
+		return err
+	}
+	defer nh.Close()
+	if err := ensureSide(nh, peer, want.Peer, have.Peer); err != nil {
+		return fmt.Errorf("netns %q: %w", ns, err)
+	}
+	return nil
+}
+
+func ensureSide(h *netlink.Handle, name string, want, have Side) error {
+	if have.Matches(want) {
+		return nil
+	}
+	link, err := h.LinkByName(name)
+	if err != nil {
+		return fmt.Errorf("looking up link %q: %w", name, err)
+	}
+	index := link.Attrs().Index
+	// nsrun's qdiscs of another shape go first: the kernel changes a qdisc
+	// in place only for the same kind.
+	if have.Ours() && (len(want) != len(have) || slices.ContainsFunc(want, func(q Qdisc) bool { return !sameKindAt(q, have) })) {
+		if err := deleteRoot(h, index); err != nil {
+			return fmt.Errorf("removing the qdiscs of %q: %w", name, err)
+		}
+	}
+	for _, q := range want {
+		if err := h.QdiscReplace(kernelQdisc(index, q)); err != nil {
+			if errors.Is(err, unix.ENOENT) {
+				return fmt.Errorf("adding a %s qdisc to %q: this kernel has no %s (%w); load it (modprobe %s), or remove it from the spec", q.Kind, name, Module(q.Kind), err, Module(q.Kind))
+			}
+			return fmt.Errorf("setting %s on %q: %w", q, name, err)
+		}
+	}
+	if len(want) == 0 && have.Ours() {
+		if err := deleteRoot(h, index); err != nil {
+			return fmt.Errorf("removing the qdiscs of %q: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// sameKindAt reports whether have holds a qdisc of q's kind at q's place.
+func sameKindAt(q Qdisc, have Side) bool {
+	return slices.ContainsFunc(have, func(h Qdisc) bool { return h.Kind == q.Kind && h.Handle == q.Handle && h.Parent == q.Parent })
+}
+
+// deleteRoot removes nsrun's root qdisc (and what is under it); the
+// kernel puts the link's default back. One already gone is no error.
+func deleteRoot(h *netlink.Handle, index int) error {
+	q := &netlink.GenericQdisc{QdiscAttrs: netlink.QdiscAttrs{LinkIndex: index, Handle: RootHandle, Parent: netlink.HANDLE_ROOT}}
+	if err := h.QdiscDel(q); err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENODEV) {
+		return err
+	}
+	return nil
+}
+
+// kernelQdisc is q for the netlink library, in the kernel's units.
+func kernelQdisc(index int, q Qdisc) netlink.Qdisc {
+	attrs := netlink.QdiscAttrs{LinkIndex: index, Handle: q.Handle, Parent: q.Parent}
+	if q.Kind == Netem {
+		return &netlink.Netem{QdiscAttrs: attrs, Latency: q.Latency, Jitter: q.Jitter, Loss: q.Loss, Limit: q.Limit}
+	}
+	return &netlink.Tbf{QdiscAttrs: attrs, Rate: q.Rate, Buffer: q.Buffer, Limit: q.Limit}
+}
+
+// Remove removes nsrun's qdiscs from both ends of a namespace's link;
+// ends that have none, or are gone, are no error.
+func Remove(ns, hostLink, peer string) error { return Ensure(ns, hostLink, peer, Link{}) }
+
+// Supported tries each qdisc kind in a network namespace of its own,
+// made for the try and gone after it, and says for each kind the kernel
+// lacks why (nil for those it has). Nothing on the host changes: the
+// namespace has no name and dies with the thread that made it.
+func Supported(kinds []string) (map[string]error, error) {
+	type result struct {
+		out map[string]error
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		// The thread ends with this goroutine, never unlocked: it is in
+		// the namespace it made, which no other goroutine may run in.
+		runtime.LockOSThread()
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			done <- result{err: fmt.Errorf("making a network namespace to try qdiscs in: %w", err)}
+			return
+		}
+		h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+		if err != nil {
+			done <- result{err: fmt.Errorf("netlink handle: %w", err)}
+			return
+		}
+		defer h.Close()
+		lo, err := h.LinkByName("lo")
+		if err != nil {
+			done <- result{err: fmt.Errorf("looking up lo in a new network namespace: %w", err)}
+			return
+		}
+		out := map[string]error{}
+		for _, kind := range kinds {
+			q := Qdisc{Kind: kind, Handle: RootHandle, Parent: rootParent, Limit: NetemLimit}
+			if kind == TBF {
+				q = tbf(1e6, RootHandle, rootParent)
+			}
+			err := h.QdiscReplace(kernelQdisc(lo.Attrs().Index, q))
+			if err == nil {
+				err = deleteRoot(h, lo.Attrs().Index)
+			}
+			out[kind] = err
+		}
+		done <- result{out: out}
+	}()
+	r := <-done
+	return r.out, r.err
+}
