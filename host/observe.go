@@ -72,41 +72,18 @@ func (k Kernel) Observe(ctx context.Context, q Query) (Observed, error) {
 	return obs, errors.Join(err, fwErr, hostErr, shapeErr)
 }
 
-// observeShaping reads the qdiscs of the links queried, on several
-// workers, and tries the qdisc kinds queried.
+// observeShaping reads the qdiscs of the links queried, and tries the
+// qdisc kinds queried.
 func observeShaping(q Query) (map[string]shape.Link, map[string]error, error) {
-	links := make(map[string]shape.Link, len(q.Shaped))
 	var kinds map[string]error
-	var mu sync.Mutex
-	var errs []error
+	var kindsErr error
 	var wg sync.WaitGroup
 	if len(q.QdiscKinds) > 0 {
-		wg.Go(func() {
-			k, err := shape.Supported(q.QdiscKinds)
-			mu.Lock()
-			defer mu.Unlock()
-			kinds, errs = k, append(errs, err)
-		})
+		wg.Go(func() { kinds, kindsErr = shape.Supported(q.QdiscKinds) })
 	}
-	sem := make(chan struct{}, workers)
-	bufs := sync.Pool{New: func() any { b := make([]byte, rtnl.BufferSize); return &b }}
-	for _, s := range q.Shaped {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			buf := bufs.Get().(*[]byte)
-			l, found, err := shape.Read(s.Namespace, s.Link, PeerName, *buf)
-			bufs.Put(buf)
-			mu.Lock()
-			defer mu.Unlock()
-			if found {
-				links[s.Namespace] = l
-			}
-			errs = append(errs, err)
-		})
-	}
+	links, err := shape.Read(q.Shaped, PeerName, make([]byte, rtnl.BufferSize))
 	wg.Wait()
-	return links, kinds, errors.Join(errs...)
+	return links, kinds, errors.Join(err, kindsErr)
 }
 
 // observeHost reads all Observe reads but the firewalls, and returns the

@@ -45,7 +45,7 @@ type Query struct {
 	Usage bool
 	// Shaped are the links whose qdiscs are read, both ends: those of
 	// namespaces shaped, or to be (Observed.Shaping).
-	Shaped []Shaped
+	Shaped []shape.Where
 	// QdiscKinds are tried in a network namespace of the try's own, to
 	// tell which the kernel has (Observed.QdiscKinds).
 	QdiscKinds []string
@@ -54,9 +54,6 @@ type Query struct {
 	// Shaped.
 	FirewallOnly bool
 }
-
-// Shaped names a namespace and the host side of its link.
-type Shaped struct{ Namespace, Link string }
 
 // Observed is what exists on the host, read in bulk before any change:
 // one request per link queried, one dump of the addresses and of the

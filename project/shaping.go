@@ -31,14 +31,14 @@ func describeShaping(ns *state.Namespace) string {
 
 // shapedLinks are the links whose qdiscs are read for records: those of
 // their shaped namespaces, each once.
-func shapedLinks(records ...*state.Record) []host.Shaped {
-	var out []host.Shaped
+func shapedLinks(records ...*state.Record) []shape.Where {
+	var out []shape.Where
 	for _, st := range records {
 		if st == nil {
 			continue
 		}
 		for _, ns := range st.Namespaces {
-			if s := (host.Shaped{Namespace: ns.Name, Link: ns.Link}); shaped(ns) && !slices.Contains(out, s) {
+			if s := (shape.Where{Namespace: ns.Name, Link: ns.Link}); shaped(ns) && !slices.Contains(out, s) {
 				out = append(out, s)
 			}
 		}

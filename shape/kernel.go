@@ -13,68 +13,116 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Read reads the shaping of a namespace's link as the kernel has it: the
-// root qdisc of each end, and the one under nsrun's netem. One request per
-// qdisc, answered for that link alone, through buf (rtnl.BufferSize bytes
-// at least). It reports false when either end's link (or the namespace)
-// is missing: the link's own drift says so.
-func Read(ns, hostLink, peer string, buf []byte) (Link, bool, error) {
-	var l Link
+// Where names a namespace and the host side of its link.
+type Where struct{ Namespace, Link string }
+
+// Read reads the shaping of namespaces' links as the kernel has it, by
+// namespace: the root qdisc of each end, and the one under nsrun's
+// netem. The host's qdiscs are dumped once for all the links (a request
+// for one qdisc is answered only when echoed, and then sent to every tc
+// listener as if it were new), and each namespace's, which has two links;
+// buf is rtnl.BufferSize bytes at least. A link whose end (or namespace)
+// is missing is left out: its own drift says so.
+func Read(links []Where, peer string, buf []byte) (map[string]Link, error) {
+	out := make(map[string]Link, len(links))
+	if len(links) == 0 {
+		return out, nil
+	}
 	host, err := rtnl.Dial(nil, buf)
 	if err != nil {
-		return l, false, fmt.Errorf("reading the qdiscs of %q: %w", hostLink, err)
+		return nil, fmt.Errorf("reading the host's qdiscs: %w", err)
 	}
-	var found bool
-	l.Host, found, err = readSide(host, hostLink)
+	index := map[string]int{}
+	var qdiscs []rtnl.Qdisc
+	for _, w := range links {
+		l, ok, err := host.Link(w.Link)
+		if err != nil {
+			host.Close()
+			return nil, fmt.Errorf("looking up link %q: %w", w.Link, err)
+		}
+		if ok {
+			index[w.Link] = l.Index
+		}
+	}
+	if len(index) > 0 {
+		qdiscs, err = host.Qdiscs()
+	}
 	host.Close()
-	if err != nil || !found {
-		return l, false, err
+	if err != nil {
+		return nil, fmt.Errorf("reading the host's qdiscs: %w", err)
 	}
+	for _, w := range links {
+		i, ok := index[w.Link]
+		if !ok {
+			continue
+		}
+		hostSide, err := sideOf(qdiscs, i)
+		if err != nil {
+			return nil, fmt.Errorf("reading the qdiscs of %q: %w", w.Link, err)
+		}
+		peerSide, found, err := readPeer(w.Namespace, peer, buf)
+		if err != nil {
+			return nil, err
+		}
+		if found {
+			out[w.Namespace] = Link{Host: hostSide, Peer: peerSide}
+		}
+	}
+	return out, nil
+}
+
+// readPeer reads the qdiscs of the namespace side; false when the
+// namespace or its link is missing.
+func readPeer(ns, peer string, buf []byte) (Side, bool, error) {
 	f, err := os.Open(netns.Path(ns))
 	if errors.Is(err, os.ErrNotExist) {
-		return l, false, nil
+		return nil, false, nil
 	}
 	if err != nil {
-		return l, false, fmt.Errorf("opening netns %q: %w", ns, err)
+		return nil, false, fmt.Errorf("opening netns %q: %w", ns, err)
 	}
 	defer f.Close()
 	c, err := rtnl.Dial(f, buf)
 	if err != nil {
-		return l, false, fmt.Errorf("netlink socket in netns %q: %w", ns, err)
+		return nil, false, fmt.Errorf("netlink socket in netns %q: %w", ns, err)
 	}
 	defer c.Close()
-	if l.Peer, found, err = readSide(c, peer); err != nil {
-		return l, false, fmt.Errorf("netns %q: %w", ns, err)
+	l, ok, err := c.Link(peer)
+	if err != nil || !ok {
+		return nil, false, wrap(err, "looking up %q in netns %q", peer, ns)
 	}
-	return l, found, nil
+	qdiscs, err := c.Qdiscs()
+	if err != nil {
+		return nil, false, fmt.Errorf("reading the qdiscs of netns %q: %w", ns, err)
+	}
+	side, err := sideOf(qdiscs, l.Index)
+	return side, true, wrap(err, "reading the qdiscs of %q in netns %q", peer, ns)
 }
 
-// readSide reads the root qdisc of the named link and, under nsrun's
-// netem, the qdisc of its class. A link without qdiscs of nsrun's reads
-// as its root alone (noqueue, or someone else's).
-func readSide(c *rtnl.Conn, link string) (Side, bool, error) {
-	l, ok, err := c.Link(link)
-	if err != nil || !ok {
-		return nil, false, wrap(err, "looking up link %q", link)
+// sideOf picks the root qdisc of the link of that index and, under
+// nsrun's netem, the qdisc of its class. A link without qdiscs of nsrun's
+// reads as its root alone (noqueue, or someone else's).
+func sideOf(qdiscs []rtnl.Qdisc, index int) (Side, error) {
+	var side Side
+	for _, r := range qdiscs {
+		if r.Index == index && r.Parent == rootParent {
+			q, err := Parse(r)
+			if err != nil {
+				return nil, err
+			}
+			side = Side{q}
+		}
 	}
-	root, ok, err := c.Qdisc(l.Index, rootParent)
-	if err != nil || !ok {
-		return nil, err == nil, wrap(err, "reading the qdiscs of %q", link)
+	if len(side) == 0 || side[0].Handle != RootHandle || side[0].Kind != Netem {
+		return side, nil
 	}
-	q, err := Parse(root)
-	if err != nil {
-		return nil, false, wrap(err, "reading the qdiscs of %q", link)
+	for _, r := range qdiscs {
+		if r.Index == index && r.Handle == ChildHandle && r.Parent == ChildParent {
+			q, err := Parse(r)
+			return append(side, q), err
+		}
 	}
-	side := Side{q}
-	if q.Handle != RootHandle || q.Kind != Netem {
-		return side, true, nil
-	}
-	child, ok, err := c.Qdisc(l.Index, ChildParent)
-	if err != nil || !ok || child.Handle != ChildHandle {
-		return side, true, wrap(err, "reading the qdiscs of %q", link)
-	}
-	cq, err := Parse(child)
-	return append(side, cq), true, wrap(err, "reading the qdiscs of %q", link)
+	return side, nil
 }
 
 // wrap says what failed; nil stays nil.
@@ -92,10 +140,11 @@ func wrap(err error, format string, args ...any) error {
 // qdisc on an end that should be shaped is replaced. Both links must
 // exist.
 func Ensure(ns, hostLink, peer string, want Link) error {
-	have, found, err := Read(ns, hostLink, peer, make([]byte, rtnl.BufferSize))
+	read, err := Read([]Where{{ns, hostLink}}, peer, make([]byte, rtnl.BufferSize))
 	if err != nil {
 		return err
 	}
+	have, found := read[ns]
 	if !found {
 		return fmt.Errorf("shaping the link of namespace %q: link %q or its peer %q is missing", ns, hostLink, peer)
 	}

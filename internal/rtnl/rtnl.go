@@ -469,6 +469,7 @@ func (c *Conn) do(req []byte, f func(typ uint16, body []byte) error) error {
 
 // Qdisc is what Conn reads of a queueing discipline.
 type Qdisc struct {
+	Index          int    // its link's
 	Kind           string // TCA_KIND: "tbf", "netem", "noqueue", ...
 	Handle, Parent uint32
 	Options        []byte // TCA_OPTIONS as the kernel sent them; their layout is the kind's
@@ -477,37 +478,32 @@ type Qdisc struct {
 // sizeofTcmsg is struct tcmsg's size (linux/rtnetlink.h).
 const sizeofTcmsg = 20
 
-// Qdisc reads the qdisc of the link of that index at parent:
-// unix.TC_H_ROOT for its root, a class (MAJOR:MINOR) for the qdisc under
-// it; false when there is none (a classful qdisc whose class holds none).
-// One request, answered for that link alone: a dump would walk every link
-// of the namespace.
-func (c *Conn) Qdisc(index int, parent uint32) (Qdisc, bool, error) {
-	req := request(unix.RTM_GETQDISC, 0, sizeofTcmsg)
-	binary.NativeEndian.PutUint32(req[unix.NLMSG_HDRLEN+4:], uint32(index)) // tcm_ifindex
-	binary.NativeEndian.PutUint32(req[unix.NLMSG_HDRLEN+12:], parent)       // tcm_parent
-	var out Qdisc
-	found := false
-	err := c.do(req, func(typ uint16, b []byte) error {
-		if typ != unix.RTM_NEWQDISC || len(b) < sizeofTcmsg {
+// Qdiscs lists the qdiscs of every link of the namespace: a dump, as
+// `tc qdisc show` makes. (A request for one qdisc, RTM_GETQDISC without
+// NLM_F_DUMP, is answered only with NLM_F_ECHO, and then also sent to
+// every listener of RTNLGRP_TC as if the qdisc were new.) The kernel
+// names no namespace in a qdisc message: a dump costs a step per qdisc.
+func (c *Conn) Qdiscs() ([]Qdisc, error) {
+	req := request(unix.RTM_GETQDISC, unix.NLM_F_DUMP, sizeofTcmsg)
+	var out []Qdisc
+	err := c.dump(req, unix.RTM_NEWQDISC, func() { out = out[:0] }, func(b []byte) error {
+		if len(b) < sizeofTcmsg {
 			return nil
 		}
-		out.Handle = binary.NativeEndian.Uint32(b[8:12])
-		out.Parent = binary.NativeEndian.Uint32(b[12:16])
-		found = true
-		return EachAttr(b[sizeofTcmsg:], func(t uint16, v []byte) {
+		q := Qdisc{Index: int(int32(binary.NativeEndian.Uint32(b[4:8]))),
+			Handle: binary.NativeEndian.Uint32(b[8:12]), Parent: binary.NativeEndian.Uint32(b[12:16])}
+		err := EachAttr(b[sizeofTcmsg:], func(t uint16, v []byte) {
 			switch t {
 			case unix.TCA_KIND:
-				out.Kind = cString(v)
+				q.Kind = cString(v)
 			case unix.TCA_OPTIONS:
-				out.Options = slices.Clone(v)
+				q.Options = slices.Clone(v)
 			}
 		})
+		out = append(out, q)
+		return err
 	})
-	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENODEV) {
-		return Qdisc{}, false, nil
-	}
-	return out, found, err
+	return out, err
 }
 
 // EachAttr calls f for each netlink attribute in b, its type without the
