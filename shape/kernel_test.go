@@ -69,7 +69,9 @@ func read(t *testing.T, p veth.Pair) Link {
 	return l
 }
 
-func matches(have, want Link) bool { return have.Host.Matches(want.Host) && have.Peer.Matches(want.Peer) }
+func matches(have, want Link) bool {
+	return have.Host.Matches(want.Host) && have.Peer.Matches(want.Peer)
+}
 
 // TestEnsureOnTheKernel: Ensure puts tbf on both ends, as tc shows them
 // and Read reads them; a new rate is set in place (the same link, the
