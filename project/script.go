@@ -8,7 +8,9 @@ import (
 	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/forward/nftables"
 	"github.com/nsrun/nsrun/forward/shortcut"
+	"github.com/nsrun/nsrun/host"
 	"github.com/nsrun/nsrun/hostfw"
+	"github.com/nsrun/nsrun/shape"
 	"github.com/nsrun/nsrun/state"
 )
 
@@ -52,6 +54,15 @@ func Script(want *state.Record, firewall forward.Firewall, cg cgroup.Layout) (st
 		fmt.Fprintf(&b, "ip -n %s route add default via %s\n", ns.Name, p.HostAddr.Addr())
 		if p.IPv6() {
 			fmt.Fprintf(&b, "ip -n %s -6 route add default via %s\n", ns.Name, p.HostAddr6.Addr())
+		}
+	}
+	for _, ns := range want.Namespaces {
+		if !shaped(ns) {
+			continue
+		}
+		fmt.Fprintf(&b, "\n# shaping of namespace %s (%s): into it on %s, out of it on its %s\n", ns.Name, describeShaping(ns), ns.Link, host.PeerName)
+		for _, c := range shape.Commands(ns.Name, ns.Link, host.PeerName, shaping(ns)) {
+			b.WriteString(c + "\n")
 		}
 	}
 	for _, ns := range want.Namespaces {

@@ -53,3 +53,22 @@ func TestScriptIPv6(t *testing.T) {
 		}
 	}
 }
+
+// TestScriptShaping: the plan shapes each end with tc, after the links.
+func TestScriptShaping(t *testing.T) {
+	s := spec(t, "namespaces:\n  ns1: {bandwidth: {ingress: 20mbit, egress: 10mbit}}\n  ns2: {}\n")
+	script, err := Script(FromSpec(s), iptables.New(iptables.NFT, 0), cgroup.Host())
+	if err != nil {
+		t.Fatal(err)
+	}
+	host := "tc qdisc replace dev nsr-ns1 root handle 6e73: tbf rate 20mbit burst 25000b limit 150000b"
+	peer := "ip netns exec ns1 tc qdisc replace dev eth0 root handle 6e73: tbf rate 10mbit burst 12500b limit 75000b"
+	for _, want := range []string{"# shaping of namespace ns1 (ingress 20mbit, egress 10mbit)", host, peer} {
+		if !strings.Contains(script, want) {
+			t.Errorf("the script lacks %q:\n%s", want, script)
+		}
+	}
+	if strings.Index(script, host) < strings.Index(script, "ip -n ns2 route add default") || strings.Count(script, "tc qdisc") != 2 {
+		t.Errorf("the shaping is not after every link, or shapes more than ns1:\n%s", script)
+	}
+}

@@ -192,6 +192,22 @@ type namespaceReport struct {
 	Resources *resourcesReport `json:"resources,omitempty"`
 	// Traffic is what its link counted; absent where it was not read.
 	Traffic *trafficReport `json:"traffic,omitempty"`
+	// Shaping is its link's bandwidth limits and netem, where it has any.
+	Shaping *shapingReport `json:"shaping,omitempty"`
+}
+
+type shapingReport struct {
+	Bandwidth specs.Bandwidth `json:"bandwidth"` // bits per second into the namespace (ingress) and out of it (egress); absent: no limit
+	Netem     *netemReport    `json:"netem,omitempty"`
+	// InPlace: the qdiscs of both ends are the record's (drift says how
+	// they are not).
+	InPlace bool `json:"in_place"`
+}
+
+type netemReport struct {
+	Delay  string  `json:"delay,omitempty"`
+	Jitter string  `json:"jitter,omitempty"`
+	Loss   float64 `json:"loss_percent,omitempty"`
 }
 
 type resourcesReport struct {
@@ -354,6 +370,20 @@ func report(r *project.Report, now time.Time) projectReport {
 				}
 			}
 		}
+		if !ns.Bandwidth.IsZero() || ns.Netem != nil {
+			nr.Shaping = &shapingReport{Bandwidth: ns.Bandwidth, InPlace: !slices.ContainsFunc(r.Drift, func(d project.Drift) bool {
+				return d.Namespace == ns.Name && slices.Contains([]project.DriftKind{project.DriftShaping, project.DriftLink, project.DriftNamespace}, d.Kind)
+			})}
+			if n := ns.Netem; n != nil {
+				nr.Shaping.Netem = &netemReport{Loss: n.Loss}
+				if n.Delay > 0 {
+					nr.Shaping.Netem.Delay = n.Delay.String()
+				}
+				if n.Jitter > 0 {
+					nr.Shaping.Netem.Jitter = n.Jitter.String()
+				}
+			}
+		}
 		for _, p := range ns.Ports {
 			to := ns.Address.Addr()
 			if p.Is6() {
@@ -462,6 +492,7 @@ func printProject(w io.Writer, r projectReport) {
 		fmt.Fprintf(w, "\n[::1] (ports published on IPv6, from this host): %s\n", r.Loopback6)
 	}
 	printResources(w, r)
+	printShaping(w, r)
 	printTraffic(w, r)
 	printProcesses(w, r)
 	printDrift(w, r.Drift)
@@ -519,6 +550,49 @@ func printResources(w io.Writer, r projectReport) {
 		for _, name := range slices.Sorted(maps.Keys(res.Processes)) {
 			fmt.Fprintf(tw, "%s/%s\t%s\t\t\t\n", ns.Name, name, res.Processes[name])
 		}
+	}
+	tw.Flush()
+}
+
+// printShaping prints the bandwidth limits and netem of the namespaces
+// that have them, and whether their qdiscs are in place.
+func printShaping(w io.Writer, r projectReport) {
+	if !slices.ContainsFunc(r.Namespaces, func(ns namespaceReport) bool { return ns.Shaping != nil }) {
+		return
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SHAPING OF\tINTO IT\tOUT OF IT\tNETEM (OUT OF IT)\tIN PLACE")
+	for _, ns := range r.Namespaces {
+		sh := ns.Shaping
+		if sh == nil {
+			continue
+		}
+		in, out, netem := "-", "-", "-"
+		if sh.Bandwidth.Ingress > 0 {
+			in = specs.FormatRate(sh.Bandwidth.Ingress)
+		}
+		if sh.Bandwidth.Egress > 0 {
+			out = specs.FormatRate(sh.Bandwidth.Egress)
+		}
+		if n := sh.Netem; n != nil {
+			var parts []string
+			if n.Delay != "" {
+				parts = append(parts, "delay "+n.Delay)
+			}
+			if n.Jitter != "" {
+				parts = append(parts, "jitter "+n.Jitter)
+			}
+			if n.Loss > 0 {
+				parts = append(parts, "loss "+specs.FormatPercent(n.Loss))
+			}
+			netem = strings.Join(parts, ", ")
+		}
+		inPlace := "yes"
+		if !sh.InPlace {
+			inPlace = "no (see drift)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", ns.Name, in, out, netem, inPlace)
 	}
 	tw.Flush()
 }

@@ -262,3 +262,41 @@ func TestStatusLimits(t *testing.T) {
 		}
 	}
 }
+
+// TestStatusShaping: each shaped namespace's limits and netem, and
+// whether its qdiscs are in place, in the table and in JSON.
+func TestStatusShaping(t *testing.T) {
+	s, err := specs.Parse("sh.yaml", []byte("name: sh\nnamespaces:\n  ns1:\n    bandwidth: {ingress: 20mbit, egress: 10mbit}\n    netem: {delay: 20ms, loss: 1%}\n  ns2: {bandwidth: {egress: 1gbit}}\n  ns3: {}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := report(&project.Report{Project: "sh", State: project.FromSpec(s),
+		Drift: []project.Drift{{Kind: project.DriftShaping, Namespace: "ns2", Message: "the shaping of what goes out of namespace ns2 is missing: ..."}},
+	}, time.Now())
+	data, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		`"shaping":{"bandwidth":{"ingress":20000000,"egress":10000000},"netem":{"delay":"20ms","loss_percent":1},"in_place":true}`,
+		`"shaping":{"bandwidth":{"egress":1000000000},"in_place":false}`,
+	} {
+		if !strings.Contains(string(data), want) {
+			t.Errorf("status -o json lacks %s:\n%s", want, data)
+		}
+	}
+	if strings.Count(string(data), `"shaping"`) != 2 {
+		t.Errorf("ns3, unshaped, has shaping:\n%s", data)
+	}
+	var table bytes.Buffer
+	printProject(&table, r)
+	for _, want := range []string{
+		"SHAPING OF  INTO IT  OUT OF IT  NETEM (OUT OF IT)    IN PLACE",
+		"ns1         20mbit   10mbit     delay 20ms, loss 1%  yes",
+		"ns2         -        1gbit      -                    no (see drift)",
+	} {
+		if !strings.Contains(table.String(), want) {
+			t.Errorf("status lacks %q:\n%s", want, table.String())
+		}
+	}
+}
