@@ -69,6 +69,10 @@ const (
 	maxBusy   = 2 * time.Second
 )
 
+// quietChanged is the cause of a look after the periodic fingerprint of
+// what sends no events changed.
+const quietChanged = "iptables-legacy or a shaped link's qdiscs changed"
+
 // Healer is what the keeper keeps: the projects of its directory.
 type Healer interface {
 	// Heal looks at every project that heals and repairs what differs,
@@ -147,7 +151,7 @@ func Run(ctx context.Context, dir string, h Healer, events <-chan hostfw.Event, 
 				return nil
 			}
 			if now := quiet(ctx); now != last {
-				causes = append(causes, "iptables-legacy changed")
+				causes = append(causes, quietChanged)
 			}
 		}
 	}

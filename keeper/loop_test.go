@@ -169,7 +169,7 @@ func TestRunLooksWhenQuietChanges(t *testing.T) {
 	h.waitCalls(t, 1)
 	setQuiet("b")
 	calls := h.waitCalls(t, 2)
-	if want := []string{"iptables-legacy changed"}; !slices.Equal(calls[1], want) {
+	if want := []string{quietChanged}; !slices.Equal(calls[1], want) {
 		t.Errorf("causes %q; want %q", calls[1], want)
 	}
 }

@@ -190,7 +190,7 @@ func (e *Engine) up(ctx context.Context, s *specs.Spec) (*Outcome, bool, error) 
 		}
 	}
 	shapes := specShaping(s)
-	q.Shaped = shapedLinks(recorded, shapes)
+	q.Shaped = ShapedLinks(recorded, shapes)
 	q.QdiscKinds = newQdiscKinds(shapes, recorded)
 	obs, err := e.Observe(ctx, q)
 	wg.Wait()

@@ -38,7 +38,7 @@ func (e *Engine) Heal(ctx context.Context, causes []string) ([]keeper.Repair, er
 		return nil, keeper.ErrBusy
 	}
 	states := e.Store.Healing()
-	obs, err := e.Observe(ctx, host.Query{FirewallOnly: true, Shaped: shapedLinks(states...)})
+	obs, err := e.Observe(ctx, host.Query{FirewallOnly: true, Shaped: ShapedLinks(states...)})
 	if err != nil {
 		return nil, err
 	}
@@ -67,7 +67,7 @@ func (e *Engine) keptDrifted(ctx context.Context) (bool, error) {
 	if len(states) == 0 {
 		return false, nil
 	}
-	obs, err := e.Observe(ctx, host.Query{FirewallOnly: true, Shaped: shapedLinks(states...)})
+	obs, err := e.Observe(ctx, host.Query{FirewallOnly: true, Shaped: ShapedLinks(states...)})
 	if err != nil {
 		return false, err
 	}

@@ -80,7 +80,7 @@ func (e *Engine) Status(ctx context.Context, project string) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	obs, err := e.Observe(ctx, host.Query{Namespaces: namespaceNames(st), Links: hostLinks(st), Cgroups: cgroupNames(st), Usage: true, Shaped: shapedLinks(st)})
+	obs, err := e.Observe(ctx, host.Query{Namespaces: namespaceNames(st), Links: hostLinks(st), Cgroups: cgroupNames(st), Usage: true, Shaped: ShapedLinks(st)})
 	if err != nil {
 		return nil, err
 	}
@@ -105,7 +105,7 @@ func (e *Engine) StatusAll(ctx context.Context) ([]*Report, error) {
 			q.Namespaces = append(q.Namespaces, namespaceNames(st)...)
 			q.Links = append(q.Links, hostLinks(st)...)
 			q.Cgroups = append(q.Cgroups, cgroupNames(st)...)
-			q.Shaped = append(q.Shaped, shapedLinks(st)...)
+			q.Shaped = append(q.Shaped, ShapedLinks(st)...)
 		}
 	}
 	obs, err := e.Observe(ctx, q)

@@ -29,9 +29,9 @@ func describeShaping(ns *state.Namespace) string {
 	return ns.Bandwidth.String() + "; netem " + ns.Netem.String()
 }
 
-// shapedLinks are the links whose qdiscs are read for records: those of
+// ShapedLinks are the links whose qdiscs are read for records: those of
 // their shaped namespaces, each once.
-func shapedLinks(records ...*state.Record) []shape.Where {
+func ShapedLinks(records ...*state.Record) []shape.Where {
 	var out []shape.Where
 	for _, st := range records {
 		if st == nil {

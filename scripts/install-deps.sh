@@ -35,6 +35,7 @@ if [[ ${NSRUN_TEST_DEPS:-} == 1 ]]; then
 	command -v radvd >/dev/null || need+=(radvd) # router advertisements for the IPv6 tests
 	command -v promtool >/dev/null || need+=(prometheus) # promtool and a real server for nsrun metrics
 	command -v tmux >/dev/null || need+=(tmux)             # a terminal for nsrun top's test
+	command -v iperf3 >/dev/null || need+=(iperf3)         # traffic through shaped links (bandwidth tests)
 	command -v setcap >/dev/null || need+=(libcap2-bin) # nsrun exec without root: the file capabilities
 	/usr/bin/python3 -c 'import flask' 2>/dev/null || need+=(python3-flask)
 fi

@@ -1,14 +1,19 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log"
 	"os/signal"
 	"syscall"
 	"time"
 
+	"github.com/nsrun/nsrun/host"
 	"github.com/nsrun/nsrun/hostfw"
+	"github.com/nsrun/nsrun/internal/rtnl"
 	"github.com/nsrun/nsrun/keeper"
+	"github.com/nsrun/nsrun/project"
+	"github.com/nsrun/nsrun/shape"
 	"github.com/nsrun/nsrun/state"
 	"github.com/spf13/cobra"
 )
@@ -47,9 +52,33 @@ func newKeepCommand() *cobra.Command {
 			if err := w.Run(ctx, period); err != nil {
 				return fmt.Errorf("watching the firewalls: %w", err)
 			}
-			return keeper.Run(ctx, args[0], e, w.C, period, keeper.QuietFingerprint)
+			var records state.Cache
+			quiet := func(ctx context.Context) string {
+				return keeper.QuietFingerprint(ctx) + "\n" + shapingFingerprint(e.Store, &records)
+			}
+			return keeper.Run(ctx, args[0], e, w.C, period, quiet)
 		},
 	}
 	c.Flags().DurationVar(&period, "period", 5*time.Second, "how often to look at what sends no events (iptables-legacy)")
 	return c
+}
+
+// shapingFingerprint is the qdiscs of both ends of the links the keeper
+// keeps shaped: tc run inside a namespace sends the host no event. Only
+// records that changed are decoded again; without shaped links it reads
+// nothing more.
+func shapingFingerprint(st state.Store, records *state.Cache) string {
+	names, _ := st.Projects()
+	var kept []*state.Record
+	for _, name := range names {
+		if r, err := records.Load(st, name); err == nil && !r.NoHeal && !st.Removing(name) {
+			kept = append(kept, r)
+		}
+	}
+	links := project.ShapedLinks(kept...)
+	if len(links) == 0 {
+		return ""
+	}
+	read, err := shape.Read(links, host.PeerName, make([]byte, rtnl.BufferSize))
+	return fmt.Sprint(read, err)
 }
