@@ -279,6 +279,10 @@ func composeHeader(s *specs.Spec, notes []string) string {
 		b.WriteString("# process's own, else an even share of its namespace's (Compose limits each\n")
 		b.WriteString("# service, not the services of a namespace together).\n")
 	}
+	if shaped, emulated := shapingUse(s); shaped || emulated {
+		b.WriteString("# Bandwidth limits and netem are not carried: Compose has no key for them\n")
+		b.WriteString("# (Docker has no bandwidth option: moby#26767).\n")
+	}
 	for _, n := range notes {
 		for _, line := range wrap(n + ".") {
 			b.WriteString("# " + line + "\n")

@@ -292,3 +292,15 @@ func limitedSpec(s *specs.Spec) bool {
 	}
 	return false
 }
+
+// shapingUse reports whether a namespace that runs something has
+// bandwidth limits, and whether one has netem.
+func shapingUse(s *specs.Spec) (shaped, emulated bool) {
+	for _, ns := range s.Namespaces {
+		if len(ns.Run) > 0 {
+			shaped = shaped || !ns.Bandwidth.IsZero()
+			emulated = emulated || ns.Netem != nil
+		}
+	}
+	return shaped, emulated
+}

@@ -535,6 +535,55 @@ namespaces:
 	}
 }
 
+// TestExportShaping: bandwidth limits are the pod annotations the CNI
+// bandwidth plugin reads, on the Deployment's pod template and on a bare
+// Pod; netem is named among what Kubernetes does not carry, and both among
+// what Compose does not.
+func TestExportShaping(t *testing.T) {
+	s, err := specs.Parse("sh.yaml", []byte(`name: sh
+namespaces:
+  a:
+    bandwidth: {ingress: 20mbit, egress: 1500kbit}
+    netem: {delay: 20ms}
+    run: [{name: web, command: [web]}]
+  b:
+    run: [{name: db, command: [db]}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kind := range []string{KindDeployment, KindPod} {
+		kube, err := Kubernetes(s, KubeOptions{Images: Images{Default: "img:1"}, Kind: kind})
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := map[string]map[string]string{}
+		for _, o := range decodeStrict(t, kube) {
+			switch o := o.(type) {
+			case *appsv1.Deployment:
+				found[o.Name] = o.Spec.Template.Annotations
+			case *corev1.Pod:
+				found[o.Name] = o.Annotations
+			}
+		}
+		want := map[string]string{"kubernetes.io/ingress-bandwidth": "20M", "kubernetes.io/egress-bandwidth": "1500k"}
+		if !maps.Equal(found["a"], want) || len(found["b"]) != 0 {
+			t.Errorf("%s: pod annotations %v; want %v on a, none on b", kind, found, want)
+		}
+		if !strings.Contains(string(kube), "netem (delay, jitter, loss) is not carried: Kubernetes has no") {
+			t.Errorf("%s: the header does not say netem is not carried:\n%s", kind, kube)
+		}
+	}
+	compose, err := Compose(s, ComposeOptions{Images: Images{Default: "img:1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	loadCompose(t, "sh", compose)
+	if !strings.Contains(string(compose), "# Bandwidth limits and netem are not carried: Compose has no key for them") {
+		t.Errorf("the compose header does not say what is not carried:\n%s", compose)
+	}
+}
+
 // TestHealthExport: health checks become probes (http httpGet, tcp
 // tcpSocket, command exec; the schedule in seconds; liveness only with
 // on_failure: restart) and Compose healthchecks (a command as it is, http

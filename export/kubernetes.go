@@ -171,6 +171,16 @@ func kubeHeader(s *specs.Spec, o KubeOptions) string {
 		b.WriteString("# set is Guaranteed. pids is not carried: Kubernetes bounds a pod's processes\n")
 		b.WriteString("# by the kubelet's podPidsLimit, a setting of the node.\n")
 	}
+	if shaped, emulated := shapingUse(s); shaped || emulated {
+		b.WriteString("# Bandwidth limits are the pods' kubernetes.io/ingress-bandwidth and\n")
+		b.WriteString("# egress-bandwidth annotations, which the CNI bandwidth plugin enforces where\n")
+		b.WriteString("# the cluster's network configuration chains it (its bucket is its own, not\n")
+		b.WriteString("# nsrun's).")
+		if emulated {
+			b.WriteString(" netem (delay, jitter, loss) is not carried: Kubernetes has no\n# equivalent.")
+		}
+		b.WriteString("\n")
+	}
 	if o.Kind == KindDeployment && hasRestart(s, specs.RestartNo, specs.RestartOnFailure) {
 		b.WriteString("# restart: no and on-failure are the containers' own restartPolicy (Never,\n")
 		b.WriteString("# OnFailure; Kubernetes 1.34 has it behind the ContainerRestartPolicy feature\n")
@@ -249,12 +259,12 @@ func kubeObjects(s *specs.Spec, ns *specs.Namespace, o KubeOptions) []*yaml.Node
 	var out []*yaml.Node
 	if o.Kind == KindPod {
 		out = append(out, mapping("apiVersion", "v1", "kind", "Pod",
-			"metadata", mapping("name", ns.Name, "namespace", o.Namespace, "labels", podLabels(s, ns)), "spec", pod))
+			"metadata", mapping("name", ns.Name, "namespace", o.Namespace, "labels", podLabels(s, ns), "annotations", bandwidthAnnotations(ns)), "spec", pod))
 	} else {
 		out = append(out, mapping("apiVersion", "apps/v1", "kind", "Deployment",
 			"metadata", metadata(ns.Name, o.Namespace, s.Name, ns.Name),
 			"spec", mapping("replicas", 1, "selector", mapping("matchLabels", selector(s.Name, ns.Name)),
-				"template", mapping("metadata", mapping("labels", podLabels(s, ns)), "spec", pod))))
+				"template", mapping("metadata", mapping("labels", podLabels(s, ns), "annotations", bandwidthAnnotations(ns)), "spec", pod))))
 	}
 	// The namespace's name in the cluster's DNS, as /etc/netns/NS/hosts gives it.
 	out = append(out, mapping("apiVersion", "v1", "kind", "Service",
@@ -279,6 +289,37 @@ const (
 	labelNetwork         = "network.nsrun.io/"
 	labelExternalNetwork = "external.network.nsrun.io/"
 )
+
+// bandwidthAnnotations are the annotations of a pod whose namespace has
+// bandwidth limits, as the CNI bandwidth plugin reads them (through the
+// container runtime): bits per second, a Kubernetes quantity; nil for none.
+func bandwidthAnnotations(ns *specs.Namespace) *yaml.Node {
+	if ns.Bandwidth.IsZero() {
+		return nil
+	}
+	var kv []any
+	if r := ns.Bandwidth.Ingress; r > 0 {
+		kv = append(kv, "kubernetes.io/ingress-bandwidth", quantity(r))
+	}
+	if r := ns.Bandwidth.Egress; r > 0 {
+		kv = append(kv, "kubernetes.io/egress-bandwidth", quantity(r))
+	}
+	return mapping(kv...)
+}
+
+// quantity writes a count as a Kubernetes quantity with the largest
+// decimal suffix that divides it: 20000000 is 20M.
+func quantity(n uint64) string {
+	for _, u := range []struct {
+		suffix string
+		size   uint64
+	}{{"G", 1e9}, {"M", 1e6}, {"k", 1e3}} {
+		if n%u.size == 0 {
+			return fmt.Sprint(n/u.size) + u.suffix
+		}
+	}
+	return fmt.Sprint(n)
+}
 
 // podLabels are a namespace's pod's labels: the object's, and its networks'.
 func podLabels(s *specs.Spec, ns *specs.Namespace) *yaml.Node {
