@@ -2,7 +2,7 @@
 # Benchmarks nsrun side by side with the manual method and a userland
 # proxy, in one run, as ratios (this machine is shared and noisy):
 #
-#   sudo scripts/bench.sh [--quick] [--firewalls] [--ipv6] [--tenants] [--limits] [--many] [--peers] [--health] [--metrics]
+#   sudo scripts/bench.sh [--quick] [--firewalls] [--ipv6] [--tenants] [--limits] [--many] [--peers] [--health] [--metrics] [--bandwidth]
 #
 # Sections 2, 2b, 3, 3b and 3c run once per firewall backend (iptables,
 # then nftables), marked [iptables] and [nftables]; --firewalls runs only
@@ -33,6 +33,11 @@
 #    of 1,000 namespaces with a published port each, in each firewall
 #    backend; and what counting each packet costs: HTTP requests/s from
 #    another machine to the last of those ports, counted against not;
+# 1h. bandwidth limits (--bandwidth: only this): keep-alive and close HTTP
+#    requests/s from another machine through a published port of a
+#    namespace with bandwidth {ingress: 10gbit, egress: 10gbit} (more than
+#    the path carries: what the two token buckets cost) against none, the
+#    limits put on and taken off by up in place, in alternating rounds;
 # 1e. nsrun against Podman and Docker (--peers: only this, in
 #    scripts/bench-peers.sh): bring-up, teardown, memory and the data path
 #    of 100 published web servers;
@@ -65,7 +70,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-quick=false firewalls_only=false ipv6_only=false tenants_only=false limits_only=false many_only=false health_only=false metrics_only=false
+quick=false firewalls_only=false ipv6_only=false tenants_only=false limits_only=false many_only=false health_only=false metrics_only=false bandwidth_only=false
 if [[ " $* " == *" --peers "* ]]; then
 	[[ " $* " == *" --quick "* ]] && exec scripts/bench-peers.sh --quick
 	exec scripts/bench-peers.sh
@@ -80,8 +85,9 @@ for arg in "$@"; do
 	--many) many_only=true ;;
 	--health) health_only=true ;;
 	--metrics) metrics_only=true ;;
+	--bandwidth) bandwidth_only=true ;;
 	*)
-		echo "usage: sudo $0 [--quick] [--firewalls] [--ipv6] [--tenants] [--limits] [--many] [--peers] [--health] [--metrics]" >&2
+		echo "usage: sudo $0 [--quick] [--firewalls] [--ipv6] [--tenants] [--limits] [--many] [--peers] [--health] [--metrics] [--bandwidth]" >&2
 		exit 2
 		;;
 	esac
@@ -114,7 +120,7 @@ sysctl -qw net.ipv4.tcp_tw_reuse=1
 cleanup() {
 	sysctl -qw net.ipv4.tcp_tw_reuse="$tw_reuse"
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	for p in bench1 bench10 bench100 bench500 bench1000 benchdata benchdata6 benchscale benchns benchmem benchhealth benchmetrics; do
+	for p in bench1 bench10 bench100 bench500 bench1000 benchdata benchdata6 benchscale benchns benchmem benchhealth benchmetrics benchbw; do
 		"$nsrun" down -q -p "$p" >/dev/null 2>&1 || true
 	done
 	for ((i = 0; i < 100; i++)); do
@@ -434,6 +440,54 @@ metrics_cost() {
 		"$nsrun" down -q -p benchmetrics >/dev/null
 	done
 }
+# --- 1h. bandwidth limits ----------------------------------------------------
+# shaped on|off: the project's namespace with 10gbit each way, or none,
+# by up (in place), checked in the kernel each time.
+shaped() {
+	local have=off
+	"$nsrun" up -q --no-heal "$work/bw-$1.yaml" >/dev/null
+	[[ $(tc qdisc show dev nsr-bw0) == *"tbf 6e73: root"* && $(ip netns exec bw0 tc qdisc show dev eth0) == *"tbf 6e73: root"* ]] && have=on
+	if [[ $have != "$1" ]]; then
+		echo "bench: the shaping is not $1 after up" >&2
+		exit 1
+	fi
+}
+bandwidth_cost() {
+	local mode header state on off
+	for state in on off; do
+		{
+			echo "name: benchbw"
+			echo "subnet: 10.237.0.0/16"
+			echo "namespaces:"
+			echo "  bw0:"
+			[[ $state == on ]] && echo "    bandwidth: {ingress: 10gbit, egress: 10gbit}"
+			echo "    ports: [\"31999:8080\"]"
+			echo "    run: [{name: web, command: [\"$work/benchserver\", \"-addr\", \":8080\"], ready: {tcp: 8080}}]"
+		} >"$work/bw-$state.yaml"
+	done
+	make_benchout
+	for mode in keepalive close; do
+		header=""
+		[[ $mode == close ]] && header="Connection: close"
+		on="" off=""
+		for ((i = 0; i < rounds; i++)); do
+			for state in on off; do
+				((i % 2 == 1)) && state=$([[ $state == on ]] && echo off || echo on)
+				shaped "$state"
+				if [[ $state == on ]]; then on+=" $(client_ns=benchout rps http://10.239.0.1:31999/ "$header")"; else off+=" $(client_ns=benchout rps http://10.239.0.1:31999/ "$header")"; fi
+			done
+		done
+		echo "bench: $mode req/s through 10gbit limits by round:$on; unlimited:$off" >&2
+		row "HTTP req/s, $mode, outside through limits of 10gbit vs none" "$(median $on)" "$(median $off)" "$(pratio "$on" "$off")" "(goal: >= 0.95x)"
+	done
+	"$nsrun" down -q -p benchbw >/dev/null
+}
+if $bandwidth_only; then
+	bandwidth_cost
+	printf '\n%-66s %14s %14s %9s %s\n' "measure" "nsrun" "other" "ratio" ""
+	printf '%s\n' "${rows[@]}"
+	exit 0
+fi
 if $metrics_only; then
 	metrics_cost
 	printf '\n%-66s %14s %14s %9s %s\n' "measure" "nsrun" "other" "ratio" ""
