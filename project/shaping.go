@@ -3,6 +3,7 @@ package project
 import (
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/nsrun/nsrun/host"
 	"github.com/nsrun/nsrun/shape"
@@ -90,20 +91,10 @@ func checkShaping(want *state.Record, obs host.Observed) []error {
 				key = "netem"
 			}
 			errs = append(errs, fmt.Errorf("namespace %q has %s, which needs the kernel's %s qdisc, and this kernel cannot make one (%v); load its module (modprobe %s), use a kernel built with it (CONFIG_NET_SCH_%s), or remove %s from the spec",
-				ns.Name, key, kind, err, shape.Module(kind), upper(kind), key))
+				ns.Name, key, kind, err, shape.Module(kind), strings.ToUpper(kind), key))
 		}
 	}
 	return errs
-}
-
-func upper(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if 'a' <= c && c <= 'z' {
-			b[i] = c - 'a' + 'A'
-		}
-	}
-	return string(b)
 }
 
 // shapingDrift says how a recorded namespace's shaping differs from its
@@ -117,8 +108,9 @@ func shapingDrift(ns *state.Namespace, obs host.Observed) []string {
 	return shape.Drift(ns.Name, ns.Link, shaping(ns), have)
 }
 
-// shapingSteps shape the links whose qdiscs differ from want's, those up
-// (re)makes, and those whose shaping the spec dropped.
+// shapingSteps shape the links whose qdiscs differ from want's, and
+// those up (re)makes, and remove nsrun's qdiscs from the links whose
+// shaping the spec dropped.
 func shapingSteps(want, recorded *state.Record, steps []Step, obs host.Observed, drift []Drift) []Step {
 	var out []Step
 	had := recorded.ByName()
@@ -126,7 +118,11 @@ func shapingSteps(want, recorded *state.Record, steps []Step, obs host.Observed,
 		have, read := obs.Shaping[ns.Name]
 		w := shaping(ns)
 		linked := slices.ContainsFunc(steps, func(s Step) bool { return s.Op == OpLink && s.Namespace == ns.Name })
-		if (!read && w.IsZero()) || (read && !linked && have.Host.Matches(w.Host) && have.Peer.Matches(w.Peer)) || (linked && w.IsZero()) {
+		needed := read && (have.Host.Ours() || have.Peer.Ours()) // nsrun's qdiscs, to go
+		if !w.IsZero() {
+			needed = !read || linked || !have.Host.Matches(w.Host) || !have.Peer.Matches(w.Peer)
+		}
+		if !needed {
 			continue
 		}
 		var previous shape.Link

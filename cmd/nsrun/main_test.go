@@ -49,7 +49,7 @@ func TestValidateBadSpec(t *testing.T) {
 				t.Fatalf("%s: exit %d, stdout %q; want 2 and nothing on stdout", cmd, code, out)
 			}
 			want := path + ":3:13: namespaces.ns1.ports[0]: host port 70000 is out of range 1-65535\n" +
-				path + `:4:5: namespaces.ns1.colour: unknown key "colour"; known keys here: address, address6, egress, networks, ports, run, exec, resources` + "\n" +
+				path + `:4:5: namespaces.ns1.colour: unknown key "colour"; known keys here: address, address6, egress, networks, ports, run, exec, resources, bandwidth, netem` + "\n" +
 				"nsrun: " + path + " is not a valid spec (2 problems); fix it and run again. Nothing was changed\n"
 			if errOut != want {
 				t.Errorf("stderr:\n%s\nwant:\n%s", errOut, want)
