@@ -10,6 +10,7 @@ import (
 	"github.com/nsrun/nsrun/internal/rtnl"
 	"github.com/nsrun/nsrun/netns"
 	"github.com/vishvananda/netlink"
+	vnetns "github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -230,46 +231,74 @@ func Remove(ns, hostLink, peer string) error { return Ensure(ns, hostLink, peer,
 // Supported tries each qdisc kind in a network namespace of its own,
 // made for the try and gone after it, and says for each kind the kernel
 // lacks why (nil for those it has). Nothing on the host changes: the
-// namespace has no name and dies with the thread that made it.
+// namespace has no name, and goes when the try closes it.
 func Supported(kinds []string) (map[string]error, error) {
+	try, err := newNetns()
+	if err != nil {
+		return nil, fmt.Errorf("making a network namespace to try qdiscs in: %w", err)
+	}
+	defer try.Close()
+	h, err := netlink.NewHandleAt(try, unix.NETLINK_ROUTE)
+	if err != nil {
+		return nil, fmt.Errorf("netlink handle in a new network namespace: %w", err)
+	}
+	defer h.Close()
+	lo, err := h.LinkByName("lo")
+	if err != nil {
+		return nil, fmt.Errorf("looking up lo in a new network namespace: %w", err)
+	}
+	out := map[string]error{}
+	for _, kind := range kinds {
+		q := Qdisc{Kind: kind, Handle: RootHandle, Parent: rootParent, Limit: NetemLimit}
+		if kind == TBF {
+			q = tbf(1e6, RootHandle, rootParent)
+		}
+		err := h.QdiscReplace(kernelQdisc(lo.Attrs().Index, q))
+		if err == nil {
+			err = deleteRoot(h, lo.Attrs().Index)
+		}
+		out[kind] = err
+	}
+	return out, nil
+}
+
+// newNetns makes a network namespace and returns a handle to it, on a
+// thread that goes back to its own namespace before anything else runs
+// on it. (A thread left in the new namespace would be the process's main
+// thread at times, which the runtime keeps: /proc/self/net, and so
+// every program that reads it, would then see the new namespace.) A
+// thread that cannot go back stays locked, and ends with its goroutine.
+func newNetns() (vnetns.NsHandle, error) {
 	type result struct {
-		out map[string]error
+		ns  vnetns.NsHandle
 		err error
 	}
 	done := make(chan result, 1)
 	go func() {
-		// The thread ends with this goroutine, never unlocked: it is in
-		// the namespace it made, which no other goroutine may run in.
 		runtime.LockOSThread()
+		orig, err := vnetns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			done <- result{err: err}
+			return
+		}
+		defer orig.Close()
 		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			done <- result{err: fmt.Errorf("making a network namespace to try qdiscs in: %w", err)}
+			runtime.UnlockOSThread()
+			done <- result{err: err}
 			return
 		}
-		h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
-		if err != nil {
-			done <- result{err: fmt.Errorf("netlink handle: %w", err)}
-			return
-		}
-		defer h.Close()
-		lo, err := h.LinkByName("lo")
-		if err != nil {
-			done <- result{err: fmt.Errorf("looking up lo in a new network namespace: %w", err)}
-			return
-		}
-		out := map[string]error{}
-		for _, kind := range kinds {
-			q := Qdisc{Kind: kind, Handle: RootHandle, Parent: rootParent, Limit: NetemLimit}
-			if kind == TBF {
-				q = tbf(1e6, RootHandle, rootParent)
-			}
-			err := h.QdiscReplace(kernelQdisc(lo.Attrs().Index, q))
+		ns, err := vnetns.Get()
+		if serr := vnetns.Set(orig); serr != nil {
 			if err == nil {
-				err = deleteRoot(h, lo.Attrs().Index)
+				ns.Close()
 			}
-			out[kind] = err
+			done <- result{err: fmt.Errorf("going back to the thread's network namespace: %w", serr)}
+			return // locked: the runtime ends the thread with this goroutine
 		}
-		done <- result{out: out}
+		runtime.UnlockOSThread()
+		done <- result{ns: ns, err: err}
 	}()
 	r := <-done
-	return r.out, r.err
+	return r.ns, r.err
 }

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -169,9 +170,20 @@ func TestEnsureOnTheKernel(t *testing.T) {
 func TestSupported(t *testing.T) {
 	nstest.RequireRoot(t)
 	before, _ := os.ReadDir(netns.RunDir)
+	host, _ := os.Readlink("/proc/thread-self/ns/net")
 	kinds, err := Supported([]string{TBF, Netem})
 	if err != nil {
 		t.Fatal(err)
+	}
+	// No thread of the process is left in the try's namespace: one there
+	// (the main thread, which the runtime keeps) would make /proc/self/net
+	// show that namespace to everything after (seen: iptables-legacy's
+	// tables read as missing).
+	tasks, _ := filepath.Glob("/proc/self/task/*/ns/net")
+	for _, task := range tasks {
+		if n, err := os.Readlink(task); err == nil && n != host {
+			t.Errorf("%s is %s after the try; want the host's %s", task, n, host)
+		}
 	}
 	if kinds[TBF] != nil {
 		t.Errorf("tbf: %v; want it supported", kinds[TBF])
