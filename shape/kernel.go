@@ -52,12 +52,16 @@ func Read(links []Where, peer string, buf []byte) (map[string]Link, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading the host's qdiscs: %w", err)
 	}
+	byLink := map[int][]rtnl.Qdisc{}
+	for _, q := range qdiscs {
+		byLink[q.Index] = append(byLink[q.Index], q)
+	}
 	for _, w := range links {
 		i, ok := index[w.Link]
 		if !ok {
 			continue
 		}
-		hostSide, err := sideOf(qdiscs, i)
+		hostSide, err := sideOf(byLink[i])
 		if err != nil {
 			return nil, fmt.Errorf("reading the qdiscs of %q: %w", w.Link, err)
 		}
@@ -96,17 +100,17 @@ func readPeer(ns, peer string, buf []byte) (Side, bool, error) {
 	if err != nil {
 		return nil, false, fmt.Errorf("reading the qdiscs of netns %q: %w", ns, err)
 	}
-	side, err := sideOf(qdiscs, l.Index)
+	side, err := sideOf(slices.DeleteFunc(qdiscs, func(q rtnl.Qdisc) bool { return q.Index != l.Index }))
 	return side, true, wrap(err, "reading the qdiscs of %q in netns %q", peer, ns)
 }
 
-// sideOf picks the root qdisc of the link of that index and, under
-// nsrun's netem, the qdisc of its class. A link without qdiscs of nsrun's
-// reads as its root alone (noqueue, or someone else's).
-func sideOf(qdiscs []rtnl.Qdisc, index int) (Side, error) {
+// sideOf picks, of one link's qdiscs, its root and, under nsrun's netem,
+// the qdisc of its class. A link without qdiscs of nsrun's reads as its
+// root alone (noqueue, or someone else's).
+func sideOf(qdiscs []rtnl.Qdisc) (Side, error) {
 	var side Side
 	for _, r := range qdiscs {
-		if r.Index == index && r.Parent == rootParent {
+		if r.Parent == rootParent {
 			q, err := Parse(r)
 			if err != nil {
 				return nil, err
@@ -118,7 +122,7 @@ func sideOf(qdiscs []rtnl.Qdisc, index int) (Side, error) {
 		return side, nil
 	}
 	for _, r := range qdiscs {
-		if r.Index == index && r.Handle == ChildHandle && r.Parent == ChildParent {
+		if r.Handle == ChildHandle && r.Parent == ChildParent {
 			q, err := Parse(r)
 			return append(side, q), err
 		}
