@@ -268,10 +268,11 @@ func Supported(kinds []string) (map[string]error, error) {
 
 // newNetns makes a network namespace and returns a handle to it, on a
 // thread that goes back to its own namespace before anything else runs
-// on it. (A thread left in the new namespace would be the process's main
-// thread at times, which the runtime keeps: /proc/self/net, and so
-// every program that reads it, would then see the new namespace.) A
-// thread that cannot go back stays locked, and ends with its goroutine.
+// on it. A thread left in the new namespace, to end with its goroutine,
+// was seen to stay in the process (the main thread, which the runtime
+// never ends, is one it may be), and the process then read iptables-legacy
+// as having no tables. A thread that cannot go back stays locked, and ends
+// with its goroutine.
 func newNetns() (vnetns.NsHandle, error) {
 	type result struct {
 		ns  vnetns.NsHandle

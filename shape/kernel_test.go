@@ -175,10 +175,9 @@ func TestSupported(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// No thread of the process is left in the try's namespace: one there
-	// (the main thread, which the runtime keeps) would make /proc/self/net
-	// show that namespace to everything after (seen: iptables-legacy's
-	// tables read as missing).
+	// No thread of the process is left in the try's namespace (one was
+	// seen to stay, and the process then read iptables-legacy as having no
+	// tables).
 	tasks, _ := filepath.Glob("/proc/self/task/*/ns/net")
 	for _, task := range tasks {
 		if n, err := os.Readlink(task); err == nil && n != host {
