@@ -19,7 +19,7 @@ func newPlanCommand() *cobra.Command {
 	var firewall, output string
 	c := &cobra.Command{
 		Use:   "plan SPEC",
-		Short: "Print the ip, sysctl and iptables (or nft) commands equivalent to up; changes nothing",
+		Short: "Print the ip, sysctl, tc and iptables (or nft) commands equivalent to up; changes nothing",
 		Long: `Plan validates the spec and prints, as a shell script, the ip and sysctl
 commands and the firewall input (iptables-restore, or nft -f with
 --firewall nftables) that build the same namespaces, links and published
