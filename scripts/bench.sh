@@ -373,6 +373,21 @@ make_benchout() {
 	ip -n benchout route add default via 10.239.0.1
 	ip netns exec benchout sysctl -qw net.ipv4.tcp_tw_reuse=1
 }
+# alternate SWITCH URL HEADER: requests/s from another machine (benchout)
+# to URL, in rounds with SWITCH on and off (SWITCH on|off is run before
+# each; which goes first alternates): the figures by round, in $on and
+# $off.
+alternate() {
+	local i state
+	on="" off=""
+	for ((i = 0; i < rounds; i++)); do
+		for state in on off; do
+			((i % 2 == 1)) && state=$([[ $state == on ]] && echo off || echo on)
+			$1 "$state"
+			if [[ $state == on ]]; then on+=" $(client_ns=benchout rps "$2" "$3")"; else off+=" $(client_ns=benchout rps "$2" "$3")"; fi
+		done
+	done
+}
 # counting FIREWALL on|off: the jump to the counters of published ports'
 # traffic (in table inet nsrun-count) put back (by up, which repairs it)
 # or taken out by hand; each checked, so a figure is never of the wrong
@@ -392,7 +407,7 @@ counting() {
 	fi
 }
 metrics_cost() {
-	local fw ms mode header state on off lp
+	local fw ms mode header on off lp
 	{
 		echo "name: benchmetrics"
 		echo "subnet: 10.238.0.0/16"
@@ -425,14 +440,7 @@ metrics_cost() {
 		for mode in keepalive close; do
 			header=""
 			[[ $mode == close ]] && header="Connection: close"
-			on="" off=""
-			for ((i = 0; i < rounds; i++)); do
-				for state in on off; do
-					((i % 2 == 1)) && state=$([[ $state == on ]] && echo off || echo on)
-					counting "$fw" "$state"
-					if [[ $state == on ]]; then on+=" $(client_ns=benchout rps http://10.239.0.1:30999/ "$header")"; else off+=" $(client_ns=benchout rps http://10.239.0.1:30999/ "$header")"; fi
-				done
-			done
+			alternate "counting $fw" http://10.239.0.1:30999/ "$header"
 			counting "$fw" on
 			echo "bench: [$fw] $mode counted req/s by round:$on; not counted:$off" >&2
 			row "HTTP req/s, $mode, outside to the 1,000th port: counted vs not [$fw]" "$(median $on)" "$(median $off)" "$(pratio "$on" "$off")" "(target: >= 0.95x)"
@@ -469,14 +477,7 @@ bandwidth_cost() {
 	for mode in keepalive close; do
 		header=""
 		[[ $mode == close ]] && header="Connection: close"
-		on="" off=""
-		for ((i = 0; i < rounds; i++)); do
-			for state in on off; do
-				((i % 2 == 1)) && state=$([[ $state == on ]] && echo off || echo on)
-				shaped "$state"
-				if [[ $state == on ]]; then on+=" $(client_ns=benchout rps http://10.239.0.1:31999/ "$header")"; else off+=" $(client_ns=benchout rps http://10.239.0.1:31999/ "$header")"; fi
-			done
-		done
+		alternate shaped http://10.239.0.1:31999/ "$header"
 		echo "bench: $mode req/s through 10gbit limits by round:$on; unlimited:$off" >&2
 		row "HTTP req/s, $mode, outside through limits of 10gbit vs none" "$(median $on)" "$(median $off)" "$(pratio "$on" "$off")" "(goal: >= 0.95x)"
 	done

@@ -16,6 +16,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"time"
 
@@ -241,21 +242,12 @@ func (l Link) Kinds() []string {
 	var out []string
 	for _, s := range []Side{l.Host, l.Peer} {
 		for _, q := range s {
-			if !contains(out, q.Kind) {
+			if !slices.Contains(out, q.Kind) {
 				out = append(out, q.Kind)
 			}
 		}
 	}
 	return out
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // Parse reads a qdisc as rtnl read it: its kind, place, and the settings

@@ -35,3 +35,23 @@ func TestCache(t *testing.T) {
 		t.Errorf("a removed record: %v; want ErrNoRecord", err)
 	}
 }
+
+// TestHealingFrom: the keeper's cached read keeps what Healing keeps: not
+// the project up --no-heal, not the one whose down began.
+func TestHealingFrom(t *testing.T) {
+	st := Store{Dir: t.TempDir()}
+	for _, r := range []*Record{{Version: Version, Project: "kept"}, {Version: Version, Project: "noheal", NoHeal: true}, {Version: Version, Project: "going"}} {
+		if err := st.Save(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.MarkRemoving("going"); err != nil {
+		t.Fatal(err)
+	}
+	var c Cache
+	for _, got := range [][]*Record{st.Healing(), st.HealingFrom(&c), st.HealingFrom(&c)} {
+		if len(got) != 1 || got[0].Project != "kept" {
+			t.Errorf("healing records: %+v; want kept alone", got)
+		}
+	}
+}

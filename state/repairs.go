@@ -87,6 +87,12 @@ func (st Store) UnmarkRemoving(project string) {
 // --no-heal, no down begun. Unreadable records are down --all's.
 func (st Store) Healing() []*Record { return st.kept(false) }
 
+// HealingFrom is Healing, the records loaded through c: decoded again
+// only when their files change (for the keeper's periodic look).
+func (st Store) HealingFrom(c *Cache) []*Record {
+	return st.matchingWith(func(name string) (*Record, error) { return c.Load(st, name) }, false, heals)
+}
+
 // Heals reports whether any project is kept by the keeper; it stops at
 // the first (the keeper asks every few seconds).
 func (st Store) Heals() bool { return len(st.kept(true)) > 0 }
@@ -103,17 +109,23 @@ func publishes(r *Record) bool {
 	return slices.ContainsFunc(r.Namespaces, func(ns *Namespace) bool { return len(ns.Ports) > 0 })
 }
 
-func (st Store) kept(first bool) []*Record {
-	return st.matching(first, func(r *Record) bool { return !r.NoHeal })
-}
+func (st Store) kept(first bool) []*Record { return st.matching(first, heals) }
+
+// heals reports whether the keeper keeps a project: not up --no-heal.
+func heals(r *Record) bool { return !r.NoHeal }
 
 // matching loads the records that match, of projects whose down has not
 // begun; with first, only the first.
 func (st Store) matching(first bool, match func(*Record) bool) []*Record {
+	return st.matchingWith(st.Load, first, match)
+}
+
+// matchingWith is matching, the records loaded by load.
+func (st Store) matchingWith(load func(string) (*Record, error), first bool, match func(*Record) bool) []*Record {
 	names, _ := st.Projects()
 	var out []*Record
 	for _, name := range names {
-		if s, err := st.Load(name); err == nil && match(s) && !st.Removing(name) {
+		if s, err := load(name); err == nil && match(s) && !st.Removing(name) {
 			out = append(out, s)
 			if first {
 				break

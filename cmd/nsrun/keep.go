@@ -68,14 +68,7 @@ func newKeepCommand() *cobra.Command {
 // records that changed are decoded again; without shaped links it reads
 // nothing more.
 func shapingFingerprint(st state.Store, records *state.Cache) string {
-	names, _ := st.Projects()
-	var kept []*state.Record
-	for _, name := range names {
-		if r, err := records.Load(st, name); err == nil && !r.NoHeal && !st.Removing(name) {
-			kept = append(kept, r)
-		}
-	}
-	links := project.ShapedLinks(kept...)
+	links := project.ShapedLinks(st.HealingFrom(records)...)
 	if len(links) == 0 {
 		return ""
 	}

@@ -208,6 +208,7 @@ type netemReport struct {
 	Delay  string  `json:"delay,omitempty"`
 	Jitter string  `json:"jitter,omitempty"`
 	Loss   float64 `json:"loss_percent,omitempty"`
+	text   string  // as the spec writes it, for the table
 }
 
 type resourcesReport struct {
@@ -375,7 +376,7 @@ func report(r *project.Report, now time.Time) projectReport {
 				return d.Namespace == ns.Name && slices.Contains([]project.DriftKind{project.DriftShaping, project.DriftLink, project.DriftNamespace}, d.Kind)
 			})}
 			if n := ns.Netem; n != nil {
-				nr.Shaping.Netem = &netemReport{Loss: n.Loss}
+				nr.Shaping.Netem = &netemReport{Loss: n.Loss, text: n.String()}
 				if n.Delay > 0 {
 					nr.Shaping.Netem.Delay = n.Delay.String()
 				}
@@ -575,18 +576,8 @@ func printShaping(w io.Writer, r projectReport) {
 		if sh.Bandwidth.Egress > 0 {
 			out = specs.FormatRate(sh.Bandwidth.Egress)
 		}
-		if n := sh.Netem; n != nil {
-			var parts []string
-			if n.Delay != "" {
-				parts = append(parts, "delay "+n.Delay)
-			}
-			if n.Jitter != "" {
-				parts = append(parts, "jitter "+n.Jitter)
-			}
-			if n.Loss > 0 {
-				parts = append(parts, "loss "+specs.FormatPercent(n.Loss))
-			}
-			netem = strings.Join(parts, ", ")
+		if sh.Netem != nil {
+			netem = sh.Netem.text
 		}
 		inPlace := "yes"
 		if !sh.InPlace {
