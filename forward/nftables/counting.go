@@ -201,7 +201,12 @@ func (c countingState) Drift(p forward.Project) []string {
 	if version != "" {
 		version += "; project " + p.Digest()
 	}
-	return c.s.memo.Lines(version, "counting drift of project "+p.Name, func() []string { return compareCounts(c.s, p).messages })
+	return c.s.memo.Lines(version, "counting drift of project "+p.Name, func() []string {
+		if err := c.s.parse(); err != nil {
+			return []string{err.Error()}
+		}
+		return compareCounts(c.s, p).messages
+	})
 }
 
 // compareCounts finds how the counting table differs from what p needs,

@@ -100,6 +100,9 @@ func change(ctx context.Context, run runner, build func(*knftables.Transaction, 
 	if err != nil {
 		return err
 	}
+	if err := s.parse(); err != nil {
+		return err
+	}
 	nft, err := run.nft(ctx)
 	if err != nil {
 		return err
@@ -176,12 +179,7 @@ func (p *program) read(ctx context.Context) (*Snapshot, error) {
 		}
 		return nil, r.Err(argv...)
 	}
-	s, err := parseList([]byte(r.Stdout), p.tableName())
-	if err != nil {
-		return nil, err
-	}
-	s.at, s.memo = r.At, p.cache
-	return s, nil
+	return listedSnapshot([]byte(r.Stdout), p.tableName(), r.At, p.cache), nil
 }
 
 // nft makes the knftables handle once: making it runs nft twice.

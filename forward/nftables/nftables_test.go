@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"net/netip"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/nsrun/nsrun/forward"
+	"github.com/nsrun/nsrun/internal/nftcache"
 	"github.com/nsrun/nsrun/netns/nstest"
 	"github.com/nsrun/nsrun/specs"
 	"sigs.k8s.io/knftables"
@@ -344,6 +346,43 @@ func TestParseElement(t *testing.T) {
 	}
 }
 
+// badListing reads a listing nft would never print.
+type badListing struct{ fake }
+
+func (b badListing) read(context.Context) (*Snapshot, error) {
+	return listedSnapshot([]byte(`{"nftables": [`), Table, "", nil), nil
+}
+
+// TestParsedOnNeed: what nft printed is parsed only when the memo does
+// not hold the drift asked for; a listing that cannot be parsed is said
+// as the drift, and a change refuses it.
+func TestParsedOnNeed(t *testing.T) {
+	memo := &nftcache.Cache{Dir: filepath.Join(t.TempDir(), "memo")}
+	p := project("p", 0)
+	empty := []byte(`{"nftables": [{"table": {"family": "inet", "name": "nsrun"}}]}`)
+	first := listedSnapshot(empty, Table, "generation 1", memo)
+	drift := first.Drift(p, false)
+	if len(drift) == 0 || first.listed != nil {
+		t.Fatalf("drift of an empty table: %q, parsed %v; want lines, parsed", drift, first.listed == nil)
+	}
+	bad := []byte(`{"nftables": [`)
+	again := listedSnapshot(bad, Table, "generation 1", memo)
+	if got := again.Drift(p, false); !slices.Equal(got, drift) || again.listed == nil {
+		t.Errorf("the same generation: drift %q, parsed %v; want %q from the memo, not parsed", got, again.listed == nil, drift)
+	}
+	changed := listedSnapshot(bad, Table, "generation 2", memo)
+	if got := changed.Drift(p, false); len(got) != 1 || !strings.Contains(got[0], "nft -j list table inet nsrun") {
+		t.Errorf("another generation, a listing that cannot be parsed: drift %q; want the parse error", got)
+	}
+	if got := changed.Projects(); got != nil {
+		t.Errorf("projects of a listing that cannot be parsed: %q", got)
+	}
+	err := change(context.Background(), badListing{fake{knftables.NewFake(Family, Table)}}, func(tx *knftables.Transaction, s *Snapshot) { ensure(tx, s, p) })
+	if err == nil || !strings.Contains(err.Error(), "nft -j list table inet nsrun") {
+		t.Errorf("a change on a listing that cannot be parsed: %v; want the parse error", err)
+	}
+}
+
 // TestRealTable applies projects to the real kernel: nft -j list table
 // reads back exactly what was written (no drift, a second Ensure runs
 // nothing), nft list ruleset and nft -j list ruleset print all of it with
@@ -393,8 +432,8 @@ func TestRealTable(t *testing.T) {
 	if err != nil {
 		t.Fatalf("nft -j list ruleset: %v", err)
 	}
-	if fmt.Sprint(whole) != fmt.Sprint(s) {
-		t.Errorf("nsrun's table in nft -j list ruleset differs from nft -j list table:\n%+v\n%+v", whole, s)
+	if s.parse() != nil || whole.exists != s.exists || fmt.Sprint(whole.contents) != fmt.Sprint(s.contents) {
+		t.Errorf("nsrun's table in nft -j list ruleset differs from nft -j list table:\n%+v\n%+v", whole.contents, s.contents)
 	}
 	if err := fw.Remove(ctx, p1.Name); err != nil {
 		t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/internal/nftcache"
@@ -17,10 +18,17 @@ import (
 // their comments, and each set's and map's elements. It is forward.Tables
 // for this backend.
 type Snapshot struct {
-	exists   bool
-	chains   map[string][]string  // chain -> the comments of its rules, in order ("" for none)
-	elements map[string][]element // set or map -> its elements
-	counters map[string]bool      // the named counters
+	exists bool
+	contents
+
+	// listed is what nft -j list printed, parsed into contents on first
+	// need (parse): a read whose drift the memo answers needs none of it,
+	// and with thousands of publications parsing it was most of an
+	// unchanged up.
+	listed []byte
+	table  string
+	once   sync.Once
+	err    error
 
 	// at is the version the table was read at ("" when unknown), memo the
 	// cache that keeps what Drift computes from it (nil: none).
@@ -28,8 +36,37 @@ type Snapshot struct {
 	memo *nftcache.Cache
 }
 
+// contents are a table's chains, sets, maps and counters.
+type contents struct {
+	chains   map[string][]string  // chain -> the comments of its rules, in order ("" for none)
+	elements map[string][]element // set or map -> its elements
+	counters map[string]bool      // the named counters
+}
+
 func emptySnapshot() *Snapshot {
-	return &Snapshot{chains: map[string][]string{}, elements: map[string][]element{}, counters: map[string]bool{}}
+	return &Snapshot{contents: contents{chains: map[string][]string{}, elements: map[string][]element{}, counters: map[string]bool{}}}
+}
+
+// listedSnapshot is a table that nft -j list printed as out, read at
+// version at; its contents are parsed on first need.
+func listedSnapshot(out []byte, table, at string, memo *nftcache.Cache) *Snapshot {
+	return &Snapshot{exists: true, listed: out, table: table, at: at, memo: memo}
+}
+
+// parse fills the contents from what nft printed, once; a snapshot made
+// otherwise has them already.
+func (s *Snapshot) parse() error {
+	s.once.Do(func() {
+		if s.listed == nil {
+			return
+		}
+		var parsed *Snapshot
+		if parsed, s.err = parseList(s.listed, s.table); s.err == nil {
+			s.exists, s.contents = parsed.exists, parsed.contents
+		}
+		s.listed = nil
+	})
+	return s.err
 }
 
 // Publishes reports whether nsrun's table exists: it holds only
@@ -47,6 +84,9 @@ func (s *Snapshot) IPv6() bool { return true }
 
 // Projects returns the projects with elements in the table, sorted.
 func (s *Snapshot) Projects() []string {
+	if s.parse() != nil {
+		return nil // Drift says why
+	}
 	seen := map[string]bool{}
 	for _, elems := range s.elements {
 		for _, e := range elems {
@@ -271,7 +311,12 @@ func (s *Snapshot) Drift(p forward.Project, acceptsOnly bool) []string {
 	if version != "" {
 		version += "; project " + p.Digest()
 	}
-	return s.memo.Lines(version, "nftables drift of project "+p.Name, func() []string { return compare(s, p).messages })
+	return s.memo.Lines(version, "nftables drift of project "+p.Name, func() []string {
+		if err := s.parse(); err != nil {
+			return []string{err.Error()}
+		}
+		return compare(s, p).messages
+	})
 }
 
 // ensure adds to tx what brings the table from s to holding p's
