@@ -47,8 +47,9 @@ type Counting interface {
 	Sweep(ctx context.Context) error
 	// Read takes one look at the counting table, for its drift.
 	Read(ctx context.Context) (CountingState, error)
-	// Traffic reads every counter, in one read.
-	Traffic(ctx context.Context) (Traffic, error)
+	// Traffic reads the counters of the projects' published ports; every
+	// counter when projects is nil.
+	Traffic(ctx context.Context, projects []Project) (Traffic, error)
 }
 
 // CountingState is the counting table as one Read saw it.

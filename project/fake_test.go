@@ -135,7 +135,7 @@ func (f *fakeSystem) fingerprint() string {
 
 // countingDump is what the counting table holds.
 func (f *fakeSystem) countingDump() string {
-	t, err := f.counting.Traffic(context.Background())
+	t, err := f.counting.Traffic(context.Background(), nil)
 	if err != nil {
 		return err.Error()
 	}

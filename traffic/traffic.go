@@ -83,8 +83,9 @@ type Process struct {
 type Sources struct {
 	// Counters read the firewall backends' counters, by backend.
 	Counters map[forward.Backend]forward.Counter
-	// Traffic reads the counting table's counters; nil: none.
-	Traffic func(ctx context.Context) (forward.Traffic, error)
+	// Traffic reads the counting table's counters of the projects' ports;
+	// nil: none.
+	Traffic func(ctx context.Context, projects []forward.Project) (forward.Traffic, error)
 	// Shortcut reads the loopback shortcut's entries and counters.
 	Shortcut func() (shortcut.Table, error)
 	// Links reads the statistics of the host's links, by name, in one read.
@@ -98,10 +99,13 @@ type Sources struct {
 // backend the projects' rules are in, one of the counting table, one of
 // the links, all at once (each waits on the kernel).
 func Read(ctx context.Context, records []*state.Record, src Sources) (*Sample, error) {
+	all := make([]forward.Project, 0, len(records))
 	projects := map[forward.Backend][]forward.Project{}
 	for _, r := range records {
+		p := r.ForwardProject()
+		all = append(all, p)
 		if _, ok := src.Counters[r.Backend]; ok {
-			projects[r.Backend] = append(projects[r.Backend], r.ForwardProject())
+			projects[r.Backend] = append(projects[r.Backend], p)
 		}
 	}
 	var (
@@ -132,7 +136,7 @@ func Read(ctx context.Context, records []*state.Record, src Sources) (*Sample, e
 	if src.Traffic != nil {
 		wg.Go(func() {
 			var err error
-			if flows, err = src.Traffic(ctx); err != nil {
+			if flows, err = src.Traffic(ctx, all); err != nil {
 				fail(err)
 			}
 		})

@@ -176,9 +176,13 @@ func (c *Counting) Read(ctx context.Context) (forward.CountingState, error) {
 	return countingState{s}, nil
 }
 
-// Traffic reads every counter of the counting table, in one netlink dump.
-func (c *Counting) Traffic(ctx context.Context) (forward.Traffic, error) {
-	got, err := c.run.counters(ctx)
+// Traffic reads the counters of the projects' published ports, by name;
+// every counter of the table, in one netlink dump, when projects is nil.
+func (c *Counting) Traffic(ctx context.Context, projects []forward.Project) (forward.Traffic, error) {
+	got, err := c.run.counters(ctx, counterNames(projects, func(p forward.Project) []string {
+		_, counters := renderCounts(p)
+		return counters
+	}))
 	if err != nil {
 		return nil, fmt.Errorf("reading the counters of table %s %s: %w", Family, CountTable, err)
 	}

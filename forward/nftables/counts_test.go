@@ -2,10 +2,15 @@ package nftables
 
 import (
 	"context"
+	"maps"
 	"net/netip"
+	"os/exec"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/nsrun/nsrun/forward"
+	"github.com/nsrun/nsrun/netns/nstest"
 	"github.com/nsrun/nsrun/specs"
 	"sigs.k8s.io/knftables"
 )
@@ -39,6 +44,12 @@ func TestCounts(t *testing.T) {
 	}
 	if len(c) != pubs {
 		t.Errorf("%d counters for %d publications: %v", len(c), pubs, c)
+	}
+	if got, _ := fw.Counts(ctx, []forward.Project{project("p2", 1)}); len(got.(Counts)) != 0 {
+		t.Errorf("counters of a project that has none: %v", got)
+	}
+	if got, _ := fw.Counts(ctx, []forward.Project{p}); len(got.(Counts)) != pubs {
+		t.Errorf("counters of the project, by name: %d; want %d", len(got.(Counts)), pubs)
 	}
 	if err := fw.Remove(ctx, p.Name); err != nil {
 		t.Fatal(err)
@@ -98,7 +109,7 @@ func TestCounting(t *testing.T) {
 	if d := st.Drift(p); len(d) != 0 {
 		t.Errorf("drift after Set: %q", d)
 	}
-	got, err := c.Traffic(ctx)
+	got, err := c.Traffic(ctx, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,14 +161,20 @@ func TestCounting(t *testing.T) {
 	if st, _ := c.Read(ctx); len(st.Drift(p)) != 0 {
 		t.Errorf("not repaired: %q", st.Drift(p))
 	}
-	if got, _ := c.Traffic(ctx); len(got.(Counts)) != 2*pubs*2 {
+	if got, _ := c.Traffic(ctx, nil); len(got.(Counts)) != 2*pubs*2 {
 		t.Errorf("after the repair: %d counters", len(got.(Counts)))
 	}
 	if err := c.Remove(ctx, p.Name); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := c.Traffic(ctx); len(got.(Counts)) != 2*pubs {
+	if got, _ := c.Traffic(ctx, nil); len(got.(Counts)) != 2*pubs {
 		t.Errorf("after one project went: %d counters; want the other's %d", len(got.(Counts)), 2*pubs)
+	}
+	if got, _ := c.Traffic(ctx, []forward.Project{p}); len(got.(Counts)) != 0 {
+		t.Errorf("the counters of the project that went: %v", got)
+	}
+	if got, _ := c.Traffic(ctx, []forward.Project{q}); len(got.(Counts)) != 2*pubs {
+		t.Errorf("the counters of the project that stayed: %d; want %d", len(got.(Counts)), 2*pubs)
 	}
 	if err := c.Remove(ctx, q.Name); err != nil {
 		t.Fatal(err)
@@ -171,5 +188,62 @@ func TestCounting(t *testing.T) {
 	}
 	if st, _ := c.Read(ctx); len(st.Drift(none)) != 0 {
 		t.Errorf("a project without published ports drifts: %q", st.Drift(none))
+	}
+}
+
+// TestCountersByName reads counters of the real kernel's counting table
+// by name, in more than one batch: what the dump of every counter says
+// of them; a name not there, and a table not there, are left out.
+func TestCountersByName(t *testing.T) {
+	nstest.RequireRoot(t)
+	ctx := context.Background()
+	c := NewCounting(nil)
+	if !c.Installed() {
+		t.Fatal("nft is not installed; scripts/install-deps.sh installs it")
+	}
+	p, q := project(strings.ToLower(nstest.Name("c")), 2), project(strings.ToLower(nstest.Name("d")), 3)
+	for _, pr := range []forward.Project{p, q} {
+		t.Cleanup(func() {
+			if err := c.Remove(ctx, pr.Name); err != nil {
+				t.Error(err)
+			}
+		})
+		if err := c.Set(ctx, pr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A counter that has counted, as nft lets one be made.
+	counted := "nsrun-test/" + p.Name
+	t.Cleanup(func() { exec.Command("nft", "delete", "counter", "inet", CountTable, counted).Run() })
+	if out, err := exec.Command("nft", "add", "counter", "inet", CountTable, counted, "{", "packets", "7", "bytes", "7000", "}").CombinedOutput(); err != nil {
+		t.Fatalf("nft add counter: %v\n%s", err, out)
+	}
+	_, names := renderCounts(p)
+	_, others := renderCounts(q)
+	names = append(slices.Concat(names, others), counted)
+	all, err := c.run.counters(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if all[counted] != (forward.Flow{Packets: 7, Bytes: 7000}) || len(names) <= getBatch {
+		t.Fatalf("the dump: %v for %s; want 7 packets, 7000 bytes; %d names, want more than %d", all[counted], counted, len(names), getBatch)
+	}
+	got, err := c.run.counters(ctx, append(names, "no-such-counter"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]forward.Flow{}
+	for _, name := range names {
+		flow, ok := all[name]
+		if !ok {
+			t.Fatalf("counter %s is not in the dump", name)
+		}
+		want[name] = flow
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("by name: %v\nin the dump: %v", got, want)
+	}
+	if got, err := getCounters("nsrun-no-such-table", names); err != nil || len(got) != 0 {
+		t.Errorf("counters of a table that is not there: %v, %v; want none, no error", got, err)
 	}
 }

@@ -29,8 +29,9 @@ type runner interface {
 	// table; probe, one on a table of its own for Probe.
 	nft(ctx context.Context) (knftables.Interface, error)
 	probe(ctx context.Context) (knftables.Interface, error)
-	// counters reads the named counters, by name.
-	counters(ctx context.Context) (map[string]forward.Flow, error)
+	// counters reads the table's named counters, by name: those of names,
+	// every one when names is nil.
+	counters(ctx context.Context, names []string) (map[string]forward.Flow, error)
 }
 
 // probeTable is the table Probe makes and deletes in one transaction.
