@@ -9,6 +9,7 @@ import (
 	"github.com/nsrun/nsrun/forward/shortcut"
 	"github.com/nsrun/nsrun/host"
 	"github.com/nsrun/nsrun/internal/proc"
+	"github.com/nsrun/nsrun/internal/rtnl"
 	"github.com/nsrun/nsrun/state"
 	"github.com/nsrun/nsrun/supervise"
 )
@@ -29,6 +30,11 @@ type Report struct {
 	Host HostReport
 	// Usage is what each namespace with a cgroup uses now.
 	Usage map[string]cgroup.Usage
+	// LinkStats are the counters of the project's host-side links, by
+	// name, and Shortcuts the loopback shortcut's entries and counters, as
+	// this read saw them: status shows traffic without reading them again.
+	LinkStats map[string]rtnl.Stats
+	Shortcuts shortcut.Table
 	// Loopback6 says, for a project with TCP ports published on IPv6,
 	// whether the host reaches them at [::1] (only the loopback shortcut
 	// can serve that); "" for a project without.
@@ -138,6 +144,13 @@ func (e *Engine) report(st *state.Record, others []*state.Record, obs host.Obser
 	r.Supervisor, r.Processes = ProcessReports(st, sup)
 	r.Drift = append(NetworkDrift(st, others, obs), processDrift(st, r)...)
 	r.Loopback6 = loopback6(st, obs.Shortcuts)
+	r.Shortcuts = obs.Shortcuts
+	r.LinkStats = map[string]rtnl.Stats{}
+	for _, name := range hostLinks(st) {
+		if l, ok := obs.Links[name]; ok && l.Stats != nil {
+			r.LinkStats[name] = *l.Stats
+		}
+	}
 	for _, ns := range cgroupNames(st) {
 		if u, ok := obs.CgroupUsage[ns]; ok {
 			if r.Usage == nil {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/nsrun/nsrun/forward"
 	"github.com/nsrun/nsrun/forward/shortcut"
+	"github.com/nsrun/nsrun/internal/rtnl"
 	"github.com/nsrun/nsrun/specs"
 	"github.com/nsrun/nsrun/state"
 )
@@ -66,10 +67,7 @@ type LinkCounts struct {
 
 // LinkStats are a link's counters as the kernel keeps them, for the side
 // that holds them.
-type LinkStats struct {
-	RxBytes, RxPackets, RxDropped uint64
-	TxBytes, TxPackets, TxDropped uint64
-}
+type LinkStats = rtnl.Stats
 
 // Process is one run entry of a project, as its supervisor reports it.
 type Process struct {

@@ -58,7 +58,7 @@ func ReadHost(names []string) (Host, error) {
 			return Host{}, fmt.Errorf("reading link %q: %w", name, err)
 		}
 		if ok {
-			links[name] = Link{Name: l.Name, Alias: l.Alias, Type: linkType(l.Kind), Index: l.Index, Up: l.Up, RouteLocalnet: l.RouteLocalnet}
+			links[name] = Link{Name: l.Name, Alias: l.Alias, Type: linkType(l.Kind), Index: l.Index, Up: l.Up, RouteLocalnet: l.RouteLocalnet, Stats: l.Stats}
 		}
 	}
 	addrs, err := c.Addresses()

@@ -20,6 +20,7 @@ type Link struct {
 	Addrs             []netip.Prefix // IPv4
 	Addrs6            []netip.Prefix // IPv6, link-local ones left out
 	RouteLocalnet     string         // its route_localnet sysctl; "" when unknown
+	Stats             *rtnl.Stats    // its counters, where they were read
 }
 
 // linkType names a link's kind as the netlink library does ("device"

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nsrun/nsrun/cgroup"
+	"github.com/nsrun/nsrun/forward/shortcut"
 	"github.com/nsrun/nsrun/internal/words"
 	"github.com/nsrun/nsrun/project"
 	"github.com/nsrun/nsrun/specs"
@@ -660,16 +661,24 @@ func printDrift(w io.Writer, drift []string) {
 }
 
 // readTraffic reads the counters of the reported projects, as nsrun
-// metrics does; nil, said on stderr, when they cannot be read (status
-// shows the rest all the same).
+// metrics does, but for the links' counters and the loopback shortcut's,
+// which the reports' read of the host holds already; nil, said on
+// stderr, when they cannot be read (status shows the rest all the same).
 func readTraffic(c *cobra.Command, st state.Store, reports []*project.Report) *traffic.Sample {
 	var records []*state.Record
+	links := map[string]traffic.LinkStats{}
+	var shortcuts shortcut.Table
 	for _, r := range reports {
 		if r.State != nil {
 			records = append(records, r.State)
+			maps.Copy(links, r.LinkStats)
+			shortcuts = r.Shortcuts
 		}
 	}
-	s, err := traffic.Read(c.Context(), records, trafficSources(st))
+	src := trafficSources(st)
+	src.Links = func() (map[string]traffic.LinkStats, error) { return links, nil }
+	src.Shortcut = func() (shortcut.Table, error) { return shortcuts, nil }
+	s, err := traffic.Read(c.Context(), records, src)
 	if err != nil {
 		fmt.Fprintf(c.ErrOrStderr(), "nsrun: warning: the traffic counters were not read: %v\n", err)
 		return nil

@@ -45,6 +45,27 @@ type Link struct {
 	// the link's IPv4 settings in the message say; "" when they are not
 	// there (no IPv4 on the link).
 	RouteLocalnet string
+	// Stats are the link's counters (IFLA_STATS64); nil when the message
+	// holds none.
+	Stats *Stats
+}
+
+// Stats are a link's counters as /proc/net/dev shows them: the receive
+// drops are those dropped and those missed.
+type Stats struct {
+	RxBytes, RxPackets, RxDropped uint64
+	TxBytes, TxPackets, TxDropped uint64
+}
+
+// parseStats64 reads struct rtnl_link_stats64: rx_packets, tx_packets,
+// rx_bytes, tx_bytes, rx_errors, tx_errors, rx_dropped, tx_dropped, ...,
+// rx_missed_errors (the 16th); nil when it is short.
+func parseStats64(v []byte) *Stats {
+	if len(v) < 16*8 {
+		return nil
+	}
+	n := func(i int) uint64 { return binary.NativeEndian.Uint64(v[8*i:]) }
+	return &Stats{RxPackets: n(0), TxPackets: n(1), RxBytes: n(2), TxBytes: n(3), RxDropped: n(6) + n(15), TxDropped: n(7)}
 }
 
 // devconfRouteLocalnet is IPV4_DEVCONF_ROUTE_LOCALNET (linux/ip.h): the
@@ -158,6 +179,8 @@ func parseLink(b []byte) (Link, error) {
 			info = v
 		case t == unix.IFLA_AF_SPEC:
 			afSpec = v
+		case t == unix.IFLA_STATS64:
+			out.Stats = parseStats64(v)
 		}
 	})
 	if err == nil && info != nil {

@@ -90,6 +90,12 @@ func TestReadsWhatTheLibraryReads(t *testing.T) {
 	}
 	defer h.Close()
 
+	// Frames out of eth0 for its counters: ARP requests for an address on
+	// its subnet that nothing holds.
+	if out, err := exec.Command("ip", "link", "set", host, "up").CombinedOutput(); err != nil {
+		t.Fatalf("ip link set %s up: %v\n%s", host, err, out)
+	}
+	exec.Command("ip", "netns", "exec", ns, "ping", "-c", "1", "-W", "1", "10.231.9.7").Run()
 	l, ok, err := c.Link("eth0")
 	if err != nil || !ok {
 		t.Fatalf("Link(eth0) = %v, %v, %v", l, ok, err)
@@ -104,6 +110,19 @@ func TestReadsWhatTheLibraryReads(t *testing.T) {
 	}
 	if l.Index != lib.Attrs().Index || l.ParentIndex != hostLink.Attrs().Index || !l.Up {
 		t.Errorf("Link(eth0) = %+v, want index %d, parent %d, up", l, lib.Attrs().Index, hostLink.Attrs().Index)
+	}
+	// Its counters, between two reads of the library's (the link may
+	// send as the test runs).
+	again, _, err := c.Link("eth0")
+	libAfter, err2 := h.LinkByName("eth0")
+	if err != nil || err2 != nil {
+		t.Fatal(err, err2)
+	}
+	b, a := lib.Attrs().Statistics, libAfter.Attrs().Statistics
+	if s := again.Stats; s == nil || s.RxPackets < b.RxPackets || s.RxPackets > a.RxPackets || s.TxPackets < b.TxPackets || s.TxPackets > a.TxPackets ||
+		s.RxBytes < b.RxBytes || s.RxBytes > a.RxBytes || s.TxBytes < b.TxBytes || s.TxBytes > a.TxBytes || s.TxPackets == 0 ||
+		s.RxDropped < b.RxDropped+b.RxMissedErrors || s.RxDropped > a.RxDropped+a.RxMissedErrors || s.TxDropped < b.TxDropped || s.TxDropped > a.TxDropped {
+		t.Errorf("Link(eth0).Stats = %+v; want between the library's %+v and %+v", s, b, a)
 	}
 	if _, ok, err := c.Link("nosuch"); ok || err != nil {
 		t.Errorf("Link(nosuch) = %v, %v; want not found, no error", ok, err)
