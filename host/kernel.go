@@ -44,6 +44,9 @@ type Kernel struct {
 	// Shared lets namespaces whose file has the same content share it;
 	// nil writes each.
 	Shared *SharedEtc
+	// Dumps keeps the host's address and route dumps while the host does
+	// not change; nil keeps nothing.
+	Dumps *DumpCache
 }
 
 // SharedEtc remembers, for one process, the /etc/netns files it wrote by

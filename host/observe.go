@@ -50,7 +50,7 @@ func (k Kernel) Observe(ctx context.Context, q Query) (Observed, error) {
 	var err error
 	var uplinks []string
 	if !q.FirewallOnly {
-		uplinks, err = observeHost(&obs, q, k.Etc)
+		uplinks, err = observeHost(&obs, q, k.Etc, k.Dumps)
 		obs.CgroupLayout = cgroup.Host()
 		obs.Controllers = obs.CgroupLayout.Available()
 		obs.Cgroups, obs.CgroupUsage = map[string]cgroup.State{}, map[string]cgroup.Usage{}
@@ -88,7 +88,7 @@ func observeShaping(q Query) (map[string]shape.Link, map[string]error, error) {
 
 // observeHost reads all Observe reads but the firewalls, and returns the
 // host's uplinks (for obs.Host, which another reader fills meanwhile).
-func observeHost(obs *Observed, q Query, etc *EtcCache) ([]string, error) {
+func observeHost(obs *Observed, q Query, etc *EtcCache, dumps *DumpCache) ([]string, error) {
 	// Each namespace queried is looked up: listing /run/netns costs what
 	// every project's namespaces do.
 	for _, n := range q.Namespaces {
@@ -103,7 +103,7 @@ func observeHost(obs *Observed, q Query, etc *EtcCache) ([]string, error) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	wg.Go(func() { observeNamespaces(obs, q.Namespaces, q.Cookies, etc) })
-	host, err := veth.ReadHost(q.Links)
+	host, err := veth.ReadHost(q.Links, dumps.dumped)
 	if err != nil {
 		return nil, err
 	}

@@ -105,7 +105,8 @@ func TestHolder(t *testing.T) {
 }
 
 // TestServeHolds: "hold" on the keeper's socket runs the hold and answers
-// once it is done, with its error; another question gets no answer.
+// once it is done, with its error; "changes" answers the count of the
+// host's changes, or its error; another question gets no answer.
 func TestServeHolds(t *testing.T) {
 	dir := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -122,15 +123,26 @@ func TestServeHolds(t *testing.T) {
 				return errors.New(msg)
 			}
 			return nil
+		}, func() (string, error) {
+			if msg := fail.Load().(string); msg != "" {
+				return "", errors.New(msg)
+			}
+			return "k-7", nil
 		})
 	}()
 	if err := ask(ctx, dir); err != nil || calls.Load() != 1 {
 		t.Fatalf("ask: %v after %d holds", err, calls.Load())
 	}
+	if n, err := Changes(dir); n != "k-7" || err != nil {
+		t.Errorf("Changes: %q, %v; want k-7", n, err)
+	}
 	msg := "holding published port 0.0.0.0:6000/tcp: bind: address already in use"
 	fail.Store(msg)
 	if err := ask(ctx, dir); err == nil || err.Error() != msg {
 		t.Errorf("ask with a failing hold: %v", err)
+	}
+	if n, err := Changes(dir); err == nil || !strings.Contains(err.Error(), "error: "+msg) {
+		t.Errorf("Changes with a failing count: %q, %v", n, err)
 	}
 	if line := question(t, dir, "count"); line != "" || calls.Load() != 2 {
 		t.Errorf("another question: answered %q after %d holds", line, calls.Load())

@@ -3,6 +3,7 @@ package keeper
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
@@ -12,16 +13,18 @@ import (
 	"time"
 
 	"github.com/nsrun/nsrun/internal/daemon"
+	"github.com/nsrun/nsrun/internal/rtnl"
 )
 
 // Socket is where the keeper answers up: "hold" makes it hold the ports
-// the projects publish now.
+// the projects publish now; "changes" asks for its count of the host's
+// changes.
 func Socket(dir string) string { return filepath.Join(dir, "keeper.sock") }
 
 // Serve answers on the keeper's socket of dir, until ctx ends: to "hold",
-// once hold returned, "held" or "error: " and why; to anything else,
-// nothing.
-func Serve(ctx context.Context, dir string, hold func() error) error {
+// once hold returned, "held" or "error: " and why; to "changes", "changes
+// " and what changes returns (or "error: "); to anything else, nothing.
+func Serve(ctx context.Context, dir string, hold func() error, changes func() (string, error)) error {
 	sock := Socket(dir)
 	os.Remove(sock) // a keeper before this one's
 	l, err := net.Listen("unix", sock)
@@ -41,24 +44,72 @@ func Serve(ctx context.Context, dir string, hold func() error) error {
 			}
 			return fmt.Errorf("answering up's questions on %s: %w", sock, err)
 		}
-		go answer(conn, hold)
+		go answer(conn, hold, changes)
 	}
 }
 
 // answer answers one question on the keeper's socket.
-func answer(conn net.Conn, hold func() error) {
+func answer(conn net.Conn, hold func() error, changes func() (string, error)) {
 	defer conn.Close()
 	conn.SetReadDeadline(time.Now().Add(time.Second))
 	question, _ := bufio.NewReader(conn).ReadString('\n')
-	if strings.TrimSpace(question) != "hold" {
+	var reply string
+	var err error
+	switch strings.TrimSpace(question) {
+	case "hold":
+		reply, err = "held", hold()
+	case "changes":
+		if changes == nil {
+			return
+		}
+		var n string
+		n, err = changes()
+		reply = "changes " + n
+	default:
 		return
 	}
-	reply := "held"
-	if err := hold(); err != nil {
+	if err != nil {
 		reply = "error: " + strings.ReplaceAll(err.Error(), "\n", "; ")
 	}
 	conn.SetWriteDeadline(time.Now().Add(time.Second))
 	fmt.Fprintln(conn, reply)
+}
+
+// Changes asks the keeper of dir for its count of the host's changes
+// (HostChanges); an error when no keeper answers it at once.
+func Changes(dir string) (string, error) {
+	conn, err := net.DialTimeout("unix", Socket(dir), time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(time.Second))
+	fmt.Fprintln(conn, "changes")
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil {
+		return "", fmt.Errorf("asking the keeper for its count of the host's changes: %w", err)
+	}
+	n, ok := strings.CutPrefix(strings.TrimSpace(line), "changes ")
+	if !ok {
+		return "", fmt.Errorf("asking the keeper for its count of the host's changes: it answered %q", line)
+	}
+	return n, nil
+}
+
+// HostChanges starts counting the changes to the host's links,
+// addresses, routes and next hops (rtnl.Changes), and returns how to read
+// the count: this keeper's (a random name, chosen now) and the number, so
+// that two keepers' counts never read the same.
+func HostChanges() (func() (string, error), func() error, error) {
+	c, err := rtnl.WatchChanges()
+	if err != nil {
+		return nil, nil, err
+	}
+	name := rand.Text()
+	return func() (string, error) {
+		n, err := c.Count()
+		return fmt.Sprintf("%s-%d", name, n), err
+	}, c.Close, nil
 }
 
 // ask asks the keeper of dir to hold the ports the projects publish now,

@@ -34,6 +34,17 @@ type Host struct {
 	Uplinks, RADefault []string
 }
 
+// HostDump is what the host's address and route dumps say, whatever
+// links are asked for: each link's addresses by index (link-local ones
+// left out), the host's prefixes, and the links of its default routes.
+// With thousands of namespaces the dumps are most of a read of the host:
+// a caller may keep one while nothing changed (see ReadHost).
+type HostDump struct {
+	Addrs              map[int][]netip.Prefix
+	Prefixes           []HostPrefix
+	Uplinks, RADefault []string
+}
+
 // ReadHost reads the host links named (those that exist), and every
 // address and unicast route of the host: one request per link named, one
 // dump of the addresses and one of the routes. It dumps no links: for
@@ -41,8 +52,10 @@ type Host struct {
 // to name its peer's, so with thousands of namespaces a dump of the links
 // takes the square of their number, and the project's own links are all
 // it needs whole. The links of the other prefixes are named by their
-// IPv4 addresses' labels, else asked for by index.
-func ReadHost(names []string) (Host, error) {
+// IPv4 addresses' labels, else asked for by index. The dumps are made
+// through dumped, when it is not nil: it returns what read returns, or a
+// dump it kept from an earlier read.
+func ReadHost(names []string, dumped func(read func() (HostDump, error)) (HostDump, error)) (Host, error) {
 	c, err := rtnl.Dial(nil, make([]byte, rtnl.BufferSize))
 	if err != nil {
 		return Host{}, fmt.Errorf("reading the host's links: %w", err)
@@ -61,25 +74,40 @@ func ReadHost(names []string) (Host, error) {
 			links[name] = Link{Name: l.Name, Alias: l.Alias, Type: linkType(l.Kind), Index: l.Index, Up: l.Up, RouteLocalnet: l.RouteLocalnet, Stats: l.Stats}
 		}
 	}
+	read := func() (HostDump, error) { return readDump(c, links) }
+	if dumped == nil {
+		dumped = func(read func() (HostDump, error)) (HostDump, error) { return read() }
+	}
+	d, err := dumped(read)
+	if err != nil {
+		return Host{}, err
+	}
+	return hostOf(links, d), nil
+}
+
+// readDump dumps the addresses and routes, and names the links they name:
+// those read by name, the others by their IPv4 addresses' labels, else
+// asked for by index.
+func readDump(c *rtnl.Conn, links map[string]Link) (HostDump, error) {
 	addrs, err := c.Addresses()
 	if err != nil {
-		return Host{}, fmt.Errorf("listing addresses: %w", err)
+		return HostDump{}, fmt.Errorf("listing addresses: %w", err)
 	}
 	routes, err := c.UnicastRoutes()
 	if err != nil {
-		return Host{}, fmt.Errorf("listing routes: %w", err)
+		return HostDump{}, fmt.Errorf("listing routes: %w", err)
 	}
 	linkNames := namesOf(links, addrs)
 	for _, i := range unnamed(linkNames, addrs, routes) {
 		l, ok, err := c.LinkByIndex(i)
 		if err != nil {
-			return Host{}, fmt.Errorf("reading link %d: %w", i, err)
+			return HostDump{}, fmt.Errorf("reading link %d: %w", i, err)
 		}
 		if ok {
 			linkNames[i] = l.Name
 		}
 	}
-	return hostOf(links, linkNames, addrs, routes), nil
+	return dumpOf(linkNames, addrs, routes), nil
 }
 
 // namesOf names links by index: those read by name, then the others by
@@ -122,31 +150,17 @@ func unnamed(names map[int]string, addrs []rtnl.Addr, routes []rtnl.Route) []int
 	return out
 }
 
-// hostOf is what the links read by name, the names of the others, the
-// addresses and the routes say. Pure.
-func hostOf(links map[string]Link, names map[int]string, addrs []rtnl.Addr, routes []rtnl.Route) Host {
-	h := Host{Links: links}
-	byIndex := make(map[int]string, len(links))
-	for name, l := range links {
-		byIndex[l.Index] = name
-	}
+// dumpOf is what the addresses and routes say, with the links named.
+// Pure.
+func dumpOf(names map[int]string, addrs []rtnl.Addr, routes []rtnl.Route) HostDump {
+	d := HostDump{Addrs: map[int][]netip.Prefix{}}
 	for _, a := range addrs {
 		p := a.Prefix
 		if p.Addr().IsLinkLocalUnicast() {
 			continue
 		}
-		h.Prefixes = append(h.Prefixes, HostPrefix{Prefix: p.Masked(), Link: names[a.Index], What: "address"})
-		name, ok := byIndex[a.Index]
-		if !ok {
-			continue
-		}
-		l := h.Links[name]
-		if p.Addr().Is4() {
-			l.Addrs = append(l.Addrs, p)
-		} else {
-			l.Addrs6 = append(l.Addrs6, p)
-		}
-		h.Links[name] = l
+		d.Prefixes = append(d.Prefixes, HostPrefix{Prefix: p.Masked(), Link: names[a.Index], What: "address"})
+		d.Addrs[a.Index] = append(d.Addrs[a.Index], p)
 	}
 	addLinks := func(to *[]string, indexes []int) {
 		for _, i := range indexes {
@@ -162,17 +176,34 @@ func hostOf(links map[string]Link, names map[int]string, addrs []rtnl.Addr, rout
 			if len(r.Links) > 0 {
 				link = names[r.Links[0]]
 			}
-			h.Prefixes = append(h.Prefixes, HostPrefix{Prefix: r.Dst.Masked(), Link: link, What: "route"})
+			d.Prefixes = append(d.Prefixes, HostPrefix{Prefix: r.Dst.Masked(), Link: link, What: "route"})
 		case r.Dst.Bits() > 0 || r.Table != unix.RT_TABLE_MAIN:
 			// a link-local route, or a default route of another table
 		case r.Dst.Addr().Is4():
-			addLinks(&h.Uplinks, r.Links)
+			addLinks(&d.Uplinks, r.Links)
 		case r.Protocol == unix.RTPROT_RA:
-			addLinks(&h.RADefault, r.Links)
+			addLinks(&d.RADefault, r.Links)
 		}
 	}
-	slices.Sort(h.Uplinks)
-	slices.Sort(h.RADefault)
+	slices.Sort(d.Uplinks)
+	slices.Sort(d.RADefault)
+	return d
+}
+
+// hostOf is the links read by name, with their addresses, and what the
+// dumps say. Pure.
+func hostOf(links map[string]Link, d HostDump) Host {
+	h := Host{Links: links, Prefixes: d.Prefixes, Uplinks: d.Uplinks, RADefault: d.RADefault}
+	for name, l := range links {
+		for _, p := range d.Addrs[l.Index] {
+			if p.Addr().Is4() {
+				l.Addrs = append(l.Addrs, p)
+			} else {
+				l.Addrs6 = append(l.Addrs6, p)
+			}
+		}
+		h.Links[name] = l
+	}
 	return h
 }
 

@@ -29,7 +29,8 @@ func newEngine(w io.Writer, quiet bool) (*project.Engine, error) {
 	st := store()
 	cache := &nftcache.Cache{Dir: filepath.Join(st.Dir, "nftables.cache")} // a dot: never taken for a project's directory
 	pub := forward.Publisher{Firewalls: firewalls(cache), Shortcut: shortcut.Loopback{}, Counting: nftables.NewCounting(cache)}
-	k := host.Kernel{Publisher: pub, Grace: 5 * time.Second, Cache: cache, Etc: &host.EtcCache{Dir: st.Dir}, Shared: &host.SharedEtc{}}
+	k := host.Kernel{Publisher: pub, Grace: 5 * time.Second, Cache: cache, Etc: &host.EtcCache{Dir: st.Dir}, Shared: &host.SharedEtc{},
+		Dumps: &host.DumpCache{Dir: st.Dir, Changes: func() (string, error) { return keeper.Changes(st.Dir) }}}
 	e := &project.Engine{
 		Store:       st,
 		System:      k,

@@ -36,6 +36,15 @@ func newKeepCommand() *cobra.Command {
 				return err
 			}
 			e.Store, e.Waiting = state.Store{Dir: args[0]}, nil
+			// It counts the host's changes, for its own reads of the host and
+			// for up's and status's.
+			changes, stopChanges, err := keeper.HostChanges()
+			if err != nil {
+				log.Printf("%v; the host's addresses and routes are read whole each time", err)
+			} else {
+				defer stopChanges()
+			}
+			e.System.(host.Kernel).Dumps.Changes = changes
 			// It holds every published port, from its start.
 			var holder keeper.Holder
 			hold := func() error { return holder.Hold(e.Held()) }
@@ -44,7 +53,7 @@ func newKeepCommand() *cobra.Command {
 			}
 			go holder.Retry(ctx, period, hold)
 			go func() {
-				if err := keeper.Serve(ctx, args[0], hold); err != nil {
+				if err := keeper.Serve(ctx, args[0], hold, changes); err != nil {
 					log.Printf("%v; published ports are not held", err)
 				}
 			}()
