@@ -26,7 +26,7 @@ func (s *Snapshot) Drift(p forward.Project, acceptsOnly bool) []string {
 		version += "; project " + p.Digest()
 	}
 	key := fmt.Sprintf("%s drift of project %s, accepts only: %t", s.backend, p.Name, acceptsOnly)
-	return s.memo.Lines(version, key, func() []string { return s.drift(p, acceptsOnly) })
+	return s.memo.Lines(version, key, func() ([]string, bool) { return s.drift(p, acceptsOnly), true })
 }
 
 func (s *Snapshot) drift(p forward.Project, acceptsOnly bool) []string {

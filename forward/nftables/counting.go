@@ -167,9 +167,11 @@ func (c *Counting) Sweep(ctx context.Context) error {
 	})
 }
 
-// Read reads the counting table; a missing table is an empty one.
+// Read takes a look at the counting table, whose listing is had only
+// when a drift the memo does not hold is asked for; a missing table is an
+// empty one.
 func (c *Counting) Read(ctx context.Context) (forward.CountingState, error) {
-	s, err := c.run.read(ctx)
+	s, err := c.run.readLater(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -205,11 +207,11 @@ func (c countingState) Drift(p forward.Project) []string {
 	if version != "" {
 		version += "; project " + p.Digest()
 	}
-	return c.s.memo.Lines(version, "counting drift of project "+p.Name, func() []string {
+	return c.s.memo.Lines(version, "counting drift of project "+p.Name, func() ([]string, bool) {
 		if err := c.s.parse(); err != nil {
-			return []string{err.Error()}
+			return []string{err.Error()}, false
 		}
-		return compareCounts(c.s, p).messages
+		return compareCounts(c.s, p).messages, c.s.of
 	})
 }
 

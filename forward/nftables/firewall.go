@@ -25,6 +25,8 @@ type Firewall struct {
 type runner interface {
 	installed() bool
 	read(ctx context.Context) (*Snapshot, error)
+	// readLater is read, what is read had on first need (Snapshot.parse).
+	readLater(ctx context.Context) (*Snapshot, error)
 	// nft returns the knftables handle that runs transactions on nsrun's
 	// table; probe, one on a table of its own for Probe.
 	nft(ctx context.Context) (knftables.Interface, error)
@@ -167,20 +169,33 @@ func (p *program) installed() bool {
 
 func (p *program) tableName() string { return cmp.Or(p.table, Table) }
 
-// read runs nft -j list table inet TABLE.
+// read runs nft -j list table inet TABLE, or takes what it printed from
+// the cache; the output is parsed on first need.
 func (p *program) read(ctx context.Context) (*Snapshot, error) {
-	argv := []string{"nft", "-j", "list", "table", string(Family), p.tableName()}
-	r, err := p.cache.Run(ctx, argv...)
+	s, err := p.readLater(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if r.Code != 0 {
-		if strings.Contains(r.Stderr, "No such file or directory") {
-			return emptySnapshot(), nil
-		}
-		return nil, r.Err(argv...)
+	r, err := s.listing()
+	if err != nil {
+		return nil, err
 	}
-	return listedSnapshot([]byte(r.Stdout), p.tableName(), r.At, p.cache), nil
+	if r.Code != 0 && !strings.Contains(r.Stderr, "No such file or directory") {
+		return nil, r.Err(listArgv(p.tableName())...)
+	}
+	return s, nil
+}
+
+// readLater is read put off: nft -j list runs, or its output is taken
+// from the cache, on first need of the table's contents.
+func (p *program) readLater(ctx context.Context) (*Snapshot, error) {
+	at, listing := p.cache.Later(ctx, nftcache.NFTGeneration, listArgv(p.tableName())...)
+	return &Snapshot{listing: listing, table: p.tableName(), at: at, memo: p.cache}, ctx.Err()
+}
+
+// listArgv lists a table of nsrun's family.
+func listArgv(table string) []string {
+	return []string{"nft", "-j", "list", "table", string(Family), table}
 }
 
 // nft makes the knftables handle once: making it runs nft twice.
@@ -205,6 +220,8 @@ type fake struct{ f *knftables.Fake }
 func (f fake) installed() bool { return true }
 
 func (f fake) read(ctx context.Context) (*Snapshot, error) { return fromFake(f.f), ctx.Err() }
+
+func (f fake) readLater(ctx context.Context) (*Snapshot, error) { return f.read(ctx) }
 
 func (f fake) nft(context.Context) (knftables.Interface, error) { return f.f, nil }
 

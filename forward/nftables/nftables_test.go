@@ -350,31 +350,47 @@ func TestParseElement(t *testing.T) {
 type badListing struct{ fake }
 
 func (b badListing) read(context.Context) (*Snapshot, error) {
-	return listedSnapshot([]byte(`{"nftables": [`), Table, "", nil), nil
+	return &Snapshot{listing: func() (nftcache.Result, error) { return nftcache.Result{Stdout: `{"nftables": [`}, nil }, table: Table}, nil
 }
 
-// TestParsedOnNeed: what nft printed is parsed only when the memo does
-// not hold the drift asked for; a listing that cannot be parsed is said
-// as the drift, and a change refuses it.
+// TestParsedOnNeed: what nft printed is had and parsed only when the memo
+// does not hold the drift asked for; a drift computed from a listing of
+// another version than the read's, or from one that cannot be parsed, is
+// not kept; a listing that cannot be parsed is said as the drift, and a
+// change refuses it.
 func TestParsedOnNeed(t *testing.T) {
 	memo := &nftcache.Cache{Dir: filepath.Join(t.TempDir(), "memo")}
 	p := project("p", 0)
-	empty := []byte(`{"nftables": [{"table": {"family": "inet", "name": "nsrun"}}]}`)
-	first := listedSnapshot(empty, Table, "generation 1", memo)
-	drift := first.Drift(p, false)
-	if len(drift) == 0 || first.listed != nil {
-		t.Fatalf("drift of an empty table: %q, parsed %v; want lines, parsed", drift, first.listed == nil)
+	empty := `{"nftables": [{"table": {"family": "inet", "name": "nsrun"}}]}`
+	bad := `{"nftables": [`
+	loads := 0
+	listed := func(out, at, of string) *Snapshot {
+		return &Snapshot{listing: func() (nftcache.Result, error) { loads++; return nftcache.Result{Stdout: out, At: of}, nil }, table: Table, at: at, memo: memo}
 	}
-	bad := []byte(`{"nftables": [`)
-	again := listedSnapshot(bad, Table, "generation 1", memo)
-	if got := again.Drift(p, false); !slices.Equal(got, drift) || again.listed == nil {
-		t.Errorf("the same generation: drift %q, parsed %v; want %q from the memo, not parsed", got, again.listed == nil, drift)
+	drift := listed(empty, "generation 1", "generation 1").Drift(p, false)
+	if len(drift) == 0 || loads != 1 {
+		t.Fatalf("drift of an empty table: %q after %d listings; want lines, after one", drift, loads)
 	}
-	changed := listedSnapshot(bad, Table, "generation 2", memo)
-	if got := changed.Drift(p, false); len(got) != 1 || !strings.Contains(got[0], "nft -j list table inet nsrun") {
-		t.Errorf("another generation, a listing that cannot be parsed: drift %q; want the parse error", got)
+	loads = 0
+	if got := listed(bad, "generation 1", "generation 1").Drift(p, false); !slices.Equal(got, drift) || loads != 0 {
+		t.Errorf("the same generation: drift %q after %d listings; want %q from the memo, with none", got, loads, drift)
 	}
-	if got := changed.Projects(); got != nil {
+	for _, at := range []string{"generation 2", "generation 3"} {
+		got := listed(bad, at, at).Drift(p, false)
+		if len(got) != 1 || !strings.Contains(got[0], "nft -j list table inet nsrun") {
+			t.Errorf("%s, a listing that cannot be parsed: drift %q; want the parse error, each time", at, got)
+		}
+	}
+	// A listing of a later generation than the read's: what it gives is
+	// not kept for the read's.
+	loads = 0
+	if got := listed(empty, "generation 4", "").Drift(p, false); !slices.Equal(got, drift) || loads != 1 {
+		t.Errorf("a listing of another generation: drift %q after %d listings", got, loads)
+	}
+	if got := listed(bad, "generation 4", "generation 4").Drift(p, false); len(got) != 1 || loads != 2 {
+		t.Errorf("generation 4 again: drift %q after %d listings; want the listing had and its error, not what another generation gave", got, loads)
+	}
+	if got := listed(bad, "generation 5", "generation 5").Projects(); got != nil {
 		t.Errorf("projects of a listing that cannot be parsed: %q", got)
 	}
 	err := change(context.Background(), badListing{fake{knftables.NewFake(Family, Table)}}, func(tx *knftables.Transaction, s *Snapshot) { ensure(tx, s, p) })

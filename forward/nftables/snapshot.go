@@ -21,14 +21,15 @@ type Snapshot struct {
 	exists bool
 	contents
 
-	// listed is what nft -j list printed, parsed into contents on first
-	// need (parse): a read whose drift the memo answers needs none of it,
-	// and with thousands of publications parsing it was most of an
-	// unchanged up.
-	listed []byte
-	table  string
-	once   sync.Once
-	err    error
+	// listing is how to have what nft -j list prints of the table, parsed
+	// into contents on first need (parse): a read whose drift the memo
+	// answers needs none of it, and with thousands of publications having
+	// and parsing it was most of an unchanged up.
+	listing func() (nftcache.Result, error)
+	table   string
+	once    sync.Once
+	err     error
+	of      bool // the listing is of version at
 
 	// at is the version the table was read at ("" when unknown), memo the
 	// cache that keeps what Drift computes from it (nil: none).
@@ -44,37 +45,42 @@ type contents struct {
 }
 
 func emptySnapshot() *Snapshot {
-	return &Snapshot{contents: contents{chains: map[string][]string{}, elements: map[string][]element{}, counters: map[string]bool{}}}
+	return &Snapshot{contents: contents{chains: map[string][]string{}, elements: map[string][]element{}, counters: map[string]bool{}}, of: true}
 }
 
-// listedSnapshot is a table that nft -j list printed as out, read at
-// version at; its contents are parsed on first need.
-func listedSnapshot(out []byte, table, at string, memo *nftcache.Cache) *Snapshot {
-	return &Snapshot{exists: true, listed: out, table: table, at: at, memo: memo}
-}
-
-// parse fills the contents from what nft printed, once; a snapshot made
-// otherwise has them already.
+// parse has the listing and fills the contents from it, once; a snapshot
+// made otherwise has them already.
 func (s *Snapshot) parse() error {
 	s.once.Do(func() {
-		if s.listed == nil {
+		if s.listing == nil {
 			return
 		}
+		r, err := s.listing()
+		s.listing, s.of = nil, r.At == s.at
 		var parsed *Snapshot
-		if parsed, s.err = parseList(s.listed, s.table); s.err == nil {
+		switch {
+		case err != nil:
+			s.err = err
+		case r.Code != 0 && strings.Contains(r.Stderr, "No such file or directory"):
+			parsed = emptySnapshot() // no table
+		case r.Code != 0:
+			s.err = r.Err(listArgv(s.table)...)
+		default:
+			parsed, s.err = parseList([]byte(r.Stdout), s.table)
+		}
+		if parsed != nil {
 			s.exists, s.contents = parsed.exists, parsed.contents
 		}
-		s.listed = nil
 	})
 	return s.err
 }
 
 // Publishes reports whether nsrun's table exists: it holds only
 // publications (this backend never holds another one's accepts).
-func (s *Snapshot) Publishes() bool { return s.exists }
+func (s *Snapshot) Publishes() bool { return s.parse() == nil && s.exists }
 
 // InUse reports whether nsrun's table exists; other tables are not read.
-func (s *Snapshot) InUse() bool { return s.exists }
+func (s *Snapshot) InUse() bool { return s.parse() == nil && s.exists }
 
 // DropReason is always "": nsrun's table drops only what nsrun means to.
 func (s *Snapshot) DropReason() string { return "" }
@@ -311,11 +317,11 @@ func (s *Snapshot) Drift(p forward.Project, acceptsOnly bool) []string {
 	if version != "" {
 		version += "; project " + p.Digest()
 	}
-	return s.memo.Lines(version, "nftables drift of project "+p.Name, func() []string {
+	return s.memo.Lines(version, "nftables drift of project "+p.Name, func() ([]string, bool) {
 		if err := s.parse(); err != nil {
-			return []string{err.Error()}
+			return []string{err.Error()}, false
 		}
-		return compare(s, p).messages
+		return compare(s, p).messages, s.of
 	})
 }
 

@@ -19,6 +19,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -123,15 +124,39 @@ func (c *Cache) RunAt(ctx context.Context, version Version, argv ...string) (Res
 	return r, nil
 }
 
+// Later is RunAt put off until the output is needed: it returns the
+// version now, and how to have the output, from the cache or by running
+// the program, once; that output's At is "" unless it is of the version
+// returned. A read that a kept computation answers (Lines) then needs no
+// output at all.
+func (c *Cache) Later(ctx context.Context, version Version, argv ...string) (string, func() (Result, error)) {
+	at := ""
+	if c != nil && c.Dir != "" {
+		if v, err := version(); err == nil {
+			at = v
+		}
+	}
+	return at, sync.OnceValues(func() (Result, error) {
+		r, err := c.RunAt(ctx, version, argv...)
+		if r.At != at {
+			r.At = ""
+		}
+		return r, err
+	})
+}
+
 // Lines returns what compute returns, kept under key for as long as
 // version is the same: version names everything the computation reads
 // (outputs read through the cache, at their Result.At, and its other
 // inputs), and the running program (another nsrun may compute otherwise)
-// is added to it. Each key holds one answer, the last one computed. A nil
-// Cache, or an unknown version (""), computes every time.
-func (c *Cache) Lines(version, key string, compute func() []string) []string {
+// is added to it; compute says whether what it read was of that version
+// (false: the answer is not kept). Each key holds one answer, the last
+// one computed. A nil Cache, or an unknown version (""), computes every
+// time.
+func (c *Cache) Lines(version, key string, compute func() ([]string, bool)) []string {
 	if c == nil || c.Dir == "" || version == "" || executable() == "" {
-		return compute()
+		lines, _ := compute()
+		return lines
 	}
 	version += "\x00" + executable()
 	key = "lines\x00" + key
@@ -141,8 +166,8 @@ func (c *Cache) Lines(version, key string, compute func() []string) []string {
 			return lines
 		}
 	}
-	lines := compute()
-	if data, err := json.Marshal(lines); err == nil {
+	lines, of := compute()
+	if data, err := json.Marshal(lines); err == nil && of {
 		c.keep(version, key, Result{Stdout: string(data)})
 	}
 	return lines
@@ -204,17 +229,27 @@ func (c *Cache) path(key string) string {
 }
 
 // load reads a key's file; false when there is none or it is corrupt.
+// The file is read into a string once: an output is megabytes with
+// thousands of namespaces, and a copy of it more to fault in.
 func (c *Cache) load(key string) (entry, bool) {
-	data, err := os.ReadFile(c.path(key))
+	f, err := os.Open(c.path(key))
 	if err != nil {
 		return entry{}, false
 	}
-	line, stdout, ok := bytes.Cut(data, []byte{'\n'})
-	var h header
-	if !ok || json.Unmarshal(line, &h) != nil {
+	defer f.Close()
+	var data strings.Builder
+	if st, err := f.Stat(); err == nil {
+		data.Grow(int(st.Size()) + 1)
+	}
+	if _, err := io.Copy(&data, f); err != nil {
 		return entry{}, false
 	}
-	return entry{Version: h.Version, Result: Result{Stdout: string(stdout), Stderr: h.Stderr, Code: h.Code}}, true
+	line, stdout, ok := strings.Cut(data.String(), "\n")
+	var h header
+	if !ok || json.Unmarshal([]byte(line), &h) != nil {
+		return entry{}, false
+	}
+	return entry{Version: h.Version, Result: Result{Stdout: stdout, Stderr: h.Stderr, Code: h.Code}}, true
 }
 
 func run(ctx context.Context, argv []string) (Result, error) {

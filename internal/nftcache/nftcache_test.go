@@ -169,15 +169,51 @@ func TestResultsSayTheirVersion(t *testing.T) {
 	}
 }
 
+// TestLater: Later says the version now, and runs the program, or reads
+// the output kept, only when the output is asked for, once; an output
+// had after the version moved is of none.
+func TestLater(t *testing.T) {
+	ctx := context.Background()
+	c := &Cache{Dir: filepath.Join(t.TempDir(), "cache")}
+	v := "v1"
+	version := func() (string, error) { return v, nil }
+	dir := t.TempDir()
+	marks := filepath.Join(dir, "runs")
+	prog := []string{"sh", "-c", "echo run >>" + marks + "; echo out"}
+	runs := func() int {
+		data, _ := os.ReadFile(marks)
+		return strings.Count(string(data), "run")
+	}
+	at, out := c.Later(ctx, version, prog...)
+	if at != "v1" || runs() != 0 {
+		t.Fatalf("Later: at %q, %d runs; want v1, none yet", at, runs())
+	}
+	for range 2 {
+		if r, err := out(); err != nil || r.Stdout != "out\n" || r.At != "v1" || runs() != 1 {
+			t.Errorf("the output: %+v, %v after %d runs; want it of v1, after one", r, err, runs())
+		}
+	}
+	at, out = c.Later(ctx, version, prog...)
+	if r, err := out(); at != "v1" || err != nil || r.At != "v1" || runs() != 1 {
+		t.Errorf("the same version: %+v, %v at %q after %d runs; want the kept output", r, err, at, runs())
+	}
+	at, out = c.Later(ctx, version, prog...)
+	v = "v2"
+	if r, err := out(); at != "v1" || err != nil || r.At != "" || runs() != 2 {
+		t.Errorf("the version moved before the output was had: %+v, %v at %q after %d runs; want it run, of none", r, err, at, runs())
+	}
+}
+
 // TestLinesKeptWhileTheVersionHolds: an answer is computed once per
 // version and key, by this nsrun or another reading the same files; a new
 // version computes again and replaces it; without a cache or a version,
-// every call computes.
+// every call computes; an answer computed from what was not of the
+// version is not kept.
 func TestLinesKeptWhileTheVersionHolds(t *testing.T) {
 	c := &Cache{Dir: filepath.Join(t.TempDir(), "cache")}
 	computed := 0
-	answer := func(lines ...string) func() []string {
-		return func() []string { computed++; return lines }
+	answer := func(lines ...string) func() ([]string, bool) {
+		return func() ([]string, bool) { computed++; return lines, true }
 	}
 	check := func(name string, got []string, want string, wantComputed int) {
 		t.Helper()
@@ -195,6 +231,9 @@ func TestLinesKeptWhileTheVersionHolds(t *testing.T) {
 	check("no version", c.Lines("", "drift a", answer("n")), "n", 5)
 	check("no version again", c.Lines("", "drift a", answer("n")), "n", 6)
 	check("no cache", (*Cache)(nil).Lines("v1", "drift a", answer("n")), "n", 7)
+	notOf := func() ([]string, bool) { computed++; return []string{"stale"}, false }
+	check("not of the version", c.Lines("v3", "drift a", notOf), "stale", 8)
+	check("not kept", c.Lines("v3", "drift a", answer("fresh")), "fresh", 9)
 	files, err := os.ReadDir(c.Dir)
 	if err != nil || len(files) != 2 {
 		t.Errorf("the cache holds %d files (%v); want one per key, 2", len(files), err)
@@ -207,7 +246,7 @@ func TestCacheWithoutStateDirectory(t *testing.T) {
 	c := &Cache{Dir: filepath.Join(t.TempDir(), "gone", "cache")}
 	computed := 0
 	for range 2 {
-		c.Lines("v1", "k", func() []string { computed++; return nil })
+		c.Lines("v1", "k", func() ([]string, bool) { computed++; return nil, true })
 		c.held = nil // another process: only the files would say
 	}
 	if computed != 2 {
