@@ -55,6 +55,9 @@ type Engine struct {
 	FirewallChoice forward.Choice
 	// NoHeal records that the keeper leaves the project alone (up --no-heal).
 	NoHeal bool
+	// Between keeps the records the keeper reads between its looks, cut
+	// (BetweenLooks); nil: they are loaded whole each time.
+	Between *state.Cache
 }
 
 // lock takes the state lock, waiting at most LockTimeout.

@@ -74,8 +74,29 @@ func (e *Engine) keptDrifted(ctx context.Context) (bool, error) {
 	return slices.ContainsFunc(states, func(st *state.Record) bool { return len(keptDrift(st, obs)) > 0 }), nil
 }
 
-// Heals reports whether any project is kept by the keeper.
-func (e *Engine) Keeps() bool { return e.Store.Heals() || e.Store.Publishes() }
+// Keeps reports whether the keeper has anything to keep: a project that
+// heals, or that publishes a port (which it holds).
+func (e *Engine) Keeps() bool {
+	return e.Store.HealsFrom(e.Between) || e.Store.PublishesFrom(e.Between)
+}
+
+// BetweenLooks is a record cut to what the keeper reads of it between its
+// looks (Keeps, ShapedLinks), every few seconds: whether it heals, the
+// first namespace that publishes a port, and its shaped namespaces.
+// Whole, the records of 10,000 namespaces are tens of MB to keep, or to
+// decode again at each tick.
+func BetweenLooks(r *state.Record) *state.Record {
+	out := *r
+	out.Namespaces = nil
+	publishes := false
+	for _, ns := range r.Namespaces {
+		if shaped(ns) || (!publishes && len(ns.Ports) > 0) {
+			out.Namespaces = append(out.Namespaces, ns)
+			publishes = publishes || len(ns.Ports) > 0
+		}
+	}
+	return &out
+}
 
 // Held are the host ports the projects publish, but those whose down
 // began: the keeper holds them.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/nsrun/nsrun/shape"
 	"github.com/nsrun/nsrun/specs"
+	"github.com/nsrun/nsrun/state"
 	"golang.org/x/sys/unix"
 )
 
@@ -148,5 +149,37 @@ func TestShapingRefused(t *testing.T) {
 	peer := sys.shaping[out.State.Namespace("ns1").Link].Peer
 	if len(peer) != 2 || peer[0].Kind != shape.Netem || peer[0].Handle != shape.RootHandle || peer[1].Kind != shape.TBF || peer[1].Parent != shape.ChildParent {
 		t.Errorf("the namespace side: %+v; want netem at the root, tbf under it", peer)
+	}
+}
+
+// TestBetweenLooks: a record cut for the keeper keeps its shaped
+// namespaces and its first that publishes a port, in which ShapedLinks
+// finds the same links; it heals and publishes as the record does; the
+// record stays as it was.
+func TestBetweenLooks(t *testing.T) {
+	port := specs.MustParsePort("6000:8080")
+	st := &state.Record{Project: "p", NoHeal: true, Namespaces: []*state.Namespace{
+		{Name: "a", Link: "nsr-a", Bandwidth: specs.Bandwidth{Ingress: 20_000_000}},
+		{Name: "b", Link: "nsr-b"},
+		{Name: "c", Link: "nsr-c", Ports: []specs.Port{port}},
+		{Name: "d", Link: "nsr-d", Ports: []specs.Port{port}},
+		{Name: "e", Link: "nsr-e", Netem: &specs.Netem{Loss: 1}},
+	}}
+	got := BetweenLooks(st)
+	var names []string
+	for _, ns := range got.Namespaces {
+		names = append(names, ns.Name)
+	}
+	if !slices.Equal(names, []string{"a", "c", "e"}) || !got.NoHeal || got.Project != "p" {
+		t.Errorf("BetweenLooks: project %s (no heal %t) with %v; want p (no heal) with a, c, e", got.Project, got.NoHeal, names)
+	}
+	if want := ShapedLinks(st); !slices.Equal(ShapedLinks(got), want) || len(want) != 2 {
+		t.Errorf("ShapedLinks of the cut record: %v; of the record: %v", ShapedLinks(got), want)
+	}
+	if none := BetweenLooks(&state.Record{Namespaces: []*state.Namespace{{Name: "b", Link: "nsr-b"}}}); len(none.Namespaces) != 0 {
+		t.Errorf("a record without ports or shaping, cut: %+v", none.Namespaces)
+	}
+	if len(st.Namespaces) != 5 {
+		t.Errorf("BetweenLooks changed the record: %+v", st)
 	}
 }

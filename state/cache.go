@@ -15,6 +15,11 @@ import (
 // the same records again and again, as nsrun metrics --listen at each
 // scrape; the records it returns are shared, and must not be changed.
 type Cache struct {
+	// Trim, when set, is what of each record loaded is kept and returned:
+	// a reader that needs a part of every record keeps that part alone
+	// (nil: all of it).
+	Trim func(*Record) *Record
+
 	mu      sync.Mutex
 	records map[string]cachedRecord
 }
@@ -23,6 +28,14 @@ type cachedRecord struct {
 	ino, size uint64
 	mtime     time.Time
 	record    *Record
+}
+
+// loader loads st's records through c; st.Load for a nil c.
+func (c *Cache) loader(st Store) func(string) (*Record, error) {
+	if c == nil {
+		return st.Load
+	}
+	return func(name string) (*Record, error) { return c.Load(st, name) }
 }
 
 // Load is st.Load, from the cache while the project's file is the same.
@@ -47,6 +60,9 @@ func (c *Cache) Load(st Store, project string) (*Record, error) {
 	r, err := st.Load(project)
 	if err != nil {
 		return nil, err
+	}
+	if c.Trim != nil {
+		r = c.Trim(r)
 	}
 	key.record = r
 	c.mu.Lock()

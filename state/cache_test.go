@@ -3,6 +3,8 @@ package state
 import (
 	"errors"
 	"testing"
+
+	"github.com/nsrun/nsrun/specs"
 )
 
 // TestCache: a record is decoded once while its file stays the same, and
@@ -36,6 +38,29 @@ func TestCache(t *testing.T) {
 	}
 }
 
+// TestCacheTrim: a cache with Trim keeps and returns what Trim keeps of a
+// record, trimmed once while the file stays the same.
+func TestCacheTrim(t *testing.T) {
+	st := Store{Dir: t.TempDir()}
+	r := &Record{Version: Version, Project: "p", Namespaces: []*Namespace{{Name: "a", Link: "nsr-a"}, {Name: "b", Link: "nsr-b"}}}
+	if err := st.Save(r); err != nil {
+		t.Fatal(err)
+	}
+	trims := 0
+	c := Cache{Trim: func(r *Record) *Record {
+		trims++
+		out := *r
+		out.Namespaces = r.Namespaces[1:]
+		return &out
+	}}
+	for range 2 {
+		got, err := c.Load(st, "p")
+		if err != nil || len(got.Namespaces) != 1 || got.Namespaces[0].Name != "b" || trims != 1 {
+			t.Errorf("Load: %+v, %v after %d trims; want namespace b alone, trimmed once", got, err, trims)
+		}
+	}
+}
+
 // TestHealingFrom: the keeper's cached read keeps what Healing keeps: not
 // the project up --no-heal, not the one whose down began.
 func TestHealingFrom(t *testing.T) {
@@ -53,5 +78,15 @@ func TestHealingFrom(t *testing.T) {
 		if len(got) != 1 || got[0].Project != "kept" {
 			t.Errorf("healing records: %+v; want kept alone", got)
 		}
+	}
+	if !st.Heals() || !st.HealsFrom(&c) || st.Publishes() || st.PublishesFrom(&c) {
+		t.Errorf("heals %t, through the cache %t; publishes %t, through the cache %t; want heals, publishes not", st.Heals(), st.HealsFrom(&c), st.Publishes(), st.PublishesFrom(&c))
+	}
+	pub := &Record{Version: Version, Project: "noheal", NoHeal: true, Namespaces: []*Namespace{{Name: "a", Link: "nsr-a", Ports: []specs.Port{specs.MustParsePort("6000:8080")}}}}
+	if err := st.Save(pub); err != nil {
+		t.Fatal(err)
+	}
+	if !st.Publishes() || !st.PublishesFrom(&c) {
+		t.Errorf("a project that publishes, not healed: publishes %t, through the cache %t", st.Publishes(), st.PublishesFrom(&c))
 	}
 }

@@ -90,12 +90,17 @@ func (st Store) Healing() []*Record { return st.kept(false) }
 // HealingFrom is Healing, the records loaded through c: decoded again
 // only when their files change (for the keeper's periodic look).
 func (st Store) HealingFrom(c *Cache) []*Record {
-	return st.matchingWith(func(name string) (*Record, error) { return c.Load(st, name) }, false, heals)
+	return st.matchingWith(c.loader(st), false, heals)
 }
 
 // Heals reports whether any project is kept by the keeper; it stops at
 // the first (the keeper asks every few seconds).
-func (st Store) Heals() bool { return len(st.kept(true)) > 0 }
+func (st Store) Heals() bool { return st.HealsFrom(nil) }
+
+// HealsFrom is Heals, the records loaded through c (nil: none).
+func (st Store) HealsFrom(c *Cache) bool {
+	return len(st.matchingWith(c.loader(st), true, heals)) > 0
+}
 
 // Publishing loads the records of the projects whose ports the keeper
 // holds: those that publish any, no down begun.
@@ -103,7 +108,12 @@ func (st Store) Publishing() []*Record { return st.matching(false, publishes) }
 
 // Publishes reports whether any project publishes a port the keeper
 // holds; it stops at the first.
-func (st Store) Publishes() bool { return len(st.matching(true, publishes)) > 0 }
+func (st Store) Publishes() bool { return st.PublishesFrom(nil) }
+
+// PublishesFrom is Publishes, the records loaded through c (nil: none).
+func (st Store) PublishesFrom(c *Cache) bool {
+	return len(st.matchingWith(c.loader(st), true, publishes)) > 0
+}
 
 func publishes(r *Record) bool {
 	return slices.ContainsFunc(r.Namespaces, func(ns *Namespace) bool { return len(ns.Ports) > 0 })

@@ -61,7 +61,8 @@ func newKeepCommand() *cobra.Command {
 			if err := w.Run(ctx, period); err != nil {
 				return fmt.Errorf("watching the firewalls: %w", err)
 			}
-			var records state.Cache
+			records := state.Cache{Trim: project.BetweenLooks}
+			e.Between = &records
 			quiet := func(ctx context.Context) string {
 				return keeper.QuietFingerprint(ctx) + "\n" + shapingFingerprint(e.Store, &records)
 			}
@@ -74,8 +75,8 @@ func newKeepCommand() *cobra.Command {
 
 // shapingFingerprint is the qdiscs of both ends of the links the keeper
 // keeps shaped: tc run inside a namespace sends the host no event. Only
-// records that changed are decoded again; without shaped links it reads
-// nothing more.
+// records that changed are decoded again, and of each only its shaped
+// namespaces are kept; without shaped links it reads nothing more.
 func shapingFingerprint(st state.Store, records *state.Cache) string {
 	links := project.ShapedLinks(st.HealingFrom(records)...)
 	if len(links) == 0 {
