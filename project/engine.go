@@ -158,12 +158,16 @@ func (e *Engine) up(ctx context.Context, s *specs.Spec) (*Outcome, bool, error) 
 	} else if err != nil {
 		return nil, false, err
 	}
-	// The other projects' records are decoded while the host is read:
-	// with thousands of namespaces that is megabytes of JSON.
+	// The other projects' records, where they matter, are decoded while
+	// the host is read: with thousands of namespaces that is megabytes of
+	// JSON.
 	var others []*state.Record
 	var othersErr error
 	var wg sync.WaitGroup
-	wg.Go(func() { others, othersErr = e.Store.Others(s.Name) })
+	readOthers := othersMatter(s, recorded)
+	if readOthers {
+		wg.Go(func() { others, othersErr = e.Store.Others(s.Name) })
+	}
 	defer wg.Wait()
 	q := host.Query{Published: newPorts(s, recorded)}
 	inSpec := map[string]bool{}
@@ -207,6 +211,14 @@ func (e *Engine) up(ctx context.Context, s *specs.Spec) (*Outcome, bool, error) 
 		obs.Listeners = slices.DeleteFunc(obs.Listeners, func(l forward.Listener) bool { return l.PID == k.PID })
 	}
 	want, err := Desire(s, recorded, others, foreign(obs, others), obs.MachineID)
+	if err == nil && !readOthers && !sameAddresses(want, recorded) {
+		// A recorded address did not hold (an older record's, outside its
+		// pool): the new one is chosen among the others'.
+		if others, err = e.Store.Others(s.Name); err != nil {
+			return nil, false, err
+		}
+		want, err = Desire(s, recorded, others, foreign(obs, others), obs.MachineID)
+	}
 	if err != nil {
 		return nil, false, &PreflightError{err}
 	}
@@ -275,6 +287,45 @@ type upChange struct {
 
 // upToDate reports an up with nothing to do.
 func (c upChange) upToDate() bool { return len(c.Steps) == 0 && !c.Restart && !c.Changed }
+
+// othersMatter reports whether an up of spec s needs the other projects'
+// records: to choose addresses and check them, with the names and ports,
+// against the others' for what the project's record does not hold yet
+// (all of it for a new project), and to name the others' namespaces on
+// the project's external networks. A spec whose namespaces, addresses,
+// subnets and ports the record holds already, on no external network,
+// needs none of them: every up checked its record against the others'
+// and theirs against it, so nothing of theirs conflicts with it, and its
+// automatic addresses are the recorded ones (Desire). Anything it cannot
+// tell alike counts as new. Pure.
+func othersMatter(s *specs.Spec, recorded *state.Record) bool {
+	if recorded == nil || len(externalNetworks(recorded)) > 0 || s.IPv6 != recorded.IPv6 ||
+		(s.SubnetSet && s.Subnet != recorded.Subnet) || (s.Subnet6Set && s.Subnet6 != recorded.Subnet6) {
+		return true
+	}
+	had := recorded.ByName()
+	for _, ns := range s.Namespaces {
+		r := had[ns.Name]
+		if r == nil || ns.HostLink != r.Link || ns.AutoAddress != r.AutoAddress || (!ns.AutoAddress && ns.Address != r.Address) ||
+			ns.AutoAddress6 != r.AutoAddress6 || (!ns.AutoAddress6 && ns.Address6 != r.Address6) ||
+			!slices.Equal(s.NetworkKeys(ns), r.Networks) || !slices.EqualFunc(ns.Ports, r.Ports, specs.Port.Same) {
+			return true
+		}
+	}
+	return false
+}
+
+// sameAddresses reports whether each of want's namespaces has the
+// addresses recorded has for it. Pure.
+func sameAddresses(want, recorded *state.Record) bool {
+	had := recorded.ByName()
+	for _, ns := range want.Namespaces {
+		if r := had[ns.Name]; r == nil || r.Address != ns.Address || r.Address6 != ns.Address6 {
+			return false
+		}
+	}
+	return true
+}
 
 // decideUp decides an up from what it read: the record it wants (which
 // it does not change), the one saved (nil before the first up), the host

@@ -789,3 +789,118 @@ func TestUpReadsListenersOfNewPortsOnly(t *testing.T) {
 		}
 	}
 }
+
+// TestOthersMatter: an up reads the other projects' records for a new
+// project and for whatever its record does not hold yet (a namespace, an
+// address, a subnet, IPv6, a port, a network, an external network), and
+// not for a spec its record holds already, nor for one that only drops a
+// namespace.
+func TestOthersMatter(t *testing.T) {
+	sys := newFake()
+	e := newEngine(t, sys)
+	const base = `name: p
+networks:
+  back: {}
+  front: {}
+namespaces:
+  a: {ports: ["6000:8080", "127.0.0.1:6001:9090/udp", "6100-6101:7000-7001"]}
+  b: {address: 10.77.0.6/30, networks: [back]}
+  c: {}
+`
+	if _, err := e.Up(context.Background(), spec(t, base)); err != nil {
+		t.Fatal(err)
+	}
+	recorded, err := e.Store.Load("p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !othersMatter(spec(t, base), nil) {
+		t.Error("no record: the others do not matter")
+	}
+	for _, tc := range []struct {
+		name, src string
+		matter    bool
+	}{
+		{"the same spec", base, false},
+		{"a namespace dropped", strings.Replace(base, "  c: {}\n", "", 1), false},
+		{"a namespace more", base + "  d: {}\n", true},
+		{"a port more", strings.Replace(base, `"6000:8080", `, `"6000:8080", "6002:80", `, 1), true},
+		{"a port changed", strings.Replace(base, `"6000:8080"`, `"6003:8080"`, 1), true},
+		{"an address changed", strings.Replace(base, "10.77.0.6/30", "10.77.0.10/30", 1), true},
+		{"an automatic address made explicit", strings.Replace(base, "  c: {}", "  c: {address: 10.78.0.2/30}", 1), true},
+		{"a subnet", strings.Replace(base, "name: p\n", "name: p\nsubnet: 10.79.0.0/16\n", 1), true},
+		{"IPv6", strings.Replace(base, "name: p\n", "name: p\nipv6: true\n", 1), true},
+		{"another network", strings.Replace(base, "networks: [back]", "networks: [back, front]", 1), true},
+		{"an external network", strings.Replace(strings.Replace(base, "networks: [back]", "networks: [back, shared]", 1), "  front: {}\n", "  front: {}\n  shared: {external: true}\n", 1), true},
+	} {
+		if got := othersMatter(spec(t, tc.src), recorded); got != tc.matter {
+			t.Errorf("%s: the others matter %t; want %t", tc.name, got, tc.matter)
+		}
+	}
+	// On an external network, its hosts files name the others' namespaces
+	// there: the same spec reads them.
+	const shared = "name: q\nnetworks:\n  shared: {external: true}\nnamespaces:\n  q1: {networks: [shared]}\n"
+	if _, err := e.Up(context.Background(), spec(t, shared)); err != nil {
+		t.Fatal(err)
+	}
+	if q, err := e.Store.Load("q"); err != nil || !othersMatter(spec(t, shared), q) {
+		t.Errorf("the same spec on an external network: the others do not matter (%v)", err)
+	}
+}
+
+// TestSameAddresses: a desired record whose namespaces all have their
+// recorded addresses, and one that does not (one moved, one new).
+func TestSameAddresses(t *testing.T) {
+	rec := func(addrs ...string) *state.Record {
+		r := &state.Record{}
+		for i, a := range addrs {
+			r.Namespaces = append(r.Namespaces, &state.Namespace{Name: fmt.Sprintf("n%d", i), Address: netip.MustParsePrefix(a)})
+		}
+		return r
+	}
+	recorded := rec("10.1.0.2/30", "10.1.0.6/30")
+	for _, tc := range []struct {
+		want *state.Record
+		same bool
+	}{
+		{rec("10.1.0.2/30", "10.1.0.6/30"), true},
+		{rec("10.1.0.2/30"), true},
+		{rec("10.1.0.2/30", "10.1.0.10/30"), false},
+		{rec("10.1.0.2/30", "10.1.0.6/30", "10.1.0.14/30"), false},
+	} {
+		if got := sameAddresses(tc.want, recorded); got != tc.same {
+			t.Errorf("%d namespaces: same %t; want %t", len(tc.want.Namespaces), got, tc.same)
+		}
+	}
+}
+
+// TestChangedSpecMeetsTheOthers: a project's up that adds what another
+// project holds (a published port, an overlapping address) is refused, as
+// a new project's would be; the unchanged spec stays up to date.
+func TestChangedSpecMeetsTheOthers(t *testing.T) {
+	sys := newFake()
+	e := newEngine(t, sys)
+	ctx := context.Background()
+	const mine = "name: mine\nnamespaces:\n  m1: {address: 10.77.1.2/30, ports: [\"6500:80\"]}\n"
+	if _, err := e.Up(ctx, spec(t, mine)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Up(ctx, spec(t, "name: theirs\nnamespaces:\n  t1: {address: 10.77.2.2/30, ports: [\"6600:80\"]}\n")); err != nil {
+		t.Fatal(err)
+	}
+	before := sys.fingerprint()
+	for _, tc := range []struct{ name, src, want string }{
+		{"their port", strings.Replace(mine, `"6500:80"`, `"6500:80", "6600:81"`, 1), `host port 6600/tcp is already published by project "theirs"`},
+		{"their address", mine + "  m2: {address: 10.77.2.2/30}\n", `overlaps namespace "t1" of project "theirs"`},
+	} {
+		if _, err := e.Up(ctx, spec(t, tc.src)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v; want it refused: %s", tc.name, err, tc.want)
+		}
+		if sys.fingerprint() != before {
+			t.Errorf("%s: the refused up changed the host", tc.name)
+		}
+	}
+	if out, err := e.Up(ctx, spec(t, mine)); err != nil || !out.UpToDate {
+		t.Errorf("the unchanged spec: %+v, %v; want it up to date", out, err)
+	}
+}

@@ -2,12 +2,14 @@ package rtnl_test
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nsrun/nsrun/internal/rtnl"
 	"github.com/nsrun/nsrun/netns"
@@ -95,7 +97,35 @@ func TestReadsWhatTheLibraryReads(t *testing.T) {
 	if out, err := exec.Command("ip", "link", "set", host, "up").CombinedOutput(); err != nil {
 		t.Fatalf("ip link set %s up: %v\n%s", host, err, out)
 	}
-	exec.Command("ip", "netns", "exec", ns, "ping", "-c", "1", "-W", "1", "10.231.9.7").Run()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) { // a carrier: frames leave
+		if out, _ := exec.Command("ip", "-n", ns, "link", "show", "eth0").Output(); strings.Contains(string(out), "LOWER_UP") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("eth0 has no carrier 10 s after both sides were up")
+		}
+	}
+	// A datagram to an address of eth0's subnet that nothing holds: ARP
+	// requests leave eth0.
+	if err := netns.Do(ns, func() error {
+		c, err := net.Dial("udp4", "10.231.9.7:9")
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_, err = c.Write([]byte("x"))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if l, err := h.LinkByName("eth0"); err == nil && l.Attrs().Statistics != nil && l.Attrs().Statistics.TxPackets > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no frame left eth0 within 10 s")
+		}
+	}
 	l, ok, err := c.Link("eth0")
 	if err != nil || !ok {
 		t.Fatalf("Link(eth0) = %v, %v, %v", l, ok, err)
