@@ -14,13 +14,19 @@ import (
 	"github.com/nsrun/nsrun/veth"
 )
 
-// DumpCache keeps the host's address and route dumps (veth.HostDump) in
-// a file of the state directory Dir (host-dump), under the count of the
-// host's changes that Changes returned when they were read: while the
-// count stays the same they are what the kernel would print again. With
-// 10,000 namespaces the dumps are 20,000 entries, most of what a read of
-// one project's host links costs. A nil DumpCache, or one without
-// Changes, keeps nothing.
+// DumpCache keeps what a read of the host's links saw (veth.ReadHost):
+// the address and route dumps, and the links asked for by name (those
+// that exist and those that do not), in a file of the state directory Dir
+// (host-dump), under the count of the host's changes that Changes returned
+// when they were read. While the count stays the same they are what the
+// kernel would say again: the count moves with every change to a link
+// (its state, name or alias, made or removed), an address, a route or a
+// next hop. With 10,000 namespaces the dumps are 20,000 entries, and each
+// link asked for by name makes the kernel walk the host's namespace ids:
+// most of what a read of one project's host links costs. What no message
+// tells of is never taken from it: a link's counters (read when asked
+// for), its route_localnet (read by its sysctl, see observeHost). A nil
+// DumpCache, or one without Changes, keeps nothing.
 type DumpCache struct {
 	Dir string
 	// Changes returns the count of changes to the host's links, addresses,
@@ -29,46 +35,98 @@ type DumpCache struct {
 	Changes func() (string, error)
 }
 
+// keptHost is what the file holds: the dumps, and the links read by name
+// (nil: there is none of that name).
+type keptHost struct {
+	dump  veth.HostDump
+	links map[string]*veth.Link
+}
+
 // dumpFile names the file.
 func (c *DumpCache) dumpFile() string { return filepath.Join(c.Dir, "host-dump") }
 
-// dumped returns the dump kept at the count of now, else what read
-// returns, kept when the count did not move while it read.
-func (c *DumpCache) dumped(read func() (veth.HostDump, error)) (veth.HostDump, error) {
+// readHost is veth.ReadHost through the cache: the links named and the
+// dumps are taken from what was kept at the count of now; what was not is
+// read, and kept when the count did not move while it was. With stats,
+// the links named are read for their counters whatever was kept.
+func (c *DumpCache) readHost(names []string, stats bool) (veth.Host, error) {
+	return c.readWith(names, stats, veth.ReadHost)
+}
+
+// readWith is readHost, reading the host with read.
+func (c *DumpCache) readWith(names []string, stats bool, read func([]string, *veth.HostDump) (veth.Host, veth.HostDump, error)) (veth.Host, error) {
 	if c == nil || c.Changes == nil {
-		return read()
+		h, _, err := read(names, nil)
+		return h, err
 	}
 	before, err := c.Changes()
 	if err != nil {
-		return read()
+		h, _, err := read(names, nil)
+		return h, err
 	}
-	if d, ok := loadDump(c.dumpFile(), before); ok {
-		return d, nil
+	kept, ok := loadDump(c.dumpFile(), before)
+	if links, all := kept.known(names); ok && all && !stats {
+		return veth.HostOf(links, kept.dump), nil
 	}
-	d, err := read()
+	var dump *veth.HostDump
+	if ok {
+		dump = &kept.dump
+	}
+	h, d, err := read(names, dump)
 	if err != nil {
-		return d, err
+		return h, err
 	}
 	if after, err := c.Changes(); err == nil && after == before {
+		if !ok {
+			kept = keptHost{links: map[string]*veth.Link{}}
+		}
+		kept.dump = d
+		for _, name := range names {
+			kept.links[name] = nil
+			if l, found := h.Links[name]; found {
+				l.Addrs, l.Addrs6, l.RouteLocalnet, l.Stats = nil, nil, "", nil // the dump's, the sysctl's, the moment's
+				kept.links[name] = &l
+			}
+		}
 		if _, err := os.Stat(c.Dir); err == nil { // no state directory: nothing is kept
-			atomicfile.Write(c.dumpFile(), encodeDump(before, d), 0o600) // a cache: a failed write only costs the next read
+			atomicfile.Write(c.dumpFile(), encodeDump(before, kept), 0o600) // a cache: a failed write only costs the next read
 		}
 	}
-	return d, nil
+	return h, nil
+}
+
+// known returns the links of names that were kept (those that exist), and
+// whether every name was.
+func (k keptHost) known(names []string) (map[string]veth.Link, bool) {
+	links := make(map[string]veth.Link, len(names))
+	for _, name := range names {
+		l, ok := k.links[name]
+		if !ok {
+			return nil, false
+		}
+		if l != nil {
+			links[name] = *l
+		}
+	}
+	return links, true
 }
 
 // dumpHeader starts the file: its format's version, then the count.
-const dumpHeader = "nsrun host dump 1 at "
+const dumpHeader = "nsrun host dump 2 at "
 
-// encodeDump writes a dump as lines (JSON decodes ten times slower):
+// encodeDump writes what was kept as lines (JSON decodes ten times
+// slower):
 //
-//	a INDEX PREFIX          an address of the link of that index
-//	p PREFIX WHAT LINK      a prefix (LINK may be empty)
-//	u LINK                  an uplink
-//	r LINK                  a link of an IPv6 default route from router advertisements
-func encodeDump(at string, d veth.HostDump) []byte {
+//	a INDEX PREFIX               an address of the link of that index
+//	p PREFIX WHAT LINK           a prefix (LINK may be empty)
+//	u LINK                       an uplink
+//	r LINK                       a link of an IPv6 default route from router advertisements
+//	l NAME INDEX UP TYPE ALIAS   a link read by name (UP: 1 or 0; ALIAS quoted)
+//	m NAME                       a name no link has
+func encodeDump(at string, k keptHost) []byte {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "%s%s\n", dumpHeader, at)
+	d := k.dump
 	for i, addrs := range d.Addrs {
 		for _, p := range addrs {
 			fmt.Fprintf(&b, "a %d %s\n", i, p)
@@ -83,26 +141,41 @@ func encodeDump(at string, d veth.HostDump) []byte {
 	for _, l := range d.RADefault {
 		fmt.Fprintf(&b, "r %s\n", l)
 	}
+	for name, l := range k.links {
+		if l == nil {
+			fmt.Fprintf(&b, "m %s\n", name)
+			continue
+		}
+		up := 0
+		if l.Up {
+			up = 1
+		}
+		fmt.Fprintf(&b, "l %s %d %d %s %s\n", name, l.Index, up, l.Type, strconv.Quote(l.Alias))
+	}
 	return b.Bytes()
 }
 
-// loadDump reads the kept dump; false when there is none of that count,
-// or it cannot be read.
-func loadDump(path, at string) (veth.HostDump, bool) {
+// loadDump reads what was kept; false when there is nothing of that
+// count, or it cannot be read.
+func loadDump(path, at string) (keptHost, bool) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return veth.HostDump{}, false
+		return keptHost{}, false
 	}
-	d, got, err := decodeDump(data)
-	return d, err == nil && got == at
+	k, got, err := decodeDump(data)
+	if err != nil || got != at {
+		return keptHost{}, false
+	}
+	return k, true
 }
 
 // decodeDump reads what encodeDump wrote, and the count it was kept at.
-func decodeDump(data []byte) (veth.HostDump, string, error) {
-	d := veth.HostDump{Addrs: map[int][]netip.Prefix{}}
+func decodeDump(data []byte) (keptHost, string, error) {
+	k := keptHost{dump: veth.HostDump{Addrs: map[int][]netip.Prefix{}}, links: map[string]*veth.Link{}}
+	d := &k.dump
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	if !sc.Scan() || !strings.HasPrefix(sc.Text(), dumpHeader) {
-		return d, "", fmt.Errorf("not a host dump of this nsrun")
+		return k, "", fmt.Errorf("not a host dump of this nsrun")
 	}
 	at := strings.TrimPrefix(sc.Text(), dumpHeader)
 	for n := 2; sc.Scan(); n++ {
@@ -129,12 +202,36 @@ func decodeDump(data []byte) (veth.HostDump, string, error) {
 			d.Uplinks = append(d.Uplinks, rest)
 		case "r":
 			d.RADefault = append(d.RADefault, rest)
+		case "l":
+			var l *veth.Link
+			if l, err = decodeLink(rest); err == nil {
+				k.links[l.Name] = l
+			}
+		case "m":
+			k.links[rest] = nil
 		default:
 			err = fmt.Errorf("unknown line")
 		}
 		if err != nil {
-			return d, "", fmt.Errorf("host dump line %d: %w", n, err)
+			return k, "", fmt.Errorf("host dump line %d: %w", n, err)
 		}
 	}
-	return d, at, sc.Err()
+	return k, at, sc.Err()
+}
+
+// decodeLink reads "NAME INDEX UP TYPE ALIAS".
+func decodeLink(s string) (*veth.Link, error) {
+	f := strings.SplitN(s, " ", 5)
+	if len(f) != 5 || (f[2] != "0" && f[2] != "1") {
+		return nil, fmt.Errorf("not a link: %q", s)
+	}
+	index, err := strconv.Atoi(f[1])
+	if err != nil {
+		return nil, err
+	}
+	alias, err := strconv.Unquote(f[4])
+	if err != nil {
+		return nil, fmt.Errorf("alias %s: %w", f[4], err)
+	}
+	return &veth.Link{Name: f[0], Index: index, Up: f[2] == "1", Type: f[3], Alias: alias}, nil
 }

@@ -103,7 +103,7 @@ func observeHost(obs *Observed, q Query, etc *EtcCache, dumps *DumpCache) ([]str
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	wg.Go(func() { observeNamespaces(obs, q.Namespaces, q.Cookies, etc) })
-	host, err := veth.ReadHost(q.Links, dumps.dumped)
+	host, err := dumps.readHost(q.Links, q.Usage)
 	if err != nil {
 		return nil, err
 	}

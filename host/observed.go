@@ -41,7 +41,8 @@ type Query struct {
 	// Cgroups are the namespaces whose cgroups are read: those that have
 	// one, or are to have one.
 	Cgroups []string
-	// Usage reads what the namespaces of Cgroups use, too.
+	// Usage reads what the namespaces of Cgroups use, and the counters of
+	// the Links, too.
 	Usage bool
 	// Shaped are the links whose qdiscs are read, both ends: those of
 	// namespaces shaped, or to be (Observed.Shaping).

@@ -52,13 +52,13 @@ type HostDump struct {
 // to name its peer's, so with thousands of namespaces a dump of the links
 // takes the square of their number, and the project's own links are all
 // it needs whole. The links of the other prefixes are named by their
-// IPv4 addresses' labels, else asked for by index. The dumps are made
-// through dumped, when it is not nil: it returns what read returns, or a
-// dump it kept from an earlier read.
-func ReadHost(names []string, dumped func(read func() (HostDump, error)) (HostDump, error)) (Host, error) {
+// IPv4 addresses' labels, else asked for by index. Given a dump kept
+// from an earlier read (nil: none), it dumps nothing; it returns the dump
+// it used.
+func ReadHost(names []string, kept *HostDump) (Host, HostDump, error) {
 	c, err := rtnl.Dial(nil, make([]byte, rtnl.BufferSize))
 	if err != nil {
-		return Host{}, fmt.Errorf("reading the host's links: %w", err)
+		return Host{}, HostDump{}, fmt.Errorf("reading the host's links: %w", err)
 	}
 	defer c.Close()
 	links := make(map[string]Link, len(names))
@@ -68,21 +68,19 @@ func ReadHost(names []string, dumped func(read func() (HostDump, error)) (HostDu
 		}
 		l, ok, err := c.Link(name)
 		if err != nil {
-			return Host{}, fmt.Errorf("reading link %q: %w", name, err)
+			return Host{}, HostDump{}, fmt.Errorf("reading link %q: %w", name, err)
 		}
 		if ok {
 			links[name] = Link{Name: l.Name, Alias: l.Alias, Type: linkType(l.Kind), Index: l.Index, Up: l.Up, RouteLocalnet: l.RouteLocalnet, Stats: l.Stats}
 		}
 	}
-	read := func() (HostDump, error) { return readDump(c, links) }
-	if dumped == nil {
-		dumped = func(read func() (HostDump, error)) (HostDump, error) { return read() }
+	var d HostDump
+	if kept != nil {
+		d = *kept
+	} else if d, err = readDump(c, links); err != nil {
+		return Host{}, HostDump{}, err
 	}
-	d, err := dumped(read)
-	if err != nil {
-		return Host{}, err
-	}
-	return hostOf(links, d), nil
+	return HostOf(links, d), d, nil
 }
 
 // readDump dumps the addresses and routes, and names the links they name:
@@ -190,9 +188,9 @@ func dumpOf(names map[int]string, addrs []rtnl.Addr, routes []rtnl.Route) HostDu
 	return d
 }
 
-// hostOf is the links read by name, with their addresses, and what the
+// HostOf is the links read by name, with their addresses, and what the
 // dumps say. Pure.
-func hostOf(links map[string]Link, d HostDump) Host {
+func HostOf(links map[string]Link, d HostDump) Host {
 	h := Host{Links: links, Prefixes: d.Prefixes, Uplinks: d.Uplinks, RADefault: d.RADefault}
 	for name, l := range links {
 		for _, p := range d.Addrs[l.Index] {

@@ -154,7 +154,7 @@ func TestDeleteRemovesBothSides(t *testing.T) {
 	if err := Delete(p.Host); err != nil {
 		t.Fatal(err)
 	}
-	host, err := ReadHost([]string{p.Host}, nil)
+	host, _, err := ReadHost([]string{p.Host}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +175,7 @@ func TestHostPrefixesAndLabels(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Not asked for, the link is named by its address's label.
-	host, err := ReadHost(nil, nil)
+	host, _, err := ReadHost(nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,7 +225,7 @@ func TestParseLabel(t *testing.T) {
 // observe reads a pair the way status and up do, in bulk.
 func observe(t *testing.T, p Pair) []string {
 	t.Helper()
-	read, err := ReadHost([]string{p.Host}, nil)
+	read, _, err := ReadHost([]string{p.Host}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -309,7 +309,7 @@ func TestReadHostFromTheRoutes(t *testing.T) {
 		ip(t, append([]string{"-n", p.Namespace}, args...)...)
 	}
 	var host Host
-	if err := netns.Do(p.Namespace, func() (err error) { host, err = ReadHost([]string{"va"}, nil); return err }); err != nil {
+	if err := netns.Do(p.Namespace, func() (err error) { host, _, err = ReadHost([]string{"va"}, nil); return err }); err != nil {
 		t.Fatal(err)
 	}
 	var routes []string
@@ -375,17 +375,13 @@ func TestHostLinksMatchTheLibrary(t *testing.T) {
 		for _, l := range links {
 			asked = append(asked, l.Attrs().Name)
 		}
-		host, err := ReadHost(asked, nil)
+		host, kept, err := ReadHost(asked, nil)
 		if err != nil {
 			return err
 		}
 		got, prefixes = host.Links, host.Prefixes
-		// The same through a dump kept from an earlier read.
-		var kept HostDump
-		if _, err := ReadHost(asked, func(read func() (HostDump, error)) (d HostDump, err error) { kept, err = read(); return kept, err }); err != nil {
-			return err
-		}
-		again, err := ReadHost(asked, func(func() (HostDump, error)) (HostDump, error) { return kept, nil })
+		// The same through the dump that read kept.
+		again, _, err := ReadHost(asked, &kept)
 		if err != nil {
 			return err
 		}

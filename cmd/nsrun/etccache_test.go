@@ -11,7 +11,21 @@ import (
 	"time"
 
 	"github.com/nsrun/nsrun/netns/nstest"
+	"github.com/nsrun/nsrun/veth"
 )
+
+// hostLinkOf names the host link labelled label.
+func hostLinkOf(t *testing.T, label string) string {
+	t.Helper()
+	for _, line := range strings.Split(mustRun(t, "ip", "-o", "link", "show"), "\n") {
+		if f := strings.Fields(line); len(f) > 1 && strings.Contains(line, " alias "+label) {
+			name, _, _ := strings.Cut(strings.TrimSuffix(f[1], ":"), "@")
+			return name
+		}
+	}
+	t.Fatalf("no host link has alias %s", label)
+	return ""
+}
 
 // TestUpSeesEveryChange: an up right after a change inside a namespace
 // sees it, whatever the change; nsrun's /etc/netns files are taken from
@@ -105,6 +119,30 @@ func TestUpSeesEveryChange(t *testing.T) {
 	}
 	if got := ipn(b, "link", "show", "eth0"); !strings.Contains(got, "state UP") && !strings.Contains(got, ",UP") {
 		t.Errorf("%s's eth0 is not up again:\n%s", b, got)
+	}
+
+	// Every change to the host side of a pair is seen too: those the
+	// keeper's count of the host's changes hears (the kept dumps and links
+	// are used, see host.DumpCache), and route_localnet, which sends no
+	// message and is read each time.
+	link := hostLinkOf(t, veth.Label(project, a))
+	hostAddress := strings.Fields(strings.SplitN(mustRun(t, "ip", "-4", "-o", "addr", "show", "dev", link), "inet ", 2)[1])[0]
+	for _, change := range [][]string{
+		{"ip", "link", "set", link, "down"},
+		{"ip", "addr", "del", hostAddress, "dev", link},
+		{"sysctl", "-qw", "net.ipv4.conf." + link + ".route_localnet=0"},
+	} {
+		up()
+		mustRun(t, change...)
+		if up() {
+			t.Errorf("up right after %q says up to date", change)
+		}
+		if !up() {
+			t.Errorf("the up after the repair of %q is not up to date", change)
+		}
+	}
+	if _, err := os.Stat("/run/nsrun/host-dump"); err != nil {
+		t.Errorf("no host dump was kept: %v", err)
 	}
 
 	// A hosts file changed in place, to the same size, once kept.

@@ -77,11 +77,13 @@ func newCapLab(t *testing.T) *capLab {
 	return l
 }
 
-func mustRun(t *testing.T, args ...string) {
+func mustRun(t *testing.T, args ...string) string {
 	t.Helper()
-	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+	if err != nil {
 		t.Fatalf("%v: %v\n%s", args, err, out)
 	}
+	return string(out)
 }
 
 // as runs bin with args as the uid and gid (and those supplementary
