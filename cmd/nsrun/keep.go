@@ -40,7 +40,7 @@ func newKeepCommand() *cobra.Command {
 			// for up's and status's.
 			changes, stopChanges, err := keeper.HostChanges()
 			if err != nil {
-				log.Printf("%v; the host's addresses and routes are read whole each time", err)
+				log.Printf("%v; each read of the host asks the kernel for all of it", err)
 			} else {
 				defer stopChanges()
 			}
