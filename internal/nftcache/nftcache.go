@@ -214,9 +214,20 @@ func (c *Cache) keep(version, key string, r Result) {
 	}
 }
 
+// heldLimit is the largest output a process holds in memory: a larger one
+// (a firewall's whole ruleset beside thousands of namespaces is megabytes)
+// is read from its file again when asked for again; the keeper lives for
+// days.
+const heldLimit = 1 << 20
+
+// hold keeps e in memory, unless its output is larger than heldLimit.
 func (c *Cache) hold(key string, e entry) {
 	if c.held == nil {
 		c.held = map[string]entry{}
+	}
+	if len(e.Stdout) > heldLimit {
+		delete(c.held, key)
+		return
 	}
 	c.held[key] = e
 }

@@ -289,3 +289,30 @@ func TestAnotherProcessReadsTheOutputAsPrinted(t *testing.T) {
 		}
 	}
 }
+
+// TestLargeOutputsAreNotHeld: an output larger than heldLimit is kept in
+// its file and read from it again, not held in the process's memory; a
+// small one is held.
+func TestLargeOutputsAreNotHeld(t *testing.T) {
+	c := &Cache{Dir: filepath.Join(t.TempDir(), "cache")}
+	ctx := context.Background()
+	version := func() (string, error) { return "v1", nil }
+	large := []string{"head", "-c", fmt.Sprint(heldLimit + 1), "/dev/zero"}
+	small := []string{"echo", "small"}
+	for _, argv := range [][]string{large, small} {
+		first, err := c.RunAt(ctx, version, argv...)
+		if err != nil || first.At != "v1" {
+			t.Fatalf("%v: %+v, %v", argv, first.At, err)
+		}
+		again, err := c.RunAt(ctx, version, argv...)
+		if err != nil || again.Stdout != first.Stdout || again.At != "v1" {
+			t.Errorf("%v again: %d bytes, %v; want the same %d, from the cache", argv, len(again.Stdout), err, len(first.Stdout))
+		}
+	}
+	if _, held := c.held[strings.Join(large, "\x00")]; held {
+		t.Error("the large output is held in memory")
+	}
+	if _, held := c.held[strings.Join(small, "\x00")]; !held {
+		t.Error("the small output is not held")
+	}
+}
