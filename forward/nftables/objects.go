@@ -74,21 +74,10 @@ func appendGetObj(b []byte, seq uint32, table, name string) []byte {
 	b = binary.NativeEndian.AppendUint32(b, seq)
 	b = binary.NativeEndian.AppendUint32(b, 0) // port id: the kernel's
 	b = append(b, unix.NFPROTO_INET, unix.NFNETLINK_V0, 0, 0)
-	b = appendNLA(b, unix.NFTA_OBJ_TABLE, append([]byte(table), 0))
-	b = appendNLA(b, unix.NFTA_OBJ_NAME, append([]byte(name), 0))
-	b = appendNLA(b, unix.NFTA_OBJ_TYPE, binary.BigEndian.AppendUint32(nil, unix.NFT_OBJECT_COUNTER))
+	b = rtnl.AppendAttr(b, unix.NFTA_OBJ_TABLE, append([]byte(table), 0))
+	b = rtnl.AppendAttr(b, unix.NFTA_OBJ_NAME, append([]byte(name), 0))
+	b = rtnl.AppendAttr(b, unix.NFTA_OBJ_TYPE, binary.BigEndian.AppendUint32(nil, unix.NFT_OBJECT_COUNTER))
 	binary.NativeEndian.PutUint32(b[start:], uint32(len(b)-start))
-	return b
-}
-
-// appendNLA appends a netlink attribute, padded to 4 bytes.
-func appendNLA(b []byte, typ uint16, v []byte) []byte {
-	b = binary.NativeEndian.AppendUint16(b, uint16(unix.NLA_HDRLEN+len(v)))
-	b = binary.NativeEndian.AppendUint16(b, typ)
-	b = append(b, v...)
-	for len(b)%unix.NLA_ALIGNTO != 0 {
-		b = append(b, 0)
-	}
 	return b
 }
 
@@ -114,7 +103,7 @@ func parseObjAnswer(msg []byte) (string, forward.Flow, error) {
 	err := rtnl.EachAttr(msg[unix.NLMSG_HDRLEN+4:], func(typ uint16, v []byte) {
 		switch typ {
 		case unix.NFTA_OBJ_NAME:
-			name = cString(v)
+			name = rtnl.CString(v)
 		case unix.NFTA_OBJ_DATA:
 			data = v
 		}
@@ -136,14 +125,4 @@ func parseObjAnswer(msg []byte) (string, forward.Flow, error) {
 		return "", forward.Flow{}, fmt.Errorf("reading counters: a malformed answer (%v)", err)
 	}
 	return name, flow, nil
-}
-
-// cString is a netlink string attribute without its terminating NUL.
-func cString(v []byte) string {
-	for i, c := range v {
-		if c == 0 {
-			return string(v[:i])
-		}
-	}
-	return string(v)
 }

@@ -532,3 +532,10 @@ func (c *Conn) Qdiscs() ([]Qdisc, error) {
 // EachAttr calls f for each netlink attribute in b, its type without the
 // nested and byte-order flags.
 func EachAttr(b []byte, f func(typ uint16, v []byte)) error { return eachAttr(b, f) }
+
+// AppendAttr appends a netlink attribute, padded to 4 bytes (another
+// netlink family's messages have the same attributes).
+func AppendAttr(b []byte, typ uint16, v []byte) []byte { return appendAttr(b, typ, v) }
+
+// CString is a NUL-terminated attribute as a string.
+func CString(v []byte) string { return cString(v) }
