@@ -18,14 +18,20 @@ import (
 // Heal checks the firewall state of every project that heals (not
 // up --no-heal, not being taken down) against its record: its rules, the
 // FORWARD accepts other backends need, its loopback shortcuts and its
-// links' firewalld zone. It looks without the lock of up and down, and
-// takes it only to repair, where a project differs, no up or down runs,
-// and none changed the host since it looked: an up or down in progress, or
-// just done, made the changes it saw (ErrBusy: look again after it). Under
-// the lock it looks again and re-applies exactly what differs, and records
-// each repair. causes say what the keeper was told since its last look.
+// links' firewalld zone. It does not look while an up or down holds the
+// lock (ErrBusy: what it would see are their changes, and reading beside
+// thousands of namespaces takes the CPU they need). It looks without the
+// lock, and takes it only to repair, where a project differs, no up or
+// down runs, and none changed the host since it looked: an up or down
+// that began meanwhile, or just ended, made the changes it saw (ErrBusy:
+// look again after it). Under the lock it looks again and re-applies
+// exactly what differs, and records each repair. causes say what the
+// keeper was told since its last look.
 func (e *Engine) Heal(ctx context.Context, causes []string) ([]keeper.Repair, error) {
 	gen := e.Store.Generation()
+	if busy, err := e.Store.Busy(); err != nil || busy {
+		return nil, errors.Join(err, keeper.ErrBusy)
+	}
 	if drifted, err := e.keptDrifted(ctx); err != nil || !drifted {
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package project
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"slices"
 	"strings"
@@ -89,6 +90,53 @@ func TestHealRepairsWhatWasRemoved(t *testing.T) {
 	}
 	if e.Keeper.(*fakeKeeper).running {
 		t.Error("the keeper still runs after the last project went")
+	}
+}
+
+// TestHealDoesNotLookWhileUpOrDownRuns: while an up or down holds the
+// lock, Heal reads nothing and says ErrBusy; once it is released, the
+// next look repairs what differs.
+func TestHealDoesNotLookWhileUpOrDownRuns(t *testing.T) {
+	sys := newFake()
+	e := newEngine(t, sys)
+	ctx := context.Background()
+	if _, err := e.Up(ctx, spec(t, twoNamespaces)); err != nil {
+		t.Fatal(err)
+	}
+	healthy := sys.fingerprint()
+	looks := 0
+	observe := e.Observe
+	e.Observe = func(ctx context.Context, q host.Query) (host.Observed, error) {
+		looks++
+		return observe(ctx, q)
+	}
+	sys.fw[iptables.NFT].Remove(ctx, "demo")
+	lock, err := e.Store.Lock(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := true
+	t.Cleanup(func() {
+		if held {
+			lock.Unlock()
+		}
+	})
+	if busy, err := e.Store.Busy(); err != nil || !busy {
+		t.Fatalf("Busy with the lock held = %v, %v; want true", busy, err)
+	}
+	if repairs, err := e.Heal(ctx, nil); !errors.Is(err, keeper.ErrBusy) || len(repairs) != 0 || looks != 0 {
+		t.Fatalf("Heal with the lock held = %v, %v after %d looks; want ErrBusy and no look", repairs, err, looks)
+	}
+	lock.Unlock()
+	held = false
+	if busy, err := e.Store.Busy(); err != nil || busy {
+		t.Fatalf("Busy with the lock released = %v, %v; want false", busy, err)
+	}
+	if repairs, err := e.Heal(ctx, nil); err != nil || len(repairs) != 1 || looks == 0 {
+		t.Fatalf("Heal after the lock was released = %v, %v after %d looks; want one repair", repairs, err, looks)
+	}
+	if sys.fingerprint() != healthy {
+		t.Errorf("after the repair: %s\nwant %s", sys.fingerprint(), healthy)
 	}
 }
 
