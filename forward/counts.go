@@ -38,9 +38,10 @@ type Flow struct {
 // installed it does nothing, and no traffic is counted.
 type Counting interface {
 	Installed() bool
-	// Set makes the project's counters those its ports need; counters
-	// already there keep their counts.
-	Set(ctx context.Context, p Project) error
+	// Prepare reads the table now, and returns the write that makes the
+	// project's counters those its ports need, run when called (nil:
+	// nothing differs); counters already there keep their counts.
+	Prepare(ctx context.Context, p Project) (func(context.Context) error, error)
 	// Remove removes the project's counters.
 	Remove(ctx context.Context, project string) error
 	// Sweep removes the counting table, whatever it holds.

@@ -81,8 +81,18 @@ func (p Publisher) Read(ctx context.Context) (map[Backend]Tables, []Backend, err
 // in the others the placement names, removes whatever of the project any
 // other backend holds (a project moved to another backend, accepts no
 // longer needed), then puts its loopback shortcuts and the counters of
-// its ports' traffic in place.
+// its ports' traffic in place. The counting table is read first, before
+// any firewall is written: at the nftables generation the keeper last
+// looked at, it is read from the cache (package nftcache), where after a
+// write nft lists every project's counters again.
 func (p Publisher) Apply(ctx context.Context, at Placement, proj Project) error {
+	var count func(context.Context) error
+	if c, ok := p.counting(); ok {
+		var err error
+		if count, err = c.Prepare(ctx, proj); err != nil {
+			return err
+		}
+	}
 	placed := append([]Backend{at.Backend}, at.Accepts...)
 	for i, b := range placed {
 		fw, err := p.firewall(b)
@@ -103,8 +113,8 @@ func (p Publisher) Apply(ctx context.Context, at Placement, proj Project) error 
 	if err := p.Shortcut.Set(proj); err != nil {
 		return err
 	}
-	if c, ok := p.counting(); ok {
-		return c.Set(ctx, proj)
+	if count != nil {
+		return count(ctx)
 	}
 	return nil
 }

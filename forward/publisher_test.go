@@ -14,6 +14,7 @@ type memoryFirewall struct {
 	installed bool
 	held      map[string]string
 	swept     bool
+	log       *[]string // when not nil, each change is noted
 }
 
 func (m *memoryFirewall) Backend() Backend { return m.backend }
@@ -29,6 +30,9 @@ func (m *memoryFirewall) RemoveEmptyTables(context.Context, []string) error {
 }
 func (m *memoryFirewall) Ensure(_ context.Context, p Project, acceptsOnly bool) error {
 	m.held[p.Name] = map[bool]string{false: "rules", true: "accepts"}[acceptsOnly]
+	if m.log != nil {
+		*m.log = append(*m.log, string(m.backend)+" written")
+	}
 	return nil
 }
 func (m *memoryFirewall) Remove(_ context.Context, project string) error {
@@ -105,5 +109,38 @@ func TestPublisherPutsRulesWhereThePlacementSays(t *testing.T) {
 	tables, order, err := pub.Read(ctx)
 	if err != nil || len(tables) != 2 || !slices.Equal(order, []Backend{ipnft, nft}) {
 		t.Errorf("Read: %v %v %v; want the two installed backends, in order", tables, order, err)
+	}
+}
+
+// memoryCounting notes when the table is read and when written.
+type memoryCounting struct {
+	log *[]string
+}
+
+func (m memoryCounting) Installed() bool { return true }
+func (m memoryCounting) Prepare(_ context.Context, p Project) (func(context.Context) error, error) {
+	*m.log = append(*m.log, "counting read")
+	return func(context.Context) error {
+		*m.log = append(*m.log, "counting written")
+		return nil
+	}, nil
+}
+func (m memoryCounting) Remove(context.Context, string) error                { return nil }
+func (m memoryCounting) Sweep(context.Context) error                         { return nil }
+func (m memoryCounting) Read(context.Context) (CountingState, error)         { return nil, nil }
+func (m memoryCounting) Traffic(context.Context, []Project) (Traffic, error) { return nil, nil }
+
+// TestApplyReadsTheCountingBeforeAnyWrite: the counting table is read
+// before a firewall is written (so at the generation the keeper cached),
+// and written last.
+func TestApplyReadsTheCountingBeforeAnyWrite(t *testing.T) {
+	var log []string
+	fw := &memoryFirewall{backend: ipnft, installed: true, held: map[string]string{}, log: &log}
+	pub := Publisher{Firewalls: []Firewall{fw}, Shortcut: &memoryShortcut{}, Counting: memoryCounting{log: &log}}
+	if err := pub.Apply(context.Background(), Placement{Backend: ipnft}, Project{Name: "p"}); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"counting read", string(ipnft) + " written", "counting written"}; !slices.Equal(log, want) {
+		t.Errorf("Apply did %q; want %q", log, want)
 	}
 }

@@ -358,7 +358,11 @@ func (f *fakeSystem) Apply(ctx context.Context, at forward.Placement, p forward.
 			}
 		}
 	}
-	return f.counting.Set(ctx, p)
+	count, err := f.counting.Prepare(ctx, p)
+	if err != nil || count == nil {
+		return err
+	}
+	return count(ctx)
 }
 
 func (f *fakeSystem) Probe(ctx context.Context, b forward.Backend) error {

@@ -146,10 +146,12 @@ func NewCountingFake() *Counting { return &Counting{run: fake{knftables.NewFake(
 
 func (c *Counting) Installed() bool { return c.run.installed() }
 
-// Set puts the project's counters and their elements in place, in one
-// transaction of only what differs; counters there already keep counting.
-func (c *Counting) Set(ctx context.Context, p forward.Project) error {
-	return change(ctx, c.run, func(tx *knftables.Transaction, s *Snapshot) { ensureCounts(tx, s, p) })
+// Prepare reads the table now, and returns the write that puts the
+// project's counters and their elements in place, in one transaction of
+// only what differs, run when called (nil: nothing differs); counters
+// there already keep counting.
+func (c *Counting) Prepare(ctx context.Context, p forward.Project) (func(context.Context) error, error) {
+	return prepare(ctx, c.run, func(tx *knftables.Transaction, s *Snapshot) { ensureCounts(tx, s, p) })
 }
 
 // Remove removes the project's elements and counters, and the table with

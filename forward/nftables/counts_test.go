@@ -98,7 +98,7 @@ func TestCounting(t *testing.T) {
 	c := NewCountingFake()
 	p, q := project("p1", 0), project("p2", 1)
 	for _, pr := range []forward.Project{p, q} {
-		if err := c.Set(ctx, pr); err != nil {
+		if err := setCounts(ctx, c, pr); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -135,7 +135,10 @@ func TestCounting(t *testing.T) {
 		t.Errorf("%d elements in the maps; want one per counter, %d", elems, 2*pubs*2)
 	}
 	before := f.Dump()
-	if err := c.Set(ctx, p); err != nil || f.Dump() != before {
+	if write, err := c.Prepare(ctx, p); err != nil || write != nil {
+		t.Errorf("Prepare of counting in place = a write %v, %v; want none", write != nil, err)
+	}
+	if err := setCounts(ctx, c, p); err != nil || f.Dump() != before {
 		t.Errorf("a second Set changed the table (%v)", err)
 	}
 	// A counter deleted by hand is drift, which Set repairs.
@@ -155,7 +158,7 @@ func TestCounting(t *testing.T) {
 	if st, _ := c.Read(ctx); len(st.Drift(p)) != 2 {
 		t.Errorf("a counter and its element deleted: drift %q; want both", st.Drift(p))
 	}
-	if err := c.Set(ctx, p); err != nil {
+	if err := setCounts(ctx, c, p); err != nil {
 		t.Fatal(err)
 	}
 	if st, _ := c.Read(ctx); len(st.Drift(p)) != 0 {
@@ -183,7 +186,7 @@ func TestCounting(t *testing.T) {
 		t.Errorf("the table is left after the last project:\n%s", f.Dump())
 	}
 	none := forward.Project{Name: "bare", Namespaces: []forward.Namespace{{Name: "a", Link: "nsr-bare-a", Address: netip.MustParsePrefix("10.9.0.2/30")}}}
-	if err := c.Set(ctx, none); err != nil || f.Table != nil {
+	if err := setCounts(ctx, c, none); err != nil || f.Table != nil {
 		t.Errorf("a project without published ports made the table (%v)", err)
 	}
 	if st, _ := c.Read(ctx); len(st.Drift(none)) != 0 {
@@ -208,7 +211,7 @@ func TestCountersByName(t *testing.T) {
 				t.Error(err)
 			}
 		})
-		if err := c.Set(ctx, pr); err != nil {
+		if err := setCounts(ctx, c, pr); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -246,4 +249,13 @@ func TestCountersByName(t *testing.T) {
 	if got, err := getCounters("nsrun-no-such-table", names); err != nil || len(got) != 0 {
 		t.Errorf("counters of a table that is not there: %v, %v; want none, no error", got, err)
 	}
+}
+
+// setCounts prepares the project's counting and writes it, as Apply does.
+func setCounts(ctx context.Context, c *Counting, p forward.Project) error {
+	write, err := c.Prepare(ctx, p)
+	if err != nil || write == nil {
+		return err
+	}
+	return write(ctx)
 }

@@ -99,25 +99,42 @@ func (f *Firewall) change(ctx context.Context, build func(*knftables.Transaction
 // change reads a table and runs the transaction build makes from it, if
 // it holds anything.
 func change(ctx context.Context, run runner, build func(*knftables.Transaction, *Snapshot)) error {
+	write, err := prepare(ctx, run, build)
+	if err != nil || write == nil {
+		return err
+	}
+	return write(ctx)
+}
+
+// prepare reads a table now, and returns the write of the transaction
+// build makes from what it read, run when called; nil when the
+// transaction holds nothing. That is found on a transaction of knftables'
+// fake: making the nft handle runs nft twice, and for nothing when there
+// is nothing to write.
+func prepare(ctx context.Context, run runner, build func(*knftables.Transaction, *Snapshot)) (func(context.Context) error, error) {
 	s, err := run.read(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := s.parse(); err != nil {
-		return err
+		return nil, err
 	}
-	nft, err := run.nft(ctx)
-	if err != nil {
-		return err
-	}
-	tx := nft.NewTransaction()
+	tx := knftables.NewFake(Family, Table).NewTransaction()
 	if build(tx, s); tx.NumOperations() == 0 {
+		return nil, nil
+	}
+	return func(ctx context.Context) error {
+		nft, err := run.nft(ctx)
+		if err != nil {
+			return err
+		}
+		tx := nft.NewTransaction()
+		build(tx, s)
+		if err := nft.Run(ctx, tx); err != nil {
+			return fmt.Errorf("nft: %w\ninput was:\n%s", err, tx)
+		}
 		return nil
-	}
-	if err := nft.Run(ctx, tx); err != nil {
-		return fmt.Errorf("nft: %w\ninput was:\n%s", err, tx)
-	}
-	return nil
+	}, nil
 }
 
 // Script is nft -f with the project's table, for a clean host.
