@@ -19,7 +19,8 @@
 #    without limits, in interleaved rounds (--limits: only this);
 # 1d. many namespaces on one host (--many: only this): ten projects of
 #    1,000 namespaces with a published port each, brought up one after the
-#    other: up of the 5th against the 1st's and against the kernel floor
+#    other, each once the keeper's look after the one before is over: up
+#    of the 5th against the 1st's and against the kernel floor
 #    for the same 1,000 with as many up (scripts/floor: the namespaces,
 #    pairs, addresses and routes alone); an unchanged up and status of the
 #    1st with 9,000 others up against the same alone; down of the 5th
@@ -298,8 +299,15 @@ many() {
 	keeper_settled # an unchanged up is measured as it runs on a settled host, alone or not
 	alone_up=$(hyper true "$nsrun up -q $work/many1.yaml")
 	alone_status=$(hyper true "$nsrun status -p many1")
-	for k in 2 3 4; do up[k]=$(timed "$nsrun" up -q "$work/many$k.yaml"); done
+	# Each up, and the floor, is timed once the keeper's look after the
+	# last up is over, as a user who brings up a project at a time sees it.
+	for k in 2 3 4; do
+		keeper_settled
+		up[k]=$(timed "$nsrun" up -q "$work/many$k.yaml")
+	done
+	keeper_settled
 	f5=$(floor_up)
+	keeper_settled
 	up[5]=$(timed "$nsrun" up -q "$work/many5.yaml")
 	# down of the 5th against the floor for the same teardown (the
 	# namespaces in one ip -batch, the firewall in one batch, the
@@ -317,7 +325,10 @@ many() {
 	floor5=$(timed bash "$work/floor-many5.sh")
 	links_gone ': nsr-m5x[0-9]+[@:]'
 	"$nsrun" up -q "$work/many5.yaml" >/dev/null # repairs what the floor removed
-	for ((k = 6; k <= 10; k++)); do up[k]=$(timed "$nsrun" up -q "$work/many$k.yaml"); done
+	for ((k = 6; k <= 10; k++)); do
+		keeper_settled
+		up[k]=$(timed "$nsrun" up -q "$work/many$k.yaml")
+	done
 	echo "bench: up of projects 1-10 of 1,000 (s): ${up[*]}; floor up of 1,000 with none and 4,000 up: $f1 $f5" >&2
 	"$nsrun" up -q "$work/many1.yaml" >/dev/null
 	keeper_settled
