@@ -345,6 +345,10 @@ func (f *fakeSystem) Apply(ctx context.Context, at forward.Placement, p forward.
 	if err := f.change("forwards " + p.Name); err != nil {
 		return err
 	}
+	count, err := f.counting.Prepare(ctx, p) // read first, as forward.Publisher does
+	if err != nil {
+		return err
+	}
 	placed := append([]forward.Backend{at.Backend}, at.Accepts...)
 	for i, b := range placed {
 		if err := f.fw[b].Ensure(ctx, p, i > 0); err != nil {
@@ -358,9 +362,8 @@ func (f *fakeSystem) Apply(ctx context.Context, at forward.Placement, p forward.
 			}
 		}
 	}
-	count, err := f.counting.Prepare(ctx, p)
-	if err != nil || count == nil {
-		return err
+	if count == nil {
+		return nil
 	}
 	return count(ctx)
 }

@@ -115,12 +115,7 @@ func TestHealDoesNotLookWhileUpOrDownRuns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	held := true
-	t.Cleanup(func() {
-		if held {
-			lock.Unlock()
-		}
-	})
+	t.Cleanup(lock.Unlock) // a second Unlock does nothing
 	if busy, err := e.Store.Busy(); err != nil || !busy {
 		t.Fatalf("Busy with the lock held = %v, %v; want true", busy, err)
 	}
@@ -128,7 +123,6 @@ func TestHealDoesNotLookWhileUpOrDownRuns(t *testing.T) {
 		t.Fatalf("Heal with the lock held = %v, %v after %d looks; want ErrBusy and no look", repairs, err, looks)
 	}
 	lock.Unlock()
-	held = false
 	if busy, err := e.Store.Busy(); err != nil || busy {
 		t.Fatalf("Busy with the lock released = %v, %v; want false", busy, err)
 	}

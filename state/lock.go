@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/nsrun/nsrun/internal/atomicfile"
@@ -85,19 +84,19 @@ func (st Store) TryLock() (l *Lock, ok bool, err error) {
 // namespaces takes the CPU they need. A lock taken just after is not
 // seen (the keeper looks again under the lock before it repairs).
 func (st Store) Busy() (bool, error) {
-	info, err := os.Stat(filepath.Join(st.Dir, "lock"))
-	if errors.Is(err, os.ErrNotExist) {
+	var file unix.Stat_t
+	err := unix.Stat(filepath.Join(st.Dir, "lock"), &file)
+	if errors.Is(err, unix.ENOENT) {
 		return false, nil
 	}
 	if err != nil {
-		return false, err
+		return false, fmt.Errorf("reading the lock %s: %w", filepath.Join(st.Dir, "lock"), err)
 	}
 	locks, err := os.ReadFile("/proc/locks")
 	if err != nil {
 		return false, fmt.Errorf("reading the locks held: %w", err)
 	}
-	sys := info.Sys().(*syscall.Stat_t)
-	return flockHeld(string(locks), uint64(sys.Dev), sys.Ino), nil
+	return flockHeld(string(locks), file.Dev, file.Ino), nil
 }
 
 // flockHeld reports whether /proc/locks lists a held flock on the file of
