@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
@@ -93,14 +94,15 @@ type opKind struct {
 }
 
 // stage says which steps may run beside a step: steps of one stage in a
-// row are independent of each other and run on several workers. The plans
-// put them in this order.
+// row are independent of each other and run on several workers, but for
+// the order waves gives them (a project's steps after its namespaces').
+// The plans put them in this order.
 type stage int
 
 const (
 	alone            stage = iota // runs by itself, in order
 	createNamespaces              // each namespace made
-	fillNamespaces                // links, /etc/netns files, exec grants, forwards, zones: once the namespaces exist
+	fillNamespaces                // links, /etc/netns files, exec grants, forwards, zones: once the namespaces exist (see waves)
 	shapeLinks                    // each link's qdiscs: once the links exist
 	deleteNamespaces              // each namespace deleted (its links go with it)
 	clearAfterDelete              // what deleted namespaces leave: forwards, files, grants, zones
@@ -285,31 +287,63 @@ func batches(steps []Step) [][]Step {
 	return out
 }
 
-// batch runs steps of one stage on up to workers goroutines and returns
-// their failures in step order, once all have ended; it reports progress
-// for the steps that succeeded.
+// errNotRun marks the steps of a batch that did not run, after a failure.
+var errNotRun = errors.New("not run")
+
+// batch runs a batch's steps on up to workers goroutines, wave by wave
+// (see waves), and returns their failures in step order once all have
+// ended; it reports progress for the steps that succeeded. A wave after
+// one with a failure does not run.
 func (e *executor) batch(steps []Step) []error {
 	results := make([]error, len(steps))
-	sem := make(chan struct{}, workers)
-	var wg sync.WaitGroup
-	for i, s := range steps {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			results[i] = e.step(s)
-		}()
+	for i := range results {
+		results[i] = errNotRun
 	}
-	wg.Wait()
+	for _, wave := range waves(steps) {
+		if slices.ContainsFunc(results, func(err error) bool { return err != nil && !errors.Is(err, errNotRun) }) {
+			break
+		}
+		sem := make(chan struct{}, workers)
+		var wg sync.WaitGroup
+		for _, i := range wave {
+			sem <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-sem }()
+				results[i] = e.step(steps[i])
+			})
+		}
+		wg.Wait()
+	}
 	var errs []error
 	for i, s := range steps {
-		if results[i] != nil {
+		switch {
+		case errors.Is(results[i], errNotRun):
+		case results[i] != nil:
 			errs = append(errs, fmt.Errorf("%s: %w", s.Op, results[i]))
-		} else if e.progress != nil {
+		case e.progress != nil:
 			e.progress(s)
 		}
 	}
 	return errs
+}
+
+// waves orders a batch for the workers: the steps of a wave (their
+// indexes) run side by side, and the next wave starts when all of them
+// have ended. A batch that fills namespaces runs the steps of each
+// namespace first (its link, files, grant, cgroup), then those of the
+// whole project (its forwards, its links' zone): every namespace has its
+// link by then, so no published port is DNAT'd towards an address the
+// host does not route yet. Any other batch is one wave.
+func waves(steps []Step) [][]int {
+	var own, whole []int
+	for i, s := range steps {
+		if ops[s.Op].stage == fillNamespaces && s.Namespace == "" {
+			whole = append(whole, i)
+		} else {
+			own = append(own, i)
+		}
+	}
+	return [][]int{own, whole}
 }
 
 func (e *executor) step(s Step) error {
