@@ -125,9 +125,15 @@ type Firewall interface {
 	Installed() bool
 	// Read takes one look at what the backend holds.
 	Read(ctx context.Context) (Tables, error)
-	// Ensure puts the project's rules in place (with acceptsOnly, only its
-	// FORWARD accepts: see Placement).
-	Ensure(ctx context.Context, p Project, acceptsOnly bool) error
+	// PrepareEnsure reads the backend now and returns the write that puts
+	// the project's rules in place (with acceptsOnly, only its FORWARD
+	// accepts: see Placement), run when called; nil when nothing differs.
+	// Reading every backend before writing any keeps the reads in the
+	// cache of the nftables generation (package nftcache).
+	PrepareEnsure(ctx context.Context, p Project, acceptsOnly bool) (func(context.Context) error, error)
+	// PrepareRemove reads the backend now and returns the write that
+	// removes whatever of the project's it holds; nil when it holds none.
+	PrepareRemove(ctx context.Context, project string) (func(context.Context) error, error)
 	// Remove removes whatever of the project's the backend holds.
 	Remove(ctx context.Context, project string) error
 	// Sweep removes everything recognisably nsrun's.

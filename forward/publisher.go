@@ -80,43 +80,68 @@ func (p Publisher) Read(ctx context.Context) (map[Backend]Tables, []Backend, err
 // Apply puts the project's rules in their backend and its FORWARD accepts
 // in the others the placement names, removes whatever of the project any
 // other backend holds (a project moved to another backend, accepts no
-// longer needed), then puts its loopback shortcuts and the counters of
-// its ports' traffic in place. The counting table is read first, before
-// any firewall is written: at the nftables generation the keeper last
-// looked at, it is read from the cache (package nftcache), where after a
-// write nft lists every project's counters again.
+// longer needed), then puts its loopback shortcuts in place; the counters
+// of its ports' traffic are written beside the firewalls, in a table of
+// their own. Every table is read before any is written (the counting
+// table beside the firewalls): at the nftables generation the keeper last
+// looked at, the reads come from its cache (package nftcache), where
+// after a write the programs would list every project's rules and
+// counters again.
 func (p Publisher) Apply(ctx context.Context, at Placement, proj Project) error {
 	var count func(context.Context) error
+	var countErr error
+	var wg sync.WaitGroup
 	if c, ok := p.counting(); ok {
-		var err error
-		if count, err = c.Prepare(ctx, proj); err != nil {
-			return err
+		wg.Go(func() { count, countErr = c.Prepare(ctx, proj) })
+	}
+	writes, err := p.prepare(ctx, at, proj)
+	wg.Wait()
+	if err := errors.Join(err, countErr); err != nil {
+		return err
+	}
+	if count != nil {
+		wg.Go(func() { countErr = count(ctx) })
+	}
+	for _, write := range writes {
+		if err = write(ctx); err != nil {
+			break
 		}
+	}
+	if err == nil {
+		err = p.Shortcut.Set(proj)
+	}
+	wg.Wait()
+	return errors.Join(err, countErr)
+}
+
+// prepare reads the backends for Apply and returns its firewalls' writes,
+// in order: the placed backends', then the removals from the others.
+func (p Publisher) prepare(ctx context.Context, at Placement, proj Project) ([]func(context.Context) error, error) {
+	var writes []func(context.Context) error
+	add := func(write func(context.Context) error, err error) error {
+		if write != nil {
+			writes = append(writes, write)
+		}
+		return err
 	}
 	placed := append([]Backend{at.Backend}, at.Accepts...)
 	for i, b := range placed {
 		fw, err := p.firewall(b)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		if err := fw.Ensure(ctx, proj, i > 0); err != nil {
-			return err
+		if err := add(fw.PrepareEnsure(ctx, proj, i > 0)); err != nil {
+			return nil, err
 		}
 	}
 	for _, fw := range p.Firewalls {
 		if fw.Installed() && !slices.Contains(placed, fw.Backend()) {
-			if err := fw.Remove(ctx, proj.Name); err != nil {
-				return err
+			if err := add(fw.PrepareRemove(ctx, proj.Name)); err != nil {
+				return nil, err
 			}
 		}
 	}
-	if err := p.Shortcut.Set(proj); err != nil {
-		return err
-	}
-	if count != nil {
-		return count(ctx)
-	}
-	return nil
+	return writes, nil
 }
 
 // Probe checks that a backend works here, changing nothing.

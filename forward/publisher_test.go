@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -14,7 +15,22 @@ type memoryFirewall struct {
 	installed bool
 	held      map[string]string
 	swept     bool
-	log       *[]string // when not nil, each change is noted
+	log       *events // when not nil, each read and write is noted
+}
+
+// events notes what happened, from any goroutine.
+type events struct {
+	mu   sync.Mutex
+	list []string
+}
+
+func (e *events) note(what string) {
+	if e == nil {
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.list = append(e.list, what)
 }
 
 func (m *memoryFirewall) Backend() Backend { return m.backend }
@@ -28,12 +44,24 @@ func (m *memoryFirewall) MadeTables(context.Context) ([]string, error) { return 
 func (m *memoryFirewall) RemoveEmptyTables(context.Context, []string) error {
 	return nil
 }
-func (m *memoryFirewall) Ensure(_ context.Context, p Project, acceptsOnly bool) error {
-	m.held[p.Name] = map[bool]string{false: "rules", true: "accepts"}[acceptsOnly]
-	if m.log != nil {
-		*m.log = append(*m.log, string(m.backend)+" written")
+func (m *memoryFirewall) PrepareEnsure(_ context.Context, p Project, acceptsOnly bool) (func(context.Context) error, error) {
+	m.log.note(string(m.backend) + " read")
+	return func(context.Context) error {
+		m.held[p.Name] = map[bool]string{false: "rules", true: "accepts"}[acceptsOnly]
+		m.log.note(string(m.backend) + " written")
+		return nil
+	}, nil
+}
+func (m *memoryFirewall) PrepareRemove(_ context.Context, project string) (func(context.Context) error, error) {
+	m.log.note(string(m.backend) + " read")
+	if _, ok := m.held[project]; !ok {
+		return nil, nil
 	}
-	return nil
+	return func(context.Context) error {
+		delete(m.held, project)
+		m.log.note(string(m.backend) + " written")
+		return nil
+	}, nil
 }
 func (m *memoryFirewall) Remove(_ context.Context, project string) error {
 	delete(m.held, project)
@@ -114,14 +142,14 @@ func TestPublisherPutsRulesWhereThePlacementSays(t *testing.T) {
 
 // memoryCounting notes when the table is read and when written.
 type memoryCounting struct {
-	log *[]string
+	log *events
 }
 
 func (m memoryCounting) Installed() bool { return true }
 func (m memoryCounting) Prepare(_ context.Context, p Project) (func(context.Context) error, error) {
-	*m.log = append(*m.log, "counting read")
+	m.log.note("counting read")
 	return func(context.Context) error {
-		*m.log = append(*m.log, "counting written")
+		m.log.note("counting written")
 		return nil
 	}, nil
 }
@@ -130,17 +158,26 @@ func (m memoryCounting) Sweep(context.Context) error                         { r
 func (m memoryCounting) Read(context.Context) (CountingState, error)         { return nil, nil }
 func (m memoryCounting) Traffic(context.Context, []Project) (Traffic, error) { return nil, nil }
 
-// TestApplyReadsTheCountingBeforeAnyWrite: the counting table is read
-// before a firewall is written (so at the generation the keeper cached),
-// and written last.
-func TestApplyReadsTheCountingBeforeAnyWrite(t *testing.T) {
-	var log []string
-	fw := &memoryFirewall{backend: ipnft, installed: true, held: map[string]string{}, log: &log}
-	pub := Publisher{Firewalls: []Firewall{fw}, Shortcut: &memoryShortcut{}, Counting: memoryCounting{log: &log}}
+// TestApplyReadsEveryTableBeforeAnyWrite: every table Apply changes, the
+// counting table's too, is read before any is written (so at the
+// generation the keeper cached), and then each is written.
+func TestApplyReadsEveryTableBeforeAnyWrite(t *testing.T) {
+	log := &events{}
+	ipt := &memoryFirewall{backend: ipnft, installed: true, held: map[string]string{}, log: log}
+	nf := &memoryFirewall{backend: nft, installed: true, held: map[string]string{"p": "rules"}, log: log}
+	pub := Publisher{Firewalls: []Firewall{ipt, nf}, Shortcut: &memoryShortcut{}, Counting: memoryCounting{log: log}}
 	if err := pub.Apply(context.Background(), Placement{Backend: ipnft}, Project{Name: "p"}); err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{"counting read", string(ipnft) + " written", "counting written"}; !slices.Equal(log, want) {
-		t.Errorf("Apply did %q; want %q", log, want)
+	reads, writes := log.list[:3], log.list[3:]
+	slices.Sort(reads)
+	if want := []string{"counting read", string(ipnft) + " read", string(nft) + " read"}; !slices.Equal(reads, want) {
+		t.Errorf("Apply did %q; want first the reads %q", log.list, want)
+	}
+	if !slices.Contains(writes, "counting written") || slices.Index(writes, string(ipnft)+" written") > slices.Index(writes, string(nft)+" written") || len(writes) != 3 {
+		t.Errorf("Apply did %q; want then the writes: the counting, and %s before the removal from %s", log.list, ipnft, nft)
+	}
+	if ipt.held["p"] != "rules" || nf.held["p"] != "" {
+		t.Errorf("after Apply: %s holds %q, %s %q; want rules and nothing", ipnft, ipt.held["p"], nft, nf.held["p"])
 	}
 }

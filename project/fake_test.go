@@ -345,27 +345,36 @@ func (f *fakeSystem) Apply(ctx context.Context, at forward.Placement, p forward.
 	if err := f.change("forwards " + p.Name); err != nil {
 		return err
 	}
-	count, err := f.counting.Prepare(ctx, p) // read first, as forward.Publisher does
+	count, err := f.counting.Prepare(ctx, p) // every table read first, as forward.Publisher does
 	if err != nil {
 		return err
 	}
+	var writes []func(context.Context) error
 	placed := append([]forward.Backend{at.Backend}, at.Accepts...)
 	for i, b := range placed {
-		if err := f.fw[b].Ensure(ctx, p, i > 0); err != nil {
+		write, err := f.fw[b].PrepareEnsure(ctx, p, i > 0)
+		if err != nil {
 			return err
 		}
+		writes = append(writes, write)
 	}
 	for b, fw := range f.fw {
 		if !slices.Contains(placed, b) {
-			if err := fw.Remove(ctx, p.Name); err != nil {
+			write, err := fw.PrepareRemove(ctx, p.Name)
+			if err != nil {
+				return err
+			}
+			writes = append(writes, write)
+		}
+	}
+	for _, write := range append(writes, count) {
+		if write != nil {
+			if err := write(ctx); err != nil {
 				return err
 			}
 		}
 	}
-	if count == nil {
-		return nil
-	}
-	return count(ctx)
+	return nil
 }
 
 func (f *fakeSystem) Probe(ctx context.Context, b forward.Backend) error {

@@ -123,35 +123,61 @@ func (f *Firewall) read(ctx context.Context, r runner) (*Snapshot, error) {
 	return snap, nil
 }
 
-// apply reads the backend and applies the scripts rendered from it, one
-// restore batch per family (IPv4 first).
+// apply reads the backend and applies the scripts rendered from it (see
+// prepare).
 func (f *Firewall) apply(ctx context.Context, script func(Family, *Snapshot) string) error {
-	snap, err := f.snapshot(ctx)
-	if err != nil {
+	write, err := f.prepare(ctx, script)
+	if err != nil || write == nil {
 		return err
 	}
-	if s := script(IPv4, snap); s != "" {
-		if err := f.run.restore(ctx, s); err != nil {
-			return err
+	return write(ctx)
+}
+
+// prepare reads the backend now, renders the scripts from what it read,
+// and returns their write, one restore batch per family (IPv4 first),
+// run when called; nil when neither script holds anything.
+func (f *Firewall) prepare(ctx context.Context, script func(Family, *Snapshot) string) (func(context.Context) error, error) {
+	snap, err := f.snapshot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	v4, v6 := script(IPv4, snap), ""
+	if snap.V6 != nil {
+		v6 = script(IPv6, snap.V6)
+	}
+	if v4 == "" && v6 == "" {
+		return nil, nil
+	}
+	return func(ctx context.Context) error {
+		if v4 != "" {
+			if err := f.run.restore(ctx, v4); err != nil {
+				return err
+			}
 		}
-	}
-	if snap.V6 == nil {
+		if v6 != "" {
+			return f.run6.restore(ctx, v6)
+		}
 		return nil
-	}
-	if s := script(IPv6, snap.V6); s != "" {
-		return f.run6.restore(ctx, s)
-	}
-	return nil
+	}, nil
 }
 
 // Ensure puts the project's rules in place; those of a project with IPv6
 // in ip6tables of the same flavour too (never the other flavour's: a
 // packet meets both, and nsrun keeps each project in one).
 func (f *Firewall) Ensure(ctx context.Context, p forward.Project, acceptsOnly bool) error {
-	if HasIPv6(p) && !f.run6.installed() {
-		return fmt.Errorf("%s is not installed, and the project publishes on IPv6; install it (apt-get install iptables) or use --firewall nftables", IPv6.program(f.backend))
+	write, err := f.PrepareEnsure(ctx, p, acceptsOnly)
+	if err != nil || write == nil {
+		return err
 	}
-	return f.apply(ctx, func(fam Family, s *Snapshot) string {
+	return write(ctx)
+}
+
+// PrepareEnsure reads the backend now and returns Ensure's write.
+func (f *Firewall) PrepareEnsure(ctx context.Context, p forward.Project, acceptsOnly bool) (func(context.Context) error, error) {
+	if HasIPv6(p) && !f.run6.installed() {
+		return nil, fmt.Errorf("%s is not installed, and the project publishes on IPv6; install it (apt-get install iptables) or use --firewall nftables", IPv6.program(f.backend))
+	}
+	return f.prepare(ctx, func(fam Family, s *Snapshot) string {
 		switch {
 		case fam == IPv6 && !HasIPv6(p):
 			return DownScriptFor(fam, s, p.Name) // it may have had IPv6 before
@@ -163,7 +189,17 @@ func (f *Firewall) Ensure(ctx context.Context, p forward.Project, acceptsOnly bo
 }
 
 func (f *Firewall) Remove(ctx context.Context, project string) error {
-	return f.apply(ctx, func(fam Family, s *Snapshot) string { return DownScriptFor(fam, s, project) })
+	return f.apply(ctx, removeScript(project))
+}
+
+// PrepareRemove reads the backend now and returns Remove's write.
+func (f *Firewall) PrepareRemove(ctx context.Context, project string) (func(context.Context) error, error) {
+	return f.prepare(ctx, removeScript(project))
+}
+
+// removeScript renders the removal of a project's rules.
+func removeScript(project string) func(Family, *Snapshot) string {
+	return func(fam Family, s *Snapshot) string { return DownScriptFor(fam, s, project) }
 }
 
 func (f *Firewall) Sweep(ctx context.Context) error {

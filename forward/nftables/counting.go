@@ -157,7 +157,7 @@ func (c *Counting) Prepare(ctx context.Context, p forward.Project) (func(context
 // Remove removes the project's elements and counters, and the table with
 // the last project.
 func (c *Counting) Remove(ctx context.Context, project string) error {
-	return change(ctx, c.run, func(tx *knftables.Transaction, s *Snapshot) { remove(tx, s, project) })
+	return change(ctx, c.run, removeOf(project))
 }
 
 // Sweep removes the counting table.

@@ -71,16 +71,44 @@ func (f *Firewall) Read(ctx context.Context) (forward.Tables, error) { return f.
 // Ensure puts the project's publications in place in one transaction of
 // only what differs; none when nothing does.
 func (f *Firewall) Ensure(ctx context.Context, p forward.Project, acceptsOnly bool) error {
-	if acceptsOnly {
-		return fmt.Errorf("the nftables backend holds no FORWARD accepts of other backends' projects")
+	build, err := ensureOf(p, acceptsOnly)
+	if err != nil {
+		return err
 	}
-	return f.change(ctx, func(tx *knftables.Transaction, s *Snapshot) { ensure(tx, s, p) })
+	return f.change(ctx, build)
+}
+
+// PrepareEnsure reads the table now and returns Ensure's write.
+func (f *Firewall) PrepareEnsure(ctx context.Context, p forward.Project, acceptsOnly bool) (func(context.Context) error, error) {
+	build, err := ensureOf(p, acceptsOnly)
+	if err != nil {
+		return nil, err
+	}
+	return prepare(ctx, f.run, build)
+}
+
+// ensureOf is what Ensure builds its transaction with.
+func ensureOf(p forward.Project, acceptsOnly bool) (func(*knftables.Transaction, *Snapshot), error) {
+	if acceptsOnly {
+		return nil, fmt.Errorf("the nftables backend holds no FORWARD accepts of other backends' projects")
+	}
+	return func(tx *knftables.Transaction, s *Snapshot) { ensure(tx, s, p) }, nil
 }
 
 // Remove removes the project's elements and chains, and the table with
 // the last project.
 func (f *Firewall) Remove(ctx context.Context, project string) error {
-	return f.change(ctx, func(tx *knftables.Transaction, s *Snapshot) { remove(tx, s, project) })
+	return f.change(ctx, removeOf(project))
+}
+
+// PrepareRemove reads the table now and returns Remove's write.
+func (f *Firewall) PrepareRemove(ctx context.Context, project string) (func(context.Context) error, error) {
+	return prepare(ctx, f.run, removeOf(project))
+}
+
+// removeOf is what Remove builds its transaction with.
+func removeOf(project string) func(*knftables.Transaction, *Snapshot) {
+	return func(tx *knftables.Transaction, s *Snapshot) { remove(tx, s, project) }
 }
 
 // Sweep removes nsrun's table.

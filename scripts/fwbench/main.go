@@ -26,11 +26,18 @@ import (
 	"github.com/nsrun/nsrun/specs"
 )
 
+// firewall is a backend as both nsrun's backends are: with Ensure, the
+// read and the write that nsrun's up does in one.
+type firewall interface {
+	forward.Firewall
+	Ensure(ctx context.Context, p forward.Project, acceptsOnly bool) error
+}
+
 func main() {
 	runs := flag.Int("runs", 5, "runs per backend and size")
 	flag.Parse()
 	ctx := context.Background()
-	backends := []forward.Firewall{iptables.New(iptables.NFT, 30*time.Second), nftables.New()}
+	backends := []firewall{iptables.New(iptables.NFT, 30*time.Second), nftables.New()}
 	for _, arg := range flag.Args() {
 		n, err := strconv.Atoi(arg)
 		if err != nil || n < 1 || n > 20000 {
