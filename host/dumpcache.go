@@ -171,7 +171,12 @@ func loadDump(path, at string) (keptHost, bool) {
 
 // decodeDump reads what encodeDump wrote, and the count it was kept at.
 func decodeDump(data []byte) (keptHost, string, error) {
-	k := keptHost{dump: veth.HostDump{Addrs: map[int][]netip.Prefix{}}, links: map[string]*veth.Link{}}
+	// Sized from the start: beside thousands of namespaces the file holds
+	// tens of thousands of lines, and growing the slice and the maps line
+	// by line took half the decoding.
+	lines := func(kind string) int { return bytes.Count(data, []byte("\n"+kind+" ")) }
+	k := keptHost{dump: veth.HostDump{Addrs: make(map[int][]netip.Prefix, lines("a")), Prefixes: make([]veth.HostPrefix, 0, lines("p"))},
+		links: make(map[string]*veth.Link, lines("l")+lines("m"))}
 	d := &k.dump
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	if !sc.Scan() || !strings.HasPrefix(sc.Text(), dumpHeader) {

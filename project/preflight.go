@@ -22,7 +22,7 @@ import (
 // host next to the other projects. It reports every conflict at once.
 func Preflight(want, recorded *state.Record, others []*state.Record, obs host.Observed) error {
 	var errs []error
-	near := newNeighbours(others, foreignPrefixes(obs, others))
+	near := newNeighbours(others, foreignPrefixes(meeting(want, obs.Prefixes), obs, others))
 	if want.IPv6 && obs.IPv6Forward == "" {
 		errs = append(errs, errors.New("the spec has ipv6: true, but IPv6 is off on this host (net.ipv6.conf.all.disable_ipv6=1, or a kernel without IPv6); turn it on with 'sudo sysctl -w net.ipv6.conf.all.disable_ipv6=0' or remove ipv6: true"))
 	}
@@ -147,12 +147,13 @@ func newNeighbours(others []*state.Record, foreign []veth.HostPrefix) *neighbour
 	return n
 }
 
-// foreignPrefixes are the host's prefixes that are not nsrun's: neither
-// on a queried link (the project's own) that carries an nsrun label, nor
-// the subnet of another project's namespace, which the checks against the
-// other projects' records cover (by their records: naming every link of
-// a host with thousands of them costs more than the rest of an up).
-func foreignPrefixes(obs host.Observed, others []*state.Record) []veth.HostPrefix {
+// foreignPrefixes are those of the prefixes (the host's) that are not
+// nsrun's: neither on a queried link (the project's own) that carries an
+// nsrun label, nor the subnet of another project's namespace, which the
+// checks against the other projects' records cover (by their records:
+// naming every link of a host with thousands of them costs more than the
+// rest of an up).
+func foreignPrefixes(prefixes []veth.HostPrefix, obs host.Observed, others []*state.Record) []veth.HostPrefix {
 	theirs := map[netip.Prefix]bool{}
 	for _, o := range others {
 		for _, ns := range o.Namespaces {
@@ -163,7 +164,7 @@ func foreignPrefixes(obs host.Observed, others []*state.Record) []veth.HostPrefi
 		}
 	}
 	var out []veth.HostPrefix
-	for _, p := range obs.Prefixes {
+	for _, p := range prefixes {
 		if _, _, ours := veth.ParseLabel(obs.Links[p.Link].Alias); !ours && !theirs[p.Prefix] {
 			out = append(out, p)
 		}
@@ -171,10 +172,30 @@ func foreignPrefixes(obs host.Observed, others []*state.Record) []veth.HostPrefi
 	return out
 }
 
-// foreign is foreignPrefixes' prefixes alone.
+// meeting are those of the host's prefixes that overlap a namespace of
+// want: the only ones its checks can meet. Beside thousands of other
+// namespaces the host has tens of thousands of prefixes, which an index
+// of them all took longer to build than the rest of an unchanged up's
+// checks.
+func meeting(want *state.Record, prefixes []veth.HostPrefix) []veth.HostPrefix {
+	var mine []netip.Prefix
+	for _, ns := range want.Namespaces {
+		mine = append(mine, ns.Address, ns.Address6)
+	}
+	x := overlap.New(mine...)
+	var out []veth.HostPrefix
+	for _, p := range prefixes {
+		if len(x.Of(p.Prefix)) > 0 {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// foreign is foreignPrefixes' prefixes alone, of all the host's.
 func foreign(obs host.Observed, others []*state.Record) []netip.Prefix {
 	var out []netip.Prefix
-	for _, p := range foreignPrefixes(obs, others) {
+	for _, p := range foreignPrefixes(obs.Prefixes, obs, others) {
 		out = append(out, p.Prefix)
 	}
 	return out

@@ -457,7 +457,7 @@ func TestForeignPrefixes(t *testing.T) {
 		},
 	}
 	var got []string
-	for _, hp := range foreignPrefixes(obs, []*state.Record{other}) {
+	for _, hp := range foreignPrefixes(obs.Prefixes, obs, []*state.Record{other}) {
 		got = append(got, hp.Prefix.String()+" "+hp.Link)
 	}
 	want := []string{"10.9.3.0/30 nsr-x", "10.9.4.0/30 nsr-gone1", "10.9.2.0/24 eth0", "192.168.1.0/24 eth0"}
