@@ -465,3 +465,25 @@ func TestForeignPrefixes(t *testing.T) {
 		t.Errorf("foreign prefixes %q; want %q", got, want)
 	}
 }
+
+// TestMeetingKeepsEveryPrefixAChecksCanMeet: of the host's prefixes,
+// preflight indexes only those overlapping a namespace of the project,
+// either way (a route containing a namespace's link, an address inside
+// it, over IPv4 and IPv6); the others cannot meet its checks.
+func TestMeetingKeepsEveryPrefixAChecksCanMeet(t *testing.T) {
+	want := &state.Record{Namespaces: []*state.Namespace{
+		{Name: "a", Address: netip.MustParsePrefix("10.1.0.2/30")},
+		{Name: "b", Address: netip.MustParsePrefix("10.2.0.6/30"), Address6: netip.MustParsePrefix("fd00:1::2/64")},
+	}}
+	var prefixes []veth.HostPrefix
+	for _, p := range []string{"10.0.0.0/8", "10.1.0.1/32", "10.1.0.4/30", "10.2.0.4/30", "10.3.0.0/16", "192.168.0.0/24", "fd00:1::/48", "fd00:2::/64", "fd00:1:0:0:1::/80"} {
+		prefixes = append(prefixes, veth.HostPrefix{Prefix: netip.MustParsePrefix(p), What: "route", Link: "eth9"})
+	}
+	var got []string
+	for _, hp := range meeting(want, prefixes) {
+		got = append(got, hp.Prefix.String())
+	}
+	if want := []string{"10.0.0.0/8", "10.1.0.1/32", "10.2.0.4/30", "fd00:1::/48", "fd00:1:0:0:1::/80"}; !slices.Equal(got, want) {
+		t.Errorf("meeting = %v, want %v", got, want)
+	}
+}
