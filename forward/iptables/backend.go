@@ -46,6 +46,9 @@ type runner interface {
 	// save returns what BACKEND-save prints, and the version it is of
 	// (see nftcache; "" when not known).
 	save(ctx context.Context) (text, at string, err error)
+	// version is the version save would read its output at now, without
+	// reading it; "" when it is not known.
+	version() string
 	restore(ctx context.Context, script string) error
 	// counted returns what BACKEND-save -c -t nat prints now.
 	counted(ctx context.Context) (string, error)
@@ -95,8 +98,8 @@ func builtins(s *Snapshot) *Snapshot {
 func (f *Firewall) Backend() forward.Backend { return f.backend }
 func (f *Firewall) Installed() bool          { return f.run.installed() }
 
-// Read parses what BACKEND-save prints.
-func (f *Firewall) Read(ctx context.Context) (forward.Tables, error) { return f.snapshot(ctx) }
+// Read takes a look at what BACKEND-save prints (see lazyTables).
+func (f *Firewall) Read(ctx context.Context) (forward.Tables, error) { return f.lazy(ctx) }
 
 // snapshot reads both programs' tables: ip6tables' as V6, when installed.
 func (f *Firewall) snapshot(ctx context.Context) (*Snapshot, error) {
@@ -328,12 +331,9 @@ func checkVersion(b forward.Backend, v [3]int) error {
 // iptables-legacy without a table is empty, and not asked for.
 func (p programs) save(ctx context.Context) (string, string, error) {
 	name := p.name() + "-save"
-	version := nftcache.NFTGeneration
-	if p.backend != NFT {
-		if !p.legacyTables() {
-			return "", "", nil
-		}
-		version = func() (string, error) { return xtables.Digest(p.family == IPv6) }
+	version, ok := p.versionOf()
+	if !ok {
+		return "", "", nil
 	}
 	r, err := p.cache.RunAt(ctx, version, name)
 	if err == nil {
@@ -343,6 +343,32 @@ func (p programs) save(ctx context.Context) (string, string, error) {
 		return "", "", err
 	}
 	return r.Stdout, r.At, nil
+}
+
+// versionOf is what the output of BACKEND-save is kept under: the
+// nftables generation for iptables-nft, the digest of the x_tables rules
+// for iptables-legacy; false for iptables-legacy without a table, which
+// save does not run.
+func (p programs) versionOf() (nftcache.Version, bool) {
+	if p.backend == NFT {
+		return nftcache.NFTGeneration, true
+	}
+	if !p.legacyTables() {
+		return nil, false
+	}
+	return func() (string, error) { return xtables.Digest(p.family == IPv6) }, true
+}
+
+func (p programs) version() string {
+	version, ok := p.versionOf()
+	if !ok || p.cache == nil || p.cache.Dir == "" {
+		return ""
+	}
+	v, err := version()
+	if err != nil {
+		return ""
+	}
+	return v
 }
 
 // counted runs BACKEND-save -c -t nat, never from the cache; nothing
@@ -415,6 +441,8 @@ type memory struct {
 func (m *memory) installed() bool { return true }
 
 func (m *memory) probe(context.Context) error { return nil }
+
+func (m *memory) version() string { return "" }
 
 func (m *memory) save(ctx context.Context) (string, string, error) {
 	m.mu.Lock()
