@@ -16,17 +16,28 @@ import (
 // kept in the cache the tables were read through, for as long as they and
 // the project stay the same.
 func (s *Snapshot) Drift(p forward.Project, acceptsOnly bool) []string {
-	version := s.at
-	if s.V6 != nil && s.V6.at == "" {
-		version = ""
-	} else if s.V6 != nil {
-		version += "; " + s.V6.at
-	}
+	version := s.versions()
 	if version != "" {
 		version += "; project " + p.Digest()
 	}
-	key := fmt.Sprintf("%s drift of project %s, accepts only: %t", s.backend, p.Name, acceptsOnly)
-	return s.memo.Lines(version, key, func() ([]string, bool) { return s.drift(p, acceptsOnly), true })
+	return s.memo.Lines(version, driftKey(s.backend, p, acceptsOnly), func() ([]string, bool) { return s.drift(p, acceptsOnly), true })
+}
+
+// versions names the outputs the snapshot was read from, both families'
+// ("" when one is not known): what answers drawn from it are kept under.
+func (s *Snapshot) versions() string {
+	switch {
+	case s.V6 == nil:
+		return s.at
+	case s.V6.at == "":
+		return ""
+	}
+	return s.at + "; " + s.V6.at
+}
+
+// driftKey is what a project's drift in a backend is kept as.
+func driftKey(b forward.Backend, p forward.Project, acceptsOnly bool) string {
+	return fmt.Sprintf("%s drift of project %s, accepts only: %t", b, p.Name, acceptsOnly)
 }
 
 func (s *Snapshot) drift(p forward.Project, acceptsOnly bool) []string {

@@ -35,7 +35,7 @@ func (f *Firewall) lazy(ctx context.Context) (forward.Tables, error) {
 			version = ""
 		}
 	}
-	if version == "" || f.cache == nil {
+	if version == "" { // also without a cache (programs.version)
 		return f.snapshot(ctx)
 	}
 	t := &lazyTables{f: f, version: version, snap: sync.OnceValues(func() (*Snapshot, error) { return f.snapshot(ctx) })}
@@ -58,13 +58,7 @@ func (f *Firewall) lazy(ctx context.Context) (forward.Tables, error) {
 
 // of reports whether a snapshot read through the cache is of the look's
 // versions (the outputs may have changed since the look began).
-func (t *lazyTables) of(s *Snapshot) bool {
-	at := s.at
-	if s.V6 != nil {
-		at += "; " + s.V6.at
-	}
-	return at == t.version
-}
+func (t *lazyTables) of(s *Snapshot) bool { return s.versions() == t.version }
 
 func (t *lazyTables) Publishes() bool    { return t.whole[0] == "true" }
 func (t *lazyTables) InUse() bool        { return t.whole[1] == "true" }
@@ -75,8 +69,7 @@ func (t *lazyTables) IPv6() bool         { return t.f.run6.installed() }
 // digest; a backend that can no longer be read is reported as drift,
 // which the up that repairs it reports again as its error.
 func (t *lazyTables) Drift(p forward.Project, acceptsOnly bool) []string {
-	key := fmt.Sprintf("%s drift of project %s, accepts only: %t", t.f.backend, p.Name, acceptsOnly)
-	return t.f.cache.Lines(t.version+"; project "+p.Digest(), key, func() ([]string, bool) {
+	return t.f.cache.Lines(t.version+"; project "+p.Digest(), driftKey(t.f.backend, p, acceptsOnly), func() ([]string, bool) {
 		s, err := t.snap()
 		if err != nil {
 			return []string{fmt.Sprintf("reading %s: %v", t.f.backend, err)}, false
