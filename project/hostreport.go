@@ -66,7 +66,7 @@ func AssessHost(obs host.Observed, states []*state.Record) HostReport {
 		h.UFW = &u
 	}
 	for _, b := range slices.Sorted(maps.Keys(obs.Tables)) {
-		if t, ok := obs.Tables[b].(iptablesTables); ok {
+		if t, ok := obs.Tables[b].(iptables.Tables); ok {
 			h.Findings = append(h.Findings, iptablesFindings(b, t, states, used[b])...)
 		}
 	}
@@ -111,17 +111,7 @@ func firewalldFindings(f hostfw.Firewalld, links, uplinks []string) []Finding {
 
 // iptablesFindings judges one iptables backend: ufw's and Docker's chains
 // in it, and its FORWARD chain.
-// iptablesTables is what the host report reads of an iptables backend
-// beyond forward.Tables: other programs' chains and FORWARD's policy, and
-// what drops before nsrun's accepts.
-type iptablesTables interface {
-	forward.Tables
-	HasChain(table, chain string) bool
-	Policy(table, chain string) string
-	DropsBeforeNsrun() string
-}
-
-func iptablesFindings(b forward.Backend, snap iptablesTables, states []*state.Record, publishes bool) []Finding {
+func iptablesFindings(b forward.Backend, snap iptables.Tables, states []*state.Record, publishes bool) []Finding {
 	var out []Finding
 	if snap.HasChain("filter", "ufw-before-forward") {
 		out = append(out, Finding{Firewall: "ufw", Found: fmt.Sprintf("ufw is active in %s (FORWARD policy %s)", b, snap.Policy("filter", "FORWARD")),

@@ -98,8 +98,24 @@ func builtins(s *Snapshot) *Snapshot {
 func (f *Firewall) Backend() forward.Backend { return f.backend }
 func (f *Firewall) Installed() bool          { return f.run.installed() }
 
-// Read takes a look at what BACKEND-save prints (see lazyTables).
+// Read takes a look at what BACKEND-save prints (see lazyTables); the
+// look is a Tables.
 func (f *Firewall) Read(ctx context.Context) (forward.Tables, error) { return f.lazy(ctx) }
+
+// Tables is what a look at an iptables backend tells beyond
+// forward.Tables, for the host report: other programs' chains, a built-in
+// chain's policy, and what drops before nsrun's accepts.
+type Tables interface {
+	forward.Tables
+	HasChain(table, chain string) bool
+	Policy(table, chain string) string
+	DropsBeforeNsrun() string
+}
+
+var (
+	_ Tables = (*Snapshot)(nil)
+	_ Tables = (*lazyTables)(nil)
+)
 
 // snapshot reads both programs' tables: ip6tables' as V6, when installed.
 func (f *Firewall) snapshot(ctx context.Context) (*Snapshot, error) {

@@ -312,6 +312,38 @@ func TestCachedReadsFollowTheRules(t *testing.T) {
 			if s := fmt.Sprint(snap); !strings.Contains(s, "16001") || strings.Contains(s, "--dport 16000 ") {
 				t.Errorf("the snapshot after a change does not show it:\n%s", s)
 			}
+
+			// What the host report asks (another program's chain, a policy,
+			// a drop before nsrun's accepts) follows the rules too.
+			other := "NSRT-" + project[2:8]
+			look := changed.(Tables)
+			if look.HasChain("filter", other) || !look.HasChain("filter", ChainForward) {
+				t.Errorf("the look has chain %s: %v, %s: %v; want false, true", other, look.HasChain("filter", other), ChainForward, look.HasChain("filter", ChainForward))
+			}
+			if got := look.Policy("filter", "FORWARD"); got != snap.Policy("filter", "FORWARD") || got == "" {
+				t.Errorf("the look's FORWARD policy is %q; the snapshot's %q", got, snap.Policy("filter", "FORWARD"))
+			}
+			prog := IPv4.program(b)
+			if out, err := exec.Command(prog, "-w", "-t", "filter", "-N", other).CombinedOutput(); err != nil {
+				t.Fatalf("%s -N %s: %v: %s", prog, other, err, out)
+			}
+			t.Cleanup(func() { exec.Command(prog, "-w", "-t", "filter", "-X", other).Run() })
+			ran()
+			for _, round := range []string{"after the chain was made", "again"} {
+				look, err := fw.Read(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !look.(Tables).HasChain("filter", other) {
+					t.Errorf("%s: the look does not have chain %s", round, other)
+				}
+				if got := look.(Tables).DropsBeforeNsrun(); got != "" {
+					t.Errorf("%s: the look drops before nsrun: %q; want nothing", round, got)
+				}
+			}
+			if got := ran(); !strings.Contains(got, prog+"-save") || strings.Count(got, prog+"-save") > 1 {
+				t.Errorf("two looks after a change ran %q; want %s-save once", got, prog)
+			}
 		})
 	}
 }

@@ -65,6 +65,35 @@ func (t *lazyTables) InUse() bool        { return t.whole[1] == "true" }
 func (t *lazyTables) DropReason() string { return t.whole[2] }
 func (t *lazyTables) IPv6() bool         { return t.f.run6.installed() }
 
+func (t *lazyTables) HasChain(table, chain string) bool {
+	return t.kept("has chain "+table+" "+chain, func(s *Snapshot) string { return strconv.FormatBool(s.HasChain(table, chain)) }) == "true"
+}
+
+func (t *lazyTables) Policy(table, chain string) string {
+	return t.kept("policy of "+table+" "+chain, func(s *Snapshot) string { return s.Policy(table, chain) })
+}
+
+func (t *lazyTables) DropsBeforeNsrun() string {
+	return t.kept("drops before nsrun", (*Snapshot).DropsBeforeNsrun)
+}
+
+// kept is one answer about the backend, kept under the look's versions;
+// "" when the backend can no longer be read (the look itself could: the
+// next one reports it).
+func (t *lazyTables) kept(question string, answer func(*Snapshot) string) string {
+	lines := t.f.cache.Lines(t.version, fmt.Sprintf("%s %s", t.f.backend, question), func() ([]string, bool) {
+		s, err := t.snap()
+		if err != nil {
+			return nil, false
+		}
+		return []string{answer(s)}, t.of(s)
+	})
+	if len(lines) != 1 {
+		return ""
+	}
+	return lines[0]
+}
+
 // Drift is Snapshot.Drift, kept under the same versions and the project's
 // digest; a backend that can no longer be read is reported as drift,
 // which the up that repairs it reports again as its error.
