@@ -32,7 +32,7 @@ func (k Kernel) Observe(ctx context.Context, q Query) (Observed, error) {
 	var fwErr, hostErr error
 	wg.Go(func() {
 		if obs.Tables, obs.Backends, fwErr = k.Publisher.Read(ctx); fwErr == nil {
-			obs.Shortcuts, fwErr = shortcut.Read()
+			obs.Shortcuts, fwErr = shortcut.Read(q.Projects...)
 		}
 		if fwErr == nil {
 			obs.Counting, fwErr = k.Publisher.ReadCounting(ctx)
@@ -169,7 +169,7 @@ const workers = 8
 // pair, nsrun's files in /etc/netns (from the cache while unchanged) and,
 // for those in cookies, its cookie, on several workers.
 func observeNamespaces(obs *Observed, names, cookies []string, cache *EtcCache) {
-	kept := cache.load()
+	kept := cache.load(names)
 	read := map[string]map[string]cachedEtc{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup

@@ -50,6 +50,9 @@ type Query struct {
 	// QdiscKinds are tried in a network namespace of the try's own, to
 	// tell which the kernel has (Observed.QdiscKinds).
 	QdiscKinds []string
+	// Projects are those whose loopback shortcut entries are read
+	// (Observed.Shortcuts); none: every project's.
+	Projects []string
 	// FirewallOnly reads only what the keeper keeps: the firewall
 	// backends, the loopback shortcuts, firewalld, and the qdiscs of
 	// Shaped.

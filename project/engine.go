@@ -169,7 +169,7 @@ func (e *Engine) up(ctx context.Context, s *specs.Spec) (*Outcome, bool, error) 
 		wg.Go(func() { others, othersErr = e.Store.Others(s.Name) })
 	}
 	defer wg.Wait()
-	q := host.Query{Published: newPorts(s, recorded)}
+	q := host.Query{Published: newPorts(s, recorded), Projects: []string{s.Name}}
 	inSpec := map[string]bool{}
 	for _, ns := range s.Namespaces {
 		q.Namespaces = append(q.Namespaces, ns.Name)

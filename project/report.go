@@ -86,7 +86,7 @@ func (e *Engine) Status(ctx context.Context, project string) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	obs, err := e.Observe(ctx, host.Query{Namespaces: namespaceNames(st), Links: hostLinks(st), Cgroups: cgroupNames(st), Usage: true, Shaped: ShapedLinks(st)})
+	obs, err := e.Observe(ctx, host.Query{Namespaces: namespaceNames(st), Links: hostLinks(st), Cgroups: cgroupNames(st), Usage: true, Shaped: ShapedLinks(st), Projects: []string{st.Project}})
 	if err != nil {
 		return nil, err
 	}

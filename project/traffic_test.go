@@ -109,7 +109,7 @@ func readTraffic(t *testing.T, st *state.Record) *traffic.Sample {
 	s, err := traffic.Read(context.Background(), []*state.Record{st}, traffic.Sources{
 		Counters:  counters,
 		Traffic:   nftables.NewCounting(nil).Traffic,
-		Shortcut:  shortcut.Read,
+		Shortcut:  func() (shortcut.Table, error) { return shortcut.Read(st.Project) },
 		Links:     traffic.HostLinks,
 		Processes: func(*state.Record) []traffic.Process { return nil },
 	})

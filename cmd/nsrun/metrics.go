@@ -142,7 +142,7 @@ func trafficSources(st state.Store) traffic.Sources {
 	return traffic.Sources{
 		Counters: counters,
 		Traffic:  nftables.NewCounting(nil).Traffic,
-		Shortcut: shortcut.Read,
+		Shortcut: func() (shortcut.Table, error) { return shortcut.Read() },
 		Links:    traffic.HostLinks,
 		Processes: func(r *state.Record) []traffic.Process {
 			sup, _ := supervise.ReadStatus(st.ProjectDir(r.Project))

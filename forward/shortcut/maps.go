@@ -209,16 +209,22 @@ func (k kernelMap) delete(host netip.AddrPort) error {
 	return nil
 }
 
-// counts reads the connection counters, by host address and port.
-func (k kernelMap) counts() (map[netip.AddrPort]uint64, error) {
+// counts reads the connection counters, by host address and port: those
+// of the hosts in keep, or all with a nil keep.
+func (k kernelMap) counts(keep map[netip.AddrPort]bool) (map[netip.AddrPort]uint64, error) {
 	out := map[netip.AddrPort]uint64{}
+	add := func(host netip.AddrPort, n uint64) {
+		if keep == nil || keep[host] {
+			out[host] = n
+		}
+	}
 	if k.c4 != nil {
-		if err := eachOf(k.c4, func(key shortcutKey, n uint64) { out[fromSockAddr(key.Addr, key.Port)] = n }); err != nil {
+		if err := eachOf(k.c4, func(key shortcutKey, n uint64) { add(fromSockAddr(key.Addr, key.Port), n) }); err != nil {
 			return nil, err
 		}
 	}
 	if k.c6 != nil {
-		if err := eachOf(k.c6, func(key shortcutKey6, n uint64) { out[fromSockAddr6(key.Addr, key.Port)] = n }); err != nil {
+		if err := eachOf(k.c6, func(key shortcutKey6, n uint64) { add(fromSockAddr6(key.Addr, key.Port), n) }); err != nil {
 			return nil, err
 		}
 	}
@@ -303,10 +309,13 @@ func Sweep() error {
 	return err
 }
 
-// Read reads every entry of the shortcut's port map. Supported
-// is false where the kernel cannot run the programs (no cgroup v2
-// hierarchy, no cgroup socket-address programs): nothing is expected then.
-func Read() (Table, error) {
+// Read reads the shortcut's entries and their connection counters: the
+// projects' named, or every project's when none is. Supported is false
+// where the kernel cannot run the programs (no cgroup v2 hierarchy, no
+// cgroup socket-address programs): nothing is expected then. Beside
+// thousands of other projects' ports, the entries a project is not asked
+// about are read but not kept.
+func Read(projects ...string) (Table, error) {
 	t := Table{Entries: map[Entry]uint64{}}
 	cg, err := openCgroup()
 	if errors.Is(err, ErrUnavailable) {
@@ -328,11 +337,35 @@ func Read() (Table, error) {
 		return t, nil
 	}
 	defer sc.closeMaps()
+	t, err = sc.maps().table(projects)
 	t.Supported = true
-	if err := sc.maps().each(func(e Entry, own uint64) { t.Entries[e] = own }); err != nil {
+	return t, err
+}
+
+// table reads the projects' entries, or all with none named, and the
+// counters of those entries.
+func (k kernelMap) table(projects []string) (Table, error) {
+	t := Table{Entries: map[Entry]uint64{}}
+	var owners map[uint64]bool
+	var hosts map[netip.AddrPort]bool
+	if len(projects) > 0 {
+		owners, hosts = map[uint64]bool{}, map[netip.AddrPort]bool{}
+		for _, p := range projects {
+			owners[owner(p)] = true
+		}
+	}
+	err := k.each(func(e Entry, own uint64) {
+		if owners == nil || owners[own] {
+			t.Entries[e] = own
+			if hosts != nil {
+				hosts[e.Host] = true
+			}
+		}
+	})
+	if err != nil {
 		return t, fmt.Errorf("reading the loopback shortcuts: %w", err)
 	}
-	if t.Conns, err = sc.maps().counts(); err != nil {
+	if t.Conns, err = k.counts(hosts); err != nil {
 		return t, fmt.Errorf("reading the loopback shortcuts' connection counters: %w", err)
 	}
 	return t, nil

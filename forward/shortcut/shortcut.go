@@ -74,8 +74,9 @@ func Serves6(p forward.Project) bool {
 	return slices.ContainsFunc(Of(p), func(e Entry) bool { return e.Host.Addr().Is6() })
 }
 
-// Table is what the loopback shortcut's map holds: each entry,
-// with the hash of the project that put it there.
+// Table is what the loopback shortcut's map holds (of the projects Read
+// was asked about): each entry, with the hash of the project that put it
+// there.
 type Table struct {
 	Supported bool // the kernel can run the programs; when not, none are expected
 	Entries   map[Entry]uint64

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
@@ -600,6 +601,56 @@ func TestEachReadsEveryEntry(t *testing.T) {
 	for e, own := range want {
 		if got[e] != own {
 			t.Errorf("entry %v: owner %d, want %d", e, got[e], own)
+		}
+	}
+}
+
+// TestTableKeepsTheProjectsAsked reads the entries and counters of the
+// projects asked about, and every project's when none is.
+func TestTableKeepsTheProjectsAsked(t *testing.T) {
+	nstest.RequireRoot(t)
+	m, err := newPortMaps()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.close()
+	of := map[string][]Entry{}
+	for i, p := range []string{"a", "b", "c", "a", "b", "a"} {
+		e := Entry{Host: netip.AddrPortFrom(netip.IPv4Unspecified(), uint16(20000+i)), Target: netip.MustParseAddrPort(fmt.Sprintf("10.0.%d.2:8080", i))}
+		if i%2 == 1 {
+			e = Entry{Host: netip.AddrPortFrom(netip.IPv6Loopback(), uint16(20000+i)), Target: netip.MustParseAddrPort(fmt.Sprintf("[fd00::%d]:8080", i))}
+		}
+		of[p] = append(of[p], e)
+		if err := m.put(e, owner(p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, asked := range [][]string{{"a"}, {"b", "c"}, {"d"}, nil} {
+		table, err := m.table(asked)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[Entry]uint64{}
+		for _, p := range []string{"a", "b", "c"} {
+			if asked == nil || slices.Contains(asked, p) {
+				for _, e := range of[p] {
+					want[e] = owner(p)
+				}
+			}
+		}
+		if !maps.Equal(table.Entries, want) {
+			t.Errorf("asked about %q: entries %v; want %v", asked, table.Entries, want)
+		}
+		if len(table.Conns) != len(want) {
+			t.Errorf("asked about %q: counters of %v; want those of the %d entries %v", asked, table.Conns, len(want), want)
+		}
+		for e := range want {
+			if n, ok := table.Conns[e.Host]; !ok || n != 0 {
+				t.Errorf("asked about %q: the counter of %s is %d, %t; want 0, there", asked, e.Host, n, ok)
+			}
+		}
+		if d := Drift(Table{Supported: true, Entries: table.Entries}, "a", of["a"]); (asked == nil || slices.Contains(asked, "a")) && len(d) > 0 {
+			t.Errorf("asked about %q: project a drifts from its own entries: %q", asked, d)
 		}
 	}
 }
