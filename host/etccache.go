@@ -1,9 +1,15 @@
 package host
 
 import (
+	"bytes"
 	"encoding/hex"
+	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -11,23 +17,21 @@ import (
 	"github.com/nsrun/nsrun/netns"
 )
 
-// EtcCache keeps, in a file of the state directory Dir
-// (etc-cache.json), digests of nsrun's files in /etc/netns as last read,
-// each with the inode, size and change time it had: each namespace's
-// hosts file names every namespace of its project, so reading them all
-// again costs the square of their number. A nil EtcCache keeps nothing.
+// EtcCache keeps, in a file of the state directory Dir (etc-cache),
+// digests of nsrun's files in /etc/netns as last read, each with the
+// inode, size and change time it had: each namespace's hosts file names
+// every namespace of its project, so reading them all again costs the
+// square of their number. The file is one line per file kept, led by its
+// namespace, so that a query takes only its own namespaces' lines (beside
+// thousands of other namespaces, decoding all of them cost an unchanged
+// up more than reading its own files). A nil EtcCache keeps nothing.
 type EtcCache struct {
 	Dir string
 }
 
-type etcCacheFile struct {
-	Version int                             `json:"version"`
-	Files   map[string]map[string]cachedEtc `json:"files"` // namespace -> file name -> file
-}
-
-// etcCacheVersion changes with what etcCacheFile holds: a file of another
-// version, another nsrun's, keeps nothing.
-const etcCacheVersion = 1
+// etcCacheHeader is the file's first line; it changes with what a line
+// holds: a file of another version, another nsrun's, keeps nothing.
+const etcCacheHeader = "nsrun etc-cache 2\n"
 
 // cachedEtc is one of nsrun's files of a namespace as read, and the file
 // it was read from: its inode, size and change time. A file changed since
@@ -35,11 +39,11 @@ const etcCacheVersion = 1
 // system's clock in which it was read: a file changed less than a second
 // before it was read is not kept (what git calls racily clean).
 type cachedEtc struct {
-	Inode uint64 `json:"inode"`
-	Size  int64  `json:"size"`
-	Ctime int64  `json:"ctime"` // ns since the epoch
-	Ours  bool   `json:"ours"`
-	Sum   string `json:"sum"` // hex: a JSON array of 32 numbers reads ten times slower
+	Inode uint64
+	Size  int64
+	Ctime int64 // ns since the epoch
+	Ours  bool
+	Sum   string // hex
 }
 
 // file is the kept file; false when what is kept is not a digest.
@@ -79,45 +83,103 @@ func readEtcCached(ns string, buf []byte, kept map[string]cachedEtc) (map[string
 	return files, keep
 }
 
-func (c *EtcCache) path() string { return filepath.Join(c.Dir, "etc-cache.json") }
+func (c *EtcCache) path() string { return filepath.Join(c.Dir, "etc-cache") }
 
-// load returns the files kept, by namespace.
-func (c *EtcCache) load() map[string]map[string]cachedEtc {
-	var f etcCacheFile
+// lines returns the file's lines after its header; nil when there is no
+// file, or one of another version.
+func (c *EtcCache) lines() []byte {
 	if c == nil {
 		return nil
 	}
-	if err := atomicfile.ReadJSON(c.path(), &f); err != nil || f.Version != etcCacheVersion {
+	data, err := os.ReadFile(c.path())
+	if err != nil || !bytes.HasPrefix(data, []byte(etcCacheHeader)) {
 		return nil
 	}
-	return f.Files
+	return data[len(etcCacheHeader):]
 }
 
-// save keeps the files read of some namespaces beside those kept before,
-// but those of the namespaces queried that do not exist (the others'
-// stay: a kept file is taken only while its inode, size and change time
-// are the same).
+// A line is NS, file name, inode, size, change time, ours (0 or 1) and
+// the digest's hex, separated by tabs.
+func etcLine(ns, name string, f cachedEtc) string {
+	ours := 0
+	if f.Ours {
+		ours = 1
+	}
+	return fmt.Sprintf("%s\t%s\t%d\t%d\t%d\t%d\t%s\n", ns, name, f.Inode, f.Size, f.Ctime, ours, f.Sum)
+}
+
+// parseEtcLine reads a line but its namespace; false for one that is not
+// of that form.
+func parseEtcLine(rest []byte) (string, cachedEtc, bool) {
+	fields := strings.Split(strings.TrimSuffix(string(rest), "\n"), "\t")
+	if len(fields) != 6 || (fields[4] != "0" && fields[4] != "1") {
+		return "", cachedEtc{}, false
+	}
+	f := cachedEtc{Ours: fields[4] == "1", Sum: fields[5]}
+	var err1, err2, err3 error
+	f.Inode, err1 = strconv.ParseUint(fields[1], 10, 64)
+	f.Size, err2 = strconv.ParseInt(fields[2], 10, 64)
+	f.Ctime, err3 = strconv.ParseInt(fields[3], 10, 64)
+	return fields[0], f, err1 == nil && err2 == nil && err3 == nil
+}
+
+// load returns the files kept of the namespaces named, by namespace.
+func (c *EtcCache) load(names []string) map[string]map[string]cachedEtc {
+	data := c.lines()
+	if data == nil {
+		return nil
+	}
+	asked := make(map[string]bool, len(names))
+	for _, ns := range names {
+		asked[ns] = true
+	}
+	out := map[string]map[string]cachedEtc{}
+	for line := range bytes.Lines(data) {
+		ns, rest, ok := bytes.Cut(line, []byte("\t"))
+		if !ok || !asked[string(ns)] {
+			continue
+		}
+		if name, f, ok := parseEtcLine(rest); ok {
+			if out[string(ns)] == nil {
+				out[string(ns)] = map[string]cachedEtc{}
+			}
+			out[string(ns)][name] = f
+		}
+	}
+	return out
+}
+
+// save keeps the files read of some namespaces in place of those kept of
+// them before, and drops those of the namespaces queried that do not
+// exist; the other namespaces' lines stay as they are (a kept file is
+// taken only while its inode, size and change time are the same).
 func (c *EtcCache) save(read map[string]map[string]cachedEtc, queried []string, exists map[string]bool) {
 	if c == nil || len(read) == 0 {
 		return
 	}
-	f := etcCacheFile{Version: etcCacheVersion, Files: c.load()}
-	if f.Files == nil {
-		f.Files = map[string]map[string]cachedEtc{}
-	}
+	drop := map[string]bool{}
 	for _, ns := range queried {
 		if !exists[ns] {
-			delete(f.Files, ns)
+			drop[ns] = true
 		}
 	}
-	for ns, files := range read {
-		if len(files) == 0 {
-			delete(f.Files, ns)
-		} else {
-			f.Files[ns] = files
+	for ns := range read {
+		drop[ns] = true
+	}
+	var b bytes.Buffer
+	b.WriteString(etcCacheHeader)
+	for line := range bytes.Lines(c.lines()) {
+		if ns, _, ok := bytes.Cut(line, []byte("\t")); ok && !drop[string(ns)] && bytes.HasSuffix(line, []byte("\n")) {
+			b.Write(line)
 		}
 	}
-	atomicfile.WriteJSON(c.path(), f) // a cache: a failed write costs the next up a read
+	for _, ns := range slices.Sorted(maps.Keys(read)) {
+		for _, name := range slices.Sorted(maps.Keys(read[ns])) {
+			b.WriteString(etcLine(ns, name, read[ns][name]))
+		}
+	}
+	atomicfile.Write(c.path(), b.Bytes(), 0o600)      // a cache: a failed write costs the next up a read
+	os.Remove(filepath.Join(c.Dir, "etc-cache.json")) // an older nsrun's
 }
 
 // forget empties the cache.

@@ -1,6 +1,7 @@
 package host
 
 import (
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -107,9 +108,41 @@ func TestEtcCacheSaveKeepsOthers(t *testing.T) {
 	file := func(n uint64) map[string]cachedEtc { return map[string]cachedEtc{"hosts": {Inode: n, Sum: "x"}} }
 	c.save(map[string]map[string]cachedEtc{"a": file(1), "b": file(2)}, []string{"a", "b"}, map[string]bool{"a": true, "b": true})
 	c.save(map[string]map[string]cachedEtc{"c": file(3)}, []string{"a", "c"}, map[string]bool{"c": true})
-	got := c.load()
+	got := c.load([]string{"a", "b", "c"})
 	if len(got) != 2 || got["b"]["hosts"].Inode != 2 || got["c"]["hosts"].Inode != 3 {
 		t.Errorf("kept %v; want b (not queried) and c, not a (queried, gone)", got)
+	}
+	if got := c.load([]string{"c", "d"}); len(got) != 1 || got["c"]["hosts"] != file(3)["hosts"] {
+		t.Errorf("a load of c and d took %v; want c's file alone", got)
+	}
+}
+
+// TestEtcCacheLines: what is kept is read back as it was, each field;
+// lines of another form, and a file of another version, keep nothing.
+func TestEtcCacheLines(t *testing.T) {
+	c := &EtcCache{Dir: t.TempDir()}
+	files := map[string]map[string]cachedEtc{
+		"a": {"hosts": {Inode: 1<<63 + 5, Size: 123, Ctime: 1765000000123456789, Ours: true, Sum: strings.Repeat("ab", 32)},
+			"resolv.conf": {Inode: 7, Size: 0, Ctime: 1, Ours: false, Sum: strings.Repeat("01", 32)}},
+		"b-1": {"hosts": {Inode: 9, Size: 10, Ctime: 11, Ours: true, Sum: strings.Repeat("cd", 32)}},
+	}
+	c.save(files, nil, nil)
+	if got := c.load([]string{"a", "b-1"}); !maps.EqualFunc(got, files, maps.Equal) {
+		t.Errorf("read back %v; want %v", got, files)
+	}
+	data, _ := os.ReadFile(c.path())
+	mangled := strings.Replace(string(data), "\t1\t"+strings.Repeat("cd", 32), "\tyes\t"+strings.Repeat("cd", 32), 1)
+	if err := os.WriteFile(c.path(), []byte(mangled+"a\thosts\tx\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.load([]string{"a", "b-1"}); len(got) != 1 || !maps.Equal(got["a"], files["a"]) {
+		t.Errorf("with b-1's line and one more of another form, read %v; want a's files alone", got)
+	}
+	if err := os.WriteFile(c.path(), []byte(strings.Replace(string(data), "etc-cache 2", "etc-cache 3", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.load([]string{"a", "b-1"}); len(got) != 0 {
+		t.Errorf("a file of another version gave %v; want nothing", got)
 	}
 }
 

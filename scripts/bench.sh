@@ -591,7 +591,7 @@ for n in 100 200 500; do
 	# finds everything in place and changes nothing. The first of them
 	# reads the firewalls that the last up changed and keeps what it read
 	# (/run/nsrun/nftables.cache/), and the digests of the /etc/netns
-	# files, once they are a second old (etc-cache.json); the others find
+	# files, once they are a second old (etc-cache); the others find
 	# them there. It comes 3 s after the first up.
 	sleep 3
 	"$nsrun" up -q "$work/bench$n.yaml" >/dev/null
