@@ -38,7 +38,7 @@ func BenchmarkPlan1000(b *testing.B) {
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		want, err := Desire(s, nil, nil, nil, "")
+		want, err := Desire(s, nil, nil, noPrefixes, "")
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -16,10 +16,12 @@ import (
 // Desire turns a validated spec into the state up should reach. Automatic
 // addresses come from the spec's subnet, else the recorded one, else the
 // first default pool that overlaps nothing of the host's (foreign: routes
-// and addresses not on nsrun's links). They avoid other projects' subnets
+// and addresses not on nsrun's links, asked for only when a default pool
+// is chosen: beside thousands of namespaces they are tens of thousands).
+// They avoid other projects' subnets
 // and keep the recorded ones. So do the IPv6 ones, whose default pools
 // derive from the machine's id.
-func Desire(s *specs.Spec, recorded *state.Record, others []*state.Record, foreign []netip.Prefix, machineID string) (*state.Record, error) {
+func Desire(s *specs.Spec, recorded *state.Record, others []*state.Record, foreign func() []netip.Prefix, machineID string) (*state.Record, error) {
 	pool, err := choosePool(s, recorded, foreign)
 	if err != nil {
 		return nil, err
@@ -69,7 +71,7 @@ func Desire(s *specs.Spec, recorded *state.Record, others []*state.Record, forei
 // choosePool6 is the IPv6 pool: the spec's subnet6, else the recorded
 // one, else the first of the machine's default pools that overlaps no
 // host route or address.
-func choosePool6(s *specs.Spec, recorded *state.Record, foreign []netip.Prefix, machineID string) (netip.Prefix, error) {
+func choosePool6(s *specs.Spec, recorded *state.Record, foreign func() []netip.Prefix, machineID string) (netip.Prefix, error) {
 	if s.Subnet6Set {
 		return s.Subnet6, nil
 	}
@@ -77,7 +79,7 @@ func choosePool6(s *specs.Spec, recorded *state.Record, foreign []netip.Prefix, 
 		return recorded.Subnet6, nil
 	}
 	for i := range 8 {
-		if pool := specs.DefaultPool6(machineID, i); !overlaps(pool, foreign) {
+		if pool := specs.DefaultPool6(machineID, i); !overlaps(pool, foreign()) {
 			return pool, nil
 		}
 	}
@@ -164,7 +166,7 @@ func cgroupTree(ns *state.Namespace) cgroup.Tree {
 	return t
 }
 
-func choosePool(s *specs.Spec, recorded *state.Record, foreign []netip.Prefix) (netip.Prefix, error) {
+func choosePool(s *specs.Spec, recorded *state.Record, foreign func() []netip.Prefix) (netip.Prefix, error) {
 	if s.SubnetSet {
 		return s.Subnet, nil
 	}
@@ -172,7 +174,7 @@ func choosePool(s *specs.Spec, recorded *state.Record, foreign []netip.Prefix) (
 		return recorded.Subnet, nil
 	}
 	for _, pool := range specs.DefaultPools() {
-		if !overlaps(pool, foreign) {
+		if !overlaps(pool, foreign()) {
 			return pool, nil
 		}
 	}

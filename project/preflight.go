@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/nsrun/nsrun/cgroup"
 	"github.com/nsrun/nsrun/forward"
@@ -192,13 +193,16 @@ func meeting(want *state.Record, prefixes []veth.HostPrefix) []veth.HostPrefix {
 	return out
 }
 
-// foreign is foreignPrefixes' prefixes alone, of all the host's.
-func foreign(obs host.Observed, others []*state.Record) []netip.Prefix {
-	var out []netip.Prefix
-	for _, p := range foreignPrefixes(obs.Prefixes, obs, others) {
-		out = append(out, p.Prefix)
-	}
-	return out
+// foreign is foreignPrefixes' prefixes alone, of all the host's, found
+// when first asked for (Desire).
+func foreign(obs host.Observed, others []*state.Record) func() []netip.Prefix {
+	return sync.OnceValue(func() []netip.Prefix {
+		var out []netip.Prefix
+		for _, p := range foreignPrefixes(obs.Prefixes, obs, others) {
+			out = append(out, p.Prefix)
+		}
+		return out
+	})
 }
 
 // checkIP6Tables reports an iptables backend of the project's placement

@@ -58,23 +58,42 @@ func TestPreflightConflicts(t *testing.T) {
 	}
 }
 
+// noPrefixes and prefixes are the host's prefixes, as Desire asks for them.
+func noPrefixes() []netip.Prefix { return nil }
+
+func prefixes(list ...string) func() []netip.Prefix {
+	return func() []netip.Prefix {
+		var out []netip.Prefix
+		for _, p := range list {
+			out = append(out, netip.MustParsePrefix(p))
+		}
+		return out
+	}
+}
+
 func TestDesireChoosesAFreePool(t *testing.T) {
 	s := spec(t, "namespaces: {a: {}, b: {}}\n")
 	pools := specs.DefaultPools()
-	st, err := Desire(s, nil, nil, []netip.Prefix{netip.MustParsePrefix("10.203.7.0/24")}, "")
+	st, err := Desire(s, nil, nil, prefixes("10.203.7.0/24"), "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if st.Subnet != pools[1] || !pools[1].Contains(st.Namespace("a").Address.Addr()) {
 		t.Errorf("subnet %v, a %v; want the second default pool", st.Subnet, st.Namespace("a").Address)
 	}
-	// Recorded addresses are kept, even when the first pool is free again.
-	again, err := Desire(spec(t, "namespaces: {a: {}, b: {}}\n"), st, nil, nil, "")
+	// Recorded addresses are kept, even when the first pool is free again;
+	// the host's prefixes are not asked for then (beside thousands of
+	// namespaces, finding them costs more than the rest of Desire).
+	unasked := func() []netip.Prefix {
+		t.Error("Desire asked for the host's prefixes with a recorded pool")
+		return nil
+	}
+	again, err := Desire(spec(t, "namespaces: {a: {}, b: {}}\n"), st, nil, unasked, "")
 	if err != nil || again.Namespace("a").Address != st.Namespace("a").Address || again.Subnet != st.Subnet {
 		t.Errorf("re-up moved addresses: %v -> %v (%v)", st.Namespace("a").Address, again.Namespace("a").Address, err)
 	}
 	// Every pool taken.
-	if _, err := Desire(spec(t, "namespaces: {a: {}}\n"), nil, nil, []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}, ""); err == nil || !strings.Contains(err.Error(), "set subnet:") {
+	if _, err := Desire(spec(t, "namespaces: {a: {}}\n"), nil, nil, prefixes("10.0.0.0/8"), ""); err == nil || !strings.Contains(err.Error(), "set subnet:") {
 		t.Errorf("all pools overlapping: %v", err)
 	}
 }
