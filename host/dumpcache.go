@@ -1,7 +1,6 @@
 package host
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"net/netip"
@@ -171,20 +170,26 @@ func loadDump(path, at string) (keptHost, bool) {
 
 // decodeDump reads what encodeDump wrote, and the count it was kept at.
 func decodeDump(data []byte) (keptHost, string, error) {
-	// Sized from the start: beside thousands of namespaces the file holds
-	// tens of thousands of lines, and growing the slice and the maps line
-	// by line took half the decoding.
-	lines := func(kind string) int { return bytes.Count(data, []byte("\n"+kind+" ")) }
-	k := keptHost{dump: veth.HostDump{Addrs: make(map[int][]netip.Prefix, lines("a")), Prefixes: make([]veth.HostPrefix, 0, lines("p"))},
-		links: make(map[string]*veth.Link, lines("l")+lines("m"))}
-	d := &k.dump
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	if !sc.Scan() || !strings.HasPrefix(sc.Text(), dumpHeader) {
-		return k, "", fmt.Errorf("not a host dump of this nsrun")
+	// One string for the whole file, whose lines and fields are parts of
+	// it: beside thousands of namespaces the file holds tens of thousands
+	// of lines, and a string made for each, and the slice and the maps
+	// grown line by line, took most of the decoding.
+	text := string(data)
+	header, body, _ := strings.Cut(text, "\n")
+	if !strings.HasPrefix(header, dumpHeader) {
+		return keptHost{}, "", fmt.Errorf("not a host dump of this nsrun")
 	}
-	at := strings.TrimPrefix(sc.Text(), dumpHeader)
-	for n := 2; sc.Scan(); n++ {
-		kind, rest, _ := strings.Cut(sc.Text(), " ")
+	count := map[byte]int{}
+	for line := range strings.Lines(body) {
+		count[line[0]]++
+	}
+	k := keptHost{dump: veth.HostDump{Addrs: make(map[int][]netip.Prefix, count['a']), Prefixes: make([]veth.HostPrefix, 0, count['p'])},
+		links: make(map[string]*veth.Link, count['l']+count['m'])}
+	d := &k.dump
+	n := 1
+	for line := range strings.Lines(body) {
+		n++
+		kind, rest, _ := strings.Cut(strings.TrimSuffix(line, "\n"), " ")
 		var err error
 		switch kind {
 		case "a":
@@ -221,7 +226,7 @@ func decodeDump(data []byte) (keptHost, string, error) {
 			return k, "", fmt.Errorf("host dump line %d: %w", n, err)
 		}
 	}
-	return k, at, sc.Err()
+	return k, strings.TrimPrefix(header, dumpHeader), nil
 }
 
 // decodeLink reads "NAME INDEX UP TYPE ALIAS".
