@@ -76,22 +76,38 @@ func (c *DumpCache) readWith(names []string, stats bool, read func([]string, *ve
 		return h, err
 	}
 	if after, err := c.Changes(); err == nil && after == before {
+		learned := !ok
 		if !ok {
 			kept = keptHost{links: map[string]*veth.Link{}}
 		}
 		kept.dump = d
 		for _, name := range names {
-			kept.links[name] = nil
+			var now *veth.Link
 			if l, found := h.Links[name]; found {
 				l.Addrs, l.Addrs6, l.RouteLocalnet, l.Stats = nil, nil, "", nil // the dump's, the sysctl's, the moment's
-				kept.links[name] = &l
+				now = &l
 			}
+			if was, known := kept.links[name]; !known || !sameLink(was, now) {
+				learned = true
+			}
+			kept.links[name] = now
 		}
-		if _, err := os.Stat(c.Dir); err == nil { // no state directory: nothing is kept
+		// A read for the counters of links kept already learns nothing:
+		// beside thousands of namespaces, writing the file again cost a
+		// status more than its read.
+		if _, err := os.Stat(c.Dir); err == nil && learned { // no state directory: nothing is kept
 			atomicfile.Write(c.dumpFile(), encodeDump(before, kept), 0o600) // a cache: a failed write only costs the next read
 		}
 	}
 	return h, nil
+}
+
+// sameLink reports whether two links as kept (nil: none) are the same.
+func sameLink(a, b *veth.Link) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.Name == b.Name && a.Alias == b.Alias && a.Type == b.Type && a.Index == b.Index && a.Up == b.Up
 }
 
 // known returns the links of names that were kept (those that exist), and

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/nsrun/nsrun/internal/rtnl"
@@ -218,6 +219,39 @@ func TestDumpCacheKeepsOnlyAStillCount(t *testing.T) {
 	}
 	if reads != 2 {
 		t.Errorf("a, a, a b, b a, b at one count: %d reads; want 2 (a, then b)", reads)
+	}
+	// A read for the counters reads, but writes the file again only when
+	// it learned something: a link not kept, or one that changed.
+	file := filepath.Join(dir, "host-dump")
+	inode := func() uint64 {
+		t.Helper()
+		st, err := os.Stat(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Sys().(*syscall.Stat_t).Ino
+	}
+	was := inode()
+	reads = 0
+	if _, err := still.readWith([]string{"a", "b"}, true, read); err != nil || reads != 1 || inode() != was {
+		t.Errorf("a read for the counters of kept links: %d reads, %v, file written again: %t; want 1 read, the file as it was", reads, err, inode() != was)
+	}
+	if _, err := still.readWith([]string{"a", "c"}, true, read); err != nil || inode() == was {
+		t.Errorf("a read for the counters of a link not kept: %v, file written again: %t; want it written", err, inode() != was)
+	}
+	was = inode()
+	renamed := func(names []string, kept *veth.HostDump) (veth.Host, veth.HostDump, error) {
+		h, d, err := read(names, kept)
+		l := h.Links["a"]
+		l.Up = false
+		h.Links["a"] = l
+		return h, d, err
+	}
+	if _, err := still.readWith([]string{"a"}, true, renamed); err != nil || inode() == was {
+		t.Errorf("a read for the counters of a link that went down: %v, file written again: %t; want it written", err, inode() != was)
+	}
+	if h, err := still.readWith([]string{"a"}, false, read); err != nil || h.Links["a"].Up {
+		t.Errorf("after the link went down, the kept link is %+v, %v; want it down", h.Links["a"], err)
 	}
 	var none *DumpCache
 	for _, c := range []*DumpCache{none, {Dir: dir}, {Dir: dir, Changes: func() (string, error) { return "", fmt.Errorf("no keeper") }}} {
