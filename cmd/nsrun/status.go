@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -113,12 +114,18 @@ func runStatus(c *cobra.Command, args []string, flags statusFlags) error {
 			return err
 		}
 	} else {
+		// Buffered: each table writes a line at a time, and a project of
+		// 1,000 namespaces has thousands.
+		out := bufio.NewWriter(c.OutOrStdout())
 		if one {
-			printProject(c.OutOrStdout(), docs[0])
+			printProject(out, docs[0])
 		} else {
-			printSummary(c.OutOrStdout(), docs)
+			printSummary(out, docs)
 		}
-		printHost(c.OutOrStdout(), host, keeper)
+		printHost(out, host, keeper)
+		if err := out.Flush(); err != nil {
+			return err
+		}
 	}
 	if len(unreadable) > 0 {
 		return fmt.Errorf("the record of %s cannot be read; 'sudo nsrun down --all' removes what is left", projectsPhrase(unreadable))
