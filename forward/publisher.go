@@ -144,6 +144,45 @@ func (p Publisher) prepare(ctx context.Context, at Placement, proj Project) ([]f
 	return writes, nil
 }
 
+// Readier is a table (a Firewall, the Counting) that makes ready what
+// writing it needs, changing nothing: the nft program's handle, whose
+// making runs nft twice; beside thousands of rules, nft --check alone
+// took 0.2 s.
+type Readier interface {
+	Ready(ctx context.Context) error
+}
+
+// Ready makes ready, in the background, what writing the placement's
+// backends and the counting table needs, so that a write that comes
+// later (an up's forwards, after its links) does not wait for it. A
+// failure is left to the write to report.
+func (p Publisher) Ready(ctx context.Context, at Placement) {
+	for _, r := range p.readiers(at) {
+		go r.Ready(context.WithoutCancel(ctx))
+	}
+}
+
+// readiers are the tables a write of the placement changes that can be
+// readied: the counting table, and the backends placed.
+func (p Publisher) readiers(at Placement) []Readier {
+	var tables []any
+	if c, ok := p.counting(); ok {
+		tables = append(tables, c)
+	}
+	for _, b := range append([]Backend{at.Backend}, at.Accepts...) {
+		if fw, err := p.firewall(b); err == nil && fw.Installed() {
+			tables = append(tables, fw)
+		}
+	}
+	var out []Readier
+	for _, t := range tables {
+		if r, ok := t.(Readier); ok {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
 // Probe checks that a backend works here, changing nothing.
 func (p Publisher) Probe(ctx context.Context, b Backend) error {
 	fw, err := p.firewall(b)

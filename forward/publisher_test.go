@@ -181,3 +181,44 @@ func TestApplyReadsEveryTableBeforeAnyWrite(t *testing.T) {
 		t.Errorf("after Apply: %s holds %q, %s %q; want rules and nothing", ipnft, ipt.held["p"], nft, nf.held["p"])
 	}
 }
+
+// readyFirewall is a memoryFirewall that can be readied.
+type readyFirewall struct{ *memoryFirewall }
+
+func (readyFirewall) Ready(context.Context) error { return nil }
+
+// readyCounting is a memoryCounting that can be readied.
+type readyCounting struct{ memoryCounting }
+
+func (readyCounting) Ready(context.Context) error { return nil }
+
+// TestReadyNamesWhatTheWriteChanges: what Ready readies are the counting
+// table and the backends placed, those that can be readied and are
+// installed; not the others, which a write only reads.
+func TestReadyNamesWhatTheWriteChanges(t *testing.T) {
+	ipt := readyFirewall{&memoryFirewall{backend: ipnft, installed: true}}
+	nf := readyFirewall{&memoryFirewall{backend: nft, installed: true}}
+	legacy := &memoryFirewall{backend: iplegacy, installed: true} // cannot be readied
+	count := readyCounting{}
+	pub := Publisher{Firewalls: []Firewall{ipt, nf, legacy}, Shortcut: &memoryShortcut{}, Counting: count}
+	for _, c := range []struct {
+		at   Placement
+		want []Readier
+	}{
+		{Placement{Backend: ipnft}, []Readier{count, ipt}},
+		{Placement{Backend: nft}, []Readier{count, nf}},
+		{Placement{Backend: iplegacy, Accepts: []Backend{nft}}, []Readier{count, nf}},
+	} {
+		if got := pub.readiers(c.at); !slices.Equal(got, c.want) {
+			t.Errorf("placed %+v: readied %v; want %v", c.at, got, c.want)
+		}
+	}
+	nf.installed = false
+	if got := pub.readiers(Placement{Backend: nft}); !slices.Equal(got, []Readier{count}) {
+		t.Errorf("with nft not installed: readied %v; want the counting table alone", got)
+	}
+	pub.Counting = memoryCounting{}
+	if got := pub.readiers(Placement{Backend: ipnft}); !slices.Equal(got, []Readier{ipt}) {
+		t.Errorf("with a counting table that cannot be readied: %v; want %s alone", got, ipnft)
+	}
+}

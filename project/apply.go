@@ -73,6 +73,9 @@ type Publisher interface {
 	// Apply puts a project's rules where the placement says, and removes
 	// them from every other backend.
 	Apply(ctx context.Context, at forward.Placement, p forward.Project) error
+	// Ready makes ready, in the background, what writing the
+	// placement's tables needs (forward.Publisher.Ready).
+	Ready(ctx context.Context, at forward.Placement)
 	// Probe checks that a backend works here, changing nothing.
 	Probe(ctx context.Context, b forward.Backend) error
 	// Remove removes a project's rules from every backend.
@@ -298,6 +301,11 @@ func (e *executor) batch(steps []Step) []error {
 	results := make([]error, len(steps))
 	for i := range results {
 		results[i] = errNotRun
+	}
+	for _, s := range steps {
+		if s.Op == OpForwards { // written after the namespaces' wave: readied beside it
+			e.pub.Ready(e.ctx, s.Placement)
+		}
 	}
 	for _, wave := range waves(steps) {
 		if slices.ContainsFunc(results, func(err error) bool { return err != nil && !errors.Is(err, errNotRun) }) {

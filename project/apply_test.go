@@ -24,6 +24,16 @@ type orderedSystem struct {
 	applyOnce sync.Once
 	mu        sync.Mutex
 	early     []string // the links missing when the forwards were applied
+	readied   []string // the links there when the forwards' tables were readied, one entry per Ready
+}
+
+func (o *orderedSystem) Ready(ctx context.Context, at forward.Placement) {
+	o.fakeSystem.mu.Lock()
+	n := len(o.fakeSystem.links)
+	o.fakeSystem.mu.Unlock()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.readied = append(o.readied, fmt.Sprintf("%d links, backend %s", n, at.Backend))
 }
 
 func (o *orderedSystem) EnsureLink(p veth.Pair) error {
@@ -82,6 +92,10 @@ func TestForwardsWaitForEveryLink(t *testing.T) {
 	}
 	if len(sys.links) != 3*workers {
 		t.Errorf("%d links made, want %d", len(sys.links), 3*workers)
+	}
+	// What writing the forwards needs is readied beside the links, once.
+	if len(sys.readied) != 1 || !strings.HasPrefix(sys.readied[0], "0 links, backend ") {
+		t.Errorf("the forwards' tables readied %q; want once, before the first link", sys.readied)
 	}
 }
 

@@ -377,6 +377,9 @@ func (f *fakeSystem) Apply(ctx context.Context, at forward.Placement, p forward.
 	return nil
 }
 
+// Ready: knftables' fake tables need nothing made before a write.
+func (f *fakeSystem) Ready(context.Context, forward.Placement) {}
+
 func (f *fakeSystem) Probe(ctx context.Context, b forward.Backend) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()

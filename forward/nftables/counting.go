@@ -146,6 +146,12 @@ func NewCountingFake() *Counting { return &Counting{run: fake{knftables.NewFake(
 
 func (c *Counting) Installed() bool { return c.run.installed() }
 
+// Ready makes the handle its writes run nft through (forward.Readier).
+func (c *Counting) Ready(ctx context.Context) error {
+	_, err := c.run.nft(ctx)
+	return err
+}
+
 // Prepare reads the table now, and returns the write that puts the
 // project's counters and their elements in place, in one transaction of
 // only what differs, run when called (nil: nothing differs); counters

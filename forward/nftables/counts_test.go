@@ -4,7 +4,9 @@ import (
 	"context"
 	"maps"
 	"net/netip"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -258,4 +260,52 @@ func setCounts(ctx context.Context, c *Counting, p forward.Project) error {
 		return err
 	}
 	return write(ctx)
+}
+
+// TestReadyMakesTheHandleOnce: Ready makes the handle the counting
+// table's writes run nft through (nft --version and a check), and the
+// write after it takes that handle, making none of its own.
+func TestReadyMakesTheHandleOnce(t *testing.T) {
+	nstest.RequireRoot(t)
+	ctx := context.Background()
+	real, err := exec.LookPath("nft")
+	if err != nil {
+		t.Fatalf("nft: %v; scripts/install-deps.sh installs it", err)
+	}
+	wrappers, calls := t.TempDir(), filepath.Join(t.TempDir(), "calls")
+	script := "#!/bin/sh\necho \"$1\" >> " + calls + "\nexec " + real + " \"$@\"\n"
+	if err := os.WriteFile(filepath.Join(wrappers, "nft"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", wrappers+":"+os.Getenv("PATH"))
+	versions := func() int {
+		b, _ := os.ReadFile(calls)
+		return strings.Count(string(b), "--version\n")
+	}
+	c := NewCounting(nil)
+	p := project(strings.ToLower(nstest.Name("r")), 2)
+	t.Cleanup(func() {
+		if err := c.Remove(ctx, p.Name); err != nil {
+			t.Error(err)
+		}
+	})
+	if err := c.Ready(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := versions(); n != 1 {
+		t.Fatalf("Ready ran nft --version %d times; want once (the handle made)", n)
+	}
+	if err := setCounts(ctx, c, p); err != nil {
+		t.Fatal(err)
+	}
+	if n := versions(); n != 1 {
+		t.Errorf("after Ready and a write, nft --version ran %d times; want once (the write took the handle made)", n)
+	}
+	state, err := c.Read(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := state.Drift(p); len(d) > 0 {
+		t.Errorf("after the write: drift %q", d)
+	}
 }

@@ -179,6 +179,12 @@ func (f *Firewall) MadeTables(context.Context) ([]string, error) { return nil, n
 // RemoveEmptyTables: there are none (see MadeTables).
 func (f *Firewall) RemoveEmptyTables(context.Context, []string) error { return nil }
 
+// Ready makes the handle its writes run nft through (forward.Readier).
+func (f *Firewall) Ready(ctx context.Context) error {
+	_, err := f.run.nft(ctx)
+	return err
+}
+
 // Probe checks that the kernel and nft take every feature nsrun's table
 // uses (nat chains, concatenated verdict maps with and without intervals,
 // fib, ct status, masquerade), by one transaction that creates a table
