@@ -3,6 +3,8 @@ package host
 import (
 	"bytes"
 	"fmt"
+	"io"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -35,10 +37,13 @@ type DumpCache struct {
 }
 
 // keptHost is what the file holds: the dumps, and the links read by name
-// (nil: there is none of that name).
+// (nil: there is none of that name). A part of it (partial) holds only
+// the links of some names and the addresses of those links, beside the
+// whole of the rest.
 type keptHost struct {
-	dump  veth.HostDump
-	links map[string]*veth.Link
+	dump    veth.HostDump
+	links   map[string]*veth.Link
+	partial bool
 }
 
 // dumpFile names the file.
@@ -63,9 +68,17 @@ func (c *DumpCache) readWith(names []string, stats bool, read func([]string, *ve
 		h, _, err := read(names, nil)
 		return h, err
 	}
-	kept, ok := loadDump(c.dumpFile(), before)
-	if links, all := kept.known(names); ok && all && !stats {
+	// Beside thousands of namespaces the file holds tens of thousands of
+	// lines: a read takes the part its names need, and the whole only
+	// when it reads the host again.
+	data, _ := readText(c.dumpFile())
+	kept, ok := loadDump(data, before, names)
+	links, all := kept.known(names)
+	if ok && all && !stats {
 		return veth.HostOf(links, kept.dump), nil
+	}
+	if ok && !all {
+		kept, ok = loadDump(data, before, nil) // a link not kept: every address may be its
 	}
 	var dump *veth.HostDump
 	if ok {
@@ -77,26 +90,31 @@ func (c *DumpCache) readWith(names []string, stats bool, read func([]string, *ve
 	}
 	if after, err := c.Changes(); err == nil && after == before {
 		learned := !ok
-		if !ok {
-			kept = keptHost{links: map[string]*veth.Link{}}
-		}
-		kept.dump = d
+		now := map[string]*veth.Link{}
 		for _, name := range names {
-			var now *veth.Link
+			now[name] = nil
 			if l, found := h.Links[name]; found {
 				l.Addrs, l.Addrs6, l.RouteLocalnet, l.Stats = nil, nil, "", nil // the dump's, the sysctl's, the moment's
-				now = &l
+				now[name] = &l
 			}
-			if was, known := kept.links[name]; !known || !sameLink(was, now) {
+			if was, known := kept.links[name]; !known || !sameLink(was, now[name]) {
 				learned = true
 			}
-			kept.links[name] = now
 		}
 		// A read for the counters of links kept already learns nothing:
 		// beside thousands of namespaces, writing the file again cost a
 		// status more than its read.
 		if _, err := os.Stat(c.Dir); err == nil && learned { // no state directory: nothing is kept
-			atomicfile.Write(c.dumpFile(), encodeDump(before, kept), 0o600) // a cache: a failed write only costs the next read
+			switch {
+			case !ok:
+				kept = keptHost{dump: d, links: map[string]*veth.Link{}}
+			case kept.partial:
+				kept, ok = loadDump(data, before, nil)
+			}
+			if ok || kept.links != nil {
+				maps.Copy(kept.links, now)
+				atomicfile.Write(c.dumpFile(), encodeDump(before, kept), 0o600) // a cache: a failed write only costs the next read
+			}
 		}
 	}
 	return h, nil
@@ -170,39 +188,88 @@ func encodeDump(at string, k keptHost) []byte {
 	return b.Bytes()
 }
 
-// loadDump reads what was kept; false when there is nothing of that
-// count, or it cannot be read.
-func loadDump(path, at string) (keptHost, bool) {
-	data, err := os.ReadFile(path)
+// readText reads a file into a string, in one piece of memory: beside
+// thousands of namespaces the kept dump is megabytes, and copying what
+// os.ReadFile returns into a string cost as much as reading it.
+func readText(path string) (string, error) {
+	f, err := os.Open(path)
 	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	var b strings.Builder
+	if st, err := f.Stat(); err == nil {
+		b.Grow(int(st.Size()) + 1)
+	}
+	_, err = io.Copy(&b, f)
+	return b.String(), err
+}
+
+// loadDump decodes what was kept (data, the file's), the part names need
+// (nil: the whole); false when there is nothing of that count, or it
+// cannot be read.
+func loadDump(data string, at string, names []string) (keptHost, bool) {
+	if data == "" {
 		return keptHost{}, false
 	}
-	k, got, err := decodeDump(data)
+	k, got, err := decodeDump(data, names)
 	if err != nil || got != at {
 		return keptHost{}, false
 	}
 	return k, true
 }
 
-// decodeDump reads what encodeDump wrote, and the count it was kept at.
-func decodeDump(data []byte) (keptHost, string, error) {
-	// One string for the whole file, whose lines and fields are parts of
-	// it: beside thousands of namespaces the file holds tens of thousands
-	// of lines, and a string made for each, and the slice and the maps
-	// grown line by line, took most of the decoding.
-	text := string(data)
+// decodeDump reads what encodeDump wrote, and the count it was kept at:
+// the whole, or with names the part they need (keptHost.partial): their
+// links and those links' addresses, and the prefixes, uplinks and
+// router advertisements' links.
+func decodeDump(text string, names []string) (keptHost, string, error) {
+	// The lines and fields are parts of the file's string: beside
+	// thousands of namespaces it holds tens of thousands of lines, and a
+	// string made for each, and the slice and the maps grown line by
+	// line, took most of the decoding.
 	header, body, _ := strings.Cut(text, "\n")
 	if !strings.HasPrefix(header, dumpHeader) {
 		return keptHost{}, "", fmt.Errorf("not a host dump of this nsrun")
 	}
-	count := map[byte]int{}
-	for line := range strings.Lines(body) {
-		count[line[0]]++
+	var asked map[string]bool
+	if names != nil {
+		asked = make(map[string]bool, len(names))
+		for _, name := range names {
+			asked[name] = true
+		}
 	}
-	k := keptHost{dump: veth.HostDump{Addrs: make(map[int][]netip.Prefix, count['a']), Prefixes: make([]veth.HostPrefix, 0, count['p'])},
-		links: make(map[string]*veth.Link, count['l']+count['m'])}
-	d := &k.dump
+	fail := func(n int, err error) (keptHost, string, error) {
+		return keptHost{}, "", fmt.Errorf("host dump line %d: %w", n, err)
+	}
+	// First the count of each kind, and the links asked for (all without
+	// names): which addresses to take depends on their indexes.
+	count := map[byte]int{}
+	k := keptHost{links: map[string]*veth.Link{}, partial: names != nil}
+	indexes := map[int]bool{}
 	n := 1
+	for line := range strings.Lines(body) {
+		n++
+		count[line[0]]++
+		kind, rest, _ := strings.Cut(strings.TrimSuffix(line, "\n"), " ")
+		name, _, _ := strings.Cut(rest, " ")
+		if (kind != "l" && kind != "m") || (asked != nil && !asked[name]) {
+			continue
+		}
+		if kind == "m" {
+			k.links[rest] = nil
+			continue
+		}
+		l, err := decodeLink(rest)
+		if err != nil {
+			return fail(n, err)
+		}
+		k.links[l.Name] = l
+		indexes[l.Index] = true
+	}
+	k.dump = veth.HostDump{Addrs: make(map[int][]netip.Prefix, min(count['a'], max(len(indexes), len(names)))), Prefixes: make([]veth.HostPrefix, 0, count['p'])}
+	d := &k.dump
+	n = 1
 	for line := range strings.Lines(body) {
 		n++
 		kind, rest, _ := strings.Cut(strings.TrimSuffix(line, "\n"), " ")
@@ -212,7 +279,7 @@ func decodeDump(data []byte) (keptHost, string, error) {
 			index, prefix, _ := strings.Cut(rest, " ")
 			var i int
 			var p netip.Prefix
-			if i, err = strconv.Atoi(index); err == nil {
+			if i, err = strconv.Atoi(index); err == nil && (asked == nil || indexes[i]) {
 				if p, err = netip.ParsePrefix(prefix); err == nil {
 					d.Addrs[i] = append(d.Addrs[i], p)
 				}
@@ -228,18 +295,12 @@ func decodeDump(data []byte) (keptHost, string, error) {
 			d.Uplinks = append(d.Uplinks, rest)
 		case "r":
 			d.RADefault = append(d.RADefault, rest)
-		case "l":
-			var l *veth.Link
-			if l, err = decodeLink(rest); err == nil {
-				k.links[l.Name] = l
-			}
-		case "m":
-			k.links[rest] = nil
+		case "l", "m":
 		default:
 			err = fmt.Errorf("unknown line")
 		}
 		if err != nil {
-			return k, "", fmt.Errorf("host dump line %d: %w", n, err)
+			return fail(n, err)
 		}
 	}
 	return k, strings.TrimPrefix(header, dumpHeader), nil

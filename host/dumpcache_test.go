@@ -41,14 +41,22 @@ func TestDumpRoundTrip(t *testing.T) {
 			"nsr-gone": nil,
 		},
 	}
-	got, at, err := decodeDump(encodeDump("k-12", k))
+	got, at, err := decodeDump(string(encodeDump("k-12", k)), nil)
 	if err != nil || at != "k-12" || fmt.Sprint(got.dump) != fmt.Sprint(k.dump) || len(got.links) != 3 || got.links["nsr-gone"] != nil ||
 		fmt.Sprint(*got.links["eth0"]) != fmt.Sprint(*k.links["eth0"]) || fmt.Sprint(*got.links["nsr-a"]) != fmt.Sprint(*k.links["nsr-a"]) {
 		t.Errorf("round trip: %+v at %q, %v\nwant %+v", got, at, err, k)
 	}
+	// The part some names need: their links and those links' addresses,
+	// and every prefix.
+	part, at, err := decodeDump(string(encodeDump("k-12", k)), []string{"nsr-a", "nsr-gone", "nsr-never"})
+	if err != nil || at != "k-12" || !part.partial || len(part.links) != 2 || part.links["nsr-gone"] != nil || fmt.Sprint(*part.links["nsr-a"]) != fmt.Sprint(*k.links["nsr-a"]) ||
+		fmt.Sprint(part.dump.Addrs) != fmt.Sprint(map[int][]netip.Prefix{7: k.dump.Addrs[7]}) || fmt.Sprint(part.dump.Prefixes) != fmt.Sprint(k.dump.Prefixes) ||
+		fmt.Sprint(part.dump.Uplinks, part.dump.RADefault) != fmt.Sprint(k.dump.Uplinks, k.dump.RADefault) {
+		t.Errorf("the part of nsr-a, nsr-gone, nsr-never: %+v at %q, %v\nwant nsr-a's link and addresses, nsr-gone missing, every prefix", part, at, err)
+	}
 	for _, bad := range []string{"", "{}", dumpHeader + "k\nx y\n", dumpHeader + "k\na 1 10.0.0.1\n", dumpHeader + "k\np nope route eth0\n",
 		dumpHeader + "k\nl eth0 2 1 device\n", dumpHeader + "k\nl eth0 2 up device \"\"\n", dumpHeader + "k\nl eth0 2 1 device unquoted\n"} {
-		if _, _, err := decodeDump([]byte(bad)); err == nil {
+		if _, _, err := decodeDump(bad, nil); err == nil {
 			t.Errorf("decodeDump(%q) took it", bad)
 		}
 	}
@@ -252,6 +260,11 @@ func TestDumpCacheKeepsOnlyAStillCount(t *testing.T) {
 	}
 	if h, err := still.readWith([]string{"a"}, false, read); err != nil || h.Links["a"].Up {
 		t.Errorf("after the link went down, the kept link is %+v, %v; want it down", h.Links["a"], err)
+	}
+	// That write, from a read of a's part, kept the others' links too.
+	reads = 0
+	if h, err := still.readWith([]string{"b", "c"}, false, read); err != nil || reads != 0 || len(h.Links) != 2 {
+		t.Errorf("b and c after a's part was written again: %d reads, %+v, %v; want both kept", reads, h.Links, err)
 	}
 	var none *DumpCache
 	for _, c := range []*DumpCache{none, {Dir: dir}, {Dir: dir, Changes: func() (string, error) { return "", fmt.Errorf("no keeper") }}} {
