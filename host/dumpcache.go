@@ -105,19 +105,26 @@ func (c *DumpCache) readWith(names []string, stats bool, read func([]string, *ve
 		// beside thousands of namespaces, writing the file again cost a
 		// status more than its read.
 		if _, err := os.Stat(c.Dir); err == nil && learned { // no state directory: nothing is kept
-			switch {
-			case !ok:
-				kept = keptHost{dump: d, links: map[string]*veth.Link{}}
-			case kept.partial:
-				kept, ok = loadDump(data, before, nil)
-			}
-			if ok || kept.links != nil {
-				maps.Copy(kept.links, now)
-				atomicfile.Write(c.dumpFile(), encodeDump(before, kept), 0o600) // a cache: a failed write only costs the next read
-			}
+			c.keep(before, data, kept, ok, d, now)
 		}
 	}
 	return h, nil
+}
+
+// keep writes the file again with the links of now: in place of what
+// was kept (ok; decoded whole from data if only a part was), else beside
+// the dump d just read.
+func (c *DumpCache) keep(at, data string, kept keptHost, ok bool, d veth.HostDump, now map[string]*veth.Link) {
+	switch {
+	case !ok:
+		kept = keptHost{dump: d, links: map[string]*veth.Link{}}
+	case kept.partial:
+		if kept, ok = loadDump(data, at, nil); !ok {
+			return // a line only the whole reads is not of this nsrun: the next read reads the host
+		}
+	}
+	maps.Copy(kept.links, now)
+	atomicfile.Write(c.dumpFile(), encodeDump(at, kept), 0o600) // a cache: a failed write only costs the next read
 }
 
 // sameLink reports whether two links as kept (nil: none) are the same.
@@ -267,7 +274,11 @@ func decodeDump(text string, names []string) (keptHost, string, error) {
 		k.links[l.Name] = l
 		indexes[l.Index] = true
 	}
-	k.dump = veth.HostDump{Addrs: make(map[int][]netip.Prefix, min(count['a'], max(len(indexes), len(names)))), Prefixes: make([]veth.HostPrefix, 0, count['p'])}
+	addrs := count['a']
+	if names != nil {
+		addrs = len(indexes)
+	}
+	k.dump = veth.HostDump{Addrs: make(map[int][]netip.Prefix, addrs), Prefixes: make([]veth.HostPrefix, 0, count['p'])}
 	d := &k.dump
 	n = 1
 	for line := range strings.Lines(body) {
