@@ -18,9 +18,8 @@ import (
 // first default pool that overlaps nothing of the host's (foreign: routes
 // and addresses not on nsrun's links, asked for only when a default pool
 // is chosen: beside thousands of namespaces they are tens of thousands).
-// They avoid other projects' subnets
-// and keep the recorded ones. So do the IPv6 ones, whose default pools
-// derive from the machine's id.
+// They avoid other projects' subnets and keep the recorded ones. So do the
+// IPv6 ones, whose default pools derive from the machine's id.
 func Desire(s *specs.Spec, recorded *state.Record, others []*state.Record, foreign func() []netip.Prefix, machineID string) (*state.Record, error) {
 	pool, err := choosePool(s, recorded, foreign)
 	if err != nil {

@@ -571,15 +571,22 @@ func TestShortcutUpgrade(t *testing.T) {
 	}
 }
 
-// TestEachReadsEveryEntry: the port maps read in batches give back every
-// entry put in them, of both families, across many batches.
-func TestEachReadsEveryEntry(t *testing.T) {
+// testPortMaps makes port maps of the test's own, closed when it ends.
+func testPortMaps(t *testing.T) kernelMap {
+	t.Helper()
 	nstest.RequireRoot(t)
 	m, err := newPortMaps()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer m.close()
+	t.Cleanup(m.close)
+	return m
+}
+
+// TestEachReadsEveryEntry: the port maps read in batches give back every
+// entry put in them, of both families, across many batches.
+func TestEachReadsEveryEntry(t *testing.T) {
+	m := testPortMaps(t)
 	want := map[Entry]uint64{}
 	for i := range 3*batchSize + 7 {
 		e := Entry{Host: netip.AddrPortFrom(netip.IPv4Unspecified(), uint16(20000+i)), Target: netip.MustParseAddrPort(fmt.Sprintf("10.%d.%d.2:8080", i/250, i%250))}
@@ -608,12 +615,7 @@ func TestEachReadsEveryEntry(t *testing.T) {
 // TestTableKeepsTheProjectsAsked reads the entries and counters of the
 // projects asked about, and every project's when none is.
 func TestTableKeepsTheProjectsAsked(t *testing.T) {
-	nstest.RequireRoot(t)
-	m, err := newPortMaps()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.close()
+	m := testPortMaps(t)
 	of := map[string][]Entry{}
 	for i, p := range []string{"a", "b", "c", "a", "b", "a"} {
 		e := Entry{Host: netip.AddrPortFrom(netip.IPv4Unspecified(), uint16(20000+i)), Target: netip.MustParseAddrPort(fmt.Sprintf("10.0.%d.2:8080", i))}
