@@ -1,24 +1,35 @@
 // Command floor is the kernel floor scripts/bench.sh measures nsrun's up
 // and down of many namespaces against: the same kernel work, done with
 // nothing else: no spec, no record, no checks of what exists, no firewall
-// and no files in /etc/netns. For each namespace i of N it makes the
-// namespace PREFIXi with lo up and a veth pair (PREFIXi on the host, eth0
-// inside, made there), labels the host side, gives both sides an address
-// of a /30 of SUBNET (a /16), turns IPv6 off on the host side and
-// route_localnet on, brings both up and routes the namespace through the
-// host; on as many workers as nsrun uses. down deletes the namespaces, as
+// (and no files in /etc/netns but with -etc). For each namespace i of N
+// it makes the namespace PREFIXi with lo up and a veth pair (PREFIXi on
+// the host, eth0 inside, made there), labels the host side, gives both
+// sides an address of a /30 of SUBNET (a /16), turns IPv6 off on the
+// host side and route_localnet on, brings both up and routes the
+// namespace through the host; on as many workers as nsrun uses. down deletes the namespaces, as
 // ip netns del does: the kernel removes their pairs with them.
 //
-//	floor up PREFIX N SUBNET
+// With -etc, up also writes each namespace's /etc/netns files as nsrun
+// does: one hosts file naming all N and a copy of the host's resolv.conf,
+// written once and hard-linked into each namespace's directory, beside
+// its pair; down removes them. scripts/bench.sh adds the project's
+// firewall rules and counters to that for the floor of the same work as
+// nsrun's up.
+//
+//	floor up [-etc] PREFIX N SUBNET
 //	floor down PREFIX N
 package main
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/nsrun/nsrun/internal/sysctl"
@@ -31,8 +42,12 @@ import (
 const workers = 8
 
 func main() {
+	etc := len(os.Args) > 2 && os.Args[1] == "up" && os.Args[2] == "-etc"
+	if etc {
+		os.Args = slices.Delete(os.Args, 2, 3)
+	}
 	if len(os.Args) < 4 || (os.Args[1] == "up" && len(os.Args) != 5) {
-		fmt.Fprintln(os.Stderr, "usage: floor up PREFIX N SUBNET | floor down PREFIX N")
+		fmt.Fprintln(os.Stderr, "usage: floor up [-etc] PREFIX N SUBNET | floor down PREFIX N")
 		os.Exit(2)
 	}
 	prefix := os.Args[2]
@@ -49,9 +64,28 @@ func main() {
 			fmt.Fprintf(os.Stderr, "floor: SUBNET %q: want an IPv4 /16\n", os.Args[4])
 			os.Exit(2)
 		}
-		each = func(i int) error { return up(fmt.Sprintf("%s%d", prefix, i), subnet.Masked().Addr().As4(), i) }
+		base := subnet.Masked().Addr().As4()
+		if etc {
+			if err := writeEtc(prefix, n, base); err != nil {
+				fmt.Fprintln(os.Stderr, "floor:", err)
+				os.Exit(1)
+			}
+		}
+		each = func(i int) error {
+			name := fmt.Sprintf("%s%d", prefix, i)
+			if err := up(name, base, i); err != nil {
+				return err
+			}
+			if etc && i > 0 {
+				return linkEtc(prefix, name)
+			}
+			return nil
+		}
 	case "down":
-		each = func(i int) error { return down(fmt.Sprintf("%s%d", prefix, i)) }
+		each = func(i int) error {
+			name := fmt.Sprintf("%s%d", prefix, i)
+			return errors.Join(down(name), os.RemoveAll(filepath.Join(netns.EtcDir, name)))
+		}
 	default:
 		fmt.Fprintf(os.Stderr, "floor: unknown command %q: up or down\n", os.Args[1])
 		os.Exit(2)
@@ -79,6 +113,52 @@ func main() {
 	if failed {
 		os.Exit(1)
 	}
+}
+
+// etcFiles are the files of each namespace's /etc/netns directory.
+var etcFiles = []string{"hosts", "resolv.conf"}
+
+// writeEtc writes the files of the first namespace, PREFIX0: the hosts
+// file names all n namespaces at their inner addresses.
+func writeEtc(prefix string, n int, base [4]byte) error {
+	var hosts strings.Builder
+	hosts.WriteString("# written by the floor\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
+	for i := range n {
+		fmt.Fprintf(&hosts, "%s\t%s%d\n", peerAddr(base, i), prefix, i)
+	}
+	resolv, err := os.ReadFile("/etc/resolv.conf")
+	if err != nil {
+		return err
+	}
+	dir := filepath.Join(netns.EtcDir, prefix+"0")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "hosts"), []byte(hosts.String()), 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "resolv.conf"), resolv, 0o644)
+}
+
+// linkEtc links the first namespace's files into namespace name's
+// directory.
+func linkEtc(prefix, name string) error {
+	dir := filepath.Join(netns.EtcDir, name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for _, f := range etcFiles {
+		if err := os.Link(filepath.Join(netns.EtcDir, prefix+"0", f), filepath.Join(dir, f)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// peerAddr is the namespace side's address of the i-th /30 of the /16 at
+// base.
+func peerAddr(base [4]byte, i int) net.IP {
+	return net.IPv4(base[0], base[1], byte(i>>6), byte(i&63)<<2+2)
 }
 
 // up makes namespace name, the i-th, and its pair on the i-th /30 of the
@@ -110,8 +190,8 @@ func up(name string, base [4]byte, i int) error {
 	if err != nil {
 		return err
 	}
-	base[2], base[3] = byte(i>>6), byte(i&63)<<2
-	hostIP, peerIP := net.IPv4(base[0], base[1], base[2], base[3]+1), net.IPv4(base[0], base[1], base[2], base[3]+2)
+	peerIP := peerAddr(base, i)
+	hostIP := net.IPv4(peerIP[12], peerIP[13], peerIP[14], peerIP[15]-1)
 	mask := net.CIDRMask(30, 32)
 	if err := netlink.LinkSetAlias(host, "floor:"+name); err != nil {
 		return err
