@@ -6,8 +6,9 @@
 // the host, eth0 inside, made there), labels the host side, gives both
 // sides an address of a /30 of SUBNET (a /16), turns IPv6 off on the
 // host side and route_localnet on, brings both up and routes the
-// namespace through the host; on as many workers as nsrun uses. down deletes the namespaces, as
-// ip netns del does: the kernel removes their pairs with them.
+// namespace through the host; on as many workers as nsrun uses. down
+// deletes the namespaces, as ip netns del does: the kernel removes their
+// pairs with them.
 //
 // With -etc, up also writes each namespace's /etc/netns files as nsrun
 // does: one hosts file naming all N and a copy of the host's resolv.conf,
