@@ -103,6 +103,11 @@ func Run(ctx context.Context, dir string, h Healer, events <-chan hostfw.Event, 
 	last := quiet(ctx)
 	pause, busy := firstRetry, firstBusy
 	for {
+		if ctx.Err() != nil {
+			// Stopped, maybe by the last down, which holds the lock: each
+			// look would find it busy, and the next begin at once.
+			return nil
+		}
 		if len(causes) > 0 {
 			causes = collect(ctx, events, causes)
 			// The fingerprint before the look: a change while it looks is

@@ -133,6 +133,32 @@ func TestRunLooksAtStartAndAfterEachBurst(t *testing.T) {
 	}
 }
 
+// TestRunEndsWhileAnUpOrDownRuns: stopped while every look finds an up or
+// down running (the last down stops the keeper, holding the lock), the
+// keeper returns at once, without looking again.
+func TestRunEndsWhileAnUpOrDownRuns(t *testing.T) {
+	h := &fakeHealer{heals: true, busy: 1 << 30}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, t.TempDir(), h, make(chan hostfw.Event), time.Hour, func(context.Context) string { return "a" })
+	}()
+	h.waitCalls(t, 1)
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run = %v; want nil", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("Run did not return within 20 s of its context ending; it looked %d times", len(h.looks()))
+	}
+	if n := len(h.looks()); n > 2 {
+		t.Errorf("the keeper looked %d times; want no look after its context ended (at most the one under way)", n)
+	}
+}
+
 // TestRunRetriesAFailedRepair: a repair that fails is tried again, with
 // that as the cause, until it works; then the keeper waits for events.
 // TestRunLooksAgainAfterAnUp: a look that finds an up or down running
