@@ -156,8 +156,12 @@ func linkEtc(prefix, name string) error {
 	return nil
 }
 
-// peerAddr is the namespace side's address of the i-th /30 of the /16 at
-// base.
+// hostAddr and peerAddr are the host side's and the namespace side's
+// addresses of the i-th /30 of the /16 at base.
+func hostAddr(base [4]byte, i int) net.IP {
+	return net.IPv4(base[0], base[1], byte(i>>6), byte(i&63)<<2+1)
+}
+
 func peerAddr(base [4]byte, i int) net.IP {
 	return net.IPv4(base[0], base[1], byte(i>>6), byte(i&63)<<2+2)
 }
@@ -191,8 +195,7 @@ func up(name string, base [4]byte, i int) error {
 	if err != nil {
 		return err
 	}
-	peerIP := peerAddr(base, i)
-	hostIP := net.IPv4(peerIP[12], peerIP[13], peerIP[14], peerIP[15]-1)
+	hostIP, peerIP := hostAddr(base, i), peerAddr(base, i)
 	mask := net.CIDRMask(30, 32)
 	if err := netlink.LinkSetAlias(host, "floor:"+name); err != nil {
 		return err
