@@ -13,9 +13,9 @@
 // With -etc, up also writes each namespace's /etc/netns files as nsrun
 // does: one hosts file naming all N and a copy of the host's resolv.conf,
 // written once and hard-linked into each namespace's directory, beside
-// its pair; down removes them. scripts/bench.sh adds the project's
-// firewall rules and counters to that for the floor of the same work as
-// nsrun's up.
+// its pair; down removes them (and /etc/netns, when left empty).
+// scripts/bench.sh adds the project's firewall rules and counters to that
+// for the floor of the same work as nsrun's up.
 //
 //	floor up [-etc] PREFIX N SUBNET
 //	floor down PREFIX N
@@ -105,6 +105,9 @@ func main() {
 		}()
 	}
 	wg.Wait()
+	if os.Args[1] == "down" {
+		os.Remove(netns.EtcDir) // when left empty, as nsrun's down does
+	}
 	close(errs)
 	failed := false
 	for err := range errs {
