@@ -33,6 +33,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/nsrun/nsrun/host"
 	"github.com/nsrun/nsrun/internal/sysctl"
 	"github.com/nsrun/nsrun/netns"
 	"github.com/vishvananda/netlink"
@@ -119,9 +120,6 @@ func main() {
 	}
 }
 
-// etcFiles are the files of each namespace's /etc/netns directory.
-var etcFiles = []string{"hosts", "resolv.conf"}
-
 // writeEtc writes the files of the first namespace, PREFIX0: the hosts
 // file names all n namespaces at their inner addresses.
 func writeEtc(prefix string, n int, base [4]byte) error {
@@ -151,7 +149,7 @@ func linkEtc(prefix, name string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	for _, f := range etcFiles {
+	for _, f := range host.EtcNames {
 		if err := os.Link(filepath.Join(netns.EtcDir, prefix+"0", f), filepath.Join(dir, f)); err != nil {
 			return err
 		}
@@ -190,7 +188,7 @@ func up(name string, base [4]byte, i int) error {
 	if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: attrs, PeerName: "eth0", PeerNamespace: netlink.NsFd(int(ns))}); err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
-	host, err := netlink.LinkByName(name)
+	hostSide, err := netlink.LinkByName(name)
 	if err != nil {
 		return err
 	}
@@ -200,10 +198,10 @@ func up(name string, base [4]byte, i int) error {
 	}
 	hostIP, peerIP := hostAddr(base, i), peerAddr(base, i)
 	mask := net.CIDRMask(30, 32)
-	if err := netlink.LinkSetAlias(host, "floor:"+name); err != nil {
+	if err := netlink.LinkSetAlias(hostSide, "floor:"+name); err != nil {
 		return err
 	}
-	if err := netlink.AddrAdd(host, &netlink.Addr{IPNet: &net.IPNet{IP: hostIP, Mask: mask}}); err != nil {
+	if err := netlink.AddrAdd(hostSide, &netlink.Addr{IPNet: &net.IPNet{IP: hostIP, Mask: mask}}); err != nil {
 		return err
 	}
 	if err := sysctl.Set(sysctl.Link6(name, "disable_ipv6"), "1"); err != nil {
@@ -212,7 +210,7 @@ func up(name string, base [4]byte, i int) error {
 	if err := sysctl.SetLink(name, "route_localnet", "1"); err != nil {
 		return err
 	}
-	if err := netlink.LinkSetUp(host); err != nil {
+	if err := netlink.LinkSetUp(hostSide); err != nil {
 		return err
 	}
 	if err := nh.AddrAdd(peer, &netlink.Addr{IPNet: &net.IPNet{IP: peerIP, Mask: mask}}); err != nil {
