@@ -146,6 +146,7 @@ trap cleanup EXIT
 
 median() { python3 -c 'import sys,statistics; print(statistics.median(float(x) for x in sys.argv[1:]))' "$@"; }
 ms1() { awk -v x="$1" 'BEGIN{printf "%.1f", x*1000}'; }
+each_ms() { for x in "$@"; do printf ' %s' "$(ms1 "$x")"; done; } # each_ms SECONDS... -> " MS MS ..."
 ratio() { python3 -c 'import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print(f"{a/b:.2f}x" if b else "n/a")' "$1" "$2"; }
 # pratio "A1 A2 ..." "B1 B2 ..." -> the median of the rounds' ratios Ai/Bi:
 # each pair is measured close together, so the machine's drift from one
@@ -438,7 +439,7 @@ many() {
 		alone_status+=("$(hyper true "$nsrun status -p many1")")
 	done
 	"$nsrun" down -q -p many1 >/dev/null
-	echo "bench: unchanged up of the 1st beside 9,000 / alone, by round (s): ${all_up[*]} / ${alone_up[*]}; status -p: ${all_status[*]} / ${alone_status[*]}" >&2
+	echo "bench: unchanged up of the 1st beside 9,000 / alone, by round (ms):$(each_ms "${all_up[@]}") /$(each_ms "${alone_up[@]}"); status -p:$(each_ms "${all_status[@]}") /$(each_ms "${alone_status[@]}")" >&2
 	row "up, 5th project of 1,000 (vs the 1st, ms)" "$(ms1 "${up[5]}")" "$(ms1 "${up[1]}")" "$(ratio "${up[5]}" "${up[1]}")" "(goal: <= 1.2x)"
 	row "up, 5th project of 1,000 (vs the floor of the same work with 4,000 up, ms)" "$(ms1 "${up[5]}")" "$(ms1 "$same5")" "$(ratio "${up[5]}" "$same5")" "(goal: <= 1.3x)"
 	row "up, 5th project of 1,000 (vs the kernel floor alone with 4,000 up, ms)" "$(ms1 "${up[5]}")" "$(ms1 "$f5")" "$(ratio "${up[5]}" "$f5")" "(information)"
