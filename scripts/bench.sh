@@ -19,21 +19,20 @@
 #    without limits, in interleaved rounds (--limits: only this);
 # 1d. many namespaces on one host (--many: only this): ten projects of
 #    1,000 namespaces with a published port each, brought up one after the
-#    other, each once the keeper's look after the one before is over: up
-#    of the 5th against the 1st's (the 1st and the kernel floor on an
-#    empty host in three interleaved rounds, medians) and against the
-#    floor of the same work with as many up (scripts/floor -etc: the
-#    namespaces, pairs,
-#    addresses, routes and /etc/netns files, then the project's rules in
-#    one restore batch and its counters in one nft batch, as nsrun plan
-#    writes them, without the shared chains the others made), and, as
+#    other, each once the keeper's look after the one before is over: up of
+#    the 5th against the 1st's (the 1st and the kernel floor on an empty
+#    host in three interleaved rounds, medians) and against the floor of
+#    the same work with as many up (scripts/floor -etc: the namespaces,
+#    pairs, addresses, routes and /etc/netns files, then the project's
+#    rules in one restore batch and its counters in one nft batch, as nsrun
+#    plan writes them, without the shared chains the others made), and, as
 #    information, against the kernel floor alone (the namespaces and
 #    pairs); the 5th and the floors in three interleaved rounds, medians;
-#    an unchanged up and status of the 1st with 9,000 others up against
-#    the same alone, in three rounds of the others up and down again, each
+#    an unchanged up and status of the 1st with 9,000 others up against the
+#    same alone, in three rounds of the others up and down again, each
 #    measured on a quiet host (the rounds' ratios, median); down of the 5th
-#    with 4,000 others up against the floor for that teardown; the
-#    keeper's RSS with all 10,000 up;
+#    with 4,000 others up against the floor for that teardown; the keeper's
+#    RSS with all 10,000 up;
 # 1f. health checks (--health: only this): the supervisor's CPU time
 #    over a minute with 100 web servers, each checked over HTTP every
 #    second, against the same without checks; its open files and
