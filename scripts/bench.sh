@@ -355,6 +355,10 @@ many_ups() { # many_ups FROM TO: up of those projects, untimed
 	local k
 	for ((k = $1; k <= $2; k++)); do "$nsrun" up -q "$work/many$k.yaml" >/dev/null; done
 }
+many_down() { # many_down K: down of the K-th project, then wait until its pairs are gone
+	"$nsrun" down -q -p "many$1" >/dev/null
+	links_gone ": nsr-m$1x[0-9]+[@:]"
+}
 many_downs() { # many_downs FROM TO -> the seconds each down took, from FROM down to TO
 	local k out=""
 	for ((k = $1; k >= $2; k--)); do out+=" $(timed "$nsrun" down -q -p "many$k")"; done
@@ -375,10 +379,7 @@ many() {
 		floors1+=("$(floor_up)")
 		host_quiet
 		ups1+=("$(timed "$nsrun" up -q "$work/many1.yaml")")
-		if ((r < 3)); then
-			"$nsrun" down -q -p many1 >/dev/null
-			links_gone ': nsr-m1x[0-9]+[@:]'
-		fi
+		if ((r < 3)); then many_down 1; fi
 	done
 	echo "bench: up of the 1st project on an empty host, by round (s): ${ups1[*]}; the kernel floor: ${floors1[*]}" >&2
 	up[1]=$(median "${ups1[@]}")
@@ -402,10 +403,7 @@ many() {
 		sames5+=("$(floor_same)")
 		keeper_settled
 		ups5+=("$(timed "$nsrun" up -q "$work/many5.yaml")")
-		if ((r < 3)); then
-			"$nsrun" down -q -p many5 >/dev/null
-			links_gone ': nsr-m5x[0-9]+[@:]'
-		fi
+		if ((r < 3)); then many_down 5; fi
 	done
 	echo "bench: up of the 5th project, by round (s): ${ups5[*]}; beside the same 4,000, the floor of the same work: ${sames5[*]}; the kernel floor alone: ${floors5[*]}" >&2
 	up[5]=$(median "${ups5[@]}")
