@@ -154,11 +154,14 @@ func create(p Pair, hh *netlink.Handle) (netlink.Link, error) {
 	if err := hh.LinkAdd(link); err != nil {
 		return nil, fmt.Errorf("creating veth %q with peer %q in netns %q: %w", p.Host, p.Peer, p.Namespace, err)
 	}
-	host, err := hh.LinkByName(p.Host)
-	if err != nil {
-		return nil, fmt.Errorf("looking up new veth %q: %w", p.Host, err)
+	// LinkAdd looked the new link up by name for its index; the rest of
+	// what another lookup would return is what was asked for (down, no
+	// alias, no address). Each lookup of a host side costs the kernel a
+	// walk of the ids of every namespace the host knows.
+	if link.Index == 0 {
+		return nil, fmt.Errorf("veth %q was created but cannot be found; run nsrun up again", p.Host)
 	}
-	return host, nil
+	return link, nil
 }
 
 func ensureHostSide(p Pair, hh *netlink.Handle, host netlink.Link, fresh bool) error {

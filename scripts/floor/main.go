@@ -185,12 +185,12 @@ func up(name string, base [4]byte, i int) error {
 	defer nh.Close()
 	attrs := netlink.NewLinkAttrs()
 	attrs.Name = name
-	if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: attrs, PeerName: "eth0", PeerNamespace: netlink.NsFd(int(ns))}); err != nil {
+	hostSide := &netlink.Veth{LinkAttrs: attrs, PeerName: "eth0", PeerNamespace: netlink.NsFd(int(ns))}
+	if err := netlink.LinkAdd(hostSide); err != nil { // looks the link up for its index
 		return fmt.Errorf("%s: %w", name, err)
 	}
-	hostSide, err := netlink.LinkByName(name)
-	if err != nil {
-		return err
+	if hostSide.Index == 0 {
+		return fmt.Errorf("%s: created but not found", name)
 	}
 	peer, err := nh.LinkByName("eth0")
 	if err != nil {
