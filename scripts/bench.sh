@@ -27,7 +27,8 @@
 #    rules in one restore batch and its counters in one nft batch, as nsrun
 #    plan writes them, without the shared chains the others made), and, as
 #    information, against the kernel floor alone (the namespaces and
-#    pairs); the 5th and the floors in three interleaved rounds, medians;
+#    pairs); the 5th and the floors in three interleaved rounds, medians,
+#    each measured on a quiet host as the 1st's;
 #    an unchanged up and status of the 1st with 9,000 others up against the
 #    same alone, in three rounds of the others up and down again, each
 #    measured on a quiet host (the rounds' ratios, median); down of the 5th
