@@ -21,14 +21,14 @@
 #    1,000 namespaces with a published port each, brought up one after the
 #    other, each once the keeper's look after the one before is over: up of
 #    the 5th against the 1st's (the 1st and the kernel floor on an empty
-#    host in three interleaved rounds, medians) and against the floor of
-#    the same work with as many up (scripts/floor -etc: the namespaces,
-#    pairs, addresses, routes and /etc/netns files, then the project's
-#    rules in one restore batch and its counters in one nft batch, as nsrun
-#    plan writes them, without the shared chains the others made), and, as
-#    information, against the kernel floor alone (the namespaces and
-#    pairs); the 5th and the floors in three interleaved rounds, medians,
-#    each measured on a quiet host as the 1st's;
+#    host in five interleaved rounds, three with --quick, medians) and
+#    against the floor of the same work with as many up (scripts/floor
+#    -etc: the namespaces, pairs, addresses, routes and /etc/netns files,
+#    then the project's rules in one restore batch and its counters in one
+#    nft batch, as nsrun plan writes them, without the shared chains the
+#    others made), and, as information, against the kernel floor alone
+#    (the namespaces and pairs); the 5th and the floors in as many
+#    interleaved rounds, medians, each on a quiet host as the 1st's;
 #    an unchanged up and status of the 1st with 9,000 others up against the
 #    same alone, in three rounds of the others up and down again, each
 #    measured on a quiet host (the rounds' ratios, median); down of the 5th
@@ -352,6 +352,10 @@ host_quiet() { # wait until the keeper's look is over and the host is quiet: at 
 	done
 	echo "bench: the host is still busy after 120 s; measuring anyway" >&2
 }
+loop_cpu() { # loop_cpu -> the CPU seconds a fixed loop takes: the machine's speed at that moment
+	local TIMEFORMAT=%U
+	{ time perl -e 'for (1 .. 4e7) {}'; } 2>&1
+}
 many_ups() { # many_ups FROM TO: up of those projects, untimed
 	local k
 	for ((k = $1; k <= $2; k++)); do "$nsrun" up -q "$work/many$k.yaml" >/dev/null; done
@@ -370,19 +374,21 @@ many() {
 	local k up=() f1 f5
 	for ((k = 1; k <= 10; k++)); do many_spec "$k" >"$work/many$k.yaml"; done
 	floor_spec >"$work/fl.yaml"
-	# The 1st up and the floor on an empty host, three rounds interleaved
+	# The 1st up and the floor on an empty host, in interleaved rounds
 	# (medians), as the 5th's below: one of each moves by 20% from one
-	# minute to the next. Each 1st up starts the keeper, as the last down
-	# stopped it.
-	local r ups1=() floors1=()
-	for r in 1 2 3; do
+	# minute to the next, and a fixed loop timed before each up shows
+	# the machine's own speed moving as much. Each 1st up starts the
+	# keeper, as the last down stopped it.
+	local r ups1=() floors1=() loops1=()
+	for ((r = 1; r <= rounds; r++)); do
 		host_quiet # the kernel frees the last round's namespaces
 		floors1+=("$(floor_up)")
 		host_quiet
+		loops1+=("$(loop_cpu)")
 		ups1+=("$(timed "$nsrun" up -q "$work/many1.yaml")")
-		if ((r < 3)); then many_down 1; fi
+		if ((r < rounds)); then many_down 1; fi
 	done
-	echo "bench: up of the 1st project on an empty host, by round (s): ${ups1[*]}; the kernel floor: ${floors1[*]}" >&2
+	echo "bench: up of the 1st project on an empty host, by round (s): ${ups1[*]}; the kernel floor: ${floors1[*]}; the fixed loop before each up (CPU s): ${loops1[*]}" >&2
 	up[1]=$(median "${ups1[@]}")
 	f1=$(median "${floors1[@]}")
 	local fw
@@ -394,21 +400,22 @@ many() {
 		keeper_settled
 		up[k]=$(timed "$nsrun" up -q "$work/many$k.yaml")
 	done
-	# The 5th up and the floor beside the same 4,000, three rounds
-	# interleaved (medians): one of each moved by 20% from run to run.
-	# Each on a quiet host, as the 1st's: each follows the teardown of
-	# 1,000 namespaces.
-	local ups5=() floors5=() sames5=()
-	for r in 1 2 3; do
+	# The 5th up and the floor beside the same 4,000, in interleaved
+	# rounds (medians): one of each moved by 20% from run to run. Each
+	# on a quiet host, as the 1st's: each follows the teardown of 1,000
+	# namespaces.
+	local ups5=() floors5=() sames5=() loops5=()
+	for ((r = 1; r <= rounds; r++)); do
 		host_quiet
 		floors5+=("$(floor_up)")
 		host_quiet
 		sames5+=("$(floor_same)")
 		host_quiet
+		loops5+=("$(loop_cpu)")
 		ups5+=("$(timed "$nsrun" up -q "$work/many5.yaml")")
-		if ((r < 3)); then many_down 5; fi
+		if ((r < rounds)); then many_down 5; fi
 	done
-	echo "bench: up of the 5th project, by round (s): ${ups5[*]}; beside the same 4,000, the floor of the same work: ${sames5[*]}; the kernel floor alone: ${floors5[*]}" >&2
+	echo "bench: up of the 5th project, by round (s): ${ups5[*]}; beside the same 4,000, the floor of the same work: ${sames5[*]}; the kernel floor alone: ${floors5[*]}; the fixed loop before each up (CPU s): ${loops5[*]}" >&2
 	up[5]=$(median "${ups5[@]}")
 	f5=$(median "${floors5[@]}")
 	local same5
