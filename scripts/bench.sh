@@ -35,7 +35,8 @@
 #    an unchanged up and status of the 1st with 9,000 others up against the
 #    same alone, in three rounds of the others up and down again, each
 #    measured on a quiet host (the rounds' ratios, median); down of the 5th
-#    with 4,000 others up against the floor for that teardown; the keeper's
+#    with 4,000 others up against the floor for that teardown, the wait
+#    for the pairs to go included in both (interleaved rounds); the keeper's
 #    RSS with all 10,000 up;
 # 1f. health checks (--health: only this): the supervisor's CPU time
 #    over a minute with 100 web servers, each checked over HTTP every
@@ -442,21 +443,33 @@ many() {
 	echo "bench: the rounds at the machine's speed (the fastest loop $loop_best s): the 1st $kept1 / the kernel floor $keptf1; the 5th $kept5 / the floor of the same work $kepts5 / the kernel floor alone $keptf5" >&2
 	up[1]=$(median $kept1) f1=$(median $keptf1)
 	up[5]=$(median $kept5) f5=$(median $keptf5) same5=$(median $kepts5)
-	# down of the 5th against the floor for the same teardown (the
+	# down of the 5th against the floor for the same teardown: the
 	# namespaces in one ip -batch, the firewall in one batch, the
-	# /etc/netns files), each after an up that brings the project back.
+	# /etc/netns files, and the wait for the kernel to remove the pairs,
+	# as nsrun's down waits for them (a name is free again only then).
+	# In interleaved rounds (medians), each after an up that brings the
+	# project back, on a quiet host.
 	for ((i = 0; i < 1000; i++)); do echo "netns del m5x$i"; done >"$work/delmany5.batch"
-	echo "ip -batch $work/delmany5.batch; $fw-save | grep -v NSR | $fw-restore; rm -rf /etc/netns/m5x*" >"$work/floor-many5.sh"
-	sync
+	{
+		echo "ip -batch $work/delmany5.batch; $fw-save | grep -v NSR | $fw-restore; rm -rf /etc/netns/m5x*"
+		echo "while ip -o link | grep -Eq ': nsr-m5x[0-9]+[@:]'; do sleep 0.005; done"
+	} >"$work/floor-many5.sh"
+	local downs5=() floors5d=()
+	for ((r = 1; r <= rounds; r++)); do
+		sync
+		host_quiet
+		downs5+=("$(timed "$nsrun" down -q -p many5)")
+		links_gone ': nsr-m5x[0-9]+[@:]'
+		"$nsrun" up -q "$work/many5.yaml" >/dev/null
+		sync
+		host_quiet
+		floors5d+=("$(timed bash "$work/floor-many5.sh")")
+		keeper_settled # the keeper repairs the rules the floor removed: a foreign change
+		"$nsrun" up -q "$work/many5.yaml" >/dev/null # repairs the rest
+	done
+	echo "bench: down of the 5th beside 4,000, by round (s): ${downs5[*]}; the floor: ${floors5d[*]}" >&2
 	local down5 floor5
-	down5=$(timed "$nsrun" down -q -p many5)
-	links_gone ': nsr-m5x[0-9]+[@:]'
-	"$nsrun" up -q "$work/many5.yaml" >/dev/null
-	sync
-	floor5=$(timed bash "$work/floor-many5.sh")
-	links_gone ': nsr-m5x[0-9]+[@:]'
-	keeper_settled # the keeper repairs the rules the floor removed: a foreign change
-	"$nsrun" up -q "$work/many5.yaml" >/dev/null # repairs the rest
+	down5=$(median "${downs5[@]}") floor5=$(median "${floors5d[@]}")
 	for ((k = 6; k <= 10; k++)); do
 		keeper_settled
 		up[k]=$(timed "$nsrun" up -q "$work/many$k.yaml")
@@ -738,17 +751,20 @@ for n in 100 200 500; do
 	"$nsrun" down -q -p "bench$n" >/dev/null
 done
 # down of 1,000 namespaces against the floor for the same teardown: the
-# namespaces deleted in one ip -batch, the firewall in one batch, and the
+# namespaces deleted in one ip -batch, the firewall in one batch, the
 # /etc/netns files nsrun wrote (which the manual method removes too; this
 # machine's root file system trims what it frees, so deleting files is
-# slow here). The bare floor, without the files, is shown as well.
+# slow here), and the wait for the kernel to remove the pairs, as nsrun's
+# down waits for them. The bare floor, without the files, is shown as well.
 spec_n 1000 >"$work/bench1000.yaml"
 "$nsrun" up -q "$work/bench1000.yaml" >/dev/null
 fw1000=$("$nsrun" status -p bench1000 -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["projects"][0]["backend"])')
 "$nsrun" down -q -p bench1000 >/dev/null
 for ((i = 0; i < 1000; i++)); do echo "netns del b1000x$i"; done >"$work/del1000.batch"
-echo "ip -batch $work/del1000.batch; $fw1000-save | grep -v NSR | $fw1000-restore" >"$work/floor-bare.sh"
-{ cat "$work/floor-bare.sh"; echo "rm -rf /etc/netns/b1000x*; rmdir /etc/netns 2>/dev/null || true"; } >"$work/floor.sh"
+gone1000="while ip -o link | grep -Eq ': nsr-b1000x[0-9]+[@:]'; do sleep 0.005; done"
+printf '%s\n' "ip -batch $work/del1000.batch; $fw1000-save | grep -v NSR | $fw1000-restore" "$gone1000" >"$work/floor-bare.sh"
+printf '%s\n' "ip -batch $work/del1000.batch; $fw1000-save | grep -v NSR | $fw1000-restore" \
+	"rm -rf /etc/netns/b1000x*; rmdir /etc/netns 2>/dev/null || true" "$gone1000" >"$work/floor.sh"
 # Each prepare brings the project up again; after a floor run, up finds its
 # record and repairs what the floor removed.
 prep1000="bash -c '$nsrun up -q $work/bench1000.yaml >/dev/null; sync; $settle'"
