@@ -452,7 +452,7 @@ many() {
 	for ((i = 0; i < 1000; i++)); do echo "netns del m5x$i"; done >"$work/delmany5.batch"
 	{
 		echo "ip -batch $work/delmany5.batch; $fw-save | grep -v NSR | $fw-restore; rm -rf /etc/netns/m5x*"
-		echo "while ip -o link | grep -Eq ': nsr-m5x[0-9]+[@:]'; do sleep 0.005; done"
+		echo "end=\$((SECONDS + 60)); while ((SECONDS < end)) && ip -o link | grep -Eq ': nsr-m5x[0-9]+[@:]'; do sleep 0.005; done"
 	} >"$work/floor-many5.sh"
 	local downs5=() floors5d=()
 	for ((r = 1; r <= rounds; r++)); do
@@ -464,6 +464,7 @@ many() {
 		sync
 		host_quiet
 		floors5d+=("$(timed bash "$work/floor-many5.sh")")
+		links_gone ': nsr-m5x[0-9]+[@:]' # says so if the floor's wait gave up
 		keeper_settled # the keeper repairs the rules the floor removed: a foreign change
 		"$nsrun" up -q "$work/many5.yaml" >/dev/null # repairs the rest
 	done
@@ -761,7 +762,7 @@ spec_n 1000 >"$work/bench1000.yaml"
 fw1000=$("$nsrun" status -p bench1000 -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["projects"][0]["backend"])')
 "$nsrun" down -q -p bench1000 >/dev/null
 for ((i = 0; i < 1000; i++)); do echo "netns del b1000x$i"; done >"$work/del1000.batch"
-gone1000="while ip -o link | grep -Eq ': nsr-b1000x[0-9]+[@:]'; do sleep 0.005; done"
+gone1000="end=\$((SECONDS + 60)); while ((SECONDS < end)) && ip -o link | grep -Eq ': nsr-b1000x[0-9]+[@:]'; do sleep 0.005; done"
 printf '%s\n' "ip -batch $work/del1000.batch; $fw1000-save | grep -v NSR | $fw1000-restore" "$gone1000" >"$work/floor-bare.sh"
 printf '%s\n' "ip -batch $work/del1000.batch; $fw1000-save | grep -v NSR | $fw1000-restore" \
 	"rm -rf /etc/netns/b1000x*; rmdir /etc/netns 2>/dev/null || true" "$gone1000" >"$work/floor.sh"
