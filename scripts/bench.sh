@@ -274,6 +274,9 @@ timed() { # timed COMMAND... -> seconds it took (its output dropped)
 	end=$(date +%s.%N)
 	awk -v a="$start" -v b="$end" 'BEGIN{printf "%.3f", b - a}'
 }
+gone_line() { # gone_line PATTERN -> a shell line that waits, polling as nsrun's down does, until no host link matches (at most 60 s): a floor's wait for its pairs
+	echo "end=\$((SECONDS + 60)); while ((SECONDS < end)) && ip -o link | grep -Eq '$1'; do sleep 0.005; done"
+}
 links_gone() { # links_gone PATTERN: wait until no host link matches
 	local i
 	for ((i = 0; i < 600; i++)); do
@@ -452,7 +455,7 @@ many() {
 	for ((i = 0; i < 1000; i++)); do echo "netns del m5x$i"; done >"$work/delmany5.batch"
 	{
 		echo "ip -batch $work/delmany5.batch; $fw-save | grep -v NSR | $fw-restore; rm -rf /etc/netns/m5x*"
-		echo "end=\$((SECONDS + 60)); while ((SECONDS < end)) && ip -o link | grep -Eq ': nsr-m5x[0-9]+[@:]'; do sleep 0.005; done"
+		gone_line ': nsr-m5x[0-9]+[@:]'
 	} >"$work/floor-many5.sh"
 	local downs5=() floors5d=()
 	for ((r = 1; r <= rounds; r++)); do
@@ -762,10 +765,10 @@ spec_n 1000 >"$work/bench1000.yaml"
 fw1000=$("$nsrun" status -p bench1000 -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["projects"][0]["backend"])')
 "$nsrun" down -q -p bench1000 >/dev/null
 for ((i = 0; i < 1000; i++)); do echo "netns del b1000x$i"; done >"$work/del1000.batch"
-gone1000="end=\$((SECONDS + 60)); while ((SECONDS < end)) && ip -o link | grep -Eq ': nsr-b1000x[0-9]+[@:]'; do sleep 0.005; done"
-printf '%s\n' "ip -batch $work/del1000.batch; $fw1000-save | grep -v NSR | $fw1000-restore" "$gone1000" >"$work/floor-bare.sh"
-printf '%s\n' "ip -batch $work/del1000.batch; $fw1000-save | grep -v NSR | $fw1000-restore" \
-	"rm -rf /etc/netns/b1000x*; rmdir /etc/netns 2>/dev/null || true" "$gone1000" >"$work/floor.sh"
+del1000="ip -batch $work/del1000.batch; $fw1000-save | grep -v NSR | $fw1000-restore"
+gone1000=$(gone_line ': nsr-b1000x[0-9]+[@:]')
+printf '%s\n' "$del1000" "$gone1000" >"$work/floor-bare.sh"
+printf '%s\n' "$del1000" "rm -rf /etc/netns/b1000x*; rmdir /etc/netns 2>/dev/null || true" "$gone1000" >"$work/floor.sh"
 # Each prepare brings the project up again; after a floor run, up finds its
 # record and repairs what the floor removed.
 prep1000="bash -c '$nsrun up -q $work/bench1000.yaml >/dev/null; sync; $settle'"
